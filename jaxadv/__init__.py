@@ -1,0 +1,38 @@
+"""jaxadv: adversarial training in the prototype model, by Monte Carlo and large-N ODEs.
+
+Modules, one concept each:
+
+* :mod:`jaxadv.params` -- :class:`ModelParams` and validation
+* :mod:`jaxadv.data` -- the two-cluster data model
+* :mod:`jaxadv.attack` -- the worst-case L2 perturbation
+* :mod:`jaxadv.losses` -- losses of the pre-activation and their Gaussian moments
+* :mod:`jaxadv.learning` -- the on-line SGD step (optax)
+* :mod:`jaxadv.montecarlo` -- N-dimensional simulation of many replicas
+* :mod:`jaxadv.gaussian` -- Gaussian averages by quadrature
+* :mod:`jaxadv.rk4` -- fixed-step Runge--Kutta integration
+* :mod:`jaxadv.ode` -- the order-parameter ODEs
+* :mod:`jaxadv.measures` -- test and robust errors
+* :mod:`jaxadv.compare` -- MC summaries and MC-vs-ODE deviations
+* :mod:`jaxadv.config`, :mod:`jaxadv.run`, :mod:`jaxadv.cli` -- configurations and the command line
+"""
+__version__ = "0.1.0"
+
+from .attack import l2_attack, l2_attack_field
+from .compare import compare, mc_summary, mean_sem, ode_table
+from .config import PRESETS, RunConfig, load_config
+from .data import sample_example, unit_direction
+from .learning import Student, sgd_step
+from .losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
+from .measures import robust_error, test_error
+from .montecarlo import MCResult, simulate
+from .ode import ODEResult, drift, solve_ode
+from .params import ModelParams, validate_params
+from .rk4 import RK4, ButcherTableau, integrate, rk_step
+
+__all__ = [
+    "__version__", "ModelParams", "validate_params", "sample_example", "unit_direction", "l2_attack",
+    "l2_attack_field", "Loss", "QUADRATIC", "LOSSES", "get_loss", "force", "force_moments", "Student",
+    "sgd_step", "MCResult", "simulate", "ODEResult", "drift", "solve_ode", "ButcherTableau", "RK4",
+    "rk_step", "integrate", "test_error", "robust_error", "mean_sem", "mc_summary", "ode_table", "compare",
+    "RunConfig", "PRESETS", "load_config",
+]

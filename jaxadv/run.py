@@ -1,0 +1,116 @@
+"""``jaxadv run``: ODE and Monte Carlo for one configuration, written to a directory.
+
+Files written (each atomically):
+
+* ``ode.csv`` -- ``alpha,R,b,test_error,robust_error``
+* ``mc.csv`` -- ``alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,robust_error_mean,robust_error_sem``
+* ``mc_replicas.npz`` -- ``alpha`` ``(P,)``, ``R`` and ``b`` ``(replicas, P)``
+* ``robustness.csv`` -- ``eps_test,robust_error_ode,robust_error_mc_mean,robust_error_mc_sem`` at alpha_max
+* ``config.json`` -- resolved parameters, versions, device, timings, verdict
+* ``order_parameters.png``, ``errors.png``, ``robustness.png``
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import __version__
+from .compare import compare, mc_summary, mean_sem, ode_table
+from .config import RunConfig, config_dict
+from .io import write_csv, write_json, write_npz
+from .measures import robust_error
+from .montecarlo import save_schedule, simulate
+from .ode import solve_ode
+from .plots import plot_errors, plot_order_parameters, plot_robustness
+
+__all__ = ["run"]
+
+MC_COLUMNS = ("alpha", "R_mean", "R_sem", "b_mean", "b_sem", "test_error_mean", "test_error_sem",
+              "robust_error_mean", "robust_error_sem")
+
+
+def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+    """Run the ODE (and the Monte Carlo unless ``cfg.mc`` is false) and write all outputs.
+
+    Returns:
+        The dictionary written to ``config.json``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    params = cfg.params
+    eps_test = cfg.eps_test_value
+    timings = {}
+    steps, alpha = save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)
+    alpha_end = float(alpha[-1])
+
+    t = time.perf_counter()
+    ode = solve_ode(params, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0,
+                    b0=cfg.b0, loss=cfg.loss)
+    ode = jax.block_until_ready(ode)
+    timings["ode_s"] = time.perf_counter() - t
+    ode_cols = ode_table(ode, params, eps_test)
+    write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
+    log(f"ode: {len(alpha)} points to alpha={alpha_end:g} in {timings['ode_s']:.2f}s "
+        f"(R={ode_cols['R'][-1]:.6f}, b={ode_cols['b'][-1]:.6f})")
+
+    eps_grid = np.linspace(0.0, cfg.eps_test_max_value, 41)
+    rob = {"eps_test": eps_grid,
+           "robust_error_ode": np.asarray(robust_error(ode.R[-1], ode.b[-1], eps_grid, params))}
+
+    mc_cols = None
+    summary = {}
+    if cfg.mc:
+        dtype = jnp.float64 if cfg.x64 else jnp.float32
+        key = jax.random.key(cfg.seed, impl=cfg.prng)
+        t = time.perf_counter()
+        mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
+                      loss=cfg.loss, dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
+                      checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"))
+        timings["mc_s"] = time.perf_counter() - t
+        mc_cols = mc_summary(mc, params, eps_test)
+        write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
+        write_npz(os.path.join(out_dir, "mc_replicas.npz"), alpha=mc.alpha, R=mc.R, b=mc.b, norm=mc.norm,
+                  finite=mc.finite)
+        fin = mc.finite[:, -1]
+        S = np.asarray(robust_error(mc.R[:, -1:].astype(np.float64), mc.b[:, -1:].astype(np.float64),
+                                    eps_grid[None, :], params))
+        rob["robust_error_mc_mean"], rob["robust_error_mc_sem"] = mean_sem(S, np.broadcast_to(fin[:, None], S.shape))
+        cmp = compare(mc_cols, ode_cols)
+        summary = {"verdict": cmp.verdict(), "max_deviation_sem": cmp.worst[0], "worst_quantity": cmp.worst[1],
+                   "worst_alpha": cmp.worst[2], "replicas_diverged": cmp.n_diverged,
+                   "norm_w_max_abs_error": float(np.nanmax(np.abs(mc.norm - 1.0)))}
+        rate = cfg.replicas * steps * cfg.n_save / timings["mc_s"]
+        log(f"monte carlo: {cfg.replicas} replicas x {steps * cfg.n_save} steps at N={cfg.N} in "
+            f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s)")
+        if cmp.n_diverged:
+            log(f"warning: {cmp.n_diverged} of {cfg.replicas} replicas diverged; averages use the finite ones")
+        log(summary["verdict"])
+    write_csv(os.path.join(out_dir, "robustness.csv"), rob)
+
+    t = time.perf_counter()
+    title = f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}"
+    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title)
+    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title)
+    plot_robustness(rob, os.path.join(out_dir, "robustness.png"), alpha_end)
+    timings["plots_s"] = time.perf_counter() - t
+
+    info = {
+        "config": config_dict(cfg),
+        "resolved": {"eps_test": eps_test, "eps_test_max": cfg.eps_test_max_value, "steps_per_save": steps,
+                     "alpha_max_actual": alpha_end, "ode_dt": cfg.dt, "mc_dtype": "float64" if cfg.x64 else "float32",
+                     "ode_dtype": str(jnp.result_type(float))},
+        "jaxadv_version": __version__,
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "device_count": jax.device_count(),
+        "timings_s": timings,
+        "seed": cfg.seed,
+        **summary,
+    }
+    write_json(os.path.join(out_dir, "config.json"), info)
+    return info
