@@ -61,9 +61,9 @@ def check_value(name: str, value, ok, rule: str) -> None:
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} is not a number") from None
     if not math.isfinite(x):
-        raise ValueError(f"{name}={value!r} must be finite")
+        raise ValueError(f"{name}={x!r} must be finite")
     if not ok(x):
-        raise ValueError(f"{name}={value!r} {rule}")
+        raise ValueError(f"{name}={x!r} {rule}")
 
 
 def validate_params(params: ModelParams) -> ModelParams:

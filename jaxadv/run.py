@@ -79,15 +79,18 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         S = np.asarray(robust_error(mc.R[:, -1:].astype(np.float64), mc.b[:, -1:].astype(np.float64),
                                     eps_grid[None, :], params))
         rob["robust_error_mc_mean"], rob["robust_error_mc_sem"] = mean_sem(S, np.broadcast_to(fin[:, None], S.shape))
-        cmp = compare(mc_cols, ode_cols)
-        summary = {"verdict": cmp.verdict(), "max_deviation_sem": cmp.worst[0], "worst_quantity": cmp.worst[1],
-                   "worst_alpha": cmp.worst[2], "replicas_diverged": cmp.n_diverged,
+        raw = compare(mc_cols, ode_cols)
+        cmp = compare(mc_cols, ode_cols, allowance=1.0 / cfg.N)
+        summary = {"verdict": cmp.verdict() + f" after a finite-N allowance 1/N={1.0 / cfg.N:g}",
+                   "max_deviation_sem": raw.worst[0], "worst_quantity": raw.worst[1], "worst_alpha": raw.worst[2],
+                   "max_deviation_sem_after_allowance": cmp.worst[0], "replicas_diverged": cmp.n_diverged,
                    "norm_w_max_abs_error": float(np.nanmax(np.abs(mc.norm - 1.0)))}
         rate = cfg.replicas * steps * cfg.n_save / timings["mc_s"]
         log(f"monte carlo: {cfg.replicas} replicas x {steps * cfg.n_save} steps at N={cfg.N} in "
             f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s)")
         if cmp.n_diverged:
             log(f"warning: {cmp.n_diverged} of {cfg.replicas} replicas diverged; averages use the finite ones")
+        log(f"largest raw MC-ODE deviation: {raw.worst[0]:.2f} standard errors ({raw.worst[1]} at alpha={raw.worst[2]:g})")
         log(summary["verdict"])
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
 

@@ -1,0 +1,75 @@
+"""ODE right-hand side and trajectory against an independent SciPy implementation."""
+import numpy as np
+from scipy.integrate import quad, solve_ivp
+from scipy.special import erf
+
+import jax
+import jax.numpy as jnp
+
+from jaxadv import ModelParams, drift, solve_ode
+from jaxadv import ode as ode_module
+
+
+def _delta(x, tau):
+    return (tau - erf(x)) * 2 / np.sqrt(np.pi) * np.exp(-x * x)
+
+
+def _avg(f, m, v):
+    g = lambda x: f(x) * np.exp(-((x - m) ** 2) / (2 * v)) / np.sqrt(2 * np.pi * v)
+    s = np.sqrt(v)
+    return quad(g, m - 30 * s, m + 30 * s, epsabs=1e-14, epsrel=1e-12, limit=400)[0]
+
+
+def rhs_reference(R, b, p):
+    """The ODEs written out independently, Gaussian averages by scipy quad."""
+    prior, rho, v1, v2, eta_w, eta_b, eps = p
+    dR = db = 0.0
+    for tau, wt, v in ((1.0, prior, v1), (-1.0, 1 - prior, v2)):
+        m = tau * rho * R / 2 - b - tau * eps
+        d1 = _avg(lambda x: _delta(x, tau), m, v)
+        d2 = _avg(lambda x: _delta(x, tau) ** 2, m, v)
+        dR += eta_w * (1 - R * R) * rho / 2 * wt * tau * d1 - eta_w**2 / 2 * R * wt * v * d2
+        db += -eta_b * wt * d1
+    return np.array([dR, db])
+
+
+PARAMS = [
+    ModelParams(prior=0.5, rho=2.0, v1=1.0, v2=1.0, eta_w=0.04, eta_b=0.2, eps=1.0),
+    ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.0, eta_w=0.04, eta_b=0.2, eps=1.0),
+    ModelParams(prior=0.35, rho=3.0, v1=1.7, v2=0.5, eta_w=0.5, eta_b=0.8, eps=0.3),
+    ModelParams(prior=0.6, rho=1.0, v1=0.8, v2=2.5, eta_w=1.5, eta_b=0.1, eps=0.0),
+]
+
+
+def test_rhs_against_quad_reference():
+    for p in PARAMS:
+        for R, b in ((0.0, 0.0), (0.5, -0.7), (0.95, 1.2), (-0.3, 0.4)):
+            got = np.array([float(x) for x in drift(jnp.asarray(R), jnp.asarray(b), p)])
+            np.testing.assert_allclose(got, rhs_reference(R, b, p), atol=1e-10, rtol=0)
+
+
+def test_trajectory_against_solve_ivp():
+    for p in PARAMS:
+        sol = solve_ode(p, alpha_max=40.0, n_save=8, dt=0.02, R0=0.1, b0=0.2)
+        ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
+                        t_eval=np.asarray(sol.alpha), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-8)
+        np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-8)
+
+
+def test_grid_is_vmap_of_points_and_no_recompile():
+    prior = jnp.array([0.3, 0.5, 0.8])
+    eps = jnp.array([0.0, 0.5, 1.0])
+    grid = solve_ode(ModelParams(prior=prior, eps=eps), alpha_max=5.0, n_save=5)
+    for i in range(3):
+        one = solve_ode(ModelParams(prior=float(prior[i]), eps=float(eps[i])), alpha_max=5.0, n_save=5)
+        np.testing.assert_allclose(grid.R[i], one.R, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(grid.b[i], one.b, rtol=0, atol=1e-14)
+    before = ode_module._solve._cache_size()
+    solve_ode(ModelParams(prior=0.61, rho=2.5, eps=0.2, eta_w=0.3), alpha_max=5.0, n_save=5)
+    assert ode_module._solve._cache_size() == before
+
+
+def test_symmetric_case_keeps_b_zero():
+    sol = solve_ode(ModelParams(prior=0.5, v1=1.0, v2=1.0), alpha_max=50.0, n_save=5)
+    assert float(jnp.max(jnp.abs(sol.b))) < 1e-14
