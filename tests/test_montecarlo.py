@@ -116,3 +116,40 @@ def test_monte_carlo_agrees_with_ode_large(case):
     ode = solve_ode(p, float(mc.alpha[-1]), 20)
     cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=1.0 / N)
     assert cmp.worst[0] <= 4.0, cmp.verdict()
+
+
+def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
+    kw = dict(N=40, alpha_max=3.0, n_save=6, replicas=5)
+    p = ModelParams(prior=0.6, eps=0.7)
+    ref = simulate(jax.random.key(5), p, **kw)
+    ck = str(tmp_path / "ck.npz")
+    real = montecarlo._advance
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(montecarlo, "_advance", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(jax.random.key(5), p, checkpoint=ck, checkpoint_every=0.0, **kw)
+    monkeypatch.setattr(montecarlo, "_advance", real)
+    with np.load(ck) as c:
+        assert int(c["k"]) == 3
+    # a different configuration does not pick up the checkpoint
+    other = simulate(jax.random.key(6), p, checkpoint=ck + ".other", **kw)
+    assert not np.array_equal(other.R, ref.R)
+    counted = {"n": 0}
+
+    def counting(*a, **k):
+        counted["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(montecarlo, "_advance", counting)
+    res = simulate(jax.random.key(5), p, checkpoint=ck, **kw)
+    assert counted["n"] == 3  # resumed at save interval 3 of 6
+    np.testing.assert_array_equal(res.R, ref.R)
+    np.testing.assert_array_equal(res.b, ref.b)
+    assert not (tmp_path / "ck.npz").exists()
