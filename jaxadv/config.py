@@ -22,6 +22,7 @@ from .params import ModelParams, check_value, validate_params
 
 __all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
 
+_MODEL_DEFAULTS = ModelParams._field_defaults
 PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
 
 
@@ -50,13 +51,13 @@ class RunConfig:
 
     name: str = "custom"
     N: int = 1000
-    prior: float = 0.5
-    rho: float = 2.0
-    v1: float = 1.0
-    v2: float = 1.0
-    eta_w: float = 0.04
-    eta_b: float = 0.2
-    eps: float = 1.0
+    prior: float = _MODEL_DEFAULTS["prior"]
+    rho: float = _MODEL_DEFAULTS["rho"]
+    v1: float = _MODEL_DEFAULTS["v1"]
+    v2: float = _MODEL_DEFAULTS["v2"]
+    eta_w: float = _MODEL_DEFAULTS["eta_w"]
+    eta_b: float = _MODEL_DEFAULTS["eta_b"]
+    eps: float = _MODEL_DEFAULTS["eps"]
     eps_test: Optional[float] = None
     eps_test_max: Optional[float] = None
     alpha_max: float = 100.0
