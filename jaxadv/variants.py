@@ -140,9 +140,9 @@ def validate_options(options: TrainingOptions) -> TrainingOptions:
             raise ValueError(f"eps_weights={options.eps_weights!r} must have the length of "
                              f"eps_values={options.eps_values!r}")
         for v in vals:
-            check_value("eps_values", v, lambda x: x >= 0, "must be >= 0")
+            check_value("eps_values", float(v), lambda x: x >= 0, "must be >= 0")
         for v in wts:
-            check_value("eps_weights", v, lambda x: x >= 0, "must be >= 0")
+            check_value("eps_weights", float(v), lambda x: x >= 0, "must be >= 0")
         if wts.sum() <= 0:
             raise ValueError(f"eps_weights={options.eps_weights!r} must have a positive sum")
     if options.attack == "noise" and options.eps_dist != "fixed" and not options.nonrobust_only:
