@@ -118,6 +118,7 @@ def test_mc_under_threat_model_and_orientation(attack):
     assert y.mean() - x.mean() > 4 * sem
 
 
+@pytest.mark.slow
 def test_dense_axis_is_irrelevant_for_l2():
     """The L2 attack is rotation invariant: the dense B gives the same statistics of R (same seed, new data)."""
     p = PARAMS
