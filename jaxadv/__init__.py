@@ -12,6 +12,10 @@ Modules, one concept each:
 * :mod:`jaxadv.rk4` -- fixed-step Runge--Kutta integration
 * :mod:`jaxadv.ode` -- the order-parameter ODEs
 * :mod:`jaxadv.measures` -- test and robust errors
+* :mod:`jaxadv.variants` -- training variants and threat models (randomised eps, non-robust-only,
+  noise augmentation, L-infinity and L1 attacks)
+* :mod:`jaxadv.threat` -- robust errors under the L2, L-infinity and L1 threat models
+* :mod:`jaxadv.defences` -- comparison of defences (``jaxadv compare-defences``)
 * :mod:`jaxadv.compare` -- MC summaries and MC-vs-ODE deviations
 * :mod:`jaxadv.config`, :mod:`jaxadv.run`, :mod:`jaxadv.cli` -- configurations and the command line
 """
@@ -28,11 +32,15 @@ from .montecarlo import MCResult, simulate
 from .ode import ODEResult, drift, solve_ode
 from .params import ModelParams, validate_params
 from .rk4 import RK4, ButcherTableau, integrate, rk_step
+from .variants import TrainingOptions, noise_std_for_norm, requires_full_state
+from .threat import robust_error_threat
+from .defences import DEFENCES, compare_defences, plot_defences
 
 __all__ = [
     "__version__", "ModelParams", "validate_params", "sample_example", "unit_direction", "l2_attack",
     "l2_attack_field", "Loss", "QUADRATIC", "LOSSES", "get_loss", "force", "force_moments", "Student",
     "sgd_step", "MCResult", "simulate", "ODEResult", "drift", "solve_ode", "ButcherTableau", "RK4",
     "rk_step", "integrate", "test_error", "robust_error", "mean_sem", "mc_summary", "ode_table", "compare",
-    "RunConfig", "PRESETS", "load_config",
+    "RunConfig", "PRESETS", "load_config", "TrainingOptions", "requires_full_state", "noise_std_for_norm",
+    "robust_error_threat", "DEFENCES", "compare_defences", "plot_defences",
 ]

@@ -1,4 +1,5 @@
-"""Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
+"""Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
+``jaxadv compare-defences [PRESET_OR_TOML] [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,12 @@ def _parser():
     r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their keys")
+    d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
+    d.add_argument("config", nargs="?", default="scenario2", help="base preset or .toml (default scenario2)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the base config (repeatable)")
+    d.add_argument("--out", default=None, help="output directory (default: results/defences)")
+    d.add_argument("--no-mc", action="store_true", help="ODE only")
     return p
 
 
@@ -47,6 +54,15 @@ def _dispatch(args) -> int:
     if args.command == "presets":
         for name, cfg in PRESETS.items():
             print(name, {k: v for k, v in config_dict(cfg).items() if k != "name"})
+        return 0
+    if args.command == "compare-defences":
+        from .defences import run_defences
+
+        cfg = load_config(args.config, args.overrides)
+        out = args.out or os.path.join("results", "defences")
+        print(f"jaxadv compare-defences {cfg.name} -> {out}")
+        run_defences(cfg, out, mc=cfg.mc and not args.no_mc)
+        print(f"wrote {out}")
         return 0
     cfg = load_config(args.config, args.overrides)
     if args.no_mc:

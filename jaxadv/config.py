@@ -47,6 +47,16 @@ class RunConfig:
         b0: initial bias.
         prng: PRNG implementation of ``jax.random.key``.
         mc: run the Monte Carlo (``--no-mc`` sets it false).
+        attack: training perturbation ``l2`` (default), ``noise``, ``linf`` or ``l1``
+            (see :class:`jaxadv.variants.TrainingOptions`; ``linf``/``l1`` are Monte Carlo only).
+        eps_dist: per-example radius ``fixed`` (= ``eps``), ``uniform`` or ``discrete``.
+        eps_min, eps_max: range of ``eps_dist="uniform"``.
+        eps_values, eps_weights: comma-separated support and weights of ``eps_dist="discrete"``,
+            e.g. ``eps_values="0.5,1.5"``, ``eps_weights="1,3"``.
+        nonrobust_only: update only on examples that are not eps-robust.
+        noise_norm: RMS L2 norm of the augmentation noise of ``attack="noise"`` (default ``eps``);
+            per-component std ``noise_norm / sqrt(N)``.
+        B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
     """
 
     name: str = "custom"
@@ -71,10 +81,32 @@ class RunConfig:
     b0: float = 0.0
     prng: str = "threefry2x32"
     mc: bool = True
+    attack: str = "l2"
+    eps_dist: str = "fixed"
+    eps_min: float = 0.0
+    eps_max: float = 0.0
+    eps_values: str = ""
+    eps_weights: str = ""
+    nonrobust_only: bool = False
+    noise_norm: Optional[float] = None
+    B: str = "first"
 
     @property
     def params(self) -> ModelParams:
         return ModelParams(*(getattr(self, f) for f in ModelParams._fields))
+
+    @property
+    def options(self):
+        """The :class:`jaxadv.variants.TrainingOptions` of the config (``None`` for plain L2 training)."""
+        from .variants import TrainingOptions
+
+        opts = TrainingOptions(
+            attack=self.attack, eps_dist=self.eps_dist, nonrobust_only=self.nonrobust_only,
+            eps_min=self.eps_min, eps_max=self.eps_max, eps_values=_floats("eps_values", self.eps_values),
+            eps_weights=_floats("eps_weights", self.eps_weights),
+            noise_std=(self.eps if self.noise_norm is None else self.noise_norm) / math.sqrt(self.N)
+            if self.attack == "noise" else 0.0)
+        return None if opts == TrainingOptions() else opts
 
     @property
     def eps_test_value(self) -> float:
@@ -83,6 +115,14 @@ class RunConfig:
     @property
     def eps_test_max_value(self) -> float:
         return max(2.0 * self.eps, 2.0 * self.eps_test_value, 2.0) if self.eps_test_max is None else self.eps_test_max
+
+
+def _floats(key: str, text: str):
+    """``"0.5, 1.5"`` -> ``(0.5, 1.5)``; ValueError naming ``key`` otherwise."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{key}={text!r} is not a comma-separated list of numbers") from None
 
 
 # The talk's two scenarios. alpha_max and replicas are sized so that the default
@@ -184,6 +224,14 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
     if cfg.prng not in PRNG_IMPLS:
         raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
+    if cfg.B not in ("first", "dense"):
+        raise ValueError(f"B={cfg.B!r} must be 'first' or 'dense'")
+    if cfg.noise_norm is not None:
+        check_value("noise_norm", cfg.noise_norm, lambda x: x >= 0, "must be >= 0")
+    if cfg.options is not None:
+        from .variants import validate_options
+
+        validate_options(cfg.options)
     if cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
                          "a save interval must hold at least one step")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .params import ModelParams
 
-__all__ = ["sample_example", "cluster_table", "field_mean", "unit_direction"]
+__all__ = ["sample_example", "cluster_table", "field_mean", "unit_direction", "cluster_axis"]
 
 
 def unit_direction(N: int, dtype=jnp.float32) -> jax.Array:
@@ -28,6 +28,21 @@ def unit_direction(N: int, dtype=jnp.float32) -> jax.Array:
     vector gives the same statistics of (R, b); the coordinate vector is the cheapest.
     """
     return jnp.zeros((N,), dtype).at[0].set(1)
+
+
+def cluster_axis(N: int, kind: str = "first", dtype=jnp.float32) -> jax.Array:
+    r"""The cluster axis B by name, shape ``(N,)``, unit L2 norm.
+
+    ``"first"``: the first coordinate vector (:func:`unit_direction`, the default);
+    ``"dense"``: :math:`(1,\dots,1)/\sqrt N`. The L2 attack and noise are rotation invariant,
+    so the choice changes nothing for them; the L-infinity and L1 attacks are not, and there
+    the orientation of B matters.
+    """
+    if kind == "first":
+        return unit_direction(N, dtype)
+    if kind == "dense":
+        return jnp.full((N,), 1.0 / jnp.sqrt(N), dtype)
+    raise ValueError(f"B={kind!r} must be 'first', 'dense' or a unit vector of shape (N,)")
 
 
 def sample_example(key: jax.Array, params: ModelParams, B: jax.Array):

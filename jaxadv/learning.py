@@ -53,12 +53,28 @@ def example_loss(student: Student, xi_adv, tau, loss: Loss):
     return loss.value(jnp.dot(student.w, xi_adv) - student.b, tau)
 
 
-def sgd_step(student: Student, xi, tau, params: ModelParams, loss: Loss) -> Student:
-    """One adversarial-training step on one example ``(xi, tau)``; returns the new student."""
+def sgd_step(student: Student, xi, tau, params: ModelParams, loss: Loss, options=None, key=None) -> Student:
+    """One adversarial-training step on one example ``(xi, tau)``; returns the new student.
+
+    ``options`` (a :class:`jaxadv.variants.TrainingOptions`, default ``None``: L2 attack at
+    ``params.eps``) selects a training variant; variants that draw random numbers (randomised
+    eps, noise) need ``key``. With ``nonrobust_only`` the student is returned unchanged on
+    examples that are eps-robust.
+    """
     N = xi.shape[-1]
-    xi_adv = jax.lax.stop_gradient(l2_attack(xi, tau, student.w, params.eps))
+    gate = None
+    if options is None:
+        xi_adv = jax.lax.stop_gradient(l2_attack(xi, tau, student.w, params.eps))
+    else:
+        from .variants import perturb_example
+
+        xi_adv, gate = perturb_example(key, student, xi, tau, params, options)
+        xi_adv = jax.lax.stop_gradient(xi_adv)
     grads = jax.grad(example_loss)(student, xi_adv, tau, loss)
     opt = student_optimizer(params, N)
     updates, _ = opt.update(grads, opt.init(student), student)
     new = optax.apply_updates(student, updates)
-    return Student(w=optax.projections.projection_l2_sphere(new.w), b=new.b)
+    new = Student(w=optax.projections.projection_l2_sphere(new.w), b=new.b)
+    if gate is not None:
+        new = Student(w=jnp.where(gate, new.w, student.w), b=jnp.where(gate, new.b, student.b))
+    return new

@@ -26,7 +26,7 @@ from jax.scipy.special import erf
 
 from .gaussian import gauss_hermite_mean, gauss_legendre_mean
 
-__all__ = ["Loss", "QUADRATIC", "LOSSES", "get_loss", "force", "force_moments"]
+__all__ = ["Loss", "QUADRATIC", "LOGISTIC", "CROSS_ENTROPY", "LOSSES", "get_loss", "force", "force_moments"]
 
 
 class Loss(NamedTuple):
@@ -115,6 +115,32 @@ def _quadratic_moments(m, v, tau):
 QUADRATIC = Loss("quadratic", _quadratic_value, _quadratic_moments)
 
 LOSSES = {QUADRATIC.name: QUADRATIC}
+
+
+# --- losses of the margin tau*x without closed forms (the ODE uses quadrature) -------------------
+
+def _logistic_value(x, tau):
+    r"""Logistic loss :math:`L = \log(1 + e^{-2\tau x})`, force :math:`\delta = 2\tau/(1+e^{2\tau x})`.
+
+    It is the cross-entropy of the label under :math:`P(\tau\mid x) = (1+\tanh(\tau x))/2`,
+    the tanh student at inverse temperature :math:`\beta=1`."""
+    return jax.nn.softplus(-2.0 * tau * x)
+
+
+def _cross_entropy_value(x, tau):
+    r"""Cross-entropy of the erf student, :math:`P(\tau\mid x)=(1+\tau\operatorname{erf}x)/2=\Phi(\sqrt2\,\tau x)`:
+    :math:`L=-\log\Phi(\sqrt2\,\tau x)`, force
+    :math:`\delta=\sqrt2\,\tau\,\varphi(\sqrt2 x)/\Phi(\sqrt2\,\tau x)` (evaluated with ``log_ndtr``,
+    stable for large :math:`-\tau x`, where :math:`\delta\approx -2x`)."""
+    from jax.scipy.special import log_ndtr
+
+    return -log_ndtr(math.sqrt(2.0) * tau * x)
+
+
+LOGISTIC = Loss("logistic", _logistic_value)
+CROSS_ENTROPY = Loss("cross_entropy", _cross_entropy_value)
+LOSSES[LOGISTIC.name] = LOGISTIC
+LOSSES[CROSS_ENTROPY.name] = CROSS_ENTROPY
 
 
 def get_loss(name_or_loss) -> Loss:

@@ -42,6 +42,8 @@ class MCResult(NamedTuple):
         b: biases, shape ``(replicas, P)``.
         norm: :math:`\\|w\\|` (1 up to round-off), shape ``(replicas, P)``.
         finite: ``True`` where R and b are finite, shape ``(replicas, P)``.
+        norm1: :math:`\\|w\\|_1`, shape ``(replicas, P)`` (dual norm of the L-infinity threat).
+        norm_inf: :math:`\\|w\\|_\\infty`, shape ``(replicas, P)`` (dual norm of the L1 threat).
     """
 
     alpha: np.ndarray
@@ -49,6 +51,8 @@ class MCResult(NamedTuple):
     b: np.ndarray
     norm: np.ndarray
     finite: np.ndarray
+    norm1: Optional[np.ndarray] = None
+    norm_inf: Optional[np.ndarray] = None
 
 
 def init_replica(key, B, R0=None, b0=0.0) -> Student:
@@ -64,10 +68,20 @@ def init_replica(key, B, R0=None, b0=0.0) -> Student:
     return Student(w=w, b=jnp.asarray(b0, B.dtype))
 
 
-def step_replica(key, student: Student, params: ModelParams, B, loss) -> Student:
-    """One on-line step: draw an example, attack it, update the student."""
+def step_replica(key, student: Student, params: ModelParams, B, loss, options=None) -> Student:
+    """One on-line step: draw an example, attack it, update the student.
+
+    ``options``: a :class:`jaxadv.variants.TrainingOptions` (``None``: L2 adversarial training);
+    its random numbers use ``fold_in(key, 1)``, the example ``key`` itself."""
     xi, tau = sample_example(key, params, B)
-    return sgd_step(student, xi, tau, params, loss)
+    if options is None:
+        return sgd_step(student, xi, tau, params, loss)
+    return sgd_step(student, xi, tau, params, loss, options, jax.random.fold_in(key, 1))
+
+
+def observe_norms(student: Student):
+    """``(|w|_1, |w|_inf)`` of one student: the dual norms of the L-infinity and L1 threats."""
+    return jnp.sum(jnp.abs(student.w)), jnp.max(jnp.abs(student.w))
 
 
 def observe(student: Student, B):
@@ -75,17 +89,25 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "loss"), donate_argnums=(1,))
-def _advance(run_keys, students, params, B, start, n_steps, loss):
-    """Advance every replica by ``n_steps`` steps, starting at step index ``start``."""
+@functools.partial(jax.jit, static_argnames=("n_steps", "loss", "spec"), donate_argnums=(1,))
+def _advance(run_keys, students, params, B, start, n_steps, loss, spec=None, vparams=None):
+    """Advance every replica by ``n_steps`` steps, starting at step index ``start``.
+
+    ``spec``/``vparams``: static and traced parts of the training options (``None``: default)."""
+    options = None
+    if spec is not None:
+        from .variants import join_options
+
+        options = join_options(spec, vparams)
 
     def body(st, i):
         keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
-        st = jax.vmap(step_replica, (0, 0, None, None, None))(keys, st, params, B, loss)
+        step = lambda k, s_: step_replica(k, s_, params, B, loss, options)
+        st = jax.vmap(step)(keys, st)
         return st, None
 
     students, _ = jax.lax.scan(body, students, jnp.arange(n_steps, dtype=jnp.uint32))
-    return students, jax.vmap(observe, (0, None))(students, B)
+    return students, jax.vmap(observe, (0, None))(students, B) + jax.vmap(observe_norms)(students)
 
 
 @functools.partial(jax.jit, static_argnames=("R0_given",))
@@ -111,7 +133,7 @@ def _fingerprint(*items) -> str:
 def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
              replicas: int = 100, loss="quadratic", dtype=jnp.float32, R0: Optional[float] = None,
              b0: float = 0.0, B=None, progress: bool = False, checkpoint: Optional[str] = None,
-             checkpoint_every: float = 60.0) -> MCResult:
+             checkpoint_every: float = 60.0, options=None) -> MCResult:
     r"""Run ``replicas`` independent N-dimensional simulations of adversarial on-line learning.
 
     Args:
@@ -126,11 +148,15 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         dtype: ``jnp.float32`` (default) or ``jnp.float64`` (needs ``jax_enable_x64``).
         R0: initial overlap; ``None`` draws ``w`` uniformly on the sphere.
         b0: initial bias.
-        B: cluster axis, unit vector of shape ``(N,)``; default the first coordinate vector.
+        B: cluster axis: a unit vector of shape ``(N,)``, ``"first"`` (the first coordinate
+            vector, the default) or ``"dense"`` (:math:`(1,\\dots,1)/\\sqrt N`); see
+            :func:`jaxadv.data.cluster_axis`. Only the L-infinity and L1 attacks depend on it.
         progress: print a progress bar to stderr.
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches
             all arguments. It is removed at the end.
+        options: training variant, :class:`jaxadv.variants.TrainingOptions` (``None``: L2
+            adversarial training at ``params.eps``, identical to ``TrainingOptions()``).
 
     Returns:
         :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
@@ -160,6 +186,15 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     loss = get_loss(loss)
+    spec = vparams = None
+    if options is not None:
+        from .variants import split_options, validate_options
+
+        spec, vparams = split_options(validate_options(options), dtype)
+    if isinstance(B, str):
+        from .data import cluster_axis
+
+        B = cluster_axis(N, B, dtype)
     B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     p = as_array_params(params, dtype)
@@ -169,11 +204,12 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     init_keys, run_keys = pair[:, 0], pair[:, 1]
 
     P = n_save + 1
-    obs = np.full((3, replicas, P), np.nan, dtype=np.dtype(dtype))
+    obs = np.full((5, replicas, P), np.nan, dtype=np.dtype(dtype))
     start_k = 0
     fp = _fingerprint(np.asarray(jax.random.key_data(key)).tolist(), [float(x) for x in params], N,
                       float(alpha_max), n_save, replicas, loss.name, str(dtype), R0, float(b0),
-                      None if B is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest())
+                      None if B is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+                      None if options is None else [str(x) for x in options])
     students = None
     if checkpoint and os.path.exists(checkpoint):
         with np.load(checkpoint) as ck:
@@ -184,13 +220,13 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     if students is None:
         students = _init(init_keys, B, jnp.asarray(0.0 if R0 is None else R0, dtype),
                          jnp.asarray(b0, dtype), R0 is not None)
-        o = jax.vmap(observe, (0, None))(students, B)
+        o = jax.vmap(observe, (0, None))(students, B) + jax.vmap(observe_norms)(students)
         obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
 
     bar = Progress(n_save, "monte carlo", enabled=progress, initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, n_save):
-        students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss)
+        students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss, spec, vparams)
         obs[:, :, k + 1] = np.stack([np.asarray(x) for x in o])
         bar.update(k + 1)
         if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < n_save:
@@ -199,8 +235,9 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     bar.close()
     if checkpoint and os.path.exists(checkpoint):
         os.remove(checkpoint)
-    R, b, norm = obs
-    return MCResult(alpha=alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b))
+    R, b, norm, norm1, norm_inf = obs
+    return MCResult(alpha=alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b), norm1=norm1,
+                    norm_inf=norm_inf)
 
 
 def _save_checkpoint(path, fp, students, obs, k):

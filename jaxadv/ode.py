@@ -41,12 +41,21 @@ class ODEResult(NamedTuple):
     b: jax.Array
 
 
-def drift(R, b, params: ModelParams, loss="quadratic", method: str = "auto"):
-    r"""The right-hand side :math:`(dR/d\alpha, db/d\alpha)` at one point (scalars)."""
+def drift(R, b, params: ModelParams, loss="quadratic", method: str = "auto", options=None):
+    r"""The right-hand side :math:`(dR/d\alpha, db/d\alpha)` at one point (scalars).
+
+    ``options``: a :class:`jaxadv.variants.TrainingOptions` (``None``: L2 adversarial training);
+    the moments and the effective variance then come from :func:`jaxadv.variants.field_moments`.
+    Raises ``ValueError`` for variants without an ODE in (R, b) (L-infinity, L1)."""
     loss = get_loss(loss)
     tau, weight, var = cluster_table(params)
-    m = l2_attack_field(field_mean(R, b, tau, params), tau, params.eps)
-    d1, d2 = force_moments(loss, m, var, tau, method)
+    if options is None:
+        m = l2_attack_field(field_mean(R, b, tau, params), tau, params.eps)
+        d1, d2 = force_moments(loss, m, var, tau, method)
+    else:
+        from .variants import field_moments
+
+        d1, d2, var = field_moments(loss, R, b, params, options, method)
     dR = params.eta_w * (1 - R * R) * (params.rho / 2) * jnp.sum(weight * tau * d1, axis=0) - (
         params.eta_w**2 / 2
     ) * R * jnp.sum(weight * var * d2, axis=0)
@@ -54,12 +63,12 @@ def drift(R, b, params: ModelParams, loss="quadratic", method: str = "auto"):
     return dR, db
 
 
-def make_vector_field(loss="quadratic", method: str = "auto"):
+def make_vector_field(loss="quadratic", method: str = "auto", options=None):
     """``f(alpha, y, params)`` for :mod:`jaxadv.rk4`, with ``y = jnp.array([R, b])``."""
     loss = get_loss(loss)
 
     def f(alpha, y, params):
-        dR, db = drift(y[0], y[1], params, loss, method)
+        dR, db = drift(y[0], y[1], params, loss, method, options)
         return jnp.stack([dR, db])
 
     return f
@@ -77,14 +86,19 @@ def _steps(alpha_max: float, n_save: int, dt: float):
     return sub, interval / sub
 
 
-@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss", "method"))
-def _solve(params, y0, h, steps_per_save, n_save, loss, method):
-    f = make_vector_field(loss, method)
+@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss", "method", "spec"))
+def _solve(params, y0, h, steps_per_save, n_save, loss, method, spec=None, vparams=None):
+    options = None
+    if spec is not None:
+        from .variants import join_options
+
+        options = join_options(spec, vparams)
+    f = make_vector_field(loss, method, options)
     return integrate(f, y0, 0.0, h, steps_per_save, n_save, params, RK4)
 
 
 def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
-              R0=0.0, b0=0.0, loss="quadratic", method: str = "auto") -> ODEResult:
+              R0=0.0, b0=0.0, loss="quadratic", method: str = "auto", options=None) -> ODEResult:
     r"""Integrate the order-parameter ODEs from :math:`(R_0, b_0)` with RK4.
 
     Args:
@@ -96,6 +110,8 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
         R0, b0: initial overlap and bias (a random initial ``w`` has :math:`R_0 = 0` as N grows).
         loss: loss name or :class:`jaxadv.losses.Loss`.
         method: Gaussian averages, see :func:`jaxadv.losses.force_moments`.
+        options: training variant (:class:`jaxadv.variants.TrainingOptions`; ``None``: L2
+            adversarial training). Its traced fields are shared by all grid points.
 
     Returns:
         :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)``.
@@ -107,13 +123,20 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
         (11,)
     """
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
+    spec = vparams = None
+    if options is not None:
+        from .variants import check_ode_supported, split_options, validate_options
+
+        check_ode_supported(validate_options(options))
+        spec, vparams = split_options(options)
     dtype = jnp.result_type(float)
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     shape = jnp.broadcast_shapes(*(x.shape for x in p), jnp.shape(R0), jnp.shape(b0))
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     y0 = jnp.stack(jnp.broadcast_arrays(jnp.asarray(R0, dtype) + jnp.zeros(shape, dtype),
                                         jnp.asarray(b0, dtype) + jnp.zeros(shape, dtype)), axis=-1)
-    solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), loss=get_loss(loss), method=method)
+    solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), loss=get_loss(loss), method=method,
+                              **({} if spec is None else {"spec": spec, "vparams": vparams}))
     fn = lambda pp, yy: solve(pp, yy, jnp.asarray(h, dtype))
     for _ in range(len(shape)):
         fn = jax.vmap(fn)

@@ -41,6 +41,12 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         The dictionary written to ``config.json``.
     """
     os.makedirs(out_dir, exist_ok=True)
+    from .variants import requires_full_state
+
+    if requires_full_state(cfg.options):
+        from .threat import run_threat
+
+        return run_threat(cfg, out_dir, progress=progress, log=log)
     params = cfg.params
     eps_test = cfg.eps_test_value
     timings = {}
@@ -49,7 +55,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
 
     t = time.perf_counter()
     ode = solve_ode(params, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0,
-                    b0=cfg.b0, loss=cfg.loss)
+                    b0=cfg.b0, loss=cfg.loss, options=cfg.options)
     ode = jax.block_until_ready(ode)
     timings["ode_s"] = time.perf_counter() - t
     ode_cols = ode_table(ode, params, eps_test)
@@ -69,7 +75,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         t = time.perf_counter()
         mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
                       loss=cfg.loss, dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
-                      checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"))
+                      checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), options=cfg.options, B=cfg.B)
         timings["mc_s"] = time.perf_counter() - t
         mc_cols = mc_summary(mc, params, eps_test)
         write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
