@@ -20,6 +20,9 @@ def _parser():
     r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their keys")
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -36,6 +39,8 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
+    if hasattr(args, "func"):
+        return args.func(args)
     import jax
 
     # The ODE is integrated in float64 (Gaussian averages to 1e-9); the Monte Carlo picks
