@@ -12,6 +12,9 @@ Modules, one concept each:
 * :mod:`jaxadv.rk4` -- fixed-step Runge--Kutta integration
 * :mod:`jaxadv.ode` -- the order-parameter ODEs
 * :mod:`jaxadv.measures` -- test and robust errors
+* :mod:`jaxadv.fixed_points` -- fixed points of the ODEs and best achievable errors
+* :mod:`jaxadv.sweep` -- resumable parameter sweeps; :mod:`jaxadv.sweep_plots` -- their figures
+* :mod:`jaxadv.sharding` -- replicas and grid points split over all devices
 * :mod:`jaxadv.compare` -- MC summaries and MC-vs-ODE deviations
 * :mod:`jaxadv.config`, :mod:`jaxadv.run`, :mod:`jaxadv.cli` -- configurations and the command line
 """
@@ -26,6 +29,11 @@ from .losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
 from .measures import robust_error, test_error
 from .montecarlo import MCResult, simulate
 from .ode import ODEResult, drift, solve_ode
+from .fixed_points import (BestError, FixedPoint, best_robust_error, best_robust_error_closed, best_test_error,
+                           fixed_point, newton_fixed_point)
+from .sharding import batch_mesh, shard_batch
+from .sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
+from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 from .params import ModelParams, validate_params
 from .rk4 import RK4, ButcherTableau, integrate, rk_step
 
@@ -35,4 +43,7 @@ __all__ = [
     "sgd_step", "MCResult", "simulate", "ODEResult", "drift", "solve_ode", "ButcherTableau", "RK4",
     "rk_step", "integrate", "test_error", "robust_error", "mean_sem", "mc_summary", "ode_table", "compare",
     "RunConfig", "PRESETS", "load_config",
+    "FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "best_test_error", "best_robust_error",
+    "best_robust_error_closed", "batch_mesh", "shard_batch", "SweepConfig", "SweepResult", "make_sweep_config",
+    "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
 ]
