@@ -63,7 +63,7 @@ from .io import write_csv, write_json, write_npz
 from .losses import LOSSES, get_loss
 from .measures import robust_error, test_error
 from .ode import make_vector_field
-from .params import ModelParams, check_value, validate_params
+from .params import _RULES, ModelParams, check_value
 from .progress import Progress
 from .rk4 import RK4, integrate
 from .sharding import pad_batch, padded_size, shard_batch
@@ -199,10 +199,9 @@ def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> Swe
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
-    for name in ModelParams._fields:
-        values = cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),))
-        for v in values:
-            validate_params(ModelParams(**{name: v}))
+    for name, (ok, rule) in _RULES.items():
+        for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
+            check_value(name, float(v), ok, rule)
     for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
         check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
     check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
