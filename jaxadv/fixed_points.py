@@ -226,7 +226,7 @@ def _best_numeric(eps, params, n_grid, newton):
     p = params.prior
     # the b -> ±inf limits (constant classifiers) are infima not on the grid
     inf_val, b_inf = jnp.minimum(p, 1 - p), jnp.where(p > 0.5, -jnp.inf, jnp.inf)
-    use_inf = inf_val < val
+    use_inf = (inf_val < val) | (i == 0) | (i == n_grid - 1)
     del h
     return jnp.where(use_inf, inf_val, val), jnp.where(use_inf, b_inf, b)
 
