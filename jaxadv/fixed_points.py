@@ -89,8 +89,12 @@ def _F(y, params, loss):
 
 def jacobian(R, b, params: ModelParams, loss="quadratic"):
     """:math:`J = \\partial(dR/d\\alpha, db/d\\alpha)/\\partial(R, b)` at one point, shape ``(2, 2)``."""
-    loss = get_loss(loss)
-    return jax.jacfwd(_F)(jnp.stack([jnp.asarray(R, float), jnp.asarray(b, float)]), params, loss)
+    return _jacobian(jnp.stack([jnp.asarray(R, float), jnp.asarray(b, float)]), params, get_loss(loss))
+
+
+@functools.partial(jax.jit, static_argnames=("loss",))
+def _jacobian(y, params, loss):
+    return jax.jacfwd(_F)(y, params, loss)
 
 
 def _eig2(J):
@@ -130,6 +134,11 @@ def _newton(y0, params, loss, iters, tol):
     return y, res, ev, stable & ~degenerate, degenerate
 
 
+@functools.partial(jax.jit, static_argnames=("loss", "iters"))
+def _newton_batch(y0, params, loss, iters, tol):
+    return jax.vmap(lambda yy, pp: _newton(yy, pp, loss, iters, tol))(y0, params)
+
+
 def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: int = 60,
                        tol: float = 1e-10) -> FixedPoint:
     """Damped Newton iterations from ``(R, b)`` (scalars or arrays of the batch shape of ``params``)."""
@@ -139,10 +148,9 @@ def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: in
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     y0 = jnp.stack([jnp.broadcast_to(jnp.asarray(R, dtype), shape), jnp.broadcast_to(jnp.asarray(b, dtype), shape)],
                    axis=-1)
-    fn = lambda yy, pp: _newton(yy, pp, get_loss(loss), int(iters), tol)
-    for _ in range(len(shape)):
-        fn = jax.vmap(fn)
-    y, res, ev, stable, degenerate = fn(y0, p)
+    flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])
+    out = _newton_batch(flat(y0), ModelParams(*(flat(x) for x in p)), get_loss(loss), int(iters), tol)
+    y, res, ev, stable, degenerate = (x.reshape(shape + x.shape[1:]) for x in out)
     return FixedPoint(R=y[..., 0], b=y[..., 1], residual=res, converged=(res < tol) & ~degenerate,
                       eigenvalues=ev, stable=stable, degenerate=degenerate)
 
@@ -231,6 +239,11 @@ def _best_numeric(eps, params, n_grid, newton):
     return jnp.where(use_inf, inf_val, val), jnp.where(use_inf, b_inf, b)
 
 
+@functools.partial(jax.jit, static_argnames=("n_grid", "newton"))
+def _best_batch(eps, params, n_grid, newton):
+    return jax.vmap(lambda e, pp: _best_numeric(e, pp, n_grid, newton))(eps, params)
+
+
 def best_robust_error(params: ModelParams, eps_test=0.0, *, n_grid: int = 4001, newton: int = 20) -> BestError:
     r""":math:`\min_{R,b} S(R, b, \epsilon_\text{test})` for the data parameters in ``params``
     (``eps`` and learning rates unused), any variances: :math:`R=1`, then a grid search over
@@ -248,10 +261,8 @@ def best_robust_error(params: ModelParams, eps_test=0.0, *, n_grid: int = 4001, 
     shape = jnp.broadcast_shapes(*(x.shape for x in p), eps.shape)
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     eps = jnp.broadcast_to(eps, shape)
-    fn = lambda e, pp: _best_numeric(e, pp, n_grid, newton)
-    for _ in range(len(shape)):
-        fn = jax.vmap(fn)
-    err, b = fn(eps, p)
+    err, b = _best_batch(eps.reshape(-1), ModelParams(*(x.reshape(-1) for x in p)), int(n_grid), int(newton))
+    err, b = err.reshape(shape), b.reshape(shape)
     return BestError(error=err, R=jnp.ones_like(err), b=b)
 
 

@@ -29,7 +29,7 @@ from .learning import Student, sgd_step
 from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
-from .sharding import shard_batch
+from .sharding import shard_batch, to_host
 
 __all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule"]
 
@@ -188,13 +188,13 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         students = _init(init_keys, B, jnp.asarray(0.0 if R0 is None else R0, dtype),
                          jnp.asarray(b0, dtype), R0 is not None)
         o = jax.vmap(observe, (0, None))(students, B)
-        obs[:, :, 0] = np.stack([np.asarray(x)[:replicas] for x in o])
+        obs[:, :, 0] = np.stack([to_host(x)[:replicas] for x in o])
 
     bar = Progress(n_save, "monte carlo", enabled=progress, initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, n_save):
         students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss)
-        obs[:, :, k + 1] = np.stack([np.asarray(x)[:replicas] for x in o])
+        obs[:, :, k + 1] = np.stack([to_host(x)[:replicas] for x in o])
         bar.update(k + 1)
         if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < n_save:
             _save_checkpoint(checkpoint, fp, students, obs, k + 1)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch"]
+__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host"]
 
 BATCH_AXIS = "batch"
 
@@ -75,3 +75,14 @@ def shard_batch(tree, devices=None):
     tree = pad_batch(tree, size)
     sharding = NamedSharding(batch_mesh(devices), PartitionSpec(BATCH_AXIS))
     return jax.device_put(tree, sharding)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array on this host. With several processes
+    (``jax.distributed.initialize``) a globally sharded array is first gathered from all hosts
+    (``multihost_utils.process_allgather``); otherwise this is ``np.asarray(x)``."""
+    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)

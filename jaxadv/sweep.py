@@ -66,7 +66,7 @@ from .ode import make_vector_field
 from .params import _RULES, ModelParams, check_value
 from .progress import Progress
 from .rk4 import RK4, integrate
-from .sharding import pad_batch, padded_size, shard_batch
+from .sharding import pad_batch, padded_size, shard_batch, to_host
 
 __all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
            "grid_points", "add_sweep_parser", "sweep_command"]
@@ -333,7 +333,7 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
         y0 = jnp.tile(jnp.asarray([R0, cfg.b0], jnp.float64), (size, 1))
         p, y0 = shard_batch((p, y0))
         ys = _ode_chunk(p, y0, jnp.asarray(h, jnp.float64), sub, cfg.n_save, get_loss(cfg.loss))
-        ys = np.asarray(ys)[:n]
+        ys = to_host(ys)[:n]
         R, b = ys[..., 0], ys[..., 1]
         out["R"], out["b"] = R, b
         out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
