@@ -388,6 +388,7 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
         ValueError: ``out_dir`` holds a sweep with another configuration.
 
     Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> from jaxadv import make_sweep_config, sweep
         >>> cfg = make_sweep_config({"eps": [0.0, 1.0]}, alpha_max=10.0, n_save=2)
         >>> sweep(cfg).R.shape
