@@ -45,6 +45,8 @@ def plot_sweep_heatmaps(result, x: str, y: str, path_stem: str, *, quantities=("
 
     Writes ``path_stem.<fmt>`` for each format and returns the list of paths.
     """
+    for q in quantities:
+        final_slice(result, q, x, y, index)  # validates the axes and quantities before drawing
     fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.6), squeeze=False)
     xs, ys = np.asarray(result.axes[x]), np.asarray(result.axes[y])
     for ax, q in zip(axes[0], quantities):
