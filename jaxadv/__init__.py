@@ -16,6 +16,9 @@ Modules, one concept each:
   noise augmentation, L-infinity and L1 attacks)
 * :mod:`jaxadv.threat` -- robust errors under the L2, L-infinity and L1 threat models
 * :mod:`jaxadv.defences` -- comparison of defences (``jaxadv compare-defences``)
+* :mod:`jaxadv.fixed_points` -- fixed points of the ODEs and best achievable errors
+* :mod:`jaxadv.sweep` -- resumable parameter sweeps; :mod:`jaxadv.sweep_plots` -- their figures
+* :mod:`jaxadv.sharding` -- replicas and grid points split over all devices
 * :mod:`jaxadv.compare` -- MC summaries and MC-vs-ODE deviations
 * :mod:`jaxadv.config`, :mod:`jaxadv.run`, :mod:`jaxadv.cli` -- configurations and the command line
 """
@@ -30,6 +33,11 @@ from .losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
 from .measures import robust_error, test_error
 from .montecarlo import MCResult, simulate
 from .ode import ODEResult, drift, solve_ode
+from .fixed_points import (BestError, FixedPoint, best_robust_error, best_robust_error_closed, best_test_error,
+                           fixed_point, newton_fixed_point)
+from .sharding import batch_mesh, shard_batch
+from .sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
+from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 from .params import ModelParams, validate_params
 from .rk4 import RK4, ButcherTableau, integrate, rk_step
 from .variants import TrainingOptions, noise_std_for_norm, requires_full_state
@@ -43,4 +51,7 @@ __all__ = [
     "rk_step", "integrate", "test_error", "robust_error", "mean_sem", "mc_summary", "ode_table", "compare",
     "RunConfig", "PRESETS", "load_config", "TrainingOptions", "requires_full_state", "noise_std_for_norm",
     "robust_error_threat", "DEFENCES", "compare_defences", "plot_defences",
+    "FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "best_test_error", "best_robust_error",
+    "best_robust_error_closed", "batch_mesh", "shard_batch", "SweepConfig", "SweepResult", "make_sweep_config",
+    "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
 ]

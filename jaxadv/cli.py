@@ -27,6 +27,9 @@ def _parser():
                    help="override a key of the base config (repeatable)")
     d.add_argument("--out", default=None, help="output directory (default: results/defences)")
     d.add_argument("--no-mc", action="store_true", help="ODE only")
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
+    if hasattr(args, "func"):
+        return args.func(args)
     import jax
 
     # The ODE is integrated in float64 (Gaussian averages to 1e-9); the Monte Carlo picks

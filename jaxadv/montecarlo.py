@@ -29,6 +29,7 @@ from .learning import Student, sgd_step
 from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
+from .sharding import shard_batch, to_host
 
 __all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule"]
 
@@ -202,6 +203,8 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     keys = jax.random.split(key, replicas)
     pair = jax.vmap(jax.random.split)(keys)
     init_keys, run_keys = pair[:, 0], pair[:, 1]
+    # replicas split over all devices (padded to a multiple of the count; no-op on one device)
+    init_keys, run_keys = shard_batch((init_keys, run_keys))
 
     P = n_save + 1
     obs = np.full((5, replicas, P), np.nan, dtype=np.dtype(dtype))
@@ -214,20 +217,20 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     if checkpoint and os.path.exists(checkpoint):
         with np.load(checkpoint) as ck:
             if str(ck["fingerprint"]) == fp:
-                students = Student(w=jnp.asarray(ck["w"]), b=jnp.asarray(ck["b"]))
+                students = shard_batch(Student(w=jnp.asarray(ck["w"][:replicas]), b=jnp.asarray(ck["b"][:replicas])))
                 obs = ck["obs"].copy()
                 start_k = int(ck["k"])
     if students is None:
         students = _init(init_keys, B, jnp.asarray(0.0 if R0 is None else R0, dtype),
                          jnp.asarray(b0, dtype), R0 is not None)
         o = jax.vmap(observe, (0, None))(students, B) + jax.vmap(observe_norms)(students)
-        obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
+        obs[:, :, 0] = np.stack([to_host(x)[:replicas] for x in o])
 
     bar = Progress(n_save, "monte carlo", enabled=progress, initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, n_save):
         students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss, spec, vparams)
-        obs[:, :, k + 1] = np.stack([np.asarray(x) for x in o])
+        obs[:, :, k + 1] = np.stack([to_host(x)[:replicas] for x in o])
         bar.update(k + 1)
         if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < n_save:
             _save_checkpoint(checkpoint, fp, students, obs, k + 1)

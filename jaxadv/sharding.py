@@ -1,0 +1,88 @@
+r"""Data parallelism over all visible devices: the replica axis of the Monte Carlo and the
+grid axis of sweeps are split across a one-dimensional device mesh.
+
+Every replica (every grid point) is an independent computation written for one element
+and ``vmap``-ped outward, so sharding the leading (batch) axis of the inputs of a ``jit``-ted
+function is all it takes: XLA's partitioner propagates the :class:`jax.sharding.NamedSharding`
+of the inputs through the ``vmap`` and every device advances its own slice, with no
+communication. The batch is padded to a multiple of the device count by repeating its
+last element; callers drop the padded rows.
+
+On one device every function here returns its input unchanged (no padding, no copy), so
+user code is the same on a laptop, on a multi-GPU node and (after
+``jax.distributed.initialize()``) on several hosts; see ``docs/multi_device.md``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host"]
+
+BATCH_AXIS = "batch"
+
+
+def batch_mesh(devices=None) -> Mesh:
+    """A one-dimensional :class:`jax.sharding.Mesh` named ``"batch"`` over ``devices``
+    (default: all devices, :func:`jax.devices`)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def padded_size(n: int, n_devices: int | None = None) -> int:
+    """Smallest multiple of ``n_devices`` (default :func:`jax.device_count`) that is ``>= n``."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n={n!r} must be an integer >= 1")
+    k = jax.device_count() if n_devices is None else int(n_devices)
+    return -(-int(n) // k) * k
+
+
+def pad_batch(tree, size: int):
+    """Pad the leading axis of every leaf of ``tree`` to ``size`` by repeating its last element.
+
+    Works for typed PRNG key arrays as well. Leaves already of length ``size`` are returned as is.
+    """
+
+    def pad(x):
+        n = x.shape[0]
+        if n == size:
+            return x
+        if n > size:
+            raise ValueError(f"size={size!r} is smaller than the batch length {n}")
+        idx = jnp.minimum(jnp.arange(size), n - 1)
+        return x[idx]
+
+    return jax.tree.map(pad, tree)
+
+
+def shard_batch(tree, devices=None):
+    """Pad the leading axis of every leaf to a multiple of the device count and place it
+    with ``NamedSharding(mesh, PartitionSpec("batch"))``.
+
+    Returns ``tree`` unchanged when only one device is visible. Leaves must share their
+    leading length ``n``; the result has length :func:`padded_size` ``(n)``.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if len(devices) <= 1:
+        return tree
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return tree
+    n = leaves[0].shape[0]
+    size = padded_size(n, len(devices))
+    tree = pad_batch(tree, size)
+    sharding = NamedSharding(batch_mesh(devices), PartitionSpec(BATCH_AXIS))
+    return jax.device_put(tree, sharding)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array on this host. With several processes
+    (``jax.distributed.initialize``) a globally sharded array is first gathered from all hosts
+    (``multihost_utils.process_allgather``); otherwise this is ``np.asarray(x)``."""
+    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)

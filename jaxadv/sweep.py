@@ -1,0 +1,524 @@
+r"""Parameter sweeps: ODE (and optionally Monte Carlo) trajectories over a grid of model
+parameters, written chunk by chunk so that nothing is lost.
+
+A sweep is the Cartesian product of the swept axes (any of ``eps, prior, rho, v1, v2,
+eta_w, eta_b, eps_test``) on top of base parameters. The grid is flattened point-major
+(the last axis varies fastest) and cut into chunks of a fixed number of points; the last
+chunk is padded by repeating its last point, so one compiled ``vmap`` of the RK4 ``scan``
+serves every chunk (no recompilation per point or per chunk). On several devices the chunk
+axis is sharded (:mod:`jaxadv.sharding`).
+
+Each chunk is written atomically to ``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an
+interrupted sweep rerun with the same command skips the chunks on disk and assembles the
+same table, bit for bit. ``DIR/config.json`` holds a hash of the resolved configuration; a
+different configuration in the same directory is refused.
+
+TOML file (``jaxadv sweep FILE.toml --out DIR``)::
+
+    alpha_max = 200          # final time
+    n_save = 20              # save intervals (n_save + 1 rows per grid point)
+    dt = 1.0                 # largest RK4 step
+    chunk = 256              # grid points per chunk (0: sized to memory)
+    ode = true
+    mc = false               # Monte Carlo per grid point (jaxadv.simulate)
+    N = 500                  # MC input dimension
+    replicas = 32            # MC replicas per grid point
+    seed = 0                 # MC seed; point i uses fold_in(key(seed), i)
+    sampler = "full"         # passed to simulate when it accepts a ``sampler`` argument
+
+    [base]                   # fixed model parameters (defaults: jaxadv.ModelParams)
+    rho = 2.0
+
+    [grid]                   # swept axes: a list, or {linspace = [start, stop, num]}
+    eps = {linspace = [0.0, 1.5, 7]}
+    prior = [0.5, 0.7, 0.9]
+
+Outputs: ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
+coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo,
+``R_mean, R_sem, b_mean, b_sem, test_error_mean, test_error_sem, robust_error_mean,
+robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
+``grid_shape + (n_save + 1,)``, and the axes), ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import hashlib
+import inspect
+import json
+import math
+import os
+import platform
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .io import write_csv, write_json, write_npz
+from .losses import LOSSES, get_loss
+from .measures import robust_error, test_error
+from .ode import make_vector_field
+from .params import _RULES, ModelParams, check_value
+from .progress import Progress
+from .rk4 import RK4, integrate
+from .sharding import pad_batch, padded_size, shard_batch, to_host
+
+__all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
+           "grid_points", "add_sweep_parser", "sweep_command"]
+
+SWEEP_AXES = ModelParams._fields + ("eps_test",)
+MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
+_TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
+             "loss", "R0", "b0", "name", "base", "grid", "x64"}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A resolved sweep.
+
+    Attributes:
+        base: fixed model parameters ``{name: float}`` (missing ones from :class:`ModelParams`);
+            may hold ``eps_test`` (default: the point's ``eps``).
+        grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
+        alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
+        chunk: grid points per chunk; ``0`` sizes it to memory (see :func:`chunk_size`).
+        ode, mc: what to compute. ``mc`` runs :func:`jaxadv.simulate` per grid point.
+        N, replicas, seed, sampler, x64: Monte Carlo settings.
+        loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
+        name: label.
+    """
+
+    base: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    alpha_max: float = 100.0
+    n_save: int = 20
+    dt: float = 1.0
+    chunk: int = 0
+    ode: bool = True
+    mc: bool = False
+    N: int = 500
+    replicas: int = 32
+    seed: int = 0
+    sampler: str = "full"
+    x64: bool = False
+    loss: str = "quadratic"
+    R0: Optional[float] = None
+    b0: float = 0.0
+    name: str = "sweep"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return d
+
+    def digest(self) -> str:
+        """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
+        d = self.as_dict()
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+class SweepResult(NamedTuple):
+    """Sweep output on the grid. ``G`` is the grid shape, ``P = n_save + 1``.
+
+    Attributes:
+        axes: ``{name: values}`` of the swept axes, in grid order.
+        alpha: save times, shape ``(P,)``.
+        params: :class:`ModelParams` with leaves of shape ``G``.
+        eps_test: robust-error radius, shape ``G``.
+        R, b, test_error, robust_error: ODE values, shape ``G + (P,)`` (``None`` without ODE).
+        mc: ``{"R_mean": ..., "R_sem": ..., ..., "n_finite": ...}``, each ``G + (P,)``, or ``None``.
+    """
+
+    axes: dict
+    alpha: np.ndarray
+    params: ModelParams
+    eps_test: np.ndarray
+    R: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    test_error: Optional[np.ndarray]
+    robust_error: Optional[np.ndarray]
+    mc: Optional[dict]
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _axis_values(name, spec):
+    if isinstance(spec, dict):
+        if set(spec) != {"linspace"} or len(spec["linspace"]) != 3:
+            raise ValueError(f"grid.{name}={spec!r} must be a list or {{linspace = [start, stop, num]}}")
+        a, b, n = spec["linspace"]
+        if int(n) != n or n < 1:
+            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer >= 1")
+        return tuple(float(x) for x in np.linspace(float(a), float(b), int(n)))
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return (float(spec),)
+    if not isinstance(spec, (list, tuple)) or len(spec) == 0:
+        raise ValueError(f"grid.{name}={spec!r} must be a non-empty list or {{linspace = [start, stop, num]}}")
+    out = []
+    for x in spec:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(f"grid.{name}: value {x!r} is not a number")
+        out.append(float(x))
+    return tuple(out)
+
+
+def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> SweepConfig:
+    """Build and validate a :class:`SweepConfig` from Python values.
+
+    ``grid`` maps axis names to lists or ``{"linspace": [start, stop, num]}``.
+
+    Raises:
+        ValueError: naming the offending key and value.
+    """
+    base = dict(base or {})
+    for k in base:
+        if k not in SWEEP_AXES:
+            raise ValueError(f"base.{k}: unknown parameter; known: {', '.join(SWEEP_AXES)}")
+    base = {k: float(v) for k, v in base.items()}
+    axes = {}
+    for k, v in grid.items():
+        if k not in SWEEP_AXES:
+            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(SWEEP_AXES)}")
+        axes[k] = _axis_values(k, v)
+    if not axes:
+        raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
+    names = {f.name for f in dataclasses.fields(SweepConfig)} - {"base", "grid"}
+    for k in options:
+        if k not in names:
+            raise ValueError(f"unknown key {k!r}; known keys: {', '.join(sorted(names | {'base', 'grid'}))}")
+    cfg = SweepConfig(base=base, grid=axes, **options)
+    return validate_sweep_config(cfg)
+
+
+def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
+    """Check every value; raise ``ValueError`` naming the parameter and its value."""
+    for name, (ok, rule) in _RULES.items():
+        for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
+            check_value(name, float(v), ok, rule)
+    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
+        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
+    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
+    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
+    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 1), ("seed", 0)):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
+    for key in ("ode", "mc", "x64"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
+    if not (cfg.ode or cfg.mc):
+        raise ValueError("ode=false and mc=false: nothing to compute")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
+    if cfg.R0 is not None:
+        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value("b0", cfg.b0, lambda x: True, "")
+    if cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    return cfg
+
+
+def load_sweep_config(path: str) -> SweepConfig:
+    """Read a sweep TOML file (see the module docstring).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: invalid TOML, unknown key or invalid value (naming it).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"sweep file {path!r} does not exist")
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"sweep file {path!r} is not valid TOML: {e}") from None
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise ValueError(f"unknown key {k!r} in {path!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
+    grid = data.pop("grid", None)
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path!r} has no [grid] table, e.g. [grid] eps = [0, 0.5, 1]")
+    base = data.pop("base", {})
+    if not isinstance(base, dict):
+        raise ValueError(f"base={base!r} must be a table")
+    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    for k in ("alpha_max", "dt", "b0", "R0"):
+        if k in data and isinstance(data[k], int) and not isinstance(data[k], bool):
+            data[k] = float(data[k])
+    return make_sweep_config(grid, base, **data)
+
+
+def grid_points(cfg: SweepConfig):
+    """Flattened grid: ``(params, eps_test)`` with leaves of shape ``(n_points,)`` (float64 NumPy),
+    point-major with the last grid axis varying fastest, and the grid shape."""
+    names = list(cfg.grid)
+    shape = tuple(len(cfg.grid[k]) for k in names)
+    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
+    flat = {k: m.ravel() for k, m in zip(names, mesh)}
+    n = int(np.prod(shape))
+    defaults = ModelParams()._asdict()
+
+    def col(k, default):
+        if k in flat:
+            return flat[k]
+        return np.full(n, float(cfg.base.get(k, default)))
+
+    params = ModelParams(*(col(k, defaults[k]) for k in ModelParams._fields))
+    eps_test = col("eps_test", np.nan) if ("eps_test" in flat or "eps_test" in cfg.base) else params.eps.copy()
+    return params, eps_test, shape
+
+
+# --- computation ------------------------------------------------------------------------------
+
+
+def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
+    """Grid points per chunk: ``cfg.chunk`` if set, else as many as fit ``memory_bytes`` for the
+    saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point),
+    capped at 4096 and at the grid size; rounded up to a multiple of the device count."""
+    if cfg.chunk:
+        c = cfg.chunk
+    else:
+        per_point = (cfg.n_save + 1) * 2 * 8 * 16 + 4096
+        c = int(max(1, min(4096, memory_bytes // per_point)))
+    return padded_size(min(c, n_points))
+
+
+@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss"))
+def _ode_chunk(params, y0, h, steps_per_save, n_save, loss):
+    f = make_vector_field(loss)
+    one = lambda p, y: integrate(f, y, 0.0, h, steps_per_save, n_save, p, RK4)[1]
+    return jax.vmap(one)(params, y0)
+
+
+def _ode_steps(alpha_end: float, n_save: int, dt: float):
+    interval = alpha_end / n_save
+    sub = max(1, math.ceil(interval / dt - 1e-9))
+    return sub, interval / sub
+
+
+def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int):
+    from .compare import mc_summary
+    from .montecarlo import simulate
+
+    kw = {}
+    if "sampler" in inspect.signature(simulate).parameters:
+        kw["sampler"] = cfg.sampler
+    elif cfg.sampler != "full":
+        raise ValueError(f"sampler={cfg.sampler!r}: this jaxadv.simulate has only the full sampler")
+    key = jax.random.fold_in(jax.random.key(cfg.seed), index)
+    mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
+                  loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0, **kw)
+    s = mc_summary(mc, params, eps_test)
+    out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
+    out["n_finite"] = np.asarray(s["n_finite"], np.float64)
+    return out
+
+
+def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float):
+    """Results of grid points ``start .. start + n - 1`` (``n = len(eps_test)``) as a dict of
+    arrays of shape ``(n, P)``; the ODE runs on ``size`` points (padded)."""
+    n = len(eps_test)
+    out = {}
+    if cfg.ode:
+        sub, h = _ode_steps(alpha_end, cfg.n_save, cfg.dt)
+        p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
+        R0 = 0.0 if cfg.R0 is None else cfg.R0
+        y0 = jnp.tile(jnp.asarray([R0, cfg.b0], jnp.float64), (size, 1))
+        p, y0 = shard_batch((p, y0))
+        ys = _ode_chunk(p, y0, jnp.asarray(h, jnp.float64), sub, cfg.n_save, get_loss(cfg.loss))
+        ys = to_host(ys)[:n]
+        R, b = ys[..., 0], ys[..., 1]
+        out["R"], out["b"] = R, b
+        out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
+        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params))))
+    if cfg.mc:
+        rows = [_mc_point(cfg, ModelParams(*(float(x[i]) for x in params)), float(eps_test[i]), start + i)
+                for i in range(n)]
+        for k in rows[0]:
+            out[k] = np.stack([r[k] for r in rows])
+    return out
+
+
+def _alpha(cfg: SweepConfig) -> np.ndarray:
+    if cfg.mc:
+        from .montecarlo import save_schedule
+
+        return np.asarray(save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)[1], np.float64)
+    return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
+
+
+def _chunk_path(out_dir, c):
+    return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
+
+
+def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
+    path = os.path.join(out_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f).get("config_hash")
+        if old != cfg.digest():
+            raise ValueError(f"--out {out_dir!r} holds a sweep with another configuration "
+                             f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
+                             "use a new directory or remove the old one")
+    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
+        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
+
+
+def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = False, log=None) -> SweepResult:
+    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
+
+    Args:
+        cfg: the sweep (:func:`load_sweep_config` or :func:`make_sweep_config`).
+        out_dir: output directory; ``None`` keeps everything in memory (no resume).
+            With a directory the sweep resumes from the chunk files found there.
+        progress: progress bar over chunks (stderr, with time left).
+        log: ``print``-like function for one-line messages, or ``None``.
+
+    Returns:
+        :class:`SweepResult`.
+
+    Raises:
+        ValueError: ``out_dir`` holds a sweep with another configuration.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> from jaxadv import make_sweep_config, sweep
+        >>> cfg = make_sweep_config({"eps": [0.0, 1.0]}, alpha_max=10.0, n_save=2)
+        >>> sweep(cfg).R.shape
+        (2, 3)
+    """
+    validate_sweep_config(cfg)
+    if cfg.ode and not jax.config.jax_enable_x64:
+        raise ValueError("the sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first")
+    params, eps_test, shape = grid_points(cfg)
+    n = len(eps_test)
+    size = chunk_size(cfg, n)
+    n_chunks = -(-n // size)
+    alpha = _alpha(cfg)
+    if out_dir is not None:
+        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
+        _check_directory(cfg, out_dir)
+        write_json(os.path.join(out_dir, "config.json"), {
+            "config": cfg.as_dict(), "config_hash": cfg.digest(), "grid_shape": list(shape),
+            "n_points": n, "chunk": size, "n_chunks": n_chunks, "columns": list(_columns(cfg)),
+            "jaxadv_version": _version(), "jax_version": jax.__version__, "python": platform.python_version(),
+            "device": str(jax.devices()[0]), "device_count": jax.device_count()})
+    done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
+    if log and done:
+        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
+    bar = Progress(n_chunks, "sweep", enabled=progress, initial=len(done))
+    parts = []
+    t0 = time.perf_counter()
+    for c in range(n_chunks):
+        lo, hi = c * size, min(n, (c + 1) * size)
+        if c in done:
+            with np.load(_chunk_path(out_dir, c)) as z:
+                part = {k: z[k] for k in z.files}
+        else:
+            part = _compute_chunk(cfg, ModelParams(*(x[lo:hi] for x in params)), eps_test[lo:hi], lo, size,
+                                  float(alpha[-1]))
+            if out_dir is not None:
+                write_npz(_chunk_path(out_dir, c), **part)
+        parts.append(part)
+        bar.update(c + 1)
+    bar.close()
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    result = _result(cfg, params, eps_test, shape, alpha, cols)
+    if out_dir is not None:
+        write_csv(os.path.join(out_dir, "sweep.csv"), table(result))
+        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
+        arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
+        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps_test=eps_test.reshape(shape), **arrays)
+        if log:
+            log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
+    return result
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+def _columns(cfg):
+    cols = ["point", *cfg.grid, "alpha"]
+    if cfg.ode:
+        cols += ["R", "b", "test_error", "robust_error"]
+    if cfg.mc:
+        cols += [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
+    return cols
+
+
+def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
+    g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
+    mc = None
+    if cfg.mc:
+        mc = {k: g(k) for k in cols if k not in ("R", "b", "test_error", "robust_error")}
+    return SweepResult(axes={k: np.asarray(v) for k, v in cfg.grid.items()}, alpha=alpha,
+                       params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
+                       eps_test=np.asarray(eps_test).reshape(shape), R=g("R"), b=g("b"),
+                       test_error=g("test_error"), robust_error=g("robust_error"), mc=mc)
+
+
+def table(result: SweepResult) -> dict:
+    """The tidy table of a sweep: ``{column: array}`` with one row per grid point and save point."""
+    shape = result.eps_test.shape
+    n, P = int(np.prod(shape)), len(result.alpha)
+    cols = {"point": np.repeat(np.arange(n), P)}
+    mesh = np.meshgrid(*result.axes.values(), indexing="ij")
+    for k, m in zip(result.axes, mesh):
+        cols[k] = np.repeat(m.ravel(), P)
+    cols["alpha"] = np.tile(result.alpha, n)
+    for k in ("R", "b", "test_error", "robust_error"):
+        if getattr(result, k) is not None:
+            cols[k] = getattr(result, k).reshape(n * P)
+    if result.mc is not None:
+        for k in [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]:
+            cols[k] = result.mc[k].reshape(n * P)
+    return cols
+
+
+def load_sweep(out_dir: str) -> SweepResult:
+    """Read a finished sweep directory back into a :class:`SweepResult`."""
+    with open(os.path.join(out_dir, "config.json")) as f:
+        info = json.load(f)
+    cfg_d = info["config"]
+    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
+        d = {k: z[k] for k in z.files}
+    axes = {k: d[f"axis_{k}"] for k in cfg_d["grid"]}
+    mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
+    return SweepResult(axes=axes, alpha=d["alpha"], params=ModelParams(*(d[k] for k in ModelParams._fields)),
+                       eps_test=d["eps_test"], R=d.get("R"), b=d.get("b"), test_error=d.get("test_error"),
+                       robust_error=d.get("robust_error"),
+                       mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def add_sweep_parser(subparsers) -> None:
+    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object."""
+    s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
+    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
+    s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=sweep_command)
+
+
+def sweep_command(args) -> int:
+    """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``."""
+    jax.config.update("jax_enable_x64", True)
+    cfg = load_sweep_config(args.config)
+    out = args.out or os.path.join("results", cfg.name)
+    print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
+    sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    print(f"wrote {out}", flush=True)
+    return 0

@@ -1,0 +1,23 @@
+"""Execute the notebooks at small size (JAXADV_NOTEBOOK_SIZE=small) with nbclient."""
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXADV_NOTEBOOK_SIZE", os.environ.get("JAXADV_NOTEBOOK_SIZE", "small"))
+    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    # public API only
+    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "jaxadv." not in src.replace("import jaxadv as ja", "")
