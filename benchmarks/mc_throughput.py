@@ -31,8 +31,8 @@ NAME = "mc_throughput"
 SIZES = {
     "full": dict(grid=[(r, n) for r in (64, 1024, 4096) for n in (100, 1000, 10000)],
                  budget=2e7, repeats=7, prng_size=(1024, 1000), prng_impls=("threefry2x32", "philox4x32", "rbg")),
-    "quick": dict(grid=[(64, 100), (64, 1000), (1024, 100), (1024, 1000), (64, 10000)],
-                  budget=4e6, repeats=5, prng_size=(1024, 1000), prng_impls=("threefry2x32", "philox4x32", "rbg")),
+    "quick": dict(grid=[(64, 1000), (1024, 100), (1024, 1000), (64, 10000)],
+                  budget=3e6, repeats=5, prng_size=(1024, 1000), prng_impls=("threefry2x32", "philox4x32", "rbg")),
     "tiny": dict(grid=[(8, 50)], budget=2e3, repeats=1, prng_size=None, prng_impls=()),
 }
 MIN_STEPS, MAX_STEPS = 2, 200
@@ -162,7 +162,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     if size["prng_size"]:
         replicas, N = size["prng_size"]
         for impl in size["prng_impls"]:
-            steps = n_steps_for(replicas, N, size["budget"] / (8 if impl == "rbg" else 1))
+            steps = n_steps_for(replicas, N, size["budget"] / (16 if impl == "rbg" else 1))
             fns, _ = contenders(replicas, N, steps, impl, with_numpy=False)
             t = time_interleaved(fns, repeats=size["repeats"])
             el = replicas * N * steps
