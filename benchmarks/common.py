@@ -7,7 +7,10 @@ Every benchmark follows the same protocol (see ``benchmarks/README.md``):
 * every later call is followed by ``jax.block_until_ready``;
 * contenders measured in the same run are timed *interleaved* (one repeat of each in turn), so
   that a burst of load from another process hits all of them alike;
-* figures are medians of the repeats, with min and max kept as the spread.
+* figures are medians of the repeats, with min and max kept as the spread;
+* the process CPU time (all threads, ``time.process_time``) of each call is kept too
+  (``cpu_median_s``): on a shared machine it is less sensitive to other processes' load than
+  the wall clock, and it shows how many cores a contender keeps busy.
 """
 from __future__ import annotations
 
@@ -58,10 +61,11 @@ def block(x):
     return jax.block_until_ready(x)
 
 
-def time_once(fn: Callable) -> float:
-    t0 = time.perf_counter()
+def time_once(fn: Callable) -> tuple:
+    """Wall-clock and process CPU seconds (all threads) of one blocked call."""
+    c0, t0 = time.process_time(), time.perf_counter()
     block(fn())
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def summarize(times) -> dict:
@@ -77,15 +81,19 @@ def time_interleaved(contenders: Dict[str, Callable], repeats: int, warmup: int 
     The first ``warmup`` calls of each are timed apart (``first_call_s``: compile plus one run
     for a jitted function) and left out of the statistics.
     """
-    first = {name: [time_once(fn) for _ in range(warmup)] for name, fn in contenders.items()}
+    first = {name: [time_once(fn)[0] for _ in range(warmup)] for name, fn in contenders.items()}
     times = {name: [] for name in contenders}
+    cpu = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
-            times[name].append(time_once(fn))
+            wall, c = time_once(fn)
+            times[name].append(wall)
+            cpu[name].append(c)
     out = {}
     for name in contenders:
         out[name] = summarize(times[name])
         out[name]["first_call_s"] = float(first[name][0]) if first[name] else None
+        out[name]["cpu_median_s"] = float(np.median(cpu[name]))
     return out
 
 

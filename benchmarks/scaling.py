@@ -29,7 +29,7 @@ SIZES = {
     "full": dict(N_sweep=(100, 300, 1000, 3000, 10000, 30000), R_at=256,
                  R_sweep=(16, 64, 256, 1024, 4096), N_at=1000, steps=10, repeats=5,
                  grid_sweep=(16, 64, 256, 1024, 4096), mem=((64, 1000), (1024, 1000), (4096, 1000), (4096, 10000))),
-    "quick": dict(N_sweep=(100, 1000, 10000), R_at=256, R_sweep=(16, 256, 4096), N_at=1000, steps=4, repeats=3,
+    "quick": dict(N_sweep=(100, 1000, 10000), R_at=256, R_sweep=(16, 256, 2048), N_at=1000, steps=4, repeats=3,
                   grid_sweep=(16, 64, 256), mem=((1024, 1000), (4096, 10000))),
     "tiny": dict(N_sweep=(20, 40), R_at=4, R_sweep=(2, 4), N_at=20, steps=2, repeats=1,
                  grid_sweep=(1, 2), mem=()),

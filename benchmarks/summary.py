@@ -42,12 +42,15 @@ def table_mc(d):
              f"{m['dtype']}, {m.get('impl')}, JAX {m['jax_version']}, size `{m['size']}`, "
              f"median of {m['repeats']} interleaved repeats, load average at start {_f(m.get('load_average', [None])[0])}). "
              "ns per replica x step x dimension; ratios are median [worst, best] over the repeats.", "",
-             "| replicas | N | steps | jaxadv ns | floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | compile s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "CPU-time ratios use the process CPU time of each call (all threads).", "",
+             "| replicas | N | steps | jaxadv ns | floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
         lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r['jaxadv']['ns_per_elem']:.2f} | "
                      f"{r['floor']['ns_per_elem']:.2f} | {r['numpy']['ns_per_elem']:.2f} | "
                      f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | "
+                     f"{_f(r.get('cpu_time_ratios', {}).get('jaxadv_over_floor'))} | "
+                     f"{_f(r.get('cpu_time_ratios', {}).get('numpy_over_jaxadv'))} | "
                      f"{_f(r['jaxadv'].get('first_call_s'))} |")
     h = d["headline"]
     lines += ["", f"Median over sizes: jaxadv / floor = {h['jaxadv_over_floor_median']:.2f} (target <= "
@@ -68,11 +71,12 @@ def table_ode(d):
              f"{m['grid'][1]} prior, alpha = {m['alpha_max']:g}, size `{m['size']}`). Peer: {peer['what']}, "
              f"rtol {peer['rtol']:g}, timed on {peer['points_timed']} points and extrapolated linearly "
              f"({peer['per_point_s'] * 1e3:.1f} ms per point, median {peer['nfev_median']:.0f} rhs evaluations).", "",
-             "| jaxadv RK4 dt | RK4 steps | jaxadv s | ms per point | speed-up vs solve_ivp [worst] | max abs diff of end points | within tol |",
-             "|---:|---:|---:|---:|---:|---:|---|"]
+             "| jaxadv RK4 dt | RK4 steps | jaxadv s | ms per point | speed-up vs solve_ivp [worst] | speed-up (CPU time) | max abs diff of end points | within tol |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in d["jaxadv"].items():
         lines.append(f"| {r['dt']:g} | {r['rk4_steps']} | {r['median_s']:.3f} | {r['per_point_s'] * 1e3:.2f} | "
                      f"{r['speedup_vs_peer']:.1f} [{r['speedup_vs_peer_low']:.1f}] | "
+                     f"{_f(r.get('speedup_vs_peer_cpu_time'), '{:.1f}')} | "
                      f"{r['max_abs_diff_end_vs_peer']:.1e} | {'yes' if r['agrees_within_tol'] else 'no'} |")
     h = d["headline"]
     lines += ["", f"Tolerance on the end points {m['tolerance_on_result']:g}; coarsest step within it: "
