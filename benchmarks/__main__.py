@@ -47,13 +47,16 @@ def run(argv=None) -> int:
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--device", default=None, help="cpu or gpu; the results file is named after the device JAX used")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
+                    help="XLA host devices, for benchmarks that shard replicas over cores "
+                         "(default: one per core; 1 turns it off)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     ap.add_argument("--no-summary", action="store_true", help="do not regenerate the README table")
     a = ap.parse_args(argv)
 
     from benchmarks.common import call_main, select_device, write_result
 
-    select_device(a.device)
+    select_device(a.device, a.host_devices)
     names = discover()
     if a.list:
         print("\n".join(names))

@@ -125,10 +125,16 @@ def _jsonable(x):
     return str(x)
 
 
-def select_device(device: Optional[str]) -> None:
-    """Ask JAX for ``device`` (``cpu`` or ``gpu``) before it initialises its backends."""
+def select_device(device: Optional[str], host_devices: Optional[int] = None) -> None:
+    """Before JAX initialises: ask for ``device`` (``cpu`` or ``gpu``) and, with ``host_devices``
+    > 1, split the CPU into that many XLA host devices
+    (``--xla_force_host_platform_device_count``), so that replicas can be sharded over cores.
+    The default device stays the first one: unsharded computations are unchanged."""
     if device:
         os.environ["JAX_PLATFORMS"] = {"gpu": "cuda", "cpu": "cpu"}.get(device, device)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if host_devices and host_devices > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={host_devices}".strip()
 
 
 def call_main(main: Callable, quick: bool, tiny: bool = False) -> dict:
@@ -151,8 +157,10 @@ def cli(name: str, main: Callable) -> None:
     ap.add_argument("--tiny", action="store_true", help="test size (seconds), for the smoke test")
     ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS_DIR})")
     ap.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")
+    ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
+                    help="XLA host devices (default: one per core; 1 turns sharding off)")
     a = ap.parse_args()
-    select_device(a.device)
+    select_device(a.device, a.host_devices)
     t0 = time.perf_counter()
     result = call_main(main, a.quick, a.tiny)
     result.setdefault("meta", {})["wall_s"] = time.perf_counter() - t0

@@ -10,6 +10,9 @@ float32, timed interleaved in the same process:
   replica ``fold_in(replica_key, step)``, ``split``, one ``uniform`` and one ``normal`` of size
   N. Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
   No implementation of the same algorithm with the same key scheme can beat it.
+* **jaxadv_sharded / floor_sharded** -- the same two kernels with the replicas spread over
+  the XLA host devices (``jaxadv.montecarlo.shard_replicas``; the runner makes one host device
+  per core), measured when there are several devices. Same random bits as on one device.
 * **numpy** -- a straightforward NumPy implementation batched over replicas with
   ``np.random.default_rng`` (float32), as a researcher would write it.
 
@@ -96,7 +99,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     from jaxadv import ModelParams
     from jaxadv.data import unit_direction
     from jaxadv.losses import get_loss
-    from jaxadv.montecarlo import _advance, _init
+    from jaxadv.montecarlo import _advance, _init, shard_replicas
     from jaxadv.params import as_array_params
     from benchmarks.common import ratio, time_interleaved
 
@@ -125,6 +128,25 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             return box["fl"]
 
         out = {"jaxadv": run_jaxadv, "floor": run_floor}
+        if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
+            # the same kernels with the replicas spread over the host devices (one per core)
+            sk = shard_replicas(run_keys, replicas)
+            box["st_sh"] = shard_replicas(_init(init_keys, B, jnp.asarray(0.0, jnp.float32),
+                                                jnp.asarray(0.0, jnp.float32), False), replicas)
+            box["fl_sh"] = shard_replicas(box["fl"], replicas)
+            box["k_sh"] = 0
+
+            def run_jaxadv_sharded():
+                box["st_sh"], obs = _advance(sk, box["st_sh"], p, B, jnp.uint32(box["k_sh"] * steps), steps, loss)
+                box["k_sh"] += 1
+                return obs
+
+            def run_floor_sharded():
+                box["fl_sh"] = floor(sk, box["fl_sh"], jnp.uint32(0), steps, N)
+                return box["fl_sh"]
+
+            out["jaxadv_sharded"] = run_jaxadv_sharded
+            out["floor_sharded"] = run_floor_sharded
         if with_numpy:
             rng = np.random.default_rng(0)
             w0 = rng.standard_normal((replicas, N), dtype=np.float32)
@@ -148,6 +170,11 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             row[name] = {**s, "ns_per_elem": s["median_s"] / el * 1e9,
                          "ns_per_elem_min": s["min_s"] / el * 1e9, "ns_per_elem_max": s["max_s"] / el * 1e9}
         row["jaxadv_over_floor"] = ratio(t["jaxadv"], t["floor"])
+        if "jaxadv_sharded" in t:
+            row["sharded"] = {"devices": jax.local_device_count(),
+                              "jaxadv_over_floor": ratio(t["jaxadv_sharded"], t["floor_sharded"]),
+                              "numpy_over_jaxadv": ratio(t["numpy"], t["jaxadv_sharded"]),
+                              "speedup_over_one_device": ratio(t["jaxadv"], t["jaxadv_sharded"])}
         row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
                                   "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
         row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
@@ -159,6 +186,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
               f"floor {row['floor']['ns_per_elem']:.2f} numpy {row['numpy']['ns_per_elem']:.2f} ns/elem  "
               f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}",
               flush=True)
+        if "sharded" in row:
+            sh = row["sharded"]
+            print(f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
+                  f"floor {row['floor_sharded']['ns_per_elem']:.2f} ns/elem  jaxadv/floor "
+                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}",
+                  flush=True)
 
     prng = []
     if size["prng_size"]:
@@ -166,6 +199,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         for impl in size["prng_impls"]:
             steps = n_steps_for(replicas, N, size["budget"] / (16 if impl == "rbg" else 1))
             fns, _ = contenders(replicas, N, steps, impl, with_numpy=False)
+            fns = {k: fns[k] for k in ("jaxadv", "floor")}
             t = time_interleaved(fns, repeats=size["repeats"])
             el = replicas * N * steps
             prng.append({"impl": impl, "replicas": replicas, "N": N, "steps": steps,
@@ -178,6 +212,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     def med(key):
         return float(np.median([r[key]["median"] for r in rows]))
 
+    sharded = [r["sharded"] for r in rows if "sharded" in r]
+
     return {
         "meta": {"dtype": "float32", "loss": "quadratic", "params": dict(params._asdict()),
                  "sizes": [list(g) for g in size["grid"]], "repeats": size["repeats"],
@@ -189,7 +225,11 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                      "jaxadv_over_floor_worst": float(max(r["jaxadv_over_floor"]["median"] for r in rows)),
                      "numpy_over_jaxadv_median": med("numpy_over_jaxadv"),
                      "numpy_over_jaxadv_worst": float(min(r["numpy_over_jaxadv"]["median"] for r in rows)),
-                     "target_jaxadv_over_floor": 1.3, "target_numpy_over_jaxadv": 3.0},
+                     "target_jaxadv_over_floor": 1.3, "target_numpy_over_jaxadv": 3.0,
+                     "sharded_devices": sharded[0]["devices"] if sharded else 1,
+                     "sharded_jaxadv_over_floor_median": float(np.median([s["jaxadv_over_floor"]["median"] for s in sharded])) if sharded else None,
+                     "sharded_numpy_over_jaxadv_median": float(np.median([s["numpy_over_jaxadv"]["median"] for s in sharded])) if sharded else None,
+                     "sharded_speedup_over_one_device_median": float(np.median([s["speedup_over_one_device"]["median"] for s in sharded])) if sharded else None},
     }
 
 

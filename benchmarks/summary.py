@@ -52,10 +52,23 @@ def table_mc(d):
                      f"{_f(r.get('cpu_time_ratios', {}).get('jaxadv_over_floor'))} | "
                      f"{_f(r.get('cpu_time_ratios', {}).get('numpy_over_jaxadv'))} | "
                      f"{_f(r['jaxadv'].get('first_call_s'))} |")
+    sh = [r for r in d["rows"] if "sharded" in r]
+    if sh:
+        lines += ["", f"Replicas sharded over {sh[0]['sharded']['devices']} XLA host devices "
+                  "(`jaxadv.montecarlo.shard_replicas`, one device per core), same run:", "",
+                  "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | speed-up over one device |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sh:
+            lines.append(f"| {r['replicas']} | {r['N']} | {r['jaxadv_sharded']['ns_per_elem']:.2f} | "
+                         f"{r['floor_sharded']['ns_per_elem']:.2f} | {_spread(r['sharded']['jaxadv_over_floor'])} | "
+                         f"{_spread(r['sharded']['numpy_over_jaxadv'])} | {_spread(r['sharded']['speedup_over_one_device'])} |")
     h = d["headline"]
     lines += ["", f"Median over sizes: jaxadv / floor = {h['jaxadv_over_floor_median']:.2f} (target <= "
               f"{h['target_jaxadv_over_floor']}), NumPy / jaxadv = {h['numpy_over_jaxadv_median']:.2f} "
-              f"(target >= {h['target_numpy_over_jaxadv']})."]
+              f"(target >= {h['target_numpy_over_jaxadv']})."
+              + (f" Sharded: jaxadv / floor = {h['sharded_jaxadv_over_floor_median']:.2f}, NumPy / jaxadv = "
+                 f"{h['sharded_numpy_over_jaxadv_median']:.2f}, speed-up over one device "
+                 f"{h['sharded_speedup_over_one_device_median']:.2f}." if h.get("sharded_jaxadv_over_floor_median") else "")]
     if d.get("prng"):
         lines += ["", "PRNG implementations (`jax.random.key(seed, impl=...)`):", "",
                   "| impl | replicas | N | jaxadv ns | floor ns | jaxadv / floor |", "|---|---:|---:|---:|---:|---:|"]

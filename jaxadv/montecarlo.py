@@ -30,7 +30,7 @@ from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
 
-__all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule"]
+__all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule", "shard_replicas"]
 
 
 class MCResult(NamedTuple):
@@ -91,6 +91,22 @@ def _advance(run_keys, students, params, B, start, n_steps, loss):
 @functools.partial(jax.jit, static_argnames=("R0_given",))
 def _init(init_keys, B, R0, b0, R0_given):
     return jax.vmap(lambda k: init_replica(k, B, R0 if R0_given else None, b0))(init_keys)
+
+
+def shard_replicas(tree, replicas: int):
+    """Spread the leading (replica) axis of ``tree`` over all local devices, when there are several.
+
+    Replicas are independent, so the jitted kernel then runs one slice per device with no
+    communication; the random bits and the results are those of one device. With a single
+    device, or ``replicas`` not divisible by the device count, ``tree`` is returned unchanged.
+    On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set before JAX
+    starts) makes one device per core, so the Monte Carlo uses all cores.
+    """
+    devices = jax.local_devices()
+    if len(devices) < 2 or replicas % len(devices):
+        return tree
+    mesh = jax.sharding.Mesh(np.array(devices), ("replicas",))
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicas")))
 
 
 def save_schedule(N: int, alpha_max: float, n_save: int):
@@ -166,7 +182,7 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
 
     keys = jax.random.split(key, replicas)
     pair = jax.vmap(jax.random.split)(keys)
-    init_keys, run_keys = pair[:, 0], pair[:, 1]
+    init_keys, run_keys = shard_replicas((pair[:, 0], pair[:, 1]), replicas)
 
     P = n_save + 1
     obs = np.full((3, replicas, P), np.nan, dtype=np.dtype(dtype))
@@ -178,7 +194,7 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     if checkpoint and os.path.exists(checkpoint):
         with np.load(checkpoint) as ck:
             if str(ck["fingerprint"]) == fp:
-                students = Student(w=jnp.asarray(ck["w"]), b=jnp.asarray(ck["b"]))
+                students = shard_replicas(Student(w=jnp.asarray(ck["w"]), b=jnp.asarray(ck["b"])), replicas)
                 obs = ck["obs"].copy()
                 start_k = int(ck["k"])
     if students is None:
