@@ -172,7 +172,11 @@ def _plot(vs_N, vs_R, vs_grid, size, path):
     ax[1].set(xlabel="replicas", ylabel=f"seconds per {size['steps']} steps", title=f"MC, N = {size['N_at']}")
     ax[2].loglog([r["points"] for r in vs_grid], [r["median_s"] for r in vs_grid], "o-", label="jaxadv RK4")
     ax[2].set(xlabel="parameter points", ylabel="seconds", title="ODE to alpha=1000, dt=2, float64")
+    from matplotlib.ticker import NullFormatter
+
     for a in ax:
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.yaxis.set_minor_formatter(NullFormatter())
         a.legend()
         a.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
