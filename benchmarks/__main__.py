@@ -1,0 +1,100 @@
+"""Run the benchmarks: ``python -m benchmarks [--quick] [--only NAME ...] [--device gpu] [--out DIR]``.
+
+Discovery: every module ``benchmarks/<name>.py`` whose name does not start with ``_`` and that
+exposes ``main(quick: bool) -> dict`` is a benchmark (helpers such as ``common`` and
+``summary`` have no ``main(quick)`` and are skipped). Each returned dict is written to
+``<out>/<name>_<device>.json``; unless ``--no-summary`` is given, the results table in
+``benchmarks/README.md`` is regenerated afterwards from the JSON files of the default folder.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import pkgutil
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOT_BENCHMARKS = {"common", "summary"}
+
+
+def discover():
+    """Names of the benchmark modules, sorted."""
+    names = []
+    for m in pkgutil.iter_modules([HERE]):
+        if m.name.startswith("_") or m.name in NOT_BENCHMARKS or m.ispkg:
+            continue
+        names.append(m.name)
+    return sorted(names)
+
+
+def load(name):
+    mod = importlib.import_module(f"benchmarks.{name}")
+    main = getattr(mod, "main", None)
+    if main is None or not callable(main) or "quick" not in inspect.signature(main).parameters:
+        return None
+    return main
+
+
+def run(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes: the whole suite in a few minutes on 2 CPU cores")
+    ap.add_argument("--tiny", action="store_true", help="test sizes (benchmarks that support it only)")
+    ap.add_argument("--only", action="append", default=None, metavar="NAME",
+                    help="run only this benchmark (repeatable)")
+    ap.add_argument("--device", default=None, help="cpu or gpu; the results file is named after the device JAX used")
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
+                    help="XLA host devices, for benchmarks that shard replicas over cores "
+                         "(default: one per core; 1 turns it off)")
+    ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    ap.add_argument("--no-summary", action="store_true", help="do not regenerate the README table")
+    a = ap.parse_args(argv)
+
+    from benchmarks.common import call_main, select_device, write_result
+
+    select_device(a.device, a.host_devices)
+    names = discover()
+    if a.list:
+        print("\n".join(names))
+        return 0
+    if a.only:
+        unknown = sorted(set(a.only) - set(names))
+        if unknown:
+            ap.error(f"--only {unknown}: not among the benchmarks {names}")
+        names = [n for n in names if n in a.only]
+
+    failed = []
+    for name in names:
+        main = load(name)
+        if main is None:
+            continue
+        if a.tiny and "tiny" not in inspect.signature(main).parameters:
+            print(f"[{name}] skipped (no tiny size)")
+            continue
+        print(f"[{name}] running{' (quick)' if a.quick else ''}{' (tiny)' if a.tiny else ''}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            result = call_main(main, a.quick, a.tiny)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        result.setdefault("meta", {})["wall_s"] = time.perf_counter() - t0
+        path = write_result(name, result, a.out)
+        print(f"[{name}] {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
+
+    if not a.no_summary and a.out is None:
+        from benchmarks import summary
+        summary.main_cli([])
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,239 @@
+"""Monte Carlo throughput of the full N-dimensional sampler, against its floor and a NumPy peer.
+
+Three contenders advance ``replicas`` students by a fixed number of steps (never a whole run),
+float32, timed interleaved in the same process:
+
+* **jaxadv** -- the jitted kernel ``jaxadv.montecarlo._advance`` that :func:`jaxadv.simulate`
+  calls between save points (draw, attack, optax SGD step, normalisation; vmap over replicas,
+  ``lax.scan`` over steps), with the state carried from call to call (its buffers are donated).
+* **floor** -- the same scan drawing the same random numbers and nothing else: per step and
+  replica ``fold_in(replica_key, step)``, ``split``, one ``uniform`` and one ``normal`` of size
+  N. Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
+  No implementation of the same algorithm with the same key scheme can beat it.
+* **jaxadv_sharded / floor_sharded** -- the same two kernels with the replicas spread over
+  the XLA host devices (``jaxadv.sharding.shard_batch``; the runner makes one host device
+  per core), measured when there are several devices. Same random bits as on one device.
+* **numpy** -- a straightforward NumPy implementation batched over replicas with
+  ``np.random.default_rng`` (float32), as a researcher would write it.
+
+The cost is reported per replica x step x dimension (ns). The PRNG implementation is compared
+on one size for jaxadv and the floor: ``jax.random.key(seed, impl=...)`` with threefry2x32
+(JAX's default), philox4x32 and rbg.
+
+Run: ``python -m benchmarks.mc_throughput [--quick]``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+NAME = "mc_throughput"
+
+SIZES = {
+    "full": dict(grid=[(r, n) for r in (64, 1024, 4096) for n in (100, 1000, 10000)],
+                 budget=2e7, repeats=7, prng_size=(1024, 1000), prng_impls=("threefry2x32", "philox4x32", "rbg")),
+    "quick": dict(grid=[(64, 1000), (1024, 100), (1024, 1000), (64, 10000)],
+                  budget=2e6, repeats=5, prng_size=(1024, 1000), prng_impls=("threefry2x32", "philox4x32", "rbg")),
+    "tiny": dict(grid=[(8, 50)], budget=2e3, repeats=1, prng_size=None, prng_impls=()),
+}
+MIN_STEPS, MAX_STEPS = 2, 200
+IMPL = "threefry2x32"   # chosen on measurement, see README and the "prng" block of the JSON
+
+
+def n_steps_for(replicas, N, budget):
+    """Steps per timed call: about ``budget`` replica*step*dimension elements, within [2, 200]."""
+    return int(min(MAX_STEPS, max(MIN_STEPS, round(budget / (replicas * N)))))
+
+
+# --- the floor --------------------------------------------------------------------------------
+
+def _floor_fn():
+    import jax
+    import jax.numpy as jnp
+
+    @functools.partial(jax.jit, static_argnames=("n_steps", "N"))
+    def floor(run_keys, carry, start, n_steps, N):
+        def draw(key):
+            k_tau, k_z = jax.random.split(key)
+            return jax.random.uniform(k_tau, (), jnp.float32), jax.random.normal(k_z, (N,), jnp.float32)
+
+        def body(c, i):
+            keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
+            u, z = jax.vmap(draw)(keys)
+            return (c[0] + u, z), None
+
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(n_steps, dtype=jnp.uint32))
+        return carry
+
+    return floor
+
+
+# --- the NumPy peer ---------------------------------------------------------------------------
+
+def numpy_steps(rng, w, b, params, n_steps):
+    """``n_steps`` adversarial SGD steps of all replicas; ``w`` of shape (replicas, N), B = e_1."""
+    from scipy.special import erf
+
+    prior, rho, v1, v2, eta_w, eta_b, eps = (np.float32(x) for x in params)
+    R, N = w.shape
+    c = np.float32(2 / math.sqrt(math.pi))
+    for _ in range(n_steps):
+        tau = np.where(rng.random(R, dtype=np.float32) < prior, np.float32(1), np.float32(-1))
+        sd = np.sqrt(np.where(tau > 0, v1, v2))
+        xi = sd[:, None] * rng.standard_normal((R, N), dtype=np.float32)
+        xi[:, 0] += tau * rho / 2                       # + tau rho/2 B, B = e_1
+        xi -= (tau * eps)[:, None] * w                  # attack: xi - tau eps w
+        x = np.einsum("ij,ij->i", w, xi) - b
+        delta = (tau - erf(x)) * c * np.exp(-x * x)     # -dL/dx, L = (erf x - tau)^2 / 2
+        w = w + (eta_w / N) * delta[:, None] * xi
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        b = b - (eta_b / N) * delta
+    return w, b
+
+
+def main(quick: bool = False, tiny: bool = False) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from jaxadv import ModelParams
+    from jaxadv.data import unit_direction
+    from jaxadv.losses import get_loss
+    from jaxadv.montecarlo import _advance, _init
+    from jaxadv.sharding import shard_batch
+    from jaxadv.params import as_array_params
+    from benchmarks.common import ratio, time_interleaved
+
+    size = SIZES["tiny" if tiny else "quick" if quick else "full"]
+    params = ModelParams()
+    p = as_array_params(params, jnp.float32)
+    loss = get_loss("quadratic")
+    floor = _floor_fn()
+
+    def contenders(replicas, N, steps, impl, with_numpy=True):
+        key = jax.random.key(0, impl=impl)
+        keys = jax.random.split(key, 2 * replicas)
+        init_keys, run_keys = keys[:replicas], keys[replicas:]
+        B = unit_direction(N, jnp.float32)
+        box = {"st": _init(init_keys, B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False),
+               "fl": (jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)),
+               "np": None, "k": 0}
+
+        def run_jaxadv():
+            box["st"], obs = _advance(run_keys, box["st"], p, B, jnp.uint32(box["k"] * steps), steps, loss)
+            box["k"] += 1
+            return obs
+
+        def run_floor():
+            box["fl"] = floor(run_keys, box["fl"], jnp.uint32(0), steps, N)
+            return box["fl"]
+
+        out = {"jaxadv": run_jaxadv, "floor": run_floor}
+        if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
+            # the same kernels with the replicas spread over the host devices (one per core)
+            sk = shard_batch(run_keys)
+            box["st_sh"] = shard_batch(_init(init_keys, B, jnp.asarray(0.0, jnp.float32),
+                                             jnp.asarray(0.0, jnp.float32), False))
+            box["fl_sh"] = shard_batch(box["fl"])
+            box["k_sh"] = 0
+
+            def run_jaxadv_sharded():
+                box["st_sh"], obs = _advance(sk, box["st_sh"], p, B, jnp.uint32(box["k_sh"] * steps), steps, loss)
+                box["k_sh"] += 1
+                return obs
+
+            def run_floor_sharded():
+                box["fl_sh"] = floor(sk, box["fl_sh"], jnp.uint32(0), steps, N)
+                return box["fl_sh"]
+
+            out["jaxadv_sharded"] = run_jaxadv_sharded
+            out["floor_sharded"] = run_floor_sharded
+        if with_numpy:
+            rng = np.random.default_rng(0)
+            w0 = rng.standard_normal((replicas, N), dtype=np.float32)
+            box["np"] = (w0 / np.linalg.norm(w0, axis=1, keepdims=True), np.zeros(replicas, np.float32))
+
+            def run_numpy():
+                box["np"] = numpy_steps(rng, *box["np"], params, steps)
+                return box["np"]
+
+            out["numpy"] = run_numpy
+        return out, box
+
+    rows = []
+    for replicas, N in size["grid"]:
+        steps = n_steps_for(replicas, N, size["budget"])
+        fns, box = contenders(replicas, N, steps, IMPL)
+        t = time_interleaved(fns, repeats=size["repeats"])
+        el = replicas * N * steps
+        row = {"replicas": replicas, "N": N, "steps": steps, "impl": IMPL}
+        for name, s in t.items():
+            row[name] = {**s, "ns_per_elem": s["median_s"] / el * 1e9,
+                         "ns_per_elem_min": s["min_s"] / el * 1e9, "ns_per_elem_max": s["max_s"] / el * 1e9}
+        row["jaxadv_over_floor"] = ratio(t["jaxadv"], t["floor"])
+        if "jaxadv_sharded" in t:
+            row["sharded"] = {"devices": jax.local_device_count(),
+                              "jaxadv_over_floor": ratio(t["jaxadv_sharded"], t["floor_sharded"]),
+                              "numpy_over_jaxadv": ratio(t["numpy"], t["jaxadv_sharded"]),
+                              "speedup_over_one_device": ratio(t["jaxadv"], t["jaxadv_sharded"])}
+        row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
+                                  "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
+        row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
+        R_j = np.asarray(jnp.mean(box["st"].w[:, 0]))
+        R_n = float(np.mean(box["np"][0][:, 0]))
+        row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n))}
+        rows.append(row)
+        print(f"  R={replicas:5d} N={N:6d} steps={steps:3d}  jaxadv {row['jaxadv']['ns_per_elem']:.2f} "
+              f"floor {row['floor']['ns_per_elem']:.2f} numpy {row['numpy']['ns_per_elem']:.2f} ns/elem  "
+              f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}",
+              flush=True)
+        if "sharded" in row:
+            sh = row["sharded"]
+            print(f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
+                  f"floor {row['floor_sharded']['ns_per_elem']:.2f} ns/elem  jaxadv/floor "
+                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}",
+                  flush=True)
+
+    prng = []
+    if size["prng_size"]:
+        replicas, N = size["prng_size"]
+        for impl in size["prng_impls"]:
+            steps = n_steps_for(replicas, N, size["budget"] / (16 if impl == "rbg" else 1))
+            fns, _ = contenders(replicas, N, steps, impl, with_numpy=False)
+            fns = {k: fns[k] for k in ("jaxadv", "floor")}
+            t = time_interleaved(fns, repeats=size["repeats"])
+            el = replicas * N * steps
+            prng.append({"impl": impl, "replicas": replicas, "N": N, "steps": steps,
+                         "jaxadv_ns_per_elem": t["jaxadv"]["median_s"] / el * 1e9,
+                         "floor_ns_per_elem": t["floor"]["median_s"] / el * 1e9,
+                         "jaxadv_over_floor": ratio(t["jaxadv"], t["floor"]), "raw": t})
+            print(f"  prng {impl:13s} jaxadv {prng[-1]['jaxadv_ns_per_elem']:.2f} floor "
+                  f"{prng[-1]['floor_ns_per_elem']:.2f} ns/elem", flush=True)
+
+    def med(key):
+        return float(np.median([r[key]["median"] for r in rows]))
+
+    sharded = [r["sharded"] for r in rows if "sharded" in r]
+
+    return {
+        "meta": {"dtype": "float32", "loss": "quadratic", "params": dict(params._asdict()),
+                 "sizes": [list(g) for g in size["grid"]], "repeats": size["repeats"],
+                 "unit": "ns per replica*step*dimension", "impl": IMPL,
+                 "size": "tiny" if tiny else "quick" if quick else "full"},
+        "rows": rows,
+        "prng": prng,
+        "headline": {"jaxadv_over_floor_median": med("jaxadv_over_floor"),
+                     "jaxadv_over_floor_worst": float(max(r["jaxadv_over_floor"]["median"] for r in rows)),
+                     "numpy_over_jaxadv_median": med("numpy_over_jaxadv"),
+                     "numpy_over_jaxadv_worst": float(min(r["numpy_over_jaxadv"]["median"] for r in rows)),
+                     "target_jaxadv_over_floor": 1.3, "target_numpy_over_jaxadv": 3.0,
+                     "sharded_devices": sharded[0]["devices"] if sharded else 1,
+                     "sharded_jaxadv_over_floor_median": float(np.median([s["jaxadv_over_floor"]["median"] for s in sharded])) if sharded else None,
+                     "sharded_numpy_over_jaxadv_median": float(np.median([s["numpy_over_jaxadv"]["median"] for s in sharded])) if sharded else None,
+                     "sharded_speedup_over_one_device_median": float(np.median([s["speedup_over_one_device"]["median"] for s in sharded])) if sharded else None},
+    }
+
+
+if __name__ == "__main__":
+    from benchmarks.common import cli
+    cli(NAME, main)

@@ -1,0 +1,179 @@
+"""Regenerate the results table of ``benchmarks/README.md`` from the JSON files in ``results/``.
+
+The table lies between the markers ``<!-- results:start -->`` and ``<!-- results:end -->`` and
+is never edited by hand: ``python -m benchmarks.summary`` rewrites it (``--check`` exits 1 when
+it is out of date). Devices without results files (e.g. ``gpu``) get a line saying so.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+README = os.path.join(HERE, "README.md")
+RESULTS = os.path.join(HERE, "results")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+DEVICES = ("cpu", "gpu")
+
+
+def _f(x, fmt="{:.2f}"):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def _spread(r):
+    return f"{r['median']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def load_results(folder=RESULTS):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path) as f:
+            d = json.load(f)
+        out[(d.get("name"), d.get("meta", {}).get("device"))] = d
+    return out
+
+
+def table_mc(d):
+    m = d["meta"]
+    lines = [f"**Monte Carlo throughput** ({m['device']}, {m.get('device_kind', '')}, {m['cpu_count']} cores, "
+             f"{m['dtype']}, {m.get('impl')}, JAX {m['jax_version']}, size `{m['size']}`, "
+             f"median of {m['repeats']} interleaved repeats, load average at start {_f(m.get('load_average', [None])[0])}). "
+             "ns per replica x step x dimension; ratios are median [worst, best] over the repeats.", "",
+             "CPU-time ratios use the process CPU time of each call (all threads).", "",
+             "| replicas | N | steps | jaxadv ns | floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r['jaxadv']['ns_per_elem']:.2f} | "
+                     f"{r['floor']['ns_per_elem']:.2f} | {r['numpy']['ns_per_elem']:.2f} | "
+                     f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | "
+                     f"{_f(r.get('cpu_time_ratios', {}).get('jaxadv_over_floor'))} | "
+                     f"{_f(r.get('cpu_time_ratios', {}).get('numpy_over_jaxadv'))} | "
+                     f"{_f(r['jaxadv'].get('first_call_s'))} |")
+    sh = [r for r in d["rows"] if "sharded" in r]
+    if sh:
+        lines += ["", f"Replicas sharded over {sh[0]['sharded']['devices']} XLA host devices "
+                  "(`jaxadv.sharding.shard_batch`, one device per core), same run:", "",
+                  "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | speed-up over one device |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sh:
+            lines.append(f"| {r['replicas']} | {r['N']} | {r['jaxadv_sharded']['ns_per_elem']:.2f} | "
+                         f"{r['floor_sharded']['ns_per_elem']:.2f} | {_spread(r['sharded']['jaxadv_over_floor'])} | "
+                         f"{_spread(r['sharded']['numpy_over_jaxadv'])} | {_spread(r['sharded']['speedup_over_one_device'])} |")
+    h = d["headline"]
+    lines += ["", f"Median over sizes: jaxadv / floor = {h['jaxadv_over_floor_median']:.2f} (target <= "
+              f"{h['target_jaxadv_over_floor']}), NumPy / jaxadv = {h['numpy_over_jaxadv_median']:.2f} "
+              f"(target >= {h['target_numpy_over_jaxadv']})."
+              + (f" Sharded: jaxadv / floor = {h['sharded_jaxadv_over_floor_median']:.2f}, NumPy / jaxadv = "
+                 f"{h['sharded_numpy_over_jaxadv_median']:.2f}, speed-up over one device "
+                 f"{h['sharded_speedup_over_one_device_median']:.2f}." if h.get("sharded_jaxadv_over_floor_median") else "")]
+    if d.get("prng"):
+        lines += ["", "PRNG implementations (`jax.random.key(seed, impl=...)`):", "",
+                  "| impl | replicas | N | jaxadv ns | floor ns | jaxadv / floor |", "|---|---:|---:|---:|---:|---:|"]
+        for p in d["prng"]:
+            lines.append(f"| {p['impl']} | {p['replicas']} | {p['N']} | {p['jaxadv_ns_per_elem']:.2f} | "
+                         f"{p['floor_ns_per_elem']:.2f} | {_spread(p['jaxadv_over_floor'])} |")
+    return lines
+
+
+def table_ode(d):
+    m, peer = d["meta"], d["peer"]
+    lines = [f"**ODE grid** ({m['device']}, {m['dtype']}, {m['points']} points = {m['grid'][0]} eps x "
+             f"{m['grid'][1]} prior, alpha = {m['alpha_max']:g}, size `{m['size']}`). Peer: {peer['what']}, "
+             f"rtol {peer['rtol']:g}, timed on {peer['points_timed']} points and extrapolated linearly "
+             f"({peer['per_point_s'] * 1e3:.1f} ms per point, median {peer['nfev_median']:.0f} rhs evaluations).", "",
+             "| jaxadv RK4 dt | RK4 steps | jaxadv s | ms per point | speed-up vs solve_ivp [worst] | speed-up (CPU time) | max abs diff of end points | within tol |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for k, r in d["jaxadv"].items():
+        lines.append(f"| {r['dt']:g} | {r['rk4_steps']} | {r['median_s']:.3f} | {r['per_point_s'] * 1e3:.2f} | "
+                     f"{r['speedup_vs_peer']:.1f} [{r['speedup_vs_peer_low']:.1f}] | "
+                     f"{_f(r.get('speedup_vs_peer_cpu_time'), '{:.1f}')} | "
+                     f"{r['max_abs_diff_end_vs_peer']:.1e} | {'yes' if r['agrees_within_tol'] else 'no'} |")
+    h = d["headline"]
+    lines += ["", f"Tolerance on the end points {m['tolerance_on_result']:g}; coarsest step within it: "
+              f"dt = {_f(h['coarsest_dt_within_tol'], '{:g}')}, speed-up "
+              f"{_f(h['speedup_coarsest_dt_within_tol'], '{:.1f}')} (target >= {h['target']:g})."]
+    return lines
+
+
+def table_scaling(d):
+    m = d["meta"]
+    lines = [f"**Scaling** ({m['device']}, size `{m['size']}`; figure `{d.get('figure')}`).", "",
+             "| sweep | replicas | N / points | jaxadv s | floor s | jaxadv ns/elem |", "|---|---:|---:|---:|---:|---:|"]
+    for r in d["mc_vs_N"]:
+        lines.append(f"| MC vs N | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} | {r['jaxadv_ns_per_elem']:.2f} |")
+    for r in d["mc_vs_replicas"]:
+        lines.append(f"| MC vs replicas | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} | {r['jaxadv_ns_per_elem']:.2f} |")
+    for r in d["ode_vs_grid"]:
+        lines.append(f"| ODE vs grid | | {r['points']} | {r['median_s']:.4f} | | |")
+    if d.get("memory"):
+        lines += ["", "| memory: replicas | N | state MB | peak RSS MB | peak - baseline MB | / state |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for r in d["memory"]:
+            lines.append(f"| {r['replicas']} | {r['N']} | {r['state_bytes'] / 1e6:.1f} | {r['peak_rss_bytes'] / 1e6:.0f} | "
+                         f"{r['peak_over_baseline_bytes'] / 1e6:.0f} | {r['over_state']:.1f} |")
+    return lines
+
+
+def table_generic(d):
+    m = d.get("meta", {})
+    lines = [f"**{d.get('name')}** ({m.get('device')}, size `{m.get('size', '?')}`)."]
+    h = d.get("headline")
+    if isinstance(h, dict):
+        lines += ["", "| figure | value |", "|---|---:|"]
+        for k, v in h.items():
+            lines.append(f"| {k} | {_f(v, '{:.3g}') if isinstance(v, (int, float)) else v} |")
+    return lines
+
+
+RENDER = {"mc_throughput": table_mc, "ode_throughput": table_ode, "scaling": table_scaling}
+
+
+def render(results) -> str:
+    lines = [START, "", "_Generated by `python -m benchmarks.summary` from `benchmarks/results/*.json`; do not edit._", ""]
+    for dev in DEVICES:
+        lines.append(f"### {dev.upper()}")
+        lines.append("")
+        names = sorted(n for (n, dv) in results if dv == dev)
+        if not names:
+            lines += [f"{dev.upper()} figures are not yet measured (no `results/*_{dev}.json`; run "
+                      f"`python -m benchmarks --device {dev}` on a machine that has one).", ""]
+            continue
+        for n in names:
+            d = results[(n, dev)]
+            try:
+                lines += RENDER.get(n, table_generic)(d)
+            except (KeyError, TypeError) as e:
+                lines += [f"**{n}**: results file not understood ({e!r})."]
+            lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def update(readme=README, folder=RESULTS) -> tuple[str, str]:
+    with open(readme) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} lacks the markers {START} / {END}")
+    a, b = text.index(START), text.index(END) + len(END)
+    return text, text[:a] + render(load_results(folder)) + text[b:]
+
+
+def main_cli(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.summary", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the README table is out of date")
+    a = ap.parse_args(argv)
+    old, new = update()
+    if a.check:
+        return int(old != new)
+    if old != new:
+        with open(README, "w") as f:
+            f.write(new)
+    print(f"updated {README}" if old != new else f"{README} up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_cli())

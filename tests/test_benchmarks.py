@@ -1,0 +1,60 @@
+"""Smoke test of the benchmark tooling: a tiny run writes valid JSON with the expected keys.
+
+Not a timed test: nothing is asserted about speed.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args, "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_mc_throughput_tiny_writes_json(tmp_path):
+    out = _run("--only", "mc_throughput", "--tiny", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = tmp_path / "mc_throughput_cpu.json"
+    assert path.exists(), os.listdir(tmp_path)
+    d = json.loads(path.read_text())
+    assert d["name"] == "mc_throughput"
+    for key in ("device", "dtype", "jax_version", "sizes", "wall_s", "size"):
+        assert key in d["meta"], key
+    assert d["meta"]["size"] == "tiny"
+    row = d["rows"][0]
+    for contender in ("jaxadv", "floor", "numpy"):
+        for key in ("median_s", "min_s", "max_s", "repeats", "first_call_s", "ns_per_elem"):
+            assert key in row[contender], (contender, key)
+        assert row[contender]["median_s"] > 0
+    assert {"median", "low", "high"} <= set(row["jaxadv_over_floor"])
+    assert row["sanity"]["finite_jaxadv"] and row["sanity"]["finite_numpy"]
+    assert {"jaxadv_over_floor_median", "numpy_over_jaxadv_median"} <= set(d["headline"])
+
+
+def test_runner_lists_benchmarks_and_rejects_unknown(tmp_path):
+    out = _run("--list", tmp_path=tmp_path)
+    names = out.stdout.split()
+    assert {"mc_throughput", "ode_throughput", "scaling"} <= set(names)
+    assert "summary" not in names and "common" not in names
+    bad = _run("--only", "no_such_benchmark", tmp_path=tmp_path)
+    assert bad.returncode != 0 and "no_such_benchmark" in bad.stderr
+
+
+def test_summary_renders_gpu_placeholder(tmp_path):
+    sys.path.insert(0, ROOT)
+    try:
+        from benchmarks import summary
+    finally:
+        sys.path.remove(ROOT)
+    text = summary.render({})
+    assert text.startswith(summary.START) and text.endswith(summary.END)
+    assert "GPU figures are not yet measured" in text
