@@ -33,7 +33,25 @@ def _parser():
     return p
 
 
+def _use_all_cores() -> None:
+    """One XLA CPU device per core, so the sharded Monte Carlo uses every core.
+
+    XLA reads ``XLA_FLAGS`` when the backend starts (at the first computation, not at
+    ``import jax``), so this works from here. Results are bit-identical to one device.
+    ``JAXADV_HOST_DEVICES=N`` chooses the count (1 turns it off); an existing
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` is left alone.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    n = os.environ.get("JAXADV_HOST_DEVICES") or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                     else (os.cpu_count() or 1))
+    if n.isdigit() and int(n) > 1:
+        os.environ["XLA_FLAGS"] = (flags + f" --xla_force_host_platform_device_count={int(n)}").strip()
+
+
 def main(argv=None) -> int:
+    _use_all_cores()
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
