@@ -22,6 +22,7 @@ from .params import ModelParams, check_value, validate_params
 
 __all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
 
+SAMPLER_NAMES = ("full", "reduced")
 PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
 
 
@@ -46,6 +47,8 @@ class RunConfig:
         b0: initial bias.
         prng: PRNG implementation of ``jax.random.key``.
         mc: run the Monte Carlo (``--no-mc`` sets it false).
+        sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
+            description of :mod:`jaxadv.reduced`).
     """
 
     name: str = "custom"
@@ -70,6 +73,7 @@ class RunConfig:
     b0: float = 0.0
     prng: str = "threefry2x32"
     mc: bool = True
+    sampler: str = "full"
 
     @property
     def params(self) -> ModelParams:
@@ -181,6 +185,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     check_value("b0", cfg.b0, lambda x: True, "")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
+    if cfg.sampler not in SAMPLER_NAMES:
+        raise ValueError(f"sampler={cfg.sampler!r} is not one of {list(SAMPLER_NAMES)}")
     if cfg.prng not in PRNG_IMPLS:
         raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
     if cfg.alpha_max * cfg.N / cfg.n_save < 1:

@@ -29,8 +29,10 @@ from .learning import Student, sgd_step
 from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
+from .reduced import check_reduced_supported, init_reduced, observe_reduced, step_reduced
 
-__all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule"]
+__all__ = ["MCResult", "Sampler", "SAMPLERS", "init_replica", "step_replica", "observe", "simulate",
+           "save_schedule"]
 
 
 class MCResult(NamedTuple):
@@ -75,22 +77,60 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "loss"), donate_argnums=(1,))
-def _advance(run_keys, students, params, B, start, n_steps, loss):
-    """Advance every replica by ``n_steps`` steps, starting at step index ``start``."""
+class Sampler(NamedTuple):
+    """How a simulation represents one replica (static; selected by ``simulate(sampler=...)``).
 
-    def body(st, i):
+    Attributes:
+        name: ``"full"`` or ``"reduced"``.
+        init: ``init(key, consts, R0, b0, R0_given) -> state`` of one replica.
+        step: ``step(key, state, params, consts, loss) -> state``.
+        observe: ``observe(state, consts) -> (R, b, |w|)``.
+    """
+
+    name: str
+    init: object
+    step: object
+    observe: object
+
+
+def _full_init(key, B, R0, b0, R0_given):
+    return init_replica(key, B, R0 if R0_given else None, b0)
+
+
+def _full_step(key, student, params, B, loss):
+    return step_replica(key, student, params, B, loss)
+
+
+def _reduced_init(key, N, R0, b0, R0_given):
+    return init_reduced(key, N, R0 if R0_given else None, b0, N.dtype)
+
+
+SAMPLERS = {
+    "full": Sampler("full", _full_init, _full_step, observe),
+    "reduced": Sampler("reduced", _reduced_init, step_reduced, lambda st, N: observe_reduced(st)),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "sampler"), donate_argnums=(1,))
+def _advance(run_keys, states, params, consts, start, n_steps, loss, sampler):
+    """Advance every replica by ``n_steps`` steps, starting at step index ``start``.
+
+    ``n_steps`` is traced (a ``fori_loop`` with a dynamic trip count), so runs with another N or
+    save interval reuse the compilation.
+    """
+
+    def body(i, st):
         keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
-        st = jax.vmap(step_replica, (0, 0, None, None, None))(keys, st, params, B, loss)
-        return st, None
+        return jax.vmap(sampler.step, (0, 0, None, None, None))(keys, st, params, consts, loss)
 
-    students, _ = jax.lax.scan(body, students, jnp.arange(n_steps, dtype=jnp.uint32))
-    return students, jax.vmap(observe, (0, None))(students, B)
+    states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)
+    return states, jax.vmap(sampler.observe, (0, None))(states, consts)
 
 
-@functools.partial(jax.jit, static_argnames=("R0_given",))
-def _init(init_keys, B, R0, b0, R0_given):
-    return jax.vmap(lambda k: init_replica(k, B, R0 if R0_given else None, b0))(init_keys)
+@functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
+def _init(init_keys, consts, R0, b0, R0_given, sampler):
+    states = jax.vmap(lambda k: sampler.init(k, consts, R0, b0, R0_given))(init_keys)
+    return states, jax.vmap(sampler.observe, (0, None))(states, consts)
 
 
 def save_schedule(N: int, alpha_max: float, n_save: int):
@@ -111,7 +151,7 @@ def _fingerprint(*items) -> str:
 def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
              replicas: int = 100, loss="quadratic", dtype=jnp.float32, R0: Optional[float] = None,
              b0: float = 0.0, B=None, progress: bool = False, checkpoint: Optional[str] = None,
-             checkpoint_every: float = 60.0) -> MCResult:
+             checkpoint_every: float = 60.0, sampler: str = "full") -> MCResult:
     r"""Run ``replicas`` independent N-dimensional simulations of adversarial on-line learning.
 
     Args:
@@ -131,6 +171,9 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches
             all arguments. It is removed at the end.
+        sampler: ``"full"`` (N-dimensional vectors, cost O(N) per step) or ``"reduced"``
+            (the exact O(1) description of :mod:`jaxadv.reduced`: same distribution of
+            ``(R, b)``; ``B`` is irrelevant there by rotation invariance and ``norm`` is 1).
 
     Returns:
         :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
@@ -158,9 +201,16 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
+    if sampler == "reduced":
+        check_reduced_supported(attack="l2")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     loss = get_loss(loss)
+    kernel = SAMPLERS[sampler]
+    B_given = B
     B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
+    consts = B if sampler == "full" else jnp.asarray(N, dtype)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     p = as_array_params(params, dtype)
 
@@ -173,28 +223,28 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     start_k = 0
     fp = _fingerprint(np.asarray(jax.random.key_data(key)).tolist(), [float(x) for x in params], N,
                       float(alpha_max), n_save, replicas, loss.name, str(dtype), R0, float(b0),
-                      None if B is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest())
-    students = None
+                      None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+                      sampler)
+    states, o = _init(init_keys, consts, jnp.asarray(0.0 if R0 is None else R0, dtype),
+                      jnp.asarray(b0, dtype), R0 is not None, kernel)
+    obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
     if checkpoint and os.path.exists(checkpoint):
         with np.load(checkpoint) as ck:
             if str(ck["fingerprint"]) == fp:
-                students = Student(w=jnp.asarray(ck["w"]), b=jnp.asarray(ck["b"]))
+                treedef = jax.tree.structure(states)
+                states = jax.tree.unflatten(treedef, [jnp.asarray(ck[f"state_{i}"])
+                                                      for i in range(treedef.num_leaves)])
                 obs = ck["obs"].copy()
                 start_k = int(ck["k"])
-    if students is None:
-        students = _init(init_keys, B, jnp.asarray(0.0 if R0 is None else R0, dtype),
-                         jnp.asarray(b0, dtype), R0 is not None)
-        o = jax.vmap(observe, (0, None))(students, B)
-        obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
 
     bar = Progress(n_save, "monte carlo", enabled=progress, initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, n_save):
-        students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss)
+        states, o = _advance(run_keys, states, p, consts, jnp.uint32(k * steps), jnp.uint32(steps), loss, kernel)
         obs[:, :, k + 1] = np.stack([np.asarray(x) for x in o])
         bar.update(k + 1)
         if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < n_save:
-            _save_checkpoint(checkpoint, fp, students, obs, k + 1)
+            _save_checkpoint(checkpoint, fp, states, obs, k + 1)
             last_ck = time.monotonic()
     bar.close()
     if checkpoint and os.path.exists(checkpoint):
@@ -203,7 +253,8 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     return MCResult(alpha=alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b))
 
 
-def _save_checkpoint(path, fp, students, obs, k):
+def _save_checkpoint(path, fp, states, obs, k):
     tmp = f"{path}.tmp.npz"
-    np.savez(tmp, fingerprint=fp, w=np.asarray(students.w), b=np.asarray(students.b), obs=obs, k=k)
+    leaves = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(states))}
+    np.savez(tmp, fingerprint=fp, obs=obs, k=k, **leaves)
     os.replace(tmp, path)
