@@ -1,4 +1,5 @@
-"""Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
+"""Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
+``jaxadv verify PRESET_OR_TOML [--N-list ...]`` (see :mod:`jaxadv.verify`)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,8 @@ def _parser():
     r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("presets", help="list the presets and their keys")
+    from .verify import add_verify_parser
+    add_verify_parser(sub)
     return p
 
 
@@ -44,6 +47,8 @@ def _dispatch(args) -> int:
     from .config import PRESETS, config_dict, load_config
     from .run import run
 
+    if args.command == "verify":
+        return args.func(args)
     if args.command == "presets":
         for name, cfg in PRESETS.items():
             print(name, {k: v for k, v in config_dict(cfg).items() if k != "name"})
