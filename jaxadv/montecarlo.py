@@ -30,6 +30,7 @@ from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
 from .reduced import check_reduced_supported, init_reduced, observe_reduced, step_reduced
+from .reduced import fold_in as fold_in_fused
 
 __all__ = ["MCResult", "Sampler", "SAMPLERS", "init_replica", "step_replica", "observe", "simulate",
            "save_schedule"]
@@ -85,12 +86,14 @@ class Sampler(NamedTuple):
         init: ``init(key, consts, R0, b0, R0_given) -> state`` of one replica.
         step: ``step(key, state, params, consts, loss) -> state``.
         observe: ``observe(state, consts) -> (R, b, |w|)``.
+        fold_in: ``fold_in(replica_key, step) -> step key``, bit-identical to ``jax.random.fold_in``.
     """
 
     name: str
     init: object
     step: object
     observe: object
+    fold_in: object = jax.random.fold_in
 
 
 def _full_init(key, B, R0, b0, R0_given):
@@ -107,7 +110,7 @@ def _reduced_init(key, N, R0, b0, R0_given):
 
 SAMPLERS = {
     "full": Sampler("full", _full_init, _full_step, observe),
-    "reduced": Sampler("reduced", _reduced_init, step_reduced, lambda st, N: observe_reduced(st)),
+    "reduced": Sampler("reduced", _reduced_init, step_reduced, lambda st, N: observe_reduced(st), fold_in_fused),
 }
 
 
@@ -120,7 +123,7 @@ def _advance(run_keys, states, params, consts, start, n_steps, loss, sampler):
     """
 
     def body(i, st):
-        keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
+        keys = jax.vmap(sampler.fold_in, (0, None))(run_keys, start + i)
         return jax.vmap(sampler.step, (0, 0, None, None, None))(keys, st, params, consts, loss)
 
     states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)

@@ -45,7 +45,8 @@ from .attack import l2_attack_field
 from .losses import force
 from .params import ModelParams
 
-__all__ = ["ReducedState", "check_reduced_supported", "chi2", "gamma_marsaglia_tsang", "step_uniforms",
+__all__ = ["ReducedState", "check_reduced_supported", "chi2", "gamma_marsaglia_tsang", "step_uniforms", "threefry2x32",
+           "fold_in",
            "normal_from_uniform",
            "init_reduced", "reduced_update", "step_reduced", "observe_reduced"]
 
@@ -102,18 +103,66 @@ def check_reduced_supported(**options) -> None:
 # --- uniform and normal draws -----------------------------------------------------------------
 
 
+def _rotl(x, r: int):
+    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
+
+
+def threefry2x32(key_words, x0, x1):
+    r"""The Threefry-2x32 block cipher (20 rounds; Salmon et al., SC'11), unrolled in ``jnp`` ops.
+
+    Bit-identical to ``jax.extend.random.threefry_2x32(key_words, concatenate([x0, x1]))`` (tested);
+    written out so that XLA fuses it with the rest of a step instead of calling a rolled loop per
+    replica on CPU.
+
+    Args:
+        key_words: the two uint32 words of a threefry key (``jax.random.key_data``), shape ``(2,)``.
+        x0, x1: counter words (uint32, equal shapes).
+
+    Returns:
+        ``(y0, y1)``: the enciphered words.
+    """
+    k0, k1 = key_words[0], key_words[1]
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            x0 = x0 + x1
+            x1 = _rotl(x1, r) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def _is_threefry(key) -> bool:
+    return "threefry" in str(jax.random.key_impl(key))
+
+
+def fold_in(key, data):
+    """``jax.random.fold_in(key, data)``, bit for bit; for threefry keys through the fused :func:`threefry2x32`.
+
+    ``jax.random.fold_in`` of a threefry key enciphers the counter pair ``(0, data)``; doing the
+    same with the unrolled cipher lets XLA fuse it into the step (tested for equality).
+    """
+    if not _is_threefry(key):
+        return jax.random.fold_in(key, data)
+    y0, y1 = threefry2x32(jax.random.key_data(key), jnp.uint32(0), jnp.asarray(data, jnp.uint32))
+    return jax.random.wrap_key_data(jnp.stack([y0, y1]), impl=jax.random.key_impl(key))
+
+
 def step_uniforms(key, n: int, dtype):
     """``n`` independent uniforms on the open interval (0, 1) from one key, shape ``(n,)``.
 
-    For a threefry key and float32 the words are ``threefry_2x32(key_data, 0..n-1)`` (exactly what
-    ``jax.random.bits`` hashes, with less overhead under ``vmap``), mapped to
-    ``(k + 1/2) / 2^23``, ``k`` the top 23 bits; otherwise ``jax.random.uniform``.
+    For a threefry key and float32 the words are the threefry hash of the counters ``0..n-1``
+    under the key (for even ``n`` the words ``jax.random.bits`` hashes, via :func:`threefry2x32`),
+    mapped to ``(k + 1/2) / 2^23`` with ``k`` the top 23 bits; otherwise ``jax.random.uniform``.
     """
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float32 and "threefry" in str(jax.random.key_impl(key)):
-        from jax.extend.random import threefry_2x32
-
-        bits = threefry_2x32(jax.random.key_data(key), jnp.arange(n, dtype=jnp.uint32))
+    if dtype == jnp.float32 and _is_threefry(key):
+        half = (n + 1) // 2
+        c = jnp.arange(2 * half, dtype=jnp.uint32)
+        y0, y1 = threefry2x32(jax.random.key_data(key), c[:half], c[half:])
+        bits = jnp.concatenate([y0, y1])[:n]
         return ((bits >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
     return jax.random.uniform(key, (n,), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
@@ -124,6 +173,21 @@ def normal_from_uniform(u):
 
 
 # --- exact chi-squared draws -----------------------------------------------------------------
+
+
+def _loop_uniforms(key, i, dtype):
+    """Two uniforms for iteration ``i`` of the gamma fallback loop, disjoint from :func:`step_uniforms`.
+
+    Threefry/float32: the hash of the counter pair ``(2^32 - 1 - i, 0)``, a pair that
+    :func:`step_uniforms` (pairs ``(j, j + n/2)``) never uses; otherwise keys
+    ``fold_in(fold_in(key, 2^32 - 2), i)``.
+    """
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float32 and _is_threefry(key):
+        y0, y1 = threefry2x32(jax.random.key_data(key), jnp.uint32(0xFFFFFFFF) - i, jnp.uint32(0))
+        return ((jnp.stack([y0, y1]) >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
+    k = jax.random.fold_in(jax.random.fold_in(key, 0xFFFFFFFE), i)
+    return jax.random.uniform(k, (2,), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
 
 def _mt_accept(x, u, d, c):
@@ -150,8 +214,8 @@ def gamma_marsaglia_tsang(key, shape, uniforms=None):
     :math:`\mathrm{Gamma}(a+1)\,U^{1/a}`, and :math:`a=0` gives 0.
 
     :data:`GAMMA_ROUNDS` proposals are made unconditionally; a lane that rejected all of them
-    continues in a ``lax.while_loop`` (keys ``fold_in(fold_in(key, 2^32-2), i)``, disjoint from the
-    words of :func:`step_uniforms`) until it accepts, so the
+    continues in a ``lax.while_loop`` (fresh words from :func:`_loop_uniforms`, disjoint from those
+    of :func:`step_uniforms`) until it accepts, so the
     draw is exact. Under ``vmap`` the loop body runs only while some lane is unfinished.
 
     Args:
@@ -172,14 +236,10 @@ def gamma_marsaglia_tsang(key, shape, uniforms=None):
         value = jnp.where(done, value, val)
         done = done | ok
 
-    k_loop = jax.random.fold_in(key, 0xFFFFFFFE)
-
     def body(carry):
         value, done, i = carry
-        k_x, k_u = jax.random.split(jax.random.fold_in(k_loop, i))
-        x = jax.random.normal(k_x, (), dtype)
-        u = jax.random.uniform(k_u, (), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
-        val, ok = _mt_accept(x, u, d, c)
+        u = _loop_uniforms(key, i, dtype)
+        val, ok = _mt_accept(normal_from_uniform(u[0]), u[1], d, c)
         return jnp.where(done, value, val), done | ok, i + 1
 
     value, _, _ = jax.lax.while_loop(lambda cr: ~cr[1], body, (value, done, jnp.zeros((), jnp.uint32)))
