@@ -8,6 +8,9 @@ Modules, one concept each:
 * :mod:`jaxadv.losses` -- losses of the pre-activation and their Gaussian moments
 * :mod:`jaxadv.learning` -- the on-line SGD step (optax)
 * :mod:`jaxadv.montecarlo` -- N-dimensional simulation of many replicas
+* :mod:`jaxadv.reduced` -- the exact O(1)-per-step sampler of (R, b) (``simulate(sampler="reduced")``)
+* :mod:`jaxadv.fluctuations` -- finite-N spread and mean shift around the ODE (linear noise)
+* :mod:`jaxadv.verify` -- ``jaxadv verify``: MC over a ladder of N against the theory
 * :mod:`jaxadv.gaussian` -- Gaussian averages by quadrature
 * :mod:`jaxadv.rk4` -- fixed-step Runge--Kutta integration
 * :mod:`jaxadv.ode` -- the order-parameter ODEs
@@ -26,6 +29,8 @@ from .losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
 from .measures import robust_error, test_error
 from .montecarlo import MCResult, simulate
 from .ode import ODEResult, drift, solve_ode
+from .fluctuations import FluctuationResult, solve_fluctuations
+from .reduced import check_reduced_supported
 from .params import ModelParams, validate_params
 from .rk4 import RK4, ButcherTableau, integrate, rk_step
 
@@ -34,5 +39,5 @@ __all__ = [
     "l2_attack_field", "Loss", "QUADRATIC", "LOSSES", "get_loss", "force", "force_moments", "Student",
     "sgd_step", "MCResult", "simulate", "ODEResult", "drift", "solve_ode", "ButcherTableau", "RK4",
     "rk_step", "integrate", "test_error", "robust_error", "mean_sem", "mc_summary", "ode_table", "compare",
-    "RunConfig", "PRESETS", "load_config",
+    "RunConfig", "PRESETS", "load_config", "FluctuationResult", "solve_fluctuations", "check_reduced_supported",
 ]
