@@ -99,7 +99,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     from jaxadv import ModelParams
     from jaxadv.data import unit_direction
     from jaxadv.losses import get_loss
-    from jaxadv.montecarlo import _advance, _init
+    from jaxadv.montecarlo import SAMPLERS, _advance, _init
     from jaxadv.sharding import shard_batch
     from jaxadv.params import as_array_params
     from benchmarks.common import ratio, time_interleaved
@@ -115,12 +115,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         keys = jax.random.split(key, 2 * replicas)
         init_keys, run_keys = keys[:replicas], keys[replicas:]
         B = unit_direction(N, jnp.float32)
-        box = {"st": _init(init_keys, B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False),
+        box = {"st": _init(init_keys, B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0],
                "fl": (jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)),
                "np": None, "k": 0}
 
         def run_jaxadv():
-            box["st"], obs = _advance(run_keys, box["st"], p, B, jnp.uint32(box["k"] * steps), steps, loss)
+            box["st"], obs = _advance(run_keys, box["st"], p, B, jnp.uint32(box["k"] * steps), jnp.uint32(steps), loss, SAMPLERS["full"])
             box["k"] += 1
             return obs
 
@@ -133,12 +133,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             # the same kernels with the replicas spread over the host devices (one per core)
             sk = shard_batch(run_keys)
             box["st_sh"] = shard_batch(_init(init_keys, B, jnp.asarray(0.0, jnp.float32),
-                                             jnp.asarray(0.0, jnp.float32), False))
+                                             jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0])
             box["fl_sh"] = shard_batch(box["fl"])
             box["k_sh"] = 0
 
             def run_jaxadv_sharded():
-                box["st_sh"], obs = _advance(sk, box["st_sh"], p, B, jnp.uint32(box["k_sh"] * steps), steps, loss)
+                box["st_sh"], obs = _advance(sk, box["st_sh"], p, B, jnp.uint32(box["k_sh"] * steps), jnp.uint32(steps), loss, SAMPLERS["full"])
                 box["k_sh"] += 1
                 return obs
 

@@ -41,19 +41,19 @@ import jax, jax.numpy as jnp
 from jaxadv import ModelParams
 from jaxadv.data import unit_direction
 from jaxadv.losses import get_loss
-from jaxadv.montecarlo import _advance, _init
+from jaxadv.montecarlo import SAMPLERS, _advance, _init
 from jaxadv.params import as_array_params
 R, N, steps, do_run = (int(a) for a in sys.argv[1:5])
 B = unit_direction(8, jnp.float32)
 p = as_array_params(ModelParams(), jnp.float32)
 keys = jax.random.split(jax.random.key(0), 2 * R)
-st = _init(keys[:8], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False)
-jax.block_until_ready(_advance(keys[:8], st, p, B, jnp.uint32(0), 1, get_loss("quadratic")))
+st = _init(keys[:8], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0]
+jax.block_until_ready(_advance(keys[:8], st, p, B, jnp.uint32(0), jnp.uint32(1), get_loss("quadratic"), SAMPLERS["full"]))
 stats = None
 if do_run:
     B = unit_direction(N, jnp.float32)
-    st = _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False)
-    out = _advance(keys[R:], st, p, B, jnp.uint32(0), steps, get_loss("quadratic"))
+    st = _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0]
+    out = _advance(keys[R:], st, p, B, jnp.uint32(0), jnp.uint32(steps), get_loss("quadratic"), SAMPLERS["full"])
     jax.block_until_ready(out)
     try:
         stats = jax.devices()[0].memory_stats()
@@ -78,7 +78,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     from jaxadv import ModelParams
     from jaxadv.data import unit_direction
     from jaxadv.losses import get_loss
-    from jaxadv.montecarlo import _advance, _init
+    from jaxadv.montecarlo import SAMPLERS, _advance, _init
     from jaxadv.ode import solve_ode
     from jaxadv.params import as_array_params
     from benchmarks.common import RESULTS_DIR, device_label, time_interleaved
@@ -93,11 +93,11 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     def mc_point(R, N):
         keys = jax.random.split(jax.random.key(0), 2 * R)
         B = unit_direction(N, jnp.float32)
-        box = {"st": _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False),
+        box = {"st": _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0],
                "fl": (jnp.zeros((R,), jnp.float32), jnp.zeros((R, N), jnp.float32))}
 
         def run_jaxadv():
-            box["st"], obs = _advance(keys[R:], box["st"], p, B, jnp.uint32(0), steps, loss)
+            box["st"], obs = _advance(keys[R:], box["st"], p, B, jnp.uint32(0), jnp.uint32(steps), loss, SAMPLERS["full"])
             return obs
 
         def run_floor():

@@ -8,6 +8,9 @@ Modules, one concept each:
 * :mod:`jaxadv.losses` -- losses of the pre-activation and their Gaussian moments
 * :mod:`jaxadv.learning` -- the on-line SGD step (optax)
 * :mod:`jaxadv.montecarlo` -- N-dimensional simulation of many replicas
+* :mod:`jaxadv.reduced` -- the exact O(1)-per-step sampler of (R, b) (``simulate(sampler="reduced")``)
+* :mod:`jaxadv.fluctuations` -- finite-N spread and mean shift around the ODE (linear noise)
+* :mod:`jaxadv.verify` -- ``jaxadv verify``: MC over a ladder of N against the theory
 * :mod:`jaxadv.gaussian` -- Gaussian averages by quadrature
 * :mod:`jaxadv.rk4` -- fixed-step Runge--Kutta integration
 * :mod:`jaxadv.ode` -- the order-parameter ODEs
@@ -38,6 +41,8 @@ from .fixed_points import (BestError, FixedPoint, best_robust_error, best_robust
 from .sharding import batch_mesh, shard_batch
 from .sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
 from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
+from .fluctuations import FluctuationResult, solve_fluctuations
+from .reduced import check_reduced_supported
 from .params import ModelParams, validate_params
 from .rk4 import RK4, ButcherTableau, integrate, rk_step
 from .variants import TrainingOptions, noise_std_for_norm, requires_full_state
@@ -54,4 +59,5 @@ __all__ = [
     "FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "best_test_error", "best_robust_error",
     "best_robust_error_closed", "batch_mesh", "shard_batch", "SweepConfig", "SweepResult", "make_sweep_config",
     "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
+    "FluctuationResult", "solve_fluctuations", "check_reduced_supported",
 ]

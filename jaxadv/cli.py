@@ -1,5 +1,6 @@
 """Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
-``jaxadv compare-defences [PRESET_OR_TOML] [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
+``jaxadv compare-defences [PRESET_OR_TOML] [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
+``jaxadv verify PRESET_OR_TOML [--N-list ...]`` (see :mod:`jaxadv.verify`)."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,8 @@ def _parser():
     from .sweep import add_sweep_parser
 
     add_sweep_parser(sub)
+    from .verify import add_verify_parser
+    add_verify_parser(sub)
     return p
 
 
@@ -74,6 +77,8 @@ def _dispatch(args) -> int:
     from .config import PRESETS, config_dict, load_config
     from .run import run
 
+    if args.command == "verify":
+        return args.func(args)
     if args.command == "presets":
         for name, cfg in PRESETS.items():
             print(name, {k: v for k, v in config_dict(cfg).items() if k != "name"})

@@ -23,6 +23,7 @@ from .params import ModelParams, check_value, validate_params
 __all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
+SAMPLER_NAMES = ("full", "reduced")
 PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
 
 
@@ -57,6 +58,8 @@ class RunConfig:
         noise_norm: RMS L2 norm of the augmentation noise of ``attack="noise"`` (default ``eps``);
             per-component std ``noise_norm / sqrt(N)``.
         B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
+        sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
+            description of :mod:`jaxadv.reduced`).
     """
 
     name: str = "custom"
@@ -90,6 +93,7 @@ class RunConfig:
     nonrobust_only: bool = False
     noise_norm: Optional[float] = None
     B: str = "first"
+    sampler: str = "full"
 
     @property
     def params(self) -> ModelParams:
@@ -222,6 +226,13 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     check_value("b0", cfg.b0, lambda x: True, "")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
+    if cfg.sampler not in SAMPLER_NAMES:
+        raise ValueError(f"sampler={cfg.sampler!r} is not one of {list(SAMPLER_NAMES)}")
+    if cfg.sampler == "reduced":
+        from .reduced import check_reduced_supported
+        from .variants import reduced_check_arguments
+
+        check_reduced_supported(**reduced_check_arguments(cfg.options))
     if cfg.prng not in PRNG_IMPLS:
         raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
     if cfg.B not in ("first", "dense"):

@@ -6,7 +6,7 @@ A step :math:`\mu\to\mu+1` draws :math:`(\xi,\tau)` from the prototype model, at
 (:func:`jaxadv.learning.sgd_step`). Time is :math:`\alpha=\mu/N`.
 
 The kernel is written for one replica (:func:`init_replica`, :func:`step_replica`) and
-``vmap``-ped over replicas; steps are a ``lax.scan``. The key of step :math:`\mu` of a replica
+``vmap``-ped over replicas; steps are a ``lax.fori_loop``. The key of step :math:`\mu` of a replica
 is ``fold_in(replica_key, mu)``, so results do not depend on how the run is chunked
 (save interval, progress updates, resumption). Only the order parameters
 :math:`R = w\cdot B`, :math:`b` and :math:`\|w\|` are recorded, at save points.
@@ -30,8 +30,11 @@ from .losses import get_loss
 from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
 from .sharding import shard_batch, to_host
+from .reduced import check_reduced_supported, init_reduced, observe_reduced, step_reduced
+from .reduced import fold_in as fold_in_fused
 
-__all__ = ["MCResult", "init_replica", "step_replica", "observe", "simulate", "save_schedule"]
+__all__ = ["MCResult", "Sampler", "SAMPLERS", "init_replica", "step_replica", "observe", "observe_norms",
+           "simulate", "save_schedule"]
 
 
 class MCResult(NamedTuple):
@@ -90,30 +93,79 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "loss", "spec"), donate_argnums=(1,))
-def _advance(run_keys, students, params, B, start, n_steps, loss, spec=None, vparams=None):
+class Sampler(NamedTuple):
+    """How a simulation represents one replica (static; selected by ``simulate(sampler=...)``).
+
+    Attributes:
+        name: ``"full"`` or ``"reduced"``.
+        init: ``init(key, consts, R0, b0, R0_given) -> state`` of one replica.
+        step: ``step(key, state, params, consts, loss, options) -> state``.
+        observe: ``observe(state, consts) -> (R, b, |w|, |w|_1, |w|_inf)`` (NaN where not represented).
+        fold_in: ``fold_in(replica_key, step) -> step key``, bit-identical to ``jax.random.fold_in``.
+    """
+
+    name: str
+    init: object
+    step: object
+    observe: object
+    fold_in: object = jax.random.fold_in
+
+
+def _full_init(key, B, R0, b0, R0_given):
+    return init_replica(key, B, R0 if R0_given else None, b0)
+
+
+def _full_observe(student, B):
+    return observe(student, B) + observe_norms(student)
+
+
+def _reduced_init(key, N, R0, b0, R0_given):
+    return init_reduced(key, N, R0 if R0_given else None, b0, N.dtype)
+
+
+def _reduced_step(key, state, params, N, loss, options):
+    # options is None here: simulate refuses every variant the reduced description lacks
+    return step_reduced(key, state, params, N, loss)
+
+
+def _reduced_observe(state, N):
+    nan = jnp.full_like(state.R, jnp.nan)
+    return observe_reduced(state) + (nan, nan)
+
+
+SAMPLERS = {
+    "full": Sampler("full", _full_init, step_replica, _full_observe),
+    "reduced": Sampler("reduced", _reduced_init, _reduced_step, _reduced_observe, fold_in_fused),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "sampler", "spec"), donate_argnums=(1,))
+def _advance(run_keys, states, params, consts, start, n_steps, loss, sampler, spec=None, vparams=None):
     """Advance every replica by ``n_steps`` steps, starting at step index ``start``.
 
-    ``spec``/``vparams``: static and traced parts of the training options (``None``: default)."""
+    ``n_steps`` is traced (a ``fori_loop`` with a dynamic trip count), so runs with another N or
+    save interval reuse the compilation. ``spec``/``vparams``: static and traced parts of the
+    training options (``None``: L2 adversarial training).
+    """
     options = None
     if spec is not None:
         from .variants import join_options
 
         options = join_options(spec, vparams)
 
-    def body(st, i):
-        keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
-        step = lambda k, s_: step_replica(k, s_, params, B, loss, options)
-        st = jax.vmap(step)(keys, st)
-        return st, None
+    def body(i, st):
+        keys = jax.vmap(sampler.fold_in, (0, None))(run_keys, start + i)
+        step = lambda k, s_: sampler.step(k, s_, params, consts, loss, options)
+        return jax.vmap(step)(keys, st)
 
-    students, _ = jax.lax.scan(body, students, jnp.arange(n_steps, dtype=jnp.uint32))
-    return students, jax.vmap(observe, (0, None))(students, B) + jax.vmap(observe_norms)(students)
+    states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)
+    return states, jax.vmap(sampler.observe, (0, None))(states, consts)
 
 
-@functools.partial(jax.jit, static_argnames=("R0_given",))
-def _init(init_keys, B, R0, b0, R0_given):
-    return jax.vmap(lambda k: init_replica(k, B, R0 if R0_given else None, b0))(init_keys)
+@functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
+def _init(init_keys, consts, R0, b0, R0_given, sampler):
+    states = jax.vmap(lambda k: sampler.init(k, consts, R0, b0, R0_given))(init_keys)
+    return states, jax.vmap(sampler.observe, (0, None))(states, consts)
 
 
 def save_schedule(N: int, alpha_max: float, n_save: int):
@@ -134,7 +186,7 @@ def _fingerprint(*items) -> str:
 def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
              replicas: int = 100, loss="quadratic", dtype=jnp.float32, R0: Optional[float] = None,
              b0: float = 0.0, B=None, progress: bool = False, checkpoint: Optional[str] = None,
-             checkpoint_every: float = 60.0, options=None) -> MCResult:
+             checkpoint_every: float = 60.0, options=None, sampler: str = "full") -> MCResult:
     r"""Run ``replicas`` independent N-dimensional simulations of adversarial on-line learning.
 
     Args:
@@ -158,6 +210,10 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
             all arguments. It is removed at the end.
         options: training variant, :class:`jaxadv.variants.TrainingOptions` (``None``: L2
             adversarial training at ``params.eps``, identical to ``TrainingOptions()``).
+        sampler: ``"full"`` (N-dimensional vectors, cost O(N) per step) or ``"reduced"``
+            (the exact O(1) description of :mod:`jaxadv.reduced`: same distribution of
+            ``(R, b)``; ``B`` is irrelevant there by rotation invariance, ``norm`` is 1 and
+            ``norm1``/``norm_inf`` are ``None``).
 
     Returns:
         :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
@@ -185,6 +241,8 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     loss = get_loss(loss)
     spec = vparams = None
@@ -192,11 +250,19 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         from .variants import split_options, validate_options
 
         spec, vparams = split_options(validate_options(options), dtype)
+    if sampler == "reduced":
+        from .variants import reduced_check_arguments
+
+        check_reduced_supported(**reduced_check_arguments(options))
+        spec = vparams = None
+    kernel = SAMPLERS[sampler]
+    B_given = B
     if isinstance(B, str):
         from .data import cluster_axis
 
         B = cluster_axis(N, B, dtype)
     B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
+    consts = B if sampler == "full" else jnp.asarray(N, dtype)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     p = as_array_params(params, dtype)
 
@@ -211,39 +277,41 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     start_k = 0
     fp = _fingerprint(np.asarray(jax.random.key_data(key)).tolist(), [float(x) for x in params], N,
                       float(alpha_max), n_save, replicas, loss.name, str(dtype), R0, float(b0),
-                      None if B is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
-                      None if options is None else [str(x) for x in options])
-    students = None
+                      None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+                      None if options is None else [str(x) for x in options], sampler)
+    states, o = _init(init_keys, consts, jnp.asarray(0.0 if R0 is None else R0, dtype),
+                      jnp.asarray(b0, dtype), R0 is not None, kernel)
+    obs[:, :, 0] = np.stack([to_host(x)[:replicas] for x in o])
     if checkpoint and os.path.exists(checkpoint):
         with np.load(checkpoint) as ck:
             if str(ck["fingerprint"]) == fp:
-                students = shard_batch(Student(w=jnp.asarray(ck["w"][:replicas]), b=jnp.asarray(ck["b"][:replicas])))
+                treedef = jax.tree.structure(states)
+                leaves = [jnp.asarray(ck[f"state_{i}"]) for i in range(treedef.num_leaves)]
+                states = shard_batch(jax.tree.unflatten(treedef, leaves))
                 obs = ck["obs"].copy()
                 start_k = int(ck["k"])
-    if students is None:
-        students = _init(init_keys, B, jnp.asarray(0.0 if R0 is None else R0, dtype),
-                         jnp.asarray(b0, dtype), R0 is not None)
-        o = jax.vmap(observe, (0, None))(students, B) + jax.vmap(observe_norms)(students)
-        obs[:, :, 0] = np.stack([to_host(x)[:replicas] for x in o])
 
     bar = Progress(n_save, "monte carlo", enabled=progress, initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, n_save):
-        students, o = _advance(run_keys, students, p, B, jnp.uint32(k * steps), steps, loss, spec, vparams)
+        states, o = _advance(run_keys, states, p, consts, jnp.uint32(k * steps), jnp.uint32(steps), loss, kernel,
+                             spec, vparams)
         obs[:, :, k + 1] = np.stack([to_host(x)[:replicas] for x in o])
         bar.update(k + 1)
         if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < n_save:
-            _save_checkpoint(checkpoint, fp, students, obs, k + 1)
+            _save_checkpoint(checkpoint, fp, states, obs, k + 1)
             last_ck = time.monotonic()
     bar.close()
     if checkpoint and os.path.exists(checkpoint):
         os.remove(checkpoint)
     R, b, norm, norm1, norm_inf = obs
-    return MCResult(alpha=alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b), norm1=norm1,
-                    norm_inf=norm_inf)
+    full = sampler == "full"
+    return MCResult(alpha=alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b),
+                    norm1=norm1 if full else None, norm_inf=norm_inf if full else None)
 
 
-def _save_checkpoint(path, fp, students, obs, k):
+def _save_checkpoint(path, fp, states, obs, k):
     tmp = f"{path}.tmp.npz"
-    np.savez(tmp, fingerprint=fp, w=np.asarray(students.w), b=np.asarray(students.b), obs=obs, k=k)
+    leaves = {f"state_{i}": to_host(x) for i, x in enumerate(jax.tree.leaves(states))}
+    np.savez(tmp, fingerprint=fp, obs=obs, k=k, **leaves)
     os.replace(tmp, path)

@@ -75,7 +75,8 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         t = time.perf_counter()
         mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
                       loss=cfg.loss, dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
-                      checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), options=cfg.options, B=cfg.B)
+                      checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), options=cfg.options, B=cfg.B,
+                      sampler=cfg.sampler)
         timings["mc_s"] = time.perf_counter() - t
         mc_cols = mc_summary(mc, params, eps_test)
         write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})

@@ -182,6 +182,13 @@ def requires_full_state(options) -> bool:
     return options is not None and options.attack in ("linf", "l1")
 
 
+def reduced_check_arguments(options) -> dict:
+    """The options of a run as keywords of :func:`jaxadv.reduced.check_reduced_supported`
+    (``None``, the default, is L2 adversarial training at a fixed eps)."""
+    o = TrainingOptions() if options is None else options
+    return {"attack": o.attack, "eps_dist": o.eps_dist, "nonrobust_only": bool(o.nonrobust_only)}
+
+
 def check_ode_supported(options) -> None:
     """Raise ``ValueError`` when the large-N ODE of :func:`jaxadv.ode.drift` has no closed form
     for ``options``."""
