@@ -21,7 +21,7 @@ the fixed point is linearly stable when both have negative real part
 :math:`w`, and for every :math:`b` both terms of :math:`\mathcal E` and :math:`S` decrease with
 :math:`R` (when :math:`\rho\ge0`). So :math:`R=1` (:math:`w=B`) is optimal and only a
 one-dimensional minimisation over :math:`b` remains. With equal variances :math:`v`
-(derivation in ``docs/theory_sweeps.md``), with :math:`c = \rho/2 - \epsilon`,
+(derivation in ``docs/theory.md (section 10)``), with :math:`c = \rho/2 - \epsilon`,
 
 .. math::
     b^* = -\frac{v}{2c}\,\log\frac{p}{1-p},\qquad

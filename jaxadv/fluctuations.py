@@ -12,7 +12,7 @@ there are :math:`N d\alpha` independent steps, hence (van Kampen / linear noise)
 with :math:`J = \partial F/\partial y` (``jax.jacfwd``), :math:`H_{ijk} = \partial^2F_i/\partial
 y_j\partial y_k` (``jax.hessian``), :math:`C` the covariance of :math:`y` across replicas and
 :math:`\mu = \langle y\rangle - y_\mathrm{ODE}` the O(1/N) shift of the mean. :math:`\Sigma` is
-:math:`D = N^2\,\mathrm{Cov}(\Delta y)` per step. For the learning rule (``docs/theory_finite_n.md``),
+:math:`D = N^2\,\mathrm{Cov}(\Delta y)` per step. For the learning rule (``docs/theory.md (section 9)``),
 with :math:`\delta` the force at the attacked field :math:`\tilde x\mid\tau\sim\mathcal N(m_\tau, v_\tau)`,
 :math:`a_\tau = \tau\frac\rho2(1-R^2)` and :math:`g_2\sim\mathcal N(0,1)` independent of :math:`\tilde x`:
 

@@ -27,7 +27,7 @@ with :math:`u = (B - Rw)/\sqrt{1-R^2}`, so :math:`B\cdot z = R g_1 + \sqrt{1-R^2
 
 No formula divides by :math:`\sqrt{1-R^2}` (it only multiplies :math:`g_2`), so :math:`R=\pm1` is
 regular. The initial overlap of a uniform :math:`w` is drawn exactly as
-:math:`R_0 = g/\sqrt{g^2+\chi^2_{N-1}}`. Derivations: ``docs/theory_finite_n.md``.
+:math:`R_0 = g/\sqrt{g^2+\chi^2_{N-1}}`. Derivations: ``docs/theory.md (section 9)``.
 
 The per-example pieces are the same functions the full simulation uses: the attack
 :func:`jaxadv.attack.l2_attack_field` and the force :func:`jaxadv.losses.force`, so any loss of

@@ -19,7 +19,7 @@ so the robust error is the L2 one (:func:`jaxadv.measures.robust_error`) at the 
 :math:`\|w\|_\infty\in[1/\sqrt N, 1]` for L1; the Monte Carlo records both at save points
 (:class:`jaxadv.montecarlo.MCResult`). Comparable radii therefore scale with N: an L-infinity
 radius :math:`\epsilon_\infty\sim\epsilon_2/\sqrt N` for a dense :math:`w`
-(``docs/theory_variants.md``).
+(``docs/theory.md (section 11)``).
 """
 from __future__ import annotations
 

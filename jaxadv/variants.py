@@ -19,7 +19,7 @@ The per-example pieces are written once here and used by both descriptions:
   :math:`\langle g\,\delta^2\rangle_\tau` (with the gate :math:`g`) that the ODE of
   :func:`jaxadv.ode.drift` needs.
 
-The theory is in ``docs/theory_variants.md``.
+The theory is in ``docs/theory.md (section 11)``.
 
 Attack kinds (``attack=``):
 

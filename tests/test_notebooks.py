@@ -6,7 +6,7 @@ import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb"]
+NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", "03_defences.ipynb", "04_verification.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
