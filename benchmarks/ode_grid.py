@@ -24,7 +24,12 @@ import jaxadv  # noqa: E402
 from jaxadv import ModelParams, make_sweep_config, solve_ode, sweep  # noqa: E402
 
 
-def main():
+def main(quick: bool = False) -> dict:
+    """Entry point of ``python -m benchmarks``: the measurement as a dict (the runner writes it)."""
+    return cli(["--n", "32", "--repeats", "2"] if quick else [], write=False)
+
+
+def cli(argv=None, write: bool = True):
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dt", type=float, default=2.0)
@@ -33,7 +38,7 @@ def main():
     ap.add_argument("--n-save", type=int, default=20)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "ode_grid_cpu.json"))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     eps = np.linspace(0.0, 1.5, a.n)
     prior = np.linspace(0.5, 0.95, a.n)
     cfg = make_sweep_config({"eps": eps.tolist(), "prior": prior.tolist()}, alpha_max=a.alpha_max,
@@ -75,11 +80,13 @@ def main():
         "dtype": "float64", "jax": jax.__version__, "jaxadv": jaxadv.__version__, "python": platform.python_version(),
         "load_average_1min": os.getloadavg()[0],
     }
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
     print(json.dumps(out, indent=2))
+    if write:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=2)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    cli()

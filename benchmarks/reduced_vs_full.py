@@ -69,7 +69,13 @@ def time_pair(N, replicas, reduced_steps, full_steps, repeats):
     return rows, statistics.median(ratios)
 
 
-def main(argv=None):
+def main(quick: bool = False) -> dict:
+    """Entry point of ``python -m benchmarks``: the measurement as a dict (the runner writes it)."""
+    argv = ["--replicas", "256", "--repeats", "3", "--reduced-steps", "1000", "--full-steps", "100,20,2"] if quick else []
+    return cli(argv, write=False)
+
+
+def cli(argv=None, write: bool = True):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5)
@@ -95,16 +101,19 @@ def main(argv=None):
     dev = jax.devices()[0]
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"reduced_vs_full_{dev.platform}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     info = {"benchmark": "reduced_vs_full", "device": str(dev), "platform": dev.platform,
             "cpu_count": os.cpu_count(), "jax_version": jax.__version__, "python": platform.python_version(),
             "dtype": "float32", "loss": "quadratic", "rows": rows, "speedup_full_over_reduced": speedup,
             "reduced_cost_ratio_largest_over_smallest_N": flat,
             "note": "repeats interleave the two samplers; speed-up is the median of per-repeat ratios"}
+    if not write:
+        return info
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(info, f, indent=2)
     print(f"wrote {out}")
+    return info
 
 
 if __name__ == "__main__":
-    main()
+    cli()

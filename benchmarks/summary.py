@@ -128,7 +128,32 @@ def table_generic(d):
     return lines
 
 
-RENDER = {"mc_throughput": table_mc, "ode_throughput": table_ode, "scaling": table_scaling}
+def table_reduced(d):
+    lines = [f"**Reduced vs full sampler** ({d['device']}, {d['dtype']}, {d['loss']} loss; "
+             "repeats interleave the two samplers; speed-up = median of per-repeat ratios).", "",
+             "| N | replicas | reduced ns / replica-step | full ns / replica-step | speed-up |",
+             "|---:|---:|---:|---:|---:|"]
+    per = {(r["sampler"], r["N"]): r for r in d["rows"]}
+    for N in sorted({r["N"] for r in d["rows"]}):
+        red, full = per[("reduced", N)], per[("full", N)]
+        lines.append(f"| {N} | {red['replicas']} | {red['ns_per_replica_step']:.1f} | "
+                     f"{full['ns_per_replica_step']:.1f} | {d['speedup_full_over_reduced'][str(N)]:.0f}x |")
+    lines += ["", f"Reduced cost at the largest N over the smallest: "
+                  f"{d['reduced_cost_ratio_largest_over_smallest_N']:.2f} (flat in N)."]
+    return lines
+
+
+def table_ode_grid(d):
+    err = d["max_abs_error_vs_dt_over_20"]
+    return [f"**ODE grid** ({d['device']}, {d['device_count']} device(s), {d['dtype']}): {d['grid'][0]} x "
+            f"{d['grid'][1]} ({' x '.join(d['axes'])}) trajectories to alpha = {d['alpha_max']:g} with RK4 dt = "
+            f"{d['dt']:g} ({d['rk4_steps']} steps) through `jaxadv.sweep`: **{d['run_s_median']:.2f} s** "
+            f"(median of {d['repeats']}; compile {d['compile_s']:.2f} s). Largest deviation from dt/20: "
+            f"R {err['R']:.1e}, b {err['b']:.1e}."]
+
+
+RENDER = {"mc_throughput": table_mc, "ode_throughput": table_ode, "scaling": table_scaling,
+          "reduced_vs_full": table_reduced, "ode_grid": table_ode_grid}
 
 
 def render(results) -> str:
