@@ -53,19 +53,19 @@ def _floor_fn():
     import jax
     import jax.numpy as jnp
 
-    @functools.partial(jax.jit, static_argnames=("n_steps", "N"))
+    @functools.partial(jax.jit, static_argnames=("N",))
     def floor(run_keys, carry, start, n_steps, N):
         def draw(key):
             k_tau, k_z = jax.random.split(key)
             return jax.random.uniform(k_tau, (), jnp.float32), jax.random.normal(k_z, (N,), jnp.float32)
 
-        def body(c, i):
+        def body(i, c):
             keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
             u, z = jax.vmap(draw)(keys)
-            return (c[0] + u, z), None
+            return (c[0] + u, z)
 
-        carry, _ = jax.lax.scan(body, carry, jnp.arange(n_steps, dtype=jnp.uint32))
-        return carry
+        # the same loop as the kernel: fori_loop with a traced trip count
+        return jax.lax.fori_loop(jnp.uint32(0), jnp.asarray(n_steps, jnp.uint32), body, carry)
 
     return floor
 
@@ -115,39 +115,32 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         keys = jax.random.split(key, 2 * replicas)
         init_keys, run_keys = keys[:replicas], keys[replicas:]
         B = unit_direction(N, jnp.float32)
-        box = {"st": _init(init_keys, B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0],
-               "fl": (jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)),
-               "np": None, "k": 0}
+        zero = jnp.asarray(0.0, jnp.float32)
+        box = {"np": None}
 
-        def run_jaxadv():
-            box["st"], obs = _advance(run_keys, box["st"], p, B, jnp.uint32(box["k"] * steps), jnp.uint32(steps), loss, SAMPLERS["full"])
-            box["k"] += 1
-            return obs
+        def kernel_and_floor(place):
+            """The jaxadv kernel and its floor, each advancing its own state placed by ``place``."""
+            keys = place(run_keys)
+            st = {"mc": place(_init(init_keys, B, zero, zero, False, SAMPLERS["full"])[0]), "k": 0,
+                  "fl": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)))}
 
-        def run_floor():
-            box["fl"] = floor(run_keys, box["fl"], jnp.uint32(0), steps, N)
-            return box["fl"]
-
-        out = {"jaxadv": run_jaxadv, "floor": run_floor}
-        if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
-            # the same kernels with the replicas spread over the host devices (one per core)
-            sk = shard_batch(run_keys)
-            box["st_sh"] = shard_batch(_init(init_keys, B, jnp.asarray(0.0, jnp.float32),
-                                             jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0])
-            box["fl_sh"] = shard_batch(box["fl"])
-            box["k_sh"] = 0
-
-            def run_jaxadv_sharded():
-                box["st_sh"], obs = _advance(sk, box["st_sh"], p, B, jnp.uint32(box["k_sh"] * steps), jnp.uint32(steps), loss, SAMPLERS["full"])
-                box["k_sh"] += 1
+            def run_jaxadv():
+                st["mc"], obs = _advance(keys, st["mc"], p, B, jnp.uint32(st["k"] * steps), jnp.uint32(steps), loss,
+                                         SAMPLERS["full"])
+                st["k"] += 1
                 return obs
 
-            def run_floor_sharded():
-                box["fl_sh"] = floor(sk, box["fl_sh"], jnp.uint32(0), steps, N)
-                return box["fl_sh"]
+            def run_floor():
+                st["fl"] = floor(keys, st["fl"], jnp.uint32(0), steps, N)
+                return st["fl"]
 
-            out["jaxadv_sharded"] = run_jaxadv_sharded
-            out["floor_sharded"] = run_floor_sharded
+            return run_jaxadv, run_floor, st
+
+        out = {}
+        out["jaxadv"], out["floor"], box["jaxadv"] = kernel_and_floor(lambda x: x)
+        if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
+            # the same kernels with the replicas spread over the host devices (one per core)
+            out["jaxadv_sharded"], out["floor_sharded"], _ = kernel_and_floor(shard_batch)
         if with_numpy:
             rng = np.random.default_rng(0)
             w0 = rng.standard_normal((replicas, N), dtype=np.float32)
@@ -179,7 +172,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
                                   "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
         row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
-        R_j = np.asarray(jnp.mean(box["st"].w[:, 0]))
+        R_j = np.asarray(jnp.mean(box["jaxadv"]["mc"].w[:, 0]))
         R_n = float(np.mean(box["np"][0][:, 0]))
         row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n))}
         rows.append(row)

@@ -67,13 +67,13 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    if hasattr(args, "func"):
-        return args.func(args)
     import jax
 
-    # The ODE is integrated in float64 (Gaussian averages to 1e-9); the Monte Carlo picks
-    # its dtype explicitly (float32 unless x64=true).
+    # Every command integrates ODEs in float64 (Gaussian averages to 1e-9); the Monte Carlo
+    # picks its dtype explicitly (float32 unless x64=true).
     jax.config.update("jax_enable_x64", True)
+    if hasattr(args, "func"):
+        return args.func(args)
     from .config import PRESETS, config_dict, load_config
     from .run import run
 

@@ -70,8 +70,10 @@ class Comparison(NamedTuple):
 
     def verdict(self, threshold: float = 4.0) -> str:
         zmax, name, alpha = self.worst
-        ok = np.isfinite(zmax) and zmax <= threshold
         div = f"; {self.n_diverged} of {self.n_replicas} replicas diverged" if self.n_diverged else ""
+        if not np.isfinite(zmax):
+            return f"undetermined: no standard error (fewer than 2 finite replicas){div}"
+        ok = zmax <= threshold
         return (f"{'consistent' if ok else 'INCONSISTENT'}: largest MC-ODE deviation {zmax:.2f} standard "
                 f"errors ({name} at alpha={alpha:g}; threshold {threshold:g}){div}")
 
@@ -87,18 +89,17 @@ def compare(mc_cols: dict, ode_cols: dict, allowance: float = 0.0) -> Comparison
     if not np.allclose(mc_cols["alpha"], ode_cols["alpha"]):
         raise ValueError("compare: MC and ODE save points differ")
     z = {}
-    worst = (0.0, "", 0.0)
+    worst = (float("nan"), "", float("nan"))  # stays NaN when no save point has a standard error
     for name in ("R", "b", "test_error", "robust_error"):
         dev = np.maximum(np.abs(mc_cols[f"{name}_mean"] - ode_cols[name]) - allowance, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             zz = np.where(dev == 0, 0.0, dev / mc_cols[f"{name}_sem"])
         z[name] = zz
-        later = zz[1:]
-        if later.size and np.nanmax(later) > worst[0]:
-            i = int(np.nanargmax(later)) + 1
-            worst = (float(zz[i]), name, float(mc_cols["alpha"][i]))
-        if later.size and np.isnan(later).any() and not np.isfinite(worst[0]):
-            worst = (float("nan"), name, float("nan"))
+        idx = np.flatnonzero(np.isfinite(zz[1:])) + 1
+        if idx.size:
+            i = idx[np.argmax(zz[idx])]
+            if not zz[i] <= worst[0]:  # also replaces the initial NaN
+                worst = (float(zz[i]), name, float(mc_cols["alpha"][i]))
     n_rep = int(mc_cols["n_finite"][0]) if "n_finite" in mc_cols else 0
     n_div = n_rep - int(mc_cols["n_finite"][-1]) if "n_finite" in mc_cols else 0
     return Comparison(z=z, worst=worst, n_diverged=n_div, n_replicas=n_rep)

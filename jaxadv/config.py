@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 import typing
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
+from .io import read_toml
 from .losses import LOSSES
 from .params import ModelParams, check_value, validate_params
 
@@ -259,13 +259,7 @@ def load_config(spec: str, overrides=()) -> RunConfig:
     if spec in PRESETS:
         cfg = PRESETS[spec]
     elif spec.endswith(".toml") or os.path.exists(spec):
-        if not os.path.exists(spec):
-            raise FileNotFoundError(f"config file {spec!r} does not exist")
-        with open(spec, "rb") as f:
-            try:
-                data = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
-                raise ValueError(f"config file {spec!r} is not valid TOML: {e}") from None
+        data = read_toml(spec, "config file")
         base = data.pop("preset", None)
         if base is not None and base not in PRESETS:
             raise ValueError(f"preset={base!r} is not one of {sorted(PRESETS)}")

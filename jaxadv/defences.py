@@ -18,7 +18,6 @@ rule's large-N curve; the Monte Carlo gives mean and standard error over replica
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -29,7 +28,7 @@ from .measures import robust_error, test_error
 from .montecarlo import save_schedule, simulate
 from .ode import solve_ode
 from .params import ModelParams
-from .variants import TrainingOptions
+from .variants import TrainingOptions, noise_std_for_norm
 
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "plot_defences", "defences_table",
            "run_defences"]
@@ -43,7 +42,7 @@ def defence_setup(name: str, params: ModelParams, N: int):
     if name == "none":
         return params._replace(eps=0.0), None
     if name == "noise":
-        return params, TrainingOptions(attack="noise", noise_std=float(eps) / math.sqrt(N))
+        return params, TrainingOptions(attack="noise", noise_std=noise_std_for_norm(float(eps), N))
     if name == "adversarial":
         return params, None
     if name == "random_eps":

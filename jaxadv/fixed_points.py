@@ -40,10 +40,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
 
 from .losses import get_loss
-from .ode import drift, solve_ode
+from .measures import robust_error
+from .ode import drift_vector, solve_ode
 from .params import ModelParams
 
 __all__ = ["FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "jacobian",
@@ -83,10 +83,6 @@ class BestError(NamedTuple):
     b: jax.Array
 
 
-def _F(y, params, loss):
-    return jnp.stack(drift(y[0], y[1], params, loss))
-
-
 def jacobian(R, b, params: ModelParams, loss="quadratic"):
     """:math:`J = \\partial(dR/d\\alpha, db/d\\alpha)/\\partial(R, b)` at one point, shape ``(2, 2)``."""
     return _jacobian(jnp.stack([jnp.asarray(R, float), jnp.asarray(b, float)]), params, get_loss(loss))
@@ -94,7 +90,7 @@ def jacobian(R, b, params: ModelParams, loss="quadratic"):
 
 @functools.partial(jax.jit, static_argnames=("loss",))
 def _jacobian(y, params, loss):
-    return jax.jacfwd(_F)(y, params, loss)
+    return jax.jacfwd(drift_vector)(y, params, loss)
 
 
 def _eig2(J):
@@ -109,11 +105,11 @@ def _newton(y0, params, loss, iters, tol):
     lambdas = 2.0 ** -jnp.arange(8.0)
 
     def norm(y):
-        return jnp.linalg.norm(_F(y, params, loss))
+        return jnp.linalg.norm(drift_vector(y, params, loss))
 
     def body(y, _):
-        F = _F(y, params, loss)
-        J = jax.jacfwd(_F)(y, params, loss)
+        F = drift_vector(y, params, loss)
+        J = jax.jacfwd(drift_vector)(y, params, loss)
         step = jnp.linalg.solve(J, F)
         # trust region: |dR| <= 0.05, |db| <= 0.25 per iteration, so that the iteration cannot
         # jump onto the plateau |b| >> 1 where every force vanishes
@@ -127,7 +123,7 @@ def _newton(y0, params, loss, iters, tol):
         return y_new, None
 
     y, _ = jax.lax.scan(body, y0, None, length=iters)
-    J = jax.jacfwd(_F)(y, params, loss)
+    J = jax.jacfwd(drift_vector)(y, params, loss)
     res = norm(y)
     ev, stable, det = _eig2(J)
     degenerate = jnp.abs(det) < 1e-12 * params.eta_w * params.eta_b
@@ -194,8 +190,7 @@ def fixed_point(params: ModelParams, *, R0=0.0, b0=0.0, alpha_warm: float = 1000
 
 def _S(b, eps, params):
     """Robust error at R = 1 as a function of the threshold b."""
-    c = params.rho / 2 - eps
-    return params.prior * ndtr((b - c) / jnp.sqrt(params.v1)) + (1 - params.prior) * ndtr((-b - c) / jnp.sqrt(params.v2))
+    return robust_error(1.0, b, eps, params)
 
 
 def best_robust_error_closed(params: ModelParams, eps_test=0.0) -> BestError:

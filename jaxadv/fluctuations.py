@@ -39,7 +39,7 @@ from .attack import l2_attack_field
 from .data import cluster_table, field_mean
 from .gaussian import gauss_legendre_mean
 from .losses import force, get_loss
-from .ode import _steps, drift
+from .ode import _steps, drift_vector
 from .params import ModelParams
 from .rk4 import RK4, integrate
 
@@ -133,7 +133,7 @@ def fluctuation_field(loss="quadratic", method: str = "auto"):
     loss = get_loss(loss)
 
     def F(y, params):
-        return jnp.stack(drift(y[0], y[1], params, loss, method))
+        return drift_vector(y, params, loss, method)
 
     def f(alpha, st: FluctuationState, args):
         params, N = args

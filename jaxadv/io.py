@@ -6,10 +6,11 @@ import io
 import json
 import os
 import tempfile
+import tomllib
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "write_csv", "write_json", "write_npz", "read_csv"]
+__all__ = ["atomic_write_bytes", "write_csv", "write_json", "write_npz", "read_csv", "read_toml"]
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -49,6 +50,17 @@ def read_csv(path) -> dict:
         rows = list(csv.reader(f))
     names, data = rows[0], np.array(rows[1:], dtype=float).reshape(-1, len(rows[0]))
     return {n: data[:, i] for i, n in enumerate(names)}
+
+
+def read_toml(path, what: str = "config file") -> dict:
+    """Parse a TOML file; ``FileNotFoundError``/``ValueError`` name the file (``what`` says which kind)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{what} {path!r} is not valid TOML: {e}") from None
 
 
 def write_json(path, obj) -> None:

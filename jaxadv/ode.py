@@ -30,7 +30,7 @@ from .losses import force_moments, get_loss
 from .params import ModelParams
 from .rk4 import RK4, integrate
 
-__all__ = ["ODEResult", "drift", "make_vector_field", "solve_ode", "ode_grid"]
+__all__ = ["ODEResult", "drift", "drift_vector", "make_vector_field", "solve_ode"]
 
 
 class ODEResult(NamedTuple):
@@ -63,15 +63,15 @@ def drift(R, b, params: ModelParams, loss="quadratic", method: str = "auto", opt
     return dR, db
 
 
+def drift_vector(y, params: ModelParams, loss="quadratic", method: str = "auto", options=None):
+    """:func:`drift` on ``y = jnp.array([R, b])``, returned stacked (for ``jax.jacfwd``, Newton, RK4)."""
+    return jnp.stack(drift(y[0], y[1], params, loss, method, options))
+
+
 def make_vector_field(loss="quadratic", method: str = "auto", options=None):
     """``f(alpha, y, params)`` for :mod:`jaxadv.rk4`, with ``y = jnp.array([R, b])``."""
     loss = get_loss(loss)
-
-    def f(alpha, y, params):
-        dR, db = drift(y[0], y[1], params, loss, method, options)
-        return jnp.stack([dR, db])
-
-    return f
+    return lambda alpha, y, params: drift_vector(y, params, loss, method, options)
 
 
 def _steps(alpha_max: float, n_save: int, dt: float):
@@ -143,8 +143,3 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
     ts, ys = fn(p, y0)
     alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
     return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1])
-
-
-def ode_grid(params: ModelParams, alpha_max: float, n_save: int = 100, **kw) -> ODEResult:
-    """Alias of :func:`solve_ode` for a batch of parameter points (kept for readability)."""
-    return solve_ode(params, alpha_max, n_save, **kw)

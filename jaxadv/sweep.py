@@ -51,7 +51,6 @@ import math
 import os
 import platform
 import time
-import tomllib
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -59,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .io import write_csv, write_json, write_npz
+from .io import read_toml, write_csv, write_json, write_npz
 from .losses import LOSSES, get_loss
 from .measures import robust_error, test_error
 from .ode import make_vector_field
@@ -232,13 +231,7 @@ def load_sweep_config(path: str) -> SweepConfig:
         FileNotFoundError: the file does not exist.
         ValueError: invalid TOML, unknown key or invalid value (naming it).
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"sweep file {path!r} does not exist")
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"sweep file {path!r} is not valid TOML: {e}") from None
+    data = read_toml(path, "sweep file")
     for k in data:
         if k not in _TOP_KEYS:
             raise ValueError(f"unknown key {k!r} in {path!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
@@ -515,7 +508,6 @@ def add_sweep_parser(subparsers) -> None:
 
 def sweep_command(args) -> int:
     """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``."""
-    jax.config.update("jax_enable_x64", True)
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
     print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)

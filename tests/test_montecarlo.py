@@ -98,24 +98,23 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
-def test_monte_carlo_agrees_with_ode(case):
-    p, N = CASES[case], 200
-    mc = simulate(jax.random.key(100 + case), p, N=N, alpha_max=8.0, n_save=8, replicas=256)
-    ode = solve_ode(p, float(mc.alpha[-1]), 8)
+def _assert_mc_agrees_with_ode(p, seed, N, alpha_max, n_save, replicas):
+    mc = simulate(jax.random.key(seed), p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas)
+    ode = solve_ode(p, float(mc.alpha[-1]), n_save)
     cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=1.0 / N)
     assert cmp.worst[0] <= 4.0, cmp.verdict()
     assert cmp.n_diverged == 0
 
 
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_monte_carlo_agrees_with_ode(case):
+    _assert_mc_agrees_with_ode(CASES[case], 100 + case, N=200, alpha_max=8.0, n_save=8, replicas=256)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_monte_carlo_agrees_with_ode_large(case):
-    p, N = CASES[case], 1000
-    mc = simulate(jax.random.key(200 + case), p, N=N, alpha_max=40.0, n_save=20, replicas=512)
-    ode = solve_ode(p, float(mc.alpha[-1]), 20)
-    cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=1.0 / N)
-    assert cmp.worst[0] <= 4.0, cmp.verdict()
+    _assert_mc_agrees_with_ode(CASES[case], 200 + case, N=1000, alpha_max=40.0, n_save=20, replicas=512)
 
 
 def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
@@ -153,3 +152,10 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
     np.testing.assert_array_equal(res.R, ref.R)
     np.testing.assert_array_equal(res.b, ref.b)
     assert not (tmp_path / "ck.npz").exists()
+
+
+def test_single_replica_gives_no_verdict():
+    p = ModelParams()
+    mc = simulate(jax.random.key(0), p, N=20, alpha_max=0.5, n_save=2, replicas=1)
+    cmp = compare(mc_summary(mc, p, 1.0), ode_table(solve_ode(p, float(mc.alpha[-1]), 2), p, 1.0))
+    assert np.isnan(cmp.worst[0]) and cmp.verdict().startswith("undetermined")
