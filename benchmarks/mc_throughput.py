@@ -8,7 +8,7 @@ float32, timed interleaved in the same process:
   ``lax.scan`` over steps), with the state carried from call to call (its buffers are donated).
 * **floor** -- the same scan drawing the same random numbers and nothing else: per step and
   replica ``fold_in(replica_key, step)``, ``split``, one ``uniform`` and one ``normal`` of size
-  N. Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
+  N, drawn the fastest way we know (:mod:`jaxadv.threefry`, the same bits as ``jax.random``). Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
   No implementation of the same algorithm with the same key scheme can beat it.
 * **jaxadv_sharded / floor_sharded** -- the same two kernels with the replicas spread over
   the XLA host devices (``jaxadv.sharding.shard_batch``; the runner makes one host device
@@ -49,18 +49,23 @@ def n_steps_for(replicas, N, budget):
 
 # --- the floor --------------------------------------------------------------------------------
 
-def _floor_fn():
+def _floor_fn(fused: bool = True):
+    """The floor kernel; ``fused=False`` draws the same bits through ``jax.random`` itself."""
     import jax
     import jax.numpy as jnp
+    from jaxadv import threefry
+
+    rnd = threefry if fused else jax.random
 
     @functools.partial(jax.jit, static_argnames=("N",))
     def floor(run_keys, carry, start, n_steps, N):
+        # the fastest way to these bits that we know: jaxadv.threefry (unrolled, fused cipher)
         def draw(key):
-            k_tau, k_z = jax.random.split(key)
-            return jax.random.uniform(k_tau, (), jnp.float32), jax.random.normal(k_z, (N,), jnp.float32)
+            k_tau, k_z = rnd.split(key)
+            return rnd.uniform(k_tau, (), jnp.float32), rnd.normal(k_z, (N,), jnp.float32)
 
         def body(i, c):
-            keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, start + i)
+            keys = jax.vmap(rnd.fold_in, (0, None))(run_keys, start + i)
             u, z = jax.vmap(draw)(keys)
             return (c[0] + u, z)
 
@@ -109,6 +114,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     p = as_array_params(params, jnp.float32)
     loss = get_loss("quadratic")
     floor = _floor_fn()
+    floor_jax_random = _floor_fn(fused=False)
 
     def contenders(replicas, N, steps, impl, with_numpy=True):
         key = jax.random.key(0, impl=impl)
@@ -134,13 +140,17 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                 st["fl"] = floor(keys, st["fl"], jnp.uint32(0), steps, N)
                 return st["fl"]
 
-            return run_jaxadv, run_floor, st
+            def run_floor_jax_random():
+                st["fl"] = floor_jax_random(keys, st["fl"], jnp.uint32(0), steps, N)
+                return st["fl"]
+
+            return run_jaxadv, run_floor, run_floor_jax_random, st
 
         out = {}
-        out["jaxadv"], out["floor"], box["jaxadv"] = kernel_and_floor(lambda x: x)
+        out["jaxadv"], out["floor"], out["floor_jax_random"], box["jaxadv"] = kernel_and_floor(lambda x: x)
         if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
             # the same kernels with the replicas spread over the host devices (one per core)
-            out["jaxadv_sharded"], out["floor_sharded"], _ = kernel_and_floor(shard_batch)
+            out["jaxadv_sharded"], out["floor_sharded"], _, _ = kernel_and_floor(shard_batch)
         if with_numpy:
             rng = np.random.default_rng(0)
             w0 = rng.standard_normal((replicas, N), dtype=np.float32)
@@ -164,6 +174,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             row[name] = {**s, "ns_per_elem": s["median_s"] / el * 1e9,
                          "ns_per_elem_min": s["min_s"] / el * 1e9, "ns_per_elem_max": s["max_s"] / el * 1e9}
         row["jaxadv_over_floor"] = ratio(t["jaxadv"], t["floor"])
+        row["floor_jax_random_over_floor"] = ratio(t["floor_jax_random"], t["floor"])
         if "jaxadv_sharded" in t:
             row["sharded"] = {"devices": jax.local_device_count(),
                               "jaxadv_over_floor": ratio(t["jaxadv_sharded"], t["floor_sharded"]),
@@ -193,15 +204,15 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         for impl in size["prng_impls"]:
             steps = n_steps_for(replicas, N, size["budget"] / (16 if impl == "rbg" else 1))
             fns, _ = contenders(replicas, N, steps, impl, with_numpy=False)
-            fns = {k: fns[k] for k in ("jaxadv", "floor")}
+            fns = {k: fns[k] for k in ("jaxadv", "floor_jax_random")}
             t = time_interleaved(fns, repeats=size["repeats"])
             el = replicas * N * steps
             prng.append({"impl": impl, "replicas": replicas, "N": N, "steps": steps,
                          "jaxadv_ns_per_elem": t["jaxadv"]["median_s"] / el * 1e9,
-                         "floor_ns_per_elem": t["floor"]["median_s"] / el * 1e9,
-                         "jaxadv_over_floor": ratio(t["jaxadv"], t["floor"]), "raw": t})
+                         "floor_jax_random_ns_per_elem": t["floor_jax_random"]["median_s"] / el * 1e9,
+                         "raw": t})
             print(f"  prng {impl:13s} jaxadv {prng[-1]['jaxadv_ns_per_elem']:.2f} floor "
-                  f"{prng[-1]['floor_ns_per_elem']:.2f} ns/elem", flush=True)
+                  f"{prng[-1]['floor_jax_random_ns_per_elem']:.2f} ns/elem (jax.random floor)", flush=True)
 
     def med(key):
         return float(np.median([r[key]["median"] for r in rows]))
@@ -218,6 +229,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         "headline": {"jaxadv_over_floor_median": med("jaxadv_over_floor"),
                      "jaxadv_over_floor_worst": float(max(r["jaxadv_over_floor"]["median"] for r in rows)),
                      "numpy_over_jaxadv_median": med("numpy_over_jaxadv"),
+                     "floor_jax_random_over_floor_median": med("floor_jax_random_over_floor"),
                      "numpy_over_jaxadv_worst": float(min(r["numpy_over_jaxadv"]["median"] for r in rows)),
                      "target_jaxadv_over_floor": 1.3, "target_numpy_over_jaxadv": 3.0,
                      "sharded_devices": sharded[0]["devices"] if sharded else 1,

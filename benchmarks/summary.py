@@ -43,11 +43,14 @@ def table_mc(d):
              f"median of {m['repeats']} interleaved repeats, load average at start {_f(m.get('load_average', [None])[0])}). "
              "ns per replica x step x dimension; ratios are median [worst, best] over the repeats.", "",
              "CPU-time ratios use the process CPU time of each call (all threads).", "",
-             "| replicas | N | steps | jaxadv ns | floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "`floor` draws the bits with `jaxadv.threefry` (unrolled cipher); `jax.random floor` draws the "
+             "same bits with `jax.random`.", "",
+             "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
+        jr = r.get("floor_jax_random")
         lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r['jaxadv']['ns_per_elem']:.2f} | "
-                     f"{r['floor']['ns_per_elem']:.2f} | {r['numpy']['ns_per_elem']:.2f} | "
+                     f"{r['floor']['ns_per_elem']:.2f} | {_f(jr and jr['ns_per_elem'])} | {r['numpy']['ns_per_elem']:.2f} | "
                      f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | "
                      f"{_f(r.get('cpu_time_ratios', {}).get('jaxadv_over_floor'))} | "
                      f"{_f(r.get('cpu_time_ratios', {}).get('numpy_over_jaxadv'))} | "
@@ -70,11 +73,12 @@ def table_mc(d):
                  f"{h['sharded_numpy_over_jaxadv_median']:.2f}, speed-up over one device "
                  f"{h['sharded_speedup_over_one_device_median']:.2f}." if h.get("sharded_jaxadv_over_floor_median") else "")]
     if d.get("prng"):
-        lines += ["", "PRNG implementations (`jax.random.key(seed, impl=...)`):", "",
-                  "| impl | replicas | N | jaxadv ns | floor ns | jaxadv / floor |", "|---|---:|---:|---:|---:|---:|"]
+        lines += ["", "PRNG implementations (`jax.random.key(seed, impl=...)`; only threefry2x32 takes the unrolled "
+                  "path, the others draw through `jax.random`):", "",
+                  "| impl | replicas | N | jaxadv ns | jax.random floor ns |", "|---|---:|---:|---:|---:|"]
         for p in d["prng"]:
             lines.append(f"| {p['impl']} | {p['replicas']} | {p['N']} | {p['jaxadv_ns_per_elem']:.2f} | "
-                         f"{p['floor_ns_per_elem']:.2f} | {_spread(p['jaxadv_over_floor'])} |")
+                         f"{_f(p.get('floor_jax_random_ns_per_elem', p.get('floor_ns_per_elem')))} |")
     return lines
 
 

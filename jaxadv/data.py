@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import threefry
 from .params import ModelParams
 
 __all__ = ["sample_example", "cluster_table", "field_mean", "unit_direction", "cluster_axis"]
@@ -59,11 +60,11 @@ def sample_example(key: jax.Array, params: ModelParams, B: jax.Array):
     Returns:
         ``(xi, tau)``: shape ``(N,)`` and a scalar of B's dtype (+1 or -1).
     """
-    k_tau, k_z = jax.random.split(key)
+    k_tau, k_z = threefry.split(key)
     dtype = B.dtype
-    tau = jnp.where(jax.random.uniform(k_tau, (), dtype) < params.prior, 1.0, -1.0).astype(dtype)
+    tau = jnp.where(threefry.uniform(k_tau, (), dtype) < params.prior, 1.0, -1.0).astype(dtype)
     v = jnp.where(tau > 0, params.v1, params.v2)
-    z = jax.random.normal(k_z, B.shape, dtype)
+    z = threefry.normal(k_z, B.shape, dtype)
     return tau * (params.rho / 2) * B + jnp.sqrt(v) * z, tau
 
 

@@ -31,7 +31,7 @@ from .params import ModelParams, as_array_params, validate_params
 from .progress import Progress
 from .sharding import shard_batch, to_host
 from .reduced import check_reduced_supported, init_reduced, observe_reduced, step_reduced
-from .reduced import fold_in as fold_in_fused
+from . import threefry
 
 __all__ = ["MCResult", "Sampler", "SAMPLERS", "init_replica", "step_replica", "observe", "observe_norms",
            "simulate", "save_schedule"]
@@ -62,7 +62,7 @@ class MCResult(NamedTuple):
 def init_replica(key, B, R0=None, b0=0.0) -> Student:
     r"""Initial student: :math:`w` uniform on the unit sphere, or with overlap :math:`R_0`
     (:math:`w = R_0 B + \sqrt{1-R_0^2}\,u_\perp`, :math:`u_\perp` uniform on the sphere orthogonal to B)."""
-    u = jax.random.normal(key, B.shape, B.dtype)
+    u = threefry.normal(key, B.shape, B.dtype)
     if R0 is None:
         w = u / jnp.linalg.norm(u)
     else:
@@ -80,7 +80,7 @@ def step_replica(key, student: Student, params: ModelParams, B, loss, options=No
     xi, tau = sample_example(key, params, B)
     if options is None:
         return sgd_step(student, xi, tau, params, loss)
-    return sgd_step(student, xi, tau, params, loss, options, jax.random.fold_in(key, 1))
+    return sgd_step(student, xi, tau, params, loss, options, threefry.fold_in(key, 1))
 
 
 def observe_norms(student: Student):
@@ -101,14 +101,14 @@ class Sampler(NamedTuple):
         init: ``init(key, consts, R0, b0, R0_given) -> state`` of one replica.
         step: ``step(key, state, params, consts, loss, options) -> state``.
         observe: ``observe(state, consts) -> (R, b, |w|, |w|_1, |w|_inf)`` (NaN where not represented).
-        fold_in: ``fold_in(replica_key, step) -> step key``, bit-identical to ``jax.random.fold_in``.
+
+    Step keys are :func:`jaxadv.threefry.fold_in` ``(replica_key, step)`` for both samplers.
     """
 
     name: str
     init: object
     step: object
     observe: object
-    fold_in: object = jax.random.fold_in
 
 
 def _full_init(key, B, R0, b0, R0_given):
@@ -135,7 +135,7 @@ def _reduced_observe(state, N):
 
 SAMPLERS = {
     "full": Sampler("full", _full_init, step_replica, _full_observe),
-    "reduced": Sampler("reduced", _reduced_init, _reduced_step, _reduced_observe, fold_in_fused),
+    "reduced": Sampler("reduced", _reduced_init, _reduced_step, _reduced_observe),
 }
 
 
@@ -154,7 +154,7 @@ def _advance(run_keys, states, params, consts, start, n_steps, loss, sampler, sp
         options = join_options(spec, vparams)
 
     def body(i, st):
-        keys = jax.vmap(sampler.fold_in, (0, None))(run_keys, start + i)
+        keys = jax.vmap(threefry.fold_in, (0, None))(run_keys, start + i)
         step = lambda k, s_: sampler.step(k, s_, params, consts, loss, options)
         return jax.vmap(step)(keys, st)
 

@@ -42,11 +42,11 @@ import jax
 import jax.numpy as jnp
 
 from .attack import l2_attack_field
+from .threefry import fold_in, threefry2x32
 from .losses import force
 from .params import ModelParams
 
-__all__ = ["ReducedState", "check_reduced_supported", "chi2", "gamma_marsaglia_tsang", "step_uniforms", "threefry2x32",
-           "fold_in",
+__all__ = ["ReducedState", "check_reduced_supported", "chi2", "gamma_marsaglia_tsang", "step_uniforms",
            "normal_from_uniform",
            "init_reduced", "reduced_update", "step_reduced", "observe_reduced"]
 
@@ -106,51 +106,8 @@ def check_reduced_supported(**options) -> None:
 # --- uniform and normal draws -----------------------------------------------------------------
 
 
-def _rotl(x, r: int):
-    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
-
-
-def threefry2x32(key_words, x0, x1):
-    r"""The Threefry-2x32 block cipher (20 rounds; Salmon et al., SC'11), unrolled in ``jnp`` ops.
-
-    Bit-identical to ``jax.extend.random.threefry_2x32(key_words, concatenate([x0, x1]))`` (tested);
-    written out so that XLA fuses it with the rest of a step instead of calling a rolled loop per
-    replica on CPU.
-
-    Args:
-        key_words: the two uint32 words of a threefry key (``jax.random.key_data``), shape ``(2,)``.
-        x0, x1: counter words (uint32, equal shapes).
-
-    Returns:
-        ``(y0, y1)``: the enciphered words.
-    """
-    k0, k1 = key_words[0], key_words[1]
-    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in rotations[i % 2]:
-            x0 = x0 + x1
-            x1 = _rotl(x1, r) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0, x1
-
-
 def _is_threefry(key) -> bool:
     return "threefry" in str(jax.random.key_impl(key))
-
-
-def fold_in(key, data):
-    """``jax.random.fold_in(key, data)``, bit for bit; for threefry keys through the fused :func:`threefry2x32`.
-
-    ``jax.random.fold_in`` of a threefry key enciphers the counter pair ``(0, data)``; doing the
-    same with the unrolled cipher lets XLA fuse it into the step (tested for equality).
-    """
-    if not _is_threefry(key):
-        return jax.random.fold_in(key, data)
-    y0, y1 = threefry2x32(jax.random.key_data(key), jnp.uint32(0), jnp.asarray(data, jnp.uint32))
-    return jax.random.wrap_key_data(jnp.stack([y0, y1]), impl=jax.random.key_impl(key))
 
 
 def step_uniforms(key, n: int, dtype):

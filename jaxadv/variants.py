@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import threefry
 from .attack import l2_attack, l2_attack_field
 from .data import cluster_table, field_mean
 from .losses import force, get_loss
@@ -236,7 +237,7 @@ def draw_eps(key, params: ModelParams, options: TrainingOptions, dtype):
     if options.eps_dist == "fixed":
         return jnp.asarray(params.eps, dtype)
     if options.eps_dist == "uniform":
-        u = jax.random.uniform(key, (), dtype)
+        u = threefry.uniform(key, (), dtype)
         return (options.eps_min + (options.eps_max - options.eps_min) * u).astype(dtype)
     vals, wts = eps_nodes(params, options)
     k = jax.random.choice(key, vals.shape[0], p=wts)
@@ -275,7 +276,7 @@ def perturb_input(key, xi, tau, w, eps, options: TrainingOptions):
     if options.attack == "l1":
         return l1_attack(xi, tau, w, eps)
     if options.attack == "noise":
-        return xi + options.noise_std * jax.random.normal(key, xi.shape, xi.dtype)
+        return xi + options.noise_std * threefry.normal(key, xi.shape, xi.dtype)
     raise ValueError(f"attack={options.attack!r} is not one of {list(ATTACKS)}")
 
 
@@ -291,7 +292,7 @@ def perturb_example(key, student, xi, tau, params: ModelParams, options: Trainin
     if random and key is None:
         raise ValueError(f"key=None: attack={options.attack!r} with eps_dist={options.eps_dist!r} draws "
                          "random numbers; pass a PRNG key")
-    k_eps, k_noise = (jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)) if random else (None, None)
+    k_eps, k_noise = (threefry.fold_in(key, 0), threefry.fold_in(key, 1)) if random else (None, None)
     eps = draw_eps(k_eps, params, options, xi.dtype)
     xi_adv = perturb_input(k_noise, xi, tau, student.w, eps, options)
     gate = None

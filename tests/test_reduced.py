@@ -170,14 +170,3 @@ def test_reduced_matches_full_simulation_slow(N, alpha_max, replicas):
     _compare_full_reduced(N, alpha_max, replicas, seed=N + 1)
 
 
-def test_fused_threefry_and_fold_in_are_bit_identical_to_jax():
-    from jax.extend.random import threefry_2x32
-
-    kd = jax.random.key_data(jax.random.key(42))
-    cnt = jnp.arange(8, dtype=jnp.uint32)
-    y0, y1 = red.threefry2x32(kd, cnt[:4], cnt[4:])
-    np.testing.assert_array_equal(np.concatenate([y0, y1]), np.asarray(threefry_2x32(kd, cnt)))
-    keys = jax.random.split(jax.random.key(5), 7)
-    ref = jax.vmap(jax.random.fold_in, (0, None))(keys, jnp.uint32(123456))
-    got = jax.vmap(red.fold_in, (0, None))(keys, jnp.uint32(123456))
-    np.testing.assert_array_equal(jax.random.key_data(ref), jax.random.key_data(got))
