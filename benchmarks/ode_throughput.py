@@ -1,42 +1,43 @@
-"""ODE throughput: a grid of parameter points integrated with jaxadv's vmapped RK4 (float64)
-against the same number of ``scipy.integrate.solve_ivp`` calls on a NumPy/SciPy right-hand side.
+"""ODE throughput: a 64 x 64 grid of parameter points integrated to alpha = 1000 by jaxadv
+(vmapped RK4, float64, fixed or adaptive step) against the same number of
+``scipy.integrate.solve_ivp`` calls on a NumPy/SciPy right-hand side, at the same accuracy.
 
 The peer is what a researcher would write: the closed-form Gaussian averages of the quadratic
-loss in NumPy (``<erf^2 X>`` by 24-node Gauss--Hermite, as in jaxadv), one adaptive
-``solve_ivp`` (RK45) per parameter point. It is timed on an evenly spread subset of the grid and
+loss in NumPy (``<erf^2 X>`` by 24-node Gauss--Hermite), one ``solve_ivp`` per parameter point,
+with the method and tolerance that are cheapest for the accuracy asked (RK45, DOP853 and LSODA at
+several ``rtol`` are all timed). It is timed on an evenly spread subset of the grid and
 extrapolated linearly to the whole grid (each call is independent, so the cost is additive);
 the JSON says so (``peer.extrapolated``).
 
-Accuracy is matched on the result: the end points ``(R, b)`` at ``alpha_max`` of both are
-compared on the peer's subset, and the maximum difference is reported. jaxadv is timed at its
-default step ``dt = 0.05`` and at coarser steps (``DT_LADDER``); the headline is the coarsest
-step whose end points still agree with the peer to ``TOL_RESULT``. The peer's adaptive RK45
-needs only ~750 right-hand-side evaluations to reach alpha = 1000; RK4 at ``dt = 0.05`` makes
-80,000, so the step size, not the cost of one evaluation, decides the ratio.
+**Same accuracy.** On the peer's subset both are compared with a reference (``solve_ivp``
+DOP853, rtol 1e-12, atol 1e-14): the error is the largest absolute difference of the end points
+``(R, b)`` at ``alpha_max``. The headline pairs the fastest jaxadv configuration whose error is
+below ``TOL_RESULT`` with the fastest peer configuration below it.
+
+jaxadv splits the grid over the XLA host devices (one per core, set by the runner); the best
+configuration is also timed on one device (``one_device``), since the peer runs in one process.
 
 Run: ``python -m benchmarks.ode_throughput [--quick]``.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import time
 
 import numpy as np
 
 NAME = "ode_throughput"
 
-# full: the 64 x 64 grid of the issue; quick: 4 x 8
 SIZES = {
-    "full": dict(n_eps=64, n_prior=64, n_peer=64, repeats=3, peer_repeats=1),
-    "quick": dict(n_eps=4, n_prior=8, n_peer=8, repeats=3, peer_repeats=1),
-    "tiny": dict(n_eps=2, n_prior=2, n_peer=2, repeats=1, peer_repeats=1, alpha_max=20.0),
+    "full": dict(n_eps=64, n_prior=64, n_peer=64, repeats=5),
+    "quick": dict(n_eps=64, n_prior=64, n_peer=16, repeats=3),
+    "tiny": dict(n_eps=2, n_prior=2, n_peer=2, repeats=1, alpha_max=20.0),
 }
 ALPHA_MAX = 1000.0
-DT_DEFAULT = 0.05
-DT_LADDER = (0.05, 0.5, 1.0, 2.0)  # the default step and coarser ones
-RTOL, ATOL = 1e-9, 1e-11   # solve_ivp tolerances of the peer
-TOL_RESULT = 1e-6          # end points of jaxadv and the peer must agree to this
+JAXADV = {"dt=0.5": dict(dt=0.5), "dt=1": dict(dt=1.0), "dt=2": dict(dt=2.0),
+          "rtol=1e-7": dict(rtol=1e-7), "rtol=1e-8": dict(rtol=1e-8), "rtol=1e-9": dict(rtol=1e-9)}
+PEER = [(m, r) for m in ("RK45", "DOP853", "LSODA") for r in (1e-6, 1e-7, 1e-8, 1e-9)]
+REFERENCE = dict(method="DOP853", rtol=1e-12, atol=1e-14)
+TOL_RESULT = 1e-6          # end points must agree with the reference to this
 
 
 # --- the peer: NumPy/SciPy right-hand side --------------------------------------------------
@@ -68,11 +69,12 @@ def make_numpy_rhs(prior, rho, v1, v2, eta_w, eta_b, eps):
     return rhs
 
 
-def peer_solve(point, alpha_max):
+def peer_solve(point, alpha_max, method="RK45", rtol=1e-8, atol=None):
+    """End point ``(R, b)`` and the number of right-hand-side evaluations of one point."""
     from scipy.integrate import solve_ivp
 
-    sol = solve_ivp(make_numpy_rhs(*point), (0.0, alpha_max), np.array([0.0, 0.0]), method="RK45",
-                    rtol=RTOL, atol=ATOL)
+    sol = solve_ivp(make_numpy_rhs(*point), (0.0, alpha_max), np.array([0.0, 0.0]), method=method,
+                    rtol=rtol, atol=rtol * 1e-3 if atol is None else atol)
     return sol.y[:, -1], sol.nfev
 
 
@@ -83,7 +85,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax.numpy as jnp
     from jaxadv import ModelParams
     from jaxadv.ode import solve_ode
-    from benchmarks.common import time_interleaved
+    from benchmarks.common import ratio, time_interleaved
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     alpha_max = size.get("alpha_max", ALPHA_MAX)
@@ -95,61 +97,80 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     params = ModelParams(*(np.broadcast_to(np.asarray(x, np.float64), (G,)).copy()
                            for x in base._replace(prior=prior, eps=eps)))
     P = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
-
-    def run(dt):
-        return lambda: solve_ode(P, alpha_max, 1, dt=dt)
-
-    jax_times = time_interleaved({f"dt={dt}": run(dt) for dt in DT_LADDER}, repeats=size["repeats"])
-    ends = {}
-    for dt in DT_LADDER:
-        sol = run(dt)()
-        ends[dt] = np.stack([np.asarray(sol.R)[:, -1], np.asarray(sol.b)[:, -1]], axis=1)
-
-    # peer on an evenly spread subset
     idx = np.unique(np.linspace(0, G - 1, size["n_peer"]).round().astype(int))
-    peer_times, peer_cpu = [], []
-    for _ in range(size["peer_repeats"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = [peer_solve(tuple(float(np.asarray(x)[i]) for x in params), alpha_max) for i in idx]
-        peer_times.append(time.perf_counter() - t0)
-        peer_cpu.append(time.process_time() - c0)
-    peer_ends = np.stack([r[0] for r in res])
-    nfev = [int(r[1]) for r in res]
-    peer_subset = float(np.median(peer_times))
-    peer_full = peer_subset * G / idx.size
+    points = [tuple(float(np.asarray(x)[i]) for x in params) for i in idx]
 
+    # reference end points on the subset
+    ref = np.stack([peer_solve(pt, alpha_max, **REFERENCE)[0] for pt in points])
+
+    # jaxadv: every configuration on the whole grid, timed interleaved
+    def run(kw, devices=None):
+        return lambda: solve_ode(P, alpha_max, 1, devices=devices, **kw)
+
+    jax_times = time_interleaved({k: run(kw) for k, kw in JAXADV.items()}, repeats=size["repeats"])
     figures = {}
-    for dt in DT_LADDER:
-        t = jax_times[f"dt={dt}"]
-        diff = float(np.max(np.abs(ends[dt][idx] - peer_ends)))
-        figures[f"jaxadv_dt={dt}"] = {
-            **t,
-            "dt": dt, "rk4_steps": int(math.ceil(alpha_max / dt)),
-            "per_point_s": t["median_s"] / G,
-            "cpu_per_point_s": t["cpu_median_s"] / G,
-            "speedup_vs_peer": peer_full / t["median_s"],
-            "speedup_vs_peer_low": peer_full / t["max_s"],
-            "speedup_vs_peer_cpu_time": float(np.median(peer_cpu)) * G / idx.size / t["cpu_median_s"],
-            "max_abs_diff_end_vs_peer": diff,
-            "agrees_within_tol": diff <= TOL_RESULT,
-        }
-    ok = [dt for dt in DT_LADDER if figures[f"jaxadv_dt={dt}"]["agrees_within_tol"]]
-    best = max(ok) if ok else None
+    for k, kw in JAXADV.items():
+        sol = run(kw)()
+        end = np.stack([np.asarray(sol.R)[:, -1], np.asarray(sol.b)[:, -1]], axis=1)
+        t = jax_times[k]
+        figures[k] = {**t, **kw, "per_point_s": t["median_s"] / G,
+                      "evals_per_point_median": float(np.median(np.asarray(sol.n_evals))),
+                      "evals_per_point_max": int(np.max(np.asarray(sol.n_evals))),
+                      "max_abs_err_end": float(np.max(np.abs(end[idx] - ref)))}
+
+    # the peer: every method and tolerance on the subset
+    peer = {}
+    for method, rtol in PEER:
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = [peer_solve(pt, alpha_max, method, rtol) for pt in points]
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        end = np.stack([r[0] for r in res])
+        peer[f"{method} rtol={rtol:g}"] = {
+            "method": method, "rtol": rtol, "atol": rtol * 1e-3, "subset_s": wall, "cpu_subset_s": cpu,
+            "per_point_s": wall / len(points), "extrapolated_full_grid_s": wall * G / len(points),
+            "nfev_median": float(np.median([r[1] for r in res])),
+            "max_abs_err_end": float(np.max(np.abs(end - ref)))}
+
+    def fastest(table, key):
+        ok = {k: v for k, v in table.items() if v["max_abs_err_end"] <= TOL_RESULT}
+        return min(ok, key=lambda k: ok[k][key]) if ok else None
+
+    best_j = fastest(figures, "median_s")
+    best_p = fastest(peer, "per_point_s")
+    headline = {"tolerance_on_result": TOL_RESULT, "target": 100.0, "jaxadv_best": best_j, "peer_best": best_p,
+                "devices": jax.device_count()}
+    if best_j and best_p:
+        peer_full = peer[best_p]["extrapolated_full_grid_s"]
+        headline["speedup"] = peer_full / figures[best_j]["median_s"]
+        headline["speedup_low"] = peer_full / figures[best_j]["max_s"]
+        headline["jaxadv_best_s"] = figures[best_j]["median_s"]
+        headline["peer_best_extrapolated_s"] = peer_full
+        headline["jaxadv_best_err"] = figures[best_j]["max_abs_err_end"]
+        headline["peer_best_err"] = peer[best_p]["max_abs_err_end"]
+        if jax.device_count() > 1:
+            kw = JAXADV[best_j]
+            t = time_interleaved({"sharded": run(kw), "one_device": run(kw, jax.devices()[:1])},
+                                 repeats=size["repeats"])
+            figures[best_j]["one_device"] = t["one_device"]
+            headline["one_device_s"] = t["one_device"]["median_s"]
+            headline["speedup_one_device"] = peer_full / t["one_device"]["median_s"]
+            headline["sharding_gain"] = ratio(t["one_device"], t["sharded"])["median"]
+    for k, f in figures.items():
+        print(f"  jaxadv {k:10s} {f['median_s']:.3f} s  evals/point {f['evals_per_point_median']:.0f}  "
+              f"err {f['max_abs_err_end']:.1e}", flush=True)
+    for k, f in peer.items():
+        print(f"  peer {k:20s} {f['per_point_s'] * 1e3:.1f} ms/point  nfev {f['nfev_median']:.0f}  "
+              f"err {f['max_abs_err_end']:.1e}", flush=True)
     return {
         "meta": {"dtype": "float64", "grid": [ne, npr], "points": G, "alpha_max": alpha_max,
                  "grid_axes": {"eps": [0.0, 1.5], "prior": [0.05, 0.95]},
                  "other_params": {k: getattr(base, k) for k in ("rho", "v1", "v2", "eta_w", "eta_b")},
+                 "reference": REFERENCE, "peer_points": int(idx.size),
                  "tolerance_on_result": TOL_RESULT, "size": "tiny" if tiny else "quick" if quick else "full"},
         "jaxadv": figures,
-        "peer": {"what": "scipy.integrate.solve_ivp RK45 per point, NumPy/SciPy rhs, 24-node Gauss-Hermite",
-                 "rtol": RTOL, "atol": ATOL, "points_timed": int(idx.size),
-                 "subset_s": peer_subset, "subset_repeats": len(peer_times),
-                 "per_point_s": peer_subset / idx.size, "extrapolated": True,
-                 "extrapolated_full_grid_s": peer_full, "nfev_median": float(np.median(nfev))},
-        "headline": {"speedup_dt_default": figures[f"jaxadv_dt={DT_DEFAULT}"]["speedup_vs_peer"],
-                     "coarsest_dt_within_tol": best,
-                     "speedup_coarsest_dt_within_tol": figures[f"jaxadv_dt={best}"]["speedup_vs_peer"] if best else None,
-                     "target": 100.0},
+        "peer": {"what": "scipy.integrate.solve_ivp per point, NumPy/SciPy rhs (24-node Gauss-Hermite)",
+                 "extrapolated": True, "points_timed": int(idx.size), "configs": peer},
+        "headline": headline,
     }
 
 

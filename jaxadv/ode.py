@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,17 +28,21 @@ from .attack import l2_attack_field
 from .data import cluster_table, field_mean
 from .losses import force_moments, get_loss
 from .params import ModelParams
-from .rk4 import RK4, integrate
+from .rk4 import RK4, integrate, integrate_adaptive
 
 __all__ = ["ODEResult", "drift", "drift_vector", "make_vector_field", "solve_ode"]
 
 
 class ODEResult(NamedTuple):
-    """ODE trajectory: ``alpha`` of shape ``(P,)``, ``R`` and ``b`` of shape ``(..., P)``."""
+    """ODE trajectory: ``alpha`` of shape ``(P,)``, ``R`` and ``b`` of shape ``(..., P)``.
+
+    ``n_evals``: right-hand-side evaluations per grid point, shape ``(...)`` (``4 x`` steps for the
+    fixed step; counted by the controller for the adaptive one)."""
 
     alpha: jax.Array
     R: jax.Array
     b: jax.Array
+    n_evals: Optional[jax.Array] = None
 
 
 def drift(R, b, params: ModelParams, loss="quadratic", method: str = "auto", options=None):
@@ -97,9 +101,31 @@ def _solve(params, y0, h, steps_per_save, n_save, loss, method, spec=None, vpara
     return integrate(f, y0, 0.0, h, steps_per_save, n_save, params, RK4)
 
 
+@functools.partial(jax.jit, static_argnames=("n_save", "loss", "method", "spec", "max_steps"))
+def _solve_adaptive(params, y0, alpha_max, h0, rtol, atol, n_save, loss, method, spec=None, vparams=None,
+                    max_steps=100_000):
+    options = None
+    if spec is not None:
+        from .variants import join_options
+
+        options = join_options(spec, vparams)
+    f = make_vector_field(loss, method, options)
+    t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
+    return integrate_adaptive(f, y0, 0.0, t_save, h0, params, rtol=rtol, atol=atol, max_steps=max_steps,
+                              tableau=RK4)
+
+
 def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
-              R0=0.0, b0=0.0, loss="quadratic", method: str = "auto", options=None) -> ODEResult:
+              R0=0.0, b0=0.0, loss="quadratic", method: str = "auto", options=None,
+              rtol: Optional[float] = None, atol: Optional[float] = None, max_steps: int = 100_000,
+              devices=None) -> ODEResult:
     r"""Integrate the order-parameter ODEs from :math:`(R_0, b_0)` with RK4.
+
+    With ``rtol`` (or ``atol``) given the step is adaptive: RK4 with step doubling
+    (:func:`jaxadv.rk4.integrate_adaptive`; per grid point, local error per step
+    :math:`\le \mathrm{atol} + \mathrm{rtol}\,|y|`), starting from ``dt``. Otherwise the step is
+    fixed, at most ``dt``. Far from the initial transient the adaptive step grows to tens of
+    units of :math:`\alpha`, so long horizons cost a few hundred evaluations.
 
     Args:
         params: model parameters; scalars, or arrays of one common shape ``G`` for a grid
@@ -112,9 +138,16 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
         method: Gaussian averages, see :func:`jaxadv.losses.force_moments`.
         options: training variant (:class:`jaxadv.variants.TrainingOptions`; ``None``: L2
             adversarial training). Its traced fields are shared by all grid points.
+        rtol, atol: tolerances of the adaptive step (``None``: fixed step; one given, the other
+            defaults to ``rtol = 1e-8`` or ``atol = 1e-3 * rtol``).
+        max_steps: most step attempts per grid point of the adaptive step; a point that runs out
+            gets NaN from there on and a ``RuntimeWarning``.
+        devices: devices to split a grid over (:func:`jaxadv.sharding.shard_batch`; default all,
+            :func:`jax.devices`); the values do not depend on it.
 
     Returns:
-        :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)``.
+        :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)`` and ``n_evals`` of
+        shape ``G``.
 
     Example:
         >>> from jaxadv import ModelParams, solve_ode
@@ -123,6 +156,17 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
         (11,)
     """
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
+    adaptive = rtol is not None or atol is not None
+    if adaptive:
+        rtol = 1e-8 if rtol is None else rtol
+        atol = 1e-3 * rtol if atol is None else atol
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if rtol == 0 and atol == 0:
+            raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
+        if int(max_steps) != max_steps or max_steps < 1:
+            raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
     spec = vparams = None
     if options is not None:
         from .variants import check_ode_supported, split_options, validate_options
@@ -135,11 +179,38 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: f
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     y0 = jnp.stack(jnp.broadcast_arrays(jnp.asarray(R0, dtype) + jnp.zeros(shape, dtype),
                                         jnp.asarray(b0, dtype) + jnp.zeros(shape, dtype)), axis=-1)
-    solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), loss=get_loss(loss), method=method,
-                              **({} if spec is None else {"spec": spec, "vparams": vparams}))
-    fn = lambda pp, yy: solve(pp, yy, jnp.asarray(h, dtype))
-    for _ in range(len(shape)):
-        fn = jax.vmap(fn)
-    ts, ys = fn(p, y0)
+    variant = {} if spec is None else {"spec": spec, "vparams": vparams}
+    if adaptive:
+        solve = functools.partial(_solve_adaptive, n_save=int(n_save), loss=get_loss(loss), method=method,
+                                  max_steps=int(max_steps), **variant)
+        fn = lambda pp, yy: solve(pp, yy, jnp.asarray(alpha_max, dtype), jnp.asarray(min(float(dt), alpha_max / n_save), dtype),
+                                  jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype))
+    else:
+        solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), loss=get_loss(loss), method=method,
+                                  **variant)
+        fn = lambda pp, yy: solve(pp, yy, jnp.asarray(h, dtype))
+    # one vmap over the flattened grid, split over all devices (no-op on one device)
+    size = math.prod(shape)
+    flat = lambda x: x.reshape((size,) + x.shape[len(shape):])
+    p_flat, y_flat = jax.tree.map(flat, (p, y0))
+    if shape and len(jax.devices() if devices is None else devices) > 1:
+        from .sharding import shard_batch
+
+        p_flat, y_flat = shard_batch((p_flat, y_flat), devices)
+    out = jax.vmap(fn)(p_flat, y_flat) if shape else fn(p, y0)
+    if shape:
+        out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
+    ts, ys = out[0], out[1]
     alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
-    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1])
+    if adaptive:
+        stats = out[2]
+        n_evals = stats.n_evals
+        if bool(jnp.any(stats.failed)):
+            import warnings
+
+            warnings.warn(f"max_steps={max_steps} ran out before alpha_max={alpha_max} at "
+                          f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
+                          "(raise max_steps or loosen rtol/atol)", RuntimeWarning, stacklevel=2)
+    else:
+        n_evals = jnp.full(shape, 4 * sub * int(n_save), jnp.int32)
+    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals)

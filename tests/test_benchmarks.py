@@ -58,3 +58,21 @@ def test_summary_renders_gpu_placeholder(tmp_path):
     text = summary.render({})
     assert text.startswith(summary.START) and text.endswith(summary.END)
     assert "GPU figures are not yet measured" in text
+
+
+def test_ode_throughput_tiny_writes_json_and_renders(tmp_path):
+    out = _run("--only", "ode_throughput", "--tiny", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = json.loads((tmp_path / "ode_throughput_cpu.json").read_text())
+    assert d["meta"]["size"] == "tiny"
+    for k, r in d["jaxadv"].items():
+        assert r["median_s"] > 0 and r["evals_per_point_median"] > 0, k
+        assert r["max_abs_err_end"] < 1e-3, (k, r["max_abs_err_end"])  # every configuration solves the ODE
+    assert all(r["max_abs_err_end"] < 1e-3 for r in d["peer"]["configs"].values())
+    sys.path.insert(0, ROOT)
+    try:
+        from benchmarks import summary
+    finally:
+        sys.path.remove(ROOT)
+    text = "\n".join(summary.table_ode(d))
+    assert "speed-up" in text and "rtol=1e-8" in text

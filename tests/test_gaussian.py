@@ -50,3 +50,23 @@ def test_rules_on_polynomials_and_smooth_functions():
     assert abs(float(gauss_legendre_mean(lambda x: x**4, m, v)) - exact) < 1e-11
     # E[cos x] = cos(m) exp(-v/2)
     assert abs(float(gauss_legendre_mean(jnp.cos, m, v)) - np.cos(m) * np.exp(-v / 2)) < 1e-13
+
+
+def test_owens_t_against_scipy():
+    from scipy.special import owens_t as scipy_owens_t
+
+    from jaxadv.losses import owens_t
+
+    h = np.linspace(-12.0, 12.0, 801)
+    for a in (0.05, 0.5, 1 / np.sqrt(2), 0.9, 1.0):
+        np.testing.assert_allclose(np.asarray(owens_t(jnp.asarray(h), a)), scipy_owens_t(h, a), rtol=0, atol=1e-15)
+
+
+def test_closed_form_moments_to_machine_precision_on_a_wide_grid():
+    """<delta>, <delta^2> of the quadratic loss (Owen's T form) against quad, m in [-8, 8], v in [0.01, 100]."""
+    worst = 0.0
+    for mi, vi, ti in itertools.product(np.linspace(-8, 8, 9), np.geomspace(0.01, 100, 9), (1.0, -1.0)):
+        d1, d2 = force_moments(QUADRATIC, jnp.asarray(mi), jnp.asarray(vi), jnp.asarray(ti), "closed")
+        worst = max(worst, abs(float(d1) - _quad_mean(lambda x: _delta(x, ti), mi, vi)),
+                    abs(float(d2) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)))
+    assert worst < 1e-14, worst

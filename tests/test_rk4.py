@@ -1,4 +1,5 @@
 """RK4: order of convergence, pytree states, save grid."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -48,3 +49,57 @@ def test_pytree_state_and_save_grid():
     np.testing.assert_allclose(ys["a"], np.exp(-0.1 * np.arange(6)), rtol=1e-9)
     np.testing.assert_allclose(ys["b"][:, 0], 0.2 * np.arange(6), atol=1e-12)
     assert ys["b"].shape == (6, 3)
+
+
+# --- adaptive step (step doubling) ---------------------------------------------------------------
+
+def _forced(t, y, a):
+    return -a * y + jnp.sin(t)
+
+
+def _forced_exact(t, a, y0=1.0):
+    t = np.asarray(t)
+    return (a * np.sin(t) - np.cos(t)) / (a * a + 1) + (y0 + 1 / (a * a + 1)) * np.exp(-a * t)
+
+
+def test_adaptive_error_follows_the_tolerance_and_hits_save_times():
+    from jaxadv.rk4 import integrate_adaptive
+
+    t_save = jnp.array([1.0, 5.0, 20.0])
+    errs, evals = [], []
+    for rtol in (1e-5, 1e-7, 1e-9):
+        ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2)
+        np.testing.assert_array_equal(np.asarray(ts), [0.0, 1.0, 5.0, 20.0])
+        errs.append(np.abs(np.asarray(ys) - _forced_exact(ts, 0.7)).max())
+        evals.append(int(st.n_evals))
+        assert not bool(st.failed)
+        assert int(st.n_evals) == 11 * (int(st.n_accepted) + int(st.n_rejected))
+    # global error within 30x the tolerance, and falling with it by at least 30x per 100x
+    assert errs[0] < 30 * 1e-5 and errs[1] < 30 * 1e-7 and errs[2] < 30 * 1e-9, errs
+    assert errs[0] / errs[1] > 30 and errs[1] / errs[2] > 30, errs
+    # local order 5: 100x tighter costs about 100**(1/5) = 2.5x more steps
+    assert 1.8 < evals[1] / evals[0] < 3.5 and 1.8 < evals[2] / evals[1] < 3.5, evals
+
+
+def test_adaptive_pytree_and_vmap():
+    from jaxadv.rk4 import integrate_adaptive
+
+    def f(t, y, a):
+        return {"x": -a * y["x"], "y": jnp.ones_like(y["y"])}
+
+    run = lambda a: integrate_adaptive(f, {"x": jnp.asarray(1.0), "y": jnp.zeros(2)}, 0.0, jnp.array([1.0, 3.0]),
+                                       0.05, a, rtol=1e-10, atol=1e-12)
+    ts, ys, st = jax.vmap(run)(jnp.array([0.5, 2.0]))
+    np.testing.assert_allclose(ys["x"], np.exp(-np.outer([0.5, 2.0], [0.0, 1.0, 3.0])), rtol=1e-8)
+    np.testing.assert_allclose(ys["y"][:, :, 0], np.tile([0.0, 1.0, 3.0], (2, 1)), atol=1e-12)
+    assert st.n_evals.shape == (2,) and int(st.n_evals[1]) > int(st.n_evals[0])  # the stiffer point works harder
+
+
+def test_adaptive_runs_out_of_steps_with_nan_and_a_flag():
+    from jaxadv.rk4 import integrate_adaptive
+
+    ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([0.01, 50.0]), 0.001, 0.7,
+                                    rtol=1e-12, atol=1e-14, max_steps=20)
+    assert bool(st.failed)
+    assert np.isfinite(float(ys[1])) and np.isnan(float(ys[2]))
+    assert int(st.n_accepted) + int(st.n_rejected) == 20
