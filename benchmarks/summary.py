@@ -86,9 +86,11 @@ def table_ode(d):
     m, peer, h = d["meta"], d["peer"], d["headline"]
     lines = [f"**ODE grid** ({m['device']}, {m['dtype']}, {m['points']} points = {m['grid'][0]} eps x "
              f"{m['grid'][1]} prior, alpha = {m['alpha_max']:g}, size `{m['size']}`, grid split over "
-             f"{h.get('devices', 1)} device(s)). Error: largest |end point - reference| over the peer's "
-             f"{m['peer_points']} points (reference: solve_ivp {m['reference']['method']}, rtol "
-             f"{m['reference']['rtol']:g}).", "",
+             f"{h.get('devices', 1)} device(s)). Error: largest |end point - reference|; for jaxadv over the "
+             f"whole grid against its adaptive RK4 at rtol {m.get('fine_reference_rtol', 0):g} (itself within "
+             f"{m.get('fine_reference_err', float('nan')):.1e} of solve_ivp {m['reference']['method']} at rtol "
+             f"{m['reference']['rtol']:g} on the peer's {m['peer_points']} points), for the peer on those points "
+             "against the DOP853 reference.", "",
              "| jaxadv RK4 | s (whole grid) | ms per point | evaluations per point (median / max) | error |",
              "|---|---:|---:|---:|---:|"]
     for k, r in d["jaxadv"].items():
