@@ -76,11 +76,12 @@ def step_replica(key, student: Student, params: ModelParams, B, loss, options=No
     """One on-line step: draw an example, attack it, update the student.
 
     ``options``: a :class:`jaxadv.variants.TrainingOptions` (``None``: L2 adversarial training);
-    its random numbers use ``fold_in(key, 1)``, the example ``key`` itself."""
+    its random numbers use ``fold_in(key, 2)``. (The example draws from ``split(key)``, whose
+    second key equals ``fold_in(key, 1)``; counter 2 is used by neither.)"""
     xi, tau = sample_example(key, params, B)
     if options is None:
         return sgd_step(student, xi, tau, params, loss)
-    return sgd_step(student, xi, tau, params, loss, options, threefry.fold_in(key, 1))
+    return sgd_step(student, xi, tau, params, loss, options, threefry.fold_in(key, 2))
 
 
 def observe_norms(student: Student):
@@ -311,7 +312,10 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
 
 
 def _save_checkpoint(path, fp, states, obs, k):
+    """Write the state without the padding rows of :func:`shard_batch`, so a run can resume on any
+    device count (loading pads again)."""
     tmp = f"{path}.tmp.npz"
-    leaves = {f"state_{i}": to_host(x) for i, x in enumerate(jax.tree.leaves(states))}
+    replicas = obs.shape[1]
+    leaves = {f"state_{i}": to_host(x)[:replicas] for i, x in enumerate(jax.tree.leaves(states))}
     np.savez(tmp, fingerprint=fp, obs=obs, k=k, **leaves)
     os.replace(tmp, path)

@@ -123,7 +123,9 @@ class AdaptiveStats(NamedTuple):
 
 def _error_norm(err, y_old, y_new, rtol, atol):
     def leaf(e, a, b):
-        return jnp.max(jnp.abs(e) / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))))
+        # the floor at `tiny` makes 0/0 (atol = 0 and a component that stays exactly 0) count as 0
+        scale = jnp.maximum(atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), jnp.finfo(e.dtype).tiny)
+        return jnp.max(jnp.abs(e) / scale)
 
     return jnp.max(jnp.stack([leaf(*z) for z in zip(jax.tree.leaves(err), jax.tree.leaves(y_old),
                                                    jax.tree.leaves(y_new))]))

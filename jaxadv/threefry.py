@@ -132,7 +132,7 @@ def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
     floats = jax.lax.bitcast_convert_type((w >> word(shift)) | word(one), dtype) - jnp.asarray(1, dtype)
     lo = jnp.asarray(minval, dtype)
     hi = jnp.asarray(maxval, dtype)
-    return jnp.clip(floats * (hi - lo) + lo, lo, hi)
+    return jnp.maximum(lo, floats * (hi - lo) + lo)
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))

@@ -376,9 +376,8 @@ def field_moments(loss, R, b, params: ModelParams, options: TrainingOptions, met
         zero = jnp.zeros_like(m)
 
         def avg(g):
-            below = truncated_gauss_mean(lambda x: g(x, t2), m, v2, zero, "below")
-            above = truncated_gauss_mean(lambda x: g(x, t2), m, v2, zero, "above")
-            return jnp.where(t2 > 0, below, above)
+            # the gated side is tau * x_adv < 0: integrate y = tau * x_adv ~ N(tau m, v) below 0
+            return truncated_gauss_mean(lambda y: g(t2[..., None] * y, t2), t2 * m, v2, zero, "below")
 
         d1 = avg(lambda x, t: f1(x, t))
         d2 = avg(lambda x, t: f1(x, t) ** 2)

@@ -107,3 +107,12 @@ def test_adaptive_bad_tolerances_and_step_budget():
     with pytest.warns(RuntimeWarning, match="max_steps=5"):
         sol = solve_ode(p, 100.0, 2, rtol=1e-10, max_steps=5)
     assert np.isnan(float(sol.R[-1]))
+
+
+def test_adaptive_pure_relative_tolerance_with_a_component_at_zero():
+    """atol=0 while b stays exactly 0 (symmetric clusters): 0/0 in the error norm counts as 0."""
+    sol = solve_ode(ModelParams(prior=0.5), 10.0, 2, rtol=1e-8, atol=0.0)
+    assert np.all(np.asarray(sol.b) == 0.0) and np.all(np.isfinite(np.asarray(sol.R)))
+    ref = solve_ode(ModelParams(prior=0.5), 10.0, 2, dt=0.01)
+    np.testing.assert_allclose(np.asarray(sol.R), np.asarray(ref.R), rtol=1e-7, atol=0)
+    assert int(sol.n_evals) < 2000

@@ -28,6 +28,21 @@ SCRIPT = textwrap.dedent("""
     cfg = make_sweep_config({"eps": [0.0, 0.5, 1.0], "prior": [0.5, 0.7]}, alpha_max=30.0, n_save=3, dt=0.5, chunk=4)
     res = sweep(cfg)
     np.savez(out, R=mc.R, b=mc.b, sR=res.R, sb=res.b)
+    # a checkpoint written on 8 devices (5 replicas padded to 8), interrupted after 2 of 4 intervals
+    from jaxadv import montecarlo
+    real = montecarlo._advance
+    calls = []
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    montecarlo._advance = flaky
+    try:
+        simulate(jax.random.key(9), ModelParams(eps=0.5), N=64, alpha_max=2.0, n_save=4, replicas=5,
+                 checkpoint=sys.argv[2], checkpoint_every=0.0)
+    except KeyboardInterrupt:
+        pass
     print(json.dumps({"n_shards": len(x.sharding.device_set), "len": int(x.shape[0])}))
 """)
 
@@ -46,13 +61,14 @@ def test_padding_helpers():
         assert shard_batch(x) is x
 
 
-def test_eight_devices_match_one_device(tmp_path):
+def test_eight_devices_match_one_device(tmp_path, monkeypatch):
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["JAX_PLATFORMS"] = "cpu"
     out = tmp_path / "sharded.npz"
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=300)
+    ck = tmp_path / "ck.npz"
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(ck)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads(r.stdout.strip().splitlines()[-1])
     assert info == {"n_shards": 8, "len": 16}  # padded to a multiple of 8 and spread over all 8
@@ -68,3 +84,16 @@ def test_eight_devices_match_one_device(tmp_path):
     np.testing.assert_allclose(z["sR"], res.R, rtol=0, atol=1e-14)
     np.testing.assert_allclose(z["sb"], res.b, rtol=0, atol=1e-14)
     print("max |dR| sweep:", float(np.max(np.abs(z["sR"] - res.R))))
+    # the 8-device checkpoint resumes on this device count and finishes with the same bits
+    with np.load(ck) as c:
+        assert int(c["k"]) == 2 and c["state_0"].shape[0] == 5  # saved without the padding rows
+    kw = dict(N=64, alpha_max=2.0, n_save=4, replicas=5)
+    from jaxadv import montecarlo
+
+    real, calls = montecarlo._advance, []
+    monkeypatch.setattr(montecarlo, "_advance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = simulate(jax.random.key(9), ModelParams(eps=0.5), checkpoint=str(ck), **kw)
+    assert len(calls) == 2  # resumed at interval 2 of 4
+    ref = simulate(jax.random.key(9), ModelParams(eps=0.5), **kw)
+    np.testing.assert_array_equal(resumed.R, ref.R)
+    np.testing.assert_array_equal(resumed.b, ref.b)
