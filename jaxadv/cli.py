@@ -77,8 +77,6 @@ def _dispatch(args) -> int:
     from .config import PRESETS, config_dict, load_config
     from .run import run
 
-    if args.command == "verify":
-        return args.func(args)
     if args.command == "presets":
         for name, cfg in PRESETS.items():
             print(name, {k: v for k, v in config_dict(cfg).items() if k != "name"})

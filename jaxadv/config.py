@@ -18,12 +18,13 @@ from typing import Optional
 
 from .io import read_toml
 from .losses import LOSSES
+from .montecarlo import SAMPLERS
 from .params import ModelParams, check_value, validate_params
 
 __all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
-SAMPLER_NAMES = ("full", "reduced")
+SAMPLER_NAMES = tuple(SAMPLERS)
 PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
 
 
@@ -102,13 +103,13 @@ class RunConfig:
     @property
     def options(self):
         """The :class:`jaxadv.variants.TrainingOptions` of the config (``None`` for plain L2 training)."""
-        from .variants import TrainingOptions
+        from .variants import TrainingOptions, noise_std_for_norm
 
         opts = TrainingOptions(
             attack=self.attack, eps_dist=self.eps_dist, nonrobust_only=self.nonrobust_only,
             eps_min=self.eps_min, eps_max=self.eps_max, eps_values=_floats("eps_values", self.eps_values),
             eps_weights=_floats("eps_weights", self.eps_weights),
-            noise_std=(self.eps if self.noise_norm is None else self.noise_norm) / math.sqrt(self.N)
+            noise_std=noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N)
             if self.attack == "noise" else 0.0)
         return None if opts == TrainingOptions() else opts
 

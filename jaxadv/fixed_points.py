@@ -101,7 +101,7 @@ def _eig2(J):
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "iters"))
-def _newton(y0, params, loss, iters, tol):
+def _newton(y0, params, loss, iters):
     lambdas = 2.0 ** -jnp.arange(8.0)
 
     def norm(y):
@@ -131,8 +131,8 @@ def _newton(y0, params, loss, iters, tol):
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "iters"))
-def _newton_batch(y0, params, loss, iters, tol):
-    return jax.vmap(lambda yy, pp: _newton(yy, pp, loss, iters, tol))(y0, params)
+def _newton_batch(y0, params, loss, iters):
+    return jax.vmap(lambda yy, pp: _newton(yy, pp, loss, iters))(y0, params)
 
 
 def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: int = 60,
@@ -145,7 +145,7 @@ def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: in
     y0 = jnp.stack([jnp.broadcast_to(jnp.asarray(R, dtype), shape), jnp.broadcast_to(jnp.asarray(b, dtype), shape)],
                    axis=-1)
     flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])
-    out = _newton_batch(flat(y0), ModelParams(*(flat(x) for x in p)), get_loss(loss), int(iters), tol)
+    out = _newton_batch(flat(y0), ModelParams(*(flat(x) for x in p)), get_loss(loss), int(iters))
     y, res, ev, stable, degenerate = (x.reshape(shape + x.shape[1:]) for x in out)
     return FixedPoint(R=y[..., 0], b=y[..., 1], residual=res, converged=(res < tol) & ~degenerate,
                       eigenvalues=ev, stable=stable, degenerate=degenerate)
@@ -213,7 +213,6 @@ def _best_numeric(eps, params, n_grid, newton):
     bs = jnp.linspace(-L, L, n_grid)
     vals = _S(bs, eps, params)
     i = jnp.argmin(vals)
-    h = bs[1] - bs[0]
     lo, hi = bs[jnp.maximum(i - 1, 0)], bs[jnp.minimum(i + 1, n_grid - 1)]
     d1 = jax.grad(_S)
     d2 = jax.grad(d1)
@@ -230,7 +229,6 @@ def _best_numeric(eps, params, n_grid, newton):
     # the b -> ±inf limits (constant classifiers) are infima not on the grid
     inf_val, b_inf = jnp.minimum(p, 1 - p), jnp.where(p > 0.5, -jnp.inf, jnp.inf)
     use_inf = (inf_val < val) | (i == 0) | (i == n_grid - 1)
-    del h
     return jnp.where(use_inf, inf_val, val), jnp.where(use_inf, b_inf, b)
 
 

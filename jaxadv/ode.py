@@ -90,26 +90,26 @@ def _steps(alpha_max: float, n_save: int, dt: float):
     return sub, interval / sub
 
 
-@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss", "method", "spec"))
-def _solve(params, y0, h, steps_per_save, n_save, loss, method, spec=None, vparams=None):
+def _field(loss, method, spec, vparams):
+    """The vector field of a variant given as its static ``spec`` and traced ``vparams``."""
     options = None
     if spec is not None:
         from .variants import join_options
 
         options = join_options(spec, vparams)
-    f = make_vector_field(loss, method, options)
+    return make_vector_field(loss, method, options)
+
+
+@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss", "method", "spec"))
+def _solve(params, y0, h, steps_per_save, n_save, loss, method, spec=None, vparams=None):
+    f = _field(loss, method, spec, vparams)
     return integrate(f, y0, 0.0, h, steps_per_save, n_save, params, RK4)
 
 
 @functools.partial(jax.jit, static_argnames=("n_save", "loss", "method", "spec", "max_steps"))
 def _solve_adaptive(params, y0, alpha_max, h0, rtol, atol, n_save, loss, method, spec=None, vparams=None,
                     max_steps=100_000):
-    options = None
-    if spec is not None:
-        from .variants import join_options
-
-        options = join_options(spec, vparams)
-    f = make_vector_field(loss, method, options)
+    f = _field(loss, method, spec, vparams)
     t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
     return integrate_adaptive(f, y0, 0.0, t_save, h0, params, rtol=rtol, atol=atol, max_steps=max_steps,
                               tableau=RK4)

@@ -12,11 +12,13 @@ import numpy as np  # noqa: E402
 __all__ = ["plot_order_parameters", "plot_errors", "plot_robustness"]
 
 
-def _save(fig, path):
+def _save(fig, path, close: bool = True):
+    """Write ``fig`` to ``path`` atomically (format from the extension)."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
     fig.savefig(tmp, dpi=120, bbox_inches="tight", format=os.path.splitext(path)[1][1:])
     os.replace(tmp, path)
-    plt.close(fig)
+    if close:
+        plt.close(fig)
 
 
 def _band(ax, alpha, mean, sem, color, label):

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from .attack import l2_attack_field
-from .threefry import fold_in, threefry2x32
+from .threefry import is_threefry, threefry2x32
 from .losses import force
 from .params import ModelParams
 
@@ -106,10 +106,6 @@ def check_reduced_supported(**options) -> None:
 # --- uniform and normal draws -----------------------------------------------------------------
 
 
-def _is_threefry(key) -> bool:
-    return "threefry" in str(jax.random.key_impl(key))
-
-
 def step_uniforms(key, n: int, dtype):
     """``n`` independent uniforms on the open interval (0, 1) from one key, shape ``(n,)``.
 
@@ -118,7 +114,7 @@ def step_uniforms(key, n: int, dtype):
     mapped to ``(k + 1/2) / 2^23`` with ``k`` the top 23 bits; otherwise ``jax.random.uniform``.
     """
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float32 and _is_threefry(key):
+    if dtype == jnp.float32 and is_threefry(key):
         half = (n + 1) // 2
         c = jnp.arange(2 * half, dtype=jnp.uint32)
         y0, y1 = threefry2x32(jax.random.key_data(key), c[:half], c[half:])
@@ -143,7 +139,7 @@ def _loop_uniforms(key, i, dtype):
     ``fold_in(fold_in(key, 2^32 - 2), i)``.
     """
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float32 and _is_threefry(key):
+    if dtype == jnp.float32 and is_threefry(key):
         y0, y1 = threefry2x32(jax.random.key_data(key), jnp.uint32(0xFFFFFFFF) - i, jnp.uint32(0))
         return ((jnp.stack([y0, y1]) >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
     k = jax.random.fold_in(jax.random.fold_in(key, 0xFFFFFFFE), i)

@@ -24,7 +24,7 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     N = 500                  # MC input dimension
     replicas = 32            # MC replicas per grid point
     seed = 0                 # MC seed; point i uses fold_in(key(seed), i)
-    sampler = "full"         # passed to simulate when it accepts a ``sampler`` argument
+    sampler = "full"         # Monte Carlo sampler: "full" or "reduced"
 
     [base]                   # fixed model parameters (defaults: jaxadv.ModelParams)
     rho = 2.0
@@ -42,12 +42,9 @@ robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import hashlib
-import inspect
 import json
-import math
 import os
 import platform
 import time
@@ -59,13 +56,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .io import read_toml, write_csv, write_json, write_npz
-from .losses import LOSSES, get_loss
+from .losses import LOSSES
 from .measures import robust_error, test_error
-from .ode import make_vector_field
+from .ode import solve_ode
 from .params import _RULES, ModelParams, check_value
 from .progress import Progress
-from .rk4 import RK4, integrate
-from .sharding import pad_batch, padded_size, shard_batch, to_host
+from .sharding import pad_batch, padded_size, to_host
 
 __all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
            "grid_points", "add_sweep_parser", "sweep_command"]
@@ -283,31 +279,13 @@ def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> 
     return padded_size(min(c, n_points))
 
 
-@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss"))
-def _ode_chunk(params, y0, h, steps_per_save, n_save, loss):
-    f = make_vector_field(loss)
-    one = lambda p, y: integrate(f, y, 0.0, h, steps_per_save, n_save, p, RK4)[1]
-    return jax.vmap(one)(params, y0)
-
-
-def _ode_steps(alpha_end: float, n_save: int, dt: float):
-    interval = alpha_end / n_save
-    sub = max(1, math.ceil(interval / dt - 1e-9))
-    return sub, interval / sub
-
-
 def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int):
     from .compare import mc_summary
     from .montecarlo import simulate
 
-    kw = {}
-    if "sampler" in inspect.signature(simulate).parameters:
-        kw["sampler"] = cfg.sampler
-    elif cfg.sampler != "full":
-        raise ValueError(f"sampler={cfg.sampler!r}: this jaxadv.simulate has only the full sampler")
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
     mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
-                  loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0, **kw)
+                  loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0, sampler=cfg.sampler)
     s = mc_summary(mc, params, eps_test)
     out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
     out["n_finite"] = np.asarray(s["n_finite"], np.float64)
@@ -320,14 +298,11 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
     n = len(eps_test)
     out = {}
     if cfg.ode:
-        sub, h = _ode_steps(alpha_end, cfg.n_save, cfg.dt)
+        # padded to the chunk size: every chunk has one shape, so one compilation serves all
         p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
-        R0 = 0.0 if cfg.R0 is None else cfg.R0
-        y0 = jnp.tile(jnp.asarray([R0, cfg.b0], jnp.float64), (size, 1))
-        p, y0 = shard_batch((p, y0))
-        ys = _ode_chunk(p, y0, jnp.asarray(h, jnp.float64), sub, cfg.n_save, get_loss(cfg.loss))
-        ys = to_host(ys)[:n]
-        R, b = ys[..., 0], ys[..., 1]
+        sol = solve_ode(p, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0, b0=cfg.b0,
+                        loss=cfg.loss)
+        R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
         out["R"], out["b"] = R, b
         out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
         out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params))))

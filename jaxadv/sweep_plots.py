@@ -91,13 +91,11 @@ def plot_tradeoff(result, path_stem: str, *, axis: str = "eps", index=None, form
 
 
 def _save_all(fig, stem, formats):
-    paths = []
+    from .plots import _save
+
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    for i, fmt in enumerate(formats):
-        path = f"{stem}.{fmt}"
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt)
-        os.replace(tmp, path)
-        paths.append(path)
+    paths = [f"{stem}.{fmt}" for fmt in formats]
+    for path in paths:
+        _save(fig, path, close=False)
     plt.close(fig)
     return paths

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["threefry2x32", "is_fusable", "fold_in", "split", "bits", "uniform", "normal"]
+__all__ = ["threefry2x32", "is_threefry", "is_fusable", "fold_in", "split", "bits", "uniform", "normal"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -61,9 +61,14 @@ def threefry2x32(key_words, x0, x1):
     return x0, x1
 
 
+def is_threefry(key) -> bool:
+    """Whether ``key`` is a threefry2x32 key."""
+    return "threefry" in str(jax.random.key_impl(key))
+
+
 def is_fusable(key) -> bool:
     """Whether ``key`` is a threefry2x32 key drawn the partitionable way (then the unrolled forms apply)."""
-    return "threefry" in str(jax.random.key_impl(key)) and bool(jax.config.jax_threefry_partitionable)
+    return is_threefry(key) and bool(jax.config.jax_threefry_partitionable)
 
 
 def _counters(shape):

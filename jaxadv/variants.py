@@ -240,7 +240,9 @@ def draw_eps(key, params: ModelParams, options: TrainingOptions, dtype):
         u = threefry.uniform(key, (), dtype)
         return (options.eps_min + (options.eps_max - options.eps_min) * u).astype(dtype)
     vals, wts = eps_nodes(params, options)
-    k = jax.random.choice(key, vals.shape[0], p=wts)
+    # jax.random.choice(key, K, p=wts) written out, with its uniform from the fused threefry
+    cum = jnp.cumsum(wts)
+    k = jnp.searchsorted(cum, cum[-1] * (1 - threefry.uniform(key, (), cum.dtype)))
     return vals[k].astype(dtype)
 
 

@@ -160,7 +160,7 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
     for j, (N, sampler, reps) in enumerate(jobs):
         if alpha_max * N / n_save < 1:
             raise ValueError(f"--alpha-max={alpha_max!r} is too small for N={N} and --n-save={n_save}")
-        steps, alpha = save_schedule(N, alpha_max, n_save)
+        _, alpha = save_schedule(N, alpha_max, n_save)
         t = time.perf_counter()
         fl = solve_fluctuations(cfg.params, N, float(alpha[-1]), n_save, dt=cfg.dt, R0=cfg.R0, b0=cfg.b0,
                                 loss=cfg.loss)
