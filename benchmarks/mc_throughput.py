@@ -57,7 +57,8 @@ def _floor_fn(fused: bool = True):
 
     rnd = threefry if fused else jax.random
 
-    @functools.partial(jax.jit, static_argnames=("N",))
+    # the carry is donated, as the kernel's state is: neither copies its (replicas, N) buffer per call
+    @functools.partial(jax.jit, static_argnames=("N",), donate_argnums=(1,))
     def floor(run_keys, carry, start, n_steps, N):
         # the fastest way to these bits that we know: jaxadv.threefry (unrolled, fused cipher)
         def draw(key):

@@ -1,9 +1,9 @@
 """Benchmark: the 64 x 64 (eps x prior) grid of ODE trajectories to alpha = 1000.
 
-Plain script: warm-up, compile time reported apart, median of repeats, accuracy of the
-chosen RK4 step checked against a fine step on a subsample of the grid, and a peer
-(the same grid through ``jaxadv.solve_ode``) measured in the same run. Writes
-``benchmarks/results/ode_grid_cpu.json``.
+Plain script: the grid through ``jaxadv.sweep`` (the ``jaxadv sweep`` command's path), warm-up,
+compile time reported apart, median of repeats, and the accuracy of the chosen RK4 step checked
+against a fine step on a subsample of the grid. The peer comparison of ODE throughput is
+``ode_throughput.py``. Writes ``benchmarks/results/ode_grid_cpu.json``.
 
     python benchmarks/ode_grid.py [--repeats 3] [--dt 2.0]
 """
@@ -15,8 +15,6 @@ import statistics
 import time
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -30,6 +28,11 @@ def main(quick: bool = False) -> dict:
 
 
 def cli(argv=None, write: bool = True):
+    with jax.enable_x64(True):  # scoped: the benchmarks after this one keep their own dtype
+        return _cli(argv, write)
+
+
+def _cli(argv, write):
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dt", type=float, default=2.0)
@@ -61,21 +64,12 @@ def cli(argv=None, write: bool = True):
     err_R = float(jnp.max(jnp.abs(fine.R - res.R[sub, sub])))
     err_b = float(jnp.max(jnp.abs(fine.b - res.b[sub, sub])))
 
-    # peer: the same grid through solve_ode (nested vmap, no top-level jit of the batch)
-    E2, P2 = np.meshgrid(eps, prior, indexing="ij")
-    grid = ModelParams(prior=P2, eps=E2)
-    jax.block_until_ready(solve_ode(grid, a.alpha_max, a.n_save, dt=a.dt))
-    t = time.perf_counter()
-    jax.block_until_ready(solve_ode(grid, a.alpha_max, a.n_save, dt=a.dt))
-    peer_s = time.perf_counter() - t
-
     out = {
         "benchmark": "ode_grid", "grid": [a.n, a.n], "axes": ["eps", "prior"], "alpha_max": a.alpha_max,
         "n_save": a.n_save, "dt": a.dt, "rk4_steps": int(round(a.alpha_max / a.dt)),
         "first_call_s (compile + run)": first, "compile_s": first - run_s, "run_s_median": run_s,
         "run_s_all": times, "repeats": a.repeats,
         "max_abs_error_vs_dt_over_20": {"R": err_R, "b": err_b},
-        "peer_solve_ode_run_s": peer_s,
         "device": str(jax.devices()[0]), "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
         "dtype": "float64", "jax": jax.__version__, "jaxadv": jaxadv.__version__, "python": platform.python_version(),
         "load_average_1min": os.getloadavg()[0],
