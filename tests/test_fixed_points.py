@@ -26,8 +26,8 @@ def test_fixed_points_match_long_integration(fp_grid):
     # every one is a stable node or focus, except p = 1/2 with eps = 1 (see below)
     assert bool(jnp.all(fp.stable[:, 1:]))
     sol = solve_ode(GRID, 6000.0, 1, dt=1.0)
-    np.testing.assert_allclose(sol.R[..., -1], fp.R, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(sol.b[..., -1], fp.b, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sol.R[..., -1], fp.R, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sol.b[..., -1], fp.b, rtol=0, atol=1e-12)
     # the drift vanishes there
     dR, db = jax.vmap(jax.vmap(drift))(fp.R, fp.b, ModelParams(*(jnp.broadcast_to(x, E.shape) for x in GRID)))
     assert float(jnp.max(jnp.abs(dR))) < 1e-12 and float(jnp.max(jnp.abs(db))) < 1e-12

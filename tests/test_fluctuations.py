@@ -44,10 +44,10 @@ def test_drift_statistics_match_exact_step_map():
     e200, s200 = _exact_step_moments(R, b, 200)
     # N (E[X] - F) = G + O(1/N): Richardson extrapolation of N = 100, 200 removes the O(1/N) term
     g100, g200 = 100 * (e100 - F), 200 * (e200 - F)
-    np.testing.assert_allclose(2 * g200 - g100, G, atol=2e-4)  # |G_R| = 0.018 here: 1% of it
-    assert G[1] == 0.0 and abs(g200[1]) < 1e-6  # bias update linear in delta: zero up to quadrature error
+    np.testing.assert_allclose(2 * g200 - g100, G, atol=1e-4)  # |G_R| = 0.018 here; measured 5.4e-5
+    assert abs(g200[1]) < 1e-6  # bias update linear in delta: the exact step map has no O(1/N) term in b
     cov = s200 - np.outer(e200, e200)
-    np.testing.assert_allclose(cov, Sigma, rtol=0.02)  # Sigma is the N -> infinity limit; N=200 within 2%
+    np.testing.assert_allclose(cov, Sigma, rtol=5e-3)  # Sigma is the N -> infinity limit; N=200: 1.8e-3
 
 
 def test_prediction_matches_reduced_simulation_at_N_1000():
@@ -66,6 +66,28 @@ def test_prediction_matches_reduced_simulation_at_N_1000():
         assert np.all(np.abs(resid) < K_SE * sem), (name, resid / sem)
     # initial spread of a uniform w is exactly 1/sqrt(N)
     np.testing.assert_allclose(float(fl.std[0, 0]), 1 / np.sqrt(N), rtol=1e-12)
+
+
+def test_mean_shift_is_resolved_at_N_100():
+    """The O(1/N) shift of the mean: at N=100 with 16000 replicas it is several standard errors,
+    and the simulation agrees with mean + shift, not with the mean alone."""
+    N, reps = 100, 16000
+    mc = simulate(jax.random.key(12), PARAMS, N=N, alpha_max=FL["alpha_max"], n_save=FL["n_save"],
+                  replicas=reps, sampler="reduced")
+    fl = solve_fluctuations(PARAMS, N, **FL)
+    assert mc.finite.all()
+    shift_z, resid_z, plain_z = [], [], []
+    for i, name in enumerate(("R", "b")):
+        X = getattr(mc, name).astype(np.float64)
+        sem = X.std(0, ddof=1)[1:] / np.sqrt(reps)
+        dev = X.mean(0)[1:] - np.asarray(fl.mean)[1:, i]
+        shift = np.asarray(fl.shift)[1:, i]
+        shift_z.append(np.abs(shift) / sem)
+        resid_z.append(np.abs(dev - shift) / sem)
+        plain_z.append(np.abs(dev) / sem)
+    assert max(z.max() for z in shift_z) > K_SE  # the test can tell the shift from zero
+    assert max(z.max() for z in plain_z) > K_SE  # the mean alone is rejected
+    assert all(np.all(z < K_SE) for z in resid_z), resid_z
 
 
 def test_spread_scales_as_inverse_sqrt_N_and_shift_as_inverse_N():

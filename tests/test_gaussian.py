@@ -1,4 +1,4 @@
-"""Gaussian averages of the force against scipy.integrate.quad (float64, 1e-9)."""
+"""Gaussian averages of the force against scipy.integrate.quad (float64, 1e-13)."""
 import itertools
 
 import numpy as np
@@ -38,8 +38,8 @@ def test_force_moments_against_quad(method):
     m, v, tau = (jnp.asarray(a) for a in zip(*GRID))
     d1, d2 = force_moments(QUADRATIC, m, v, tau, method)
     for i, (mi, vi, ti) in enumerate(GRID):
-        assert abs(float(d1[i]) - _quad_mean(lambda x: _delta(x, ti), mi, vi)) < 1e-9, (mi, vi, ti)
-        assert abs(float(d2[i]) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)) < 1e-9, (mi, vi, ti)
+        assert abs(float(d1[i]) - _quad_mean(lambda x: _delta(x, ti), mi, vi)) < 1e-13, (mi, vi, ti)
+        assert abs(float(d2[i]) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)) < 1e-13, (mi, vi, ti)
 
 
 def test_rules_on_polynomials_and_smooth_functions():

@@ -89,8 +89,9 @@ def test_divergent_replicas_are_counted_not_averaged():
     assert cmp.n_diverged == 1 and "1 of 6 replicas diverged" in cmp.verdict()
 
 
-# MC against the ODE: |mean - ode| <= 4 sem + 1/N at every save point and quantity.
-# 1/N is the finite-N allowance for the O(1/N) bias of the mean.
+# MC against the ODE: |mean - ode| <= 4 sem at every save point and quantity, raw. (The CLI's
+# verdict also reports the deviation after a 1/N allowance for the O(1/N) bias of the mean; at
+# these sizes the bias is below the tolerance and the tests do without it.)
 CASES = [
     ModelParams(prior=0.5, rho=2.0, v1=1.0, v2=1.0, eta_w=0.04, eta_b=0.2, eps=1.0),
     ModelParams(prior=0.7, rho=2.0, v1=1.5, v2=0.6, eta_w=0.5, eta_b=0.5, eps=0.5),
@@ -101,7 +102,7 @@ CASES = [
 def _assert_mc_agrees_with_ode(p, seed, N, alpha_max, n_save, replicas):
     mc = simulate(jax.random.key(seed), p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas)
     ode = solve_ode(p, float(mc.alpha[-1]), n_save)
-    cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=1.0 / N)
+    cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=0.0)
     assert cmp.worst[0] <= 4.0, cmp.verdict()
     assert cmp.n_diverged == 0
 

@@ -45,7 +45,7 @@ def test_rhs_against_quad_reference():
     for p in PARAMS:
         for R, b in ((0.0, 0.0), (0.5, -0.7), (0.95, 1.2), (-0.3, 0.4)):
             got = np.array([float(x) for x in drift(jnp.asarray(R), jnp.asarray(b), p)])
-            np.testing.assert_allclose(got, rhs_reference(R, b, p), atol=1e-10, rtol=0)
+            np.testing.assert_allclose(got, rhs_reference(R, b, p), atol=1e-13, rtol=0)
 
 
 def test_trajectory_against_solve_ivp():
@@ -53,8 +53,8 @@ def test_trajectory_against_solve_ivp():
         sol = solve_ode(p, alpha_max=40.0, n_save=8, dt=0.02, R0=0.1, b0=0.2)
         ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
                         t_eval=np.asarray(sol.alpha), rtol=1e-11, atol=1e-12)
-        np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-8)
-        np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-8)
+        np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-10)
+        np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-10)
 
 
 def test_grid_is_vmap_of_points_and_no_recompile():
@@ -81,18 +81,18 @@ def test_adaptive_trajectory_against_solve_ivp():
         sol = solve_ode(p, alpha_max=40.0, n_save=8, R0=0.1, b0=0.2, rtol=1e-10)
         ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
                         t_eval=np.asarray(sol.alpha), rtol=1e-11, atol=1e-12)
-        np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-8)
-        np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-8)
-        assert int(sol.n_evals) < 4 * 40 / 0.02  # fewer evaluations than the fixed step above
+        np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-10)
+        np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-10)
+        assert int(sol.n_evals) < 3000  # measured 550-2310; the fixed step above makes 8000
 
 
 def test_adaptive_long_horizon_grid_matches_fine_fixed_step():
-    """To alpha = 1000 on a small grid: rtol 1e-9 within 1e-7 of RK4 at dt = 0.05, at a tenth of the work."""
+    """To alpha = 1000 on a small grid: rtol 1e-9 within 1e-8 of RK4 at dt = 0.05, at a tenth of the work."""
     grid = ModelParams(prior=jnp.array([0.3, 0.5, 0.8]), eps=jnp.array([0.0, 1.0, 1.4]))
     fine = solve_ode(grid, 1000.0, 4, dt=0.05)
     ada = solve_ode(grid, 1000.0, 4, rtol=1e-9)
-    np.testing.assert_allclose(np.asarray(ada.R), np.asarray(fine.R), atol=1e-7, rtol=0)
-    np.testing.assert_allclose(np.asarray(ada.b), np.asarray(fine.b), atol=1e-7, rtol=0)
+    np.testing.assert_allclose(np.asarray(ada.R), np.asarray(fine.R), atol=1e-8, rtol=0)
+    np.testing.assert_allclose(np.asarray(ada.b), np.asarray(fine.b), atol=1e-8, rtol=0)
     assert ada.n_evals.shape == (3,) and int(ada.n_evals.max()) < int(fine.n_evals.max()) / 10
 
 

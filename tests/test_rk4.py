@@ -74,8 +74,8 @@ def test_adaptive_error_follows_the_tolerance_and_hits_save_times():
         evals.append(int(st.n_evals))
         assert not bool(st.failed)
         assert int(st.n_evals) == 11 * (int(st.n_accepted) + int(st.n_rejected))
-    # global error within 30x the tolerance, and falling with it by at least 30x per 100x
-    assert errs[0] < 30 * 1e-5 and errs[1] < 30 * 1e-7 and errs[2] < 30 * 1e-9, errs
+    # global error below the tolerance (measured 0.15-0.21 rtol), and falling with it by at least 30x per 100x
+    assert errs[0] < 1e-5 and errs[1] < 1e-7 and errs[2] < 1e-9, errs
     assert errs[0] / errs[1] > 30 and errs[1] / errs[2] > 30, errs
     # local order 5: 100x tighter costs about 100**(1/5) = 2.5x more steps
     assert 1.8 < evals[1] / evals[0] < 3.5 and 1.8 < evals[2] / evals[1] < 3.5, evals

@@ -149,10 +149,10 @@ def test_sweep_with_monte_carlo(tmp_path):
     # the MC of point i is simulate(fold_in(key(seed), i), ...)
     mc = jaxadv.simulate(jax.random.fold_in(jax.random.key(3), 1), ModelParams(eps=0.5), N=100, alpha_max=3.0,
                          n_save=3, replicas=8)
-    np.testing.assert_allclose(res.mc["R_mean"][1], mc.R.mean(axis=0), rtol=1e-6)
-    # large-N ODE within 5 sem + O(1/sqrt N) allowance at N=100
+    np.testing.assert_array_equal(res.mc["R_mean"][1], mc.R.astype(np.float64).mean(axis=0))
+    # large-N ODE within 4 sem at N=100 (raw)
     dev = np.abs(res.mc["R_mean"] - res.R)[:, 1:]
-    assert np.all(dev < 5 * res.mc["R_sem"][:, 1:] + 0.05)
+    assert np.all(dev < 4 * res.mc["R_sem"][:, 1:]), dev / res.mc["R_sem"][:, 1:]
     cols = read_csv(tmp_path / "mc" / "sweep.csv")
     assert {"R_mean", "R_sem", "robust_error_mean", "n_finite"} <= set(cols)
 

@@ -65,7 +65,7 @@ def test_other_implementations_fall_back_to_jax_random():
 
 
 def test_kernel_draws_the_examples_of_jax_random():
-    """One Monte Carlo step equals the step written with jax.random directly (N-dimensional)."""
+    """The example of a Monte Carlo step equals the draw written with jax.random directly (N-dimensional)."""
     from jaxadv import ModelParams
     from jaxadv.data import unit_direction
     from jaxadv.params import as_array_params
