@@ -3,7 +3,7 @@
 Three contenders advance ``replicas`` students by a fixed number of steps (never a whole run),
 float32, timed interleaved in the same process:
 
-* **jaxadv** -- the jitted kernel ``jaxadv.montecarlo._advance`` that :func:`jaxadv.simulate`
+* **jaxadv** -- the public kernel loop ``jaxadv.mc.driver.advance_states`` of ``jaxadv.full_sampler()`` that :func:`jaxadv.simulate`
   calls between save points (draw, attack, optax SGD step, normalisation; vmap over replicas,
   ``lax.scan`` over steps), with the state carried from call to call (its buffers are donated).
 * **floor** -- the same scan drawing the same random numbers and nothing else: per step and
@@ -103,11 +103,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
     from jaxadv import ModelParams
-    from jaxadv.data import unit_direction
-    from jaxadv.losses import get_loss
-    from jaxadv.montecarlo import SAMPLERS, _advance, _init
+    from jaxadv.model.data import unit_direction
+    from jaxadv.model.losses import get_loss
+    from jaxadv import SamplerParams, full_sampler
+    from jaxadv.mc.driver import advance_states, init_batch
     from jaxadv.sharding import shard_batch
-    from jaxadv.params import as_array_params
+    from jaxadv.model.params import as_array_params
     from benchmarks.common import ratio, time_interleaved
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
@@ -128,12 +129,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         def kernel_and_floor(place):
             """The jaxadv kernel and its floor, each advancing its own state placed by ``place``."""
             keys = place(run_keys)
-            st = {"mc": place(_init(init_keys, B, zero, zero, False, SAMPLERS["full"])[0]), "k": 0,
+            sp = SamplerParams(p, {}, B)
+            st = {"mc": place(init_batch(full_sampler(), init_keys, sp)[0]), "k": 0,
                   "fl": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)))}
 
             def run_jaxadv():
-                st["mc"], obs = _advance(keys, st["mc"], p, B, jnp.uint32(st["k"] * steps), jnp.uint32(steps), loss,
-                                         SAMPLERS["full"])
+                st["mc"], obs = advance_states(full_sampler(), keys, st["mc"], sp, st["k"] * steps, steps)
                 st["k"] += 1
                 return obs
 
@@ -184,7 +185,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
                                   "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
         row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
-        R_j = np.asarray(jnp.mean(box["jaxadv"]["mc"].w[:, 0]))
+        R_j = np.asarray(jnp.mean(box["jaxadv"]["mc"].student.w[:, 0]))
         R_n = float(np.mean(box["np"][0][:, 0]))
         row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n))}
         rows.append(row)

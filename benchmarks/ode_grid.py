@@ -1,6 +1,6 @@
 """Benchmark: the 64 x 64 (eps x prior) grid of ODE trajectories to alpha = 1000.
 
-Plain script: the grid through ``jaxadv.sweep`` (the ``jaxadv sweep`` command's path), warm-up,
+Plain script: the grid through ``jaxadv.app.sweep`` (the ``jaxadv sweep`` command's path), warm-up,
 compile time reported apart, median of repeats, and the accuracy of the chosen RK4 step checked
 against a fine step on a subsample of the grid. The peer comparison of ODE throughput is
 ``ode_throughput.py``. Writes ``benchmarks/results/ode_grid_cpu.json``.

@@ -92,7 +92,7 @@ def _main(quick: bool, tiny: bool) -> dict:
     import jax
     import jax.numpy as jnp
     from jaxadv import ModelParams
-    from jaxadv.ode import solve_ode
+    from jaxadv.ode.solve import solve_ode
     from benchmarks.common import ratio, time_interleaved
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]

@@ -2,7 +2,7 @@
 
 Plain script: ``PYTHONPATH=. python benchmarks/reduced_vs_full.py [--replicas 1024] [--repeats 5]``.
 Both samplers run in the same process at N = 100, 1000, 10000 (float32), through the jitted
-advance kernel of :mod:`jaxadv.montecarlo`: a warm-up call (compile time reported apart), then
+advance kernel of :mod:`jaxadv.mc.driver`: a warm-up call (compile time reported apart), then
 the median of ``repeats`` timed calls, each ended by ``block_until_ready``; the repeats of the two
 samplers are interleaved and the speed-up is the median of per-repeat ratios (robust to load). The full sampler at
 N = 10000 makes fewer steps (its cost per step is large). Writes
@@ -21,26 +21,26 @@ import jax
 import jax.numpy as jnp
 
 from jaxadv import ModelParams
-from jaxadv.data import unit_direction
-from jaxadv.losses import QUADRATIC
-from jaxadv.montecarlo import SAMPLERS, _advance, _init
-from jaxadv.params import as_array_params
+from jaxadv.model.data import unit_direction
+from jaxadv import SamplerParams
+from jaxadv.mc.driver import SAMPLERS, advance_states, init_batch
+from jaxadv.model.params import as_array_params
 
 
 def prepare(name, N, replicas, steps, dtype=jnp.float32):
     """Compile and warm up one sampler; returns ``(timed_call, compile_s)``."""
-    kernel = SAMPLERS[name]
+    kernel = SAMPLERS[name]()
     params = as_array_params(ModelParams(prior=0.7, v1=1.0, v2=2.0, eps=0.5), dtype)
     consts = unit_direction(N, dtype) if name == "full" else jnp.asarray(N, dtype)
     keys = jax.random.split(jax.random.key(0), replicas)
     pair = jax.vmap(jax.random.split)(keys)
-    states, _ = _init(pair[:, 0], consts, jnp.asarray(0.0, dtype), jnp.asarray(0.0, dtype), False, kernel)
+    sp = SamplerParams(params, {}, consts)
+    states, _ = init_batch(kernel, pair[:, 0], sp)
     box = {"st": jax.block_until_ready(states), "k": 0}
 
     def call():
         t = time.perf_counter()
-        st, obs = _advance(pair[:, 1], box["st"], params, consts, jnp.uint32(box["k"] * steps), jnp.uint32(steps),
-                           QUADRATIC, kernel)
+        st, obs = advance_states(kernel, pair[:, 1], box["st"], sp, box["k"] * steps, steps)
         jax.block_until_ready(obs)
         box["st"], box["k"] = st, box["k"] + 1
         return time.perf_counter() - t

@@ -1,12 +1,12 @@
 """How the cost grows: Monte Carlo time against N and against the number of replicas, ODE time
 against the grid size, and the memory peak of the Monte Carlo against its state size.
 
-* MC: the jitted kernel of :func:`jaxadv.simulate` (``_advance``) and its random-number floor
+* MC: the public kernel loop of :func:`jaxadv.simulate` (``advance_states``) and its random-number floor
   (see ``mc_throughput.py``), a fixed number of steps, float32, threefry2x32.
 * ODE: :func:`jaxadv.solve_ode` (float64) to ``alpha = 1000`` at ``dt = 2`` on grids of
   growing size (eps x prior).
 * Memory: each size runs in a fresh subprocess that reports its peak resident set
-  (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` would inherit the parent's peak) after one ``_advance`` call; the same process
+  (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` would inherit the parent's peak) after one ``advance_states`` call; the same process
   without the call is the baseline. On an accelerator, ``jax.devices()[0].memory_stats()``
   (``peak_bytes_in_use``) is recorded instead where the backend provides it.
 
@@ -39,21 +39,23 @@ _MEM_CHILD = r"""
 import json, resource, sys
 import jax, jax.numpy as jnp
 from jaxadv import ModelParams
-from jaxadv.data import unit_direction
-from jaxadv.losses import get_loss
-from jaxadv.montecarlo import SAMPLERS, _advance, _init
-from jaxadv.params import as_array_params
+from jaxadv.model.data import unit_direction
+from jaxadv.model.losses import get_loss
+from jaxadv import SamplerParams, full_sampler
+from jaxadv.mc.driver import advance_states, init_batch
+from jaxadv.model.params import as_array_params
 R, N, steps, do_run = (int(a) for a in sys.argv[1:5])
 B = unit_direction(8, jnp.float32)
 p = as_array_params(ModelParams(), jnp.float32)
 keys = jax.random.split(jax.random.key(0), 2 * R)
-st = _init(keys[:8], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0]
-jax.block_until_ready(_advance(keys[:8], st, p, B, jnp.uint32(0), jnp.uint32(1), get_loss("quadratic"), SAMPLERS["full"]))
+sp = SamplerParams(p, {}, B)
+st = init_batch(full_sampler(), keys[:8], sp)[0]
+jax.block_until_ready(advance_states(full_sampler(), keys[:8], st, sp, 0, 1))
 stats = None
 if do_run:
     B = unit_direction(N, jnp.float32)
-    st = _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0]
-    out = _advance(keys[R:], st, p, B, jnp.uint32(0), jnp.uint32(steps), get_loss("quadratic"), SAMPLERS["full"])
+    st = init_batch(full_sampler(), keys[:R], sp)[0]
+    out = advance_states(full_sampler(), keys[R:], st, sp, 0, steps)
     jax.block_until_ready(out)
     try:
         stats = jax.devices()[0].memory_stats()
@@ -78,11 +80,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
     from jaxadv import ModelParams
-    from jaxadv.data import unit_direction
-    from jaxadv.losses import get_loss
-    from jaxadv.montecarlo import SAMPLERS, _advance, _init
-    from jaxadv.ode import solve_ode
-    from jaxadv.params import as_array_params
+    from jaxadv.model.data import unit_direction
+    from jaxadv.model.losses import get_loss
+    from jaxadv import SamplerParams, full_sampler
+    from jaxadv.mc.driver import advance_states, init_batch
+    from jaxadv.ode.solve import solve_ode
+    from jaxadv.model.params import as_array_params
     from benchmarks.common import RESULTS_DIR, device_label, time_interleaved
     from benchmarks.mc_throughput import _floor_fn
 
@@ -95,11 +98,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     def mc_point(R, N):
         keys = jax.random.split(jax.random.key(0), 2 * R)
         B = unit_direction(N, jnp.float32)
-        box = {"st": _init(keys[:R], B, jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), False, SAMPLERS["full"])[0],
+        sp = SamplerParams(p, {}, B)
+        box = {"st": init_batch(full_sampler(), keys[:R], sp)[0],
                "fl": (jnp.zeros((R,), jnp.float32), jnp.zeros((R, N), jnp.float32))}
 
         def run_jaxadv():
-            box["st"], obs = _advance(keys[R:], box["st"], p, B, jnp.uint32(0), jnp.uint32(steps), loss, SAMPLERS["full"])
+            box["st"], obs = advance_states(full_sampler(), keys[R:], box["st"], sp, 0, steps)
             return obs
 
         def run_floor():

@@ -163,7 +163,7 @@ def table_ode_grid(d):
     err = d["max_abs_error_vs_dt_over_20"]
     return [f"**ODE grid through `jaxadv sweep`** ({d['device']}, {d['device_count']} device(s), {d['dtype']}): {d['grid'][0]} x "
             f"{d['grid'][1]} ({' x '.join(d['axes'])}) trajectories to alpha = {d['alpha_max']:g} with RK4 dt = "
-            f"{d['dt']:g} ({d['rk4_steps']} steps) through `jaxadv.sweep`: **{d['run_s_median']:.2f} s** "
+            f"{d['dt']:g} ({d['rk4_steps']} steps) through `jaxadv.app.sweep`: **{d['run_s_median']:.2f} s** "
             f"(median of {d['repeats']}; compile {d['compile_s']:.2f} s). Largest deviation from dt/20: "
             f"R {err['R']:.1e}, b {err['b']:.1e}."]
 

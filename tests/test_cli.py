@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from jaxadv.cli import main
-from jaxadv.config import load_config
-from jaxadv.io import read_csv
+from jaxadv.app.cli import main
+from jaxadv.app.config import load_config
+from jaxadv.app.io import read_csv
 
 TINY = ["--set", "N=30", "--set", "alpha_max=2", "--set", "n_save=4", "--set", "replicas=6", "--quiet"]
 
@@ -67,12 +67,12 @@ def test_bad_input_names_parameter_and_value(item, expected):
 
 
 def test_cli_error_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jaxadv.cli", "run", "scenario1", "--set", "prior=1.5",
+    r = subprocess.run([sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "prior=1.5",
                         "--out", str(tmp_path)], capture_output=True, text=True,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert r.returncode != 0
     assert "prior=1.5" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "jaxadv.cli", "run", "nosuch"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "jaxadv.app.cli", "run", "nosuch"], capture_output=True, text=True)
     assert r.returncode != 0 and "nosuch" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import scipy.special as sp
 
-import jaxadv.reduced as red
+import jaxadv.mc.reduced as red
 from jaxadv import ModelParams, drift, simulate
-from jaxadv.fluctuations import solve_fluctuations, step_moments
-from jaxadv.losses import QUADRATIC
-from jaxadv.params import as_array_params
+from jaxadv.ode.fluctuations import solve_fluctuations, step_moments
+from jaxadv import DEFAULT_RULE
+from jaxadv.model.params import as_array_params
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=2.0, eta_w=0.5, eta_b=0.5, eps=0.5)
 K_SE = 4.0  # allowed deviation in standard errors
@@ -29,7 +29,7 @@ def _exact_step_moments(R, b, N):
     m1, m2 = np.zeros(2), np.zeros((2, 2))
     for tau, pt in ((1.0, PARAMS.prior), (-1.0, 1 - PARAMS.prior)):
         new = red.reduced_update(jnp.asarray(R), jnp.asarray(b), tau, jnp.asarray(g1), jnp.asarray(g2),
-                                 jnp.asarray(c), p, float(N), QUADRATIC)
+                                 jnp.asarray(c), p, float(N), DEFAULT_RULE)
         X = np.stack([N * (np.asarray(new.R) - R), N * (np.asarray(new.b) - b)])
         m1 += pt * np.einsum("ijk,aijk->a", W, X)
         m2 += pt * np.einsum("ijk,aijk,bijk->ab", W, X, X)

@@ -8,8 +8,8 @@ from scipy.special import erf
 
 import jax.numpy as jnp
 
-from jaxadv.gaussian import gauss_hermite_mean, gauss_legendre_mean
-from jaxadv.losses import QUADRATIC, force, force_moments
+from jaxadv.ode.quadrature import gauss_hermite_mean, gauss_legendre_mean
+from jaxadv.model.losses import QUADRATIC, force, force_moments
 
 
 def _delta(x, tau):
@@ -55,7 +55,7 @@ def test_rules_on_polynomials_and_smooth_functions():
 def test_owens_t_against_scipy():
     from scipy.special import owens_t as scipy_owens_t
 
-    from jaxadv.losses import owens_t
+    from jaxadv.model.losses import owens_t
 
     h = np.linspace(-12.0, 12.0, 801)
     for a in (0.05, 0.5, 1 / np.sqrt(2), 0.9, 1.0):

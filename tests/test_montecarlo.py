@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from jaxadv import QUADRATIC, ModelParams, Student, mc_summary, ode_table, sgd_step, simulate, solve_ode
-from jaxadv import montecarlo
-from jaxadv.compare import compare
-from jaxadv.data import unit_direction
-from jaxadv.montecarlo import init_replica, observe, step_replica
+from jaxadv.mc import driver as montecarlo
+from jaxadv.analysis.compare import compare
+from jaxadv.model.data import unit_direction
+from jaxadv.mc.full import SamplerParams, full_sampler, init_replica, observe
+from jaxadv.app.checkpoint import simulate_resumable
 from scipy.special import erf
 
 
@@ -20,7 +21,7 @@ def test_sgd_step_matches_update_rule_written_out():
     w = rng.normal(size=N)
     w /= np.linalg.norm(w)
     b, xi, tau = 0.2, rng.normal(size=N), -1.0
-    new = sgd_step(Student(jnp.asarray(w), jnp.asarray(b)), jnp.asarray(xi), tau, p, QUADRATIC)
+    new = sgd_step(Student(jnp.asarray(w), jnp.asarray(b)), jnp.asarray(xi), tau, p)
     # written out: xi~ = xi - tau eps w; delta = (tau - erf(x~)) 2/sqrt(pi) exp(-x~^2)
     xa = xi - tau * p.eps * w
     x = w @ xa - b
@@ -50,13 +51,16 @@ def test_vmap_equals_loop_over_replicas():
     mc = simulate(key, p, N=N, alpha_max=steps / N, n_save=1, replicas=replicas, dtype=jnp.float64)
     B = unit_direction(N, jnp.float64)
     pp = montecarlo.as_array_params(p, jnp.float64)
-    step = jax.jit(step_replica, static_argnums=(4,))
+    sampler = full_sampler()
+    sp = SamplerParams(pp, {}, B)
+    step = jax.jit(sampler.step)
     for r, rkey in enumerate(jax.random.split(key, replicas)):
         k_init, k_run = jax.random.split(rkey)
-        st = init_replica(k_init, B)
+        st = sampler.init(k_init, sp, None, 0.0)
         for mu in range(steps):
-            st = step(jax.random.fold_in(k_run, mu), st, pp, B, QUADRATIC)
-        R, b, _ = observe(st, B)
+            st, obs = step(jax.random.fold_in(k_run, mu), st, sp)
+        R, b, _ = observe(st.student, B)
+        assert float(obs.R) == float(R) and float(obs.b) == float(b)
         assert abs(float(R) - mc.R[r, -1]) < 1e-12
         assert abs(float(b) - mc.b[r, -1]) < 1e-12
 
@@ -134,12 +138,12 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(montecarlo, "_advance", flaky)
     with pytest.raises(KeyboardInterrupt):
-        simulate(jax.random.key(5), p, checkpoint=ck, checkpoint_every=0.0, **kw)
+        simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=0.0, **kw)
     monkeypatch.setattr(montecarlo, "_advance", real)
     with np.load(ck) as c:
         assert int(c["k"]) == 3
     # a different configuration does not pick up the checkpoint
-    other = simulate(jax.random.key(6), p, checkpoint=ck + ".other", **kw)
+    other = simulate_resumable(jax.random.key(6), p, checkpoint=ck + ".other", **kw)
     assert not np.array_equal(other.R, ref.R)
     counted = {"n": 0}
 
@@ -148,7 +152,7 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(montecarlo, "_advance", counting)
-    res = simulate(jax.random.key(5), p, checkpoint=ck, **kw)
+    res = simulate_resumable(jax.random.key(5), p, checkpoint=ck, **kw)
     assert counted["n"] == 3  # resumed at save interval 3 of 6
     np.testing.assert_array_equal(res.R, ref.R)
     np.testing.assert_array_equal(res.b, ref.b)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxadv import ModelParams, drift, solve_ode
-from jaxadv import ode as ode_module
+from jaxadv.ode import solve as ode_module
 
 
 def _delta(x, tau):

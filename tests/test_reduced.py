@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-import jaxadv.reduced as red
+import jaxadv.mc.reduced as red
 from jaxadv import ModelParams, load_config, simulate
-from jaxadv.learning import Student, sgd_step
-from jaxadv.losses import QUADRATIC, Loss
-from jaxadv.montecarlo import init_replica
-from jaxadv.params import as_array_params
+from jaxadv.model.student import Student, sgd_step
+from jaxadv.model.losses import QUADRATIC, Loss
+from jaxadv.mc.full import init_replica
+from jaxadv.app.checkpoint import simulate_resumable
+from jaxadv import Attack, training_rule
+from jaxadv.model.params import as_array_params
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=2.0, eta_w=0.5, eta_b=0.5, eps=0.5)
 KS_P_MIN = 1e-3  # smallest accepted p-value of a KS test (fixed seeds, a handful of tests)
@@ -91,13 +93,14 @@ def test_step_map_equals_n_dimensional_update(R, tau, loss):
     z = jax.random.normal(kz, (N,), jnp.float64)
     v = PARAMS.v1 if tau > 0 else PARAMS.v2
     xi = tau * PARAMS.rho / 2 * B + np.sqrt(v) * z
-    full = sgd_step(Student(w=w, b=jnp.asarray(b)), xi, jnp.asarray(tau), p, loss)
+    rule = training_rule(loss=loss)
+    full = sgd_step(Student(w=w, b=jnp.asarray(b)), xi, jnp.asarray(tau), p, rule)
     g1 = jnp.dot(w, z)
     u = B - R * w
     nu = jnp.linalg.norm(u)
     g2 = jnp.where(nu > 0, jnp.dot(u, z) / jnp.where(nu > 0, nu, 1.0), 0.0)
     rest = jnp.dot(z, z) - g1 ** 2 - g2 ** 2
-    new = red.reduced_update(jnp.asarray(R), jnp.asarray(b), tau, g1, g2, rest, p, N, loss)
+    new = red.reduced_update(jnp.asarray(R), jnp.asarray(b), tau, g1, g2, rest, p, N, rule)
     np.testing.assert_allclose(float(new.R), float(jnp.dot(full.w, B)), rtol=0, atol=1e-13)
     np.testing.assert_allclose(float(new.b), float(full.b), rtol=0, atol=1e-14)
 
@@ -111,13 +114,17 @@ def test_overlap_at_the_boundary_stays_finite_float64():
 
 
 def test_refusal_hook_names_the_option():
-    red.check_reduced_supported(attack="l2")
+    from jaxadv.model.rule import check_reduced_supported
+
+    check_reduced_supported(training_rule("l2"))
     with pytest.raises(ValueError, match=r"sampler='reduced' cannot represent attack='linf'"):
-        red.check_reduced_supported(attack="linf")
-    with pytest.raises(ValueError, match=r"sampler='reduced' cannot represent anisotropic=True"):
-        red.check_reduced_supported(anisotropic=True)
-    with pytest.raises(ValueError, match=r"sampler='reduced' cannot represent colour='red'"):
-        red.check_reduced_supported(colour="red")
+        check_reduced_supported(training_rule("linf"))
+    with pytest.raises(ValueError, match=r"sampler='reduced' cannot represent attack='noise'"):
+        red.reduced_sampler(training_rule("noise"))
+    # a user's attack without the along-w face is refused by name
+    colour = Attack("colour", perturb=lambda key, xi, tau, w, eps, rp: xi)
+    with pytest.raises(ValueError, match=r"sampler='reduced' cannot represent attack='colour'"):
+        simulate(jax.random.key(0), PARAMS, N=10, alpha_max=1.0, sampler="reduced", rule=training_rule(colour))
 
 
 def test_sampler_argument_and_config_key():
@@ -136,7 +143,7 @@ def test_chunking_and_checkpoint_do_not_change_bits(tmp_path):
     b = simulate(jax.random.key(3), PARAMS, n_save=2, **kw)
     np.testing.assert_array_equal(a.R[:, ::2], b.R)
     ck = tmp_path / "ck.npz"
-    c = simulate(jax.random.key(3), PARAMS, n_save=4, checkpoint=str(ck), checkpoint_every=0.0, **kw)
+    c = simulate_resumable(jax.random.key(3), PARAMS, n_save=4, checkpoint=str(ck), checkpoint_every=0.0, **kw)
     np.testing.assert_array_equal(a.R, c.R)
     assert not ck.exists()
 

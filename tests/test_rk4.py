@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxadv.rk4 import EULER, RK4, integrate
+from jaxadv.ode.rk4 import EULER, RK4, integrate
 
 
 def _linear(t, y, args):
@@ -63,7 +63,7 @@ def _forced_exact(t, a, y0=1.0):
 
 
 def test_adaptive_error_follows_the_tolerance_and_hits_save_times():
-    from jaxadv.rk4 import integrate_adaptive
+    from jaxadv.ode.rk4 import integrate_adaptive
 
     t_save = jnp.array([1.0, 5.0, 20.0])
     errs, evals = [], []
@@ -82,7 +82,7 @@ def test_adaptive_error_follows_the_tolerance_and_hits_save_times():
 
 
 def test_adaptive_pytree_and_vmap():
-    from jaxadv.rk4 import integrate_adaptive
+    from jaxadv.ode.rk4 import integrate_adaptive
 
     def f(t, y, a):
         return {"x": -a * y["x"], "y": jnp.ones_like(y["y"])}
@@ -96,7 +96,7 @@ def test_adaptive_pytree_and_vmap():
 
 
 def test_adaptive_runs_out_of_steps_with_nan_and_a_flag():
-    from jaxadv.rk4 import integrate_adaptive
+    from jaxadv.ode.rk4 import integrate_adaptive
 
     ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([0.01, 50.0]), 0.001, 0.7,
                                     rtol=1e-12, atol=1e-14, max_steps=20)

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     res = sweep(cfg)
     np.savez(out, R=mc.R, b=mc.b, sR=res.R, sb=res.b)
     # a checkpoint written on 8 devices (5 replicas padded to 8), interrupted after 2 of 4 intervals
-    from jaxadv import montecarlo
+    from jaxadv.mc import driver as montecarlo
     real = montecarlo._advance
     calls = []
     def flaky(*a, **k):
@@ -39,8 +39,9 @@ SCRIPT = textwrap.dedent("""
         return real(*a, **k)
     montecarlo._advance = flaky
     try:
-        simulate(jax.random.key(9), ModelParams(eps=0.5), N=64, alpha_max=2.0, n_save=4, replicas=5,
-                 checkpoint=sys.argv[2], checkpoint_every=0.0)
+        from jaxadv.app.checkpoint import simulate_resumable
+        simulate_resumable(jax.random.key(9), ModelParams(eps=0.5), N=64, alpha_max=2.0, n_save=4, replicas=5,
+                           checkpoint=sys.argv[2], checkpoint_every=0.0)
     except KeyboardInterrupt:
         pass
     print(json.dumps({"n_shards": len(x.sharding.device_set), "len": int(x.shape[0])}))
@@ -88,11 +89,13 @@ def test_eight_devices_match_one_device(tmp_path, monkeypatch):
     with np.load(ck) as c:
         assert int(c["k"]) == 2 and c["state_0"].shape[0] == 5  # saved without the padding rows
     kw = dict(N=64, alpha_max=2.0, n_save=4, replicas=5)
-    from jaxadv import montecarlo
+    from jaxadv.mc import driver as montecarlo
 
     real, calls = montecarlo._advance, []
     monkeypatch.setattr(montecarlo, "_advance", lambda *a, **k: calls.append(1) or real(*a, **k))
-    resumed = simulate(jax.random.key(9), ModelParams(eps=0.5), checkpoint=str(ck), **kw)
+    from jaxadv.app.checkpoint import simulate_resumable
+
+    resumed = simulate_resumable(jax.random.key(9), ModelParams(eps=0.5), checkpoint=str(ck), **kw)
     assert len(calls) == 2  # resumed at interval 2 of 4
     ref = simulate(jax.random.key(9), ModelParams(eps=0.5), **kw)
     np.testing.assert_array_equal(resumed.R, ref.R)

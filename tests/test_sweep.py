@@ -11,8 +11,8 @@ import pytest
 
 import jaxadv
 from jaxadv import ModelParams, make_sweep_config, solve_ode, sweep
-from jaxadv.io import read_csv
-from jaxadv.sweep import load_sweep_config, table
+from jaxadv.app.io import read_csv
+from jaxadv.app.sweep import load_sweep_config, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +38,7 @@ def _env():
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "jaxadv.cli", *args], env=_env(), capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jaxadv.app.cli", *args], env=_env(), capture_output=True, text=True,
                           **kw)
 
 
@@ -102,7 +102,7 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
     r = _cli("sweep", str(cfg), "--out", str(full), "--quiet")
     assert r.returncode == 0, r.stderr
 
-    proc = subprocess.Popen([sys.executable, "-m", "jaxadv.cli", "sweep", str(cfg), "--out", str(part), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "jaxadv.app.cli", "sweep", str(cfg), "--out", str(part), "--quiet"],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunk_dir = part / "chunks"
     t0 = time.monotonic()
@@ -130,7 +130,7 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
     assert len(t["R"]) == 18 * 5 and np.all(np.isfinite(t["robust_error"]))
 
     # a changed configuration in the same directory is refused, naming the hash
-    from jaxadv.cli import main
+    from jaxadv.app.cli import main
 
     cfg.write_text(TOML.format(chunk=2, n_eps=5, dt=0.005))
     assert main(["sweep", str(cfg), "--out", str(part), "--quiet"]) == 2
@@ -164,7 +164,7 @@ def test_plots_write_png_and_pdf(tmp_path):
     paths += jaxadv.plot_tradeoff(res, str(tmp_path / "trade"), axis="eps")
     assert [os.path.basename(p) for p in paths] == ["heat.png", "heat.pdf", "trade.png", "trade.pdf"]
     assert all(os.path.getsize(p) > 1000 for p in paths)
-    from jaxadv.sweep_plots import final_slice
+    from jaxadv.app.sweep_plots import final_slice
 
     z = final_slice(res, "robust_error", "eps", "prior")
     assert z.shape == (2, 3)

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxadv import ModelParams, TrainingOptions, requires_full_state, simulate, solve_ode
-from jaxadv.attack import l2_attack
-from jaxadv.config import load_config
-from jaxadv.data import cluster_axis
-from jaxadv.threat import dual_norm, mc_threat_summary, robust_error_threat
-from jaxadv.variants import check_ode_supported, l1_attack, linf_attack
+from jaxadv import ModelParams, simulate, solve_ode, training_rule
+from jaxadv.model.perturbations import l1_attack, l2_attack, linf_attack
+from jaxadv.model.rule import check_ode_supported
+from jaxadv.app.config import load_config
+from jaxadv.model.data import cluster_axis
+from jaxadv.analysis.threat import dual_norm, mc_threat_summary, robust_error_threat
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.5, eta_w=0.5, eta_b=0.5, eps=1.0)
 
@@ -102,10 +102,10 @@ def test_mc_under_threat_model_and_orientation(attack):
     n = 100
     eps = {"linf": 1.0 / math.sqrt(n), "l1": 1.0}[attack]
     p = PARAMS._replace(eps=eps)
-    opts = TrainingOptions(attack=attack)
+    rule = training_rule(attack)
     res = {}
     for B in ("first", "dense"):
-        mc = simulate(jax.random.key(2), p, N=n, alpha_max=4.0, n_save=2, replicas=16, options=opts, B=B)
+        mc = simulate(jax.random.key(2), p, N=n, alpha_max=4.0, n_save=2, replicas=16, rule=rule, B=B)
         assert mc.finite.all()
         assert np.all(mc.norm_inf <= 1 + 1e-5) and np.all(mc.norm1 >= 1 - 1e-5)
         assert np.all(mc.norm1 <= math.sqrt(n) + 1e-4) and np.all(mc.norm_inf * math.sqrt(n) >= 1 - 1e-4)
@@ -131,15 +131,14 @@ def test_dense_axis_is_irrelevant_for_l2():
 
 @pytest.mark.parametrize("attack", ["linf", "l1"])
 def test_ode_refuses_full_state_attacks(attack):
-    opts = TrainingOptions(attack=attack)
-    assert requires_full_state(opts)
+    rule = training_rule(attack)
+    assert rule.attack.field is None     # no ODE face: the dynamics does not close in (R, b)
     with pytest.raises(ValueError, match=f"attack='{attack}' has no ODE in \\(R, b\\)"):
-        solve_ode(PARAMS, 1.0, 1, options=opts)
+        solve_ode(PARAMS, 1.0, 1, rule=rule)
     with pytest.raises(ValueError, match=f"attack='{attack}' has no ODE"):
-        check_ode_supported(opts)
-    for ok in (None, TrainingOptions(), TrainingOptions(attack="noise", noise_std=0.1),
-               TrainingOptions(nonrobust_only=True, eps_dist="uniform", eps_max=2.0)):
-        assert not requires_full_state(ok)
+        check_ode_supported(rule)
+    for ok in (training_rule(), training_rule("noise"), training_rule(eps_dist="uniform", nonrobust_only=True)):
+        check_ode_supported(ok)
 
 
 def test_bad_axis():
@@ -148,8 +147,8 @@ def test_bad_axis():
 
 
 def test_cli_run_linf(tmp_path):
-    from jaxadv.cli import main
-    from jaxadv.io import read_csv
+    from jaxadv.app.cli import main
+    from jaxadv.app.io import read_csv
 
     rc = main(["run", "scenario1", "--set", "attack=linf", "--set", "eps=0.1", "--set", "N=50", "--set",
                "alpha_max=2", "--set", "replicas=4", "--set", "n_save=2", "--set", "B=dense", "--out",
@@ -159,4 +158,4 @@ def test_cli_run_linf(tmp_path):
     assert {"robust_error_linf_mean", "robust_error_l1_mean", "norm1_mean"} <= set(cols)
     assert not (tmp_path / "ode.csv").exists()
     cfg = load_config("scenario1", ["attack=l1"])
-    assert requires_full_state(cfg.options)
+    assert cfg.rule.attack.field is None

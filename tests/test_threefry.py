@@ -67,13 +67,13 @@ def test_other_implementations_fall_back_to_jax_random():
 def test_kernel_draws_the_examples_of_jax_random():
     """The example of a Monte Carlo step equals the draw written with jax.random directly (N-dimensional)."""
     from jaxadv import ModelParams
-    from jaxadv.data import unit_direction
-    from jaxadv.params import as_array_params
+    from jaxadv.model.data import unit_direction
+    from jaxadv.model.params import as_array_params
 
     N, p = 64, as_array_params(ModelParams(prior=0.3, v1=1.5, v2=0.5), jnp.float32)
     B = unit_direction(N, jnp.float32)
     key = jax.random.key(11)
-    from jaxadv.data import sample_example
+    from jaxadv.model.data import sample_example
 
     xi, tau = sample_example(key, p, B)
     k_tau, k_z = jax.random.split(key)

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from jaxadv import LOSSES, ModelParams, TrainingOptions, compare, mc_summary, ode_table, simulate, solve_ode
-from jaxadv.config import load_config
-from jaxadv.losses import force, force_moments
-from jaxadv.ode import drift
-from jaxadv.variants import (draw_eps, eps_nodes, field_moments, noise_std_for_norm, nonrobust_gate,
-                             perturb_example, truncated_gauss_mean, validate_options)
-from jaxadv.learning import Student
+from jaxadv import LOSSES, ModelParams, compare, mc_summary, ode_table, simulate, solve_ode, training_rule
+from helpers import rule_kwargs
+from jaxadv.app.config import load_config
+from jaxadv.model.losses import force, force_moments
+from jaxadv.ode.vector_field import drift, field_moments
+from jaxadv.ode.quadrature import truncated_gauss_mean
+from jaxadv.model.gates import nonrobust_gate
+from jaxadv.model.perturbations import noise_std_for_norm
+from jaxadv.model.rule import perturb_example, rule_params as make_rule_params
+from jaxadv.model.student import Student
 
 # Small, fast-moving setting: scenario 2's data with large learning rates.
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.5, eps=1.0)
@@ -25,21 +28,38 @@ N, REPLICAS, ALPHA, NSAVE = 200, 48, 4.0, 4
 K_SEM = 4.0          # allowed deviation in standard errors (raw: the O(1/N) bias is below it here)
 
 VARIANTS = {
-    "uniform_eps": ("quadratic", TrainingOptions(eps_dist="uniform", eps_min=0.0, eps_max=2.0)),
-    "discrete_eps": ("quadratic", TrainingOptions(eps_dist="discrete", eps_values=(0.0, 2.0), eps_weights=(3, 1))),
-    "nonrobust_only": ("quadratic", TrainingOptions(nonrobust_only=True)),
-    "nonrobust_uniform": ("quadratic", TrainingOptions(nonrobust_only=True, eps_dist="uniform", eps_min=0.5,
+    "uniform_eps": ("quadratic", rule_kwargs(eps_dist="uniform", eps_min=0.0, eps_max=2.0)),
+    "discrete_eps": ("quadratic", rule_kwargs(eps_dist="discrete", eps_values=(0.0, 2.0), eps_weights=(3, 1))),
+    "nonrobust_only": ("quadratic", rule_kwargs(nonrobust_only=True)),
+    "nonrobust_uniform": ("quadratic", rule_kwargs(nonrobust_only=True, eps_dist="uniform", eps_min=0.5,
                                                        eps_max=1.5)),
-    "noise": ("quadratic", TrainingOptions(attack="noise", noise_std=0.7)),
-    "logistic": ("logistic", None),
-    "cross_entropy_nonrobust": ("cross_entropy", TrainingOptions(nonrobust_only=True)),
+    "noise": ("quadratic", rule_kwargs(attack="noise", noise_std=0.7)),
+    "logistic": ("logistic", rule_kwargs(loss="logistic")),
+    "cross_entropy_nonrobust": ("cross_entropy", rule_kwargs(nonrobust_only=True)),
 }
+
+
+def _rule_rp(opts, loss=None):
+    """``(rule, rule parameter dict)`` of :func:`helpers.rule_kwargs` output (with another loss)."""
+    rule = opts["rule"] if loss is None else training_rule(opts["rule"].attack, opts["rule"].eps_law,
+                                                           opts["rule"].gate, loss=loss)
+    return rule, make_rule_params(rule, **opts["rule_params"])
+
+
+def _rule_rp_lazy(make):
+    kw = make()
+    return {"rule": kw["rule"], **kw["rule_params"]}
+
+
+def _draw_eps(key, p, opts):
+    rule, rp = _rule_rp(opts)
+    return rule.eps_law.draw(key, p.eps, rp, jnp.float64)
 
 
 def mc_vs_ode(loss, options, seed=1, n=N, replicas=REPLICAS):
     mc = simulate(jax.random.key(seed), PARAMS, N=n, alpha_max=ALPHA, n_save=NSAVE, replicas=replicas,
-                  loss=loss, options=options)
-    ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, options=options)
+                  loss=loss, **options)
+    ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, **options)
     return compare(mc_summary(mc, PARAMS, 1.0), ode_table(ode, PARAMS, 1.0), allowance=0.0), mc, ode
 
 
@@ -60,10 +80,10 @@ def test_mc_matches_ode(name):
 
 def test_default_options_reproduce_default_bitwise():
     a = simulate(jax.random.key(5), PARAMS, N=50, alpha_max=1.0, n_save=2, replicas=3)
-    b = simulate(jax.random.key(5), PARAMS, N=50, alpha_max=1.0, n_save=2, replicas=3, options=TrainingOptions())
+    b = simulate(jax.random.key(5), PARAMS, N=50, alpha_max=1.0, n_save=2, replicas=3, **rule_kwargs())
     assert np.array_equal(a.R, b.R) and np.array_equal(a.b, b.b)
     s1 = solve_ode(PARAMS, 2.0, 2)
-    s2 = solve_ode(PARAMS, 2.0, 2, options=TrainingOptions())
+    s2 = solve_ode(PARAMS, 2.0, 2, **rule_kwargs())
     assert np.array_equal(np.asarray(s1.R), np.asarray(s2.R)) and np.array_equal(np.asarray(s1.b), np.asarray(s2.b))
 
 
@@ -75,7 +95,7 @@ def test_noise_ode_against_two_dimensional_quadrature():
     s = 0.7
     p = UNEQUAL
     R, b = 0.4, -0.3
-    got = np.asarray(drift(R, b, p, options=TrainingOptions(attack="noise", noise_std=s)))
+    got = np.asarray(drift(R, b, p, *_rule_rp(rule_kwargs(attack="noise", noise_std=s))))
     dR = db = 0.0
     for tau, wt, v in ((1.0, p.prior, p.v1), (-1.0, 1 - p.prior, p.v2)):
         m, sd = tau * p.rho * R / 2 - b, math.sqrt(v)
@@ -100,7 +120,7 @@ def test_noise_at_adversarial_norm_is_standard_training_at_large_N():
     plain = solve_ode(p._replace(eps=0.0), 20.0, 4)
     dev = {}
     for n_dim in (100, 10_000):
-        noisy = solve_ode(p, 20.0, 4, options=TrainingOptions(attack="noise", noise_std=noise_std_for_norm(1.0, n_dim)))
+        noisy = solve_ode(p, 20.0, 4, **rule_kwargs(attack="noise", noise_std=noise_std_for_norm(1.0, n_dim)))
         dev[n_dim] = float(jnp.max(jnp.abs(noisy.b - plain.b)))
         assert dev[n_dim] < 1.0 / n_dim, (n_dim, dev[n_dim])
     assert 50 < dev[100] / dev[10_000] < 200, dev
@@ -164,9 +184,9 @@ def test_nonrobust_moments_vs_scipy(loss):
     """<Theta(eps - tau x) delta(x - tau eps)> and its square, x ~ N(tau rho R/2 - b, v), by quad on the
     clean field with the jump at x = tau eps."""
     R, b = 0.6, -0.4
-    opts = TrainingOptions(nonrobust_only=True)
+    opts = rule_kwargs(nonrobust_only=True)
     p = UNEQUAL
-    d1, d2, var = field_moments(loss, R, b, p, opts)
+    d1, d2, var = field_moments(R, b, p, *_rule_rp(opts, loss))
     for i, (tau, v) in enumerate(((1.0, p.v1), (-1.0, p.v2))):
         m = tau * p.rho * R / 2 - b
         d = lambda x: _np_force(loss, x - tau * p.eps, tau)
@@ -181,8 +201,8 @@ def test_uniform_eps_average_vs_scipy():
     R, b, lo_e, hi_e = 0.5, -0.6, 0.2, 1.8
     p = UNEQUAL
     for gated in (False, True):
-        opts = TrainingOptions(eps_dist="uniform", eps_min=lo_e, eps_max=hi_e, nonrobust_only=gated)
-        d1, d2, _ = field_moments("quadratic", R, b, p, opts)
+        opts = rule_kwargs(eps_dist="uniform", eps_min=lo_e, eps_max=hi_e, nonrobust_only=gated)
+        d1, d2, _ = field_moments(R, b, p, *_rule_rp(opts))
         for i, (tau, v) in enumerate(((1.0, p.v1), (-1.0, p.v2))):
             m = tau * p.rho * R / 2 - b
 
@@ -198,17 +218,18 @@ def test_uniform_eps_average_vs_scipy():
 
 def test_eps_draws_follow_eps_nodes():
     p = PARAMS
-    opts = TrainingOptions(eps_dist="discrete", eps_values=(0.5, 1.5, 3.0), eps_weights=(1, 3, 0))
+    opts = rule_kwargs(eps_dist="discrete", eps_values=(0.5, 1.5, 3.0), eps_weights=(1, 3, 0))
     keys = jax.random.split(jax.random.key(0), 4000)
-    e = np.asarray(jax.vmap(lambda k: draw_eps(k, p, opts, jnp.float64))(keys))
+    e = np.asarray(jax.vmap(lambda k: _draw_eps(k, p, opts))(keys))
     assert set(np.unique(e)) <= {0.5, 1.5}
     frac = np.mean(e == 1.5)
     assert abs(frac - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 4000)
-    opts = TrainingOptions(eps_dist="uniform", eps_min=0.5, eps_max=2.0)
-    e = np.asarray(jax.vmap(lambda k: draw_eps(k, p, opts, jnp.float64))(keys))
+    opts = rule_kwargs(eps_dist="uniform", eps_min=0.5, eps_max=2.0)
+    e = np.asarray(jax.vmap(lambda k: _draw_eps(k, p, opts))(keys))
     assert e.min() >= 0.5 and e.max() <= 2.0
     assert stats.kstest(e, stats.uniform(0.5, 1.5).cdf).pvalue > 1e-3
-    nodes, w = eps_nodes(p, opts)
+    rule, rp = _rule_rp(opts)
+    nodes, w = rule.eps_law.nodes(p.eps, rp, rule.n_eps_nodes)
     np.testing.assert_allclose(float(jnp.sum(w * nodes)), 1.25, rtol=1e-14)
 
 
@@ -218,56 +239,56 @@ def test_gate_skips_robust_examples():
     assert float(nonrobust_gate(jnp.asarray(1.5), 1.0, 1.0)) == 0.0
     assert float(nonrobust_gate(jnp.asarray(0.5), 1.0, 1.0)) == 1.0
     xi = jnp.array([2.0, 0.3, 0.0, 0.0])       # tau x = 2 > eps = 1: robust, skipped
-    opts = TrainingOptions(nonrobust_only=True)
-    _, gate = perturb_example(None, st, xi, 1.0, PARAMS, opts)
+    opts = rule_kwargs(nonrobust_only=True)
+    _, gate = perturb_example(None, st, xi, 1.0, PARAMS, *_rule_rp(opts))
     assert not bool(gate)
     from jaxadv import sgd_step
-    new = sgd_step(st, xi, 1.0, PARAMS, LOSSES["quadratic"], opts)
+    new = sgd_step(st, xi, 1.0, PARAMS, *_rule_rp(opts))
     assert np.array_equal(np.asarray(new.w), np.asarray(w)) and float(new.b) == 0.0
-    new = sgd_step(st, xi.at[0].set(0.5), 1.0, PARAMS, LOSSES["quadratic"], opts)
+    new = sgd_step(st, xi.at[0].set(0.5), 1.0, PARAMS, *_rule_rp(opts))
     assert not np.array_equal(np.asarray(new.w), np.asarray(w))
 
 
 # --- refusals and validation -----------------------------------------------------------------
 
 @pytest.mark.parametrize("opts,msg", [
-    (TrainingOptions(attack="l3"), "attack='l3'"),
-    (TrainingOptions(eps_dist="normal"), "eps_dist='normal'"),
-    (TrainingOptions(eps_dist="uniform", eps_min=-1.0), "eps_min=-1.0"),
-    (TrainingOptions(eps_dist="uniform", eps_min=2.0, eps_max=1.0), "eps_max=1.0"),
-    (TrainingOptions(eps_dist="discrete"), "eps_values=()"),
-    (TrainingOptions(eps_dist="discrete", eps_values=(1.0, 2.0), eps_weights=(1.0,)), "eps_weights=(1.0,)"),
-    (TrainingOptions(eps_dist="discrete", eps_values=(1.0,), eps_weights=(0.0,)), "eps_weights=(0.0,)"),
-    (TrainingOptions(eps_dist="discrete", eps_values=(-1.0,), eps_weights=(1.0,)), "eps_values=-1.0"),
-    (TrainingOptions(noise_std=-0.1), "noise_std=-0.1"),
-    (TrainingOptions(n_eps_nodes=0), "n_eps_nodes=0"),
-    (TrainingOptions(nonrobust_only="yes"), "nonrobust_only='yes'"),
-    (TrainingOptions(attack="noise", eps_dist="uniform", eps_max=1.0), "eps_dist='uniform'"),
+    (lambda: rule_kwargs(attack="l3"), "attack='l3'"),
+    (lambda: rule_kwargs(eps_dist="normal"), "eps_dist='normal'"),
+    (lambda: rule_kwargs(eps_dist="uniform", eps_min=-1.0), "eps_min=-1.0"),
+    (lambda: rule_kwargs(eps_dist="uniform", eps_min=2.0, eps_max=1.0), "eps_max=1.0"),
+    (lambda: rule_kwargs(eps_dist="discrete"), "eps_values=()"),
+    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0, 2.0), eps_weights=(1.0,)), "eps_weights=(1.0,)"),
+    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0,), eps_weights=(0.0,)), "eps_weights=(0.0,)"),
+    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(-1.0,), eps_weights=(1.0,)), "eps_values=-1.0"),
+    (lambda: rule_kwargs(attack="noise", noise_std=-0.1), "noise_std=-0.1"),
+    (lambda: rule_kwargs(n_eps_nodes=0), "n_eps_nodes=0"),
+    (lambda: rule_kwargs(nonrobust_only="yes"), "nonrobust_only='yes'"),
+    (lambda: rule_kwargs(attack="noise", eps_dist="uniform", eps_max=1.0), "eps_dist='uniform'"),
 ])
 def test_validation_messages(opts, msg):
     with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
-        validate_options(opts)
+        make_rule_params(**_rule_rp_lazy(opts))
     with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
-        simulate(jax.random.key(0), PARAMS, N=10, alpha_max=1.0, n_save=1, replicas=1, options=opts)
+        simulate(jax.random.key(0), PARAMS, N=10, alpha_max=1.0, n_save=1, replicas=1, **opts())
 
 
 def test_ode_refuses_noise_with_gate():
     with pytest.raises(ValueError, match="attack='noise' with nonrobust_only=True has no ODE"):
-        solve_ode(PARAMS, 1.0, 1, options=TrainingOptions(attack="noise", noise_std=0.1, nonrobust_only=True))
+        solve_ode(PARAMS, 1.0, 1, **rule_kwargs(attack="noise", noise_std=0.1, nonrobust_only=True))
 
 
 def test_random_variants_need_a_key():
     st = Student(w=jnp.ones(3) / jnp.sqrt(3.0), b=jnp.asarray(0.0))
     with pytest.raises(ValueError, match="key=None"):
-        perturb_example(None, st, jnp.ones(3), 1.0, PARAMS, TrainingOptions(attack="noise", noise_std=0.1))
+        perturb_example(None, st, jnp.ones(3), 1.0, PARAMS, *_rule_rp(rule_kwargs(attack="noise", noise_std=0.1)))
 
 
 def test_config_keys():
     cfg = load_config("scenario2", ["N=400", "attack=noise", "eps=2"])
-    assert cfg.options == TrainingOptions(attack="noise", noise_std=2.0 / 20.0)
-    assert load_config("scenario1").options is None
+    assert cfg.rule == training_rule("noise") and cfg.rule_params == {"noise_std": 2.0 / 20.0}
+    assert load_config("scenario1").rule == training_rule() and load_config("scenario1").rule_params == {}
     cfg = load_config("scenario1", ["eps_dist=discrete", "eps_values=0.5, 1.5", "eps_weights=1,3"])
-    assert cfg.options.eps_values == (0.5, 1.5) and cfg.options.eps_weights == (1.0, 3.0)
+    assert cfg.rule_params["eps_values"] == (0.5, 1.5) and cfg.rule_params["eps_weights"] == (1.0, 3.0)
     with pytest.raises(ValueError, match="eps_values='a,b'"):
         load_config("scenario1", ["eps_dist=discrete", "eps_values=a,b", "eps_weights=1,1"])
     with pytest.raises(ValueError, match="B='sparse'"):
@@ -287,22 +308,22 @@ def test_mc_matches_ode_large(name):
     """N = 1000, 128 replicas, raw deviations (no finite-N allowance)."""
     loss, options = VARIANTS[name]
     mc = simulate(jax.random.key(7), PARAMS, N=1000, alpha_max=ALPHA, n_save=NSAVE, replicas=128, loss=loss,
-                  options=options)
-    ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, options=options)
+                  **options)
+    ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, **options)
     cmp = compare(mc_summary(mc, PARAMS, 1.0), ode_table(ode, PARAMS, 1.0), allowance=0.0)
     assert cmp.worst[0] <= K_SEM, (name, cmp.verdict(K_SEM))
 
 
 def test_ode_grid_with_options_equals_loop():
-    opts = TrainingOptions(attack="noise", noise_std=0.5)
-    grid = solve_ode(PARAMS._replace(eps=jnp.array([0.5, 1.0]), prior=jnp.array([0.6, 0.7])), 2.0, 2, options=opts)
+    opts = rule_kwargs(attack="noise", noise_std=0.5)
+    grid = solve_ode(PARAMS._replace(eps=jnp.array([0.5, 1.0]), prior=jnp.array([0.6, 0.7])), 2.0, 2, **opts)
     for i, (e, p) in enumerate(((0.5, 0.6), (1.0, 0.7))):
-        one = solve_ode(PARAMS._replace(eps=e, prior=p), 2.0, 2, options=opts)
+        one = solve_ode(PARAMS._replace(eps=e, prior=p), 2.0, 2, **opts)
         np.testing.assert_allclose(np.asarray(grid.b[i]), np.asarray(one.b), rtol=1e-12, atol=1e-14)
 
 
 def test_cli_compare_defences_ode_only(tmp_path):
-    from jaxadv.cli import main
+    from jaxadv.app.cli import main
 
     rc = main(["compare-defences", "--set", "N=100", "--set", "alpha_max=2", "--set", "n_save=2", "--no-mc",
                "--out", str(tmp_path)])

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxadv.cli import main
-from jaxadv.verify import COLUMNS, fit_slope
+from jaxadv.app.cli import main
+from jaxadv.app.verify import COLUMNS, fit_slope
 
 
 def test_verify_cli_tiny_ladder(tmp_path, capsys):

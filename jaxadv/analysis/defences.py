@@ -1,0 +1,128 @@
+r"""Comparison of defences on the same data: clean and robust error at :math:`\alpha_\max`.
+
+Five training rules, all at the same radius :math:`\epsilon` (``eps``) and from the same
+initial condition, data model and learning rates:
+
+==================  ========================================================================
+``none``            standard training (:math:`\epsilon=0`)
+``noise``           random-noise augmentation, :math:`\tilde\xi=\xi+s\,n` with RMS norm
+                    :math:`s\sqrt N=\epsilon` (:math:`s=\epsilon/\sqrt N`)
+``adversarial``     L2 adversarial training at :math:`\epsilon`
+``random_eps``      L2 adversarial training at :math:`\epsilon\sim U[0, 2\epsilon]` per example
+``nonrobust_only``  L2 adversarial training, updating only on examples that are not
+                    :math:`\epsilon`-robust
+==================  ========================================================================
+
+The robust error is the L2 one at ``eps_test`` (default :math:`\epsilon`). The ODE gives each
+rule's large-N curve; the Monte Carlo gives mean and standard error over replicas.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from .compare import mean_sem
+from .measures import robust_error, test_error
+from ..mc.driver import save_schedule, simulate
+from ..ode.solve import solve_ode
+from ..model.params import ModelParams
+from ..model.losses import get_loss
+from ..model.perturbations import noise_std_for_norm
+from ..model.rule import training_rule
+
+__all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
+
+def _defence(rule_kwargs=None, eps_zero=False, values=lambda eps, N: {}):
+    return {"rule": training_rule(**(rule_kwargs or {})), "eps_zero": eps_zero, "values": values}
+
+
+DEFENCES = {
+    "none": _defence(eps_zero=True),
+    "noise": _defence({"attack": "noise"}, values=lambda eps, N: {"noise_std": noise_std_for_norm(float(eps), N)}),
+    "adversarial": _defence(),
+    "random_eps": _defence({"eps_dist": "uniform"}, values=lambda eps, N: {"eps_min": 0.0, "eps_max": 2.0 * float(eps)}),
+    "nonrobust_only": _defence({"gate": "nonrobust"}),
+}
+"""Each defence as data: its training rule, whether it trains at eps = 0, and its rule parameters
+as a function of the radius eps and the dimension N."""
+
+
+def defence_setup(name: str, params: ModelParams, N: int, loss="quadratic"):
+    """``(params, rule, rule_params)`` of the defence ``name`` at radius ``params.eps`` in dimension ``N``."""
+    if name not in DEFENCES:
+        raise ValueError(f"defence={name!r} is not one of {list(DEFENCES)}")
+    d = DEFENCES[name]
+    rule = d["rule"]._replace(loss=get_loss(loss))
+    return (params._replace(eps=0.0) if d["eps_zero"] else params), rule, d["values"](params.eps, N)
+
+
+class DefenceResult(NamedTuple):
+    """Errors of one defence at :math:`\\alpha_\\max` (MC fields are NaN when the MC was skipped)."""
+
+    name: str
+    ode_clean: float
+    ode_robust: float
+    mc_clean: float
+    mc_clean_sem: float
+    mc_robust: float
+    mc_robust_sem: float
+    ode_R: float
+    ode_b: float
+    mc_R: float
+    mc_R_sem: float
+    mc_b: float
+    mc_b_sem: float
+
+
+def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, replicas: int = 32,
+                     n_save: int = 10, eps_test: Optional[float] = None, dt: float = 0.05, mc: bool = True,
+                     defences=tuple(DEFENCES), loss="quadratic", dtype=None, R0=None, b0: float = 0.0):
+    r"""Train every defence with the ODE and (``mc=True``) the Monte Carlo; errors at :math:`\alpha_\max`.
+
+    All Monte Carlo runs use the same ``key``, hence the same initial students and the same
+    stream of clean examples.
+
+    Returns:
+        list of :class:`DefenceResult`, one per defence, in the order of ``defences``.
+
+    Example:
+        >>> import jax
+        >>> from jaxadv import ModelParams
+        >>> from jaxadv.defences import compare_defences
+        >>> res = compare_defences(jax.random.key(0), ModelParams(prior=0.7), N=100, alpha_max=1.0, mc=False)
+        >>> [r.name for r in res][:2]
+        ['none', 'noise']
+    """
+    import jax.numpy as jnp
+
+    eps_test = float(params.eps) if eps_test is None else float(eps_test)
+    dtype = jnp.float32 if dtype is None else dtype
+    _, alpha = save_schedule(N, alpha_max, n_save)
+    out = []
+    for name in defences:
+        p, rule, values = defence_setup(name, params, N, loss)
+        ode = solve_ode(p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule,
+                        rule_params=values)
+        R, b = float(ode.R[-1]), float(ode.b[-1])
+        row = dict(name=name, ode_clean=float(test_error(R, b, params)),
+                   ode_robust=float(robust_error(R, b, eps_test, params)), ode_R=R, ode_b=b)
+        nan = float("nan")
+        row.update(mc_clean=nan, mc_clean_sem=nan, mc_robust=nan, mc_robust_sem=nan, mc_R=nan, mc_R_sem=nan,
+                   mc_b=nan, mc_b_sem=nan)
+        if mc:
+            res = simulate(key, p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
+                           rule_params=values, dtype=dtype, R0=R0, b0=b0)
+            Rm, bm, fin = res.R[:, -1:].astype(np.float64), res.b[:, -1:].astype(np.float64), res.finite[:, -1:]
+            for label, x in (("clean", np.asarray(test_error(Rm, bm, params))),
+                             ("robust", np.asarray(robust_error(Rm, bm, eps_test, params))), ("R", Rm), ("b", bm)):
+                m, s = mean_sem(x, fin)
+                row[f"mc_{label}"], row[f"mc_{label}_sem"] = float(m[0]), float(s[0])
+        out.append(DefenceResult(**row))
+    return out
+
+
+def defences_table(results) -> dict:
+    """Columns (for :func:`jaxadv.io.write_csv`) of a :func:`compare_defences` result."""
+    return {f: np.array([getattr(r, f) for r in results]) for f in DefenceResult._fields if f != "name"}

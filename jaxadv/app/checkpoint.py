@@ -1,0 +1,84 @@
+"""Resumable Monte Carlo runs: the pure driver of :mod:`jaxadv.mc.driver` with checkpoint files
+and a progress bar.
+
+The checkpoint holds the replicas' states (without the padding rows of the device split, so a
+run resumes on any device count), the observables so far, the next save interval and a
+fingerprint of everything that determines the result (:attr:`jaxadv.mc.driver.Plan.identity`);
+a checkpoint with another fingerprint is ignored. Steps are keyed by their index, so a resumed
+run gives the same bits as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..mc import driver
+from ..sharding import shard_batch, to_host
+from .io import write_npz
+from .progress import Progress
+
+__all__ = ["simulate_resumable", "fingerprint"]
+
+
+def fingerprint(plan: driver.Plan) -> str:
+    """A short hash of the plan's identity."""
+    return hashlib.sha256(json.dumps(plan.identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
+                       progress: bool = False, **kwargs) -> driver.MCResult:
+    """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
+
+    Args:
+        key, params, **kwargs: as :func:`jaxadv.simulate`.
+        checkpoint: path of a checkpoint file; the run saves its state there every
+            ``checkpoint_every`` seconds and resumes from it when it exists and matches all
+            arguments. It is removed at the end.
+        progress: print a progress bar to stderr.
+    """
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    if "rule_params" in kwargs:
+        kwargs["rule_params_"] = kwargs.pop("rule_params")
+    plan = driver.plan_simulation(key, params, **kwargs)
+    fp = fingerprint(plan)
+    states, o = driver.init_states(plan)
+    obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
+    obs[:, :, 0] = o
+    start_k = 0
+    if checkpoint and os.path.exists(checkpoint):
+        with np.load(checkpoint) as ck:
+            if str(ck["fingerprint"]) == fp:
+                treedef = jax.tree.structure(states)
+                leaves = [jnp.asarray(ck[f"state_{i}"]) for i in range(treedef.num_leaves)]
+                states = shard_batch(jax.tree.unflatten(treedef, leaves))
+                obs = ck["obs"].copy()
+                start_k = int(ck["k"])
+
+    bar = Progress(plan.n_save, "monte carlo", enabled=progress, initial=start_k)
+    last_ck = time.monotonic()
+    for k in range(start_k, plan.n_save):
+        states, obs[:, :, k + 1] = driver.advance(plan, states, k)
+        bar.update(k + 1)
+        if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < plan.n_save:
+            _save_checkpoint(checkpoint, fp, states, obs, k + 1)
+            last_ck = time.monotonic()
+    bar.close()
+    if checkpoint and os.path.exists(checkpoint):
+        os.remove(checkpoint)
+    return driver.result(plan, obs)
+
+
+def _save_checkpoint(path, fp, states, obs, k):
+    """Write the state without the padding rows of :func:`jaxadv.sharding.shard_batch`, so a run can
+    resume on any device count (loading pads again)."""
+    replicas = obs.shape[1]
+    leaves = {f"state_{i}": to_host(x)[:replicas] for i, x in enumerate(jax.tree.leaves(states))}
+    write_npz(path, fingerprint=fp, obs=obs, k=k, **leaves)

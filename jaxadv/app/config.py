@@ -1,0 +1,291 @@
+"""Run configurations: presets, TOML files and ``KEY=VALUE`` overrides, validated eagerly.
+
+A TOML file holds flat keys, optionally starting from a preset::
+
+    preset = "scenario1"   # optional
+    prior = 0.6
+    alpha_max = 200
+    replicas = 256
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from .io import read_toml
+from ..model.losses import LOSSES
+from ..mc.driver import SAMPLERS
+from ..model.params import ModelParams, check_value, validate_params
+
+__all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
+
+_MODEL_DEFAULTS = ModelParams._field_defaults
+SAMPLER_NAMES = tuple(SAMPLERS)
+PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``jaxadv run`` needs. Model keys mirror :class:`jaxadv.ModelParams`.
+
+    Attributes:
+        name: label of the run (preset name or TOML file stem).
+        N: input dimension of the Monte Carlo.
+        prior, rho, v1, v2, eta_w, eta_b, eps: see :class:`jaxadv.ModelParams`.
+        eps_test: radius of the robust error in ``ode.csv``/``mc.csv`` (default: ``eps``).
+        eps_test_max: largest radius of the robustness curve (default: ``max(2 eps, 2)``).
+        alpha_max: final time.
+        n_save: number of save intervals (``n_save + 1`` rows in the tables).
+        replicas: number of Monte Carlo replicas.
+        seed: seed of ``jax.random.key``.
+        x64: run the Monte Carlo in float64 (the ODE always uses float64 in the CLI).
+        loss: loss name (see :data:`jaxadv.losses.LOSSES`).
+        dt: largest RK4 step of the ODE.
+        R0: initial overlap (``None``: random w for the MC, 0 for the ODE).
+        b0: initial bias.
+        prng: PRNG implementation of ``jax.random.key``.
+        mc: run the Monte Carlo (``--no-mc`` sets it false).
+        attack: training perturbation, a name of :data:`jaxadv.model.perturbations.ATTACKS`:
+            ``l2`` (default), ``noise``, ``linf`` or ``l1`` (the last two: Monte Carlo only).
+        eps_dist: law of the per-example radius, a name of :data:`jaxadv.model.eps_laws.EPS_LAWS`:
+            ``fixed`` (= ``eps``), ``uniform``, ``discrete``, ...
+        eps_min, eps_max: range of ``eps_dist="uniform"``.
+        eps_values, eps_weights: comma-separated support and weights of ``eps_dist="discrete"``,
+            e.g. ``eps_values="0.5,1.5"``, ``eps_weights="1,3"``.
+        nonrobust_only: update only on examples that are not eps-robust (``gate="nonrobust"``).
+        gate: which examples update, a name of :data:`jaxadv.model.gates.GATES` (``none``: all).
+        noise_norm: RMS L2 norm of the augmentation noise of ``attack="noise"`` (default ``eps``);
+            per-component std ``noise_norm / sqrt(N)``.
+        B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
+        sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
+            description of :mod:`jaxadv.reduced`).
+    """
+
+    name: str = "custom"
+    N: int = 1000
+    prior: float = _MODEL_DEFAULTS["prior"]
+    rho: float = _MODEL_DEFAULTS["rho"]
+    v1: float = _MODEL_DEFAULTS["v1"]
+    v2: float = _MODEL_DEFAULTS["v2"]
+    eta_w: float = _MODEL_DEFAULTS["eta_w"]
+    eta_b: float = _MODEL_DEFAULTS["eta_b"]
+    eps: float = _MODEL_DEFAULTS["eps"]
+    eps_test: Optional[float] = None
+    eps_test_max: Optional[float] = None
+    alpha_max: float = 100.0
+    n_save: int = 50
+    replicas: int = 64
+    seed: int = 0
+    x64: bool = False
+    loss: str = "quadratic"
+    dt: float = 0.05
+    R0: Optional[float] = None
+    b0: float = 0.0
+    prng: str = "threefry2x32"
+    mc: bool = True
+    attack: str = "l2"
+    eps_dist: str = "fixed"
+    eps_min: float = 0.0
+    eps_max: float = 0.0
+    eps_values: str = ""
+    eps_weights: str = ""
+    nonrobust_only: bool = False
+    gate: str = "none"
+    noise_norm: Optional[float] = None
+    B: str = "first"
+    sampler: str = "full"
+
+    @property
+    def params(self) -> ModelParams:
+        return ModelParams(*(getattr(self, f) for f in ModelParams._fields))
+
+    @property
+    def rule(self):
+        """The :class:`jaxadv.TrainingRule` named by ``loss``, ``attack``, ``eps_dist``, ``gate`` and
+        ``nonrobust_only``."""
+        from ..model.rule import training_rule
+
+        return training_rule(self.attack, self.eps_dist, self.gate, nonrobust_only=self.nonrobust_only,
+                             loss=self.loss)
+
+    @property
+    def rule_params(self) -> dict:
+        """The rule's parameters ``{name: value}`` from the keys (``noise_norm`` becomes the
+        per-component ``noise_std = noise_norm / sqrt(N)``, default ``eps``)."""
+        from ..model.perturbations import noise_std_for_norm
+        from ..model.rule import rule_param_specs
+
+        given = {"eps_min": self.eps_min, "eps_max": self.eps_max,
+                 "eps_values": _floats("eps_values", self.eps_values),
+                 "eps_weights": _floats("eps_weights", self.eps_weights),
+                 "noise_std": noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N)}
+        return {k: given[k] for k in rule_param_specs(self.rule) if k in given}
+
+    @property
+    def eps_test_value(self) -> float:
+        return self.eps if self.eps_test is None else self.eps_test
+
+    @property
+    def eps_test_max_value(self) -> float:
+        return max(2.0 * self.eps, 2.0 * self.eps_test_value, 2.0) if self.eps_test_max is None else self.eps_test_max
+
+
+def _floats(key: str, text: str):
+    """``"0.5, 1.5"`` -> ``(0.5, 1.5)``; ValueError naming ``key`` otherwise."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{key}={text!r} is not a comma-separated list of numbers") from None
+
+
+# The talk's two scenarios. alpha_max and replicas are sized so that the default
+# `jaxadv run scenario1` takes about two minutes on a 2-core CPU; the full-size runs
+# are in the README (e.g. --set alpha_max=1000 --set replicas=1000).
+PRESETS = {
+    "scenario1": RunConfig(name="scenario1", N=1000, prior=0.5, rho=2.0, v1=1.0, v2=1.0,
+                           eta_w=0.04, eta_b=0.2, eps=1.0, alpha_max=100.0, n_save=50, replicas=128),
+    "scenario2": RunConfig(name="scenario2", N=1000, prior=0.7, rho=2.0, v1=1.0, v2=1.0,
+                           eta_w=0.04, eta_b=0.2, eps=1.0, alpha_max=100.0, n_save=50, replicas=128),
+}
+
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def _coerce(key: str, value):
+    """Convert ``value`` (from TOML or a ``--set`` string) to the type of field ``key``."""
+    if key not in _FIELDS:
+        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_FIELDS))}")
+    hint = _HINTS[key]
+    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+    base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
+    if isinstance(value, str):
+        s = value.strip()
+        if optional and s.lower() in ("none", "null", ""):
+            return None
+        if base is bool:
+            if s.lower() in ("true", "1", "yes", "on"):
+                return True
+            if s.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
+        if base is int:
+            try:
+                f = float(s)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not an integer") from None
+            if not math.isfinite(f) or f != int(f):
+                raise ValueError(f"{key}={value!r} is not an integer")
+            return int(f)
+        if base is float:
+            try:
+                return float(s)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a number") from None
+        return s
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key}=None is not allowed")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"{key}={value!r} is not an integer")
+        return int(value)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}={value!r} is not a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}={value!r} is not a string")
+    return value
+
+
+def parse_override(item: str):
+    """``"KEY=VALUE"`` -> ``(key, typed value)``."""
+    if "=" not in item:
+        raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    return key, _coerce(key, value)
+
+
+def validate_config(cfg: RunConfig) -> RunConfig:
+    """Check every key; raise ``ValueError`` naming the parameter and its value."""
+    validate_params(cfg.params)
+    if cfg.N < 2:
+        raise ValueError(f"N={cfg.N!r} must be >= 2")
+    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
+    if cfg.n_save < 1:
+        raise ValueError(f"n_save={cfg.n_save!r} must be >= 1")
+    if cfg.replicas < 1:
+        raise ValueError(f"replicas={cfg.replicas!r} must be >= 1")
+    if cfg.seed < 0:
+        raise ValueError(f"seed={cfg.seed!r} must be >= 0")
+    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
+    if cfg.eps_test is not None:
+        check_value("eps_test", cfg.eps_test, lambda x: x >= 0, "must be >= 0")
+    if cfg.eps_test_max is not None:
+        check_value("eps_test_max", cfg.eps_test_max, lambda x: x > 0, "must be > 0")
+    if cfg.R0 is not None:
+        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value("b0", cfg.b0, lambda x: True, "")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
+    if cfg.sampler not in SAMPLER_NAMES:
+        raise ValueError(f"sampler={cfg.sampler!r} is not one of {list(SAMPLER_NAMES)}")
+    from ..model.rule import check_reduced_supported, validate_rule
+
+    validate_rule(cfg.rule, cfg.rule_params)
+    if cfg.sampler == "reduced":
+        check_reduced_supported(cfg.rule)
+    if cfg.prng not in PRNG_IMPLS:
+        raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
+    if cfg.B not in ("first", "dense"):
+        raise ValueError(f"B={cfg.B!r} must be 'first' or 'dense'")
+    if cfg.noise_norm is not None:
+        check_value("noise_norm", cfg.noise_norm, lambda x: x >= 0, "must be >= 0")
+    if cfg.alpha_max * cfg.N / cfg.n_save < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
+                         "a save interval must hold at least one step")
+    return cfg
+
+
+def load_config(spec: str, overrides=()) -> RunConfig:
+    """A preset name or a TOML path, then ``KEY=VALUE`` overrides; validated.
+
+    Raises:
+        ValueError: unknown preset/key, wrong type or out-of-range value (naming it).
+        FileNotFoundError: the TOML file does not exist.
+    """
+    if spec in PRESETS:
+        cfg = PRESETS[spec]
+    elif spec.endswith(".toml") or os.path.exists(spec):
+        data = read_toml(spec, "config file")
+        base = data.pop("preset", None)
+        if base is not None and base not in PRESETS:
+            raise ValueError(f"preset={base!r} is not one of {sorted(PRESETS)}")
+        cfg = PRESETS[base] if base else RunConfig()
+        name = data.pop("name", os.path.splitext(os.path.basename(spec))[0])
+        for k, v in data.items():
+            if isinstance(v, dict):
+                raise ValueError(f"{k}: tables are not supported; write keys at the top level")
+        cfg = replace(cfg, name=str(name), **{k: _coerce(k, v) for k, v in data.items()})
+    else:
+        raise ValueError(f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
+    changes = dict(parse_override(o) for o in overrides)
+    if "name" in changes:
+        changes["name"] = str(changes["name"])
+    cfg = replace(cfg, **changes)
+    return validate_config(cfg)
+
+
+def config_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,90 @@
+"""Atomic file output: every result file appears whole or not at all."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import tomllib
+
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "write_csv", "write_json", "write_npz", "write_figure", "read_csv", "read_toml"]
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_csv(path, columns: dict) -> None:
+    """Write equal-length columns ``{name: array}`` as CSV with a header row (full float precision)."""
+    names = list(columns)
+    arrays = [np.asarray(columns[n]).ravel() for n in names]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for row in zip(*arrays):
+        w.writerow([repr(float(x)) if isinstance(x, (float, np.floating)) else x.item() if hasattr(x, "item") else x
+                    for x in row])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_csv(path) -> dict:
+    """Read a CSV written by :func:`write_csv` into ``{name: float array}``."""
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    names, data = rows[0], np.array(rows[1:], dtype=float).reshape(-1, len(rows[0]))
+    return {n: data[:, i] for i, n in enumerate(names)}
+
+
+def read_toml(path, what: str = "config file") -> dict:
+    """Parse a TOML file; ``FileNotFoundError``/``ValueError`` name the file (``what`` says which kind)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{what} {path!r} is not valid TOML: {e}") from None
+
+
+def write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+
+
+def write_npz(path, **arrays) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def write_figure(path, fig, dpi: int = 120) -> None:
+    """Render a :class:`matplotlib.figure.Figure` (format from the extension) and write it atomically.
+
+    Rendering goes through the figure's own canvas (no pyplot, no backend switch)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format=os.path.splitext(os.fspath(path))[1][1:] or "png")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,190 @@
+"""``jaxadv run``: ODE and Monte Carlo for one configuration, written to a directory.
+
+Files written (each atomically):
+
+* ``ode.csv`` -- ``alpha,R,b,test_error,robust_error``
+* ``mc.csv`` -- ``alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,robust_error_mean,robust_error_sem``
+* ``mc_replicas.npz`` -- ``alpha`` ``(P,)``, ``R`` and ``b`` ``(replicas, P)``
+* ``robustness.csv`` -- ``eps_test,robust_error_ode,robust_error_mc_mean,robust_error_mc_sem`` at alpha_max
+* ``config.json`` -- resolved parameters, versions, device, timings, verdict
+* ``order_parameters.png``, ``errors.png``, ``robustness.png``
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import __version__
+from ..analysis.compare import compare, mc_summary, mean_sem, ode_table
+from .config import RunConfig, config_dict
+from .io import write_csv, write_json, write_npz
+from ..analysis.measures import robust_error
+from ..mc.driver import save_schedule
+from .checkpoint import simulate_resumable
+from ..ode.solve import solve_ode
+from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
+
+__all__ = ["run", "run_mc_only", "run_defences"]
+
+MC_COLUMNS = ("alpha", "R_mean", "R_sem", "b_mean", "b_sem", "test_error_mean", "test_error_sem",
+              "robust_error_mean", "robust_error_sem")
+
+
+def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+    """Run the ODE (and the Monte Carlo unless ``cfg.mc`` is false) and write all outputs.
+
+    Returns:
+        The dictionary written to ``config.json``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    if cfg.rule.attack.field is None:
+        return run_mc_only(cfg, out_dir, progress=progress, log=log)
+    params = cfg.params
+    eps_test = cfg.eps_test_value
+    timings = {}
+    steps, alpha = save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)
+    alpha_end = float(alpha[-1])
+
+    t = time.perf_counter()
+    ode = solve_ode(params, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0,
+                    b0=cfg.b0, rule=cfg.rule, rule_params=cfg.rule_params)
+    ode = jax.block_until_ready(ode)
+    timings["ode_s"] = time.perf_counter() - t
+    ode_cols = ode_table(ode, params, eps_test)
+    write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
+    log(f"ode: {len(alpha)} points to alpha={alpha_end:g} in {timings['ode_s']:.2f}s "
+        f"(R={ode_cols['R'][-1]:.6f}, b={ode_cols['b'][-1]:.6f})")
+
+    eps_grid = np.linspace(0.0, cfg.eps_test_max_value, 41)
+    rob = {"eps_test": eps_grid,
+           "robust_error_ode": np.asarray(robust_error(ode.R[-1], ode.b[-1], eps_grid, params))}
+
+    mc_cols = None
+    summary = {}
+    if cfg.mc:
+        dtype = jnp.float64 if cfg.x64 else jnp.float32
+        key = jax.random.key(cfg.seed, impl=cfg.prng)
+        t = time.perf_counter()
+        mc = simulate_resumable(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save,
+                                replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params, dtype=dtype,
+                                R0=cfg.R0, b0=cfg.b0, progress=progress,
+                                checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler)
+        timings["mc_s"] = time.perf_counter() - t
+        mc_cols = mc_summary(mc, params, eps_test)
+        write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
+        write_npz(os.path.join(out_dir, "mc_replicas.npz"), alpha=mc.alpha, R=mc.R, b=mc.b, norm=mc.norm,
+                  finite=mc.finite)
+        fin = mc.finite[:, -1]
+        S = np.asarray(robust_error(mc.R[:, -1:].astype(np.float64), mc.b[:, -1:].astype(np.float64),
+                                    eps_grid[None, :], params))
+        rob["robust_error_mc_mean"], rob["robust_error_mc_sem"] = mean_sem(S, np.broadcast_to(fin[:, None], S.shape))
+        raw = compare(mc_cols, ode_cols)
+        cmp = compare(mc_cols, ode_cols, allowance=1.0 / cfg.N)
+        summary = {"verdict": cmp.verdict() + f" after a finite-N allowance 1/N={1.0 / cfg.N:g}",
+                   "max_deviation_sem": raw.worst[0], "worst_quantity": raw.worst[1], "worst_alpha": raw.worst[2],
+                   "max_deviation_sem_after_allowance": cmp.worst[0], "replicas_diverged": cmp.n_diverged,
+                   "norm_w_max_abs_error": float(np.nanmax(np.abs(mc.norm - 1.0)))}
+        rate = cfg.replicas * steps * cfg.n_save / timings["mc_s"]
+        log(f"monte carlo: {cfg.replicas} replicas x {steps * cfg.n_save} steps at N={cfg.N} in "
+            f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s)")
+        if cmp.n_diverged:
+            log(f"warning: {cmp.n_diverged} of {cfg.replicas} replicas diverged; averages use the finite ones")
+        log(f"largest raw MC-ODE deviation: {raw.worst[0]:.2f} standard errors ({raw.worst[1]} at alpha={raw.worst[2]:g})")
+        log(summary["verdict"])
+    write_csv(os.path.join(out_dir, "robustness.csv"), rob)
+
+    t = time.perf_counter()
+    title = f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}"
+    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title)
+    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title)
+    plot_robustness(rob, os.path.join(out_dir, "robustness.png"), alpha_end)
+    timings["plots_s"] = time.perf_counter() - t
+
+    info = {
+        "config": config_dict(cfg),
+        "resolved": {"eps_test": eps_test, "eps_test_max": cfg.eps_test_max_value, "steps_per_save": steps,
+                     "alpha_max_actual": alpha_end, "ode_dt": cfg.dt, "mc_dtype": "float64" if cfg.x64 else "float32",
+                     "ode_dtype": str(jnp.result_type(float))},
+        "jaxadv_version": __version__,
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "device_count": jax.device_count(),
+        "timings_s": timings,
+        "seed": cfg.seed,
+        **summary,
+    }
+    write_json(os.path.join(out_dir, "config.json"), info)
+    return info
+
+
+def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
+    """``jaxadv run`` for the Monte-Carlo-only threat models (``attack="linf"`` or ``"l1"``).
+
+    There is no ODE; the files written are ``mc.csv`` (``alpha``, mean and sem of ``R``, ``b``,
+    ``norm1``, ``norm_inf``, the test error and the robust error under each of the three threat
+    models at radius ``eps_test``), ``mc_replicas.npz`` and ``config.json``.
+    """
+    from ..analysis.measures import test_error
+    from ..analysis.threat import THREATS, mc_threat_summary
+
+    if not cfg.mc:
+        raise ValueError(f"attack={cfg.attack!r} has no ODE; mc=false leaves nothing to run")
+    params, eps_test = cfg.params, cfg.eps_test_value
+    dtype = jnp.float64 if cfg.x64 else jnp.float32
+    t = time.perf_counter()
+    mc = simulate_resumable(jax.random.key(cfg.seed, impl=cfg.prng), params, N=cfg.N, alpha_max=cfg.alpha_max,
+                            n_save=cfg.n_save, replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params,
+                            dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
+                            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B)
+    elapsed = time.perf_counter() - t
+    cols = {"alpha": mc.alpha}
+    R, b = mc.R.astype(np.float64), mc.b.astype(np.float64)
+    for name, x in (("R", R), ("b", b), ("norm1", mc.norm1), ("norm_inf", mc.norm_inf),
+                    ("test_error", np.asarray(test_error(R, b, params)))):
+        cols[f"{name}_mean"], cols[f"{name}_sem"] = mean_sem(np.asarray(x, np.float64), mc.finite)
+    cols.update(mc_threat_summary(mc, params, {q: eps_test for q in THREATS}))
+    write_csv(os.path.join(out_dir, "mc.csv"), cols)
+    write_npz(os.path.join(out_dir, "mc_replicas.npz"), alpha=mc.alpha, R=mc.R, b=mc.b, norm=mc.norm,
+              norm1=mc.norm1, norm_inf=mc.norm_inf, finite=mc.finite)
+    log(f"monte carlo ({cfg.attack} attack, B={cfg.B}, no ODE): {cfg.replicas} replicas at N={cfg.N} in "
+        f"{elapsed:.1f}s; at alpha={mc.alpha[-1]:g}: " + ", ".join(
+            f"S_{q}({eps_test:g})={cols[f'robust_error_{q}_mean'][-1]:.4f}" for q in THREATS))
+    info = {"config": config_dict(cfg), "resolved": {"eps_test": eps_test, "ode": None},
+            "timings_s": {"mc_s": elapsed}, "seed": cfg.seed,
+            "replicas_diverged": int(mc.finite[:, 0].sum() - mc.finite[:, -1].sum())}
+    write_json(os.path.join(out_dir, "config.json"), info)
+    return info
+
+
+def run_defences(cfg, out_dir: str, mc: bool = True, log=print):
+    """``jaxadv compare-defences``: :func:`compare_defences` for the parameters, sizes and seed of
+    a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``."""
+    from ..analysis.defences import compare_defences, defences_table
+
+    if (cfg.attack, cfg.eps_dist, cfg.gate, cfg.nonrobust_only) != ("l2", "fixed", "none", False):
+        raise ValueError("compare-defences sets the training variant of each defence itself; remove the "
+                         f"variant keys (attack={cfg.attack!r}, eps_dist={cfg.eps_dist!r}, "
+                         f"nonrobust_only={cfg.nonrobust_only!r})")
+    os.makedirs(out_dir, exist_ok=True)
+    eps_test = cfg.eps_test_value
+    res = compare_defences(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, N=cfg.N, alpha_max=cfg.alpha_max,
+                           replicas=cfg.replicas, n_save=cfg.n_save, eps_test=eps_test, dt=cfg.dt, mc=mc,
+                           loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0)
+    cols = {"defence": np.array([r.name for r in res])}
+    cols.update(defences_table(res))
+    write_csv(os.path.join(out_dir, "defences.csv"), cols)
+    plot_defences(res, os.path.join(out_dir, "defences.png"),
+                  title=f"{cfg.name}: p={cfg.prior:g}, eps={cfg.eps:g}, N={cfg.N}, alpha={cfg.alpha_max:g}",
+                  eps_test=eps_test)
+    for r in res:
+        log(f"{r.name:>15}: clean {r.ode_clean:.4f} (MC {r.mc_clean:.4f}±{r.mc_clean_sem:.4f})  robust "
+            f"{r.ode_robust:.4f} (MC {r.mc_robust:.4f}±{r.mc_robust_sem:.4f})")
+    write_json(os.path.join(out_dir, "config.json"), {"config": config_dict(cfg), "eps_test": eps_test,
+                                                      "defences": [r._asdict() for r in res]})
+    return res

@@ -1,0 +1,594 @@
+r"""Parameter sweeps: ODE (and optionally Monte Carlo) trajectories over a grid of model
+parameters, written chunk by chunk so that nothing is lost.
+
+A sweep is the Cartesian product of the swept axes (any of ``eps, prior, rho, v1, v2,
+eta_w, eta_b, eps_test``) on top of base parameters. The grid is flattened point-major
+(the last axis varies fastest) and cut into chunks of a fixed number of points; the last
+chunk is padded by repeating its last point, so one compiled ``vmap`` of the RK4 ``scan``
+serves every chunk (no recompilation per point or per chunk). On several devices the chunk
+axis is sharded (:mod:`jaxadv.sharding`).
+
+Each chunk is written atomically to ``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an
+interrupted sweep rerun with the same command skips the chunks on disk and assembles the
+same table, bit for bit. ``DIR/config.json`` holds a hash of the resolved configuration; a
+different configuration in the same directory is refused.
+
+TOML file (``jaxadv sweep FILE.toml --out DIR``)::
+
+    alpha_max = 200          # final time
+    n_save = 20              # save intervals (n_save + 1 rows per grid point)
+    dt = 1.0                 # largest RK4 step
+    chunk = 256              # grid points per chunk (0: sized to memory)
+    ode = true
+    mc = false               # Monte Carlo per grid point (jaxadv.simulate)
+    N = 500                  # MC input dimension
+    replicas = 32            # MC replicas per grid point
+    seed = 0                 # MC seed; point i uses fold_in(key(seed), i)
+    sampler = "full"         # Monte Carlo sampler: "full" or "reduced"
+
+    [base]                   # fixed model parameters (defaults: jaxadv.ModelParams) and the rule
+    rho = 2.0
+    eps_dist = "uniform"     # rule keys: attack, eps_dist, gate, nonrobust_only and their parameters
+    eps_min = 0.0
+
+    [grid]                   # swept axes: a list, or {linspace = [start, stop, num]}
+    eps_max = {linspace = [0.0, 1.5, 7]}   # any scalar model or rule parameter is an axis
+    prior = [0.5, 0.7, 0.9]
+
+Outputs: ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
+coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo,
+``R_mean, R_sem, b_mean, b_sem, test_error_mean, test_error_sem, robust_error_mean,
+robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
+``grid_shape + (n_save + 1,)``, and the axes), ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .io import read_toml, write_csv, write_json, write_npz
+from ..model.losses import LOSSES
+from ..analysis.measures import robust_error, test_error
+from ..ode.solve import solve_ode
+from ..model.params import _RULES, ModelParams, check_value
+from .progress import Progress
+from ..sharding import pad_batch, padded_size, to_host
+
+__all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
+           "grid_points", "add_sweep_parser", "sweep_command"]
+
+RULE_NAME_KEYS = ("attack", "eps_dist", "gate", "nonrobust_only")
+"""Keys of ``[base]`` that choose the training rule's parts (strings, a boolean)."""
+
+
+def _rule_axes():
+    """Scalar parameters of every registered rule part (sweepable), plus ``noise_norm``."""
+    from ..model.eps_laws import EPS_LAWS
+    from ..model.gates import GATES
+    from ..model.perturbations import ATTACKS
+
+    names = []
+    for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values()):
+        names += [p.name for p in part.params if not p.vector and p.name not in names and p.name != "noise_std"]
+    return tuple(names) + ("noise_norm",)
+
+
+def _rule_vectors():
+    from ..model.eps_laws import EPS_LAWS
+
+    return tuple(p.name for law in EPS_LAWS.values() for p in law.params if p.vector)
+
+
+SWEEP_AXES = ModelParams._fields + ("eps_test",) + _rule_axes()
+MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
+_TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
+             "loss", "R0", "b0", "name", "base", "grid", "x64"}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A resolved sweep.
+
+    Attributes:
+        base: fixed model parameters ``{name: float}`` (missing ones from :class:`ModelParams`);
+            may hold ``eps_test`` (default: the point's ``eps``).
+        grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
+        alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
+        chunk: grid points per chunk; ``0`` sizes it to memory (see :func:`chunk_size`).
+        ode, mc: what to compute. ``mc`` runs :func:`jaxadv.simulate` per grid point.
+        N, replicas, seed, sampler, x64: Monte Carlo settings.
+        loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
+        name: label.
+    """
+
+    base: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    alpha_max: float = 100.0
+    n_save: int = 20
+    dt: float = 1.0
+    chunk: int = 0
+    ode: bool = True
+    mc: bool = False
+    N: int = 500
+    replicas: int = 32
+    seed: int = 0
+    sampler: str = "full"
+    x64: bool = False
+    loss: str = "quadratic"
+    R0: Optional[float] = None
+    b0: float = 0.0
+    name: str = "sweep"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return d
+
+    def digest(self) -> str:
+        """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
+        d = self.as_dict()
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+class SweepResult(NamedTuple):
+    """Sweep output on the grid. ``G`` is the grid shape, ``P = n_save + 1``.
+
+    Attributes:
+        axes: ``{name: values}`` of the swept axes, in grid order.
+        alpha: save times, shape ``(P,)``.
+        params: :class:`ModelParams` with leaves of shape ``G``.
+        eps_test: robust-error radius, shape ``G``.
+        R, b, test_error, robust_error: ODE values, shape ``G + (P,)`` (``None`` without ODE).
+        mc: ``{"R_mean": ..., "R_sem": ..., ..., "n_finite": ...}``, each ``G + (P,)``, or ``None``.
+    """
+
+    axes: dict
+    alpha: np.ndarray
+    params: ModelParams
+    eps_test: np.ndarray
+    R: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    test_error: Optional[np.ndarray]
+    robust_error: Optional[np.ndarray]
+    mc: Optional[dict]
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _axis_values(name, spec):
+    if isinstance(spec, dict):
+        if set(spec) != {"linspace"} or len(spec["linspace"]) != 3:
+            raise ValueError(f"grid.{name}={spec!r} must be a list or {{linspace = [start, stop, num]}}")
+        a, b, n = spec["linspace"]
+        if int(n) != n or n < 1:
+            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer >= 1")
+        return tuple(float(x) for x in np.linspace(float(a), float(b), int(n)))
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return (float(spec),)
+    if not isinstance(spec, (list, tuple)) or len(spec) == 0:
+        raise ValueError(f"grid.{name}={spec!r} must be a non-empty list or {{linspace = [start, stop, num]}}")
+    out = []
+    for x in spec:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(f"grid.{name}: value {x!r} is not a number")
+        out.append(float(x))
+    return tuple(out)
+
+
+def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> SweepConfig:
+    """Build and validate a :class:`SweepConfig` from Python values.
+
+    ``grid`` maps axis names to lists or ``{"linspace": [start, stop, num]}``.
+
+    Raises:
+        ValueError: naming the offending key and value.
+    """
+    base = dict(base or {})
+    for k in base:
+        if k not in SWEEP_AXES + RULE_NAME_KEYS + _rule_vectors():
+            raise ValueError(f"base.{k}: unknown parameter; known: {', '.join(SWEEP_AXES + RULE_NAME_KEYS + _rule_vectors())}")
+    for k, v in base.items():
+        if k in RULE_NAME_KEYS:
+            kind = bool if k == "nonrobust_only" else str
+            if not isinstance(v, kind):
+                raise ValueError(f"base.{k}={v!r} must be a {'boolean' if kind is bool else 'string'}")
+        elif k in _rule_vectors():
+            if isinstance(v, str):
+                from .config import _floats
+
+                v = _floats(k, v)
+            base[k] = tuple(float(x) for x in v)
+        else:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"base.{k}={v!r} is not a number")
+            base[k] = float(v)
+    axes = {}
+    for k, v in grid.items():
+        if k in base:
+            raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
+        if k not in SWEEP_AXES:
+            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(SWEEP_AXES)}")
+        axes[k] = _axis_values(k, v)
+    if not axes:
+        raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
+    names = {f.name for f in dataclasses.fields(SweepConfig)} - {"base", "grid"}
+    for k in options:
+        if k not in names:
+            raise ValueError(f"unknown key {k!r}; known keys: {', '.join(sorted(names | {'base', 'grid'}))}")
+    cfg = SweepConfig(base=base, grid=axes, **options)
+    return validate_sweep_config(cfg)
+
+
+def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
+    """Check every value; raise ``ValueError`` naming the parameter and its value."""
+    for name, (ok, rule) in _RULES.items():
+        for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
+            check_value(name, float(v), ok, rule)
+    from ..model.rule import check_reduced_supported, validate_rule
+
+    rule = sweep_rule(cfg)
+    for i in range(max(1, max((len(v) for v in cfg.grid.values()), default=1))):
+        validate_rule(rule, _rule_values(cfg, {k: v[min(i, len(v) - 1)] for k, v in cfg.grid.items()}))
+    if cfg.ode:
+        from ..model.rule import check_ode_supported
+
+        check_ode_supported(rule)
+    if cfg.mc and cfg.sampler == "reduced":
+        check_reduced_supported(rule)
+    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
+        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
+    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
+    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
+    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 1), ("seed", 0)):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
+    for key in ("ode", "mc", "x64"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
+    if not (cfg.ode or cfg.mc):
+        raise ValueError("ode=false and mc=false: nothing to compute")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
+    if cfg.R0 is not None:
+        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value("b0", cfg.b0, lambda x: True, "")
+    if cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    return cfg
+
+
+def load_sweep_config(path: str) -> SweepConfig:
+    """Read a sweep TOML file (see the module docstring).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: invalid TOML, unknown key or invalid value (naming it).
+    """
+    data = read_toml(path, "sweep file")
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise ValueError(f"unknown key {k!r} in {path!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
+    grid = data.pop("grid", None)
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path!r} has no [grid] table, e.g. [grid] eps = [0, 0.5, 1]")
+    base = data.pop("base", {})
+    if not isinstance(base, dict):
+        raise ValueError(f"base={base!r} must be a table")
+    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    for k in ("alpha_max", "dt", "b0", "R0"):
+        if k in data and isinstance(data[k], int) and not isinstance(data[k], bool):
+            data[k] = float(data[k])
+    return make_sweep_config(grid, base, **data)
+
+
+def sweep_rule(cfg: SweepConfig):
+    """The :class:`jaxadv.TrainingRule` of a sweep (``[base]`` keys ``attack``, ``eps_dist``, ``gate``,
+    ``nonrobust_only`` and the top-level ``loss``)."""
+    from ..model.rule import training_rule
+
+    b = cfg.base
+    return training_rule(b.get("attack", "l2"), b.get("eps_dist", "fixed"), b.get("gate", "none"),
+                         nonrobust_only=b.get("nonrobust_only", False), loss=cfg.loss)
+
+
+def _rule_values(cfg: SweepConfig, point: dict) -> dict:
+    """The rule's parameter values at one grid point (``point``: the swept values there), or with
+    array-valued entries for a chunk of points. ``noise_norm`` (default ``eps``) becomes
+    ``noise_std = noise_norm / sqrt(N)``."""
+    from ..model.rule import rule_param_specs
+
+    specs = rule_param_specs(sweep_rule(cfg))
+    get = lambda k, default: point[k] if k in point else cfg.base.get(k, default)
+    out = {}
+    for k, spec in specs.items():
+        if k == "noise_std":
+            norm = get("noise_norm", None)
+            norm = get("eps", ModelParams().eps) if norm is None else norm
+            out[k] = np.asarray(norm) / np.sqrt(cfg.N)
+        else:
+            out[k] = get(k, spec.default)
+    return out
+
+
+def grid_points(cfg: SweepConfig):
+    """Flattened grid: ``(params, eps_test)`` with leaves of shape ``(n_points,)`` (float64 NumPy),
+    point-major with the last grid axis varying fastest, and the grid shape."""
+    names = list(cfg.grid)
+    shape = tuple(len(cfg.grid[k]) for k in names)
+    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
+    flat = {k: m.ravel() for k, m in zip(names, mesh)}
+    n = int(np.prod(shape))
+    defaults = ModelParams()._asdict()
+
+    def col(k, default):
+        if k in flat:
+            return flat[k]
+        return np.full(n, float(cfg.base.get(k, default)))
+
+    params = ModelParams(*(col(k, defaults[k]) for k in ModelParams._fields))
+    eps_test = col("eps_test", np.nan) if ("eps_test" in flat or "eps_test" in cfg.base) else params.eps.copy()
+    return params, eps_test, shape
+
+
+def rule_columns(cfg: SweepConfig, params: ModelParams) -> dict:
+    """The rule's parameters over the flattened grid: arrays of shape ``(n_points,)`` for the scalar
+    ones, tuples for the vector ones (shared by all points)."""
+    names = list(cfg.grid)
+    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
+    flat = {k: m.ravel() for k, m in zip(names, mesh)}
+    flat["eps"] = np.asarray(params.eps)
+    n = len(flat["eps"])
+    out = {}
+    for k, v in _rule_values(cfg, flat).items():
+        out[k] = v if isinstance(v, tuple) else np.broadcast_to(np.asarray(v, float), (n,)).copy()
+    return out
+
+
+def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
+    return {k: v if isinstance(v, tuple) else v[lo:hi] for k, v in rp.items()}
+
+
+# --- computation ------------------------------------------------------------------------------
+
+
+def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
+    """Grid points per chunk: ``cfg.chunk`` if set, else as many as fit ``memory_bytes`` for the
+    saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point),
+    capped at 4096 and at the grid size; rounded up to a multiple of the device count."""
+    if cfg.chunk:
+        c = cfg.chunk
+    else:
+        per_point = (cfg.n_save + 1) * 2 * 8 * 16 + 4096
+        c = int(max(1, min(4096, memory_bytes // per_point)))
+    return padded_size(min(c, n_points))
+
+
+def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int, rp: dict):
+    from ..analysis.compare import mc_summary
+    from ..mc.driver import simulate
+
+    key = jax.random.fold_in(jax.random.key(cfg.seed), index)
+    mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
+                  rule=sweep_rule(cfg), rule_params=rp, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0,
+                  b0=cfg.b0, sampler=cfg.sampler)
+    s = mc_summary(mc, params, eps_test)
+    out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
+    out["n_finite"] = np.asarray(s["n_finite"], np.float64)
+    return out
+
+
+def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float,
+                   rp: dict):
+    """Results of grid points ``start .. start + n - 1`` (``n = len(eps_test)``) as a dict of
+    arrays of shape ``(n, P)``; the ODE runs on ``size`` points (padded)."""
+    n = len(eps_test)
+    out = {}
+    if cfg.ode:
+        # padded to the chunk size: every chunk has one shape, so one compilation serves all
+        p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
+        rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
+        sol = solve_ode(p, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0, b0=cfg.b0,
+                        rule=sweep_rule(cfg), rule_params=rp_pad)
+        R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
+        out["R"], out["b"] = R, b
+        out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
+        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params))))
+    if cfg.mc:
+        rows = [_mc_point(cfg, ModelParams(*(float(x[i]) for x in params)), float(eps_test[i]), start + i,
+                          {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()})
+                for i in range(n)]
+        for k in rows[0]:
+            out[k] = np.stack([r[k] for r in rows])
+    return out
+
+
+def _alpha(cfg: SweepConfig) -> np.ndarray:
+    if cfg.mc:
+        from ..mc.driver import save_schedule
+
+        return np.asarray(save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)[1], np.float64)
+    return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
+
+
+def _chunk_path(out_dir, c):
+    return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
+
+
+def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
+    path = os.path.join(out_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f).get("config_hash")
+        if old != cfg.digest():
+            raise ValueError(f"--out {out_dir!r} holds a sweep with another configuration "
+                             f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
+                             "use a new directory or remove the old one")
+    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
+        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
+
+
+def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = False, log=None) -> SweepResult:
+    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
+
+    Args:
+        cfg: the sweep (:func:`load_sweep_config` or :func:`make_sweep_config`).
+        out_dir: output directory; ``None`` keeps everything in memory (no resume).
+            With a directory the sweep resumes from the chunk files found there.
+        progress: progress bar over chunks (stderr, with time left).
+        log: ``print``-like function for one-line messages, or ``None``.
+
+    Returns:
+        :class:`SweepResult`.
+
+    Raises:
+        ValueError: ``out_dir`` holds a sweep with another configuration.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> from jaxadv import make_sweep_config, sweep
+        >>> cfg = make_sweep_config({"eps": [0.0, 1.0]}, alpha_max=10.0, n_save=2)
+        >>> sweep(cfg).R.shape
+        (2, 3)
+    """
+    validate_sweep_config(cfg)
+    if cfg.ode and not jax.config.jax_enable_x64:
+        raise ValueError("the sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first")
+    params, eps_test, shape = grid_points(cfg)
+    rp_all = rule_columns(cfg, params)
+    n = len(eps_test)
+    size = chunk_size(cfg, n)
+    n_chunks = -(-n // size)
+    alpha = _alpha(cfg)
+    if out_dir is not None:
+        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
+        _check_directory(cfg, out_dir)
+        write_json(os.path.join(out_dir, "config.json"), {
+            "config": cfg.as_dict(), "config_hash": cfg.digest(), "grid_shape": list(shape),
+            "n_points": n, "chunk": size, "n_chunks": n_chunks, "columns": list(_columns(cfg)),
+            "jaxadv_version": _version(), "jax_version": jax.__version__, "python": platform.python_version(),
+            "device": str(jax.devices()[0]), "device_count": jax.device_count()})
+    done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
+    if log and done:
+        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
+    bar = Progress(n_chunks, "sweep", enabled=progress, initial=len(done))
+    parts = []
+    t0 = time.perf_counter()
+    for c in range(n_chunks):
+        lo, hi = c * size, min(n, (c + 1) * size)
+        if c in done:
+            with np.load(_chunk_path(out_dir, c)) as z:
+                part = {k: z[k] for k in z.files}
+        else:
+            part = _compute_chunk(cfg, ModelParams(*(x[lo:hi] for x in params)), eps_test[lo:hi], lo, size,
+                                  float(alpha[-1]), _slice_rule(rp_all, lo, hi))
+            if out_dir is not None:
+                write_npz(_chunk_path(out_dir, c), **part)
+        parts.append(part)
+        bar.update(c + 1)
+    bar.close()
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    result = _result(cfg, params, eps_test, shape, alpha, cols)
+    if out_dir is not None:
+        write_csv(os.path.join(out_dir, "sweep.csv"), table(result))
+        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
+        arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
+        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps_test=eps_test.reshape(shape), **arrays)
+        if log:
+            log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
+    return result
+
+
+def _version():
+    from .. import __version__
+
+    return __version__
+
+
+def _columns(cfg):
+    cols = ["point", *cfg.grid, "alpha"]
+    if cfg.ode:
+        cols += ["R", "b", "test_error", "robust_error"]
+    if cfg.mc:
+        cols += [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
+    return cols
+
+
+def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
+    g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
+    mc = None
+    if cfg.mc:
+        mc = {k: g(k) for k in cols if k not in ("R", "b", "test_error", "robust_error")}
+    return SweepResult(axes={k: np.asarray(v) for k, v in cfg.grid.items()}, alpha=alpha,
+                       params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
+                       eps_test=np.asarray(eps_test).reshape(shape), R=g("R"), b=g("b"),
+                       test_error=g("test_error"), robust_error=g("robust_error"), mc=mc)
+
+
+def table(result: SweepResult) -> dict:
+    """The tidy table of a sweep: ``{column: array}`` with one row per grid point and save point."""
+    shape = result.eps_test.shape
+    n, P = int(np.prod(shape)), len(result.alpha)
+    cols = {"point": np.repeat(np.arange(n), P)}
+    mesh = np.meshgrid(*result.axes.values(), indexing="ij")
+    for k, m in zip(result.axes, mesh):
+        cols[k] = np.repeat(m.ravel(), P)
+    cols["alpha"] = np.tile(result.alpha, n)
+    for k in ("R", "b", "test_error", "robust_error"):
+        if getattr(result, k) is not None:
+            cols[k] = getattr(result, k).reshape(n * P)
+    if result.mc is not None:
+        for k in [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]:
+            cols[k] = result.mc[k].reshape(n * P)
+    return cols
+
+
+def load_sweep(out_dir: str) -> SweepResult:
+    """Read a finished sweep directory back into a :class:`SweepResult`."""
+    with open(os.path.join(out_dir, "config.json")) as f:
+        info = json.load(f)
+    cfg_d = info["config"]
+    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
+        d = {k: z[k] for k in z.files}
+    axes = {k: d[f"axis_{k}"] for k in cfg_d["grid"]}
+    mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
+    return SweepResult(axes=axes, alpha=d["alpha"], params=ModelParams(*(d[k] for k in ModelParams._fields)),
+                       eps_test=d["eps_test"], R=d.get("R"), b=d.get("b"), test_error=d.get("test_error"),
+                       robust_error=d.get("robust_error"),
+                       mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def add_sweep_parser(subparsers) -> None:
+    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object."""
+    s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
+    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
+    s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=sweep_command)
+
+
+def sweep_command(args) -> int:
+    """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``."""
+    cfg = load_sweep_config(args.config)
+    out = args.out or os.path.join("results", cfg.name)
+    print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
+    sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    print(f"wrote {out}", flush=True)
+    return 0

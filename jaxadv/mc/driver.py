@@ -1,0 +1,272 @@
+r"""The Monte Carlo driver: many replicas of a sampler, keys, save points and devices; pure.
+
+Each replica is a student trained on its own stream of fresh examples by a sampler's
+``(init, step)`` kernel (:func:`jaxadv.mc.full.full_sampler`, :func:`jaxadv.mc.reduced.reduced_sampler`).
+The kernel is ``vmap``-ped over replicas; steps are a ``lax.fori_loop``. The key of step
+:math:`\mu` of a replica is ``fold_in(replica_key, mu)``, so results do not depend on how the run
+is chunked (save interval, progress updates, resumption). Only the order parameters are
+recorded, at save points; time is :math:`\alpha=\mu/N`.
+
+:func:`simulate` runs a whole simulation and returns arrays. It is built from three steps an
+application can drive itself (:func:`jaxadv.app.checkpoint.simulate_resumable` adds checkpoint
+files and progress): :func:`plan_simulation` (validate, keys, constants, devices),
+:func:`init_states` and :func:`advance` (one save interval).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import threefry
+from ..model.data import cluster_axis, unit_direction
+from ..model.losses import get_loss
+from ..model.params import ModelParams, as_array_params, validate_params
+from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params, validate_rule
+from ..sharding import shard_batch, to_host
+from .full import SamplerParams, full_sampler
+from .reduced import reduced_sampler
+
+__all__ = ["MCResult", "SAMPLERS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
+           "save_schedule", "advance_states", "init_batch"]
+
+SAMPLERS = {"full": full_sampler, "reduced": reduced_sampler}
+"""Sampler constructors by name: ``SAMPLERS[name](rule) -> Sampler``."""
+
+
+class MCResult(NamedTuple):
+    """Order parameters of all replicas at the save points.
+
+    Attributes:
+        alpha: save times, shape ``(P,)``, starting at 0.
+        R: overlaps :math:`w\\cdot B`, shape ``(replicas, P)``.
+        b: biases, shape ``(replicas, P)``.
+        norm: :math:`\\|w\\|` (1 up to round-off), shape ``(replicas, P)``.
+        finite: ``True`` where R and b are finite, shape ``(replicas, P)``.
+        norm1: :math:`\\|w\\|_1`, shape ``(replicas, P)`` (dual norm of the L-infinity threat).
+        norm_inf: :math:`\\|w\\|_\\infty`, shape ``(replicas, P)`` (dual norm of the L1 threat).
+    """
+
+    alpha: np.ndarray
+    R: np.ndarray
+    b: np.ndarray
+    norm: np.ndarray
+    finite: np.ndarray
+    norm1: Optional[np.ndarray] = None
+    norm_inf: Optional[np.ndarray] = None
+
+
+@functools.partial(jax.jit, static_argnames=("sampler",), donate_argnums=(1,))
+def _advance(run_keys, states, sp, start, n_steps, sampler):
+    """Advance every replica by ``n_steps`` steps, starting at step index ``start``.
+
+    ``n_steps`` is traced (a ``fori_loop`` with a dynamic trip count), so runs with another N or
+    save interval reuse the compilation. Returns the states and their observables.
+    """
+
+    def body(i, st):
+        keys = jax.vmap(threefry.fold_in, (0, None))(run_keys, start + i)
+        return jax.vmap(lambda k, s_: sampler.step(k, s_, sp)[0])(keys, st)
+
+    states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)
+    return states, jax.vmap(sampler.observe, (0, None))(states, sp)
+
+
+@functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
+def _init(init_keys, sp, R0, b0, R0_given, sampler):
+    states = jax.vmap(lambda k: sampler.init(k, sp, R0 if R0_given else None, b0))(init_keys)
+    return states, jax.vmap(sampler.observe, (0, None))(states, sp)
+
+
+def advance_states(sampler, run_keys, states, sp, start, n_steps):
+    """Public form of the jitted kernel loop: ``n_steps`` steps of ``sampler`` on every replica from step
+    index ``start`` (``states`` donated); returns ``(states, observables)``. Benchmarks and custom
+    drivers call this."""
+    return _advance(run_keys, states, sp, jnp.uint32(start), jnp.uint32(n_steps), sampler)
+
+
+def init_batch(sampler, init_keys, sp, R0=None, b0=0.0):
+    """Initial states of a batch of replicas (one per key) and their observables."""
+    dtype = jnp.result_type(sp.const)
+    return _init(init_keys, sp, jnp.asarray(0.0 if R0 is None else R0, dtype), jnp.asarray(b0, dtype),
+                 R0 is not None, sampler)
+
+
+def save_schedule(N: int, alpha_max: float, n_save: int):
+    """Steps between saves and the save times: ``(steps_per_save, alpha)``, alpha of shape ``(n_save+1,)``.
+
+    ``steps_per_save = round(alpha_max * N / n_save)`` (at least 1); the last save is at
+    ``n_save * steps_per_save / N``, which equals ``alpha_max`` when ``alpha_max * N / n_save``
+    is an integer.
+    """
+    steps = max(1, int(round(alpha_max * N / n_save)))
+    return steps, np.arange(n_save + 1) * steps / N
+
+
+class Plan(NamedTuple):
+    """A validated simulation, ready to run (see :func:`plan_simulation`).
+
+    Attributes:
+        sampler: the :class:`jaxadv.mc.full.Sampler`.
+        sp: :class:`jaxadv.mc.full.SamplerParams` (arrays of ``dtype``).
+        init_keys, run_keys: per-replica keys, split over the devices (padded).
+        R0, b0: initial condition (``R0=None``: uniform ``w``).
+        replicas, N, n_save, steps: sizes; ``steps`` per save interval.
+        alpha: save times, shape ``(n_save + 1,)``.
+        dtype: the simulation's float dtype.
+        identity: a JSON-able description of everything that determines the result (for checkpoints).
+    """
+
+    sampler: object
+    sp: SamplerParams
+    init_keys: jax.Array
+    run_keys: jax.Array
+    R0: Optional[float]
+    b0: float
+    replicas: int
+    N: int
+    n_save: int
+    steps: int
+    alpha: np.ndarray
+    dtype: object
+    identity: list
+
+
+def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
+                    replicas: int = 100, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
+                    loss=None, dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None,
+                    sampler: str = "full", optimizer=None) -> Plan:
+    """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
+    validate_params(params)
+    if int(N) != N or N < 2:
+        raise ValueError(f"N={N!r} must be an integer >= 2")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas={replicas!r} must be an integer >= 1")
+    if int(n_save) != n_save or n_save < 1:
+        raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
+    if not (np.isfinite(alpha_max) and alpha_max > 0):
+        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
+    if R0 is not None and not (-1.0 <= R0 <= 1.0):
+        raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
+    if not np.isfinite(b0):
+        raise ValueError(f"b0={b0!r} must be finite")
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
+    if loss is not None:
+        rule = rule._replace(loss=get_loss(loss))
+    rp = rule_params(rule, dtype, **(rule_params_ or {}))
+    N, replicas, n_save = int(N), int(replicas), int(n_save)
+    if sampler == "full":
+        kernel = full_sampler(rule, optimizer)
+    else:
+        if optimizer is not None:
+            raise ValueError("optimizer=... needs sampler='full' (the reduced sampler is the plain SGD step)")
+        kernel = reduced_sampler(rule)
+    B_given = B
+    if isinstance(B, str):
+        B = cluster_axis(N, B, dtype)
+    B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
+    const = B if sampler == "full" else jnp.asarray(N, dtype)
+    steps, alpha = save_schedule(N, alpha_max, n_save)
+    sp = SamplerParams(as_array_params(params, dtype), rp, const)
+
+    keys = jax.random.split(key, replicas)
+    pair = jax.vmap(jax.random.split)(keys)
+    # replicas split over all devices (padded to a multiple of the count; no-op on one device)
+    init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
+    identity = [np.asarray(jax.random.key_data(key)).tolist(), [float(x) for x in params], N, float(alpha_max),
+                n_save, replicas, rule.loss.name, str(dtype), R0, float(b0),
+                None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+                [rule.attack.name, rule.eps_law.name, rule.gate.name, rule.n_eps_nodes,
+                 {k: np.asarray(v).tolist() for k, v in rp.items()}], sampler,
+                None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer))]
+    return Plan(kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity)
+
+
+def _host_obs(o, replicas):
+    return np.stack([to_host(x)[:replicas] for x in o])
+
+
+def init_states(plan: Plan):
+    """Initial states of all replicas and their observables, shape ``(5, replicas)``."""
+    states, o = _init(plan.init_keys, plan.sp, jnp.asarray(0.0 if plan.R0 is None else plan.R0, plan.dtype),
+                      jnp.asarray(plan.b0, plan.dtype), plan.R0 is not None, plan.sampler)
+    return states, _host_obs(o, plan.replicas)
+
+
+def advance(plan: Plan, states, k: int):
+    """Run save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``); the input states are
+    donated. Returns the new states and their observables, shape ``(5, replicas)``."""
+    states, o = _advance(plan.run_keys, states, plan.sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
+                         plan.sampler)
+    return states, _host_obs(o, plan.replicas)
+
+
+def result(plan: Plan, obs) -> "MCResult":
+    """The :class:`MCResult` of observables ``obs`` of shape ``(5, replicas, n_save + 1)``."""
+    R, b, norm, norm1, norm_inf = obs
+    full = plan.sampler.name == "full"
+    return MCResult(alpha=plan.alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b),
+                    norm1=norm1 if full else None, norm_inf=norm_inf if full else None)
+
+
+def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
+             replicas: int = 100, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
+             dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None, sampler: str = "full",
+             optimizer=None) -> MCResult:
+    r"""Run ``replicas`` independent simulations of on-line learning under a training rule.
+
+    Args:
+        key: PRNG key (``jax.random.key(seed)``) or an int seed; replica ``r`` uses
+            ``split(key, replicas)[r]``.
+        params: scalar model parameters.
+        N: input dimension (static).
+        alpha_max: final time; the run makes ``n_save * steps_per_save`` steps
+            (see :func:`save_schedule`).
+        n_save: number of save intervals.
+        replicas: number of independent students.
+        rule: the :class:`jaxadv.TrainingRule` (default: the talk's L2 adversarial training).
+        rule_params: the rule's traced parameters ``{name: value}`` (see
+            :func:`jaxadv.model.rule.rule_params`; missing ones take their defaults).
+        loss: loss name or :class:`jaxadv.Loss`, replacing ``rule.loss`` when given.
+        dtype: ``jnp.float32`` (default) or ``jnp.float64`` (needs ``jax_enable_x64``).
+        R0: initial overlap; ``None`` draws ``w`` uniformly on the sphere.
+        b0: initial bias.
+        B: cluster axis: a unit vector of shape ``(N,)``, ``"first"`` (the first coordinate
+            vector, the default) or ``"dense"`` (:math:`(1,\dots,1)/\sqrt N`); see
+            :func:`jaxadv.model.data.cluster_axis`. Only the L-infinity and L1 attacks depend on it.
+        sampler: ``"full"`` (N-dimensional vectors, cost O(N) per step) or ``"reduced"``
+            (the exact O(1) description of :mod:`jaxadv.mc.reduced`: same distribution of
+            ``(R, b)``; ``B`` is irrelevant there by rotation invariance, ``norm`` is 1 and
+            ``norm1``/``norm_inf`` are ``None``).
+        optimizer: ``optimizer(params, N) -> optax.GradientTransformation`` for the full sampler
+            (default: the plain projected SGD step the ODE is derived for).
+
+    Returns:
+        :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
+
+    Example:
+        >>> import jax
+        >>> from jaxadv import ModelParams, simulate
+        >>> mc = simulate(jax.random.key(0), ModelParams(), N=100, alpha_max=1.0, n_save=2, replicas=4)
+        >>> mc.R.shape
+        (4, 3)
+    """
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
+                           rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
+                           optimizer=optimizer)
+    states, o = init_states(plan)
+    obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
+    obs[:, :, 0] = o
+    for k in range(plan.n_save):
+        states, obs[:, :, k + 1] = advance(plan, states, k)
+    return result(plan, obs)

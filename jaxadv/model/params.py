@@ -1,0 +1,114 @@
+"""Model parameters of the prototype model and their validation.
+
+The floats a user sweeps (priors, separations, variances, learning rates and
+the attack strength) live in :class:`ModelParams`, a NamedTuple whose leaves
+are traced by ``jit`` and batched by ``vmap``: a grid over them is a ``vmap``,
+not a recompile. Shapes and control flow (``N``, step counts, the loss) are
+static and are passed separately.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+__all__ = ["ModelParams", "Param", "validate_params", "as_array_params", "check_value"]
+
+
+class ModelParams(NamedTuple):
+    r"""Parameters of data, attack and learning rule (all scalars, or equal-shape batches).
+
+    Data: with probability ``prior`` :math:`=p` an example has label
+    :math:`\tau=+1` and :math:`\xi\sim\mathcal N(+\tfrac{\rho}{2}B, v_1 I)`,
+    otherwise :math:`\tau=-1` and :math:`\xi\sim\mathcal N(-\tfrac{\rho}{2}B, v_2 I)`.
+
+    Attributes:
+        prior: :math:`p\in(0,1)`, probability of cluster 1 (label +1).
+        rho: :math:`\rho\ge 0`, distance between the cluster centres.
+        v1: :math:`v_1>0`, per-component variance of cluster 1.
+        v2: :math:`v_2>0`, per-component variance of cluster 2.
+        eta_w: :math:`\eta_w>0`, learning rate of the weights (step :math:`\eta_w/N`).
+        eta_b: :math:`\eta_b>0`, learning rate of the bias (step :math:`\eta_b/N`).
+        eps: :math:`\epsilon\ge 0`, L2 radius of the training attack (0: standard training).
+    """
+
+    prior: float = 0.5
+    rho: float = 2.0
+    v1: float = 1.0
+    v2: float = 1.0
+    eta_w: float = 0.04
+    eta_b: float = 0.2
+    eps: float = 1.0
+
+
+# (name, predicate, description of the valid range)
+_RULES = {
+    "prior": (lambda x: (0.0 < x) & (x < 1.0), "must lie in the open interval (0, 1)"),
+    "rho": (lambda x: x >= 0.0, "must be >= 0"),
+    "v1": (lambda x: x > 0.0, "must be > 0"),
+    "v2": (lambda x: x > 0.0, "must be > 0"),
+    "eta_w": (lambda x: x > 0.0, "must be > 0"),
+    "eta_b": (lambda x: x > 0.0, "must be > 0"),
+    "eps": (lambda x: x >= 0.0, "must be >= 0"),
+}
+
+
+def check_value(name: str, value, ok, rule: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and ``value`` unless ``value`` is finite and ``ok``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name}={x!r} must be finite")
+    if not ok(x):
+        raise ValueError(f"{name}={x!r} {rule}")
+
+
+def validate_params(params: ModelParams) -> ModelParams:
+    """Check every field of ``params`` (scalars or arrays) and return it unchanged.
+
+    Raises:
+        ValueError: naming the first offending parameter and its value.
+    """
+    import numpy as np
+
+    for name, (ok, rule) in _RULES.items():
+        try:
+            values = np.atleast_1d(np.asarray(getattr(params, name), dtype=float)).ravel()
+        except (TypeError, ValueError):
+            check_value(name, getattr(params, name), ok, rule)
+            raise
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(values) & ok(values)
+        if not np.all(good):
+            check_value(name, values[np.argmin(good)], ok, rule)
+    return params
+
+
+def as_array_params(params: ModelParams, dtype) -> ModelParams:
+    """Cast every leaf to a ``jnp`` array of ``dtype`` (one jit signature for all values)."""
+    return ModelParams(*(jnp.asarray(x, dtype=dtype) for x in params))
+
+
+class Param(NamedTuple):
+    r"""A traced float of a training-rule part (an attack, an eps law or a gate).
+
+    Each part declares the parameters it reads; :func:`jaxadv.model.rule.rule_params` collects
+    them into the rule's parameter dict, the configuration accepts each as a key, and sweeps
+    may put the scalar ones on a grid axis.
+
+    Attributes:
+        name: key in the rule's parameter dict and in configurations.
+        default: value when not given (a float, or a tuple for ``vector`` parameters).
+        check: ``check(x) -> bool`` for one value, or ``None`` for any finite value.
+        rule: what ``check`` demands, for the error message (e.g. ``"must be >= 0"``).
+        vector: a 1-d array (e.g. the support of a discrete law) rather than a scalar.
+    """
+
+    name: str
+    default: object = 0.0
+    check: object = None
+    rule: str = ""
+    vector: bool = False

@@ -1,0 +1,193 @@
+r"""Finite-N fluctuations of :math:`y=(R, b)` around the large-N ODE (linear-noise expansion).
+
+One on-line step changes :math:`y` by :math:`\Delta y = X/N`, where the per-step drift
+:math:`X` has, given :math:`y`, mean :math:`F(y) + G(y)/N + O(N^{-2})` (:math:`F` the ODE drift
+of :func:`jaxadv.ode.drift`) and covariance :math:`\Sigma(y) + O(1/N)`. Over :math:`d\alpha`
+there are :math:`N d\alpha` independent steps, hence (van Kampen / linear noise):
+
+.. math::
+    \frac{dC}{d\alpha} = J C + C J^\top + \frac{\Sigma}{N},\qquad
+    \frac{d\mu}{d\alpha} = J\mu + \tfrac12\sum_{jk} H_{ijk} C_{jk} + \frac{G}{N},
+
+with :math:`J = \partial F/\partial y` (``jax.jacfwd``), :math:`H_{ijk} = \partial^2F_i/\partial
+y_j\partial y_k` (``jax.hessian``), :math:`C` the covariance of :math:`y` across replicas and
+:math:`\mu = \langle y\rangle - y_\mathrm{ODE}` the O(1/N) shift of the mean. :math:`\Sigma` is
+:math:`D = N^2\,\mathrm{Cov}(\Delta y)` per step. For the learning rule (``docs/theory.md (section 9)``),
+with :math:`\delta` the force at the attacked field :math:`\tilde x\mid\tau\sim\mathcal N(m_\tau, v_\tau)`,
+:math:`a_\tau = \tau\frac\rho2(1-R^2)` and :math:`g_2\sim\mathcal N(0,1)` independent of :math:`\tilde x`:
+
+.. math::
+    X_R = \eta_w\delta\,\big(a_\tau + \sqrt{v_\tau(1-R^2)}\,g_2\big) - \tfrac{\eta_w^2}{2} R v_\tau\delta^2,
+    \qquad X_b = -\eta_b\,\delta .
+
+:math:`G_b = 0` (the bias update is linear in :math:`\delta`); :math:`G_R` comes from the second
+order of the normalisation of :math:`w` (formula in :func:`step_moments`). Initial
+conditions: a uniform :math:`w` has :math:`\langle R_0\rangle = 0`, :math:`\mathrm{Var}\,R_0 = 1/N`
+exactly; :math:`b_0` is deterministic.
+
+The mean, covariance and shift are integrated together with :func:`jaxadv.rk4.integrate`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ..model.perturbations import l2_attack_field
+from ..model.data import cluster_table, field_mean
+from .quadrature import gauss_legendre_mean
+from ..model.losses import force, get_loss
+from ..model.rule import DEFAULT_RULE
+from .solve import _steps
+from .vector_field import vector_field
+from ..model.params import ModelParams
+from .rk4 import RK4, integrate
+
+__all__ = ["FluctuationResult", "FluctuationState", "step_moments", "fluctuation_field", "solve_fluctuations"]
+
+
+class FluctuationState(NamedTuple):
+    """State of the joint system.
+
+    Attributes:
+        y: ODE solution :math:`(R, b)`, shape ``(2,)``.
+        C: covariance of :math:`(R, b)` across replicas, shape ``(2, 2)``.
+        mu: O(1/N) shift of the mean, :math:`\\langle y\\rangle - y`, shape ``(2,)``.
+    """
+
+    y: jax.Array
+    C: jax.Array
+    mu: jax.Array
+
+
+class FluctuationResult(NamedTuple):
+    """Predictions at the save points (``P`` of them).
+
+    Attributes:
+        alpha: shape ``(P,)``.
+        mean: ODE solution :math:`(R, b)`, shape ``(P, 2)``.
+        cov: covariance :math:`C`, shape ``(P, 2, 2)``.
+        shift: O(1/N) shift of the mean, shape ``(P, 2)``; the finite-N mean is ``mean + shift``.
+        std: :math:`\\sqrt{C_{ii}}`, shape ``(P, 2)`` (std of R, std of b).
+    """
+
+    alpha: jax.Array
+    mean: jax.Array
+    cov: jax.Array
+    shift: jax.Array
+    std: jax.Array
+
+
+def step_moments(y, params: ModelParams, loss="quadratic"):
+    r"""Per-step drift statistics at :math:`y=(R,b)`: ``(F, Sigma, G)`` of shapes ``(2,)``, ``(2, 2)``, ``(2,)``.
+
+    :math:`\Sigma = \langle XX^\top\rangle - FF^\top` from the moments
+    :math:`\langle\delta^k\rangle_\tau`, :math:`k\le4`. With :math:`x = \tilde x + \tau\epsilon` the
+    clean field, :math:`y_c = \tilde x - m_\tau` its centred value, :math:`Q = \tilde x + b`
+    (:math:`=w\cdot\tilde\xi`) and :math:`U = 2\eta_w\delta Q + \eta_w^2\delta^2 v_\tau`:
+
+    .. math::
+        G_R = \sum_\tau p_\tau\Big\langle -\tfrac{\eta_w^2 R}{2}\delta^2\big[\tfrac{\rho^2}{4}
+            + \tau\rho R y_c + y_c^2 - v_\tau - 2\tau\epsilon(x+b) + \epsilon^2\big]
+            + \tfrac{3R}{8}U^2 - \tfrac{\eta_w}{2}\delta(a_\tau + RQ)U\Big\rangle_\tau ,\qquad G_b = 0 .
+
+    All averages over :math:`\tilde x\sim\mathcal N(m_\tau, v_\tau)` are composite Gauss--Legendre
+    (:func:`jaxadv.gaussian.gauss_legendre_mean`) of the force :func:`jaxadv.losses.force`.
+    """
+    loss = get_loss(loss)
+    R, b = y[0], y[1]
+    tau, weight, var = cluster_table(params)
+    m = l2_attack_field(field_mean(R, b, tau, params), tau, params.eps)
+    eta, eta_b, eps, rho = params.eta_w, params.eta_b, params.eps, params.rho
+    a = tau * rho / 2 * (1 - R * R)
+    k2 = eta * eta / 2
+    t_, v_, m_, a_ = (z[..., None] for z in (tau, var, m, a))
+
+    def moment(fn):
+        return gauss_legendre_mean(lambda xt: fn(xt, force(loss, xt, jnp.broadcast_to(t_, xt.shape))), m, var)
+
+    d1, d2, d3, d4 = (moment(lambda xt, d, k=k: d ** k) for k in (1, 2, 3, 4))
+    XR = eta * a * d1 - k2 * var * R * d2
+    XRR = eta * eta * (a * a + var * (1 - R * R)) * d2 - 2 * eta * k2 * var * R * a * d3 + k2 * k2 * var ** 2 * R * R * d4
+    XRb = -eta_b * (eta * a * d2 - k2 * var * R * d3)
+    Xbb = eta_b * eta_b * d2
+    F = jnp.stack([jnp.sum(weight * XR), -eta_b * jnp.sum(weight * d1)])
+    second = jnp.array([[jnp.sum(weight * XRR), jnp.sum(weight * XRb)],
+                        [jnp.sum(weight * XRb), jnp.sum(weight * Xbb)]])
+    Sigma = second - jnp.outer(F, F)
+
+    def g_integrand(xt, d):
+        x = xt + t_ * eps
+        yc = xt - m_
+        Q = xt + b
+        U = 2 * eta * d * Q + eta * eta * d * d * v_
+        W = rho * rho / 4 + t_ * rho * R * yc + yc * yc - v_ - 2 * t_ * eps * (x + b) + eps * eps
+        return -(eta * eta * R / 2) * d * d * W + (3 * R / 8) * U * U - (eta / 2) * d * (a_ + R * Q) * U
+
+    G = jnp.stack([jnp.sum(weight * moment(g_integrand)), jnp.zeros_like(R)])
+    return F, Sigma, G
+
+
+def fluctuation_field(loss="quadratic", method: str = "auto"):
+    """Vector field ``f(alpha, state, (params, N))`` of the joint system on :class:`FluctuationState`."""
+    loss = get_loss(loss)
+
+    field = vector_field(DEFAULT_RULE._replace(loss=loss), method)
+
+    def F(y, params):
+        return field(0.0, y, (params, {}))
+
+    def f(alpha, st: FluctuationState, args):
+        params, N = args
+        J = jax.jacfwd(F)(st.y, params)
+        H = jax.hessian(F)(st.y, params)
+        _, Sigma, G = step_moments(st.y, params, loss)
+        dC = J @ st.C + st.C @ J.T + Sigma / N
+        dmu = J @ st.mu + 0.5 * jnp.einsum("ijk,jk->i", H, st.C) + G / N
+        return FluctuationState(y=F(st.y, params), C=dC, mu=dmu)
+
+    return f
+
+
+@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "loss", "method"))
+def _solve(params, N, st0, h, steps_per_save, n_save, loss, method):
+    return integrate(fluctuation_field(loss, method), st0, 0.0, h, steps_per_save, n_save, (params, N), RK4)
+
+
+def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
+                       R0: Optional[float] = None, b0: float = 0.0, loss="quadratic",
+                       method: str = "auto") -> FluctuationResult:
+    r"""Mean, covariance and O(1/N) mean shift of :math:`(R, b)` at finite N, by RK4.
+
+    Args:
+        params: scalar model parameters.
+        N: input dimension (traced: another N does not recompile).
+        alpha_max, n_save, dt: as in :func:`jaxadv.ode.solve_ode` (same save points).
+        R0: initial overlap; ``None`` (uniform :math:`w`) starts from :math:`R=0` with
+            :math:`\mathrm{Var}\,R_0 = 1/N`, a given value with zero variance.
+        b0: initial bias (deterministic).
+        loss: loss name or :class:`jaxadv.losses.Loss`.
+
+    Returns:
+        :class:`FluctuationResult`; ``std[:, 0]`` is the predicted std of R across replicas.
+
+    Example:
+        >>> from jaxadv import ModelParams
+        >>> from jaxadv.fluctuations import solve_fluctuations
+        >>> fl = solve_fluctuations(ModelParams(), N=1000, alpha_max=10.0, n_save=5)
+        >>> fl.std.shape
+        (6, 2)
+    """
+    if not N >= 2:
+        raise ValueError(f"N={N!r} must be >= 2")
+    sub, h = _steps(float(alpha_max), int(n_save), float(dt))
+    dtype = jnp.result_type(float)
+    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
+    var0 = 1.0 / N if R0 is None else 0.0
+    st0 = FluctuationState(y=jnp.array([0.0 if R0 is None else R0, b0], dtype),
+                           C=jnp.diag(jnp.array([var0, 0.0], dtype)), mu=jnp.zeros(2, dtype))
+    ts, st = _solve(p, jnp.asarray(N, dtype), st0, jnp.asarray(h, dtype), sub, int(n_save), get_loss(loss), method)
+    std = jnp.sqrt(jnp.maximum(jnp.diagonal(st.C, axis1=-2, axis2=-1), 0.0))
+    return FluctuationResult(alpha=ts, mean=st.y, cov=st.C, shift=st.mu, std=std)

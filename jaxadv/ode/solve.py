@@ -1,0 +1,188 @@
+r"""Integration of the large-N order-parameter ODEs (:mod:`jaxadv.ode.vector_field`) with RK4.
+
+:func:`solve_ode` integrates the vector field of a training rule from :math:`(R_0, b_0)`, with a
+fixed step or adaptively (step doubling), for one parameter point or a whole grid in one
+compiled ``vmap`` split over the devices.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ..model.losses import get_loss
+from ..model.params import ModelParams, validate_params
+from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs, validate_rule
+from ..model.rule import rule_params as make_rule_params
+from .rk4 import RK4, integrate, integrate_adaptive
+from .vector_field import drift, vector_field
+
+__all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector"]
+
+
+class ODEResult(NamedTuple):
+    """ODE trajectory: ``alpha`` of shape ``(P,)``, ``R`` and ``b`` of shape ``G + (P,)``.
+
+    ``n_evals``: right-hand-side evaluations per grid point, shape ``G`` (``4 x`` steps for the
+    fixed step; counted by the controller for the adaptive one). ``failed``: per grid point,
+    shape ``G``, ``True`` where the adaptive controller ran out of ``max_steps`` or the
+    trajectory is not finite (its values are then not a solution)."""
+
+    alpha: jax.Array
+    R: jax.Array
+    b: jax.Array
+    n_evals: Optional[jax.Array] = None
+    failed: Optional[jax.Array] = None
+
+
+def drift_vector(y, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
+    """:func:`jaxadv.ode.vector_field.vector_field` at ``y = jnp.array([R, b])``, stacked (for ``jax.jacfwd``)."""
+    return vector_field(rule, method)(0.0, y, (params, {} if rp is None else rp))
+
+
+def _steps(alpha_max: float, n_save: int, dt: float):
+    if n_save < 1:
+        raise ValueError(f"n_save={n_save!r} must be >= 1")
+    if not (alpha_max > 0 and math.isfinite(alpha_max)):
+        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
+    if not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"dt={dt!r} must be finite and > 0")
+    interval = alpha_max / n_save
+    sub = max(1, math.ceil(interval / dt - 1e-9))
+    return sub, interval / sub
+
+
+@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "rule", "method"))
+def _solve(args, y0, h, steps_per_save, n_save, rule, method):
+    return integrate(vector_field(rule, method), y0, 0.0, h, steps_per_save, n_save, args, RK4)
+
+
+@functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps"))
+def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000):
+    t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
+    return integrate_adaptive(vector_field(rule, method), y0, 0.0, t_save, h0, args, rtol=rtol, atol=atol,
+                              max_steps=max_steps, tableau=RK4)
+
+
+def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
+    """Cast the model parameters, the rule's scalar parameters and the ``extra`` arrays to ``dtype``
+    and broadcast them to one grid shape ``G``: returns ``(params, rp, extra, G)``. The rule's
+    vector parameters (a discrete law's support and weights) are shared by all grid points."""
+    vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
+    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
+    rp = {k: jnp.asarray(v, dtype) for k, v in rp.items()}
+    shape = jnp.broadcast_shapes(*(x.shape for x in p), *(v.shape for k, v in rp.items() if k not in vector),
+                                 *(jnp.shape(e) for e in extra))
+    p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
+    rp = {k: v if k in vector else jnp.broadcast_to(v, shape) for k, v in rp.items()}
+    extra = tuple(jnp.asarray(e, dtype) + jnp.zeros(shape, dtype) for e in extra)
+    return p, rp, extra, shape
+
+
+def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
+              R0=0.0, b0=0.0, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
+              method: str = "auto", rtol: Optional[float] = None, atol: Optional[float] = None,
+              max_steps: int = 100_000, devices=None, dtype=None) -> ODEResult:
+    r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
+
+    With ``rtol`` (or ``atol``) given the step is adaptive: RK4 with step doubling
+    (:func:`jaxadv.ode.rk4.integrate_adaptive`; per grid point, local error per step
+    :math:`\le \mathrm{atol} + \mathrm{rtol}\,|y|`), starting from ``dt``. Otherwise the step is
+    fixed, at most ``dt``. Far from the initial transient the adaptive step grows to tens of
+    units of :math:`\alpha`, so long horizons cost a few hundred evaluations.
+
+    Args:
+        params: model parameters; scalars, or arrays of one common shape ``G`` for a grid
+            (the grid is ``vmap``-ped, one compilation for all values).
+        alpha_max: final time :math:`\alpha_\max`.
+        n_save: number of equal save intervals; ``alpha`` has ``n_save + 1`` points.
+        dt: largest RK4 step; the step used divides the save interval exactly.
+        R0, b0: initial overlap and bias (a random initial ``w`` has :math:`R_0 = 0` as N grows).
+        rule: the :class:`jaxadv.TrainingRule` (default: the talk's L2 adversarial training);
+            ``ValueError`` when it has no ODE face (:func:`jaxadv.model.rule.check_ode_supported`).
+        rule_params: the rule's traced parameters; scalars may be arrays on the grid too.
+        loss: loss name or :class:`jaxadv.Loss`, replacing ``rule.loss`` when given.
+        method: Gaussian averages, see :func:`jaxadv.model.losses.force_moments`.
+        rtol, atol: tolerances of the adaptive step (``None``: fixed step; one given, the other
+            defaults to ``rtol = 1e-8`` or ``atol = 1e-3 * rtol``).
+        max_steps: most step attempts per grid point of the adaptive step; a point that runs out
+            gets NaN from there on, ``failed=True`` and a ``RuntimeWarning``.
+        devices: devices to split a grid over (:func:`jaxadv.sharding.shard_batch`; default all,
+            :func:`jax.devices`); the values do not depend on it.
+        dtype: float dtype of the integration (default: JAX's default float, float64 when
+            ``jax_enable_x64`` is on); float64 needs ``jax_enable_x64``.
+
+    Returns:
+        :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)`` and ``n_evals``,
+        ``failed`` of shape ``G``.
+
+    Example:
+        >>> from jaxadv import ModelParams, solve_ode
+        >>> sol = solve_ode(ModelParams(prior=0.5, eps=1.0), alpha_max=10.0, n_save=10)
+        >>> sol.R.shape
+        (11,)
+    """
+    validate_params(params)
+    sub, h = _steps(float(alpha_max), int(n_save), float(dt))
+    adaptive = rtol is not None or atol is not None
+    if adaptive:
+        rtol = 1e-8 if rtol is None else rtol
+        atol = 1e-3 * rtol if atol is None else atol
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if rtol == 0 and atol == 0:
+            raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
+        if int(max_steps) != max_steps or max_steps < 1:
+            raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
+    if loss is not None:
+        rule = rule._replace(loss=get_loss(loss))
+    check_ode_supported(rule)
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    rp = make_rule_params(rule, dtype, **(rule_params or {}))
+    p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
+    y0 = jnp.stack([R0_, b0_], axis=-1)
+    if adaptive:
+        solve = functools.partial(_solve_adaptive, n_save=int(n_save), rule=rule, method=method,
+                                  max_steps=int(max_steps))
+        fn = lambda args, yy: solve(args, yy, jnp.asarray(alpha_max, dtype),
+                                    jnp.asarray(min(float(dt), alpha_max / n_save), dtype),
+                                    jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype))
+    else:
+        solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), rule=rule, method=method)
+        fn = lambda args, yy: solve(args, yy, jnp.asarray(h, dtype))
+    vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
+    # one vmap over the flattened grid, split over all devices (no-op on one device)
+    size = math.prod(shape)
+    flat = lambda x: x.reshape((size,) + x.shape[len(shape):])
+    grid_rp = {k: v for k, v in rp.items() if k not in vector}
+    shared_rp = {k: v for k, v in rp.items() if k in vector}
+    p_flat, g_flat, y_flat = jax.tree.map(flat, (p, grid_rp, y0))
+    if shape and len(jax.devices() if devices is None else devices) > 1:
+        from ..sharding import shard_batch
+
+        p_flat, g_flat, y_flat = shard_batch((p_flat, g_flat, y_flat), devices)
+    point = lambda pp, gg, yy: fn((pp, {**gg, **shared_rp}), yy)
+    out = jax.vmap(point)(p_flat, g_flat, y_flat) if shape else point(p, grid_rp, y0)
+    if shape:
+        out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
+    ts, ys = out[0], out[1]
+    alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
+    finite = jnp.all(jnp.isfinite(ys), axis=(-2, -1))
+    if adaptive:
+        stats = out[2]
+        n_evals, failed = stats.n_evals, stats.failed | ~finite
+        if bool(jnp.any(stats.failed)):
+            import warnings
+
+            warnings.warn(f"max_steps={max_steps} ran out before alpha_max={alpha_max} at "
+                          f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
+                          "(raise max_steps or loosen rtol/atol)", RuntimeWarning, stacklevel=2)
+    else:
+        n_evals, failed = jnp.full(shape, 4 * sub * int(n_save), jnp.int32), ~finite
+    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals, failed=failed)

@@ -1,0 +1,98 @@
+r"""The large-N vector field of the order parameters :math:`y=(R, b)` under a training rule.
+
+With :math:`\alpha=\mu/N`, :math:`\delta(\tilde x,\tau) = -\partial L/\partial\tilde x` the force
+of the loss and weights :math:`p_{+1}=p`, :math:`p_{-1}=1-p` (derivation in ``docs/theory.md``):
+
+.. math::
+    \frac{dR}{d\alpha} = \eta_w\,(1-R^2)\,\frac{\rho}{2}\sum_\tau p_\tau\,\tau\,d_1^\tau
+        \;-\;\frac{\eta_w^2}{2}\,R\sum_\tau p_\tau\, v^\text{eff}_\tau\,d_2^\tau ,\qquad
+    \frac{db}{d\alpha} = -\eta_b\sum_\tau p_\tau\,d_1^\tau ,
+
+with the per-cluster averages over the rule's faces (:func:`field_moments`)
+
+.. math::
+    d_k^\tau = \sum_j \pi_j\,\big\langle g\,\delta(x + s_\tau(\epsilon_j) + \sqrt{e_\tau}\,n,\ \tau)^k\big\rangle,
+    \qquad x\mid\tau\sim\mathcal N(\tau\tfrac{\rho}{2}R - b,\ v_\tau),
+
+where :math:`(\epsilon_j,\pi_j)` are the eps law's nodes, :math:`(s_\tau, e_\tau)` the attack's field
+face (shift and extra variance; :math:`v^\text{eff}_\tau = v_\tau + e_\tau`) and :math:`g` the gate,
+open where the clean margin :math:`\tau x` is below its cut. :func:`vector_field` is the one
+``f(t, y, args)`` that RK4, Newton and the fluctuation theory use.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from ..model.data import cluster_table, field_mean
+from ..model.losses import force, force_moments
+from ..model.params import ModelParams
+from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported
+from .quadrature import truncated_gauss_mean
+
+__all__ = ["field_moments", "drift", "vector_field"]
+
+
+def field_moments(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
+    r"""Per-cluster averages ``(d1, d2, v_eff)``, each of shape ``(2,) + params' shape``.
+
+    ``d1``, ``d2``: :math:`d_1^\tau`, :math:`d_2^\tau` of the module docstring; ``v_eff``: the
+    variance :math:`v_\tau + e_\tau` of :math:`\|\tilde\xi\|^2/N` in the :math:`\eta_w^2` term.
+    Without a gate the moments come from :func:`jaxadv.model.losses.force_moments` (closed form
+    when the loss has one); with a gate from :func:`jaxadv.ode.quadrature.truncated_gauss_mean`.
+    """
+    check_ode_supported(rule)
+    rp = {} if rp is None else rp
+    loss = rule.loss
+    tau, weight, var = cluster_table(params)
+    mean = field_mean(R, b, tau, params)
+    eps_k, pi_k = rule.eps_law.nodes(params.eps, rp, rule.n_eps_nodes)
+    # shapes: clusters (2, ...) x eps nodes (..., K)
+    t2 = tau[..., None]
+    shift, extra = rule.attack.field(t2, eps_k, rp)
+    m = mean[..., None] + shift
+    v_eff = var + rule.attack.field(tau, params.eps, rp)[1]
+    v2 = jnp.broadcast_to(var[..., None] + extra, m.shape)
+    t2 = jnp.broadcast_to(t2, m.shape)
+    if rule.gate.open is None:
+        d1, d2 = force_moments(loss, m, v2, t2, method)
+    else:
+        # open where tau x < c on the clean field: integrate y = tau x ~ N(tau mean, v) below c, at x~ = tau y + shift
+        cut = jnp.broadcast_to(rule.gate.margin_cut(eps_k), m.shape)
+        ym = jnp.broadcast_to(tau[..., None] * mean[..., None], m.shape)
+        shift_b = jnp.broadcast_to(shift, m.shape)
+        f1 = lambda y: force(loss, t2[..., None] * y + shift_b[..., None], jnp.broadcast_to(t2[..., None], y.shape))
+        d1 = truncated_gauss_mean(f1, ym, v2, cut, "below")
+        d2 = truncated_gauss_mean(lambda y: f1(y) ** 2, ym, v2, cut, "below")
+    return jnp.sum(pi_k * d1, axis=-1), jnp.sum(pi_k * d2, axis=-1), v_eff
+
+
+def drift(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
+    r"""The right-hand side :math:`(dR/d\alpha, db/d\alpha)` at one point (scalars or a grid).
+
+    Raises ``ValueError`` for rules without an ODE in (R, b) (the L-infinity and L1 attacks).
+
+    Example:
+        >>> from jaxadv import ModelParams
+        >>> from jaxadv.ode.vector_field import drift
+        >>> dR, db = drift(0.0, 0.0, ModelParams(prior=0.5))
+        >>> float(dR) > 0
+        True
+    """
+    d1, d2, var = field_moments(R, b, params, rule, rp, method)
+    tau, weight, _ = cluster_table(params)
+    dR = params.eta_w * (1 - R * R) * (params.rho / 2) * jnp.sum(weight * tau * d1, axis=0) - (
+        params.eta_w**2 / 2
+    ) * R * jnp.sum(weight * var * d2, axis=0)
+    db = -params.eta_b * jnp.sum(weight * d1, axis=0)
+    return dR, db
+
+
+def vector_field(rule: TrainingRule = DEFAULT_RULE, method: str = "auto"):
+    """``f(alpha, y, args)`` with ``y = jnp.array([R, b])`` and ``args = (params, rp)``: the one
+    vector field of :mod:`jaxadv.ode.rk4`, Newton's method and the fluctuation theory."""
+
+    def f(alpha, y, args):
+        params, rp = args
+        return jnp.stack(drift(y[0], y[1], params, rule, rp, method))
+
+    return f

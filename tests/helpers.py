@@ -1,0 +1,22 @@
+"""Shared test helpers: rule arguments, NumPy references and the k-standard-error check."""
+import numpy as np
+
+from jaxadv import training_rule
+
+K_SE = 4.0
+"""Default allowance of the Monte Carlo tests, in standard errors (fixed seeds)."""
+
+
+def rule_kwargs(attack="l2", eps_dist="fixed", nonrobust_only=False, loss="quadratic", n_eps_nodes=16, **values):
+    """``{"rule": ..., "rule_params": ...}`` for :func:`jaxadv.simulate` / :func:`jaxadv.solve_ode`,
+    from the configuration's key names."""
+    rule = training_rule(attack, eps_dist, nonrobust_only=nonrobust_only, loss=loss, n_eps_nodes=n_eps_nodes)
+    return {"rule": rule, "rule_params": values}
+
+
+def assert_within_k_se(measured, sem, expected, k=K_SE, what=""):
+    """``|measured - expected| <= k * sem`` elementwise, with the worst deviation in the message."""
+    measured, sem, expected = (np.asarray(x, float) for x in (measured, sem, expected))
+    dev = np.abs(measured - expected) / np.where(sem > 0, sem, np.inf)
+    assert np.all(dev <= k), f"{what}: worst deviation {np.nanmax(dev):.2f} standard errors > {k}"
+    return float(np.nanmax(dev))
