@@ -13,6 +13,7 @@ name          law                                                           ODE 
 ``fixed``     :math:`\epsilon=` ``params.eps``                              exact (one node)
 ``uniform``   :math:`U[\epsilon_\min,\epsilon_\max]`                        Gauss--Legendre
 ``discrete``  :math:`\epsilon_k` with probability :math:`\pi_k`              exact (the support)
+``loguniform`` :math:`\log\epsilon\sim U[\log\epsilon_\min,\log\epsilon_\max]`     Gauss--Legendre in :math:`\log\epsilon`
 ============  ==========================================================  ===================
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .. import threefry
 from ..ode.quadrature import nodes
 from .params import Param, check_value
 
-__all__ = ["EpsLaw", "FIXED", "UNIFORM", "DISCRETE", "EPS_LAWS", "get_eps_law", "gauss_legendre_on"]
+__all__ = ["EpsLaw", "FIXED", "UNIFORM", "DISCRETE", "LOGUNIFORM", "EPS_LAWS", "get_eps_law", "gauss_legendre_on"]
 
 
 class EpsLaw(NamedTuple):
@@ -117,7 +118,33 @@ DISCRETE = EpsLaw(
     validate=_check_discrete,
 )
 
-EPS_LAWS = {law.name: law for law in (FIXED, UNIFORM, DISCRETE)}
+def _check_log_range(values):
+    check_value("eps_min", values["eps_min"], lambda x: x > 0, "must be > 0 for eps_dist='loguniform'")
+    check_value("eps_max", values["eps_max"], lambda x: x >= float(values["eps_min"]),
+                f"must be >= eps_min={values['eps_min']!r}")
+
+
+def _log_nodes(eps, rp, n):
+    # Gauss--Legendre in t = log(eps), where the law is uniform: eps_k = exp(t_k)
+    t, w = gauss_legendre_on(jnp.log(rp["eps_min"]), jnp.log(rp["eps_max"]), n)
+    return jnp.exp(t), w
+
+
+LOGUNIFORM = EpsLaw(
+    name="loguniform",
+    draw=lambda key, eps, rp, dtype: jnp.exp(jnp.log(rp["eps_min"]) + (jnp.log(rp["eps_max"]) - jnp.log(rp["eps_min"]))
+                                             * threefry.uniform(key, (), dtype)).astype(dtype),
+    nodes=_log_nodes,
+    random=True,
+    params=_RANGE,
+    validate=_check_log_range,
+)
+r"""Log-uniform radius on :math:`[\epsilon_\min, \epsilon_\max]`, :math:`0<\epsilon_\min`: density
+:math:`1/(\epsilon\log(\epsilon_\max/\epsilon_\min))`, equal mass per decade. Draw
+:math:`\epsilon = \epsilon_\min(\epsilon_\max/\epsilon_\min)^U`; ODE nodes: Gauss--Legendre in
+:math:`\log\epsilon`, where the law is uniform."""
+
+EPS_LAWS = {law.name: law for law in (FIXED, UNIFORM, DISCRETE, LOGUNIFORM)}
 
 
 def get_eps_law(name_or_law) -> EpsLaw:
