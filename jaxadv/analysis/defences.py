@@ -23,6 +23,7 @@ from typing import NamedTuple, Optional
 import jax
 import numpy as np
 
+from ..defaults import DT, N_SAVE, REPLICAS
 from .compare import mean_sem
 from .measures import robust_error, test_error
 from ..mc.driver import save_schedule, simulate
@@ -76,21 +77,27 @@ class DefenceResult(NamedTuple):
     mc_b_sem: float
 
 
-def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, replicas: int = 32,
-                     n_save: int = 10, eps_test: Optional[float] = None, dt: float = 0.05, mc: bool = True,
-                     defences=tuple(DEFENCES), loss="quadratic", dtype=None, R0=None, b0: float = 0.0):
+def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, replicas: int = REPLICAS,
+                     n_save: int = N_SAVE, eps_test: Optional[float] = None, dt: float = DT, mc: bool = True,
+                     defences=tuple(DEFENCES), loss="quadratic", dtype=None, R0=None, b0: float = 0.0,
+                     extra: Optional[dict] = None):
     r"""Train every defence with the ODE and (``mc=True``) the Monte Carlo; errors at :math:`\alpha_\max`.
 
     All Monte Carlo runs use the same ``key``, hence the same initial students and the same
     stream of clean examples.
 
+    Args:
+        extra: further defences ``{name: (rule, rule_params)}`` (any :class:`jaxadv.TrainingRule`,
+            e.g. one built from a new record), trained at ``params.eps`` after the built-in ones;
+            the ODE is skipped (NaN) for a rule without an ODE face.
+
     Returns:
-        list of :class:`DefenceResult`, one per defence, in the order of ``defences``.
+        list of :class:`DefenceResult`, one per defence, in the order of ``defences`` then ``extra``.
 
     Example:
         >>> import jax
         >>> from jaxadv import ModelParams
-        >>> from jaxadv.defences import compare_defences
+        >>> from jaxadv.analysis.defences import compare_defences
         >>> res = compare_defences(jax.random.key(0), ModelParams(prior=0.7), N=100, alpha_max=1.0, mc=False)
         >>> [r.name for r in res][:2]
         ['none', 'noise']
@@ -101,11 +108,15 @@ def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, repl
     dtype = jnp.float32 if dtype is None else dtype
     _, alpha = save_schedule(N, alpha_max, n_save)
     out = []
-    for name in defences:
-        p, rule, values = defence_setup(name, params, N, loss)
-        ode = solve_ode(p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule,
-                        rule_params=values)
-        R, b = float(ode.R[-1]), float(ode.b[-1])
+    setups = [(name, *defence_setup(name, params, N, loss)) for name in defences]
+    setups += [(name, params, rule, dict(values)) for name, (rule, values) in (extra or {}).items()]
+    for name, p, rule, values in setups:
+        if rule.attack.field is not None:
+            ode = solve_ode(p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule,
+                            rule_params=values)
+            R, b = float(ode.R[-1]), float(ode.b[-1])
+        else:
+            R = b = float("nan")
         row = dict(name=name, ode_clean=float(test_error(R, b, params)),
                    ode_robust=float(robust_error(R, b, eps_test, params)), ode_R=R, ode_b=b)
         nan = float("nan")

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
+from ..defaults import ALPHA_MAX, DT, N_SAVE, REPLICAS
 from .io import read_toml
 from ..model.losses import LOSSES
 from ..mc.driver import SAMPLERS
@@ -76,13 +77,13 @@ class RunConfig:
     eps: float = _MODEL_DEFAULTS["eps"]
     eps_test: Optional[float] = None
     eps_test_max: Optional[float] = None
-    alpha_max: float = 100.0
-    n_save: int = 50
-    replicas: int = 64
+    alpha_max: float = ALPHA_MAX
+    n_save: int = N_SAVE
+    replicas: int = REPLICAS
     seed: int = 0
     x64: bool = False
     loss: str = "quadratic"
-    dt: float = 0.05
+    dt: float = DT
     R0: Optional[float] = None
     b0: float = 0.0
     prng: str = "threefry2x32"

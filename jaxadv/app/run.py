@@ -167,15 +167,20 @@ def run_defences(cfg, out_dir: str, mc: bool = True, log=print):
     a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``."""
     from ..analysis.defences import compare_defences, defences_table
 
-    if (cfg.attack, cfg.eps_dist, cfg.gate, cfg.nonrobust_only) != ("l2", "fixed", "none", False):
-        raise ValueError("compare-defences sets the training variant of each defence itself; remove the "
-                         f"variant keys (attack={cfg.attack!r}, eps_dist={cfg.eps_dist!r}, "
-                         f"nonrobust_only={cfg.nonrobust_only!r})")
+    from ..model.rule import DEFAULT_RULE, describe_rule
+
+    extra = None
+    if cfg.rule._replace(loss=DEFAULT_RULE.loss) != DEFAULT_RULE:
+        # the config's own rule (e.g. a new attack or eps law) joins the comparison as a sixth row
+        r = cfg.rule
+        extra = {f"{r.attack.name}/{r.eps_law.name}/{r.gate.name}": (cfg.rule, cfg.rule_params)}
+        log(f"compare-defences: adding the configured rule ({describe_rule(r)}) as a defence")
     os.makedirs(out_dir, exist_ok=True)
     eps_test = cfg.eps_test_value
     res = compare_defences(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, N=cfg.N, alpha_max=cfg.alpha_max,
                            replicas=cfg.replicas, n_save=cfg.n_save, eps_test=eps_test, dt=cfg.dt, mc=mc,
-                           loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0)
+                           loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0,
+                           extra=extra)
     cols = {"defence": np.array([r.name for r in res])}
     cols.update(defences_table(res))
     write_csv(os.path.join(out_dir, "defences.csv"), cols)

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..defaults import ALPHA_MAX, DT, N_SAVE
 from .io import read_toml, write_csv, write_json, write_npz
 from ..model.losses import LOSSES
 from ..analysis.measures import robust_error, test_error
@@ -114,9 +115,9 @@ class SweepConfig:
 
     base: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
-    alpha_max: float = 100.0
-    n_save: int = 20
-    dt: float = 1.0
+    alpha_max: float = ALPHA_MAX
+    n_save: int = N_SAVE
+    dt: float = DT
     chunk: int = 0
     ode: bool = True
     mc: bool = False

@@ -25,6 +25,8 @@ CPU; for a GPU run use e.g. ``--N-list 100,300,1000,3000,10000,30000 --replicas 
 """
 from __future__ import annotations
 
+from ..defaults import N_SAVE
+
 import os
 import platform
 import time
@@ -62,7 +64,7 @@ def add_verify_parser(subparsers):
     v.add_argument("--replicas", type=int, default=4000, help="replicas per N, reduced sampler")
     v.add_argument("--full-replicas", type=int, default=500, help="replicas per N, full sampler")
     v.add_argument("--alpha-max", type=float, default=20.0, help="horizon (the preset's alpha_max is not used)")
-    v.add_argument("--n-save", type=int, default=20, help="save points compared")
+    v.add_argument("--n-save", type=int, default=N_SAVE, help="save intervals compared (default %(default)s)")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model key (repeatable), e.g. --set eps=0.5")
     v.add_argument("--out", default=None, help="output directory (default: results/<name>_verify)")
@@ -133,7 +135,7 @@ def _row(N, sampler, mc, fl, replicas):
 
 
 def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas=500, alpha_max=20.0,
-           n_save=20, progress=False, log=print) -> dict:
+           n_save=N_SAVE, progress=False, log=print) -> dict:
     """Run the ladder and write ``verify.csv``, ``config.json`` and ``verify.png``; returns the summary.
 
     Args:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..defaults import N_SAVE, REPLICAS
 from .. import threefry
 from ..model.data import cluster_axis, unit_direction
 from ..model.losses import get_loss
@@ -136,8 +137,8 @@ class Plan(NamedTuple):
     identity: list
 
 
-def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
-                    replicas: int = 100, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
+def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
+                    replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
                     loss=None, dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None,
                     sampler: str = "full", optimizer=None) -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
@@ -217,8 +218,8 @@ def result(plan: Plan, obs) -> "MCResult":
                     norm1=norm1 if full else None, norm_inf=norm_inf if full else None)
 
 
-def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = 50,
-             replicas: int = 100, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
+def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
+             replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
              dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None, sampler: str = "full",
              optimizer=None) -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import threefry
-from ..ode.quadrature import nodes
+from ..ode.quadrature import lift, nodes
 from .params import Param, check_value
 
 __all__ = ["EpsLaw", "FIXED", "UNIFORM", "DISCRETE", "LOGUNIFORM", "EPS_LAWS", "get_eps_law", "gauss_legendre_on"]
@@ -56,7 +56,7 @@ def gauss_legendre_on(lo, hi, n: int):
     :math:`[lo, hi]`: exact for polynomials of degree :math:`2n-1`."""
     x, w = nodes("legendre", int(n))
     lo, hi = jnp.asarray(lo)[..., None], jnp.asarray(hi)[..., None]
-    return (lo + hi) / 2 + (hi - lo) / 2 * jnp.asarray(x, lo.dtype), jnp.asarray(w / 2, lo.dtype)
+    return (lo + hi) / 2 + (hi - lo) / 2 * lift(jnp.asarray(x, lo.dtype), lo.ndim), jnp.asarray(w / 2, lo.dtype)
 
 
 FIXED = EpsLaw(

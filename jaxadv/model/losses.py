@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
-from ..ode.quadrature import gauss_legendre_mean, nodes
+from ..ode.quadrature import gauss_legendre_mean, lift, nodes
 
 __all__ = ["Loss", "QUADRATIC", "LOGISTIC", "CROSS_ENTROPY", "LOSSES", "get_loss", "force", "force_moments", "owens_t"]
 
@@ -99,10 +99,10 @@ def owens_t(h, a, n: int = 12):
     ``scipy.special.owens_t`` for every ``h`` (tested)."""
     t, w = _legendre_nodes(n)
     dtype = jnp.result_type(h, a, float)
-    h, a = jnp.asarray(h, dtype)[..., None], jnp.asarray(a, dtype)[..., None]
-    x = a * (jnp.asarray(t, dtype) + 1) / 2
+    h, a = (x[..., None] for x in jnp.broadcast_arrays(jnp.asarray(h, dtype), jnp.asarray(a, dtype)))
+    x = a * (lift(jnp.asarray(t, dtype), a.ndim) + 1) / 2
     q = 1 + x * x
-    return jnp.sum(jnp.asarray(w, dtype) * jnp.exp(-h * h * q / 2) / q, axis=-1) * a[..., 0] / (4 * math.pi)
+    return jnp.sum(lift(jnp.asarray(w, dtype), a.ndim) * jnp.exp(-h * h * q / 2) / q, axis=-1) * a[..., 0] / (4 * math.pi)
 
 
 def _legendre_nodes(n: int):

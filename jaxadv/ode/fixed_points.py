@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from ..model.losses import get_loss
 from ..analysis.measures import robust_error
 from ..model.rule import DEFAULT_RULE
-from .solve import solve_ode
+from .solve import broadcast_grid, solve_ode
 from .vector_field import vector_field
 from ..model.params import ModelParams
 
@@ -145,12 +145,8 @@ def _newton_batch(y0, params, loss, iters):
 def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: int = 60,
                        tol: float = 1e-10) -> FixedPoint:
     """Damped Newton iterations from ``(R, b)`` (scalars or arrays of the batch shape of ``params``)."""
-    dtype = jnp.result_type(float)
-    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
-    shape = jnp.broadcast_shapes(*(x.shape for x in p), jnp.shape(R), jnp.shape(b))
-    p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
-    y0 = jnp.stack([jnp.broadcast_to(jnp.asarray(R, dtype), shape), jnp.broadcast_to(jnp.asarray(b, dtype), shape)],
-                   axis=-1)
+    p, _, (R_, b_), shape = broadcast_grid(params, DEFAULT_RULE, {}, R, b, dtype=jnp.result_type(float))
+    y0 = jnp.stack([R_, b_], axis=-1)
     flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])
     out = _newton_batch(flat(y0), ModelParams(*(flat(x) for x in p)), get_loss(loss), int(iters))
     y, res, ev, stable, degenerate = (x.reshape(shape + x.shape[1:]) for x in out)
@@ -255,12 +251,7 @@ def best_robust_error(params: ModelParams, eps_test=0.0, *, n_grid: int = 4001, 
         >>> round(float(best_robust_error(ModelParams(prior=0.5), 0.0).error), 6)  # Phi(-1)
         0.158655
     """
-    dtype = jnp.result_type(float)
-    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
-    eps = jnp.asarray(eps_test, dtype)
-    shape = jnp.broadcast_shapes(*(x.shape for x in p), eps.shape)
-    p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
-    eps = jnp.broadcast_to(eps, shape)
+    p, _, (eps,), shape = broadcast_grid(params, DEFAULT_RULE, {}, eps_test, dtype=jnp.result_type(float))
     err, b = _best_batch(eps.reshape(-1), ModelParams(*(x.reshape(-1) for x in p)), int(n_grid), int(newton))
     err, b = err.reshape(shape), b.reshape(shape)
     return BestError(error=err, R=jnp.ones_like(err), b=b)

@@ -35,6 +35,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ..defaults import DT, N_SAVE
 from ..model.perturbations import l2_attack_field
 from ..model.data import cluster_table, field_mean
 from .quadrature import gauss_legendre_mean
@@ -156,7 +157,7 @@ def _solve(params, N, st0, h, steps_per_save, n_save, loss, method):
     return integrate(fluctuation_field(loss, method), st0, 0.0, h, steps_per_save, n_save, (params, N), RK4)
 
 
-def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
+def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
                        R0: Optional[float] = None, b0: float = 0.0, loss="quadratic",
                        method: str = "auto") -> FluctuationResult:
     r"""Mean, covariance and O(1/N) mean shift of :math:`(R, b)` at finite N, by RK4.
@@ -175,7 +176,7 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = 1
 
     Example:
         >>> from jaxadv import ModelParams
-        >>> from jaxadv.fluctuations import solve_fluctuations
+        >>> from jaxadv import solve_fluctuations
         >>> fl = solve_fluctuations(ModelParams(), N=1000, alpha_max=10.0, n_save=5)
         >>> fl.std.shape
         (6, 2)

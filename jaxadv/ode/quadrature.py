@@ -20,7 +20,7 @@ import math
 import numpy as np
 import jax.numpy as jnp
 
-__all__ = ["nodes", "truncated_gauss_mean", "gauss_hermite_mean", "gauss_legendre_mean"]
+__all__ = ["nodes", "lift", "truncated_gauss_mean", "gauss_hermite_mean", "gauss_legendre_mean"]
 
 @functools.lru_cache(maxsize=None)
 def nodes(rule: str, *args):
@@ -50,6 +50,12 @@ def nodes(rule: str, *args):
     raise ValueError(f"rule={rule!r} must be 'legendre', 'hermite', 'panels' or 'unit'")
 
 
+def lift(x, rank: int):
+    """``x`` with leading unit axes up to ``rank`` (explicit broadcasting, rank promotion off)."""
+    x = jnp.asarray(x)
+    return jnp.reshape(x, (1,) * (rank - x.ndim) + x.shape)
+
+
 def _gh_nodes(n: int):
     return nodes("hermite", n)
 
@@ -71,8 +77,8 @@ def gauss_hermite_mean(f, m, v, n: int = 24):
     t, w = _gh_nodes(n)
     dtype = jnp.result_type(m, v, float)
     m, v = jnp.asarray(m, dtype)[..., None], jnp.asarray(v, dtype)[..., None]
-    x = m + jnp.sqrt(v) * jnp.asarray(t, dtype)
-    return jnp.sum(jnp.asarray(w, dtype) * f(x), axis=-1)
+    x = m + jnp.sqrt(v) * lift(jnp.asarray(t, dtype), m.ndim)
+    return jnp.sum(lift(jnp.asarray(w, dtype), m.ndim) * f(x), axis=-1)
 
 
 def gauss_legendre_mean(f, m, v, panels: int = 32, order: int = 16, width: float = 9.0):
@@ -85,8 +91,8 @@ def gauss_legendre_mean(f, m, v, panels: int = 32, order: int = 16, width: float
     t, w = _gl_nodes(panels, order, float(width))
     dtype = jnp.result_type(m, v, float)
     m, v = jnp.asarray(m, dtype)[..., None], jnp.asarray(v, dtype)[..., None]
-    x = m + jnp.sqrt(v) * jnp.asarray(t, dtype)
-    return jnp.sum(jnp.asarray(w, dtype) * f(x), axis=-1)
+    x = m + jnp.sqrt(v) * lift(jnp.asarray(t, dtype), m.ndim)
+    return jnp.sum(lift(jnp.asarray(w, dtype), m.ndim) * f(x), axis=-1)
 
 
 # --- one side of a cut (the gates' truncation face) --------------------------------------------
@@ -113,6 +119,6 @@ def truncated_gauss_mean(f, m, v, cut, side: str, panels: int = 32, order: int =
     sd = jnp.sqrt(v)
     tc = jnp.clip((cut - m) / sd, -width, width)
     lo, hi = (jnp.full_like(tc, -width), tc) if side == "below" else (tc, jnp.full_like(tc, width))
-    t = lo + (hi - lo) * jnp.asarray(u, dtype)
-    wt = (hi - lo) * jnp.asarray(wu, dtype) * jnp.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    t = lo + (hi - lo) * lift(jnp.asarray(u, dtype), m.ndim)
+    wt = (hi - lo) * lift(jnp.asarray(wu, dtype), m.ndim) * jnp.exp(-t * t / 2) / math.sqrt(2 * math.pi)
     return jnp.sum(wt * f(m + sd * t), axis=-1)

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ..defaults import DT, N_SAVE
 from ..model.losses import get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs, validate_rule
@@ -82,7 +83,7 @@ def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dt
     return p, rp, extra, shape
 
 
-def solve_ode(params: ModelParams, alpha_max: float, n_save: int = 100, *, dt: float = 0.05,
+def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
               R0=0.0, b0=0.0, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
               method: str = "auto", rtol: Optional[float] = None, atol: Optional[float] = None,
               max_steps: int = 100_000, devices=None, dtype=None) -> ODEResult:

@@ -43,27 +43,29 @@ def field_moments(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, 
     check_ode_supported(rule)
     rp = {} if rp is None else rp
     loss = rule.loss
-    tau, weight, var = cluster_table(params)
+    tau, weight, var = cluster_table(params)          # (2,) + G
     mean = field_mean(R, b, tau, params)
-    eps_k, pi_k = rule.eps_law.nodes(params.eps, rp, rule.n_eps_nodes)
-    # shapes: clusters (2, ...) x eps nodes (..., K)
-    t2 = tau[..., None]
-    shift, extra = rule.attack.field(t2, eps_k, rp)
+    eps_k, pi_k = rule.eps_law.nodes(params.eps, rp, rule.n_eps_nodes)   # G + (K,) or (K,)
+    # shapes: clusters (2,) + G + nodes (K,), every operand lifted to that rank
+    rank = mean.ndim + 1
+    lift = lambda x: jnp.reshape(x, (1,) * (rank - jnp.ndim(x)) + jnp.shape(x))
+    t2, eps2, pi2 = tau[..., None], lift(eps_k), lift(pi_k)
+    shift, extra = rule.attack.field(t2, eps2, rp)
     m = mean[..., None] + shift
-    v_eff = var + rule.attack.field(tau, params.eps, rp)[1]
+    v_eff = var + rule.attack.field(tau, lift(params.eps)[..., 0], rp)[1]
     v2 = jnp.broadcast_to(var[..., None] + extra, m.shape)
     t2 = jnp.broadcast_to(t2, m.shape)
     if rule.gate.open is None:
         d1, d2 = force_moments(loss, m, v2, t2, method)
     else:
         # open where tau x < c on the clean field: integrate y = tau x ~ N(tau mean, v) below c, at x~ = tau y + shift
-        cut = jnp.broadcast_to(rule.gate.margin_cut(eps_k), m.shape)
-        ym = jnp.broadcast_to(tau[..., None] * mean[..., None], m.shape)
+        cut = jnp.broadcast_to(rule.gate.margin_cut(eps2), m.shape)
+        ym = jnp.broadcast_to(t2 * mean[..., None], m.shape)
         shift_b = jnp.broadcast_to(shift, m.shape)
         f1 = lambda y: force(loss, t2[..., None] * y + shift_b[..., None], jnp.broadcast_to(t2[..., None], y.shape))
         d1 = truncated_gauss_mean(f1, ym, v2, cut, "below")
         d2 = truncated_gauss_mean(lambda y: f1(y) ** 2, ym, v2, cut, "below")
-    return jnp.sum(pi_k * d1, axis=-1), jnp.sum(pi_k * d2, axis=-1), v_eff
+    return jnp.sum(pi2 * d1, axis=-1), jnp.sum(pi2 * d2, axis=-1), v_eff
 
 
 def drift(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
