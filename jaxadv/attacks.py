@@ -38,7 +38,9 @@ an untargeted attack (ascend the loss) and :math:`-` for a targeted one (descend
 towards the goal label). :math:`P_\epsilon` is the exact Euclidean projection onto the
 :math:`\epsilon`-ball (:func:`project`); clipping into the box afterwards only shrinks every
 :math:`|\delta_i|` when :math:`x` is in the box, so :math:`\|\delta\|_p\le\epsilon` still holds.
-The iterate with the highest loss (lowest for targeted) along the path is kept, and over
+With a box, gradient components pointing out of it at a face are set to zero before the step
+(their move would be clipped away; for L1 this lets the budget reach other coordinates). The
+iterate with the highest loss (lowest for targeted) along the path is kept, and over
 ``n_restarts`` random starts the worst one per example.
 
 **Projection.** L-infinity: :math:`\operatorname{clip}(\delta,-\epsilon,\epsilon)`; L2:
@@ -161,6 +163,16 @@ def steepest_step(g, eps, norm):
     return eps * jnp.sign(g) * top / count.astype(g.dtype)
 
 
+def _free_gradient(x_now, g, box):
+    """``g`` with the components that point out of the box at a face of it set to 0 (their move
+    would be clipped away; the step's budget goes to the coordinates that can move)."""
+    if box is None:
+        return g
+    lo, hi = box
+    blocked = ((x_now <= lo) & (g < 0)) | ((x_now >= hi) & (g > 0))
+    return jnp.where(blocked, jnp.zeros_like(g), g)
+
+
 def _clip_box(x, delta, box):
     if box is None:
         return delta
@@ -173,6 +185,9 @@ def fgm(loss_fn, x, y, *, eps, norm, box=None):
 
     One normalised gradient step of size :math:`\epsilon` in the threat model's norm
     (:func:`steepest_step`); ``norm=inf`` is FGSM, :math:`x+\epsilon\operatorname{sign}(\nabla_xL)`.
+    With a box, gradient components that point out of it at a face (pixels at 0 pushed down, at 1
+    pushed up) are left out of the step: for L-infinity this changes nothing, for L2 and L1 the
+    budget goes to the coordinates that can move (the steepest step of the box-constrained problem).
 
     Args:
         loss_fn: ``loss_fn(x, y) -> scalar`` to be increased (differentiable in ``x``).
@@ -192,7 +207,7 @@ def fgm(loss_fn, x, y, *, eps, norm, box=None):
     norm = canonical_norm(norm)
     _check("eps", eps, lambda v: v >= 0, "must be >= 0")
     box = _check_box(box)
-    g = jax.grad(loss_fn)(x, y)
+    g = _free_gradient(x, jax.grad(loss_fn)(x, y), box)
     delta = steepest_step(g, jnp.asarray(eps, x.dtype), norm).astype(x.dtype)
     return x + _clip_box(x, delta, box)
 
@@ -326,6 +341,7 @@ def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_re
         def body(_, carry):
             d, best_d, best_f = carry
             f, g = objective(d)
+            g = _free_gradient(x + d, g, box)
             better = f > best_f
             best_d = jnp.where(better, d, best_d)
             best_f = jnp.where(better, f, best_f)

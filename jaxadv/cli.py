@@ -33,6 +33,9 @@ def _parser():
     add_sweep_parser(sub)
     from .verify import add_verify_parser
     add_verify_parser(sub)
+    from .mnist_app import add_parser as add_mnist_parser
+
+    add_mnist_parser(sub)
     return p
 
 
