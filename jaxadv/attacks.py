@@ -73,7 +73,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 
+from . import threefry
 from .params import check_value
 
 __all__ = ["NORMS", "canonical_norm", "dual_norm_value", "steepest_step", "fgm", "fgsm", "project",
@@ -267,16 +269,18 @@ def random_in_ball(key, shape, eps, norm, dtype=jnp.float32):
     shape = tuple(shape)
     d = math.prod(shape)
     eps = jnp.asarray(eps, dtype)
+    # one draw of uniforms on (-1, 1) (one threefry call, unrolled by jaxadv.threefry and bit for bit
+    # jax.random.uniform: cheap to compile inside vmaps and loops)
+    n = {"inf": d, 2: d + 1, 1: 2 * d + 1}[norm]
+    v = threefry.uniform(key, (n,), dtype, jnp.nextafter(jnp.asarray(-1.0, dtype), jnp.asarray(0.0, dtype)), 1.0)
     if norm == "inf":
-        return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * eps
-    k1, k2 = jax.random.split(key)
+        return (eps * v).reshape(shape)
     if norm == 2:
-        z = jax.random.normal(k1, (d,), dtype)
-        z = z / jnp.sqrt(jnp.sum(z * z))
-        r = jax.random.uniform(k2, (), dtype) ** (1.0 / d)
-        return (eps * r * z).reshape(shape)
-    e = jax.random.exponential(k1, (d + 1,), dtype)
-    signs = jnp.where(jax.random.bernoulli(k2, 0.5, (d,)), 1.0, -1.0).astype(dtype)
+        z = math.sqrt(2.0) * jax.scipy.special.erfinv(v[:d])  # standard normals, as jax.random.normal
+        r = ((v[d] + 1) / 2) ** (1.0 / d)
+        return (eps * r * z / jnp.sqrt(jnp.sum(z * z))).reshape(shape)
+    e = -jnp.log1p(-(v[: d + 1] + 1) / 2)  # Exp(1) from uniforms on (0, 1)
+    signs = jnp.where(v[d + 1:] >= 0, 1.0, -1.0).astype(dtype)
     return (eps * signs * e[:d] / jnp.sum(e)).reshape(shape)
 
 
@@ -355,7 +359,7 @@ def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_re
 
     if n_restarts == 1:
         return x + one_start(key)[0]
-    deltas, values = jax.vmap(one_start)(jax.random.split(key, n_restarts))
+    deltas, values = jax.vmap(one_start)(threefry.split(key, n_restarts))  # = jax.random.split, bit for bit
     return x + deltas[jnp.argmax(values)]
 
 

@@ -59,6 +59,13 @@ def _floats(text: str, name: str):
     return vals
 
 
+def _attacks(text: str):
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    if not names or any(a not in DEFAULTS["attacks"] for a in names):
+        raise ValueError(f"--attacks={text!r} must be a comma-separated subset of fgm,bim,pgd")
+    return names
+
+
 def _csv(vals):
     return ",".join(f"{v:g}" for v in vals)
 
@@ -76,6 +83,7 @@ def add_parser(subparsers):
     p.add_argument("--eps-linf", default=_csv(d["eps_linf"]), help="L-infinity radii (pixels in [0, 1])")
     p.add_argument("--eps-l2", default=_csv(d["eps_l2"]), help="L2 radii")
     p.add_argument("--eps-l1", default=_csv(d["eps_l1"]), help="L1 radii")
+    p.add_argument("--attacks", default=",".join(d["attacks"]), help="attacks measured: fgm, bim, pgd (comma-separated)")
     p.add_argument("--pgd-steps", type=int, default=d["pgd_steps"], help="BIM/PGD steps (step 2.5 eps / steps)")
     p.add_argument("--restarts", type=int, default=d["restarts"], help="PGD random restarts")
     p.add_argument("--eps-train", default=_csv(d["eps_train"]), help="radii of adversarial training (L-infinity)")
@@ -94,7 +102,7 @@ def run(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 1")
     opts = dict(seed=args.seed, test_fraction=args.test_fraction, steps=args.steps, learning_rate=args.learning_rate,
                 eps_linf=_floats(args.eps_linf, "--eps-linf"), eps_l2=_floats(args.eps_l2, "--eps-l2"),
-                eps_l1=_floats(args.eps_l1, "--eps-l1"), pgd_steps=args.pgd_steps, restarts=args.restarts,
+                eps_l1=_floats(args.eps_l1, "--eps-l1"), attacks=_attacks(args.attacks), pgd_steps=args.pgd_steps, restarts=args.restarts,
                 eps_train=_floats(args.eps_train, "--eps-train"), epochs=args.epochs, n_train=args.n_train,
                 n_test=args.n_test)
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
