@@ -212,7 +212,7 @@ def _attack_errors(keys, student, x, y, eps_grid, attack, norm, n_steps, n_resta
     def at(eps):
         adv = jax.vmap(lambda k, xi, tau: _attack_one(student, k, xi, tau, eps, attack, norm, n_steps,
                                                       n_restarts))(keys, x, y)
-        return jnp.mean(y * (adv @ student.w - student.b) <= 0)
+        return jnp.mean((y * (adv @ student.w - student.b) <= 0).astype(x.dtype))
 
     return jax.lax.map(at, eps_grid)
 
