@@ -88,6 +88,23 @@ def test_load_errors(kwargs, match):
         mnist.load_mnist_pair(**kwargs)
 
 
+def test_attack_and_training_errors():
+    x, y = np.zeros((3, 4)), np.array([1.0, -1.0, 1.0])
+    s = Student(np.ones(4) / 2, 0.0)
+    with pytest.raises(ValueError, match=r"attack='fgsm' must be 'fgm', 'bim' or 'pgd'"):
+        mnist.attack_errors(jax.random.key(0), s, x, y, [0.1], attack="fgsm")
+    with pytest.raises(ValueError, match=r"eps=-0\.1 must be >= 0"):
+        mnist.attack_errors(jax.random.key(0), s, x, y, [0.0, -0.1])
+    with pytest.raises(ValueError, match=r"n_steps=0 must be an integer >= 1"):
+        mnist.attack_errors(jax.random.key(0), s, x, y, [0.1], attack="pgd", n_steps=0)
+    with pytest.raises(ValueError, match=r"epochs=0 must be an integer >= 1"):
+        mnist.adversarial_sgd(jax.random.key(0), x, y, 0.1, epochs=0)
+    with pytest.raises(ValueError, match=r"steps=0 must be an integer >= 1"):
+        mnist.train_logistic(x, y, steps=0)
+    with pytest.raises(ValueError, match=r"need >= 2 of each"):
+        mnist.estimate_model(x, y)
+
+
 def test_cli_small(tmp_path, pair, capsys, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     out = tmp_path / "mnist"
