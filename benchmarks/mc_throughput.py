@@ -104,7 +104,6 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax.numpy as jnp
     from jaxadv import ModelParams
     from jaxadv.model.data import unit_direction
-    from jaxadv.model.losses import get_loss
     from jaxadv import SamplerParams, full_sampler
     from jaxadv.mc.driver import advance_states, init_batch
     from jaxadv.sharding import shard_batch
@@ -114,7 +113,6 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     params = ModelParams()
     p = as_array_params(params, jnp.float32)
-    loss = get_loss("quadratic")
     floor = _floor_fn()
     floor_jax_random = _floor_fn(fused=False)
 
@@ -123,7 +121,6 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         keys = jax.random.split(key, 2 * replicas)
         init_keys, run_keys = keys[:replicas], keys[replicas:]
         B = unit_direction(N, jnp.float32)
-        zero = jnp.asarray(0.0, jnp.float32)
         box = {"np": None}
 
         def kernel_and_floor(place):

@@ -81,7 +81,6 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax.numpy as jnp
     from jaxadv import ModelParams
     from jaxadv.model.data import unit_direction
-    from jaxadv.model.losses import get_loss
     from jaxadv import SamplerParams, full_sampler
     from jaxadv.mc.driver import advance_states, init_batch
     from jaxadv.ode.solve import solve_ode
@@ -91,7 +90,6 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     p = as_array_params(ModelParams(), jnp.float32)
-    loss = get_loss("quadratic")
     floor = _floor_fn()
     steps = size["steps"]
 

@@ -12,6 +12,10 @@ The package is layered (``docs/architecture.md``):
 * :mod:`jaxadv.analysis` -- measures under every threat model, MC-vs-ODE comparisons, defences.
 * :mod:`jaxadv.app` -- configurations, checkpoints, files, figures, sweeps, verify, the CLI.
 
+:mod:`jaxadv.attacks` attacks any JAX model (FGM, PGD/BIM under L1, L2, L-infinity, targeted);
+:mod:`jaxadv.analysis.mnist` and :mod:`jaxadv.app.mnist` (``jaxadv mnist``) run the talk's MNIST
+experiment with them.
+
 Utilities: :mod:`jaxadv.threefry` (random bits identical to ``jax.random``),
 :mod:`jaxadv.sharding` (batches over devices).
 """
@@ -50,6 +54,10 @@ from .app.plots import plot_defences
 from .app.sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
 from .app.sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 from .sharding import batch_mesh, shard_batch
+# attacks on any JAX model, and the MNIST experiment (library and command)
+from . import attacks
+from .analysis import mnist
+from .app import mnist as mnist_app
 
 __all__ = [
     "__version__",
@@ -70,5 +78,5 @@ __all__ = [
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
-    "batch_mesh", "shard_batch",
+    "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app",
 ]

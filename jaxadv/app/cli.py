@@ -1,6 +1,6 @@
 """Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
 ``jaxadv compare-defences [PRESET_OR_TOML] [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
-``jaxadv verify PRESET_OR_TOML [--N-list ...]`` (see :mod:`jaxadv.verify`)."""
+``jaxadv verify PRESET_OR_TOML [--N-list ...]`` (see :mod:`jaxadv.app.verify`)."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,9 @@ def _parser():
     add_sweep_parser(sub)
     from .verify import add_verify_parser
     add_verify_parser(sub)
+    from .mnist import add_parser as add_mnist_parser
+
+    add_mnist_parser(sub)
     return p
 
 

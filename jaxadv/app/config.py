@@ -44,7 +44,7 @@ class RunConfig:
         replicas: number of Monte Carlo replicas.
         seed: seed of ``jax.random.key``.
         x64: run the Monte Carlo in float64 (the ODE always uses float64 in the CLI).
-        loss: loss name (see :data:`jaxadv.losses.LOSSES`).
+        loss: loss name (see :data:`jaxadv.model.losses.LOSSES`).
         dt: largest RK4 step of the ODE.
         R0: initial overlap (``None``: random w for the MC, 0 for the ODE).
         b0: initial bias.
@@ -63,7 +63,7 @@ class RunConfig:
             per-component std ``noise_norm / sqrt(N)``.
         B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
         sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
-            description of :mod:`jaxadv.reduced`).
+            description of :mod:`jaxadv.mc.reduced`).
     """
 
     name: str = "custom"

@@ -1,6 +1,6 @@
 """Figures of a sweep: heat maps over two swept axes and the clean-vs-robust trade-off.
 
-Both take a :class:`jaxadv.SweepResult` (from :func:`jaxadv.sweep` or :func:`jaxadv.load_sweep`)
+Both take a :class:`jaxadv.SweepResult` (from :func:`jaxadv.app.sweep` or :func:`jaxadv.load_sweep`)
 and write one file per requested format (``.png`` and ``.pdf`` by default).
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@ r"""``jaxadv verify``: finite-N checks of the ODE and of the fluctuation theory 
 
 For each N of the ladder the Monte Carlo (exact reduced sampler; a shorter ladder with the full
 N-dimensional sampler as a cross-check) is compared with the ODE and with
-:func:`jaxadv.fluctuations.solve_fluctuations`:
+:func:`jaxadv.ode.fluctuations.solve_fluctuations`:
 
 * **mean**: :math:`\max_\alpha|\bar y - y_\mathrm{ODE}|` (absolute and in standard errors
   :math:`s/\sqrt n`), and the residual after the predicted O(1/N) shift,
@@ -139,7 +139,7 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
     """Run the ladder and write ``verify.csv``, ``config.json`` and ``verify.png``; returns the summary.
 
     Args:
-        cfg: :class:`jaxadv.config.RunConfig` (model keys, seed, dtype, loss, R0, b0, dt are used).
+        cfg: :class:`jaxadv.app.config.RunConfig` (model keys, seed, dtype, loss, R0, b0, dt are used).
         out_dir: output directory.
         N_list: N of the reduced-sampler ladder.
         full_N_list: N of the full-sampler cross-check.

@@ -27,7 +27,7 @@ from .. import threefry
 from ..model.data import cluster_axis, unit_direction
 from ..model.losses import get_loss
 from ..model.params import ModelParams, as_array_params, validate_params
-from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params, validate_rule
+from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params
 from ..sharding import shard_batch, to_host
 from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler

@@ -17,13 +17,11 @@ The default is the talk's quadratic loss of the erf student,
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import erf
 
 from ..ode.quadrature import gauss_legendre_mean, lift, nodes
@@ -64,7 +62,7 @@ def force_moments(loss: Loss, m, v, tau, method: str = "auto"):
         loss: the loss.
         m, v, tau: mean, variance of the attacked pre-activation and the label (equal shapes).
         method: ``"auto"`` (closed form when the loss has one, else ``"quadrature"``),
-            ``"closed"`` or ``"quadrature"`` (composite Gauss--Legendre, see :mod:`jaxadv.gaussian`).
+            ``"closed"`` or ``"quadrature"`` (composite Gauss--Legendre, see :mod:`jaxadv.ode.quadrature`).
     """
     if method == "auto":
         method = "closed" if loss.moments is not None else "quadrature"

@@ -30,6 +30,7 @@ each ``threat`` (the dual norm of :math:`w` that the attack's field shift is pro
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -39,7 +40,7 @@ from .. import threefry
 from .params import Param
 
 __all__ = ["Attack", "L2", "NOISE", "LINF", "L1", "ATTACKS", "get_attack", "l2_attack", "l2_attack_field",
-           "linf_attack", "l1_attack", "noise_std_for_norm"]
+           "linf_attack", "l1_attack", "noise_std_for_norm", "gradient_attack"]
 
 
 class Attack(NamedTuple):
@@ -130,6 +131,28 @@ L1 = Attack(name="l1", perturb=lambda key, xi, tau, w, eps, rp: l1_attack(xi, ta
             threat="norm_inf", no_ode="the field moves by eps*||w||_inf, which depends on the full weight vector")
 
 ATTACKS = {a.name: a for a in (L2, NOISE, LINF, L1)}
+
+
+@functools.lru_cache(maxsize=None)
+def gradient_attack(norm=2, box=None) -> Attack:
+    r"""A Monte-Carlo-only attack record that runs :func:`jaxadv.attacks.fgm` on the margin
+    :math:`-\tau\,w\cdot\xi` in the ``norm`` ball, clipped into ``box`` (e.g. ``(0, 1)`` for pixels).
+
+    Without a box it equals the closed-form worst case (``l2``, ``linf``, ``l1``); with a box the
+    step leaves out the components that would push a coordinate out of it. It lets a training rule
+    attack inputs with a valid range, such as images (:func:`jaxadv.analysis.mnist.adversarial_sgd`).
+    Equal arguments give the same record (cached), so ``jit`` compiles a rule once.
+    """
+    from .. import attacks
+
+    norm = attacks.canonical_norm(norm)
+    box = None if box is None else (float(box[0]), float(box[1]))
+
+    def perturb(key, xi, tau, w, eps, rp):
+        return attacks.fgm(lambda x, t: -t * jnp.dot(w, x), xi, tau, eps=eps, norm=norm, box=box)
+
+    return Attack(name=f"fgm_{norm}" + ("" if box is None else f"_box{box[0]:g}_{box[1]:g}"), perturb=perturb,
+                  no_ode="the box makes the field shift depend on the whole input")
 
 
 def get_attack(name_or_attack) -> Attack:

@@ -2,7 +2,7 @@ r"""Finite-N fluctuations of :math:`y=(R, b)` around the large-N ODE (linear-noi
 
 One on-line step changes :math:`y` by :math:`\Delta y = X/N`, where the per-step drift
 :math:`X` has, given :math:`y`, mean :math:`F(y) + G(y)/N + O(N^{-2})` (:math:`F` the ODE drift
-of :func:`jaxadv.ode.drift`) and covariance :math:`\Sigma(y) + O(1/N)`. Over :math:`d\alpha`
+of :func:`jaxadv.ode.vector_field.drift`) and covariance :math:`\Sigma(y) + O(1/N)`. Over :math:`d\alpha`
 there are :math:`N d\alpha` independent steps, hence (van Kampen / linear noise):
 
 .. math::
@@ -25,7 +25,7 @@ order of the normalisation of :math:`w` (formula in :func:`step_moments`). Initi
 conditions: a uniform :math:`w` has :math:`\langle R_0\rangle = 0`, :math:`\mathrm{Var}\,R_0 = 1/N`
 exactly; :math:`b_0` is deterministic.
 
-The mean, covariance and shift are integrated together with :func:`jaxadv.rk4.integrate`.
+The mean, covariance and shift are integrated together with :func:`jaxadv.ode.rk4.integrate`.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def step_moments(y, params: ModelParams, loss="quadratic"):
             + \tfrac{3R}{8}U^2 - \tfrac{\eta_w}{2}\delta(a_\tau + RQ)U\Big\rangle_\tau ,\qquad G_b = 0 .
 
     All averages over :math:`\tilde x\sim\mathcal N(m_\tau, v_\tau)` are composite Gauss--Legendre
-    (:func:`jaxadv.gaussian.gauss_legendre_mean`) of the force :func:`jaxadv.losses.force`.
+    (:func:`jaxadv.ode.quadrature.gauss_legendre_mean`) of the force :func:`jaxadv.model.losses.force`.
     """
     loss = get_loss(loss)
     R, b = y[0], y[1]
@@ -165,11 +165,11 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
     Args:
         params: scalar model parameters.
         N: input dimension (traced: another N does not recompile).
-        alpha_max, n_save, dt: as in :func:`jaxadv.ode.solve_ode` (same save points).
+        alpha_max, n_save, dt: as in :func:`jaxadv.solve_ode` (same save points).
         R0: initial overlap; ``None`` (uniform :math:`w`) starts from :math:`R=0` with
             :math:`\mathrm{Var}\,R_0 = 1/N`, a given value with zero variance.
         b0: initial bias (deterministic).
-        loss: loss name or :class:`jaxadv.losses.Loss`.
+        loss: loss name or :class:`jaxadv.model.losses.Loss`.
 
     Returns:
         :class:`FluctuationResult`; ``std[:, 0]`` is the predicted std of R across replicas.

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from ..defaults import DT, N_SAVE
 from ..model.losses import get_loss
 from ..model.params import ModelParams, validate_params
-from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs, validate_rule
+from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
 from .rk4 import RK4, integrate, integrate_adaptive
-from .vector_field import drift, vector_field
+from .vector_field import vector_field
 
 __all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector"]
 

