@@ -67,3 +67,32 @@ def test_every_entry_point_knows_it(tmp_path):
     one = solve_ode(PARAMS._replace(prior=0.5, eta_w=0.04, eta_b=0.2), 4.0, 2, dt=0.5, rule=RULE,
                     rule_params={"eps_min": 0.1, "eps_max": 2.0})
     np.testing.assert_allclose(res.R[1], np.asarray(one.R), rtol=0, atol=1e-13)
+
+
+def test_a_record_with_new_parameters_needs_no_other_edit(monkeypatch, tmp_path):
+    """A law registered with a parameter no configuration field knows (here a half-normal radius,
+    |N(0, eps_scale^2)|) is a key of --set, TOML and sweeps, and runs in the MC and the ODE."""
+    from jaxadv.model import eps_laws
+    from jaxadv.model.eps_laws import EpsLaw, gauss_legendre_on
+    from jaxadv.model.params import Param
+
+    def nodes(eps, rp, n):                     # E f(|Z| s) by Gauss-Legendre on [0, 9 s] of the half-normal density
+        t, w = gauss_legendre_on(0.0 * rp["eps_scale"], 9.0 * rp["eps_scale"], 64)
+        dens = jnp.sqrt(2 / jnp.pi) / rp["eps_scale"] * jnp.exp(-t * t / (2 * rp["eps_scale"] ** 2))
+        return t, w * 9.0 * rp["eps_scale"] * dens
+
+    law = EpsLaw("halfnormal", draw=lambda key, eps, rp, dtype: jnp.abs(rp["eps_scale"] * jax.random.normal(key, (), dtype)),
+                 nodes=nodes, random=True, params=(Param("eps_scale", 1.0, lambda x: x > 0, "must be > 0"),))
+    monkeypatch.setitem(eps_laws.EPS_LAWS, "halfnormal", law)
+    cfg = load_config("scenario1", ["eps_dist=halfnormal", "eps_scale=0.5"])
+    assert cfg.rule.eps_law is law and cfg.rule_params == {"eps_scale": 0.5}
+    (tmp_path / "h.toml").write_text('eps_dist = "halfnormal"\neps_scale = 0.25\n')
+    assert load_config(str(tmp_path / "h.toml")).rule_params == {"eps_scale": 0.25}
+    with pytest.raises(ValueError, match="eps_scale=-1.0 must be > 0"):
+        load_config("scenario1", ["eps_dist=halfnormal", "eps_scale=-1"])
+    res = sweep(make_sweep_config({"eps_scale": [0.5, 1.0]}, {"eps_dist": "halfnormal"}, alpha_max=2.0, n_save=2,
+                                  dt=0.5))
+    assert res.R.shape == (2, 3) and np.all(np.isfinite(res.R))
+    mc = simulate(jax.random.key(0), PARAMS, N=50, alpha_max=1.0, n_save=1, replicas=4, rule=cfg.rule,
+                  rule_params=cfg.rule_params)
+    assert mc.finite.all()

@@ -64,6 +64,8 @@ class RunConfig:
         B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
         sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
             description of :mod:`jaxadv.mc.reduced`).
+        rule_extra: ``((name, value), ...)``: parameters declared by a rule part that have no
+            field above (a new record's ``Param``); given as ordinary keys, e.g. ``--set eps_sd=0.3``.
     """
 
     name: str = "custom"
@@ -99,6 +101,7 @@ class RunConfig:
     noise_norm: Optional[float] = None
     B: str = "first"
     sampler: str = "full"
+    rule_extra: tuple = ()
 
     @property
     def params(self) -> ModelParams:
@@ -124,6 +127,7 @@ class RunConfig:
                  "eps_values": _floats("eps_values", self.eps_values),
                  "eps_weights": _floats("eps_weights", self.eps_weights),
                  "noise_std": noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N)}
+        given.update(dict(self.rule_extra))
         return {k: given[k] for k in rule_param_specs(self.rule) if k in given}
 
     @property
@@ -157,10 +161,58 @@ _FIELDS = {f.name: f for f in fields(RunConfig)}
 _HINTS = typing.get_type_hints(RunConfig)
 
 
+def _declared_params() -> dict:
+    """``{name: Param}`` of every registered rule part's parameters that are not fields of
+    :class:`RunConfig` (a new record's parameters become configuration keys this way)."""
+    from ..model.eps_laws import EPS_LAWS
+    from ..model.gates import GATES
+    from ..model.perturbations import ATTACKS
+
+    out = {}
+    for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values()):
+        for p in part.params:
+            if p.name not in _FIELDS and p.name != "noise_std":
+                out[p.name] = p
+    return out
+
+
+def _coerce_param(key: str, value, vector: bool):
+    """A declared rule parameter from TOML or ``--set``: a float, or a tuple for a vector one."""
+    if isinstance(value, str):
+        return _floats(key, value) if vector else _coerce_float(key, value)
+    if vector:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}={value!r} is not a list of numbers")
+        return tuple(_coerce_float(key, v) for v in value)
+    return _coerce_float(key, value)
+
+
+def _coerce_float(key: str, value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{key}={value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a number") from None
+
+
+def _split_keys(items: dict):
+    """``(fields, rule_extra)``: configuration keys, and declared rule parameters without a field."""
+    declared = _declared_params()
+    fields_, extra = {}, {}
+    for k, v in items.items():
+        if k not in _FIELDS and k in declared:
+            extra[k] = _coerce_param(k, v, declared[k].vector)
+        else:
+            fields_[k] = v
+    return fields_, extra
+
+
 def _coerce(key: str, value):
     """Convert ``value`` (from TOML or a ``--set`` string) to the type of field ``key``."""
-    if key not in _FIELDS:
-        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_FIELDS))}")
+    if key not in _FIELDS or key == "rule_extra":
+        known = (set(_FIELDS) - {"rule_extra"}) | set(_declared_params())
+        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     hint = _HINTS[key]
     optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
     base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
@@ -278,10 +330,16 @@ def load_config(spec: str, overrides=()) -> RunConfig:
         for k, v in data.items():
             if isinstance(v, dict):
                 raise ValueError(f"{k}: tables are not supported; write keys at the top level")
-        cfg = replace(cfg, name=str(name), **{k: _coerce(k, v) for k, v in data.items()})
+        data, extra = _split_keys(data)
+        cfg = replace(cfg, name=str(name), rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())),
+                      **{k: _coerce(k, v) for k, v in data.items()})
     else:
         raise ValueError(f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
-    changes = dict(parse_override(o) for o in overrides)
+    pairs = [o.split("=", 1) for o in overrides if "=" in o]
+    _, extra = _split_keys({k.strip(): v for k, v in pairs})
+    if extra:
+        cfg = replace(cfg, rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())))
+    changes = dict(parse_override(o) for o in overrides if o.split("=", 1)[0].strip() not in extra)
     if "name" in changes:
         changes["name"] = str(changes["name"])
     cfg = replace(cfg, **changes)

@@ -87,11 +87,21 @@ def _rule_axes():
 
 def _rule_vectors():
     from ..model.eps_laws import EPS_LAWS
+    from ..model.gates import GATES
+    from ..model.perturbations import ATTACKS
 
-    return tuple(p.name for law in EPS_LAWS.values() for p in law.params if p.vector)
+    return tuple(p.name for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
+                 for p in part.params if p.vector)
 
 
-SWEEP_AXES = ModelParams._fields + ("eps_test",) + _rule_axes()
+def sweep_axes() -> tuple:
+    """The sweepable axes: every model parameter, ``eps_test`` and every scalar parameter of a
+    registered rule part (read from the registries when called, so a new record's parameters
+    are axes at once)."""
+    return ModelParams._fields + ("eps_test",) + _rule_axes()
+
+
+SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
 _TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
              "loss", "R0", "b0", "name", "base", "grid", "x64"}
@@ -199,8 +209,9 @@ def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> Swe
     """
     base = dict(base or {})
     for k in base:
-        if k not in SWEEP_AXES + RULE_NAME_KEYS + _rule_vectors():
-            raise ValueError(f"base.{k}: unknown parameter; known: {', '.join(SWEEP_AXES + RULE_NAME_KEYS + _rule_vectors())}")
+        known = sweep_axes() + RULE_NAME_KEYS + _rule_vectors()
+        if k not in known:
+            raise ValueError(f"base.{k}: unknown parameter; known: {', '.join(known)}")
     for k, v in base.items():
         if k in RULE_NAME_KEYS:
             kind = bool if k == "nonrobust_only" else str
@@ -220,8 +231,8 @@ def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> Swe
     for k, v in grid.items():
         if k in base:
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
-        if k not in SWEEP_AXES:
-            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(SWEEP_AXES)}")
+        if k not in sweep_axes():
+            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(sweep_axes())}")
         axes[k] = _axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
