@@ -53,19 +53,20 @@ def field_moments(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, 
     shift, extra = rule.attack.field(t2, eps2, rp)
     m = mean[..., None] + shift
     v_eff = var + rule.attack.field(tau, lift(params.eps)[..., 0], rp)[1]
-    v2 = jnp.broadcast_to(var[..., None] + extra, m.shape)
-    t2 = jnp.broadcast_to(t2, m.shape)
+    v2 = var[..., None] + extra
+    # the averages run on flat arrays: XLA's CPU loops over a trailing unit axis (one eps node) are
+    # more than twice slower than over the same elements flattened
+    shape, flat = m.shape, lambda x: jnp.broadcast_to(x, m.shape).reshape(-1)
     if rule.gate.open is None:
-        d1, d2 = force_moments(loss, m, v2, t2, method)
+        d1, d2 = force_moments(loss, flat(m), flat(v2), flat(t2), method)
     else:
         # open where tau x < c on the clean field: integrate y = tau x ~ N(tau mean, v) below c, at x~ = tau y + shift
-        cut = jnp.broadcast_to(rule.gate.margin_cut(eps2), m.shape)
-        ym = jnp.broadcast_to(t2 * mean[..., None], m.shape)
-        shift_b = jnp.broadcast_to(shift, m.shape)
-        f1 = lambda y: force(loss, t2[..., None] * y + shift_b[..., None], jnp.broadcast_to(t2[..., None], y.shape))
-        d1 = truncated_gauss_mean(f1, ym, v2, cut, "below")
-        d2 = truncated_gauss_mean(lambda y: f1(y) ** 2, ym, v2, cut, "below")
-    return jnp.sum(pi2 * d1, axis=-1), jnp.sum(pi2 * d2, axis=-1), v_eff
+        t1, s1 = flat(t2), flat(shift)
+        f1 = lambda y: force(loss, t1[..., None] * y + s1[..., None], jnp.broadcast_to(t1[..., None], y.shape))
+        ym, cut = flat(t2 * mean[..., None]), flat(rule.gate.margin_cut(eps2))
+        d1 = truncated_gauss_mean(f1, ym, flat(v2), cut, "below")
+        d2 = truncated_gauss_mean(lambda y: f1(y) ** 2, ym, flat(v2), cut, "below")
+    return jnp.sum(pi2 * d1.reshape(shape), axis=-1), jnp.sum(pi2 * d2.reshape(shape), axis=-1), v_eff
 
 
 def drift(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
