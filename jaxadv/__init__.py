@@ -54,7 +54,7 @@ _NAMES = {  # module -> the public names it defines
     ".analysis.defences": ("DEFENCES", "compare_defences"),
     ".app.config": ("PRESETS", "RunConfig", "load_config"),
     ".app.checkpoint": ("simulate_resumable",),
-    ".app.plots": ("plot_defences",),
+    ".app.plots": ("plot_defences", "plot_order_parameters", "plot_errors", "plot_robustness"),
     ".app.sweep": ("SweepConfig", "SweepResult", "load_sweep", "load_sweep_config", "make_sweep_config", "sweep"),
     ".app.sweep_plots": ("plot_sweep_heatmaps", "plot_tradeoff"),
     ".sharding": ("batch_mesh", "shard_batch"),
@@ -104,5 +104,5 @@ __all__ = [
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
     "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app",
-    "load", "use_all_cores",
+    "load", "use_all_cores", "plot_order_parameters", "plot_errors", "plot_robustness",
 ]

@@ -73,7 +73,7 @@ def _use_all_cores() -> None:
     """One XLA CPU device per core (:func:`jaxadv.app.cores.use_all_cores`), before JAX starts."""
     from .cores import use_all_cores
 
-    use_all_cores(x64=False)
+    use_all_cores(x64=False, strict=False)
 
 
 def main(argv=None) -> int:

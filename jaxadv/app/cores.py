@@ -29,13 +29,13 @@ def host_device_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def use_all_cores(x64: bool = True) -> int:
+def use_all_cores(x64: bool = True, strict: bool = True) -> int:
     """One XLA CPU device per core (and, with ``x64``, float64 enabled as in the CLI).
 
     Results are bit-identical to one device. An existing
     ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` is left alone. Returns the
-    device count requested. Raises ``RuntimeError`` when JAX's backend has already started with
-    fewer devices (call it first).
+    device count requested. With ``strict``, raises ``RuntimeError`` when JAX's CPU backend has
+    already started with fewer devices (call it first); otherwise that case is a no-op.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     n = host_device_count()
@@ -48,7 +48,7 @@ def use_all_cores(x64: bool = True) -> int:
             jax.config.update("jax_enable_x64", True)
         from jax._src import xla_bridge
 
-        if xla_bridge.backends_are_initialized() and jax.default_backend() == "cpu" and jax.device_count() < n \
+        if strict and xla_bridge.backends_are_initialized() and jax.default_backend() == "cpu" and jax.device_count() < n \
                 and "xla_force_host_platform_device_count" not in flags:
             raise RuntimeError(f"use_all_cores: JAX already started with {jax.device_count()} device(s); "
                                "call jaxadv.use_all_cores() before the first JAX computation")
