@@ -139,9 +139,10 @@ def plot_robustness(table: dict, path: str, alpha_max: float, title: str = "") -
     return _save(fig, path)
 
 
-def place_labels(ax, points, texts, fontsize=9, avoid=()):
+def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
     """Annotate ``points`` (data coordinates) with ``texts``, each at the first of eight offsets
-    whose box overlaps no label placed before and no marker (``points`` and ``avoid``).
+    whose box overlaps no label placed before, no marker (``points`` and ``avoid``) and no error
+    bar (``bars``: ``(x, y, xerr, yerr)`` in data coordinates).
 
     Returns the offsets chosen, in points. Boxes are estimated from the text length, so the result
     does not depend on the backend.
@@ -154,7 +155,15 @@ def place_labels(ax, points, texts, fontsize=9, avoid=()):
     r = 7 * pt  # marker radius in pixels
     w_char, h = 0.6 * fontsize * pt, 1.2 * fontsize * pt
     placed, chosen = [], []
-    candidates = [(8, 4), (8, -14), (-8, 4), (-8, -14), (0, 12), (0, -20), (14, -5), (-14, -5)]
+    for x, y, xe, ye in bars:  # error bars as thin boxes, treated like labels already placed
+        if np.all(np.isfinite([x, y, xe, ye])):
+            (x0, y0), (x1, y1) = to_px((x - xe, y)), to_px((x + xe, y))
+            placed.append((x0, y0 - 2, x1, y1 + 2))
+            (x0, y0), (x1, y1) = to_px((x, y - ye)), to_px((x, y + ye))
+            placed.append((x0 - 2, y0, x1 + 2, y1))
+    n_bars = len(placed)
+    candidates = [(8, 4), (8, -14), (-8, 4), (-8, -14), (0, 12), (0, -20), (14, -5), (-14, -5), (8, 16),
+                  (-8, 16), (8, -26), (-8, -26)]
     for p, text in zip(points, texts):
         if not np.all(np.isfinite(p)):
             chosen.append(None)
@@ -177,6 +186,7 @@ def place_labels(ax, points, texts, fontsize=9, avoid=()):
             best = (dx, dy, (left, y0 + dy * pt, left + w, y0 + dy * pt + h))
         placed.append(best[2])
         chosen.append(best[:2])
+    del placed[:n_bars]
     return chosen
 
 
@@ -189,7 +199,7 @@ def plot_defences(results, path: Optional[str] = None, title: str = "", eps_test
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.subplots()
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    pts, mc_pts = [], []
+    pts, mc_pts, bars = [], [], []
     for i, r in enumerate(results):
         c = colors[i % len(colors)]
         ax.plot(r.ode_clean, r.ode_robust, "o", mfc="none", mec=c, ms=11, mew=1.5)
@@ -197,10 +207,11 @@ def plot_defences(results, path: Optional[str] = None, title: str = "", eps_test
             ax.errorbar(r.mc_clean, r.mc_robust, xerr=r.mc_clean_sem, yerr=r.mc_robust_sem, fmt="o", color=c,
                         ms=5, capsize=2)
             mc_pts.append((r.mc_clean, r.mc_robust))
+            bars.append((r.mc_clean, r.mc_robust, r.mc_clean_sem, r.mc_robust_sem))
         ode_ok = np.isfinite(r.ode_clean) and np.isfinite(r.ode_robust)
         pts.append((r.ode_clean, r.ode_robust) if ode_ok else (r.mc_clean, r.mc_robust))
     ax.margins(0.12)
-    offsets = place_labels(ax, pts, [r.name for r in results], fontsize=9, avoid=mc_pts)
+    offsets = place_labels(ax, pts, [r.name for r in results], fontsize=9, avoid=mc_pts, bars=bars)
     for i, (r, p, off) in enumerate(zip(results, pts, offsets)):
         if off is not None:
             ax.annotate(r.name, p, textcoords="offset points", xytext=off, color=colors[i % len(colors)],
