@@ -35,7 +35,8 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     eps_max = {linspace = [0.0, 1.5, 7]}   # any scalar model or rule parameter is an axis
     prior = [0.5, 0.7, 0.9]
 
-Outputs: ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
+Outputs (``jaxadv sweep`` also writes ``heatmaps.png`` and ``tradeoff.png``, see
+:func:`write_sweep_figures`): ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
 coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo,
 ``R_mean, R_sem, b_mean, b_sem, test_error_mean, test_error_sem, robust_error_mean,
 robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
