@@ -21,43 +21,68 @@ Utilities: :mod:`jaxadv.threefry` (random bits identical to ``jax.random``),
 """
 __version__ = "0.1.0"
 
-# model: what is simulated
-from .model.params import ModelParams, Param, validate_params
-from .model.data import sample_example, unit_direction
-from .model.losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
-from .model.perturbations import ATTACKS, Attack, l2_attack, l2_attack_field, noise_std_for_norm
-from .model.eps_laws import EPS_LAWS, EpsLaw
-from .model.gates import GATES, Gate
-from .model.rule import (DEFAULT_RULE, TrainingRule, check_ode_supported, check_reduced_supported, rule_params,
-                         training_rule)
-from .model.student import Student, sgd_step, train_step
-# Monte Carlo
-from .mc.full import Observables, Sampler, SamplerParams, full_sampler
-from .mc.reduced import reduced_sampler
-from .mc.driver import MCResult, simulate
-# ODE
-from .ode.rk4 import RK4, ButcherTableau, integrate, rk_step
-from .ode.vector_field import drift, vector_field
-from .ode.solve import ODEResult, solve_ode
-from .ode.fluctuations import FluctuationResult, solve_fluctuations
-from .ode.fixed_points import (BestError, FixedPoint, best_robust_error, best_robust_error_closed, best_test_error,
-                               fixed_point, newton_fixed_point)
-# analysis
-from .analysis.measures import robust_error, test_error
-from .analysis.threat import THREATS, robust_error_threat
-from .analysis.compare import compare, mc_summary, mean_sem, ode_table
-from .analysis.defences import DEFENCES, compare_defences
-# application
-from .app.config import PRESETS, RunConfig, load_config
-from .app.checkpoint import simulate_resumable
-from .app.plots import plot_defences
-from .app.sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
-from .app.sweep_plots import plot_sweep_heatmaps, plot_tradeoff
-from .sharding import batch_mesh, shard_batch
-# attacks on any JAX model, and the MNIST experiment (library and command)
-from . import attacks
-from .analysis import mnist
-from .app import mnist as mnist_app
+# Nothing heavy is imported here: each public name is loaded from its module on first use
+# (PEP 562), so ``import jaxadv`` and ``jaxadv --help`` start without JAX or matplotlib.
+import importlib as _importlib
+
+_NAMES = {  # module -> the public names it defines
+    ".model.params": ("ModelParams", "Param", "validate_params"),
+    ".model.data": ("sample_example", "unit_direction"),
+    ".model.losses": ("LOSSES", "QUADRATIC", "Loss", "force", "force_moments", "get_loss"),
+    ".model.perturbations": ("ATTACKS", "Attack", "l2_attack", "l2_attack_field", "noise_std_for_norm"),
+    ".model.eps_laws": ("EPS_LAWS", "EpsLaw"),
+    ".model.gates": ("GATES", "Gate"),
+    ".model.rule": (
+        "DEFAULT_RULE", "TrainingRule", "check_ode_supported", "check_reduced_supported", "rule_params",
+        "training_rule",
+    ),
+    ".model.student": ("Student", "sgd_step", "train_step"),
+    ".mc.full": ("Observables", "Sampler", "SamplerParams", "full_sampler"),
+    ".mc.reduced": ("reduced_sampler",),
+    ".mc.driver": ("MCResult", "simulate"),
+    ".ode.rk4": ("RK4", "ButcherTableau", "integrate", "rk_step"),
+    ".ode.vector_field": ("drift", "vector_field"),
+    ".ode.solve": ("ODEResult", "solve_ode"),
+    ".ode.fluctuations": ("FluctuationResult", "solve_fluctuations"),
+    ".ode.fixed_points": (
+        "BestError", "FixedPoint", "best_robust_error", "best_robust_error_closed", "best_test_error", "fixed_point",
+        "newton_fixed_point",
+    ),
+    ".analysis.measures": ("robust_error", "test_error"),
+    ".analysis.threat": ("THREATS", "robust_error_threat"),
+    ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
+    ".analysis.defences": ("DEFENCES", "compare_defences"),
+    ".app.config": ("PRESETS", "RunConfig", "load_config"),
+    ".app.checkpoint": ("simulate_resumable",),
+    ".app.plots": ("plot_defences", "plot_order_parameters", "plot_errors", "plot_robustness"),
+    ".app.sweep": ("SweepConfig", "SweepResult", "load_sweep", "load_sweep_config", "make_sweep_config", "sweep"),
+    ".app.sweep_plots": ("plot_sweep_heatmaps", "plot_tradeoff"),
+    ".sharding": ("batch_mesh", "shard_batch"),
+    ".app.load": ("load",),
+    ".app.cores": ("use_all_cores",),
+}
+_MODULES = {  # public name -> submodule
+    "attacks": ".attacks",
+    "mnist": ".analysis.mnist",
+    "mnist_app": ".app.mnist",
+}
+_WHERE = {name: mod for mod, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(_importlib.import_module(_WHERE[name], __name__), name)
+    elif name in _MODULES:
+        value = _importlib.import_module(_MODULES[name], __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "__version__",
@@ -79,4 +104,5 @@ __all__ = [
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
     "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app",
+    "load", "use_all_cores", "plot_order_parameters", "plot_errors", "plot_robustness",
 ]

@@ -30,25 +30,47 @@ def mean_sem(values, finite):
         return mean, sd / np.sqrt(n)
 
 
+def _on_grid(x, extra: int):
+    """A scalar or grid-shaped ``G`` value with ``extra`` trailing axes, to broadcast against
+    ``G + (...)`` arrays."""
+    x = np.asarray(x, np.float64)
+    return x.reshape(x.shape + (1,) * extra) if x.ndim else x
+
+
 def mc_summary(mc: MCResult, params: ModelParams, eps_test: float):
-    """Columns of ``mc.csv``: mean and sem of R, b, test error and robust error at each save point."""
+    """Columns of ``mc.csv``: mean and sem of R, b, test error and robust error at each save point.
+
+    On a grid (``mc.R`` of shape ``G + (replicas, P)``, ``params`` and ``eps_test`` scalars or of
+    shape ``G``) every column but ``alpha`` has shape ``G + (P,)``."""
     import warnings
 
     R = mc.R.astype(np.float64)
     b = mc.b.astype(np.float64)
+    grid = R.ndim > 2
+    if grid:
+        params = ModelParams(*(_on_grid(x, 2) for x in params))
+        eps_test = _on_grid(eps_test, 2)
     te = np.asarray(test_error(R, b, params), dtype=np.float64)
     re = np.asarray(robust_error(R, b, eps_test, params), dtype=np.float64)
+    first = (lambda x: np.moveaxis(x, -2, 0)) if grid else (lambda x: x)  # replicas first for mean_sem
+    fin = first(mc.finite)
     cols = {"alpha": mc.alpha}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for name, x in (("R", R), ("b", b), ("test_error", te), ("robust_error", re)):
-            cols[f"{name}_mean"], cols[f"{name}_sem"] = mean_sem(x, mc.finite)
-    cols["n_finite"] = mc.finite.sum(axis=0)
+            cols[f"{name}_mean"], cols[f"{name}_sem"] = mean_sem(first(x), fin)
+    cols["n_finite"] = fin.sum(axis=0)
     return cols
 
 
 def ode_table(ode: ODEResult, params: ModelParams, eps_test: float):
-    """Columns of ``ode.csv``: alpha, R, b, test error and robust error at ``eps_test``."""
+    """Columns of ``ode.csv``: alpha, R, b, test error and robust error at ``eps_test``.
+
+    On a grid (``ode.R`` of shape ``G + (P,)``, ``params`` and ``eps_test`` scalars or of shape
+    ``G``) the columns but ``alpha`` have shape ``G + (P,)``."""
+    if np.ndim(ode.R) > 1:
+        params = ModelParams(*(_on_grid(x, 1) for x in params))
+        eps_test = _on_grid(eps_test, 1)
     return {
         "alpha": np.asarray(ode.alpha),
         "R": np.asarray(ode.R),

@@ -10,27 +10,51 @@ import sys
 __all__ = ["main"]
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (None and False defaults are not shown)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if "%(default)" in h or "default" in h or action.default in (None, False, [], argparse.SUPPRESS) \
+                or not action.option_strings:
+            return h
+        return h + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="jaxadv", description="Adversarial training in the prototype model: "
-                                "Monte Carlo simulations and large-N ODEs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    """The argument parser; it imports nothing heavy (no JAX), so ``--help`` is instant."""
+    p = _Parser(prog="jaxadv", description="Adversarial training in the prototype model: "
+                "Monte Carlo simulations and large-N ODEs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
-    r.add_argument("config", help="preset (scenario1, scenario2) or path to a .toml file")
+    r.add_argument("config", help="preset (see `jaxadv presets`) or path to a .toml file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key (repeatable), e.g. --set alpha_max=1000")
     r.add_argument("--out", default=None, help="output directory (default: results/<name>)")
     r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub.add_parser("presets", help="list the presets and their keys")
+    sub.add_parser("presets", help="list the presets, one line each, and their keys")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
-    d.add_argument("config", nargs="?", default="scenario2", help="base preset or .toml (default scenario2)")
+    d.add_argument("config", nargs="?", default="scenario2", help="base preset or .toml (default: scenario2)")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the base config (repeatable)")
     d.add_argument("--out", default=None, help="output directory (default: results/defences)")
     d.add_argument("--no-mc", action="store_true", help="ODE only")
-    from .sweep import add_sweep_parser
-
-    add_sweep_parser(sub)
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    s = sub.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
+                       description="Sweep TOML format: see the README (section 'Sweeps') or "
+                       "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.")
+    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
+    s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--no-plots", action="store_true", help="write no figures")
+    s.set_defaults(func=_sweep_command)
     from .verify import add_verify_parser
     add_verify_parser(sub)
     from .mnist import add_parser as add_mnist_parser
@@ -39,21 +63,17 @@ def _parser():
     return p
 
 
-def _use_all_cores() -> None:
-    """One XLA CPU device per core, so the sharded Monte Carlo uses every core.
+def _sweep_command(args) -> int:
+    from .sweep import sweep_command
 
-    XLA reads ``XLA_FLAGS`` when the backend starts (at the first computation, not at
-    ``import jax``), so this works from here. Results are bit-identical to one device.
-    ``JAXADV_HOST_DEVICES=N`` chooses the count (1 turns it off); an existing
-    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` is left alone.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    n = os.environ.get("JAXADV_HOST_DEVICES") or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                     else (os.cpu_count() or 1))
-    if n.isdigit() and int(n) > 1:
-        os.environ["XLA_FLAGS"] = (flags + f" --xla_force_host_platform_device_count={int(n)}").strip()
+    return sweep_command(args)
+
+
+def _use_all_cores() -> None:
+    """One XLA CPU device per core (:func:`jaxadv.app.cores.use_all_cores`), before JAX starts."""
+    from .cores import use_all_cores
+
+    use_all_cores(x64=False, strict=False)
 
 
 def main(argv=None) -> int:
@@ -77,12 +97,11 @@ def _dispatch(args) -> int:
     jax.config.update("jax_enable_x64", True)
     if hasattr(args, "func"):
         return args.func(args)
-    from .config import PRESETS, config_dict, load_config
+    from .config import load_config, presets_table
     from .run import run
 
     if args.command == "presets":
-        for name, cfg in PRESETS.items():
-            print(name, {k: v for k, v in config_dict(cfg).items() if k != "name"})
+        print(presets_table())
         return 0
     if args.command == "compare-defences":
         from .run import run_defences
@@ -90,7 +109,8 @@ def _dispatch(args) -> int:
         cfg = load_config(args.config, args.overrides)
         out = args.out or os.path.join("results", "defences")
         print(f"jaxadv compare-defences {cfg.name} -> {out}")
-        run_defences(cfg, out, mc=cfg.mc and not args.no_mc)
+        run_defences(cfg, out, mc=cfg.mc and not args.no_mc, progress=not args.quiet,
+                     log=lambda m: print(m, flush=True))
         print(f"wrote {out}")
         return 0
     cfg = load_config(args.config, args.overrides)

@@ -22,7 +22,8 @@ from ..model.losses import LOSSES
 from ..mc.driver import SAMPLERS
 from ..model.params import ModelParams, check_value, validate_params
 
-__all__ = ["RunConfig", "PRESETS", "load_config", "parse_override", "validate_config"]
+__all__ = ["RunConfig", "PRESETS", "PRESET_DESCRIPTIONS", "load_config", "parse_override", "validate_config",
+           "presets_table"]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
 SAMPLER_NAMES = tuple(SAMPLERS)
@@ -348,3 +349,30 @@ def load_config(spec: str, overrides=()) -> RunConfig:
 
 def config_dict(cfg: RunConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+PRESET_DESCRIPTIONS = {
+    "scenario1": "balanced clusters (prior 0.5), L2 adversarial training at eps=1: the bias stays at 0",
+    "scenario2": "unbalanced clusters (prior 0.7), L2 adversarial training at eps=1: the bias moves",
+}
+"""One line per preset, printed by ``jaxadv presets``."""
+
+
+def presets_table() -> str:
+    """``jaxadv presets``: one line per preset, then a table of every key (one column per preset)."""
+    names = list(PRESETS)
+    lines = ["presets (use as `jaxadv run NAME`, or `preset = \"NAME\"` in a TOML file):"]
+    lines += [f"  {n:<11} {PRESET_DESCRIPTIONS.get(n, '')}" for n in names]
+    rows = [("key", *names, "default if unset")]
+    default = config_dict(RunConfig())
+    dicts = [config_dict(PRESETS[n]) for n in names]
+    fmt = lambda v: "-" if v is None or v == "" else (f"{v:g}" if isinstance(v, float) else str(v))
+    for k in default:
+        if k != "name":
+            rows.append((k, *(fmt(d[k]) for d in dicts), fmt(default[k])))
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines.append("")
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
+    lines.append("  ('-': derived: eps_test = eps, eps_test_max = max(2 eps, 2 eps_test, 2), R0 random, "
+                 "noise_norm = eps)")
+    return "\n".join(lines)

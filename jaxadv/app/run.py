@@ -60,7 +60,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     log(f"ode: {len(alpha)} points to alpha={alpha_end:g} in {timings['ode_s']:.2f}s "
         f"(R={ode_cols['R'][-1]:.6f}, b={ode_cols['b'][-1]:.6f})")
 
-    eps_grid = np.linspace(0.0, cfg.eps_test_max_value, 41)
+    eps_grid = np.round(np.linspace(0.0, cfg.eps_test_max_value, 41), 12)  # 0.15, not 0.15000000000000002
     rob = {"eps_test": eps_grid,
            "robust_error_ode": np.asarray(robust_error(ode.R[-1], ode.b[-1], eps_grid, params))}
 
@@ -99,10 +99,12 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
 
     t = time.perf_counter()
-    title = f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}"
+    title = (f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}"
+             + (f", {cfg.replicas} replicas" if cfg.mc else ""))
     plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title)
     plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title)
-    plot_robustness(rob, os.path.join(out_dir, "robustness.png"), alpha_end)
+    plot_robustness(rob, os.path.join(out_dir, "robustness.png"), alpha_end,
+                    f"{title}: robust error at alpha={alpha_end:g}")
     timings["plots_s"] = time.perf_counter() - t
 
     info = {
@@ -162,10 +164,11 @@ def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
     return info
 
 
-def run_defences(cfg, out_dir: str, mc: bool = True, log=print):
+def run_defences(cfg, out_dir: str, mc: bool = True, log=print, progress: bool = True):
     """``jaxadv compare-defences``: :func:`compare_defences` for the parameters, sizes and seed of
-    a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``."""
-    from ..analysis.defences import compare_defences, defences_table
+    a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``.
+    With ``progress`` a line per defence (time taken, time left) goes to ``log``."""
+    from ..analysis.defences import DEFENCES, compare_defences, defences_table
 
     from ..model.rule import DEFAULT_RULE, describe_rule
 
@@ -177,10 +180,19 @@ def run_defences(cfg, out_dir: str, mc: bool = True, log=print):
         log(f"compare-defences: adding the configured rule ({describe_rule(r)}) as a defence")
     os.makedirs(out_dir, exist_ok=True)
     eps_test = cfg.eps_test_value
-    res = compare_defences(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, N=cfg.N, alpha_max=cfg.alpha_max,
-                           replicas=cfg.replicas, n_save=cfg.n_save, eps_test=eps_test, dt=cfg.dt, mc=mc,
-                           loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0, b0=cfg.b0,
-                           extra=extra)
+    kwargs = dict(N=cfg.N, alpha_max=cfg.alpha_max, replicas=cfg.replicas, n_save=cfg.n_save, eps_test=eps_test,
+                  dt=cfg.dt, mc=mc, loss=cfg.loss, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0,
+                  b0=cfg.b0)
+    # one defence at a time (each with the same key, so the results are those of one call), to report progress
+    jobs = [dict(defences=(name,)) for name in DEFENCES] + [dict(defences=(), extra={k: v}) for k, v in
+                                                             (extra or {}).items()]
+    res, t0 = [], time.perf_counter()
+    for i, job in enumerate(jobs):
+        res += compare_defences(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, **kwargs, **job)
+        if progress:
+            spent = time.perf_counter() - t0
+            log(f"[{i + 1}/{len(jobs)}] {res[-1].name}: done, {spent:.0f}s elapsed, "
+                f"about {spent / (i + 1) * (len(jobs) - i - 1):.0f}s left")
     cols = {"defence": np.array([r.name for r in res])}
     cols.update(defences_table(res))
     write_csv(os.path.join(out_dir, "defences.csv"), cols)

@@ -35,7 +35,8 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     eps_max = {linspace = [0.0, 1.5, 7]}   # any scalar model or rule parameter is an axis
     prior = [0.5, 0.7, 0.9]
 
-Outputs: ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
+Outputs (``jaxadv sweep`` also writes ``heatmaps.png`` and ``tradeoff.png``, see
+:func:`write_sweep_figures`): ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
 coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo,
 ``R_mean, R_sem, b_mean, b_sem, test_error_mean, test_error_sem, robust_error_mean,
 robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
@@ -186,7 +187,8 @@ def _axis_values(name, spec):
         a, b, n = spec["linspace"]
         if int(n) != n or n < 1:
             raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer >= 1")
-        return tuple(float(x) for x in np.linspace(float(a), float(b), int(n)))
+        # rounded to 12 significant digits: 0.15, not 0.15000000000000002
+        return tuple(float(f"{x:.12g}") for x in np.linspace(float(a), float(b), int(n)))
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return (float(spec),)
     if not isinstance(spec, (list, tuple)) or len(spec) == 0:
@@ -588,19 +590,57 @@ def load_sweep(out_dir: str) -> SweepResult:
 
 
 def add_sweep_parser(subparsers) -> None:
-    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object."""
+    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object (the CLI defines it
+    in :mod:`jaxadv.app.cli` so that ``--help`` imports no JAX; this is kept for callers)."""
     s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
     s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
     s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--no-plots", action="store_true", help="write no figures")
     s.set_defaults(func=sweep_command)
 
 
+def plot_axes(result):
+    """Which swept axes the command's figures use: ``(x, y)`` of the heat maps (``None`` with one
+    axis) and the trade-off axis (the eps-like axis when there is one)."""
+    names = list(result.axes)
+    epsish = [n for n in names if n in ("eps", "eps_max", "eps_min", "noise_std")]
+    trade = epsish[0] if epsish else names[0]
+    if len(names) < 2:
+        return None, trade
+    x = trade
+    y = next(n for n in names if n != x)
+    return (x, y), trade
+
+
+def write_sweep_figures(result, out_dir: str, name: str = "") -> list:
+    """``heatmaps.png`` (final test error, robust error and b over two swept axes) and
+    ``tradeoff.png`` (robust against clean error along the eps-like axis) in ``out_dir``;
+    returns the paths. Needs the ODE columns (``ode = true``)."""
+    from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
+
+    if result.test_error is None:
+        return []
+    xy, trade = plot_axes(result)
+    paths = []
+    if xy is not None:
+        paths += plot_sweep_heatmaps(result, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=name)
+    paths += plot_tradeoff(result, os.path.join(out_dir, "tradeoff"), axis=trade, formats=("png",))
+    return paths
+
+
 def sweep_command(args) -> int:
-    """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``."""
+    """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``
+    and the figures ``heatmaps.png``/``tradeoff.png``."""
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
     print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
-    sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    if "eps" in cfg.grid and "eps_test" not in cfg.grid and "eps_test" not in cfg.base:
+        print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
+              "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
+    res = sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    if not getattr(args, "no_plots", False):
+        for p in write_sweep_figures(res, out, cfg.name):
+            print(f"figure: {p}", flush=True)
     print(f"wrote {out}", flush=True)
     return 0

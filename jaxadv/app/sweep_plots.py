@@ -36,38 +36,84 @@ def final_slice(result, quantity: str, x: str, y: str, index=None):
     return arr if kept == [y, x] else arr.T
 
 
-def plot_sweep_heatmaps(result, x: str, y: str, path_stem: str, *, quantities=("test_error", "robust_error", "b"),
+def _fmt(v) -> str:
+    """A grid value for a label: 3 significant digits (0.633 rather than 0.633333)."""
+    return f"{float(v):.3g}"
+
+
+def _robust_label(result) -> str:
+    """Plain-language name of the robust error, with the radius it is measured at."""
+    et = np.asarray(result.eps_test)
+    if et.size and np.allclose(et, et.flat[0]):
+        return f"robust error at eps_test={_fmt(et.flat[0])}"
+    if "eps" in result.axes and np.allclose(et, np.asarray(result.params.eps)):
+        return "robust error at eps_test = eps (varies)"
+    return "robust error at each point's eps_test"
+
+
+def _edges(v):
+    """Cell edges around the grid values ``v`` (midpoints; the outer cells as wide as their neighbour)."""
+    v = np.asarray(v, float)
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+
+def _ticks(ax, xs, ys):
+    """Ticks at the grid values (thinned to at most 8 per axis)."""
+    for vals, set_t, set_l in ((xs, ax.set_xticks, ax.set_xticklabels), (ys, ax.set_yticks, ax.set_yticklabels)):
+        step = max(1, -(-len(vals) // 8))
+        sel = np.asarray(vals)[::step]
+        set_t(sel)
+        set_l([_fmt(v) for v in sel], fontsize=7)
+
+
+def plot_sweep_heatmaps(result, x: str, y: str, path_stem=None, *, quantities=("test_error", "robust_error", "b"),
                         index=None, formats=("png", "pdf"), title: str = ""):
     """Heat maps of the final ``quantities`` over swept axes ``x`` (horizontal) and ``y``.
 
-    Writes ``path_stem.<fmt>`` for each format and returns the list of paths.
+    One cell per grid point, centred on its value, ticks at the grid values; ``b`` uses a
+    diverging map centred at 0. Writes ``path_stem.<fmt>`` for each format when ``path_stem`` is
+    given and returns the list of paths; with ``path_stem=None`` returns the
+    :class:`~matplotlib.figure.Figure`.
     """
     for q in quantities:
         final_slice(result, q, x, y, index)  # validates the axes and quantities before drawing
-    fig = Figure(figsize=(4.2 * len(quantities), 3.6))
+    fig = Figure(figsize=(4.0 * len(quantities), 3.6), layout="constrained")
     axes = fig.subplots(1, len(quantities), squeeze=False)
     xs, ys = np.asarray(result.axes[x]), np.asarray(result.axes[y])
     for ax, q in zip(axes[0], quantities):
         z = final_slice(result, q, x, y, index)
-        im = ax.pcolormesh(xs, ys, z, shading="nearest", cmap="viridis" if q != "b" else "RdBu_r")
-        fig.colorbar(im, ax=ax)
+        if q == "b":
+            m = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+            m = m if m > 0 else 1.0
+            kw = dict(cmap="RdBu_r", vmin=-m, vmax=m)  # centred at b = 0
+        else:
+            kw = dict(cmap="viridis")
+        im = ax.pcolormesh(_edges(xs), _edges(ys), z, **kw)
+        fig.colorbar(im, ax=ax, label="b (0 at the centre)" if q == "b" else None)
+        _ticks(ax, xs, ys)
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        ax.set_title(f"{_LABELS[q]} at alpha={result.alpha[-1]:g}")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save_all(fig, path_stem, formats)
+        ax.set_title(_robust_label(result) if q == "robust_error" else _LABELS[q], fontsize=9)
+    fixed = [f"{n}={_fmt(result.axes[n][int(dict(index or {}).get(n, 0))])}" for n in result.axes if n not in (x, y)]
+    fig.suptitle((title + ": " if title else "") + f"at alpha={result.alpha[-1]:g}" +
+                 (" (" + ", ".join(fixed) + ")" if fixed else ""), fontsize=10)
+    return fig if path_stem is None else _save_all(fig, path_stem, formats)
 
 
-def plot_tradeoff(result, path_stem: str, *, axis: str = "eps", index=None, formats=("png", "pdf"), title: str = ""):
+def plot_tradeoff(result, path_stem=None, *, axis: str = "eps", index=None, formats=("png", "pdf"), title: str = ""):
     """Final robust error against final test error as the training ``axis`` (default ``eps``)
-    varies; one curve per value of the first other swept axis. Returns the paths."""
+    varies; one curve per value of the first other swept axis. Returns the paths written, or the
+    :class:`~matplotlib.figure.Figure` when ``path_stem`` is ``None``."""
     names = list(result.axes)
     if axis not in names:
         raise ValueError(f"axis={axis!r} is not swept; swept axes: {names}")
+    if result.test_error is None:
+        raise ValueError("plot_tradeoff needs the ODE columns (a sweep with ode=true)")
     others = [n for n in names if n != axis]
-    fig = Figure(figsize=(5.2, 4.0))
+    fig = Figure(figsize=(5.6, 4.2), layout="constrained")
     ax = fig.subplots()
     curves = range(len(result.axes[others[0]])) if others else [None]
     for j in curves:
@@ -76,17 +122,17 @@ def plot_tradeoff(result, path_stem: str, *, axis: str = "eps", index=None, form
             idx[others[0]] = j
         sl = tuple(slice(None) if n == axis else int(idx.get(n, 0)) for n in names)
         te, re = result.test_error[..., -1][sl], result.robust_error[..., -1][sl]
-        label = f"{others[0]}={result.axes[others[0]][j]:g}" if others else None
-        ax.plot(te, re, "o-", ms=3, label=label)
-        ax.annotate(f"{axis}={result.axes[axis][0]:g}", (te[0], re[0]), fontsize=6)
-        ax.annotate(f"{axis}={result.axes[axis][-1]:g}", (te[-1], re[-1]), fontsize=6)
+        label = f"{others[0]}={_fmt(result.axes[others[0]][j])}" if others else None
+        line, = ax.plot(te, re, "o-", ms=3, label=label)
+        ax.plot(te[:1], re[:1], "s", ms=6, mfc="none", color=line.get_color())
+    ax.plot([], [], "ks", mfc="none", label=f"start: {axis}={_fmt(result.axes[axis][0])}")
     ax.set_xlabel("clean test error")
-    ax.set_ylabel("robust error")
+    ax.set_ylabel(_robust_label(result))
     ax.grid(alpha=0.3)
-    if others:
-        ax.legend(fontsize=7)
-    ax.set_title(title or f"trade-off as {axis} varies (alpha={result.alpha[-1]:g})")
-    return _save_all(fig, path_stem, formats)
+    ax.legend(fontsize=7, title=f"{axis}: {_fmt(result.axes[axis][0])} to {_fmt(result.axes[axis][-1])}",
+              title_fontsize=7)
+    ax.set_title(title or f"trade-off as {axis} varies (alpha={result.alpha[-1]:g})", fontsize=10)
+    return fig if path_stem is None else _save_all(fig, path_stem, formats)
 
 
 def _save_all(fig, stem, formats):

@@ -33,7 +33,7 @@ from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler
 
 __all__ = ["MCResult", "SAMPLERS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
-           "save_schedule", "advance_states", "init_batch"]
+           "save_schedule", "advance_states", "init_batch", "simulate_grid"]
 
 SAMPLERS = {"full": full_sampler, "reduced": reduced_sampler}
 """Sampler constructors by name: ``SAMPLERS[name](rule) -> Sampler``."""
@@ -227,7 +227,9 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     Args:
         key: PRNG key (``jax.random.key(seed)``) or an int seed; replica ``r`` uses
             ``split(key, replicas)[r]``.
-        params: scalar model parameters.
+        params: model parameters: scalars, or arrays broadcasting to a grid shape ``G``
+            (then :func:`simulate_grid`: one ``vmap`` over the grid, arrays of shape
+            ``G + (replicas, n_save + 1)``).
         N: input dimension (static).
         alpha_max: final time; the run makes ``n_save * steps_per_save`` steps
             (see :func:`save_schedule`).
@@ -262,6 +264,10 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     """
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
+    if any(np.ndim(x) for x in params):
+        return simulate_grid(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
+                             rule_params=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
+                             optimizer=optimizer)
     plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
                            rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
                            optimizer=optimizer)
@@ -271,3 +277,76 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     for k in range(plan.n_save):
         states, obs[:, :, k + 1] = advance(plan, states, k)
     return result(plan, obs)
+
+
+# --- a grid of parameters: one vmap over (grid point, replica) -----------------------------------
+
+_GRID_AXES = SamplerParams(0, None, None)  # model parameters per replica; rule and constant shared
+
+
+@functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
+def _init_grid(init_keys, sp, R0, b0, R0_given, sampler):
+    states = jax.vmap(lambda k, p: sampler.init(k, p, R0 if R0_given else None, b0), (0, _GRID_AXES))(init_keys, sp)
+    return states, jax.vmap(sampler.observe, (0, _GRID_AXES))(states, sp)
+
+
+@functools.partial(jax.jit, static_argnames=("sampler",), donate_argnums=(1,))
+def _advance_grid(run_keys, states, sp, start, n_steps, sampler):
+    def body(i, st):
+        keys = jax.vmap(threefry.fold_in, (0, None))(run_keys, start + i)
+        return jax.vmap(lambda k, s_, p: sampler.step(k, s_, p)[0], (0, 0, _GRID_AXES))(keys, st, sp)
+
+    states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)
+    return states, jax.vmap(sampler.observe, (0, _GRID_AXES))(states, sp)
+
+
+def simulate_grid(key, params: ModelParams, **options) -> MCResult:
+    """:func:`simulate` over array-valued ``params`` (leaves broadcasting to a grid shape ``G``).
+
+    Grid point ``i`` (flat, C order) uses ``fold_in(key, i)``, the key a sweep gives it, so its
+    replicas are those of ``simulate(fold_in(key, i), params_i, ...)``. Every (point, replica) pair
+    is one lane of a single ``vmap`` (one compilation for the whole grid; one device).
+
+    Returns:
+        :class:`MCResult` with ``R``, ``b``, ``norm``, ``finite`` (and ``norm1``, ``norm_inf``) of
+        shape ``G + (replicas, n_save + 1)`` and ``alpha`` of shape ``(n_save + 1,)``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxadv import ModelParams, simulate
+        >>> mc = simulate(jax.random.key(0), ModelParams(eps=np.array([0.0, 1.0])), N=50, alpha_max=1.0,
+        ...               n_save=2, replicas=3)
+        >>> mc.R.shape
+        (2, 3, 3)
+    """
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    leaves = [np.asarray(x, np.float64) for x in params]
+    try:
+        shape = np.broadcast_shapes(*(x.shape for x in leaves))
+    except ValueError:
+        raise ValueError("params: the array-valued parameters do not broadcast to one grid shape: "
+                         + ", ".join(f"{n}{x.shape}" for n, x in zip(ModelParams._fields, leaves))) from None
+    flat = [np.broadcast_to(x, shape).ravel() for x in leaves]
+    n = int(np.prod(shape))
+    replicas = int(options.get("replicas", REPLICAS))
+    plans = [plan_simulation(jax.random.fold_in(key, i), ModelParams(*(float(x[i]) for x in flat)),
+                             **{("rule_params_" if k == "rule_params" else k): v for k, v in options.items()})
+             for i in range(n)]
+    plan = plans[0]
+    keys = [jax.vmap(jax.random.split)(jax.random.split(jax.random.fold_in(key, i), replicas)) for i in range(n)]
+    init_keys = jnp.concatenate([k[:, 0] for k in keys])
+    run_keys = jnp.concatenate([k[:, 1] for k in keys])
+    model = ModelParams(*(jnp.asarray(np.repeat(x, replicas), plan.dtype) for x in flat))
+    sp = SamplerParams(model, plan.sp.rule, plan.sp.const)
+    R0 = jnp.asarray(0.0 if plan.R0 is None else plan.R0, plan.dtype)
+    states, o = _init_grid(init_keys, sp, R0, jnp.asarray(plan.b0, plan.dtype), plan.R0 is not None, plan.sampler)
+    obs = np.full((5, n * replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
+    obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
+    for k in range(plan.n_save):
+        states, o = _advance_grid(run_keys, states, sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
+                                  plan.sampler)
+        obs[:, :, k + 1] = np.stack([np.asarray(x) for x in o])
+    res = result(plan, obs)
+    grid = lambda a: None if a is None else a.reshape(shape + (replicas, plan.n_save + 1))
+    return res._replace(**{f: grid(getattr(res, f)) for f in MCResult._fields if f != "alpha"})
