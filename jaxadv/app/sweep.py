@@ -65,6 +65,7 @@ from ..ode.solve import solve_ode
 from ..model.params import _RULES, ModelParams, check_value
 from .progress import Progress
 from ..sharding import pad_batch, padded_size, to_host
+from ..distributed import broadcast, is_multiprocess, is_primary
 
 __all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
            "grid_points", "add_sweep_parser", "sweep_command"]
@@ -483,9 +484,10 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
             "jaxadv_version": _version(), "jax_version": jax.__version__, "python": platform.python_version(),
             "device": str(jax.devices()[0]), "device_count": jax.device_count()})
     done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
+    done = _agree_done(done, n_chunks, out_dir)
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    bar = Progress(n_chunks, "sweep", enabled=progress, initial=len(done))
+    bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
     parts = []
     t0 = time.perf_counter()
     for c in range(n_chunks):
@@ -512,6 +514,20 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
         if log:
             log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
     return result
+
+
+def _agree_done(done, n_chunks, out_dir):
+    """Process 0's list of finished chunks on every process (each chunk's computation ends in a
+    collective, so all must compute the same ones); the files must be visible to every process."""
+    if not is_multiprocess():
+        return done
+    mask = broadcast(np.isin(np.arange(n_chunks), done))
+    done = [int(c) for c in np.flatnonzero(mask)]
+    missing = [c for c in done if not os.path.exists(_chunk_path(out_dir, c))]
+    if missing:
+        raise ValueError(f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
+                         f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory")
+    return done
 
 
 def _version():

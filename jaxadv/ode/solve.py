@@ -170,6 +170,10 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         p_flat, g_flat, y_flat = shard_batch((p_flat, g_flat, y_flat), devices)
     point = lambda pp, gg, yy: fn((pp, {**gg, **shared_rp}), yy)
     out = jax.vmap(point)(p_flat, g_flat, y_flat) if shape else point(p, grid_rp, y0)
+    if jax.process_count() > 1:  # several processes: every one gets the whole grid's results
+        from ..sharding import gather
+
+        out = gather(out)
     if shape:
         out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
     ts, ys = out[0], out[1]
