@@ -18,7 +18,7 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOT_BENCHMARKS = {"common", "summary"}
+NOT_BENCHMARKS = {"common", "summary", "peers"}
 
 
 def discover():
