@@ -15,7 +15,7 @@ float32, timed interleaved in the same process:
   per core), measured when there are several devices. Same random bits as on one device.
 * **numpy** -- a straightforward NumPy implementation batched over replicas with
   ``np.random.default_rng`` (float32), as a researcher would write it.
-* **torch**, **numba** -- the same algorithm in PyTorch (CPU, batched, ``torch.no_grad``) and as a
+* **torch**, **numba** -- the same algorithm in PyTorch (CPU, batched, ``torch.no_grad``, one thread) and as a
   numba ``@njit`` loop (:mod:`benchmarks.peers`); optional (``pip install jaxadv[bench]``), skipped
   with a message when not installed.
 

@@ -29,12 +29,16 @@ def available() -> dict:
 
 
 class TorchPeer:
-    """PyTorch CPU, batched over replicas; ``step(n)`` advances all replicas by ``n`` steps."""
+    """PyTorch CPU, batched over replicas; ``step(n)`` advances all replicas by ``n`` steps.
 
-    def __init__(self, params, replicas: int, N: int, seed: int = 0):
+    ``threads``: intra-op threads during ``step`` (default 1, matched to jaxadv on one XLA device).
+    On a loaded 2-core machine PyTorch's default (one thread per core) was 7 to 40 times slower
+    than one thread (threads spinning for a busy core), so one thread is the strongest peer there."""
+
+    def __init__(self, params, replicas: int, N: int, seed: int = 0, threads: int | None = 1):
         import torch
 
-        self.torch = torch
+        self.torch, self.threads = torch, threads
         self.gen = torch.Generator().manual_seed(seed)
         self.p = [float(x) for x in params]
         w = torch.randn(replicas, N, generator=self.gen)
@@ -46,6 +50,9 @@ class TorchPeer:
         w, b, gen = self.w, self.b, self.gen
         R, N = w.shape
         c = 2 / math.sqrt(math.pi)
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         with torch.no_grad():
             for _ in range(n_steps):
                 tau = torch.where(torch.rand(R, generator=gen) < prior, 1.0, -1.0)
@@ -58,6 +65,7 @@ class TorchPeer:
                 w = w + (eta_w / N) * delta[:, None] * xi
                 w = w / w.norm(dim=1, keepdim=True)
                 b = b - (eta_b / N) * delta
+        torch.set_num_threads(before)
         self.w, self.b = w, b
         return w
 

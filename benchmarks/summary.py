@@ -45,7 +45,7 @@ def table_mc(d):
              "CPU-time ratios use the process CPU time of each call (all threads).", "",
              "`floor` draws the bits with `jaxadv.threefry` (unrolled cipher); `jax.random floor` draws the "
              "same bits with `jax.random`.", "",
-             "PyTorch (CPU, batched, `torch.no_grad`) and numba (`@njit` loop) are the same algorithm "
+             "PyTorch (CPU, batched, `torch.no_grad`, one intra-op thread) and numba (`@njit` loop, one thread) are the same algorithm "
              "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
              + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped") else "n/a: not measured in this file."), "",
              "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
