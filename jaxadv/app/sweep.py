@@ -95,7 +95,7 @@ def _rule_vectors():
 SWEEP_AXES = ModelParams._fields + ("eps_test",) + _rule_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
 _TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
-             "loss", "R0", "b0", "name", "base", "grid", "x64"}
+             "loss", "R0", "b0", "name", "base", "grid", "x64", "save", "points_per_decade"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,9 @@ class SweepConfig:
         N, replicas, seed, sampler, x64: Monte Carlo settings.
         loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
         name: label.
+        save, points_per_decade: ``"linear"`` (``n_save`` equal intervals) or ``"log"``
+            (``points_per_decade`` save points a decade of alpha from 1/N; :mod:`jaxadv.mc.schedule`),
+            for the ODE and the Monte Carlo alike.
     """
 
     base: dict = field(default_factory=dict)
@@ -131,6 +134,8 @@ class SweepConfig:
     R0: Optional[float] = None
     b0: float = 0.0
     name: str = "sweep"
+    save: str = "linear"
+    points_per_decade: int = 10
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -141,6 +146,8 @@ class SweepConfig:
         """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
         d = self.as_dict()
         d.pop("name")
+        if d["save"] == "linear":  # the digests of sweeps made before log-spaced saves existed stay valid
+            d.pop("save"), d.pop("points_per_decade")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -268,7 +275,13 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     if cfg.R0 is not None:
         check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
     check_value("b0", cfg.b0, lambda x: True, "")
-    if cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+    if cfg.save not in ("linear", "log"):
+        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
+    if int(cfg.points_per_decade) != cfg.points_per_decade or cfg.points_per_decade < 1:
+        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be an integer >= 1")
+    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
+    if cfg.save == "linear" and cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
     return cfg
 
@@ -374,7 +387,7 @@ def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> 
     if cfg.chunk:
         c = cfg.chunk
     else:
-        per_point = (cfg.n_save + 1) * 2 * 8 * 16 + 4096
+        per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
         c = int(max(1, min(4096, memory_bytes // per_point)))
     return padded_size(min(c, n_points))
 
@@ -386,7 +399,8 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
     mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
                   rule=sweep_rule(cfg), rule_params=rp, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0,
-                  b0=cfg.b0, sampler=cfg.sampler)
+                  b0=cfg.b0, sampler=cfg.sampler,
+                  **({} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}))
     s = mc_summary(mc, params, eps_test)
     out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
     out["n_finite"] = np.asarray(s["n_finite"], np.float64)
@@ -404,7 +418,8 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
         p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
         rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
         sol = solve_ode(p, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0, b0=cfg.b0,
-                        rule=sweep_rule(cfg), rule_params=rp_pad)
+                        rule=sweep_rule(cfg), rule_params=rp_pad,
+                        save_alpha=None if cfg.save == "linear" else _alpha(cfg))
         R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
         out["R"], out["b"] = R, b
         out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
@@ -419,6 +434,10 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
 
 
 def _alpha(cfg: SweepConfig) -> np.ndarray:
+    if cfg.save != "linear":
+        from ..mc.schedule import save_steps
+
+        return save_steps(cfg.N, cfg.alpha_max, cfg.n_save, cfg.save, cfg.points_per_decade) / cfg.N
     if cfg.mc:
         from ..mc.driver import save_schedule
 
