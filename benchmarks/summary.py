@@ -47,7 +47,8 @@ def table_mc(d):
              "same bits with `jax.random`.", "",
              "PyTorch (CPU, batched, `torch.no_grad`, one intra-op thread) and numba (`@njit` loop, one thread) are the same algorithm "
              "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
-             + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped") else "n/a: not measured in this file."), "",
+             + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped")
+                else "" if "peers" in d else "n/a: not measured in this file."), "",
              "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
@@ -161,12 +162,15 @@ def table_generic(d):
 def table_reduced(d):
     lines = [f"**Reduced vs full sampler** ({d['device']}, {d['dtype']}, {d['loss']} loss; "
              "repeats interleave the two samplers; speed-up = median of per-repeat ratios).", "",
-             "| N | replicas | reduced ns / replica-step | full ns / replica-step | speed-up |",
-             "|---:|---:|---:|---:|---:|"]
+             "The floor is the reduced kernel's loop drawing the same random numbers and nothing else.", "",
+             "| N | replicas | reduced ns / replica-step | floor ns / replica-step | reduced / floor | full ns / replica-step | speed-up |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     per = {(r["sampler"], r["N"]): r for r in d["rows"]}
+    over = d.get("reduced_over_floor", {})
     for N in sorted({r["N"] for r in d["rows"]}):
-        red, full = per[("reduced", N)], per[("full", N)]
+        red, full, fl = per[("reduced", N)], per[("full", N)], per.get(("reduced_floor", N))
         lines.append(f"| {N} | {red['replicas']} | {red['ns_per_replica_step']:.1f} | "
+                     f"{_f(fl and fl['ns_per_replica_step'], '{:.1f}')} | {_f(over.get(str(N)))} | "
                      f"{full['ns_per_replica_step']:.1f} | {d['speedup_full_over_reduced'][str(N)]:.0f}x |")
     lines += ["", f"Reduced cost at the largest N over the smallest: "
                   f"{d['reduced_cost_ratio_largest_over_smallest_N']:.2f} (1 = flat in N)."]
