@@ -92,3 +92,11 @@ def test_ode_throughput_tiny_writes_json_and_renders(tmp_path):
         sys.path.remove(ROOT)
     text = "\n".join(summary.table_ode(d))
     assert "speed-up" in text and "rtol=1e-8" in text
+
+
+def test_gpu_run_refuses_without_a_gpu(tmp_path):
+    """``python -m benchmarks --gpu`` (the one-command accelerator run) stops at once, saying why, on a CPU."""
+    env_run = _run("--gpu", tmp_path=tmp_path)
+    assert env_run.returncode == 2, env_run.stderr[-2000:]
+    assert "--gpu" in env_run.stderr and ("no GPU" in env_run.stderr or "not a GPU" in env_run.stderr)
+    assert not list(tmp_path.iterdir())
