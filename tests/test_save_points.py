@@ -85,3 +85,23 @@ def test_run_with_log_saves_and_the_ode_started_from_the_mc(tmp_path):
     np.testing.assert_array_equal(ode["alpha"], mc["alpha"])
     np.testing.assert_allclose(ode["alpha"], log_save_steps(40, 2.0, 3) / 40)
     assert ode["R"][0] == mc["R_mean"][0] and ode["b"][0] == mc["b_mean"][0]
+
+
+def test_fluctuations_and_verify_with_log_saves(tmp_path):
+    from jaxadv.app.verify import verify
+
+    p = ja.ModelParams(eps=0.5)
+    t = log_save_steps(100, 10.0, 4) / 100
+    fl = ja.solve_fluctuations(p, 100, 0.0, 0, dt=0.05, save_alpha=t)
+    ode = ja.solve_ode(p, 0.0, 0, dt=0.05, save_alpha=t)  # its mean is the ODE, at the same times
+    np.testing.assert_allclose(fl.alpha, t)
+    np.testing.assert_allclose(fl.mean[:, 0], ode.R, atol=1e-9)
+    np.testing.assert_allclose(fl.mean[:, 1], ode.b, atol=1e-9)
+    assert np.all(np.isfinite(fl.cov))
+    cfg = load_config("scenario2", ["eps=0.5", "dt=0.1", "save=log", "points_per_decade=2"])
+    verify(cfg, str(tmp_path), [20], replicas=50, alpha_max=3.0, log=lambda *a: None)
+    import csv
+
+    with open(tmp_path / "verify.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["alpha_max"]) == 3.0 and row["sampler"] == "reduced"
