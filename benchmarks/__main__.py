@@ -18,7 +18,20 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOT_BENCHMARKS = {"common", "summary"}
+NOT_BENCHMARKS = {"common", "summary", "peers"}
+GPU_BUDGET_S = 480   # --gpu: the whole suite must fit 8 minutes of a borrowed accelerator
+
+
+def _no_gpu():
+    """``None`` when JAX's default device is a GPU, else why not (JAX_PLATFORMS is set to cuda already)."""
+    try:
+        import jax
+
+        platform = jax.devices()[0].platform
+    except Exception as e:  # noqa: BLE001 - jax raises RuntimeError (or others) when the backend is missing
+        detail = (str(e).splitlines() or [""])[0][:200]
+        return f"no GPU visible to JAX ({type(e).__name__}{': ' + detail if detail else ''})"
+    return None if platform in ("gpu", "cuda", "rocm") else f"JAX's default device is {platform!r}, not a GPU"
 
 
 def discover():
@@ -52,11 +65,24 @@ def run(argv=None) -> int:
                          "(default: one per core; 1 turns it off)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     ap.add_argument("--no-summary", action="store_true", help="do not regenerate the README table")
+    ap.add_argument("--gpu", action="store_true",
+                    help=f"the whole suite on one accelerator within {GPU_BUDGET_S // 60} minutes (quick sizes, one "
+                         "device, results/<name>_gpu.json); exits 2 when JAX sees no GPU")
     a = ap.parse_args(argv)
 
     from benchmarks.common import call_main, select_device, write_result
 
+    if a.gpu:
+        if a.tiny:
+            ap.error("--gpu runs the quick sizes; drop --tiny")
+        a.device, a.host_devices, a.quick = "gpu", 1, True
     select_device(a.device, a.host_devices)
+    if a.gpu:
+        problem = _no_gpu()
+        if problem:
+            print(f"python -m benchmarks --gpu: {problem}", file=sys.stderr)
+            return 2
+    t_start = time.perf_counter()
     names = discover()
     if a.list:
         print("\n".join(names))
@@ -87,6 +113,10 @@ def run(argv=None) -> int:
         path = write_result(name, result, a.out)
         print(f"[{name}] {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
 
+    if a.gpu:
+        total = time.perf_counter() - t_start
+        print(f"--gpu: whole suite in {total:.0f} s (budget {GPU_BUDGET_S} s)"
+              + ("" if total <= GPU_BUDGET_S else ": OVER BUDGET, drop sizes before the next GPU run"), flush=True)
     if not a.no_summary and a.out is None:
         from benchmarks import summary
         summary.main_cli([])

@@ -15,6 +15,9 @@ float32, timed interleaved in the same process:
   per core), measured when there are several devices. Same random bits as on one device.
 * **numpy** -- a straightforward NumPy implementation batched over replicas with
   ``np.random.default_rng`` (float32), as a researcher would write it.
+* **torch**, **numba** -- the same algorithm in PyTorch (CPU, batched, ``torch.no_grad``, one thread) and as a
+  numba ``@njit`` loop (:mod:`benchmarks.peers`); optional (``pip install jaxadv[bench]``), skipped
+  with a message when not installed.
 
 The cost is reported per replica x step x dimension (ns). The PRNG implementation is compared
 on one size for jaxadv and the floor: ``jax.random.key(seed, impl=...)`` with threefry2x32
@@ -39,6 +42,7 @@ SIZES = {
     "tiny": dict(grid=[(8, 50)], budget=2e3, repeats=1, prng_size=None, prng_impls=()),
 }
 MIN_STEPS, MAX_STEPS = 2, 200
+PEERS = ("torch", "numba")   # optional peers (benchmarks/peers.py), beside NumPy
 IMPL = "threefry2x32"   # chosen on measurement, see README and the "prng" block of the JSON
 
 
@@ -110,6 +114,11 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     from jaxadv.model.params import as_array_params
     from benchmarks.common import ratio, time_interleaved
 
+    from benchmarks.peers import NumbaPeer, TorchPeer, available
+
+    peers_missing = available()
+    for reason in filter(None, peers_missing.values()):
+        print(f"  {reason}", flush=True)
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     params = ModelParams()
     p = as_array_params(params, jnp.float32)
@@ -160,6 +169,10 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                 return box["np"]
 
             out["numpy"] = run_numpy
+            for name, Peer in (("torch", TorchPeer), ("numba", NumbaPeer)):
+                if peers_missing.get(name) is None:   # optional peers: benchmarks/peers.py
+                    box[name] = Peer(params, replicas, N)
+                    out[name] = functools.partial(box[name].step, steps)
         return out, box
 
     rows = []
@@ -181,15 +194,24 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                               "speedup_over_one_device": ratio(t["jaxadv"], t["jaxadv_sharded"])}
         row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
                                   "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
-        row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
         R_j = np.asarray(jnp.mean(box["jaxadv"]["mc"].student.w[:, 0]))
         R_n = float(np.mean(box["np"][0][:, 0]))
         row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n))}
+        row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
+        for peer in PEERS:
+            if peer in t:
+                row[f"{peer}_over_jaxadv"] = ratio(t[peer], t["jaxadv"])
+                if "jaxadv_sharded" in t:
+                    row["sharded"][f"{peer}_over_jaxadv"] = ratio(t[peer], t["jaxadv_sharded"])
+                row["cpu_time_ratios"][f"{peer}_over_jaxadv"] = t[peer]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]
+                row["sanity"][f"finite_{peer}"] = bool(np.isfinite(box[peer].overlap()))
+
         rows.append(row)
         print(f"  R={replicas:5d} N={N:6d} steps={steps:3d}  jaxadv {row['jaxadv']['ns_per_elem']:.2f} "
               f"floor {row['floor']['ns_per_elem']:.2f} numpy {row['numpy']['ns_per_elem']:.2f} ns/elem  "
-              f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}",
-              flush=True)
+              f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}"
+              + "".join(f"  {p}/jaxadv {row[f'{p}_over_jaxadv']['median']:.2f}" for p in PEERS
+                        if f"{p}_over_jaxadv" in row), flush=True)
         if "sharded" in row:
             sh = row["sharded"]
             print(f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
@@ -217,6 +239,14 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         return float(np.median([r[key]["median"] for r in rows]))
 
     sharded = [r["sharded"] for r in rows if "sharded" in r]
+    peers = {}
+    for peer in ("numpy",) + PEERS:
+        rs = [r[f"{peer}_over_jaxadv"]["median"] for r in rows if f"{peer}_over_jaxadv" in r]
+        rs_sh = [r["sharded"][f"{peer}_over_jaxadv"]["median"] for r in rows
+                 if f"{peer}_over_jaxadv" in r.get("sharded", {})]
+        if rs:
+            peers[peer] = {"over_jaxadv_median": float(np.median(rs)), "over_jaxadv_worst": float(min(rs)),
+                           "over_jaxadv_sharded_worst": float(min(rs_sh)) if rs_sh else None}
 
     return {
         "meta": {"dtype": "float32", "loss": "quadratic", "params": dict(params._asdict()),
@@ -225,6 +255,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                  "size": "tiny" if tiny else "quick" if quick else "full"},
         "rows": rows,
         "prng": prng,
+        "peers": peers,
+        "peers_skipped": {k: v for k, v in peers_missing.items() if v},
         "headline": {"jaxadv_over_floor_median": med("jaxadv_over_floor"),
                      "jaxadv_over_floor_worst": float(max(r["jaxadv_over_floor"]["median"] for r in rows)),
                      "numpy_over_jaxadv_median": med("numpy_over_jaxadv"),

@@ -5,7 +5,13 @@ Both samplers run in the same process at N = 100, 1000, 10000 (float32), through
 advance kernel of :mod:`jaxadv.mc.driver`: a warm-up call (compile time reported apart), then
 the median of ``repeats`` timed calls, each ended by ``block_until_ready``; the repeats of the two
 samplers are interleaved and the speed-up is the median of per-repeat ratios (robust to load). The full sampler at
-N = 10000 makes fewer steps (its cost per step is large). Writes
+N = 10000 makes fewer steps (its cost per step is large).
+
+The reduced sampler's **floor** is timed in the same interleaved repeats: the same loop
+(``fori_loop`` over steps, ``vmap`` over replicas, ``fold_in(replica_key, step)``) drawing the same
+random numbers (one ``step_uniforms`` hash call, the label, two normals and the chi-square of the
+gamma proposals) and nothing else, their sum kept so XLA cannot drop them. ``reduced / floor`` is
+what the exact update itself costs on top of its random numbers. Writes
 ``benchmarks/results/reduced_vs_full_<device>.json``.
 """
 from __future__ import annotations
@@ -50,13 +56,59 @@ def prepare(name, N, replicas, steps, dtype=jnp.float32):
     return call, max(first - second, 0.0)
 
 
+def _reduced_floor():
+    """The reduced kernel's loop with its random draws and nothing else (see the module docstring)."""
+    import functools
+
+    from jaxadv import threefry
+    from jaxadv.mc.reduced import GAMMA_ROUNDS, chi2, normal_from_uniform, step_uniforms
+
+    @functools.partial(jax.jit, donate_argnums=(1,))
+    def floor(run_keys, carry, start, n_steps, N, prior):
+        dtype = carry.dtype
+
+        def draw(key):
+            u = step_uniforms(key, 4 + 2 * GAMMA_ROUNDS, dtype)
+            tau = jnp.where(u[0] < prior, 1.0, -1.0).astype(dtype)
+            return tau + normal_from_uniform(u[1]) + normal_from_uniform(u[2]) + chi2(key, N - 2, dtype, u[3:])
+
+        def body(i, c):
+            keys = jax.vmap(threefry.fold_in, (0, None))(run_keys, start + i)
+            return c + jax.vmap(draw)(keys)
+
+        return jax.lax.fori_loop(jnp.uint32(0), n_steps, body, carry)
+
+    return floor
+
+
+def prepare_floor(N, replicas, steps, dtype=jnp.float32):
+    """The floor of the reduced sampler at ``N``, same keys as :func:`prepare`; returns ``(timed_call, compile_s)``."""
+    floor = _reduced_floor()
+    keys = jax.random.split(jax.random.key(0), replicas)
+    run_keys = jax.vmap(jax.random.split)(keys)[:, 1]
+    box = {"c": jnp.zeros((replicas,), dtype), "k": 0}
+    N_, prior = jnp.asarray(N, dtype), jnp.asarray(0.7, dtype)
+
+    def call():
+        t = time.perf_counter()
+        box["c"] = jax.block_until_ready(floor(run_keys, box["c"], jnp.uint32(box["k"] * steps), jnp.uint32(steps),
+                                               N_, prior))
+        box["k"] += 1
+        return time.perf_counter() - t
+
+    first = call()
+    second = call()
+    return call, max(first - second, 0.0)
+
+
 def time_pair(N, replicas, reduced_steps, full_steps, repeats):
-    """Interleaved repeats (reduced, full, reduced, ...) so both see the same machine load."""
+    """Interleaved repeats (reduced, floor, full, reduced, ...) so all see the same machine load."""
     calls = {name: prepare(name, N, replicas, steps) for name, steps in
              (("reduced", reduced_steps), ("full", full_steps))}
-    times = {"reduced": [], "full": []}
+    calls["floor"] = prepare_floor(N, replicas, reduced_steps)
+    times = {"reduced": [], "floor": [], "full": []}
     for _ in range(repeats):
-        for name in ("reduced", "full"):
+        for name in ("reduced", "floor", "full"):
             times[name].append(calls[name][0]())
     rows = []
     for name, steps in (("reduced", reduced_steps), ("full", full_steps)):
@@ -66,7 +118,13 @@ def time_pair(N, replicas, reduced_steps, full_steps, repeats):
                      "ns_per_replica_step": med / (replicas * steps) * 1e9,
                      "ns_per_replica_step_min": min(times[name]) / (replicas * steps) * 1e9})
     ratios = [(f / full_steps) / (r / reduced_steps) for r, f in zip(times["reduced"], times["full"])]
-    return rows, statistics.median(ratios)
+    med = statistics.median(times["floor"])
+    rows.append({"sampler": "reduced_floor", "N": N, "replicas": replicas, "steps": reduced_steps,
+                 "repeats": repeats, "compile_s": calls["floor"][1], "median_s": med, "min_s": min(times["floor"]),
+                 "ns_per_replica_step": med / (replicas * reduced_steps) * 1e9,
+                 "ns_per_replica_step_min": min(times["floor"]) / (replicas * reduced_steps) * 1e9})
+    over_floor = statistics.median([r / f for r, f in zip(times["reduced"], times["floor"])])
+    return rows, statistics.median(ratios), over_floor
 
 
 def main(quick: bool = False) -> dict:
@@ -85,16 +143,17 @@ def cli(argv=None, write: bool = True):
     args = ap.parse_args(argv)
     Ns = (100, 1000, 10000)
     full_steps = [int(s) for s in args.full_steps.split(",")]
-    rows, speedup = [], {}
+    rows, speedup, over_floor = [], {}, {}
     for N, fs in zip(Ns, full_steps):
-        pair_rows, ratio = time_pair(N, args.replicas, args.reduced_steps, fs, args.repeats)
+        pair_rows, ratio, over_floor[str(N)] = time_pair(N, args.replicas, args.reduced_steps, fs, args.repeats)
         rows += pair_rows
         speedup[str(N)] = ratio
         for row in pair_rows:
             print(f"{row['sampler']:8s} N={N:6d}: {row['ns_per_replica_step']:10.1f} ns/replica-step "
                   f"(min {row['ns_per_replica_step_min']:.1f}; compile {row['compile_s']:.2f}s; "
                   f"median of {args.repeats} x {row['steps']} steps)", flush=True)
-        print(f"speed-up at N={N}: {ratio:.0f}x (median of per-repeat ratios)", flush=True)
+        print(f"speed-up at N={N}: {ratio:.0f}x; reduced / floor {over_floor[str(N)]:.2f} "
+              "(medians of per-repeat ratios)", flush=True)
     per = {(r["sampler"], r["N"]): r["ns_per_replica_step_min"] for r in rows}
     flat = per[("reduced", Ns[-1])] / per[("reduced", Ns[0])]
     print(f"reduced cost ratio N={Ns[-1]} / N={Ns[0]} (min times): {flat:.2f}")
@@ -104,6 +163,7 @@ def cli(argv=None, write: bool = True):
     info = {"benchmark": "reduced_vs_full", "device": str(dev), "platform": dev.platform,
             "cpu_count": os.cpu_count(), "jax_version": jax.__version__, "python": platform.python_version(),
             "dtype": "float32", "loss": "quadratic", "rows": rows, "speedup_full_over_reduced": speedup,
+            "reduced_over_floor": over_floor, "target_reduced_over_floor": 1.5, "target_speedup_at_1000": 150,
             "reduced_cost_ratio_largest_over_smallest_N": flat,
             "note": "repeats interleave the two samplers; speed-up is the median of per-repeat ratios"}
     if not write:

@@ -45,13 +45,20 @@ def table_mc(d):
              "CPU-time ratios use the process CPU time of each call (all threads).", "",
              "`floor` draws the bits with `jaxadv.threefry` (unrolled cipher); `jax.random floor` draws the "
              "same bits with `jax.random`.", "",
-             "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | jaxadv / floor | NumPy / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "PyTorch (CPU, batched, `torch.no_grad`, one intra-op thread) and numba (`@njit` loop, one thread) are the same algorithm "
+             "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
+             + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped")
+                else "" if "peers" in d else "n/a: not measured in this file."), "",
+             "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
+        peer_ns = " | ".join(f"{r[p]['ns_per_elem']:.2f}" if p in r else "n/a" for p in ("torch", "numba"))
+        peer_ratio = " | ".join(_spread(r[f"{p}_over_jaxadv"]) if f"{p}_over_jaxadv" in r else "n/a"
+                                for p in ("torch", "numba"))
         lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r['jaxadv']['ns_per_elem']:.2f} | "
                      f"{r['floor']['ns_per_elem']:.2f} | {r['floor_jax_random']['ns_per_elem']:.2f} | "
-                     f"{r['numpy']['ns_per_elem']:.2f} | "
-                     f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | "
+                     f"{r['numpy']['ns_per_elem']:.2f} | {peer_ns} | "
+                     f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | {peer_ratio} | "
                      f"{r['cpu_time_ratios']['jaxadv_over_floor']:.2f} | "
                      f"{r['cpu_time_ratios']['numpy_over_jaxadv']:.2f} | "
                      f"{_f(r['jaxadv'].get('first_call_s'))} |")
@@ -59,12 +66,15 @@ def table_mc(d):
     if sh:
         lines += ["", f"Replicas sharded over {sh[0]['sharded']['devices']} XLA host devices "
                   "(`jaxadv.sharding.shard_batch`, one device per core), same run:", "",
-                  "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | speed-up over one device |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | speed-up over one device |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sh:
+            peer_ratio = " | ".join(_spread(r["sharded"][f"{p}_over_jaxadv"]) if f"{p}_over_jaxadv" in r["sharded"]
+                                    else "n/a" for p in ("torch", "numba"))
             lines.append(f"| {r['replicas']} | {r['N']} | {r['jaxadv_sharded']['ns_per_elem']:.2f} | "
                          f"{r['floor_sharded']['ns_per_elem']:.2f} | {_spread(r['sharded']['jaxadv_over_floor'])} | "
-                         f"{_spread(r['sharded']['numpy_over_jaxadv'])} | {_spread(r['sharded']['speedup_over_one_device'])} |")
+                         f"{_spread(r['sharded']['numpy_over_jaxadv'])} | {peer_ratio} | "
+                         f"{_spread(r['sharded']['speedup_over_one_device'])} |")
     h = d["headline"]
     lines += ["", f"Median over sizes: jaxadv / floor = {h['jaxadv_over_floor_median']:.2f} (target <= "
               f"{h['target_jaxadv_over_floor']}), NumPy / jaxadv = {h['numpy_over_jaxadv_median']:.2f} "
@@ -72,6 +82,11 @@ def table_mc(d):
               + (f" Sharded: jaxadv / floor = {h['sharded_jaxadv_over_floor_median']:.2f}, NumPy / jaxadv = "
                  f"{h['sharded_numpy_over_jaxadv_median']:.2f}, speed-up over one device "
                  f"{h['sharded_speedup_over_one_device_median']:.2f}." if h.get("sharded_jaxadv_over_floor_median") else "")]
+    if d.get("peers"):
+        lines += ["", "Peers / jaxadv, worst size (one device; sharded): " + ", ".join(
+            f"{k} {v['over_jaxadv_worst']:.2f}" + (f"; {v['over_jaxadv_sharded_worst']:.2f}"
+                                                  if v.get("over_jaxadv_sharded_worst") is not None else "")
+            for k, v in d["peers"].items()) + " (target: > 1 for every peer, >= 3 for NumPy)."]
     if d.get("prng"):
         lines += ["", "PRNG implementations (`jax.random.key(seed, impl=...)`; only threefry2x32 takes the unrolled "
                   "path, the others draw through `jax.random`):", "",
@@ -147,12 +162,15 @@ def table_generic(d):
 def table_reduced(d):
     lines = [f"**Reduced vs full sampler** ({d['device']}, {d['dtype']}, {d['loss']} loss; "
              "repeats interleave the two samplers; speed-up = median of per-repeat ratios).", "",
-             "| N | replicas | reduced ns / replica-step | full ns / replica-step | speed-up |",
-             "|---:|---:|---:|---:|---:|"]
+             "The floor is the reduced kernel's loop drawing the same random numbers and nothing else.", "",
+             "| N | replicas | reduced ns / replica-step | floor ns / replica-step | reduced / floor | full ns / replica-step | speed-up |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     per = {(r["sampler"], r["N"]): r for r in d["rows"]}
+    over = d.get("reduced_over_floor", {})
     for N in sorted({r["N"] for r in d["rows"]}):
-        red, full = per[("reduced", N)], per[("full", N)]
+        red, full, fl = per[("reduced", N)], per[("full", N)], per.get(("reduced_floor", N))
         lines.append(f"| {N} | {red['replicas']} | {red['ns_per_replica_step']:.1f} | "
+                     f"{_f(fl and fl['ns_per_replica_step'], '{:.1f}')} | {_f(over.get(str(N)))} | "
                      f"{full['ns_per_replica_step']:.1f} | {d['speedup_full_over_reduced'][str(N)]:.0f}x |")
     lines += ["", f"Reduced cost at the largest N over the smallest: "
                   f"{d['reduced_cost_ratio_largest_over_smallest_N']:.2f} (1 = flat in N)."]

@@ -10,7 +10,10 @@ last element; callers drop the padded rows.
 
 On one device every function here returns its input unchanged (no padding, no copy), so
 user code is the same on a laptop, on a multi-GPU node and (after
-``jax.distributed.initialize()``) on several hosts; see ``docs/multi_device.md``.
+:func:`jaxadv.distributed.initialize`) on several processes; see ``docs/multi_device.md``.
+With several processes every process holds the whole (small) input batch, builds the global
+array from it with :func:`jax.make_array_from_callback` (each process supplies the rows of its
+own devices) and :func:`to_host` / :func:`gather` bring results back to every process.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host"]
+__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host", "gather"]
 
 BATCH_AXIS = "batch"
 
@@ -74,7 +77,20 @@ def shard_batch(tree, devices=None):
     size = padded_size(n, len(devices))
     tree = pad_batch(tree, size)
     sharding = NamedSharding(batch_mesh(devices), PartitionSpec(BATCH_AXIS))
-    return jax.device_put(tree, sharding)
+    if all(d.process_index == jax.process_index() for d in devices):
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: _global_array(x, sharding), tree)
+
+
+def _global_array(x, sharding):
+    """A global array of ``x`` (the same on every process) laid out by ``sharding``, built from the rows
+    of this process's devices; typed PRNG keys travel as their key data."""
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(x)
+        data = _global_array(jax.random.key_data(x), sharding)
+        return jax.jit(lambda d: jax.random.wrap_key_data(d, impl=impl), out_shardings=sharding)(data)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def to_host(x) -> np.ndarray:
@@ -86,3 +102,17 @@ def to_host(x) -> np.ndarray:
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def gather(tree):
+    """Every leaf of ``tree`` that spans several processes replaced by the whole array on this process
+    (:func:`to_host`, then a local array); other leaves, and everything on one process, unchanged."""
+    if jax.process_count() == 1:
+        return tree
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jnp.asarray(to_host(x))
+        return x
+
+    return jax.tree.map(one, tree)

@@ -38,6 +38,22 @@ def test_mc_throughput_tiny_writes_json(tmp_path):
     assert {"median", "low", "high"} <= set(row["jaxadv_over_floor"])
     assert row["sanity"]["finite_jaxadv"] and row["sanity"]["finite_numpy"]
     assert {"jaxadv_over_floor_median", "numpy_over_jaxadv_median"} <= set(d["headline"])
+    for peer in ("torch", "numba"):  # optional peers: measured, or skipped with the reason
+        assert (peer in row and f"{peer}_over_jaxadv" in row) or "not installed" in d["peers_skipped"][peer]
+
+
+def test_missing_peer_is_skipped_with_a_message(monkeypatch):
+    import importlib.util
+
+    sys.path.insert(0, ROOT)
+    try:
+        from benchmarks import peers
+    finally:
+        sys.path.remove(ROOT)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    missing = peers.available()
+    assert "torch is not installed" in missing["torch"] and "jaxadv[bench]" in missing["torch"]
 
 
 def test_runner_lists_benchmarks_and_rejects_unknown(tmp_path):
@@ -76,3 +92,11 @@ def test_ode_throughput_tiny_writes_json_and_renders(tmp_path):
         sys.path.remove(ROOT)
     text = "\n".join(summary.table_ode(d))
     assert "speed-up" in text and "rtol=1e-8" in text
+
+
+def test_gpu_run_refuses_without_a_gpu(tmp_path):
+    """``python -m benchmarks --gpu`` (the one-command accelerator run) stops at once, saying why, on a CPU."""
+    env_run = _run("--gpu", tmp_path=tmp_path)
+    assert env_run.returncode == 2, env_run.stderr[-2000:]
+    assert "--gpu" in env_run.stderr and ("no GPU" in env_run.stderr or "not a GPU" in env_run.stderr)
+    assert not list(tmp_path.iterdir())

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..distributed import agree, broadcast, is_multiprocess, is_primary
 from ..mc import driver
 from ..sharding import shard_batch, to_host
 from .io import write_npz
@@ -53,27 +54,48 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
     obs[:, :, 0] = o
     start_k = 0
-    if checkpoint and os.path.exists(checkpoint):
-        with np.load(checkpoint) as ck:
-            if str(ck["fingerprint"]) == fp:
-                treedef = jax.tree.structure(states)
-                leaves = [jnp.asarray(ck[f"state_{i}"]) for i in range(treedef.num_leaves)]
-                states = shard_batch(jax.tree.unflatten(treedef, leaves))
-                obs = ck["obs"].copy()
-                start_k = int(ck["k"])
+    if checkpoint:
+        loaded = _load_checkpoint(checkpoint, fp, states, obs)
+        if loaded is not None:
+            states, obs, start_k = loaded
 
-    bar = Progress(plan.n_save, "monte carlo", enabled=progress, initial=start_k)
+    bar = Progress(plan.n_save, "monte carlo", enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
     for k in range(start_k, plan.n_save):
         states, obs[:, :, k + 1] = driver.advance(plan, states, k)
         bar.update(k + 1)
-        if checkpoint and time.monotonic() - last_ck > checkpoint_every and k + 1 < plan.n_save:
+        # with several processes the gather inside the save is a collective: process 0 decides for all
+        if checkpoint and k + 1 < plan.n_save and agree(time.monotonic() - last_ck > checkpoint_every):
             _save_checkpoint(checkpoint, fp, states, obs, k + 1)
             last_ck = time.monotonic()
     bar.close()
-    if checkpoint and os.path.exists(checkpoint):
+    if checkpoint and is_primary() and os.path.exists(checkpoint):
         os.remove(checkpoint)
     return driver.result(plan, obs)
+
+
+def _load_checkpoint(path, fp, states, obs):
+    """``(states, obs, k)`` from the checkpoint at ``path`` if it matches fingerprint ``fp``, else ``None``.
+    With several processes process 0 reads the file and sends its contents to all (no shared file
+    system needed)."""
+    treedef = jax.tree.structure(states)
+    found, ck_obs, k, leaves = False, obs, 0, None
+    if is_primary() and os.path.exists(path):
+        with np.load(path) as ck:
+            if str(ck["fingerprint"]) == fp:
+                found, ck_obs, k = True, ck["obs"].copy(), int(ck["k"])
+                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]
+    if is_multiprocess():
+        if not agree(found):
+            return None
+        if leaves is None:  # the other processes: buffers of the right shapes to receive into
+            leaves = [np.zeros((obs.shape[1],) + x.shape[1:], x.dtype) for x in jax.tree.leaves(states)]
+        ck_obs, k, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
+        k = int(k)
+    elif not found:
+        return None
+    states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
+    return states, ck_obs, k
 
 
 def _save_checkpoint(path, fp, states, obs, k):

@@ -31,6 +31,9 @@ def _parser():
     """The argument parser; it imports nothing heavy (no JAX), so ``--help`` is instant."""
     p = _Parser(prog="jaxadv", description="Adversarial training in the prototype model: "
                 "Monte Carlo simulations and large-N ODEs.")
+    from ..distributed import add_arguments as add_distributed_arguments
+
+    add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
     r.add_argument("config", help="preset (see `jaxadv presets`) or path to a .toml file")
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
 def _dispatch(args) -> int:
     import jax
 
+    from ..distributed import initialize_from_args
+
+    initialize_from_args(args)  # several processes: before any computation
     # Every command integrates ODEs in float64 (Gaussian averages to 1e-9); the Monte Carlo
     # picks its dtype explicitly (float32 unless x64=true).
     jax.config.update("jax_enable_x64", True)

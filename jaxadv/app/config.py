@@ -65,6 +65,12 @@ class RunConfig:
         B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
         sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
             description of :mod:`jaxadv.mc.reduced`).
+        save: ``"linear"`` (``n_save`` equal intervals) or ``"log"`` (``points_per_decade`` save points
+            a decade of alpha, from 1/N to ``alpha_max``; ``n_save`` is then unused), for the Monte
+            Carlo and the ODE alike (:mod:`jaxadv.mc.schedule`).
+        points_per_decade: save points per decade of alpha with ``save="log"``.
+        ode_start: ``"given"`` (the ODE starts at ``R0`` (0 when unset) and ``b0``) or ``"mc"`` (at the
+            Monte Carlo's measured mean initial ``R`` and ``b``, so both curves share their first point).
         rule_extra: ``((name, value), ...)``: parameters declared by a rule part that have no
             field above (a new record's ``Param``); given as ordinary keys, e.g. ``--set eps_sd=0.3``.
     """
@@ -102,6 +108,9 @@ class RunConfig:
     noise_norm: Optional[float] = None
     B: str = "first"
     sampler: str = "full"
+    save: str = "linear"
+    points_per_decade: int = 10
+    ode_start: str = "given"
     rule_extra: tuple = ()
 
     @property
@@ -306,7 +315,15 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"B={cfg.B!r} must be 'first' or 'dense'")
     if cfg.noise_norm is not None:
         check_value("noise_norm", cfg.noise_norm, lambda x: x >= 0, "must be >= 0")
-    if cfg.alpha_max * cfg.N / cfg.n_save < 1:
+    if cfg.save not in ("linear", "log"):
+        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
+    if cfg.points_per_decade < 1:
+        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be >= 1")
+    if cfg.ode_start not in ("given", "mc"):
+        raise ValueError(f"ode_start={cfg.ode_start!r} must be 'given' or 'mc'")
+    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: the run must hold at least one step")
+    if cfg.save == "linear" and cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
                          "a save interval must hold at least one step")
     return cfg

@@ -14,7 +14,13 @@ __all__ = ["atomic_write_bytes", "write_csv", "write_json", "write_npz", "write_
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``.
+
+    With several processes (:mod:`jaxadv.distributed`) only process 0 writes; the others return."""
+    from ..distributed import is_primary
+
+    if not is_primary():
+        return
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)

@@ -24,6 +24,7 @@ from ..analysis.compare import compare, mc_summary, mean_sem, ode_table
 from .config import RunConfig, config_dict
 from .io import write_csv, write_json, write_npz
 from ..analysis.measures import robust_error
+from ..mc import schedule
 from ..mc.driver import save_schedule
 from .checkpoint import simulate_resumable
 from ..ode.solve import solve_ode
@@ -48,11 +49,18 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     eps_test = cfg.eps_test_value
     timings = {}
     steps, alpha = save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)
+    save_steps = schedule.save_steps(cfg.N, cfg.alpha_max, cfg.n_save, cfg.save, cfg.points_per_decade)
+    if cfg.save != "linear":
+        steps, alpha = int(np.max(np.diff(save_steps))), save_steps / cfg.N
     alpha_end = float(alpha[-1])
+    R0_ode, b0_ode = (0.0 if cfg.R0 is None else cfg.R0), cfg.b0
+    if cfg.ode_start == "mc":
+        R0_ode, b0_ode = mc_start(cfg)
+        log(f"ode starts at the Monte Carlo's measured initial point R={R0_ode:.6f}, b={b0_ode:.6f}")
 
     t = time.perf_counter()
-    ode = solve_ode(params, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0,
-                    b0=cfg.b0, rule=cfg.rule, rule_params=cfg.rule_params)
+    ode = solve_ode(params, alpha_end, cfg.n_save, dt=cfg.dt, R0=R0_ode, b0=b0_ode, rule=cfg.rule,
+                    rule_params=cfg.rule_params, save_alpha=None if cfg.save == "linear" else alpha)
     ode = jax.block_until_ready(ode)
     timings["ode_s"] = time.perf_counter() - t
     ode_cols = ode_table(ode, params, eps_test)
@@ -73,7 +81,8 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         mc = simulate_resumable(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save,
                                 replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params, dtype=dtype,
                                 R0=cfg.R0, b0=cfg.b0, progress=progress,
-                                checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler)
+                                checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler,
+                                **_save_kwargs(cfg))
         timings["mc_s"] = time.perf_counter() - t
         mc_cols = mc_summary(mc, params, eps_test)
         write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
@@ -89,8 +98,8 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
                    "max_deviation_sem": raw.worst[0], "worst_quantity": raw.worst[1], "worst_alpha": raw.worst[2],
                    "max_deviation_sem_after_allowance": cmp.worst[0], "replicas_diverged": cmp.n_diverged,
                    "norm_w_max_abs_error": float(np.nanmax(np.abs(mc.norm - 1.0)))}
-        rate = cfg.replicas * steps * cfg.n_save / timings["mc_s"]
-        log(f"monte carlo: {cfg.replicas} replicas x {steps * cfg.n_save} steps at N={cfg.N} in "
+        rate = cfg.replicas * int(save_steps[-1]) / timings["mc_s"]
+        log(f"monte carlo: {cfg.replicas} replicas x {int(save_steps[-1])} steps at N={cfg.N} in "
             f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s)")
         if cmp.n_diverged:
             log(f"warning: {cmp.n_diverged} of {cfg.replicas} replicas diverged; averages use the finite ones")
@@ -110,6 +119,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     info = {
         "config": config_dict(cfg),
         "resolved": {"eps_test": eps_test, "eps_test_max": cfg.eps_test_max_value, "steps_per_save": steps,
+                     "ode_start": [R0_ode, b0_ode], **({"save_steps": save_steps} if cfg.save != "linear" else {}),
                      "alpha_max_actual": alpha_end, "ode_dt": cfg.dt, "mc_dtype": "float64" if cfg.x64 else "float32",
                      "ode_dtype": str(jnp.result_type(float))},
         "jaxadv_version": __version__,
@@ -123,6 +133,24 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     }
     write_json(os.path.join(out_dir, "config.json"), info)
     return info
+
+
+def _save_kwargs(cfg) -> dict:
+    """The save-point keys of :func:`jaxadv.simulate` (none for the default, equally spaced saves)."""
+    return {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
+
+
+def mc_start(cfg) -> tuple:
+    """The Monte Carlo's mean initial ``(R, b)``, measured on the same replicas (same key) as the run:
+    the ODE's starting point with ``ode_start="mc"``."""
+    from ..mc import driver
+
+    plan = driver.plan_simulation(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, N=cfg.N,
+                                  alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas, rule=cfg.rule,
+                                  rule_params_=cfg.rule_params, dtype=jnp.float64 if cfg.x64 else jnp.float32,
+                                  R0=cfg.R0, b0=cfg.b0, B=cfg.B, sampler=cfg.sampler)
+    _, obs = driver.init_states(plan)
+    return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
 
 
 def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
@@ -143,7 +171,7 @@ def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
     mc = simulate_resumable(jax.random.key(cfg.seed, impl=cfg.prng), params, N=cfg.N, alpha_max=cfg.alpha_max,
                             n_save=cfg.n_save, replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params,
                             dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
-                            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B)
+                            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, **_save_kwargs(cfg))
     elapsed = time.perf_counter() - t
     cols = {"alpha": mc.alpha}
     R, b = mc.R.astype(np.float64), mc.b.astype(np.float64)

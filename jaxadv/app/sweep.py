@@ -66,6 +66,7 @@ from ..ode.solve import solve_ode
 from ..model.params import _RULES, ModelParams, check_value
 from .progress import Progress
 from ..sharding import pad_batch, padded_size, to_host
+from ..distributed import broadcast, is_multiprocess, is_primary
 
 __all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
            "grid_points", "add_sweep_parser", "sweep_command"]
@@ -105,7 +106,7 @@ def sweep_axes() -> tuple:
 SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
 _TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
-             "loss", "R0", "b0", "name", "base", "grid", "x64"}
+             "loss", "R0", "b0", "name", "base", "grid", "x64", "save", "points_per_decade"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class SweepConfig:
         N, replicas, seed, sampler, x64: Monte Carlo settings.
         loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
         name: label.
+        save, points_per_decade: ``"linear"`` (``n_save`` equal intervals) or ``"log"``
+            (``points_per_decade`` save points a decade of alpha from 1/N; :mod:`jaxadv.mc.schedule`),
+            for the ODE and the Monte Carlo alike.
     """
 
     base: dict = field(default_factory=dict)
@@ -141,6 +145,8 @@ class SweepConfig:
     R0: Optional[float] = None
     b0: float = 0.0
     name: str = "sweep"
+    save: str = "linear"
+    points_per_decade: int = 10
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -151,6 +157,8 @@ class SweepConfig:
         """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
         d = self.as_dict()
         d.pop("name")
+        if d["save"] == "linear":  # the digests of sweeps made before log-spaced saves existed stay valid
+            d.pop("save"), d.pop("points_per_decade")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -280,7 +288,13 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     if cfg.R0 is not None:
         check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
     check_value("b0", cfg.b0, lambda x: True, "")
-    if cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+    if cfg.save not in ("linear", "log"):
+        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
+    if int(cfg.points_per_decade) != cfg.points_per_decade or cfg.points_per_decade < 1:
+        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be an integer >= 1")
+    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
+    if cfg.save == "linear" and cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
     return cfg
 
@@ -386,7 +400,7 @@ def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> 
     if cfg.chunk:
         c = cfg.chunk
     else:
-        per_point = (cfg.n_save + 1) * 2 * 8 * 16 + 4096
+        per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
         c = int(max(1, min(4096, memory_bytes // per_point)))
     return padded_size(min(c, n_points))
 
@@ -398,7 +412,8 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
     mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
                   rule=sweep_rule(cfg), rule_params=rp, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0,
-                  b0=cfg.b0, sampler=cfg.sampler)
+                  b0=cfg.b0, sampler=cfg.sampler,
+                  **({} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}))
     s = mc_summary(mc, params, eps_test)
     out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
     out["n_finite"] = np.asarray(s["n_finite"], np.float64)
@@ -416,7 +431,8 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
         p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
         rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
         sol = solve_ode(p, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0, b0=cfg.b0,
-                        rule=sweep_rule(cfg), rule_params=rp_pad)
+                        rule=sweep_rule(cfg), rule_params=rp_pad,
+                        save_alpha=None if cfg.save == "linear" else _alpha(cfg))
         R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
         out["R"], out["b"] = R, b
         out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
@@ -431,6 +447,10 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
 
 
 def _alpha(cfg: SweepConfig) -> np.ndarray:
+    if cfg.save != "linear":
+        from ..mc.schedule import save_steps
+
+        return save_steps(cfg.N, cfg.alpha_max, cfg.n_save, cfg.save, cfg.points_per_decade) / cfg.N
     if cfg.mc:
         from ..mc.driver import save_schedule
 
@@ -496,9 +516,10 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
             "jaxadv_version": _version(), "jax_version": jax.__version__, "python": platform.python_version(),
             "device": str(jax.devices()[0]), "device_count": jax.device_count()})
     done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
+    done = _agree_done(done, n_chunks, out_dir)
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    bar = Progress(n_chunks, "sweep", enabled=progress, initial=len(done))
+    bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
     parts = []
     t0 = time.perf_counter()
     for c in range(n_chunks):
@@ -525,6 +546,20 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
         if log:
             log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
     return result
+
+
+def _agree_done(done, n_chunks, out_dir):
+    """Process 0's list of finished chunks on every process (each chunk's computation ends in a
+    collective, so all must compute the same ones); the files must be visible to every process."""
+    if not is_multiprocess():
+        return done
+    mask = broadcast(np.isin(np.arange(n_chunks), done))
+    done = [int(c) for c in np.flatnonzero(mask)]
+    missing = [c for c in done if not os.path.exists(_chunk_path(out_dir, c))]
+    if missing:
+        raise ValueError(f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
+                         f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory")
+    return done
 
 
 def _version():

@@ -166,18 +166,25 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
     rows, timings = [], {}
     jobs = [(N, "reduced", replicas) for N in N_list] + [(N, "full", full_replicas) for N in full_N_list]
     for j, (N, sampler, reps) in enumerate(jobs):
-        if alpha_max * N / n_save < 1:
+        log_saves = getattr(cfg, "save", "linear") != "linear"  # save="log": the MC's log-spaced save points
+        if not log_saves and alpha_max * N / n_save < 1:
             raise ValueError(f"--alpha-max={alpha_max!r} is too small for N={N} and --n-save={n_save}")
         _, alpha = save_schedule(N, alpha_max, n_save)
+        saves = {}
+        if log_saves:
+            from ..mc.schedule import save_steps
+
+            saves = {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
+            alpha = save_steps(N, alpha_max, n_save, **saves) / N
         t = time.perf_counter()
         fl = solve_fluctuations(cfg.params, N, float(alpha[-1]), n_save, dt=cfg.dt, R0=cfg.R0, b0=cfg.b0,
-                                loss=cfg.loss)
+                                loss=cfg.loss, save_alpha=alpha if log_saves else None)
         fl = jax.block_until_ready(fl)
         t_th = time.perf_counter() - t
         key = jax.random.fold_in(jax.random.key(cfg.seed, impl=cfg.prng), j)
         t = time.perf_counter()
         mc = simulate(key, cfg.params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=reps, loss=cfg.loss,
-                      dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress, sampler=sampler)
+                      dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress, sampler=sampler, **saves)
         t_mc = time.perf_counter() - t
         timings[f"{sampler}_N{N}"] = {"theory_s": t_th, "mc_s": t_mc}
         row = _row(N, sampler, mc, fl, reps)

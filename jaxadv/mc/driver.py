@@ -31,6 +31,7 @@ from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params
 from ..sharding import shard_batch, to_host
 from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler
+from . import schedule
 
 __all__ = ["MCResult", "SAMPLERS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
            "save_schedule", "advance_states", "init_batch", "simulate_grid"]
@@ -120,6 +121,9 @@ class Plan(NamedTuple):
         alpha: save times, shape ``(n_save + 1,)``.
         dtype: the simulation's float dtype.
         identity: a JSON-able description of everything that determines the result (for checkpoints).
+        save_steps: step counts of the save points when they are not equally spaced
+            (``save="log"``, :mod:`jaxadv.mc.schedule`), shape ``(n_save + 1,)``; ``None``: every
+            interval has ``steps`` steps.
     """
 
     sampler: object
@@ -135,12 +139,14 @@ class Plan(NamedTuple):
     alpha: np.ndarray
     dtype: object
     identity: list
+    save_steps: Optional[np.ndarray] = None
 
 
 def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
                     replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
                     loss=None, dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None,
-                    sampler: str = "full", optimizer=None) -> Plan:
+                    sampler: str = "full", optimizer=None, save: str = "linear", points_per_decade: int = 10,
+                    alpha_min: Optional[float] = None) -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
     validate_params(params)
     if int(N) != N or N < 2:
@@ -176,6 +182,10 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
     B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
     const = B if sampler == "full" else jnp.asarray(N, dtype)
     steps, alpha = save_schedule(N, alpha_max, n_save)
+    save_steps = None
+    if save != "linear":  # log-spaced saves: intervals of different lengths (one compilation, n_steps is traced)
+        save_steps = schedule.save_steps(N, alpha_max, n_save, save, points_per_decade, alpha_min)
+        n_save, steps, alpha = len(save_steps) - 1, int(np.max(np.diff(save_steps))), save_steps / N
     sp = SamplerParams(as_array_params(params, dtype), rp, const)
 
     keys = jax.random.split(key, replicas)
@@ -188,7 +198,10 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
                 [rule.attack.name, rule.eps_law.name, rule.gate.name, rule.n_eps_nodes,
                  {k: np.asarray(v).tolist() for k, v in rp.items()}], sampler,
                 None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer))]
-    return Plan(kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity)
+    if save_steps is not None:
+        identity.append([save, save_steps.tolist()])
+    return Plan(kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity,
+                save_steps)
 
 
 def _host_obs(o, replicas):
@@ -203,10 +216,14 @@ def init_states(plan: Plan):
 
 
 def advance(plan: Plan, states, k: int):
-    """Run save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``); the input states are
-    donated. Returns the new states and their observables, shape ``(5, replicas)``."""
-    states, o = _advance(plan.run_keys, states, plan.sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
-                         plan.sampler)
+    """Run save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``, or ``save_steps[k]`` to
+    ``save_steps[k + 1] - 1``); the input states are donated. Returns the new states and their
+    observables, shape ``(5, replicas)``."""
+    if plan.save_steps is None:
+        start, n = k * plan.steps, plan.steps
+    else:
+        start, n = int(plan.save_steps[k]), int(plan.save_steps[k + 1] - plan.save_steps[k])
+    states, o = _advance(plan.run_keys, states, plan.sp, jnp.uint32(start), jnp.uint32(n), plan.sampler)
     return states, _host_obs(o, plan.replicas)
 
 
@@ -221,7 +238,8 @@ def result(plan: Plan, obs) -> "MCResult":
 def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
              replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
              dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None, sampler: str = "full",
-             optimizer=None) -> MCResult:
+             optimizer=None, save: str = "linear", points_per_decade: int = 10,
+             alpha_min: Optional[float] = None) -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.
 
     Args:
@@ -251,6 +269,9 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
             ``norm1``/``norm_inf`` are ``None``).
         optimizer: ``optimizer(params, N) -> optax.GradientTransformation`` for the full sampler
             (default: the plain projected SGD step the ODE is derived for).
+        save: ``"linear"`` (``n_save`` equal intervals) or ``"log"`` (``points_per_decade`` save
+            points a decade of alpha, from ``alpha_min``, default 1/N, to ``alpha_max``;
+            :mod:`jaxadv.mc.schedule`). The steps, and so the bits, do not depend on it.
 
     Returns:
         :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
@@ -270,7 +291,7 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
                              optimizer=optimizer)
     plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
                            rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
-                           optimizer=optimizer)
+                           optimizer=optimizer, save=save, points_per_decade=points_per_decade, alpha_min=alpha_min)
     states, o = init_states(plan)
     obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
     obs[:, :, 0] = o

@@ -34,6 +34,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..defaults import DT, N_SAVE
 from ..model.perturbations import l2_attack_field
@@ -44,7 +45,7 @@ from ..model.rule import DEFAULT_RULE
 from .solve import _steps
 from .vector_field import vector_field
 from ..model.params import ModelParams
-from .rk4 import RK4, integrate
+from .rk4 import RK4, integrate, integrate_at
 
 __all__ = ["FluctuationResult", "FluctuationState", "step_moments", "fluctuation_field", "solve_fluctuations"]
 
@@ -157,9 +158,14 @@ def _solve(params, N, st0, h, steps_per_save, n_save, loss, method):
     return integrate(fluctuation_field(loss, method), st0, 0.0, h, steps_per_save, n_save, (params, N), RK4)
 
 
+@functools.partial(jax.jit, static_argnames=("loss", "method"))
+def _solve_at(params, N, st0, t_save, n_sub, loss, method):
+    return integrate_at(fluctuation_field(loss, method), st0, t_save, n_sub, (params, N), RK4)
+
+
 def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
                        R0: Optional[float] = None, b0: float = 0.0, loss="quadratic",
-                       method: str = "auto") -> FluctuationResult:
+                       method: str = "auto", save_alpha=None) -> FluctuationResult:
     r"""Mean, covariance and O(1/N) mean shift of :math:`(R, b)` at finite N, by RK4.
 
     Args:
@@ -183,12 +189,22 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
     """
     if not N >= 2:
         raise ValueError(f"N={N!r} must be >= 2")
+    if save_alpha is not None:  # any save times (e.g. log-spaced): steps of at most dt in each interval
+        save_alpha = np.asarray(save_alpha, np.float64)
+        if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):
+            raise ValueError(f"save_alpha={save_alpha!r} must be increasing times starting at 0, at least two")
+        alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     dtype = jnp.result_type(float)
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     var0 = 1.0 / N if R0 is None else 0.0
     st0 = FluctuationState(y=jnp.array([0.0 if R0 is None else R0, b0], dtype),
                            C=jnp.diag(jnp.array([var0, 0.0], dtype)), mu=jnp.zeros(2, dtype))
-    ts, st = _solve(p, jnp.asarray(N, dtype), st0, jnp.asarray(h, dtype), sub, int(n_save), get_loss(loss), method)
+    if save_alpha is None:
+        ts, st = _solve(p, jnp.asarray(N, dtype), st0, jnp.asarray(h, dtype), sub, int(n_save), get_loss(loss), method)
+    else:
+        n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
+        ts, st = _solve_at(p, jnp.asarray(N, dtype), st0, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub),
+                           get_loss(loss), method)
     std = jnp.sqrt(jnp.maximum(jnp.diagonal(st.C, axis1=-2, axis2=-1), 0.0))
     return FluctuationResult(alpha=ts, mean=st.y, cov=st.C, shift=st.mu, std=std)

@@ -112,6 +112,27 @@ def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau
     return ts, ys
 
 
+def integrate_at(f, y0, t_save, n_sub, args=None, tableau: ButcherTableau = RK4):
+    """Integrate ``dy/dt = f(t, y, args)`` to the save times ``t_save`` (shape ``(P + 1,)``, increasing,
+    starting at the initial time) with ``n_sub[k]`` equal steps in interval ``k`` (shape ``(P,)``,
+    integers >= 1, may be traced: intervals of any lengths, e.g. log-spaced, share one compilation).
+
+    Returns:
+        ``(ts, ys)`` as :func:`integrate`: ``ts = t_save`` and the states at those times.
+    """
+    t_save = jnp.asarray(t_save)
+
+    def interval(y, seg):
+        t0, t1, m = seg
+        h = (t1 - t0) / m
+        y = jax.lax.fori_loop(0, m, lambda i, yy: rk_step(f, t0 + i * h, yy, h, args, tableau), y)
+        return y, y
+
+    _, ys = jax.lax.scan(interval, y0, (t_save[:-1], t_save[1:], jnp.asarray(n_sub, jnp.int32)))
+    ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
+    return t_save, ys
+
+
 class AdaptiveStats(NamedTuple):
     """Work of :func:`integrate_adaptive`: accepted and rejected steps and evaluations of ``f``."""
 

@@ -12,13 +12,14 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..defaults import DT, N_SAVE
 from ..model.losses import get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
-from .rk4 import RK4, integrate, integrate_adaptive
+from .rk4 import RK4, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
 __all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector"]
@@ -61,9 +62,15 @@ def _solve(args, y0, h, steps_per_save, n_save, rule, method):
     return integrate(vector_field(rule, method), y0, 0.0, h, steps_per_save, n_save, args, RK4)
 
 
+@functools.partial(jax.jit, static_argnames=("rule", "method"))
+def _solve_at(args, y0, t_save, n_sub, rule, method):
+    return integrate_at(vector_field(rule, method), y0, t_save, n_sub, args, RK4)
+
+
 @functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps"))
-def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000):
-    t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
+def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None):
+    if t_save is None:
+        t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
     return integrate_adaptive(vector_field(rule, method), y0, 0.0, t_save, h0, args, rtol=rtol, atol=atol,
                               max_steps=max_steps, tableau=RK4)
 
@@ -86,7 +93,7 @@ def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dt
 def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
               R0=0.0, b0=0.0, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
               method: str = "auto", rtol: Optional[float] = None, atol: Optional[float] = None,
-              max_steps: int = 100_000, devices=None, dtype=None) -> ODEResult:
+              max_steps: int = 100_000, devices=None, dtype=None, save_alpha=None) -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
 
     With ``rtol`` (or ``atol``) given the step is adaptive: RK4 with step doubling
@@ -115,6 +122,9 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
             :func:`jax.devices`); the values do not depend on it.
         dtype: float dtype of the integration (default: JAX's default float, float64 when
             ``jax_enable_x64`` is on); float64 needs ``jax_enable_x64``.
+        save_alpha: save times of any spacing (e.g. log-spaced, the Monte Carlo's ``alpha``),
+            increasing, starting at 0; they replace ``alpha_max`` and ``n_save``. The fixed step
+            divides each interval into at most ``dt``-long steps.
 
     Returns:
         :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)`` and ``n_evals``,
@@ -127,6 +137,11 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         (11,)
     """
     validate_params(params)
+    if save_alpha is not None:
+        save_alpha = np.asarray(save_alpha, np.float64)
+        if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):
+            raise ValueError(f"save_alpha={save_alpha!r} must be increasing times starting at 0, at least two")
+        alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     adaptive = rtol is not None or atol is not None
     if adaptive:
@@ -151,9 +166,15 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
     if adaptive:
         solve = functools.partial(_solve_adaptive, n_save=int(n_save), rule=rule, method=method,
                                   max_steps=int(max_steps))
-        fn = lambda args, yy: solve(args, yy, jnp.asarray(alpha_max, dtype),
-                                    jnp.asarray(min(float(dt), alpha_max / n_save), dtype),
-                                    jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype))
+        t_at = None if save_alpha is None else jnp.asarray(save_alpha[1:], dtype)
+        h0 = min(float(dt), alpha_max / n_save if save_alpha is None else float(save_alpha[1]))
+        fn = lambda args, yy: solve(args, yy, jnp.asarray(alpha_max, dtype), jnp.asarray(h0, dtype),
+                                    jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), t_save=t_at)
+    elif save_alpha is not None:
+        n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
+        sub = int(n_sub.sum()) / int(n_save)  # for n_evals below: 4 * sub * n_save evaluations
+        fn = lambda args, yy: _solve_at(args, yy, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub), rule=rule,
+                                        method=method)
     else:
         solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), rule=rule, method=method)
         fn = lambda args, yy: solve(args, yy, jnp.asarray(h, dtype))
@@ -170,6 +191,10 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         p_flat, g_flat, y_flat = shard_batch((p_flat, g_flat, y_flat), devices)
     point = lambda pp, gg, yy: fn((pp, {**gg, **shared_rp}), yy)
     out = jax.vmap(point)(p_flat, g_flat, y_flat) if shape else point(p, grid_rp, y0)
+    if jax.process_count() > 1:  # several processes: every one gets the whole grid's results
+        from ..sharding import gather
+
+        out = gather(out)
     if shape:
         out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
     ts, ys = out[0], out[1]
@@ -185,5 +210,5 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
                           f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
                           "(raise max_steps or loosen rtol/atol)", RuntimeWarning, stacklevel=2)
     else:
-        n_evals, failed = jnp.full(shape, 4 * sub * int(n_save), jnp.int32), ~finite
+        n_evals, failed = jnp.full(shape, int(round(4 * sub * int(n_save))), jnp.int32), ~finite
     return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals, failed=failed)

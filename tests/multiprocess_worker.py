@@ -1,0 +1,65 @@
+"""One process of the multi-process test (tests/test_multiprocess.py): the Monte Carlo with both samplers,
+an interrupted and resumed Monte Carlo and an ODE sweep, results saved to OUT/result_<process>.npz.
+
+    python tests/multiprocess_worker.py OUT NUM_PROCESSES PROCESS_ID PORT
+"""
+import os
+import sys
+import time
+
+t0 = time.perf_counter()
+
+out, num_processes, process_id, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+import jax  # noqa: E402
+
+from jaxadv import distributed  # noqa: E402
+
+if num_processes > 1:
+    distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id)
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+
+import jaxadv as ja  # noqa: E402
+from jaxadv.app import checkpoint  # noqa: E402
+from jaxadv.mc import driver  # noqa: E402
+
+print(f"{time.perf_counter() - t0:.1f}s imported", flush=True)
+res = {"process_count": jax.process_count(), "device_count": jax.device_count()}
+p = ja.ModelParams(eps=0.5)
+for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 4 devices: padded
+    mc = ja.simulate(jax.random.key(3), p, N=40, alpha_max=0.5, n_save=2, replicas=replicas, sampler=sampler)
+    res[f"{sampler}_R"], res[f"{sampler}_b"], res[f"{sampler}_norm"] = mc.R, mc.b, mc.norm
+    print(f"{time.perf_counter() - t0:.1f}s {sampler}", flush=True)
+
+# interrupted after save interval 2 (a checkpoint after every interval), then resumed
+ck = os.path.join(out, "mc.ckpt.npz")
+kwargs = dict(N=40, alpha_max=1.0, n_save=4, replicas=6)
+advance, calls = driver.advance, []
+
+
+def interrupted(plan, states, k):
+    calls.append(k)
+    if k == 2 and len(calls) == 3:
+        raise KeyboardInterrupt
+    return advance(plan, states, k)
+
+
+driver.advance = interrupted
+try:
+    checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
+except KeyboardInterrupt:
+    pass
+res["checkpoint_seen"] = os.path.exists(ck)
+mc = checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
+driver.advance = advance
+res["resumed_calls"] = np.asarray(calls)
+res["resumed_R"], res["resumed_b"] = mc.R, mc.b
+print(f"{time.perf_counter() - t0:.1f}s resumed", flush=True)
+
+cfg = ja.make_sweep_config({"eps": [0.0, 0.4, 0.8, 1.2, 1.6]}, alpha_max=4.0, n_save=2, chunk=3)
+sw = ja.sweep(cfg, os.path.join(out, "sweep"))
+res["sweep_R"], res["sweep_b"] = sw.R, sw.b
+np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
+print(f"{time.perf_counter() - t0:.1f}s sweep: done", process_id, flush=True)
