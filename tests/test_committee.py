@@ -438,3 +438,22 @@ def test_mc_matches_ode_xor_k3_worst_unnormalised():
                         dt=0.1)
     print("xor K=3 worst unnormalised", z)
     assert max(z.values()) < 4.0, z
+
+
+def test_plain_dict_configuration_and_named_columns():
+    from jaxadv.committee import columns, from_dicts
+
+    mixture, params, spec = from_dicts({"preset": "xor", "rho": 3.0, "v": 1.0}, {"eta_w": 0.5, "eps": 0.2},
+                                       {"K": 2, "attack": "pgd", "pgd_steps": 2})
+    assert spec.attack == "pgd" and float(params.eps) == 0.2
+    sol = solve_committee_ode(mixture, params, spec, 0.5, 1, Q0=[[1, 0.1], [0.1, 1]], R0=[[0.3, 0.1], [0.0, 0.2]],
+                              rule=GaussRule(4, 6, 7.0))
+    cols = columns(sol, mixture, eps_test=(0.3,))
+    assert list(cols) == ["alpha", "Q_1_1", "Q_1_2", "Q_2_2", "R_1_1", "R_1_2", "R_2_1", "R_2_2", "b_1", "b_2",
+                          "v_1", "v_2", "clean_error", "robust_error_0.3"]
+    np.testing.assert_allclose(cols["R_2_1"], sol.R[:, 1, 0])
+    assert np.all(cols["robust_error_0.3"] >= cols["clean_error"])
+    with pytest.raises(ValueError, match="spec=\\['kk'\\]"):
+        from_dicts({"preset": "xor"}, {}, {"kk": 2})
+    with pytest.raises(ValueError, match="preset='xnor'"):
+        from_dicts({"preset": "xnor"})

@@ -31,7 +31,7 @@ from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
 
-__all__ = ["MEASURE_RULE", "clean_error", "robust_error", "robustness_curve"]
+__all__ = ["MEASURE_RULE", "clean_error", "robust_error", "robustness_curve", "columns"]
 
 MEASURE_RULE = GaussRule(panels=8, order=8, width=8.0)
 
@@ -99,3 +99,35 @@ def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule =
 def robustness_curve(state: CommitteeState, mixture: Mixture, eps_values, rule: GaussRule = MEASURE_RULE):
     r""":math:`S(\epsilon)` at every value of ``eps_values`` (shape ``(E,)``; ``vmap``)."""
     return jax.vmap(lambda e: robust_error(state, mixture, e, rule))(jnp.asarray(eps_values))
+
+
+def columns(result, mixture: Mixture, eps_test=(), rule: GaussRule = MEASURE_RULE, errors: bool = True) -> dict:
+    r"""Flat named columns of a trajectory, for tables, files and the command line.
+
+    ``result``: a :class:`~jaxadv.committee.ode.CommitteeODEResult` (one parameter point), or the
+    replica mean of a Monte Carlo run (any record with ``alpha``, ``Q``, ``R``, ``b``, ``v`` of shapes
+    ``(P,)``, ``(P, K, K)``, ``(P, K, D)``, ``(P, K)``). Columns (1-based indices): ``alpha``,
+    ``Q_k_l`` (``k <= l``), ``R_k_j``, ``b_k``, ``v_k``, and with ``errors`` ``clean_error`` and
+    ``robust_error_<eps>`` for every value of ``eps_test`` (NumPy arrays of shape ``(P,)``).
+    """
+    import numpy as np
+
+    Q, R, b, v = (np.asarray(getattr(result, n)) for n in ("Q", "R", "b", "v"))
+    K, D = R.shape[-2:]
+    out = {"alpha": np.asarray(result.alpha)}
+    for k in range(K):
+        for l in range(k, K):
+            out[f"Q_{k + 1}_{l + 1}"] = Q[:, k, l]
+    for k in range(K):
+        for j in range(D):
+            out[f"R_{k + 1}_{j + 1}"] = R[:, k, j]
+    for k in range(K):
+        out[f"b_{k + 1}"] = b[:, k]
+    for k in range(K):
+        out[f"v_{k + 1}"] = v[:, k]
+    if errors:
+        states = [CommitteeState(*(jnp.asarray(z[i]) for z in (Q, R, b, v))) for i in range(len(out["alpha"]))]
+        out["clean_error"] = np.array([float(clean_error(s, mixture, rule)) for s in states])
+        for e in eps_test:
+            out[f"robust_error_{e:g}"] = np.array([float(robust_error(s, mixture, e, rule)) for s in states])
+    return out

@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["Mixture", "CommitteeParams", "CommitteeSpec", "two_cluster", "xor", "mixture_from_vectors",
            "validate_mixture", "validate_params", "validate_spec", "default_second_layer", "check_second_layer",
-           "ATTACKS", "COMMITTEE_LOSSES"]
+           "ATTACKS", "COMMITTEE_LOSSES", "from_dicts"]
 
 ATTACKS = ("fgm", "pgd", "worst", "none")
 COMMITTEE_LOSSES = ("quadratic", "logistic")
@@ -218,3 +218,42 @@ def check_second_layer(v, K: int, name: str = "v0"):
     if arr.shape != (K,):
         _fail(name, arr.tolist(), f"must have shape ({K},) (one weight per hidden unit), got {arr.shape}")
     return arr
+
+
+def from_dicts(mixture, params: dict = None, spec: dict = None):
+    """``(Mixture, CommitteeParams, CommitteeSpec)`` from plain values, for configuration files.
+
+    ``mixture``: a :class:`Mixture`, or a dict with ``preset`` ``"xor"`` (keys ``rho``, ``v``) or
+    ``"two_cluster"`` (``prior``, ``rho``, ``v1``, ``v2``), or with the fields ``centres``,
+    ``variances``, ``priors``, ``labels``. Unknown keys raise ``ValueError`` naming them; every value is
+    validated as in the constructors.
+
+    Example:
+        >>> m, p, s = from_dicts({"preset": "xor", "rho": 3.0}, {"eps": 0.3}, {"K": 2, "attack": "pgd"})
+        >>> s.K, float(p.eps)
+        (2, 0.3)
+    """
+    params, spec = dict(params or {}), dict(spec or {})
+    if not isinstance(mixture, Mixture):
+        m = dict(mixture)
+        preset = m.pop("preset", None)
+        makers = {"xor": xor, "two_cluster": two_cluster}
+        if preset is None:
+            fields = set(Mixture._fields)
+            if set(m) != fields:
+                _fail("mixture", sorted(m), f"must have the keys {sorted(fields)} or a 'preset'")
+            mixture = validate_mixture(Mixture(**m))
+        elif preset in makers:
+            try:
+                mixture = makers[preset](**m)
+            except TypeError:
+                _fail("mixture", sorted(m), f"has keys that preset {preset!r} does not take")
+        else:
+            _fail("preset", preset, f"must be one of {sorted(makers)}")
+    for name, rec, keys in (("params", params, CommitteeParams._fields), ("spec", spec, CommitteeSpec._fields)):
+        unknown = sorted(set(rec) - set(keys))
+        if unknown:
+            _fail(name, unknown, f"has unknown keys (allowed: {list(keys)})")
+    p = validate_params(CommitteeParams(**params))
+    s = validate_spec(CommitteeSpec(**spec))
+    return mixture, p, s
