@@ -31,15 +31,25 @@ from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
 
-__all__ = ["MEASURE_RULE", "clean_error", "robust_error", "robustness_curve", "columns"]
+__all__ = ["MEASURE_RULE", "measure_rule", "clean_error", "robust_error", "robustness_curve", "columns"]
 
 MEASURE_RULE = GaussRule(panels=8, order=8, width=8.0)
 
 
-def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule: GaussRule, bisect: int = 52,
+def measure_rule(K: int) -> GaussRule:
+    """Default rule of the (K-1)-dimensional outer average: :data:`MEASURE_RULE` (64 nodes per axis) for
+    ``K <= 2``, 24 nodes per axis for ``K = 3``, 15 for ``K >= 4`` (the robust error runs a bisection of
+    ball minimisations per node)."""
+    if K <= 2:
+        return MEASURE_RULE
+    return GaussRule(4, 6, 7.0) if K == 3 else GaussRule(3, 5, 6.0)
+
+
+def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 44,
            span: float = 10.0, iters: int = 32):
     Q, R, b, v = state
     K = Q.shape[0]
+    rule = measure_rule(K) if rule is None else rule
     dtype = Q.dtype
     geom = geometry(Q)
     k_star = jnp.argmax(jnp.abs(v))
@@ -82,13 +92,13 @@ def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule: Gau
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
-def clean_error(state: CommitteeState, mixture: Mixture, rule: GaussRule = MEASURE_RULE):
+def clean_error(state: CommitteeState, mixture: Mixture, rule: GaussRule = None):
     r""":math:`\mathcal E=\sum_cp_cP(\tau_c\sigma\le0)` (module docstring). ``state``: one point."""
     return _error(state, mixture, 0.0, False, rule)
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
-def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule = MEASURE_RULE):
+def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule = None):
     r""":math:`S(\epsilon)`: probability that some :math:`\|\delta\|\le\epsilon` makes :math:`\tau\sigma\le0`.
 
     The minimum over the ball is :func:`jaxadv.committee.fields.min_margin` (multi-start ascent on the
@@ -96,12 +106,12 @@ def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule =
     return _error(state, mixture, eps, True, rule)
 
 
-def robustness_curve(state: CommitteeState, mixture: Mixture, eps_values, rule: GaussRule = MEASURE_RULE):
+def robustness_curve(state: CommitteeState, mixture: Mixture, eps_values, rule: GaussRule = None):
     r""":math:`S(\epsilon)` at every value of ``eps_values`` (shape ``(E,)``; ``vmap``)."""
     return jax.vmap(lambda e: robust_error(state, mixture, e, rule))(jnp.asarray(eps_values))
 
 
-def columns(result, mixture: Mixture, eps_test=(), rule: GaussRule = MEASURE_RULE, errors: bool = True) -> dict:
+def columns(result, mixture: Mixture, eps_test=(), rule: GaussRule = None, errors: bool = True) -> dict:
     r"""Flat named columns of a trajectory, for tables, files and the command line.
 
     ``result``: a :class:`~jaxadv.committee.ode.CommitteeODEResult` (one parameter point), or the

@@ -166,7 +166,7 @@ class CommitteeMCResult(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "K", "N", "steps_per_save", "n_save", "given"))
-def _run(key, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_save, n_save, given, replicas_keys=None):
+def _run(replica_keys, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_save, n_save, given):
     B = directions(mixture.centres.shape[1], N, mixture.centres.dtype)
 
     def one(rkey):
@@ -184,7 +184,7 @@ def _run(key, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_save, n_sav
         _, obs = jax.lax.scan(save, s0, jnp.arange(n_save))
         return jax.tree.map(lambda a, z: jnp.concatenate([a[None], z]), observe(s0, B), obs)
 
-    return jax.vmap(one)(replicas_keys)
+    return jax.vmap(one)(replica_keys)
 
 
 def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
@@ -235,9 +235,8 @@ def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: Com
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     steps = max(1, int(round(alpha_max * N / n_save)))
     cast = lambda z: jnp.asarray(z, dtype)
-    obs = _run(key, Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params)), cast(Q0), cast(R0),
-               cast(b0), cast(v0), spec, K, int(N), steps, int(n_save), given,
-               replicas_keys=jax.random.split(key, int(replicas)))
+    obs = _run(jax.random.split(key, int(replicas)), Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params)),
+               cast(Q0), cast(R0), cast(b0), cast(v0), spec, K, int(N), steps, int(n_save), given)
     Q, R, b, v = (np.asarray(z) for z in obs)
     finite = np.all(np.isfinite(Q.reshape(Q.shape[:2] + (-1,))), -1) & np.all(np.isfinite(R.reshape(R.shape[:2] + (-1,))), -1)
     finite &= np.all(np.isfinite(b), -1) & np.all(np.isfinite(v), -1)

@@ -69,11 +69,13 @@ def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
     return nodes, weights
 
 
-def gaussian_mean(f, K: int, rule: GaussRule = DEFAULT_RULE, dtype=None):
+def gaussian_mean(f, K: int, rule: GaussRule = DEFAULT_RULE, dtype=None, batch: int = 8192):
     r""":math:`\sum_n W_n f(t_n)` for ``f`` a function of one standard-normal node ``t`` (shape ``(K,)``)
-    returning a pytree; the map over nodes is a ``vmap``. Callers map ``t`` to :math:`m+Lt` themselves."""
+    returning a pytree. The map over nodes is a ``vmap`` in chunks of at most ``batch`` nodes
+    (``lax.map``), which bounds memory for large ``K``. Callers map ``t`` to :math:`m+Lt` themselves."""
     t, w = tensor_nodes(K, rule)
     dtype = jnp.result_type(float) if dtype is None else dtype
-    vals = jax.vmap(f)(jnp.asarray(t, dtype))
+    t = jnp.asarray(t, dtype)
+    vals = jax.vmap(f)(t) if t.shape[0] <= batch else jax.lax.map(f, t, batch_size=batch)
     w = jnp.asarray(w, dtype)
     return jax.tree.map(lambda z: jnp.tensordot(w, z, axes=1), vals)
