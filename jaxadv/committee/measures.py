@@ -45,7 +45,7 @@ def measure_rule(K: int) -> GaussRule:
     return GaussRule(4, 6, 7.0) if K == 3 else GaussRule(3, 5, 6.0)
 
 
-def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 44,
+def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 30,
            span: float = 10.0, iters: int = 32):
     Q, R, b, v = state
     K = Q.shape[0]
