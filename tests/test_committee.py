@@ -13,9 +13,11 @@ from jaxadv.committee import (CommitteeParams, CommitteeSpec, CommitteeState, Ga
                               mixture_from_vectors, pgd, solve_committee_ode, two_cluster, worst_case, xor)
 from jaxadv.committee.fields import maximise_on_ellipsoid
 from jaxadv.committee.measures import clean_error, robust_error, robustness_curve
-from jaxadv.committee.montecarlo import directions, init, input_attack, observe, simulate_committee, step
+from jaxadv.committee.montecarlo import directions, init, input_attack, observe, simulate_committee, step, update
 
 FINE = GaussRule(32, 16, 9.0)  # the single-layer engine's 1-D rule, for K = 1
+averages_jit = jax.jit(averages, static_argnames=("spec", "rule"))
+drift_jit = jax.jit(committee_drift, static_argnames=("spec", "rule"))
 
 
 def random_weights(rng, K, N, D):
@@ -26,7 +28,7 @@ def random_weights(rng, K, N, D):
 
 # --- K = 1 is the single-layer model -------------------------------------------------------------
 
-@pytest.mark.parametrize("attack", ["fgm", "worst", "pgd"])
+@pytest.mark.parametrize("attack", ["fgm", "worst", pytest.param("pgd", marks=pytest.mark.slow)])
 def test_k1_ode_equals_single_layer_engine(attack):
     mp = jaxadv.ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.5, eta_w=0.4, eta_b=0.2, eps=0.8)
     ref = jaxadv.solve_ode(mp, 2.0, 4, R0=0.1, b0=0.05)
@@ -46,12 +48,34 @@ def test_k1_attacks_are_minus_tau_eps_w(attack):
     state = init(jax.random.key(0), directions(1, 30, jnp.float64), 1, v0=jnp.ones(1))
     state = state._replace(W=jnp.asarray(W))
     spec = CommitteeSpec(K=1, attack=attack, pgd_steps=4, pgd_step=0.3)
+    attack_nd = jax.jit(input_attack, static_argnames="spec")
     for tau in (1.0, -1.0):
         xi = jnp.asarray(rng.normal(size=30))
-        delta = input_attack(jax.random.key(1), state, xi, tau, 0.7, spec)
+        delta = attack_nd(jax.random.key(1), state, xi, tau, 0.7, spec)
         np.testing.assert_allclose(delta, -tau * 0.7 * W[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("attack", ["fgm", "worst"])
+def test_k1_update_equals_single_layer_sgd_step(attack):
+    """The committee's N-dimensional learning rule at K = 1, v = 1 is the single-layer rule (3.2) on the
+    same example, to round-off: attack, gradient step and normalisation."""
+    rng = np.random.default_rng(5)
+    N = 40
+    mp = jaxadv.ModelParams(prior=0.6, rho=2.0, eta_w=0.7, eta_b=0.3, eps=0.5)
+    params, spec = CommitteeParams(0.7, 0.3, 0.0, 0.5), CommitteeSpec(K=1, attack=attack)
+    W = random_weights(rng, 1, N, 1)
+    state = init(jax.random.key(0), directions(1, N, jnp.float64), 1, v0=jnp.ones(1))._replace(
+        W=jnp.asarray(W), b=jnp.array([0.2]))
+    rule = jax.jit(update, static_argnames="spec")
+    for tau in (1.0, -1.0):
+        xi = jnp.asarray(rng.normal(size=N)) + tau * jnp.eye(N)[0]
+        new = rule(jax.random.key(1), state, xi, tau, params, spec)
+        ref = jaxadv.sgd_step(jaxadv.Student(w=jnp.asarray(W[0]), b=jnp.asarray(0.2)), xi, tau, mp, jaxadv.QUADRATIC)
+        np.testing.assert_allclose(new.W[0], ref.w, atol=1e-14)
+        np.testing.assert_allclose(new.b[0], ref.b, atol=1e-14)
+
+
+@pytest.mark.slow
 def test_k1_monte_carlo_matches_single_layer_in_distribution():
     """Same model, two engines: the replica means and spreads of (R, b) agree within 4 standard errors."""
     mp = jaxadv.ModelParams(prior=0.6, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.3, eps=0.5)
@@ -116,9 +140,10 @@ def numpy_averages(Q, R, b, v, mixture, eps, attack, h=0.04, T=10.0, steps=3, st
     return out
 
 
-@pytest.mark.parametrize("attack", ["fgm", "pgd"])
-@pytest.mark.parametrize("case", ["xor", "two_cluster"])
-def test_averages_match_independent_quadrature(attack, case):
+@pytest.mark.parametrize("case,attack", [("xor", "fgm"), ("two_cluster", "pgd"),
+                                         pytest.param("xor", "pgd", marks=pytest.mark.slow),
+                                         pytest.param("two_cluster", "fgm", marks=pytest.mark.slow)])
+def test_averages_match_independent_quadrature(case, attack):
     rng = np.random.default_rng(7)
     if case == "xor":
         mixture, D = xor(3.0, 1.0), 2
@@ -129,7 +154,7 @@ def test_averages_match_independent_quadrature(attack, case):
     b, v = np.array([0.2, -0.1]), np.array([0.6, 0.3])
     state = CommitteeState(*(jnp.asarray(z) for z in (Q, R, b, v)))
     spec = CommitteeSpec(K=2, attack=attack, pgd_steps=3, pgd_step=0.2)
-    got = averages(state, mixture, 0.4, spec, GaussRule(16, 8, 8.0))
+    got = averages_jit(state, mixture, 0.4, spec, GaussRule(16, 8, 8.0))
     ref = numpy_averages(Q, R, b, v, mixture, 0.4, attack)
     for name in ref:
         np.testing.assert_allclose(getattr(got, name), ref[name], atol=1e-6, rtol=0, err_msg=name)
@@ -142,7 +167,7 @@ def test_averages_without_attack_match_closed_form():
     mixture = xor(2.5, 0.8)
     W = random_weights(rng, 3, 20, 2)
     Q, R, b, v = W @ W.T, W[:, :2], rng.normal(size=3) * 0.3, np.array([0.5, -0.4, 0.3])
-    got = averages(CommitteeState(*(jnp.asarray(z) for z in (Q, R, b, v))), mixture, 0.0,
+    got = averages_jit(CommitteeState(*(jnp.asarray(z) for z in (Q, R, b, v))), mixture, 0.0,
                    CommitteeSpec(K=3, attack="none"), GaussRule(8, 8, 8.0))
     ref = np.zeros(3)
     for a, var, tau, p in zip(*(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels,
@@ -160,7 +185,7 @@ def test_averages_without_attack_match_closed_form():
 
 # --- the drift against N-dimensional steps ----------------------------------------------------
 
-@pytest.mark.parametrize("N,n", [(1000, 10000), pytest.param(4000, 200000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("N,n", [(500, 8000), pytest.param(4000, 200000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("normalise,train_v", [(True, False), (False, True)])
 def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
     """N times the mean one-step increment of (Q, R, b, v), averaged over n N-dimensional steps from
@@ -184,9 +209,9 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
         return jax.tree.map(lambda a, a0: N * (a - a0), new, obs0)
 
     keys = jax.random.split(jax.random.key(5), n)
-    inc = [increments(keys[i:i + 10000]) for i in range(0, n, 10000)]
+    inc = [increments(keys[i:i + 8000]) for i in range(0, n, 8000)]
     inc = jax.tree.map(lambda *z: jnp.concatenate(z), *inc)
-    drift = committee_drift(CommitteeState(*obs0), mixture, params, spec, GaussRule(12, 8, 8.0))
+    drift = drift_jit(CommitteeState(*obs0), mixture, params, spec, GaussRule(12, 8, 8.0))
     for name in ("Q", "R", "b", "v"):
         mean, se = np.mean(getattr(inc, name), 0), np.std(getattr(inc, name), 0, ddof=1) / np.sqrt(n)
         d = np.asarray(getattr(drift, name))
@@ -197,8 +222,9 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
 
 # --- field-space attacks against N-dimensional ones ---------------------------------------------
 
-@pytest.mark.parametrize("loss", ["quadratic", "logistic"])
-@pytest.mark.parametrize("random_start", [False, True])
+@pytest.mark.parametrize("loss,random_start", [("quadratic", False), ("logistic", True),
+                                               pytest.param("logistic", False, marks=pytest.mark.slow),
+                                               pytest.param("quadratic", True, marks=pytest.mark.slow)])
 def test_field_space_pgd_and_fgm_match_n_dimensional(loss, random_start):
     """The N-dimensional PGD (jax.grad with respect to xi) equals W^T gamma of the field-space PGD.
     With a random start the field version keeps the start's norm orthogonal to span{w_k} exactly."""
@@ -267,13 +293,13 @@ def test_worst_case_beats_dense_search_of_the_ball(K):
     geom = geometry(jnp.asarray(W @ W.T))
     v = jnp.asarray(rng.normal(size=K))
     eps = 0.7
-    xs = jnp.asarray(rng.normal(size=(300, K)) * 1.5)
-    taus = jnp.asarray(rng.choice([-1.0, 1.0], 300))
+    xs = jnp.asarray(rng.normal(size=(200, K)) * 1.5)
+    taus = jnp.asarray(rng.choice([-1.0, 1.0], 200))
     if K == 2:
         th = np.linspace(0, 2 * np.pi, 20000, endpoint=False)
         E = np.stack([np.cos(th), np.sin(th)], -1)
     else:
-        E = rng.normal(size=(100000, K))
+        E = rng.normal(size=(50000, K))
         E /= np.linalg.norm(E, axis=1, keepdims=True)
     U = eps * jnp.asarray(E) @ geom.L.T
     loss_at = lambda x, t: loss_value("quadratic", committee_output(x, v), t)
@@ -310,13 +336,13 @@ def test_k1_measures_equal_single_layer_closed_forms():
 
 
 def test_measures_match_sampled_fields():
-    """K = 2 with a signed second layer: clean and robust errors against 60 000 sampled examples (4 SE)."""
+    """K = 2 with a signed second layer: clean and robust errors against 20 000 sampled examples (4 SE)."""
     mix = xor(3.0, 1.0)
     Q = jnp.array([[1, -0.4], [-0.4, 1.0]])
     R = jnp.array([[0.5, -0.1], [-0.4, 0.2]])
     b, v = jnp.array([0.1, -0.2]), jnp.array([0.7, -0.3])
     st = CommitteeState(Q, R, b, v)
-    n = 60000
+    n = 20000
     k1, k2 = jax.random.split(jax.random.key(0))
     c = jax.random.categorical(k1, jnp.log(mix.priors), shape=(n,))
     x = (mix.centres[c] @ R.T - b) + jnp.sqrt(mix.variances[c])[:, None] * (
@@ -361,12 +387,12 @@ def test_bad_inputs_are_refused_with_the_parameter_name():
 # --- ODE plumbing -------------------------------------------------------------------------------------
 
 def test_parameter_grid_is_a_vmap_equal_to_single_runs():
-    spec = CommitteeSpec(K=2, attack="fgm", normalise=False, train_v=True)
-    kw = dict(Q0=[[1.0, 0.1], [0.1, 1.0]], R0=[[0.3, 0.1], [0.0, 0.2]], rule=GaussRule(4, 6, 7.0))
+    spec = CommitteeSpec(K=1, attack="fgm", normalise=False, train_v=True)
+    kw = dict(Q0=[[1.2]], R0=[[0.3, 0.1]], rule=GaussRule(4, 6, 7.0))
     mix = xor(3.0, 1.0)
-    grid = solve_committee_ode(mix, CommitteeParams(0.5, 0.2, 0.3, jnp.array([0.0, 0.5])), spec, 1.0, 2, **kw)
+    grid = solve_committee_ode(mix, CommitteeParams(0.5, 0.2, 0.3, jnp.array([0.0, 0.5])), spec, 0.4, 2, dt=0.1, **kw)
     for i, eps in enumerate((0.0, 0.5)):
-        one = solve_committee_ode(mix, CommitteeParams(0.5, 0.2, 0.3, eps), spec, 1.0, 2, **kw)
+        one = solve_committee_ode(mix, CommitteeParams(0.5, 0.2, 0.3, eps), spec, 0.4, 2, dt=0.1, **kw)
         for name in ("Q", "R", "b", "v"):
             np.testing.assert_allclose(getattr(grid, name)[i], getattr(one, name), atol=1e-13)
 
@@ -408,7 +434,7 @@ XOR_K2 = dict(mixture=xor(3.0, 1.0), params=CommitteeParams(eta_w=1.0, eta_b=0.5
 
 
 def test_mc_matches_ode_xor_k2_fgm_small():
-    z, _, _ = mc_vs_ode(N=200, reps=64, alpha_max=1.5, n_save=3, **XOR_K2)
+    z, _, _ = mc_vs_ode(N=200, reps=64, alpha_max=1.0, n_save=2, rule=GaussRule(6, 6, 7.0), **XOR_K2)
     assert max(z.values()) < 4.0, z
 
 
@@ -446,13 +472,13 @@ def test_plain_dict_configuration_and_named_columns():
     mixture, params, spec = from_dicts({"preset": "xor", "rho": 3.0, "v": 1.0}, {"eta_w": 0.5, "eps": 0.2},
                                        {"K": 2, "attack": "pgd", "pgd_steps": 2})
     assert spec.attack == "pgd" and float(params.eps) == 0.2
-    sol = solve_committee_ode(mixture, params, spec, 0.5, 1, Q0=[[1, 0.1], [0.1, 1]], R0=[[0.3, 0.1], [0.0, 0.2]],
+    sol = solve_committee_ode(mixture, params, spec, 0.2, 1, dt=0.1, Q0=[[1, 0.1], [0.1, 1]], R0=[[0.3, 0.1], [0.0, 0.2]],
                               rule=GaussRule(4, 6, 7.0))
-    cols = columns(sol, mixture, eps_test=(0.3,))
+    cols = columns(sol, mixture)
     assert list(cols) == ["alpha", "Q_1_1", "Q_1_2", "Q_2_2", "R_1_1", "R_1_2", "R_2_1", "R_2_2", "b_1", "b_2",
-                          "v_1", "v_2", "clean_error", "robust_error_0.3"]
+                          "v_1", "v_2", "clean_error"]
     np.testing.assert_allclose(cols["R_2_1"], sol.R[:, 1, 0])
-    assert np.all(cols["robust_error_0.3"] >= cols["clean_error"])
+    assert np.all((cols["clean_error"] > 0.4) & (cols["clean_error"] < 0.6))  # XOR near the start: near chance
     with pytest.raises(ValueError, match="spec=\\['kk'\\]"):
         from_dicts({"preset": "xor"}, {}, {"kk": 2})
     with pytest.raises(ValueError, match="preset='xnor'"):

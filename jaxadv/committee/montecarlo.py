@@ -33,8 +33,8 @@ from .ode import check_overlaps
 from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
                      validate_mixture, validate_params, validate_spec)
 
-__all__ = ["CommitteeMC", "CommitteeObs", "CommitteeMCResult", "directions", "init", "step", "observe",
-           "input_attack", "simulate_committee"]
+__all__ = ["CommitteeMC", "CommitteeObs", "CommitteeMCResult", "directions", "init", "sample_example", "update",
+           "step", "observe", "input_attack", "simulate_committee"]
 
 
 class CommitteeMC(NamedTuple):
@@ -124,22 +124,33 @@ def input_attack(key, state: CommitteeMC, xi, tau, eps, spec: CommitteeSpec):
     return jnp.zeros_like(xi)
 
 
-def step(key, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, B):
-    """One on-line step of one replica; returns ``(state, observation)``."""
-    k_c, k_z, k_a = jax.random.split(key, 3)
-    N = B.shape[1]
-    dtype = B.dtype
-    c = jax.random.categorical(k_c, jnp.log(mixture.priors))
-    xi = mixture.centres[c] @ B + jnp.sqrt(mixture.variances[c]) * jax.random.normal(k_z, (N,), dtype)
-    tau = mixture.labels[c]
-    xi_adv = jax.lax.stop_gradient(xi + input_attack(k_a, state, xi, tau, params.eps, spec))
+def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: CommitteeSpec) -> CommitteeMC:
+    """The learning rule on one example ``(xi, tau)``: attack (``key`` for a PGD random start), then the
+    gradient step at the fixed perturbed input and the normalisation (module docstring)."""
+    N = xi.shape[0]
+    xi_adv = jax.lax.stop_gradient(xi + input_attack(key, state, xi, tau, params.eps, spec))
     g = jax.grad(_loss)(state, xi_adv, tau, spec.loss)
     W = state.W - (params.eta_w / N) * g.W
     if spec.normalise:
         W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
     b = state.b - (params.eta_b / N) * g.b
     v = state.v - (params.eta_v / N) * g.v if spec.train_v else state.v
-    new = CommitteeMC(W, b, v)
+    return CommitteeMC(W, b, v)
+
+
+def sample_example(key, mixture: Mixture, B):
+    r"""One labelled example: cluster :math:`c\sim p`, :math:`\xi=\sum_ja_{cj}B_j+\sqrt{v_c}z`; returns ``(xi, tau)``."""
+    k_c, k_z = jax.random.split(key)
+    c = jax.random.categorical(k_c, jnp.log(mixture.priors))
+    z = jax.random.normal(k_z, (B.shape[1],), B.dtype)
+    return mixture.centres[c] @ B + jnp.sqrt(mixture.variances[c]) * z, mixture.labels[c]
+
+
+def step(key, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, B):
+    """One on-line step of one replica (:func:`sample_example`, :func:`update`); returns ``(state, observation)``."""
+    k_x, k_a = jax.random.split(key)
+    xi, tau = sample_example(k_x, mixture, B)
+    new = update(k_a, state, xi, tau, params, spec)
     return new, observe(new, B)
 
 
