@@ -212,10 +212,12 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
     inc = [increments(keys[i:i + 8000]) for i in range(0, n, 8000)]
     inc = jax.tree.map(lambda *z: jnp.concatenate(z), *inc)
     drift = drift_jit(CommitteeState(*obs0), mixture, params, spec, GaussRule(12, 8, 8.0))
+    # float64 round-off of one step, times N: the normalised |w_k|^2 = 1 is reproduced only to ~N * 1e-16
+    roundoff = 100 * N * np.finfo(np.float64).eps
     for name in ("Q", "R", "b", "v"):
         mean, se = np.mean(getattr(inc, name), 0), np.std(getattr(inc, name), 0, ddof=1) / np.sqrt(n)
         d = np.asarray(getattr(drift, name))
-        assert np.all(np.abs(mean - d) <= 4 * se + 1e-12), (name, mean, d, se)
+        assert np.all(np.abs(mean - d) <= 4 * se + roundoff), (name, mean, d, se)
     if train_v:
         assert np.all(np.abs(np.asarray(drift.v)) > 1e-3)
 
