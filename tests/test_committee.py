@@ -41,7 +41,7 @@ def test_k1_ode_equals_single_layer_engine(attack):
     assert np.all(sol.Q == 1.0)
 
 
-@pytest.mark.parametrize("attack", ["fgm", "worst", "pgd"])
+@pytest.mark.parametrize("attack", ["fgm", "worst", pytest.param("pgd", marks=pytest.mark.slow)])
 def test_k1_attacks_are_minus_tau_eps_w(attack):
     rng = np.random.default_rng(0)
     W = random_weights(rng, 1, 30, 1)
@@ -55,7 +55,7 @@ def test_k1_attacks_are_minus_tau_eps_w(attack):
         np.testing.assert_allclose(delta, -tau * 0.7 * W[0], atol=1e-12)
 
 
-@pytest.mark.parametrize("attack", ["fgm", "worst"])
+@pytest.mark.parametrize("attack", ["fgm", pytest.param("worst", marks=pytest.mark.slow)])
 def test_k1_update_equals_single_layer_sgd_step(attack):
     """The committee's N-dimensional learning rule at K = 1, v = 1 is the single-layer rule (3.2) on the
     same example, to round-off: attack, gradient step and normalisation."""
@@ -286,7 +286,7 @@ def test_pgd_random_start_field_space_matches_n_dimensional_with_orthogonal_star
     np.testing.assert_allclose(delta_span, W.T @ gamma, atol=1e-10)
 
 
-@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("K", [pytest.param(2, marks=pytest.mark.slow), 3])
 def test_worst_case_beats_dense_search_of_the_ball(K):
     """The field-space worst case reaches the maximum of the loss over many points of the ellipsoid's
     boundary (and never exceeds the true maximum by more than the sampling resolution)."""
