@@ -1,0 +1,360 @@
+"""``jaxadv committee``: a two-layer committee under adversarial training, ODE and Monte Carlo.
+
+A configuration is a preset (``committee``: scenario 2's two clusters with K = 2; ``xor``: four
+clusters, K = 4) or a TOML file (``preset = "xor"`` optional, flat keys, and for a general
+mixture a ``[mixture]`` table with ``centres``, ``variances``, ``priors``, ``labels``), then
+``--set KEY=VALUE`` overrides. Matrices and vectors come from TOML arrays
+(``R0 = [[0.3, 0.1], [0.05, 0.25]]``) or ``--set`` strings (``v=0.5,-0.5``, rows separated by
+``;``: ``R0=0.3,0.1;0.05,0.25``).
+
+The ODE starts from the given ``R0``/``Q0`` (``ode_start = "given"``, the default when both are
+given, as in the presets; the Monte Carlo then builds every replica's weights with exactly these
+overlaps) or from the Monte Carlo's measured mean initial overlaps (``ode_start = "mc"``, the
+default without them, so both curves share their first point; note that the mean of random
+starts is close to the symmetric plateau). ``config.json`` says which.
+
+Files (each atomically): ``ode.csv`` (``alpha``, ``Q_k_l``, ``R_k_j``, ``b_k``, ``v_k``,
+``clean_error``), ``mc.csv`` (the same order parameters, mean and standard error over replicas),
+``config.json`` (resolved configuration, deviations in standard errors, the verdict, timings),
+``order_parameters.png``, ``units.png`` (the hidden units' directions in the (B_1, B_2) plane as
+they learn) and ``errors.png``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from .io import read_toml, write_csv, write_figure, write_json
+
+__all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
+
+def _orthogonal_start(R0):
+    """``Q0`` of unit weights whose parts outside span{B_j} are orthonormal: Q_kl = R_k . R_l (k != l)."""
+    R0 = np.asarray(R0, float)
+    Q0 = R0 @ R0.T
+    np.fill_diagonal(Q0, 1.0)
+    return Q0.tolist()
+
+
+_XOR_R0 = [[0.4, 0.1], [-0.3, 0.2], [0.1, -0.35], [-0.15, -0.25]]
+PRESETS = {
+    "committee": {"data": "two_cluster", "prior": 0.7, "rho": 2.0, "v1": 1.0, "v2": 1.0, "K": 2, "eps": 0.5,
+                  "R0": [[0.3], [0.1]], "Q0": [[1.0, 0.2], [0.2, 1.0]], "b0": [0.1, -0.1]},
+    "xor": {"data": "xor", "rho": 3.0, "var": 0.5, "K": 4, "eps": 0.3, "R0": _XOR_R0,
+            "Q0": _orthogonal_start(_XOR_R0), "b0": [0.1, -0.1, 0.05, -0.05]},
+}
+"""The presets: ``committee`` (scenario 2's data, K = 2) and ``xor`` (K = 4), each from given,
+non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves)."""
+
+_RUN = {"N": 500, "alpha_max": 20.0, "n_save": 20, "replicas": 64, "seed": 0, "dt": 0.05, "x64": False,
+        "mc": True, "ode_start": None, "name": None}
+_DATA = {"data": "two_cluster", "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0, "var": 1.0}
+_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
+_SPEC = {"K": 2, "train_v": False, "normalise": True, "attack": "fgm", "pgd_steps": 5, "pgd_step": 0.25,
+         "pgd_random_start": False, "loss": "quadratic"}
+_INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
+_KEYS = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}
+
+
+def _number(key, value, kind):
+    if isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"{key}={value!r} is not a number")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{key}={value!r} must be finite")
+    if kind is int:
+        if x != int(x):
+            raise ValueError(f"{key}={value!r} is not an integer")
+        return int(x)
+    return x
+
+
+def _array(key, value):
+    """A vector or matrix from a TOML array or a string ``"a,b;c,d"``."""
+    if isinstance(value, str):
+        try:
+            rows = [[float(x) for x in r.split(",") if x.strip()] for r in value.split(";") if r.strip()]
+        except ValueError:
+            raise ValueError(f"{key}={value!r} is not a list of numbers (rows separated by ';')") from None
+        value = rows[0] if len(rows) == 1 and ";" not in value else rows
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a list of numbers") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{key}={value!r} must be finite")
+    return arr.tolist()
+
+
+def _coerce(key, value):
+    if key not in _KEYS:
+        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_KEYS))}")
+    default = _KEYS[key]
+    if key in _INIT:
+        return None if value is None or (isinstance(value, str) and value.lower() in ("none", "")) else \
+            _array(key, value)
+    if key in ("data", "attack", "loss", "ode_start", "name"):
+        return str(value)
+    return _number(key, value, type(default))
+
+
+def load_committee_config(spec: str, overrides=()) -> dict:
+    """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved flat dict
+    (plus ``mixture``, a dict of arrays, for ``data = "mixture"``). Raises ``ValueError`` naming
+    an unknown key or a bad value."""
+    cfg = dict(_KEYS)
+    mixture = None
+    if spec in PRESETS:
+        cfg.update(PRESETS[spec])
+        cfg["name"] = spec
+    elif spec.endswith(".toml") or os.path.exists(spec):
+        data = read_toml(spec, "config file")
+        preset = data.pop("preset", None)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
+            cfg.update(PRESETS[preset])
+        mixture = data.pop("mixture", None)
+        if mixture is not None:
+            if not isinstance(mixture, dict):
+                raise ValueError(f"mixture={mixture!r} must be a table with centres, variances, priors, labels")
+            cfg["data"] = "mixture"
+        cfg["name"] = os.path.splitext(os.path.basename(spec))[0]
+        for k, v in data.items():
+            cfg[k] = _coerce(k, v)
+    else:
+        raise ValueError(f"{spec!r} is neither a committee preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
+    seen = set()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k in seen:
+            raise ValueError(f"--set {k} is given twice")
+        seen.add(k)
+        cfg[k] = _coerce(k, v)
+    if cfg["data"] not in ("two_cluster", "xor", "mixture"):
+        raise ValueError(f"data={cfg['data']!r} must be 'two_cluster', 'xor' or 'mixture'")
+    if cfg["data"] == "mixture" and mixture is None:
+        raise ValueError("data='mixture' needs a [mixture] table (centres, variances, priors, labels) in a TOML file")
+    if cfg["ode_start"] is None or cfg["ode_start"] == "None":
+        cfg["ode_start"] = "given" if cfg["R0"] is not None and cfg["Q0"] is not None else "mc"
+    if cfg["ode_start"] not in ("mc", "given"):
+        raise ValueError(f"ode_start={cfg['ode_start']!r} must be 'mc' or 'given'")
+    for key, low in (("N", 2), ("n_save", 1), ("replicas", 2)):
+        if cfg[key] < low:
+            raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {low}")
+    for key in ("alpha_max", "dt"):
+        if not cfg[key] > 0:
+            raise ValueError(f"{key}={cfg[key]!r} must be > 0")
+    if cfg["seed"] < 0:
+        raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
+    if cfg["ode_start"] == "given" and (cfg["R0"] is None or cfg["Q0"] is None):
+        raise ValueError("ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE "
+                         "never leaves)")
+    cfg["mixture"] = mixture
+    _records(cfg)          # every record's own validator
+    return cfg
+
+
+def _records(cfg):
+    """``(Mixture, CommitteeParams, CommitteeSpec)`` of a resolved configuration (validated)."""
+    from ..committee import from_dicts
+
+    if cfg["data"] == "xor":
+        data = {"preset": "xor", "rho": cfg["rho"], "v": cfg["var"]}
+    elif cfg["data"] == "two_cluster":
+        data = {"preset": "two_cluster", **{k: cfg[k] for k in ("prior", "rho", "v1", "v2")}}
+    else:
+        data = {k: np.asarray(v, float) for k, v in cfg["mixture"].items()}
+    mixture, params, spec = from_dicts(data, {k: cfg[k] for k in _RULE}, {k: cfg[k] for k in _SPEC})
+    K = spec.K
+    if cfg["v"] is not None and np.shape(cfg["v"]) != (K,):
+        raise ValueError(f"v={cfg['v']!r} must have length K={K}")
+    if cfg["b0"] is not None and np.shape(cfg["b0"]) != (K,):
+        raise ValueError(f"b0={cfg['b0']!r} must have length K={K}")
+    return mixture, params, spec
+
+
+def ode_rule(K: int):
+    """Quadrature of the K-dimensional ODE averages: 36 nodes per axis (the default rule) for K <= 2,
+    24 for K = 3 and 15 for K >= 4 (36^4 nodes would cost minutes per run; docs/theory.md section 12
+    gives the accuracy of each)."""
+    from ..committee import DEFAULT_RULE, GaussRule
+
+    return DEFAULT_RULE if K <= 2 else GaussRule(4, 6, 7.0) if K == 3 else GaussRule(3, 5, 6.0)
+
+
+def _mean_sem(x):
+    x = np.asarray(x, np.float64)
+    ok = np.all(np.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+    x = x[ok]
+    return x.mean(0), x.std(0, ddof=1) / math.sqrt(max(len(x), 1)), int(ok.sum())
+
+
+def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> dict:
+    """Run the Monte Carlo (unless ``mc`` is false) and the ODE of a committee configuration and
+    write every output (module docstring). Returns the dict written to ``config.json``."""
+    import jax
+    import jax.numpy as jnp
+
+    from .. import committee as cm
+
+    mixture, params, spec = _records(cfg)
+    K, D = spec.K, mixture.n_directions
+    dtype = jnp.float64 if cfg["x64"] else jnp.float32
+    v0 = None if cfg["v"] is None else np.asarray(cfg["v"], float)
+    b0 = None if cfg["b0"] is None else np.asarray(cfg["b0"], float)
+    given = {"Q0": cfg["Q0"], "R0": cfg["R0"]} if cfg["ode_start"] == "given" else {}
+    timings, info = {}, {}
+    mc = None
+    if cfg["mc"]:
+        t = time.perf_counter()
+        mc = cm.simulate_committee(jax.random.key(cfg["seed"]), mixture, params, spec, N=cfg["N"],
+                                   alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
+                                   b0=b0, v0=v0, dtype=dtype, **given)
+        timings["mc_s"] = time.perf_counter() - t
+        log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
+    if cfg["ode_start"] == "mc":
+        if mc is None:
+            raise ValueError("ode_start='mc' needs the Monte Carlo; use ode_start='given' with R0 and Q0 for the "
+                             "ODE alone")
+        start = {n: _mean_sem(getattr(mc, n)[:, 0])[0] for n in ("Q", "R", "b", "v")}
+        if spec.normalise:      # |w_k| = 1 exactly (the float32 mean is 1 to 1e-7)
+            np.fill_diagonal(start["Q"], 1.0)
+        start_from = "the Monte Carlo's mean initial overlaps"
+    else:
+        start = {"Q": np.asarray(cfg["Q0"]), "R": np.asarray(cfg["R0"]), "b": b0, "v": v0}
+        start_from = "the given R0 and Q0"
+    alpha_end = float(mc.alpha[-1]) if mc is not None else cfg["alpha_max"]
+    t = time.perf_counter()
+    ode = cm.solve_committee_ode(mixture, params, spec, alpha_end, cfg["n_save"], dt=cfg["dt"], Q0=start["Q"],
+                                 R0=start["R"], b0=start["b"], v0=start["v"], rule=ode_rule(K))
+    timings["ode_s"] = time.perf_counter() - t
+    ode_cols = cm.columns(ode, mixture)
+    write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
+    log(f"ode (from {start_from}): {len(ode_cols['alpha'])} points to alpha={alpha_end:g} in {timings['ode_s']:.1f}s, "
+        f"clean error {ode_cols['clean_error'][-1]:.4f}")
+    if mc is not None:
+        mc_cols = {"alpha": mc.alpha}
+        names = [c for c in ode_cols if c not in ("alpha", "clean_error")]
+        per = {n: np.asarray(getattr(mc, n), np.float64) for n in ("Q", "R", "b", "v")}
+        worst = (0.0, "", float("nan"))
+        for c in names:
+            kind, *idx = c.split("_")
+            x = per[kind][(slice(None), slice(None), *[int(i) - 1 for i in idx])]
+            mean, sem, n_ok = _mean_sem(x)
+            mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean, sem
+            resolvable = sem[1:] > 1e-12 * np.maximum(1.0, np.abs(mean[1:]))
+            if np.any(resolvable):
+                dev = np.abs(mean[1:] - ode_cols[c][1:])[resolvable] / sem[1:][resolvable]
+                i = int(np.argmax(dev))
+                if dev[i] > worst[0]:
+                    worst = (float(dev[i]), c, float(mc.alpha[1:][resolvable][i]))
+        write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
+        verdict = ("consistent" if worst[0] <= 4.0 else "inconsistent") + \
+            f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}); allowance 4"
+        log(verdict)
+        info.update(max_deviation_sem=worst[0], worst_quantity=worst[1], worst_alpha=worst[2], verdict=verdict,
+                    replicas_finite=n_ok)
+    t = time.perf_counter()
+    _figures(out_dir, ode_cols, mc_cols if mc is not None else None, K, D, cfg)
+    timings["plots_s"] = time.perf_counter() - t
+    info.update(config={k: v for k, v in cfg.items() if k != "mixture"},
+                mixture={k: np.asarray(v).tolist() for k, v in mixture._asdict().items()},
+                ode_start=cfg["ode_start"], ode_started_from=start_from, timings_s=timings)
+    write_json(os.path.join(out_dir, "config.json"), info)
+    return info
+
+
+def _figures(out_dir, ode, mc, K, D, cfg):
+    from matplotlib.figure import Figure
+
+    groups = [("R", [c for c in ode if c.startswith("R_")]), ("Q", [c for c in ode if c.startswith("Q_")]),
+              ("b", [c for c in ode if c.startswith("b_")]), ("v", [c for c in ode if c.startswith("v_")])]
+    groups = [(g, cols) for g, cols in groups if cols and not (g == "v" and not cfg["train_v"])]
+    fig = Figure(figsize=(3.6 * len(groups), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (g, cols) in zip(axes, groups):
+        for i, c in enumerate(cols):
+            color = f"C{i % 10}"
+            ax.plot(ode["alpha"], ode[c], color=color, lw=1.2, label=c)
+            if mc is not None:
+                m, s = mc[f"{c}_mean"], mc[f"{c}_sem"]
+                ax.fill_between(mc["alpha"], m - 2 * s, m + 2 * s, color=color, alpha=0.25, lw=0)
+        ax.set_xlabel("alpha")
+        ax.set_title(g)
+        ax.legend(fontsize=6, ncol=2)
+    fig.suptitle(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']} — ODE lines, "
+                 "Monte Carlo mean ± 2 sem bands", fontsize=9)
+    write_figure(os.path.join(out_dir, "order_parameters.png"), fig)
+
+    fig = Figure(figsize=(4.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    if D >= 2:
+        for k in range(K):
+            x, y = ode[f"R_{k + 1}_1"], ode[f"R_{k + 1}_2"]
+            ax.plot(x, y, "-", color=f"C{k}", lw=1)
+            ax.annotate("", xy=(x[-1], y[-1]), xytext=(0, 0),
+                        arrowprops={"arrowstyle": "->", "color": f"C{k}", "lw": 1.5})
+            ax.plot(x[0], y[0], "o", color=f"C{k}", ms=3, label=f"unit {k + 1}")
+        ax.set_xlabel("R_k1 (overlap with B_1)")
+        ax.set_ylabel("R_k2 (overlap with B_2)")
+        ax.axhline(0, color="0.8", lw=0.5)
+        ax.axvline(0, color="0.8", lw=0.5)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(fontsize=7)
+    else:
+        for k in range(K):
+            ax.plot(ode["alpha"], ode[f"R_{k + 1}_1"], color=f"C{k}", label=f"unit {k + 1}")
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("R_k1")
+        ax.legend(fontsize=7)
+    ax.set_title("hidden units' directions as they learn (ODE; dots: start)", fontsize=8)
+    write_figure(os.path.join(out_dir, "units.png"), fig)
+
+    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(ode["alpha"], ode["clean_error"], label="clean error (ODE)")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("clean test error")
+    ax.set_title(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}", fontsize=9)
+    ax.legend(fontsize=8)
+    write_figure(os.path.join(out_dir, "errors.png"), fig)
+
+
+def add_parser(subparsers) -> None:
+    """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
+    c = subparsers.add_parser("committee", help="two-layer committee machine: ODE and Monte Carlo (presets "
+                              "committee, xor)")
+    c.add_argument("config", help="preset (committee, xor) or path to a .toml file")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key (repeatable), e.g. --set K=2 --set v=0.5,-0.5")
+    c.add_argument("--out", default=None, help="output directory (default: results/<name>)")
+    c.add_argument("--no-mc", action="store_true", help="ODE only (needs ode_start=given with R0 and Q0)")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.set_defaults(func=committee_command)
+
+
+def committee_command(args) -> int:
+    cfg = load_committee_config(args.config, args.overrides)
+    if args.no_mc:
+        cfg["mc"] = False
+    out = args.out or os.path.join("results", cfg["name"])
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    log(f"jaxadv committee {cfg['name']} -> {out}")
+    run_committee(cfg, out, log=log)
+    log(f"wrote {out}")
+    return 0

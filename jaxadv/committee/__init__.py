@@ -1,0 +1,30 @@
+"""Two-layer committee machines under adversarial training (issue 11).
+
+Modules, one concept each:
+
+* :mod:`jaxadv.committee.params` -- :class:`Mixture` data, :class:`CommitteeParams` (swept),
+  :class:`CommitteeSpec` (static) and their validation
+* :mod:`jaxadv.committee.fields` -- the committee, its loss and the L2 attacks in field space
+* :mod:`jaxadv.committee.quadrature` -- K-dimensional Gaussian averages
+* :mod:`jaxadv.committee.ode` -- the large-N ODEs of :math:`(Q, R, b, v)`
+* :mod:`jaxadv.committee.montecarlo` -- N-dimensional simulation of many replicas
+* :mod:`jaxadv.committee.measures` -- clean and eps-robust errors, robustness curves
+"""
+from .params import (ATTACKS, COMMITTEE_LOSSES, CommitteeParams, CommitteeSpec, Mixture, from_dicts,
+                     mixture_from_vectors, two_cluster, validate_mixture, validate_params, validate_spec, xor)
+from .fields import (Geometry, attack_coefficients, committee_output, fgm, forces, geometry, loss_value,
+                     min_margin, pgd, worst_case)
+from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
+from .ode import (Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode)
+from .montecarlo import CommitteeMCResult, simulate_committee
+from .measures import clean_error, columns, robust_error, robustness_curve
+
+__all__ = [
+    "ATTACKS", "COMMITTEE_LOSSES", "CommitteeParams", "CommitteeSpec", "Mixture", "mixture_from_vectors",
+    "two_cluster", "xor", "validate_mixture", "validate_params", "validate_spec",
+    "Geometry", "geometry", "committee_output", "loss_value", "forces", "fgm", "pgd", "worst_case", "min_margin",
+    "attack_coefficients", "GaussRule", "DEFAULT_RULE", "gaussian_mean", "tensor_nodes",
+    "CommitteeState", "CommitteeODEResult", "Averages", "averages", "committee_drift", "solve_committee_ode",
+    "CommitteeMCResult", "simulate_committee", "clean_error", "robust_error", "robustness_curve", "columns",
+    "from_dicts",
+]

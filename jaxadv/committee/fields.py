@@ -1,0 +1,237 @@
+r"""The committee in field space: output, loss, force and the three L2 attacks.
+
+For a committee :math:`\sigma=\sum_k v_k g(x_k)` with fields :math:`x_k = w_k\cdot\xi-b_k`,
+:math:`g=\operatorname{erf}`, the input gradient of any loss :math:`L(\sigma,\tau)` is
+
+.. math::
+    \nabla_\xi L = \sum_k \kappa_k w_k,\qquad \kappa_k = \ell'(\sigma)\,v_k\,g'(x_k),
+    \qquad \|\nabla_\xi L\| = \sqrt{\kappa^\top Q\kappa},
+
+so it lies in :math:`\mathrm{span}\{w_k\}`. Every attack here therefore returns the coefficients
+:math:`\gamma` of :math:`\delta = W^\top\gamma` (shape ``(K,)``); the fields move by
+:math:`u = Q\gamma` and the overlaps with the data directions by :math:`R^\top\gamma`;
+:math:`\|\delta\|^2=\gamma^\top Q\gamma`. All functions are pure, for one example, and
+``vmap``-able. Derivation: ``docs/theory.md``, section 12.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import erf
+
+__all__ = ["Geometry", "geometry", "committee_output", "loss_value", "loss_slope", "gprime", "forces",
+           "fgm", "pgd", "worst_case", "attack_coefficients", "maximise_on_ellipsoid", "min_margin",
+           "sphere_grid"]
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+_LOSS_VALUES = {
+    "quadratic": lambda s, t: 0.5 * (s - t) ** 2,
+    "logistic": lambda s, t: jax.nn.softplus(-2.0 * t * s),
+}
+
+
+def loss_value(loss: str, sigma, tau):
+    r""":math:`L(\sigma,\tau)`: ``"quadratic"`` :math:`(\sigma-\tau)^2/2`, ``"logistic"``
+    :math:`\log(1+e^{-2\tau\sigma})`."""
+    return _LOSS_VALUES[loss](sigma, tau)
+
+
+def loss_slope(loss: str, sigma, tau):
+    r""":math:`\ell'(\sigma) = \partial L/\partial\sigma` (``jax.grad`` of :func:`loss_value`; scalars)."""
+    return jax.grad(_LOSS_VALUES[loss])(sigma, tau)
+
+
+def gprime(x):
+    r""":math:`g'(x) = \frac{2}{\sqrt\pi}e^{-x^2}`."""
+    return _TWO_OVER_SQRT_PI * jnp.exp(-x * x)
+
+
+def committee_output(x, v):
+    r""":math:`\sigma = \sum_k v_k\operatorname{erf}(x_k)` over the last axis."""
+    return jnp.sum(v * erf(x), axis=-1)
+
+
+class Geometry(NamedTuple):
+    r"""The eigen-decomposition :math:`Q = U\Lambda U^\top` held in the forms the code needs.
+
+    Attributes:
+        Q: :math:`Q_{kl}=w_k\cdot w_l`, shape ``(K, K)``.
+        L: :math:`U\Lambda^{1/2}` (``Q = L L^T``), shape ``(K, K)``.
+        P: :math:`U\Lambda^{-1/2}` with the columns of clipped eigenvalues set to 0, shape ``(K, K)``
+            (so :math:`P^\top Q P` is the identity on the kept eigenspace).
+    """
+
+    Q: jax.Array
+    L: jax.Array
+    P: jax.Array
+
+
+def geometry(Q, rtol: float = 1e-10) -> Geometry:
+    r""":class:`Geometry` of ``Q``; eigenvalues below ``rtol`` times the largest are clipped to 0."""
+    Q = (Q + Q.T) / 2
+    lam, U = jnp.linalg.eigh(Q)
+    keep = lam > rtol * jnp.maximum(jnp.max(lam), jnp.finfo(Q.dtype).tiny)
+    lam_kept = jnp.where(keep, lam, 1.0)
+    L = U * jnp.where(keep, jnp.sqrt(lam_kept), 0.0)
+    P = U * jnp.where(keep, 1.0 / jnp.sqrt(lam_kept), 0.0)
+    return Geometry(Q, L, P)
+
+
+def forces(xt, v, tau, loss: str):
+    r"""Forces at the attacked fields :math:`\tilde x` (shape ``(K,)``).
+
+    Returns:
+        ``(Delta, Fv)``: :math:`\Delta_k=-\partial L/\partial\tilde x_k=-\ell'(\tilde\sigma)v_kg'(\tilde x_k)`
+        and :math:`F_{v,k}=-\partial L/\partial v_k=-\ell'(\tilde\sigma)\,g(\tilde x_k)`.
+    """
+    lp = loss_slope(loss, committee_output(xt, v), tau)
+    return -lp * v * gprime(xt), -lp * erf(xt)
+
+
+def _safe_unit(kappa, Q):
+    """``kappa / sqrt(kappa^T Q kappa)``, and 0 where that norm is 0 (no gradient: no step)."""
+    n2 = kappa @ Q @ kappa
+    ok = n2 > 0
+    return jnp.where(ok, kappa / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
+
+
+def _kappa(x, v, tau, loss):
+    r""":math:`\kappa_k=\ell'(\sigma)v_kg'(x_k)`: coefficients of :math:`\nabla_\xi L` on the :math:`w_k`."""
+    return loss_slope(loss, committee_output(x, v), tau) * v * gprime(x)
+
+
+def fgm(x, geom: Geometry, v, tau, eps, loss: str = "quadratic"):
+    r"""Fast gradient method, :math:`\delta=\epsilon\nabla_\xi L/\|\nabla_\xi L\|`:
+    :math:`\gamma=\epsilon\,\kappa/\sqrt{\kappa^\top Q\kappa}` (shifts :math:`u=Q\gamma`)."""
+    return eps * _safe_unit(_kappa(x, v, tau, loss), geom.Q)
+
+
+def pgd(x, geom: Geometry, v, tau, eps, steps: int, step, loss: str = "quadratic", perp0=0.0):
+    r"""L2 PGD: ``steps`` times :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\,\nabla_\xi L(\xi+\delta)/\|\nabla_\xi L\|)`.
+
+    In field space :math:`\delta = W^\top\gamma+\delta_\perp` with :math:`\delta_\perp\perp w_k`:
+    the gradient never has a :math:`\delta_\perp` part, and the projection scales both parts by
+    :math:`\min(1,\epsilon/\|\delta\|)`, :math:`\|\delta\|^2=\gamma^\top Q\gamma+\|\delta_\perp\|^2`.
+    ``perp0`` is :math:`\|\delta_\perp\|` at the start (0, or :math:`\epsilon` for the random start at
+    large N). Returns :math:`\gamma`."""
+    Q = geom.Q
+
+    def body(_, carry):
+        gamma, p2 = carry
+        gamma = gamma + step * _safe_unit(_kappa(x + Q @ gamma, v, tau, loss), Q)
+        n2 = gamma @ Q @ gamma + p2
+        ok = n2 > eps * eps
+        scale = jnp.where(ok, eps / jnp.sqrt(jnp.where(ok, n2, 1.0)), 1.0)
+        return gamma * scale, p2 * scale * scale
+
+    gamma0 = jnp.zeros_like(x)
+    p20 = jnp.asarray(perp0, x.dtype) ** 2
+    return jax.lax.fori_loop(0, steps, body, (gamma0, p20))[0]
+
+
+@functools.lru_cache(maxsize=None)
+def sphere_grid(K: int, n: int):
+    """``n`` fixed, roughly even points on the unit sphere in ``K`` dimensions (NumPy, cached):
+    ``K = 1``: :math:`\\pm1`; ``K = 2``: equally spaced angles; ``K >= 3``: normalised Gaussian draws
+    from a fixed seed, spread by a few rounds of mutual repulsion."""
+    if K == 1:
+        return np.array([[1.0], [-1.0]])
+    if K == 2:
+        th = 2 * np.pi * np.arange(n) / n
+        return np.stack([np.cos(th), np.sin(th)], -1)
+    e = np.random.default_rng(12345).normal(size=(n, K))
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    for _ in range(50):
+        d = e[:, None, :] - e[None, :, :]
+        r2 = np.sum(d * d, -1) + np.eye(n)
+        force = np.sum(d / r2[..., None] ** 1.5, axis=1)
+        e = e + 0.1 / n * force
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+    return e
+
+
+def _grid_size(K: int) -> int:
+    return 2 if K == 1 else (24 if K == 2 else 32 * (K - 1) ** 2)
+
+
+def maximise_on_ellipsoid(phi, x, geom: Geometry, eps, iters: int = 32, n_polish: int = 3):
+    r"""Maximise :math:`\varphi(x+u)` over the boundary of :math:`\{u=Q\gamma:\gamma^\top Q\gamma\le\epsilon^2\}`.
+
+    Parametrise :math:`u=\epsilon Le`, :math:`\gamma=\epsilon Pe`, :math:`\|e\|=1` (no :math:`Q^{-1}`).
+    Global search on a fixed grid of the sphere (:func:`sphere_grid`, plus :math:`\pm` the normalised
+    gradient at :math:`e=0`), then a polish of the ``n_polish`` best points: ``iters`` moves along the
+    tangent gradient by an angle that starts at the grid spacing, grows by 1.5 after a move that
+    increases :math:`\varphi` and shrinks by 0.4 (move refused) otherwise; the best end point wins. For :math:`K=1` the two points :math:`e=\pm1` are compared exactly.
+    For a :math:`\varphi` increasing along some :math:`w`-direction (every erf committee) the maximum
+    lies on the boundary, so the interior is not searched.
+
+    Returns:
+        ``(gamma, value)``: shape ``(K,)`` and the maximum.
+    """
+    K = x.shape[-1]
+    f = lambda e: phi(x + eps * (geom.L @ e))
+    g0 = jax.grad(f)(jnp.zeros_like(x))
+    n0 = jnp.linalg.norm(g0)
+    e_grad = jnp.where(n0 > 0, g0 / jnp.where(n0 > 0, n0, 1.0), jnp.zeros_like(x).at[-1].set(1.0))
+    n_grid = _grid_size(K)
+    grid = jnp.asarray(sphere_grid(K, n_grid), x.dtype)
+    cands = jnp.concatenate([e_grad[None], -e_grad[None], grid])
+    vals = jax.vmap(f)(cands)
+    if K == 1:
+        best = jnp.argmax(vals)
+        return eps * (geom.P @ cands[best]), vals[best]
+    step0 = 2.0 * math.pi / n_grid if K == 2 else 2.0 / math.sqrt(n_grid)
+
+    def polish(e, fe):
+        def body(_, carry):
+            e, fe, s = carry
+            g = jax.grad(f)(e)
+            g_tan = g - (g @ e) * e
+            n = jnp.linalg.norm(g_tan)
+            d = jnp.where(n > 0, g_tan / jnp.where(n > 0, n, 1.0), 0.0)
+            e_new = jnp.cos(s) * e + jnp.sin(s) * d
+            e_new = e_new / jnp.linalg.norm(e_new)
+            f_new = f(e_new)
+            better = f_new > fe
+            return (jnp.where(better, e_new, e), jnp.where(better, f_new, fe),
+                    jnp.where(better, 1.5 * s, 0.4 * s))
+
+        return jax.lax.fori_loop(0, iters, body, (e, fe, jnp.asarray(step0, x.dtype)))[:2]
+
+    top = jnp.argsort(-vals)[:n_polish]
+    ends, values = jax.vmap(polish)(cands[top], vals[top])
+    best = jnp.argmax(values)
+    e, fe = ends[best], values[best]
+    return eps * (geom.P @ e), fe
+
+
+def worst_case(x, geom: Geometry, v, tau, eps, loss: str = "quadratic", iters: int = 32):
+    r"""Exact worst case :math:`\max_{\|\delta\|\le\epsilon} L(\sigma(\xi+\delta),\tau)` as
+    :math:`\gamma` (:func:`maximise_on_ellipsoid` of :math:`L(\sigma(\tilde x),\tau)`)."""
+    phi = lambda xt: loss_value(loss, committee_output(xt, v), tau)
+    return maximise_on_ellipsoid(phi, x, geom, eps, iters)[0]
+
+
+def min_margin(x, geom: Geometry, v, tau, eps, iters: int = 32):
+    r""":math:`\min_{\|\delta\|\le\epsilon}\tau\sigma(\xi+\delta)` (the example is :math:`\epsilon`-robust iff > 0)."""
+    phi = lambda xt: -tau * committee_output(xt, v)
+    return -maximise_on_ellipsoid(phi, x, geom, eps, iters)[1]
+
+
+def attack_coefficients(x, geom: Geometry, v, tau, eps, spec):
+    r"""The training attack of ``spec`` (:class:`~jaxadv.committee.params.CommitteeSpec`) in field space:
+    :math:`\gamma` with :math:`\delta=W^\top\gamma`. ``"none"`` gives 0."""
+    if spec.attack == "fgm":
+        return fgm(x, geom, v, tau, eps, spec.loss)
+    if spec.attack == "pgd":
+        perp0 = eps if spec.pgd_random_start else 0.0
+        return pgd(x, geom, v, tau, eps, spec.pgd_steps, spec.pgd_step, spec.loss, perp0)
+    if spec.attack == "worst":
+        return worst_case(x, geom, v, tau, eps, spec.loss)
+    return jnp.zeros_like(x)

@@ -1,0 +1,254 @@
+r"""N-dimensional Monte Carlo of the committee under adversarial on-line training.
+
+One replica is a committee :math:`(W, b, v)`, ``W`` of shape ``(K, N)``. A step draws a cluster
+:math:`c\sim p`, :math:`\xi=\sum_j a_{cj}B_j+\sqrt{v_c}z`, attacks it in N dimensions and takes
+the gradient step at the fixed perturbed input:
+
+.. math::
+    w_k\leftarrow w_k+\tfrac{\eta_w}{N}\Delta_k\tilde\xi,\quad
+    b_k\leftarrow b_k-\tfrac{\eta_b}{N}\Delta_k,\quad
+    v_k\leftarrow v_k-\tfrac{\eta_v}{N}\partial L/\partial v_k\ (\text{if trained}),
+
+then :math:`w_k\leftarrow w_k/\|w_k\|` (if normalised). FGM and PGD use ``jax.grad`` of the
+committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` in field space
+(:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma`. The
+weight update is ``jax.grad`` of the loss with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
+
+Kernels for one replica (:func:`init`, :func:`step`), ``vmap``-ped over replicas by
+:func:`simulate_committee`; step :math:`\mu` of a replica uses ``fold_in(run_key, mu)``. The
+directions are :math:`B_j=e_j` (rotation invariance makes the choice immaterial).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .fields import committee_output, geometry, loss_value, worst_case
+from .ode import check_overlaps
+from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
+                     validate_mixture, validate_params, validate_spec)
+
+__all__ = ["CommitteeMC", "CommitteeObs", "CommitteeMCResult", "directions", "init", "sample_example", "update",
+           "step", "observe", "input_attack", "simulate_committee"]
+
+
+class CommitteeMC(NamedTuple):
+    """State of one replica.
+
+    Attributes:
+        W: first layer, shape ``(K, N)``.
+        b: biases, shape ``(K,)``.
+        v: second layer, shape ``(K,)``.
+    """
+
+    W: jax.Array
+    b: jax.Array
+    v: jax.Array
+
+
+class CommitteeObs(NamedTuple):
+    """Order parameters of one replica: ``Q`` ``(K, K)``, ``R`` ``(K, D)``, ``b``, ``v`` ``(K,)``."""
+
+    Q: jax.Array
+    R: jax.Array
+    b: jax.Array
+    v: jax.Array
+
+
+def directions(D: int, N: int, dtype=jnp.float32):
+    """The data directions :math:`B_j = e_j`, shape ``(D, N)``."""
+    return jnp.eye(D, N, dtype=dtype)
+
+
+def init(key, B, K: int, Q0=None, R0=None, b0=None, v0=None) -> CommitteeMC:
+    r"""Initial committee: rows of ``W`` uniform on the sphere (``Q0 is None``), or with exactly the
+    overlaps :math:`WW^\top=Q_0`, :math:`WB^\top=R_0`: :math:`W=R_0B+CP` with ``P`` ``K`` orthonormal rows
+    orthogonal to the :math:`B_j` (random) and :math:`CC^\top=Q_0-R_0R_0^\top`."""
+    D, N = B.shape
+    dtype = B.dtype
+    G = jax.random.normal(key, (K, N), dtype)
+    b0 = jnp.zeros((K,), dtype) if b0 is None else jnp.asarray(b0, dtype)
+    v0 = default_second_layer(K, dtype) if v0 is None else jnp.asarray(v0, dtype)
+    if Q0 is None:
+        return CommitteeMC(G / jnp.linalg.norm(G, axis=1, keepdims=True), b0, v0)
+    Q0, R0 = jnp.asarray(Q0, dtype), jnp.asarray(R0, dtype)
+    G = G - (G @ B.T) @ B
+    P = jnp.linalg.qr(G.T)[0].T
+    lam, U = jnp.linalg.eigh(Q0 - R0 @ R0.T)
+    C = U * jnp.sqrt(jnp.maximum(lam, 0.0))
+    return CommitteeMC(R0 @ B + C @ P, b0, v0)
+
+
+def _loss(state: CommitteeMC, xi, tau, loss: str):
+    return loss_value(loss, committee_output(state.W @ xi - state.b, state.v), tau)
+
+
+def _unit(g):
+    n = jnp.linalg.norm(g)
+    return jnp.where(n > 0, g / jnp.where(n > 0, n, 1.0), 0.0)
+
+
+def input_attack(key, state: CommitteeMC, xi, tau, eps, spec: CommitteeSpec):
+    r"""The perturbation :math:`\delta` (shape ``(N,)``) of the training attack, in N dimensions.
+
+    FGM: :math:`\epsilon\nabla_\xi L/\|\nabla_\xi L\|`. PGD: ``pgd_steps`` times
+    :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\nabla_\xi L/\|\nabla_\xi L\|)` from 0 or from a
+    uniform point of the ball (``key``). Worst case: :math:`W^\top\gamma` from field space."""
+    grad_xi = jax.grad(lambda z: _loss(state, z, tau, spec.loss))
+    if spec.attack == "fgm":
+        return eps * _unit(grad_xi(xi))
+    if spec.attack == "pgd":
+        N = xi.shape[0]
+        if spec.pgd_random_start:
+            k_dir, k_rad = jax.random.split(key)
+            r = eps * jax.random.uniform(k_rad, (), xi.dtype) ** (1.0 / N)
+            delta0 = r * _unit(jax.random.normal(k_dir, xi.shape, xi.dtype))
+        else:
+            delta0 = jnp.zeros_like(xi)
+
+        def body(_, delta):
+            delta = delta + spec.pgd_step * _unit(grad_xi(xi + delta))
+            n = jnp.linalg.norm(delta)
+            return delta * jnp.where(n > eps, eps / jnp.where(n > eps, n, 1.0), 1.0)
+
+        return jax.lax.fori_loop(0, spec.pgd_steps, body, delta0)
+    if spec.attack == "worst":
+        x = state.W @ xi - state.b
+        gamma = worst_case(x, geometry(state.W @ state.W.T), state.v, tau, eps, spec.loss)
+        return state.W.T @ gamma
+    return jnp.zeros_like(xi)
+
+
+def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: CommitteeSpec) -> CommitteeMC:
+    """The learning rule on one example ``(xi, tau)``: attack (``key`` for a PGD random start), then the
+    gradient step at the fixed perturbed input and the normalisation (module docstring)."""
+    N = xi.shape[0]
+    xi_adv = jax.lax.stop_gradient(xi + input_attack(key, state, xi, tau, params.eps, spec))
+    g = jax.grad(_loss)(state, xi_adv, tau, spec.loss)
+    W = state.W - (params.eta_w / N) * g.W
+    if spec.normalise:
+        W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
+    b = state.b - (params.eta_b / N) * g.b
+    v = state.v - (params.eta_v / N) * g.v if spec.train_v else state.v
+    return CommitteeMC(W, b, v)
+
+
+def sample_example(key, mixture: Mixture, B):
+    r"""One labelled example: cluster :math:`c\sim p`, :math:`\xi=\sum_ja_{cj}B_j+\sqrt{v_c}z`; returns ``(xi, tau)``."""
+    k_c, k_z = jax.random.split(key)
+    c = jax.random.categorical(k_c, jnp.log(mixture.priors))
+    z = jax.random.normal(k_z, (B.shape[1],), B.dtype)
+    return mixture.centres[c] @ B + jnp.sqrt(mixture.variances[c]) * z, mixture.labels[c]
+
+
+def step(key, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, B):
+    """One on-line step of one replica (:func:`sample_example`, :func:`update`); returns ``(state, observation)``."""
+    k_x, k_a = jax.random.split(key)
+    xi, tau = sample_example(k_x, mixture, B)
+    new = update(k_a, state, xi, tau, params, spec)
+    return new, observe(new, B)
+
+
+def observe(state: CommitteeMC, B) -> CommitteeObs:
+    """:math:`Q=WW^\\top`, :math:`R=WB^\\top`, ``b``, ``v``."""
+    return CommitteeObs(state.W @ state.W.T, state.W @ B.T, state.b, state.v)
+
+
+class CommitteeMCResult(NamedTuple):
+    """Order parameters of all replicas at the save points (NumPy).
+
+    Attributes:
+        alpha: save times ``(P,)`` (first 0).
+        Q: ``(replicas, P, K, K)``; R: ``(replicas, P, K, D)``; b, v: ``(replicas, P, K)``.
+        finite: ``(replicas, P)``, ``True`` where every order parameter is finite.
+    """
+
+    alpha: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    b: np.ndarray
+    v: np.ndarray
+    finite: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "K", "N", "steps_per_save", "n_save", "given"))
+def _run(replica_keys, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_save, n_save, given):
+    B = directions(mixture.centres.shape[1], N, mixture.centres.dtype)
+
+    def one(rkey):
+        k_init, k_run = jax.random.split(rkey)
+        s0 = init(k_init, B, K, Q0 if given else None, R0, b0, v0)
+
+        def save(s, k):
+            def body(i, st):
+                mu = k * steps_per_save + i
+                return step(jax.random.fold_in(k_run, mu), st, mixture, params, spec, B)[0]
+
+            s = jax.lax.fori_loop(0, steps_per_save, body, s)
+            return s, observe(s, B)
+
+        _, obs = jax.lax.scan(save, s0, jnp.arange(n_save))
+        return jax.tree.map(lambda a, z: jnp.concatenate([a[None], z]), observe(s0, B), obs)
+
+    return jax.vmap(one)(replica_keys)
+
+
+def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
+                       alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None,
+                       v0=None, dtype=jnp.float32) -> CommitteeMCResult:
+    r"""Run ``replicas`` independent N-dimensional committees (``vmap``, one ``jit``).
+
+    Args:
+        key: PRNG key; replica ``r`` uses ``split(key, replicas)[r]`` (split again into init and run keys).
+        mixture, params, spec: data, swept floats, static choices.
+        N: input dimension.
+        alpha_max: final time; ``steps_per_save = round(alpha_max N / n_save)``.
+        n_save: save intervals.
+        replicas: number of independent committees.
+        Q0, R0: exact initial overlaps (both or neither; ``None``: random on the sphere).
+        b0, v0: initial biases and second layer (default 0 and :math:`1/K`).
+        dtype: ``jnp.float32`` or ``jnp.float64``.
+
+    Example:
+        >>> import jax
+        >>> from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
+        >>> from jaxadv.committee.montecarlo import simulate_committee
+        >>> mc = simulate_committee(jax.random.key(0), xor(), CommitteeParams(), CommitteeSpec(K=2),
+        ...                         N=50, alpha_max=0.2, n_save=2, replicas=3)
+        >>> mc.Q.shape
+        (3, 3, 2, 2)
+    """
+    spec = validate_spec(spec)
+    mixture = validate_mixture(mixture)
+    validate_params(params)
+    K, D = spec.K, mixture.n_directions
+    if int(N) != N or N < D + K:
+        raise ValueError(f"N={N!r} must be an integer >= D + K = {D + K}")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas={replicas!r} must be an integer >= 1")
+    if int(n_save) != n_save or n_save < 1:
+        raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
+    if not (math.isfinite(alpha_max) and alpha_max > 0):
+        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
+    if (Q0 is None) != (R0 is None):
+        raise ValueError(f"Q0={Q0!r}, R0={R0!r}: give both initial overlaps or neither")
+    given = Q0 is not None
+    Q0, R0 = check_overlaps(K, D, Q0, R0, spec.normalise)
+    b0 = np.zeros(K) if b0 is None else check_second_layer(b0, K, "b0")
+    v0 = np.full(K, 1.0 / K) if v0 is None else check_second_layer(v0, K, "v0")
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    steps = max(1, int(round(alpha_max * N / n_save)))
+    cast = lambda z: jnp.asarray(z, dtype)
+    obs = _run(jax.random.split(key, int(replicas)), Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params)),
+               cast(Q0), cast(R0), cast(b0), cast(v0), spec, K, int(N), steps, int(n_save), given)
+    Q, R, b, v = (np.asarray(z) for z in obs)
+    finite = np.all(np.isfinite(Q.reshape(Q.shape[:2] + (-1,))), -1) & np.all(np.isfinite(R.reshape(R.shape[:2] + (-1,))), -1)
+    finite &= np.all(np.isfinite(b), -1) & np.all(np.isfinite(v), -1)
+    return CommitteeMCResult(np.arange(n_save + 1) * steps / N, Q, R, b, v, finite)

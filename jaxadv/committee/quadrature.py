@@ -1,0 +1,81 @@
+r"""K-dimensional Gaussian averages by a tensor-product composite Gauss--Legendre rule.
+
+For :math:`x\sim\mathcal N(m, C)` with :math:`C = LL^\top` (:math:`L=U\Lambda^{1/2}` from the
+eigen-decomposition, clipped eigenvalues giving zero columns, :func:`jaxadv.committee.fields.geometry`):
+
+.. math::
+    \langle f(x)\rangle = \int f(m+Lt)\prod_{i=1}^{K}\frac{e^{-t_i^2/2}}{\sqrt{2\pi}}\,dt
+    \approx\sum_{n} W_n\, f(m+Lt_n),
+
+with nodes :math:`t_n` the tensor product of a one-dimensional composite Gauss--Legendre rule on
+:math:`[-T, T]` (``panels`` panels of ``order`` nodes, weights times the standard normal
+density). Composite Legendre instead of Hermite: the integrands carry :math:`g'(x)=\frac{2}{\sqrt\pi}e^{-x^2}`,
+narrow when the field variance is large (``docs/theory.md``, section 5.2). Nodes are cached
+per ``(K, rule)``; the rule is static.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["GaussRule", "DEFAULT_RULE", "tensor_nodes", "gaussian_mean"]
+
+
+class GaussRule(NamedTuple):
+    """One-dimensional composite Gauss--Legendre rule (static, hashable).
+
+    Attributes:
+        panels: number of equal panels on ``[-width, width]``.
+        order: Gauss--Legendre nodes per panel.
+        width: truncation :math:`T` in standard deviations (mass left out per axis :math:`2\\Phi(-T)`).
+    """
+
+    panels: int = 6
+    order: int = 6
+    width: float = 7.0
+
+    @property
+    def size(self) -> int:
+        return self.panels * self.order
+
+
+DEFAULT_RULE = GaussRule()
+
+
+@functools.lru_cache(maxsize=None)
+def _nodes_1d(rule: GaussRule):
+    x, w = np.polynomial.legendre.leggauss(rule.order)
+    edges = np.linspace(-rule.width, rule.width, rule.panels + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    t = ((lo + hi) / 2 + (hi - lo) / 2 * x).ravel()
+    wt = ((hi - lo) / 2 * w).ravel() * np.exp(-t * t / 2) / np.sqrt(2 * np.pi)
+    return t, wt
+
+
+@functools.lru_cache(maxsize=None)
+def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
+    """Tensor-product nodes ``(n**K, K)`` and weights ``(n**K,)`` (NumPy, cached; ``K = 0``: one node)."""
+    t, w = _nodes_1d(rule)
+    if K == 0:
+        return np.zeros((1, 0)), np.ones((1,))
+    grids = np.meshgrid(*([t] * K), indexing="ij")
+    wgrids = np.meshgrid(*([w] * K), indexing="ij")
+    nodes = np.stack([g.ravel() for g in grids], axis=-1)
+    weights = np.prod(np.stack([g.ravel() for g in wgrids], axis=-1), axis=-1)
+    return nodes, weights
+
+
+def gaussian_mean(f, K: int, rule: GaussRule = DEFAULT_RULE, dtype=None, batch: int = 8192):
+    r""":math:`\sum_n W_n f(t_n)` for ``f`` a function of one standard-normal node ``t`` (shape ``(K,)``)
+    returning a pytree. The map over nodes is a ``vmap`` in chunks of at most ``batch`` nodes
+    (``lax.map``), which bounds memory for large ``K``. Callers map ``t`` to :math:`m+Lt` themselves."""
+    t, w = tensor_nodes(K, rule)
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    t = jnp.asarray(t, dtype)
+    vals = jax.vmap(f)(t) if t.shape[0] <= batch else jax.lax.map(f, t, batch_size=batch)
+    w = jnp.asarray(w, dtype)
+    return jax.tree.map(lambda z: jnp.tensordot(w, z, axes=1), vals)
