@@ -65,6 +65,7 @@ _MODULES = {  # public name -> submodule
     "attacks": ".attacks",
     "mnist": ".analysis.mnist",
     "mnist_app": ".app.mnist",
+    "committee": ".committee",
 }
 _WHERE = {name: mod for mod, names in _NAMES.items() for name in names}
 
@@ -103,6 +104,6 @@ __all__ = [
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
-    "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app",
+    "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app", "committee",
     "load", "use_all_cores", "plot_order_parameters", "plot_errors", "plot_robustness",
 ]

@@ -63,6 +63,9 @@ def _parser():
     from .mnist import add_parser as add_mnist_parser
 
     add_mnist_parser(sub)
+    from .committee import add_parser as add_committee_parser
+
+    add_committee_parser(sub)
     return p
 
 
