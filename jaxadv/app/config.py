@@ -385,7 +385,7 @@ def presets_table() -> str:
     dicts = [config_dict(PRESETS[n]) for n in names]
     fmt = lambda v: "-" if v is None or v == "" else (f"{v:g}" if isinstance(v, float) else str(v))
     for k in default:
-        if k != "name":
+        if k not in ("name", "rule_extra"):
             rows.append((k, *(fmt(d[k]) for d in dicts), fmt(default[k])))
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
