@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import __version__
-from ..analysis.compare import compare, mc_summary, mean_sem, ode_table
+from ..analysis.compare import mc_summary, mean_sem, ode_table
+from ..analysis.verdict import honest_verdict
 from .config import RunConfig, config_dict
 from .io import write_csv, write_json, write_npz
 from ..analysis.measures import robust_error
@@ -29,7 +30,7 @@ from .checkpoint import simulate_resumable
 from ..ode.solve import solve_ode
 from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
 
-__all__ = ["run", "run_mc_only", "run_defences"]
+__all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
 
 MC_COLUMNS = ("alpha", "R_mean", "R_sem", "b_mean", "b_sem", "test_error_mean", "test_error_sem",
               "robust_error_mean", "robust_error_sem")
@@ -55,6 +56,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
                     b0=cfg.b0, rule=cfg.rule, rule_params=cfg.rule_params)
     ode = jax.block_until_ready(ode)
     timings["ode_s"] = time.perf_counter() - t
+    ode_status = check_ode(ode, cfg, log)
     ode_cols = ode_table(ode, params, eps_test)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
     log(f"ode: {len(alpha)} points to alpha={alpha_end:g} in {timings['ode_s']:.2f}s "
@@ -69,11 +71,13 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     if cfg.mc:
         dtype = jnp.float64 if cfg.x64 else jnp.float32
         key = jax.random.key(cfg.seed, impl=cfg.prng)
+        mc_stats = {}
         t = time.perf_counter()
         mc = simulate_resumable(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save,
                                 replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params, dtype=dtype,
                                 R0=cfg.R0, b0=cfg.b0, progress=progress,
-                                checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler)
+                                checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler,
+                                stats=mc_stats)
         timings["mc_s"] = time.perf_counter() - t
         mc_cols = mc_summary(mc, params, eps_test)
         write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
@@ -83,19 +87,22 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         S = np.asarray(robust_error(mc.R[:, -1:].astype(np.float64), mc.b[:, -1:].astype(np.float64),
                                     eps_grid[None, :], params))
         rob["robust_error_mc_mean"], rob["robust_error_mc_sem"] = mean_sem(S, np.broadcast_to(fin[:, None], S.shape))
-        raw = compare(mc_cols, ode_cols)
-        cmp = compare(mc_cols, ode_cols, allowance=1.0 / cfg.N)
-        summary = {"verdict": cmp.verdict() + f" after a finite-N allowance 1/N={1.0 / cfg.N:g}",
-                   "max_deviation_sem": raw.worst[0], "worst_quantity": raw.worst[1], "worst_alpha": raw.worst[2],
-                   "max_deviation_sem_after_allowance": cmp.worst[0], "replicas_diverged": cmp.n_diverged,
-                   "norm_w_max_abs_error": float(np.nanmax(np.abs(mc.norm - 1.0)))}
-        rate = cfg.replicas * steps * cfg.n_save / timings["mc_s"]
+        v = run_verdict(cfg, mc_cols, ode_cols, alpha_end, eps_test)
+        summary = {"verdict": v.text, "verdict_status": v.status, "max_deviation_sem": v.z_max,
+                   "worst_quantity": v.quantity, "worst_alpha": v.alpha, "raw_max_deviation_sem": v.raw_z_max,
+                   "raw_worst_quantity": v.raw_quantity, "raw_worst_alpha": v.raw_alpha,
+                   "verdict_reason": v.reason, "not_tested": list(v.untested),
+                   "replicas_diverged": int(mc_cols["n_finite"][0] - mc_cols["n_finite"][-1]),
+                   "norm_w_max_abs_error": _nanmax_abs(mc.norm - 1.0)}
+        done = mc_stats.get("steps_this_session", steps * cfg.n_save)
+        rate = cfg.replicas * done / timings["mc_s"]
         log(f"monte carlo: {cfg.replicas} replicas x {steps * cfg.n_save} steps at N={cfg.N} in "
-            f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s)")
-        if cmp.n_diverged:
-            log(f"warning: {cmp.n_diverged} of {cfg.replicas} replicas diverged; averages use the finite ones")
-        log(f"largest raw MC-ODE deviation: {raw.worst[0]:.2f} standard errors ({raw.worst[1]} at alpha={raw.worst[2]:g})")
-        log(summary["verdict"])
+            f"{timings['mc_s']:.1f}s ({rate:.3g} replica-steps/s"
+            + (f", {done} steps this session after a resume" if done != steps * cfg.n_save else "") + ")")
+        if summary["replicas_diverged"]:
+            log(f"warning: {summary['replicas_diverged']} of {cfg.replicas} replicas diverged; "
+                "averages use the finite ones")
+        log(v.text)
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
 
     t = time.perf_counter()
@@ -119,8 +126,50 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         "seed": cfg.seed,
         **summary,
     }
+    info["ode_status"] = ode_status
     write_json(os.path.join(out_dir, "config.json"), info)
+    if summary.get("verdict_status") == "undetermined" and summary["replicas_diverged"] == cfg.replicas:
+        raise RunFailed(f"all {cfg.replicas} replicas diverged; results written to {out_dir} are not usable")
     return info
+
+
+class RunFailed(RuntimeError):
+    """The run finished but its result is not trustworthy (the CLI exits 3)."""
+
+
+def _nanmax_abs(x):
+    x = np.abs(np.asarray(x, float))
+    return float(np.max(x[np.isfinite(x)])) if np.any(np.isfinite(x)) else None
+
+
+def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, alpha_end: float, eps_test: float):
+    """:func:`jaxadv.analysis.verdict.honest_verdict` for a configuration (theory only for the default rule)."""
+    from ..model.rule import DEFAULT_RULE
+
+    theory = cfg.rule._replace(loss=DEFAULT_RULE.loss) == DEFAULT_RULE
+    return honest_verdict(mc_cols, ode_cols, params=cfg.params, N=cfg.N, alpha_max=alpha_end, n_save=cfg.n_save,
+                          dt=cfg.dt, eps_test=eps_test, mc_dtype=np.float64 if cfg.x64 else np.float32, R0=cfg.R0,
+                          b0=cfg.b0, loss=cfg.loss, theory=theory,
+                          why_no_theory="theory unavailable for this training rule (the O(1/N) theory covers the "
+                                        "L2 attack with a fixed eps and no gate)")
+
+
+def check_ode(ode, cfg: RunConfig, log=print) -> str:
+    """The ODE's status in words; ``ValueError`` (before any Monte Carlo) when it is not trustworthy."""
+    from ..ode.solve import STATUS_NAMES, STATUS_OK
+
+    status = int(np.max(np.asarray(ode.status)))
+    if status != STATUS_OK:
+        R = np.asarray(ode.R)
+        bad = ~np.isfinite(R) | (np.abs(np.nan_to_num(R, nan=2.0)) > 1)
+        where = f" from alpha={float(np.asarray(ode.alpha)[np.argmax(bad)]):g}" if bad.any() else ""
+        raise ValueError(f"ode: {STATUS_NAMES[status]}{where}: the fixed step dt={cfg.dt:g} is unstable for "
+                         f"eta_w={cfg.eta_w:g}, eta_b={cfg.eta_b:g} and the adaptive step could not integrate it; "
+                         "lower the learning rates or alpha_max")
+    if bool(np.any(np.asarray(ode.fallback))):
+        log(f"ode: the fixed step dt={cfg.dt:g} left the domain (unstable); integrated again adaptively: ok")
+        return "ok (adaptive fallback: the fixed step was unstable)"
+    return "ok"
 
 
 def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
