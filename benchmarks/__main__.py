@@ -3,8 +3,10 @@
 Discovery: every module ``benchmarks/<name>.py`` whose name does not start with ``_`` and that
 exposes ``main(quick: bool) -> dict`` is a benchmark (helpers such as ``common`` and
 ``summary`` have no ``main(quick)`` and are skipped). Each returned dict is written to
-``<out>/<name>_<device>.json``; unless ``--no-summary`` is given, the results table in
-``benchmarks/README.md`` is regenerated afterwards from the JSON files of the default folder.
+``<out>/<name>_<device>.json``. ``<out>`` is a scratch folder (``$TMPDIR/jaxadv-benchmarks``)
+unless ``--out DIR`` or ``--commit`` is given; only ``--commit`` (full sizes) writes the committed
+``benchmarks/results/`` and regenerates the results table in ``benchmarks/README.md``
+(unless ``--no-summary``).
 """
 from __future__ import annotations
 
@@ -46,7 +48,10 @@ def run(argv=None) -> int:
     ap.add_argument("--only", action="append", default=None, metavar="NAME",
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--device", default=None, help="cpu or gpu; the results file is named after the device JAX used")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--out", default=None, help="results folder (default: a scratch folder, "
+                    "$TMPDIR/jaxadv-benchmarks; the committed results only with --commit)")
+    ap.add_argument("--commit", action="store_true",
+                    help="write benchmarks/results/ and regenerate the README table (full sizes only)")
     ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
                     help="XLA host devices, for benchmarks that shard replicas over cores "
                          "(default: one per core; 1 turns it off)")
@@ -54,8 +59,13 @@ def run(argv=None) -> int:
     ap.add_argument("--no-summary", action="store_true", help="do not regenerate the README table")
     a = ap.parse_args(argv)
 
-    from benchmarks.common import call_main, select_device, write_result
+    from benchmarks.common import call_main, select_device, set_out_dir, write_result
 
+    if a.commit and (a.quick or a.tiny):
+        ap.error("--commit writes the committed results: run it at full size (without --quick/--tiny)")
+    if a.commit and a.out:
+        ap.error("--commit and --out: choose one")
+    out = set_out_dir(a.out, a.commit)
     select_device(a.device, a.host_devices)
     names = discover()
     if a.list:
@@ -84,12 +94,14 @@ def run(argv=None) -> int:
             failed.append(name)
             continue
         result.setdefault("meta", {})["wall_s"] = time.perf_counter() - t0
-        path = write_result(name, result, a.out)
+        path = write_result(name, result)
         print(f"[{name}] {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
 
-    if not a.no_summary and a.out is None:
+    if a.commit and not a.no_summary:
         from benchmarks import summary
         summary.main_cli([])
+    if not a.commit:
+        print(f"results in {out} (the committed benchmarks/results/ are written only with --commit)")
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

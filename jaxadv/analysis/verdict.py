@@ -104,23 +104,44 @@ def corrected_predictions(ode_cols: dict, fl, params, eps_test: float) -> dict:
         fl: :class:`jaxadv.ode.fluctuations.FluctuationResult` at the same save points.
         params: scalar :class:`jaxadv.ModelParams`; eps_test: radius of the robust error.
     """
-    import jax
     import jax.numpy as jnp
 
-    from .measures import robust_error, test_error
+    from ..model.params import ModelParams
 
-    y = jnp.asarray(fl.mean, jnp.float64)
-    mu = jnp.asarray(fl.shift, jnp.float64)
-    C = jnp.asarray(fl.cov, jnp.float64)
-    out = {"R": np.asarray(ode_cols["R"], float) + np.asarray(mu[:, 0]),
-           "b": np.asarray(ode_cols["b"], float) + np.asarray(mu[:, 1])}
-    for name, fn in (("test_error", lambda v: test_error(v[0], v[1], params)),
-                     ("robust_error", lambda v: robust_error(v[0], v[1], eps_test, params))):
-        g = jax.vmap(jax.grad(fn))(y)
-        H = jax.vmap(jax.hessian(fn))(y)
-        corr = jnp.sum(g * mu, axis=-1) + 0.5 * jnp.sum(H * C, axis=(-2, -1))
-        out[name] = np.asarray(ode_cols[name], float) + np.asarray(corr)
+    p = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
+    corr = _corrections(jnp.asarray(fl.mean, jnp.float64), jnp.asarray(fl.shift, jnp.float64),
+                        jnp.asarray(fl.cov, jnp.float64), p, jnp.asarray(eps_test, jnp.float64))
+    out = {"R": np.asarray(ode_cols["R"], float) + np.asarray(fl.shift)[:, 0],
+           "b": np.asarray(ode_cols["b"], float) + np.asarray(fl.shift)[:, 1]}
+    for name, c in zip(("test_error", "robust_error"), corr):
+        out[name] = np.asarray(ode_cols[name], float) + np.asarray(c)
     return out
+
+
+def _corrections(y, mu, C, params, eps_test):
+    """``grad f . mu + tr(H C) / 2`` of the test and robust errors at each row of ``y`` (jitted once)."""
+    global _CORRECTIONS_JIT
+    if _CORRECTIONS_JIT is None:
+        import jax
+        import jax.numpy as jnp
+
+        from .measures import robust_error, test_error
+
+        def one(fn, yy, m, c):
+            g, H = jax.grad(fn)(yy), jax.hessian(fn)(yy)
+            return jnp.sum(g * m) + 0.5 * jnp.sum(H * c)
+
+        def both(y, mu, C, params, eps_test):
+            te = lambda v: test_error(v[0], v[1], params)
+            re = lambda v: robust_error(v[0], v[1], eps_test, params)
+            return (jax.vmap(lambda a, m, c: one(te, a, m, c))(y, mu, C),
+                    jax.vmap(lambda a, m, c: one(re, a, m, c))(y, mu, C))
+
+        _CORRECTIONS_JIT = jax.jit(both)
+    return _CORRECTIONS_JIT(y, mu, C, params, eps_test)
+
+
+_CORRECTIONS_JIT = None
 
 
 def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, alpha_max: float, n_save: int, dt: float,

@@ -30,6 +30,7 @@ The mean, covariance and shift are integrated together with :func:`jaxadv.ode.rk
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -43,7 +44,7 @@ from ..model.losses import force, get_loss
 from ..model.rule import DEFAULT_RULE
 from .solve import _steps
 from .vector_field import vector_field
-from ..model.params import ModelParams
+from ..model.params import ModelParams, validate_params
 from .rk4 import RK4, integrate
 
 __all__ = ["FluctuationResult", "FluctuationState", "step_moments", "fluctuation_field", "solve_fluctuations"]
@@ -181,8 +182,13 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
         >>> fl.std.shape
         (6, 2)
     """
-    if not N >= 2:
-        raise ValueError(f"N={N!r} must be >= 2")
+    validate_params(params)
+    if not (N >= 2 and math.isfinite(N)):
+        raise ValueError(f"N={N!r} must be finite and >= 2")
+    if R0 is not None and not (math.isfinite(R0) and -1 <= R0 <= 1):
+        raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
+    if not math.isfinite(b0):
+        raise ValueError(f"b0={b0!r} must be finite")
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     dtype = jnp.result_type(float)
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
