@@ -307,7 +307,9 @@ def test_files_follow_the_umask(tmp_path):
 def test_bad_output_paths(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    for cmd in (["run", "scenario1", "--no-mc"], ["compare-defences", "--no-mc"]):
+    sweep_toml = _toml(tmp_path, "alpha_max = 1.0\nn_save = 2\n[grid]\neps = [0.0, 1.0]\n", "sw.toml")
+    for cmd in (["run", "scenario1", "--no-mc"], ["compare-defences", "--no-mc"], ["sweep", sweep_toml],
+                ["verify", "scenario1"], ["mnist"]):
         _one_line_error(capsys, cmd + ["--out", str(f)], str(f), "existing file")
         _one_line_error(capsys, cmd + ["--out", str(f / "sub")], "under a file")
     if os.geteuid() != 0:  # root writes anywhere
@@ -407,6 +409,6 @@ def test_benchmarks_default_to_a_scratch_folder():
     assert common.set_out_dir(None, False) == common.SCRATCH_DIR != common.RESULTS_DIR
     assert common.set_out_dir(None, True) == common.RESULTS_DIR
     common.set_out_dir(None, False)
-    r = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--commit", "--list"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--commit", "--list"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--commit" in r.stderr

@@ -183,8 +183,10 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
         (6, 2)
     """
     validate_params(params)
-    if not (N >= 2 and math.isfinite(N)):
-        raise ValueError(f"N={N!r} must be finite and >= 2")
+    if not N >= 2:
+        raise ValueError(f"N={N!r} must be >= 2")
+    if not math.isfinite(N):
+        raise ValueError(f"N={N!r} must be finite")
     if R0 is not None and not (math.isfinite(R0) and -1 <= R0 <= 1):
         raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
     if not math.isfinite(b0):
