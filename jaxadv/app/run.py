@@ -6,7 +6,10 @@ Files written (each atomically):
 * ``mc.csv`` -- ``alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,robust_error_mean,robust_error_sem``
 * ``mc_replicas.npz`` -- ``alpha`` ``(P,)``, ``R`` and ``b`` ``(replicas, P)``
 * ``robustness.csv`` -- ``eps_test,robust_error_ode,robust_error_mc_mean,robust_error_mc_sem`` at alpha_max
-* ``config.json`` -- resolved parameters, versions, device, timings, verdict
+* ``config.json`` -- resolved parameters, versions, device, timings, ``ode_status`` and the verdict
+  (:func:`jaxadv.analysis.verdict.honest_verdict`: ``verdict``, ``verdict_status``,
+  ``max_deviation_sem`` against the ODE + O(1/N) theory, ``raw_max_deviation_sem`` against the bare
+  ODE); strict JSON, ``null`` for a missing number
 * ``order_parameters.png``, ``errors.png``, ``robustness.png``
 """
 from __future__ import annotations
