@@ -63,7 +63,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     ode_cols = ode_table(ode, params, eps_test)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
     log(f"ode: {len(alpha)} points to alpha={alpha_end:g} in {timings['ode_s']:.2f}s "
-        f"(R={ode_cols['R'][-1]:.6f}, b={ode_cols['b'][-1]:.6f})")
+        f"(R={ode_cols['R'][-1]:.6f}, b={ode_cols['b'][-1]:.6f}; status {ode_status})")
 
     eps_grid = np.linspace(0.0, cfg.eps_test_max_value, 41)
     rob = {"eps_test": eps_grid,
