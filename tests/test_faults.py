@@ -326,7 +326,7 @@ def test_bad_output_paths(tmp_path, capsys):
 @pytest.mark.parametrize("key", ["N", "n_save", "replicas", "seed"])
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_toml_non_finite_integers(tmp_path, capsys, key, value):
-    _one_line_error(capsys, ["run", _toml(tmp_path, f"{key} = {value}\n"), "--out", str(tmp_path / "o")], key)
+    _one_line_error(capsys, ["run", _toml(tmp_path, f"{key} = {value}\n"), "--out", str(tmp_path / "o")], f"{key}=")
 
 
 @pytest.mark.parametrize("argv,needle", [
