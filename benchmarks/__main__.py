@@ -3,8 +3,10 @@
 Discovery: every module ``benchmarks/<name>.py`` whose name does not start with ``_`` and that
 exposes ``main(quick: bool) -> dict`` is a benchmark (helpers such as ``common`` and
 ``summary`` have no ``main(quick)`` and are skipped). Each returned dict is written to
-``<out>/<name>_<device>.json``; unless ``--no-summary`` is given, the results table in
-``benchmarks/README.md`` is regenerated afterwards from the JSON files of the default folder.
+``<out>/<name>_<device>.json``. ``<out>`` is a scratch folder (``$TMPDIR/jaxadv-benchmarks``)
+unless ``--out DIR`` or ``--commit`` is given; only ``--commit`` (full sizes) writes the committed
+``benchmarks/results/`` and regenerates the results table in ``benchmarks/README.md``
+(unless ``--no-summary``).
 """
 from __future__ import annotations
 
@@ -59,7 +61,10 @@ def run(argv=None) -> int:
     ap.add_argument("--only", action="append", default=None, metavar="NAME",
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--device", default=None, help="cpu or gpu; the results file is named after the device JAX used")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--out", default=None, help="results folder (default: a scratch folder, "
+                    "$TMPDIR/jaxadv-benchmarks; the committed results only with --commit)")
+    ap.add_argument("--commit", action="store_true",
+                    help="write benchmarks/results/ and regenerate the README table")
     ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
                     help="XLA host devices, for benchmarks that shard replicas over cores "
                          "(default: one per core; 1 turns it off)")
@@ -70,12 +75,17 @@ def run(argv=None) -> int:
                          "device, results/<name>_gpu.json); exits 2 when JAX sees no GPU")
     a = ap.parse_args(argv)
 
-    from benchmarks.common import call_main, select_device, write_result
+    from benchmarks.common import call_main, select_device, set_out_dir, write_result
 
     if a.gpu:
         if a.tiny:
             ap.error("--gpu runs the quick sizes; drop --tiny")
         a.device, a.host_devices, a.quick = "gpu", 1, True
+    if a.commit and a.tiny:
+        ap.error("--commit writes the committed results: not at the --tiny test size")
+    if a.commit and a.out:
+        ap.error("--commit and --out: choose one")
+    out = set_out_dir(a.out, a.commit)
     select_device(a.device, a.host_devices)
     if a.gpu:
         problem = _no_gpu()
@@ -110,16 +120,18 @@ def run(argv=None) -> int:
             failed.append(name)
             continue
         result.setdefault("meta", {})["wall_s"] = time.perf_counter() - t0
-        path = write_result(name, result, a.out)
+        path = write_result(name, result)
         print(f"[{name}] {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
 
     if a.gpu:
         total = time.perf_counter() - t_start
         print(f"--gpu: whole suite in {total:.0f} s (budget {GPU_BUDGET_S} s)"
               + ("" if total <= GPU_BUDGET_S else ": OVER BUDGET, drop sizes before the next GPU run"), flush=True)
-    if not a.no_summary and a.out is None:
+    if a.commit and not a.no_summary:
         from benchmarks import summary
         summary.main_cli([])
+    if not a.commit:
+        print(f"results in {out} (the committed benchmarks/results/ are written only with --commit)")
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

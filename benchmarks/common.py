@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import platform
 import time
 from typing import Callable, Dict, Optional
@@ -23,6 +24,24 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: where results go unless ``--commit`` (the committed ``RESULTS_DIR``) or ``--out`` is given
+SCRATCH_DIR = os.path.join(tempfile.gettempdir(), "jaxadv-benchmarks")
+_OUT_DIR = None
+
+
+def set_out_dir(out: Optional[str] = None, commit: bool = False) -> str:
+    """Choose the results folder of this process: ``out``, else ``RESULTS_DIR`` with ``commit``,
+    else ``SCRATCH_DIR`` (so a quick run never overwrites the committed results)."""
+    global _OUT_DIR
+    _OUT_DIR = out or (RESULTS_DIR if commit else SCRATCH_DIR)
+    return _OUT_DIR
+
+
+def out_dir() -> str:
+    """The results folder chosen by :func:`set_out_dir` (``SCRATCH_DIR`` by default), created."""
+    d = _OUT_DIR or SCRATCH_DIR
+    os.makedirs(d, exist_ok=True)
+    return d
 
 
 def device_label() -> str:
@@ -105,7 +124,7 @@ def ratio(a: dict, b: dict) -> dict:
 
 def write_result(name: str, result: dict, out_dir: Optional[str] = None) -> str:
     """Write ``result`` (with metadata filled in) to ``<out_dir>/<name>_<device>.json``."""
-    out_dir = out_dir or RESULTS_DIR
+    out_dir = out_dir or globals()["out_dir"]()
     os.makedirs(out_dir, exist_ok=True)
     meta = metadata()
     meta.update(result.get("meta", {}))
@@ -155,13 +174,15 @@ def cli(name: str, main: Callable) -> None:
     ap = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a minute at most on 2 CPU cores)")
     ap.add_argument("--tiny", action="store_true", help="test size (seconds), for the smoke test")
-    ap.add_argument("--out", default=None, help=f"results folder (default {RESULTS_DIR})")
+    ap.add_argument("--out", default=None, help=f"results folder (default {SCRATCH_DIR})")
+    ap.add_argument("--commit", action="store_true", help=f"write the committed results, {RESULTS_DIR}")
     ap.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")
     ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
                     help="XLA host devices (default: one per core; 1 turns sharding off)")
     a = ap.parse_args()
+    set_out_dir(a.out, a.commit)
     select_device(a.device, a.host_devices)
     t0 = time.perf_counter()
     result = call_main(main, a.quick, a.tiny)
     result.setdefault("meta", {})["wall_s"] = time.perf_counter() - t0
-    print(write_result(name, result, a.out))
+    print(write_result(name, result))

@@ -85,7 +85,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     from jaxadv.mc.driver import advance_states, init_batch
     from jaxadv.ode.solve import solve_ode
     from jaxadv.model.params import as_array_params
-    from benchmarks.common import RESULTS_DIR, device_label, time_interleaved
+    from benchmarks.common import device_label, out_dir, time_interleaved
     from benchmarks.mc_throughput import _floor_fn
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
@@ -148,7 +148,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
 
     figure = None
     if not tiny:
-        figure = os.path.join(RESULTS_DIR, f"scaling_{device_label()}.png")
+        figure = os.path.join(out_dir(), f"scaling_{device_label()}.png")
         _plot(vs_N, vs_R, vs_grid, size, figure)
 
     return {
@@ -157,7 +157,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                  "size": "tiny" if tiny else "quick" if quick else "full"},
         "mc_vs_N": vs_N, "mc_vs_replicas": vs_R, "ode_vs_grid": vs_grid,
         "memory": memory, "memory_baseline_rss_bytes": memory_baseline,
-        "figure": os.path.relpath(figure, os.path.dirname(RESULTS_DIR)) if figure else None,
+        "figure": os.path.relpath(figure, os.path.dirname(out_dir())) if figure else None,
     }
 
 

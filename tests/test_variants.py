@@ -335,8 +335,8 @@ def test_cli_compare_defences_ode_only(tmp_path):
     assert all(math.isnan(float(r["mc_robust"])) and 0 < float(r["ode_robust"]) < 1 for r in rows)
     # the config's own rule joins the comparison as a sixth defence (any record: here the log-uniform law)
     assert main(["compare-defences", "--set", "N=100", "--set", "alpha_max=2", "--set", "n_save=2", "--set",
-                 "eps_dist=loguniform", "--set", "eps_min=0.1", "--set", "eps_max=2", "--no-mc", "--out",
-                 str(tmp_path)]) == 0
+                 "eps_dist=loguniform", "--set", "eps_min=0.1", "--set", "eps_max=2", "--no-mc", "--overwrite",
+                 "--out", str(tmp_path)]) == 0  # another configuration into the same folder needs --overwrite
     rows = list(csv.DictReader(open(tmp_path / "defences.csv")))
     assert rows[-1]["defence"] == "l2/loguniform/none" and 0 < float(rows[-1]["ode_robust"]) < 1
     # bad rule keys are still refused with exit status 2

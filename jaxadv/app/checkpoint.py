@@ -25,7 +25,7 @@ from ..sharding import shard_batch, to_host
 from .io import write_npz
 from .progress import Progress
 
-__all__ = ["simulate_resumable", "fingerprint"]
+__all__ = ["simulate_resumable", "fingerprint", "Interrupted"]
 
 
 def fingerprint(plan: driver.Plan) -> str:
@@ -34,7 +34,7 @@ def fingerprint(plan: driver.Plan) -> str:
 
 
 def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
-                       progress: bool = False, **kwargs) -> driver.MCResult:
+                       progress: bool = False, stats: Optional[dict] = None, **kwargs) -> driver.MCResult:
     """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
     Args:
@@ -43,6 +43,12 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
             ``checkpoint_every`` seconds and resumes from it when it exists and matches all
             arguments. It is removed at the end.
         progress: print a progress bar to stderr.
+        stats: a dict that receives ``resumed_from`` (save intervals found in the checkpoint) and
+            ``steps_this_session`` (steps computed by this call, for a true rate).
+
+    The first checkpoint is written after the first save interval, then every
+    ``checkpoint_every`` seconds; on ``KeyboardInterrupt`` the completed intervals are saved
+    and :class:`Interrupted` (a ``KeyboardInterrupt``) says what was saved.
     """
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
@@ -61,16 +67,32 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
 
     bar = Progress(plan.n_save, "monte carlo", enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
-    for k in range(start_k, plan.n_save):
-        states, obs[:, :, k + 1] = driver.advance(plan, states, k)
-        bar.update(k + 1)
-        # with several processes the gather inside the save is a collective: process 0 decides for all
-        if checkpoint and k + 1 < plan.n_save and agree(time.monotonic() - last_ck > checkpoint_every):
-            _save_checkpoint(checkpoint, fp, states, obs, k + 1)
-            last_ck = time.monotonic()
+    k_done = k_saved = start_k
+    try:
+        for k in range(start_k, plan.n_save):
+            new_states, obs[:, :, k + 1] = driver.advance(plan, states, k)
+            states, k_done = new_states, k + 1
+            bar.update(k + 1)
+            # the first checkpoint after the first save interval (by steps), then every checkpoint_every s;
+            # with several processes the gather inside the save is a collective: process 0 decides for all
+            due = k == start_k or time.monotonic() - last_ck > checkpoint_every
+            if checkpoint and k + 1 < plan.n_save and agree(due):
+                _save_checkpoint(checkpoint, fp, states, obs, k + 1)
+                last_ck, k_saved = time.monotonic(), k + 1
+    except KeyboardInterrupt:
+        # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
+        bar.close()
+        if checkpoint and k_done > k_saved and not is_multiprocess():
+            _save_checkpoint(checkpoint, fp, states, obs, k_done)
+            k_saved = k_done
+        saved = checkpoint if checkpoint and k_saved > 0 and os.path.exists(checkpoint) else None
+        raise Interrupted(saved, k_saved, plan.n_save) from None
     bar.close()
     if checkpoint and is_primary() and os.path.exists(checkpoint):
         os.remove(checkpoint)
+    if stats is not None:
+        stats["resumed_from"] = start_k
+        stats["steps_this_session"] = (plan.n_save - start_k) * plan.steps
     return driver.result(plan, obs)
 
 
@@ -96,6 +118,15 @@ def _load_checkpoint(path, fp, states, obs):
         return None
     states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
     return states, ck_obs, k
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Monte Carlo run was interrupted; ``checkpoint`` is the file it saved (``None``: nothing was
+    saved), holding ``done`` of ``total`` save intervals."""
+
+    def __init__(self, checkpoint, done, total):
+        super().__init__(checkpoint)
+        self.checkpoint, self.done, self.total = checkpoint, done, total
 
 
 def _save_checkpoint(path, fp, states, obs, k):

@@ -42,6 +42,8 @@ def _parser():
     r.add_argument("--out", default=None, help="output directory (default: results/<name>)")
     r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace another run's results in --out (its files are removed first)")
     sub.add_parser("presets", help="list the presets, one line each, and their keys")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
     d.add_argument("config", nargs="?", default="scenario2", help="base preset or .toml (default: scenario2)")
@@ -50,6 +52,8 @@ def _parser():
     d.add_argument("--out", default=None, help="output directory (default: results/defences)")
     d.add_argument("--no-mc", action="store_true", help="ODE only")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace another run's results in --out (its files are removed first)")
     s = sub.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
                        description="Sweep TOML format: see the README (section 'Sweeps') or "
                        "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.")
@@ -83,16 +87,48 @@ def _use_all_cores() -> None:
 
 
 def main(argv=None) -> int:
+    import signal
+    import warnings
+
+    from .checkpoint import Interrupted
+    from .run import RunFailed
+
     _use_all_cores()
     args = _parser().parse_args(argv)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        return _dispatch(args)
-    except (ValueError, FileNotFoundError) as e:
+        old_term = signal.signal(signal.SIGTERM, _term)  # a kill saves a checkpoint as Ctrl-C does
+    except ValueError:  # not the main thread
+        old_term = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what matters is in the status lines, not library warnings
+            return _dispatch(args)
+    except (ValueError, OSError) as e:
         print(f"jaxadv: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("jaxadv: interrupted; rerun the same command to resume the Monte Carlo", file=sys.stderr)
+    except MemoryError:
+        print("jaxadv: error: out of memory; reduce N, replicas or the grid", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        print(f"jaxadv: error: {e}", file=sys.stderr)
+        return 3
+    except Interrupted as e:
+        if e.checkpoint:
+            print(f"jaxadv: interrupted; {e.done} of {e.total} save intervals saved in {e.checkpoint}; rerun the "
+                  "same command to resume the Monte Carlo", file=sys.stderr)
+        else:
+            print("jaxadv: interrupted before the first save interval; nothing saved", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("jaxadv: interrupted; nothing to resume", file=sys.stderr)
+        return 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 def _dispatch(args) -> int:
@@ -117,9 +153,10 @@ def _dispatch(args) -> int:
 
         cfg = load_config(args.config, args.overrides)
         out = args.out or os.path.join("results", "defences")
-        print(f"jaxadv compare-defences {cfg.name} -> {out}")
-        run_defences(cfg, out, mc=cfg.mc and not args.no_mc, progress=not args.quiet,
-                     log=lambda m: print(m, flush=True))
+        mc = cfg.mc and not args.no_mc
+        with _claim(cfg, out, args, "compare-defences", mc):
+            print(f"jaxadv compare-defences {cfg.name} -> {out}")
+            run_defences(cfg, out, mc=mc, progress=not args.quiet, log=lambda m: print(m, flush=True))
         print(f"wrote {out}")
         return 0
     cfg = load_config(args.config, args.overrides)
@@ -128,10 +165,25 @@ def _dispatch(args) -> int:
 
         cfg = replace(cfg, mc=False)
     out = args.out or os.path.join("results", cfg.name)
-    print(f"jaxadv run {cfg.name} -> {out}")
-    run(cfg, out, progress=not args.quiet)
+    with _claim(cfg, out, args, "run", cfg.mc):
+        print(f"jaxadv run {cfg.name} -> {out}")
+        run(cfg, out, progress=not args.quiet)
     print(f"wrote {out}")
     return 0
+
+
+def _claim(cfg, out, args, command, mc):
+    """Before any computation: the memory estimate, then lock and claim the output folder
+    (:func:`jaxadv.app.outputs.claim_output`)."""
+    from .config import config_dict
+    from .outputs import claim_output
+    from .resources import check_fits, run_memory_bytes
+
+    if mc:
+        check_fits(run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler),
+                   "the Monte Carlo")
+    ident = {k: v for k, v in config_dict(cfg).items() if k != "mc"}
+    return claim_output(out, {"config": ident, "mc": bool(mc)}, overwrite=args.overwrite, command=command)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from ..mc.driver import SAMPLERS
 from ..model.params import ModelParams, check_value, validate_params
 
 __all__ = ["RunConfig", "PRESETS", "PRESET_DESCRIPTIONS", "load_config", "parse_override", "validate_config",
-           "presets_table"]
+           "presets_table", "check_name", "MAX_SEED"]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
 SAMPLER_NAMES = tuple(SAMPLERS)
@@ -259,12 +259,15 @@ def _coerce(key: str, value):
             raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
         return value
     if base is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
             raise ValueError(f"{key}={value!r} is not an integer")
         return int(value)
     if base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key}={value!r} is not a number")
+        if isinstance(value, int) and abs(value) > 2**1023:
+            raise ValueError(f"{key}={value!r} is too large")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"{key}={value!r} is not a string")
@@ -280,8 +283,24 @@ def parse_override(item: str):
     return key, _coerce(key, value)
 
 
+#: largest seed: ``jax.random.key`` takes a signed 64-bit integer
+MAX_SEED = 2**63 - 1
+#: characters a run name may hold (it becomes the folder ``results/<name>``)
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+=,@")
+
+
+def check_name(name: str) -> str:
+    """A run name stays inside ``results/``: no path separator, not ``.``/``..``, not empty."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".")
+            or not set(name) <= _NAME_OK):
+        raise ValueError(f"name={name!r} must be a plain folder name (letters, digits, _-.+=,@; not starting "
+                         "with '.', no '/'): it becomes results/<name>")
+    return name
+
+
 def validate_config(cfg: RunConfig) -> RunConfig:
     """Check every key; raise ``ValueError`` naming the parameter and its value."""
+    check_name(cfg.name)
     validate_params(cfg.params)
     if cfg.N < 2:
         raise ValueError(f"N={cfg.N!r} must be >= 2")
@@ -290,8 +309,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"n_save={cfg.n_save!r} must be >= 1")
     if cfg.replicas < 1:
         raise ValueError(f"replicas={cfg.replicas!r} must be >= 1")
-    if cfg.seed < 0:
-        raise ValueError(f"seed={cfg.seed!r} must be >= 0")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    for key in ("eps_min", "eps_max"):
+        check_value(key, getattr(cfg, key), lambda x: True, "")
     check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
     if cfg.eps_test is not None:
         check_value("eps_test", cfg.eps_test, lambda x: x >= 0, "must be >= 0")
@@ -357,7 +378,16 @@ def load_config(spec: str, overrides=()) -> RunConfig:
     _, extra = _split_keys({k.strip(): v for k, v in pairs})
     if extra:
         cfg = replace(cfg, rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())))
-    changes = dict(parse_override(o) for o in overrides if o.split("=", 1)[0].strip() not in extra)
+    changes, seen = {}, set()
+    for o in overrides:
+        k = o.split("=", 1)[0].strip()
+        if k in seen:
+            raise ValueError(f"--set {k} is given twice; give each key once")
+        seen.add(k)
+        if k in extra:
+            continue
+        k, v = parse_override(o)
+        changes[k] = v
     if "name" in changes:
         changes["name"] = str(changes["name"])
     cfg = replace(cfg, **changes)

@@ -10,7 +10,7 @@ import tomllib
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "write_csv", "write_json", "write_npz", "write_figure", "read_csv", "read_toml"]
+__all__ = ["atomic_write_bytes", "write_exclusive", "write_csv", "write_json", "write_npz", "write_figure", "read_csv", "read_toml"]
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -26,6 +26,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; a result file follows the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -35,6 +36,23 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_exclusive(path, data: bytes) -> None:
+    """Create ``path`` holding ``data`` only if it does not exist (``O_EXCL``: a lock file);
+    ``FileExistsError`` otherwise."""
+    fd = os.open(os.fspath(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_csv(path, columns: dict) -> None:
@@ -62,15 +80,36 @@ def read_toml(path, what: str = "config file") -> dict:
     """Parse a TOML file; ``FileNotFoundError``/``ValueError`` name the file (``what`` says which kind)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is a folder, not a file")
     with open(path, "rb") as f:
         try:
             return tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{what} {path!r} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{what} {path!r} is not valid UTF-8 text: {e}") from None
 
 
 def write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+    """Write ``obj`` as strict JSON: NaN and infinities become ``null``."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _finite(x):
+    """``x`` with every non-finite float (also in NumPy scalars and arrays) replaced by ``None``."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _finite(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
 
 
 def write_npz(path, **arrays) -> None:

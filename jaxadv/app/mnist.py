@@ -110,7 +110,11 @@ def run(args) -> int:
                 eps_train=_floats(args.eps_train, "--eps-train"), epochs=args.epochs, n_train=args.n_train,
                 n_test=args.n_test)
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    res = run_mnist(args.out, log=log, **opts)
+    from .outputs import claim_output
+
+    with claim_output(args.out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
+                      command="mnist"):
+        res = run_mnist(args.out, log=log, **opts)
     h = res["headline"]
     print(f"jaxadv mnist: clean test error {h['clean_error']:.4f}, after FGSM (L-inf, eps={h['eps_slide']:g}) "
           f"{h['fgsm_error']:.4f}; wrote {args.out}")

@@ -48,6 +48,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -296,6 +297,16 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
     if cfg.save == "linear" and cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    from .config import MAX_SEED, check_name
+    from .resources import check_fits, run_memory_bytes, sweep_memory_bytes
+
+    check_name(cfg.name)
+    if cfg.seed > MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    n_points = math.prod(len(v) for v in cfg.grid.values())
+    mc_bytes = (run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler)[0]
+                if cfg.mc else 0.0)
+    check_fits(sweep_memory_bytes(n_points, cfg.n_save, mc_bytes), "the sweep")
     return cfg
 
 
@@ -399,6 +410,8 @@ def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> 
     capped at 4096 and at the grid size; rounded up to a multiple of the device count."""
     if cfg.chunk:
         c = cfg.chunk
+    elif cfg.mc:
+        return padded_size(1)  # the Monte Carlo runs point by point: one point a chunk shows progress and resumes
     else:
         per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
         c = int(max(1, min(4096, memory_bytes // per_point)))
@@ -669,13 +682,16 @@ def sweep_command(args) -> int:
     and the figures ``heatmaps.png``/``tradeoff.png``."""
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
-    print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
-    if "eps" in cfg.grid and "eps_test" not in cfg.grid and "eps_test" not in cfg.base:
-        print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
-              "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
-    res = sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
-    if not getattr(args, "no_plots", False):
-        for p in write_sweep_figures(res, out, cfg.name):
-            print(f"figure: {p}", flush=True)
+    from .outputs import claim_output
+
+    with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
+        print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
+        if "eps" in cfg.grid and "eps_test" not in cfg.grid and "eps_test" not in cfg.base:
+            print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
+                  "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
+        res = sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+        if not getattr(args, "no_plots", False):
+            for p in write_sweep_figures(res, out, cfg.name):
+                print(f"figure: {p}", flush=True)
     print(f"wrote {out}", flush=True)
     return 0

@@ -87,9 +87,15 @@ def verify_command(args) -> int:
     if not (np.isfinite(args.alpha_max) and args.alpha_max > 0):
         raise ValueError(f"--alpha-max={args.alpha_max!r} must be finite and > 0")
     out = args.out or os.path.join("results", f"{cfg.name}_verify")
-    print(f"jaxadv verify {cfg.name} -> {out}")
-    verify(cfg, out, N_list, full_list, replicas=args.replicas, full_replicas=args.full_replicas,
-           alpha_max=args.alpha_max, n_save=args.n_save, progress=not args.quiet)
+    from .config import config_dict
+    from .outputs import claim_output
+
+    ident = {"config": config_dict(cfg), "N_list": N_list, "full_N_list": full_list, "replicas": args.replicas,
+             "full_replicas": args.full_replicas, "alpha_max": args.alpha_max, "n_save": args.n_save}
+    with claim_output(out, ident, overwrite=getattr(args, "overwrite", False), command="verify"):
+        print(f"jaxadv verify {cfg.name} -> {out}")
+        verify(cfg, out, N_list, full_list, replicas=args.replicas, full_replicas=args.full_replicas,
+               alpha_max=args.alpha_max, n_save=args.n_save, progress=not args.quiet)
     print(f"wrote {out}")
     return 0
 

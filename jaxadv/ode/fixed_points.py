@@ -46,7 +46,7 @@ from ..analysis.measures import robust_error
 from ..model.rule import DEFAULT_RULE
 from .solve import broadcast_grid, solve_ode
 from .vector_field import vector_field
-from ..model.params import ModelParams
+from ..model.params import ModelParams, validate_params
 
 __all__ = ["FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "jacobian",
            "best_test_error", "best_robust_error", "best_robust_error_closed"]
@@ -145,6 +145,7 @@ def _newton_batch(y0, params, loss, iters):
 def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: int = 60,
                        tol: float = 1e-10) -> FixedPoint:
     """Damped Newton iterations from ``(R, b)`` (scalars or arrays of the batch shape of ``params``)."""
+    validate_params(params)
     p, _, (R_, b_), shape = broadcast_grid(params, DEFAULT_RULE, {}, R, b, dtype=jnp.result_type(float))
     y0 = jnp.stack([R_, b_], axis=-1)
     flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])
@@ -178,7 +179,8 @@ def fixed_point(params: ModelParams, *, R0=0.0, b0=0.0, alpha_warm: float = 1000
         >>> bool(fp.converged), bool(fp.stable)
         (True, True)
     """
-    if alpha_warm < 0:
+    validate_params(params)
+    if not alpha_warm >= 0:
         raise ValueError(f"alpha_warm={alpha_warm!r} must be >= 0")
     if iters < 1:
         raise ValueError(f"iters={iters!r} must be >= 1")

@@ -30,6 +30,7 @@ The mean, covariance and shift are integrated together with :func:`jaxadv.ode.rk
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -44,7 +45,7 @@ from ..model.losses import force, get_loss
 from ..model.rule import DEFAULT_RULE
 from .solve import _steps
 from .vector_field import vector_field
-from ..model.params import ModelParams
+from ..model.params import ModelParams, validate_params
 from .rk4 import RK4, integrate, integrate_at
 
 __all__ = ["FluctuationResult", "FluctuationState", "step_moments", "fluctuation_field", "solve_fluctuations"]
@@ -187,8 +188,15 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
         >>> fl.std.shape
         (6, 2)
     """
+    validate_params(params)
     if not N >= 2:
         raise ValueError(f"N={N!r} must be >= 2")
+    if not math.isfinite(N):
+        raise ValueError(f"N={N!r} must be finite")
+    if R0 is not None and not (math.isfinite(R0) and -1 <= R0 <= 1):
+        raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
+    if not math.isfinite(b0):
+        raise ValueError(f"b0={b0!r} must be finite")
     if save_alpha is not None:  # any save times (e.g. log-spaced): steps of at most dt in each interval
         save_alpha = np.asarray(save_alpha, np.float64)
         if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):

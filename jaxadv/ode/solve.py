@@ -22,7 +22,15 @@ from ..model.rule import rule_params as make_rule_params
 from .rk4 import RK4, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
-__all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector"]
+__all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector", "STATUS_OK", "STATUS_STEP_FAILURE",
+           "STATUS_LEFT_DOMAIN", "STATUS_NAMES", "domain_status"]
+
+#: per-point status codes of :attr:`ODEResult.status`
+STATUS_OK, STATUS_STEP_FAILURE, STATUS_LEFT_DOMAIN = 0, 1, 2
+STATUS_NAMES = {STATUS_OK: "ok", STATUS_STEP_FAILURE: "step-size failure",
+                STATUS_LEFT_DOMAIN: "left the domain (|R| > 1 or not finite)"}
+#: round-off allowed on |R| <= 1 before a point counts as having left the domain
+R_DOMAIN_TOL = 1e-6
 
 
 class ODEResult(NamedTuple):
@@ -31,13 +39,32 @@ class ODEResult(NamedTuple):
     ``n_evals``: right-hand-side evaluations per grid point, shape ``G`` (``4 x`` steps for the
     fixed step; counted by the controller for the adaptive one). ``failed``: per grid point,
     shape ``G``, ``True`` where the adaptive controller ran out of ``max_steps`` or the
-    trajectory is not finite (its values are then not a solution)."""
+    trajectory is not finite (its values are then not a solution). ``status``: per grid point,
+    shape ``G``, :data:`STATUS_OK` (0), :data:`STATUS_STEP_FAILURE` (1: the adaptive controller
+    ran out of steps) or :data:`STATUS_LEFT_DOMAIN` (2: :math:`|R| > 1` or a non-finite value
+    somewhere on the trajectory); ``failed`` is ``status != 0``. ``fallback``: per grid point,
+    ``True`` where the fixed step left the domain and the adaptive step replaced it."""
 
     alpha: jax.Array
     R: jax.Array
     b: jax.Array
     n_evals: Optional[jax.Array] = None
     failed: Optional[jax.Array] = None
+    status: Optional[jax.Array] = None
+    fallback: Optional[jax.Array] = None
+
+
+def domain_status(R, b, step_failed=None):
+    """Per-point status (shape ``R.shape[:-1]``) of trajectories ``R``, ``b`` of shape ``G + (P,)``:
+    :data:`STATUS_LEFT_DOMAIN` where any value is not finite or :math:`|R| > 1`
+    (beyond :data:`R_DOMAIN_TOL`), else :data:`STATUS_STEP_FAILURE` where ``step_failed``,
+    else :data:`STATUS_OK`."""
+    R, b = jnp.asarray(R), jnp.asarray(b)
+    finite = jnp.all(jnp.isfinite(R), axis=-1) & jnp.all(jnp.isfinite(b), axis=-1)
+    inside = jnp.all(jnp.abs(jnp.where(jnp.isfinite(R), R, 0.0)) <= 1.0 + R_DOMAIN_TOL, axis=-1)
+    left = ~(finite & inside)
+    step = jnp.zeros(left.shape, bool) if step_failed is None else jnp.asarray(step_failed)
+    return jnp.where(step, STATUS_STEP_FAILURE, jnp.where(left, STATUS_LEFT_DOMAIN, STATUS_OK)).astype(jnp.int32)
 
 
 def drift_vector(y, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
@@ -115,7 +142,10 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         loss: loss name or :class:`jaxadv.Loss`, replacing ``rule.loss`` when given.
         method: Gaussian averages, see :func:`jaxadv.model.losses.force_moments`.
         rtol, atol: tolerances of the adaptive step (``None``: fixed step; one given, the other
-            defaults to ``rtol = 1e-8`` or ``atol = 1e-3 * rtol``).
+            defaults to ``rtol = 1e-8`` or ``atol = 1e-3 * rtol``). The fixed step checks its
+            result: where a trajectory leaves the domain (:math:`|R| > 1` or not finite, the
+            sign of an unstable step) the point is integrated again adaptively
+            (``rtol = 1e-8``), ``fallback=True``; ``status`` says whether that succeeded.
         max_steps: most step attempts per grid point of the adaptive step; a point that runs out
             gets NaN from there on, ``failed=True`` and a ``RuntimeWarning``.
         devices: devices to split a grid over (:func:`jaxadv.sharding.shard_batch`; default all,
@@ -128,7 +158,7 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
 
     Returns:
         :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)`` and ``n_evals``,
-        ``failed`` of shape ``G``.
+        ``failed``, ``status``, ``fallback`` of shape ``G``.
 
     Example:
         >>> from jaxadv import ModelParams, solve_ode
@@ -142,6 +172,12 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):
             raise ValueError(f"save_alpha={save_alpha!r} must be increasing times starting at 0, at least two")
         alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
+    for name, value in (("R0", R0), ("b0", b0)):
+        v = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{name}={value!r} must be finite")
+    if not np.all(np.abs(np.asarray(R0, dtype=float)) <= 1):
+        raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     adaptive = rtol is not None or atol is not None
     if adaptive:
@@ -200,9 +236,10 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
     ts, ys = out[0], out[1]
     alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
     finite = jnp.all(jnp.isfinite(ys), axis=(-2, -1))
+    fallback = jnp.zeros(shape, bool)
     if adaptive:
         stats = out[2]
-        n_evals, failed = stats.n_evals, stats.failed | ~finite
+        n_evals, step_failed = stats.n_evals, stats.failed
         if bool(jnp.any(stats.failed)):
             import warnings
 
@@ -210,5 +247,22 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
                           f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
                           "(raise max_steps or loosen rtol/atol)", RuntimeWarning, stacklevel=2)
     else:
-        n_evals, failed = jnp.full(shape, int(round(4 * sub * int(n_save))), jnp.int32), ~finite
-    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals, failed=failed)
+        n_evals, step_failed = jnp.full(shape, int(round(4 * sub * int(n_save))), jnp.int32), jnp.zeros(shape, bool)
+        left = domain_status(ys[..., 0], ys[..., 1]) == STATUS_LEFT_DOMAIN
+        if bool(jnp.any(left)):
+            # the fixed step went unstable (or the dynamics left the domain): integrate again with
+            # the step-doubling controller; the stable points keep their fixed-step values
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                again = solve_ode(params, alpha_max, n_save, dt=dt, R0=R0, b0=b0, rule=rule, rule_params=rule_params,
+                                  method=method, rtol=1e-8, max_steps=max_steps, devices=devices, dtype=dtype,
+                                  save_alpha=save_alpha)
+            ys = jnp.where(left[..., None, None], jnp.stack([again.R, again.b], axis=-1), ys)
+            step_failed = jnp.where(left, again.status == STATUS_STEP_FAILURE, step_failed)
+            n_evals = jnp.where(left, n_evals + again.n_evals, n_evals)
+            fallback = left
+    status = domain_status(ys[..., 0], ys[..., 1], step_failed)
+    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals, failed=status != STATUS_OK,
+                     status=status, fallback=fallback)

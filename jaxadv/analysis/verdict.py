@@ -1,0 +1,214 @@
+r"""An honest Monte-Carlo-versus-ODE verdict: the ODE plus the theory's O(1/N) corrections.
+
+At finite N the replica mean of an order parameter differs from the large-N ODE by
+:math:`O(1/N)`. :func:`jaxadv.solve_fluctuations` predicts that difference: the mean shift
+:math:`\mu` of :math:`y = (R, b)` and the covariance :math:`C` across replicas. An error measure
+:math:`f(R, b)` (the test error, the robust error) then has the mean (``docs/theory.md``, 9.x)
+
+.. math::
+    \langle f\rangle = f(y) + \nabla f(y)\cdot\mu + \tfrac12\,\mathrm{tr}\,\big(\nabla^2 f(y)\,C\big)
+    + O(N^{-2}),
+
+a second-order Taylor expansion of :math:`f` around the ODE point. :func:`honest_verdict`
+compares the Monte Carlo means with these corrected predictions in standard errors, with no
+ad-hoc allowance. The standard error has a floor, :math:`4\,\epsilon_\text{dtype}\max(1, |x|)`
+(the round-off of the Monte Carlo's float type), so that differences at round-off level are not
+millions of standard errors. The verdict is *not testable* where the theory does not apply:
+
+* a training rule other than the default (L2 attack, fixed eps, no gate): no fluctuation theory;
+* N too small for the expansion: the predicted spread of R, :math:`\sqrt{C_{RR}}`, exceeds
+  :data:`MAX_SPREAD_R` or the shift of R exceeds it (the expansion is in powers of that spread);
+* a quantity whose replicas do not spread (a frozen student): its standard error is at the
+  round-off floor and the theory predicts no spread; it is reported, not tested.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+__all__ = ["Verdict", "honest_verdict", "corrected_predictions", "sem_floor", "MAX_SPREAD_R", "THRESHOLD",
+           "QUANTITIES"]
+
+#: largest predicted spread (and shift) of R for which the O(1/N) expansion is trusted
+MAX_SPREAD_R = 0.1
+#: a deviation larger than this many standard errors is inconsistent
+THRESHOLD = 4.0
+QUANTITIES = ("R", "b", "test_error", "robust_error")
+
+
+class Verdict(NamedTuple):
+    """The one verdict of a run.
+
+    Attributes:
+        status: ``"consistent"``, ``"INCONSISTENT"``, ``"not testable"`` or ``"undetermined"``.
+        text: the one-line verdict to print.
+        z_max, quantity, alpha: the largest deviation from the corrected prediction in standard
+            errors, its quantity and save point (``None`` when not computed).
+        raw_z_max, raw_quantity, raw_alpha: the same against the bare ODE (for reference).
+        reason: why the verdict is not testable or undetermined (``""`` otherwise).
+        untested: quantities reported but not tested (no spread).
+        corrected: ``{quantity: array}`` the corrected predictions (empty without theory).
+    """
+
+    status: str
+    text: str
+    z_max: Optional[float]
+    quantity: Optional[str]
+    alpha: Optional[float]
+    raw_z_max: Optional[float]
+    raw_quantity: Optional[str]
+    raw_alpha: Optional[float]
+    reason: str
+    untested: tuple
+    corrected: dict
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (``None`` for missing numbers)."""
+        d = self._asdict()
+        d.pop("corrected")
+        d["untested"] = list(self.untested)
+        return d
+
+
+def sem_floor(values, dtype) -> np.ndarray:
+    """Round-off floor of a standard error: ``4 eps(dtype) max(1, |values|)``."""
+    return 4.0 * float(np.finfo(np.dtype(dtype)).eps) * np.maximum(1.0, np.abs(np.asarray(values, float)))
+
+
+def _z(mean, sem, pred, dtype):
+    dev = np.abs(np.asarray(mean, float) - np.asarray(pred, float))
+    s = np.sqrt(np.asarray(sem, float) ** 2 + sem_floor(pred, dtype) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dev == 0, 0.0, dev / s)
+
+
+def _worst(zs: dict, alpha, names):
+    worst = (None, None, None)
+    for name in names:
+        z = np.asarray(zs[name])[1:]
+        idx = np.flatnonzero(np.isfinite(z))
+        if idx.size:
+            i = idx[np.argmax(z[idx])]
+            if worst[0] is None or z[i] > worst[0]:
+                worst = (float(z[i]), name, float(alpha[i + 1]))
+    return worst
+
+
+def corrected_predictions(ode_cols: dict, fl, params, eps_test: float) -> dict:
+    r"""The ODE plus the O(1/N) corrections: ``R + mu_R``, ``b + mu_b`` and, for the error measures,
+    :math:`f + \nabla f\cdot\mu + \frac12\mathrm{tr}(\nabla^2 f\,C)` at every save point.
+
+    Args:
+        ode_cols: :func:`jaxadv.analysis.compare.ode_table` columns.
+        fl: :class:`jaxadv.ode.fluctuations.FluctuationResult` at the same save points.
+        params: scalar :class:`jaxadv.ModelParams`; eps_test: radius of the robust error.
+    """
+    import jax.numpy as jnp
+
+    from ..model.params import ModelParams
+
+    p = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
+    corr = _corrections(jnp.asarray(fl.mean, jnp.float64), jnp.asarray(fl.shift, jnp.float64),
+                        jnp.asarray(fl.cov, jnp.float64), p, jnp.asarray(eps_test, jnp.float64))
+    out = {"R": np.asarray(ode_cols["R"], float) + np.asarray(fl.shift)[:, 0],
+           "b": np.asarray(ode_cols["b"], float) + np.asarray(fl.shift)[:, 1]}
+    for name, c in zip(("test_error", "robust_error"), corr):
+        out[name] = np.asarray(ode_cols[name], float) + np.asarray(c)
+    return out
+
+
+def _corrections(y, mu, C, params, eps_test):
+    """``grad f . mu + tr(H C) / 2`` of the test and robust errors at each row of ``y`` (jitted once)."""
+    global _CORRECTIONS_JIT
+    if _CORRECTIONS_JIT is None:
+        import jax
+        import jax.numpy as jnp
+
+        from .measures import robust_error, test_error
+
+        def one(fn, yy, m, c):
+            g, H = jax.grad(fn)(yy), jax.hessian(fn)(yy)
+            return jnp.sum(g * m) + 0.5 * jnp.sum(H * c)
+
+        def both(y, mu, C, params, eps_test):
+            te = lambda v: test_error(v[0], v[1], params)
+            re = lambda v: robust_error(v[0], v[1], eps_test, params)
+            return (jax.vmap(lambda a, m, c: one(te, a, m, c))(y, mu, C),
+                    jax.vmap(lambda a, m, c: one(re, a, m, c))(y, mu, C))
+
+        _CORRECTIONS_JIT = jax.jit(both)
+    return _CORRECTIONS_JIT(y, mu, C, params, eps_test)
+
+
+_CORRECTIONS_JIT = None
+
+
+def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, alpha_max: float, n_save: int, dt: float,
+                   eps_test: float, mc_dtype, R0=None, b0: float = 0.0, loss="quadratic", theory: bool = True,
+                   why_no_theory: str = "", threshold: float = THRESHOLD) -> Verdict:
+    """Judge the Monte Carlo against the ODE plus the O(1/N) theory (see the module docstring).
+
+    Args:
+        mc_cols: :func:`jaxadv.analysis.compare.mc_summary`; ode_cols: :func:`~jaxadv.analysis.compare.ode_table`.
+        params, N, alpha_max, n_save, dt, R0, b0, loss: as the run (``R0=None``: a uniform initial w).
+        eps_test: radius of the robust error; mc_dtype: float type of the Monte Carlo (sets the floor).
+        theory: ``False`` when the fluctuation theory does not cover the rule; ``why_no_theory`` says why.
+    """
+    alpha = np.asarray(mc_cols["alpha"], float)
+    if not np.allclose(alpha, ode_cols["alpha"]):
+        raise ValueError("honest_verdict: MC and ODE save points differ")
+    n_fin = np.asarray(mc_cols.get("n_finite", [0]))
+    n_rep = int(n_fin[0]) if n_fin.size else 0
+    n_div = n_rep - int(n_fin[-1]) if n_fin.size else 0
+    div = f"; {n_div} of {n_rep} replicas diverged" if n_div else ""
+    raw_z = {q: _z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], ode_cols[q], mc_dtype) for q in QUANTITIES}
+    raw = _worst(raw_z, alpha, QUANTITIES)
+    raw_txt = (f"raw deviation from the bare ODE {raw[0]:.2f} standard errors ({raw[1]} at alpha={raw[2]:g})"
+               if raw[0] is not None else "raw deviation: none computable")
+
+    def make(status, text, worst=(None, None, None), reason="", untested=(), corrected=None):
+        return Verdict(status, text + div, *worst, *raw, reason, tuple(untested), corrected or {})
+
+    if n_fin.size and int(n_fin[-1]) < 2:
+        why = (f"all {n_rep} replicas diverged" if int(n_fin[-1]) == 0 else "fewer than 2 finite replicas")
+        return make("undetermined", f"undetermined: no standard error ({why})", reason=why)
+    if not theory:
+        return make("not testable", f"not testable: {why_no_theory}; {raw_txt}", reason=why_no_theory)
+
+    from ..ode.fluctuations import solve_fluctuations
+
+    fl = solve_fluctuations(params, N, float(alpha[-1]), int(n_save), dt=dt, R0=R0, b0=b0, loss=loss)
+    spread = float(np.nanmax(np.asarray(fl.std)[:, 0]))
+    shift = float(np.nanmax(np.abs(np.asarray(fl.shift)[:, 0])))
+    if not (np.isfinite(spread) and np.isfinite(shift)):
+        why = "the fluctuation theory is not finite here"
+        return make("not testable", f"not testable: {why}; {raw_txt}", reason=why)
+    if spread > MAX_SPREAD_R or shift > MAX_SPREAD_R:
+        why = (f"N={N} is too small for the O(1/N) expansion (predicted spread of R {spread:.3g}, "
+               f"shift {shift:.3g}; the expansion needs both <= {MAX_SPREAD_R:g})")
+        return make("not testable", f"not testable: {why}; {raw_txt}", reason=why)
+    pred = corrected_predictions(ode_cols, fl, params, eps_test)
+    zs, tested, untested = {}, [], []
+    for q in QUANTITIES:
+        sem = np.asarray(mc_cols[f"{q}_sem"], float)[1:]
+        floor = sem_floor(np.asarray(pred[q])[1:], mc_dtype)
+        if not np.any(np.nan_to_num(sem, nan=0.0) > floor):
+            untested.append(q)  # no spread: at round-off level everywhere
+            continue
+        zs[q] = _z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], pred[q], mc_dtype)
+        tested.append(q)
+    note = f"; not tested (replicas do not spread): {', '.join(untested)}" if untested else ""
+    if not tested:
+        why = "the replicas do not spread (a frozen student): no standard error to test against"
+        return make("not testable", f"not testable: {why}; {raw_txt}", reason=why, untested=untested,
+                    corrected=pred)
+    worst = _worst(zs, alpha, tested)
+    if worst[0] is None:
+        return make("undetermined", f"undetermined: no finite standard error; {raw_txt}",
+                    reason="no finite standard error", untested=untested, corrected=pred)
+    ok = worst[0] <= threshold
+    text = (f"{'consistent' if ok else 'INCONSISTENT'}: largest deviation from the ODE + O(1/N) theory "
+            f"{worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}; threshold {threshold:g}); "
+            f"{raw_txt}{note}")
+    return make("consistent" if ok else "INCONSISTENT", text, worst, untested=untested, corrected=pred)

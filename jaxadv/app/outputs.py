@@ -1,0 +1,153 @@
+"""Protected output folders: one run at a time per folder, no silent mixing of two runs' files.
+
+:func:`claim_output` is called by the commands before any computation. It
+
+* checks the path: an existing file, a path under a file or a folder that cannot be written is a
+  ``ValueError`` naming the path (the CLI prints it on one line);
+* takes a lock, ``DIR/.jaxadv.lock`` (created with ``O_EXCL``; it names the holder's pid, host
+  and command). A second run into the same folder is refused with the holder in the message; a
+  lock left by a process that no longer runs on this host is stale and taken over;
+* protects earlier results: ``DIR/.jaxadv-run.json`` records the configuration of the run that
+  owns the folder. The same configuration may write again (a rerun resumes its checkpoint);
+  another configuration, or result files without an owner, are refused unless ``overwrite``,
+  which first removes the known result files of any command so that no stale file survives.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from .io import atomic_write_bytes, write_exclusive
+
+__all__ = ["OutputLock", "claim_output", "RESULT_FILES", "LOCK_NAME", "OWNER_NAME"]
+
+LOCK_NAME = ".jaxadv.lock"
+OWNER_NAME = ".jaxadv-run.json"
+#: every file a command writes into its folder (removed by ``overwrite``)
+RESULT_FILES = ("ode.csv", "mc.csv", "mc_replicas.npz", "robustness.csv", "config.json", "order_parameters.png",
+                "errors.png", "robustness.png", "mc_checkpoint.npz", "defences.csv", "defences.png")
+
+
+class OutputLock:
+    """The lock of one output folder; release it with :meth:`release` (or use it as a context manager)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def release(self) -> None:
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_folder(out_dir: str) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir!r} is an existing file, not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        raise ValueError(f"--out {out_dir!r} lies under a file, not a folder") from None
+    except PermissionError:
+        raise ValueError(f"--out {out_dir!r} cannot be created: permission denied") from None
+    except OSError as e:
+        raise ValueError(f"--out {out_dir!r} cannot be created: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out_dir!r} is not writable")
+
+
+def _take_lock(out_dir: str, command: str) -> OutputLock:
+    path = os.path.join(out_dir, LOCK_NAME)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for _ in range(3):
+        try:
+            write_exclusive(path, json.dumps(me).encode())
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):
+                holder = {}
+            pid, host = holder.get("pid"), holder.get("host")
+            if isinstance(pid, int) and host == me["host"] and not _alive(pid):
+                try:
+                    os.remove(path)  # stale: its process is gone
+                except FileNotFoundError:
+                    pass
+                continue
+            if not holder:
+                # being written at this instant, or unreadable: treat as held
+                holder = {"pid": "?", "host": "?", "command": "?", "started": "?"}
+            raise ValueError(f"--out {out_dir!r} is in use by another run (pid {holder.get('pid')} on "
+                             f"{holder.get('host')}, {holder.get('command')!s}, started {holder.get('started')}); "
+                             f"wait for it to finish or choose another --out (a stale lock: remove "
+                             f"{path!r})") from None
+        except PermissionError:
+            raise ValueError(f"--out {out_dir!r} is not writable") from None
+        return OutputLock(path)
+    raise ValueError(f"--out {out_dir!r}: could not take the lock {path!r}")
+
+
+def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, command: str = "run") -> OutputLock:
+    """Check, lock and claim ``out_dir`` for a run whose configuration is ``identity`` (a JSON-able dict).
+
+    Returns:
+        The :class:`OutputLock`; release it when the run ends.
+
+    Raises:
+        ValueError: the path is a file, lies under a file or is not writable; another run holds
+            the folder; the folder holds another run's results and ``overwrite`` is false.
+    """
+    out_dir = os.fspath(out_dir)
+    _check_folder(out_dir)
+    lock = _take_lock(out_dir, command)
+    try:
+        ident = json.loads(json.dumps({"command": command, **identity}, sort_keys=True, default=str))
+        owner_path = os.path.join(out_dir, OWNER_NAME)
+        owner = None
+        if os.path.exists(owner_path):
+            try:
+                with open(owner_path) as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                owner = {"unreadable": True}
+        present = [n for n in RESULT_FILES if os.path.exists(os.path.join(out_dir, n))]
+        same = owner == ident
+        if not same and (owner is not None or present):
+            if not overwrite:
+                what = (f"the results of another run ({owner.get('command', '?')} "
+                        f"{owner.get('config', {}).get('name', '?')})" if owner and "unreadable" not in owner
+                        else f"result files of an unknown run ({', '.join(present[:3])}"
+                             f"{', ...' if len(present) > 3 else ''})")
+                raise ValueError(f"--out {out_dir!r} holds {what} with another configuration; "
+                                 "pass --overwrite to replace them or choose another --out")
+            for n in RESULT_FILES:
+                try:
+                    os.remove(os.path.join(out_dir, n))
+                except FileNotFoundError:
+                    pass
+        atomic_write_bytes(owner_path, (json.dumps(ident, sort_keys=True, indent=1) + "\n").encode())
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -1,0 +1,414 @@
+"""Fault injection (issue 14): every way a run could lose work, lie or crash, as a test.
+
+Each test names the failure it guards against. Bad inputs go through ``jaxadv.app.cli.main`` and
+must give one line ``jaxadv: error: ...`` naming the key or path, exit code 2, no traceback, and
+no computation (they are refused before the ODE runs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxadv.app.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _one_line_error(capsys, argv, *needles):
+    rc, out, err = _cli(capsys, *argv)
+    assert rc == 2, (argv, rc, out, err)
+    assert "Traceback" not in err and err.startswith("jaxadv: error: "), err
+    assert err.count("\n") == 1, err
+    for n in needles:
+        assert n in err, (n, err)
+    assert "ode:" not in out  # refused before any computation
+    return err
+
+
+def _toml(tmp_path, text, name="cfg.toml", raw=None):
+    p = tmp_path / name
+    p.write_bytes(raw if raw is not None else text.encode())
+    return str(p)
+
+
+# --- 1. the ODE never leaves its domain unannounced --------------------------------------------
+
+def test_domain_status_flags_R_beyond_one_and_nan():
+    import jax.numpy as jnp
+    from jaxadv.ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, domain_status
+
+    R = jnp.array([[0.0, 0.5, 0.9], [0.0, 0.5, -1.1468], [0.0, jnp.nan, 0.1]])
+    b = jnp.zeros((3, 3))
+    assert domain_status(R, b).tolist() == [STATUS_OK, STATUS_LEFT_DOMAIN, STATUS_LEFT_DOMAIN]
+    assert domain_status(R, b, jnp.array([True, False, False])).tolist()[0] == STATUS_STEP_FAILURE
+
+
+@pytest.mark.slow
+def test_unstable_fixed_step_falls_back_or_fails():
+    """eta_w=20 gave R=-1.1468 and eta_w=eta_b=1000 gave R=14.996, silently."""
+    from jaxadv import ModelParams, solve_ode
+
+    ok = solve_ode(ModelParams(prior=0.5, rho=2.0, eta_w=20.0, eps=1.0), 50.0, 10)
+    assert int(ok.status) == 0 and bool(ok.fallback) and np.all(np.abs(np.asarray(ok.R)) <= 1)
+    bad = solve_ode(ModelParams(prior=0.5, rho=2.0, eta_w=1000.0, eta_b=1000.0, eps=1.0), 20.0, 4,
+                    max_steps=2000)
+    assert int(bad.status) != 0 and bool(bad.failed)
+    stable = solve_ode(ModelParams(prior=0.5, rho=2.0, eps=1.0), 10.0, 5)
+    assert int(stable.status) == 0 and not bool(stable.fallback)
+
+
+@pytest.mark.slow
+def test_cli_refuses_an_untrustworthy_ode(tmp_path, capsys):
+    rc, out, err = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "eta_w=1000", "--set", "eta_b=1000",
+                        "--set", "alpha_max=20", "--set", "n_save=4", "--out", str(tmp_path / "o"))
+    assert rc == 2 and err.startswith("jaxadv: error: ode: ") and "Traceback" not in err
+    assert not (tmp_path / "o" / "ode.csv").exists()
+
+
+def test_entry_points_validate_params():
+    from jaxadv import ModelParams, solve_fluctuations, solve_ode
+
+    for fn in (lambda p: solve_ode(p, 1.0, 1), lambda p: solve_fluctuations(p, 100, 1.0, 1)):
+        with pytest.raises(ValueError, match="eta_w"):
+            fn(ModelParams(eta_w=float("nan")))
+    with pytest.raises(ValueError, match="R0"):
+        solve_ode(ModelParams(), 1.0, 1, R0=2.0)
+
+
+# --- 2. an honest verdict ------------------------------------------------------------------------
+
+def _cols(alpha, R, b, te, re, sem, n):
+    mc = {"alpha": alpha, "n_finite": np.full(alpha.shape, n)}
+    for q, x in (("R", R), ("b", b), ("test_error", te), ("robust_error", re)):
+        mc[f"{q}_mean"], mc[f"{q}_sem"] = np.asarray(x, float), np.full(alpha.shape, sem)
+    return mc
+
+
+def _ode_cols(params, alpha_max, n_save, eps_test=1.0):
+    from jaxadv import solve_ode
+    from jaxadv.analysis.compare import ode_table
+
+    return ode_table(solve_ode(params, alpha_max, n_save), params, eps_test)
+
+
+def test_verdict_at_N_2_is_not_consistent():
+    """N=2 printed 'largest raw deviation 15.05' and then 'consistent ... 0.00' after a 1/N allowance."""
+    from jaxadv import ModelParams
+    from jaxadv.analysis.verdict import honest_verdict
+
+    p = ModelParams(prior=0.5, rho=2.0, eta_w=0.04, eta_b=0.2, eps=1.0)
+    ode = _ode_cols(p, 20.0, 4)
+    mc = _cols(ode["alpha"], ode["R"] - 0.3, ode["b"], ode["test_error"] + 0.05, ode["robust_error"], 0.01, 256)
+    v = honest_verdict(mc, ode, params=p, N=2, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0,
+                       mc_dtype=np.float32)
+    assert v.status in ("not testable", "INCONSISTENT") and v.status != "consistent"
+    assert "N=2" in v.text and v.raw_z_max == pytest.approx(30.0)
+
+
+def test_verdict_uses_the_O1N_theory_and_rejects_a_real_gap():
+    from jaxadv import ModelParams, solve_fluctuations
+    from jaxadv.analysis.verdict import corrected_predictions, honest_verdict
+
+    p = ModelParams(prior=0.5, rho=2.0, eta_w=0.04, eta_b=0.2, eps=1.0)
+    ode = _ode_cols(p, 20.0, 4)
+    fl = solve_fluctuations(p, 1000, 20.0, 4)
+    pred = corrected_predictions(ode, fl, p, 1.0)
+    sem = 1e-4
+    mc = _cols(ode["alpha"], pred["R"], pred["b"], pred["test_error"], pred["robust_error"], sem, 128)
+    kw = dict(params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
+    v = honest_verdict(mc, ode, **kw)
+    assert v.status == "consistent" and v.z_max < 1e-6
+    mc["R_mean"] = mc["R_mean"] + 10 * sem  # a 10-standard-error gap stays a gap: no allowance
+    v = honest_verdict(mc, ode, **kw)
+    assert v.status == "INCONSISTENT" and v.z_max == pytest.approx(10.0, rel=1e-3)
+
+
+def test_frozen_student_is_not_millions_of_sigmas():
+    """eps=10, prior=0.7 reported 6749381 standard errors for differences of 1e-15 (sem 1e-23)."""
+    from jaxadv import ModelParams
+    from jaxadv.analysis.verdict import honest_verdict
+
+    p = ModelParams(prior=0.7, rho=2.0, eta_w=0.04, eta_b=0.2, eps=10.0)
+    ode = _ode_cols(p, 20.0, 4, eps_test=10.0)
+    mc = _cols(ode["alpha"], ode["R"] + 1e-15, ode["b"] + 1e-15, ode["test_error"] + 1e-15, ode["robust_error"],
+               1e-23, 64)
+    v = honest_verdict(mc, ode, params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=10.0,
+                       mc_dtype=np.float32)
+    assert v.status == "not testable" and "do not spread" in v.text
+    assert v.raw_z_max < 1.0
+
+
+def test_verdict_without_theory_and_with_all_replicas_diverged():
+    from jaxadv import ModelParams
+    from jaxadv.analysis.verdict import honest_verdict
+
+    p = ModelParams()
+    ode = _ode_cols(p, 20.0, 4)
+    mc = _cols(ode["alpha"], ode["R"], ode["b"], ode["test_error"], ode["robust_error"], 0.01, 16)
+    kw = dict(params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
+    v = honest_verdict(mc, ode, theory=False, why_no_theory="theory unavailable for this training rule", **kw)
+    assert v.status == "not testable" and "theory unavailable" in v.text
+    mc = _cols(ode["alpha"], *(np.full(5, np.nan),) * 4, np.nan, 16)
+    mc["n_finite"] = np.array([16, 0, 0, 0, 0])
+    v = honest_verdict(mc, ode, **kw)
+    assert v.status == "undetermined" and "nan" not in v.text and "16 replicas diverged" in v.text
+
+
+# --- 3. nothing lost -----------------------------------------------------------------------------
+
+def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monkeypatch):
+    """Ctrl-C wrote no checkpoint (the first came after 60 s) yet promised a resume."""
+    import jax
+    from jaxadv import ModelParams
+    from jaxadv.app import checkpoint as ckm
+    from jaxadv.mc import driver
+
+    p = ModelParams(prior=0.5, rho=2.0, eps=1.0)
+    kw = dict(N=50, alpha_max=2.0, n_save=6, replicas=3)
+    ref = ckm.simulate_resumable(jax.random.key(1), p, **kw)
+    ck = str(tmp_path / "ck.npz")
+    real = driver.advance
+    for kill_at in (0, 4):  # before the first interval ends, and later (a random point each)
+        calls = {"n": 0}
+
+        def flaky(plan, states, k):
+            if calls["n"] == kill_at:
+                raise KeyboardInterrupt
+            calls["n"] += 1
+            return real(plan, states, k)
+
+        monkeypatch.setattr(driver, "advance", flaky)
+        with pytest.raises(ckm.Interrupted) as e:
+            ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, checkpoint_every=1e9, **kw)
+        assert e.value.done == kill_at and (e.value.checkpoint is None) == (kill_at == 0)
+        monkeypatch.setattr(driver, "advance", real)
+    stats = {}
+    res = ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, stats=stats, **kw)
+    assert stats["resumed_from"] == 4 and stats["steps_this_session"] < 6 * 50 * 2.0 / 6 * 6
+    np.testing.assert_array_equal(res.R, ref.R)
+    np.testing.assert_array_equal(res.b, ref.b)
+    assert not os.path.exists(ck)
+
+
+def test_sweep_with_mc_chunks_by_grid_point():
+    from jaxadv import make_sweep_config
+    from jaxadv.app.sweep import chunk_size
+    from jaxadv.sharding import padded_size
+
+    cfg = make_sweep_config({"eps": [0.0, 0.5, 1.0, 1.5]}, alpha_max=1.0, n_save=2, mc=True, N=20, replicas=2)
+    assert chunk_size(cfg, 4) == padded_size(1)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint(tmp_path):
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAXADV_HOST_DEVICES": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "N=200",
+                             "--set", "alpha_max=400", "--set", "replicas=8", "--set", "n_save=400", "--quiet",
+                             "--out", str(out)], env=env, stderr=subprocess.PIPE, text=True)
+    ck = out / "mc_checkpoint.npz"
+    t0 = time.time()
+    while not ck.exists() and time.time() - t0 < 120 and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.terminate()
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "save intervals saved in" in err and ck.exists()
+    assert not (out / ".jaxadv.lock").exists()
+
+
+# --- 4. protected outputs ------------------------------------------------------------------------
+
+def test_two_runs_into_one_folder(tmp_path):
+    from jaxadv.app.outputs import claim_output
+
+    ident = {"config": {"name": "a"}}
+    lock = claim_output(str(tmp_path), ident)
+    with pytest.raises(ValueError, match=f"in use by another run \\(pid {os.getpid()}"):
+        claim_output(str(tmp_path), ident)
+    lock.release()
+    claim_output(str(tmp_path), ident).release()  # the same run may come back (resume)
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    from jaxadv.app.outputs import LOCK_NAME, claim_output
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": int(dead), "host": socket.gethostname()}))
+    claim_output(str(tmp_path), {"x": 1}).release()
+
+
+def test_another_runs_results_are_refused_unless_overwrite(tmp_path):
+    """A --no-mc run left the earlier run's mc.csv beside a config.json saying mc=false."""
+    from jaxadv.app.outputs import claim_output
+
+    claim_output(str(tmp_path), {"config": {"name": "a"}, "mc": True}).release()
+    (tmp_path / "mc.csv").write_text("alpha\n0\n")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="--overwrite"):
+        claim_output(str(tmp_path), {"config": {"name": "a"}, "mc": False})
+    claim_output(str(tmp_path), {"config": {"name": "a"}, "mc": False}, overwrite=True).release()
+    assert not (tmp_path / "mc.csv").exists() and not (tmp_path / "config.json").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "ode.csv").write_text("alpha\n")  # results without an owner: refused as well
+    with pytest.raises(ValueError, match="unknown run"):
+        claim_output(str(other), {"config": {"name": "b"}})
+
+
+def test_cli_second_config_into_same_out_is_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc, _, _ = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "alpha_max=2", "--set", "n_save=2",
+                    "--out", str(out))
+    assert rc == 0 and oct(stat.S_IMODE(os.stat(out / "ode.csv").st_mode)) == oct(0o666 & ~_umask())
+    json.loads((out / "config.json").read_text())
+    _one_line_error(capsys, ["run", "scenario1", "--no-mc", "--set", "alpha_max=3", "--set", "n_save=2",
+                             "--out", str(out)], "--overwrite", str(out))
+
+
+def _umask():
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
+def test_files_follow_the_umask(tmp_path):
+    from jaxadv.app.io import write_csv, write_npz
+
+    old = os.umask(0o022)
+    try:
+        write_csv(tmp_path / "a.csv", {"x": [1.0]})
+        write_npz(tmp_path / "a.npz", x=np.zeros(1))
+    finally:
+        os.umask(old)
+    for n in ("a.csv", "a.npz"):
+        assert stat.S_IMODE(os.stat(tmp_path / n).st_mode) == 0o644
+
+
+# --- 5. one-line errors, before any computation --------------------------------------------------
+
+def test_bad_output_paths(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    sweep_toml = _toml(tmp_path, "alpha_max = 1.0\nn_save = 2\n[grid]\neps = [0.0, 1.0]\n", "sw.toml")
+    for cmd in (["run", "scenario1", "--no-mc"], ["compare-defences", "--no-mc"], ["sweep", sweep_toml],
+                ["verify", "scenario1"], ["mnist"]):
+        _one_line_error(capsys, cmd + ["--out", str(f)], str(f), "existing file")
+        _one_line_error(capsys, cmd + ["--out", str(f / "sub")], "under a file")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            _one_line_error(capsys, ["run", "scenario1", "--no-mc", "--out", str(ro / "x")], "permission denied")
+            _one_line_error(capsys, ["run", "scenario1", "--no-mc", "--out", str(ro)], "not writable")
+        finally:
+            ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("key", ["N", "n_save", "replicas", "seed"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_toml_non_finite_integers(tmp_path, capsys, key, value):
+    _one_line_error(capsys, ["run", _toml(tmp_path, f"{key} = {value}\n"), "--out", str(tmp_path / "o")], f"{key}=")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--set", "seed=1e30"], "seed"),
+    (["--set", "N=1e9"], "N=1000000000"),
+    (["--set", "eps_min=nan"], "eps_min"),
+    (["--set", "eps_max=inf"], "eps_max"),
+    (["--set", "eps=1", "--set", "eps=2"], "given twice"),
+    (["--set", "name=../../escape_dir"], "name="),
+])
+def test_bad_keys(tmp_path, capsys, argv, needle):
+    _one_line_error(capsys, ["run", "scenario1", *argv, "--out", str(tmp_path / "o")], needle)
+
+
+def test_memory_estimate_is_in_the_message(tmp_path, capsys):
+    err = _one_line_error(capsys, ["run", "scenario1", "--set", "N=1e9", "--out", str(tmp_path / "o")], "GiB")
+    assert "replicas=128" in err
+
+
+def test_toml_name_cannot_escape_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(capsys, ["run", _toml(tmp_path, 'name = "../../escape_dir"\nmc = false\n')], "name=")
+    assert not (tmp_path.parent.parent / "escape_dir").exists()
+
+
+def test_non_utf8_toml_names_the_file(tmp_path, capsys):
+    path = _toml(tmp_path, "", raw=b"N = 10\nname = \"\xff\xfe\"\n")
+    _one_line_error(capsys, ["run", path], path, "UTF-8")
+
+
+def test_huge_sweep_grid_is_refused_with_an_estimate(tmp_path, capsys):
+    vals = ", ".join("0.5" for _ in range(100000))
+    path = _toml(tmp_path, f"alpha_max = 1.0\nn_save = 2\n[grid]\neps = [{vals}]\nprior = [{vals}]\n", "big.toml")
+    _one_line_error(capsys, ["sweep", path, "--out", str(tmp_path / "o")], "GiB", "grid points")
+
+
+# --- 6. valid JSON, clean summaries --------------------------------------------------------------
+
+def test_json_has_null_for_missing_numbers(tmp_path):
+    from jaxadv.app.io import write_json
+
+    write_json(tmp_path / "c.json", {"a": float("nan"), "b": np.float32("inf"), "c": np.array([1.0, np.nan])})
+    text = (tmp_path / "c.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": None, "c": [1.0, None]}
+
+
+def test_summary_of_all_diverged_replicas_is_quiet():
+    import warnings
+
+    from jaxadv import ModelParams
+    from jaxadv.analysis.compare import mc_summary
+    from jaxadv.mc.driver import MCResult
+
+    nan = np.full((4, 3), np.nan)
+    fin = np.zeros((4, 3), bool)
+    fin[:, 0] = True
+    mc = MCResult(*(x for x in _mc_fields(nan, fin)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cols = mc_summary(mc, ModelParams(), 1.0)
+    assert cols["n_finite"].tolist() == [4, 0, 0]
+
+
+def _mc_fields(nan, fin):
+    from jaxadv.mc.driver import MCResult
+
+    vals = {"alpha": np.arange(3.0), "R": nan, "b": nan, "norm": nan, "finite": fin}
+    return [vals.get(f, nan) for f in MCResult._fields]
+
+
+# --- 7. benchmarks never overwrite committed results ---------------------------------------------
+
+def test_benchmarks_default_to_a_scratch_folder():
+    sys.path.insert(0, ROOT)
+    try:
+        from benchmarks import common
+    finally:
+        sys.path.remove(ROOT)
+    assert common.set_out_dir(None, False) == common.SCRATCH_DIR != common.RESULTS_DIR
+    assert common.set_out_dir(None, True) == common.RESULTS_DIR
+    common.set_out_dir(None, False)
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--commit", "--list"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--commit" in r.stderr
