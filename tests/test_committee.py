@@ -80,7 +80,7 @@ def test_k1_update_equals_single_layer_sgd_step(attack):
     for tau in (1.0, -1.0):
         xi = jnp.asarray(rng.normal(size=N)) + tau * jnp.eye(N)[0]
         new = rule(jax.random.key(1), state, xi, tau, params, spec)
-        ref = jaxadv.sgd_step(jaxadv.Student(w=jnp.asarray(W[0]), b=jnp.asarray(0.2)), xi, tau, mp, jaxadv.QUADRATIC)
+        ref = jaxadv.sgd_step(jaxadv.Student(w=jnp.asarray(W[0]), b=jnp.asarray(0.2)), xi, tau, mp, jaxadv.DEFAULT_RULE)
         np.testing.assert_allclose(new.W[0], ref.w, atol=1e-14)
         np.testing.assert_allclose(new.b[0], ref.b, atol=1e-14)
 

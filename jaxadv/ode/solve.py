@@ -235,7 +235,6 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
     ts, ys = out[0], out[1]
     alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
-    finite = jnp.all(jnp.isfinite(ys), axis=(-2, -1))
     fallback = jnp.zeros(shape, bool)
     if adaptive:
         stats = out[2]
