@@ -36,7 +36,7 @@ for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 
 # interrupted after save interval 2 (a checkpoint after every interval), then resumed
 ck = os.path.join(out, "mc.ckpt.npz")
 kwargs = dict(N=40, alpha_max=1.0, n_save=4, replicas=6)
-advance, calls = driver.advance, []
+advance, calls = driver.dispatch, []
 
 
 def interrupted(plan, states, k):
@@ -46,14 +46,14 @@ def interrupted(plan, states, k):
     return advance(plan, states, k)
 
 
-driver.advance = interrupted
+driver.dispatch = interrupted
 try:
     checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
 except KeyboardInterrupt:
     pass
 res["checkpoint_seen"] = os.path.exists(ck)
 mc = checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
-driver.advance = advance
+driver.dispatch = advance
 res["resumed_calls"] = np.asarray(calls)
 res["resumed_R"], res["resumed_b"] = mc.R, mc.b
 print(f"{time.perf_counter() - t0:.1f}s resumed", flush=True)

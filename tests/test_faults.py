@@ -180,7 +180,7 @@ def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monk
     kw = dict(N=50, alpha_max=2.0, n_save=6, replicas=3)
     ref = ckm.simulate_resumable(jax.random.key(1), p, **kw)
     ck = str(tmp_path / "ck.npz")
-    real = driver.advance
+    real = driver.dispatch
     for kill_at in (0, 4):  # before the first interval ends, and later (a random point each)
         calls = {"n": 0}
 
@@ -190,11 +190,11 @@ def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monk
             calls["n"] += 1
             return real(plan, states, k)
 
-        monkeypatch.setattr(driver, "advance", flaky)
+        monkeypatch.setattr(driver, "dispatch", flaky)
         with pytest.raises(ckm.Interrupted) as e:
             ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, checkpoint_every=1e9, **kw)
         assert e.value.done == kill_at and (e.value.checkpoint is None) == (kill_at == 0)
-        monkeypatch.setattr(driver, "advance", real)
+        monkeypatch.setattr(driver, "dispatch", real)
     stats = {}
     res = ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, stats=stats, **kw)
     assert stats["resumed_from"] == 4 and stats["steps_this_session"] < 6 * 50 * 2.0 / 6 * 6

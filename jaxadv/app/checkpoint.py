@@ -68,10 +68,15 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     bar = Progress(plan.n_save, "monte carlo", enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
     k_done = k_saved = start_k
+    pending = None      # (interval, observables) dispatched but not yet on the host
     try:
         for k in range(start_k, plan.n_save):
-            new_states, obs[:, :, k + 1] = driver.advance(plan, states, k)
-            states, k_done = new_states, k + 1
+            # the old states are donated to the interval; keep the new ones before waiting for it,
+            # so an interrupt while waiting still holds live states
+            states, o = driver.dispatch(plan, states, k)
+            pending = (k, o)
+            obs[:, :, k + 1] = driver.fetch(plan, o)
+            pending, k_done = None, k + 1
             bar.update(k + 1)
             # the first checkpoint after the first save interval (by steps), then every checkpoint_every s;
             # with several processes the gather inside the save is a collective: process 0 decides for all
@@ -82,6 +87,9 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     except KeyboardInterrupt:
         # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
         bar.close()
+        if pending is not None:      # finish the interval in flight: its states are already the new ones
+            obs[:, :, pending[0] + 1] = driver.fetch(plan, pending[1])
+            k_done = pending[0] + 1
         if checkpoint and k_done > k_saved and not is_multiprocess():
             _save_checkpoint(checkpoint, fp, states, obs, k_done)
             k_saved = k_done

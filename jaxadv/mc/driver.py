@@ -215,16 +215,27 @@ def init_states(plan: Plan):
     return states, _host_obs(o, plan.replicas)
 
 
-def advance(plan: Plan, states, k: int):
-    """Run save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``, or ``save_steps[k]`` to
-    ``save_steps[k + 1] - 1``); the input states are donated. Returns the new states and their
-    observables, shape ``(5, replicas)``."""
+def dispatch(plan: Plan, states, k: int):
+    """Start save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``, or ``save_steps[k]`` to
+    ``save_steps[k + 1] - 1``) without waiting for it; the input states are donated. Returns the new
+    states and their observables as device arrays (:func:`fetch` brings the observables to the host)."""
     if plan.save_steps is None:
         start, n = k * plan.steps, plan.steps
     else:
         start, n = int(plan.save_steps[k]), int(plan.save_steps[k + 1] - plan.save_steps[k])
-    states, o = _advance(plan.run_keys, states, plan.sp, jnp.uint32(start), jnp.uint32(n), plan.sampler)
-    return states, _host_obs(o, plan.replicas)
+    return _advance(plan.run_keys, states, plan.sp, jnp.uint32(start), jnp.uint32(n), plan.sampler)
+
+
+def fetch(plan: Plan, observables):
+    """The observables of :func:`dispatch` on the host, shape ``(5, replicas)`` (waits for the interval)."""
+    return _host_obs(observables, plan.replicas)
+
+
+def advance(plan: Plan, states, k: int):
+    """Run save interval ``k`` (:func:`dispatch`, then :func:`fetch`); the input states are donated.
+    Returns the new states and their observables, shape ``(5, replicas)``."""
+    states, o = dispatch(plan, states, k)
+    return states, fetch(plan, o)
 
 
 def result(plan: Plan, obs) -> "MCResult":
