@@ -27,6 +27,23 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def add_config_arguments(parser, config_help: str, out_default: str, set_example: str, no_mc_help: str,
+                         quiet_help: str = "no progress lines", config_default=None) -> None:
+    """The arguments every command that runs one configuration shares: the config (a preset or a TOML
+    file), ``--set``, ``--out``, ``--no-mc``, ``--quiet`` and ``--overwrite``."""
+    if config_default is None:
+        parser.add_argument("config", help=config_help)
+    else:
+        parser.add_argument("config", nargs="?", default=config_default, help=config_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a key (repeatable), e.g. {set_example}")
+    parser.add_argument("--out", default=None, help=f"output directory (default: {out_default})")
+    parser.add_argument("--no-mc", action="store_true", help=no_mc_help)
+    parser.add_argument("--quiet", action="store_true", help=quiet_help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace another run's results in --out (its files are removed first)")
+
+
 def _parser():
     """The argument parser; it imports nothing heavy (no JAX), so ``--help`` is instant."""
     p = _Parser(prog="jaxadv", description="Adversarial training in the prototype model: "
@@ -36,24 +53,12 @@ def _parser():
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
-    r.add_argument("config", help="preset (see `jaxadv presets`) or path to a .toml file")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key (repeatable), e.g. --set alpha_max=1000")
-    r.add_argument("--out", default=None, help="output directory (default: results/<name>)")
-    r.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo (ODE only)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--overwrite", action="store_true",
-                   help="replace another run's results in --out (its files are removed first)")
+    add_config_arguments(r, "preset (see `jaxadv presets`) or path to a .toml file", "results/<name>",
+                         "--set alpha_max=1000", "skip the Monte Carlo (ODE only)", quiet_help="no progress bar")
     sub.add_parser("presets", help="list the presets, one line each, and their keys")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
-    d.add_argument("config", nargs="?", default="scenario2", help="base preset or .toml (default: scenario2)")
-    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the base config (repeatable)")
-    d.add_argument("--out", default=None, help="output directory (default: results/defences)")
-    d.add_argument("--no-mc", action="store_true", help="ODE only")
-    d.add_argument("--quiet", action="store_true", help="no progress lines")
-    d.add_argument("--overwrite", action="store_true",
-                   help="replace another run's results in --out (its files are removed first)")
+    add_config_arguments(d, "base preset or .toml (default: scenario2)", "results/defences", "--set N=500",
+                         "ODE only", config_default="scenario2")
     s = sub.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
                        description="Sweep TOML format: see the README (section 'Sweeps') or "
                        "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.")

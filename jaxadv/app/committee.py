@@ -165,6 +165,9 @@ def load_committee_config(spec: str, overrides=()) -> dict:
     if cfg["ode_start"] == "given" and (cfg["R0"] is None or cfg["Q0"] is None):
         raise ValueError("ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE "
                          "never leaves)")
+    from .config import check_name
+
+    cfg["name"] = check_name(str(cfg["name"]))      # a plain folder name: results/<name> cannot escape
     cfg["mixture"] = mixture
     _records(cfg)          # every record's own validator
     return cfg
@@ -343,12 +346,10 @@ def add_parser(subparsers) -> None:
     """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
     c = subparsers.add_parser("committee", help="two-layer committee machine: ODE and Monte Carlo (presets "
                               "committee, xor)")
-    c.add_argument("config", help="preset (committee, xor) or path to a .toml file")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key (repeatable), e.g. --set K=2 --set v=0.5,-0.5")
-    c.add_argument("--out", default=None, help="output directory (default: results/<name>)")
-    c.add_argument("--no-mc", action="store_true", help="ODE only (needs ode_start=given with R0 and Q0)")
-    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    from .cli import add_config_arguments
+
+    add_config_arguments(c, "preset (committee, xor) or path to a .toml file", "results/<name>",
+                         "--set K=2 --set v=0.5,-0.5", "ODE only (needs ode_start=given with R0 and Q0)")
     c.set_defaults(func=committee_command)
 
 
@@ -358,7 +359,12 @@ def committee_command(args) -> int:
         cfg["mc"] = False
     out = args.out or os.path.join("results", cfg["name"])
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    log(f"jaxadv committee {cfg['name']} -> {out}")
-    run_committee(cfg, out, log=log)
+    from .outputs import claim_output
+
+    ident = {k: v for k, v in cfg.items() if k not in ("mc", "mixture")}
+    ident["mixture"] = cfg["mixture"]
+    with claim_output(out, {"config": ident, "mc": bool(cfg["mc"])}, overwrite=args.overwrite, command="committee"):
+        log(f"jaxadv committee {cfg['name']} -> {out}")
+        run_committee(cfg, out, log=log)
     log(f"wrote {out}")
     return 0

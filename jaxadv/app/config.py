@@ -174,16 +174,9 @@ _HINTS = typing.get_type_hints(RunConfig)
 def _declared_params() -> dict:
     """``{name: Param}`` of every registered rule part's parameters that are not fields of
     :class:`RunConfig` (a new record's parameters become configuration keys this way)."""
-    from ..model.eps_laws import EPS_LAWS
-    from ..model.gates import GATES
-    from ..model.perturbations import ATTACKS
+    from ..model.rule import registered_params
 
-    out = {}
-    for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values()):
-        for p in part.params:
-            if p.name not in _FIELDS and p.name != "noise_std":
-                out[p.name] = p
-    return out
+    return {k: p for k, p in registered_params().items() if k not in _FIELDS and k != "noise_std"}
 
 
 def _coerce_param(key: str, value, vector: bool):

@@ -314,7 +314,6 @@ def plot_weights_and_perturbation(res) -> "Figure":
 
 def plot_robustness(res) -> "Figure":
     """Test error against eps for FGM/BIM/PGD under L-infinity, L2 and L1, with the model's predictions."""
-    import numpy as np
 
     c, m = res["curves"], res["model"]
     fig = _figure(12, 3.6)

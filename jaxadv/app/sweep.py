@@ -78,23 +78,15 @@ RULE_NAME_KEYS = ("attack", "eps_dist", "gate", "nonrobust_only")
 
 def _rule_axes():
     """Scalar parameters of every registered rule part (sweepable), plus ``noise_norm``."""
-    from ..model.eps_laws import EPS_LAWS
-    from ..model.gates import GATES
-    from ..model.perturbations import ATTACKS
+    from ..model.rule import registered_params
 
-    names = []
-    for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values()):
-        names += [p.name for p in part.params if not p.vector and p.name not in names and p.name != "noise_std"]
-    return tuple(names) + ("noise_norm",)
+    return tuple(k for k, p in registered_params().items() if not p.vector and k != "noise_std") + ("noise_norm",)
 
 
 def _rule_vectors():
-    from ..model.eps_laws import EPS_LAWS
-    from ..model.gates import GATES
-    from ..model.perturbations import ATTACKS
+    from ..model.rule import registered_params
 
-    return tuple(p.name for part in (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
-                 for p in part.params if p.vector)
+    return tuple(k for k, p in registered_params().items() if p.vector)
 
 
 def sweep_axes() -> tuple:

@@ -158,7 +158,6 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from .. import __version__
     from .config import config_dict

@@ -37,7 +37,7 @@ from .losses import QUADRATIC, Loss, get_loss
 from .params import check_value
 from .perturbations import L2, Attack, get_attack
 
-__all__ = ["TrainingRule", "DEFAULT_RULE", "training_rule", "rule_params", "rule_param_specs", "validate_rule",
+__all__ = ["TrainingRule", "DEFAULT_RULE", "registered_parts", "registered_params", "training_rule", "rule_params", "rule_param_specs", "validate_rule",
            "perturb_example", "check_ode_supported", "check_reduced_supported", "describe_rule"]
 
 
@@ -65,6 +65,24 @@ class TrainingRule(NamedTuple):
 
 
 DEFAULT_RULE = TrainingRule()
+
+
+def registered_parts() -> tuple:
+    """Every registered attack, eps law and gate (read from the registries when called)."""
+    from .eps_laws import EPS_LAWS
+    from .gates import GATES
+    from .perturbations import ATTACKS
+
+    return (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
+
+
+def registered_params() -> dict:
+    """``{name: Param}`` of every parameter a registered part declares (the first declaration wins)."""
+    out = {}
+    for part in registered_parts():
+        for p in part.params:
+            out.setdefault(p.name, p)
+    return out
 
 
 def rule_param_specs(rule: TrainingRule) -> dict:
