@@ -51,6 +51,7 @@ _NAMES = {  # module -> the public names it defines
     ".analysis.measures": ("robust_error", "test_error"),
     ".analysis.threat": ("THREATS", "robust_error_threat"),
     ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
+    ".analysis.verdict": ("Verdict", "honest_verdict", "theory_applies"),
     ".analysis.defences": ("DEFENCES", "compare_defences"),
     ".app.config": ("PRESETS", "RunConfig", "load_config"),
     ".app.checkpoint": ("simulate_resumable",),
@@ -100,6 +101,7 @@ __all__ = [
     "best_test_error", "best_robust_error", "best_robust_error_closed",
     # analysis
     "test_error", "robust_error", "THREATS", "robust_error_threat", "mean_sem", "mc_summary", "ode_table", "compare",
+    "Verdict", "honest_verdict", "theory_applies",
     "DEFENCES", "compare_defences",
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",

@@ -21,7 +21,7 @@ def test_run_writes_all_outputs(tmp_path):
         assert f.readline().strip() == "alpha,R,b,test_error,robust_error"
     with open(out / "mc.csv") as f:
         assert f.readline().strip() == ("alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,"
-                                        "robust_error_mean,robust_error_sem")
+                                        "robust_error_mean,robust_error_sem,n_finite")
     ode = read_csv(out / "ode.csv")
     np.testing.assert_allclose(ode["alpha"], [0, 0.5, 1.0, 1.5, 2.0])
     rep = np.load(out / "mc_replicas.npz")

@@ -136,6 +136,27 @@ def test_verdict_uses_the_O1N_theory_and_rejects_a_real_gap():
     assert v.status == "INCONSISTENT" and v.z_max == pytest.approx(10.0, rel=1e-3)
 
 
+def test_python_verdict_is_the_cli_verdict(tmp_path, capsys):
+    """The README's Python example prints the verdict `jaxadv run` writes: same tables, same text."""
+    import jaxadv
+    from jaxadv import ModelParams, honest_verdict, training_rule
+
+    out = tmp_path / "run"
+    _cli(capsys, "run", "scenario2", "--set", "N=200", "--set", "alpha_max=4", "--set", "n_save=4",
+         "--set", "replicas=32", "--out", str(out), "--quiet")
+    t = jaxadv.load(str(out))
+    cfg = t["config"]["config"]
+    p = ModelParams(**{k: cfg[k] for k in ModelParams._fields})
+    eps_test = t["config"]["resolved"]["eps_test"]
+    v = honest_verdict(t["mc"], t["ode"], params=p, N=cfg["N"], eps_test=eps_test)
+    assert v.status == t["config"]["verdict_status"] == "consistent"
+    assert v.text == t["config"]["verdict"]
+    # a rule the theory does not cover is "not testable" from Python too, as in the CLI
+    v = honest_verdict(t["mc"], t["ode"], params=p, N=cfg["N"], eps_test=eps_test,
+                       rule=training_rule(eps_dist="uniform"))
+    assert v.status == "not testable" and "theory unavailable" in v.text
+
+
 def test_frozen_student_is_not_millions_of_sigmas():
     """eps=10, prior=0.7 reported 6749381 standard errors for differences of 1e-15 (sem 1e-23)."""
     from jaxadv import ModelParams

@@ -5,6 +5,10 @@ For each save point the replicas that are still finite give a mean and a standar
 finite replicas). The deviation of the Monte Carlo from the ODE is measured in standard errors,
 :math:`z = (\bar X - X_\text{ODE})/\mathrm{sem}`. At finite N the mean itself differs from the
 large-N ODE by :math:`O(1/N)`; :func:`compare` accepts an absolute ``allowance`` for it.
+
+:func:`compare` is the *raw* comparison with the bare ODE. The verdict that ``jaxadv run``
+prints, the ODE plus the theory's O(1/N) corrections with floors on the standard error, is
+:func:`jaxadv.analysis.verdict.honest_verdict`.
 """
 from __future__ import annotations
 

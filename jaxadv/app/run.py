@@ -37,7 +37,7 @@ from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robus
 __all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
 
 MC_COLUMNS = ("alpha", "R_mean", "R_sem", "b_mean", "b_sem", "test_error_mean", "test_error_sem",
-              "robust_error_mean", "robust_error_sem")
+              "robust_error_mean", "robust_error_sem", "n_finite")
 
 
 def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
@@ -177,14 +177,9 @@ def _nanmax_abs(x):
 
 def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, alpha_end: float, eps_test: float):
     """:func:`jaxadv.analysis.verdict.honest_verdict` for a configuration (theory only for the default rule)."""
-    from ..model.rule import DEFAULT_RULE
-
-    theory = cfg.rule._replace(loss=DEFAULT_RULE.loss) == DEFAULT_RULE and cfg.save == "linear"
     return honest_verdict(mc_cols, ode_cols, params=cfg.params, N=cfg.N, alpha_max=alpha_end, n_save=cfg.n_save,
                           dt=cfg.dt, eps_test=eps_test, mc_dtype=np.float64 if cfg.x64 else np.float32, R0=cfg.R0,
-                          b0=cfg.b0, loss=cfg.loss, theory=theory,
-                          why_no_theory="theory unavailable here (the O(1/N) theory covers the L2 attack with a "
-                                        "fixed eps and no gate, on equally spaced saves)")
+                          b0=cfg.b0, loss=cfg.loss, rule=cfg.rule)
 
 
 def check_ode(ode, cfg: RunConfig, log=print) -> str:
