@@ -342,3 +342,24 @@ def test_cli_compare_defences_ode_only(tmp_path):
     # bad rule keys are still refused with exit status 2
     assert main(["compare-defences", "--set", "eps_dist=loguniform", "--set", "eps_min=0", "--no-mc",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_compare_defences_judges_each_defence_with_the_run_verdict():
+    """Each defence's verdict is honest_verdict on its own trajectory: the O(1/N) theory where it
+    applies (the default rule, here "adversarial"), "not testable" with the raw deviation elsewhere."""
+    import jax
+
+    from jaxadv import honest_verdict, mc_summary, ode_table, simulate
+    from jaxadv.analysis.defences import compare_defences, defence_setup
+
+    p, kw = PARAMS._replace(prior=0.7, eps=1.0), dict(N=100, alpha_max=4.0, n_save=2, replicas=16)
+    res = compare_defences(jax.random.key(3), p, defences=("adversarial", "noise"), **kw)
+    assert [r.verdict for r in res] == ["consistent", "not testable"]
+    assert np.isfinite(res[0].deviation_sem) and np.isnan(res[1].deviation_sem) and np.isfinite(res[1].raw_deviation_sem)
+    # the same verdict computed by hand from one simulate + solve_ode
+    _, rule, values = defence_setup("adversarial", p, kw["N"])
+    mc = simulate(jax.random.key(3), p, **kw, rule=rule, rule_params=values)
+    ode = solve_ode(p, 4.0, 2, R0=0.0, rule=rule, rule_params=values)
+    v = honest_verdict(mc_summary(mc, p, 1.0), ode_table(ode, p, 1.0), params=p, N=kw["N"], eps_test=1.0, rule=rule)
+    assert v.z_max == pytest.approx(res[0].deviation_sem, rel=1e-12)
+    assert res[0].mc_robust == pytest.approx(mc_summary(mc, p, 1.0)["robust_error_mean"][-1], rel=1e-12)

@@ -23,7 +23,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..defaults import DT, N_SAVE, REPLICAS
-from .compare import mean_sem
+from .compare import mc_summary, mean_sem, ode_table
+from .verdict import honest_verdict
 from .measures import robust_error, test_error
 from ..mc.driver import save_schedule, simulate
 from ..ode.solve import solve_ode
@@ -59,7 +60,12 @@ def defence_setup(name: str, params: ModelParams, N: int, loss="quadratic"):
 
 
 class DefenceResult(NamedTuple):
-    """Errors of one defence at :math:`\\alpha_\\max` (MC fields are NaN when the MC was skipped)."""
+    """Errors of one defence at :math:`\\alpha_\\max` (MC fields are NaN when the MC was skipped).
+
+    ``verdict`` is the status of :func:`jaxadv.analysis.verdict.honest_verdict` over the whole
+    trajectory (``consistent``, ``INCONSISTENT``, ``not testable``, ``undetermined``; empty without
+    the Monte Carlo), ``deviation_sem`` its largest deviation from the ODE + O(1/N) theory (NaN when
+    not testable) and ``raw_deviation_sem`` the largest from the bare ODE, in standard errors."""
 
     name: str
     ode_clean: float
@@ -74,6 +80,9 @@ class DefenceResult(NamedTuple):
     mc_R_sem: float
     mc_b: float
     mc_b_sem: float
+    verdict: str = ""
+    deviation_sem: float = float("nan")
+    raw_deviation_sem: float = float("nan")
 
 
 def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, replicas: int = REPLICAS,
@@ -110,6 +119,7 @@ def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, repl
     setups = [(name, *defence_setup(name, params, N, loss)) for name in defences]
     setups += [(name, params, rule, dict(values)) for name, (rule, values) in (extra or {}).items()]
     for name, p, rule, values in setups:
+        ode = None
         if rule.attack.field is not None:
             ode = solve_ode(p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule,
                             rule_params=values)
@@ -129,6 +139,14 @@ def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, repl
                              ("robust", np.asarray(robust_error(Rm, bm, eps_test, params))), ("R", Rm), ("b", bm)):
                 m, s = mean_sem(x, fin)
                 row[f"mc_{label}"], row[f"mc_{label}_sem"] = float(m[0]), float(s[0])
+            if ode is None:
+                row["verdict"] = "not testable"
+            else:
+                v = honest_verdict(mc_summary(res, params, eps_test), ode_table(ode, params, eps_test), params=p,
+                                   N=N, eps_test=eps_test, dt=dt, mc_dtype=dtype, R0=R0, b0=b0, loss=loss, rule=rule)
+                nan_if_none = (lambda z: nan if z is None else float(z))
+                row.update(verdict=v.status, deviation_sem=nan_if_none(v.z_max),
+                           raw_deviation_sem=nan_if_none(v.raw_z_max))
         out.append(DefenceResult(**row))
     return out
 

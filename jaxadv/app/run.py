@@ -276,7 +276,11 @@ def run_defences(cfg, out_dir: str, mc: bool = True, log=print, progress: bool =
                   eps_test=eps_test)
     for r in res:
         log(f"{r.name:>15}: clean {r.ode_clean:.4f} (MC {r.mc_clean:.4f}±{r.mc_clean_sem:.4f})  robust "
-            f"{r.ode_robust:.4f} (MC {r.mc_robust:.4f}±{r.mc_robust_sem:.4f})")
+            f"{r.ode_robust:.4f} (MC {r.mc_robust:.4f}±{r.mc_robust_sem:.4f})"
+            + (f"  {r.verdict}" + (f" ({r.deviation_sem:.2f} SE from ODE + O(1/N))" if np.isfinite(r.deviation_sem)
+                                     else f" (raw {r.raw_deviation_sem:.2f} SE from the bare ODE)"
+                                     if np.isfinite(r.raw_deviation_sem) else "")
+               if r.verdict else ""))
     write_json(os.path.join(out_dir, "config.json"), {"config": config_dict(cfg), "eps_test": eps_test,
                                                       "defences": [r._asdict() for r in res]})
     return res
