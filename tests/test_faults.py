@@ -344,6 +344,71 @@ def test_bad_output_paths(tmp_path, capsys):
             ro.chmod(0o700)
 
 
+def test_read_only_folder_even_as_root(tmp_path, capsys, monkeypatch):
+    """What a read-only folder does to a non-root user, simulated so that the test also runs as root:
+    the folder cannot be created under it, or exists and is not writable."""
+    ro = str(tmp_path / "ro")
+    os.mkdir(ro)
+    real_makedirs, real_access = os.makedirs, os.access
+
+    def makedirs(path, *a, **k):
+        if os.path.abspath(path).startswith(ro + os.sep) and not os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", path)
+        return real_makedirs(path, *a, **k)
+
+    monkeypatch.setattr(os, "makedirs", makedirs)
+    monkeypatch.setattr(os, "access", lambda p, m, **k: False if os.path.abspath(p) == ro else real_access(p, m, **k))
+    for cmd in (["run", "scenario1", "--no-mc"], ["compare-defences", "--no-mc"], ["verify", "scenario1"]):
+        _one_line_error(capsys, cmd + ["--out", os.path.join(ro, "x")], "permission denied")
+        _one_line_error(capsys, cmd + ["--out", ro], "not writable")
+    assert os.listdir(ro) == []
+
+
+def test_disk_full_keeps_the_earlier_file_and_names_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from jaxadv.app.io import write_csv
+
+    path = tmp_path / "a.csv"
+    write_csv(path, {"x": np.arange(3.0)})
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="a.csv.*No space left on device"):
+        write_csv(path, {"x": np.arange(5.0)})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.csv"]  # no temporary file left
+    rc, out, err = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "alpha_max=1", "--set", "n_save=1",
+                        "--out", str(tmp_path / "run"))
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("jaxadv: error: ") and "No space left on device" in err and str(tmp_path / "run") in err
+
+
+def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
+    """Every replica non-finite after the start: a clean summary, valid JSON, no warnings, exit 3."""
+    import jaxadv.app.run as run_module
+
+    real = run_module.simulate_resumable
+
+    def diverging(*a, **k):
+        mc = real(*a, **k)
+        bad = np.zeros_like(mc.finite)
+        bad[:, 0] = True
+        nan = np.where(bad, mc.R, np.nan)
+        return mc._replace(R=nan, b=np.where(bad, mc.b, np.nan), norm=np.where(bad, mc.norm, np.nan), finite=bad)
+
+    monkeypatch.setattr(run_module, "simulate_resumable", diverging)
+    out = tmp_path / "run"
+    rc, stdout, err = _cli(capsys, "run", "scenario1", "--set", "N=50", "--set", "replicas=8", "--set",
+                           "alpha_max=1", "--set", "n_save=2", "--out", str(out), "--quiet")
+    assert rc == 3 and err.count("\n") == 1 and "all 8 replicas diverged" in err, err
+    assert "Traceback" not in err and "Warning" not in err + stdout and "nan" not in stdout.lower(), stdout
+    info = json.loads((out / "config.json").read_text())  # strict JSON: no NaN
+    assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 8
+
+
 @pytest.mark.parametrize("key", ["N", "n_save", "replicas", "seed"])
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_toml_non_finite_integers(tmp_path, capsys, key, value):

@@ -32,9 +32,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and not e.filename:  # e.g. a full disk: say which file was not written
+            raise OSError(e.errno, f"{path!r} not written ({e.strerror or e}); an earlier version, if any, "
+                                   "is unchanged") from e
         raise
 
 
