@@ -1,4 +1,4 @@
-"""Replicas spread over several host devices give the same bits as one device."""
+"""Replicas (and the lanes of a grid) spread over several host devices give the same bits as one device."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,11 @@ import sys
 import jax, numpy as np
 from jaxadv import ModelParams, simulate
 mc = simulate(jax.random.key(3), ModelParams(eps=0.5), N=40, alpha_max=0.5, n_save=2, replicas=4)
-np.save(sys.argv[1], np.stack([mc.R, mc.b, mc.norm]))
+# a grid: 3 points x 3 replicas = 9 lanes, padded to a multiple of the device count
+g = simulate(jax.random.key(4), ModelParams(eps=np.array([0.0, 0.5, 1.0])), N=40, alpha_max=0.5, n_save=2,
+             replicas=3)
+np.save(sys.argv[1], np.concatenate([np.stack([mc.R, mc.b, mc.norm]).ravel(),
+                                     np.stack([g.R, g.b, g.norm]).ravel()]))
 print(jax.local_device_count())
 """
 

@@ -337,7 +337,8 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
 
     Grid point ``i`` (flat, C order) uses ``fold_in(key, i)``, the key a sweep gives it, so its
     replicas are those of ``simulate(fold_in(key, i), params_i, ...)``. Every (point, replica) pair
-    is one lane of a single ``vmap`` (one compilation for the whole grid; one device).
+    is one lane of a single ``vmap`` (one compilation for the whole grid), the lanes split over all
+    devices like the replicas of :func:`simulate`.
 
     Returns:
         :class:`MCResult` with ``R``, ``b``, ``norm``, ``finite`` (and ``norm1``, ``norm_inf``) of
@@ -370,15 +371,18 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
     init_keys = jnp.concatenate([k[:, 0] for k in keys])
     run_keys = jnp.concatenate([k[:, 1] for k in keys])
     model = ModelParams(*(jnp.asarray(np.repeat(x, replicas), plan.dtype) for x in flat))
+    lanes = n * replicas
+    # the (point, replica) lanes split over all devices (padded to a multiple of the count; no-op on one)
+    init_keys, run_keys, model = shard_batch((init_keys, run_keys, model))
     sp = SamplerParams(model, plan.sp.rule, plan.sp.const)
     R0 = jnp.asarray(0.0 if plan.R0 is None else plan.R0, plan.dtype)
     states, o = _init_grid(init_keys, sp, R0, jnp.asarray(plan.b0, plan.dtype), plan.R0 is not None, plan.sampler)
-    obs = np.full((5, n * replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
-    obs[:, :, 0] = np.stack([np.asarray(x) for x in o])
+    obs = np.full((5, lanes, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
+    obs[:, :, 0] = np.stack([to_host(x)[:lanes] for x in o])
     for k in range(plan.n_save):
         states, o = _advance_grid(run_keys, states, sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
                                   plan.sampler)
-        obs[:, :, k + 1] = np.stack([np.asarray(x) for x in o])
+        obs[:, :, k + 1] = np.stack([to_host(x)[:lanes] for x in o])
     res = result(plan, obs)
     grid = lambda a: None if a is None else a.reshape(shape + (replicas, plan.n_save + 1))
     return res._replace(**{f: grid(getattr(res, f)) for f in MCResult._fields if f != "alpha"})
