@@ -409,6 +409,40 @@ def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
     assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 8
 
 
+PROBE_VALUES = ["nan", "inf", "-inf", "-1", "0", "1e30", "-1e-300", "abc", "", "1.5", "true", "[1,2]", "1,2",
+                "0x10", "1_000"]
+
+
+def test_every_key_refuses_bad_values_naming_itself():
+    """Every configuration key against 15 hostile values: each is either refused with a ValueError
+    that names the key, or accepted as a finite value of the key's type; nothing else escapes."""
+    import dataclasses
+    import math
+
+    from jaxadv.app.config import load_config
+
+    keys = [f.name for f in dataclasses.fields(load_config("scenario1")) if f.name != "rule_extra"]
+    refused, accepted, escaped = 0, 0, []
+    for key in keys:
+        for value in PROBE_VALUES:
+            try:
+                cfg = load_config("scenario1", [f"{key}={value}"])
+            except ValueError as e:
+                refused += 1
+                if key not in str(e):
+                    escaped.append((key, value, f"message without the key: {e}"))
+                continue
+            except Exception as e:  # noqa: BLE001 -- the point of the probe
+                escaped.append((key, value, f"{type(e).__name__}: {e}"))
+                continue
+            accepted += 1
+            got = getattr(cfg, key)
+            if isinstance(got, float) and not math.isfinite(got):
+                escaped.append((key, value, f"accepted a non-finite {got}"))
+    assert not escaped, escaped
+    assert refused + accepted == len(keys) * len(PROBE_VALUES) and refused > 400
+
+
 @pytest.mark.parametrize("key", ["N", "n_save", "replicas", "seed"])
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_toml_non_finite_integers(tmp_path, capsys, key, value):
@@ -422,6 +456,11 @@ def test_toml_non_finite_integers(tmp_path, capsys, key, value):
     (["--set", "eps_max=inf"], "eps_max"),
     (["--set", "eps=1", "--set", "eps=2"], "given twice"),
     (["--set", "name=../../escape_dir"], "name="),
+    (["--set", "alpha_max=1e30"], "alpha_max=1e+30 needs 2e+31 RK4 steps"),  # was an OverflowError traceback
+    (["--set", "save=log", "--set", "points_per_decade=1e30"], "points_per_decade="),  # was "Maximum allowed size"
+    (["--set", "alpha_max=1e7"], "step counter"),  # 1e10 Monte Carlo steps: the 32-bit counter would wrap
+    (["--set", "eps_min=-1"], "eps_min=-1.0"),  # checked although the fixed law does not read it
+    (["--set", "eps_values=1,nan"], "eps_values="),
 ])
 def test_bad_keys(tmp_path, capsys, argv, needle):
     _one_line_error(capsys, ["run", "scenario1", *argv, "--out", str(tmp_path / "o")], needle)

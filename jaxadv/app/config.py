@@ -304,8 +304,12 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"replicas={cfg.replicas!r} must be >= 1")
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    # the keys of the eps laws are checked whether or not the chosen law reads them
     for key in ("eps_min", "eps_max"):
-        check_value(key, getattr(cfg, key), lambda x: True, "")
+        check_value(key, getattr(cfg, key), lambda x: x >= 0, "must be >= 0")
+    for key in ("eps_values", "eps_weights"):
+        if any(not (math.isfinite(x) and x >= 0) for x in _floats(key, getattr(cfg, key))):
+            raise ValueError(f"{key}={getattr(cfg, key)!r}: every value must be finite and >= 0")
     check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
     if cfg.eps_test is not None:
         check_value("eps_test", cfg.eps_test, lambda x: x >= 0, "must be >= 0")
@@ -335,12 +339,28 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be >= 1")
     if cfg.ode_start not in ("given", "mc"):
         raise ValueError(f"ode_start={cfg.ode_start!r} must be 'given' or 'mc'")
+    if cfg.alpha_max / cfg.dt > MAX_ODE_STEPS:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, "
+                         f"more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt")
+    if cfg.save == "log":
+        n_points = cfg.points_per_decade * math.log10(max(cfg.alpha_max * cfg.N, 1.0)) + 1
+        if n_points > MAX_SAVE_POINTS:
+            raise ValueError(f"points_per_decade={cfg.points_per_decade!r} gives about {n_points:.3g} save points, "
+                             f"more than {MAX_SAVE_POINTS}")
     if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: the run must hold at least one step")
     if cfg.save == "linear" and cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
                          "a save interval must hold at least one step")
     return cfg
+
+
+#: the RK4 loop's counter is a 32-bit integer
+MAX_ODE_STEPS = 2**31 - 1
+#: log-spaced saves beyond this many points are a typo, not a run
+MAX_SAVE_POINTS = 10**6
+#: the Monte Carlo's per-step keys fold a 32-bit step counter into each replica's key
+MAX_MC_STEPS = 2**32 - 1
 
 
 def load_config(spec: str, overrides=()) -> RunConfig:
