@@ -46,13 +46,15 @@ _T, _W = np.polynomial.legendre.leggauss(20)
 _S, _WS = (1.0 + _T) / 2.0, _W / 2.0          # Gauss-Legendre on [0, 1], weights summing to 1
 
 
+@jax.jit
 def _bvn_upper(h, k, r):
     r""":math:`P(X>h, Y>k)` for a standard bivariate normal with correlation ``r`` (Genz's BVNU,
     Drezner--Wesolowsky with 20-point Gauss--Legendre; for :math:`|r|\ge0.925` the expansion in
     :math:`\sqrt{1-r^2}`). Broadcasting arrays."""
     h, k, r = jnp.broadcast_arrays(*(jnp.asarray(a, jnp.result_type(h, k, r, float)) for a in (h, k, r)))
     dtype = h.dtype
-    s, ws = jnp.asarray(_S, dtype), jnp.asarray(_WS, dtype)
+    lift = lambda a: jnp.reshape(a, (1,) * h.ndim + a.shape)
+    s, ws = lift(jnp.asarray(_S, dtype)), lift(jnp.asarray(_WS, dtype))     # h.shape + (20,) after broadcasting
     tp = 2.0 * math.pi
     ex = lambda a: a[..., None]
     # |r| < 0.925: integral over theta in (0, asin r)
@@ -141,7 +143,10 @@ def _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s):
     rank = len(shape) + 1
     up = lambda a: jnp.broadcast_to(jnp.reshape(a, (1,) * (rank - jnp.ndim(a)) + jnp.shape(a)), (2,) + shape)
     R_t, b_t, eps, Q, M, R_s, b_s = (up(a) for a in arrays)
-    tau, weight, sd = up(tau), up(weight), jnp.sqrt(up(var))
+    # the cluster axis leads: (2,) + the data parameters' shape, lifted to (2,) + shape
+    lead = lambda a: jnp.broadcast_to(jnp.reshape(a, (2,) + (1,) * (rank - jnp.ndim(a)) + jnp.shape(a)[1:]),
+                                      (2,) + shape)
+    tau, weight, sd = lead(tau), lead(weight), jnp.sqrt(lead(var))
     half = up(jnp.asarray(params.rho)) / 2
     c_t = (half * R_t - tau * b_t) / sd
     c_s = (half * R_s - tau * b_s) / sd

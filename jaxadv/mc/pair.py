@@ -94,12 +94,13 @@ def pair_sampler(spec: PairSpec = PairSpec()) -> Sampler:
     return Sampler(f"pair_{spec.stream}", init, step, lambda state, sp: _observe(state, sp.const), spec)
 
 
-def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test):
+def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test, linf_scale):
     """Counts of one replica: ``wrong`` of shape ``(4, E)`` (target wrong after the transferred attack,
     :data:`TRANSFER_KINDS`), ``flipped`` ``(4, E)`` (right before and wrong after) and ``right`` ``()``."""
     keys = jax.random.split(key, n_test)
     ws, wt, bt = state.s.w, state.t.w, state.t.b
-    directions = jnp.stack([ws, ws, jnp.sign(ws), jnp.sign(ws)])          # (4, N)
+    sg = linf_scale * jnp.sign(ws)
+    directions = jnp.stack([ws, ws, sg, sg])                             # (4, N)
     use_sur = jnp.asarray([0.0, 1.0, 0.0, 1.0], B.dtype)                 # (4,)
 
     def example(k):
@@ -122,17 +123,18 @@ def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test):
 
 
 @functools.partial(jax.jit, static_argnames=("n_test",))
-def _transfer_batch(keys, states, B, data, eps_grid, n_test):
-    return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test))(keys, states)
+def _transfer_batch(keys, states, B, data, eps_grid, n_test, linf_scale):
+    return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test, linf_scale))(keys, states)
 
 
-def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000):
+def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000, linf_scale: float = 1.0):
     r"""Empirical transfer on ``n_test`` fresh examples per replica, attacked in N dimensions.
 
     For each replica, example :math:`(\xi,\tau)`, radius :math:`\epsilon` and kind
     (:data:`TRANSFER_KINDS`): :math:`\tilde\xi = \xi - l\epsilon d` with :math:`d=w_s` (L2) or
     :math:`\operatorname{sign}(w_s)` (L-inf) and :math:`l=\tau` or :math:`\operatorname{sign}(w_s\cdot\xi-b_s)`;
-    the target is wrong when :math:`\tau(w_t\cdot\tilde\xi-b_t)\le0`.
+    the target is wrong when :math:`\tau(w_t\cdot\tilde\xi-b_t)\le0`. The L-infinity radius is
+    ``linf_scale * eps`` (e.g. :math:`1/\sqrt N`, which makes :math:`\epsilon\|w\|_1` of order :math:`\epsilon`).
 
     Args:
         key: PRNG key (replica ``r`` uses ``split(key, replicas)[r]``).
@@ -152,9 +154,10 @@ def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 10
         check_value("eps", e, lambda v: v >= 0, "must be >= 0")
     if isinstance(n_test, bool) or int(n_test) != n_test or n_test < 1:
         raise ValueError(f"n_test={n_test!r} must be an integer >= 1")
+    check_value("linf_scale", linf_scale, lambda v: v > 0, "must be > 0")
     replicas = jax.tree.leaves(states)[0].shape[0]
     out = _transfer_batch(jax.random.split(key, replicas), states, B, data, jnp.asarray(eps_grid, B.dtype),
-                          int(n_test))
+                          int(n_test), jnp.asarray(linf_scale, B.dtype))
     return tuple(np.asarray(x, np.float64) for x in out)
 
 
@@ -181,7 +184,7 @@ class PairMC(NamedTuple):
 
 def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, alpha_max: float, n_save: int = 10,
                   replicas: int = 32, R0=(0.0, 0.0, 0.0), b0=(0.0, 0.0), eps_grid=(), n_test: int = 1000,
-                  dtype=jnp.float32, measure_every: bool = True) -> PairMC:
+                  dtype=jnp.float32, measure_every: bool = True, linf_scale: float = 1.0) -> PairMC:
     r"""Run ``replicas`` pairs in N dimensions (:func:`pair_sampler`) and measure transfer on fresh examples.
 
     Args:
@@ -194,6 +197,7 @@ def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, a
         eps_grid: radii of the transfer measurement (empty: none).
         n_test: test examples per replica and save point.
         measure_every: measure at every save point (else only at the last).
+        linf_scale: the L-infinity radius is ``linf_scale * eps`` (:func:`measure_transfer`).
 
     Example:
         >>> import jax
@@ -248,7 +252,7 @@ def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, a
     def measure(k, st):
         if E:
             wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(jax.random.fold_in(test_key, k), st, B,
-                                                                       model.s, eps_grid, n_test)
+                                                                       model.s, eps_grid, n_test, linf_scale)
 
     if measure_every:
         measure(0, states)
