@@ -155,6 +155,15 @@ def _records(cfg):
     return pairs, spec, R0, b0
 
 
+def _table(cols: dict) -> dict:
+    """Columns as arrays, all of one length (a mismatch is a bug, not something to truncate)."""
+    out = {k: np.asarray(v) for k, v in cols.items()}
+    lengths = {k: v.size for k, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise RuntimeError(f"columns of unequal length: {lengths}")
+    return out
+
+
 def _mean_sem(x):
     x = np.asarray(x, np.float64)
     return x.mean(0), x.std(0, ddof=1) / math.sqrt(x.shape[0])
@@ -163,7 +172,9 @@ def _mean_sem(x):
 def _closed(R_s, b_s, R_t, b_t, Q, eps, data, M=None):
     from ..analysis.transfer import transfer_table
 
-    return {k: np.asarray(v, np.float64) for k, v in transfer_table(R_s, b_s, R_t, b_t, Q, eps, data, M=M).items()}
+    out = {k: np.asarray(v, np.float64) for k, v in transfer_table(R_s, b_s, R_t, b_t, Q, eps, data, M=M).items()}
+    shape = np.broadcast_shapes(*(v.shape for v in out.values()))
+    return {k: np.broadcast_to(v, shape) for k, v in out.items()}
 
 
 def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
@@ -256,12 +267,11 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
         k = TRANSFER_KINDS.index(f"l2_{cfg['labels']}")
         log(f"monte carlo eps_t={e_t:g}: {cfg['replicas']} pairs at N={cfg['N']}: Q={o.Q[:, -1].mean():.4f}, "
             f"measured transfer ({cfg['labels']}, L2) {run.wrong[:, -1, k, 0].mean():.4f} in {timings['mc_s']:.1f}s")
-    ode_cols = {k: np.asarray(v) for k, v in ode_cols.items()}
+    ode_cols = _table(ode_cols)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
     info = {}
     if mc:
-        mc_cols = {k: np.asarray(v) for k, v in mc_cols.items()}
-        eps_cols = {k: np.asarray(v) for k, v in eps_cols.items()}
+        mc_cols, eps_cols = _table(mc_cols), _table(eps_cols)
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
         verdict = ("consistent" if worst[0] <= 4.0 else "inconsistent") + \
             f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}, " \
@@ -269,8 +279,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
         log(verdict)
         info.update(max_deviation_sem=worst[0], worst_quantity=worst[1], worst_alpha=worst[2], verdict=verdict)
     else:
-        mc_cols = None
-        eps_cols = {k: np.asarray(v) for k, v in eps_cols.items()}
+        mc_cols, eps_cols = None, _table(eps_cols)
     write_csv(os.path.join(out_dir, "eps.csv"), eps_cols)
     t = time.perf_counter()
     write_figure(os.path.join(out_dir, "transfer.png"), plot_transfer(ode_cols, mc_cols, eps_cols, cfg))
