@@ -466,8 +466,10 @@ def _transfer_errors(keys, surrogate, target, x, y, labels, eps_grid, attack, no
     def at(eps):
         adv = jax.vmap(lambda k, xi, lab: _attack_one(surrogate, k, xi, lab, eps, attack, norm, n_steps,
                                                       n_restarts))(keys, x, labels)
-        return (jnp.mean((y * (adv @ target.w - target.b) <= 0).astype(x.dtype)),
-                jnp.mean((y * (adv @ surrogate.w - surrogate.b) <= 0).astype(x.dtype)))
+        wrong = y * (adv @ target.w - target.b) <= 0
+        right = y * (x @ target.w - target.b) > 0
+        return (jnp.mean(wrong.astype(x.dtype)), jnp.mean((y * (adv @ surrogate.w - surrogate.b) <= 0).astype(x.dtype)),
+                jnp.sum((wrong & right).astype(x.dtype)) / jnp.maximum(jnp.sum(right.astype(x.dtype)), 1.0))
 
     return jax.lax.map(at, eps_grid)
 
@@ -484,8 +486,9 @@ def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fg
     the black-box attacker). Attacks as :func:`attack_errors` (FGM/FGSM, BIM, PGD).
 
     Returns:
-        ``(transfer, surrogate_error)``: the target's and the surrogate's error on the same attacked
-        examples, each ``(len(eps_grid),)`` float64.
+        ``(transfer, surrogate_error, rate)``: the target's and the surrogate's error on the same attacked
+        examples and the transfer rate (the fraction of the examples the target classified right that it
+        gets wrong after the attack), each ``(len(eps_grid),)`` float64.
     """
     from ..analysis.transfer import LABEL_MODES
 
@@ -504,9 +507,9 @@ def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fg
     x, y = jnp.asarray(x), jnp.asarray(y)
     cast = lambda s: Student(jnp.asarray(s.w, x.dtype), jnp.asarray(s.b, x.dtype))
     keys = jax.random.split(key, x.shape[0])
-    tr, sur = _transfer_errors(keys, cast(surrogate), cast(target), x, y, jnp.asarray(lab, x.dtype),
-                               jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps), int(n_restarts))
-    return np.asarray(tr, np.float64), np.asarray(sur, np.float64)
+    out = _transfer_errors(keys, cast(surrogate), cast(target), x, y, jnp.asarray(lab, x.dtype),
+                           jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps), int(n_restarts))
+    return tuple(np.asarray(a, np.float64) for a in out)
 
 
 def transfer_overlaps(surrogate, target) -> dict:
@@ -529,7 +532,8 @@ def transfer_prediction(surrogate, target, est: dict, eps_grid, norm="inf") -> d
 
     :math:`m=Q` (L2) or :math:`M` (L-infinity) of :func:`transfer_overlaps`
     (:func:`jaxadv.analysis.transfer.transfer_error`), with the isotropic variances and with the measured
-    field variances of the target. Returns ``{eps, isotropic, field_variance, white_box_isotropic, Q, M}``.
+    field variances of the target, and the white-box curve of each (:math:`m=\|\hat w_t\|_1` or 1). Returns
+    ``{eps, isotropic, field_variance, white_box_isotropic, white_box_field_variance, Q, M}``.
     """
     from .transfer import transfer_error
 
@@ -545,7 +549,6 @@ def transfer_prediction(surrogate, target, est: dict, eps_grid, norm="inf") -> d
     for name, v1, v2 in (("isotropic", est["v1"], est["v2"]), ("field_variance", op["field_var1"], op["field_var2"])):
         params = ModelParams(prior=est["prior"], rho=est["rho"], v1=v1, v2=v2)
         out[name] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=ov["Q"], M=m), np.float64)
-        if name == "isotropic":
-            out["white_box_isotropic"] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=1.0, M=white),
-                                                    np.float64)
+        out[f"white_box_{name}"] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=1.0, M=white),
+                                              np.float64)
     return out
