@@ -180,7 +180,7 @@ def solve_pair_ode(pp: PairParams, spec: PairSpec = PairSpec(), alpha_max: float
         >>> from jaxadv import ModelParams
         >>> from jaxadv.model.pair import pair_params, PairSpec
         >>> from jaxadv.ode.pair import solve_pair_ode
-        >>> sol = solve_pair_ode(pair_params(ModelParams()), PairSpec("same"), alpha_max=2.0, n_save=2)
+        >>> sol = solve_pair_ode(pair_params(ModelParams()), PairSpec("independent"), alpha_max=1.0, n_save=1, dt=0.25)
         >>> bool(sol.Q[-1] > 0)
         True
     """
