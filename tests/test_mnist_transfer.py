@@ -20,7 +20,7 @@ def small():
 
 
 @pytest.mark.parametrize("norm,grid", [("inf", [0.0, 0.05, 0.1]), (2, [0.0, 1.0, 2.0])])
-@pytest.mark.parametrize("attack", ["fgm", "pgd"])
+@pytest.mark.parametrize("attack", ["fgm", pytest.param("pgd", marks=pytest.mark.slow)])
 def test_transfer_through_the_target_itself_is_white_box(small, norm, grid, attack):
     data, target = small
     key = jax.random.key(3)
@@ -64,6 +64,7 @@ def test_transfer_errors_validate(small):
         mnist.transfer_prediction(target, target, mnist.estimate_model(data.x_train, data.y_train), [0.1], 1)
 
 
+@pytest.mark.slow
 def test_mnist_transfer_command_writes_its_files(small, tmp_path):
     out = tmp_path / "mt"
     rc = main(["mnist", "--transfer", "--quiet", "--out", str(out), "--n-train", "60", "--n-test", "40",

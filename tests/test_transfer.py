@@ -128,6 +128,7 @@ def test_pair_averages_with_true_labels_are_the_single_student_moments():
     np.testing.assert_allclose(Z, 0.0, atol=1e-11)
 
 
+@pytest.mark.slow
 def test_black_box_averages_against_scipy():
     """<delta_s>, <delta_s zeta> and <delta_s delta_t> with the surrogate on the target's labels, by nested
     scipy quadrature split at the target's boundary."""

@@ -27,6 +27,7 @@ jointly Gaussian with correlation :math:`Q`. With :math:`c_a=(\frac\rho2R_a-\tau
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -181,6 +182,11 @@ def transfer_error(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str
     M = Q if M is None else M
     R_s = 0.0 if R_s is None else R_s
     b_s = 0.0 if b_s is None else b_s
+    return _error(R_t, b_t, eps, params, Q, M, R_s, b_s, labels)
+
+
+@functools.partial(jax.jit, static_argnames="labels")
+def _error(R_t, b_t, eps, params, Q, M, R_s, b_s, labels):
     weight, sd, c_t, c_s, em, Q = _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s)
     if labels == "true":
         per = ndtr(em / sd - c_t)
@@ -204,6 +210,11 @@ def transfer_rate(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str 
     M = Q if M is None else M
     R_s = 0.0 if R_s is None else R_s
     b_s = 0.0 if b_s is None else b_s
+    return _rate(R_t, b_t, eps, params, Q, M, R_s, b_s, labels)
+
+
+@functools.partial(jax.jit, static_argnames="labels")
+def _rate(R_t, b_t, eps, params, Q, M, R_s, b_s, labels):
     weight, sd, c_t, c_s, em, Q = _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s)
     G = lambda y: ndtr(y / sd - c_t)                       # P(tau x_t < y)
     zero = jnp.zeros_like(em)
