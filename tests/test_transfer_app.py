@@ -32,7 +32,7 @@ def test_bad_configuration_is_refused_with_its_name(overrides, message):
 def test_presets_resolve():
     cfg = load_transfer_config("blackbox", ["target_frozen=true"])
     assert cfg["stream"] == "blackbox" and cfg["labels"] == "surrogate" and cfg["target_frozen"] is True
-    assert load_transfer_config("transfer")["eps_t"] == [0.0, 0.5]
+    assert load_transfer_config("transfer")["eps_t"] == [0.0, 1.0]
 
 
 def test_cli_error_names_the_parameter(capsys):

@@ -35,9 +35,11 @@ from .io import read_toml, write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
 
+_COMMON = {"prior": 0.7, "eps_s": 0.0, "eps_t": [0.0, 1.0], "eta_w_s": 0.5, "eta_b_s": 0.5, "eta_w_t": 0.5,
+           "eta_b_t": 0.5, "eps": 0.5, "alpha_max": 20.0}
 PRESETS = {
-    "transfer": {"stream": "independent", "labels": "true", "eps_s": 0.0, "eps_t": [0.0, 0.5]},
-    "blackbox": {"stream": "blackbox", "labels": "surrogate", "eps_s": 0.0, "eps_t": [0.0, 0.5], "R_t0": 0.5},
+    "transfer": {**_COMMON, "stream": "independent", "labels": "true"},
+    "blackbox": {**_COMMON, "stream": "blackbox", "labels": "surrogate"},
 }
 """The presets (every other key takes its default)."""
 
