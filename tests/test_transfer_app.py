@@ -40,6 +40,7 @@ def test_cli_error_names_the_parameter(capsys):
     assert "stream='mixed'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ode_only_run_writes_its_files(tmp_path):
     out = tmp_path / "tr"
     rc = main(["transfer", "transfer", "--no-mc", "--quiet", "--out", str(out), "--set", "alpha_max=1",
