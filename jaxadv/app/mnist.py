@@ -411,7 +411,9 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
         ``{columns, overlaps, headline, config, timings_s}``; ``columns`` has one row per (target, norm, eps):
         ``target, norm, eps, white_box_fgm, transfer_fgm_true, transfer_fgm_surrogate, surrogate_fgm``,
         ``rate_fgm_true``, ``rate_fgm_surrogate`` (target wrong after among those right before; and the ``pgd``
-        ones), ``model_transfer``,
+        ones), ``rescaled_white_box`` (the measured white-box curve of the first attack at the radius
+        :math:`\epsilon m/m_\text{wb}`, the model's rescaling with :math:`m=M, m_\text{wb}=\|\hat w_t\|_1` for
+        L-infinity and :math:`m=Q, m_\text{wb}=1` for L2), ``model_transfer``,
         ``model_white_box`` (field-variance model), ``model_transfer_isotropic``.
     """
     import jax
@@ -462,6 +464,12 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
                         add(f"surrogate_{attack}", se)
             tr = np.asarray(cols[f"transfer_{attacks[0]}_true"][-grid.size:], np.float64)
             pred = mnist.transfer_prediction(sg, tg, est, grid, norm)
+            # the model's rescaling: a transferred attack of radius eps is the white-box one of radius eps m / m_wb
+            # (m = Q or M, m_wb = 1 or |w_t|_1); read off the measured white-box curve (ratio <= 1: inside the grid)
+            ov = overlaps[name]
+            ratio = ov["M"] / ov["norm1_t"] if norm == "inf" else ov["Q"]
+            wb = np.asarray(cols[f"white_box_{attacks[0]}"][-grid.size:], np.float64)
+            add("rescaled_white_box", np.interp(grid * ratio, grid, wb))
             add("model_transfer", pred["field_variance"])
             add("model_white_box", pred["white_box_field_variance"])
             add("model_transfer_isotropic", pred["isotropic"])
@@ -475,7 +483,8 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
         for norm, e in (("inf", 0.1), ("2", 1.0)):
             sel = (cols["target"] == name) & (cols["norm"] == norm) & np.isclose(cols["eps"], e)
             if sel.any():
-                for c in ("white_box_fgm", "transfer_fgm_true", "transfer_fgm_surrogate", "model_transfer"):
+                for c in ("white_box_fgm", "transfer_fgm_true", "transfer_fgm_surrogate", "rescaled_white_box",
+                          "model_transfer"):
                     if c in cols:
                         headline[f"{name}_L{norm}_eps{e:g}_{c}"] = float(cols[c][sel][0])
     config = {"protocol": {"split": "targets on the first half of the training images (true labels), surrogates "
@@ -511,6 +520,8 @@ def plot_transfer(res) -> "Figure":
                                       ("transfer_fgm_surrogate", "^:", "transfer FGM (surrogate labels)")):
                 if col in c:
                     ax.plot(x, c[col][sel], style, ms=3.5, lw=1, label=label)
+            ax.plot(x, c["rescaled_white_box"][sel], "-", color="C6", lw=2, alpha=0.7,
+                    label="model rescaling: measured white-box at eps·m/m_wb")
             ax.plot(x, c["model_white_box"][sel], "-", color="0.4", lw=2, alpha=0.5, label="model: white-box")
             ax.plot(x, c["model_transfer"][sel], "-", color="k", lw=1.5, label="model: transfer (Q or M)")
             ov = res["overlaps"][name]
