@@ -234,7 +234,9 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
             add(mc_cols, f"{f}_mean", m)
             add(mc_cols, f"{f}_sem", s)
             if f in ("R_s", "R_t", "Q", "b_s", "b_t"):
-                z = np.abs(m[1:] - getattr(sol, f)[1:]) / np.where(s[1:] > 0, s[1:], np.inf)
+                # a standard error at the simulation's round-off (a frozen target) resolves nothing
+                floor = 10 * np.finfo(np.dtype(dtype)).eps * np.maximum(1.0, np.abs(m[1:]))
+                z = np.abs(m[1:] - getattr(sol, f)[1:]) / np.where(s[1:] > floor, s[1:], np.inf)
                 i = int(np.argmax(z))
                 if z[i] > worst[0]:
                     worst = (float(z[i]), f, float(run.alpha[1:][i]), e_t)
