@@ -1,6 +1,5 @@
 """``jaxadv transfer``: configuration checks, an ODE-only run through the CLI, and (slow) a full run."""
 import os
-import sys
 
 import numpy as np
 import pytest

@@ -125,7 +125,7 @@ def run(args) -> int:
         with claim_output(out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
                           command="mnist"):
             res = run_mnist_transfer(out, log=log, **topts)
-        print(f"jaxadv mnist --transfer: " + "; ".join(f"{k} {v:.3f}" for k, v in res["headline"].items()
+        print("jaxadv mnist --transfer: " + "; ".join(f"{k} {v:.3f}" for k, v in res["headline"].items()
                                                          if isinstance(v, float)) + f"; wrote {out}")
         return 0
     args.out = args.out or os.path.join("results", "mnist")
@@ -503,8 +503,6 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
 def plot_transfer(res) -> "Figure":
     """Target error against eps: white-box and transferred (FGSM/PGD, true and surrogate labels), measured
     (markers) and the model's prediction (lines); one panel per (target, norm)."""
-    import numpy as np
-
     c = res["columns"]
     names = list(dict.fromkeys(c["target"].tolist()))
     fig = _figure(4.4 * 2, 3.3 * len(names))

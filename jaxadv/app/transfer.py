@@ -338,9 +338,9 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
         ax = axes[rows - 1, j] if mc is not None else axes[1, j]
         se = np.asarray(eps_cols["eps_t"]) == e_t
         x = np.asarray(eps_cols["eps"])[se]
-        for name, color, label in ((f"robust_t", "C3", "white-box L2 (ODE)"),
-                                   (f"transfer_true", "C2", "transfer L2, true labels (ODE)"),
-                                   (f"transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)")):
+        for name, color, label in (("robust_t", "C3", "white-box L2 (ODE)"),
+                                   ("transfer_true", "C2", "transfer L2, true labels (ODE)"),
+                                   ("transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)")):
             ax.plot(x, np.asarray(eps_cols[f"ode_{name}"])[se], "--", color=color, lw=1.3, label=label)
         if mc is not None:
             for kind, color, marker in (("l2_true", "C2", "o"), ("l2_surrogate", "C9", "s"),

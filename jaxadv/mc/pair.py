@@ -15,7 +15,7 @@ replica holding both students (:mod:`jaxadv.model.pair`); the driver's jitted ke
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
