@@ -49,6 +49,10 @@ _NAMES = {  # module -> the public names it defines
         "newton_fixed_point",
     ),
     ".analysis.measures": ("robust_error", "test_error"),
+    ".analysis.transfer": ("bivariate_normal_cdf", "transfer_error", "transfer_rate"),
+    ".model.pair": ("PairParams", "PairSpec", "pair_params"),
+    ".mc.pair": ("PairMC", "pair_sampler", "measure_transfer", "simulate_pair"),
+    ".ode.pair": ("PairODE", "solve_pair_ode"),
     ".analysis.threat": ("THREATS", "robust_error_threat"),
     ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
     ".analysis.verdict": ("Verdict", "honest_verdict", "theory_applies"),
@@ -103,6 +107,9 @@ __all__ = [
     "test_error", "robust_error", "THREATS", "robust_error_threat", "mean_sem", "mc_summary", "ode_table", "compare",
     "Verdict", "honest_verdict", "theory_applies",
     "DEFENCES", "compare_defences",
+    # transfer: two students, a surrogate and a target
+    "bivariate_normal_cdf", "transfer_error", "transfer_rate", "PairParams", "PairSpec", "pair_params", "PairMC",
+    "pair_sampler", "measure_transfer", "simulate_pair", "PairODE", "solve_pair_ode",
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",

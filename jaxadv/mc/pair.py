@@ -1,0 +1,266 @@
+r"""The N-dimensional Monte Carlo of a surrogate--target pair, and transfer measured on fresh examples.
+
+:func:`pair_sampler` is a :class:`jaxadv.mc.full.Sampler` (``init``, ``step``, ``observe``) for one
+replica holding both students (:mod:`jaxadv.model.pair`); the driver's jitted kernels
+(:func:`jaxadv.mc.driver.init_batch`, :func:`jaxadv.mc.driver.advance_states`) run many replicas in one
+``vmap``, step :math:`\mu` of a replica with ``fold_in(replica_key, mu)``. Observables
+(:class:`PairObservables`): :math:`R_s, R_t, Q, b_s, b_t`, the L-infinity shift overlap
+:math:`M=w_t\cdot\operatorname{sign}(w_s)` and the dual norms :math:`\|w_s\|_1, \|w_t\|_1`.
+
+:func:`measure_transfer` attacks fresh test examples through the surrogate in N dimensions
+(:math:`\tilde\xi=\xi-l\epsilon w_s` or :math:`\xi-l\epsilon\operatorname{sign}(w_s)`, :math:`l=\tau` or
+:math:`\operatorname{sign}(x_s)`) and counts the target's errors: the empirical counterpart of
+:func:`jaxadv.analysis.transfer.transfer_error` at the replica's own weights.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import threefry
+from ..model.data import sample_example, unit_direction
+from ..model.pair import PairParams, PairSpec, PairState, check_pair_overlaps, pair_step
+from ..model.params import check_value
+from ..model.student import Student
+from .driver import advance_states, init_batch, save_schedule
+from .full import Sampler, SamplerParams
+
+__all__ = ["PairObservables", "PairMC", "TRANSFER_KINDS", "pair_sampler", "init_pair", "measure_transfer",
+           "simulate_pair"]
+
+TRANSFER_KINDS = ("l2_true", "l2_surrogate", "linf_true", "linf_surrogate")
+"""The measured transfer errors: attack norm and attack label."""
+
+
+class PairObservables(NamedTuple):
+    """Order parameters of one pair (scalars): ``R_s``, ``R_t``, ``Q`` (:math:`w_s\\cdot w_t`), ``b_s``, ``b_t``,
+    ``M`` (:math:`w_t\\cdot\\operatorname{sign}(w_s)`), ``norm1_s``, ``norm1_t`` (:math:`\\|w\\|_1`)."""
+
+    R_s: jax.Array
+    R_t: jax.Array
+    Q: jax.Array
+    b_s: jax.Array
+    b_t: jax.Array
+    M: jax.Array
+    norm1_s: jax.Array
+    norm1_t: jax.Array
+
+
+def _observe(state: PairState, B) -> PairObservables:
+    ws, wt = state.s.w, state.t.w
+    return PairObservables(jnp.dot(ws, B), jnp.dot(wt, B), jnp.dot(ws, wt), state.s.b, state.t.b,
+                           jnp.dot(wt, jnp.sign(ws)), jnp.sum(jnp.abs(ws)), jnp.sum(jnp.abs(wt)))
+
+
+def init_pair(key, B, R0, b0) -> PairState:
+    r"""Two unit students with the given overlaps :math:`R0 = (R_s, R_t, Q)` and biases :math:`b0=(b_s, b_t)`:
+    :math:`w_s = R_sB + a\,e_1`, :math:`w_t = R_tB + c_1e_1 + c_2e_2` with :math:`e_1, e_2` a random orthonormal
+    pair orthogonal to B, :math:`a=\sqrt{1-R_s^2}`, :math:`c_1=(Q-R_sR_t)/a`, :math:`c_2=\sqrt{1-R_t^2-c_1^2}`."""
+    k1, k2 = threefry.split(key)
+    g1, g2 = threefry.normal(k1, B.shape, B.dtype), threefry.normal(k2, B.shape, B.dtype)
+    e1 = g1 - jnp.dot(g1, B) * B
+    e1 = e1 / jnp.linalg.norm(e1)
+    e2 = g2 - jnp.dot(g2, B) * B - jnp.dot(g2, e1) * e1
+    e2 = e2 / jnp.linalg.norm(e2)
+    R_s, R_t, Q = R0[0], R0[1], R0[2]
+    a = jnp.sqrt(jnp.maximum(1 - R_s * R_s, 0.0))
+    c1 = jnp.where(a > 0, (Q - R_s * R_t) / jnp.where(a > 0, a, 1.0), 0.0)
+    c2 = jnp.sqrt(jnp.maximum(1 - R_t * R_t - c1 * c1, 0.0))
+    ws = R_s * B + a * e1
+    wt = R_t * B + c1 * e1 + c2 * e2
+    return PairState(Student(ws / jnp.linalg.norm(ws), b0[0]), Student(wt / jnp.linalg.norm(wt), b0[1]))
+
+
+@functools.lru_cache(maxsize=None)
+def pair_sampler(spec: PairSpec = PairSpec()) -> Sampler:
+    """The pair's :class:`jaxadv.mc.full.Sampler`: ``sp.model`` is a :class:`jaxadv.model.pair.PairParams`,
+    ``sp.const`` the cluster axis B; ``init(key, sp, R0, b0)`` takes ``R0 = (R_s, R_t, Q)`` and
+    ``b0 = (b_s, b_t)`` (:func:`init_pair`). Cached per ``spec``, so ``jit`` compiles each spec once."""
+
+    def init(key, sp, R0=None, b0=None):
+        dtype = sp.const.dtype
+        R0 = jnp.zeros(3, dtype) if R0 is None else jnp.asarray(R0, dtype)
+        b0 = jnp.zeros(2, dtype) if b0 is None else jnp.asarray(b0, dtype)
+        return init_pair(key, sp.const, R0, b0)
+
+    def step(key, state, sp):
+        new = pair_step(key, state, sp.const, sp.model, spec)
+        return new, _observe(new, sp.const)
+
+    return Sampler(f"pair_{spec.stream}", init, step, lambda state, sp: _observe(state, sp.const), spec)
+
+
+def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test, linf_scale):
+    """Counts of one replica: ``wrong`` of shape ``(4, E)`` (target wrong after the transferred attack,
+    :data:`TRANSFER_KINDS`), ``flipped`` ``(4, E)`` (right before and wrong after) and ``right`` ``()``."""
+    keys = jax.random.split(key, n_test)
+    ws, wt, bt = state.s.w, state.t.w, state.t.b
+    sg = linf_scale * jnp.sign(ws)
+    directions = jnp.stack([ws, ws, sg, sg])                             # (4, N)
+    use_sur = jnp.asarray([0.0, 1.0, 0.0, 1.0], B.dtype)                 # (4,)
+
+    def example(k):
+        xi, tau = sample_example(k, data, B)
+        l_sur = jnp.where(jnp.dot(ws, xi) - state.s.b > 0, 1.0, -1.0).astype(B.dtype)
+        label = use_sur * l_sur + (1 - use_sur) * tau                    # (4,)
+        right = tau * (jnp.dot(wt, xi) - bt) > 0
+
+        def at(eps):
+            adv = xi[None, :] - (label * eps)[:, None] * directions       # (4, N): the attacked examples
+            wrong = tau * (adv @ wt - bt) <= 0                            # (4,)
+            return wrong, wrong & right
+
+        wrong, flipped = jax.vmap(at)(eps_grid)                           # (E, 4)
+        return wrong.T, flipped.T, right
+
+    wrong, flipped, right = jax.lax.map(example, keys)
+    f = B.dtype
+    return jnp.mean(wrong.astype(f), 0), jnp.mean(flipped.astype(f), 0), jnp.mean(right.astype(f))
+
+
+@functools.partial(jax.jit, static_argnames=("n_test",))
+def _transfer_batch(keys, states, B, data, eps_grid, n_test, linf_scale):
+    return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test, linf_scale))(keys, states)
+
+
+def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000, linf_scale: float = 1.0):
+    r"""Empirical transfer on ``n_test`` fresh examples per replica, attacked in N dimensions.
+
+    For each replica, example :math:`(\xi,\tau)`, radius :math:`\epsilon` and kind
+    (:data:`TRANSFER_KINDS`): :math:`\tilde\xi = \xi - l\epsilon d` with :math:`d=w_s` (L2) or
+    :math:`\operatorname{sign}(w_s)` (L-inf) and :math:`l=\tau` or :math:`\operatorname{sign}(w_s\cdot\xi-b_s)`;
+    the target is wrong when :math:`\tau(w_t\cdot\tilde\xi-b_t)\le0`. The L-infinity radius is
+    ``linf_scale * eps`` (e.g. :math:`1/\sqrt N`, which makes :math:`\epsilon\|w\|_1` of order :math:`\epsilon`).
+
+    Args:
+        key: PRNG key (replica ``r`` uses ``split(key, replicas)[r]``).
+        states: :class:`jaxadv.model.pair.PairState` of a batch of replicas (leading axis).
+        B: cluster axis ``(N,)``.
+        data: :class:`jaxadv.ModelParams` (the data fields are used).
+        eps_grid: radii, shape ``(E,)``, each >= 0.
+        n_test: test examples per replica.
+
+    Returns:
+        ``(wrong, flipped, right)``: per replica the fraction of examples the target gets wrong after the
+        attack, shape ``(replicas, 4, E)``; the fraction right before and wrong after, same shape; the
+        fraction right before, shape ``(replicas,)``. NumPy float64.
+    """
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    for e in eps_grid:
+        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    if isinstance(n_test, bool) or int(n_test) != n_test or n_test < 1:
+        raise ValueError(f"n_test={n_test!r} must be an integer >= 1")
+    check_value("linf_scale", linf_scale, lambda v: v > 0, "must be > 0")
+    replicas = jax.tree.leaves(states)[0].shape[0]
+    out = _transfer_batch(jax.random.split(key, replicas), states, B, data, jnp.asarray(eps_grid, B.dtype),
+                          int(n_test), jnp.asarray(linf_scale, B.dtype))
+    return tuple(np.asarray(x, np.float64) for x in out)
+
+
+class PairMC(NamedTuple):
+    """A pair Monte Carlo run.
+
+    Attributes:
+        alpha: save times ``(P,)``.
+        obs: :class:`PairObservables` of NumPy arrays of shape ``(replicas, P)``.
+        eps_grid: radii of the transfer measurement ``(E,)``.
+        wrong, flipped: measured fractions ``(replicas, P, 4, E)`` (:func:`measure_transfer`; NaN when not measured).
+        right: fraction right before ``(replicas, P)``.
+        states: the final :class:`jaxadv.model.pair.PairState` of every replica.
+    """
+
+    alpha: np.ndarray
+    obs: PairObservables
+    eps_grid: np.ndarray
+    wrong: np.ndarray
+    flipped: np.ndarray
+    right: np.ndarray
+    states: object
+
+
+def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, alpha_max: float, n_save: int = 10,
+                  replicas: int = 32, R0=(0.0, 0.0, 0.0), b0=(0.0, 0.0), eps_grid=(), n_test: int = 1000,
+                  dtype=jnp.float32, measure_every: bool = True, linf_scale: float = 1.0) -> PairMC:
+    r"""Run ``replicas`` pairs in N dimensions (:func:`pair_sampler`) and measure transfer on fresh examples.
+
+    Args:
+        key: PRNG key; replica ``r`` is initialised and run with the keys of ``split(key, replicas)[r]``
+            as in :func:`jaxadv.simulate`; the test examples of save point ``k`` use ``fold_in(test_key, k)``.
+        pp: :class:`jaxadv.model.pair.PairParams` (:func:`jaxadv.model.pair.pair_params`).
+        spec: :class:`jaxadv.model.pair.PairSpec`.
+        N, alpha_max, n_save, replicas: sizes (:func:`jaxadv.mc.driver.save_schedule`).
+        R0: initial ``(R_s, R_t, Q)``; b0: initial ``(b_s, b_t)``.
+        eps_grid: radii of the transfer measurement (empty: none).
+        n_test: test examples per replica and save point.
+        measure_every: measure at every save point (else only at the last).
+        linf_scale: the L-infinity radius is ``linf_scale * eps`` (:func:`measure_transfer`).
+
+    Example:
+        >>> import jax
+        >>> from jaxadv import ModelParams
+        >>> from jaxadv.model.pair import pair_params
+        >>> from jaxadv.mc.pair import simulate_pair
+        >>> mc = simulate_pair(jax.random.key(0), pair_params(ModelParams()), N=50, alpha_max=1.0, n_save=2,
+        ...                    replicas=3)
+        >>> mc.obs.Q.shape
+        (3, 3)
+    """
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    if int(N) != N or N < 2:
+        raise ValueError(f"N={N!r} must be an integer >= 2")
+    if int(replicas) != replicas or replicas < 2:
+        raise ValueError(f"replicas={replicas!r} must be an integer >= 2")
+    if int(n_save) != n_save or n_save < 1:
+        raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
+    if not (np.isfinite(alpha_max) and alpha_max > 0):
+        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
+    R0 = tuple(float(x) for x in R0)
+    b0 = tuple(float(x) for x in b0)
+    if len(R0) != 3:
+        raise ValueError(f"R0={R0!r} must be (R_s, R_t, Q)")
+    if len(b0) != 2:
+        raise ValueError(f"b0={b0!r} must be (b_s, b_t)")
+    check_pair_overlaps(*R0)
+    for name, v in zip(("b_s", "b_t"), b0):
+        check_value(name, v, lambda x: True, "")
+    dtype = jnp.dtype(dtype)
+    N, replicas, n_save = int(N), int(replicas), int(n_save)
+    sampler = pair_sampler(spec)
+    B = unit_direction(N, dtype)
+    cast = lambda m: type(m)(*(jnp.asarray(x, dtype) for x in m))
+    model = PairParams(cast(pp.s), cast(pp.t), {k: jnp.asarray(v, dtype) for k, v in pp.rp_s.items()},
+                       {k: jnp.asarray(v, dtype) for k, v in pp.rp_t.items()})
+    sp = SamplerParams(model, {}, B)
+    steps, alpha = save_schedule(N, alpha_max, n_save)
+    keys = jax.random.split(key, replicas)
+    pair = jax.vmap(jax.random.split)(keys)
+    init_keys, run_keys = pair[:, 0], pair[:, 1]
+    test_key = jax.random.fold_in(key, 0x7E57)
+    states, o = init_batch(sampler, init_keys, sp, R0, b0)
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    E = eps_grid.size
+    obs = [[np.asarray(x, np.float64)] for x in o]
+    wrong = np.full((replicas, n_save + 1, 4, E), np.nan)
+    flipped = np.full_like(wrong, np.nan)
+    right = np.full((replicas, n_save + 1), np.nan)
+
+    def measure(k, st):
+        if E:
+            wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(jax.random.fold_in(test_key, k), st, B,
+                                                                       model.s, eps_grid, n_test, linf_scale)
+
+    if measure_every:
+        measure(0, states)
+    for k in range(n_save):
+        states, o = advance_states(sampler, run_keys, states, sp, k * steps, steps)
+        for lst, x in zip(obs, o):
+            lst.append(np.asarray(x, np.float64))
+        if measure_every or k == n_save - 1:
+            measure(k + 1, states)
+    obs = PairObservables(*(np.stack(x, axis=1) for x in obs))
+    return PairMC(alpha, obs, eps_grid, wrong, flipped, right, states)
