@@ -62,6 +62,9 @@ def write_csv(path, columns: dict) -> None:
     """Write equal-length columns ``{name: array}`` as CSV with a header row (full float precision)."""
     names = list(columns)
     arrays = [np.asarray(columns[n]).ravel() for n in names]
+    lengths = {n: a.size for n, a in zip(names, arrays)}
+    if len(set(lengths.values())) > 1:  # zip would drop the tail of the longer columns silently
+        raise ValueError(f"write_csv {os.fspath(path)!r}: columns of different lengths {lengths}")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(names)
