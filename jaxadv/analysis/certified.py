@@ -39,7 +39,8 @@ from ..attacks import canonical_norm, dual_norm_value
 from ..model.params import ModelParams, check_value
 from .measures import robust_error
 
-__all__ = ["certified_radius", "certified_margin", "certified_mask", "certified_error", "certified_error_empirical"]
+__all__ = ["certified_radius", "certified_margin", "certified_mask", "certified_error", "certified_error_empirical",
+           "certified_curve", "unboxed_attack_errors"]
 
 
 def _check_eps(eps, name: str = "eps"):
@@ -115,3 +116,40 @@ def certified_error(R, b, eps, params: ModelParams, norm=2, dual=None):
     for d in np.atleast_1d(np.asarray(dual, np.float64)).ravel():
         check_value("dual", d, lambda v: v >= 0, "must be >= 0")
     return robust_error(R, b, jnp.asarray(eps) * dual, params)
+
+
+def certified_curve(student, x, y, eps_grid, norm=2):
+    r"""Empirical certified error of a linear classifier ``student`` (``w`` ``(N,)``, ``b``; any
+    :math:`\|w\|`) on ``(x, y)`` at every radius of ``eps_grid``: ``(E,)`` float64 (NumPy).
+
+    The certificate ignores a box constraint on the inputs (MNIST's :math:`[0,1]`): it is the exact
+    robust error *without* the box (:func:`unboxed_attack_errors`) and an upper bound with it."""
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    _check_eps(eps_grid)
+    x = np.asarray(x, np.float64)
+    w, b = np.asarray(student.w, np.float64), float(student.b)
+    margin = np.asarray(y, np.float64) * (x @ w - b)                       # (n,)
+    dual = float(dual_norm_value(jnp.asarray(w), canonical_norm(norm)))
+    return np.mean(margin[None, :] <= eps_grid[:, None] * dual, axis=1)
+
+
+def unboxed_attack_errors(student, x, y, eps_grid, norm=2):
+    r"""Error left by FGM *without* a box (:func:`jaxadv.attacks.fgm`, ``box=None``), the exact worst case
+    of a linear field in every norm: equals :func:`certified_curve` example by example. ``(E,)``."""
+    import jax
+
+    from .. import attacks
+
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    _check_eps(eps_grid)
+    norm = canonical_norm(norm)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    w, b = jnp.asarray(student.w, x.dtype), jnp.asarray(student.b, x.dtype)
+    loss = lambda xi, tau: -tau * (xi @ w - b)
+
+    @jax.jit
+    def at(eps):
+        adv = jax.vmap(lambda xi, tau: attacks.fgm(loss, xi, tau, eps=eps, norm=norm))(x, y)
+        return jnp.mean((y * (adv @ w - b) <= 0).astype(x.dtype))
+
+    return np.array([float(at(jnp.asarray(e, x.dtype))) for e in eps_grid])

@@ -75,6 +75,9 @@ def _parser():
     from .committee import add_parser as add_committee_parser
 
     add_committee_parser(sub)
+    from .certified import add_parser as add_certified_parser
+
+    add_certified_parser(sub)
     return p
 
 
