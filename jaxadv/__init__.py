@@ -50,6 +50,7 @@ _NAMES = {  # module -> the public names it defines
     ),
     ".analysis.measures": ("robust_error", "test_error"),
     ".analysis.threat": ("THREATS", "robust_error_threat"),
+    ".analysis.certified": ("certified_radius", "certified_error_empirical", "certified_curve"),
     ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
     ".analysis.defences": ("DEFENCES", "compare_defences"),
     ".app.config": ("PRESETS", "RunConfig", "load_config"),
@@ -100,7 +101,7 @@ __all__ = [
     "best_test_error", "best_robust_error", "best_robust_error_closed",
     # analysis
     "test_error", "robust_error", "THREATS", "robust_error_threat", "mean_sem", "mc_summary", "ode_table", "compare",
-    "DEFENCES", "compare_defences",
+    "DEFENCES", "compare_defences", "certified_radius", "certified_error_empirical", "certified_curve",
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",

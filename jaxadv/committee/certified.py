@@ -122,7 +122,8 @@ def _threshold_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 40,
 @functools.partial(jax.jit, static_argnames=("certificate", "rule"))
 def _certified_error(state, mixture, eps, certificate, rule):
     Q, _, _, v = state
-    return _threshold_error(state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule)
+    err = _threshold_error(state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule)
+    return jnp.clip(err, 0.0, 1.0)      # the truncated rule's weights sum to 1 within 1e-12
 
 
 def certified_error(state, mixture: Mixture, eps, certificate: str = "lipschitz", rule: GaussRule = None):
