@@ -115,8 +115,16 @@ def ode_chain(states, eps_values, n, rule):
 
 
 def test_certified_dominates_worst_case_dominates_pgd_small():
-    """Default-suite version: one fixed point of order parameters, sampled fields and N-dimensional examples."""
-    ode_chain([STATE2], (0.4,), 300, GaussRule(4, 6, 8.0))
+    """Default-suite version: one fixed point of order parameters; the chain on sampled fields and on
+    N-dimensional examples, sample by sample; the quadrature's certified errors against the samples."""
+    n = 400
+    with allow():
+        se = sampled_errors(jax.random.key(1), STATE2, MIX, 0.4, n=n)
+    for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
+        assert np.all(se[hi] >= se[lo]), (hi, lo)
+    for cert in ("lipschitz", "interval"):
+        c = float(certified_error(STATE2, MIX, 0.4, cert, GaussRule(4, 6, 8.0)))
+        assert_within_k_se(se[cert].mean(), np.sqrt(c * (1 - c) / n), c, what=cert)
     with allow():
         B = directions(1, 30, jnp.float64)
         s = init(jax.random.key(3), B, 2, STATE2.Q, STATE2.R, STATE2.b, STATE2.v)
@@ -198,10 +206,10 @@ CASES = {
 }
 
 
-def lipschitz_mc_vs_ode(case, N, reps, alpha_max=3.0, n_save=3):
+def lipschitz_mc_vs_ode(case, N, reps, alpha_max=3.0, n_save=3, dt=0.025):
     kw = CASES[case]
     cfg = {**LIP, **kw}
-    sol = _ode(0.025, alpha_max, n_save, **kw)
+    sol = _ode(dt, alpha_max, n_save, **kw)
     with allow():
         mc = simulate_committee(jax.random.key(7), cfg["mixture"], cfg["params"], cfg["spec"], N=N,
                                 alpha_max=alpha_max, n_save=n_save, replicas=reps, Q0=cfg["Q0"], R0=cfg["R0"],
@@ -220,7 +228,8 @@ def lipschitz_mc_vs_ode(case, N, reps, alpha_max=3.0, n_save=3):
 
 
 def test_lipschitz_mc_matches_ode_within_4_se_small():
-    lipschitz_mc_vs_ode("standard", N=200, reps=24, alpha_max=2.0, n_save=2)
+    # the ODE of the splitting test's finest step (compiled once): its O(h) error, ~5e-4, is far below the s.e.
+    lipschitz_mc_vs_ode("standard", N=200, reps=24, alpha_max=2.0, n_save=1, dt=0.05)
 
 
 @pytest.mark.slow
