@@ -266,7 +266,7 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
         for norm, grid in grids.items():
             cert = certified_curve(s, data.x_test, data.y_test, grid, norm)
             nobox = unboxed_attack_errors(s, data.x_test, data.y_test, grid, norm)
-            errs = {a: mnist.attack_errors(jax_key(key, 1), s, data.x_test, data.y_test, grid, attack=a, norm=norm,
+            errs = {a: mnist.attack_errors(_fold(key, 1), s, data.x_test, data.y_test, grid, attack=a, norm=norm,
                                            n_steps=pgd_steps, n_restarts=restarts) if a in attacks
                     else np.full(len(grid), np.nan) for a in names}
             best = np.nanmax(np.stack([errs[a] for a in names if a in attacks]), axis=0)
@@ -283,7 +283,7 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
-def jax_key(key, i):
+def _fold(key, i):
     import jax
 
     return jax.random.fold_in(key, i)
