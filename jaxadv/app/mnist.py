@@ -444,9 +444,9 @@ def plot_certified(res) -> "Figure":
 
     c = res["certified"]
     norms = [n for n in ("inf", "2", "1") if (c["norm"] == n).any()]
-    fig = _figure(4.2 * len(norms), 3.6)
-    axes = np.atleast_1d(fig.subplots(1, len(norms)))
     names = list(dict.fromkeys(c["student"]))
+    fig = _figure(4.2 * len(norms), 3.6 + 0.25 * len(names))
+    axes = np.atleast_1d(fig.subplots(1, len(norms)))
     for ax, norm in zip(axes, norms):
         for i, name in enumerate(names):
             sel = (c["student"] == name) & (c["norm"] == norm)
@@ -459,5 +459,6 @@ def plot_certified(res) -> "Figure":
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test error")
-    axes[0].legend(fontsize=6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7)
     return fig
