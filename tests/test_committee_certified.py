@@ -4,7 +4,6 @@ References: ``jax.grad`` for the Lipschitz bound; the single-layer closed form a
 worst case (:func:`jaxadv.committee.measures.robust_error`) and PGD (field space and N-dimensional
 :func:`jaxadv.attacks.pgd`) for the chain certified >= worst case >= PGD; the Monte Carlo against the
 ODE for the Lipschitz projection, and the ODE's own step-size convergence."""
-import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +13,7 @@ import pytest
 from jaxadv import ModelParams
 from jaxadv.analysis.measures import robust_error as single_layer_robust_error
 from jaxadv.committee import (CommitteeParams, CommitteeSpec, CommitteeState, GaussRule, committee_output,
-                              solve_committee_ode, two_cluster, xor)
+                              solve_committee_ode, two_cluster)
 from jaxadv.committee.certified import certified_error, certified_margin, example_errors, sampled_errors
 from jaxadv.committee.lipschitz import (lipschitz_bound, lipschitz_bound_weights, project_state, project_weights)
 from jaxadv.committee.measures import robust_error

@@ -31,10 +31,6 @@ __all__ = ["TRAININGS", "MEASURES", "trainings", "state_errors", "run_certified"
 
 TRAININGS = ("standard", "adversarial", "lipschitz")
 MEASURES = ("clean", "pgd", "worst", "interval", "lipschitz", "L", "pgd_missed")
-_LABELS = {"clean": "clean error", "pgd": "PGD robust error", "worst": "exact worst-case robust error",
-           "lipschitz": "certified error (Lipschitz bound)", "interval": "certified error (interval bound)",
-           "L": "Lipschitz bound L", "pgd_missed": "P(worst-case error that PGD misses)"}
-
 
 def trainings(cfg: dict) -> dict:
     """``{name: configuration}`` of the three trainings (module docstring); ``ValueError`` naming
