@@ -32,6 +32,7 @@ __all__ = ["TRAININGS", "MEASURES", "trainings", "state_errors", "run_certified"
 TRAININGS = ("standard", "adversarial", "lipschitz")
 MEASURES = ("clean", "pgd", "worst", "interval", "lipschitz", "L", "pgd_missed")
 
+
 def trainings(cfg: dict) -> dict:
     """``{name: configuration}`` of the three trainings (module docstring); ``ValueError`` naming
     ``lipschitz`` when it is missing."""
