@@ -54,6 +54,7 @@ _NAMES = {  # module -> the public names it defines
     ".mc.pair": ("PairMC", "pair_sampler", "measure_transfer", "simulate_pair"),
     ".ode.pair": ("PairODE", "solve_pair_ode"),
     ".analysis.threat": ("THREATS", "robust_error_threat"),
+    ".analysis.certified": ("certified_radius", "certified_error_empirical", "certified_curve"),
     ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
     ".analysis.verdict": ("Verdict", "honest_verdict", "theory_applies"),
     ".analysis.defences": ("DEFENCES", "compare_defences"),
@@ -106,7 +107,7 @@ __all__ = [
     # analysis
     "test_error", "robust_error", "THREATS", "robust_error_threat", "mean_sem", "mc_summary", "ode_table", "compare",
     "Verdict", "honest_verdict", "theory_applies",
-    "DEFENCES", "compare_defences",
+    "DEFENCES", "compare_defences", "certified_radius", "certified_error_empirical", "certified_curve",
     # transfer: two students, a surrogate and a target
     "bivariate_normal_cdf", "transfer_error", "transfer_rate", "PairParams", "PairSpec", "pair_params", "PairMC",
     "pair_sampler", "measure_transfer", "simulate_pair", "PairODE", "solve_pair_ode",

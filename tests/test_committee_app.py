@@ -70,3 +70,52 @@ def test_mixture_priors_must_sum_to_one(tmp_path, capsys):
                    'labels = [1.0, -1.0]\n')
     assert main(["committee", str(mix), "--out", str(tmp_path / "o")]) == 2
     assert "priors" in capsys.readouterr().err
+
+
+# --- jaxadv certified (standard / adversarial / Lipschitz-normalised training) ---------------------------
+
+@pytest.mark.parametrize("args,msg", [
+    (["--set", "lipschitz=0"], "lipschitz=0.0 must be None (off) or a finite number > 0"),
+    (["--set", "lipschitz=-2"], "lipschitz=-2.0 must be None"),
+    (["--set", "normalise=true"], "lipschitz=1.0 needs normalise=False"),
+    (["--set", "lipschitz=none"], "lipschitz=None: jaxadv certified needs the bound L_max"),
+    (["--set", "eps=-0.5"], "eps=-0.5 must be >= 0"),
+    (["--pgd-samples", "0"], "--pgd-samples=0 must be >= 1"),
+])
+def test_bad_certified_inputs_are_refused_by_name(args, msg, capsys):
+    assert main(["certified", *args, "--out", "/nonexistent/never"]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_committee_lipschitz_key_from_set_and_toml(tmp_path):
+    from jaxadv.app.committee import load_committee_config
+
+    assert load_committee_config("committee", ["normalise=false", "lipschitz=0.7"])["lipschitz"] == 0.7
+    assert load_committee_config("certified")["lipschitz"] == 1.0
+    assert load_committee_config("certified", ["lipschitz=off"])["lipschitz"] is None
+    toml = tmp_path / "lip.toml"
+    toml.write_text('preset = "committee"\nnormalise = false\nlipschitz = 1.5\n')
+    assert load_committee_config(str(toml))["lipschitz"] == 1.5
+    with pytest.raises(ValueError, match="lipschitz=1.5 needs normalise=False"):
+        load_committee_config("committee", ["lipschitz=1.5"])
+
+
+@pytest.mark.slow
+def test_certified_command_writes_every_output(tmp_path):
+    import csv
+
+    out = tmp_path / "c"
+    assert main(["certified", "--set", "N=60", "--set", "replicas=3", "--set", "alpha_max=1", "--set", "n_save=1",
+                 "--pgd-samples", "200", "--mc-samples", "50", "--pgd-test-steps", "5", "--out", str(out),
+                 "--quiet"]) == 0
+    ode = list(csv.DictReader(open(out / "certified_ode.csv")))
+    mc = list(csv.DictReader(open(out / "certified_mc.csv")))
+    assert [r["training"] for r in ode] == ["standard"] * 2 + ["adversarial"] * 2 + ["lipschitz"] * 2
+    assert len(mc) == 6 and "lipschitz_sem" in mc[0]
+    for r in ode:
+        assert float(r["lipschitz"]) >= float(r["interval"]) - 1e-9 >= float(r["worst"]) - 2e-6
+        assert float(r["worst"]) >= float(r["pgd"]) >= float(r["clean"]) - 0.05
+    assert all(float(r["L"]) <= 1.0 + 1e-9 for r in ode if r["training"] == "lipschitz")
+    assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.load(open(out / "config.json"))
+    assert info["trainings"]["adversarial"]["attack"] == "fgm" and info["trainings"]["lipschitz"]["lipschitz"] == 1.0

@@ -131,6 +131,17 @@ def test_cli_small(tmp_path, pair, capsys, monkeypatch):
     for png in ("histograms", "weights_and_perturbation", "robustness", "tradeoff"):
         data = (out / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    cert = list(csv.DictReader(open(out / "certified.csv")))
+    assert set(cert[0]) == {"student", "eps_train", "norm", "eps", "certified", "no_box", "fgm", "bim", "pgd",
+                            "attacked", "gap"}
+    assert all(math.isnan(float(r["pgd"])) for r in cert)        # not measured in this run
+    assert len(cert) == 3 * 3 * 2            # students (logistic, eps_train 0 and 0.1) x norms x radii
+    assert {r["student"] for r in cert} == {"logistic", "sgd_eps_train=0", "sgd_eps_train=0.1"}
+    for r in cert:   # the certificate is the exact robust error without the box, an upper bound with it
+        c, nb, f, p = (float(r[k]) for k in ("certified", "no_box", "fgm", "bim"))
+        assert c == pytest.approx(nb, abs=1e-6) and c >= max(f, p) - 1e-6
+        assert float(r["attacked"]) == max(f, p) and float(r["gap"]) == pytest.approx(c - max(f, p))
+    assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
     assert main(["mnist", "--out", str(out), "--eps-l2", "0,-1", "--quiet"]) == 2
     assert "jaxadv: error: --eps-l2='0,-1' must hold numbers >= 0" in capsys.readouterr().err

@@ -78,6 +78,10 @@ def _parser():
     from .transfer import add_parser as add_transfer_parser
 
     add_transfer_parser(sub)
+
+    from .certified import add_parser as add_certified_parser
+
+    add_certified_parser(sub)
     return p
 
 

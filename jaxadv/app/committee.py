@@ -46,16 +46,21 @@ PRESETS = {
     "xor": {"data": "xor", "rho": 3.0, "var": 0.5, "K": 4, "eps": 0.3, "R0": _XOR_R0,
             "Q0": _orthogonal_start(_XOR_R0), "b0": [0.1, -0.1, 0.05, -0.05], "N": 200, "alpha_max": 40.0,
             "replicas": 32, "dt": 0.1},
+    "certified": {"data": "two_cluster", "prior": 0.7, "rho": 2.0, "v1": 1.0, "v2": 1.0, "K": 2, "eps": 0.5,
+                  "R0": [[0.3], [0.1]], "Q0": [[1.0, 0.2], [0.2, 1.0]], "b0": [0.1, -0.1], "v": [0.7, 0.3],
+                  "normalise": False, "lipschitz": 1.0, "N": 500, "alpha_max": 10.0, "n_save": 10, "replicas": 32},
 }
 """The presets: ``committee`` (scenario 2's data, K = 2) and ``xor`` (K = 4), each from given,
-non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves)."""
+non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves); ``certified``
+(``committee``'s data, no per-unit normalisation, Lipschitz bound 1; ``jaxadv certified`` compares
+standard, adversarial and Lipschitz-normalised training on it)."""
 
 _RUN = {"N": 500, "alpha_max": 20.0, "n_save": 20, "replicas": 64, "seed": 0, "dt": 0.05, "x64": False,
         "mc": True, "ode_start": None, "name": None}
 _DATA = {"data": "two_cluster", "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0, "var": 1.0}
 _RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
 _SPEC = {"K": 2, "train_v": False, "normalise": True, "attack": "fgm", "pgd_steps": 5, "pgd_step": 0.25,
-         "pgd_random_start": False, "loss": "quadratic"}
+         "pgd_random_start": False, "loss": "quadratic", "lipschitz": None}
 _INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
 _KEYS = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}
 
@@ -108,6 +113,10 @@ def _coerce(key, value):
             _array(key, value)
     if key in ("data", "attack", "loss", "ode_start", "name"):
         return str(value)
+    if key == "lipschitz":      # None (off) or the bound L_max (validated by validate_spec)
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
+            return None
+        return _number(key, value, float)
     return _number(key, value, type(default))
 
 

@@ -11,8 +11,12 @@ Writes into ``--out`` (default ``results/mnist``), each file atomically:
 * ``model.csv`` -- ``eps, norm, measured, isotropic, field_variance, box``: the prototype model's
   predicted robustness curve of the trained classifier beside the measured FGM curve;
 * ``tradeoff.csv`` -- ``eps_train, eps_test, test_error, norm1``: adversarial on-line SGD;
+* ``certified.csv`` -- ``student, eps_train, norm, eps, certified, no_box, fgm, bim, pgd, attacked,
+  gap``: the certified error of each linear classifier (exact without the box) against the attacks
+  with the box (:func:`certified_table`);
 * ``config.json`` -- protocol, fitted model parameters, headline numbers, timings;
-* ``histograms.png``, ``weights_and_perturbation.png``, ``robustness.png``, ``tradeoff.png``.
+* ``histograms.png``, ``weights_and_perturbation.png``, ``robustness.png`` (with the certified curve),
+  ``tradeoff.png``, ``certified.png``.
 
 The figures are :class:`matplotlib.figure.Figure` objects (no pyplot, no backend change); the
 ``plot_*`` functions return them, :func:`experiment` returns the numbers, :func:`run_mnist` does both
@@ -30,8 +34,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["add_parser", "run", "run_mnist", "experiment", "plot_histograms", "plot_weights_and_perturbation",
-           "plot_robustness", "plot_tradeoff", "DEFAULTS", "transfer_experiment", "run_mnist_transfer",
-           "plot_transfer"]
+           "plot_robustness", "plot_tradeoff", "plot_certified", "certified_table", "DEFAULTS", "transfer_experiment",
+           "run_mnist_transfer", "plot_transfer"]
 
 DEFAULTS = {
     "seed": 0,
@@ -215,6 +219,10 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
         log(f"mnist: adversarial SGD eps_train={e:g}: " + " ".join(
             f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel])))
 
+    t = time.perf_counter()
+    certified = certified_table(key, data, student, trade, grids, attacks, pgd_steps, restarts, log)
+    timings["certified_s"] = time.perf_counter() - t
+
     # the slide's histograms and one perturbation
     x_adv = mnist.perturb(student, data.x_test, data.y_test, eps_slide, norm="inf")
     outputs = {"clean": mnist.output(student, data.x_test), "perturbed": mnist.output(student, x_adv),
@@ -232,6 +240,10 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
         m = (curves["attack"] == attack) & (curves["norm"] == "inf") & np.isclose(curves["eps"], eps_slide)
         if m.any():
             headline[f"{attack}_linf_error"] = float(curves["test_error"][m][0])
+    for norm, label in (("inf", "linf"), ("2", "l2")):
+        m = (certified["student"] == "logistic") & (certified["norm"] == norm) & np.isclose(certified["eps"], eps_slide)
+        if m.any():
+            headline[f"certified_{label}_error"] = float(certified["certified"][m][0])
     config = {"protocol": {"digits": list(data.digits), "labels": {"+1": data.digits[0], "-1": data.digits[1]},
                            "pixels": "x / 255 in [0, 1]", "box": list(mnist.BOX), "seed": seed,
                            "test_fraction": test_fraction, "n_train": int(len(data.y_train)),
@@ -246,8 +258,52 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
               "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")}, "order_parameters": op,
               "headline": headline}
     return {"data": data, "student": student, "curves": curves, "model": model, "estimate": est,
-            "order_parameters": op, "tradeoff": trade, "outputs": outputs, "example": example, "headline": headline,
+            "order_parameters": op, "tradeoff": trade, "certified": certified, "outputs": outputs, "example": example, "headline": headline,
             "config": config, "timings_s": timings}
+
+
+def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restarts, log=lambda msg: None) -> dict:
+    """``certified.csv``: for the logistic regression and every adversarially trained student, in each norm
+    and at each radius, the certified error (the exact robust error without the box,
+    :func:`jaxadv.analysis.certified.certified_curve`), the error FGM leaves without the box (``no_box``,
+    equal to it), the errors each attack of the run leaves with the box [0, 1] (``fgm``, ``bim``, ``pgd``;
+    NaN when not measured; the same compiled attacks as ``mnist.csv``), ``attacked`` = the largest of
+    them, and ``gap`` = certified - attacked: what the box takes from the attacker that the certificate
+    does not see, up to what the attacks miss."""
+    import numpy as np
+
+    from ..analysis import mnist
+    from ..analysis.certified import certified_curve, unboxed_attack_errors
+
+    students = [("logistic", 0.0, student)] + [(f"sgd_eps_train={e:g}", float(e), s)
+                                                for e, s in zip(np.unique(trade["eps_train"]), trade["students"])]
+    names = ("fgm", "bim", "pgd")
+    cols = {k: [] for k in ("student", "eps_train", "norm", "eps", "certified", "no_box", *names, "attacked", "gap")}
+    for name, e_train, s in students:
+        for norm, grid in grids.items():
+            cert = certified_curve(s, data.x_test, data.y_test, grid, norm)
+            nobox = unboxed_attack_errors(s, data.x_test, data.y_test, grid, norm)
+            errs = {a: mnist.attack_errors(_fold(key, 1), s, data.x_test, data.y_test, grid, attack=a, norm=norm,
+                                           n_steps=pgd_steps, n_restarts=restarts) if a in attacks
+                    else np.full(len(grid), np.nan) for a in names}
+            best = np.nanmax(np.stack([errs[a] for a in names if a in attacks]), axis=0)
+            n = len(grid)
+            cols["student"] += [name] * n
+            cols["eps_train"] += [e_train] * n
+            cols["norm"] += [norm] * n
+            cols["eps"] += list(grid)
+            for k, val in (("certified", cert), ("no_box", nobox), *errs.items(), ("attacked", best),
+                           ("gap", cert - best)):
+                cols[k] += list(val)
+            log(f"mnist: certified/attacked {name:>20} L{norm:<3} " + " ".join(
+                f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best)))
+    return {k: np.asarray(v) for k, v in cols.items()}
+
+
+def _fold(key, i):
+    import jax
+
+    return jax.random.fold_in(key, i)
 
 
 def run_mnist(out_dir: str, *, log=print, **options) -> dict:
@@ -260,9 +316,11 @@ def run_mnist(out_dir: str, *, log=print, **options) -> dict:
     write_csv(os.path.join(out_dir, "mnist.csv"), res["curves"])
     write_csv(os.path.join(out_dir, "model.csv"), res["model"])
     write_csv(os.path.join(out_dir, "tradeoff.csv"), {k: v for k, v in res["tradeoff"].items() if k != "students"})
+    write_csv(os.path.join(out_dir, "certified.csv"), res["certified"])
     for name, fig in (("histograms", plot_histograms(res)), ("weights_and_perturbation",
                                                             plot_weights_and_perturbation(res)),
-                      ("robustness", plot_robustness(res)), ("tradeoff", plot_tradeoff(res))):
+                      ("robustness", plot_robustness(res)), ("tradeoff", plot_tradeoff(res)),
+                      ("certified", plot_certified(res))):
         write_figure(os.path.join(out_dir, f"{name}.png"), fig, dpi=110)
     res["timings_s"]["write_s"] = time.perf_counter() - t
     res["timings_s"]["total_s"] = time.perf_counter() - t0
@@ -341,6 +399,12 @@ def plot_robustness(res) -> "Figure":
             sel = (c["attack"] == attack) & (c["norm"] == norm)
             if sel.any():
                 ax.plot(c["eps"][sel], c["test_error"][sel], style, ms=4, label=f"measured, {name}")
+        cert = res.get("certified")
+        if cert is not None:
+            cs = (cert["student"] == "logistic") & (cert["norm"] == norm)
+            if cs.any():
+                ax.plot(cert["eps"][cs], cert["certified"][cs], color="0.4", lw=2.5, alpha=0.5,
+                        label="certified (exact without the box)")
         sel = m["norm"] == norm
         for col, ls, name in (("isotropic", "-", "model (isotropic)"), ("field_variance", "-.", "model, field variance"),
                               ("box", "--", "model, field variance + box")):
@@ -543,3 +607,30 @@ def run_mnist_transfer(out_dir: str, *, log=print, **options) -> dict:
     write_json(os.path.join(out_dir, "transfer.json"), {**res["config"], "timings_s": res["timings_s"]})
     log(f"mnist transfer: wrote {out_dir}")
     return res
+
+
+def plot_certified(res) -> "Figure":
+    """Certified error (solid) against the PGD error with the box (dashed) for the logistic regression and the
+    adversarially trained students, L-infinity and L2 (and L1) panels; the gap is what the box [0, 1] adds."""
+    import numpy as np
+
+    c = res["certified"]
+    norms = [n for n in ("inf", "2", "1") if (c["norm"] == n).any()]
+    names = list(dict.fromkeys(c["student"]))
+    fig = _figure(4.2 * len(norms), 3.6 + 0.25 * len(names))
+    axes = np.atleast_1d(fig.subplots(1, len(norms)))
+    for ax, norm in zip(axes, norms):
+        for i, name in enumerate(names):
+            sel = (c["student"] == name) & (c["norm"] == norm)
+            ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{name}: certified")
+            ax.plot(c["eps"][sel], c["attacked"][sel], "--", marker="o", ms=3, color=f"C{i}", lw=1,
+                    label=f"{name}: strongest attack (box)")
+        label = {"inf": "L$_\\infty$", "2": "L$_2$", "1": "L$_1$"}[norm]
+        ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")
+        ax.set_title(f"{label}: certified (= exact without box) vs attack with box", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test error")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7)
+    return fig

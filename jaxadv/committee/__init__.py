@@ -9,6 +9,8 @@ Modules, one concept each:
 * :mod:`jaxadv.committee.ode` -- the large-N ODEs of :math:`(Q, R, b, v)`
 * :mod:`jaxadv.committee.montecarlo` -- N-dimensional simulation of many replicas
 * :mod:`jaxadv.committee.measures` -- clean and eps-robust errors, robustness curves
+* :mod:`jaxadv.committee.lipschitz` -- the Lipschitz bound and Lipschitz-normalised training
+* :mod:`jaxadv.committee.certified` -- certified errors (Lipschitz and interval bounds) beside PGD
 """
 from .params import (ATTACKS, COMMITTEE_LOSSES, CommitteeParams, CommitteeSpec, Mixture, from_dicts,
                      mixture_from_vectors, two_cluster, validate_mixture, validate_params, validate_spec, xor)
@@ -18,6 +20,8 @@ from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
 from .ode import (Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode)
 from .montecarlo import CommitteeMCResult, simulate_committee
 from .measures import clean_error, columns, robust_error, robustness_curve
+from .lipschitz import lipschitz_bound, project_state, project_weights
+from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
 
 __all__ = [
     "ATTACKS", "COMMITTEE_LOSSES", "CommitteeParams", "CommitteeSpec", "Mixture", "mixture_from_vectors",
@@ -26,5 +30,6 @@ __all__ = [
     "attack_coefficients", "GaussRule", "DEFAULT_RULE", "gaussian_mean", "tensor_nodes",
     "CommitteeState", "CommitteeODEResult", "Averages", "averages", "committee_drift", "solve_committee_ode",
     "CommitteeMCResult", "simulate_committee", "clean_error", "robust_error", "robustness_curve", "columns",
-    "from_dicts",
+    "from_dicts", "lipschitz_bound", "project_state", "project_weights", "CERTIFICATES", "certified_error",
+    "example_errors", "sampled_errors",
 ]

@@ -9,7 +9,8 @@ the gradient step at the fixed perturbed input:
     b_k\leftarrow b_k-\tfrac{\eta_b}{N}\Delta_k,\quad
     v_k\leftarrow v_k-\tfrac{\eta_v}{N}\partial L/\partial v_k\ (\text{if trained}),
 
-then :math:`w_k\leftarrow w_k/\|w_k\|` (if normalised). FGM and PGD use ``jax.grad`` of the
+then :math:`w_k\leftarrow w_k/\|w_k\|` (if normalised) or, with ``spec.lipschitz``, the Lipschitz
+projection :math:`W\leftarrow\min(1,L_\max/L)\,W` (:mod:`jaxadv.committee.lipschitz`). FGM and PGD use ``jax.grad`` of the
 committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` in field space
 (:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma`. The
 weight update is ``jax.grad`` of the loss with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .fields import committee_output, geometry, loss_value, worst_case
+from .lipschitz import project_weights
 from .ode import check_overlaps
 from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
                      validate_mixture, validate_params, validate_spec)
@@ -135,6 +137,8 @@ def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: Comm
         W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
     b = state.b - (params.eta_b / N) * g.b
     v = state.v - (params.eta_v / N) * g.v if spec.train_v else state.v
+    if spec.lipschitz is not None:      # Lipschitz normalisation, with the updated v
+        W = project_weights(W, v, spec.lipschitz)
     return CommitteeMC(W, b, v)
 
 
@@ -183,6 +187,8 @@ def _run(replica_keys, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_sa
     def one(rkey):
         k_init, k_run = jax.random.split(rkey)
         s0 = init(k_init, B, K, Q0 if given else None, R0, b0, v0)
+        if spec.lipschitz is not None:
+            s0 = s0._replace(W=project_weights(s0.W, s0.v, spec.lipschitz))
 
         def save(s, k):
             def body(i, st):

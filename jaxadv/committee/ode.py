@@ -22,7 +22,9 @@ and with per-unit normalisation (:math:`Q_{kk}=1` kept)
 always :math:`\dot b_k=-\eta_b\langle\Delta_k\rangle` and, when trained,
 :math:`\dot v_k=-\eta_v\langle\ell'(\tilde\sigma)g(\tilde x_k)\rangle`. The cluster averages are
 K-dimensional Gaussian integrals over the clean fields (:mod:`jaxadv.committee.quadrature`), with
-:math:`E[B_j\cdot\xi\mid x, c]` from the joint Gaussian of :math:`(x, B\cdot\xi)`.
+:math:`E[B_j\cdot\xi\mid x, c]` from the joint Gaussian of :math:`(x, B\cdot\xi)`. With
+``spec.lipschitz`` the state is projected, :math:`(Q,R)\to(s^2Q,sR)`, at the start and after every RK4
+step (:mod:`jaxadv.committee.lipschitz`).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import numpy as np
 
 from ..ode.rk4 import RK4, integrate
 from .fields import attack_coefficients, forces, geometry
+from .lipschitz import integrate_projected, project_state
 from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
                      validate_mixture, validate_params, validate_spec)
 from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean
@@ -152,6 +155,10 @@ class CommitteeODEResult(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
 def _solve(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
+    if spec.lipschitz is not None:      # Lipschitz normalisation: project after every RK4 step
+        project = lambda y: project_state(y, spec.lipschitz)
+        return integrate_projected(make_committee_field(spec, rule), project(y0), h, steps_per_save, n_save,
+                                   (mixture, params), project)
     return integrate(make_committee_field(spec, rule), y0, 0.0, h, steps_per_save, n_save, (mixture, params), RK4)
 
 

@@ -89,6 +89,9 @@ class CommitteeSpec(NamedTuple):
             of norm :math:`\epsilon` orthogonal to every :math:`w_k`, the large-N limit).
         loss: ``"quadratic"`` :math:`(\sigma-\tau)^2/2` or ``"logistic"``
             :math:`\log(1+e^{-2\tau\sigma})`.
+        lipschitz: ``None`` (off) or :math:`L_\max>0`: after each step the first layer is rescaled so
+            that the bound :math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\,\|w_k\|\le L_\max`
+            (:mod:`jaxadv.committee.lipschitz`); needs ``normalise=False``.
     """
 
     K: int = 2
@@ -99,6 +102,7 @@ class CommitteeSpec(NamedTuple):
     pgd_step: float = 0.25
     pgd_random_start: bool = False
     loss: str = "quadratic"
+    lipschitz: float | None = None
 
 
 def _fail(name, value, rule):
@@ -204,6 +208,14 @@ def validate_spec(spec: CommitteeSpec) -> CommitteeSpec:
         _fail("pgd_steps", spec.pgd_steps, "must be an integer >= 1")
     if not (math.isfinite(spec.pgd_step) and spec.pgd_step > 0):
         _fail("pgd_step", spec.pgd_step, "must be finite and > 0")
+    if spec.lipschitz is not None:
+        L = spec.lipschitz
+        if isinstance(L, bool) or not isinstance(L, (int, float, np.integer, np.floating)) \
+                or not (math.isfinite(L) and L > 0):
+            _fail("lipschitz", L, "must be None (off) or a finite number > 0 (the bound L_max)")
+        if spec.normalise:
+            _fail("lipschitz", L, "needs normalise=False (with |w_k| = 1 the bound depends on v alone and "
+                  "rescaling W would undo the normalisation)")
     return spec
 
 

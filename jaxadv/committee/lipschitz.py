@@ -1,0 +1,104 @@
+r"""The committee's Lipschitz bound and the Lipschitz normalisation of training.
+
+For :math:`\sigma(\xi)=\sum_kv_k\operatorname{erf}(w_k\cdot\xi-b_k)`
+
+.. math::
+    \nabla_\xi\sigma=\frac{2}{\sqrt\pi}\sum_kv_ke^{-x_k^2}w_k,\qquad
+    \|\nabla_\xi\sigma\|\le\frac{2}{\sqrt\pi}\sum_k|v_k|\,\|w_k\|
+    =\frac{2}{\sqrt\pi}\sum_k|v_k|\sqrt{Q_{kk}}\equiv L
+
+(triangle inequality and :math:`e^{-x^2}\le1`), so :math:`|\sigma(\xi+\delta)-\sigma(\xi)|\le L\|\delta\|`
+(:func:`lipschitz_bound`).
+
+**Lipschitz normalisation** (``CommitteeSpec.lipschitz`` :math:`=L_\max`). After every SGD step, if
+:math:`L>L_\max`, every :math:`w_k` is multiplied by the common factor :math:`s=L_\max/L`
+(:math:`s=\min(1,L_\max/L)`, :func:`lipschitz_scale`); biases and the second layer are untouched.
+:math:`L` is homogeneous of degree 1 in :math:`W`, so afterwards :math:`L=\min(L,L_\max)`. With
+per-unit normalisation (:math:`\|w_k\|=1`) :math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|` depends on
+:math:`v` alone and rescaling :math:`W` would undo the normalisation, so the option requires
+``normalise=False`` (:func:`jaxadv.committee.params.validate_spec`). With a trained second layer the
+projection still scales :math:`W` only, computed with the *updated* :math:`v`: the constraint holds
+after every step, and a growing :math:`v` is paid for by smaller first-layer weights (the output
+scale :math:`\sum|v_k|` stays free, which the quadratic loss needs to reach :math:`\pm1`).
+
+Monte Carlo face: :func:`project_weights` after each step (:func:`jaxadv.committee.montecarlo.update`).
+ODE face: :func:`project_state`, :math:`Q\to s^2Q`, :math:`R\to sR`, after every RK4 step
+(:func:`integrate_projected`): a splitting of the flow and the projection that converges to the
+constrained dynamics as the step shrinks (tested). The initial state is projected in both faces.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ..ode.rk4 import RK4, rk_step
+
+__all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state",
+           "integrate_projected"]
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def lipschitz_bound(Q, v):
+    r""":math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\sqrt{Q_{kk}}` from the order parameters.
+
+    Args:
+        Q: ``(..., K, K)``; v: ``(..., K)`` (same leading shape).
+
+    Returns:
+        ``(...)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(lipschitz_bound(jnp.eye(2), jnp.array([0.5, -0.5]))), 6)
+        1.128379
+    """
+    Q, v = jnp.asarray(Q), jnp.asarray(v)
+    diag = jnp.diagonal(Q, axis1=-2, axis2=-1)
+    return _TWO_OVER_SQRT_PI * jnp.sum(jnp.abs(v) * jnp.sqrt(jnp.maximum(diag, 0.0)), axis=-1)
+
+
+def lipschitz_bound_weights(W, v):
+    r""":math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\,\|w_k\|` from the weights ``W`` ``(..., K, N)``, ``v`` ``(..., K)``."""
+    W, v = jnp.asarray(W), jnp.asarray(v)
+    return _TWO_OVER_SQRT_PI * jnp.sum(jnp.abs(v) * jnp.linalg.norm(W, axis=-1), axis=-1)
+
+
+def lipschitz_scale(L, L_max):
+    r""":math:`s=\min(1, L_\max/L)` (1 where :math:`L=0`)."""
+    L = jnp.asarray(L)
+    return jnp.where(L > L_max, L_max / jnp.where(L > 0, L, 1.0), jnp.ones_like(L))
+
+
+def project_weights(W, v, L_max):
+    r"""Monte Carlo face: :math:`W\to sW`, :math:`s=\min(1,L_\max/L(W,v))`; ``W`` ``(K, N)``, ``v`` ``(K,)``."""
+    s = lipschitz_scale(lipschitz_bound_weights(W, v), L_max)
+    return W * s
+
+
+def project_state(state, L_max):
+    r"""ODE face: :math:`(Q,R)\to(s^2Q,sR)` of a :class:`~jaxadv.committee.ode.CommitteeState`
+    (``b``, ``v`` untouched), :math:`s=\min(1,L_\max/L(Q,v))`."""
+    s = lipschitz_scale(lipschitz_bound(state.Q, state.v), L_max)
+    return state._replace(Q=state.Q * (s * s), R=state.R * s)
+
+
+def integrate_projected(f, y0, h, steps_per_save: int, n_save: int, args, project, tableau=RK4):
+    r"""Fixed-step RK4 with ``project`` applied after every step (Lie splitting of the flow and the
+    projection); same contract as :func:`jaxadv.ode.rk4.integrate` from :math:`t_0=0`:
+    ``(ts (n_save + 1,), ys)`` with ``y0`` first."""
+    t0 = jnp.zeros((), jnp.result_type(h, float))
+
+    def inner(carry, _):
+        t, y = carry
+        return (t + h, project(rk_step(f, t, y, h, args, tableau))), None
+
+    def outer(carry, k):
+        _, y = jax.lax.scan(inner, carry, None, length=steps_per_save)[0]
+        return (t0 + (k + 1) * steps_per_save * h, y), y
+
+    _, ys = jax.lax.scan(outer, (t0, y0), jnp.arange(n_save))
+    ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
+    return t0 + jnp.arange(n_save + 1) * (steps_per_save * h), ys
