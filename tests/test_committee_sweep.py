@@ -1,0 +1,141 @@
+"""``jaxadv sweep`` for committees: the grid equals single ODE runs, the table's columns, the Monte Carlo
+per point (same numbers as a direct run, resumable to the bit), figures and the refusals."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxadv import committee_sweep, make_committee_sweep_config
+from jaxadv.app.cli import main
+from jaxadv.app.committee_sweep import load_committee_sweep_config
+from jaxadv.app.io import read_csv
+from jaxadv.committee import CommitteeState, solve_committee_ode, two_cluster, xor
+from jaxadv.committee.measures import clean_error, robust_error
+from jaxadv.committee.montecarlo import simulate_committee
+
+R0 = [[0.4, 0.1], [-0.3, 0.2]]
+Q0 = [[1.0, -0.1], [-0.1, 1.0]]
+TOML = """
+alpha_max = 0.5
+n_save = 2
+dt = 0.25
+{extra}
+[base]
+preset = "xor"
+K = 2
+R0 = [[0.4, 0.1], [-0.3, 0.2]]
+Q0 = [[1.0, -0.1], [-0.1, 1.0]]
+b0 = [0.1, -0.1]
+eps_test = 0.3
+[grid]
+eps = [0.0, 0.5]
+rho = [2.0, 3.0]
+"""
+
+
+@pytest.fixture(scope="module")
+def ode_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("csweep")
+    (out / "s.toml").write_text(TOML.format(extra=""))
+    assert main(["sweep", str(out / "s.toml"), "--out", str(out / "res"), "--quiet"]) == 0
+    return out / "res"
+
+
+def test_grid_rows_equal_single_odes_and_direct_errors(ode_sweep):
+    t = read_csv(ode_sweep / "sweep.csv")
+    assert len(t["point"]) == 4
+    assert {"eps", "rho", "alpha", "eps_test", "clean_error", "robust_error", "Q_1_2", "R_1_1", "R_2_2", "b_2",
+            "v_1"} <= set(t)
+    # point-major, last axis fastest
+    np.testing.assert_array_equal(t["eps"], [0.0, 0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(t["rho"], [2.0, 3.0, 2.0, 3.0])
+    from jaxadv.committee import CommitteeParams, CommitteeSpec
+    from jaxadv.app.committee import ode_rule
+
+    for i in (1, 2):
+        mixture = xor(t["rho"][i], 0.5)  # the preset's var
+        sol = solve_committee_ode(mixture, CommitteeParams(1.0, 0.5, 0.0, t["eps"][i]), CommitteeSpec(K=2), 0.5, 2,
+                                  dt=0.25, Q0=Q0, R0=R0, b0=[0.1, -0.1], rule=ode_rule(2))
+        np.testing.assert_allclose([t["Q_1_2"][i], t["R_1_1"][i], t["R_2_2"][i], t["b_2"][i]],
+                                   [sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.R[-1, 1, 1], sol.b[-1, 1]], atol=1e-12)
+        st = CommitteeState(sol.Q[-1], sol.R[-1], sol.b[-1], sol.v[-1])
+        np.testing.assert_allclose(t["clean_error"][i], float(clean_error(st, mixture)), atol=1e-12)
+        np.testing.assert_allclose(t["robust_error"][i], float(robust_error(st, mixture, 0.3)), atol=1e-12)
+    assert np.all(t["robust_error"] >= t["clean_error"])
+    with np.load(ode_sweep / "sweep.npz") as z:
+        assert z["Q"].shape == (2, 2, 3, 2, 2) and z["R"].shape == (2, 2, 3, 2, 2)
+    for f in ("heatmaps.png", "tradeoff.png", "config.json"):
+        assert (ode_sweep / f).stat().st_size > 500
+
+
+def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(tmp_path):
+    cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee", "eps_test": 0.2},
+                                      alpha_max=0.5, n_save=1, dt=0.25, mc=True, N=40, replicas=4, seed=3)
+    out = str(tmp_path / "mc")
+    first = committee_sweep(cfg, out)
+    t = first.table
+    assert {"Q_1_2_mean", "Q_1_2_sem", "R_2_1_mean", "b_1_sem", "clean_error_mean", "clean_error_sem", "n_finite",
+            "max_dev_sem"} <= set(t)
+    assert np.all(t["n_finite"] == 4) and np.all(np.isfinite(t["max_dev_sem"]))
+    # point 1 is simulate_committee with fold_in(key(seed), 1) and the preset's start
+    from jaxadv.committee import CommitteeParams, CommitteeSpec
+
+    mc = simulate_committee(jax.random.fold_in(jax.random.key(3), 1), two_cluster(0.7, 2.0, 1.0, 1.0),
+                            CommitteeParams(1.0, 0.5, 0.0, 0.5), CommitteeSpec(K=2), N=40, alpha_max=0.5, n_save=1,
+                            replicas=4, Q0=[[1.0, 0.2], [0.2, 1.0]], R0=[[0.3], [0.1]], b0=[0.1, -0.1])
+    np.testing.assert_allclose(t["R_1_1_mean"][1], np.mean(mc.R[:, -1, 0, 0].astype(np.float64)), rtol=1e-12)
+    # a lost chunk is recomputed; the table is the same to the bit
+    os.remove(os.path.join(out, "chunks", "chunk_00000.npz"))
+    again = committee_sweep(cfg, out)
+    for k in t:
+        np.testing.assert_array_equal(again.table[k], t[k], err_msg=k)
+    assert read_csv(os.path.join(out, "sweep.csv"))["point"].tolist() == [0.0, 1.0]
+    # another configuration in the same folder is refused
+    other = make_committee_sweep_config({"eps": [0.0, 0.4]}, {"preset": "committee"}, alpha_max=0.5, n_save=1,
+                                        dt=0.25, mc=True, N=40, replicas=4)
+    with pytest.raises(ValueError, match="another configuration"):
+        committee_sweep(other, out)
+
+
+@pytest.mark.parametrize("grid,base,options,msg", [
+    ({"kappa": [1.0]}, {"preset": "xor"}, {}, "grid.kappa: unknown axis"),
+    ({"K": [2, 3]}, {"preset": "xor"}, {}, "grid.K: K is not sweepable"),
+    ({"attack": [1.0]}, {"preset": "xor"}, {}, "grid.attack"),
+    ({"var": [0.5, 1.0]}, {"preset": "committee"}, {}, "grid.var: not a parameter of data='two_cluster'"),
+    ({"prior": [0.5, 1.2]}, {"preset": "committee"}, {}, "prior=1.2"),
+    ({"eps": [0.1, -0.5]}, {"preset": "committee"}, {}, "eps=-0.5"),
+    ({"eps": [0.1]}, {"preset": "committee", "eps": 0.2}, {}, "grid.eps: eps is also set in [base]"),
+    ({"eps": [0.1]}, {"preset": "committee", "N": 100}, {}, "base.N: N is a run setting"),
+    ({"eps": [0.1]}, {"preset": "committee", "gamma": 1}, {}, "base.gamma: unknown key"),
+    ({"eps": [0.1]}, {"preset": "committe"}, {}, "base.preset='committe'"),
+    ({"eps": [0.1]}, {"model": "committee"}, {}, "base.R0 and base.Q0 are needed"),
+    ({"eps": [0.1]}, {"preset": "committee"}, {"sampler": "full"}, "unknown key 'sampler'"),
+    ({"eps": [0.1]}, {"preset": "committee", "v": [1.0, 2.0, 3.0]}, {}, "v="),
+    ({"eps": [0.1]}, {"preset": "committee", "eps_test": -1.0}, {}, "eps_test"),
+    ({}, {"preset": "committee"}, {}, "grid={} is empty"),
+])
+def test_bad_committee_sweeps_are_refused_by_name(grid, base, options, msg):
+    with pytest.raises(ValueError) as e:
+        make_committee_sweep_config(grid, base, **options)
+    assert msg in str(e.value)
+
+
+def test_cli_refusal_is_one_line(tmp_path, capsys):
+    toml = tmp_path / "bad.toml"
+    toml.write_text(TOML.format(extra="").replace("rho = [2.0, 3.0]", "v1 = [1.0, 2.0]"))
+    assert main(["sweep", str(toml), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxadv: error:") and "grid.v1" in err and "Traceback" not in err
+    toml.write_text(TOML.format(extra="").replace('preset = "xor"', 'model = "committees"\npreset = "xor"'))
+    assert main(["sweep", str(toml), "--out", str(tmp_path / "o")]) == 2
+    assert "base.model='committees'" in capsys.readouterr().err
+
+
+def test_toml_reads_preset_run_defaults(tmp_path):
+    toml = tmp_path / "p.toml"
+    toml.write_text('mc = true\n[base]\npreset = "xor"\n[grid]\nrho = [2.0, 3.0]\n')
+    cfg = load_committee_sweep_config(str(toml))
+    # the xor preset's run settings become the defaults of the top-level keys
+    assert (cfg.N, cfg.replicas, cfg.alpha_max, cfg.dt, cfg.spec.K) == (200, 32, 40.0, 0.1, 4)
+    assert cfg.name == "p" and cfg.eps_test is None
