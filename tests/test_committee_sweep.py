@@ -10,7 +10,7 @@ from jaxadv import committee_sweep, make_committee_sweep_config
 from jaxadv.app.cli import main
 from jaxadv.app.committee_sweep import load_committee_sweep_config
 from jaxadv.app.io import read_csv
-from jaxadv.committee import CommitteeState, solve_committee_ode, two_cluster, xor
+from jaxadv.committee import CommitteeState, solve_committee_ode, xor
 from jaxadv.committee.measures import clean_error, robust_error
 from jaxadv.committee.montecarlo import simulate_committee
 
@@ -20,7 +20,10 @@ TOML = """
 alpha_max = 0.5
 n_save = 2
 dt = 0.25
-{extra}
+mc = true
+N = 40
+replicas = 4
+seed = 3
 [base]
 preset = "xor"
 K = 2
@@ -35,67 +38,66 @@ rho = [2.0, 3.0]
 
 
 @pytest.fixture(scope="module")
-def ode_sweep(tmp_path_factory):
+def swept(tmp_path_factory):
+    """A 2 x 2 committee sweep (xor, K = 2) with the Monte Carlo, through the command line."""
     out = tmp_path_factory.mktemp("csweep")
-    (out / "s.toml").write_text(TOML.format(extra=""))
+    (out / "s.toml").write_text(TOML)
     assert main(["sweep", str(out / "s.toml"), "--out", str(out / "res"), "--quiet"]) == 0
-    return out / "res"
+    return out
 
 
-def test_grid_rows_equal_single_odes_and_direct_errors(ode_sweep):
-    t = read_csv(ode_sweep / "sweep.csv")
+def test_grid_rows_equal_single_odes_and_direct_errors(swept):
+    res = swept / "res"
+    t = read_csv(res / "sweep.csv")
     assert len(t["point"]) == 4
     assert {"eps", "rho", "alpha", "eps_test", "clean_error", "robust_error", "Q_1_2", "R_1_1", "R_2_2", "b_2",
             "v_1"} <= set(t)
     # point-major, last axis fastest
     np.testing.assert_array_equal(t["eps"], [0.0, 0.0, 0.5, 0.5])
     np.testing.assert_array_equal(t["rho"], [2.0, 3.0, 2.0, 3.0])
-    from jaxadv.committee import CommitteeParams, CommitteeSpec
     from jaxadv.app.committee import ode_rule
+    from jaxadv.committee import CommitteeParams, CommitteeSpec
 
-    for i in (1, 2):
-        mixture = xor(t["rho"][i], 0.5)  # the preset's var
-        sol = solve_committee_ode(mixture, CommitteeParams(1.0, 0.5, 0.0, t["eps"][i]), CommitteeSpec(K=2), 0.5, 2,
-                                  dt=0.25, Q0=Q0, R0=R0, b0=[0.1, -0.1], rule=ode_rule(2))
-        np.testing.assert_allclose([t["Q_1_2"][i], t["R_1_1"][i], t["R_2_2"][i], t["b_2"][i]],
-                                   [sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.R[-1, 1, 1], sol.b[-1, 1]], atol=1e-12)
-        st = CommitteeState(sol.Q[-1], sol.R[-1], sol.b[-1], sol.v[-1])
-        np.testing.assert_allclose(t["clean_error"][i], float(clean_error(st, mixture)), atol=1e-12)
-        np.testing.assert_allclose(t["robust_error"][i], float(robust_error(st, mixture, 0.3)), atol=1e-12)
+    i = 1
+    mixture = xor(t["rho"][i], 0.5)  # the preset's var
+    sol = solve_committee_ode(mixture, CommitteeParams(1.0, 0.5, 0.0, t["eps"][i]), CommitteeSpec(K=2), 0.5, 2,
+                              dt=0.25, Q0=Q0, R0=R0, b0=[0.1, -0.1], rule=ode_rule(2))
+    np.testing.assert_allclose([t["Q_1_2"][i], t["R_1_1"][i], t["R_2_2"][i], t["b_2"][i]],
+                               [sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.R[-1, 1, 1], sol.b[-1, 1]], atol=1e-12)
+    st = CommitteeState(sol.Q[-1], sol.R[-1], sol.b[-1], sol.v[-1])
+    np.testing.assert_allclose(t["clean_error"][i], float(clean_error(st, mixture)), atol=1e-12)
+    np.testing.assert_allclose(t["robust_error"][i], float(robust_error(st, mixture, 0.3)), atol=1e-12)
     assert np.all(t["robust_error"] >= t["clean_error"])
-    with np.load(ode_sweep / "sweep.npz") as z:
+    with np.load(res / "sweep.npz") as z:
         assert z["Q"].shape == (2, 2, 3, 2, 2) and z["R"].shape == (2, 2, 3, 2, 2)
     for f in ("heatmaps.png", "tradeoff.png", "config.json"):
-        assert (ode_sweep / f).stat().st_size > 500
+        assert (res / f).stat().st_size > 500
 
 
-def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(tmp_path):
-    cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee", "eps_test": 0.2},
-                                      alpha_max=0.5, n_save=1, dt=0.25, mc=True, N=40, replicas=4, seed=3)
-    out = str(tmp_path / "mc")
-    first = committee_sweep(cfg, out)
-    t = first.table
+def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):
+    res = str(swept / "res")
+    t = read_csv(os.path.join(res, "sweep.csv"))
     assert {"Q_1_2_mean", "Q_1_2_sem", "R_2_1_mean", "b_1_sem", "clean_error_mean", "clean_error_sem", "n_finite",
             "max_dev_sem"} <= set(t)
     assert np.all(t["n_finite"] == 4) and np.all(np.isfinite(t["max_dev_sem"]))
-    # point 1 is simulate_committee with fold_in(key(seed), 1) and the preset's start
+    # point 2 is simulate_committee with fold_in(key(seed), 2) from exactly the given overlaps
     from jaxadv.committee import CommitteeParams, CommitteeSpec
 
-    mc = simulate_committee(jax.random.fold_in(jax.random.key(3), 1), two_cluster(0.7, 2.0, 1.0, 1.0),
-                            CommitteeParams(1.0, 0.5, 0.0, 0.5), CommitteeSpec(K=2), N=40, alpha_max=0.5, n_save=1,
-                            replicas=4, Q0=[[1.0, 0.2], [0.2, 1.0]], R0=[[0.3], [0.1]], b0=[0.1, -0.1])
-    np.testing.assert_allclose(t["R_1_1_mean"][1], np.mean(mc.R[:, -1, 0, 0].astype(np.float64)), rtol=1e-12)
+    mc = simulate_committee(jax.random.fold_in(jax.random.key(3), 2), xor(2.0, 0.5), CommitteeParams(1.0, 0.5, 0.0, 0.5),
+                            CommitteeSpec(K=2), N=40, alpha_max=0.5, n_save=2, replicas=4, Q0=Q0, R0=R0,
+                            b0=[0.1, -0.1])
+    np.testing.assert_allclose(t["R_1_1_mean"][2], np.mean(mc.R[:, -1, 0, 0].astype(np.float64)), rtol=1e-12)
     # a lost chunk is recomputed; the table is the same to the bit
-    os.remove(os.path.join(out, "chunks", "chunk_00000.npz"))
-    again = committee_sweep(cfg, out)
+    cfg = load_committee_sweep_config(str(swept / "s.toml"))
+    os.remove(os.path.join(res, "chunks", "chunk_00002.npz"))
+    again = committee_sweep(cfg, res).table
     for k in t:
-        np.testing.assert_array_equal(again.table[k], t[k], err_msg=k)
-    assert read_csv(os.path.join(out, "sweep.csv"))["point"].tolist() == [0.0, 1.0]
+        np.testing.assert_array_equal(again[k], t[k], err_msg=k)
     # another configuration in the same folder is refused
     other = make_committee_sweep_config({"eps": [0.0, 0.4]}, {"preset": "committee"}, alpha_max=0.5, n_save=1,
                                         dt=0.25, mc=True, N=40, replicas=4)
     with pytest.raises(ValueError, match="another configuration"):
-        committee_sweep(other, out)
+        committee_sweep(other, res)
 
 
 @pytest.mark.parametrize("grid,base,options,msg", [
@@ -123,11 +125,11 @@ def test_bad_committee_sweeps_are_refused_by_name(grid, base, options, msg):
 
 def test_cli_refusal_is_one_line(tmp_path, capsys):
     toml = tmp_path / "bad.toml"
-    toml.write_text(TOML.format(extra="").replace("rho = [2.0, 3.0]", "v1 = [1.0, 2.0]"))
+    toml.write_text(TOML.replace("rho = [2.0, 3.0]", "v1 = [1.0, 2.0]"))
     assert main(["sweep", str(toml), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("jaxadv: error:") and "grid.v1" in err and "Traceback" not in err
-    toml.write_text(TOML.format(extra="").replace('preset = "xor"', 'model = "committees"\npreset = "xor"'))
+    toml.write_text(TOML.replace('preset = "xor"', 'model = "committees"\npreset = "xor"'))
     assert main(["sweep", str(toml), "--out", str(tmp_path / "o")]) == 2
     assert "base.model='committees'" in capsys.readouterr().err
 
