@@ -141,3 +141,14 @@ def test_toml_reads_preset_run_defaults(tmp_path):
     # the xor preset's run settings become the defaults of the top-level keys
     assert (cfg.N, cfg.replicas, cfg.alpha_max, cfg.dt, cfg.spec.K) == (200, 32, 40.0, 0.1, 4)
     assert cfg.name == "p" and cfg.eps_test is None
+
+
+def test_readme_committee_sweep_example_loads(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "README.md")).read()
+    toml = text.split("### Committee sweeps", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "c.toml").write_text(toml)
+    cfg = load_committee_sweep_config(str(tmp_path / "c.toml"))
+    assert cfg.name == "committee_eps_prior" and cfg.spec.K == 2 and cfg.spec.attack == "pgd"
+    assert cfg.grid == {"eps": (0.0, 0.25, 0.5, 1.0), "prior": (0.5, 0.7, 0.9)} and cfg.eps_test == 0.5
+    assert cfg.mc and cfg.N == 200 and cfg.model["v2"] == 1.5

@@ -667,7 +667,8 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
     view = _PlotView(result.axes, result.alpha[-1:], _Eps(result.eps), result.eps_test, result.clean_error[..., None],
                      result.robust_error[..., None])
     xy, trade = plot_axes(view)
-    title = (name + ": " if name else "") + "committee"
+    K = None if result.Q is None else result.Q.shape[-1]
+    title = (name + ": " if name else "") + f"committee K={K}"
     paths = []
     if xy is not None:
         paths += plot_sweep_heatmaps(view, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=title,
