@@ -116,6 +116,8 @@ def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):
     ({"eps": [0.1]}, {"preset": "committee", "v": [1.0, 2.0, 3.0]}, {}, "v="),
     ({"eps": [0.1]}, {"preset": "committee", "eps_test": -1.0}, {}, "eps_test"),
     ({}, {"preset": "committee"}, {}, "grid={} is empty"),
+    ({"eps": [0.1]}, {"preset": "committee"}, {"quadrature": [6, 0, 7.0]}, "quadrature=[6, 0, 7.0]"),
+    ({"eps": [0.1]}, {"preset": "committee"}, {"chunk": -1}, "chunk=-1"),
 ])
 def test_bad_committee_sweeps_are_refused_by_name(grid, base, options, msg):
     with pytest.raises(ValueError) as e:
@@ -152,3 +154,22 @@ def test_readme_committee_sweep_example_loads(tmp_path):
     assert cfg.name == "committee_eps_prior" and cfg.spec.K == 2 and cfg.spec.attack == "pgd"
     assert cfg.grid == {"eps": (0.0, 0.25, 0.5, 1.0), "prior": (0.5, 0.7, 0.9)} and cfg.eps_test == 0.5
     assert cfg.mc and cfg.N == 200 and cfg.model["v2"] == 1.5
+
+
+@pytest.mark.slow
+def test_k1_committee_sweep_is_the_single_layer_sweep():
+    """K = 1, v = 1 on the two-cluster model: the committee sweep's rows are the single-layer sweep's
+    (ODE to 1e-10 with the fine rule; clean and robust errors against the closed forms)."""
+    from jaxadv import make_sweep_config, sweep
+
+    grid = {"eps": [0.0, 1.0], "prior": [0.5, 0.8]}
+    base = {"model": "committee", "K": 1, "data": "two_cluster", "rho": 2.0, "v2": 1.5, "v": [1.0], "R0": [[0.2]],
+            "Q0": [[1.0]], "b0": [0.1], "eta_w": 0.5, "eta_b": 0.3, "eps_test": 0.4}
+    c = committee_sweep(make_committee_sweep_config(grid, base, alpha_max=2.0, n_save=2, dt=0.1,
+                                                    quadrature=[32, 16, 9.0]))
+    s = sweep(make_sweep_config(grid, {"rho": 2.0, "v2": 1.5, "eta_w": 0.5, "eta_b": 0.3, "eps_test": 0.4},
+                                alpha_max=2.0, n_save=2, dt=0.1, R0=0.2, b0=0.1))
+    np.testing.assert_allclose(c.R[..., 0, 0], s.R, atol=1e-10)
+    np.testing.assert_allclose(c.b[..., 0], s.b, atol=1e-10)
+    np.testing.assert_allclose(c.clean_error, s.test_error[..., -1], atol=1e-10)
+    np.testing.assert_allclose(c.robust_error, s.robust_error[..., -1], atol=1e-9)

@@ -12,6 +12,7 @@ keys of ``jaxadv committee`` (:mod:`jaxadv.app.committee`: ``data``, ``K``, ``at
     n_save = 10              # save intervals of the stored trajectories
     dt = 0.1                 # largest RK4 step
     chunk = 0                # grid points per ODE chunk (0: 8; with mc = true one point a chunk)
+    quadrature = [12, 8, 8.0]  # ODE rule [panels, order, width] (default: jaxadv committee's, by K)
     mc = true                # Monte Carlo per grid point (N, replicas, seed, x64 as usual)
     mc_robust = false        # also each replica's robust error (costly for K >= 3)
     N = 200
@@ -107,6 +108,10 @@ class CommitteeSweepConfig:
         chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk.
         ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
         N, replicas, seed, x64: Monte Carlo settings.
+        quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
+            (:class:`~jaxadv.committee.GaussRule`); ``None``: :func:`jaxadv.app.committee.ode_rule` (as
+            ``jaxadv committee``: 36 nodes per axis for ``K <= 2``, about ``1e-4`` in the order parameters;
+            ``[12, 8, 8.0]`` reaches ``1e-8``).
         name: label (the default output folder ``results/<name>``).
     """
 
@@ -124,6 +129,7 @@ class CommitteeSweepConfig:
     replicas: int = 32
     seed: int = 0
     x64: bool = False
+    quadrature: Optional[tuple] = None
     name: str = "committee_sweep"
 
     def as_dict(self) -> dict:
@@ -142,6 +148,13 @@ class CommitteeSweepConfig:
     def spec(self):
         """The :class:`~jaxadv.committee.CommitteeSpec` (static)."""
         return self.records()[2]
+
+    def ode_rule(self):
+        """The ODE's quadrature rule (``quadrature``, else the ``jaxadv committee`` default for ``K``)."""
+        from ..committee import GaussRule
+        from .committee import ode_rule
+
+        return ode_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
 
     def records(self, point: Optional[dict] = None):
         """``(Mixture, CommitteeParams, CommitteeSpec)`` at the base point, or with ``point``'s swept values."""
@@ -262,6 +275,13 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
     for k in ("alpha_max", "dt"):
         if k in opts:
             opts[k] = _float(k, opts[k])
+    if opts.get("quadrature") is not None:
+        q = opts["quadrature"]
+        if (not isinstance(q, (list, tuple)) or len(q) != 3 or any(isinstance(x, bool) for x in q)
+                or not all(isinstance(x, (int, float)) for x in q) or int(q[0]) != q[0] or int(q[1]) != q[1]
+                or q[0] < 1 or q[1] < 1 or not q[2] > 0):
+            raise ValueError(f"quadrature={q!r} must be [panels, order, width]: integers >= 1 and a width > 0")
+        opts["quadrature"] = (int(q[0]), int(q[1]), float(q[2]))
     out = CommitteeSweepConfig(model=cfg, grid=axes, eps_test=eps_test, **opts)
     check_name(out.name)
     return validate_committee_sweep_config(out)
@@ -415,7 +435,6 @@ def _ode_chunk(cfg, flat, lo, hi, size, alpha_end):
     import jax.numpy as jnp
 
     from ..committee import CommitteeState
-    from .committee import ode_rule
 
     idx = [min(i, hi - 1) for i in range(lo, lo + size)]
     recs = [cfg.records(_point(flat, i)) for i in idx]
@@ -426,8 +445,8 @@ def _ode_chunk(cfg, flat, lo, hi, size, alpha_end):
     interval = alpha_end / cfg.n_save
     sub = max(1, math.ceil(interval / cfg.dt - 1e-9))
     h = jnp.asarray(interval / sub, jnp.float64)
-    _, ys = _grid_solver()(y0, _stack([r[0] for r in recs]), _stack([r[1] for r in recs]), h, spec, ode_rule(K), sub,
-                        cfg.n_save)
+    _, ys = _grid_solver()(y0, _stack([r[0] for r in recs]), _stack([r[1] for r in recs]), h, spec, cfg.ode_rule(),
+                           sub, cfg.n_save)
     return {k: np.asarray(getattr(ys, k))[: hi - lo] for k in ("Q", "R", "b", "v")}
 
 
