@@ -486,23 +486,3 @@ def test_plain_dict_configuration_and_named_columns():
         from_dicts({"preset": "xor"}, {}, {"kk": 2})
     with pytest.raises(ValueError, match="preset='xnor'"):
         from_dicts({"preset": "xnor"})
-
-
-@pytest.mark.slow
-def test_two_layer_notebook_runs_at_small_size(monkeypatch, tmp_path):
-    """notebooks/05_two_layer.ipynb at JAXADV_NOTEBOOK_SIZE=small, public API only (as tests/test_notebooks.py)."""
-    import os
-
-    nbformat = pytest.importorskip("nbformat")
-    from nbclient import NotebookClient
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    monkeypatch.setenv("JAXADV_NOTEBOOK_SIZE", "small")
-    monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    nb = nbformat.read(os.path.join(root, "notebooks", "05_two_layer.ipynb"), as_version=4)
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "jaxadv." not in src and "pyplot" not in src

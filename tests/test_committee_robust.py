@@ -20,7 +20,8 @@ def _state(K, signed):
     return CommitteeState(jnp.asarray(Q), jnp.asarray(R), jnp.asarray([0.1, -0.2, 0.05, 0.0][:K]), jnp.asarray(v))
 
 
-@pytest.mark.parametrize("K,signed,rule", [pytest.param(2, True, SMALL, marks=pytest.mark.slow), (3, True, SMALL),
+@pytest.mark.parametrize("K,signed,rule", [pytest.param(2, True, SMALL, marks=pytest.mark.slow),
+                                           pytest.param(3, True, SMALL, marks=pytest.mark.slow),
                                            pytest.param(3, False, SMALL, marks=pytest.mark.slow),
                                            pytest.param(2, True, None, marks=pytest.mark.slow)])
 def test_threshold_equals_bisection_reference(K, signed, rule):
