@@ -14,9 +14,14 @@ unit :math:`k^*` with the largest :math:`|v_k|` is put last and :math:`Q` factor
 and both :math:`\tau\sigma` and its minimum over the ball are monotone in :math:`t_K` (direction
 :math:`\operatorname{sign}(\tau v_{k^*})`, because :math:`\sigma` is monotone in each field
 separately). The error set along :math:`t_K` is a half-line whose end :math:`t^*` is found by
-bisection; the error given :math:`t_{<K}` is :math:`\Phi(t^*)`, averaged over :math:`t_{<K}` by the
-(K-1)-dimensional rule of :mod:`jaxadv.committee.quadrature`. For :math:`K=1` this is the
-single-layer closed form (tested).
+bisection (the clean error, and the robust error's reference ``method="bisect"``) or, for the robust
+error, in closed form for each shift :math:`u` of the ball and maximised once over the ball
+(``method="threshold"``, the default: the example is an error iff
+:math:`\operatorname{erf}(s_*(x_{k^*}+u_{k^*}))\le r(u)=-A(u)/|v_{k^*}|` with :math:`A` the other units'
+part of :math:`\tau\sigma`, so :math:`t^*=\max_u[\operatorname{erfinv}(r(u))-s_*(x^0_{k^*}+u_{k^*})]/(\sqrt{v_c}C_{KK})`;
+``docs/theory.md`` section 12.13). The error given :math:`t_{<K}` is :math:`\Phi(t^*)`, averaged over
+:math:`t_{<K}` by the (K-1)-dimensional rule of :mod:`jaxadv.committee.quadrature`. For :math:`K=1`
+this is the single-layer closed form (tested).
 """
 from __future__ import annotations
 
