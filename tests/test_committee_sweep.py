@@ -118,6 +118,8 @@ def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):
     ({}, {"preset": "committee"}, {}, "grid={} is empty"),
     ({"eps": [0.1]}, {"preset": "committee"}, {"quadrature": [6, 0, 7.0]}, "quadrature=[6, 0, 7.0]"),
     ({"eps": [0.1]}, {"preset": "committee"}, {"chunk": -1}, "chunk=-1"),
+    ({"eps": [0.1]}, {"preset": "committee"}, {"seed": 2**64}, "seed="),
+    ({"eps": [0.1]}, {"preset": "committee"}, {"mc": True, "N": 2}, "N=2 must be >= D + K"),
 ])
 def test_bad_committee_sweeps_are_refused_by_name(grid, base, options, msg):
     with pytest.raises(ValueError) as e:

@@ -317,6 +317,10 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
         v = getattr(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
+    from .config import MAX_SEED
+
+    if cfg.seed > MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
     for key in ("alpha_max", "dt"):
         if not getattr(cfg, key) > 0:
             raise ValueError(f"{key}={getattr(cfg, key)!r} must be > 0")
