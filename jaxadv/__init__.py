@@ -58,7 +58,7 @@ _NAMES = {  # module -> the public names it defines
     ".app.sweep": ("SweepConfig", "SweepResult", "load_sweep", "load_sweep_config", "make_sweep_config", "sweep"),
     ".app.sweep_plots": ("plot_sweep_heatmaps", "plot_tradeoff"),
     ".app.committee_sweep": ("CommitteeSweepConfig", "CommitteeSweepResult", "make_committee_sweep_config",
-                             "load_committee_sweep_config", "committee_sweep"),
+                             "load_committee_sweep_config", "committee_sweep", "load_committee_sweep"),
     ".sharding": ("batch_mesh", "shard_batch"),
     ".app.load": ("load",),
     ".app.cores": ("use_all_cores",),
@@ -107,7 +107,7 @@ __all__ = [
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
     "CommitteeSweepConfig", "CommitteeSweepResult", "make_committee_sweep_config", "load_committee_sweep_config",
-    "committee_sweep",
+    "committee_sweep", "load_committee_sweep",
     "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app", "committee",
     "load", "use_all_cores", "plot_order_parameters", "plot_errors", "plot_robustness",
 ]

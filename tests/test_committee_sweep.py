@@ -72,6 +72,13 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
         assert z["Q"].shape == (2, 2, 3, 2, 2) and z["R"].shape == (2, 2, 3, 2, 2)
     for f in ("heatmaps.png", "tradeoff.png", "config.json"):
         assert (res / f).stat().st_size > 500
+    # the folder reads back
+    from jaxadv import load_committee_sweep
+
+    back = load_committee_sweep(str(res))
+    assert back.axes["rho"].tolist() == [2.0, 3.0] and back.Q.shape == (2, 2, 3, 2, 2)
+    np.testing.assert_array_equal(back.robust_error.ravel(), t["robust_error"])
+    assert back.mc["n_finite"].shape == (2, 2)
 
 
 def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):

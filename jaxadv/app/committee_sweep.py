@@ -73,7 +73,7 @@ from .io import read_toml, write_csv, write_json, write_npz
 
 __all__ = ["CommitteeSweepConfig", "CommitteeSweepResult", "COMMITTEE_SWEEP_AXES", "DATA_AXES",
            "is_committee_sweep", "make_committee_sweep_config", "load_committee_sweep_config", "committee_sweep",
-           "committee_sweep_command"]
+           "load_committee_sweep", "committee_sweep_command"]
 
 RULE_AXES = ("eps", "eta_w", "eta_b", "eta_v")
 DATA_AXES = {"two_cluster": ("prior", "rho", "v1", "v2"), "xor": ("rho", "var"), "mixture": ()}
@@ -658,6 +658,28 @@ def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> 
                                 eps=np.asarray(eps).reshape(shape), eps_test=eps_test.reshape(shape), Q=g("Q"),
                                 R=g("R"), b=g("b"), v=g("v"), clean_error=g("clean_error"),
                                 robust_error=g("robust_error"), mc=mc, table=table)
+
+
+def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
+    """Read a finished committee sweep folder (``config.json``, ``sweep.npz``, ``sweep.csv``) back into a
+    :class:`CommitteeSweepResult`. ``ValueError`` if the folder holds no committee sweep."""
+    from .load import read_table
+
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
+    with open(path) as f:
+        info = json.load(f)
+    if info.get("model") != "committee":
+        raise ValueError(f"out_dir={out_dir!r} holds no committee sweep (config.json has no model='committee')")
+    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
+        d = {k: z[k] for k in z.files}
+    axes = {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
+    mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
+    return CommitteeSweepResult(axes=axes, alpha=d["alpha"], eps=d["eps"], eps_test=d["eps_test"], Q=d.get("Q"),
+                                R=d.get("R"), b=d.get("b"), v=d.get("v"), clean_error=d.get("clean_error"),
+                                robust_error=d.get("robust_error"), mc=mc,
+                                table=read_table(os.path.join(out_dir, "sweep.csv")))
 
 
 # --- figures and the command --------------------------------------------------------------------
