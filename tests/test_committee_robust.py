@@ -47,7 +47,7 @@ def test_threshold_two_clusters_k1_closed_form_limit():
     assert float(robust_error(zero, mix, 0.5)) == 1.0
 
 
-@pytest.mark.parametrize("n,n_dir,rule", [(2000, 4000, SMALL),
+@pytest.mark.parametrize("n,n_dir,rule", [(2000, 4000, None),  # measured: 0.6726 against 0.6765, -0.37 SE
                                           pytest.param(20000, 20000, None, marks=pytest.mark.slow)])
 def test_robust_error_k3_against_dense_search_of_sampled_examples(n, n_dir, rule):
     """K = 3, signed second layer: the fraction of ``n`` sampled examples that some point of a dense set of
