@@ -105,7 +105,8 @@ class CommitteeSweepConfig:
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         eps_test: robust-error radius of every point, or ``None`` (each point's ``eps``).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk.
+        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; rounded up to a
+            multiple of the device count (the chunk axis is sharded over the devices).
         ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
         N, replicas, seed, x64: Monte Carlo settings.
         quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
@@ -449,9 +450,12 @@ def _ode_chunk(cfg, flat, lo, hi, size, alpha_end):
     interval = alpha_end / cfg.n_save
     sub = max(1, math.ceil(interval / cfg.dt - 1e-9))
     h = jnp.asarray(interval / sub, jnp.float64)
-    _, ys = _grid_solver()(y0, _stack([r[0] for r in recs]), _stack([r[1] for r in recs]), h, spec, cfg.ode_rule(),
-                           sub, cfg.n_save)
-    return {k: np.asarray(getattr(ys, k))[: hi - lo] for k in ("Q", "R", "b", "v")}
+    from ..sharding import shard_batch, to_host
+
+    # the chunk axis split over the devices (unchanged on one device); size is a multiple of their count
+    mixtures, params = shard_batch((_stack([r[0] for r in recs]), _stack([r[1] for r in recs])))
+    _, ys = _grid_solver()(y0, mixtures, params, h, spec, cfg.ode_rule(), sub, cfg.n_save)
+    return {k: to_host(getattr(ys, k))[: hi - lo] for k in ("Q", "R", "b", "v")}
 
 
 def _errors(cfg, flat, eps_test, lo, traj):
@@ -577,7 +581,10 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
     n = int(np.prod(shape))
     eps_test = np.asarray(_eps_test(cfg, flat, n), float)
     eps = flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-    size = 1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n)
+    from ..sharding import padded_size
+
+    # grid points per chunk, a multiple of the device count (the ODE's chunk axis is sharded over them)
+    size = padded_size(1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n))
     n_chunks = -(-n // size)
     alpha = _alpha(cfg)
     names = order_parameter_names(K, D)
