@@ -63,6 +63,8 @@ _NAMES = {  # module -> the public names it defines
     ".app.plots": ("plot_defences", "plot_order_parameters", "plot_errors", "plot_robustness"),
     ".app.sweep": ("SweepConfig", "SweepResult", "load_sweep", "load_sweep_config", "make_sweep_config", "sweep"),
     ".app.sweep_plots": ("plot_sweep_heatmaps", "plot_tradeoff"),
+    ".app.committee_sweep": ("CommitteeSweepConfig", "CommitteeSweepResult", "make_committee_sweep_config",
+                             "load_committee_sweep_config", "committee_sweep", "load_committee_sweep"),
     ".sharding": ("batch_mesh", "shard_batch"),
     ".app.load": ("load",),
     ".app.cores": ("use_all_cores",),
@@ -114,6 +116,8 @@ __all__ = [
     # application
     "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
+    "CommitteeSweepConfig", "CommitteeSweepResult", "make_committee_sweep_config", "load_committee_sweep_config",
+    "committee_sweep", "load_committee_sweep",
     "batch_mesh", "shard_batch", "attacks", "mnist", "mnist_app", "committee",
     "load", "use_all_cores", "plot_order_parameters", "plot_errors", "plot_robustness",
 ]

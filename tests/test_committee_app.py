@@ -10,16 +10,6 @@ from jaxadv.app.io import read_csv
 
 TINY = ["--set", "N=60", "--set", "alpha_max=1", "--set", "n_save=2", "--set", "replicas=8", "--quiet"]
 
-@pytest.fixture(autouse=True)
-def _implicit_rank_promotion():
-    """The committee package broadcasts implicitly (vectors against (K, K) matrices); the suite's
-    default, rank promotion as an error, is relaxed for its tests until it is rewritten explicitly."""
-    import jax
-
-    with jax.numpy_rank_promotion("allow"):
-        yield
-
-
 
 def test_committee_preset_writes_every_output(tmp_path):
     assert main(["committee", "committee", *TINY, "--set", "attack=pgd", "--set", "train_v=true",

@@ -12,13 +12,6 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(jaxadv.__path__, "jaxadv.
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    import contextlib
-
-    import jax
-
     module = importlib.import_module(name)
-    # the committee package broadcasts implicitly (see tests/test_committee.py)
-    relaxed = jax.numpy_rank_promotion("allow") if name.startswith("jaxadv.committee") else contextlib.nullcontext()
-    with relaxed:
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples of {name} failed"

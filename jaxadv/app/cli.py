@@ -62,7 +62,8 @@ def _parser():
     s = sub.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
                        description="Sweep TOML format: see the README (section 'Sweeps') or "
                        "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.")
-    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
+    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...; "
+                   "a [base] with preset = \"xor\"/\"committee\" or model = \"committee\" sweeps a committee)")
     s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--no-plots", action="store_true", help="write no figures")

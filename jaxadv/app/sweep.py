@@ -671,7 +671,12 @@ def write_sweep_figures(result, out_dir: str, name: str = "") -> list:
 
 def sweep_command(args) -> int:
     """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``
-    and the figures ``heatmaps.png``/``tradeoff.png``."""
+    and the figures ``heatmaps.png``/``tradeoff.png``. A committee sweep (``[base]`` with a committee
+    ``preset`` or ``model = "committee"``) goes to :mod:`jaxadv.app.committee_sweep`."""
+    from .committee_sweep import committee_sweep_command, is_committee_sweep
+
+    if is_committee_sweep(read_toml(args.config, "sweep file")):
+        return committee_sweep_command(args)
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
     from .outputs import claim_output

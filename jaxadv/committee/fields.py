@@ -53,8 +53,9 @@ def gprime(x):
 
 
 def committee_output(x, v):
-    r""":math:`\sigma = \sum_k v_k\operatorname{erf}(x_k)` over the last axis."""
-    return jnp.sum(v * erf(x), axis=-1)
+    r""":math:`\sigma = \sum_k v_k\operatorname{erf}(x_k)` over the last axis (``x``: ``(..., K)``, ``v``: ``(K,)``)."""
+    x, v = jnp.asarray(x), jnp.asarray(v)
+    return jnp.sum(jnp.reshape(v, (1,) * (x.ndim - v.ndim) + v.shape) * erf(x), axis=-1)
 
 
 class Geometry(NamedTuple):
@@ -78,8 +79,8 @@ def geometry(Q, rtol: float = 1e-10) -> Geometry:
     lam, U = jnp.linalg.eigh(Q)
     keep = lam > rtol * jnp.maximum(jnp.max(lam), jnp.finfo(Q.dtype).tiny)
     lam_kept = jnp.where(keep, lam, 1.0)
-    L = U * jnp.where(keep, jnp.sqrt(lam_kept), 0.0)
-    P = U * jnp.where(keep, 1.0 / jnp.sqrt(lam_kept), 0.0)
+    L = U * jnp.where(keep, jnp.sqrt(lam_kept), 0.0)[None, :]
+    P = U * jnp.where(keep, 1.0 / jnp.sqrt(lam_kept), 0.0)[None, :]
     return Geometry(Q, L, P)
 
 

@@ -82,7 +82,7 @@ def init(key, B, K: int, Q0=None, R0=None, b0=None, v0=None) -> CommitteeMC:
     G = G - (G @ B.T) @ B
     P = jnp.linalg.qr(G.T)[0].T
     lam, U = jnp.linalg.eigh(Q0 - R0 @ R0.T)
-    C = U * jnp.sqrt(jnp.maximum(lam, 0.0))
+    C = U * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]
     return CommitteeMC(R0 @ B + C @ P, b0, v0)
 
 

@@ -1,0 +1,749 @@
+r"""``jaxadv sweep`` for two-layer committees: the committee ODE (and optionally its Monte Carlo) over a
+grid of the attack radius, the data parameters and the learning rates.
+
+A sweep TOML is a committee sweep when its ``[base]`` table names a committee preset
+(``preset = "xor"`` or ``"committee"``) or says ``model = "committee"``. ``[base]`` then takes the
+keys of ``jaxadv committee`` (:mod:`jaxadv.app.committee`: ``data``, ``K``, ``attack``, ``loss``,
+``R0``, ``Q0``, ``b0``, ``v``, ..., and a ``[base.mixture]`` table for a general mixture) plus
+``eps_test``; the run settings stay at the top level (a preset's ``N``, ``alpha_max``,
+``replicas``, ``dt``, ``n_save`` are their defaults there)::
+
+    alpha_max = 10           # final time (default: the preset's)
+    n_save = 10              # save intervals of the stored trajectories
+    dt = 0.1                 # largest RK4 step
+    chunk = 0                # grid points per ODE chunk (0: 8; with mc = true one point a chunk)
+    quadrature = [12, 8, 8.0]  # ODE rule [panels, order, width] (default: jaxadv committee's, by K)
+    mc = true                # Monte Carlo per grid point (N, replicas, seed, x64 as usual)
+    mc_robust = false        # also each replica's robust error (costly for K >= 3)
+    N = 200
+    replicas = 16
+
+    [base]
+    preset = "xor"           # or model = "committee" with data = "two_cluster" | "xor" | "mixture"
+    K = 2
+    R0 = [[0.4, 0.1], [-0.3, 0.2]]
+    Q0 = [[1.0, -0.1], [-0.1, 1.0]]
+    b0 = [0.1, -0.1]
+    attack = "fgm"
+    eps_test = 0.3           # one radius for every robust error (default: each point's eps)
+
+    [grid]                   # a list, or {linspace = [start, stop, num]}
+    eps = [0.0, 0.3, 0.6]
+    rho = [2.0, 3.0]
+
+Sweepable axes: ``eps``, ``eps_test``, ``eta_w``, ``eta_b``, ``eta_v`` and the data parameters of
+the chosen data (``two_cluster``: ``prior``, ``rho``, ``v1``, ``v2``; ``xor``: ``rho``, ``var``;
+a general mixture has none). Every swept float is a traced leaf, the mixture included, so a
+chunk of grid points is one ``vmap`` of the RK4 ``scan`` (one compilation; the last chunk is
+padded). Static choices (``K``, ``attack``, ``loss``, ``normalise``, ...) change shapes or control
+flow and are refused as axes.
+
+The ODE starts from the given ``R0``, ``Q0`` (required with ``ode = true``: the symmetric start is
+the plateau the ODE never leaves), and the Monte Carlo builds every replica with exactly these
+overlaps; grid point ``i`` uses ``fold_in(key(seed), i)``. With the Monte Carlo the ODE runs to the
+Monte Carlo's last save time. Each chunk is written atomically to ``DIR/chunks/`` when done; a rerun
+of the same command resumes; another configuration in the same folder is refused.
+
+Outputs: ``sweep.csv``, one row per grid point: ``point``, the swept values, ``alpha`` (final),
+``eps_test``, ``clean_error`` and ``robust_error`` (ODE, final weights), the final order parameters
+``Q_k_l`` (k <= l), ``R_k_j``, ``b_k``, ``v_k``; with the Monte Carlo each order parameter's
+``_mean`` and ``_sem`` over replicas, ``clean_error_mean``/``_sem`` (each replica's weights),
+``robust_error_mean``/``_sem`` (with ``mc_robust``), ``n_finite`` and ``max_dev_sem`` (largest
+|MC - ODE| over the order parameters in standard errors). ``sweep.npz``: the whole trajectories on
+the grid (``Q`` of shape ``grid_shape + (P, K, K)``, ...). ``config.json``; ``heatmaps.png`` (final
+clean and robust errors over two swept axes) and ``tradeoff.png`` (robust against clean error along
+the eps-like axis).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .io import read_toml, write_csv, write_json, write_npz
+
+__all__ = ["CommitteeSweepConfig", "CommitteeSweepResult", "COMMITTEE_SWEEP_AXES", "DATA_AXES",
+           "is_committee_sweep", "make_committee_sweep_config", "load_committee_sweep_config", "committee_sweep",
+           "load_committee_sweep", "committee_sweep_command"]
+
+RULE_AXES = ("eps", "eta_w", "eta_b", "eta_v")
+DATA_AXES = {"two_cluster": ("prior", "rho", "v1", "v2"), "xor": ("rho", "var"), "mixture": ()}
+"""The swept data parameters of each kind of data."""
+COMMITTEE_SWEEP_AXES = RULE_AXES + ("eps_test", "prior", "rho", "v1", "v2", "var")
+_RUN_KEYS = ("alpha_max", "n_save", "dt", "chunk", "ode", "mc", "mc_robust", "N", "replicas", "seed", "x64", "name")
+_DEFAULT_CHUNK = 8
+
+
+def is_committee_sweep(data: dict) -> bool:
+    """Whether a parsed sweep TOML is a committee sweep: ``[base]`` has ``model = "committee"`` or a
+    committee ``preset``. ``model`` other than ``"committee"``/``"single"`` raises ``ValueError``."""
+    base = data.get("base", {})
+    if not isinstance(base, dict):
+        return False
+    model = base.get("model", None)
+    if model is not None and model not in ("committee", "single"):
+        raise ValueError(f"base.model={model!r} must be 'committee' (two-layer) or 'single' (one erf unit)")
+    return model == "committee" or (model is None and "preset" in base)
+
+
+@dataclass(frozen=True)
+class CommitteeSweepConfig:
+    """A resolved committee sweep.
+
+    Attributes:
+        model: the resolved ``jaxadv committee`` configuration of the base point (flat keys, see
+            :func:`jaxadv.app.committee.load_committee_config`; ``mixture`` a dict for a general mixture).
+        grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
+        eps_test: robust-error radius of every point, or ``None`` (each point's ``eps``).
+        alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
+        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; rounded up to a
+            multiple of the device count (the chunk axis is sharded over the devices).
+        ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
+        N, replicas, seed, x64: Monte Carlo settings.
+        quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
+            (:class:`~jaxadv.committee.GaussRule`); ``None``: :func:`jaxadv.app.committee.ode_rule` (as
+            ``jaxadv committee``: 36 nodes per axis for ``K <= 2``, about ``1e-4`` in the order parameters;
+            ``[12, 8, 8.0]`` reaches ``1e-8``).
+        name: label (the default output folder ``results/<name>``).
+    """
+
+    model: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    eps_test: Optional[float] = None
+    alpha_max: float = 20.0
+    n_save: int = 20
+    dt: float = 0.05
+    chunk: int = 0
+    ode: bool = True
+    mc: bool = False
+    mc_robust: bool = False
+    N: int = 500
+    replicas: int = 32
+    seed: int = 0
+    x64: bool = False
+    quadrature: Optional[tuple] = None
+    name: str = "committee_sweep"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return d
+
+    def digest(self) -> str:
+        """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
+        d = self.as_dict()
+        d.pop("name")
+        d["model"] = {k: v for k, v in d["model"].items() if k != "name"}
+        return hashlib.sha256(json.dumps({"committee": d}, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def spec(self):
+        """The :class:`~jaxadv.committee.CommitteeSpec` (static)."""
+        return self.records()[2]
+
+    def ode_rule(self):
+        """The ODE's quadrature rule (``quadrature``, else the ``jaxadv committee`` default for ``K``)."""
+        from ..committee import GaussRule
+        from .committee import ode_rule
+
+        return ode_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
+
+    def records(self, point: Optional[dict] = None):
+        """``(Mixture, CommitteeParams, CommitteeSpec)`` at the base point, or with ``point``'s swept values."""
+        from .committee import _records
+
+        return _records({**self.model, **(point or {})})
+
+
+class CommitteeSweepResult(NamedTuple):
+    """A committee sweep on the grid. ``G`` is the grid shape, ``P = n_save + 1``.
+
+    Attributes:
+        axes: ``{name: values}`` of the swept axes, in grid order.
+        alpha: save times, shape ``(P,)``.
+        eps: the training radius at each point, shape ``G``.
+        eps_test: robust-error radius, shape ``G``.
+        Q, R, b, v: ODE trajectories, shapes ``G + (P, K, K)``, ``G + (P, K, D)``, ``G + (P, K)``
+            (``None`` without the ODE).
+        clean_error, robust_error: ODE errors of the final weights, shape ``G`` (``None`` without the ODE).
+        mc: ``{column: array of shape G}`` of the Monte Carlo's final values, or ``None``.
+        table: the rows of ``sweep.csv`` (``{column: array of shape (n_points,)}``).
+    """
+
+    axes: dict
+    alpha: np.ndarray
+    eps: np.ndarray
+    eps_test: np.ndarray
+    Q: Optional[np.ndarray]
+    R: Optional[np.ndarray]
+    b: Optional[np.ndarray]
+    v: Optional[np.ndarray]
+    clean_error: Optional[np.ndarray]
+    robust_error: Optional[np.ndarray]
+    mc: Optional[dict]
+    table: dict
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeSweepConfig:
+    """Build and validate a :class:`CommitteeSweepConfig` from Python values.
+
+    ``base``: ``jaxadv committee`` keys (``preset``, ``model``, ``data``, ``K``, ``R0``, ...), a
+    ``mixture`` dict for a general mixture, and ``eps_test``. ``grid``: axes to lists or
+    ``{"linspace": [start, stop, num]}``. ``options``: the top-level keys (``alpha_max``, ``mc``, ...).
+
+    Raises:
+        ValueError: naming the offending key or axis and its value.
+
+    Example:
+        >>> cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee"}, alpha_max=1.0)
+        >>> cfg.spec.K, cfg.grid["eps"]
+        (2, (0.0, 0.5))
+    """
+    from .committee import _KEYS, _RUN, PRESETS, _coerce
+    from .config import check_name
+    from .sweep import _axis_values
+
+    base = dict(base or {})
+    model = base.pop("model", "committee")
+    if model != "committee":
+        raise ValueError(f"base.model={model!r} must be 'committee' for a committee sweep")
+    cfg = dict(_KEYS)
+    run_defaults = {}
+    preset = base.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"base.preset={preset!r} is not a committee preset; one of {sorted(PRESETS)}")
+        for k, v in PRESETS[preset].items():
+            (run_defaults if k in _RUN else cfg)[k] = v
+    mixture = base.pop("mixture", None)
+    if mixture is not None:
+        if not isinstance(mixture, dict):
+            raise ValueError(f"base.mixture={mixture!r} must be a table with centres, variances, priors, labels")
+        cfg["data"] = "mixture"
+    eps_test = base.pop("eps_test", None)
+    for k, v in base.items():
+        if k in _RUN:
+            raise ValueError(f"base.{k}: {k} is a run setting; give it at the top level of the sweep file")
+        if k not in _KEYS:
+            raise ValueError(f"base.{k}: unknown key; committee keys: {', '.join(sorted(set(_KEYS) - set(_RUN)))}, "
+                             "preset, model, mixture, eps_test")
+        cfg[k] = _coerce(k, v)
+    if cfg["data"] not in DATA_AXES:
+        raise ValueError(f"base.data={cfg['data']!r} must be one of {sorted(DATA_AXES)}")
+    if cfg["data"] == "mixture" and mixture is None:
+        raise ValueError("base.data='mixture' needs a [base.mixture] table (centres, variances, priors, labels)")
+    cfg["mixture"] = mixture
+    for k in _RUN:
+        cfg.pop(k, None)
+    if eps_test is not None:
+        eps_test = _float("base.eps_test", eps_test)
+        if eps_test < 0:
+            raise ValueError(f"base.eps_test={eps_test!r} must be >= 0")
+    axes = {}
+    for k, v in grid.items():
+        if k not in COMMITTEE_SWEEP_AXES:
+            if k in _KEYS:
+                raise ValueError(f"grid.{k}: {k} is not sweepable (a static choice or run setting: it changes "
+                                 f"shapes or compilation); sweepable: {', '.join(_axes_of(cfg['data']))}")
+            raise ValueError(f"grid.{k}: unknown axis; sweepable for committees: {', '.join(_axes_of(cfg['data']))}")
+        if k in DATA_AXES["two_cluster"] + DATA_AXES["xor"] and k not in DATA_AXES[cfg["data"]]:
+            raise ValueError(f"grid.{k}: not a parameter of data={cfg['data']!r} (its data parameters: "
+                             f"{', '.join(DATA_AXES[cfg['data']]) or 'none'})")
+        if k in base or (k == "eps_test" and eps_test is not None):
+            raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
+        axes[k] = _axis_values(k, v)
+    if not axes:
+        raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.3, 0.6]")
+    known = {f.name for f in dataclasses.fields(CommitteeSweepConfig)} - {"model", "grid", "eps_test"}
+    for k in options:
+        if k not in known:
+            raise ValueError(f"unknown key {k!r}; known top-level keys of a committee sweep: "
+                             f"{', '.join(sorted(known | {'base', 'grid'}))}")
+    opts = {k: v for k, v in run_defaults.items() if k in known}
+    opts.update(options)
+    for k in ("alpha_max", "dt"):
+        if k in opts:
+            opts[k] = _float(k, opts[k])
+    if opts.get("quadrature") is not None:
+        q = opts["quadrature"]
+        if (not isinstance(q, (list, tuple)) or len(q) != 3 or any(isinstance(x, bool) for x in q)
+                or not all(isinstance(x, (int, float)) for x in q) or int(q[0]) != q[0] or int(q[1]) != q[1]
+                or q[0] < 1 or q[1] < 1 or not q[2] > 0):
+            raise ValueError(f"quadrature={q!r} must be [panels, order, width]: integers >= 1 and a width > 0")
+        opts["quadrature"] = (int(q[0]), int(q[1]), float(q[2]))
+    out = CommitteeSweepConfig(model=cfg, grid=axes, eps_test=eps_test, **opts)
+    check_name(out.name)
+    return validate_committee_sweep_config(out)
+
+
+def _axes_of(data: str):
+    return RULE_AXES + ("eps_test",) + DATA_AXES[data]
+
+
+def _float(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{name}={v!r} must be a finite number")
+    return float(v)
+
+
+def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweepConfig:
+    """Check every value (each axis value through the committee records' own validators); raise
+    ``ValueError`` naming the parameter and its value."""
+    from ..committee.ode import check_overlaps
+
+    mixture, _, spec = cfg.records()
+    for k, values in cfg.grid.items():
+        for x in values:
+            if k == "eps_test":
+                if not x >= 0:
+                    raise ValueError(f"grid.eps_test: eps_test={x!r} must be >= 0")
+                continue
+            try:
+                cfg.records({k: x})
+            except ValueError as e:
+                raise ValueError(f"grid.{k}: {e}") from None
+    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 2), ("seed", 0)):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
+    from .config import MAX_SEED
+
+    if cfg.seed > MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    for key in ("alpha_max", "dt"):
+        if not getattr(cfg, key) > 0:
+            raise ValueError(f"{key}={getattr(cfg, key)!r} must be > 0")
+    for key in ("ode", "mc", "mc_robust", "x64"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
+    if not (cfg.ode or cfg.mc):
+        raise ValueError("ode=false and mc=false: nothing to compute")
+    m = cfg.model
+    if cfg.ode and (m["R0"] is None or m["Q0"] is None):
+        raise ValueError("base.R0 and base.Q0 are needed for the ODE (the symmetric start is the plateau the ODE "
+                         "never leaves); give both, e.g. R0 = [[0.3], [0.1]] and Q0 = [[1.0, 0.2], [0.2, 1.0]]")
+    if (m["R0"] is None) != (m["Q0"] is None):
+        raise ValueError(f"base.R0={m['R0']!r}, base.Q0={m['Q0']!r}: give both initial overlaps or neither")
+    if m["R0"] is not None:
+        check_overlaps(spec.K, mixture.n_directions, m["Q0"], m["R0"], spec.normalise)
+    if cfg.mc:
+        if cfg.N < mixture.n_directions + spec.K:
+            raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
+        if cfg.alpha_max * cfg.N / cfg.n_save < 1:
+            raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    return cfg
+
+
+def load_committee_sweep_config(path: str) -> CommitteeSweepConfig:
+    """Read a committee sweep TOML file (module docstring); ``ValueError`` naming a bad key or value."""
+    data = read_toml(path, "sweep file")
+    grid = data.pop("grid", None)
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path!r} has no [grid] table, e.g. [grid] eps = [0, 0.3, 0.6]")
+    base = data.pop("base", {})
+    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return make_committee_sweep_config(grid, base, **data)
+
+
+# --- the grid -----------------------------------------------------------------------------------
+
+
+def grid_points(cfg: CommitteeSweepConfig):
+    """``(flat, shape)``: ``{axis: values of shape (n_points,)}`` point-major (last axis fastest) and the
+    grid shape."""
+    names = list(cfg.grid)
+    shape = tuple(len(cfg.grid[k]) for k in names)
+    mesh = np.meshgrid(*(np.asarray(cfg.grid[k], float) for k in names), indexing="ij")
+    return {k: m.ravel() for k, m in zip(names, mesh)}, shape
+
+
+def _point(flat: dict, i: int) -> dict:
+    return {k: float(v[i]) for k, v in flat.items() if k != "eps_test"}
+
+
+def _eps_test(cfg, flat, n):
+    if "eps_test" in flat:
+        return flat["eps_test"]
+    if cfg.eps_test is not None:
+        return np.full(n, cfg.eps_test)
+    return flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
+
+
+def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
+    """Save times: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with ``mc``, else equal intervals."""
+    if cfg.mc:
+        steps = max(1, int(round(cfg.alpha_max * cfg.N / cfg.n_save)))
+        return np.arange(cfg.n_save + 1) * steps / cfg.N
+    return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
+
+
+def order_parameter_names(K: int, D: int):
+    """Column names of the order parameters: ``Q_k_l`` (k <= l), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
+    return ([f"Q_{k + 1}_{l + 1}" for k in range(K) for l in range(k, K)] +
+            [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)] +
+            [f"b_{k + 1}" for k in range(K)] + [f"v_{k + 1}" for k in range(K)])
+
+
+def _pick(arrays: dict, name: str):
+    """The entry ``name`` (e.g. ``Q_1_2``) of stacked order parameters ``{"Q": (..., K, K), ...}``."""
+    kind, *idx = name.split("_")
+    return arrays[kind][(Ellipsis, *[int(i) - 1 for i in idx])]
+
+
+# --- computation --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _grid_solver():
+    """The jitted RK4 of a batch of (mixture, params) points: one ``vmap`` of :func:`jaxadv.ode.rk4.integrate`
+    over :func:`jaxadv.committee.ode.make_committee_field` (built on first use: no JAX at import)."""
+    import jax
+
+    from ..committee.ode import make_committee_field
+    from ..ode.rk4 import RK4, integrate
+
+    def solve(y0, mixtures, params, h, spec, rule, steps_per_save, n_save):
+        f = make_committee_field(spec, rule)
+        return jax.vmap(lambda m, p: integrate(f, y0, 0.0, h, steps_per_save, n_save, (m, p), RK4))(mixtures, params)
+
+    return jax.jit(solve, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
+
+
+def _stack(records):
+    import jax.numpy as jnp
+
+    return type(records[0])(*(jnp.stack([jnp.asarray(r[i], jnp.float64) for r in records])
+                              for i in range(len(records[0]))))
+
+
+def _initial(cfg, K):
+    m = cfg.model
+    b0 = np.zeros(K) if m["b0"] is None else np.asarray(m["b0"], float)
+    v0 = np.full(K, 1.0 / K) if m["v"] is None else np.asarray(m["v"], float)
+    return b0, v0
+
+
+def _ode_chunk(cfg, flat, lo, hi, size, alpha_end):
+    """ODE trajectories of grid points ``lo .. hi - 1`` (padded to ``size`` by repeating the last)."""
+    import jax.numpy as jnp
+
+    from ..committee import CommitteeState
+
+    idx = [min(i, hi - 1) for i in range(lo, lo + size)]
+    recs = [cfg.records(_point(flat, i)) for i in idx]
+    spec = recs[0][2]
+    K = spec.K
+    b0, v0 = _initial(cfg, K)
+    y0 = CommitteeState(*(jnp.asarray(z, jnp.float64) for z in (cfg.model["Q0"], cfg.model["R0"], b0, v0)))
+    interval = alpha_end / cfg.n_save
+    sub = max(1, math.ceil(interval / cfg.dt - 1e-9))
+    h = jnp.asarray(interval / sub, jnp.float64)
+    from ..sharding import shard_batch, to_host
+
+    # the chunk axis split over the devices (unchanged on one device); size is a multiple of their count
+    mixtures, params = shard_batch((_stack([r[0] for r in recs]), _stack([r[1] for r in recs])))
+    _, ys = _grid_solver()(y0, mixtures, params, h, spec, cfg.ode_rule(), sub, cfg.n_save)
+    return {k: to_host(getattr(ys, k))[: hi - lo] for k in ("Q", "R", "b", "v")}
+
+
+def _errors(cfg, flat, eps_test, lo, traj):
+    """ODE clean and robust errors of each point's final weights (one compiled function for all points)."""
+    import jax.numpy as jnp
+
+    from ..committee import CommitteeState
+    from ..committee.measures import clean_error, robust_error
+
+    clean, robust = [], []
+    for j in range(traj["Q"].shape[0]):
+        mixture = cfg.records(_point(flat, lo + j))[0]
+        st = CommitteeState(*(jnp.asarray(traj[k][j, -1]) for k in ("Q", "R", "b", "v")))
+        clean.append(float(clean_error(st, mixture)))
+        robust.append(float(robust_error(st, mixture, float(eps_test[lo + j]))))
+    return np.array(clean), np.array(robust)
+
+
+def _mc_point(cfg, flat, eps_test, i, K, D):
+    """Monte Carlo of grid point ``i``: final order parameters (mean, sem over finite replicas), each
+    replica's clean (and with ``mc_robust`` robust) error, and the replica trajectories' means."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..committee import CommitteeState
+    from ..committee.measures import clean_error, robust_error
+    from ..committee.montecarlo import simulate_committee
+
+    mixture, params, spec = cfg.records(_point(flat, i))
+    b0, v0 = _initial(cfg, K)
+    given = {} if cfg.model["R0"] is None else {"Q0": cfg.model["Q0"], "R0": cfg.model["R0"]}
+    mc = simulate_committee(jax.random.fold_in(jax.random.key(cfg.seed), i), mixture, params, spec, N=cfg.N,
+                            alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas, b0=b0, v0=v0,
+                            dtype=jnp.float64 if cfg.x64 else jnp.float32, **given)
+    ok = mc.finite[:, -1]
+    n_ok = int(ok.sum())
+    out = {"n_finite": np.float64(n_ok)}
+    per = {k: np.asarray(getattr(mc, k), np.float64)[ok] for k in ("Q", "R", "b", "v")}
+    for k in ("Q", "R", "b", "v"):
+        out[f"traj_{k}_mean"] = per[k].mean(0) if n_ok else np.full(per[k].shape[1:], np.nan)
+    sem = lambda x: x.std(0, ddof=1) / math.sqrt(len(x)) if len(x) > 1 else np.nan
+    for name in order_parameter_names(K, D):
+        x = _pick({k: v[:, -1] for k, v in per.items()}, name)
+        out[f"{name}_mean"], out[f"{name}_sem"] = (x.mean() if n_ok else np.nan), sem(x)
+    finals = [CommitteeState(*(jnp.asarray(per[k][r, -1]) for k in ("Q", "R", "b", "v"))) for r in range(n_ok)]
+    errs = {"clean_error": [float(clean_error(s, mixture)) for s in finals]}
+    if cfg.mc_robust:
+        errs["robust_error"] = [float(robust_error(s, mixture, float(eps_test[i]))) for s in finals]
+    for k, e in errs.items():
+        e = np.asarray(e)
+        out[f"{k}_mean"], out[f"{k}_sem"] = (e.mean() if n_ok else np.nan), sem(e)
+    return out
+
+
+def _deviation(cfg, cols, spec, K, D):
+    """Largest |MC mean - ODE| over the final order parameters, in standard errors (the unit
+    diagonal ``Q_k_k`` of normalised weights and unresolvable standard errors left out)."""
+    floor = 10 * np.finfo(np.float64 if cfg.x64 else np.float32).eps
+    n = len(cols["n_finite"])
+    dev = np.zeros(n)
+    for name in order_parameter_names(K, D):
+        kind, *idx = name.split("_")
+        if kind == "Q" and idx[0] == idx[1] and spec.normalise:
+            continue
+        if kind == "v" and not spec.train_v:
+            continue
+        mean, sem, ode = cols[f"{name}_mean"], cols[f"{name}_sem"], cols[name]
+        ok = sem > floor * np.maximum(1.0, np.abs(mean))
+        dev = np.where(ok, np.maximum(dev, np.abs(mean - ode) / np.where(ok, sem, 1.0)), dev)
+    return dev
+
+
+def _chunk_path(out_dir, c):
+    return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
+
+
+def _check_directory(cfg, out_dir):
+    path = os.path.join(out_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f).get("config_hash")
+        if old != cfg.digest():
+            raise ValueError(f"--out {out_dir!r} holds a sweep with another configuration "
+                             f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
+                             "use a new directory or remove the old one")
+    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
+        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
+
+
+def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *, progress: bool = False,
+                    log=None) -> CommitteeSweepResult:
+    r"""Run a committee sweep: the ODE (and optionally the Monte Carlo) at every grid point.
+
+    Args:
+        cfg: the sweep (:func:`load_committee_sweep_config` or :func:`make_committee_sweep_config`).
+        out_dir: output folder (chunks, ``sweep.csv``, ``sweep.npz``, ``config.json``); ``None`` keeps
+            everything in memory. With a folder the sweep resumes from the chunk files found there.
+        progress: progress bar over chunks (stderr).
+        log: ``print``-like function for one-line messages, or ``None``.
+
+    Returns:
+        :class:`CommitteeSweepResult`.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee"}, alpha_max=0.5,
+        ...                                   n_save=1, dt=0.25)
+        >>> res = committee_sweep(cfg)
+        >>> res.R.shape, sorted(res.table)[:3]
+        ((2, 2, 2, 1), ['Q_1_1', 'Q_1_2', 'Q_2_2'])
+    """
+    import jax
+
+    from .progress import Progress
+
+    validate_committee_sweep_config(cfg)
+    if not jax.config.jax_enable_x64:
+        raise ValueError("the committee sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) "
+                         "first")
+    mixture, _, spec = cfg.records()
+    K, D = spec.K, mixture.n_directions
+    flat, shape = grid_points(cfg)
+    n = int(np.prod(shape))
+    eps_test = np.asarray(_eps_test(cfg, flat, n), float)
+    eps = flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
+    from ..sharding import padded_size
+
+    # grid points per chunk, a multiple of the device count (the ODE's chunk axis is sharded over them)
+    size = padded_size(1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n))
+    n_chunks = -(-n // size)
+    alpha = _alpha(cfg)
+    names = order_parameter_names(K, D)
+    if out_dir is not None:
+        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
+        _check_directory(cfg, out_dir)
+        write_json(os.path.join(out_dir, "config.json"), {
+            "model": "committee", "config": cfg.as_dict(), "config_hash": cfg.digest(), "grid_shape": list(shape),
+            "n_points": n, "chunk": size, "n_chunks": n_chunks, "order_parameters": names,
+            "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
+            "mc_started_from": ("exactly the given R0 and Q0" if cfg.model["R0"] is not None else
+                                "random unit vectors") if cfg.mc else None,
+            "jax_version": jax.__version__, "device": str(jax.devices()[0])})
+    done = {c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))}
+    if log and done:
+        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
+    bar = Progress(n_chunks, "committee sweep", enabled=progress, initial=len(done))
+    parts = []
+    t0 = time.perf_counter()
+    for c in range(n_chunks):
+        lo, hi = c * size, min(n, (c + 1) * size)
+        if c in done:
+            with np.load(_chunk_path(out_dir, c)) as z:
+                part = {k: z[k] for k in z.files}
+        else:
+            part = {}
+            if cfg.ode:
+                traj = _ode_chunk(cfg, flat, lo, hi, size, float(alpha[-1]))
+                part.update(traj)
+                part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
+            if cfg.mc:
+                rows = [_mc_point(cfg, flat, eps_test, i, K, D) for i in range(lo, hi)]
+                part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
+            if out_dir is not None:
+                write_npz(_chunk_path(out_dir, c), **part)
+        parts.append(part)
+        bar.update(c + 1)
+    bar.close()
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
+    if out_dir is not None:
+        write_csv(os.path.join(out_dir, "sweep.csv"), result.table)
+        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
+        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps=eps.reshape(shape),
+                  eps_test=eps_test.reshape(shape), **arrays)
+        if log:
+            log(f"committee sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) "
+                f"-> {out_dir}")
+    return result
+
+
+def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> CommitteeSweepResult:
+    n = int(np.prod(shape))
+    table = {"point": np.arange(n)}
+    table.update({k: v for k, v in flat.items()})
+    table["alpha"] = np.full(n, alpha[-1])
+    table["eps_test"] = eps_test
+    g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
+    if cfg.ode:
+        table["clean_error"], table["robust_error"] = cols["clean_error"], cols["robust_error"]
+        finals = {k: cols[k][:, -1] for k in ("Q", "R", "b", "v")}
+        for name in names:
+            table[name] = _pick(finals, name)
+    mc = None
+    if cfg.mc:
+        mc_cols = {k[3:]: v for k, v in cols.items() if k.startswith("mc_") and not k.startswith("mc_traj_")}
+        for name in names:
+            table[f"{name}_mean"], table[f"{name}_sem"] = mc_cols[f"{name}_mean"], mc_cols[f"{name}_sem"]
+        for k in ("clean_error", "robust_error"):
+            if f"{k}_mean" in mc_cols:
+                table[f"{k}_mean"], table[f"{k}_sem"] = mc_cols[f"{k}_mean"], mc_cols[f"{k}_sem"]
+        table["n_finite"] = mc_cols["n_finite"]
+        if cfg.ode:
+            table["max_dev_sem"] = _deviation(cfg, table, spec, K, D)
+        mc = {k: v.reshape(shape + v.shape[1:]) for k, v in mc_cols.items()}
+    return CommitteeSweepResult(axes={k: np.asarray(v) for k, v in cfg.grid.items()}, alpha=alpha,
+                                eps=np.asarray(eps).reshape(shape), eps_test=eps_test.reshape(shape), Q=g("Q"),
+                                R=g("R"), b=g("b"), v=g("v"), clean_error=g("clean_error"),
+                                robust_error=g("robust_error"), mc=mc, table=table)
+
+
+def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
+    """Read a finished committee sweep folder (``config.json``, ``sweep.npz``, ``sweep.csv``) back into a
+    :class:`CommitteeSweepResult`. ``ValueError`` if the folder holds no committee sweep."""
+    from .load import read_table
+
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
+    with open(path) as f:
+        info = json.load(f)
+    if info.get("model") != "committee":
+        raise ValueError(f"out_dir={out_dir!r} holds no committee sweep (config.json has no model='committee')")
+    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
+        d = {k: z[k] for k in z.files}
+    axes = {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
+    mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
+    return CommitteeSweepResult(axes=axes, alpha=d["alpha"], eps=d["eps"], eps_test=d["eps_test"], Q=d.get("Q"),
+                                R=d.get("R"), b=d.get("b"), v=d.get("v"), clean_error=d.get("clean_error"),
+                                robust_error=d.get("robust_error"), mc=mc,
+                                table=read_table(os.path.join(out_dir, "sweep.csv")))
+
+
+# --- figures and the command --------------------------------------------------------------------
+
+
+class _PlotView(NamedTuple):
+    """What :mod:`jaxadv.app.sweep_plots` reads, from a committee sweep (final values as one save point)."""
+
+    axes: dict
+    alpha: np.ndarray
+    params: object
+    eps_test: np.ndarray
+    test_error: np.ndarray
+    robust_error: np.ndarray
+
+
+class _Eps(NamedTuple):
+    eps: np.ndarray
+
+
+def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, name: str = "") -> list:
+    """``heatmaps.png`` (final clean and robust errors over two swept axes, the eps-like axis
+    horizontal) and ``tradeoff.png`` (robust against clean error along the eps-like axis); returns
+    the paths. Needs the ODE."""
+    from .sweep import plot_axes
+    from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
+
+    if result.clean_error is None:
+        return []
+    view = _PlotView(result.axes, result.alpha[-1:], _Eps(result.eps), result.eps_test, result.clean_error[..., None],
+                     result.robust_error[..., None])
+    xy, trade = plot_axes(view)
+    K = None if result.Q is None else result.Q.shape[-1]
+    title = (name + ": " if name else "") + f"committee K={K}"
+    paths = []
+    if xy is not None:
+        paths += plot_sweep_heatmaps(view, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=title,
+                                     quantities=("test_error", "robust_error"))
+    paths += plot_tradeoff(view, os.path.join(out_dir, "tradeoff"), axis=trade, formats=("png",),
+                           title=f"{title}: trade-off as {trade} varies (alpha={result.alpha[-1]:g})")
+    return paths
+
+
+def committee_sweep_command(args) -> int:
+    """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring)."""
+    from .outputs import claim_output
+
+    cfg = load_committee_sweep_config(args.config)
+    out = args.out or os.path.join("results", cfg.name)
+    with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
+        print(f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name} -> {out}", flush=True)
+        if "eps" in cfg.grid and "eps_test" not in cfg.grid and cfg.eps_test is None:
+            print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
+                  "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
+        res = committee_sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+        if not getattr(args, "no_plots", False):
+            for p in write_committee_sweep_figures(res, out, cfg.name):
+                print(f"figure: {p}", flush=True)
+    print(f"wrote {out}", flush=True)
+    return 0
