@@ -23,12 +23,6 @@ from jaxadv.committee.params import validate_spec
 from helpers import assert_within_k_se
 
 
-def allow():
-    """The existing committee kernels (geometry, min_margin, the ODE) still broadcast implicitly; the new
-    code of this change (bounds, projections, certificates) runs under the suite's 'raise'."""
-    return jax.numpy_rank_promotion("allow")
-
-
 MIX = two_cluster(0.6, 2.0, 1.2, 0.8)
 STATE2 = CommitteeState(jnp.array([[1.3, 0.3], [0.3, 0.8]]), jnp.array([[0.6], [0.3]]), jnp.array([0.2, -0.1]),
                         jnp.array([0.7, 0.3]))
@@ -73,8 +67,7 @@ def test_k1_interval_certificate_equals_single_layer_robust_error():
             ref = float(single_layer_robust_error(sign * R / np.sqrt(q), sign * b / np.sqrt(q), eps, p))
             c_int = float(certified_error(s, MIX, eps, "interval"))
             c_lip = float(certified_error(s, MIX, eps, "lipschitz"))
-            with allow():
-                worst = float(robust_error(s, MIX, eps))
+            worst = float(robust_error(s, MIX, eps))
             assert c_int == pytest.approx(ref, abs=1e-9)
             assert worst == pytest.approx(ref, abs=1e-6)
             assert c_lip >= ref - 1e-12
@@ -88,9 +81,8 @@ def test_k1_interval_certificate_equals_single_layer_robust_error():
 def trajectory():
     spec = CommitteeSpec(K=2, attack="fgm", normalise=False)
     params = CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.4)
-    with allow():
-        sol = solve_committee_ode(MIX, params, spec, 3.0, 3, dt=0.1, Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]],
-                                  b0=[0.1, -0.1], v0=[0.7, 0.3], rule=GaussRule(8, 6, 8.0))
+    sol = solve_committee_ode(MIX, params, spec, 3.0, 3, dt=0.1, Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]],
+                              b0=[0.1, -0.1], v0=[0.7, 0.3], rule=GaussRule(8, 6, 8.0))
     return [CommitteeState(sol.Q[i], sol.R[i], sol.b[i], sol.v[i]) for i in range(1, 4)]
 
 
@@ -99,10 +91,9 @@ def ode_chain(states, eps_values, n, rule):
         for eps in eps_values:
             c_lip = float(certified_error(s, MIX, eps, "lipschitz", rule))
             c_int = float(certified_error(s, MIX, eps, "interval", rule))
-            with allow():
-                worst = float(robust_error(s, MIX, eps, rule))
-                clean = float(robust_error(s, MIX, 0.0, rule))
-                se = sampled_errors(jax.random.fold_in(jax.random.key(1), 10 * i), s, MIX, eps, n=n)
+            worst = float(robust_error(s, MIX, eps, rule))
+            clean = float(robust_error(s, MIX, 0.0, rule))
+            se = sampled_errors(jax.random.fold_in(jax.random.key(1), 10 * i), s, MIX, eps, n=n)
             assert c_lip >= c_int - 1e-9 and c_int >= worst - 1e-6 and worst > clean, (c_lip, c_int, worst)
             assert c_lip > worst + 1e-3            # a strict gap for K = 2
             # sample by sample on common fields: lipschitz >= interval >= worst >= pgd >= clean
@@ -117,18 +108,16 @@ def test_certified_dominates_worst_case_dominates_pgd_small():
     """Default-suite version: one fixed point of order parameters; the chain on sampled fields and on
     N-dimensional examples, sample by sample; the quadrature's certified errors against the samples."""
     n = 400
-    with allow():
-        se = sampled_errors(jax.random.key(1), STATE2, MIX, 0.4, n=n)
+    se = sampled_errors(jax.random.key(1), STATE2, MIX, 0.4, n=n)
     for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
         assert np.all(se[hi] >= se[lo]), (hi, lo)
     for cert in ("lipschitz", "interval"):
         c = float(certified_error(STATE2, MIX, 0.4, cert, GaussRule(4, 6, 8.0)))
         assert_within_k_se(se[cert].mean(), np.sqrt(c * (1 - c) / n), c, what=cert)
-    with allow():
-        B = directions(1, 30, jnp.float64)
-        s = init(jax.random.key(3), B, 2, STATE2.Q, STATE2.R, STATE2.b, STATE2.v)
-        xi, tau = jax.vmap(lambda k: sample_example(k, MIX, B))(jax.random.split(jax.random.key(4), 200))
-        e = example_errors(s.W, s.b, s.v, xi, tau, 0.4, pgd_steps=10)
+    B = directions(1, 30, jnp.float64)
+    s = init(jax.random.key(3), B, 2, STATE2.Q, STATE2.R, STATE2.b, STATE2.v)
+    xi, tau = jax.vmap(lambda k: sample_example(k, MIX, B))(jax.random.split(jax.random.key(4), 200))
+    e = example_errors(s.W, s.b, s.v, xi, tau, 0.4, pgd_steps=10)
     for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
         assert np.all(e[hi] >= e[lo]), (hi, lo)
     assert e["lipschitz"].mean() > e["worst"].mean() and e["pgd"].mean() > e["clean"].mean()
@@ -144,26 +133,25 @@ def test_ode_certified_dominates_worst_case_dominates_pgd(trajectory):
 def mc_chain(N, reps, n, eps):
     spec = CommitteeSpec(K=2, attack="fgm", normalise=False)
     params = CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.4)
-    with allow():
-        mc = simulate_committee(jax.random.key(2), MIX, params, spec, N=N, alpha_max=2.0, n_save=1, replicas=reps,
-                                Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]], b0=[0.1, -0.1], v0=[0.7, 0.3],
-                                dtype=jnp.float64)
-        B = directions(1, N, jnp.float64)
-        for r in range(reps):
-            # N-dimensional weights with exactly the replica's final overlaps (its errors depend on nothing else)
-            s = init(jax.random.key(100 + r), B, 2, mc.Q[r, -1], mc.R[r, -1], mc.b[r, -1], mc.v[r, -1])
-            np.testing.assert_allclose(np.asarray(observe(s, B).Q), mc.Q[r, -1], atol=1e-12)
-            keys = jax.random.split(jax.random.key(200 + r), n)
-            xi, tau = jax.vmap(lambda k: sample_example(k, MIX, B))(keys)
-            e = example_errors(s.W, s.b, s.v, xi, tau, eps, pgd_steps=20)
-            for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
-                assert np.all(e[hi] >= e[lo]), (hi, lo, r)
-            assert e["lipschitz"].mean() > e["worst"].mean()
-            assert e["pgd"].mean() > e["clean"].mean()
-            # the replica's certified error by quadrature against its examples (binomial standard errors)
-            state = CommitteeState(*(jnp.asarray(getattr(mc, k)[r, -1]) for k in "QRbv"))
-            c = float(certified_error(state, MIX, eps))
-            assert_within_k_se(e["lipschitz"].mean(), np.sqrt(c * (1 - c) / n), c, what="lipschitz certified")
+    mc = simulate_committee(jax.random.key(2), MIX, params, spec, N=N, alpha_max=2.0, n_save=1, replicas=reps,
+                            Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]], b0=[0.1, -0.1], v0=[0.7, 0.3],
+                            dtype=jnp.float64)
+    B = directions(1, N, jnp.float64)
+    for r in range(reps):
+        # N-dimensional weights with exactly the replica's final overlaps (its errors depend on nothing else)
+        s = init(jax.random.key(100 + r), B, 2, mc.Q[r, -1], mc.R[r, -1], mc.b[r, -1], mc.v[r, -1])
+        np.testing.assert_allclose(np.asarray(observe(s, B).Q), mc.Q[r, -1], atol=1e-12)
+        keys = jax.random.split(jax.random.key(200 + r), n)
+        xi, tau = jax.vmap(lambda k: sample_example(k, MIX, B))(keys)
+        e = example_errors(s.W, s.b, s.v, xi, tau, eps, pgd_steps=20)
+        for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
+            assert np.all(e[hi] >= e[lo]), (hi, lo, r)
+        assert e["lipschitz"].mean() > e["worst"].mean()
+        assert e["pgd"].mean() > e["clean"].mean()
+        # the replica's certified error by quadrature against its examples (binomial standard errors)
+        state = CommitteeState(*(jnp.asarray(getattr(mc, k)[r, -1]) for k in "QRbv"))
+        c = float(certified_error(state, MIX, eps))
+        assert_within_k_se(e["lipschitz"].mean(), np.sqrt(c * (1 - c) / n), c, what="lipschitz certified")
 
 
 @pytest.mark.slow
@@ -181,9 +169,8 @@ LIP = dict(mixture=MIX, params=CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.5),
 
 def _ode(dt, alpha_max=3.0, n_save=3, **kw):
     cfg = {**LIP, **kw}
-    with allow():
-        return solve_committee_ode(cfg["mixture"], cfg["params"], cfg["spec"], alpha_max, n_save, dt=dt,
-                                   Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"], rule=GaussRule(6, 6, 8.0))
+    return solve_committee_ode(cfg["mixture"], cfg["params"], cfg["spec"], alpha_max, n_save, dt=dt,
+                               Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"], rule=GaussRule(6, 6, 8.0))
 
 
 def test_lipschitz_ode_splitting_converges_as_the_step_shrinks():
@@ -209,10 +196,9 @@ def lipschitz_mc_vs_ode(case, N, reps, alpha_max=3.0, n_save=3, dt=0.025):
     kw = CASES[case]
     cfg = {**LIP, **kw}
     sol = _ode(dt, alpha_max, n_save, **kw)
-    with allow():
-        mc = simulate_committee(jax.random.key(7), cfg["mixture"], cfg["params"], cfg["spec"], N=N,
-                                alpha_max=alpha_max, n_save=n_save, replicas=reps, Q0=cfg["Q0"], R0=cfg["R0"],
-                                b0=cfg["b0"], dtype=jnp.float64)
+    mc = simulate_committee(jax.random.key(7), cfg["mixture"], cfg["params"], cfg["spec"], N=N,
+                            alpha_max=alpha_max, n_save=n_save, replicas=reps, Q0=cfg["Q0"], R0=cfg["R0"],
+                            b0=cfg["b0"], dtype=jnp.float64)
     L = np.asarray(lipschitz_bound(jnp.asarray(mc.Q), jnp.asarray(mc.v)))
     assert np.all(L <= cfg["spec"].lipschitz * (1 + 1e-12))
     worst = 0.0
@@ -261,9 +247,8 @@ def test_margins_are_lower_bounds_of_the_exact_minimum():
     x = jnp.asarray(rng.normal(size=(40, 2)))
     tau = jnp.asarray(rng.choice([-1.0, 1.0], size=40))
     Q, v = STATE2.Q, STATE2.v
-    with allow():
-        from jaxadv.committee import geometry, min_margin
-        exact = np.asarray(jax.jit(jax.vmap(lambda xx, tt: min_margin(xx, geometry(Q), v, tt, 0.6)))(x, tau))
+    from jaxadv.committee import geometry, min_margin
+    exact = np.asarray(jax.jit(jax.vmap(lambda xx, tt: min_margin(xx, geometry(Q), v, tt, 0.6)))(x, tau))
     m_i = np.asarray(jax.vmap(lambda xx, tt: certified_margin(xx, Q, v, tt, 0.6, "interval"))(x, tau))
     m_l = np.asarray(jax.vmap(lambda xx, tt: certified_margin(xx, Q, v, tt, 0.6, "lipschitz"))(x, tau))
     assert np.all(m_l <= m_i + 1e-12) and np.all(m_i <= exact + 1e-9)
