@@ -202,12 +202,10 @@ def _records(cfg):
 
 
 def ode_rule(K: int):
-    """Quadrature of the K-dimensional ODE averages: 36 nodes per axis (the default rule) for K <= 2,
-    24 for K = 3 and 15 for K >= 4 (36^4 nodes would cost minutes per run; docs/theory.md section 12
-    gives the accuracy of each)."""
-    from ..committee import DEFAULT_RULE, GaussRule
+    """Quadrature of the K-dimensional ODE averages: :func:`jaxadv.committee.quadrature.default_rule`."""
+    from ..committee.quadrature import default_rule
 
-    return DEFAULT_RULE if K <= 2 else GaussRule(4, 6, 7.0) if K == 3 else GaussRule(3, 5, 6.0)
+    return default_rule(K)
 
 
 def _mean_sem(x):

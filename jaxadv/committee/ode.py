@@ -41,7 +41,7 @@ from .fields import attack_coefficients, forces, geometry
 from .lipschitz import integrate_projected, project_state
 from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
                      validate_mixture, validate_params, validate_spec)
-from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean
+from .quadrature import DEFAULT_RULE, GaussRule, default_rule, gaussian_mean
 
 __all__ = ["CommitteeState", "CommitteeODEResult", "Averages", "cluster_averages", "averages", "committee_drift",
            "make_committee_field", "solve_committee_ode", "check_overlaps"]
@@ -185,7 +185,7 @@ def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, ato
 
 def solve_committee_ode(mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, alpha_max: float,
                         n_save: int = 50, *, dt: float = 0.05, Q0=None, R0=None, b0=None, v0=None,
-                        rule: GaussRule = DEFAULT_RULE) -> CommitteeODEResult:
+                        rule: GaussRule = None) -> CommitteeODEResult:
     r"""Integrate the committee ODEs with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(Q_0,R_0,b_0,v_0)`.
 
     Symmetric starts (e.g. :math:`Q_0=I`, :math:`R_0=0`, equal :math:`v_k`) sit on the unstable
@@ -202,7 +202,7 @@ def solve_committee_ode(mixture: Mixture, params: CommitteeParams, spec: Committ
         dt: largest RK4 step (the step divides the save interval).
         Q0, R0: initial overlaps ``(K, K)``, ``(K, D)`` (default :math:`I` and 0).
         b0, v0: initial biases and second layer ``(K,)`` (default 0 and :math:`1/K`).
-        rule: quadrature rule (static).
+        rule: quadrature rule (static); ``None``: :func:`jaxadv.committee.quadrature.default_rule` of K.
 
     Example:
         >>> from jaxadv.committee import CommitteeParams, CommitteeSpec, xor, solve_committee_ode
@@ -215,6 +215,7 @@ def solve_committee_ode(mixture: Mixture, params: CommitteeParams, spec: Committ
     mixture = validate_mixture(mixture)
     validate_params(params)
     K, D = spec.K, mixture.n_directions
+    rule = default_rule(K) if rule is None else rule
     if int(n_save) != n_save or n_save < 1:
         raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
     if not (math.isfinite(alpha_max) and alpha_max > 0):
