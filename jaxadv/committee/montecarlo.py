@@ -291,7 +291,8 @@ def committee_result(plan: Plan, obs) -> CommitteeMCResult:
     """The :class:`CommitteeMCResult` of the driver's observables ``obs`` (leaves of :class:`CommitteeObs`,
     each of shape ``(replicas, n_save + 1, ...)``; :func:`jaxadv.mc.driver.run_plan`)."""
     Q, R, b, v = obs
-    finite = np.all(np.isfinite(Q.reshape(Q.shape[:2] + (-1,))), -1) & np.all(np.isfinite(R.reshape(R.shape[:2] + (-1,))), -1)
+    flat = lambda x: x.reshape(x.shape[:2] + (-1,))
+    finite = np.all(np.isfinite(flat(Q)), -1) & np.all(np.isfinite(flat(R)), -1)
     finite &= np.all(np.isfinite(b), -1) & np.all(np.isfinite(v), -1)
     return CommitteeMCResult(plan.alpha, Q, R, b, v, finite)
 
