@@ -72,7 +72,9 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# two cases in the default suite (random PGD starts; trained v with the Lipschitz projection), two slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("fgm", "worst_given_start") else n
+                                  for n in sorted(CASES)])
 def test_driver_bits_equal_the_one_jit_reference(name):
     mixture, params, spec, extra = CASES[name]
     kw = dict(N=40, alpha_max=0.6, n_save=3, replicas=3, **extra)
@@ -83,3 +85,144 @@ def test_driver_bits_equal_the_one_jit_reference(name):
         np.testing.assert_array_equal(getattr(mc, f), r, err_msg=f)
     assert mc.finite.all()
     np.testing.assert_allclose(mc.alpha, np.arange(4) * 8 / 40)
+
+
+# --- resumable: checkpoint, interrupt, resume ------------------------------------------------------
+
+RUN = dict(N=40, alpha_max=0.6, n_save=4, replicas=3)
+PGD = (xor(), CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
+       CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    return cmc.simulate_committee(jax.random.key(11), *PGD, **RUN)
+
+
+def _interrupting(monkeypatch, kill_at):
+    """``driver.dispatch`` raising KeyboardInterrupt at its call ``kill_at`` (as a Ctrl-C would)."""
+    real, calls = driver.dispatch, {"n": 0}
+
+    def flaky(plan, states, k):
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(plan, states, k)
+
+    monkeypatch.setattr(driver, "dispatch", flaky)
+    return real
+
+
+def test_interrupted_committee_run_resumes_bit_for_bit(tmp_path, monkeypatch, uninterrupted):
+    ck = str(tmp_path / "mc_checkpoint.npz")
+    real = _interrupting(monkeypatch, 2)
+    with pytest.raises(ckm.Interrupted) as e:
+        ckm.simulate_committee_resumable(jax.random.key(11), *PGD, checkpoint=ck, checkpoint_every=1e9, **RUN)
+    assert e.value.done == 2 and e.value.total == 4 and e.value.checkpoint == ck
+    monkeypatch.setattr(driver, "dispatch", real)
+    with np.load(ck) as z:     # every observable and state leaf, the padding rows dropped
+        assert int(z["k"]) == 2 and z["obs_0"].shape == (3, 5, 2, 2) and z["obs_1"].shape == (3, 5, 2, 2)
+        assert z["state_0"].shape == (3, 2, 40) and np.isnan(z["obs_0"][:, 3:]).all()
+    # another key (another fingerprint) ignores the checkpoint and leaves it alone
+    other = ckm.simulate_committee_resumable(jax.random.key(12), *PGD, checkpoint=ck + ".x", **RUN)
+    assert not np.array_equal(other.Q, uninterrupted.Q)
+    stats = {}
+    res = ckm.simulate_committee_resumable(jax.random.key(11), *PGD, checkpoint=ck, stats=stats, **RUN)
+    assert stats["resumed_from"] == 2 and stats["steps_this_session"] == 2 * 6
+    for f in cmc.CommitteeMCResult._fields:
+        np.testing.assert_array_equal(getattr(res, f), getattr(uninterrupted, f), err_msg=f)
+    assert not os.path.exists(ck)
+
+
+def test_committee_checkpoint_of_another_run_is_ignored(tmp_path, monkeypatch, uninterrupted):
+    ck = str(tmp_path / "ck.npz")
+    real = _interrupting(monkeypatch, 1)
+    with pytest.raises(ckm.Interrupted):
+        ckm.simulate_committee_resumable(jax.random.key(11), *PGD, checkpoint=ck, **RUN)
+    monkeypatch.setattr(driver, "dispatch", real)
+    assert os.path.exists(ck)
+    # eps differs: another fingerprint, so the run starts afresh (and equals its plain run)
+    p2 = PGD[1]._replace(eps=0.6)
+    stats = {}
+    res = ckm.simulate_committee_resumable(jax.random.key(11), PGD[0], p2, PGD[2], checkpoint=ck, stats=stats, **RUN)
+    assert stats["resumed_from"] == 0
+    np.testing.assert_array_equal(res.Q, cmc.simulate_committee(jax.random.key(11), PGD[0], p2, PGD[2], **RUN).Q)
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SCRIPT = r"""
+import sys
+import jax, numpy as np
+from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
+from jaxadv.app.checkpoint import simulate_committee_resumable
+assert jax.device_count() == 2
+mc = simulate_committee_resumable(jax.random.key(11), xor(), CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
+                                  CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True),
+                                  N=40, alpha_max=0.6, n_save=4, replicas=3, checkpoint=sys.argv[1] + ".ck.npz")
+np.savez(sys.argv[1], Q=mc.Q, R=mc.R, b=mc.b, v=mc.v)
+"""
+
+
+def test_two_host_devices_give_the_bits_of_one(tmp_path, uninterrupted):
+    """Three replicas on two devices (padded to four, the padding dropped): the bits of one device."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    out = tmp_path / "two.npz"
+    res = subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(out) as two:
+        for f in ("Q", "R", "b", "v"):
+            np.testing.assert_array_equal(two[f], getattr(uninterrupted, f), err_msg=f)
+
+
+# --- the command line and the sweep ---------------------------------------------------------------
+
+TINY = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set", "replicas=3", "--quiet"]
+
+
+def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypatch, capsys):
+    from jaxadv.app.cli import main
+    from jaxadv.app.committee import _records, load_committee_config
+    from jaxadv.app.io import read_csv
+
+    out = tmp_path / "c"
+    real = _interrupting(monkeypatch, 1)
+    assert main(["committee", "committee", *TINY, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "1 of 3 save intervals saved" in err and "mc_checkpoint.npz" in err
+    assert (out / "mc_checkpoint.npz").exists() and not (out / "mc.csv").exists()
+    monkeypatch.setattr(driver, "dispatch", real)
+    assert main(["committee", "committee", *TINY, "--out", str(out)]) == 0
+    assert not (out / "mc_checkpoint.npz").exists()
+    # the resumed means are those of the uninterrupted run of the same configuration
+    cfg = load_committee_config("committee", [a for a in TINY if a.startswith(("N=", "alpha", "n_", "rep"))])
+    mixture, params, spec = _records(cfg)
+    mc = cmc.simulate_committee(jax.random.key(cfg["seed"]), mixture, params, spec, N=40, alpha_max=0.6, n_save=3,
+                                replicas=3, Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"])
+    got = read_csv(out / "mc.csv")
+    for c, x in (("R_2_1_mean", mc.R[:, :, 1, 0]), ("Q_1_2_mean", mc.Q[:, :, 0, 1]), ("b_1_mean", mc.b[:, :, 0])):
+        np.testing.assert_allclose(got[c], np.mean(x.astype(np.float64), axis=0), rtol=1e-12, atol=0, err_msg=c)
+
+
+def test_sweep_interrupted_inside_a_point_resumes_bit_for_bit(tmp_path, monkeypatch):
+    from jaxadv import committee_sweep, make_committee_sweep_config
+
+    cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee"}, alpha_max=0.6, n_save=3,
+                                      dt=0.25, mc=True, ode=False, N=40, replicas=3)
+    ref = committee_sweep(cfg).table
+    out = str(tmp_path / "s")
+    real = _interrupting(monkeypatch, 4)          # point 0 done (3 intervals), point 1 after 1 interval
+    with pytest.raises(ckm.Interrupted) as e:
+        committee_sweep(cfg, out)
+    assert e.value.done == 1 and os.path.exists(os.path.join(out, "mc_checkpoint.npz"))
+    monkeypatch.setattr(driver, "dispatch", real)
+    got = committee_sweep(cfg, out).table
+    assert not os.path.exists(os.path.join(out, "mc_checkpoint.npz"))
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
