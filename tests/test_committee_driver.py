@@ -261,3 +261,28 @@ def test_sigterm_to_jaxadv_committee_saves_and_the_rerun_resumes_bit_for_bit(tmp
         assert res.returncode == 0, res.stderr[-2000:]
     assert not ck.exists()
     assert (tmp_path / "a" / "mc.csv").read_bytes() == (tmp_path / "b" / "mc.csv").read_bytes()
+
+
+def test_single_layer_checkpoint_of_the_stacked_layout_still_resumes(tmp_path, monkeypatch):
+    """Checkpoints written before the loop served pytree observables hold them stacked in ``obs``
+    (shape ``(5, replicas, P)``); they resume to the same bits."""
+    from jaxadv import ModelParams
+    from jaxadv.app.io import write_npz
+
+    p, kw = ModelParams(eps=0.5), dict(N=30, alpha_max=1.0, n_save=4, replicas=3)
+    ref = ckm.simulate_resumable(jax.random.key(2), p, **kw)
+    ck = str(tmp_path / "ck.npz")
+    real = _interrupting(monkeypatch, 2)
+    with pytest.raises(ckm.Interrupted):
+        ckm.simulate_resumable(jax.random.key(2), p, checkpoint=ck, **kw)
+    monkeypatch.setattr(driver, "dispatch", real)
+    with np.load(ck) as z:
+        files = {k: z[k] for k in z.files}
+    obs = np.stack([files.pop(f"obs_{i}") for i in range(5)])
+    assert obs.shape == (5, 3, 5)
+    write_npz(ck, obs=obs, **files)
+    stats = {}
+    res = ckm.simulate_resumable(jax.random.key(2), p, checkpoint=ck, stats=stats, **kw)
+    assert stats["resumed_from"] == 2
+    for f in ("R", "b", "norm", "norm1", "norm_inf"):
+        np.testing.assert_array_equal(getattr(res, f), getattr(ref, f), err_msg=f)
