@@ -65,15 +65,20 @@ CASES = {
                                   CommitteeSpec(K=2, attack="pgd", pgd_steps=3, pgd_random_start=True,
                                                 loss="logistic"), {}),
     "worst_given_start": (xor(), CommitteeParams(eps=0.4), CommitteeSpec(K=2, attack="worst"),
-                          {"Q0": np.eye(2), "R0": np.array([[0.3, 0.1], [0.0, -0.2]])}),
+                          {"Q0": np.eye(2), "R0": np.array([[0.3, 0.1], [0.0, -0.2]]), "dtype": jnp.float64}),
     "trained_v_lipschitz": (two_cluster(prior=0.3), CommitteeParams(eps=0.3, eta_v=0.5, eta_b=0.2),
                             CommitteeSpec(K=3, train_v=True, normalise=False, lipschitz=1.5),
                             {"v0": np.array([0.6, -0.3, 0.2]), "b0": np.array([0.1, 0.0, -0.1])}),
+    "pgd_random_start_trained_v_lipschitz": (xor(), CommitteeParams(eps=0.6, eta_v=0.5, eta_b=0.2),
+                                             CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True,
+                                                           train_v=True, normalise=False, lipschitz=0.8,
+                                                           loss="logistic"),
+                                             {"v0": np.array([0.7, -0.4])}),
 }
+DEFAULT_CASES = ("pgd_random_start_trained_v_lipschitz",)   # the others are slow (one compilation pair each)
 
 
-# two cases in the default suite (random PGD starts; trained v with the Lipschitz projection), two slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("fgm", "worst_given_start") else n
+@pytest.mark.parametrize("name", [n if n in DEFAULT_CASES else pytest.param(n, marks=pytest.mark.slow)
                                   for n in sorted(CASES)])
 def test_driver_bits_equal_the_one_jit_reference(name):
     mixture, params, spec, extra = CASES[name]
