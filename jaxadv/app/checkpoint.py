@@ -6,6 +6,10 @@ run resumes on any device count), the observables so far, the next save interval
 fingerprint of everything that determines the result (:attr:`jaxadv.mc.driver.Plan.identity`);
 a checkpoint with another fingerprint is ignored. Steps are keyed by their index, so a resumed
 run gives the same bits as an uninterrupted one.
+
+:func:`run_resumable` is the one loop, for a :class:`jaxadv.mc.driver.Plan` of any sampler whose
+observables are a pytree (one ``obs_i`` array per leaf in the file); :func:`simulate_resumable` (the
+single-layer model) and :func:`simulate_committee_resumable` (the committee) are its users.
 """
 from __future__ import annotations
 

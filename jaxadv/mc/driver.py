@@ -1,7 +1,9 @@
 r"""The Monte Carlo driver: many replicas of a sampler, keys, save points and devices; pure.
 
 Each replica is a student trained on its own stream of fresh examples by a sampler's
-``(init, step)`` kernel (:func:`jaxadv.mc.full.full_sampler`, :func:`jaxadv.mc.reduced.reduced_sampler`).
+``(init, step)`` kernel (:func:`jaxadv.mc.full.full_sampler`, :func:`jaxadv.mc.reduced.reduced_sampler`,
+:func:`jaxadv.mc.pair.pair_sampler`, the committee's :func:`jaxadv.committee.montecarlo.committee_sampler`;
+observables may be any pytree).
 The kernel is ``vmap``-ped over replicas; steps are a ``lax.fori_loop``. The key of step
 :math:`\mu` of a replica is ``fold_in(replica_key, mu)``, so results do not depend on how the run
 is chunked (save interval, progress updates, resumption). Only the order parameters are
@@ -10,7 +12,8 @@ recorded, at save points; time is :math:`\alpha=\mu/N`.
 :func:`simulate` runs a whole simulation and returns arrays. It is built from three steps an
 application can drive itself (:func:`jaxadv.app.checkpoint.simulate_resumable` adds checkpoint
 files and progress): :func:`plan_simulation` (validate, keys, constants, devices),
-:func:`init_states` and :func:`advance` (one save interval).
+:func:`init_states` and :func:`advance` (one save interval); :func:`run_plan` runs a plan of any sampler
+(:func:`start_states`, :func:`dispatch`, :func:`observables_on_host`).
 """
 from __future__ import annotations
 
