@@ -128,7 +128,7 @@ def test_interrupted_committee_run_resumes_bit_for_bit(tmp_path, monkeypatch, un
     with np.load(ck) as z:     # every observable and state leaf, the padding rows dropped
         assert int(z["k"]) == 2 and z["obs_0"].shape == (3, 5, 2, 2) and z["obs_1"].shape == (3, 5, 2, 2)
         assert z["state_0"].shape == (3, 2, 40) and np.isnan(z["obs_0"][:, 3:]).all()
-    # another key (another fingerprint) ignores the checkpoint and leaves it alone
+    # another key gives another run (the sanity of the comparisons below)
     other = ckm.simulate_committee_resumable(jax.random.key(12), *PGD, checkpoint=ck + ".x", **RUN)
     assert not np.array_equal(other.Q, uninterrupted.Q)
     stats = {}
