@@ -59,7 +59,7 @@ _NAMES = {  # module -> the public names it defines
     ".analysis.verdict": ("Verdict", "honest_verdict", "theory_applies"),
     ".analysis.defences": ("DEFENCES", "compare_defences"),
     ".app.config": ("PRESETS", "RunConfig", "load_config"),
-    ".app.checkpoint": ("simulate_resumable",),
+    ".app.checkpoint": ("simulate_resumable", "simulate_committee_resumable"),
     ".app.plots": ("plot_defences", "plot_order_parameters", "plot_errors", "plot_robustness"),
     ".app.sweep": ("SweepConfig", "SweepResult", "load_sweep", "load_sweep_config", "make_sweep_config", "sweep"),
     ".app.sweep_plots": ("plot_sweep_heatmaps", "plot_tradeoff"),
@@ -114,7 +114,8 @@ __all__ = [
     "bivariate_normal_cdf", "transfer_error", "transfer_rate", "PairParams", "PairSpec", "pair_params", "PairMC",
     "pair_sampler", "measure_transfer", "simulate_pair", "PairODE", "solve_pair_ode",
     # application
-    "RunConfig", "PRESETS", "load_config", "simulate_resumable", "plot_defences", "SweepConfig", "SweepResult",
+    "RunConfig", "PRESETS", "load_config", "simulate_resumable", "simulate_committee_resumable", "plot_defences",
+    "SweepConfig", "SweepResult",
     "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "plot_sweep_heatmaps", "plot_tradeoff",
     "CommitteeSweepConfig", "CommitteeSweepResult", "make_committee_sweep_config", "load_committee_sweep_config",
     "committee_sweep", "load_committee_sweep",

@@ -1,7 +1,9 @@
 """One process of the multi-process test (tests/test_multiprocess.py): the Monte Carlo with both samplers,
 an interrupted and resumed Monte Carlo and an ODE sweep, results saved to OUT/result_<process>.npz.
 
-    python tests/multiprocess_worker.py OUT NUM_PROCESSES PROCESS_ID PORT
+    python tests/multiprocess_worker.py OUT NUM_PROCESSES PROCESS_ID PORT [committee]
+
+With ``committee`` it runs the committee's Monte Carlo instead: plain, and interrupted then resumed.
 """
 import os
 import sys
@@ -27,6 +29,38 @@ from jaxadv.mc import driver  # noqa: E402
 
 print(f"{time.perf_counter() - t0:.1f}s imported", flush=True)
 res = {"process_count": jax.process_count(), "device_count": jax.device_count()}
+
+if sys.argv[5:] == ["committee"]:
+    from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
+
+    args = (xor(), CommitteeParams(eps=0.6, eta_v=0.4), CommitteeSpec(K=2, attack="pgd", pgd_steps=2,
+                                                                      pgd_random_start=True, train_v=True))
+    kwargs = dict(N=40, alpha_max=0.8, n_save=4, replicas=6)   # 6 replicas on 4 devices: padded
+    mc = ja.committee.simulate_committee(jax.random.key(3), *args, **kwargs)
+    res.update(plain_Q=mc.Q, plain_R=mc.R, plain_v=mc.v)
+    ck = os.path.join(out, "committee.ckpt.npz")
+    advance, calls = driver.dispatch, []
+
+    def interrupted(plan, states, k):
+        calls.append(k)
+        if k == 2 and len(calls) == 3:
+            raise KeyboardInterrupt
+        return advance(plan, states, k)
+
+    driver.dispatch = interrupted
+    try:
+        checkpoint.simulate_committee_resumable(jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0,
+                                                **kwargs)
+    except KeyboardInterrupt:
+        pass
+    res["checkpoint_seen"] = os.path.exists(ck)
+    mc = checkpoint.simulate_committee_resumable(jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0,
+                                                 **kwargs)
+    driver.dispatch = advance
+    res.update(resumed_calls=np.asarray(calls), resumed_Q=mc.Q, resumed_R=mc.R, resumed_b=mc.b, resumed_v=mc.v)
+    np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
+    print(f"{time.perf_counter() - t0:.1f}s committee: done", process_id, flush=True)
+    sys.exit(0)
 p = ja.ModelParams(eps=0.5)
 for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 4 devices: padded
     mc = ja.simulate(jax.random.key(3), p, N=40, alpha_max=0.5, n_save=2, replicas=replicas, sampler=sampler)

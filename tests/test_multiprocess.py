@@ -23,13 +23,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(out, num_processes, process_id, port, devices):
+def _start(out, num_processes, process_id, port, devices, *extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     log = open(os.path.join(out, f"log_{process_id}.txt"), "w")
-    proc = subprocess.Popen([sys.executable, WORKER, str(out), str(num_processes), str(process_id), str(port)],
+    proc = subprocess.Popen([sys.executable, WORKER, str(out), str(num_processes), str(process_id), str(port), *extra],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proc.log = log
     return proc
@@ -83,3 +83,32 @@ def test_two_processes_same_bits_as_one(tmp_path):
     # files: written by process 0 (once), read by all; the checkpoint is removed at the end
     assert sorted(os.listdir(two / "sweep")) == ["chunks", "config.json", "sweep.csv", "sweep.npz"]
     assert not (two / "mc.ckpt.npz").exists()
+
+
+@pytest.mark.slow
+def test_committee_on_two_processes_same_bits_as_one(tmp_path):
+    """The committee's Monte Carlo on the driver: plain and interrupted-then-resumed, two processes of two
+    devices against one process of four (and the plain run against the resumed one)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    port = _free_port()
+    procs = [_start(one, 1, 0, 0, 4, "committee")] + [_start(two, 2, i, port, 2, "committee") for i in range(2)]
+    codes = _finish(procs)
+    if codes[0] == 0 and any(c != 0 for c in codes[1:]):
+        logs = _log(two, 0) + _log(two, 1)
+        if "distributed" in logs and ("not supported" in logs or "Unimplemented" in logs):
+            pytest.skip(f"jax.distributed cannot run on this platform: {logs[-500:]}")
+    assert codes == [0, 0, 0], (codes, _log(one, 0), _log(two, 0), _log(two, 1))
+    ref = np.load(one / "result_0.npz")
+    np.testing.assert_array_equal(ref["resumed_calls"], [0, 1, 2, 2, 3])
+    assert bool(ref["checkpoint_seen"])
+    for k in ("Q", "R"):
+        np.testing.assert_array_equal(ref[f"resumed_{k}"], ref[f"plain_{k}"], err_msg=k)
+    for i in range(2):
+        got = np.load(two / f"result_{i}.npz")
+        assert int(got["process_count"]) == 2 and int(got["device_count"]) == 4
+        for k in ref.files:
+            if k != "process_count":
+                np.testing.assert_array_equal(got[k], ref[k], err_msg=f"process {i}: {k}")
+    assert not (two / "committee.ckpt.npz").exists()

@@ -6,6 +6,10 @@ run resumes on any device count), the observables so far, the next save interval
 fingerprint of everything that determines the result (:attr:`jaxadv.mc.driver.Plan.identity`);
 a checkpoint with another fingerprint is ignored. Steps are keyed by their index, so a resumed
 run gives the same bits as an uninterrupted one.
+
+:func:`run_resumable` is the one loop, for a :class:`jaxadv.mc.driver.Plan` of any sampler whose
+observables are a pytree (one ``obs_i`` array per leaf in the file); :func:`simulate_resumable` (the
+single-layer model) and :func:`simulate_committee_resumable` (the committee) are its users.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from ..sharding import shard_batch, to_host
 from .io import write_npz
 from .progress import Progress
 
-__all__ = ["simulate_resumable", "fingerprint", "Interrupted"]
+__all__ = ["simulate_resumable", "simulate_committee_resumable", "run_resumable", "fingerprint", "Interrupted"]
 
 
 def fingerprint(plan: driver.Plan) -> str:
@@ -55,17 +59,56 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     if "rule_params" in kwargs:
         kwargs["rule_params_"] = kwargs.pop("rule_params")
     plan = driver.plan_simulation(key, params, **kwargs)
+    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                        stats=stats)
+    return driver.result(plan, np.stack(obs))
+
+
+def simulate_committee_resumable(key, mixture, params, spec, *, checkpoint: Optional[str] = None,
+                                 checkpoint_every: float = 60.0, progress: bool = False,
+                                 stats: Optional[dict] = None, **kwargs):
+    """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
+    (arguments as there and as :func:`simulate_resumable`); the same bits as the plain run, on any
+    device count and across interruptions. Returns a
+    :class:`jaxadv.committee.montecarlo.CommitteeMCResult`."""
+    from ..committee import montecarlo as cmc
+
+    plan = cmc.plan_committee(key, mixture, params, spec, **kwargs)
+    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                        stats=stats)
+    return cmc.committee_result(plan, obs)
+
+
+def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
+                  progress: bool = False, stats: Optional[dict] = None, label: str = "monte carlo") -> list:
+    """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and
+    interrupt handling: the loop of :func:`jaxadv.mc.driver.run_plan`, resumable.
+
+    Args:
+        plan: a :class:`jaxadv.mc.driver.Plan` (:func:`jaxadv.mc.driver.plan_simulation`,
+            :func:`jaxadv.committee.montecarlo.plan_committee`); its ``identity`` is the checkpoint's
+            fingerprint.
+        checkpoint, checkpoint_every, progress, stats: as :func:`simulate_resumable`.
+        label: the progress bar's label.
+
+    Returns:
+        the observables, one array per leaf of the sampler's observables (``jax.tree.leaves`` order),
+        shape ``(replicas, n_save + 1, ...)``.
+    """
     fp = fingerprint(plan)
-    states, o = driver.init_states(plan)
-    obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
-    obs[:, :, 0] = o
+    states, o = driver.start_states(plan)
+    obs = driver.allocate_observables(plan, driver.observables_on_host(o, plan.replicas))
     start_k = 0
     if checkpoint:
         loaded = _load_checkpoint(checkpoint, fp, states, obs)
         if loaded is not None:
             states, obs, start_k = loaded
 
-    bar = Progress(plan.n_save, "monte carlo", enabled=progress and is_primary(), initial=start_k)
+    def keep(k, o):
+        for a, x in zip(obs, driver.observables_on_host(o, plan.replicas)):
+            a[:, k + 1] = x
+
+    bar = Progress(plan.n_save, label, enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
     k_done = k_saved = start_k
     pending = None      # (interval, observables) dispatched but not yet on the host
@@ -75,23 +118,23 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
             # so an interrupt while waiting still holds live states
             states, o = driver.dispatch(plan, states, k)
             pending = (k, o)
-            obs[:, :, k + 1] = driver.fetch(plan, o)
+            keep(k, o)
             pending, k_done = None, k + 1
             bar.update(k + 1)
             # the first checkpoint after the first save interval (by steps), then every checkpoint_every s;
             # with several processes the gather inside the save is a collective: process 0 decides for all
             due = k == start_k or time.monotonic() - last_ck > checkpoint_every
             if checkpoint and k + 1 < plan.n_save and agree(due):
-                _save_checkpoint(checkpoint, fp, states, obs, k + 1)
+                _save_checkpoint(checkpoint, fp, states, obs, k + 1, plan.replicas)
                 last_ck, k_saved = time.monotonic(), k + 1
     except KeyboardInterrupt:
         # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
         bar.close()
         if pending is not None:      # finish the interval in flight: its states are already the new ones
-            obs[:, :, pending[0] + 1] = driver.fetch(plan, pending[1])
+            keep(*pending)
             k_done = pending[0] + 1
         if checkpoint and k_done > k_saved and not is_multiprocess():
-            _save_checkpoint(checkpoint, fp, states, obs, k_done)
+            _save_checkpoint(checkpoint, fp, states, obs, k_done, plan.replicas)
             k_saved = k_done
         saved = checkpoint if checkpoint and k_saved > 0 and os.path.exists(checkpoint) else None
         raise Interrupted(saved, k_saved, plan.n_save) from None
@@ -101,31 +144,35 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     if stats is not None:
         stats["resumed_from"] = start_k
         stats["steps_this_session"] = (plan.n_save - start_k) * plan.steps
-    return driver.result(plan, obs)
+    return obs
 
 
 def _load_checkpoint(path, fp, states, obs):
-    """``(states, obs, k)`` from the checkpoint at ``path`` if it matches fingerprint ``fp``, else ``None``.
-    With several processes process 0 reads the file and sends its contents to all (no shared file
-    system needed)."""
+    """``(states, obs, k)`` from the checkpoint at ``path`` if it matches fingerprint ``fp``, else ``None``
+    (``obs``: the list of observable arrays, :func:`run_resumable`). With several processes process 0
+    reads the file and sends its contents to all (no shared file system needed)."""
     treedef = jax.tree.structure(states)
+    replicas = obs[0].shape[0]
     found, ck_obs, k, leaves = False, obs, 0, None
     if is_primary() and os.path.exists(path):
         with np.load(path) as ck:
             if str(ck["fingerprint"]) == fp:
-                found, ck_obs, k = True, ck["obs"].copy(), int(ck["k"])
+                found, k = True, int(ck["k"])
+                # one array per observable; files of earlier versions hold them stacked in "obs"
+                ck_obs = list(ck["obs"]) if "obs" in ck.files else [ck[f"obs_{i}"] for i in range(len(obs))]
+                ck_obs = [x.copy() for x in ck_obs]
                 leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]
     if is_multiprocess():
         if not agree(found):
             return None
         if leaves is None:  # the other processes: buffers of the right shapes to receive into
-            leaves = [np.zeros((obs.shape[1],) + x.shape[1:], x.dtype) for x in jax.tree.leaves(states)]
+            leaves = [np.zeros((replicas,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(states)]
         ck_obs, k, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
         k = int(k)
     elif not found:
         return None
     states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
-    return states, ck_obs, k
+    return states, list(ck_obs), k
 
 
 class Interrupted(KeyboardInterrupt):
@@ -137,9 +184,8 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint, self.done, self.total = checkpoint, done, total
 
 
-def _save_checkpoint(path, fp, states, obs, k):
+def _save_checkpoint(path, fp, states, obs, k, replicas):
     """Write the state without the padding rows of :func:`jaxadv.sharding.shard_batch`, so a run can
-    resume on any device count (loading pads again)."""
-    replicas = obs.shape[1]
+    resume on any device count (loading pads again); ``obs`` is the list of observable arrays."""
     leaves = {f"state_{i}": to_host(x)[:replicas] for i, x in enumerate(jax.tree.leaves(states))}
-    write_npz(path, fingerprint=fp, obs=obs, k=k, **leaves)
+    write_npz(path, fingerprint=fp, k=k, **{f"obs_{i}": x for i, x in enumerate(obs)}, **leaves)

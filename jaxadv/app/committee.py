@@ -18,6 +18,11 @@ Files (each atomically): ``ode.csv`` (``alpha``, ``Q_k_l``, ``R_k_j``, ``b_k``, 
 ``config.json`` (resolved configuration, deviations in standard errors, the verdict, timings),
 ``order_parameters.png``, ``units.png`` (the hidden units' directions in the (B_1, B_2) plane as
 they learn) and ``errors.png``.
+
+The Monte Carlo runs on the project's driver (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`):
+replicas split over all devices, a progress bar (off with ``--quiet``) and ``mc_checkpoint.npz``, written
+after the first save interval and then every minute; Ctrl-C or SIGTERM saves it and the same command
+resumes from it, with the same bits as an uninterrupted run. It is removed when the Monte Carlo ends.
 """
 from __future__ import annotations
 
@@ -222,6 +227,7 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
     import jax.numpy as jnp
 
     from .. import committee as cm
+    from .checkpoint import simulate_committee_resumable
 
     mixture, params, spec = _records(cfg)
     K, D = spec.K, mixture.n_directions
@@ -233,9 +239,11 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
     mc = None
     if cfg["mc"]:
         t = time.perf_counter()
-        mc = cm.simulate_committee(jax.random.key(cfg["seed"]), mixture, params, spec, N=cfg["N"],
-                                   alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
-                                   b0=b0, v0=v0, dtype=dtype, **given)
+        # on the driver with a checkpoint: a rerun after Ctrl-C / SIGTERM resumes bit for bit
+        mc = simulate_committee_resumable(jax.random.key(cfg["seed"]), mixture, params, spec, N=cfg["N"],
+                                          alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
+                                          b0=b0, v0=v0, dtype=dtype, progress=progress,
+                                          checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), **given)
         timings["mc_s"] = time.perf_counter() - t
         log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
     if cfg["ode_start"] == "mc":
@@ -372,6 +380,6 @@ def committee_command(args) -> int:
     ident["mixture"] = cfg["mixture"]
     with claim_output(out, {"config": ident, "mc": bool(cfg["mc"])}, overwrite=args.overwrite, command="committee"):
         log(f"jaxadv committee {cfg['name']} -> {out}")
-        run_committee(cfg, out, log=log)
+        run_committee(cfg, out, progress=not args.quiet, log=log)
     log(f"wrote {out}")
     return 0

@@ -42,7 +42,10 @@ The ODE starts from the given ``R0``, ``Q0`` (required with ``ode = true``: the 
 the plateau the ODE never leaves), and the Monte Carlo builds every replica with exactly these
 overlaps; grid point ``i`` uses ``fold_in(key(seed), i)``. With the Monte Carlo the ODE runs to the
 Monte Carlo's last save time. Each chunk is written atomically to ``DIR/chunks/`` when done; a rerun
-of the same command resumes; another configuration in the same folder is refused.
+of the same command resumes; another configuration in the same folder is refused. The Monte Carlo of a
+point runs on the project's driver (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`: replicas
+split over all devices, a progress bar, ``DIR/mc_checkpoint.npz``): Ctrl-C or SIGTERM inside a point saves
+its completed save intervals and the rerun resumes that point bit for bit.
 
 Outputs: ``sweep.csv``, one row per grid point: ``point``, the swept values, ``alpha`` (final),
 ``eps_test``, ``clean_error`` and ``robust_error`` (ODE, final weights), the final order parameters
@@ -474,22 +477,24 @@ def _errors(cfg, flat, eps_test, lo, traj):
     return np.array(clean), np.array(robust)
 
 
-def _mc_point(cfg, flat, eps_test, i, K, D):
+def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False):
     """Monte Carlo of grid point ``i``: final order parameters (mean, sem over finite replicas), each
-    replica's clean (and with ``mc_robust`` robust) error, and the replica trajectories' means."""
+    replica's clean (and with ``mc_robust`` robust) error, and the replica trajectories' means.
+    ``checkpoint``: the resumable run's checkpoint file (``None``: none)."""
     import jax
     import jax.numpy as jnp
 
     from ..committee import CommitteeState
     from ..committee.measures import clean_error, robust_error
-    from ..committee.montecarlo import simulate_committee
+    from .checkpoint import simulate_committee_resumable
 
     mixture, params, spec = cfg.records(_point(flat, i))
     b0, v0 = _initial(cfg, K)
     given = {} if cfg.model["R0"] is None else {"Q0": cfg.model["Q0"], "R0": cfg.model["R0"]}
-    mc = simulate_committee(jax.random.fold_in(jax.random.key(cfg.seed), i), mixture, params, spec, N=cfg.N,
-                            alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas, b0=b0, v0=v0,
-                            dtype=jnp.float64 if cfg.x64 else jnp.float32, **given)
+    mc = simulate_committee_resumable(jax.random.fold_in(jax.random.key(cfg.seed), i), mixture, params, spec,
+                                      N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
+                                      b0=b0, v0=v0, dtype=jnp.float64 if cfg.x64 else jnp.float32,
+                                      checkpoint=checkpoint, progress=progress, **given)
     ok = mc.finite[:, -1]
     n_ok = int(ok.sum())
     out = {"n_finite": np.float64(n_ok)}
@@ -553,7 +558,7 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
         cfg: the sweep (:func:`load_committee_sweep_config` or :func:`make_committee_sweep_config`).
         out_dir: output folder (chunks, ``sweep.csv``, ``sweep.npz``, ``config.json``); ``None`` keeps
             everything in memory. With a folder the sweep resumes from the chunk files found there.
-        progress: progress bar over chunks (stderr).
+        progress: progress bars (stderr) over chunks and, with the Monte Carlo, over the save intervals of each point.
         log: ``print``-like function for one-line messages, or ``None``.
 
     Returns:
@@ -616,7 +621,8 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
                 part.update(traj)
                 part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
             if cfg.mc:
-                rows = [_mc_point(cfg, flat, eps_test, i, K, D) for i in range(lo, hi)]
+                ck = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
+                rows = [_mc_point(cfg, flat, eps_test, i, K, D, ck, progress) for i in range(lo, hi)]
                 part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
             if out_dir is not None:
                 write_npz(_chunk_path(out_dir, c), **part)

@@ -18,7 +18,7 @@ from .fields import (Geometry, attack_coefficients, committee_output, fgm, force
                      min_margin, pgd, worst_case)
 from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
 from .ode import (Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode)
-from .montecarlo import CommitteeMCResult, simulate_committee
+from .montecarlo import CommitteeMCResult, committee_sampler, simulate_committee
 from .measures import clean_error, columns, robust_error, robustness_curve
 from .lipschitz import lipschitz_bound, project_state, project_weights
 from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
@@ -29,7 +29,8 @@ __all__ = [
     "Geometry", "geometry", "committee_output", "loss_value", "forces", "fgm", "pgd", "worst_case", "min_margin",
     "attack_coefficients", "GaussRule", "DEFAULT_RULE", "gaussian_mean", "tensor_nodes",
     "CommitteeState", "CommitteeODEResult", "Averages", "averages", "committee_drift", "solve_committee_ode",
-    "CommitteeMCResult", "simulate_committee", "clean_error", "robust_error", "robustness_curve", "columns",
+    "CommitteeMCResult", "committee_sampler", "simulate_committee", "clean_error", "robust_error", "robustness_curve",
+    "columns",
     "from_dicts", "lipschitz_bound", "project_state", "project_weights", "CERTIFICATES", "certified_error",
     "example_errors", "sampled_errors",
 ]

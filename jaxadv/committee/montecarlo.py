@@ -15,8 +15,10 @@ committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` 
 (:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma`. The
 weight update is ``jax.grad`` of the loss with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
 
-Kernels for one replica (:func:`init`, :func:`step`), ``vmap``-ped over replicas by
-:func:`simulate_committee`; step :math:`\mu` of a replica uses ``fold_in(run_key, mu)``. The
+Kernels for one replica (:func:`init`, :func:`step`, :func:`observe`), run by the Monte Carlo driver of
+the single-layer model as :func:`committee_sampler` (:mod:`jaxadv.mc.driver`: replicas ``vmap``-ped and
+split over the devices; :func:`jaxadv.app.checkpoint.run_resumable`: checkpoints, progress, resumption);
+step :math:`\mu` of a replica uses ``fold_in(run_key, mu)``. The
 directions are :math:`B_j=e_j` (rotation invariance makes the choice immaterial).
 """
 from __future__ import annotations
@@ -29,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..mc.driver import Plan, run_plan, save_schedule
+from ..mc.full import Sampler, SamplerParams
+from ..sharding import shard_batch
 from .fields import committee_output, geometry, loss_value, worst_case
 from .lipschitz import project_weights
 from .ode import check_overlaps
@@ -36,7 +41,8 @@ from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer
                      validate_mixture, validate_params, validate_spec)
 
 __all__ = ["CommitteeMC", "CommitteeObs", "CommitteeMCResult", "directions", "init", "sample_example", "update",
-           "step", "observe", "input_attack", "simulate_committee"]
+           "step", "observe", "input_attack", "CommitteeModel", "committee_sampler", "plan_committee", "committee_result",
+           "simulate_committee"]
 
 
 class CommitteeMC(NamedTuple):
@@ -180,55 +186,69 @@ class CommitteeMCResult(NamedTuple):
     finite: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "K", "N", "steps_per_save", "n_save", "given"))
-def _run(replica_keys, mixture, params, Q0, R0, b0, v0, spec, K, N, steps_per_save, n_save, given):
-    B = directions(mixture.centres.shape[1], N, mixture.centres.dtype)
+class CommitteeModel(NamedTuple):
+    """The traced inputs of the committee's step (``SamplerParams.model`` of :func:`committee_sampler`).
 
-    def one(rkey):
-        k_init, k_run = jax.random.split(rkey)
-        s0 = init(k_init, B, K, Q0 if given else None, R0, b0, v0)
-        if spec.lipschitz is not None:
-            s0 = s0._replace(W=project_weights(s0.W, s0.v, spec.lipschitz))
+    Attributes:
+        mixture: :class:`jaxadv.committee.params.Mixture` (arrays of the state's dtype).
+        params: :class:`jaxadv.committee.params.CommitteeParams` (scalars of the state's dtype).
+    """
 
-        def save(s, k):
-            def body(i, st):
-                mu = k * steps_per_save + i
-                return step(jax.random.fold_in(k_run, mu), st, mixture, params, spec, B)[0]
-
-            s = jax.lax.fori_loop(0, steps_per_save, body, s)
-            return s, observe(s, B)
-
-        _, obs = jax.lax.scan(save, s0, jnp.arange(n_save))
-        return jax.tree.map(lambda a, z: jnp.concatenate([a[None], z]), observe(s0, B), obs)
-
-    return jax.vmap(one)(replica_keys)
+    mixture: Mixture
+    params: CommitteeParams
 
 
-def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
-                       alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None,
-                       v0=None, dtype=jnp.float32) -> CommitteeMCResult:
-    r"""Run ``replicas`` independent N-dimensional committees (``vmap``, one ``jit``).
+@functools.lru_cache(maxsize=None)
+def committee_sampler(spec: CommitteeSpec) -> Sampler:
+    r"""The committee as a :class:`jaxadv.mc.full.Sampler`, for the Monte Carlo driver
+    (:mod:`jaxadv.mc.driver`: replicas ``vmap``-ped and split over the devices, step :math:`\mu` keyed
+    ``fold_in(run_key, mu)``; :func:`jaxadv.app.checkpoint.run_resumable`: checkpoints and resumption).
 
-    Args:
-        key: PRNG key; replica ``r`` uses ``split(key, replicas)[r]`` (split again into init and run keys).
-        mixture, params, spec: data, swept floats, static choices.
-        N: input dimension.
-        alpha_max: final time; ``steps_per_save = round(alpha_max N / n_save)``.
-        n_save: save intervals.
-        replicas: number of independent committees.
-        Q0, R0: exact initial overlaps (both or neither; ``None``: random on the sphere).
-        b0, v0: initial biases and second layer (default 0 and :math:`1/K`).
-        dtype: ``jnp.float32`` or ``jnp.float64``.
+    * ``sp``: ``SamplerParams(CommitteeModel(mixture, params), {}, B)`` with ``B`` the directions
+      :func:`directions`, shape ``(D, N)``.
+    * ``init(key, sp, R0, b0)``: :func:`init` with ``R0 = (Q0, R0)`` (``None``: rows uniform on the
+      sphere) and ``b0 = (b0, v0)``, then the Lipschitz projection when ``spec.lipschitz`` is set.
+    * ``step(key, state, sp)``: :func:`step`; ``observe(state, sp)``: :func:`observe` (:class:`CommitteeObs`).
+
+    ``spec`` is static; equal specs give the same (cached) sampler, so ``jit`` compiles once per spec.
 
     Example:
-        >>> import jax
+        >>> import jax, jax.numpy as jnp
         >>> from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
-        >>> from jaxadv.committee.montecarlo import simulate_committee
-        >>> mc = simulate_committee(jax.random.key(0), xor(), CommitteeParams(), CommitteeSpec(K=2),
-        ...                         N=50, alpha_max=0.2, n_save=2, replicas=3)
-        >>> mc.Q.shape
-        (3, 3, 2, 2)
+        >>> from jaxadv.committee.montecarlo import CommitteeModel, committee_sampler, directions
+        >>> from jaxadv.mc.full import SamplerParams
+        >>> s = committee_sampler(CommitteeSpec(K=2))
+        >>> sp = SamplerParams(CommitteeModel(xor(), CommitteeParams()), {}, directions(2, 20))
+        >>> st = s.init(jax.random.key(0), sp, None, (jnp.zeros(2), jnp.full(2, 0.5)))
+        >>> st, obs = s.step(jax.random.key(1), st, sp)
+        >>> obs.Q.shape, obs.R.shape
+        ((2, 2), (2, 2))
     """
+
+    def _init(key, sp, R0=None, b0=None):
+        B = sp.const
+        b, v = (None, None) if b0 is None else b0
+        Q0, R0_ = (None, None) if R0 is None else R0
+        s0 = init(key, B, spec.K, Q0, R0_, b, v)
+        if spec.lipschitz is not None:
+            s0 = s0._replace(W=project_weights(s0.W, s0.v, spec.lipschitz))
+        return s0
+
+    def _step(key, state, sp):
+        return step(key, state, sp.model.mixture, sp.model.params, spec, sp.const)
+
+    return Sampler("committee", _init, _step, lambda state, sp: observe(state, sp.const), spec)
+
+
+def plan_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
+                   alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None, v0=None,
+                   dtype=jnp.float32) -> Plan:
+    """Validate the arguments of :func:`simulate_committee` and prepare the driver's
+    :class:`jaxadv.mc.driver.Plan`: :func:`committee_sampler`, per-replica keys (``split(key, replicas)``,
+    each split into init and run keys) split over the devices, and the identity of the run (its
+    checkpoint fingerprint)."""
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
     spec = validate_spec(spec)
     mixture = validate_mixture(mixture)
     validate_params(params)
@@ -250,11 +270,63 @@ def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: Com
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
-    steps = max(1, int(round(alpha_max * N / n_save)))
+    N, replicas, n_save = int(N), int(replicas), int(n_save)
+    steps, alpha = save_schedule(N, alpha_max, n_save)
     cast = lambda z: jnp.asarray(z, dtype)
-    obs = _run(jax.random.split(key, int(replicas)), Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params)),
-               cast(Q0), cast(R0), cast(b0), cast(v0), spec, K, int(N), steps, int(n_save), given)
-    Q, R, b, v = (np.asarray(z) for z in obs)
-    finite = np.all(np.isfinite(Q.reshape(Q.shape[:2] + (-1,))), -1) & np.all(np.isfinite(R.reshape(R.shape[:2] + (-1,))), -1)
+    sp = SamplerParams(CommitteeModel(Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params))), {},
+                       directions(D, N, dtype))
+    pair = jax.vmap(jax.random.split)(jax.random.split(key, replicas))
+    # replicas split over all devices (padded to a multiple of the count; no-op on one device)
+    init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
+    lst = lambda z: np.asarray(z, np.float64).tolist()
+    identity = ["committee", np.asarray(jax.random.key_data(key)).tolist(), str(jax.random.key_impl(key)),
+                {k: lst(v) for k, v in mixture._asdict().items()}, [float(x) for x in params], repr(spec), N,
+                float(alpha_max), n_save, replicas, lst(Q0) if given else None, lst(R0) if given else None,
+                lst(b0), lst(v0), str(dtype)]
+    return Plan(committee_sampler(spec), sp, init_keys, run_keys, (Q0, R0) if given else None, (b0, v0), replicas,
+                N, n_save, steps, alpha, dtype, identity)
+
+
+def committee_result(plan: Plan, obs) -> CommitteeMCResult:
+    """The :class:`CommitteeMCResult` of the driver's observables ``obs`` (leaves of :class:`CommitteeObs`,
+    each of shape ``(replicas, n_save + 1, ...)``; :func:`jaxadv.mc.driver.run_plan`)."""
+    Q, R, b, v = obs
+    flat = lambda x: x.reshape(x.shape[:2] + (-1,))
+    finite = np.all(np.isfinite(flat(Q)), -1) & np.all(np.isfinite(flat(R)), -1)
     finite &= np.all(np.isfinite(b), -1) & np.all(np.isfinite(v), -1)
-    return CommitteeMCResult(np.arange(n_save + 1) * steps / N, Q, R, b, v, finite)
+    return CommitteeMCResult(plan.alpha, Q, R, b, v, finite)
+
+
+def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
+                       alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None,
+                       v0=None, dtype=jnp.float32) -> CommitteeMCResult:
+    r"""Run ``replicas`` independent N-dimensional committees on the Monte Carlo driver
+    (:func:`committee_sampler`, :func:`plan_committee`, :func:`jaxadv.mc.driver.run_plan`): one ``vmap``
+    over the replicas, split over all devices, one jitted call per save interval.
+    :func:`jaxadv.app.checkpoint.simulate_committee_resumable` is the same run with a checkpoint file and
+    a progress bar (same bits).
+
+    Args:
+        key: PRNG key (or an int seed); replica ``r`` uses ``split(key, replicas)[r]`` (split again into
+            init and run keys); step :math:`\mu` of a replica uses ``fold_in(run_key, mu)``.
+        mixture, params, spec: data, swept floats, static choices.
+        N: input dimension.
+        alpha_max: final time; ``steps_per_save = round(alpha_max N / n_save)``.
+        n_save: save intervals.
+        replicas: number of independent committees.
+        Q0, R0: exact initial overlaps (both or neither; ``None``: random on the sphere).
+        b0, v0: initial biases and second layer (default 0 and :math:`1/K`).
+        dtype: ``jnp.float32`` or ``jnp.float64``.
+
+    Example:
+        >>> import jax
+        >>> from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
+        >>> from jaxadv.committee.montecarlo import simulate_committee
+        >>> mc = simulate_committee(jax.random.key(0), xor(), CommitteeParams(), CommitteeSpec(K=2),
+        ...                         N=50, alpha_max=0.2, n_save=2, replicas=3)
+        >>> mc.Q.shape
+        (3, 3, 2, 2)
+    """
+    plan = plan_committee(key, mixture, params, spec, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas,
+                          Q0=Q0, R0=R0, b0=b0, v0=v0, dtype=dtype)
+    return committee_result(plan, run_plan(plan))

@@ -1,7 +1,9 @@
 r"""The Monte Carlo driver: many replicas of a sampler, keys, save points and devices; pure.
 
 Each replica is a student trained on its own stream of fresh examples by a sampler's
-``(init, step)`` kernel (:func:`jaxadv.mc.full.full_sampler`, :func:`jaxadv.mc.reduced.reduced_sampler`).
+``(init, step)`` kernel (:func:`jaxadv.mc.full.full_sampler`, :func:`jaxadv.mc.reduced.reduced_sampler`,
+:func:`jaxadv.mc.pair.pair_sampler`, the committee's :func:`jaxadv.committee.montecarlo.committee_sampler`;
+observables may be any pytree).
 The kernel is ``vmap``-ped over replicas; steps are a ``lax.fori_loop``. The key of step
 :math:`\mu` of a replica is ``fold_in(replica_key, mu)``, so results do not depend on how the run
 is chunked (save interval, progress updates, resumption). Only the order parameters are
@@ -10,7 +12,8 @@ recorded, at save points; time is :math:`\alpha=\mu/N`.
 :func:`simulate` runs a whole simulation and returns arrays. It is built from three steps an
 application can drive itself (:func:`jaxadv.app.checkpoint.simulate_resumable` adds checkpoint
 files and progress): :func:`plan_simulation` (validate, keys, constants, devices),
-:func:`init_states` and :func:`advance` (one save interval).
+:func:`init_states` and :func:`advance` (one save interval); :func:`run_plan` runs a plan of any sampler
+(:func:`start_states`, :func:`dispatch`, :func:`observables_on_host`).
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from .reduced import reduced_sampler
 from . import schedule
 
 __all__ = ["MCResult", "SAMPLERS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
-           "save_schedule", "advance_states", "init_batch", "simulate_grid"]
+           "save_schedule", "advance_states", "init_batch", "simulate_grid", "start_states", "observables_on_host",
+           "allocate_observables", "run_plan"]
 
 SAMPLERS = {"full": full_sampler, "reduced": reduced_sampler}
 """Sampler constructors by name: ``SAMPLERS[name](rule) -> Sampler``."""
@@ -116,7 +120,9 @@ class Plan(NamedTuple):
         sampler: the :class:`jaxadv.mc.full.Sampler`.
         sp: :class:`jaxadv.mc.full.SamplerParams` (arrays of ``dtype``).
         init_keys, run_keys: per-replica keys, split over the devices (padded).
-        R0, b0: initial condition (``R0=None``: uniform ``w``).
+        R0, b0: initial condition handed to ``sampler.init`` (``R0=None``: the sampler's random start);
+            floats for the single-layer samplers, pytrees of arrays for others (the committee's
+            ``(Q0, R0)`` and ``(b0, v0)``).
         replicas, N, n_save, steps: sizes; ``steps`` per save interval.
         alpha: save times, shape ``(n_save + 1,)``.
         dtype: the simulation's float dtype.
@@ -130,8 +136,8 @@ class Plan(NamedTuple):
     sp: SamplerParams
     init_keys: jax.Array
     run_keys: jax.Array
-    R0: Optional[float]
-    b0: float
+    R0: object
+    b0: object
     replicas: int
     N: int
     n_save: int
@@ -205,13 +211,29 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
 
 
 def _host_obs(o, replicas):
-    return np.stack([to_host(x)[:replicas] for x in o])
+    return np.stack(observables_on_host(o, replicas))
+
+
+def observables_on_host(o, replicas: int) -> list:
+    """The leaves of a batch of observables ``o`` (a pytree, leaves of shape ``(padded replicas, ...)``) on
+    the host, gathered from every device (:func:`jaxadv.sharding.to_host`) without the padding rows:
+    a list of arrays of shape ``(replicas, ...)``, in ``jax.tree.leaves`` order."""
+    return [to_host(x)[:replicas] for x in jax.tree.leaves(o)]
+
+
+def start_states(plan: Plan):
+    """Initial states of all replicas and their observables, both on the devices (sharded like the keys).
+
+    ``plan.R0`` and ``plan.b0`` are pytrees (a float for the single-layer samplers); every leaf is cast to
+    the plan's dtype and handed to ``sampler.init`` (``R0`` as ``None`` when ``plan.R0`` is ``None``)."""
+    cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, plan.dtype), t)
+    return _init(plan.init_keys, plan.sp, cast(0.0 if plan.R0 is None else plan.R0), cast(plan.b0),
+                 plan.R0 is not None, plan.sampler)
 
 
 def init_states(plan: Plan):
     """Initial states of all replicas and their observables, shape ``(5, replicas)``."""
-    states, o = _init(plan.init_keys, plan.sp, jnp.asarray(0.0 if plan.R0 is None else plan.R0, plan.dtype),
-                      jnp.asarray(plan.b0, plan.dtype), plan.R0 is not None, plan.sampler)
+    states, o = start_states(plan)
     return states, _host_obs(o, plan.replicas)
 
 
@@ -236,6 +258,30 @@ def advance(plan: Plan, states, k: int):
     Returns the new states and their observables, shape ``(5, replicas)``."""
     states, o = dispatch(plan, states, k)
     return states, fetch(plan, o)
+
+
+def run_plan(plan: Plan) -> list:
+    """Run every save interval of ``plan`` (no checkpoint, no progress) and return the observables: one
+    array per leaf of the sampler's observables, shape ``(replicas, n_save + 1, ...)`` (leaf order of
+    ``jax.tree.leaves``; :func:`jaxadv.app.checkpoint.run_resumable` is the same loop with checkpoints)."""
+    states, o = start_states(plan)
+    obs = allocate_observables(plan, observables_on_host(o, plan.replicas))
+    for k in range(plan.n_save):
+        states, o = dispatch(plan, states, k)
+        for a, x in zip(obs, observables_on_host(o, plan.replicas)):
+            a[:, k + 1] = x
+    return obs
+
+
+def allocate_observables(plan: Plan, first: list) -> list:
+    """Arrays of NaN of shape ``(replicas, n_save + 1, ...)`` (the plan's dtype), one per leaf of the
+    initial observables ``first`` (:func:`observables_on_host`), with save point 0 filled in."""
+    obs = []
+    for x in first:
+        a = np.full((x.shape[0], plan.n_save + 1) + x.shape[1:], np.nan, dtype=np.dtype(plan.dtype))
+        a[:, 0] = x
+        obs.append(a)
+    return obs
 
 
 def result(plan: Plan, obs) -> "MCResult":
@@ -303,12 +349,7 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
                            rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
                            optimizer=optimizer, save=save, points_per_decade=points_per_decade, alpha_min=alpha_min)
-    states, o = init_states(plan)
-    obs = np.full((5, plan.replicas, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
-    obs[:, :, 0] = o
-    for k in range(plan.n_save):
-        states, obs[:, :, k + 1] = advance(plan, states, k)
-    return result(plan, obs)
+    return result(plan, np.stack(run_plan(plan)))
 
 
 # --- a grid of parameters: one vmap over (grid point, replica) -----------------------------------
