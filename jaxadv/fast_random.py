@@ -23,7 +23,7 @@ density: :math:`R^2 = -2\ln u_1` is exponential with mean 2, the angle uniform a
 The only departures are the discretisation of the words (:math:`2^{-31}` and :math:`2^{-24}`)
 and float rounding; no approximation of the distribution is made (no sum of uniforms, no
 truncated series). The largest radius is :math:`\sqrt{2\cdot 32\ln 2} = 6.66` (``jax.random``'s
-float32 normal stops at 5.4). :math:`\cos\theta` and :math:`\sin\theta` are evaluated after an
+float32 normal stops at 5.29). :math:`\cos\theta` and :math:`\sin\theta` are evaluated after an
 exact reduction to :math:`|\varphi|\le\pi/4` by odd/even polynomials (Cephes ``sinf``/``cosf``,
 error below :math:`2^{-23}`, tested against float64 over all :math:`2^{24}` angles), because XLA's
 CPU ``cos``/``sin`` are scalar library calls, ten times the cost. Float64 draws take one block
@@ -35,7 +35,7 @@ element, which gives back the saving. The result: about half the cipher work and
 transform than ``jax.random.normal`` (see ``benchmarks/mc_throughput.py``, ``fast`` columns).
 
 The stream is a different stream from ``jax.random``'s: same key, other numbers. It is the
-Monte Carlo's ``generator="fast"`` (:mod:`jaxadv.generators`); ``docs/theory.md`` §12 has the
+Monte Carlo's ``generator="fast"`` (:mod:`jaxadv.generators`); ``docs/theory.md`` §8.1 has the
 construction and the argument.
 """
 from __future__ import annotations

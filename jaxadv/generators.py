@@ -11,7 +11,7 @@ is chunked, resumed or sharded, whichever generator draws.
 ``jax``    :mod:`jaxadv.threefry`: the numbers of ``jax.random.uniform`` / ``jax.random.normal``,
            bit for bit (one cipher block per word, inverse-erf normals). The default.
 ``fast``   :mod:`jaxadv.fast_random`: both words of every threefry2x32 block, Box--Muller normals;
-           the same distribution (exact up to float rounding, ``docs/theory.md`` §12), other
+           the same distribution (exact up to float rounding, ``docs/theory.md`` §8.1), other
            numbers, about half the cost of a draw.
 =========  ===================================================================================
 
