@@ -257,7 +257,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             sh = row["sharded"]
             print(f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
                   f"floor {row['floor_sharded']['ns_per_elem']:.2f} ns/elem  jaxadv/floor "
-                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}",
+                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}  "
+                  f"fast {row['fast_sharded']['ns_per_elem']:.2f} ns/elem, jaxadv/fast {sh['jaxadv_over_fast']['median']:.2f}",
                   flush=True)
 
     prng = []
