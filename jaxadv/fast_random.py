@@ -64,21 +64,33 @@ def _check_key(key):
 
 
 def _stored(f, key):
-    """``f(key)`` computed in a ``while_loop`` of one trip whose count XLA cannot see (it depends on
-    the key), so the result is written to memory once and read by every consumer, instead of being
-    recomputed, cipher and all, inside each consumer's fusion."""
-    kd = jax.random.key_data(key)
-    trips = jnp.minimum(kd[0], _U32(1)) | _U32(1)   # == 1, not a constant to XLA
-    shapes = jax.eval_shape(f, key)
+    """``f(key)`` computed as the body of a ``while_loop`` of one trip whose count XLA cannot see
+    (an optimisation barrier hides the constant), so the result is written to memory once and read
+    by every consumer, instead of being recomputed, cipher and all, inside each consumer's fusion.
+
+    The body enciphers with the key's words plus the trip index (0 on the one trip, so the value
+    is ``f(key)``); depending on the index keeps XLA from hoisting ``f`` out of the loop, which
+    would add a copy of the result. The count does not depend on the key, so under ``vmap`` the
+    loop is not batched (no per-replica select, no reduction over replicas or devices).
+    """
+    trips = jax.lax.optimization_barrier(_U32(1))   # == 1, not a constant to XLA
+    words = jax.random.key_data(key)
+    shapes = jax.eval_shape(f, words)
+
+    def body(c):
+        i, _ = c
+        return i + 1, f(words.at[0].add(i))          # i == 0 on the only trip
+
     init = (_U32(0), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-    return jax.lax.while_loop(lambda c: c[0] < trips, lambda c: (c[0] + 1, f(key)), init)[1]
+    return jax.lax.while_loop(lambda c: c[0] < trips, body, init)[1]
 
 
-def _blocks(key, m: int, hi: int = 0):
-    """The two words of the blocks ``T_k(hi, i)``, ``i < m``: uint32 arrays of shape ``(m,)``."""
+def _blocks(words, m: int, hi: int = 0):
+    """The two words of the blocks ``T_k(hi, i)``, ``i < m``, for key words ``words`` (shape ``(2,)``,
+    ``jax.random.key_data``): uint32 arrays of shape ``(m,)``."""
     if m >= 2**32:
         raise ValueError(f"shape: {m} cipher blocks needed; at most 2**32 - 1 are supported")
-    return threefry2x32(jax.random.key_data(key), jnp.full((m,), hi, _U32), jnp.arange(m, dtype=_U32))
+    return threefry2x32(words, jnp.full((m,), hi, _U32), jnp.arange(m, dtype=_U32))
 
 
 def _size(shape) -> int:
@@ -97,13 +109,13 @@ def bits(key, shape=()):
     :math:`y_{2i}, y_{2i+1}`), reshaped to ``shape``."""
     _check_key(key)
     shape = tuple(shape)
-    y0, y1 = _blocks(key, (_size(shape) + 1) // 2)
+    y0, y1 = _blocks(jax.random.key_data(key), (_size(shape) + 1) // 2)
     return _interleave(y0, y1, shape)
 
 
-def _words64(key, m: int, hi: int = 0):
+def _words64(words, m: int, hi: int = 0):
     """One 64-bit word per block, ``(y_0 << 32) | y_1`` of ``T_k(hi, i)``, ``i < m`` (needs x64)."""
-    y0, y1 = _blocks(key, m, hi)
+    y0, y1 = _blocks(words, m, hi)
     return (y0.astype(jnp.uint64) << jnp.uint64(32)) | y1.astype(jnp.uint64)
 
 
@@ -137,10 +149,10 @@ def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
             y0, y1 = _blocks(k, (n + 1) // 2)
             return jax.lax.complex(_unit_float32(y0), _unit_float32(y1))
 
-        c = _stored(pair, key) if n > 2 else pair(key)
+        c = _stored(pair, key) if n > 2 else pair(jax.random.key_data(key))
         u = _interleave(jnp.real(c), jnp.imag(c), shape)
     else:
-        u = _unit_float64(_words64(key, n)).reshape(shape)
+        u = _unit_float64(_words64(jax.random.key_data(key), n)).reshape(shape)
     lo, hi = jnp.asarray(minval, dtype), jnp.asarray(maxval, dtype)
     return jnp.maximum(lo, u * (hi - lo) + lo)
 
@@ -202,5 +214,5 @@ def normal(key, shape=(), dtype=None):
         pair = lambda k: jax.lax.complex(*box_muller(*_blocks(k, m)))
     else:
         pair = lambda k: jax.lax.complex(*_box_muller64(_words64(k, m, 0), _words64(k, m, 1)))
-    c = _stored(pair, key) if m > 1 else pair(key)
+    c = _stored(pair, key) if m > 1 else pair(jax.random.key_data(key))
     return _interleave(jnp.real(c), jnp.imag(c), shape)
