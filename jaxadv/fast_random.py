@@ -64,25 +64,17 @@ def _check_key(key):
 
 
 def _stored(f, key):
-    """``f(key)`` computed as the body of a ``while_loop`` of one trip whose count XLA cannot see
-    (an optimisation barrier hides the constant), so the result is written to memory once and read
-    by every consumer, instead of being recomputed, cipher and all, inside each consumer's fusion.
-
-    The body enciphers with the key's words plus the trip index (0 on the one trip, so the value
-    is ``f(key)``); depending on the index keeps XLA from hoisting ``f`` out of the loop, which
-    would add a copy of the result. The count does not depend on the key, so under ``vmap`` the
-    loop is not batched (no per-replica select, no reduction over replicas or devices).
+    """``f(key_data(key))`` computed as a branch of a ``lax.cond`` whose predicate XLA cannot see (the
+    constant ``True`` behind an optimisation barrier), so the result is written to memory once and
+    read by every consumer, instead of being recomputed, cipher and all, inside each consumer's
+    fusion. The other branch (zeros) never runs. The predicate does not depend on the key, so under
+    ``vmap`` the ``cond`` stays a ``cond`` (no per-replica select, no reduction over replicas or
+    devices), and nothing is copied or zero-filled.
     """
-    trips = jax.lax.optimization_barrier(_U32(1))   # == 1, not a constant to XLA
+    taken = jax.lax.optimization_barrier(jnp.bool_(True))   # always True, not a constant to XLA
     words = jax.random.key_data(key)
     shapes = jax.eval_shape(f, words)
-
-    def body(c):
-        i, _ = c
-        return i + 1, f(words.at[0].add(i))          # i == 0 on the only trip
-
-    init = (_U32(0), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-    return jax.lax.while_loop(lambda c: c[0] < trips, body, init)[1]
+    return jax.lax.cond(taken, f, lambda w: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), words)
 
 
 def _blocks(words, m: int, hi: int = 0):
