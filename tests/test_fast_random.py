@@ -177,6 +177,7 @@ def test_chunking_does_not_change_the_bits(reference):
     np.testing.assert_array_equal(coarse.b, reference.b[:, ::2])
 
 
+@pytest.mark.slow
 def test_grid_point_is_the_simulation_of_its_key():
     grid = simulate(jax.random.key(4), ModelParams(eps=np.array([0.2, 0.9])), N=20, alpha_max=1.0, n_save=2,
                     replicas=3, generator="fast")
@@ -185,6 +186,7 @@ def test_grid_point_is_the_simulation_of_its_key():
     np.testing.assert_array_equal(grid.R[1], one.R)
 
 
+@pytest.mark.slow
 def test_vmap_equals_loop_over_replicas_and_steps():
     N, replicas, steps = 24, 2, 12
     p = ModelParams(prior=0.4, v1=1.3, v2=0.7, eps=0.8, eta_w=0.5, eta_b=0.5)
