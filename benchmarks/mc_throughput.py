@@ -10,7 +10,12 @@ float32, timed interleaved in the same process:
   replica ``fold_in(replica_key, step)``, ``split``, one ``uniform`` and one ``normal`` of size
   N, drawn the fastest way we know (:mod:`jaxadv.threefry`, the same bits as ``jax.random``). Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
   No implementation of the same algorithm with the same key scheme can beat it.
-* **jaxadv_sharded / floor_sharded** -- the same two kernels with the replicas spread over
+* **fast / floor_fast** -- the same kernel with ``generator="fast"`` (:mod:`jaxadv.fast_random`: both
+  words of every threefry2x32 block, Box--Muller normals; the same law, other numbers), and its own
+  floor: the same scan drawing the fast generator's numbers (one ``uniform`` and one ``normal`` of
+  size N per step and replica, same keys) and nothing else. ``jaxadv_over_fast`` is the speed-up of
+  the fast generator over today's kernel, measured in the same run.
+* **jaxadv_sharded / floor_sharded / fast_sharded** -- the same two kernels with the replicas spread over
   the XLA host devices (``jaxadv.sharding.shard_batch``; the runner makes one host device
   per core), measured when there are several devices. Same random bits as on one device.
 * **numpy** -- a straightforward NumPy implementation batched over replicas with
@@ -53,13 +58,19 @@ def n_steps_for(replicas, N, budget):
 
 # --- the floor --------------------------------------------------------------------------------
 
-def _floor_fn(fused: bool = True):
-    """The floor kernel; ``fused=False`` draws the same bits through ``jax.random`` itself."""
+def _floor_fn(fused: bool = True, generator: str = "jax"):
+    """The floor kernel; ``fused=False`` draws the same bits through ``jax.random`` itself;
+    ``generator="fast"`` draws the fast generator's numbers (same keys, :mod:`jaxadv.fast_random`)."""
+    import types
+
     import jax
     import jax.numpy as jnp
-    from jaxadv import threefry
+    from jaxadv import fast_random, threefry
 
     rnd = threefry if fused else jax.random
+    if generator == "fast":
+        rnd = types.SimpleNamespace(split=threefry.split, fold_in=threefry.fold_in, uniform=fast_random.uniform,
+                                    normal=fast_random.normal)
 
     # the carry is donated, as the kernel's state is: neither copies its (replicas, N) buffer per call
     @functools.partial(jax.jit, static_argnames=("N",), donate_argnums=(1,))
@@ -124,6 +135,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     p = as_array_params(params, jnp.float32)
     floor = _floor_fn()
     floor_jax_random = _floor_fn(fused=False)
+    floor_fast = _floor_fn(generator="fast")
 
     def contenders(replicas, N, steps, impl, with_numpy=True):
         key = jax.random.key(0, impl=impl)
@@ -136,13 +148,25 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             """The jaxadv kernel and its floor, each advancing its own state placed by ``place``."""
             keys = place(run_keys)
             sp = SamplerParams(p, {}, B)
+            fast = full_sampler(generator="fast")
+            with_fast = impl == "threefry2x32"   # the fast stream enciphers with threefry keys only
             st = {"mc": place(init_batch(full_sampler(), init_keys, sp)[0]), "k": 0,
-                  "fl": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)))}
+                  "fast": place(init_batch(fast, init_keys, sp)[0]) if with_fast else None,
+                  "fl": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32))),
+                  "flf": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)))}
 
             def run_jaxadv():
                 st["mc"], obs = advance_states(full_sampler(), keys, st["mc"], sp, st["k"] * steps, steps)
                 st["k"] += 1
                 return obs
+
+            def run_fast():
+                st["fast"], obs = advance_states(fast, keys, st["fast"], sp, st["k"] * steps, steps)
+                return obs
+
+            def run_floor_fast():
+                st["flf"] = floor_fast(keys, st["flf"], jnp.uint32(0), steps, N)
+                return st["flf"]
 
             def run_floor():
                 st["fl"] = floor(keys, st["fl"], jnp.uint32(0), steps, N)
@@ -152,13 +176,17 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                 st["fl"] = floor_jax_random(keys, st["fl"], jnp.uint32(0), steps, N)
                 return st["fl"]
 
-            return run_jaxadv, run_floor, run_floor_jax_random, st
+            if not with_fast:
+                run_fast = run_floor_fast = None
+            return run_jaxadv, run_floor, run_floor_jax_random, run_fast, run_floor_fast, st
 
         out = {}
-        out["jaxadv"], out["floor"], out["floor_jax_random"], box["jaxadv"] = kernel_and_floor(lambda x: x)
+        (out["jaxadv"], out["floor"], out["floor_jax_random"], out["fast"], out["floor_fast"],
+         box["jaxadv"]) = kernel_and_floor(lambda x: x)
         if jax.local_device_count() > 1 and replicas % jax.local_device_count() == 0:
             # the same kernels with the replicas spread over the host devices (one per core)
-            out["jaxadv_sharded"], out["floor_sharded"], _, _ = kernel_and_floor(shard_batch)
+            out["jaxadv_sharded"], out["floor_sharded"], _, out["fast_sharded"], _, _ = kernel_and_floor(shard_batch)
+        out = {k: f for k, f in out.items() if f is not None}
         if with_numpy:
             rng = np.random.default_rng(0)
             w0 = rng.standard_normal((replicas, N), dtype=np.float32)
@@ -187,16 +215,25 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                          "ns_per_elem_min": s["min_s"] / el * 1e9, "ns_per_elem_max": s["max_s"] / el * 1e9}
         row["jaxadv_over_floor"] = ratio(t["jaxadv"], t["floor"])
         row["floor_jax_random_over_floor"] = ratio(t["floor_jax_random"], t["floor"])
+        row["jaxadv_over_fast"] = ratio(t["jaxadv"], t["fast"])          # speed-up of generator="fast"
+        row["fast_over_floor_fast"] = ratio(t["fast"], t["floor_fast"])
+        row["floor_over_floor_fast"] = ratio(t["floor"], t["floor_fast"])
+        row["jaxadv_over_floor_fast"] = ratio(t["jaxadv"], t["floor_fast"])
+        row["cpu_time_ratios_fast"] = {"jaxadv_over_fast": t["jaxadv"]["cpu_median_s"] / t["fast"]["cpu_median_s"],
+                                       "fast_over_floor_fast": t["fast"]["cpu_median_s"] / t["floor_fast"]["cpu_median_s"]}
         if "jaxadv_sharded" in t:
             row["sharded"] = {"devices": jax.local_device_count(),
                               "jaxadv_over_floor": ratio(t["jaxadv_sharded"], t["floor_sharded"]),
                               "numpy_over_jaxadv": ratio(t["numpy"], t["jaxadv_sharded"]),
-                              "speedup_over_one_device": ratio(t["jaxadv"], t["jaxadv_sharded"])}
+                              "speedup_over_one_device": ratio(t["jaxadv"], t["jaxadv_sharded"]),
+                              "jaxadv_over_fast": ratio(t["jaxadv_sharded"], t["fast_sharded"])}
         row["cpu_time_ratios"] = {"jaxadv_over_floor": t["jaxadv"]["cpu_median_s"] / t["floor"]["cpu_median_s"],
                                   "numpy_over_jaxadv": t["numpy"]["cpu_median_s"] / t["jaxadv"]["cpu_median_s"]}
         R_j = np.asarray(jnp.mean(box["jaxadv"]["mc"].student.w[:, 0]))
         R_n = float(np.mean(box["np"][0][:, 0]))
-        row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n))}
+        R_f = np.asarray(jnp.mean(box["jaxadv"]["fast"].student.w[:, 0]))
+        row["sanity"] = {"finite_jaxadv": bool(np.isfinite(R_j)), "finite_numpy": bool(np.isfinite(R_n)),
+                         "finite_fast": bool(np.isfinite(R_f))}
         row["numpy_over_jaxadv"] = ratio(t["numpy"], t["jaxadv"])
         for peer in PEERS:
             if peer in t:
@@ -212,11 +249,16 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
               f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}"
               + "".join(f"  {p}/jaxadv {row[f'{p}_over_jaxadv']['median']:.2f}" for p in PEERS
                         if f"{p}_over_jaxadv" in row), flush=True)
+        print(f"    fast generator: {row['fast']['ns_per_elem']:.2f} ns/elem, its floor {row['floor_fast']['ns_per_elem']:.2f}"
+              f"  jaxadv/fast {row['jaxadv_over_fast']['median']:.2f} [{row['jaxadv_over_fast']['low']:.2f}, "
+              f"{row['jaxadv_over_fast']['high']:.2f}]  fast/floor_fast {row['fast_over_floor_fast']['median']:.2f}"
+              f"  floor/floor_fast {row['floor_over_floor_fast']['median']:.2f}", flush=True)
         if "sharded" in row:
             sh = row["sharded"]
             print(f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
                   f"floor {row['floor_sharded']['ns_per_elem']:.2f} ns/elem  jaxadv/floor "
-                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}",
+                  f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}  "
+                  f"fast {row['fast_sharded']['ns_per_elem']:.2f} ns/elem, jaxadv/fast {sh['jaxadv_over_fast']['median']:.2f}",
                   flush=True)
 
     prng = []
@@ -261,6 +303,12 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                      "jaxadv_over_floor_worst": float(max(r["jaxadv_over_floor"]["median"] for r in rows)),
                      "numpy_over_jaxadv_median": med("numpy_over_jaxadv"),
                      "floor_jax_random_over_floor_median": med("floor_jax_random_over_floor"),
+                     "jaxadv_over_fast_median": med("jaxadv_over_fast"),
+                     "jaxadv_over_fast_worst_N_ge_1000": float(min([r["jaxadv_over_fast"]["median"] for r in rows
+                                                                  if r["N"] >= 1000] or [np.nan])),
+                     "fast_over_floor_fast_median": med("fast_over_floor_fast"),
+                     "floor_over_floor_fast_median": med("floor_over_floor_fast"),
+                     "target_jaxadv_over_fast_N_ge_1000": 1.5,
                      "numpy_over_jaxadv_worst": float(min(r["numpy_over_jaxadv"]["median"] for r in rows)),
                      "target_jaxadv_over_floor": 1.3, "target_numpy_over_jaxadv": 3.0,
                      "sharded_devices": sharded[0]["devices"] if sharded else 1,

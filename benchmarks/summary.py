@@ -75,6 +75,19 @@ def table_mc(d):
                          f"{r['floor_sharded']['ns_per_elem']:.2f} | {_spread(r['sharded']['jaxadv_over_floor'])} | "
                          f"{_spread(r['sharded']['numpy_over_jaxadv'])} | {peer_ratio} | "
                          f"{_spread(r['sharded']['speedup_over_one_device'])} |")
+    fast = [r for r in d["rows"] if "fast" in r]
+    if fast:
+        lines += ["", "The fast generator (`generator=\"fast\"`: both words of every threefry block, Box-Muller "
+                  "normals; same law, other numbers) and its own floor, same run:", "",
+                  "| replicas | N | jaxadv ns | fast ns | fast floor ns | jaxadv / fast | fast / fast floor | "
+                  "floor / fast floor | jaxadv / fast (CPU time) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in fast:
+            lines.append(f"| {r['replicas']} | {r['N']} | {r['jaxadv']['ns_per_elem']:.2f} | "
+                         f"{r['fast']['ns_per_elem']:.2f} | {r['floor_fast']['ns_per_elem']:.2f} | "
+                         f"{_spread(r['jaxadv_over_fast'])} | {_spread(r['fast_over_floor_fast'])} | "
+                         f"{_spread(r['floor_over_floor_fast'])} | "
+                         f"{r['cpu_time_ratios_fast']['jaxadv_over_fast']:.2f} |")
     h = d["headline"]
     lines += ["", f"Median over sizes: jaxadv / floor = {h['jaxadv_over_floor_median']:.2f} (target <= "
               f"{h['target_jaxadv_over_floor']}), NumPy / jaxadv = {h['numpy_over_jaxadv_median']:.2f} "

@@ -16,7 +16,8 @@ The package is layered (``docs/architecture.md``):
 :mod:`jaxadv.analysis.mnist` and :mod:`jaxadv.app.mnist` (``jaxadv mnist``) run the talk's MNIST
 experiment with them.
 
-Utilities: :mod:`jaxadv.threefry` (random bits identical to ``jax.random``),
+Utilities: :mod:`jaxadv.threefry` (random bits identical to ``jax.random``), :mod:`jaxadv.fast_random`
+and :mod:`jaxadv.generators` (the Monte Carlo's faster generator, same law, other numbers),
 :mod:`jaxadv.sharding` (batches over devices).
 """
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ _NAMES = {  # module -> the public names it defines
     ".mc.full": ("Observables", "Sampler", "SamplerParams", "full_sampler"),
     ".mc.reduced": ("reduced_sampler",),
     ".mc.driver": ("MCResult", "simulate"),
+    ".generators": ("GENERATORS", "Generator", "get_generator"),
     ".ode.rk4": ("RK4", "ButcherTableau", "integrate", "rk_step"),
     ".ode.vector_field": ("drift", "vector_field"),
     ".ode.solve": ("ODEResult", "solve_ode"),
@@ -74,6 +76,7 @@ _MODULES = {  # public name -> submodule
     "mnist": ".analysis.mnist",
     "mnist_app": ".app.mnist",
     "committee": ".committee",
+    "fast_random": ".fast_random",
 }
 _WHERE = {name: mod for mod, names in _NAMES.items() for name in names}
 
@@ -102,6 +105,7 @@ __all__ = [
     "check_ode_supported", "check_reduced_supported", "Student", "sgd_step", "train_step",
     # Monte Carlo
     "Sampler", "SamplerParams", "Observables", "full_sampler", "reduced_sampler", "MCResult", "simulate",
+    "Generator", "GENERATORS", "get_generator", "fast_random",
     # ODE
     "ButcherTableau", "RK4", "rk_step", "integrate", "drift", "vector_field", "ODEResult", "solve_ode",
     "FluctuationResult", "solve_fluctuations", "FixedPoint", "BestError", "fixed_point", "newton_fixed_point",

@@ -65,6 +65,10 @@ class RunConfig:
         B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
         sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
             description of :mod:`jaxadv.mc.reduced`).
+        generator: random generator of the full sampler (:mod:`jaxadv.generators`): ``"jax"``
+            (``jax.random``'s numbers bit for bit, the default) or ``"fast"`` (both words of every
+            threefry block, Box--Muller normals: the same law, other numbers, a faster step; needs
+            ``prng="threefry2x32"``; the reduced sampler and ``jaxadv verify``'s reduced ladder ignore it).
         save: ``"linear"`` (``n_save`` equal intervals) or ``"log"`` (``points_per_decade`` save points
             a decade of alpha, from 1/N to ``alpha_max``; ``n_save`` is then unused), for the Monte
             Carlo and the ODE alike (:mod:`jaxadv.mc.schedule`).
@@ -108,6 +112,7 @@ class RunConfig:
     noise_norm: Optional[float] = None
     B: str = "first"
     sampler: str = "full"
+    generator: str = "jax"
     save: str = "linear"
     points_per_decade: int = 10
     ode_start: str = "given"
@@ -329,6 +334,15 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         check_reduced_supported(cfg.rule)
     if cfg.prng not in PRNG_IMPLS:
         raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
+    from ..generators import GENERATORS
+
+    if cfg.generator not in GENERATORS:
+        raise ValueError(f"generator={cfg.generator!r} is not one of {sorted(GENERATORS)}")
+    if cfg.generator != "jax":
+        if cfg.sampler != "full":
+            raise ValueError(f"generator={cfg.generator!r} needs sampler='full' (got sampler={cfg.sampler!r})")
+        if cfg.prng != "threefry2x32":
+            raise ValueError(f"generator={cfg.generator!r} needs prng='threefry2x32' (got prng={cfg.prng!r})")
     if cfg.B not in ("first", "dense"):
         raise ValueError(f"B={cfg.B!r} must be 'first' or 'dense'")
     if cfg.noise_norm is not None:

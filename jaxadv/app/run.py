@@ -88,7 +88,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
                                 replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params, dtype=dtype,
                                 R0=cfg.R0, b0=cfg.b0, progress=progress,
                                 checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, sampler=cfg.sampler,
-                                stats=mc_stats, **_save_kwargs(cfg))
+                                generator=cfg.generator, stats=mc_stats, **_save_kwargs(cfg))
         timings["mc_s"] = time.perf_counter() - t
         mc_cols = mc_summary(mc, params, eps_test)
         write_csv(os.path.join(out_dir, "mc.csv"), {k: mc_cols[k] for k in MC_COLUMNS})
@@ -161,7 +161,7 @@ def mc_start(cfg) -> tuple:
     plan = driver.plan_simulation(jax.random.key(cfg.seed, impl=cfg.prng), cfg.params, N=cfg.N,
                                   alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas, rule=cfg.rule,
                                   rule_params_=cfg.rule_params, dtype=jnp.float64 if cfg.x64 else jnp.float32,
-                                  R0=cfg.R0, b0=cfg.b0, B=cfg.B, sampler=cfg.sampler)
+                                  R0=cfg.R0, b0=cfg.b0, B=cfg.B, sampler=cfg.sampler, generator=cfg.generator)
     _, obs = driver.init_states(plan)
     return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
 
@@ -218,7 +218,8 @@ def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
     mc = simulate_resumable(jax.random.key(cfg.seed, impl=cfg.prng), params, N=cfg.N, alpha_max=cfg.alpha_max,
                             n_save=cfg.n_save, replicas=cfg.replicas, rule=cfg.rule, rule_params=cfg.rule_params,
                             dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress,
-                            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, **_save_kwargs(cfg))
+                            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), B=cfg.B, generator=cfg.generator,
+                            **_save_kwargs(cfg))
     elapsed = time.perf_counter() - t
     cols = {"alpha": mc.alpha}
     R, b = mc.R.astype(np.float64), mc.b.astype(np.float64)

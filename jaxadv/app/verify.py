@@ -189,7 +189,8 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
         key = jax.random.fold_in(jax.random.key(cfg.seed, impl=cfg.prng), j)
         t = time.perf_counter()
         mc = simulate(key, cfg.params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=reps, loss=cfg.loss,
-                      dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress, sampler=sampler, **saves)
+                      dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress, sampler=sampler,
+                      generator=cfg.generator if sampler == "full" else "jax", **saves)
         t_mc = time.perf_counter() - t
         timings[f"{sampler}_N{N}"] = {"theory_s": t_th, "mc_s": t_mc}
         row = _row(N, sampler, mc, fl, reps)

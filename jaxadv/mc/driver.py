@@ -27,6 +27,7 @@ import numpy as np
 
 from ..defaults import N_SAVE, REPLICAS
 from .. import threefry
+from ..generators import get_generator
 from ..model.data import cluster_axis, unit_direction
 from ..model.losses import get_loss
 from ..model.params import ModelParams, as_array_params, validate_params
@@ -152,7 +153,7 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
                     replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
                     loss=None, dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None,
                     sampler: str = "full", optimizer=None, save: str = "linear", points_per_decade: int = 10,
-                    alpha_min: Optional[float] = None) -> Plan:
+                    alpha_min: Optional[float] = None, generator: str = "jax") -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
     validate_params(params)
     if int(N) != N or N < 2:
@@ -172,12 +173,20 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
+    gen = get_generator(generator)
+    if gen.name != "jax":
+        if sampler != "full":
+            raise ValueError(f"generator={gen.name!r} needs sampler='full' (the reduced sampler draws a few "
+                             "numbers a step with its own exact draws)")
+        if not threefry.is_threefry(key):
+            raise ValueError(f"generator={gen.name!r} needs a threefry2x32 key (prng='threefry2x32'), got "
+                             f"impl={jax.random.key_impl(key)}")
     if loss is not None:
         rule = rule._replace(loss=get_loss(loss))
     rp = rule_params(rule, dtype, **(rule_params_ or {}))
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     if sampler == "full":
-        kernel = full_sampler(rule, optimizer)
+        kernel = full_sampler(rule, optimizer, gen)
     else:
         if optimizer is not None:
             raise ValueError("optimizer=... needs sampler='full' (the reduced sampler is the plain SGD step)")
@@ -206,6 +215,8 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
                 None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer))]
     if save_steps is not None:
         identity.append([save, save_steps.tolist()])
+    if gen.name != "jax":   # the default adds nothing, so its checkpoints stay valid
+        identity.append(["generator", gen.name])
     return Plan(kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity,
                 save_steps)
 
@@ -296,7 +307,7 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
              replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
              dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None, sampler: str = "full",
              optimizer=None, save: str = "linear", points_per_decade: int = 10,
-             alpha_min: Optional[float] = None) -> MCResult:
+             alpha_min: Optional[float] = None, generator: str = "jax") -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.
 
     Args:
@@ -329,6 +340,11 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
         save: ``"linear"`` (``n_save`` equal intervals) or ``"log"`` (``points_per_decade`` save
             points a decade of alpha, from ``alpha_min``, default 1/N, to ``alpha_max``;
             :mod:`jaxadv.mc.schedule`). The steps, and so the bits, do not depend on it.
+        generator: the random generator of the full sampler's examples and initial weights
+            (:mod:`jaxadv.generators`): ``"jax"`` (``jax.random``'s numbers bit for bit, the default) or
+            ``"fast"`` (:mod:`jaxadv.fast_random`: both words of every threefry block and Box--Muller
+            normals; the same law, other numbers, a faster step). Keys are the same for both, so
+            chunking, resumption and sharding give identical bits with either.
 
     Returns:
         :class:`MCResult` (NumPy arrays). Replicas that diverge keep ``finite=False``.
@@ -345,10 +361,11 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     if any(np.ndim(x) for x in params):
         return simulate_grid(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
                              rule_params=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
-                             optimizer=optimizer)
+                             optimizer=optimizer, generator=generator)
     plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
                            rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
-                           optimizer=optimizer, save=save, points_per_decade=points_per_decade, alpha_min=alpha_min)
+                           optimizer=optimizer, save=save, points_per_decade=points_per_decade, alpha_min=alpha_min,
+                           generator=generator)
     return result(plan, np.stack(run_plan(plan)))
 
 

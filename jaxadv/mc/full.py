@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import threefry
+from ..generators import JAX, Generator, get_generator
 from ..model.data import sample_example
 from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule
@@ -91,10 +92,11 @@ class FullState(NamedTuple):
     opt_state: object
 
 
-def init_replica(key, B, R0=None, b0=0.0) -> Student:
+def init_replica(key, B, R0=None, b0=0.0, generator=JAX) -> Student:
     r"""Initial student: :math:`w` uniform on the unit sphere, or with overlap :math:`R_0`
-    (:math:`w = R_0 B + \sqrt{1-R_0^2}\,u_\perp`, :math:`u_\perp` uniform on the sphere orthogonal to B)."""
-    u = threefry.normal(key, B.shape, B.dtype)
+    (:math:`w = R_0 B + \sqrt{1-R_0^2}\,u_\perp`, :math:`u_\perp` uniform on the sphere orthogonal to B),
+    from N normals of ``generator`` (:mod:`jaxadv.generators`)."""
+    u = get_generator(generator).normal(key, B.shape, B.dtype)
     if R0 is None:
         w = u / jnp.linalg.norm(u)
     else:
@@ -114,8 +116,8 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-@functools.lru_cache(maxsize=None)
-def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable] = None) -> Sampler:
+def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable] = None,
+                 generator="jax") -> Sampler:
     """The N-dimensional sampler of ``rule``.
 
     Args:
@@ -123,6 +125,9 @@ def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable
         optimizer: ``optimizer(params, N) -> optax.GradientTransformation`` (static; default
             :func:`jaxadv.model.student.student_optimizer`, the plain SGD the ODE describes).
             Its state is carried in :class:`FullState`.
+        generator: the random generator of the examples and the initial weights, a name of
+            :data:`jaxadv.generators.GENERATORS` or a record: ``"jax"`` (``jax.random``'s numbers,
+            the default) or ``"fast"`` (:mod:`jaxadv.fast_random`: same law, other numbers, cheaper).
 
     Equal arguments give the same (cached) sampler, so ``jit`` compiles each rule once.
 
@@ -137,6 +142,11 @@ def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable
         >>> round(float(obs.norm), 5)
         1.0
     """
+    return _full_sampler(rule, optimizer, get_generator(generator))
+
+
+@functools.lru_cache(maxsize=None)
+def _full_sampler(rule: TrainingRule, optimizer: Optional[Callable], gen: Generator) -> Sampler:
     make_opt = student_optimizer if optimizer is None else optimizer
 
     def _observe(state: FullState, sp: SamplerParams) -> Observables:
@@ -144,12 +154,12 @@ def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable
         return Observables(*observe(state.student, B), *observe_norms(state.student))
 
     def init(key, sp: SamplerParams, R0=None, b0=0.0) -> FullState:
-        student = init_replica(key, sp.const, R0, b0)
+        student = init_replica(key, sp.const, R0, b0, gen)
         return FullState(student, make_opt(sp.model, sp.const.shape[-1]).init(student))
 
     def step(key, state: FullState, sp: SamplerParams):
         B = sp.const
-        xi, tau = sample_example(key, sp.model, B)
+        xi, tau = sample_example(key, sp.model, B, gen)
         opt = make_opt(sp.model, B.shape[-1])
         student, opt_state = train_step(opt, state.student, state.opt_state, xi, tau, sp.model, rule, sp.rule,
                                         threefry.fold_in(key, 2))

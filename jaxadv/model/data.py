@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import threefry
+from ..generators import JAX, get_generator
 from .params import ModelParams
 
 __all__ = ["sample_example", "cluster_table", "field_mean", "unit_direction", "cluster_axis"]
@@ -46,25 +47,29 @@ def cluster_axis(N: int, kind: str = "first", dtype=jnp.float32) -> jax.Array:
     raise ValueError(f"B={kind!r} must be 'first', 'dense' or a unit vector of shape (N,)")
 
 
-def sample_example(key: jax.Array, params: ModelParams, B: jax.Array):
+def sample_example(key: jax.Array, params: ModelParams, B: jax.Array, generator=JAX):
     r"""Draw one labelled example :math:`(\xi, \tau)`.
 
     :math:`\tau=+1` with probability ``params.prior``;
     :math:`\xi = \tau\frac{\rho}{2}B + \sqrt{v_\tau}\,z`, :math:`z\sim\mathcal N(0, I_N)`.
+    The label's uniform uses ``split(key)[0]``, the normals ``split(key)[1]``.
 
     Args:
         key: PRNG key.
         params: model parameters (scalars).
         B: cluster axis, unit vector of shape ``(N,)``; sets dtype and N.
+        generator: the :class:`jaxadv.generators.Generator` (or its name) that draws the uniform
+            and the normals: ``"jax"`` (``jax.random``'s numbers, the default) or ``"fast"``.
 
     Returns:
         ``(xi, tau)``: shape ``(N,)`` and a scalar of B's dtype (+1 or -1).
     """
+    gen = get_generator(generator)
     k_tau, k_z = threefry.split(key)
     dtype = B.dtype
-    tau = jnp.where(threefry.uniform(k_tau, (), dtype) < params.prior, 1.0, -1.0).astype(dtype)
+    tau = jnp.where(gen.uniform(k_tau, (), dtype) < params.prior, 1.0, -1.0).astype(dtype)
     v = jnp.where(tau > 0, params.v1, params.v2)
-    z = threefry.normal(k_z, B.shape, dtype)
+    z = gen.normal(k_z, B.shape, dtype)
     return tau * (params.rho / 2) * B + jnp.sqrt(v) * z, tau
 
 
