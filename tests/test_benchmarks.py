@@ -76,6 +76,7 @@ def test_summary_renders_gpu_placeholder(tmp_path):
     assert "GPU figures are not yet measured" in text
 
 
+@pytest.mark.slow  # the benchmark runner's smoke test in the default suite: mc_throughput
 def test_ode_throughput_tiny_writes_json_and_renders(tmp_path):
     out = _run("--only", "ode_throughput", "--tiny", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -271,7 +271,7 @@ def _assert_mc_agrees_with_ode(p, seed, N, alpha_max, n_save, replicas):
     assert cmp.n_diverged == 0
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("case", [0] + [pytest.param(c, marks=pytest.mark.slow) for c in range(1, len(CASES))])
 def test_monte_carlo_agrees_with_ode(case):
     _assert_mc_agrees_with_ode(CASES[case], 100 + case, N=200, alpha_max=8.0, n_save=8, replicas=256)
 

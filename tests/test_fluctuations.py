@@ -50,6 +50,7 @@ def test_drift_statistics_match_exact_step_map():
     np.testing.assert_allclose(cov, Sigma, rtol=5e-3)  # Sigma is the N -> infinity limit; N=200: 1.8e-3
 
 
+@pytest.mark.slow  # the default suite resolves the theory at N = 100 (test_mean_shift_is_resolved_at_N_100)
 def test_prediction_matches_reduced_simulation_at_N_1000():
     N, reps = 1000, 4000
     mc = simulate(jax.random.key(11), PARAMS, N=N, alpha_max=FL["alpha_max"], n_save=FL["n_save"],

@@ -6,8 +6,9 @@ import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", "03_defences.ipynb", "04_verification.ipynb", "05_two_layer.ipynb",
-             "06_mnist.ipynb"]
+# notebook 05 (K = 1, 2, 4 committees, about 30 s at small size) runs with the slow tests
+NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", "03_defences.ipynb", "04_verification.ipynb",
+             pytest.param("05_two_layer.ipynb", marks=pytest.mark.slow), "06_mnist.ipynb"]
 FIGURES = {"05_two_layer.ipynb": 3, "06_mnist.ipynb": 4}   # figures a notebook must display
 
 

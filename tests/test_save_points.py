@@ -87,6 +87,7 @@ def test_run_with_log_saves_and_the_ode_started_from_the_mc(tmp_path):
     assert ode["R"][0] == mc["R_mean"][0] and ode["b"][0] == mc["b_mean"][0]
 
 
+@pytest.mark.slow  # log saves end to end in the default suite: test_run_with_log_saves_and_the_ode_started_from_the_mc
 def test_fluctuations_and_verify_with_log_saves(tmp_path):
     from jaxadv.app.verify import verify
 

@@ -62,6 +62,7 @@ def test_padding_helpers():
         assert shard_batch(x) is x
 
 
+@pytest.mark.slow  # two host devices: tests/test_sharding_host_devices.py, in the default suite
 def test_eight_devices_match_one_device(tmp_path, monkeypatch):
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
