@@ -39,12 +39,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erf, ndtr
+from jax.scipy.special import erf
 
 from .. import attacks
 from .fields import committee_output, geometry, min_margin, pgd
 from .lipschitz import lipschitz_bound
-from .measures import measure_rule
+from .measures import error_fraction, measure_rule
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
 
@@ -99,19 +99,7 @@ def _threshold_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 40,
         def node(t_rest):
             base = m + s * (C[:, : K - 1] @ t_rest)
             col = s * C[:, K - 1]
-            G = lambda t: margin_fn((base + col * (d * t))[inv], tau)
-            lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
-
-            def body(_, lh):
-                l, h = lh
-                mid = (l + h) / 2
-                bad = G(mid) <= 0
-                return jnp.where(bad, mid, l), jnp.where(bad, h, mid)
-
-            l, h = jax.lax.fori_loop(0, bisect, body, (lo, hi))
-            p = ndtr((l + h) / 2)
-            p = jnp.where(G(hi) <= 0, 1.0, p)
-            return jnp.where(G(lo) > 0, 0.0, p)
+            return error_fraction(lambda t: margin_fn((base + col * (d * t))[inv], tau), span, bisect, dtype)
 
         return gaussian_mean(node, K - 1, rule, dtype)
 

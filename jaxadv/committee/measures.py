@@ -70,6 +70,23 @@ def _threshold_objective(x, v, tau, k_star, a):
     return jnp.where(r >= 1.0, _BIG + r, jnp.where(r <= -1.0, -_BIG + r, mid))
 
 
+def error_fraction(G, span, bisect: int, dtype):
+    r""":math:`P(G(t)\le0)` for :math:`t\sim\mathcal N(0,1)` and ``G`` increasing in ``t``: the root
+    :math:`t^*` of ``G`` by ``bisect`` halvings of :math:`[-T, T]` (``T = span``), then
+    :math:`\Phi(t^*)`; 1 when ``G(T) <= 0``, 0 when ``G(-T) > 0``."""
+    lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
+
+    def body(_, lh):
+        l, h = lh
+        mid = (l + h) / 2
+        bad = G(mid) <= 0
+        return jnp.where(bad, mid, l), jnp.where(bad, h, mid)
+
+    l, h = jax.lax.fori_loop(0, bisect, body, (lo, hi))
+    p = jnp.where(G(hi) <= 0, 1.0, ndtr((l + h) / 2))
+    return jnp.where(G(lo) > 0, 0.0, p)
+
+
 def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 30,
            span: float = 10.0, iters: int = 32, method: str = "threshold"):
     Q, R, b, v = state
@@ -97,19 +114,7 @@ def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bis
         def node_bisect(t_rest):
             base = m + s * (C[:, : K - 1] @ t_rest)
             col = s * C[:, K - 1]
-            G = lambda t: margin((base + col * (d * t))[inv])  # increasing in t
-            lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
-
-            def body(_, lh):
-                l, h = lh
-                mid = (l + h) / 2
-                bad = G(mid) <= 0
-                return jnp.where(bad, mid, l), jnp.where(bad, h, mid)
-
-            l, h = jax.lax.fori_loop(0, bisect, body, (lo, hi))
-            p = ndtr((l + h) / 2)
-            p = jnp.where(G(hi) <= 0, 1.0, p)
-            return jnp.where(G(lo) > 0, 0.0, p)
+            return error_fraction(lambda t: margin((base + col * (d * t))[inv]), span, bisect, dtype)
 
         def node_threshold(t_rest):
             # fields at t_K = 0; only the field of unit k* moves with t_K, by s C_KK per unit
