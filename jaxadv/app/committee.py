@@ -32,7 +32,8 @@ import time
 
 import numpy as np
 
-from .io import read_toml, write_csv, write_figure, write_json
+from .config import read_overrides, read_spec
+from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
 
@@ -131,35 +132,19 @@ def load_committee_config(spec: str, overrides=()) -> dict:
     an unknown key or a bad value."""
     cfg = dict(_KEYS)
     mixture = None
-    if spec in PRESETS:
-        cfg.update(PRESETS[spec])
-        cfg["name"] = spec
-    elif spec.endswith(".toml") or os.path.exists(spec):
-        data = read_toml(spec, "config file")
-        preset = data.pop("preset", None)
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
-            cfg.update(PRESETS[preset])
+    preset, data, name = read_spec(spec, PRESETS, "committee")
+    cfg.update(preset or {})
+    cfg["name"] = name
+    if data is not None:
         mixture = data.pop("mixture", None)
         if mixture is not None:
             if not isinstance(mixture, dict):
                 raise ValueError(f"mixture={mixture!r} must be a table with centres, variances, priors, labels")
             cfg["data"] = "mixture"
-        cfg["name"] = os.path.splitext(os.path.basename(spec))[0]
         for k, v in data.items():
             cfg[k] = _coerce(k, v)
-    else:
-        raise ValueError(f"{spec!r} is neither a committee preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
-    seen = set()
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
-        k, v = (x.strip() for x in item.split("=", 1))
-        if k in seen:
-            raise ValueError(f"--set {k} is given twice")
-        seen.add(k)
-        cfg[k] = _coerce(k, v)
+    for k, v in read_overrides(overrides).items():
+        cfg[k] = _coerce(k, v.strip())
     if cfg["data"] not in ("two_cluster", "xor", "mixture"):
         raise ValueError(f"data={cfg['data']!r} must be 'two_cluster', 'xor' or 'mixture'")
     if cfg["data"] == "mixture" and mixture is None:

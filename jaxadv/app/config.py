@@ -272,6 +272,39 @@ def _coerce(key: str, value):
     return value
 
 
+def read_overrides(overrides) -> dict:
+    """``["KEY=VALUE", ...]`` -> ``{key: raw value}`` in order (keys stripped), for every command's
+    ``--set``; ``ValueError`` for an item without ``=`` or a key given twice."""
+    out = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in out:
+            raise ValueError(f"--set {key} is given twice; give each key once")
+        out[key] = value
+    return out
+
+
+def read_spec(spec: str, presets: dict, kind: str = ""):
+    """A command's first argument: a preset name or a TOML path.
+
+    Returns ``(preset, data, name)``: the preset's values (``None`` for a TOML file without a
+    ``preset`` key), the TOML's remaining keys (``None`` for a preset) and the run's default name
+    (the preset's, or the file's stem). ``ValueError`` names an unknown preset."""
+    if spec in presets:
+        return presets[spec], None, spec
+    if spec.endswith(".toml") or os.path.exists(spec):
+        data = read_toml(spec, "config file")
+        base = data.pop("preset", None)
+        if base is not None and base not in presets:
+            raise ValueError(f"preset={base!r} is not one of {sorted(presets)}")
+        return (presets[base] if base is not None else None), data, os.path.splitext(os.path.basename(spec))[0]
+    raise ValueError(f"{spec!r} is neither a {kind + ' ' if kind else ''}preset ({', '.join(sorted(presets))}) "
+                     "nor a .toml file")
+
+
 def parse_override(item: str):
     """``"KEY=VALUE"`` -> ``(key, typed value)``."""
     if "=" not in item:
@@ -384,37 +417,21 @@ def load_config(spec: str, overrides=()) -> RunConfig:
         ValueError: unknown preset/key, wrong type or out-of-range value (naming it).
         FileNotFoundError: the TOML file does not exist.
     """
-    if spec in PRESETS:
-        cfg = PRESETS[spec]
-    elif spec.endswith(".toml") or os.path.exists(spec):
-        data = read_toml(spec, "config file")
-        base = data.pop("preset", None)
-        if base is not None and base not in PRESETS:
-            raise ValueError(f"preset={base!r} is not one of {sorted(PRESETS)}")
-        cfg = PRESETS[base] if base else RunConfig()
-        name = data.pop("name", os.path.splitext(os.path.basename(spec))[0])
+    preset, data, name = read_spec(spec, PRESETS)
+    cfg = preset if preset is not None else RunConfig()
+    if data is not None:
+        name = data.pop("name", name)
         for k, v in data.items():
             if isinstance(v, dict):
                 raise ValueError(f"{k}: tables are not supported; write keys at the top level")
         data, extra = _split_keys(data)
         cfg = replace(cfg, name=str(name), rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())),
                       **{k: _coerce(k, v) for k, v in data.items()})
-    else:
-        raise ValueError(f"{spec!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
-    pairs = [o.split("=", 1) for o in overrides if "=" in o]
-    _, extra = _split_keys({k.strip(): v for k, v in pairs})
+    raw = read_overrides(overrides)
+    _, extra = _split_keys(raw)
     if extra:
         cfg = replace(cfg, rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())))
-    changes, seen = {}, set()
-    for o in overrides:
-        k = o.split("=", 1)[0].strip()
-        if k in seen:
-            raise ValueError(f"--set {k} is given twice; give each key once")
-        seen.add(k)
-        if k in extra:
-            continue
-        k, v = parse_override(o)
-        changes[k] = v
+    changes = {k: _coerce(k, v) for k, v in raw.items() if k not in extra}
     if "name" in changes:
         changes["name"] = str(changes["name"])
     cfg = replace(cfg, **changes)

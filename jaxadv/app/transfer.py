@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from .io import read_toml, write_csv, write_figure, write_json
+from .config import read_overrides, read_spec
+from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
 
@@ -94,30 +95,13 @@ def load_transfer_config(spec: str, overrides=()) -> dict:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
     ``ValueError`` names an unknown key or a bad value."""
     cfg = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
-    if spec in PRESETS:
-        cfg.update(PRESETS[spec])
-        cfg["name"] = spec
-    elif spec.endswith(".toml") or os.path.exists(spec):
-        data = read_toml(spec, "config file")
-        preset = data.pop("preset", None)
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
-            cfg.update(PRESETS[preset])
-        cfg["name"] = os.path.splitext(os.path.basename(spec))[0]
-        for k, v in data.items():
-            cfg[k] = _coerce(k, v)
-    else:
-        raise ValueError(f"{spec!r} is neither a transfer preset ({', '.join(sorted(PRESETS))}) nor a .toml file")
-    seen = set()
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
-        k, v = (x.strip() for x in item.split("=", 1))
-        if k in seen:
-            raise ValueError(f"--set {k} is given twice")
-        seen.add(k)
+    preset, data, name = read_spec(spec, PRESETS, "transfer")
+    cfg.update(preset or {})
+    cfg["name"] = name
+    for k, v in (data or {}).items():
         cfg[k] = _coerce(k, v)
+    for k, v in read_overrides(overrides).items():
+        cfg[k] = _coerce(k, v.strip())
     from ..analysis.transfer import LABEL_MODES
     from ..model.pair import STREAMS
     from .config import check_name
