@@ -537,3 +537,12 @@ def test_benchmarks_default_to_a_scratch_folder():
     r = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--commit", "--list"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--commit" in r.stderr
+
+
+def test_csv_writer_refuses_columns_of_unequal_length(tmp_path):
+    """zip() used to drop the tail of the longer columns silently."""
+    from jaxadv.app.io import write_csv
+
+    with pytest.raises(ValueError, match="different lengths.*'a': 3.*'b': 2"):
+        write_csv(tmp_path / "t.csv", {"a": np.arange(3.0), "b": np.arange(2.0)})
+    assert not (tmp_path / "t.csv").exists()

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import math
@@ -73,6 +72,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .io import read_toml, write_csv, write_json, write_npz
+from .sweep import _check_directory, _chunk_path
 
 __all__ = ["CommitteeSweepConfig", "CommitteeSweepResult", "COMMITTEE_SWEEP_AXES", "DATA_AXES",
            "is_committee_sweep", "make_committee_sweep_config", "load_committee_sweep_config", "committee_sweep",
@@ -531,23 +531,6 @@ def _deviation(cfg, cols, spec, K, D):
         ok = sem > floor * np.maximum(1.0, np.abs(mean))
         dev = np.where(ok, np.maximum(dev, np.abs(mean - ode) / np.where(ok, sem, 1.0)), dev)
     return dev
-
-
-def _chunk_path(out_dir, c):
-    return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
-
-
-def _check_directory(cfg, out_dir):
-    path = os.path.join(out_dir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f).get("config_hash")
-        if old != cfg.digest():
-            raise ValueError(f"--out {out_dir!r} holds a sweep with another configuration "
-                             f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
-                             "use a new directory or remove the old one")
-    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
-        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
 
 
 def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *, progress: bool = False,

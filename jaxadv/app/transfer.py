@@ -142,12 +142,8 @@ def _records(cfg):
 
 
 def _table(cols: dict) -> dict:
-    """Columns as arrays, all of one length (a mismatch is a bug, not something to truncate)."""
-    out = {k: np.asarray(v) for k, v in cols.items()}
-    lengths = {k: v.size for k, v in out.items()}
-    if len(set(lengths.values())) > 1:
-        raise RuntimeError(f"columns of unequal length: {lengths}")
-    return out
+    """The accumulated lists as arrays (``write_csv`` refuses columns of unequal length)."""
+    return {k: np.asarray(v) for k, v in cols.items()}
 
 
 def _mean_sem(x):
