@@ -219,6 +219,21 @@ def _attack_errors(keys, student, x, y, eps_grid, attack, norm, n_steps, n_resta
     return jax.lax.map(at, eps_grid)
 
 
+def _check_attack(attack, norm, n_steps, n_restarts, eps_grid):
+    """Validate an attack's options (each error names its parameter); returns ``(norm, eps_grid)``
+    with the norm canonical and the radii a float64 array."""
+    norm = canonical_norm(norm)
+    if attack not in ("fgm", "bim", "pgd"):
+        raise ValueError(f"attack={attack!r} must be 'fgm', 'bim' or 'pgd'")
+    for name, v in (("n_steps", n_steps), ("n_restarts", n_restarts)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name}={v!r} must be an integer >= 1")
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    for e in eps_grid:
+        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    return norm, eps_grid
+
+
 def attack_errors(key, student, x, y, eps_grid, *, attack: str = "fgm", norm="inf", n_steps: int = 20,
                   n_restarts: int = 1):
     r"""Test error after the attack on every example, for each radius of ``eps_grid``.
@@ -234,15 +249,7 @@ def attack_errors(key, student, x, y, eps_grid, *, attack: str = "fgm", norm="in
     Returns:
         ``(len(eps_grid),)`` float64 errors; entry 0 is the clean error when ``eps_grid[0] == 0``.
     """
-    norm = canonical_norm(norm)
-    if attack not in ("fgm", "bim", "pgd"):
-        raise ValueError(f"attack={attack!r} must be 'fgm', 'bim' or 'pgd'")
-    for name, v in (("n_steps", n_steps), ("n_restarts", n_restarts)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name}={v!r} must be an integer >= 1")
-    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
-    for e in eps_grid:
-        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    norm, eps_grid = _check_attack(attack, norm, n_steps, n_restarts, eps_grid)
     x, y = jnp.asarray(x), jnp.asarray(y)
     student = Student(jnp.asarray(student.w, x.dtype), jnp.asarray(student.b, x.dtype))
     keys = jax.random.split(key, x.shape[0])
@@ -492,17 +499,9 @@ def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fg
     """
     from ..analysis.transfer import LABEL_MODES
 
-    norm = canonical_norm(norm)
-    if attack not in ("fgm", "bim", "pgd"):
-        raise ValueError(f"attack={attack!r} must be 'fgm', 'bim' or 'pgd'")
     if labels not in LABEL_MODES:
         raise ValueError(f"labels={labels!r} must be one of {list(LABEL_MODES)}")
-    for name, v in (("n_steps", n_steps), ("n_restarts", n_restarts)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name}={v!r} must be an integer >= 1")
-    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
-    for e in eps_grid:
-        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    norm, eps_grid = _check_attack(attack, norm, n_steps, n_restarts, eps_grid)
     lab = np.asarray(y, np.float64) if labels == "true" else predicted_labels(surrogate, x)
     x, y = jnp.asarray(x), jnp.asarray(y)
     cast = lambda s: Student(jnp.asarray(s.w, x.dtype), jnp.asarray(s.b, x.dtype))

@@ -154,6 +154,13 @@ def _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s):
     return weight, sd, c_t, c_s, eps * M, Q
 
 
+def _defaults(eps, Q, M, labels, R_s, b_s, R_t, b_t):
+    """Validate, then ``(Q, M, R_s, b_s)`` with the defaults filled in (``M = Q``: the L2 shift;
+    the surrogate's ``R_s, b_s`` only matter with surrogate labels)."""
+    _validate(eps, Q, M, labels, R_s, b_s, R_t, b_t)
+    return Q, (Q if M is None else M), (0.0 if R_s is None else R_s), (0.0 if b_s is None else b_s)
+
+
 def transfer_error(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str = "true", R_s=None, b_s=None):
     r"""The target's error on examples attacked through the surrogate (module docstring).
 
@@ -178,11 +185,7 @@ def transfer_error(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str
         >>> bool(transfer_error(0.9, 0.0, 0.5, p, Q=0.8) < robust_error(0.9, 0.0, 0.5, p))
         True
     """
-    _validate(eps, Q, M, labels, R_s, b_s, R_t, b_t)
-    M = Q if M is None else M
-    R_s = 0.0 if R_s is None else R_s
-    b_s = 0.0 if b_s is None else b_s
-    return _error(R_t, b_t, eps, params, Q, M, R_s, b_s, labels)
+    return _error(R_t, b_t, eps, params, *_defaults(eps, Q, M, labels, R_s, b_s, R_t, b_t), labels)
 
 
 @functools.partial(jax.jit, static_argnames="labels")
@@ -206,11 +209,7 @@ def transfer_rate(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str 
     :math:`\max(0, \Phi(\epsilon m/\sqrt{v_\tau}-c_t)-\Phi(-c_t))`; surrogate labels split on the sign of
     :math:`\tau x_s` with :math:`F` of :func:`transfer_error`. Arguments as :func:`transfer_error`.
     """
-    _validate(eps, Q, M, labels, R_s, b_s, R_t, b_t)
-    M = Q if M is None else M
-    R_s = 0.0 if R_s is None else R_s
-    b_s = 0.0 if b_s is None else b_s
-    return _rate(R_t, b_t, eps, params, Q, M, R_s, b_s, labels)
+    return _rate(R_t, b_t, eps, params, *_defaults(eps, Q, M, labels, R_s, b_s, R_t, b_t), labels)
 
 
 @functools.partial(jax.jit, static_argnames="labels")
