@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 
-from .config import read_overrides, read_spec
 from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
@@ -130,6 +129,8 @@ def load_committee_config(spec: str, overrides=()) -> dict:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved flat dict
     (plus ``mixture``, a dict of arrays, for ``data = "mixture"``). Raises ``ValueError`` naming
     an unknown key or a bad value."""
+    from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
+
     cfg = dict(_KEYS)
     mixture = None
     preset, data, name = read_spec(spec, PRESETS, "committee")

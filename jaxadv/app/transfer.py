@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-from .config import read_overrides, read_spec
 from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
@@ -94,6 +93,8 @@ def _coerce(key, value):
 def load_transfer_config(spec: str, overrides=()) -> dict:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
     ``ValueError`` names an unknown key or a bad value."""
+    from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
+
     cfg = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
     preset, data, name = read_spec(spec, PRESETS, "transfer")
     cfg.update(preset or {})
