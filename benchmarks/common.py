@@ -98,13 +98,20 @@ def time_interleaved(contenders: Dict[str, Callable], repeats: int, warmup: int 
     """Time several zero-argument callables, one repeat of each in turn.
 
     The first ``warmup`` calls of each are timed apart (``first_call_s``: compile plus one run
-    for a jitted function) and left out of the statistics.
+    for a jitted function) and left out of the statistics. Each repeat runs the contenders in its own
+    order (a permutation drawn from a fixed seed, so runs are reproducible): a call that follows a long
+    call of another library (a NumPy or PyTorch loop, whose threads and caches it inherits) can be
+    slower by milliseconds, and a fixed order would charge that to the same contender every time.
     """
     first = {name: [time_once(fn)[0] for _ in range(warmup)] for name, fn in contenders.items()}
     times = {name: [] for name in contenders}
     cpu = {name: [] for name in contenders}
+    names = list(contenders)
+    order = np.random.default_rng(0)
     for _ in range(repeats):
-        for name, fn in contenders.items():
+        for i in order.permutation(len(names)):
+            name = names[i]
+            fn = contenders[name]
             wall, c = time_once(fn)
             times[name].append(wall)
             cpu[name].append(c)

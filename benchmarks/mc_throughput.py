@@ -47,6 +47,12 @@ SIZES = {
     "tiny": dict(grid=[(8, 50)], budget=2e3, repeats=1, prng_size=None, prng_impls=()),
 }
 MIN_STEPS, MAX_STEPS = 2, 200
+KERNEL_MIN_STEPS = 16
+"""Fewest steps a timed call of jaxadv's kernels (and floors) makes. A call ends by reading every replica's
+observables (the order parameters, O(replicas x N)), which a run does once per save interval, after many
+steps; with 2 steps a call that read would be timed as a third of the work at the largest sizes. The peers
+have no per-call cost of that kind (their cost is per step) and keep :func:`n_steps_for`'s count; their
+times are scaled per step. The cost of a call itself is measured apart (``call_overhead_ms``)."""
 PEERS = ("torch", "numba")   # optional peers (benchmarks/peers.py), beside NumPy
 IMPL = "threefry2x32"   # chosen on measurement, see README and the "prng" block of the JSON
 
@@ -89,6 +95,28 @@ def _floor_fn(fused: bool = True, generator: str = "jax"):
         return jax.lax.fori_loop(jnp.uint32(0), jnp.asarray(n_steps, jnp.uint32), body, carry)
 
     return floor
+
+
+def _scaled(timing: dict, factor: float) -> dict:
+    """A timing of ``time_interleaved`` with its times multiplied by ``factor`` (steps per call)."""
+    keys = ("median_s", "min_s", "max_s", "cpu_median_s")
+    return {k: (v * factor if k in keys else v) for k, v in timing.items()}
+
+
+def _call_overhead_ms(box: dict, repeats: int = 5) -> float:
+    """Median wall time of a call of jaxadv's kernel that makes no step (the observables' read and the
+    call itself), in ms."""
+    import time
+
+    import jax
+
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        box["mc"], obs = box["call"](0)
+        jax.block_until_ready(obs)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]) * 1e3)
 
 
 # --- the NumPy peer ---------------------------------------------------------------------------
@@ -137,7 +165,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     floor_jax_random = _floor_fn(fused=False)
     floor_fast = _floor_fn(generator="fast")
 
-    def contenders(replicas, N, steps, impl, with_numpy=True):
+    def contenders(replicas, N, steps, impl, with_numpy=True, peer_steps=None):
+        peer_steps = steps if peer_steps is None else peer_steps
         key = jax.random.key(0, impl=impl)
         keys = jax.random.split(key, 2 * replicas)
         init_keys, run_keys = keys[:replicas], keys[replicas:]
@@ -154,6 +183,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                   "fast": place(init_batch(fast, init_keys, sp)[0]) if with_fast else None,
                   "fl": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32))),
                   "flf": place((jnp.zeros((replicas,), jnp.float32), jnp.zeros((replicas, N), jnp.float32)))}
+
+            st["call"] = lambda n: advance_states(full_sampler(), keys, st["mc"], sp, st["k"] * steps, n)
 
             def run_jaxadv():
                 st["mc"], obs = advance_states(full_sampler(), keys, st["mc"], sp, st["k"] * steps, steps)
@@ -193,23 +224,28 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             box["np"] = (w0 / np.linalg.norm(w0, axis=1, keepdims=True), np.zeros(replicas, np.float32))
 
             def run_numpy():
-                box["np"] = numpy_steps(rng, *box["np"], params, steps)
+                box["np"] = numpy_steps(rng, *box["np"], params, peer_steps)
                 return box["np"]
 
             out["numpy"] = run_numpy
             for name, Peer in (("torch", TorchPeer), ("numba", NumbaPeer)):
                 if peers_missing.get(name) is None:   # optional peers: benchmarks/peers.py
                     box[name] = Peer(params, replicas, N)
-                    out[name] = functools.partial(box[name].step, steps)
+                    out[name] = functools.partial(box[name].step, peer_steps)
         return out, box
 
     rows = []
     for replicas, N in size["grid"]:
-        steps = n_steps_for(replicas, N, size["budget"])
-        fns, box = contenders(replicas, N, steps, IMPL)
+        peer_steps = n_steps_for(replicas, N, size["budget"])
+        steps = max(peer_steps, min(KERNEL_MIN_STEPS, MAX_STEPS)) if not tiny else peer_steps
+        fns, box = contenders(replicas, N, steps, IMPL, peer_steps=peer_steps)
         t = time_interleaved(fns, repeats=size["repeats"])
+        for name in ("numpy",) + PEERS:   # per step: the peers' times scaled to the kernels' step count
+            if name in t:
+                t[name] = _scaled(t[name], steps / peer_steps)
         el = replicas * N * steps
-        row = {"replicas": replicas, "N": N, "steps": steps, "impl": IMPL}
+        row = {"replicas": replicas, "N": N, "steps": steps, "peer_steps": peer_steps, "impl": IMPL,
+               "call_overhead_ms": _call_overhead_ms(box["jaxadv"])}
         for name, s in t.items():
             row[name] = {**s, "ns_per_elem": s["median_s"] / el * 1e9,
                          "ns_per_elem_min": s["min_s"] / el * 1e9, "ns_per_elem_max": s["max_s"] / el * 1e9}

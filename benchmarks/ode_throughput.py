@@ -4,6 +4,10 @@
 Both sides are timed as medians of interleaved repeats; the worst-case speed-up pairs the peer's
 fastest repeat with jaxadv's slowest.
 
+jaxadv's adaptive step is timed with both local error estimates (``rtol=...``: step doubling;
+``embedded rtol=...``: RK4's embedded third-order pair, :func:`jaxadv.ode.rk4.integrate_adaptive`), and
+both sides get the same tolerances, half a decade apart (``RTOLS``).
+
 The peer is what a researcher would write: the closed-form Gaussian averages of the quadratic
 loss in NumPy (``<erf^2 X>`` by 24-node Gauss--Hermite), one ``solve_ivp`` per parameter point,
 with the method and tolerance that are cheapest for the accuracy asked (RK45, DOP853 and LSODA at
@@ -35,9 +39,11 @@ SIZES = {
     "tiny": dict(n_eps=2, n_prior=2, n_peer=2, repeats=1, alpha_max=20.0),
 }
 ALPHA_MAX = 1000.0
+RTOLS = (1e-6, 3e-7, 1e-7, 3e-8, 1e-8, 1e-9)   # half decades where the 1e-6 accuracy is reached, for both sides
 JAXADV = {"dt=0.5": dict(dt=0.5), "dt=1": dict(dt=1.0), "dt=2": dict(dt=2.0),
-          "rtol=1e-7": dict(rtol=1e-7), "rtol=1e-8": dict(rtol=1e-8), "rtol=1e-9": dict(rtol=1e-9)}
-PEER = [(m, r) for m in ("RK45", "DOP853", "LSODA") for r in (1e-6, 1e-7, 1e-8, 1e-9)]
+          **{f"rtol={r:g}": dict(rtol=r) for r in RTOLS[1:]},
+          **{f"embedded rtol={r:g}": dict(rtol=r, estimate="embedded") for r in RTOLS[:-1]}}
+PEER = [(m, r) for m in ("RK45", "DOP853", "LSODA") for r in RTOLS]
 REFERENCE = dict(method="DOP853", rtol=1e-12, atol=1e-14)
 FINE_RTOL = 1e-11          # jaxadv's whole-grid reference
 TOL_RESULT = 1e-6          # end points must agree with the reference to this

@@ -49,13 +49,18 @@ def table_mc(d):
              "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
              + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped")
                 else "" if "peers" in d else "n/a: not measured in this file."), "",
-             "| replicas | N | steps | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "`steps`: steps a timed call of jaxadv's kernels and floors makes (a call ends by reading the "
+             "observables, as a run does once a save interval); the peers' cost is per step, so they make `peer "
+             "steps` a call and their times are scaled per step. `call ms`: one call of the kernel that makes no "
+             "step (the observables of every replica).", "",
+             "| replicas | N | steps | peer steps | call ms | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["rows"]:
         peer_ns = " | ".join(f"{r[p]['ns_per_elem']:.2f}" if p in r else "n/a" for p in ("torch", "numba"))
         peer_ratio = " | ".join(_spread(r[f"{p}_over_jaxadv"]) if f"{p}_over_jaxadv" in r else "n/a"
                                 for p in ("torch", "numba"))
-        lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r['jaxadv']['ns_per_elem']:.2f} | "
+        lines.append(f"| {r['replicas']} | {r['N']} | {r['steps']} | {r.get('peer_steps', r['steps'])} | "
+                     f"{_f(r.get('call_overhead_ms'))} | {r['jaxadv']['ns_per_elem']:.2f} | "
                      f"{r['floor']['ns_per_elem']:.2f} | {r['floor_jax_random']['ns_per_elem']:.2f} | "
                      f"{r['numpy']['ns_per_elem']:.2f} | {peer_ns} | "
                      f"{_spread(r['jaxadv_over_floor'])} | {_spread(r['numpy_over_jaxadv'])} | {peer_ratio} | "

