@@ -177,3 +177,20 @@ def test_reduced_matches_full_simulation_slow(N, alpha_max, replicas):
     _compare_full_reduced(N, alpha_max, replicas, seed=N + 1)
 
 
+
+
+def test_step_uniforms_are_the_threefry_words_of_their_counters():
+    """step_uniforms against jax's own cipher: threefry_2x32(key, 0..2h-1), top 23 bits, (k + 1/2) / 2^23."""
+    from jax.extend.random import threefry_2x32
+
+    from jaxadv.mc.reduced import step_uniforms
+
+    keys = jax.random.split(jax.random.key(11), 64)
+    for n in (1, 2, 5, 6):
+        h = (n + 1) // 2
+        got = np.asarray(jax.vmap(lambda k: step_uniforms(k, n, jnp.float32))(keys))
+        words = np.stack([np.asarray(threefry_2x32(jax.random.key_data(k), jnp.arange(2 * h, dtype=jnp.uint32)))[:n]
+                          for k in keys])
+        k23 = got * 2.0**23 - 0.5
+        np.testing.assert_array_equal(k23, (words >> 9).astype(np.float64))
+        assert got.min() > 0 and got.max() < 1
