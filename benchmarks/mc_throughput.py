@@ -20,7 +20,8 @@ float32, timed interleaved in the same process:
   per core), measured when there are several devices. Same random bits as on one device.
 * **numpy** -- a straightforward NumPy implementation batched over replicas with
   ``np.random.default_rng`` (float32), as a researcher would write it.
-* **torch**, **numba** -- the same algorithm in PyTorch (CPU, batched, ``torch.no_grad``, one thread) and as a
+* **torch**, **numba** -- the same algorithm in PyTorch (CPU, batched, ``torch.no_grad``; timed with one
+  intra-op thread and with PyTorch's default of one per core, the faster of the two is the peer) and as a
   numba ``@njit`` loop (:mod:`benchmarks.peers`); optional (``pip install jaxadv[bench]``), skipped
   with a message when not installed.
 
@@ -228,9 +229,13 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                 return box["np"]
 
             out["numpy"] = run_numpy
-            for name, Peer in (("torch", TorchPeer), ("numba", NumbaPeer)):
-                if peers_missing.get(name) is None:   # optional peers: benchmarks/peers.py
-                    box[name] = Peer(params, replicas, N)
+            # optional peers (benchmarks/peers.py); PyTorch with one intra-op thread and with its default
+            # (one per core): the faster of the two is the peer
+            for name, module, make in (("torch", "torch", TorchPeer),
+                                       ("torch_all_threads", "torch", functools.partial(TorchPeer, threads=None)),
+                                       ("numba", "numba", NumbaPeer)):
+                if peers_missing.get(module) is None:
+                    box[name] = make(params, replicas, N)
                     out[name] = functools.partial(box[name].step, peer_steps)
         return out, box
 
@@ -240,11 +245,19 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         steps = max(peer_steps, min(KERNEL_MIN_STEPS, MAX_STEPS)) if not tiny else peer_steps
         fns, box = contenders(replicas, N, steps, IMPL, peer_steps=peer_steps)
         t = time_interleaved(fns, repeats=size["repeats"])
-        for name in ("numpy",) + PEERS:   # per step: the peers' times scaled to the kernels' step count
+        for name in ("numpy", "torch_all_threads") + PEERS:   # per step: scaled to the kernels' step count
             if name in t:
                 t[name] = _scaled(t[name], steps / peer_steps)
+        torch_threads = {}
+        if "torch_all_threads" in t:   # the PyTorch peer is its faster thread setting at this size
+            torch_threads = {"one_thread": t["torch"], "all_threads": t.pop("torch_all_threads")}
+            t["torch"] = min(torch_threads.values(), key=lambda x: x["median_s"])
         el = replicas * N * steps
         row = {"replicas": replicas, "N": N, "steps": steps, "peer_steps": peer_steps, "impl": IMPL,
+               "torch_threads": {k: {**v, "ns_per_elem": v["median_s"] / (replicas * N * steps) * 1e9}
+                                 for k, v in torch_threads.items()},
+               "torch_best": ("one_thread" if torch_threads and torch_threads["one_thread"] is t["torch"]
+                              else "all_threads" if torch_threads else None),
                "call_overhead_ms": _call_overhead_ms(box["jaxadv"])}
         for name, s in t.items():
             row[name] = {**s, "ns_per_elem": s["median_s"] / el * 1e9,

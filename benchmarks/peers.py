@@ -31,9 +31,10 @@ def available() -> dict:
 class TorchPeer:
     """PyTorch CPU, batched over replicas; ``step(n)`` advances all replicas by ``n`` steps.
 
-    ``threads``: intra-op threads during ``step`` (default 1, matched to jaxadv on one XLA device).
-    On a loaded 2-core machine PyTorch's default (one thread per core) was 7 to 40 times slower
-    than one thread (threads spinning for a busy core), so one thread is the strongest peer there."""
+    ``threads``: intra-op threads during ``step`` (default 1; ``None``: PyTorch's default, one per core).
+    On a loaded 2-core machine PyTorch's default was 7 to 40 times slower than one thread (threads
+    spinning for a busy core); on a quiet one it is 5-25 % faster. ``mc_throughput`` times both and takes
+    the faster as the peer."""
 
     def __init__(self, params, replicas: int, N: int, seed: int = 0, threads: int | None = 1):
         import torch

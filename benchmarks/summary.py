@@ -45,7 +45,9 @@ def table_mc(d):
              "CPU-time ratios use the process CPU time of each call (all threads).", "",
              "`floor` draws the bits with `jaxadv.threefry` (unrolled cipher); `jax.random floor` draws the "
              "same bits with `jax.random`.", "",
-             "PyTorch (CPU, batched, `torch.no_grad`, one intra-op thread) and numba (`@njit` loop, one thread) are the same algorithm "
+             "PyTorch (CPU, batched, `torch.no_grad`; timed with one intra-op thread and with its default, one per core, "
+             "the faster of the two at each size is the peer: `torch_best` in the JSON) and numba (`@njit` loop, one thread) "
+             "are the same algorithm "
              "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
              + ("; ".join(d["peers_skipped"].values()) + "." if d.get("peers_skipped")
                 else "" if "peers" in d else "n/a: not measured in this file."), "",
