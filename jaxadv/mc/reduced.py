@@ -71,7 +71,7 @@ class ReducedState(NamedTuple):
 
 
 def step_uniforms(key, n: int, dtype):
-    """``n`` independent uniforms on the open interval (0, 1) from one key, shape ``(n,)``.
+    r"""``n`` independent uniforms on the open interval (0, 1) from one key, shape ``(n,)``.
 
     For a threefry key and float32 the words are ``jax.extend.random.threefry_2x32(key, 0..2h-1)``,
     :math:`h = \lceil n/2\rceil` (word ``j < h`` is the first word of the cipher of the counter pair
