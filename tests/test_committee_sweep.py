@@ -81,7 +81,7 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
     assert back.mc["n_finite"].shape == (2, 2)
 
 
-def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):
+def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept, capsys):
     res = str(swept / "res")
     t = read_csv(os.path.join(res, "sweep.csv"))
     assert {"Q_1_2_mean", "Q_1_2_sem", "R_2_1_mean", "b_1_sem", "clean_error_mean", "clean_error_sem", "n_finite",
@@ -99,9 +99,13 @@ def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept):
     chunks = sorted(os.listdir(os.path.join(res, "chunks")))  # one point a chunk per device
     assert len(chunks) == -(-4 // jax.device_count())
     os.remove(os.path.join(res, "chunks", chunks[-1]))
-    again = committee_sweep(cfg, res).table
+    capsys.readouterr()
+    again = committee_sweep(cfg, res, progress=True).table
     for k in t:
         np.testing.assert_array_equal(again[k], t[k], err_msg=k)
+    # with the Monte Carlo one bar at a time: each recomputed point's, none over chunks
+    err = capsys.readouterr().err
+    assert "point 4/4 monte carlo [" in err and "committee sweep [" not in err, err
     # another configuration in the same folder is refused
     other = make_committee_sweep_config({"eps": [0.0, 0.4]}, {"preset": "committee"}, alpha_max=0.5, n_save=1,
                                         dt=0.25, mc=True, N=40, replicas=4)

@@ -66,16 +66,16 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
 
 def simulate_committee_resumable(key, mixture, params, spec, *, checkpoint: Optional[str] = None,
                                  checkpoint_every: float = 60.0, progress: bool = False,
-                                 stats: Optional[dict] = None, **kwargs):
+                                 stats: Optional[dict] = None, label: str = "monte carlo", **kwargs):
     """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
-    (arguments as there and as :func:`simulate_resumable`); the same bits as the plain run, on any
-    device count and across interruptions. Returns a
+    labelled ``label`` (arguments as there and as :func:`simulate_resumable`); the same bits as the plain
+    run, on any device count and across interruptions. Returns a
     :class:`jaxadv.committee.montecarlo.CommitteeMCResult`."""
     from ..committee import montecarlo as cmc
 
     plan = cmc.plan_committee(key, mixture, params, spec, **kwargs)
     obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
-                        stats=stats)
+                        stats=stats, label=label)
     return cmc.committee_result(plan, obs)
 
 

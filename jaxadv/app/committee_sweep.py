@@ -477,7 +477,7 @@ def _errors(cfg, flat, eps_test, lo, traj):
     return np.array(clean), np.array(robust)
 
 
-def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False):
+def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, label="monte carlo"):
     """Monte Carlo of grid point ``i``: final order parameters (mean, sem over finite replicas), each
     replica's clean (and with ``mc_robust`` robust) error, and the replica trajectories' means.
     ``checkpoint``: the resumable run's checkpoint file (``None``: none)."""
@@ -494,7 +494,7 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False):
     mc = simulate_committee_resumable(jax.random.fold_in(jax.random.key(cfg.seed), i), mixture, params, spec,
                                       N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
                                       b0=b0, v0=v0, dtype=jnp.float64 if cfg.x64 else jnp.float32,
-                                      checkpoint=checkpoint, progress=progress, **given)
+                                      checkpoint=checkpoint, progress=progress, label=label, **given)
     ok = mc.finite[:, -1]
     n_ok = int(ok.sum())
     out = {"n_finite": np.float64(n_ok)}
@@ -541,7 +541,8 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
         cfg: the sweep (:func:`load_committee_sweep_config` or :func:`make_committee_sweep_config`).
         out_dir: output folder (chunks, ``sweep.csv``, ``sweep.npz``, ``config.json``); ``None`` keeps
             everything in memory. With a folder the sweep resumes from the chunk files found there.
-        progress: progress bars (stderr) over chunks and, with the Monte Carlo, over the save intervals of each point.
+        progress: a progress bar (stderr) over chunks, or with the Monte Carlo one over the save intervals of
+            each point (labelled ``point i/n monte carlo``).
         log: ``print``-like function for one-line messages, or ``None``.
 
     Returns:
@@ -589,7 +590,9 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
     done = {c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))}
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    bar = Progress(n_chunks, "committee sweep", enabled=progress, initial=len(done))
+    # with the Monte Carlo each point shows its own bar ("point i/n monte carlo") and the chunk bar is off:
+    # two bars redrawing the same terminal line would interleave
+    bar = Progress(n_chunks, "committee sweep", enabled=progress and not cfg.mc, initial=len(done))
     parts = []
     t0 = time.perf_counter()
     for c in range(n_chunks):
@@ -605,7 +608,8 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
                 part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
             if cfg.mc:
                 ck = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
-                rows = [_mc_point(cfg, flat, eps_test, i, K, D, ck, progress) for i in range(lo, hi)]
+                rows = [_mc_point(cfg, flat, eps_test, i, K, D, ck, progress, f"point {i + 1}/{n} monte carlo")
+                        for i in range(lo, hi)]
                 part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
             if out_dir is not None:
                 write_npz(_chunk_path(out_dir, c), **part)
