@@ -21,7 +21,7 @@ size :math:`h/2` give :math:`y_{h/2}`, and
 that of :math:`y_h` is :math:`C h^{p+1}`), so :math:`y_{n+1}` is accurate to order :math:`p+1`
 locally. The step is accepted when :math:`\|e\|\le 1`, and the next step is
 :math:`h\,\min(5, \max(0.2,\, 0.9\,\|e\|^{-1/(p+1)}))`. With RK4 a step costs 11 evaluations of
-``f`` (the first stage is shared). Derivation: ``docs/theory.md`` (section 12).
+``f`` (the first stage is shared). Derivation: ``docs/theory.md`` (section 7).
 
 ``estimate="embedded"`` (RK4 only) estimates the local error instead from the embedded third-order
 solution of the same stages plus the first stage of the next step (first same as last, FSAL):
