@@ -40,9 +40,16 @@ SIZES = {
 }
 ALPHA_MAX = 1000.0
 RTOLS = (1e-6, 3e-7, 1e-7, 3e-8, 1e-8, 1e-9)   # half decades where the 1e-6 accuracy is reached, for both sides
+
+
+def _r(rtol: float) -> str:
+    """``3e-07`` as ``3e-7``: the tolerance in the configurations' names."""
+    return f"{rtol:.0e}".replace("e-0", "e-")
+
+
 JAXADV = {"dt=0.5": dict(dt=0.5), "dt=1": dict(dt=1.0), "dt=2": dict(dt=2.0),
-          **{f"rtol={r:g}": dict(rtol=r) for r in RTOLS[1:]},
-          **{f"embedded rtol={r:g}": dict(rtol=r, estimate="embedded") for r in RTOLS[:-1]}}
+          **{f"rtol={_r(r)}": dict(rtol=r) for r in RTOLS[1:]},
+          **{f"embedded rtol={_r(r)}": dict(rtol=r, estimate="embedded") for r in RTOLS[:-1]}}
 PEER = [(m, r) for m in ("RK45", "DOP853", "LSODA") for r in RTOLS]
 REFERENCE = dict(method="DOP853", rtol=1e-12, atol=1e-14)
 FINE_RTOL = 1e-11          # jaxadv's whole-grid reference
@@ -137,7 +144,7 @@ def _main(quick: bool, tiny: bool) -> dict:
                       "max_abs_err_end_subset": float(np.max(np.abs(end[idx] - ref)))}
 
     # the peer: every method and tolerance on the subset, repeats interleaved like jaxadv's
-    runs = {f"{m} rtol={r:g}": (m, r) for m, r in PEER}
+    runs = {f"{m} rtol={_r(r)}": (m, r) for m, r in PEER}
     results = {}
 
     def peer_run(name):
