@@ -70,7 +70,10 @@ _INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
 _KEYS = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}
 
 
-def _number(key, value, kind):
+def coerce_scalar(key, value, kind):
+    """A scalar configuration value from TOML or a ``--set`` string as ``kind`` (``bool``, ``int`` or
+    ``float``; finite); ``ValueError`` naming ``key`` and the value otherwise. Shared by the
+    ``committee`` and ``transfer`` commands."""
     if isinstance(value, bool) and kind is not bool:
         raise ValueError(f"{key}={value!r} is not a number")
     if kind is bool:
@@ -121,8 +124,8 @@ def _coerce(key, value):
     if key == "lipschitz":      # None (off) or the bound L_max (validated by validate_spec)
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
             return None
-        return _number(key, value, float)
-    return _number(key, value, type(default))
+        return coerce_scalar(key, value, float)
+    return coerce_scalar(key, value, type(default))
 
 
 def load_committee_config(spec: str, overrides=()) -> dict:

@@ -69,25 +69,9 @@ def _coerce(key, value):
         return out
     if key in ("stream", "labels", "name"):
         return None if value is None else str(value)
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
-    if isinstance(value, bool):
-        raise ValueError(f"{key}={value!r} is not a number")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is not a number") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{key}={value!r} must be finite")
-    if isinstance(default, int):
-        if x != int(x):
-            raise ValueError(f"{key}={value!r} is not an integer")
-        return int(x)
-    return x
+    from .committee import coerce_scalar
+
+    return coerce_scalar(key, value, type(default))
 
 
 def load_transfer_config(spec: str, overrides=()) -> dict:
