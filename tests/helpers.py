@@ -1,4 +1,4 @@
-"""Shared test helpers: rule arguments, NumPy references and the k-standard-error check."""
+"""Shared test helpers: rule arguments, NumPy references, the k-standard-error check and a simulated Ctrl-C."""
 import numpy as np
 
 from jaxadv import training_rule
@@ -20,3 +20,18 @@ def assert_within_k_se(measured, sem, expected, k=K_SE, what=""):
     dev = np.abs(measured - expected) / np.where(sem > 0, sem, np.inf)
     assert np.all(dev <= k), f"{what}: worst deviation {np.nanmax(dev):.2f} standard errors > {k}"
     return float(np.nanmax(dev))
+
+
+def interrupting(real, at: int):
+    """``real`` wrapped to raise ``KeyboardInterrupt`` (as a Ctrl-C would) at its call number ``at`` (0-based)
+    and to call ``real`` otherwise. ``wrapped.args`` holds the positional arguments of every call, the interrupted
+    one included."""
+
+    def wrapped(*a, **k):
+        wrapped.args.append(a)
+        if len(wrapped.args) - 1 == at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    wrapped.args = []
+    return wrapped

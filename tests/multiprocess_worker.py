@@ -27,8 +27,30 @@ import jaxadv as ja  # noqa: E402
 from jaxadv.app import checkpoint  # noqa: E402
 from jaxadv.mc import driver  # noqa: E402
 
+from helpers import interrupting  # noqa: E402
+
 print(f"{time.perf_counter() - t0:.1f}s imported", flush=True)
 res = {"process_count": jax.process_count(), "device_count": jax.device_count()}
+
+
+def interrupted_then_resumed(run, name):
+    """``run(checkpoint)`` interrupted in save interval 2 (its third dispatch; a checkpoint after every
+    interval), then run again from the checkpoint; records the save intervals dispatched and whether the
+    checkpoint existed in between, and returns the resumed result."""
+    ck, advance = os.path.join(out, name), driver.dispatch
+    driver.dispatch = interrupting(advance, 2)
+    try:
+        try:
+            run(ck)
+        except KeyboardInterrupt:
+            pass
+        res["checkpoint_seen"] = os.path.exists(ck)
+        calls = driver.dispatch.args
+        result = run(ck)
+    finally:
+        driver.dispatch = advance
+    res["resumed_calls"] = np.asarray([a[2] for a in calls])
+    return result
 
 if sys.argv[5:] == ["committee"]:
     from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
@@ -38,26 +60,9 @@ if sys.argv[5:] == ["committee"]:
     kwargs = dict(N=40, alpha_max=0.8, n_save=4, replicas=6)   # 6 replicas on 4 devices: padded
     mc = ja.committee.simulate_committee(jax.random.key(3), *args, **kwargs)
     res.update(plain_Q=mc.Q, plain_R=mc.R, plain_v=mc.v)
-    ck = os.path.join(out, "committee.ckpt.npz")
-    advance, calls = driver.dispatch, []
-
-    def interrupted(plan, states, k):
-        calls.append(k)
-        if k == 2 and len(calls) == 3:
-            raise KeyboardInterrupt
-        return advance(plan, states, k)
-
-    driver.dispatch = interrupted
-    try:
-        checkpoint.simulate_committee_resumable(jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0,
-                                                **kwargs)
-    except KeyboardInterrupt:
-        pass
-    res["checkpoint_seen"] = os.path.exists(ck)
-    mc = checkpoint.simulate_committee_resumable(jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0,
-                                                 **kwargs)
-    driver.dispatch = advance
-    res.update(resumed_calls=np.asarray(calls), resumed_Q=mc.Q, resumed_R=mc.R, resumed_b=mc.b, resumed_v=mc.v)
+    mc = interrupted_then_resumed(lambda ck: checkpoint.simulate_committee_resumable(
+        jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0, **kwargs), "committee.ckpt.npz")
+    res.update(resumed_Q=mc.Q, resumed_R=mc.R, resumed_b=mc.b, resumed_v=mc.v)
     np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
     print(f"{time.perf_counter() - t0:.1f}s committee: done", process_id, flush=True)
     sys.exit(0)
@@ -68,27 +73,9 @@ for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 
     print(f"{time.perf_counter() - t0:.1f}s {sampler}", flush=True)
 
 # interrupted after save interval 2 (a checkpoint after every interval), then resumed
-ck = os.path.join(out, "mc.ckpt.npz")
 kwargs = dict(N=40, alpha_max=1.0, n_save=4, replicas=6)
-advance, calls = driver.dispatch, []
-
-
-def interrupted(plan, states, k):
-    calls.append(k)
-    if k == 2 and len(calls) == 3:
-        raise KeyboardInterrupt
-    return advance(plan, states, k)
-
-
-driver.dispatch = interrupted
-try:
-    checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
-except KeyboardInterrupt:
-    pass
-res["checkpoint_seen"] = os.path.exists(ck)
-mc = checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs)
-driver.dispatch = advance
-res["resumed_calls"] = np.asarray(calls)
+mc = interrupted_then_resumed(lambda ck: checkpoint.simulate_resumable(
+    jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs), "mc.ckpt.npz")
 res["resumed_R"], res["resumed_b"] = mc.R, mc.b
 print(f"{time.perf_counter() - t0:.1f}s resumed", flush=True)
 

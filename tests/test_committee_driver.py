@@ -16,6 +16,7 @@ from jaxadv.committee.lipschitz import project_weights
 from jaxadv.committee.ode import check_overlaps
 from jaxadv.app import checkpoint as ckm
 from jaxadv.mc import driver
+from helpers import interrupting
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "K", "N", "steps_per_save", "n_save", "given"))
@@ -106,15 +107,8 @@ def uninterrupted():
 
 def _interrupting(monkeypatch, kill_at):
     """``driver.dispatch`` raising KeyboardInterrupt at its call ``kill_at`` (as a Ctrl-C would)."""
-    real, calls = driver.dispatch, {"n": 0}
-
-    def flaky(plan, states, k):
-        if calls["n"] == kill_at:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real(plan, states, k)
-
-    monkeypatch.setattr(driver, "dispatch", flaky)
+    real = driver.dispatch
+    monkeypatch.setattr(driver, "dispatch", interrupting(real, kill_at))
     return real
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers import assert_within_k_se
+from helpers import assert_within_k_se, interrupting
 from jaxadv import ModelParams, load_config, mc_summary, ode_table, simulate, solve_ode
 from jaxadv import fast_random
 from jaxadv.analysis.compare import compare
@@ -207,15 +207,7 @@ def test_vmap_equals_loop_over_replicas_and_steps():
 def test_interrupted_run_resumes_to_identical_result(reference, tmp_path, monkeypatch):
     ck = str(tmp_path / "ck.npz")
     real = driver._advance
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(driver, "_advance", flaky)
+    monkeypatch.setattr(driver, "_advance", interrupting(real, 2))
     with pytest.raises(KeyboardInterrupt):
         simulate_resumable(jax.random.key(5), P, n_save=4, checkpoint=ck, checkpoint_every=0.0, **KW)
     monkeypatch.setattr(driver, "_advance", real)

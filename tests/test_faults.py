@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxadv.app.cli import main
+from helpers import interrupting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -203,15 +204,7 @@ def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monk
     ck = str(tmp_path / "ck.npz")
     real = driver.dispatch
     for kill_at in (0, 4):  # before the first interval ends, and later (a random point each)
-        calls = {"n": 0}
-
-        def flaky(plan, states, k):
-            if calls["n"] == kill_at:
-                raise KeyboardInterrupt
-            calls["n"] += 1
-            return real(plan, states, k)
-
-        monkeypatch.setattr(driver, "dispatch", flaky)
+        monkeypatch.setattr(driver, "dispatch", interrupting(real, kill_at))
         with pytest.raises(ckm.Interrupted) as e:
             ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, checkpoint_every=1e9, **kw)
         assert e.value.done == kill_at and (e.value.checkpoint is None) == (kill_at == 0)

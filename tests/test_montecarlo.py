@@ -11,6 +11,7 @@ from jaxadv.analysis.compare import compare
 from jaxadv.model.data import unit_direction
 from jaxadv.mc.full import SamplerParams, full_sampler, observe
 from jaxadv.app.checkpoint import simulate_resumable
+from helpers import interrupting
 from scipy.special import erf
 
 
@@ -128,15 +129,7 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
     ref = simulate(jax.random.key(5), p, **kw)
     ck = str(tmp_path / "ck.npz")
     real = montecarlo._advance
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(montecarlo, "_advance", flaky)
+    monkeypatch.setattr(montecarlo, "_advance", interrupting(real, 3))
     with pytest.raises(KeyboardInterrupt):
         simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=0.0, **kw)
     monkeypatch.setattr(montecarlo, "_advance", real)
