@@ -188,3 +188,24 @@ def test_k1_committee_sweep_is_the_single_layer_sweep():
     np.testing.assert_allclose(c.b[..., 0], s.b, atol=1e-10)
     np.testing.assert_allclose(c.clean_error, s.test_error[..., -1], atol=1e-10)
     np.testing.assert_allclose(c.robust_error, s.robust_error[..., -1], atol=1e-9)
+
+
+def test_lipschitz_normalised_sweep_rows_are_the_projected_odes():
+    """A sweep of the ``certified`` preset (lipschitz = 1) integrates the projected ODE of
+    :func:`solve_committee_ode`: its rows equal single runs, and the bound L stays at the cap (without the
+    projection the sweep's L went to 1.30)."""
+    from jaxadv.committee import CommitteeParams, CommitteeSpec, two_cluster
+    from jaxadv.committee.lipschitz import lipschitz_bound
+
+    cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "certified"}, alpha_max=3.0, n_save=1, dt=0.1)
+    t = committee_sweep(cfg).table
+    m = cfg.model
+    for i, eps in enumerate([0.0, 0.5]):
+        sol = solve_committee_ode(two_cluster(m["prior"], m["rho"], m["v1"], m["v2"]),
+                                  CommitteeParams(m["eta_w"], m["eta_b"], m["eta_v"], eps),
+                                  CommitteeSpec(K=2, attack="fgm", normalise=False, lipschitz=1.0), 3.0, 1, dt=0.1,
+                                  Q0=m["Q0"], R0=m["R0"], b0=m["b0"], v0=m["v"])
+        np.testing.assert_allclose([t["Q_1_1"][i], t["Q_1_2"][i], t["R_1_1"][i], t["b_2"][i]],
+                                   [sol.Q[-1, 0, 0], sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.b[-1, 1]], atol=1e-12)
+        Q = np.array([[t["Q_1_1"][i], t["Q_1_2"][i]], [t["Q_1_2"][i], t["Q_2_2"][i]]])
+        assert float(lipschitz_bound(Q, np.array([t["v_1"][i], t["v_2"][i]]))) <= 1.0 + 1e-9

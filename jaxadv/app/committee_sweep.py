@@ -410,16 +410,14 @@ def _pick(arrays: dict, name: str):
 
 @functools.lru_cache(maxsize=None)
 def _grid_solver():
-    """The jitted RK4 of a batch of (mixture, params) points: one ``vmap`` of :func:`jaxadv.ode.rk4.integrate`
-    over :func:`jaxadv.committee.ode.make_committee_field` (built on first use: no JAX at import)."""
+    """The jitted RK4 of a batch of (mixture, params) points: one ``vmap`` of the committee ODE's own solver
+    (:func:`jaxadv.committee.ode._solve`, with its Lipschitz projection; built on first use: no JAX at import)."""
     import jax
 
-    from ..committee.ode import make_committee_field
-    from ..ode.rk4 import RK4, integrate
+    from ..committee.ode import _solve
 
     def solve(y0, mixtures, params, h, spec, rule, steps_per_save, n_save):
-        f = make_committee_field(spec, rule)
-        return jax.vmap(lambda m, p: integrate(f, y0, 0.0, h, steps_per_save, n_save, (m, p), RK4))(mixtures, params)
+        return jax.vmap(lambda m, p: _solve(y0, m, p, h, spec, rule, steps_per_save, n_save))(mixtures, params)
 
     return jax.jit(solve, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
 

@@ -23,7 +23,7 @@ scale :math:`\sum|v_k|` stays free, which the quadratic loss needs to reach :mat
 
 Monte Carlo face: :func:`project_weights` after each step (:func:`jaxadv.committee.montecarlo.update`).
 ODE face: :func:`project_state`, :math:`Q\to s^2Q`, :math:`R\to sR`, after every RK4 step
-(:func:`integrate_projected`): a splitting of the flow and the projection that converges to the
+(:func:`jaxadv.ode.rk4.integrate` with ``project``): a splitting of the flow and the projection that converges to the
 constrained dynamics as the step shrinks (tested). The initial state is projected in both faces.
 """
 from __future__ import annotations
@@ -33,10 +33,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ..ode.rk4 import RK4, rk_step
 
-__all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state",
-           "integrate_projected"]
+__all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -83,22 +81,3 @@ def project_state(state, L_max):
     (``b``, ``v`` untouched), :math:`s=\min(1,L_\max/L(Q,v))`."""
     s = lipschitz_scale(lipschitz_bound(state.Q, state.v), L_max)
     return state._replace(Q=state.Q * (s * s), R=state.R * s)
-
-
-def integrate_projected(f, y0, h, steps_per_save: int, n_save: int, args, project, tableau=RK4):
-    r"""Fixed-step RK4 with ``project`` applied after every step (Lie splitting of the flow and the
-    projection); same contract as :func:`jaxadv.ode.rk4.integrate` from :math:`t_0=0`:
-    ``(ts (n_save + 1,), ys)`` with ``y0`` first."""
-    t0 = jnp.zeros((), jnp.result_type(h, float))
-
-    def inner(carry, _):
-        t, y = carry
-        return (t + h, project(rk_step(f, t, y, h, args, tableau))), None
-
-    def outer(carry, k):
-        _, y = jax.lax.scan(inner, carry, None, length=steps_per_save)[0]
-        return (t0 + (k + 1) * steps_per_save * h, y), y
-
-    _, ys = jax.lax.scan(outer, (t0, y0), jnp.arange(n_save))
-    ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
-    return t0 + jnp.arange(n_save + 1) * (steps_per_save * h), ys

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..ode.rk4 import RK4, integrate
 from .fields import attack_coefficients, forces, geometry
-from .lipschitz import integrate_projected, project_state
+from .lipschitz import project_state
 from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
                      validate_mixture, validate_params, validate_spec)
 from .quadrature import DEFAULT_RULE, GaussRule, default_rule, gaussian_mean
@@ -155,11 +155,10 @@ class CommitteeODEResult(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
 def _solve(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
-    if spec.lipschitz is not None:      # Lipschitz normalisation: project after every RK4 step
-        project = lambda y: project_state(y, spec.lipschitz)
-        return integrate_projected(make_committee_field(spec, rule), project(y0), h, steps_per_save, n_save,
-                                   (mixture, params), project)
-    return integrate(make_committee_field(spec, rule), y0, 0.0, h, steps_per_save, n_save, (mixture, params), RK4)
+    """RK4 of one point; with Lipschitz normalisation the start and every step are projected."""
+    project = None if spec.lipschitz is None else (lambda y: project_state(y, spec.lipschitz))
+    return integrate(make_committee_field(spec, rule), y0 if project is None else project(y0), 0.0, h,
+                     steps_per_save, n_save, (mixture, params), RK4, project=project)
 
 
 def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, atol: float = 1e-8):

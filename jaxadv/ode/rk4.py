@@ -93,7 +93,8 @@ def rk_step(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
     return _axpy(y, h, tableau.b, ks)
 
 
-def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau: ButcherTableau = RK4):
+def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau: ButcherTableau = RK4,
+              project=None):
     """Integrate ``dy/dt = f(t, y, args)`` with fixed step ``h``.
 
     Args:
@@ -105,6 +106,9 @@ def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau
         n_save: number of saves after ``t0`` (static).
         args: passed to ``f``.
         tableau: the Runge--Kutta method (static).
+        project: ``project(y)`` applied after every step (static; ``None``: none): a splitting of the flow
+            and a projection onto a constraint set, first order in ``h`` (the Lipschitz normalisation of
+            :mod:`jaxadv.committee.lipschitz`). ``y0`` is used as given.
 
     Returns:
         ``(ts, ys)``: times of shape ``(n_save + 1,)`` starting with ``t0`` and the states stacked
@@ -114,7 +118,8 @@ def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau
 
     def inner(carry, _):
         t, y = carry
-        return (t + h, rk_step(f, t, y, h, args, tableau)), None
+        y = rk_step(f, t, y, h, args, tableau)
+        return (t + h, y if project is None else project(y)), None
 
     def outer(carry, k):
         t, y = jax.lax.scan(inner, carry, None, length=steps_per_save)[0]
