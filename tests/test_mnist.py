@@ -197,3 +197,14 @@ def test_fitted_model_is_exact_on_model_data():
         measured = np.array([np.mean(tau * f - e * dual <= 0) for e in eps_grid])
         np.testing.assert_allclose(pred["isotropic"], measured, atol=0.012)
         np.testing.assert_allclose(pred["field_variance"], measured, atol=0.012)
+
+
+def test_certified_table_names_each_student_by_its_own_training_radius():
+    """Training radii in any order: each student keeps its own (they were paired with the sorted unique radii)."""
+    import numpy as np
+
+    from jaxadv.app.mnist import trained_students
+
+    trade = {"eps_train": np.repeat([0.2, 0.0, 0.2], 3), "students": ["a", "b", "c"]}
+    assert trained_students(trade) == [("sgd_eps_train=0.2", 0.2, "a"), ("sgd_eps_train=0", 0.0, "b"),
+                                       ("sgd_eps_train=0.2", 0.2, "c")]

@@ -275,8 +275,7 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
     from ..analysis import mnist
     from ..analysis.certified import certified_curve, unboxed_attack_errors
 
-    students = [("logistic", 0.0, student)] + [(f"sgd_eps_train={e:g}", float(e), s)
-                                                for e, s in zip(np.unique(trade["eps_train"]), trade["students"])]
+    students = [("logistic", 0.0, student)] + trained_students(trade)
     names = ("fgm", "bim", "pgd")
     cols = {k: [] for k in ("student", "eps_train", "norm", "eps", "certified", "no_box", *names, "attacked", "gap")}
     for name, e_train, s in students:
@@ -298,6 +297,15 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
             log(f"mnist: certified/attacked {name:>20} L{norm:<3} " + " ".join(
                 f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best)))
     return {k: np.asarray(v) for k, v in cols.items()}
+
+
+def trained_students(trade) -> list:
+    """``[(name, eps_train, student)]`` of a :func:`jaxadv.analysis.mnist.tradeoff` result, in its order
+    (its tidy rows are student-major, one per ``eps_test``: any order of the training radii, repeats too)."""
+    import numpy as np
+
+    per_student = np.asarray(trade["eps_train"]).reshape(len(trade["students"]), -1)[:, 0]
+    return [(f"sgd_eps_train={e:g}", float(e), s) for e, s in zip(per_student, trade["students"])]
 
 
 def _fold(key, i):
