@@ -32,9 +32,13 @@ on the robust error but is no longer tight. ``docs/theory.md``, section 14.
 """
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import attacks
 from ..attacks import canonical_norm, dual_norm_value
 from ..model.params import ModelParams, check_value
 from .measures import robust_error
@@ -136,20 +140,20 @@ def certified_curve(student, x, y, eps_grid, norm=2):
 def unboxed_attack_errors(student, x, y, eps_grid, norm=2):
     r"""Error left by FGM *without* a box (:func:`jaxadv.attacks.fgm`, ``box=None``), the exact worst case
     of a linear field in every norm: equals :func:`certified_curve` example by example. ``(E,)``."""
-    import jax
-
-    from .. import attacks
-
     eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
     _check_eps(eps_grid)
-    norm = canonical_norm(norm)
     x, y = jnp.asarray(x), jnp.asarray(y)
     w, b = jnp.asarray(student.w, x.dtype), jnp.asarray(student.b, x.dtype)
+    return np.asarray(_unboxed_errors(w, b, x, y, jnp.asarray(eps_grid, x.dtype), canonical_norm(norm)))
+
+
+@functools.partial(jax.jit, static_argnames=("norm",))
+def _unboxed_errors(w, b, x, y, eps_grid, norm):
+    """FGM's error without a box at every radius of ``eps_grid``: one compilation per shape and norm."""
     loss = lambda xi, tau: -tau * (xi @ w - b)
 
-    @jax.jit
     def at(eps):
         adv = jax.vmap(lambda xi, tau: attacks.fgm(loss, xi, tau, eps=eps, norm=norm))(x, y)
         return jnp.mean((y * (adv @ w - b) <= 0).astype(x.dtype))
 
-    return np.array([float(at(jnp.asarray(e, x.dtype))) for e in eps_grid])
+    return jax.lax.map(at, eps_grid)
