@@ -70,8 +70,8 @@ def state_errors(key, states, mixture, eps, n_samples: int = 2000, pgd_steps: in
         smp = sampled_errors(jax.random.fold_in(key, p), s, mixture, eps, n_samples, pgd_steps)
         # control variate: PGD's misses are a subset of the worst case's errors, sample by sample, so
         # P_PGD = S - P(worst-case error that PGD misses), the last term from the samples (small variance)
-        out["pgd"][p] = out["worst"][p] - float(np.mean(smp["worst"] & ~smp["pgd"]))
         out["pgd_missed"][p] = float(np.mean(smp["worst"] & ~smp["pgd"]))
+        out["pgd"][p] = out["worst"][p] - out["pgd_missed"][p]
         out["L"][p] = float(lipschitz_bound(s.Q, s.v))
     return out
 
