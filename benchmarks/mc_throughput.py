@@ -254,7 +254,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             t["torch"] = min(torch_threads.values(), key=lambda x: x["median_s"])
         el = replicas * N * steps
         row = {"replicas": replicas, "N": N, "steps": steps, "peer_steps": peer_steps, "impl": IMPL,
-               "torch_threads": {k: {**v, "ns_per_elem": v["median_s"] / (replicas * N * steps) * 1e9}
+               "torch_threads": {k: {**v, "ns_per_elem": v["median_s"] / el * 1e9}
                                  for k, v in torch_threads.items()},
                "torch_best": ("one_thread" if torch_threads and torch_threads["one_thread"] is t["torch"]
                               else "all_threads" if torch_threads else None),

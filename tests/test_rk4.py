@@ -130,15 +130,24 @@ def test_embedded_estimate_meets_the_tolerance_with_four_evaluations_a_step():
 
     t_save = jnp.array([1.0, 5.0, 20.0])
     errs, steps = [], []
+    executed = []   # evaluations of f as they run (a host callback per evaluation), not as counted
+
+    def counted(t, y, a):
+        jax.debug.callback(lambda: executed.append(1))
+        return _forced(t, y, a)
+
     for rtol in (1e-5, 1e-7, 1e-9):
-        ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2,
+        executed.clear()
+        ts, ys, st = integrate_adaptive(counted, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2,
                                         estimate="embedded")
+        jax.effects_barrier()
         np.testing.assert_array_equal(np.asarray(ts), [0.0, 1.0, 5.0, 20.0])
         errs.append(np.abs(np.asarray(ys) - _forced_exact(ts, 0.7)).max())
         n = int(st.n_accepted) + int(st.n_rejected)
         steps.append(n)
         assert not bool(st.failed)
-        assert int(st.n_evals) == 4 * n + 1   # the first stage is carried from step to step
+        # 4 evaluations a step and one at the start: the first stage is carried from step to step
+        assert len(executed) == int(st.n_evals) == 4 * n + 1, (len(executed), int(st.n_evals), n)
     assert errs[0] < 1e-5 and errs[1] < 1e-7 and errs[2] < 1e-9, errs
     # the estimate is O(h^4): 100x tighter takes about 100**(1/4) = 3.2x more steps
     assert 2.3 < steps[1] / steps[0] < 4.5 and 2.3 < steps[2] / steps[1] < 4.5, steps

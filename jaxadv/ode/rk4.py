@@ -46,7 +46,7 @@ from typing import NamedTuple, Tuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ButcherTableau", "RK4", "EULER", "rk_step", "integrate", "integrate_adaptive", "AdaptiveStats"]
+__all__ = ["ButcherTableau", "RK4", "EULER", "rk_step", "rk_stages", "integrate", "integrate_adaptive", "AdaptiveStats"]
 
 
 class ButcherTableau(NamedTuple):
@@ -80,8 +80,8 @@ def _axpy(y, h, coeffs, ks):
     return jax.tree.map(comb, y, *[k for _, k in terms])
 
 
-def rk_step(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
-    """One explicit Runge--Kutta step of size ``h`` from ``(t, y)``.
+def rk_stages(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
+    """One explicit Runge--Kutta step of size ``h`` from ``(t, y)`` and its stages: ``(y_new, [k_1, ...])``.
 
     ``k1``: ``f(t, y, args)`` when the caller has it already (its first stage; ``c_1 = 0``)."""
     ks = []
@@ -90,7 +90,12 @@ def rk_step(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
             ks.append(k1)
             continue
         ks.append(f(t + c_i * h, _axpy(y, h, a_i, ks), args))
-    return _axpy(y, h, tableau.b, ks)
+    return _axpy(y, h, tableau.b, ks), ks
+
+
+def rk_step(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
+    """One explicit Runge--Kutta step of size ``h`` from ``(t, y)`` (:func:`rk_stages` without the stages)."""
+    return rk_stages(f, t, y, h, args, tableau, k1)[0]
 
 
 def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau: ButcherTableau = RK4,
@@ -217,12 +222,10 @@ def integrate_adaptive(f, y0, t0, t_save, h0, args=None, *, rtol=1e-8, atol=1e-1
     def attempt(t, y, h, k1):
         """One try of size ``h`` from ``(t, y)`` with ``k1 = f(t, y)``: ``(y_new, k1 at y_new or None, ||e||)``."""
         if embedded:
-            ks = [k1]
-            for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
-                ks.append(f(t + c_i * h, _axpy(y, h, a_i, ks), args))
-            y_new = _axpy(y, h, tableau.b, ks)
+            y_new, ks = rk_stages(f, t, y, h, args, tableau, k1)
             k_next = f(t + h, y_new, args)
-            err = _axpy(jax.tree.map(jnp.zeros_like, y), h, _RK4_EMBEDDED_DIFF, [ks[3], k_next])
+            d4, d5 = _RK4_EMBEDDED_DIFF
+            err = jax.tree.map(lambda a, b: h * (d4 * a + d5 * b), ks[3], k_next)
             return y_new, k_next, _error_norm(err, y, y_new, rtol, atol)
         y_full = rk_step(f, t, y, h, args, tableau, k1)
         y_mid = rk_step(f, t, y, h / 2, args, tableau, k1)

@@ -185,6 +185,8 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
             raise ValueError(f"{name}={value!r} must be finite")
     if not np.all(np.abs(np.asarray(R0, dtype=float)) <= 1):
         raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
+    if estimate not in ESTIMATES:   # checked with the fixed step too (where it has no effect)
+        raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     adaptive = rtol is not None or atol is not None
     if adaptive:
@@ -197,8 +199,6 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
             raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
         if int(max_steps) != max_steps or max_steps < 1:
             raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
-        if estimate not in ESTIMATES:
-            raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
     if loss is not None:
         rule = rule._replace(loss=get_loss(loss))
     check_ode_supported(rule)
