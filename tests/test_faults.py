@@ -459,6 +459,21 @@ def test_bad_keys(tmp_path, capsys, argv, needle):
     _one_line_error(capsys, ["run", "scenario1", *argv, "--out", str(tmp_path / "o")], needle)
 
 
+def test_runs_beyond_the_step_counter_are_refused_by_every_plan():
+    """The 32-bit step counter is checked where the schedule is made (save_schedule), so the Python API of the
+    single-layer and the committee Monte Carlo refuse too, not only the CLI."""
+    import jax
+
+    import jaxadv as ja
+    from jaxadv.committee import CommitteeParams, CommitteeSpec, simulate_committee, xor
+
+    with pytest.raises(ValueError, match="step counter"):
+        ja.simulate(0, ja.ModelParams(), N=1000, alpha_max=1e7, n_save=10, replicas=2)
+    with pytest.raises(ValueError, match="step counter"):
+        simulate_committee(jax.random.key(0), xor(), CommitteeParams(), CommitteeSpec(K=2), N=1000, alpha_max=1e7,
+                           n_save=10, replicas=2)
+
+
 def test_memory_estimate_is_in_the_message(tmp_path, capsys):
     err = _one_line_error(capsys, ["run", "scenario1", "--set", "N=1e9", "--out", str(tmp_path / "o")], "GiB")
     assert "replicas=128" in err

@@ -193,13 +193,11 @@ def _claim(cfg, out, args, command, mc):
     from .resources import check_fits, run_memory_bytes
 
     if mc:
-        from .config import MAX_MC_STEPS
+        from ..mc.driver import save_schedule
 
         check_fits(run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler),
                    "the Monte Carlo")
-        if cfg.alpha_max * cfg.N > MAX_MC_STEPS:
-            raise ValueError(f"alpha_max={cfg.alpha_max!r} at N={cfg.N} is {cfg.alpha_max * cfg.N:.3g} Monte Carlo "
-                             f"steps, more than the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N")
+        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)   # refuses a run beyond the step counter, before the folder
     ident = {k: v for k, v in config_dict(cfg).items() if k != "mc"}
     return claim_output(out, {"config": ident, "mc": bool(mc)}, overwrite=args.overwrite, command=command)
 

@@ -406,8 +406,6 @@ def validate_config(cfg: RunConfig) -> RunConfig:
 MAX_ODE_STEPS = 2**31 - 1
 #: log-spaced saves beyond this many points are a typo, not a run
 MAX_SAVE_POINTS = 10**6
-#: the Monte Carlo's per-step keys fold a 32-bit step counter into each replica's key
-MAX_MC_STEPS = 2**32 - 1
 
 
 def load_config(spec: str, overrides=()) -> RunConfig:

@@ -37,7 +37,7 @@ from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler
 from . import schedule
 
-__all__ = ["MCResult", "SAMPLERS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
+__all__ = ["MCResult", "SAMPLERS", "MAX_MC_STEPS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
            "save_schedule", "advance_states", "init_batch", "simulate_grid", "start_states", "observables_on_host",
            "allocate_observables", "run_plan"]
 
@@ -103,14 +103,22 @@ def init_batch(sampler, init_keys, sp, R0=None, b0=0.0):
                  R0 is not None, sampler)
 
 
+MAX_MC_STEPS = 2**32 - 1
+"""Most steps of a Monte Carlo run: every step folds its index, a 32-bit counter, into the replica's key."""
+
+
 def save_schedule(N: int, alpha_max: float, n_save: int):
     """Steps between saves and the save times: ``(steps_per_save, alpha)``, alpha of shape ``(n_save+1,)``.
 
     ``steps_per_save = round(alpha_max * N / n_save)`` (at least 1); the last save is at
     ``n_save * steps_per_save / N``, which equals ``alpha_max`` when ``alpha_max * N / n_save``
-    is an integer.
+    is an integer. ``ValueError`` when the run has more than :data:`MAX_MC_STEPS` steps (the step counter
+    would wrap); every plan (single layer, committee) and the CLI's early check go through here.
     """
     steps = max(1, int(round(alpha_max * N / n_save)))
+    if n_save * steps > MAX_MC_STEPS:
+        raise ValueError(f"alpha_max={alpha_max!r} at N={N} is {n_save * steps:.3g} Monte Carlo steps, more than "
+                         f"the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N")
     return steps, np.arange(n_save + 1) * steps / N
 
 
