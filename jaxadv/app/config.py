@@ -22,7 +22,7 @@ from ..model.losses import LOSSES
 from ..mc.driver import SAMPLERS
 from ..model.params import ModelParams, check_value, validate_params
 
-__all__ = ["RunConfig", "PRESETS", "PRESET_DESCRIPTIONS", "load_config", "parse_override", "validate_config",
+__all__ = ["RunConfig", "PRESETS", "PRESET_DESCRIPTIONS", "load_config", "validate_config",
            "presets_table", "check_name", "MAX_SEED"]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
@@ -303,15 +303,6 @@ def read_spec(spec: str, presets: dict, kind: str = ""):
         return (presets[base] if base is not None else None), data, os.path.splitext(os.path.basename(spec))[0]
     raise ValueError(f"{spec!r} is neither a {kind + ' ' if kind else ''}preset ({', '.join(sorted(presets))}) "
                      "nor a .toml file")
-
-
-def parse_override(item: str):
-    """``"KEY=VALUE"`` -> ``(key, typed value)``."""
-    if "=" not in item:
-        raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
-    key, value = item.split("=", 1)
-    key = key.strip()
-    return key, _coerce(key, value)
 
 
 #: largest seed: ``jax.random.key`` takes a signed 64-bit integer

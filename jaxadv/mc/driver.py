@@ -444,11 +444,11 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
     R0 = jnp.asarray(0.0 if plan.R0 is None else plan.R0, plan.dtype)
     states, o = _init_grid(init_keys, sp, R0, jnp.asarray(plan.b0, plan.dtype), plan.R0 is not None, plan.sampler)
     obs = np.full((5, lanes, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
-    obs[:, :, 0] = np.stack([to_host(x)[:lanes] for x in o])
+    obs[:, :, 0] = np.stack(observables_on_host(o, lanes))
     for k in range(plan.n_save):
         states, o = _advance_grid(run_keys, states, sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
                                   plan.sampler)
-        obs[:, :, k + 1] = np.stack([to_host(x)[:lanes] for x in o])
+        obs[:, :, k + 1] = np.stack(observables_on_host(o, lanes))
     res = result(plan, obs)
     grid = lambda a: None if a is None else a.reshape(shape + (replicas, plan.n_save + 1))
     return res._replace(**{f: grid(getattr(res, f)) for f in MCResult._fields if f != "alpha"})
