@@ -125,7 +125,7 @@ def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkp
             # with several processes the gather inside the save is a collective: process 0 decides for all
             due = k == start_k or time.monotonic() - last_ck > checkpoint_every
             if checkpoint and k + 1 < plan.n_save and agree(due):
-                _save_checkpoint(checkpoint, fp, states, obs, k + 1, plan.replicas)
+                _save_checkpoint(checkpoint, fp, states, obs, k + 1)
                 last_ck, k_saved = time.monotonic(), k + 1
     except KeyboardInterrupt:
         # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
@@ -134,7 +134,7 @@ def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkp
             keep(*pending)
             k_done = pending[0] + 1
         if checkpoint and k_done > k_saved and not is_multiprocess():
-            _save_checkpoint(checkpoint, fp, states, obs, k_done, plan.replicas)
+            _save_checkpoint(checkpoint, fp, states, obs, k_done)
             k_saved = k_done
         saved = checkpoint if checkpoint and k_saved > 0 and os.path.exists(checkpoint) else None
         raise Interrupted(saved, k_saved, plan.n_save) from None
@@ -184,8 +184,10 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint, self.done, self.total = checkpoint, done, total
 
 
-def _save_checkpoint(path, fp, states, obs, k, replicas):
+def _save_checkpoint(path, fp, states, obs, k):
     """Write the state without the padding rows of :func:`jaxadv.sharding.shard_batch`, so a run can
-    resume on any device count (loading pads again); ``obs`` is the list of observable arrays."""
+    resume on any device count (loading pads again); ``obs`` is the list of observable arrays, one row a
+    replica."""
+    replicas = obs[0].shape[0]
     leaves = {f"state_{i}": to_host(x)[:replicas] for i, x in enumerate(jax.tree.leaves(states))}
     write_npz(path, fingerprint=fp, k=k, **{f"obs_{i}": x for i, x in enumerate(obs)}, **leaves)

@@ -113,9 +113,8 @@ class CommitteeSweepConfig:
         ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
         N, replicas, seed, x64: Monte Carlo settings.
         quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
-            (:class:`~jaxadv.committee.GaussRule`); ``None``: :func:`jaxadv.app.committee.ode_rule` (as
-            ``jaxadv committee``: 36 nodes per axis for ``K <= 2``, about ``1e-4`` in the order parameters;
-            ``[12, 8, 8.0]`` reaches ``1e-8``).
+            (:class:`~jaxadv.committee.GaussRule`); ``None``: the rule chosen by ``K``
+            (:func:`jaxadv.committee.quadrature.default_rule`, as ``jaxadv committee``).
         name: label (the default output folder ``results/<name>``).
     """
 
@@ -387,8 +386,9 @@ def _eps_test(cfg, flat, n):
 def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
     """Save times: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with ``mc``, else equal intervals."""
     if cfg.mc:
-        steps = max(1, int(round(cfg.alpha_max * cfg.N / cfg.n_save)))
-        return np.arange(cfg.n_save + 1) * steps / cfg.N
+        from ..mc.driver import save_schedule
+
+        return save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)[1]
     return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
 
 
