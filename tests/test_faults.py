@@ -113,7 +113,7 @@ def test_verdict_at_N_2_is_not_consistent():
     p = ModelParams(prior=0.5, rho=2.0, eta_w=0.04, eta_b=0.2, eps=1.0)
     ode = _ode_cols(p, 20.0, 4)
     mc = _cols(ode["alpha"], ode["R"] - 0.3, ode["b"], ode["test_error"] + 0.05, ode["robust_error"], 0.01, 256)
-    v = honest_verdict(mc, ode, params=p, N=2, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0,
+    v = honest_verdict(mc, ode, params=p, N=2, n_save=4, dt=0.05, eps_test=1.0,
                        mc_dtype=np.float32)
     assert v.status in ("not testable", "INCONSISTENT") and v.status != "consistent"
     assert "N=2" in v.text and v.raw_z_max == pytest.approx(30.0)
@@ -129,7 +129,7 @@ def test_verdict_uses_the_O1N_theory_and_rejects_a_real_gap():
     pred = corrected_predictions(ode, fl, p, 1.0)
     sem = 1e-4
     mc = _cols(ode["alpha"], pred["R"], pred["b"], pred["test_error"], pred["robust_error"], sem, 128)
-    kw = dict(params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
+    kw = dict(params=p, N=1000, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
     v = honest_verdict(mc, ode, **kw)
     assert v.status == "consistent" and v.z_max < 1e-6
     mc["R_mean"] = mc["R_mean"] + 10 * sem  # a 10-standard-error gap stays a gap: no allowance
@@ -167,7 +167,7 @@ def test_frozen_student_is_not_millions_of_sigmas():
     ode = _ode_cols(p, 20.0, 4, eps_test=10.0)
     mc = _cols(ode["alpha"], ode["R"] + 1e-15, ode["b"] + 1e-15, ode["test_error"] + 1e-15, ode["robust_error"],
                1e-23, 64)
-    v = honest_verdict(mc, ode, params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=10.0,
+    v = honest_verdict(mc, ode, params=p, N=1000, n_save=4, dt=0.05, eps_test=10.0,
                        mc_dtype=np.float32)
     assert v.status == "not testable" and "do not spread" in v.text
     assert v.raw_z_max < 1.0
@@ -180,7 +180,7 @@ def test_verdict_without_theory_and_with_all_replicas_diverged():
     p = ModelParams()
     ode = _ode_cols(p, 20.0, 4)
     mc = _cols(ode["alpha"], ode["R"], ode["b"], ode["test_error"], ode["robust_error"], 0.01, 16)
-    kw = dict(params=p, N=1000, alpha_max=20.0, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
+    kw = dict(params=p, N=1000, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
     v = honest_verdict(mc, ode, theory=False, why_no_theory="theory unavailable for this training rule", **kw)
     assert v.status == "not testable" and "theory unavailable" in v.text
     mc = _cols(ode["alpha"], *(np.full(5, np.nan),) * 4, np.nan, 16)

@@ -165,8 +165,8 @@ def theory_applies(rule=None, alpha=None) -> tuple:
     return True, ""
 
 
-def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: float, alpha_max: float = None,
-                   n_save: int = None, dt: float = None, mc_dtype=np.float32, R0=None, b0: float = 0.0,
+def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: float, n_save: int = None,
+                   dt: float = None, mc_dtype=np.float32, R0=None, b0: float = 0.0,
                    loss="quadratic", rule=None, theory: Optional[bool] = None, why_no_theory: str = "",
                    threshold: float = THRESHOLD) -> Verdict:
     """Judge the Monte Carlo against the ODE plus the O(1/N) theory (see the module docstring).
@@ -178,7 +178,8 @@ def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: f
         mc_cols: :func:`jaxadv.analysis.compare.mc_summary`; ode_cols: :func:`~jaxadv.analysis.compare.ode_table`.
         params, N, R0, b0, loss: as the run (``R0=None``: a uniform initial w).
         eps_test: radius of the robust error.
-        alpha_max, n_save: the save points (default: read from ``mc_cols["alpha"]``).
+        n_save: the number of save intervals (default: read from ``mc_cols["alpha"]``, whose last point is
+            the final time).
         dt: the RK4 step of the fluctuation theory (default :data:`jaxadv.defaults.DT`).
         mc_dtype: float type of the Monte Carlo (sets the floor of the standard error; float32,
             the default of :func:`jaxadv.simulate` and of the CLI).
@@ -198,7 +199,6 @@ def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: f
     from ..defaults import DT
 
     alpha = np.asarray(mc_cols["alpha"], float)
-    alpha_max = float(alpha[-1]) if alpha_max is None else alpha_max
     n_save = alpha.size - 1 if n_save is None else n_save
     dt = DT if dt is None else dt
     if theory is None:

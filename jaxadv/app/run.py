@@ -98,7 +98,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
         S = np.asarray(robust_error(mc.R[:, -1:].astype(np.float64), mc.b[:, -1:].astype(np.float64),
                                     eps_grid[None, :], params))
         rob["robust_error_mc_mean"], rob["robust_error_mc_sem"] = mean_sem(S, np.broadcast_to(fin[:, None], S.shape))
-        v = run_verdict(cfg, mc_cols, ode_cols, alpha_end, eps_test)
+        v = run_verdict(cfg, mc_cols, ode_cols, eps_test)
         summary = {"verdict": v.text, "verdict_status": v.status, "max_deviation_sem": v.z_max,
                    "worst_quantity": v.quantity, "worst_alpha": v.alpha, "raw_max_deviation_sem": v.raw_z_max,
                    "raw_worst_quantity": v.raw_quantity, "raw_worst_alpha": v.raw_alpha,
@@ -175,9 +175,9 @@ def _nanmax_abs(x):
     return float(np.max(x[np.isfinite(x)])) if np.any(np.isfinite(x)) else None
 
 
-def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, alpha_end: float, eps_test: float):
+def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, eps_test: float):
     """:func:`jaxadv.analysis.verdict.honest_verdict` for a configuration (theory only for the default rule)."""
-    return honest_verdict(mc_cols, ode_cols, params=cfg.params, N=cfg.N, alpha_max=alpha_end, n_save=cfg.n_save,
+    return honest_verdict(mc_cols, ode_cols, params=cfg.params, N=cfg.N, n_save=cfg.n_save,
                           dt=cfg.dt, eps_test=eps_test, mc_dtype=np.float64 if cfg.x64 else np.float32, R0=cfg.R0,
                           b0=cfg.b0, loss=cfg.loss, rule=cfg.rule)
 
