@@ -44,9 +44,9 @@ from jax.scipy.special import erf
 from .. import attacks
 from .fields import committee_output, geometry, min_margin, pgd
 from .lipschitz import lipschitz_bound
-from .measures import error_fraction, measure_rule
+from .measures import bisected_error, measure_rule
 from .params import Mixture
-from .quadrature import GaussRule, gaussian_mean
+from .quadrature import GaussRule
 
 __all__ = ["CERTIFICATES", "certified_margin", "certified_error", "field_errors", "sampled_errors",
            "example_errors", "check_eps", "check_certificate"]
@@ -79,38 +79,11 @@ def certified_margin(x, Q, v, tau, eps, certificate: str = "lipschitz"):
     return jnp.sum(tv * erf(x - jnp.sign(tv) * r))
 
 
-def _threshold_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 40, span: float = 10.0):
-    r""":math:`\sum_cp_cP(\text{margin}(x,\tau_c)\le0)` for a margin increasing in :math:`\tau v_{k^*}x_{k^*}`
-    (the unit of largest :math:`|v_k|`), :math:`x\sim\mathcal N(Ra_c-b, v_cQ)`."""
-    Q, R, b, v = state
-    K = Q.shape[0]
-    dtype = Q.dtype
-    k_star = jnp.argmax(jnp.abs(v))
-    perm = jnp.argsort(jnp.where(jnp.arange(K) == k_star, 1, 0), stable=True)
-    inv = jnp.argsort(perm)
-    Qp = Q[perm][:, perm]
-    C = jnp.linalg.cholesky(Qp + 1e-12 * jnp.trace(Q) * jnp.eye(K, dtype=dtype))
-
-    def cluster(a, var, tau):
-        m = (R @ a - b)[perm]
-        s = jnp.sqrt(var)
-        d = jnp.where(tau * v[k_star] < 0, -1.0, 1.0)
-
-        def node(t_rest):
-            base = m + s * (C[:, : K - 1] @ t_rest)
-            col = s * C[:, K - 1]
-            return error_fraction(lambda t: margin_fn((base + col * (d * t))[inv], tau), span, bisect, dtype)
-
-        return gaussian_mean(node, K - 1, rule, dtype)
-
-    per = jax.vmap(cluster)(mixture.centres, mixture.variances, mixture.labels)
-    return jnp.dot(mixture.priors, per)
-
-
 @functools.partial(jax.jit, static_argnames=("certificate", "rule"))
 def _certified_error(state, mixture, eps, certificate, rule):
     Q, _, _, v = state
-    err = _threshold_error(state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule)
+    err = bisected_error(state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule,
+                         bisect=40)
     return jnp.clip(err, 0.0, 1.0)      # the truncated rule's weights sum to 1 within 1e-12
 
 

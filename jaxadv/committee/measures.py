@@ -36,7 +36,8 @@ from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
 
-__all__ = ["MEASURE_RULE", "measure_rule", "clean_error", "robust_error", "robustness_curve", "columns"]
+__all__ = ["MEASURE_RULE", "measure_rule", "clean_error", "robust_error", "robustness_curve", "columns",
+           "bisected_error", "error_fraction"]
 
 MEASURE_RULE = GaussRule(panels=8, order=8, width=8.0)
 
@@ -87,6 +88,43 @@ def error_fraction(G, span, bisect: int, dtype):
     return jnp.where(G(lo) > 0, 0.0, p)
 
 
+def _frame(Q, v):
+    """``(k_star, perm, inv, C)``: the unit of largest :math:`|v_k|`, a permutation putting it last and its
+    inverse, and the Cholesky factor of the permuted ``Q`` (a tiny ridge keeps it defined at rank loss)."""
+    K = Q.shape[0]
+    k_star = jnp.argmax(jnp.abs(v))
+    perm = jnp.argsort(jnp.where(jnp.arange(K) == k_star, 1, 0), stable=True)
+    Qp = Q[perm][:, perm]
+    C = jnp.linalg.cholesky(Qp + 1e-12 * jnp.trace(Q) * jnp.eye(K, dtype=Q.dtype))
+    return k_star, perm, jnp.argsort(perm), C
+
+
+def bisected_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 30, span: float = 10.0):
+    r""":math:`\sum_cp_cP(\text{margin}(x,\tau_c)\le0)` for a margin increasing in :math:`\tau v_{k^*}x_{k^*}`
+    (the unit of largest :math:`|v_k|`), :math:`x\sim\mathcal N(Ra_c-b, v_cQ)`: the other :math:`K-1`
+    directions by the Gauss rule, the last one by :func:`error_fraction` (``bisect`` halvings of
+    :math:`[-T, T]`, ``T = span``). Serves the clean and robust errors and the certificates."""
+    Q, R, b, v = state
+    K = Q.shape[0]
+    dtype = Q.dtype
+    k_star, perm, inv, C = _frame(Q, v)
+
+    def cluster(a, var, tau):
+        m = (R @ a - b)[perm]
+        s = jnp.sqrt(var)
+        d = jnp.where(tau * v[k_star] < 0, -1.0, 1.0)
+
+        def node(t_rest):
+            base = m + s * (C[:, : K - 1] @ t_rest)
+            col = s * C[:, K - 1]
+            return error_fraction(lambda t: margin_fn((base + col * (d * t))[inv], tau), span, bisect, dtype)
+
+        return gaussian_mean(node, K - 1, rule, dtype)
+
+    per = jax.vmap(cluster)(mixture.centres, mixture.variances, mixture.labels)
+    return jnp.dot(mixture.priors, per)
+
+
 def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 30,
            span: float = 10.0, iters: int = 32, method: str = "threshold"):
     Q, R, b, v = state
@@ -94,29 +132,21 @@ def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bis
     rule = measure_rule(K) if rule is None else rule
     dtype = Q.dtype
     geom = geometry(Q)
-    k_star = jnp.argmax(jnp.abs(v))
-    perm = jnp.argsort(jnp.where(jnp.arange(K) == k_star, 1, 0), stable=True)
-    inv = jnp.argsort(perm)
-    Qp = Q[perm][:, perm]
-    C = jnp.linalg.cholesky(Qp + 1e-12 * jnp.trace(Q) * jnp.eye(K, dtype=dtype))
+    if not (robust and method == "threshold"):
+        def margin(x, tau):
+            if robust:
+                return min_margin(x, geom, v, tau, eps, iters)
+            return tau * committee_output(x, v)
+
+        return bisected_error(state, mixture, margin, rule, bisect, span)
+    k_star, perm, inv, C = _frame(Q, v)
     a = jnp.abs(v[k_star])
 
     def cluster(a_c, var, tau):
         m = (R @ a_c - b)[perm]
         s = jnp.sqrt(var)
-        d = jnp.where(tau * v[k_star] < 0, -1.0, 1.0)
 
-        def margin(x):
-            if robust:
-                return min_margin(x, geom, v, tau, eps, iters)
-            return tau * committee_output(x, v)
-
-        def node_bisect(t_rest):
-            base = m + s * (C[:, : K - 1] @ t_rest)
-            col = s * C[:, K - 1]
-            return error_fraction(lambda t: margin((base + col * (d * t))[inv]), span, bisect, dtype)
-
-        def node_threshold(t_rest):
+        def node(t_rest):
             # fields at t_K = 0; only the field of unit k* moves with t_K, by s C_KK per unit
             x0 = (m + s * (C[:, : K - 1] @ t_rest))[inv]
             phi = lambda xt: _threshold_objective(xt, v, tau, k_star, jnp.where(a > 0, a, 1.0))
@@ -126,7 +156,6 @@ def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bis
             p = jnp.where(f >= _BIG / 2, 1.0, jnp.where(f <= -_BIG / 2, 0.0, p))
             return jnp.where(a > 0, p, 1.0)  # sigma = 0 everywhere: every example is an error
 
-        node = node_threshold if (robust and method == "threshold") else node_bisect
         return gaussian_mean(node, K - 1, rule, dtype)
 
     per = jax.vmap(cluster)(mixture.centres, mixture.variances, mixture.labels)
