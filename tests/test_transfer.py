@@ -98,7 +98,7 @@ def test_closed_forms_against_sampled_fields(labels):
     (lambda: pair_params(DATA, spec=PairSpec("mixed")), "stream='mixed' must be one of"),
     (lambda: check_pair_overlaps(0.9, 0.9, -0.9), "are not overlaps of unit vectors"),
     (lambda: solve_pair_ode(pair_params(DATA), PairSpec(rule_s=training_rule("linf"))), "rule_s: attack='linf'"),
-    (lambda: solve_pair_ode(pair_params(DATA), alpha_max=-1.0), "alpha_max=-1.0 must be > 0"),
+    (lambda: solve_pair_ode(pair_params(DATA), alpha_max=-1.0), "alpha_max=-1.0 must be finite and > 0"),
 ])
 def test_bad_input_is_refused_with_its_name(call, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):

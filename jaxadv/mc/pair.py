@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import threefry
 from ..model.data import sample_example, unit_direction
-from ..model.pair import PairParams, PairSpec, PairState, check_pair_overlaps, pair_step
+from ..model.pair import PairParams, PairSpec, PairState, check_pair_start, pair_as_arrays, pair_step
 from ..model.params import check_value
 from ..model.student import Student
 from .driver import advance_states, init_batch, save_schedule
@@ -219,23 +219,12 @@ def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, a
         raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
     if not (np.isfinite(alpha_max) and alpha_max > 0):
         raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
-    R0 = tuple(float(x) for x in R0)
-    b0 = tuple(float(x) for x in b0)
-    if len(R0) != 3:
-        raise ValueError(f"R0={R0!r} must be (R_s, R_t, Q)")
-    if len(b0) != 2:
-        raise ValueError(f"b0={b0!r} must be (b_s, b_t)")
-    check_pair_overlaps(*R0)
-    for name, v in zip(("b_s", "b_t"), b0):
-        check_value(name, v, lambda x: True, "")
+    R0, b0 = check_pair_start(R0, b0)
     dtype = jnp.dtype(dtype)
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     sampler = pair_sampler(spec)
     B = unit_direction(N, dtype)
-    cast = lambda m: type(m)(*(jnp.asarray(x, dtype) for x in m))
-    model = PairParams(cast(pp.s), cast(pp.t), {k: jnp.asarray(v, dtype) for k, v in pp.rp_s.items()},
-                       {k: jnp.asarray(v, dtype) for k, v in pp.rp_t.items()})
-    sp = SamplerParams(model, {}, B)
+    sp = SamplerParams(pair_as_arrays(pp, dtype), {}, B)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     keys = jax.random.split(key, replicas)
     pair = jax.vmap(jax.random.split)(keys)
@@ -252,7 +241,7 @@ def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, a
     def measure(k, st):
         if E:
             wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(jax.random.fold_in(test_key, k), st, B,
-                                                                       model.s, eps_grid, n_test, linf_scale)
+                                                                       sp.model.s, eps_grid, n_test, linf_scale)
 
     if measure_every:
         measure(0, states)

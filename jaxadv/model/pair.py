@@ -150,4 +150,25 @@ def check_pair_overlaps(R_s, R_t, Q) -> None:
                          "B, w_s, w_t is not positive semi-definite)")
 
 
-__all__.append("check_pair_overlaps")
+def check_pair_start(R0, b0):
+    """The validated start ``(R_s, R_t, Q)`` and ``(b_s, b_t)`` of a pair, as float tuples
+    (:func:`check_pair_overlaps`; the biases finite); shared by the pair ODE and Monte Carlo."""
+    R0, b0 = tuple(float(x) for x in R0), tuple(float(x) for x in b0)
+    if len(R0) != 3:
+        raise ValueError(f"R0={R0!r} must be (R_s, R_t, Q)")
+    if len(b0) != 2:
+        raise ValueError(f"b0={b0!r} must be (b_s, b_t)")
+    check_pair_overlaps(*R0)
+    for name, v in zip(("b_s", "b_t"), b0):
+        check_value(name, v, lambda x: True, "")
+    return R0, b0
+
+
+def pair_as_arrays(pp: PairParams, dtype) -> PairParams:
+    """Every leaf of ``pp`` (both students' model and rule parameters) as a ``jnp`` array of ``dtype``."""
+    import jax
+
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), pp)
+
+
+__all__ += ["check_pair_overlaps", "check_pair_start", "pair_as_arrays"]

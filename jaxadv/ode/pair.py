@@ -38,10 +38,10 @@ import numpy as np
 
 from ..model.data import cluster_table
 from ..model.losses import force
-from ..model.pair import PairParams, PairSpec, check_pair_overlaps
-from ..model.params import check_value
+from ..model.pair import PairParams, PairSpec, check_pair_start, pair_as_arrays
 from .quadrature import nodes
 from .rk4 import integrate
+from .solve import _steps
 from .vector_field import field_moments
 
 __all__ = ["PairODE", "check_pair_ode_supported", "pair_averages", "pair_drift", "pair_vector_field",
@@ -185,21 +185,12 @@ def solve_pair_ode(pp: PairParams, spec: PairSpec = PairSpec(), alpha_max: float
         True
     """
     check_pair_ode_supported(spec)
-    for name, v in (("alpha_max", alpha_max), ("dt", dt)):
-        check_value(name, v, lambda x: x > 0, "must be > 0")
     if int(n_save) != n_save or n_save < 1:
         raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
-    R0, b0 = tuple(float(x) for x in R0), tuple(float(x) for x in b0)
-    if len(R0) != 3 or len(b0) != 2:
-        raise ValueError(f"R0={R0!r} must be (R_s, R_t, Q) and b0={b0!r} (b_s, b_t)")
-    check_pair_overlaps(*R0)
-    interval = float(alpha_max) / int(n_save)
-    sub = max(1, int(math.ceil(interval / float(dt) - 1e-9)))
+    R0, b0 = check_pair_start(R0, b0)
+    sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     dtype = jnp.result_type(float)
-    cast = lambda m: type(m)(*(jnp.asarray(x, dtype) for x in m))
-    pp = PairParams(cast(pp.s), cast(pp.t), {k: jnp.asarray(v, dtype) for k, v in pp.rp_s.items()},
-                    {k: jnp.asarray(v, dtype) for k, v in pp.rp_t.items()})
     y0 = jnp.asarray([R0[0], R0[1], b0[0], b0[1], R0[2]], dtype)
-    ts, ys = _solve(y0, pp, jnp.asarray(interval / sub, dtype), spec, sub, int(n_save))
+    ts, ys = _solve(y0, pair_as_arrays(pp, dtype), jnp.asarray(h, dtype), spec, sub, int(n_save))
     ys = np.asarray(ys, np.float64)
     return PairODE(np.asarray(ts, np.float64), ys[:, 0], ys[:, 1], ys[:, 2], ys[:, 3], ys[:, 4])
