@@ -57,29 +57,36 @@ def _log(out, i):
         return f.read()[-3000:]
 
 
-def test_two_processes_same_bits_as_one(tmp_path):
+def _run_and_compare(tmp_path, *extra):
+    """The worker in one process of four devices and in two processes of two; every result of each of the two
+    processes bitwise equal to the one process's. Returns the one-process results and the two-process folder."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
     port = _free_port()
-    procs = [_start(one, 1, 0, 0, 4)] + [_start(two, 2, i, port, 2) for i in range(2)]
+    procs = [_start(one, 1, 0, 0, 4, *extra)] + [_start(two, 2, i, port, 2, *extra) for i in range(2)]
     codes = _finish(procs)
     if codes[0] == 0 and any(c != 0 for c in codes[1:]):
         logs = _log(two, 0) + _log(two, 1)
         if "distributed" in logs and ("not supported" in logs or "Unimplemented" in logs):
             pytest.skip(f"jax.distributed cannot run on this platform: {logs[-500:]}")
     assert codes == [0, 0, 0], (codes, _log(one, 0), _log(two, 0), _log(two, 1))
-
     ref = np.load(one / "result_0.npz")
     assert int(ref["device_count"]) == 4 and int(ref["process_count"]) == 1
     for i in range(2):
         got = np.load(two / f"result_{i}.npz")
         assert int(got["process_count"]) == 2 and int(got["device_count"]) == 4
         for k in ref.files:
-            if k not in ("process_count",):
+            if k != "process_count":
                 np.testing.assert_array_equal(got[k], ref[k], err_msg=f"process {i}: {k}")
-    # the run was resumed from the checkpoint of interval 2 (advance called for 0, 1, 2, then 2, 3)
+    # the run was resumed from the checkpoint of interval 2 (dispatched for 0, 1, 2, then 2, 3)
     np.testing.assert_array_equal(ref["resumed_calls"], [0, 1, 2, 2, 3])
+    assert bool(ref["checkpoint_seen"])
+    return ref, two
+
+
+def test_two_processes_same_bits_as_one(tmp_path):
+    ref, two = _run_and_compare(tmp_path)
     # files: written by process 0 (once), read by all; the checkpoint is removed at the end
     assert sorted(os.listdir(two / "sweep")) == ["chunks", "config.json", "sweep.csv", "sweep.npz"]
     assert not (two / "mc.ckpt.npz").exists()
@@ -89,26 +96,7 @@ def test_two_processes_same_bits_as_one(tmp_path):
 def test_committee_on_two_processes_same_bits_as_one(tmp_path):
     """The committee's Monte Carlo on the driver: plain and interrupted-then-resumed, two processes of two
     devices against one process of four (and the plain run against the resumed one)."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    two.mkdir()
-    port = _free_port()
-    procs = [_start(one, 1, 0, 0, 4, "committee")] + [_start(two, 2, i, port, 2, "committee") for i in range(2)]
-    codes = _finish(procs)
-    if codes[0] == 0 and any(c != 0 for c in codes[1:]):
-        logs = _log(two, 0) + _log(two, 1)
-        if "distributed" in logs and ("not supported" in logs or "Unimplemented" in logs):
-            pytest.skip(f"jax.distributed cannot run on this platform: {logs[-500:]}")
-    assert codes == [0, 0, 0], (codes, _log(one, 0), _log(two, 0), _log(two, 1))
-    ref = np.load(one / "result_0.npz")
-    np.testing.assert_array_equal(ref["resumed_calls"], [0, 1, 2, 2, 3])
-    assert bool(ref["checkpoint_seen"])
+    ref, two = _run_and_compare(tmp_path, "committee")
     for k in ("Q", "R"):
         np.testing.assert_array_equal(ref[f"resumed_{k}"], ref[f"plain_{k}"], err_msg=k)
-    for i in range(2):
-        got = np.load(two / f"result_{i}.npz")
-        assert int(got["process_count"]) == 2 and int(got["device_count"]) == 4
-        for k in ref.files:
-            if k != "process_count":
-                np.testing.assert_array_equal(got[k], ref[k], err_msg=f"process {i}: {k}")
     assert not (two / "committee.ckpt.npz").exists()
