@@ -20,6 +20,7 @@ def _run(*args, tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # 11 s: the benchmark runner's smoke tests run with the slow tests
 def test_mc_throughput_tiny_writes_json(tmp_path):
     out = _run("--only", "mc_throughput", "--tiny", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -6,9 +6,10 @@ import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# notebook 05 (K = 1, 2, 4 committees, about 30 s at small size) and notebook 03 (the defences, 18 s; its
-# compare_defences is tested in test_variants.py) run with the slow tests
-NOTEBOOKS = ["01_scenarios.ipynb", "02_sweeps.ipynb", pytest.param("03_defences.ipynb", marks=pytest.mark.slow),
+# notebooks 05 (K = 1, 2, 4 committees, about 30 s at small size), 03 (the defences, 18 s; compare_defences
+# is tested in test_variants.py) and 02 (sweeps, 11 s; tested in test_sweep.py) run with the slow tests
+NOTEBOOKS = ["01_scenarios.ipynb", pytest.param("02_sweeps.ipynb", marks=pytest.mark.slow),
+             pytest.param("03_defences.ipynb", marks=pytest.mark.slow),
              "04_verification.ipynb",
              pytest.param("05_two_layer.ipynb", marks=pytest.mark.slow), "06_mnist.ipynb"]
 FIGURES = {"05_two_layer.ipynb": 3, "06_mnist.ipynb": 4}   # figures a notebook must display
