@@ -8,6 +8,7 @@ unless ``--out DIR`` or ``--commit`` is given; only ``--commit`` (full sizes) wr
 ``benchmarks/results/`` and regenerates the results table in ``benchmarks/README.md``
 (unless ``--no-summary``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOT_BENCHMARKS = {"common", "summary", "peers"}
-GPU_BUDGET_S = 480   # --gpu: the whole suite must fit 8 minutes of a borrowed accelerator
+GPU_BUDGET_S = 480  # --gpu: the whole suite must fit 8 minutes of a borrowed accelerator
 
 
 def _no_gpu():
@@ -58,21 +59,31 @@ def run(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: the whole suite in a few minutes on 2 CPU cores")
     ap.add_argument("--tiny", action="store_true", help="test sizes (benchmarks that support it only)")
-    ap.add_argument("--only", action="append", default=None, metavar="NAME",
-                    help="run only this benchmark (repeatable)")
+    ap.add_argument(
+        "--only", action="append", default=None, metavar="NAME", help="run only this benchmark (repeatable)"
+    )
     ap.add_argument("--device", default=None, help="cpu or gpu; the results file is named after the device JAX used")
-    ap.add_argument("--out", default=None, help="results folder (default: a scratch folder, "
-                    "$TMPDIR/jaxadv-benchmarks; the committed results only with --commit)")
-    ap.add_argument("--commit", action="store_true",
-                    help="write benchmarks/results/ and regenerate the README table")
-    ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
-                    help="XLA host devices, for benchmarks that shard replicas over cores "
-                         "(default: one per core; 1 turns it off)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: a scratch folder, "
+        "$TMPDIR/jaxadv-benchmarks; the committed results only with --commit)",
+    )
+    ap.add_argument("--commit", action="store_true", help="write benchmarks/results/ and regenerate the README table")
+    ap.add_argument(
+        "--host-devices",
+        type=int,
+        default=os.cpu_count(),
+        help="XLA host devices, for benchmarks that shard replicas over cores (default: one per core; 1 turns it off)",
+    )
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     ap.add_argument("--no-summary", action="store_true", help="do not regenerate the README table")
-    ap.add_argument("--gpu", action="store_true",
-                    help=f"the whole suite on one accelerator within {GPU_BUDGET_S // 60} minutes (quick sizes, one "
-                         "device, results/<name>_gpu.json); exits 2 when JAX sees no GPU")
+    ap.add_argument(
+        "--gpu",
+        action="store_true",
+        help=f"the whole suite on one accelerator within {GPU_BUDGET_S // 60} minutes (quick sizes, one "
+        "device, results/<name>_gpu.json); exits 2 when JAX sees no GPU",
+    )
     a = ap.parse_args(argv)
 
     from benchmarks.common import call_main, select_device, set_out_dir, write_result
@@ -125,10 +136,14 @@ def run(argv=None) -> int:
 
     if a.gpu:
         total = time.perf_counter() - t_start
-        print(f"--gpu: whole suite in {total:.0f} s (budget {GPU_BUDGET_S} s)"
-              + ("" if total <= GPU_BUDGET_S else ": OVER BUDGET, drop sizes before the next GPU run"), flush=True)
+        print(
+            f"--gpu: whole suite in {total:.0f} s (budget {GPU_BUDGET_S} s)"
+            + ("" if total <= GPU_BUDGET_S else ": OVER BUDGET, drop sizes before the next GPU run"),
+            flush=True,
+        )
     if a.commit and not a.no_summary:
         from benchmarks import summary
+
         summary.main_cli([])
     if not a.commit:
         print(f"results in {out} (the committed benchmarks/results/ are written only with --commit)")

@@ -12,6 +12,7 @@ Every benchmark follows the same protocol (see ``benchmarks/README.md``):
   (``cpu_median_s``): on a shared machine it is less sensitive to other processes' load than
   the wall clock, and it shows how many cores a contender keeps busy.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,7 @@ def time_once(fn: Callable) -> tuple:
 def summarize(times) -> dict:
     """Median, min, max and count of a list of seconds."""
     t = np.asarray(times, dtype=float)
-    return {"median_s": float(np.median(t)), "min_s": float(t.min()), "max_s": float(t.max()),
-            "repeats": int(t.size)}
+    return {"median_s": float(np.median(t)), "min_s": float(t.min()), "max_s": float(t.max()), "repeats": int(t.size)}
 
 
 def time_interleaved(contenders: Dict[str, Callable], repeats: int, warmup: int = 1) -> Dict[str, dict]:
@@ -125,8 +125,7 @@ def time_interleaved(contenders: Dict[str, Callable], repeats: int, warmup: int 
 
 def ratio(a: dict, b: dict) -> dict:
     """Ratio of medians ``a/b`` with a pessimistic/optimistic spread (max/min and min/max)."""
-    return {"median": a["median_s"] / b["median_s"], "low": a["min_s"] / b["max_s"],
-            "high": a["max_s"] / b["min_s"]}
+    return {"median": a["median_s"] / b["median_s"], "low": a["min_s"] / b["max_s"], "high": a["max_s"] / b["min_s"]}
 
 
 def write_result(name: str, result: dict, out_dir: Optional[str] = None) -> str:
@@ -184,8 +183,12 @@ def cli(name: str, main: Callable) -> None:
     ap.add_argument("--out", default=None, help=f"results folder (default {SCRATCH_DIR})")
     ap.add_argument("--commit", action="store_true", help=f"write the committed results, {RESULTS_DIR}")
     ap.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")
-    ap.add_argument("--host-devices", type=int, default=os.cpu_count(),
-                    help="XLA host devices (default: one per core; 1 turns sharding off)")
+    ap.add_argument(
+        "--host-devices",
+        type=int,
+        default=os.cpu_count(),
+        help="XLA host devices (default: one per core; 1 turns sharding off)",
+    )
     a = ap.parse_args()
     set_out_dir(a.out, a.commit)
     select_device(a.device, a.host_devices)

@@ -7,6 +7,7 @@ against a fine step on a subsample of the grid. The peer comparison of ODE throu
 
     python benchmarks/ode_grid.py [--repeats 3] [--dt 2.0]
 """
+
 import argparse
 import json
 import os
@@ -39,13 +40,15 @@ def _cli(argv, write):
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--alpha-max", type=float, default=1000.0)
     ap.add_argument("--n-save", type=int, default=20)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                  "ode_grid_cpu.json"))
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ode_grid_cpu.json")
+    )
     a = ap.parse_args(argv)
     eps = np.linspace(0.0, 1.5, a.n)
     prior = np.linspace(0.5, 0.95, a.n)
-    cfg = make_sweep_config({"eps": eps.tolist(), "prior": prior.tolist()}, alpha_max=a.alpha_max,
-                            n_save=a.n_save, dt=a.dt, chunk=a.n * a.n)
+    cfg = make_sweep_config(
+        {"eps": eps.tolist(), "prior": prior.tolist()}, alpha_max=a.alpha_max, n_save=a.n_save, dt=a.dt, chunk=a.n * a.n
+    )
 
     t = time.perf_counter()
     res = sweep(cfg)  # warm-up: compiles once
@@ -65,13 +68,26 @@ def _cli(argv, write):
     err_b = float(jnp.max(jnp.abs(fine.b - res.b[sub, sub])))
 
     out = {
-        "benchmark": "ode_grid", "grid": [a.n, a.n], "axes": ["eps", "prior"], "alpha_max": a.alpha_max,
-        "n_save": a.n_save, "dt": a.dt, "rk4_steps": int(round(a.alpha_max / a.dt)),
-        "first_call_s (compile + run)": first, "compile_s": first - run_s, "run_s_median": run_s,
-        "run_s_all": times, "repeats": a.repeats,
+        "benchmark": "ode_grid",
+        "grid": [a.n, a.n],
+        "axes": ["eps", "prior"],
+        "alpha_max": a.alpha_max,
+        "n_save": a.n_save,
+        "dt": a.dt,
+        "rk4_steps": int(round(a.alpha_max / a.dt)),
+        "first_call_s (compile + run)": first,
+        "compile_s": first - run_s,
+        "run_s_median": run_s,
+        "run_s_all": times,
+        "repeats": a.repeats,
         "max_abs_error_vs_dt_over_20": {"R": err_R, "b": err_b},
-        "device": str(jax.devices()[0]), "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-        "dtype": "float64", "jax": jax.__version__, "jaxadv": jaxadv.__version__, "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "dtype": "float64",
+        "jax": jax.__version__,
+        "jaxadv": jaxadv.__version__,
+        "python": platform.python_version(),
         "load_average_1min": os.getloadavg()[0],
     }
     print(json.dumps(out, indent=2))

@@ -27,6 +27,7 @@ configuration is also timed on one device (``one_device``), since the peer runs 
 
 Run: ``python -m benchmarks.ode_throughput [--quick]``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ SIZES = {
     "tiny": dict(n_eps=2, n_prior=2, n_peer=2, repeats=1, alpha_max=20.0),
 }
 ALPHA_MAX = 1000.0
-RTOLS = (1e-6, 3e-7, 1e-7, 3e-8, 1e-8, 1e-9)   # half decades where the 1e-6 accuracy is reached, for both sides
+RTOLS = (1e-6, 3e-7, 1e-7, 3e-8, 1e-8, 1e-9)  # half decades where the 1e-6 accuracy is reached, for both sides
 
 
 def _r(rtol: float) -> str:
@@ -47,16 +48,21 @@ def _r(rtol: float) -> str:
     return f"{rtol:.0e}".replace("e-0", "e-")
 
 
-JAXADV = {"dt=0.5": dict(dt=0.5), "dt=1": dict(dt=1.0), "dt=2": dict(dt=2.0),
-          **{f"rtol={_r(r)}": dict(rtol=r) for r in RTOLS[1:]},
-          **{f"embedded rtol={_r(r)}": dict(rtol=r, estimate="embedded") for r in RTOLS[:-1]}}
+JAXADV = {
+    "dt=0.5": dict(dt=0.5),
+    "dt=1": dict(dt=1.0),
+    "dt=2": dict(dt=2.0),
+    **{f"rtol={_r(r)}": dict(rtol=r) for r in RTOLS[1:]},
+    **{f"embedded rtol={_r(r)}": dict(rtol=r, estimate="embedded") for r in RTOLS[:-1]},
+}
 PEER = [(m, r) for m in ("RK45", "DOP853", "LSODA") for r in RTOLS]
 REFERENCE = dict(method="DOP853", rtol=1e-12, atol=1e-14)
-FINE_RTOL = 1e-11          # jaxadv's whole-grid reference
-TOL_RESULT = 1e-6          # end points must agree with the reference to this
+FINE_RTOL = 1e-11  # jaxadv's whole-grid reference
+TOL_RESULT = 1e-6  # end points must agree with the reference to this
 
 
 # --- the peer: NumPy/SciPy right-hand side --------------------------------------------------
+
 
 def make_numpy_rhs(prior, rho, v1, v2, eta_w, eta_b, eps):
     """``f(alpha, y)`` for ``solve_ivp``: the order-parameter ODE of the quadratic loss."""
@@ -78,7 +84,7 @@ def make_numpy_rhs(prior, rho, v1, v2, eta_w, eta_b, eps):
         x = (m / c)[:, None] + sd_x[:, None] * t_gh
         e2 = (erf(x) ** 2) @ w_gh
         d2 = (4 / np.pi) * np.exp(-2 * m * m / c) / sq_c * (1 - 2 * tau * erf(m / sq_c6) + e2)
-        dR = eta_w * (1 - R * R) * (rho / 2) * np.sum(p * tau * d1) - (eta_w ** 2 / 2) * R * np.sum(p * v * d2)
+        dR = eta_w * (1 - R * R) * (rho / 2) * np.sum(p * tau * d1) - (eta_w**2 / 2) * R * np.sum(p * v * d2)
         db = -eta_b * np.sum(p * d1)
         return np.array([dR, db])
 
@@ -89,8 +95,14 @@ def peer_solve(point, alpha_max, method="RK45", rtol=1e-8, atol=None):
     """End point ``(R, b)`` and the number of right-hand-side evaluations of one point."""
     from scipy.integrate import solve_ivp
 
-    sol = solve_ivp(make_numpy_rhs(*point), (0.0, alpha_max), np.array([0.0, 0.0]), method=method,
-                    rtol=rtol, atol=rtol * 1e-3 if atol is None else atol)
+    sol = solve_ivp(
+        make_numpy_rhs(*point),
+        (0.0, alpha_max),
+        np.array([0.0, 0.0]),
+        method=method,
+        rtol=rtol,
+        atol=rtol * 1e-3 if atol is None else atol,
+    )
     return sol.y[:, -1], sol.nfev
 
 
@@ -115,8 +127,9 @@ def _main(quick: bool, tiny: bool) -> dict:
     eps, prior = eps.ravel(), prior.ravel()
     G = eps.size
     base = ModelParams()
-    params = ModelParams(*(np.broadcast_to(np.asarray(x, np.float64), (G,)).copy()
-                           for x in base._replace(prior=prior, eps=eps)))
+    params = ModelParams(
+        *(np.broadcast_to(np.asarray(x, np.float64), (G,)).copy() for x in base._replace(prior=prior, eps=eps))
+    )
     P = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
     idx = np.unique(np.linspace(0, G - 1, size["n_peer"]).round().astype(int))
     points = [tuple(float(np.asarray(x)[i]) for x in params) for i in idx]
@@ -137,11 +150,15 @@ def _main(quick: bool, tiny: bool) -> dict:
         sol = run(kw)()
         end = np.stack([np.asarray(sol.R)[:, -1], np.asarray(sol.b)[:, -1]], axis=1)
         t = jax_times[k]
-        figures[k] = {**t, **kw, "per_point_s": t["median_s"] / G,
-                      "evals_per_point_median": float(np.median(np.asarray(sol.n_evals))),
-                      "evals_per_point_max": int(np.max(np.asarray(sol.n_evals))),
-                      "max_abs_err_end": float(np.max(np.abs(end - fine))),
-                      "max_abs_err_end_subset": float(np.max(np.abs(end[idx] - ref)))}
+        figures[k] = {
+            **t,
+            **kw,
+            "per_point_s": t["median_s"] / G,
+            "evals_per_point_median": float(np.median(np.asarray(sol.n_evals))),
+            "evals_per_point_max": int(np.max(np.asarray(sol.n_evals))),
+            "max_abs_err_end": float(np.max(np.abs(end - fine))),
+            "max_abs_err_end_subset": float(np.max(np.abs(end[idx] - ref))),
+        }
 
     # the peer: every method and tolerance on the subset, repeats interleaved like jaxadv's
     runs = {f"{m} rtol={_r(r)}": (m, r) for m, r in PEER}
@@ -151,6 +168,7 @@ def _main(quick: bool, tiny: bool) -> dict:
         def go():
             results[name] = [peer_solve(pt, alpha_max, *runs[name]) for pt in points]
             return results[name][-1][0]
+
         return go
 
     peer_times = time_interleaved({k: peer_run(k) for k in runs}, repeats=size["repeats"], warmup=0)
@@ -159,11 +177,16 @@ def _main(quick: bool, tiny: bool) -> dict:
         t, res = peer_times[name], results[name]
         end = np.stack([r[0] for r in res])
         peer[name] = {
-            **t, "method": method, "rtol": rtol, "atol": rtol * 1e-3,
-            "per_point_s": t["median_s"] / len(points), "extrapolated_full_grid_s": t["median_s"] * G / len(points),
+            **t,
+            "method": method,
+            "rtol": rtol,
+            "atol": rtol * 1e-3,
+            "per_point_s": t["median_s"] / len(points),
+            "extrapolated_full_grid_s": t["median_s"] * G / len(points),
             "extrapolated_full_grid_min_s": t["min_s"] * G / len(points),
             "nfev_median": float(np.median([r[1] for r in res])),
-            "max_abs_err_end": float(np.max(np.abs(end - ref)))}
+            "max_abs_err_end": float(np.max(np.abs(end - ref))),
+        }
 
     def fastest(table, key):
         ok = {k: v for k, v in table.items() if v["max_abs_err_end"] <= TOL_RESULT}
@@ -171,8 +194,13 @@ def _main(quick: bool, tiny: bool) -> dict:
 
     best_j = fastest(figures, "median_s")
     best_p = fastest(peer, "per_point_s")
-    headline = {"tolerance_on_result": TOL_RESULT, "target": 100.0, "jaxadv_best": best_j, "peer_best": best_p,
-                "devices": jax.device_count()}
+    headline = {
+        "tolerance_on_result": TOL_RESULT,
+        "target": 100.0,
+        "jaxadv_best": best_j,
+        "peer_best": best_p,
+        "devices": jax.device_count(),
+    }
     if best_j and best_p:
         peer_full = peer[best_p]["extrapolated_full_grid_s"]
         headline["speedup"] = peer_full / figures[best_j]["median_s"]
@@ -183,32 +211,52 @@ def _main(quick: bool, tiny: bool) -> dict:
         headline["peer_best_err"] = peer[best_p]["max_abs_err_end"]
         if jax.device_count() > 1:
             kw = JAXADV[best_j]
-            t = time_interleaved({"sharded": run(kw), "one_device": run(kw, jax.devices()[:1])},
-                                 repeats=size["repeats"])
+            t = time_interleaved(
+                {"sharded": run(kw), "one_device": run(kw, jax.devices()[:1])}, repeats=size["repeats"]
+            )
             figures[best_j]["one_device"] = t["one_device"]
             headline["one_device_s"] = t["one_device"]["median_s"]
             headline["speedup_one_device"] = peer_full / t["one_device"]["median_s"]
             headline["sharding_gain"] = ratio(t["one_device"], t["sharded"])["median"]
     for k, f in figures.items():
-        print(f"  jaxadv {k:10s} {f['median_s']:.3f} s  evals/point {f['evals_per_point_median']:.0f}  "
-              f"err {f['max_abs_err_end']:.1e}", flush=True)
+        print(
+            f"  jaxadv {k:10s} {f['median_s']:.3f} s  evals/point {f['evals_per_point_median']:.0f}  "
+            f"err {f['max_abs_err_end']:.1e}",
+            flush=True,
+        )
     for k, f in peer.items():
-        print(f"  peer {k:20s} {f['per_point_s'] * 1e3:.1f} ms/point  nfev {f['nfev_median']:.0f}  "
-              f"err {f['max_abs_err_end']:.1e}", flush=True)
+        print(
+            f"  peer {k:20s} {f['per_point_s'] * 1e3:.1f} ms/point  nfev {f['nfev_median']:.0f}  "
+            f"err {f['max_abs_err_end']:.1e}",
+            flush=True,
+        )
     return {
-        "meta": {"dtype": "float64", "grid": [ne, npr], "points": G, "alpha_max": alpha_max,
-                 "grid_axes": {"eps": [0.0, 1.5], "prior": [0.05, 0.95]},
-                 "other_params": {k: getattr(base, k) for k in ("rho", "v1", "v2", "eta_w", "eta_b")},
-                 "reference": REFERENCE, "peer_points": int(idx.size),
-                 "fine_reference_rtol": FINE_RTOL, "fine_reference_err": fine_err,
-                 "tolerance_on_result": TOL_RESULT, "size": "tiny" if tiny else "quick" if quick else "full"},
+        "meta": {
+            "dtype": "float64",
+            "grid": [ne, npr],
+            "points": G,
+            "alpha_max": alpha_max,
+            "grid_axes": {"eps": [0.0, 1.5], "prior": [0.05, 0.95]},
+            "other_params": {k: getattr(base, k) for k in ("rho", "v1", "v2", "eta_w", "eta_b")},
+            "reference": REFERENCE,
+            "peer_points": int(idx.size),
+            "fine_reference_rtol": FINE_RTOL,
+            "fine_reference_err": fine_err,
+            "tolerance_on_result": TOL_RESULT,
+            "size": "tiny" if tiny else "quick" if quick else "full",
+        },
         "jaxadv": figures,
-        "peer": {"what": "scipy.integrate.solve_ivp per point, NumPy/SciPy rhs (24-node Gauss-Hermite)",
-                 "extrapolated": True, "points_timed": int(idx.size), "configs": peer},
+        "peer": {
+            "what": "scipy.integrate.solve_ivp per point, NumPy/SciPy rhs (24-node Gauss-Hermite)",
+            "extrapolated": True,
+            "points_timed": int(idx.size),
+            "configs": peer,
+        },
         "headline": headline,
     }
 
 
 if __name__ == "__main__":
     from benchmarks.common import cli
+
     cli(NAME, main)

@@ -9,6 +9,7 @@ draw tau = +-1 with probability prior, xi = tau rho/2 B + sqrt(v_tau) z, attack
 xi <- xi - tau eps w, x = w.xi - b, delta = (tau - erf x) 2/sqrt(pi) exp(-x^2),
 w <- (w + eta_w/N delta xi) / ||.||, b <- b - eta_b/N delta.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,11 @@ def available() -> dict:
     """``{name: None}`` for each installed peer, ``{name: reason}`` for a missing one."""
     out = {}
     for name, module in (("torch", "torch"), ("numba", "numba")):
-        out[name] = None if importlib.util.find_spec(module) else (
-            f"{module} is not installed (pip install 'jaxadv[bench]'); the {name} peer is skipped")
+        out[name] = (
+            None
+            if importlib.util.find_spec(module)
+            else (f"{module} is not installed (pip install 'jaxadv[bench]'); the {name} peer is skipped")
+        )
     return out
 
 
@@ -59,8 +63,8 @@ class TorchPeer:
                 tau = torch.where(torch.rand(R, generator=gen) < prior, 1.0, -1.0)
                 sd = torch.sqrt(torch.where(tau > 0, v1, v2))
                 xi = sd[:, None] * torch.randn(R, N, generator=gen)
-                xi[:, 0] += tau * (rho / 2)                    # + tau rho/2 B, B = e_1
-                xi -= (tau * eps)[:, None] * w                 # attack: xi - tau eps w
+                xi[:, 0] += tau * (rho / 2)  # + tau rho/2 B, B = e_1
+                xi -= (tau * eps)[:, None] * w  # attack: xi - tau eps w
                 x = (w * xi).sum(dim=1) - b
                 delta = (tau - torch.erf(x)) * c * torch.exp(-x * x)
                 w = w + (eta_w / N) * delta[:, None] * xi

@@ -14,6 +14,7 @@ gamma proposals) and nothing else, their sum kept so XLA cannot drop them. ``red
 what the exact update itself costs on top of its random numbers. Writes
 ``benchmarks/results/reduced_vs_full_<device>.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,9 @@ def prepare_floor(N, replicas, steps, dtype=jnp.float32):
 
     def call():
         t = time.perf_counter()
-        box["c"] = jax.block_until_ready(floor(run_keys, box["c"], jnp.uint32(box["k"] * steps), jnp.uint32(steps),
-                                               N_, prior))
+        box["c"] = jax.block_until_ready(
+            floor(run_keys, box["c"], jnp.uint32(box["k"] * steps), jnp.uint32(steps), N_, prior)
+        )
         box["k"] += 1
         return time.perf_counter() - t
 
@@ -103,8 +105,9 @@ def prepare_floor(N, replicas, steps, dtype=jnp.float32):
 
 def time_pair(N, replicas, reduced_steps, full_steps, repeats):
     """Interleaved repeats (reduced, floor, full, reduced, ...) so all see the same machine load."""
-    calls = {name: prepare(name, N, replicas, steps) for name, steps in
-             (("reduced", reduced_steps), ("full", full_steps))}
+    calls = {
+        name: prepare(name, N, replicas, steps) for name, steps in (("reduced", reduced_steps), ("full", full_steps))
+    }
     calls["floor"] = prepare_floor(N, replicas, reduced_steps)
     times = {"reduced": [], "floor": [], "full": []}
     for _ in range(repeats):
@@ -113,23 +116,45 @@ def time_pair(N, replicas, reduced_steps, full_steps, repeats):
     rows = []
     for name, steps in (("reduced", reduced_steps), ("full", full_steps)):
         med = statistics.median(times[name])
-        rows.append({"sampler": name, "N": N, "replicas": replicas, "steps": steps, "repeats": repeats,
-                     "compile_s": calls[name][1], "median_s": med, "min_s": min(times[name]),
-                     "ns_per_replica_step": med / (replicas * steps) * 1e9,
-                     "ns_per_replica_step_min": min(times[name]) / (replicas * steps) * 1e9})
+        rows.append(
+            {
+                "sampler": name,
+                "N": N,
+                "replicas": replicas,
+                "steps": steps,
+                "repeats": repeats,
+                "compile_s": calls[name][1],
+                "median_s": med,
+                "min_s": min(times[name]),
+                "ns_per_replica_step": med / (replicas * steps) * 1e9,
+                "ns_per_replica_step_min": min(times[name]) / (replicas * steps) * 1e9,
+            }
+        )
     ratios = [(f / full_steps) / (r / reduced_steps) for r, f in zip(times["reduced"], times["full"])]
     med = statistics.median(times["floor"])
-    rows.append({"sampler": "reduced_floor", "N": N, "replicas": replicas, "steps": reduced_steps,
-                 "repeats": repeats, "compile_s": calls["floor"][1], "median_s": med, "min_s": min(times["floor"]),
-                 "ns_per_replica_step": med / (replicas * reduced_steps) * 1e9,
-                 "ns_per_replica_step_min": min(times["floor"]) / (replicas * reduced_steps) * 1e9})
+    rows.append(
+        {
+            "sampler": "reduced_floor",
+            "N": N,
+            "replicas": replicas,
+            "steps": reduced_steps,
+            "repeats": repeats,
+            "compile_s": calls["floor"][1],
+            "median_s": med,
+            "min_s": min(times["floor"]),
+            "ns_per_replica_step": med / (replicas * reduced_steps) * 1e9,
+            "ns_per_replica_step_min": min(times["floor"]) / (replicas * reduced_steps) * 1e9,
+        }
+    )
     over_floor = statistics.median([r / f for r, f in zip(times["reduced"], times["floor"])])
     return rows, statistics.median(ratios), over_floor
 
 
 def main(quick: bool = False) -> dict:
     """Entry point of ``python -m benchmarks``: the measurement as a dict (the runner writes it)."""
-    argv = ["--replicas", "256", "--repeats", "3", "--reduced-steps", "1000", "--full-steps", "100,20,2"] if quick else []
+    argv = (
+        ["--replicas", "256", "--repeats", "3", "--reduced-steps", "1000", "--full-steps", "100,20,2"] if quick else []
+    )
     return cli(argv, write=False)
 
 
@@ -149,23 +174,40 @@ def cli(argv=None, write: bool = True):
         rows += pair_rows
         speedup[str(N)] = ratio
         for row in pair_rows:
-            print(f"{row['sampler']:8s} N={N:6d}: {row['ns_per_replica_step']:10.1f} ns/replica-step "
-                  f"(min {row['ns_per_replica_step_min']:.1f}; compile {row['compile_s']:.2f}s; "
-                  f"median of {args.repeats} x {row['steps']} steps)", flush=True)
-        print(f"speed-up at N={N}: {ratio:.0f}x; reduced / floor {over_floor[str(N)]:.2f} "
-              "(medians of per-repeat ratios)", flush=True)
+            print(
+                f"{row['sampler']:8s} N={N:6d}: {row['ns_per_replica_step']:10.1f} ns/replica-step "
+                f"(min {row['ns_per_replica_step_min']:.1f}; compile {row['compile_s']:.2f}s; "
+                f"median of {args.repeats} x {row['steps']} steps)",
+                flush=True,
+            )
+        print(
+            f"speed-up at N={N}: {ratio:.0f}x; reduced / floor {over_floor[str(N)]:.2f} (medians of per-repeat ratios)",
+            flush=True,
+        )
     per = {(r["sampler"], r["N"]): r["ns_per_replica_step_min"] for r in rows}
     flat = per[("reduced", Ns[-1])] / per[("reduced", Ns[0])]
     print(f"reduced cost ratio N={Ns[-1]} / N={Ns[0]} (min times): {flat:.2f}")
     dev = jax.devices()[0]
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                   f"reduced_vs_full_{dev.platform}.json")
-    info = {"benchmark": "reduced_vs_full", "device": str(dev), "platform": dev.platform,
-            "cpu_count": os.cpu_count(), "jax_version": jax.__version__, "python": platform.python_version(),
-            "dtype": "float32", "loss": "quadratic", "rows": rows, "speedup_full_over_reduced": speedup,
-            "reduced_over_floor": over_floor, "target_reduced_over_floor": 1.5, "target_speedup_at_1000": 150,
-            "reduced_cost_ratio_largest_over_smallest_N": flat,
-            "note": "repeats interleave the two samplers; speed-up is the median of per-repeat ratios"}
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", f"reduced_vs_full_{dev.platform}.json"
+    )
+    info = {
+        "benchmark": "reduced_vs_full",
+        "device": str(dev),
+        "platform": dev.platform,
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "dtype": "float32",
+        "loss": "quadratic",
+        "rows": rows,
+        "speedup_full_over_reduced": speedup,
+        "reduced_over_floor": over_floor,
+        "target_reduced_over_floor": 1.5,
+        "target_speedup_at_1000": 150,
+        "reduced_cost_ratio_largest_over_smallest_N": flat,
+        "note": "repeats interleave the two samplers; speed-up is the median of per-repeat ratios",
+    }
     if not write:
         return info
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -13,6 +13,7 @@ against the grid size, and the memory peak of the Monte Carlo against its state 
 Writes ``results/scaling_<device>.json`` and the figure ``results/scaling_<device>.png``.
 Run: ``python -m benchmarks.scaling [--quick]``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,27 @@ NAME = "scaling"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SIZES = {
-    "full": dict(N_sweep=(100, 300, 1000, 3000, 10000, 30000), R_at=256,
-                 R_sweep=(16, 64, 256, 1024, 4096), N_at=1000, steps=10, repeats=5,
-                 grid_sweep=(16, 64, 256, 1024, 4096), mem=((64, 1000), (1024, 1000), (4096, 1000), (4096, 10000))),
-    "quick": dict(N_sweep=(100, 1000, 10000), R_at=256, R_sweep=(16, 256, 2048), N_at=1000, steps=4, repeats=3,
-                  grid_sweep=(16, 64, 256), mem=((1024, 1000), (4096, 10000))),
-    "tiny": dict(N_sweep=(20, 40), R_at=4, R_sweep=(2, 4), N_at=20, steps=2, repeats=1,
-                 grid_sweep=(1, 2), mem=()),
+    "full": dict(
+        N_sweep=(100, 300, 1000, 3000, 10000, 30000),
+        R_at=256,
+        R_sweep=(16, 64, 256, 1024, 4096),
+        N_at=1000,
+        steps=10,
+        repeats=5,
+        grid_sweep=(16, 64, 256, 1024, 4096),
+        mem=((64, 1000), (1024, 1000), (4096, 1000), (4096, 10000)),
+    ),
+    "quick": dict(
+        N_sweep=(100, 1000, 10000),
+        R_at=256,
+        R_sweep=(16, 256, 2048),
+        N_at=1000,
+        steps=4,
+        repeats=3,
+        grid_sweep=(16, 64, 256),
+        mem=((1024, 1000), (4096, 10000)),
+    ),
+    "tiny": dict(N_sweep=(20, 40), R_at=4, R_sweep=(2, 4), N_at=20, steps=2, repeats=1, grid_sweep=(1, 2), mem=()),
 }
 
 _MEM_CHILD = r"""
@@ -71,8 +86,13 @@ print(json.dumps({"maxrss_kib": hwm[0] if hwm else resource.getrusage(resource.R
 def _mem_child(R, N, steps, do_run):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    out = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(R), str(N), str(steps), str(int(do_run))],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEM_CHILD, str(R), str(N), str(steps), str(int(do_run))],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,8 +117,10 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         keys = jax.random.split(jax.random.key(0), 2 * R)
         B = unit_direction(N, jnp.float32)
         sp = SamplerParams(p, {}, B)
-        box = {"st": init_batch(full_sampler(), keys[:R], sp)[0],
-               "fl": (jnp.zeros((R,), jnp.float32), jnp.zeros((R, N), jnp.float32))}
+        box = {
+            "st": init_batch(full_sampler(), keys[:R], sp)[0],
+            "fl": (jnp.zeros((R,), jnp.float32), jnp.zeros((R, N), jnp.float32)),
+        }
 
         def run_jaxadv():
             box["st"], obs = advance_states(full_sampler(), keys[R:], box["st"], sp, 0, steps)
@@ -110,11 +132,15 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
 
         t = time_interleaved({"jaxadv": run_jaxadv, "floor": run_floor}, repeats=size["repeats"])
         el = R * N * steps
-        return {"replicas": R, "N": N, "steps": steps,
-                **{f"{k}_s": v["median_s"] for k, v in t.items()},
-                **{f"{k}_ns_per_elem": v["median_s"] / el * 1e9 for k, v in t.items()},
-                **{f"{k}_spread_s": [v["min_s"], v["max_s"]] for k, v in t.items()},
-                "compile_s": t["jaxadv"]["first_call_s"]}
+        return {
+            "replicas": R,
+            "N": N,
+            "steps": steps,
+            **{f"{k}_s": v["median_s"] for k, v in t.items()},
+            **{f"{k}_ns_per_elem": v["median_s"] / el * 1e9 for k, v in t.items()},
+            **{f"{k}_spread_s": [v["min_s"], v["max_s"]] for k, v in t.items()},
+            "compile_s": t["jaxadv"]["first_call_s"],
+        }
 
     vs_N = [mc_point(size["R_at"], N) for N in size["N_sweep"]]
     vs_R = [mc_point(R, size["N_at"]) for R in size["R_sweep"]]
@@ -125,11 +151,22 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
             n = int(round(np.sqrt(G)))
             e, pr = np.meshgrid(np.linspace(0.0, 1.5, n), np.linspace(0.05, 0.95, max(1, G // n)), indexing="ij")
             e, pr = e.ravel(), pr.ravel()
-            P = ModelParams(*(jnp.asarray(np.broadcast_to(np.asarray(x, np.float64), e.shape), jnp.float64)
-                              for x in ModelParams()._replace(prior=pr, eps=e)))
+            P = ModelParams(
+                *(
+                    jnp.asarray(np.broadcast_to(np.asarray(x, np.float64), e.shape), jnp.float64)
+                    for x in ModelParams()._replace(prior=pr, eps=e)
+                )
+            )
             t = time_interleaved({"ode": lambda: solve_ode(P, 1000.0, 1, dt=2.0)}, repeats=size["repeats"])["ode"]
-            vs_grid.append({"points": int(e.size), "median_s": t["median_s"], "spread_s": [t["min_s"], t["max_s"]],
-                            "per_point_ms": t["median_s"] / e.size * 1e3, "compile_s": t["first_call_s"]})
+            vs_grid.append(
+                {
+                    "points": int(e.size),
+                    "median_s": t["median_s"],
+                    "spread_s": [t["min_s"], t["max_s"]],
+                    "per_point_ms": t["median_s"] / e.size * 1e3,
+                    "compile_s": t["first_call_s"],
+                }
+            )
 
     memory = []
     if size["mem"]:
@@ -137,11 +174,17 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         for R, N in size["mem"]:
             m = _mem_child(R, N, steps, True)
             state = R * N * 4
-            memory.append({"replicas": R, "N": N, "state_bytes": state,
-                           "peak_rss_bytes": m["maxrss_kib"] * 1024,
-                           "peak_over_baseline_bytes": (m["maxrss_kib"] - base["maxrss_kib"]) * 1024,
-                           "over_state": (m["maxrss_kib"] - base["maxrss_kib"]) * 1024 / state,
-                           "device_peak_bytes": m["device_peak_bytes"]})
+            memory.append(
+                {
+                    "replicas": R,
+                    "N": N,
+                    "state_bytes": state,
+                    "peak_rss_bytes": m["maxrss_kib"] * 1024,
+                    "peak_over_baseline_bytes": (m["maxrss_kib"] - base["maxrss_kib"]) * 1024,
+                    "over_state": (m["maxrss_kib"] - base["maxrss_kib"]) * 1024 / state,
+                    "device_peak_bytes": m["device_peak_bytes"],
+                }
+            )
         memory_baseline = base["maxrss_kib"] * 1024
     else:
         memory_baseline = None
@@ -152,11 +195,20 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         _plot(vs_N, vs_R, vs_grid, size, figure)
 
     return {
-        "meta": {"dtype_mc": "float32", "dtype_ode": "float64", "impl": "threefry2x32", "mc_steps": steps,
-                 "ode": {"alpha_max": 1000.0, "dt": 2.0}, "repeats": size["repeats"],
-                 "size": "tiny" if tiny else "quick" if quick else "full"},
-        "mc_vs_N": vs_N, "mc_vs_replicas": vs_R, "ode_vs_grid": vs_grid,
-        "memory": memory, "memory_baseline_rss_bytes": memory_baseline,
+        "meta": {
+            "dtype_mc": "float32",
+            "dtype_ode": "float64",
+            "impl": "threefry2x32",
+            "mc_steps": steps,
+            "ode": {"alpha_max": 1000.0, "dt": 2.0},
+            "repeats": size["repeats"],
+            "size": "tiny" if tiny else "quick" if quick else "full",
+        },
+        "mc_vs_N": vs_N,
+        "mc_vs_replicas": vs_R,
+        "ode_vs_grid": vs_grid,
+        "memory": memory,
+        "memory_baseline_rss_bytes": memory_baseline,
         "figure": os.path.relpath(figure, os.path.dirname(out_dir())) if figure else None,
     }
 
@@ -190,4 +242,5 @@ def _plot(vs_N, vs_R, vs_grid, size, path):
 
 if __name__ == "__main__":
     from benchmarks.common import cli
+
     cli(NAME, main)

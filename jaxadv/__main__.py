@@ -1,4 +1,5 @@
 """``python -m jaxadv ...`` is the ``jaxadv`` command."""
+
 import sys
 
 from .app.cli import main

@@ -67,6 +67,7 @@ Kurakin et al. (2017) *Adversarial examples in the physical world* (BIM); Madry 
 *Efficient projections onto the l1-ball for learning in high dimensions*. Theory:
 ``docs/theory.md`` (section "Attacks on any model and the MNIST experiment").
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,19 @@ import jax.scipy.special
 from . import threefry
 from .model.params import check_value
 
-__all__ = ["NORMS", "canonical_norm", "dual_norm_value", "steepest_step", "fgm", "fgsm", "project",
-           "random_in_ball", "pgd", "bim", "goal_margin"]
+__all__ = [
+    "NORMS",
+    "canonical_norm",
+    "dual_norm_value",
+    "steepest_step",
+    "fgm",
+    "fgsm",
+    "project",
+    "random_in_ball",
+    "pgd",
+    "bim",
+    "goal_margin",
+]
 
 NORMS = (1, 2, "inf")
 
@@ -284,12 +296,11 @@ def random_in_ball(key, shape, eps, norm, dtype=jnp.float32):
         r = ((v[d] + 1) / 2) ** (1.0 / d)
         return (eps * r * z / jnp.sqrt(jnp.sum(z * z))).reshape(shape)
     e = -jnp.log1p(-(v[: d + 1] + 1) / 2)  # Exp(1) from uniforms on (0, 1)
-    signs = jnp.where(v[d + 1:] >= 0, 1.0, -1.0).astype(dtype)
+    signs = jnp.where(v[d + 1 :] >= 0, 1.0, -1.0).astype(dtype)
     return (eps * signs * e[:d] / jnp.sum(e)).reshape(shape)
 
 
-def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_restarts=1, targeted=False,
-        box=None):
+def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_restarts=1, targeted=False, box=None):
     r"""Projected gradient ascent (descent if ``targeted``) on ``loss_fn`` in the :math:`\epsilon`-ball around ``x``.
 
     .. math::
@@ -375,8 +386,20 @@ def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_re
 
 def bim(loss_fn, x, y, *, eps, step, n_steps, norm="inf", targeted=False, box=None):
     r"""Basic iterative method: :func:`pgd` from :math:`\delta^{(0)}=0` (no key needed)."""
-    return pgd(loss_fn, x, y, jax.random.key(0), eps=eps, step=step, n_steps=n_steps, norm=norm,
-               random_start=False, n_restarts=1, targeted=targeted, box=box)
+    return pgd(
+        loss_fn,
+        x,
+        y,
+        jax.random.key(0),
+        eps=eps,
+        step=step,
+        n_steps=n_steps,
+        norm=norm,
+        random_start=False,
+        n_restarts=1,
+        targeted=targeted,
+        box=box,
+    )
 
 
 def goal_margin(scores_fn):

@@ -6,6 +6,7 @@
   adaptive step (``rtol=...``) starts from it.
 * :data:`ALPHA_MAX` -- horizon of a run, :data:`REPLICAS` -- Monte Carlo replicas.
 """
+
 N_SAVE = 50
 DT = 0.05
 ALPHA_MAX = 100.0

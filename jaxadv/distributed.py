@@ -14,13 +14,13 @@ What each process must do the same way:
 On one process every function here is a no-op returning its input, so single-process behaviour is
 unchanged. See ``docs/multi_device.md`` for the commands (one machine, several machines, SLURM).
 """
+
 from __future__ import annotations
 
 import sys
 from typing import Optional
 
-__all__ = ["initialize", "is_multiprocess", "is_primary", "agree", "broadcast", "add_arguments",
-           "initialize_from_args"]
+__all__ = ["initialize", "is_multiprocess", "is_primary", "agree", "broadcast", "add_arguments", "initialize_from_args"]
 
 
 def _needs_gloo(version: str) -> bool:
@@ -32,8 +32,13 @@ def _needs_gloo(version: str) -> bool:
     return tuple(parts + [0] * (3 - len(parts))) < (0, 5, 1)
 
 
-def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] = None,
-               process_id: Optional[int] = None, *, local_device_ids=None) -> None:
+def initialize(
+    coordinator: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    *,
+    local_device_ids=None,
+) -> None:
     """Join a multi-process run: :func:`jax.distributed.initialize`, called before any computation.
 
     Args:
@@ -52,9 +57,11 @@ def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] =
     """
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if any(given) and not all(given):
-        raise ValueError("coordinator, num_processes and process_id go together: give all three "
-                         f"(got coordinator={coordinator!r}, num_processes={num_processes!r}, "
-                         f"process_id={process_id!r}) or none for auto-detection")
+        raise ValueError(
+            "coordinator, num_processes and process_id go together: give all three "
+            f"(got coordinator={coordinator!r}, num_processes={num_processes!r}, "
+            f"process_id={process_id!r}) or none for auto-detection"
+        )
     if coordinator is not None:
         host, _, port = str(coordinator).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -74,8 +81,9 @@ def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] =
     if coordinator is None:
         jax.distributed.initialize(**kwargs)
     else:
-        jax.distributed.initialize(coordinator_address=str(coordinator), num_processes=int(num_processes),
-                                   process_id=int(process_id), **kwargs)
+        jax.distributed.initialize(
+            coordinator_address=str(coordinator), num_processes=int(num_processes), process_id=int(process_id), **kwargs
+        )
 
 
 def is_multiprocess() -> bool:
@@ -114,8 +122,10 @@ def broadcast(tree):
     for a, s in zip(arrays, sent):
         s = np.asarray(s)
         out.append(np.ascontiguousarray(s.astype(np.uint8)).view(a.dtype).reshape(a.shape))
-    out = [o if isinstance(x, np.ndarray) else o.item() if o.ndim == 0 and not isinstance(x, np.generic) else o
-           for x, o in zip(leaves, out)]
+    out = [
+        o if isinstance(x, np.ndarray) else o.item() if o.ndim == 0 and not isinstance(x, np.generic) else o
+        for x, o in zip(leaves, out)
+    ]
     return jax.tree.unflatten(treedef, out)
 
 
@@ -133,20 +143,28 @@ def add_arguments(parser) -> None:
     """The options to join a multi-process run (``jaxadv --coordinator HOST:PORT --num-processes P
     --process-id I COMMAND ...``, or ``--distributed`` on a cluster JAX recognises)."""
     g = parser.add_argument_group("several processes (docs/multi_device.md)")
-    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="address of process 0; with --num-processes and --process-id")
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0; with --num-processes and --process-id",
+    )
     g.add_argument("--num-processes", type=int, default=None, metavar="P", help="processes in the run")
     g.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's rank, 0..P-1")
-    g.add_argument("--distributed", action="store_true",
-                   help="join a multi-process run found from the cluster's environment (SLURM, MPI, TPU)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run found from the cluster's environment (SLURM, MPI, TPU)",
+    )
 
 
 def initialize_from_args(args) -> bool:
     """Call :func:`initialize` when the command line asks for it; returns whether it did."""
     explicit = any(getattr(args, k, None) is not None for k in ("coordinator", "num_processes", "process_id"))
     if getattr(args, "distributed", False) and explicit:
-        raise ValueError("--distributed (auto-detection) and --coordinator/--num-processes/--process-id "
-                         "exclude each other")
+        raise ValueError(
+            "--distributed (auto-detection) and --coordinator/--num-processes/--process-id exclude each other"
+        )
     if explicit:
         initialize(args.coordinator, args.num_processes, args.process_id)
         return True

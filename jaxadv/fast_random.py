@@ -38,6 +38,7 @@ The stream is a different stream from ``jax.random``'s: same key, other numbers.
 Monte Carlo's ``generator="fast"`` (:mod:`jaxadv.generators`); ``docs/theory.md`` §8.1 has the
 construction and the argument.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,8 +60,9 @@ _COS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
 
 def _check_key(key):
     if not is_threefry(key):
-        raise ValueError(f"key: the fast stream needs a threefry2x32 key (jax.random.key(seed)), got "
-                         f"impl={jax.random.key_impl(key)}")
+        raise ValueError(
+            f"key: the fast stream needs a threefry2x32 key (jax.random.key(seed)), got impl={jax.random.key_impl(key)}"
+        )
 
 
 def _stored(f, key):
@@ -71,7 +73,7 @@ def _stored(f, key):
     ``vmap`` the ``cond`` stays a ``cond`` (no per-replica select, no reduction over replicas or
     devices), and nothing is copied or zero-filled.
     """
-    taken = jax.lax.optimization_barrier(jnp.bool_(True))   # always True, not a constant to XLA
+    taken = jax.lax.optimization_barrier(jnp.bool_(True))  # always True, not a constant to XLA
     words = jax.random.key_data(key)
     shapes = jax.eval_shape(f, words)
     return jax.lax.cond(taken, f, lambda w: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), words)
@@ -137,6 +139,7 @@ def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
     dtype, shape = _dtype(dtype), tuple(shape)
     n = _size(shape)
     if dtype == jnp.float32:
+
         def pair(k):
             y0, y1 = _blocks(k, (n + 1) // 2)
             return jax.lax.complex(_unit_float32(y0), _unit_float32(y1))
@@ -157,7 +160,7 @@ def cos_sin_turn(j):
     :math:`\varphi = 2\pi(t - q'/4)\in[-\pi/4, \pi/4]` are computed in integers (exact), then
     :math:`\sin\varphi`, :math:`\cos\varphi` by polynomials and rotated by :math:`q\pi/2`.
     """
-    q4 = (j + (1 << 21)) >> 22                          # round(4t), 0..4
+    q4 = (j + (1 << 21)) >> 22  # round(4t), 0..4
     phi = (j - (q4 << 22)).astype(jnp.float32) * jnp.float32(2 * np.pi / 2**24)
     q = q4 & 3
     z = phi * phi

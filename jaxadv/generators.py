@@ -18,6 +18,7 @@ is chunked, resumed or sharded, whichever generator draws.
 The rule's own random numbers (a random eps law, the noise attack) keep ``jax.random``'s bits
 under either generator.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -43,10 +44,18 @@ class Generator(NamedTuple):
     description: str
 
 
-JAX = Generator("jax", threefry.uniform, threefry.normal,
-                "jax.random's numbers bit for bit (threefry2x32, one block per word, inverse-erf normals)")
-FAST = Generator("fast", fast_random.uniform, fast_random.normal,
-                 "both words of every threefry2x32 block, Box-Muller normals (same law, other numbers)")
+JAX = Generator(
+    "jax",
+    threefry.uniform,
+    threefry.normal,
+    "jax.random's numbers bit for bit (threefry2x32, one block per word, inverse-erf normals)",
+)
+FAST = Generator(
+    "fast",
+    fast_random.uniform,
+    fast_random.normal,
+    "both words of every threefry2x32 block, Box-Muller normals (same law, other numbers)",
+)
 
 GENERATORS = {g.name: g for g in (JAX, FAST)}
 """Generators by name."""

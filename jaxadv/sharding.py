@@ -15,6 +15,7 @@ With several processes every process holds the whole (small) input batch, builds
 array from it with :func:`jax.make_array_from_callback` (each process supplies the rows of its
 own devices) and :func:`to_host` / :func:`gather` bring results back to every process.
 """
+
 from __future__ import annotations
 
 import jax

@@ -20,6 +20,7 @@ They are jitted like their ``jax.random`` counterparts (``shape`` and ``dtype`` 
 ``shape`` as a tuple) and return exactly what ``jax.random`` returns (tested bit for bit); for any other key
 implementation, or with ``jax_threefry_partitionable`` off, they call ``jax.random`` itself.
 """
+
 from __future__ import annotations
 
 import functools

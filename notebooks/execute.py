@@ -4,6 +4,7 @@
 
 Figures are displayed at 72 dpi; each notebook stays under the 500 kB that tests/test_view.py checks.
 """
+
 import glob
 import os
 import sys
@@ -24,8 +25,9 @@ def main(names):
         t = time.time()
         path = os.path.join(HERE, name)
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": tempfile.mkdtemp()}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tempfile.mkdtemp()}}
+        ).execute()
         for c in nb.cells:
             c.metadata.pop("execution", None)
         nbformat.write(nb, path)

@@ -1,5 +1,6 @@
 """Test configuration: float64 available (as in diffrax's test suite); the Monte Carlo still
 runs in float32 unless a test asks for float64 explicitly; silent rank promotion is an error."""
+
 import os
 import sys
 

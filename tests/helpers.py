@@ -1,4 +1,5 @@
 """Shared test helpers: rule arguments, NumPy references, the k-standard-error check and a simulated Ctrl-C."""
+
 import numpy as np
 
 from jaxadv import training_rule

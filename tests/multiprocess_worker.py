@@ -5,6 +5,7 @@ an interrupted and resumed Monte Carlo and an ODE sweep, results saved to OUT/re
 
 With ``committee`` it runs the committee's Monte Carlo instead: plain, and interrupted then resumed.
 """
+
 import os
 import sys
 import time
@@ -52,16 +53,24 @@ def interrupted_then_resumed(run, name):
     res["resumed_calls"] = np.asarray([a[2] for a in calls])
     return result
 
+
 if sys.argv[5:] == ["committee"]:
     from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
 
-    args = (xor(), CommitteeParams(eps=0.6, eta_v=0.4), CommitteeSpec(K=2, attack="pgd", pgd_steps=2,
-                                                                      pgd_random_start=True, train_v=True))
-    kwargs = dict(N=40, alpha_max=0.8, n_save=4, replicas=6)   # 6 replicas on 4 devices: padded
+    args = (
+        xor(),
+        CommitteeParams(eps=0.6, eta_v=0.4),
+        CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True),
+    )
+    kwargs = dict(N=40, alpha_max=0.8, n_save=4, replicas=6)  # 6 replicas on 4 devices: padded
     mc = ja.committee.simulate_committee(jax.random.key(3), *args, **kwargs)
     res.update(plain_Q=mc.Q, plain_R=mc.R, plain_v=mc.v)
-    mc = interrupted_then_resumed(lambda ck: checkpoint.simulate_committee_resumable(
-        jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0, **kwargs), "committee.ckpt.npz")
+    mc = interrupted_then_resumed(
+        lambda ck: checkpoint.simulate_committee_resumable(
+            jax.random.key(3), *args, checkpoint=ck, checkpoint_every=-1.0, **kwargs
+        ),
+        "committee.ckpt.npz",
+    )
     res.update(resumed_Q=mc.Q, resumed_R=mc.R, resumed_b=mc.b, resumed_v=mc.v)
     np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
     print(f"{time.perf_counter() - t0:.1f}s committee: done", process_id, flush=True)
@@ -74,8 +83,10 @@ for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 
 
 # interrupted after save interval 2 (a checkpoint after every interval), then resumed
 kwargs = dict(N=40, alpha_max=1.0, n_save=4, replicas=6)
-mc = interrupted_then_resumed(lambda ck: checkpoint.simulate_resumable(
-    jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs), "mc.ckpt.npz")
+mc = interrupted_then_resumed(
+    lambda ck: checkpoint.simulate_resumable(jax.random.key(5), p, checkpoint=ck, checkpoint_every=-1.0, **kwargs),
+    "mc.ckpt.npz",
+)
 res["resumed_R"], res["resumed_b"] = mc.R, mc.b
 print(f"{time.perf_counter() - t0:.1f}s resumed", flush=True)
 

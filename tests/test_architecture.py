@@ -1,5 +1,6 @@
 """The library's promises about itself: no global changed at import, every output file written
 through the atomic writer, rules from records alone, the public kernels."""
+
 import ast
 import pathlib
 import subprocess
@@ -12,9 +13,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxadv"
 
 
 def test_import_leaves_matplotlib_backend_alone():
-    code = ("import matplotlib; matplotlib.use('svg'); before = matplotlib.get_backend(); import jaxadv, "
-            "jaxadv.app.plots, jaxadv.app.sweep_plots, jaxadv.app.verify, jaxadv.app.run; "
-            "import sys; print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); before = matplotlib.get_backend(); import jaxadv, "
+        "jaxadv.app.plots, jaxadv.app.sweep_plots, jaxadv.app.verify, jaxadv.app.run; "
+        "import sys; print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == out[1] == "svg", out
     assert out[2] == "False", "importing jaxadv imported pyplot"
@@ -62,8 +65,14 @@ def test_every_file_writer_is_the_atomic_one():
 def test_engines_never_switch_on_part_names():
     """The engines call faces; no comparison with an attack, eps-law or gate name outside the records."""
     names = {"l2", "noise", "linf", "l1", "fixed", "uniform", "discrete", "nonrobust"}
-    engines = [ROOT / "mc" / "full.py", ROOT / "mc" / "reduced.py", ROOT / "mc" / "driver.py",
-               ROOT / "ode" / "vector_field.py", ROOT / "ode" / "solve.py", ROOT / "model" / "student.py"]
+    engines = [
+        ROOT / "mc" / "full.py",
+        ROOT / "mc" / "reduced.py",
+        ROOT / "mc" / "driver.py",
+        ROOT / "ode" / "vector_field.py",
+        ROOT / "ode" / "solve.py",
+        ROOT / "model" / "student.py",
+    ]
     for path in engines:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
@@ -81,8 +90,9 @@ def test_public_kernels_compose_into_simulate():
 
     p = ModelParams(prior=0.6, eta_w=0.5, eta_b=0.5, eps=0.7)
     N, steps = 40, 30
-    mc = simulate(jax.random.key(4), p, N=N, alpha_max=steps / N, n_save=1, replicas=2, sampler="reduced",
-                  dtype=jnp.float64)
+    mc = simulate(
+        jax.random.key(4), p, N=N, alpha_max=steps / N, n_save=1, replicas=2, sampler="reduced", dtype=jnp.float64
+    )
     s = reduced_sampler()
     sp = SamplerParams(as_array_params(p, jnp.float64), {}, jnp.asarray(N, jnp.float64))
     for r, rkey in enumerate(jax.random.split(jax.random.key(4), 2)):

@@ -1,5 +1,6 @@
 """jaxadv.attacks against closed forms: linear and logistic models, exact projections, uniform
 sampling in balls, vmap against a loop, targeted success, and the model's own closed-form attacks."""
+
 import math
 
 import jax
@@ -51,8 +52,11 @@ def w():
 def test_fgm_and_one_step_pgd_are_the_linear_closed_form(w, norm, model):
     x = jnp.asarray(np.random.default_rng(1).normal(size=12))
     loss = model(w, 0.3)
-    one_step = jax.jit(lambda x, tau: A.pgd(loss, x, tau, jax.random.key(0), eps=0.7, step=0.7, n_steps=1, norm=norm,
-                                            random_start=False))
+    one_step = jax.jit(
+        lambda x, tau: A.pgd(
+            loss, x, tau, jax.random.key(0), eps=0.7, step=0.7, n_steps=1, norm=norm, random_start=False
+        )
+    )
     for tau in (1.0, -1.0):
         expected = np.asarray(x) + _closed_form(w, tau, 0.7, norm)
         np.testing.assert_allclose(A.fgm(loss, x, tau, eps=0.7, norm=norm), expected, rtol=1e-12, atol=1e-12)
@@ -150,7 +154,7 @@ def test_random_in_ball_is_uniform(norm):
     r = np.linalg.norm(pts, ord=norm, axis=1)
     assert r.max() <= eps * (1 + 1e-12)
     for s in (0.3, 0.5, 0.7, 0.9):
-        p = s ** d
+        p = s**d
         assert abs(np.mean(r <= s * eps) - p) < 4 * math.sqrt(p * (1 - p) / n)
     # symmetric: the mean of every coordinate is 0
     assert np.all(np.abs(pts.mean(axis=0)) < 4 * pts.std(axis=0) / math.sqrt(n))
@@ -173,10 +177,16 @@ def test_pgd_stays_in_ball_and_box(norm):
     Y = jnp.asarray(rng.integers(0, 3, size=8))
     eps = 0.6
     keys = jax.random.split(jax.random.key(1), 8)
-    both = jax.jit(lambda X, Y, keys: (
-        jax.vmap(lambda x, y, k: A.pgd(loss, x, y, k, eps=eps, step=0.2, n_steps=7, norm=norm, n_restarts=2,
-                                       box=(0.0, 1.0)))(X, Y, keys),
-        jax.vmap(lambda x, y: A.fgm(loss, x, y, eps=eps, norm=norm, box=(0.0, 1.0)))(X, Y)))
+    both = jax.jit(
+        lambda X, Y, keys: (
+            jax.vmap(
+                lambda x, y, k: A.pgd(
+                    loss, x, y, k, eps=eps, step=0.2, n_steps=7, norm=norm, n_restarts=2, box=(0.0, 1.0)
+                )
+            )(X, Y, keys),
+            jax.vmap(lambda x, y: A.fgm(loss, x, y, eps=eps, norm=norm, box=(0.0, 1.0)))(X, Y),
+        )
+    )
     X = np.asarray(X)
     for adv in map(np.asarray, both(X, Y, keys)):
         assert adv.min() >= 0.0 and adv.max() <= 1.0
@@ -189,8 +199,9 @@ def test_eps_zero_is_the_identity(norm):
     loss = lambda x, y: jnp.sum(jnp.sin(5 * x)) * y
     np.testing.assert_array_equal(A.fgm(loss, x, 1.0, eps=0.0, norm=norm), x)
     np.testing.assert_array_equal(A.fgm(loss, x, 1.0, eps=0.0, norm=norm, box=(0.0, 1.0)), x)
-    pgd = jax.jit(lambda k: A.pgd(loss, x, 1.0, k, eps=0.0, step=0.1, n_steps=3, norm=norm, n_restarts=2,
-                                  box=(0.0, 1.0)))
+    pgd = jax.jit(
+        lambda k: A.pgd(loss, x, 1.0, k, eps=0.0, step=0.1, n_steps=3, norm=norm, n_restarts=2, box=(0.0, 1.0))
+    )
     np.testing.assert_array_equal(pgd(jax.random.key(0)), x)
     np.testing.assert_array_equal(A.project(x, 0.0, norm), jnp.zeros_like(x))
     np.testing.assert_array_equal(A.random_in_ball(jax.random.key(0), (6,), 0.0, norm), jnp.zeros(6))
@@ -217,8 +228,9 @@ def test_clean_le_fgm_le_pgd_on_a_nonlinear_model(norm):
         fg = jax.vmap(lambda x, y: A.fgm(loss, x, y, eps=eps, norm=norm))(X, Y)
         # BIM with first step = eps reproduces FGM first, so it is never worse
         bim = jax.vmap(lambda x, y: A.bim(loss, x, y, eps=eps, step=eps, n_steps=10, norm=norm))(X, Y)
-        pg = jax.vmap(lambda x, y, k: A.pgd(loss, x, y, k, eps=eps, step=eps / 4, n_steps=20, norm=norm,
-                                            n_restarts=3))(X, Y, keys)
+        pg = jax.vmap(lambda x, y, k: A.pgd(loss, x, y, k, eps=eps, step=eps / 4, n_steps=20, norm=norm, n_restarts=3))(
+            X, Y, keys
+        )
         return L(X, Y), L(fg, Y), L(bim, Y), L(pg, Y)
 
     clean, lf, lb, lp = (np.asarray(z) for z in losses(X, Y, keys))
@@ -248,7 +260,7 @@ def test_vmap_equals_a_loop(norm):
     fgm = lambda x, y, k: A.fgm(loss, x, y, eps=0.4, norm=norm)
 
     @jax.jit
-    def both(X, Y, keys):   # vmap, and a sequential loop (lax.map) over the same examples
+    def both(X, Y, keys):  # vmap, and a sequential loop (lax.map) over the same examples
         return [(jax.vmap(f)(X, Y, keys), jax.lax.map(lambda a: f(*a), (X, Y, keys))) for f in (attack, fgm)]
 
     for batched, looped in both(X, Y, keys):
@@ -271,30 +283,35 @@ def test_targeted_attacks_reach_the_goal():
     X = jnp.asarray(rng.normal(size=(40, 8)))
     Y = jnp.argmax(jax.vmap(logits)(X), axis=1)
     goal = (Y + 1) % 3
-    ce = lambda x, g: -jax.nn.log_softmax(logits(x))[g]   # loss towards the goal label, minimised
+    ce = lambda x, g: -jax.nn.log_softmax(logits(x))[g]  # loss towards the goal label, minimised
     keys = jax.random.split(jax.random.key(0), 40)
-    adv = jax.jit(jax.vmap(lambda x, g, k: A.pgd(ce, x, g, k, eps=3.0, step=0.3, n_steps=30, norm=2,
-                                                 targeted=True)))(X, goal, keys)
+    adv = jax.jit(jax.vmap(lambda x, g, k: A.pgd(ce, x, g, k, eps=3.0, step=0.3, n_steps=30, norm=2, targeted=True)))(
+        X, goal, keys
+    )
     assert np.mean(np.asarray(jnp.argmax(jax.vmap(logits)(adv), axis=1)) == np.asarray(goal)) >= 0.95
     # the talk's slide: maximise sigma_goal - sigma_tau (untargeted ascent of goal_margin)
     margin = A.goal_margin(lambda x: jax.nn.softmax(logits(x)))
     labels = jnp.stack([Y, goal], axis=1)
     adv2 = jax.jit(jax.vmap(lambda x, l, k: A.pgd(margin, x, l, k, eps=3.0, step=0.3, n_steps=30, norm=2)))(
-        X, labels, keys)
+        X, labels, keys
+    )
     assert np.mean(np.asarray(jnp.argmax(jax.vmap(logits)(adv2), axis=1)) == np.asarray(goal)) >= 0.95
     # and the untouched examples are classified as Y: the attack did the work
     assert np.all(np.asarray(Y) != np.asarray(goal))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(eps=-1.0), r"eps=-1\.0 must be >= 0"),
-    (dict(step=0.0), r"step=0\.0 must be > 0"),
-    (dict(n_steps=0), r"n_steps=0 must be an integer >= 1"),
-    (dict(norm=3), r"norm=3 must be 1, 2 or inf"),
-    (dict(norm="l7"), r"norm='l7' must be 1, 2 or inf"),
-    (dict(n_restarts=0), r"n_restarts=0 must be an integer >= 1"),
-    (dict(box=(1.0, 0.0)), r"box=\(1\.0, 0\.0\) must have lo < hi"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(eps=-1.0), r"eps=-1\.0 must be >= 0"),
+        (dict(step=0.0), r"step=0\.0 must be > 0"),
+        (dict(n_steps=0), r"n_steps=0 must be an integer >= 1"),
+        (dict(norm=3), r"norm=3 must be 1, 2 or inf"),
+        (dict(norm="l7"), r"norm='l7' must be 1, 2 or inf"),
+        (dict(n_restarts=0), r"n_restarts=0 must be an integer >= 1"),
+        (dict(box=(1.0, 0.0)), r"box=\(1\.0, 0\.0\) must have lo < hi"),
+    ],
+)
 def test_errors_name_the_parameter(kwargs, match):
     args = dict(eps=0.1, step=0.1, n_steps=2, norm="inf")
     args.update(kwargs)

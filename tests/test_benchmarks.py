@@ -2,6 +2,7 @@
 
 Not a timed test: nothing is asserted about speed.
 """
+
 import json
 import os
 import subprocess
@@ -16,8 +17,14 @@ def _run(*args, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("JAX_PLATFORMS", "cpu")
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args, "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args, "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow  # 11 s: the benchmark runner's smoke tests run with the slow tests

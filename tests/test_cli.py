@@ -1,4 +1,5 @@
 """Command line: outputs and headers, and a clear message for every bad input."""
+
 import json
 import os
 import subprocess
@@ -20,8 +21,9 @@ def test_run_writes_all_outputs(tmp_path):
     with open(out / "ode.csv") as f:
         assert f.readline().strip() == "alpha,R,b,test_error,robust_error"
     with open(out / "mc.csv") as f:
-        assert f.readline().strip() == ("alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,"
-                                        "robust_error_mean,robust_error_sem,n_finite")
+        assert f.readline().strip() == (
+            "alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,robust_error_mean,robust_error_sem,n_finite"
+        )
     ode = read_csv(out / "ode.csv")
     np.testing.assert_allclose(ode["alpha"], [0, 0.5, 1.0, 1.5, 2.0])
     rep = np.load(out / "mc_replicas.npz")
@@ -49,13 +51,29 @@ def test_no_mc_and_toml(tmp_path):
 
 
 BAD = [
-    ("prior=1.0", "prior=1.0"), ("prior=0", "prior=0.0"), ("prior=nan", "prior=nan"),
-    ("rho=-1", "rho=-1.0"), ("v1=0", "v1=0.0"), ("v2=-2", "v2=-2.0"), ("N=1", "N=1"),
-    ("eta_w=0", "eta_w=0.0"), ("eta_b=-0.1", "eta_b=-0.1"), ("eps=-0.5", "eps=-0.5"),
-    ("eps=inf", "eps=inf"), ("alpha_max=0", "alpha_max=0.0"), ("replicas=0", "replicas=0"),
-    ("bogus=3", "unknown key 'bogus'"), ("N=abc", "N='abc'"), ("x64=maybe", "x64='maybe'"),
-    ("loss=hinge", "loss='hinge'"), ("eps_test=-1", "eps_test=-1.0"), ("R0=2", "R0=2.0"),
-    ("N=2.5", "N='2.5'"), ("seed=-1", "seed=-1"), ("n_save=0", "n_save=0"), ("dt=0", "dt=0.0"),
+    ("prior=1.0", "prior=1.0"),
+    ("prior=0", "prior=0.0"),
+    ("prior=nan", "prior=nan"),
+    ("rho=-1", "rho=-1.0"),
+    ("v1=0", "v1=0.0"),
+    ("v2=-2", "v2=-2.0"),
+    ("N=1", "N=1"),
+    ("eta_w=0", "eta_w=0.0"),
+    ("eta_b=-0.1", "eta_b=-0.1"),
+    ("eps=-0.5", "eps=-0.5"),
+    ("eps=inf", "eps=inf"),
+    ("alpha_max=0", "alpha_max=0.0"),
+    ("replicas=0", "replicas=0"),
+    ("bogus=3", "unknown key 'bogus'"),
+    ("N=abc", "N='abc'"),
+    ("x64=maybe", "x64='maybe'"),
+    ("loss=hinge", "loss='hinge'"),
+    ("eps_test=-1", "eps_test=-1.0"),
+    ("R0=2", "R0=2.0"),
+    ("N=2.5", "N='2.5'"),
+    ("seed=-1", "seed=-1"),
+    ("n_save=0", "n_save=0"),
+    ("dt=0", "dt=0.0"),
 ]
 
 
@@ -67,9 +85,12 @@ def test_bad_input_names_parameter_and_value(item, expected):
 
 
 def test_cli_error_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "prior=1.5",
-                        "--out", str(tmp_path)], capture_output=True, text=True,
-                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "prior=1.5", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert r.returncode != 0
     assert "prior=1.5" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "jaxadv.app.cli", "run", "nosuch"], capture_output=True, text=True)

@@ -1,6 +1,7 @@
 """Two-layer committee (issue 11): ODE against the single-layer engine, an independent quadrature and
 N-dimensional steps; field-space attacks against N-dimensional ones; measures; Monte Carlo against
 the ODE; input validation. Long statistical runs are marked ``slow``."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,9 +9,26 @@ import pytest
 from scipy.special import erf as np_erf
 
 import jaxadv
-from jaxadv.committee import (CommitteeParams, CommitteeSpec, CommitteeState, GaussRule, Mixture, averages,
-                              committee_drift, committee_output, fgm, geometry, loss_value, min_margin,
-                              mixture_from_vectors, pgd, solve_committee_ode, two_cluster, worst_case, xor)
+from jaxadv.committee import (
+    CommitteeParams,
+    CommitteeSpec,
+    CommitteeState,
+    GaussRule,
+    Mixture,
+    averages,
+    committee_drift,
+    committee_output,
+    fgm,
+    geometry,
+    loss_value,
+    min_margin,
+    mixture_from_vectors,
+    pgd,
+    solve_committee_ode,
+    two_cluster,
+    worst_case,
+    xor,
+)
 from jaxadv.committee.fields import maximise_on_ellipsoid
 from jaxadv.committee.measures import clean_error, robust_error, robustness_curve
 from jaxadv.committee.montecarlo import directions, init, input_attack, observe, simulate_committee, step, update
@@ -28,14 +46,24 @@ def random_weights(rng, K, N, D):
 
 # --- K = 1 is the single-layer model -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("attack", ["fgm", "worst", pytest.param("pgd", marks=pytest.mark.slow)])
 def test_k1_ode_equals_single_layer_engine(attack):
     mp = jaxadv.ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.5, eta_w=0.4, eta_b=0.2, eps=0.8)
     ref = jaxadv.solve_ode(mp, 2.0, 4, R0=0.1, b0=0.05)
     # PGD: 3 steps of 0.3 reach the sphere along -tau w (0.9 > eps) and stay there
     spec = CommitteeSpec(K=1, attack=attack, pgd_steps=3, pgd_step=0.3)
-    sol = solve_committee_ode(two_cluster(0.7, 2.0, 1.0, 1.5), CommitteeParams(0.4, 0.2, 0.0, 0.8), spec, 2.0, 4,
-                              R0=[[0.1]], b0=[0.05], v0=[1.0], rule=FINE)
+    sol = solve_committee_ode(
+        two_cluster(0.7, 2.0, 1.0, 1.5),
+        CommitteeParams(0.4, 0.2, 0.0, 0.8),
+        spec,
+        2.0,
+        4,
+        R0=[[0.1]],
+        b0=[0.05],
+        v0=[1.0],
+        rule=FINE,
+    )
     np.testing.assert_allclose(sol.R[:, 0, 0], ref.R, atol=1e-10, rtol=0)
     np.testing.assert_allclose(sol.b[:, 0], ref.b, atol=1e-10, rtol=0)
     assert np.all(sol.Q == 1.0)
@@ -65,7 +93,8 @@ def test_k1_update_equals_single_layer_sgd_step(attack):
     params, spec = CommitteeParams(0.7, 0.3, 0.0, 0.5), CommitteeSpec(K=1, attack=attack)
     W = random_weights(rng, 1, N, 1)
     state = init(jax.random.key(0), directions(1, N, jnp.float64), 1, v0=jnp.ones(1))._replace(
-        W=jnp.asarray(W), b=jnp.array([0.2]))
+        W=jnp.asarray(W), b=jnp.array([0.2])
+    )
     rule = jax.jit(update, static_argnames="spec")
     for tau in (1.0, -1.0):
         xi = jnp.asarray(rng.normal(size=N)) + tau * jnp.eye(N)[0]
@@ -80,11 +109,21 @@ def test_k1_monte_carlo_matches_single_layer_in_distribution():
     """Same model, two engines: the replica means and spreads of (R, b) agree within 4 standard errors."""
     mp = jaxadv.ModelParams(prior=0.6, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.3, eps=0.5)
     N, reps = 64, 256
-    ref = jaxadv.simulate(jax.random.key(3), mp, N=N, alpha_max=2.0, n_save=2, replicas=reps, R0=0.2,
-                          dtype=jnp.float64)
-    mc = simulate_committee(jax.random.key(4), two_cluster(0.6, 2.0), CommitteeParams(0.5, 0.3, 0.0, 0.5),
-                            CommitteeSpec(K=1), N=N, alpha_max=2.0, n_save=2, replicas=reps, Q0=[[1.0]],
-                            R0=[[0.2]], v0=[1.0], dtype=jnp.float64)
+    ref = jaxadv.simulate(jax.random.key(3), mp, N=N, alpha_max=2.0, n_save=2, replicas=reps, R0=0.2, dtype=jnp.float64)
+    mc = simulate_committee(
+        jax.random.key(4),
+        two_cluster(0.6, 2.0),
+        CommitteeParams(0.5, 0.3, 0.0, 0.5),
+        CommitteeSpec(K=1),
+        N=N,
+        alpha_max=2.0,
+        n_save=2,
+        replicas=reps,
+        Q0=[[1.0]],
+        R0=[[0.2]],
+        v0=[1.0],
+        dtype=jnp.float64,
+    )
     for a, c in ((ref.R, mc.R[..., 0, 0]), (ref.b, mc.b[..., 0])):
         se = np.sqrt(a.var(0, ddof=1) / reps + c.var(0, ddof=1) / reps)
         assert np.all(np.abs(a.mean(0) - c.mean(0))[1:] <= 4 * se[1:])
@@ -94,6 +133,7 @@ def test_k1_monte_carlo_matches_single_layer_in_distribution():
 
 
 # --- the averages against an independent quadrature -------------------------------------------
+
 
 def numpy_averages(Q, R, b, v, mixture, eps, attack, h=0.04, T=10.0, steps=3, step_len=0.2):
     """Independent reference: the trapezoid rule (step h on [-T, T], spectrally accurate for these smooth,
@@ -116,8 +156,9 @@ def numpy_averages(Q, R, b, v, mixture, eps, attack, h=0.04, T=10.0, steps=3, st
         return np.where(n2 > 0, k / np.sqrt(np.where(n2 > 0, n2, 1.0)), 0.0)
 
     out = {k: 0.0 for k in ("D1", "Dy", "Dh", "DD", "Fv")}
-    for a, var, tau, p in zip(*(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels,
-                                                         mixture.priors))):
+    for a, var, tau, p in zip(
+        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors))
+    ):
         m = R @ a - b
         x = m + t @ np.linalg.cholesky(var * Q).T
         if attack == "fgm":
@@ -140,9 +181,15 @@ def numpy_averages(Q, R, b, v, mixture, eps, attack, h=0.04, T=10.0, steps=3, st
     return out
 
 
-@pytest.mark.parametrize("case,attack", [("xor", "fgm"), ("two_cluster", "pgd"),
-                                         pytest.param("xor", "pgd", marks=pytest.mark.slow),
-                                         pytest.param("two_cluster", "fgm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "case,attack",
+    [
+        ("xor", "fgm"),
+        ("two_cluster", "pgd"),
+        pytest.param("xor", "pgd", marks=pytest.mark.slow),
+        pytest.param("two_cluster", "fgm", marks=pytest.mark.slow),
+    ],
+)
 def test_averages_match_independent_quadrature(case, attack):
     rng = np.random.default_rng(7)
     if case == "xor":
@@ -167,15 +214,21 @@ def test_averages_without_attack_match_closed_form():
     mixture = xor(2.5, 0.8)
     W = random_weights(rng, 3, 20, 2)
     Q, R, b, v = W @ W.T, W[:, :2], rng.normal(size=3) * 0.3, np.array([0.5, -0.4, 0.3])
-    got = averages_jit(CommitteeState(*(jnp.asarray(z) for z in (Q, R, b, v))), mixture, 0.0,
-                   CommitteeSpec(K=3, attack="none"), GaussRule(8, 8, 8.0))
+    got = averages_jit(
+        CommitteeState(*(jnp.asarray(z) for z in (Q, R, b, v))),
+        mixture,
+        0.0,
+        CommitteeSpec(K=3, attack="none"),
+        GaussRule(8, 8, 8.0),
+    )
     ref = np.zeros(3)
-    for a, var, tau, p in zip(*(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels,
-                                                         mixture.priors))):
+    for a, var, tau, p in zip(
+        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors))
+    ):
         m, C = R @ a - b, var * Q
         for k in range(3):
             z = 1 + 2 * C[k, k]
-            norm = 2 / np.sqrt(np.pi) * np.exp(-m[k] ** 2 / z) / np.sqrt(z)
+            norm = 2 / np.sqrt(np.pi) * np.exp(-(m[k] ** 2) / z) / np.sqrt(z)
             mt = m - C[:, k] * 2 * m[k] / z
             Ct = C - 2 * np.outer(C[:, k], C[k]) / z
             e_erf = np_erf(mt / np.sqrt(1 + 2 * np.diag(Ct)))
@@ -184,6 +237,7 @@ def test_averages_without_attack_match_closed_form():
 
 
 # --- the drift against N-dimensional steps ----------------------------------------------------
+
 
 @pytest.mark.parametrize("N,n", [(500, 8000), pytest.param(4000, 200000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("normalise,train_v", [(True, False), (False, True)])
@@ -197,8 +251,7 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
     if not normalise:
         W = W * np.array([[1.2], [0.8]])
     B = directions(2, N, jnp.float64)
-    state0 = init(jax.random.key(0), B, 2)._replace(W=jnp.asarray(W), b=jnp.array([0.1, -0.2]),
-                                                     v=jnp.array([0.7, 0.4]))
+    state0 = init(jax.random.key(0), B, 2)._replace(W=jnp.asarray(W), b=jnp.array([0.1, -0.2]), v=jnp.array([0.7, 0.4]))
     params = CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.4)
     spec = CommitteeSpec(K=2, attack="fgm", normalise=normalise, train_v=train_v)
     obs0 = observe(state0, B)
@@ -209,7 +262,7 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
         return jax.tree.map(lambda a, a0: N * (a - a0[None]), new, obs0)
 
     keys = jax.random.split(jax.random.key(5), n)
-    inc = [increments(keys[i:i + 8000]) for i in range(0, n, 8000)]
+    inc = [increments(keys[i : i + 8000]) for i in range(0, n, 8000)]
     inc = jax.tree.map(lambda *z: jnp.concatenate(z), *inc)
     drift = drift_jit(CommitteeState(*obs0), mixture, params, spec, GaussRule(12, 8, 8.0))
     # float64 round-off of one step, times N: the normalised |w_k|^2 = 1 is reproduced only to ~N * 1e-16
@@ -224,9 +277,16 @@ def test_drift_matches_mean_n_dimensional_step(normalise, train_v, N, n):
 
 # --- field-space attacks against N-dimensional ones ---------------------------------------------
 
-@pytest.mark.parametrize("loss,random_start", [("quadratic", False), ("logistic", True),
-                                               pytest.param("logistic", False, marks=pytest.mark.slow),
-                                               pytest.param("quadratic", True, marks=pytest.mark.slow)])
+
+@pytest.mark.parametrize(
+    "loss,random_start",
+    [
+        ("quadratic", False),
+        ("logistic", True),
+        pytest.param("logistic", False, marks=pytest.mark.slow),
+        pytest.param("quadratic", True, marks=pytest.mark.slow),
+    ],
+)
 def test_field_space_pgd_and_fgm_match_n_dimensional(loss, random_start):
     """The N-dimensional PGD (jax.grad with respect to xi) equals W^T gamma of the field-space PGD.
     With a random start the field version keeps the start's norm orthogonal to span{w_k} exactly."""
@@ -234,7 +294,8 @@ def test_field_space_pgd_and_fgm_match_n_dimensional(loss, random_start):
     K, N, D = 3, 40, 2
     W = jnp.asarray(random_weights(rng, K, N, D))
     state = init(jax.random.key(0), directions(D, N, jnp.float64), K)._replace(
-        W=W, b=jnp.array([0.1, -0.3, 0.2]), v=jnp.array([0.8, -0.5, 0.4]))
+        W=W, b=jnp.array([0.1, -0.3, 0.2]), v=jnp.array([0.8, -0.5, 0.4])
+    )
     geom = geometry(W @ W.T)
     attack_nd = jax.jit(input_attack, static_argnames="spec")
     fgm_f = jax.jit(fgm, static_argnames="loss")
@@ -243,9 +304,13 @@ def test_field_space_pgd_and_fgm_match_n_dimensional(loss, random_start):
         xi = jnp.asarray(rng.normal(size=N)) + W[trial % K] * 1.5
         tau = 1.0 if trial % 2 else -1.0
         x = W @ xi - state.b
-        for spec, eps in ((CommitteeSpec(K=K, attack="fgm", loss=loss), 0.6),
-                          (CommitteeSpec(K=K, attack="pgd", pgd_steps=7, pgd_step=0.25, loss=loss,
-                                         pgd_random_start=random_start), 0.6)):
+        for spec, eps in (
+            (CommitteeSpec(K=K, attack="fgm", loss=loss), 0.6),
+            (
+                CommitteeSpec(K=K, attack="pgd", pgd_steps=7, pgd_step=0.25, loss=loss, pgd_random_start=random_start),
+                0.6,
+            ),
+        ):
             key = jax.random.key(trial)
             delta = attack_nd(key, state, xi, tau, eps, spec)
             perp0 = 0.0
@@ -328,6 +393,7 @@ def test_worst_case_handles_singular_overlaps():
 
 # --- measures ---------------------------------------------------------------------------------------
 
+
 def test_k1_measures_equal_single_layer_closed_forms():
     mp = jaxadv.ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.5)
     mix = two_cluster(0.7, 2.0, 1.0, 1.5)
@@ -348,7 +414,8 @@ def test_measures_match_sampled_fields():
     k1, k2 = jax.random.split(jax.random.key(0))
     c = jax.random.categorical(k1, jnp.log(mix.priors), shape=(n,))
     x = (mix.centres[c] @ R.T - b[None, :]) + jnp.sqrt(mix.variances[c])[:, None] * (
-        jax.random.normal(k2, (n, 2), jnp.float64) @ jnp.linalg.cholesky(Q).T)
+        jax.random.normal(k2, (n, 2), jnp.float64) @ jnp.linalg.cholesky(Q).T
+    )
     tau = mix.labels[c]
     geom = geometry(Q)
     clean = float(jnp.mean(tau * committee_output(x, v) <= 0))
@@ -359,6 +426,7 @@ def test_measures_match_sampled_fields():
 
 
 # --- validation -----------------------------------------------------------------------------------
+
 
 def test_bad_inputs_are_refused_with_the_parameter_name():
     mix, p = xor(), CommitteeParams()
@@ -376,17 +444,18 @@ def test_bad_inputs_are_refused_with_the_parameter_name():
         mixture_from_vectors(np.array([[1.0, 0.0, 0.5]]), np.array([[1.0, 0.0, 0.0]]), [1.0], [1.0], [1.0])
     with pytest.raises(ValueError, match="labels="):
         Mixture([[1.0], [-1.0]], [1.0, 1.0], [0.5, 0.5], [1.0, 0.0]) and solve_committee_ode(
-            Mixture([[1.0], [-1.0]], [1.0, 1.0], [0.5, 0.5], [1.0, 0.0]), p, CommitteeSpec(K=2), 1.0)
+            Mixture([[1.0], [-1.0]], [1.0, 1.0], [0.5, 0.5], [1.0, 0.0]), p, CommitteeSpec(K=2), 1.0
+        )
     with pytest.raises(ValueError, match="attack='bim'"):
         solve_committee_ode(mix, p, CommitteeSpec(K=2, attack="bim"), 1.0)
     with pytest.raises(ValueError, match="Q0="):
-        solve_committee_ode(mix, p, CommitteeSpec(K=2), 1.0, Q0=[[1.0, 0.9], [0.9, 1.0]],
-                            R0=[[0.9, 0.0], [-0.9, 0.0]])
+        solve_committee_ode(mix, p, CommitteeSpec(K=2), 1.0, Q0=[[1.0, 0.9], [0.9, 1.0]], R0=[[0.9, 0.0], [-0.9, 0.0]])
     ok = mixture_from_vectors(np.array([[1.0, 2.0, 0.0]]), np.eye(3)[:2], [1.0], [1.0], [1.0])
     np.testing.assert_allclose(ok.centres, [[1.0, 2.0]])
 
 
 # --- ODE plumbing -------------------------------------------------------------------------------------
+
 
 def test_parameter_grid_is_a_vmap_equal_to_single_runs():
     spec = CommitteeSpec(K=1, attack="none", normalise=False, train_v=True)  # the smallest graph: vmap plumbing only
@@ -412,12 +481,40 @@ def test_monte_carlo_starts_with_exact_overlaps():
 
 # --- Monte Carlo against the ODE -------------------------------------------------------------------
 
-def mc_vs_ode(mixture, params, spec, N, reps, alpha_max, n_save, Q0, R0, b0=None, v0=None, rule=GaussRule(10, 8, 8.0),
-              dt=0.05, seed=0):
+
+def mc_vs_ode(
+    mixture,
+    params,
+    spec,
+    N,
+    reps,
+    alpha_max,
+    n_save,
+    Q0,
+    R0,
+    b0=None,
+    v0=None,
+    rule=GaussRule(10, 8, 8.0),
+    dt=0.05,
+    seed=0,
+):
     """Largest |MC mean - ODE| / SE over every order parameter and save point after the start."""
     sol = solve_committee_ode(mixture, params, spec, alpha_max, n_save, Q0=Q0, R0=R0, b0=b0, v0=v0, rule=rule, dt=dt)
-    mc = simulate_committee(jax.random.key(seed), mixture, params, spec, N=N, alpha_max=alpha_max, n_save=n_save,
-                            replicas=reps, Q0=Q0, R0=R0, b0=b0, v0=v0, dtype=jnp.float64)
+    mc = simulate_committee(
+        jax.random.key(seed),
+        mixture,
+        params,
+        spec,
+        N=N,
+        alpha_max=alpha_max,
+        n_save=n_save,
+        replicas=reps,
+        Q0=Q0,
+        R0=R0,
+        b0=b0,
+        v0=v0,
+        dtype=jnp.float64,
+    )
     assert mc.finite.all()
     np.testing.assert_allclose(mc.alpha, sol.alpha)
     z = {}
@@ -431,9 +528,14 @@ def mc_vs_ode(mixture, params, spec, N, reps, alpha_max, n_save, Q0, R0, b0=None
     return z, sol, mc
 
 
-XOR_K2 = dict(mixture=xor(3.0, 1.0), params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.0, eps=0.3),
-              spec=CommitteeSpec(K=2, attack="fgm"), Q0=[[1, 0.2], [0.2, 1]], R0=[[0.4, 0.1], [-0.1, 0.3]],
-              b0=[0.1, -0.1])
+XOR_K2 = dict(
+    mixture=xor(3.0, 1.0),
+    params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.0, eps=0.3),
+    spec=CommitteeSpec(K=2, attack="fgm"),
+    Q0=[[1, 0.2], [0.2, 1]],
+    R0=[[0.4, 0.1], [-0.1, 0.3]],
+    b0=[0.1, -0.1],
+)
 
 
 def test_mc_matches_ode_xor_k2_fgm_small():
@@ -450,21 +552,39 @@ def test_mc_matches_ode_xor_k2_fgm():
 
 @pytest.mark.slow
 def test_mc_matches_ode_two_cluster_k2_trained_v_pgd():
-    z, _, _ = mc_vs_ode(two_cluster(0.6, 2.0, 0.5, 2.0), CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.5),
-                        CommitteeSpec(K=2, attack="pgd", train_v=True, pgd_steps=3, pgd_step=0.25),
-                        N=1000, reps=400, alpha_max=6.0, n_save=6, Q0=[[1, -0.3], [-0.3, 1]], R0=[[0.5], [-0.2]],
-                        b0=[0.2, -0.3], v0=[0.6, 0.3])
+    z, _, _ = mc_vs_ode(
+        two_cluster(0.6, 2.0, 0.5, 2.0),
+        CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.5),
+        CommitteeSpec(K=2, attack="pgd", train_v=True, pgd_steps=3, pgd_step=0.25),
+        N=1000,
+        reps=400,
+        alpha_max=6.0,
+        n_save=6,
+        Q0=[[1, -0.3], [-0.3, 1]],
+        R0=[[0.5], [-0.2]],
+        b0=[0.2, -0.3],
+        v0=[0.6, 0.3],
+    )
     print("two clusters K=2 pgd trained v", z)
     assert max(z.values()) < 4.0, z
 
 
 @pytest.mark.slow
 def test_mc_matches_ode_xor_k3_worst_unnormalised():
-    z, _, _ = mc_vs_ode(xor(3.0, 1.0), CommitteeParams(eta_w=0.5, eta_b=0.3, eta_v=0.0, eps=0.4),
-                        CommitteeSpec(K=3, attack="worst", normalise=False), N=500, reps=200, alpha_max=2.0,
-                        n_save=4, Q0=[[1, 0.2, -0.1], [0.2, 1, 0.3], [-0.1, 0.3, 1]],
-                        R0=[[0.4, 0.1], [-0.1, 0.3], [0.2, -0.3]], b0=[0.1, -0.1, 0.0], rule=GaussRule(4, 6, 7.0),
-                        dt=0.1)
+    z, _, _ = mc_vs_ode(
+        xor(3.0, 1.0),
+        CommitteeParams(eta_w=0.5, eta_b=0.3, eta_v=0.0, eps=0.4),
+        CommitteeSpec(K=3, attack="worst", normalise=False),
+        N=500,
+        reps=200,
+        alpha_max=2.0,
+        n_save=4,
+        Q0=[[1, 0.2, -0.1], [0.2, 1, 0.3], [-0.1, 0.3, 1]],
+        R0=[[0.4, 0.1], [-0.1, 0.3], [0.2, -0.3]],
+        b0=[0.1, -0.1, 0.0],
+        rule=GaussRule(4, 6, 7.0),
+        dt=0.1,
+    )
     print("xor K=3 worst unnormalised", z)
     assert max(z.values()) < 4.0, z
 
@@ -472,14 +592,37 @@ def test_mc_matches_ode_xor_k3_worst_unnormalised():
 def test_plain_dict_configuration_and_named_columns():
     from jaxadv.committee import columns, from_dicts
 
-    mixture, params, spec = from_dicts({"preset": "xor", "rho": 3.0, "v": 1.0}, {"eta_w": 0.5, "eps": 0.2},
-                                       {"K": 2, "attack": "pgd", "pgd_steps": 2})
+    mixture, params, spec = from_dicts(
+        {"preset": "xor", "rho": 3.0, "v": 1.0}, {"eta_w": 0.5, "eps": 0.2}, {"K": 2, "attack": "pgd", "pgd_steps": 2}
+    )
     assert spec.attack == "pgd" and float(params.eps) == 0.2
-    sol = solve_committee_ode(mixture, params, spec, 0.2, 1, dt=0.1, Q0=[[1, 0.1], [0.1, 1]], R0=[[0.3, 0.1], [0.0, 0.2]],
-                              rule=GaussRule(4, 6, 7.0))
+    sol = solve_committee_ode(
+        mixture,
+        params,
+        spec,
+        0.2,
+        1,
+        dt=0.1,
+        Q0=[[1, 0.1], [0.1, 1]],
+        R0=[[0.3, 0.1], [0.0, 0.2]],
+        rule=GaussRule(4, 6, 7.0),
+    )
     cols = columns(sol, mixture)
-    assert list(cols) == ["alpha", "Q_1_1", "Q_1_2", "Q_2_2", "R_1_1", "R_1_2", "R_2_1", "R_2_2", "b_1", "b_2",
-                          "v_1", "v_2", "clean_error"]
+    assert list(cols) == [
+        "alpha",
+        "Q_1_1",
+        "Q_1_2",
+        "Q_2_2",
+        "R_1_1",
+        "R_1_2",
+        "R_2_1",
+        "R_2_2",
+        "b_1",
+        "b_2",
+        "v_1",
+        "v_2",
+        "clean_error",
+    ]
     np.testing.assert_allclose(cols["R_2_1"], sol.R[:, 1, 0])
     assert np.all((cols["clean_error"] > 0.4) & (cols["clean_error"] < 0.6))  # XOR near the start: near chance
     with pytest.raises(ValueError, match="spec=\\['kk'\\]"):

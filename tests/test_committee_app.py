@@ -1,4 +1,5 @@
 """``jaxadv committee``: presets, keys, files and the refusals (the model itself: test_committee.py)."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,24 @@ TINY = ["--set", "N=60", "--set", "alpha_max=1", "--set", "n_save=2", "--set", "
 
 
 def test_committee_preset_writes_every_output(tmp_path):
-    assert main(["committee", "committee", *TINY, "--set", "attack=pgd", "--set", "train_v=true",
-                 "--set", "eta_v=0.5", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "committee",
+                "committee",
+                *TINY,
+                "--set",
+                "attack=pgd",
+                "--set",
+                "train_v=true",
+                "--set",
+                "eta_v=0.5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     ode, mc = read_csv(tmp_path / "ode.csv"), read_csv(tmp_path / "mc.csv")
     assert {"alpha", "Q_1_2", "R_1_1", "R_2_1", "b_2", "v_1", "clean_error"} <= set(ode)
     assert {"Q_1_2_mean", "Q_1_2_sem", "R_2_1_mean", "v_2_sem"} <= set(mc)
@@ -29,25 +46,31 @@ def test_committee_preset_writes_every_output(tmp_path):
 
 def test_keys_from_toml_and_set(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('preset = "xor"\nK = 2\nR0 = [[0.3, 0.1], [0.05, 0.25]]\nQ0 = [[1.0, 0.1], [0.1, 1.0]]\n'
-                    'b0 = [0.1, -0.1]\n')
+    toml.write_text(
+        'preset = "xor"\nK = 2\nR0 = [[0.3, 0.1], [0.05, 0.25]]\nQ0 = [[1.0, 0.1], [0.1, 1.0]]\nb0 = [0.1, -0.1]\n'
+    )
     cfg = load_committee_config(str(toml), ["v=0.5,-0.5", "attack=worst", "normalise=false"])
     assert cfg["K"] == 2 and cfg["v"] == [0.5, -0.5] and cfg["R0"] == [[0.3, 0.1], [0.05, 0.25]]
     assert cfg["attack"] == "worst" and cfg["normalise"] is False and cfg["data"] == "xor"
     mix = tmp_path / "m.toml"
-    mix.write_text('K = 1\n[mixture]\ncentres = [[1.0], [-1.0]]\nvariances = [1.0, 0.5]\npriors = [0.4, 0.6]\n'
-                   'labels = [1.0, -1.0]\n')
+    mix.write_text(
+        "K = 1\n[mixture]\ncentres = [[1.0], [-1.0]]\nvariances = [1.0, 0.5]\npriors = [0.4, 0.6]\n"
+        "labels = [1.0, -1.0]\n"
+    )
     assert load_committee_config(str(mix))["data"] == "mixture"
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["--set", "K=0"], "K"),
-    (["--set", "v=0.5,0.5,0.5"], "v="),
-    (["--set", "eps=-1"], "eps"),
-    (["--set", "attack=fgsm"], "attack"),
-    (["--set", "kappa=1"], "unknown key 'kappa'"),
-    (["--set", "eps=1", "--set", "eps=2"], "given twice"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--set", "K=0"], "K"),
+        (["--set", "v=0.5,0.5,0.5"], "v="),
+        (["--set", "eps=-1"], "eps"),
+        (["--set", "attack=fgsm"], "attack"),
+        (["--set", "kappa=1"], "unknown key 'kappa'"),
+        (["--set", "eps=1", "--set", "eps=2"], "given twice"),
+    ],
+)
 def test_bad_committee_inputs_are_refused_by_name(args, msg, capsys):
     assert main(["committee", "committee", *args, "--out", "/nonexistent/never"]) == 2
     err = capsys.readouterr().err
@@ -56,22 +79,27 @@ def test_bad_committee_inputs_are_refused_by_name(args, msg, capsys):
 
 def test_mixture_priors_must_sum_to_one(tmp_path, capsys):
     mix = tmp_path / "m.toml"
-    mix.write_text('[mixture]\ncentres = [[1.0], [-1.0]]\nvariances = [1.0, 1.0]\npriors = [0.4, 0.4]\n'
-                   'labels = [1.0, -1.0]\n')
+    mix.write_text(
+        "[mixture]\ncentres = [[1.0], [-1.0]]\nvariances = [1.0, 1.0]\npriors = [0.4, 0.4]\nlabels = [1.0, -1.0]\n"
+    )
     assert main(["committee", str(mix), "--out", str(tmp_path / "o")]) == 2
     assert "priors" in capsys.readouterr().err
 
 
 # --- jaxadv certified (standard / adversarial / Lipschitz-normalised training) ---------------------------
 
-@pytest.mark.parametrize("args,msg", [
-    (["--set", "lipschitz=0"], "lipschitz=0.0 must be None (off) or a finite number > 0"),
-    (["--set", "lipschitz=-2"], "lipschitz=-2.0 must be None"),
-    (["--set", "normalise=true"], "lipschitz=1.0 needs normalise=False"),
-    (["--set", "lipschitz=none"], "lipschitz=None: jaxadv certified needs the bound L_max"),
-    (["--set", "eps=-0.5"], "eps=-0.5 must be >= 0"),
-    (["--pgd-samples", "0"], "--pgd-samples=0 must be >= 1"),
-])
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--set", "lipschitz=0"], "lipschitz=0.0 must be None (off) or a finite number > 0"),
+        (["--set", "lipschitz=-2"], "lipschitz=-2.0 must be None"),
+        (["--set", "normalise=true"], "lipschitz=1.0 needs normalise=False"),
+        (["--set", "lipschitz=none"], "lipschitz=None: jaxadv certified needs the bound L_max"),
+        (["--set", "eps=-0.5"], "eps=-0.5 must be >= 0"),
+        (["--pgd-samples", "0"], "--pgd-samples=0 must be >= 1"),
+    ],
+)
 def test_bad_certified_inputs_are_refused_by_name(args, msg, capsys):
     assert main(["certified", *args, "--out", "/nonexistent/never"]) == 2
     assert msg in capsys.readouterr().err
@@ -95,16 +123,38 @@ def test_certified_command_writes_every_output(tmp_path):
     import csv
 
     out = tmp_path / "c"
-    assert main(["certified", "--set", "N=60", "--set", "replicas=3", "--set", "alpha_max=1", "--set", "n_save=1",
-                 "--pgd-samples", "200", "--mc-samples", "50", "--pgd-test-steps", "5", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "certified",
+                "--set",
+                "N=60",
+                "--set",
+                "replicas=3",
+                "--set",
+                "alpha_max=1",
+                "--set",
+                "n_save=1",
+                "--pgd-samples",
+                "200",
+                "--mc-samples",
+                "50",
+                "--pgd-test-steps",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ode = list(csv.DictReader(open(out / "certified_ode.csv")))
     mc = list(csv.DictReader(open(out / "certified_mc.csv")))
     assert [r["training"] for r in ode] == ["standard"] * 2 + ["adversarial"] * 2 + ["lipschitz"] * 2
     assert len(mc) == 6 and "lipschitz_sem" in mc[0]
     for r in ode:
         assert float(r["lipschitz"]) >= float(r["interval"]) - 1e-9 >= float(r["worst"]) - 2e-6
-        assert float(r["pgd"]) >= float(r["clean"]) - 0.05      # (pgd <= worst holds by construction)
+        assert float(r["pgd"]) >= float(r["clean"]) - 0.05  # (pgd <= worst holds by construction)
     assert all(float(r["L"]) <= 1.0 + 1e-9 for r in ode if r["training"] == "lipschitz")
     assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = json.load(open(out / "config.json"))

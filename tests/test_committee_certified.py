@@ -12,10 +12,17 @@ import pytest
 
 from jaxadv import ModelParams
 from jaxadv.analysis.measures import robust_error as single_layer_robust_error
-from jaxadv.committee import (CommitteeParams, CommitteeSpec, CommitteeState, GaussRule, committee_output,
-                              solve_committee_ode, two_cluster)
+from jaxadv.committee import (
+    CommitteeParams,
+    CommitteeSpec,
+    CommitteeState,
+    GaussRule,
+    committee_output,
+    solve_committee_ode,
+    two_cluster,
+)
 from jaxadv.committee.certified import certified_error, certified_margin, example_errors, sampled_errors
-from jaxadv.committee.lipschitz import (lipschitz_bound, lipschitz_bound_weights, project_state, project_weights)
+from jaxadv.committee.lipschitz import lipschitz_bound, lipschitz_bound_weights, project_state, project_weights
 from jaxadv.committee.measures import robust_error
 from jaxadv.committee.montecarlo import directions, init, observe, sample_example, simulate_committee
 from jaxadv.committee.params import validate_spec
@@ -24,11 +31,13 @@ from helpers import assert_within_k_se
 
 
 MIX = two_cluster(0.6, 2.0, 1.2, 0.8)
-STATE2 = CommitteeState(jnp.array([[1.3, 0.3], [0.3, 0.8]]), jnp.array([[0.6], [0.3]]), jnp.array([0.2, -0.1]),
-                        jnp.array([0.7, 0.3]))
+STATE2 = CommitteeState(
+    jnp.array([[1.3, 0.3], [0.3, 0.8]]), jnp.array([[0.6], [0.3]]), jnp.array([0.2, -0.1]), jnp.array([0.7, 0.3])
+)
 
 
 # --- the bound and the projection --------------------------------------------------------------------
+
 
 def test_lipschitz_bound_dominates_the_gradient_and_projection_is_consistent():
     rng = np.random.default_rng(0)
@@ -57,6 +66,7 @@ def test_lipschitz_bound_dominates_the_gradient_and_projection_is_consistent():
 
 # --- K = 1: the interval certificate is the exact single-layer robust error -----------------------------
 
+
 def test_k1_interval_certificate_equals_single_layer_robust_error():
     p = ModelParams(prior=0.6, rho=2.0, v1=1.2, v2=0.8)
     for q, R, b, v in ((1.0, 0.6, 0.2, 1.0), (2.25, 0.9, -0.3, 0.5), (0.64, -0.4, 0.1, -1.0)):
@@ -72,17 +82,29 @@ def test_k1_interval_certificate_equals_single_layer_robust_error():
             assert worst == pytest.approx(ref, abs=1e-6)
             assert c_lip >= ref - 1e-12
             if eps > 0:
-                assert c_lip > ref + 1e-3      # the global bound is loose: erf(x) < 2x/sqrt(pi)
+                assert c_lip > ref + 1e-3  # the global bound is loose: erf(x) < 2x/sqrt(pi)
 
 
 # --- ODE face: the chain over a grid of (eps, alpha) ----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trajectory():
     spec = CommitteeSpec(K=2, attack="fgm", normalise=False)
     params = CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.4)
-    sol = solve_committee_ode(MIX, params, spec, 3.0, 3, dt=0.1, Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]],
-                              b0=[0.1, -0.1], v0=[0.7, 0.3], rule=GaussRule(8, 6, 8.0))
+    sol = solve_committee_ode(
+        MIX,
+        params,
+        spec,
+        3.0,
+        3,
+        dt=0.1,
+        Q0=[[1, 0.2], [0.2, 1]],
+        R0=[[0.3], [0.1]],
+        b0=[0.1, -0.1],
+        v0=[0.7, 0.3],
+        rule=GaussRule(8, 6, 8.0),
+    )
     return [CommitteeState(sol.Q[i], sol.R[i], sol.b[i], sol.v[i]) for i in range(1, 4)]
 
 
@@ -95,7 +117,7 @@ def ode_chain(states, eps_values, n, rule):
             clean = float(robust_error(s, MIX, 0.0, rule))
             se = sampled_errors(jax.random.fold_in(jax.random.key(1), 10 * i), s, MIX, eps, n=n)
             assert c_lip >= c_int - 1e-9 and c_int >= worst - 1e-6 and worst > clean, (c_lip, c_int, worst)
-            assert c_lip > worst + 1e-3            # a strict gap for K = 2
+            assert c_lip > worst + 1e-3  # a strict gap for K = 2
             # sample by sample on common fields: lipschitz >= interval >= worst >= pgd >= clean
             for hi, lo in (("lipschitz", "interval"), ("interval", "worst"), ("worst", "pgd"), ("pgd", "clean")):
                 assert np.all(se[hi] >= se[lo]), (hi, lo, eps, i)
@@ -130,12 +152,25 @@ def test_ode_certified_dominates_worst_case_dominates_pgd(trajectory):
 
 # --- Monte Carlo face: per replica on the same N-dimensional examples -----------------------------------
 
+
 def mc_chain(N, reps, n, eps):
     spec = CommitteeSpec(K=2, attack="fgm", normalise=False)
     params = CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.4)
-    mc = simulate_committee(jax.random.key(2), MIX, params, spec, N=N, alpha_max=2.0, n_save=1, replicas=reps,
-                            Q0=[[1, 0.2], [0.2, 1]], R0=[[0.3], [0.1]], b0=[0.1, -0.1], v0=[0.7, 0.3],
-                            dtype=jnp.float64)
+    mc = simulate_committee(
+        jax.random.key(2),
+        MIX,
+        params,
+        spec,
+        N=N,
+        alpha_max=2.0,
+        n_save=1,
+        replicas=reps,
+        Q0=[[1, 0.2], [0.2, 1]],
+        R0=[[0.3], [0.1]],
+        b0=[0.1, -0.1],
+        v0=[0.7, 0.3],
+        dtype=jnp.float64,
+    )
     B = directions(1, N, jnp.float64)
     for r in range(reps):
         # N-dimensional weights with exactly the replica's final overlaps (its errors depend on nothing else)
@@ -162,33 +197,52 @@ def test_mc_certified_dominates_worst_case_dominates_n_dimensional_pgd(eps):
 
 # --- Lipschitz-normalised training -------------------------------------------------------------------------
 
-LIP = dict(mixture=MIX, params=CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.5),
-           spec=CommitteeSpec(K=2, attack="none", normalise=False, lipschitz=1.0), Q0=[[1, 0.2], [0.2, 1]],
-           R0=[[0.3], [0.1]], b0=[0.1, -0.1])
+LIP = dict(
+    mixture=MIX,
+    params=CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.5),
+    spec=CommitteeSpec(K=2, attack="none", normalise=False, lipschitz=1.0),
+    Q0=[[1, 0.2], [0.2, 1]],
+    R0=[[0.3], [0.1]],
+    b0=[0.1, -0.1],
+)
 
 
 def _ode(dt, alpha_max=3.0, n_save=3, **kw):
     cfg = {**LIP, **kw}
-    return solve_committee_ode(cfg["mixture"], cfg["params"], cfg["spec"], alpha_max, n_save, dt=dt,
-                               Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"], rule=GaussRule(6, 6, 8.0))
+    return solve_committee_ode(
+        cfg["mixture"],
+        cfg["params"],
+        cfg["spec"],
+        alpha_max,
+        n_save,
+        dt=dt,
+        Q0=cfg["Q0"],
+        R0=cfg["R0"],
+        b0=cfg["b0"],
+        rule=GaussRule(6, 6, 8.0),
+    )
 
 
 def test_lipschitz_ode_splitting_converges_as_the_step_shrinks():
     sols = [_ode(dt, 2.0, 1) for dt in (0.2, 0.1, 0.05)]
     for s in sols:
         L = np.asarray(lipschitz_bound(s.Q, s.v))
-        assert np.all(L <= 1.0 + 1e-12) and np.all(L[1:] > 1.0 - 1e-9)      # the constraint is active
+        assert np.all(L <= 1.0 + 1e-12) and np.all(L[1:] > 1.0 - 1e-9)  # the constraint is active
     d1 = max(float(np.max(np.abs(np.asarray(getattr(sols[0], k)) - np.asarray(getattr(sols[1], k))))) for k in "QRb")
     d2 = max(float(np.max(np.abs(np.asarray(getattr(sols[1], k)) - np.asarray(getattr(sols[2], k))))) for k in "QRb")
-    assert 0 < d2 < 0.7 * d1 and d2 < 2e-3, (d1, d2)          # first order: each halving halves the change
+    assert 0 < d2 < 0.7 * d1 and d2 < 2e-3, (d1, d2)  # first order: each halving halves the change
 
 
 CASES = {
     "standard": {},
-    "fgm": dict(params=CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.3),
-                spec=CommitteeSpec(K=2, attack="fgm", normalise=False, lipschitz=0.8)),
-    "trained_v": dict(params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.3),
-                      spec=CommitteeSpec(K=2, attack="none", normalise=False, train_v=True, lipschitz=0.8)),
+    "fgm": dict(
+        params=CommitteeParams(eta_w=1.0, eta_b=0.5, eps=0.3),
+        spec=CommitteeSpec(K=2, attack="fgm", normalise=False, lipschitz=0.8),
+    ),
+    "trained_v": dict(
+        params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.3),
+        spec=CommitteeSpec(K=2, attack="none", normalise=False, train_v=True, lipschitz=0.8),
+    ),
 }
 
 
@@ -196,19 +250,34 @@ def lipschitz_mc_vs_ode(case, N, reps, alpha_max=3.0, n_save=3, dt=0.025):
     kw = CASES[case]
     cfg = {**LIP, **kw}
     sol = _ode(dt, alpha_max, n_save, **kw)
-    mc = simulate_committee(jax.random.key(7), cfg["mixture"], cfg["params"], cfg["spec"], N=N,
-                            alpha_max=alpha_max, n_save=n_save, replicas=reps, Q0=cfg["Q0"], R0=cfg["R0"],
-                            b0=cfg["b0"], dtype=jnp.float64)
+    mc = simulate_committee(
+        jax.random.key(7),
+        cfg["mixture"],
+        cfg["params"],
+        cfg["spec"],
+        N=N,
+        alpha_max=alpha_max,
+        n_save=n_save,
+        replicas=reps,
+        Q0=cfg["Q0"],
+        R0=cfg["R0"],
+        b0=cfg["b0"],
+        dtype=jnp.float64,
+    )
     L = np.asarray(lipschitz_bound(jnp.asarray(mc.Q), jnp.asarray(mc.v)))
     assert np.all(L <= cfg["spec"].lipschitz * (1 + 1e-12))
     worst = 0.0
     for k in "QRbv":
         a = getattr(mc, k)[:, 1:]
         se = a.std(0, ddof=1) / np.sqrt(reps)
-        moving = se > 1e-12                   # an untrained v is equal exactly
+        moving = se > 1e-12  # an untrained v is equal exactly
         if moving.any():
-            worst = max(worst, assert_within_k_se(a.mean(0)[moving], se[moving],
-                                                  np.asarray(getattr(sol, k))[1:][moving], what=f"{case} {k}"))
+            worst = max(
+                worst,
+                assert_within_k_se(
+                    a.mean(0)[moving], se[moving], np.asarray(getattr(sol, k))[1:][moving], what=f"{case} {k}"
+                ),
+            )
     return worst
 
 
@@ -230,15 +299,30 @@ def test_lipschitz_rectification_gap_shrinks_like_one_over_sqrt_n():
     alpha = 3, 48 replicas, the default quadrature: measured gaps 0.0333 (9.7 s.e., N = 300) and 0.0154
     (6.4 s.e., N = 1200), ratio 0.46 +- 0.08. Asserted: both gaps resolved (> 4 s.e.), the ratio below 1
     by more than 4 s.e. (the gap shrinks), and within 3 s.e. of 1/2 (the N^-1/2 law)."""
-    kw = dict(params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.3),
-              spec=CommitteeSpec(K=2, attack="fgm", normalise=False, train_v=True, lipschitz=0.8))
+    kw = dict(
+        params=CommitteeParams(eta_w=1.0, eta_b=0.5, eta_v=0.5, eps=0.3),
+        spec=CommitteeSpec(K=2, attack="fgm", normalise=False, train_v=True, lipschitz=0.8),
+    )
     cfg = {**LIP, **kw}
-    sol = solve_committee_ode(cfg["mixture"], cfg["params"], cfg["spec"], 3.0, 1, dt=0.025, Q0=cfg["Q0"],
-                              R0=cfg["R0"], b0=cfg["b0"])
+    sol = solve_committee_ode(
+        cfg["mixture"], cfg["params"], cfg["spec"], 3.0, 1, dt=0.025, Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"]
+    )
     gaps = []
     for N in (300, 1200):
-        mc = simulate_committee(jax.random.key(7), cfg["mixture"], cfg["params"], cfg["spec"], N=N, alpha_max=3.0,
-                                n_save=1, replicas=48, Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"], dtype=jnp.float64)
+        mc = simulate_committee(
+            jax.random.key(7),
+            cfg["mixture"],
+            cfg["params"],
+            cfg["spec"],
+            N=N,
+            alpha_max=3.0,
+            n_save=1,
+            replicas=48,
+            Q0=cfg["Q0"],
+            R0=cfg["R0"],
+            b0=cfg["b0"],
+            dtype=jnp.float64,
+        )
         q = np.asarray(mc.Q)[:, -1, 0, 0]
         gap, se = float(np.asarray(sol.Q)[-1, 0, 0] - q.mean()), float(q.std(ddof=1) / np.sqrt(q.size))
         assert gap > 4 * se, (N, gap, se)
@@ -275,8 +359,9 @@ def test_margins_are_lower_bounds_of_the_exact_minimum():
     tau = jnp.asarray(rng.choice([-1.0, 1.0], size=40))
     Q, v = STATE2.Q, STATE2.v
     from jaxadv.committee import geometry, min_margin
+
     exact = np.asarray(jax.jit(jax.vmap(lambda xx, tt: min_margin(xx, geometry(Q), v, tt, 0.6)))(x, tau))
     m_i = np.asarray(jax.vmap(lambda xx, tt: certified_margin(xx, Q, v, tt, 0.6, "interval"))(x, tau))
     m_l = np.asarray(jax.vmap(lambda xx, tt: certified_margin(xx, Q, v, tt, 0.6, "lipschitz"))(x, tau))
     assert np.all(m_l <= m_i + 1e-12) and np.all(m_i <= exact + 1e-9)
-    assert np.mean(m_l < exact - 1e-3) > 0.9          # the bounds are not trivially tight
+    assert np.mean(m_l < exact - 1e-3) > 0.9  # the bounds are not trivially tight

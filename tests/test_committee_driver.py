@@ -1,5 +1,6 @@
 """The committee's Monte Carlo on the project's driver: the same bits as the former one-jit run (kept
 here as the reference), resumption after an interrupt bit for bit, the checkpoint file and the CLI."""
+
 import functools
 import os
 import subprocess
@@ -45,8 +46,9 @@ def _reference_run(replica_keys, mixture, params, Q0, R0, b0, v0, spec, K, N, st
     return jax.vmap(one)(replica_keys)
 
 
-def reference(key, mixture, params, spec, *, N, alpha_max, n_save, replicas, Q0=None, R0=None, b0=None, v0=None,
-              dtype=jnp.float32):
+def reference(
+    key, mixture, params, spec, *, N, alpha_max, n_save, replicas, Q0=None, R0=None, b0=None, v0=None, dtype=jnp.float32
+):
     K, D = spec.K, mixture.n_directions
     given = Q0 is not None
     Q0, R0 = check_overlaps(K, D, Q0, R0, spec.normalise)
@@ -54,33 +56,66 @@ def reference(key, mixture, params, spec, *, N, alpha_max, n_save, replicas, Q0=
     v0 = np.full(K, 1.0 / K) if v0 is None else np.asarray(v0, float)
     steps = max(1, int(round(alpha_max * N / n_save)))
     cast = lambda z: jnp.asarray(z, dtype)
-    obs = _reference_run(jax.random.split(key, replicas), type(mixture)(*map(cast, mixture)),
-                         CommitteeParams(*map(cast, params)), cast(Q0), cast(R0), cast(b0), cast(v0), spec, K, N,
-                         steps, n_save, given)
+    obs = _reference_run(
+        jax.random.split(key, replicas),
+        type(mixture)(*map(cast, mixture)),
+        CommitteeParams(*map(cast, params)),
+        cast(Q0),
+        cast(R0),
+        cast(b0),
+        cast(v0),
+        spec,
+        K,
+        N,
+        steps,
+        n_save,
+        given,
+    )
     return [np.asarray(z) for z in obs]
 
 
 CASES = {
     "fgm": (two_cluster(), CommitteeParams(eps=0.5), CommitteeSpec(K=2), {}),
-    "pgd_random_start_logistic": (xor(), CommitteeParams(eps=0.7, eta_b=0.3),
-                                  CommitteeSpec(K=2, attack="pgd", pgd_steps=3, pgd_random_start=True,
-                                                loss="logistic"), {}),
-    "worst_given_start": (xor(), CommitteeParams(eps=0.4), CommitteeSpec(K=2, attack="worst"),
-                          {"Q0": np.eye(2), "R0": np.array([[0.3, 0.1], [0.0, -0.2]]), "dtype": jnp.float64}),
-    "trained_v_lipschitz": (two_cluster(prior=0.3), CommitteeParams(eps=0.3, eta_v=0.5, eta_b=0.2),
-                            CommitteeSpec(K=3, train_v=True, normalise=False, lipschitz=1.5),
-                            {"v0": np.array([0.6, -0.3, 0.2]), "b0": np.array([0.1, 0.0, -0.1])}),
-    "pgd_random_start_trained_v_lipschitz": (xor(), CommitteeParams(eps=0.6, eta_v=0.5, eta_b=0.2),
-                                             CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True,
-                                                           train_v=True, normalise=False, lipschitz=0.8,
-                                                           loss="logistic"),
-                                             {"v0": np.array([0.7, -0.4])}),
+    "pgd_random_start_logistic": (
+        xor(),
+        CommitteeParams(eps=0.7, eta_b=0.3),
+        CommitteeSpec(K=2, attack="pgd", pgd_steps=3, pgd_random_start=True, loss="logistic"),
+        {},
+    ),
+    "worst_given_start": (
+        xor(),
+        CommitteeParams(eps=0.4),
+        CommitteeSpec(K=2, attack="worst"),
+        {"Q0": np.eye(2), "R0": np.array([[0.3, 0.1], [0.0, -0.2]]), "dtype": jnp.float64},
+    ),
+    "trained_v_lipschitz": (
+        two_cluster(prior=0.3),
+        CommitteeParams(eps=0.3, eta_v=0.5, eta_b=0.2),
+        CommitteeSpec(K=3, train_v=True, normalise=False, lipschitz=1.5),
+        {"v0": np.array([0.6, -0.3, 0.2]), "b0": np.array([0.1, 0.0, -0.1])},
+    ),
+    "pgd_random_start_trained_v_lipschitz": (
+        xor(),
+        CommitteeParams(eps=0.6, eta_v=0.5, eta_b=0.2),
+        CommitteeSpec(
+            K=2,
+            attack="pgd",
+            pgd_steps=2,
+            pgd_random_start=True,
+            train_v=True,
+            normalise=False,
+            lipschitz=0.8,
+            loss="logistic",
+        ),
+        {"v0": np.array([0.7, -0.4])},
+    ),
 }
-DEFAULT_CASES = ("pgd_random_start_trained_v_lipschitz",)   # the others are slow (one compilation pair each)
+DEFAULT_CASES = ("pgd_random_start_trained_v_lipschitz",)  # the others are slow (one compilation pair each)
 
 
-@pytest.mark.parametrize("name", [n if n in DEFAULT_CASES else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(CASES)])
+@pytest.mark.parametrize(
+    "name", [n if n in DEFAULT_CASES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CASES)]
+)
 def test_driver_bits_equal_the_one_jit_reference(name):
     mixture, params, spec, extra = CASES[name]
     kw = dict(N=40, alpha_max=0.6, n_save=3, replicas=3, **extra)
@@ -96,8 +131,11 @@ def test_driver_bits_equal_the_one_jit_reference(name):
 # --- resumable: checkpoint, interrupt, resume ------------------------------------------------------
 
 RUN = dict(N=40, alpha_max=0.6, n_save=4, replicas=3)
-PGD = (xor(), CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
-       CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True))
+PGD = (
+    xor(),
+    CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
+    CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True),
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +157,7 @@ def test_interrupted_committee_run_resumes_bit_for_bit(tmp_path, monkeypatch, un
         ckm.simulate_committee_resumable(jax.random.key(11), *PGD, checkpoint=ck, checkpoint_every=1e9, **RUN)
     assert e.value.done == 2 and e.value.total == 4 and e.value.checkpoint == ck
     monkeypatch.setattr(driver, "dispatch", real)
-    with np.load(ck) as z:     # every observable and state leaf, the padding rows dropped
+    with np.load(ck) as z:  # every observable and state leaf, the padding rows dropped
         assert int(z["k"]) == 2 and z["obs_0"].shape == (3, 5, 2, 2) and z["obs_1"].shape == (3, 5, 2, 2)
         assert z["state_0"].shape == (3, 2, 40) and np.isnan(z["obs_0"][:, 3:]).all()
     # another key gives another run (the sanity of the comparisons below)
@@ -172,8 +210,9 @@ def test_two_host_devices_give_the_bits_of_one(tmp_path, uninterrupted):
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     out = tmp_path / "two.npz"
-    res = subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     with np.load(out) as two:
         for f in ("Q", "R", "b", "v"):
@@ -202,8 +241,19 @@ def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypat
     # the resumed means are those of the uninterrupted run of the same configuration
     cfg = load_committee_config("committee", [a for a in TINY if a.startswith(("N=", "alpha", "n_", "rep"))])
     mixture, params, spec = _records(cfg)
-    mc = cmc.simulate_committee(jax.random.key(cfg["seed"]), mixture, params, spec, N=40, alpha_max=0.6, n_save=3,
-                                replicas=3, Q0=cfg["Q0"], R0=cfg["R0"], b0=cfg["b0"])
+    mc = cmc.simulate_committee(
+        jax.random.key(cfg["seed"]),
+        mixture,
+        params,
+        spec,
+        N=40,
+        alpha_max=0.6,
+        n_save=3,
+        replicas=3,
+        Q0=cfg["Q0"],
+        R0=cfg["R0"],
+        b0=cfg["b0"],
+    )
     got = read_csv(out / "mc.csv")
     for c, x in (("R_2_1_mean", mc.R[:, :, 1, 0]), ("Q_1_2_mean", mc.Q[:, :, 0, 1]), ("b_1_mean", mc.b[:, :, 0])):
         np.testing.assert_allclose(got[c], np.mean(x.astype(np.float64), axis=0), rtol=1e-12, atol=0, err_msg=c)
@@ -212,11 +262,20 @@ def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypat
 def test_sweep_interrupted_inside_a_point_resumes_bit_for_bit(tmp_path, monkeypatch):
     from jaxadv import committee_sweep, make_committee_sweep_config
 
-    cfg = make_committee_sweep_config({"eps": [0.0, 0.5]}, {"preset": "committee"}, alpha_max=0.6, n_save=3,
-                                      dt=0.25, mc=True, ode=False, N=40, replicas=3)
+    cfg = make_committee_sweep_config(
+        {"eps": [0.0, 0.5]},
+        {"preset": "committee"},
+        alpha_max=0.6,
+        n_save=3,
+        dt=0.25,
+        mc=True,
+        ode=False,
+        N=40,
+        replicas=3,
+    )
     ref = committee_sweep(cfg).table
     out = str(tmp_path / "s")
-    real = _interrupting(monkeypatch, 4)          # point 0 done (3 intervals), point 1 after 1 interval
+    real = _interrupting(monkeypatch, 4)  # point 0 done (3 intervals), point 1 after 1 interval
     with pytest.raises(ckm.Interrupted) as e:
         committee_sweep(cfg, out)
     assert e.value.done == 1 and os.path.exists(os.path.join(out, "mc_checkpoint.npz"))
@@ -240,8 +299,19 @@ def test_sigterm_to_jaxadv_committee_saves_and_the_rerun_resumes_bit_for_bit(tmp
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["JAX_PLATFORMS"] = "cpu"
-    args = ["committee", "committee", "--set", "N=1000", "--set", "alpha_max=16", "--set", "n_save=40",
-            "--set", "replicas=8", "--quiet"]
+    args = [
+        "committee",
+        "committee",
+        "--set",
+        "N=1000",
+        "--set",
+        "alpha_max=16",
+        "--set",
+        "n_save=40",
+        "--set",
+        "replicas=8",
+        "--quiet",
+    ]
     cli = lambda out: [sys.executable, "-c", _CLI, *args, "--out", str(out)]
     proc = subprocess.Popen(cli(tmp_path / "a"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ck = tmp_path / "a" / "mc_checkpoint.npz"

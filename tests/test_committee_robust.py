@@ -1,6 +1,7 @@
 """The committee's robust error by one ball maximisation per node (``method="threshold"``, the default)
 against the bisection reference (``method="bisect"``) and against brute force: sampled examples, each
 attacked by a dense search of the ball."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +21,15 @@ def _state(K, signed):
     return CommitteeState(jnp.asarray(Q), jnp.asarray(R), jnp.asarray([0.1, -0.2, 0.05, 0.0][:K]), jnp.asarray(v))
 
 
-@pytest.mark.parametrize("K,signed,rule", [pytest.param(2, True, SMALL, marks=pytest.mark.slow),
-                                           pytest.param(3, True, SMALL, marks=pytest.mark.slow),
-                                           pytest.param(3, False, SMALL, marks=pytest.mark.slow),
-                                           pytest.param(2, True, None, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "K,signed,rule",
+    [
+        pytest.param(2, True, SMALL, marks=pytest.mark.slow),
+        pytest.param(3, True, SMALL, marks=pytest.mark.slow),
+        pytest.param(3, False, SMALL, marks=pytest.mark.slow),
+        pytest.param(2, True, None, marks=pytest.mark.slow),
+    ],
+)
 def test_threshold_equals_bisection_reference(K, signed, rule):
     st, mix = _state(K, signed), xor(3.0, 0.7)
     for eps in (0.0, 0.4, 1.2):
@@ -47,8 +53,13 @@ def test_threshold_two_clusters_k1_closed_form_limit():
     assert float(robust_error(zero, mix, 0.5)) == 1.0
 
 
-@pytest.mark.parametrize("n,n_dir,rule", [(2000, 4000, None),  # measured: 0.6726 against 0.6765, -0.37 SE
-                                          pytest.param(20000, 20000, None, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "n,n_dir,rule",
+    [
+        (2000, 4000, None),  # measured: 0.6726 against 0.6765, -0.37 SE
+        pytest.param(20000, 20000, None, marks=pytest.mark.slow),
+    ],
+)
 def test_robust_error_k3_against_dense_search_of_sampled_examples(n, n_dir, rule):
     """K = 3, signed second layer: the fraction of ``n`` sampled examples that some point of a dense set of
     ``n_dir`` directions on the ball's boundary turns into errors, within 4 standard errors (the dense set
@@ -60,7 +71,8 @@ def test_robust_error_k3_against_dense_search_of_sampled_examples(n, n_dir, rule
     c = jax.random.categorical(k1, jnp.log(mix.priors), shape=(n,))
     L = geometry(Q).L
     x = (mix.centres[c] @ R.T - b[None, :]) + jnp.sqrt(mix.variances[c])[:, None] * (
-        jax.random.normal(k2, (n, K), jnp.float64) @ L.T)
+        jax.random.normal(k2, (n, K), jnp.float64) @ L.T
+    )
     tau = mix.labels[c]
     E = np.random.default_rng(3).normal(size=(n_dir, K))
     U = jnp.asarray(eps * (E / np.linalg.norm(E, axis=1, keepdims=True))) @ L.T

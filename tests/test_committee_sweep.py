@@ -1,5 +1,6 @@
 """``jaxadv sweep`` for committees: the grid equals single ODE runs, the table's columns, the Monte Carlo
 per point (same numbers as a direct run, resumable to the bit), figures and the refusals."""
+
 import os
 
 import jax
@@ -50,8 +51,19 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
     res = swept / "res"
     t = read_csv(res / "sweep.csv")
     assert len(t["point"]) == 4
-    assert {"eps", "rho", "alpha", "eps_test", "clean_error", "robust_error", "Q_1_2", "R_1_1", "R_2_2", "b_2",
-            "v_1"} <= set(t)
+    assert {
+        "eps",
+        "rho",
+        "alpha",
+        "eps_test",
+        "clean_error",
+        "robust_error",
+        "Q_1_2",
+        "R_1_1",
+        "R_2_2",
+        "b_2",
+        "v_1",
+    } <= set(t)
     # point-major, last axis fastest
     np.testing.assert_array_equal(t["eps"], [0.0, 0.0, 0.5, 0.5])
     np.testing.assert_array_equal(t["rho"], [2.0, 3.0, 2.0, 3.0])
@@ -60,10 +72,23 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
 
     i = 1
     mixture = xor(t["rho"][i], 0.5)  # the preset's var
-    sol = solve_committee_ode(mixture, CommitteeParams(1.0, 0.5, 0.0, t["eps"][i]), CommitteeSpec(K=2), 0.5, 2,
-                              dt=0.25, Q0=Q0, R0=R0, b0=[0.1, -0.1], rule=ode_rule(2))
-    np.testing.assert_allclose([t["Q_1_2"][i], t["R_1_1"][i], t["R_2_2"][i], t["b_2"][i]],
-                               [sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.R[-1, 1, 1], sol.b[-1, 1]], atol=1e-12)
+    sol = solve_committee_ode(
+        mixture,
+        CommitteeParams(1.0, 0.5, 0.0, t["eps"][i]),
+        CommitteeSpec(K=2),
+        0.5,
+        2,
+        dt=0.25,
+        Q0=Q0,
+        R0=R0,
+        b0=[0.1, -0.1],
+        rule=ode_rule(2),
+    )
+    np.testing.assert_allclose(
+        [t["Q_1_2"][i], t["R_1_1"][i], t["R_2_2"][i], t["b_2"][i]],
+        [sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.R[-1, 1, 1], sol.b[-1, 1]],
+        atol=1e-12,
+    )
     st = CommitteeState(sol.Q[-1], sol.R[-1], sol.b[-1], sol.v[-1])
     np.testing.assert_allclose(t["clean_error"][i], float(clean_error(st, mixture)), atol=1e-12)
     np.testing.assert_allclose(t["robust_error"][i], float(robust_error(st, mixture, 0.3)), atol=1e-12)
@@ -84,15 +109,33 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
 def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept, capsys):
     res = str(swept / "res")
     t = read_csv(os.path.join(res, "sweep.csv"))
-    assert {"Q_1_2_mean", "Q_1_2_sem", "R_2_1_mean", "b_1_sem", "clean_error_mean", "clean_error_sem", "n_finite",
-            "max_dev_sem"} <= set(t)
+    assert {
+        "Q_1_2_mean",
+        "Q_1_2_sem",
+        "R_2_1_mean",
+        "b_1_sem",
+        "clean_error_mean",
+        "clean_error_sem",
+        "n_finite",
+        "max_dev_sem",
+    } <= set(t)
     assert np.all(t["n_finite"] == 4) and np.all(np.isfinite(t["max_dev_sem"]))
     # point 2 is simulate_committee with fold_in(key(seed), 2) from exactly the given overlaps
     from jaxadv.committee import CommitteeParams, CommitteeSpec
 
-    mc = simulate_committee(jax.random.fold_in(jax.random.key(3), 2), xor(2.0, 0.5), CommitteeParams(1.0, 0.5, 0.0, 0.5),
-                            CommitteeSpec(K=2), N=40, alpha_max=0.5, n_save=2, replicas=4, Q0=Q0, R0=R0,
-                            b0=[0.1, -0.1])
+    mc = simulate_committee(
+        jax.random.fold_in(jax.random.key(3), 2),
+        xor(2.0, 0.5),
+        CommitteeParams(1.0, 0.5, 0.0, 0.5),
+        CommitteeSpec(K=2),
+        N=40,
+        alpha_max=0.5,
+        n_save=2,
+        replicas=4,
+        Q0=Q0,
+        R0=R0,
+        b0=[0.1, -0.1],
+    )
     np.testing.assert_allclose(t["R_1_1_mean"][2], np.mean(mc.R[:, -1, 0, 0].astype(np.float64)), rtol=1e-12)
     # a lost chunk is recomputed; the table is the same to the bit
     cfg = load_committee_sweep_config(str(swept / "s.toml"))
@@ -107,33 +150,37 @@ def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept, capsys
     err = capsys.readouterr().err
     assert "point 4/4 monte carlo [" in err and "committee sweep [" not in err, err
     # another configuration in the same folder is refused
-    other = make_committee_sweep_config({"eps": [0.0, 0.4]}, {"preset": "committee"}, alpha_max=0.5, n_save=1,
-                                        dt=0.25, mc=True, N=40, replicas=4)
+    other = make_committee_sweep_config(
+        {"eps": [0.0, 0.4]}, {"preset": "committee"}, alpha_max=0.5, n_save=1, dt=0.25, mc=True, N=40, replicas=4
+    )
     with pytest.raises(ValueError, match="another configuration"):
         committee_sweep(other, res)
 
 
-@pytest.mark.parametrize("grid,base,options,msg", [
-    ({"kappa": [1.0]}, {"preset": "xor"}, {}, "grid.kappa: unknown axis"),
-    ({"K": [2, 3]}, {"preset": "xor"}, {}, "grid.K: K is not sweepable"),
-    ({"attack": [1.0]}, {"preset": "xor"}, {}, "grid.attack"),
-    ({"var": [0.5, 1.0]}, {"preset": "committee"}, {}, "grid.var: not a parameter of data='two_cluster'"),
-    ({"prior": [0.5, 1.2]}, {"preset": "committee"}, {}, "prior=1.2"),
-    ({"eps": [0.1, -0.5]}, {"preset": "committee"}, {}, "eps=-0.5"),
-    ({"eps": [0.1]}, {"preset": "committee", "eps": 0.2}, {}, "grid.eps: eps is also set in [base]"),
-    ({"eps": [0.1]}, {"preset": "committee", "N": 100}, {}, "base.N: N is a run setting"),
-    ({"eps": [0.1]}, {"preset": "committee", "gamma": 1}, {}, "base.gamma: unknown key"),
-    ({"eps": [0.1]}, {"preset": "committe"}, {}, "base.preset='committe'"),
-    ({"eps": [0.1]}, {"model": "committee"}, {}, "base.R0 and base.Q0 are needed"),
-    ({"eps": [0.1]}, {"preset": "committee"}, {"sampler": "full"}, "unknown key 'sampler'"),
-    ({"eps": [0.1]}, {"preset": "committee", "v": [1.0, 2.0, 3.0]}, {}, "v="),
-    ({"eps": [0.1]}, {"preset": "committee", "eps_test": -1.0}, {}, "eps_test"),
-    ({}, {"preset": "committee"}, {}, "grid={} is empty"),
-    ({"eps": [0.1]}, {"preset": "committee"}, {"quadrature": [6, 0, 7.0]}, "quadrature=[6, 0, 7.0]"),
-    ({"eps": [0.1]}, {"preset": "committee"}, {"chunk": -1}, "chunk=-1"),
-    ({"eps": [0.1]}, {"preset": "committee"}, {"seed": 2**64}, "seed="),
-    ({"eps": [0.1]}, {"preset": "committee"}, {"mc": True, "N": 2}, "N=2 must be >= D + K"),
-])
+@pytest.mark.parametrize(
+    "grid,base,options,msg",
+    [
+        ({"kappa": [1.0]}, {"preset": "xor"}, {}, "grid.kappa: unknown axis"),
+        ({"K": [2, 3]}, {"preset": "xor"}, {}, "grid.K: K is not sweepable"),
+        ({"attack": [1.0]}, {"preset": "xor"}, {}, "grid.attack"),
+        ({"var": [0.5, 1.0]}, {"preset": "committee"}, {}, "grid.var: not a parameter of data='two_cluster'"),
+        ({"prior": [0.5, 1.2]}, {"preset": "committee"}, {}, "prior=1.2"),
+        ({"eps": [0.1, -0.5]}, {"preset": "committee"}, {}, "eps=-0.5"),
+        ({"eps": [0.1]}, {"preset": "committee", "eps": 0.2}, {}, "grid.eps: eps is also set in [base]"),
+        ({"eps": [0.1]}, {"preset": "committee", "N": 100}, {}, "base.N: N is a run setting"),
+        ({"eps": [0.1]}, {"preset": "committee", "gamma": 1}, {}, "base.gamma: unknown key"),
+        ({"eps": [0.1]}, {"preset": "committe"}, {}, "base.preset='committe'"),
+        ({"eps": [0.1]}, {"model": "committee"}, {}, "base.R0 and base.Q0 are needed"),
+        ({"eps": [0.1]}, {"preset": "committee"}, {"sampler": "full"}, "unknown key 'sampler'"),
+        ({"eps": [0.1]}, {"preset": "committee", "v": [1.0, 2.0, 3.0]}, {}, "v="),
+        ({"eps": [0.1]}, {"preset": "committee", "eps_test": -1.0}, {}, "eps_test"),
+        ({}, {"preset": "committee"}, {}, "grid={} is empty"),
+        ({"eps": [0.1]}, {"preset": "committee"}, {"quadrature": [6, 0, 7.0]}, "quadrature=[6, 0, 7.0]"),
+        ({"eps": [0.1]}, {"preset": "committee"}, {"chunk": -1}, "chunk=-1"),
+        ({"eps": [0.1]}, {"preset": "committee"}, {"seed": 2**64}, "seed="),
+        ({"eps": [0.1]}, {"preset": "committee"}, {"mc": True, "N": 2}, "N=2 must be >= D + K"),
+    ],
+)
 def test_bad_committee_sweeps_are_refused_by_name(grid, base, options, msg):
     with pytest.raises(ValueError) as e:
         make_committee_sweep_config(grid, base, **options)
@@ -178,12 +225,34 @@ def test_k1_committee_sweep_is_the_single_layer_sweep():
     from jaxadv import make_sweep_config, sweep
 
     grid = {"eps": [0.0, 1.0], "prior": [0.5, 0.8]}
-    base = {"model": "committee", "K": 1, "data": "two_cluster", "rho": 2.0, "v2": 1.5, "v": [1.0], "R0": [[0.2]],
-            "Q0": [[1.0]], "b0": [0.1], "eta_w": 0.5, "eta_b": 0.3, "eps_test": 0.4}
-    c = committee_sweep(make_committee_sweep_config(grid, base, alpha_max=2.0, n_save=2, dt=0.1,
-                                                    quadrature=[32, 16, 9.0]))
-    s = sweep(make_sweep_config(grid, {"rho": 2.0, "v2": 1.5, "eta_w": 0.5, "eta_b": 0.3, "eps_test": 0.4},
-                                alpha_max=2.0, n_save=2, dt=0.1, R0=0.2, b0=0.1))
+    base = {
+        "model": "committee",
+        "K": 1,
+        "data": "two_cluster",
+        "rho": 2.0,
+        "v2": 1.5,
+        "v": [1.0],
+        "R0": [[0.2]],
+        "Q0": [[1.0]],
+        "b0": [0.1],
+        "eta_w": 0.5,
+        "eta_b": 0.3,
+        "eps_test": 0.4,
+    }
+    c = committee_sweep(
+        make_committee_sweep_config(grid, base, alpha_max=2.0, n_save=2, dt=0.1, quadrature=[32, 16, 9.0])
+    )
+    s = sweep(
+        make_sweep_config(
+            grid,
+            {"rho": 2.0, "v2": 1.5, "eta_w": 0.5, "eta_b": 0.3, "eps_test": 0.4},
+            alpha_max=2.0,
+            n_save=2,
+            dt=0.1,
+            R0=0.2,
+            b0=0.1,
+        )
+    )
     np.testing.assert_allclose(c.R[..., 0, 0], s.R, atol=1e-10)
     np.testing.assert_allclose(c.b[..., 0], s.b, atol=1e-10)
     np.testing.assert_allclose(c.clean_error, s.test_error[..., -1], atol=1e-10)
@@ -201,11 +270,22 @@ def test_lipschitz_normalised_sweep_rows_are_the_projected_odes():
     t = committee_sweep(cfg).table
     m = cfg.model
     for i, eps in enumerate([0.0, 0.5]):
-        sol = solve_committee_ode(two_cluster(m["prior"], m["rho"], m["v1"], m["v2"]),
-                                  CommitteeParams(m["eta_w"], m["eta_b"], m["eta_v"], eps),
-                                  CommitteeSpec(K=2, attack="fgm", normalise=False, lipschitz=1.0), 3.0, 1, dt=0.1,
-                                  Q0=m["Q0"], R0=m["R0"], b0=m["b0"], v0=m["v"])
-        np.testing.assert_allclose([t["Q_1_1"][i], t["Q_1_2"][i], t["R_1_1"][i], t["b_2"][i]],
-                                   [sol.Q[-1, 0, 0], sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.b[-1, 1]], atol=1e-12)
+        sol = solve_committee_ode(
+            two_cluster(m["prior"], m["rho"], m["v1"], m["v2"]),
+            CommitteeParams(m["eta_w"], m["eta_b"], m["eta_v"], eps),
+            CommitteeSpec(K=2, attack="fgm", normalise=False, lipschitz=1.0),
+            3.0,
+            1,
+            dt=0.1,
+            Q0=m["Q0"],
+            R0=m["R0"],
+            b0=m["b0"],
+            v0=m["v"],
+        )
+        np.testing.assert_allclose(
+            [t["Q_1_1"][i], t["Q_1_2"][i], t["R_1_1"][i], t["b_2"][i]],
+            [sol.Q[-1, 0, 0], sol.Q[-1, 0, 1], sol.R[-1, 0, 0], sol.b[-1, 1]],
+            atol=1e-12,
+        )
         Q = np.array([[t["Q_1_1"][i], t["Q_1_2"][i]], [t["Q_1_2"][i], t["Q_2_2"][i]]])
         assert float(lipschitz_bound(Q, np.array([t["v_1"][i], t["v_2"][i]]))) <= 1.0 + 1e-9

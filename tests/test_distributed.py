@@ -1,5 +1,6 @@
 """jaxadv.distributed on one process: argument checks, no-ops, the command-line options
 (the two-process run itself: tests/test_multiprocess.py)."""
+
 import argparse
 
 import numpy as np
@@ -9,13 +10,16 @@ from jaxadv import distributed
 from jaxadv.distributed import _needs_gloo
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(coordinator="127.0.0.1:1234"), "go together"),
-    (dict(coordinator="127.0.0.1", num_processes=2, process_id=0), "HOST:PORT"),
-    (dict(coordinator="127.0.0.1:99999", num_processes=2, process_id=0), "HOST:PORT"),
-    (dict(coordinator="h:1234", num_processes=0, process_id=0), "num_processes=0"),
-    (dict(coordinator="h:1234", num_processes=2, process_id=2), "process_id=2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(coordinator="127.0.0.1:1234"), "go together"),
+        (dict(coordinator="127.0.0.1", num_processes=2, process_id=0), "HOST:PORT"),
+        (dict(coordinator="127.0.0.1:99999", num_processes=2, process_id=0), "HOST:PORT"),
+        (dict(coordinator="h:1234", num_processes=0, process_id=0), "num_processes=0"),
+        (dict(coordinator="h:1234", num_processes=2, process_id=2), "process_id=2"),
+    ],
+)
 def test_initialize_checks_its_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         distributed.initialize(**{"coordinator": None, "num_processes": None, "process_id": None, **kwargs})
@@ -54,6 +58,7 @@ def test_command_line_options():
 def test_cli_accepts_the_options_before_the_command():
     from jaxadv.app.cli import _parser
 
-    args = _parser().parse_args(["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0",
-                                 "run", "scenario1"])
+    args = _parser().parse_args(
+        ["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0", "run", "scenario1"]
+    )
     assert args.command == "run" and args.num_processes == 2

@@ -1,6 +1,7 @@
 """The fast generator (jaxadv.fast_random, generator="fast"): its law against the normal and the
 uniform (moments in standard errors, KS, chi-square on bytes, correlations), its key scheme
 (chunking, resumption, vmap against a loop, several devices) and the Monte Carlo against the ODE."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,8 @@ from jaxadv.mc.full import SamplerParams, full_sampler
 from jaxadv.model.data import unit_direction
 from jaxadv.model.params import as_array_params
 
-K = 4.0          # allowance in standard errors (fixed seeds)
-P_MIN = 1e-3     # smallest accepted p-value of the KS and chi-square tests (fixed seeds)
+K = 4.0  # allowance in standard errors (fixed seeds)
+P_MIN = 1e-3  # smallest accepted p-value of the KS and chi-square tests (fixed seeds)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -41,7 +42,7 @@ def _moments(z, what):
     z = z.ravel()
     n = z.size
     for k, expect, var in ((1, 0.0, 1.0), (2, 1.0, 2.0), (3, 0.0, 15.0), (4, 3.0, 96.0)):
-        assert_within_k_se(np.mean(z ** k), np.sqrt(var / n), expect, K, f"{what}: moment {k}")
+        assert_within_k_se(np.mean(z**k), np.sqrt(var / n), expect, K, f"{what}: moment {k}")
 
 
 def test_normal_moments_and_ks_float32(normals32):
@@ -94,7 +95,9 @@ def test_words_are_uniform_bytes_and_independent():
     assert_within_k_se(np.corrcoef(u[1:-1:2], u[2::2])[0, 1], se, 0.0, K, "neighbouring blocks")
     # both words are the cipher's: the XOR of the pair is what jax.random.bits returns
     y = w.reshape(-1, 2)
-    np.testing.assert_array_equal(y[:8, 0] ^ y[:8, 1], np.asarray(jax.random.bits(jax.random.key(77), (8,), jnp.uint32)))
+    np.testing.assert_array_equal(
+        y[:8, 0] ^ y[:8, 1], np.asarray(jax.random.bits(jax.random.key(77), (8,), jnp.uint32))
+    )
 
 
 def test_uniform_float32_and_float64():
@@ -108,7 +111,8 @@ def test_uniform_float32_and_float64():
     assert v.min() >= -2 and v.max() < 3
     # a scalar is the first number of the stream
     assert float(fast_random.uniform(jax.random.key(3), (), jnp.float32)) == float(
-        fast_random.uniform(jax.random.key(3), (4,), jnp.float32)[0])
+        fast_random.uniform(jax.random.key(3), (4,), jnp.float32)[0]
+    )
 
 
 def test_cos_sin_polynomials_over_every_angle():
@@ -145,9 +149,11 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="generator='fast' needs a threefry2x32 key"):
         simulate(jax.random.key(0, impl="philox4x32"), ModelParams(), generator="fast", **kw)
     assert load_config("scenario1", ["generator=fast"]).generator == "fast"
-    for over, msg in ((["generator=bad"], "generator='bad' is not one of"),
-                      (["generator=fast", "sampler=reduced"], "generator='fast' needs sampler='full'"),
-                      (["generator=fast", "prng=rbg"], "generator='fast' needs prng='threefry2x32'")):
+    for over, msg in (
+        (["generator=bad"], "generator='bad' is not one of"),
+        (["generator=fast", "sampler=reduced"], "generator='fast' needs sampler='full'"),
+        (["generator=fast", "prng=rbg"], "generator='fast' needs prng='threefry2x32'"),
+    ):
         with pytest.raises(ValueError, match=msg):
             load_config("scenario1", over)
 
@@ -179,10 +185,24 @@ def test_chunking_does_not_change_the_bits(reference):
 
 @pytest.mark.slow
 def test_grid_point_is_the_simulation_of_its_key():
-    grid = simulate(jax.random.key(4), ModelParams(eps=np.array([0.2, 0.9])), N=20, alpha_max=1.0, n_save=2,
-                    replicas=3, generator="fast")
-    one = simulate(jax.random.fold_in(jax.random.key(4), 1), ModelParams(eps=0.9), N=20, alpha_max=1.0, n_save=2,
-                   replicas=3, generator="fast")
+    grid = simulate(
+        jax.random.key(4),
+        ModelParams(eps=np.array([0.2, 0.9])),
+        N=20,
+        alpha_max=1.0,
+        n_save=2,
+        replicas=3,
+        generator="fast",
+    )
+    one = simulate(
+        jax.random.fold_in(jax.random.key(4), 1),
+        ModelParams(eps=0.9),
+        N=20,
+        alpha_max=1.0,
+        n_save=2,
+        replicas=3,
+        generator="fast",
+    )
     np.testing.assert_array_equal(grid.R[1], one.R)
 
 
@@ -191,8 +211,7 @@ def test_vmap_equals_loop_over_replicas_and_steps():
     N, replicas, steps = 24, 2, 12
     p = ModelParams(prior=0.4, v1=1.3, v2=0.7, eps=0.8, eta_w=0.5, eta_b=0.5)
     key = jax.random.key(11)
-    mc = simulate(key, p, N=N, alpha_max=steps / N, n_save=1, replicas=replicas, dtype=jnp.float64,
-                  generator="fast")
+    mc = simulate(key, p, N=N, alpha_max=steps / N, n_save=1, replicas=replicas, dtype=jnp.float64, generator="fast")
     sampler = full_sampler(generator="fast")
     sp = SamplerParams(as_array_params(p, jnp.float64), {}, unit_direction(N, jnp.float64))
     step = jax.jit(sampler.step)
@@ -234,14 +253,18 @@ print(jax.local_device_count())
 @pytest.mark.slow
 def test_two_host_devices_same_bits_as_one(tmp_path):
     out = tmp_path / "two.npy"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               PYTHONPATH=ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
-    res = subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True,
-                         timeout=120)
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split()[-1] == "2"
-    one = simulate(jax.random.key(3), ModelParams(eps=0.5), N=40, alpha_max=0.5, n_save=2, replicas=4,
-                   generator="fast")
+    one = simulate(jax.random.key(3), ModelParams(eps=0.5), N=40, alpha_max=0.5, n_save=2, replicas=4, generator="fast")
     np.testing.assert_array_equal(np.load(out), np.stack([one.R, one.b, one.norm]))
 
 
@@ -255,8 +278,7 @@ CASES = [
 
 
 def _assert_mc_agrees_with_ode(p, seed, N, alpha_max, n_save, replicas):
-    mc = simulate(jax.random.key(seed), p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas,
-                  generator="fast")
+    mc = simulate(jax.random.key(seed), p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, generator="fast")
     ode = solve_ode(p, float(mc.alpha[-1]), n_save)
     cmp = compare(mc_summary(mc, p, 0.5), ode_table(ode, p, 0.5), allowance=0.0)
     assert cmp.worst[0] <= K, cmp.verdict()

@@ -4,6 +4,7 @@ Each test names the failure it guards against. Bad inputs go through ``jaxadv.ap
 must give one line ``jaxadv: error: ...`` naming the key or path, exit code 2, no traceback, and
 no computation (they are refused before the ODE runs).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ def _toml(tmp_path, text, name="cfg.toml", raw=None):
 
 # --- 1. the ODE never leaves its domain unannounced --------------------------------------------
 
+
 def test_domain_status_flags_R_beyond_one_and_nan():
     import jax.numpy as jnp
     from jaxadv.ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, domain_status
@@ -64,8 +66,7 @@ def test_unstable_fixed_step_falls_back_or_fails():
 
     ok = solve_ode(ModelParams(prior=0.5, rho=2.0, eta_w=20.0, eps=1.0), 50.0, 10)
     assert int(ok.status) == 0 and bool(ok.fallback) and np.all(np.abs(np.asarray(ok.R)) <= 1)
-    bad = solve_ode(ModelParams(prior=0.5, rho=2.0, eta_w=1000.0, eta_b=1000.0, eps=1.0), 20.0, 4,
-                    max_steps=2000)
+    bad = solve_ode(ModelParams(prior=0.5, rho=2.0, eta_w=1000.0, eta_b=1000.0, eps=1.0), 20.0, 4, max_steps=2000)
     assert int(bad.status) != 0 and bool(bad.failed)
     stable = solve_ode(ModelParams(prior=0.5, rho=2.0, eps=1.0), 10.0, 5)
     assert int(stable.status) == 0 and not bool(stable.fallback)
@@ -73,8 +74,22 @@ def test_unstable_fixed_step_falls_back_or_fails():
 
 @pytest.mark.slow
 def test_cli_refuses_an_untrustworthy_ode(tmp_path, capsys):
-    rc, out, err = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "eta_w=1000", "--set", "eta_b=1000",
-                        "--set", "alpha_max=20", "--set", "n_save=4", "--out", str(tmp_path / "o"))
+    rc, out, err = _cli(
+        capsys,
+        "run",
+        "scenario1",
+        "--no-mc",
+        "--set",
+        "eta_w=1000",
+        "--set",
+        "eta_b=1000",
+        "--set",
+        "alpha_max=20",
+        "--set",
+        "n_save=4",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert rc == 2 and err.startswith("jaxadv: error: ode: ") and "Traceback" not in err
     assert not (tmp_path / "o" / "ode.csv").exists()
 
@@ -90,6 +105,7 @@ def test_entry_points_validate_params():
 
 
 # --- 2. an honest verdict ------------------------------------------------------------------------
+
 
 def _cols(alpha, R, b, te, re, sem, n):
     mc = {"alpha": alpha, "n_finite": np.full(alpha.shape, n)}
@@ -113,8 +129,7 @@ def test_verdict_at_N_2_is_not_consistent():
     p = ModelParams(prior=0.5, rho=2.0, eta_w=0.04, eta_b=0.2, eps=1.0)
     ode = _ode_cols(p, 20.0, 4)
     mc = _cols(ode["alpha"], ode["R"] - 0.3, ode["b"], ode["test_error"] + 0.05, ode["robust_error"], 0.01, 256)
-    v = honest_verdict(mc, ode, params=p, N=2, n_save=4, dt=0.05, eps_test=1.0,
-                       mc_dtype=np.float32)
+    v = honest_verdict(mc, ode, params=p, N=2, n_save=4, dt=0.05, eps_test=1.0, mc_dtype=np.float32)
     assert v.status in ("not testable", "INCONSISTENT") and v.status != "consistent"
     assert "N=2" in v.text and v.raw_z_max == pytest.approx(30.0)
 
@@ -143,8 +158,22 @@ def test_python_verdict_is_the_cli_verdict(tmp_path, capsys):
     from jaxadv import ModelParams, honest_verdict, training_rule
 
     out = tmp_path / "run"
-    _cli(capsys, "run", "scenario2", "--set", "N=200", "--set", "alpha_max=4", "--set", "n_save=4",
-         "--set", "replicas=32", "--out", str(out), "--quiet")
+    _cli(
+        capsys,
+        "run",
+        "scenario2",
+        "--set",
+        "N=200",
+        "--set",
+        "alpha_max=4",
+        "--set",
+        "n_save=4",
+        "--set",
+        "replicas=32",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     t = jaxadv.load(str(out))
     cfg = t["config"]["config"]
     p = ModelParams(**{k: cfg[k] for k in ModelParams._fields})
@@ -153,8 +182,9 @@ def test_python_verdict_is_the_cli_verdict(tmp_path, capsys):
     assert v.status == t["config"]["verdict_status"] == "consistent"
     assert v.text == t["config"]["verdict"]
     # a rule the theory does not cover is "not testable" from Python too, as in the CLI
-    v = honest_verdict(t["mc"], t["ode"], params=p, N=cfg["N"], eps_test=eps_test,
-                       rule=training_rule(eps_dist="uniform"))
+    v = honest_verdict(
+        t["mc"], t["ode"], params=p, N=cfg["N"], eps_test=eps_test, rule=training_rule(eps_dist="uniform")
+    )
     assert v.status == "not testable" and "theory unavailable" in v.text
 
 
@@ -165,10 +195,10 @@ def test_frozen_student_is_not_millions_of_sigmas():
 
     p = ModelParams(prior=0.7, rho=2.0, eta_w=0.04, eta_b=0.2, eps=10.0)
     ode = _ode_cols(p, 20.0, 4, eps_test=10.0)
-    mc = _cols(ode["alpha"], ode["R"] + 1e-15, ode["b"] + 1e-15, ode["test_error"] + 1e-15, ode["robust_error"],
-               1e-23, 64)
-    v = honest_verdict(mc, ode, params=p, N=1000, n_save=4, dt=0.05, eps_test=10.0,
-                       mc_dtype=np.float32)
+    mc = _cols(
+        ode["alpha"], ode["R"] + 1e-15, ode["b"] + 1e-15, ode["test_error"] + 1e-15, ode["robust_error"], 1e-23, 64
+    )
+    v = honest_verdict(mc, ode, params=p, N=1000, n_save=4, dt=0.05, eps_test=10.0, mc_dtype=np.float32)
     assert v.status == "not testable" and "do not spread" in v.text
     assert v.raw_z_max < 1.0
 
@@ -190,6 +220,7 @@ def test_verdict_without_theory_and_with_all_replicas_diverged():
 
 
 # --- 3. nothing lost -----------------------------------------------------------------------------
+
 
 def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monkeypatch):
     """Ctrl-C wrote no checkpoint (the first came after 60 s) yet promised a resume."""
@@ -230,9 +261,29 @@ def test_sweep_with_mc_chunks_by_grid_point():
 def test_sigterm_saves_a_checkpoint(tmp_path):
     out = tmp_path / "o"
     env = {**os.environ, "PYTHONPATH": ROOT, "JAXADV_HOST_DEVICES": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "N=200",
-                             "--set", "alpha_max=400", "--set", "replicas=8", "--set", "n_save=400", "--quiet",
-                             "--out", str(out)], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jaxadv.app.cli",
+            "run",
+            "scenario1",
+            "--set",
+            "N=200",
+            "--set",
+            "alpha_max=400",
+            "--set",
+            "replicas=8",
+            "--set",
+            "n_save=400",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ck = out / "mc_checkpoint.npz"
     t0 = time.time()
     while not ck.exists() and time.time() - t0 < 120 and proc.poll() is None:
@@ -246,6 +297,7 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
 
 
 # --- 4. protected outputs ------------------------------------------------------------------------
+
 
 def test_two_runs_into_one_folder(tmp_path):
     from jaxadv.app.outputs import claim_output
@@ -263,8 +315,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
     from jaxadv.app.outputs import LOCK_NAME, claim_output
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": int(dead), "host": socket.gethostname()}))
     claim_output(str(tmp_path), {"x": 1}).release()
 
@@ -289,12 +342,17 @@ def test_another_runs_results_are_refused_unless_overwrite(tmp_path):
 
 def test_cli_second_config_into_same_out_is_refused(tmp_path, capsys):
     out = tmp_path / "o"
-    rc, _, _ = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "alpha_max=2", "--set", "n_save=2",
-                    "--out", str(out))
+    rc, _, _ = _cli(
+        capsys, "run", "scenario1", "--no-mc", "--set", "alpha_max=2", "--set", "n_save=2", "--out", str(out)
+    )
     assert rc == 0 and oct(stat.S_IMODE(os.stat(out / "ode.csv").st_mode)) == oct(0o666 & ~_umask())
     json.loads((out / "config.json").read_text())
-    _one_line_error(capsys, ["run", "scenario1", "--no-mc", "--set", "alpha_max=3", "--set", "n_save=2",
-                             "--out", str(out)], "--overwrite", str(out))
+    _one_line_error(
+        capsys,
+        ["run", "scenario1", "--no-mc", "--set", "alpha_max=3", "--set", "n_save=2", "--out", str(out)],
+        "--overwrite",
+        str(out),
+    )
 
 
 def _umask():
@@ -318,12 +376,18 @@ def test_files_follow_the_umask(tmp_path):
 
 # --- 5. one-line errors, before any computation --------------------------------------------------
 
+
 def test_bad_output_paths(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     sweep_toml = _toml(tmp_path, "alpha_max = 1.0\nn_save = 2\n[grid]\neps = [0.0, 1.0]\n", "sw.toml")
-    for cmd in (["run", "scenario1", "--no-mc"], ["compare-defences", "--no-mc"], ["sweep", sweep_toml],
-                ["verify", "scenario1"], ["mnist"]):
+    for cmd in (
+        ["run", "scenario1", "--no-mc"],
+        ["compare-defences", "--no-mc"],
+        ["sweep", sweep_toml],
+        ["verify", "scenario1"],
+        ["mnist"],
+    ):
         _one_line_error(capsys, cmd + ["--out", str(f)], str(f), "existing file")
         _one_line_error(capsys, cmd + ["--out", str(f / "sub")], "under a file")
     if os.geteuid() != 0:  # root writes anywhere
@@ -373,8 +437,18 @@ def test_disk_full_keeps_the_earlier_file_and_names_the_path(tmp_path, capsys, m
     with pytest.raises(OSError, match="a.csv.*No space left on device"):
         write_csv(path, {"x": np.arange(5.0)})
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.csv"]  # no temporary file left
-    rc, out, err = _cli(capsys, "run", "scenario1", "--no-mc", "--set", "alpha_max=1", "--set", "n_save=1",
-                        "--out", str(tmp_path / "run"))
+    rc, out, err = _cli(
+        capsys,
+        "run",
+        "scenario1",
+        "--no-mc",
+        "--set",
+        "alpha_max=1",
+        "--set",
+        "n_save=1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("jaxadv: error: ") and "No space left on device" in err and str(tmp_path / "run") in err
 
@@ -394,16 +468,45 @@ def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(run_module, "simulate_resumable", diverging)
     out = tmp_path / "run"
-    rc, stdout, err = _cli(capsys, "run", "scenario1", "--set", "N=50", "--set", "replicas=8", "--set",
-                           "alpha_max=1", "--set", "n_save=2", "--out", str(out), "--quiet")
+    rc, stdout, err = _cli(
+        capsys,
+        "run",
+        "scenario1",
+        "--set",
+        "N=50",
+        "--set",
+        "replicas=8",
+        "--set",
+        "alpha_max=1",
+        "--set",
+        "n_save=2",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert rc == 3 and err.count("\n") == 1 and "all 8 replicas diverged" in err, err
     assert "Traceback" not in err and "Warning" not in err + stdout and "nan" not in stdout.lower(), stdout
     info = json.loads((out / "config.json").read_text())  # strict JSON: no NaN
     assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 8
 
 
-PROBE_VALUES = ["nan", "inf", "-inf", "-1", "0", "1e30", "-1e-300", "abc", "", "1.5", "true", "[1,2]", "1,2",
-                "0x10", "1_000"]
+PROBE_VALUES = [
+    "nan",
+    "inf",
+    "-inf",
+    "-1",
+    "0",
+    "1e30",
+    "-1e-300",
+    "abc",
+    "",
+    "1.5",
+    "true",
+    "[1,2]",
+    "1,2",
+    "0x10",
+    "1_000",
+]
 
 
 def test_every_key_refuses_bad_values_naming_itself():
@@ -433,7 +536,7 @@ def test_every_key_refuses_bad_values_naming_itself():
             if isinstance(got, float) and not math.isfinite(got):
                 escaped.append((key, value, f"accepted a non-finite {got}"))
     assert not escaped, escaped
-    assert refused > 400   # (every probe is refused, accepted or escaped: with none escaped the rest add up)
+    assert refused > 400  # (every probe is refused, accepted or escaped: with none escaped the rest add up)
 
 
 @pytest.mark.parametrize("key", ["N", "n_save", "replicas", "seed"])
@@ -442,19 +545,22 @@ def test_toml_non_finite_integers(tmp_path, capsys, key, value):
     _one_line_error(capsys, ["run", _toml(tmp_path, f"{key} = {value}\n"), "--out", str(tmp_path / "o")], f"{key}=")
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--set", "seed=1e30"], "seed"),
-    (["--set", "N=1e9"], "N=1000000000"),
-    (["--set", "eps_min=nan"], "eps_min"),
-    (["--set", "eps_max=inf"], "eps_max"),
-    (["--set", "eps=1", "--set", "eps=2"], "given twice"),
-    (["--set", "name=../../escape_dir"], "name="),
-    (["--set", "alpha_max=1e30"], "alpha_max=1e+30 needs 2e+31 RK4 steps"),  # was an OverflowError traceback
-    (["--set", "save=log", "--set", "points_per_decade=1e30"], "points_per_decade="),  # was "Maximum allowed size"
-    (["--set", "alpha_max=1e7"], "step counter"),  # 1e10 Monte Carlo steps: the 32-bit counter would wrap
-    (["--set", "eps_min=-1"], "eps_min=-1.0"),  # checked although the fixed law does not read it
-    (["--set", "eps_values=1,nan"], "eps_values="),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--set", "seed=1e30"], "seed"),
+        (["--set", "N=1e9"], "N=1000000000"),
+        (["--set", "eps_min=nan"], "eps_min"),
+        (["--set", "eps_max=inf"], "eps_max"),
+        (["--set", "eps=1", "--set", "eps=2"], "given twice"),
+        (["--set", "name=../../escape_dir"], "name="),
+        (["--set", "alpha_max=1e30"], "alpha_max=1e+30 needs 2e+31 RK4 steps"),  # was an OverflowError traceback
+        (["--set", "save=log", "--set", "points_per_decade=1e30"], "points_per_decade="),  # was "Maximum allowed size"
+        (["--set", "alpha_max=1e7"], "step counter"),  # 1e10 Monte Carlo steps: the 32-bit counter would wrap
+        (["--set", "eps_min=-1"], "eps_min=-1.0"),  # checked although the fixed law does not read it
+        (["--set", "eps_values=1,nan"], "eps_values="),
+    ],
+)
 def test_bad_keys(tmp_path, capsys, argv, needle):
     _one_line_error(capsys, ["run", "scenario1", *argv, "--out", str(tmp_path / "o")], needle)
 
@@ -470,8 +576,16 @@ def test_runs_beyond_the_step_counter_are_refused_by_every_plan():
     with pytest.raises(ValueError, match="step counter"):
         ja.simulate(0, ja.ModelParams(), N=1000, alpha_max=1e7, n_save=10, replicas=2)
     with pytest.raises(ValueError, match="step counter"):
-        simulate_committee(jax.random.key(0), xor(), CommitteeParams(), CommitteeSpec(K=2), N=1000, alpha_max=1e7,
-                           n_save=10, replicas=2)
+        simulate_committee(
+            jax.random.key(0),
+            xor(),
+            CommitteeParams(),
+            CommitteeSpec(K=2),
+            N=1000,
+            alpha_max=1e7,
+            n_save=10,
+            replicas=2,
+        )
 
 
 def test_memory_estimate_is_in_the_message(tmp_path, capsys):
@@ -486,7 +600,7 @@ def test_toml_name_cannot_escape_results(tmp_path, capsys, monkeypatch):
 
 
 def test_non_utf8_toml_names_the_file(tmp_path, capsys):
-    path = _toml(tmp_path, "", raw=b"N = 10\nname = \"\xff\xfe\"\n")
+    path = _toml(tmp_path, "", raw=b'N = 10\nname = "\xff\xfe"\n')
     _one_line_error(capsys, ["run", path], path, "UTF-8")
 
 
@@ -497,6 +611,7 @@ def test_huge_sweep_grid_is_refused_with_an_estimate(tmp_path, capsys):
 
 
 # --- 6. valid JSON, clean summaries --------------------------------------------------------------
+
 
 def test_json_has_null_for_missing_numbers(tmp_path):
     from jaxadv.app.io import write_json
@@ -533,6 +648,7 @@ def _mc_fields(nan, fin):
 
 # --- 7. benchmarks never overwrite committed results ---------------------------------------------
 
+
 def test_benchmarks_default_to_a_scratch_folder():
     sys.path.insert(0, ROOT)
     try:
@@ -542,8 +658,9 @@ def test_benchmarks_default_to_a_scratch_folder():
     assert common.set_out_dir(None, False) == common.SCRATCH_DIR != common.RESULTS_DIR
     assert common.set_out_dir(None, True) == common.RESULTS_DIR
     common.set_out_dir(None, False)
-    r = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--commit", "--list"], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--commit", "--list"], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 2 and "--commit" in r.stderr
 
 

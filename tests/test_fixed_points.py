@@ -1,4 +1,5 @@
 """Fixed points against long integrations; best achievable errors against closed forms and scipy."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,8 +7,17 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
-from jaxadv import (ModelParams, best_robust_error, best_robust_error_closed, best_test_error, drift, fixed_point,
-                    robust_error, solve_ode, test_error)
+from jaxadv import (
+    ModelParams,
+    best_robust_error,
+    best_robust_error_closed,
+    best_test_error,
+    drift,
+    fixed_point,
+    robust_error,
+    solve_ode,
+    test_error,
+)
 
 E, P = np.meshgrid([0.0, 0.5, 1.0], [0.5, 0.6, 0.75], indexing="ij")
 GRID = ModelParams(prior=P, eps=E)
@@ -54,7 +64,9 @@ def test_fixed_point_validation():
 
 
 def _scipy_best(p, rho, v1, v2, eps):
-    f = lambda b: p * norm.cdf((eps + b - rho / 2) / np.sqrt(v1)) + (1 - p) * norm.cdf((eps - b - rho / 2) / np.sqrt(v2))
+    f = lambda b: (
+        p * norm.cdf((eps + b - rho / 2) / np.sqrt(v1)) + (1 - p) * norm.cdf((eps - b - rho / 2) / np.sqrt(v2))
+    )
     # S may have a local minimum besides the global one (unequal variances): scan, then refine
     xs = np.linspace(-15, 15, 30001)
     x0 = xs[np.argmin(f(xs))]
@@ -62,9 +74,17 @@ def _scipy_best(p, rho, v1, v2, eps):
     return r.fun, r.x
 
 
-@pytest.mark.parametrize("p,rho,v1,v2,eps", [(0.5, 2.0, 1.0, 1.0, 0.0), (0.7, 2.0, 1.0, 1.0, 0.0),
-                                              (0.7, 2.0, 1.0, 1.0, 0.5), (0.6, 3.0, 0.5, 2.0, 0.3),
-                                              (0.6, 1.5, 2.0, 0.7, 0.2), (0.8, 1.5, 2.0, 0.7, 0.2)])
+@pytest.mark.parametrize(
+    "p,rho,v1,v2,eps",
+    [
+        (0.5, 2.0, 1.0, 1.0, 0.0),
+        (0.7, 2.0, 1.0, 1.0, 0.0),
+        (0.7, 2.0, 1.0, 1.0, 0.5),
+        (0.6, 3.0, 0.5, 2.0, 0.3),
+        (0.6, 1.5, 2.0, 0.7, 0.2),
+        (0.8, 1.5, 2.0, 0.7, 0.2),
+    ],
+)
 def test_best_error_against_scipy(p, rho, v1, v2, eps):
     params = ModelParams(prior=p, rho=rho, v1=v1, v2=v2)
     best = best_robust_error(params, eps)

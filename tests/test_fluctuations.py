@@ -1,6 +1,7 @@
 """Fluctuation theory against exact references: the per-step moments against a deterministic
 quadrature of the exact reduced step map, and the predicted spread and mean shift against
 simulations (within stated standard errors, fixed seeds)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +29,17 @@ def _exact_step_moments(R, b, N):
     W = np.einsum("i,j,k->ijk", w1 / w1.sum(), w2 / w2.sum(), wl / wl.sum())
     m1, m2 = np.zeros(2), np.zeros((2, 2))
     for tau, pt in ((1.0, PARAMS.prior), (-1.0, 1 - PARAMS.prior)):
-        new = red.reduced_update(jnp.asarray(R), jnp.asarray(b), tau, jnp.asarray(g1), jnp.asarray(g2),
-                                 jnp.asarray(c), p, float(N), DEFAULT_RULE)
+        new = red.reduced_update(
+            jnp.asarray(R),
+            jnp.asarray(b),
+            tau,
+            jnp.asarray(g1),
+            jnp.asarray(g2),
+            jnp.asarray(c),
+            p,
+            float(N),
+            DEFAULT_RULE,
+        )
         X = np.stack([N * (np.asarray(new.R) - R), N * (np.asarray(new.b) - b)])
         m1 += pt * np.einsum("ijk,aijk->a", W, X)
         m2 += pt * np.einsum("ijk,aijk,bijk->ab", W, X, X)
@@ -53,8 +63,15 @@ def test_drift_statistics_match_exact_step_map():
 @pytest.mark.slow  # the default suite resolves the theory at N = 100 (test_mean_shift_is_resolved_at_N_100)
 def test_prediction_matches_reduced_simulation_at_N_1000():
     N, reps = 1000, 4000
-    mc = simulate(jax.random.key(11), PARAMS, N=N, alpha_max=FL["alpha_max"], n_save=FL["n_save"],
-                  replicas=reps, sampler="reduced")
+    mc = simulate(
+        jax.random.key(11),
+        PARAMS,
+        N=N,
+        alpha_max=FL["alpha_max"],
+        n_save=FL["n_save"],
+        replicas=reps,
+        sampler="reduced",
+    )
     fl = solve_fluctuations(PARAMS, N, **FL)
     assert mc.finite.all()
     se_rel = 1 / np.sqrt(2 * (reps - 1))  # relative standard error of a sample std
@@ -73,8 +90,15 @@ def test_mean_shift_is_resolved_at_N_100():
     """The O(1/N) shift of the mean: at N=100 with 16000 replicas it is several standard errors,
     and the simulation agrees with mean + shift, not with the mean alone."""
     N, reps = 100, 16000
-    mc = simulate(jax.random.key(12), PARAMS, N=N, alpha_max=FL["alpha_max"], n_save=FL["n_save"],
-                  replicas=reps, sampler="reduced")
+    mc = simulate(
+        jax.random.key(12),
+        PARAMS,
+        N=N,
+        alpha_max=FL["alpha_max"],
+        n_save=FL["n_save"],
+        replicas=reps,
+        sampler="reduced",
+    )
     fl = solve_fluctuations(PARAMS, N, **FL)
     assert mc.finite.all()
     shift_z, resid_z, plain_z = [], [], []

@@ -1,4 +1,5 @@
 """Gaussian averages of the force against scipy.integrate.quad (float64, 1e-13)."""
+
 import itertools
 
 import numpy as np
@@ -67,6 +68,9 @@ def test_closed_form_moments_to_machine_precision_on_a_wide_grid():
     worst = 0.0
     for mi, vi, ti in itertools.product(np.linspace(-8, 8, 9), np.geomspace(0.01, 100, 9), (1.0, -1.0)):
         d1, d2 = force_moments(QUADRATIC, jnp.asarray(mi), jnp.asarray(vi), jnp.asarray(ti), "closed")
-        worst = max(worst, abs(float(d1) - _quad_mean(lambda x: _delta(x, ti), mi, vi)),
-                    abs(float(d2) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)))
+        worst = max(
+            worst,
+            abs(float(d1) - _quad_mean(lambda x: _delta(x, ti), mi, vi)),
+            abs(float(d2) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)),
+        )
     assert worst < 1e-14, worst

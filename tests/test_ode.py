@@ -1,4 +1,5 @@
 """ODE right-hand side and trajectory against an independent SciPy implementation."""
+
 import numpy as np
 import pytest
 from scipy.integrate import quad, solve_ivp
@@ -52,8 +53,15 @@ def test_rhs_against_quad_reference():
 def test_trajectory_against_solve_ivp():
     for p in PARAMS:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, dt=0.02, R0=0.1, b0=0.2)
-        ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
-                        t_eval=np.asarray(sol.alpha), rtol=1e-11, atol=1e-12)
+        ref = solve_ivp(
+            lambda t, y: rhs_reference(y[0], y[1], p),
+            (0, 40.0),
+            [0.1, 0.2],
+            method="DOP853",
+            t_eval=np.asarray(sol.alpha),
+            rtol=1e-11,
+            atol=1e-12,
+        )
         np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-10)
         np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-10)
 
@@ -80,8 +88,15 @@ def test_adaptive_trajectory_against_solve_ivp():
     """Adaptive RK4 (step doubling) at rtol 1e-10 against DOP853 on the independent right-hand side."""
     for p in PARAMS:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, R0=0.1, b0=0.2, rtol=1e-10)
-        ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
-                        t_eval=np.asarray(sol.alpha), rtol=1e-11, atol=1e-12)
+        ref = solve_ivp(
+            lambda t, y: rhs_reference(y[0], y[1], p),
+            (0, 40.0),
+            [0.1, 0.2],
+            method="DOP853",
+            t_eval=np.asarray(sol.alpha),
+            rtol=1e-11,
+            atol=1e-12,
+        )
         np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=1e-10)
         np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=1e-10)
         assert int(sol.n_evals) < 3000  # measured 550-2310; the fixed step above makes 8000
@@ -104,8 +119,15 @@ def test_embedded_estimate_against_solve_ivp():
     parameter sets: the quad reference is slow."""
     for p in PARAMS[2:]:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, R0=0.1, b0=0.2, rtol=1e-9, estimate="embedded")
-        ref = solve_ivp(lambda t, y: rhs_reference(y[0], y[1], p), (0, 40.0), [0.1, 0.2], method="DOP853",
-                        t_eval=np.asarray(sol.alpha), rtol=1e-12, atol=1e-13)
+        ref = solve_ivp(
+            lambda t, y: rhs_reference(y[0], y[1], p),
+            (0, 40.0),
+            [0.1, 0.2],
+            method="DOP853",
+            t_eval=np.asarray(sol.alpha),
+            rtol=1e-12,
+            atol=1e-13,
+        )
         np.testing.assert_allclose(np.asarray(sol.R), ref.y[0], atol=2e-9, rtol=0)
         np.testing.assert_allclose(np.asarray(sol.b), ref.y[1], atol=2e-9, rtol=0)
     with pytest.raises(ValueError, match="estimate='rk45'"):
@@ -116,8 +138,12 @@ def test_adaptive_bad_tolerances_and_step_budget():
     import pytest
 
     p = PARAMS[0]
-    for kw, name in ((dict(rtol=-1.0), "rtol"), (dict(atol=float("nan")), "atol"), (dict(rtol=0.0, atol=0.0), "rtol=0"),
-                     (dict(rtol=1e-6, max_steps=0), "max_steps")):
+    for kw, name in (
+        (dict(rtol=-1.0), "rtol"),
+        (dict(atol=float("nan")), "atol"),
+        (dict(rtol=0.0, atol=0.0), "rtol=0"),
+        (dict(rtol=1e-6, max_steps=0), "max_steps"),
+    ):
         with pytest.raises(ValueError, match=name):
             solve_ode(p, 10.0, 2, **kw)
     with pytest.warns(RuntimeWarning, match="max_steps=5"):

@@ -1,6 +1,7 @@
 """The exact reduced sampler against brute force: the step map against the N-dimensional
 update, its random numbers against their exact laws, and whole runs against the full simulation
 (two-sample KS tests and moments within stated standard errors, at fixed seeds)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,8 +78,17 @@ def test_initial_overlap_is_exact(N):
 LOGISTIC = Loss("logistic", lambda x, t: jnp.log1p(jnp.exp(-2 * t * x)))
 
 
-@pytest.mark.parametrize("R,tau,loss", [(0.3, 1.0, QUADRATIC), (0.3, -1.0, QUADRATIC), (-0.8, 1.0, QUADRATIC),
-                                        (1.0, -1.0, QUADRATIC), (-1.0, 1.0, QUADRATIC), (0.5, -1.0, LOGISTIC)])
+@pytest.mark.parametrize(
+    "R,tau,loss",
+    [
+        (0.3, 1.0, QUADRATIC),
+        (0.3, -1.0, QUADRATIC),
+        (-0.8, 1.0, QUADRATIC),
+        (1.0, -1.0, QUADRATIC),
+        (-1.0, 1.0, QUADRATIC),
+        (0.5, -1.0, LOGISTIC),
+    ],
+)
 def test_step_map_equals_n_dimensional_update(R, tau, loss):
     """Same example, same numbers: the reduced map equals optax SGD + projection in N dims (float64).
     Any loss of the field goes through `force` unchanged (here also a logistic loss)."""
@@ -99,15 +109,24 @@ def test_step_map_equals_n_dimensional_update(R, tau, loss):
     u = B - R * w
     nu = jnp.linalg.norm(u)
     g2 = jnp.where(nu > 0, jnp.dot(u, z) / jnp.where(nu > 0, nu, 1.0), 0.0)
-    rest = jnp.dot(z, z) - g1 ** 2 - g2 ** 2
+    rest = jnp.dot(z, z) - g1**2 - g2**2
     new = red.reduced_update(jnp.asarray(R), jnp.asarray(b), tau, g1, g2, rest, p, N, rule)
     np.testing.assert_allclose(float(new.R), float(jnp.dot(full.w, B)), rtol=0, atol=1e-13)
     np.testing.assert_allclose(float(new.b), float(full.b), rtol=0, atol=1e-14)
 
 
 def test_overlap_at_the_boundary_stays_finite_float64():
-    mc = simulate(jax.random.key(1), PARAMS, N=20, alpha_max=2.0, n_save=2, replicas=REPS, R0=1.0,
-                  sampler="reduced", dtype=jnp.float64)
+    mc = simulate(
+        jax.random.key(1),
+        PARAMS,
+        N=20,
+        alpha_max=2.0,
+        n_save=2,
+        replicas=REPS,
+        R0=1.0,
+        sampler="reduced",
+        dtype=jnp.float64,
+    )
     assert mc.R.dtype == np.float64
     assert mc.finite.all() and np.all(np.abs(mc.R) <= 1)
     np.testing.assert_array_equal(mc.norm, 1.0)
@@ -177,8 +196,6 @@ def test_reduced_matches_full_simulation_slow(N, alpha_max, replicas):
     _compare_full_reduced(N, alpha_max, replicas, seed=N + 1)
 
 
-
-
 def test_step_uniforms_are_the_threefry_words_of_their_counters():
     """step_uniforms against jax's own cipher: threefry_2x32(key, 0..2h-1), top 23 bits, (k + 1/2) / 2^23."""
     from jax.extend.random import threefry_2x32
@@ -189,8 +206,9 @@ def test_step_uniforms_are_the_threefry_words_of_their_counters():
     for n in (1, 2, 5, 6):
         h = (n + 1) // 2
         got = np.asarray(jax.vmap(lambda k: step_uniforms(k, n, jnp.float32))(keys))
-        words = np.stack([np.asarray(threefry_2x32(jax.random.key_data(k), jnp.arange(2 * h, dtype=jnp.uint32)))[:n]
-                          for k in keys])
+        words = np.stack(
+            [np.asarray(threefry_2x32(jax.random.key_data(k), jnp.arange(2 * h, dtype=jnp.uint32)))[:n] for k in keys]
+        )
         k23 = got * 2.0**23 - 0.5
         np.testing.assert_array_equal(k23, (words >> 9).astype(np.float64))
         assert got.min() > 0 and got.max() < 1

@@ -1,4 +1,5 @@
 """RK4: order of convergence, pytree states, save grid."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +54,7 @@ def test_pytree_state_and_save_grid():
 
 # --- adaptive step (step doubling) ---------------------------------------------------------------
 
+
 def _forced(t, y, a):
     return -a * y + jnp.sin(t)
 
@@ -87,8 +89,9 @@ def test_adaptive_pytree_and_vmap():
     def f(t, y, a):
         return {"x": -a * y["x"], "y": jnp.ones_like(y["y"])}
 
-    run = lambda a: integrate_adaptive(f, {"x": jnp.asarray(1.0), "y": jnp.zeros(2)}, 0.0, jnp.array([1.0, 3.0]),
-                                       0.05, a, rtol=1e-10, atol=1e-12)
+    run = lambda a: integrate_adaptive(
+        f, {"x": jnp.asarray(1.0), "y": jnp.zeros(2)}, 0.0, jnp.array([1.0, 3.0]), 0.05, a, rtol=1e-10, atol=1e-12
+    )
     ts, ys, st = jax.vmap(run)(jnp.array([0.5, 2.0]))
     np.testing.assert_allclose(ys["x"], np.exp(-np.outer([0.5, 2.0], [0.0, 1.0, 3.0])), rtol=1e-8)
     np.testing.assert_allclose(ys["y"][:, :, 0], np.tile([0.0, 1.0, 3.0], (2, 1)), atol=1e-12)
@@ -98,8 +101,9 @@ def test_adaptive_pytree_and_vmap():
 def test_adaptive_runs_out_of_steps_with_nan_and_a_flag():
     from jaxadv.ode.rk4 import integrate_adaptive
 
-    ts, ys, st = integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([0.01, 50.0]), 0.001, 0.7,
-                                    rtol=1e-12, atol=1e-14, max_steps=20)
+    ts, ys, st = integrate_adaptive(
+        _forced, jnp.asarray(1.0), 0.0, jnp.array([0.01, 50.0]), 0.001, 0.7, rtol=1e-12, atol=1e-14, max_steps=20
+    )
     assert bool(st.failed)
     assert np.isfinite(float(ys[1])) and np.isnan(float(ys[2]))
     assert int(st.n_accepted) + int(st.n_rejected) == 20
@@ -111,7 +115,7 @@ def test_embedded_weights_are_third_order_and_not_fourth():
 
     A = np.zeros((5, 5))
     for i, row in enumerate(RK4.a):
-        A[i, :len(row)] = row
+        A[i, : len(row)] = row
     A[4, :4] = RK4.b
     c = np.array(RK4.c + (1.0,))
     np.testing.assert_allclose(A.sum(1), c, atol=1e-15)
@@ -130,7 +134,7 @@ def test_embedded_estimate_meets_the_tolerance_with_four_evaluations_a_step():
 
     t_save = jnp.array([1.0, 5.0, 20.0])
     errs, steps = [], []
-    executed = []   # evaluations of f as they run (a host callback per evaluation), not as counted
+    executed = []  # evaluations of f as they run (a host callback per evaluation), not as counted
 
     def counted(t, y, a):
         jax.debug.callback(lambda: executed.append(1))
@@ -138,8 +142,9 @@ def test_embedded_estimate_meets_the_tolerance_with_four_evaluations_a_step():
 
     for rtol in (1e-5, 1e-7, 1e-9):
         executed.clear()
-        ts, ys, st = integrate_adaptive(counted, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2,
-                                        estimate="embedded")
+        ts, ys, st = integrate_adaptive(
+            counted, jnp.asarray(1.0), 0.0, t_save, 0.1, 0.7, rtol=rtol, atol=rtol * 1e-2, estimate="embedded"
+        )
         jax.effects_barrier()
         np.testing.assert_array_equal(np.asarray(ts), [0.0, 1.0, 5.0, 20.0])
         errs.append(np.abs(np.asarray(ys) - _forced_exact(ts, 0.7)).max())
@@ -159,7 +164,8 @@ def test_embedded_estimate_refuses_other_tableaus_and_unknown_names():
     from jaxadv.ode.rk4 import integrate_adaptive
 
     with pytest.raises(ValueError, match="estimate='embedded' needs tableau=RK4"):
-        integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([1.0]), 0.1, 0.7, tableau=EULER,
-                           estimate="embedded")
+        integrate_adaptive(
+            _forced, jnp.asarray(1.0), 0.0, jnp.array([1.0]), 0.1, 0.7, tableau=EULER, estimate="embedded"
+        )
     with pytest.raises(ValueError, match="estimate='pairs'"):
         integrate_adaptive(_forced, jnp.asarray(1.0), 0.0, jnp.array([1.0]), 0.1, 0.7, estimate="pairs")

@@ -1,5 +1,6 @@
 """Log-spaced save points (save="log") for the Monte Carlo, the ODE, sweeps and `jaxadv run`, and the
 ODE started from the Monte Carlo's measured initial point (ode_start="mc")."""
+
 import jax
 import numpy as np
 import pytest
@@ -17,10 +18,13 @@ def test_log_steps_cover_every_decade_once():
     np.testing.assert_array_equal(save_steps(100, 2.0, 4), [0, 50, 100, 150, 200])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(points_per_decade=0), "points_per_decade=0"),
-    (dict(points_per_decade=2, alpha_min=20.0), "alpha_min=20.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(points_per_decade=0), "points_per_decade=0"),
+        (dict(points_per_decade=2, alpha_min=20.0), "alpha_min=20.0"),
+    ],
+)
 def test_log_steps_check_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         log_save_steps(100, 10.0, **kwargs)
@@ -66,9 +70,14 @@ def test_sweep_with_log_saves():
         ja.make_sweep_config({"eps": [0.0]}, save="cubic")
 
 
-@pytest.mark.parametrize("override, message", [("save=cubic", "save='cubic'"),
-                                               ("points_per_decade=0", "points_per_decade=0"),
-                                               ("ode_start=zero", "ode_start='zero'")])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("save=cubic", "save='cubic'"),
+        ("points_per_decade=0", "points_per_decade=0"),
+        ("ode_start=zero", "ode_start='zero'"),
+    ],
+)
 def test_config_checks_save_keys(override, message):
     with pytest.raises(ValueError, match=message):
         load_config("scenario1", [override])
@@ -78,8 +87,9 @@ def test_run_with_log_saves_and_the_ode_started_from_the_mc(tmp_path):
     from jaxadv.app.io import read_csv
     from jaxadv.app.run import run
 
-    cfg = load_config("scenario1", ["alpha_max=2", "N=40", "replicas=4", "save=log", "points_per_decade=3",
-                                    "ode_start=mc"])
+    cfg = load_config(
+        "scenario1", ["alpha_max=2", "N=40", "replicas=4", "save=log", "points_per_decade=3", "ode_start=mc"]
+    )
     run(cfg, str(tmp_path), progress=False, log=lambda *a: None)
     ode, mc = read_csv(tmp_path / "ode.csv"), read_csv(tmp_path / "mc.csv")
     np.testing.assert_array_equal(ode["alpha"], mc["alpha"])

@@ -1,4 +1,5 @@
 """Sharding over devices: 8 fake CPU devices in a subprocess give the same numbers as one device."""
+
 import json
 import os
 import subprocess
@@ -70,7 +71,9 @@ def test_eight_devices_match_one_device(tmp_path, monkeypatch):
     env["JAX_PLATFORMS"] = "cpu"
     out = tmp_path / "sharded.npz"
     ck = tmp_path / "ck.npz"
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(ck)], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out), str(ck)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads(r.stdout.strip().splitlines()[-1])
     assert info == {"n_shards": 8, "len": 16}  # padded to a multiple of 8 and spread over all 8

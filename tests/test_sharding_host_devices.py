@@ -1,4 +1,5 @@
 """Replicas (and the lanes of a grid) spread over several host devices give the same bits as one device."""
+
 import os
 import subprocess
 import sys
@@ -26,8 +27,9 @@ def _run(out, devices):
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    res = subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split()[-1] == str(devices)
     return np.load(out)

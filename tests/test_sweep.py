@@ -1,4 +1,5 @@
 """Sweeps: grid layout, agreement with solve_ode, resume after a kill (bitwise), config refusal."""
+
 import os
 import signal
 import subprocess
@@ -38,13 +39,15 @@ def _env():
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "jaxadv.app.cli", *args], env=_env(), capture_output=True, text=True,
-                          **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxadv.app.cli", *args], env=_env(), capture_output=True, text=True, **kw
+    )
 
 
 def test_sweep_matches_solve_ode_and_layout():
-    cfg = make_sweep_config({"eps": [0.0, 0.5, 1.0], "prior": [0.5, 0.7]}, base={"v1": 0.8}, alpha_max=30.0,
-                            n_save=3, dt=0.5, chunk=4)
+    cfg = make_sweep_config(
+        {"eps": [0.0, 0.5, 1.0], "prior": [0.5, 0.7]}, base={"v1": 0.8}, alpha_max=30.0, n_save=3, dt=0.5, chunk=4
+    )
     res = sweep(cfg)
     assert res.R.shape == (3, 2, 4)
     e, p = np.meshgrid([0.0, 0.5, 1.0], [0.5, 0.7], indexing="ij")
@@ -52,9 +55,11 @@ def test_sweep_matches_solve_ode_and_layout():
     # same RK4 steps, batched differently: agreement to round-off
     np.testing.assert_allclose(res.R, ref.R, rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.b, ref.b, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.test_error[..., -1],
-                               jaxadv.test_error(ref.R[..., -1], ref.b[..., -1], ModelParams(prior=p, eps=e, v1=0.8)),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        res.test_error[..., -1],
+        jaxadv.test_error(ref.R[..., -1], ref.b[..., -1], ModelParams(prior=p, eps=e, v1=0.8)),
+        atol=1e-12,
+    )
     # eps_test defaults to each point's eps
     np.testing.assert_array_equal(res.eps_test, e)
     cols = table(res)
@@ -69,7 +74,10 @@ def test_no_recompile_for_new_values():
 
     compiled = []
     jax.monitoring.register_event_duration_secs_listener(
-        lambda name, _s, fun_name="", **_: compiled.append(fun_name) if name.endswith("backend_compile_duration") else None)
+        lambda name, _s, fun_name="", **_: (
+            compiled.append(fun_name) if name.endswith("backend_compile_duration") else None
+        )
+    )
     kw = dict(alpha_max=21.0, n_save=7, dt=0.5, chunk=4)  # a save grid no other test compiles
     sweep(make_sweep_config({"eps": [0.1, 0.2, 0.3, 0.4]}, **kw))
     assert any("_solve" in f for f in compiled), compiled  # the listener sees the ODE's compilation
@@ -102,8 +110,12 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
     r = _cli("sweep", str(cfg), "--out", str(full), "--quiet")
     assert r.returncode == 0, r.stderr
 
-    proc = subprocess.Popen([sys.executable, "-m", "jaxadv.app.cli", "sweep", str(cfg), "--out", str(part), "--quiet"],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxadv.app.cli", "sweep", str(cfg), "--out", str(part), "--quiet"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     chunk_dir = part / "chunks"
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120:
@@ -141,14 +153,16 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
 def test_sweep_with_monte_carlo(tmp_path):
     jax.config.update("jax_enable_x64", True)
     # static ODE settings as in the tests above (20 RK4 steps per save, chunk 4): no new compilation
-    cfg = make_sweep_config({"eps": [0.0, 0.5, 1.0, 1.5]}, alpha_max=3.0, n_save=3, dt=0.05, chunk=4, mc=True,
-                            N=100, replicas=8, seed=3)
+    cfg = make_sweep_config(
+        {"eps": [0.0, 0.5, 1.0, 1.5]}, alpha_max=3.0, n_save=3, dt=0.05, chunk=4, mc=True, N=100, replicas=8, seed=3
+    )
     res = sweep(cfg, str(tmp_path / "mc"))
     assert res.mc["R_mean"].shape == (4, 4)
     assert np.all(res.mc["n_finite"] == 8)
     # the MC of point i is simulate(fold_in(key(seed), i), ...)
-    mc = jaxadv.simulate(jax.random.fold_in(jax.random.key(3), 1), ModelParams(eps=0.5), N=100, alpha_max=3.0,
-                         n_save=3, replicas=8)
+    mc = jaxadv.simulate(
+        jax.random.fold_in(jax.random.key(3), 1), ModelParams(eps=0.5), N=100, alpha_max=3.0, n_save=3, replicas=8
+    )
     np.testing.assert_array_equal(res.mc["R_mean"][1], mc.R.astype(np.float64).mean(axis=0))
     # large-N ODE within 4 sem at N=100 (raw)
     dev = np.abs(res.mc["R_mean"] - res.R)[:, 1:]

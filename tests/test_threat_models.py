@@ -1,5 +1,6 @@
 """L-infinity and L1 threat models: worst-case attacks against brute force, robust errors under
 each norm against direct sampling, the Monte Carlo under them, and the ODE's refusal."""
+
 import itertools
 import math
 
@@ -60,8 +61,9 @@ def test_attack_is_worst_case_in_ball(n, q, attack):
         cands = _random_in_ball(rng, q, eps, n, 20000)
         if q != "l2":
             cands = np.concatenate([cands, _vertices(q, eps, n)])
-            np.testing.assert_allclose(got, min(_margin(w, b, xi + d, tau) for d in _vertices(q, eps, n)),
-                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(
+                got, min(_margin(w, b, xi + d, tau) for d in _vertices(q, eps, n)), rtol=1e-12, atol=1e-12
+            )
         assert np.all(_margin(w, b, xi[None, :] + cands, tau) >= got - 1e-12)
 
 
@@ -132,7 +134,7 @@ def test_dense_axis_is_irrelevant_for_l2():
 @pytest.mark.parametrize("attack", ["linf", "l1"])
 def test_ode_refuses_full_state_attacks(attack):
     rule = training_rule(attack)
-    assert rule.attack.field is None     # no ODE face: the dynamics does not close in (R, b)
+    assert rule.attack.field is None  # no ODE face: the dynamics does not close in (R, b)
     with pytest.raises(ValueError, match=f"attack='{attack}' has no ODE in \\(R, b\\)"):
         solve_ode(PARAMS, 1.0, 1, rule=rule)
     with pytest.raises(ValueError, match=f"attack='{attack}' has no ODE"):
@@ -150,9 +152,29 @@ def test_cli_run_linf(tmp_path):
     from jaxadv.app.cli import main
     from jaxadv.app.io import read_csv
 
-    rc = main(["run", "scenario1", "--set", "attack=linf", "--set", "eps=0.1", "--set", "N=50", "--set",
-               "alpha_max=2", "--set", "replicas=4", "--set", "n_save=2", "--set", "B=dense", "--out",
-               str(tmp_path), "--quiet"])
+    rc = main(
+        [
+            "run",
+            "scenario1",
+            "--set",
+            "attack=linf",
+            "--set",
+            "eps=0.1",
+            "--set",
+            "N=50",
+            "--set",
+            "alpha_max=2",
+            "--set",
+            "replicas=4",
+            "--set",
+            "n_save=2",
+            "--set",
+            "B=dense",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     cols = read_csv(tmp_path / "mc.csv")
     assert {"robust_error_linf_mean", "robust_error_l1_mean", "norm1_mean"} <= set(cols)

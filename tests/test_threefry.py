@@ -1,4 +1,5 @@
 """jaxadv.threefry returns exactly what jax.random returns, and the kernels keep jax.random's bits."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

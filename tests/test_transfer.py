@@ -1,5 +1,6 @@
 """Attack transfer and black-box surrogates: closed forms against scipy and brute force, the pair ODE
 against the single-student ODE and the pair Monte Carlo, the measured transfer against the closed form."""
+
 import math
 
 import jax
@@ -21,13 +22,38 @@ DATA = ModelParams(prior=0.6, rho=2.0, v1=1.0, v2=1.5)
 
 # --- the bivariate normal CDF ------------------------------------------------------------------
 
+
 def test_bivariate_normal_cdf_matches_scipy():
     rng = np.random.default_rng(0)
-    rs = np.repeat([-0.99999, -0.999, -0.95, -0.926, -0.924, -0.8, -0.5, -0.1, 0.0, 0.2, 0.5, 0.74, 0.76, 0.9, 0.924,
-                    0.926, 0.95, 0.99, 0.999999], 8)
+    rs = np.repeat(
+        [
+            -0.99999,
+            -0.999,
+            -0.95,
+            -0.926,
+            -0.924,
+            -0.8,
+            -0.5,
+            -0.1,
+            0.0,
+            0.2,
+            0.5,
+            0.74,
+            0.76,
+            0.9,
+            0.924,
+            0.926,
+            0.95,
+            0.99,
+            0.999999,
+        ],
+        8,
+    )
     h, k = rng.normal(0, 2, (2, rs.size))
-    want = [stats.multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]], abseps=1e-14, releps=1e-14).cdf([a, b])
-            for a, b, r in zip(h, k, rs)]
+    want = [
+        stats.multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]], abseps=1e-14, releps=1e-14).cdf([a, b])
+        for a, b, r in zip(h, k, rs)
+    ]
     np.testing.assert_allclose(bivariate_normal_cdf(h, k, rs), want, atol=1e-10, rtol=0)
 
 
@@ -40,13 +66,16 @@ def test_bivariate_normal_cdf_limits():
 
 # --- the closed forms ----------------------------------------------------------------------------
 
+
 def test_transfer_with_full_overlap_is_the_white_box_robust_error():
     eps = np.linspace(0, 2, 9)
     got = transfer_error(0.7, 0.2, eps, DATA, Q=1.0)
     np.testing.assert_allclose(got, robust_error(0.7, 0.2, eps, DATA), atol=1e-14)
     for Q in (-0.5, 0.0, 0.3, 0.9):
-        assert np.all(np.asarray(transfer_error(0.7, 0.2, eps, DATA, Q=Q)) <= np.asarray(
-            robust_error(0.7, 0.2, eps, DATA)) + 1e-15)
+        assert np.all(
+            np.asarray(transfer_error(0.7, 0.2, eps, DATA, Q=Q))
+            <= np.asarray(robust_error(0.7, 0.2, eps, DATA)) + 1e-15
+        )
 
 
 def test_surrogate_labels_of_the_target_itself():
@@ -85,21 +114,24 @@ def test_closed_forms_against_sampled_fields(labels):
         assert_within_k_se(flip.mean(), flip.std() / math.sqrt(flip.size), rate, what=f"rate {labels} m={m}")
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: transfer_error(0.5, 0.0, -0.1, DATA, Q=0.5), "eps=-0.1 must be >= 0"),
-    (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=1.2), "Q=1.2 must lie in [-1, 1]"),
-    (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, labels="oracle"), "labels='oracle' must be one of"),
-    (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, labels="surrogate"), "needs the surrogate's R_s and b_s"),
-    (lambda: transfer_rate(1.5, 0.0, 0.1, DATA, Q=0.5), "R_t=1.5 must lie in [-1, 1]"),
-    (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, M=float("nan")), "M=nan must be finite"),
-    (lambda: pair_params(DATA, eps_t=-1.0), "eps_t=-1.0 must be >= 0"),
-    (lambda: pair_params(DATA, eta_w_s=0.0), "eta_w_s=0.0 must be > 0"),
-    (lambda: pair_params(DATA, eta_b_t=-0.5), "eta_b_t=-0.5 must be >= 0"),
-    (lambda: pair_params(DATA, spec=PairSpec("mixed")), "stream='mixed' must be one of"),
-    (lambda: check_pair_overlaps(0.9, 0.9, -0.9), "are not overlaps of unit vectors"),
-    (lambda: solve_pair_ode(pair_params(DATA), PairSpec(rule_s=training_rule("linf"))), "rule_s: attack='linf'"),
-    (lambda: solve_pair_ode(pair_params(DATA), alpha_max=-1.0), "alpha_max=-1.0 must be finite and > 0"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: transfer_error(0.5, 0.0, -0.1, DATA, Q=0.5), "eps=-0.1 must be >= 0"),
+        (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=1.2), "Q=1.2 must lie in [-1, 1]"),
+        (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, labels="oracle"), "labels='oracle' must be one of"),
+        (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, labels="surrogate"), "needs the surrogate's R_s and b_s"),
+        (lambda: transfer_rate(1.5, 0.0, 0.1, DATA, Q=0.5), "R_t=1.5 must lie in [-1, 1]"),
+        (lambda: transfer_error(0.5, 0.0, 0.1, DATA, Q=0.5, M=float("nan")), "M=nan must be finite"),
+        (lambda: pair_params(DATA, eps_t=-1.0), "eps_t=-1.0 must be >= 0"),
+        (lambda: pair_params(DATA, eta_w_s=0.0), "eta_w_s=0.0 must be > 0"),
+        (lambda: pair_params(DATA, eta_b_t=-0.5), "eta_b_t=-0.5 must be >= 0"),
+        (lambda: pair_params(DATA, spec=PairSpec("mixed")), "stream='mixed' must be one of"),
+        (lambda: check_pair_overlaps(0.9, 0.9, -0.9), "are not overlaps of unit vectors"),
+        (lambda: solve_pair_ode(pair_params(DATA), PairSpec(rule_s=training_rule("linf"))), "rule_s: attack='linf'"),
+        (lambda: solve_pair_ode(pair_params(DATA), alpha_max=-1.0), "alpha_max=-1.0 must be finite and > 0"),
+    ],
+)
 def test_bad_input_is_refused_with_its_name(call, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
         call()
@@ -121,7 +153,8 @@ def test_pair_ode_students_follow_the_single_student_ode(stream):
 
 def test_pair_averages_with_true_labels_are_the_single_student_moments():
     S1, S2, Z, _ = jax.jit(pair_averages, static_argnames=("spec", "surrogate_labels"))(
-        0.3, 0.6, 0.1, -0.2, 0.4, PP, spec=PairSpec("blackbox"), surrogate_labels="true")
+        0.3, 0.6, 0.1, -0.2, 0.4, PP, spec=PairSpec("blackbox"), surrogate_labels="true"
+    )
     d1, d2, _ = field_moments(0.3, 0.1, PP.s)
     np.testing.assert_allclose(S1, d1, atol=1e-11)
     np.testing.assert_allclose(S2, d2, atol=1e-11)
@@ -133,15 +166,17 @@ def test_black_box_averages_against_scipy():
     """<delta_s>, <delta_s zeta> and <delta_s delta_t> with the surrogate on the target's labels, by nested
     scipy quadrature split at the target's boundary."""
     R_s, R_t, b_s, b_t, Q = 0.3, 0.6, 0.1, -0.2, 0.4
-    S1, S2, Z, X = (np.asarray(a) for a in jax.jit(pair_averages, static_argnames="spec")(
-        R_s, R_t, b_s, b_t, Q, PP, spec=PairSpec("blackbox")))
+    S1, S2, Z, X = (
+        np.asarray(a)
+        for a in jax.jit(pair_averages, static_argnames="spec")(R_s, R_t, b_s, b_t, Q, PP, spec=PairSpec("blackbox"))
+    )
     # the quadratic loss's force, written out (checked against jaxadv's at one point)
     dl = lambda x, t: (t - special.erf(x)) * 2 / math.sqrt(math.pi) * math.exp(-x * x)
     assert abs(dl(0.3, -1.0) - float(force(QUADRATIC, 0.3, -1.0))) < 1e-14
     sc = math.sqrt(1 - Q * Q)
-    for i, (tau, v) in ((1, (-1.0, DATA.v2)),):      # one cluster: nested quadrature is slow
+    for i, (tau, v) in ((1, (-1.0, DATA.v2)),):  # one cluster: nested quadrature is slow
         sd = math.sqrt(v)
-        ms, mt = tau * R_s - b_s, tau * R_t - b_t         # rho / 2 = 1
+        ms, mt = tau * R_s - b_s, tau * R_t - b_t  # rho / 2 = 1
         cut = -mt / sd
 
         def avg(f):
@@ -160,11 +195,24 @@ def test_black_box_averages_against_scipy():
 
 # --- the Monte Carlo ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def blackbox_run():
-    mc = simulate_pair(jax.random.key(2), PP, PairSpec("blackbox"), N=200, alpha_max=2.0, n_save=2, replicas=32,
-                       R0=(0.1, 0.4, 0.05), b0=(0.0, 0.1), eps_grid=[0.3, 1.0], n_test=500, dtype=np.float64,
-                       linf_scale=1 / math.sqrt(200))
+    mc = simulate_pair(
+        jax.random.key(2),
+        PP,
+        PairSpec("blackbox"),
+        N=200,
+        alpha_max=2.0,
+        n_save=2,
+        replicas=32,
+        R0=(0.1, 0.4, 0.05),
+        b0=(0.0, 0.1),
+        eps_grid=[0.3, 1.0],
+        n_test=500,
+        dtype=np.float64,
+        linf_scale=1 / math.sqrt(200),
+    )
     return mc
 
 
@@ -179,8 +227,10 @@ def test_measured_transfer_is_the_closed_form_at_the_measured_weights(blackbox_r
         kw = dict(Q=ex(o.Q), labels="true" if lab == "true" else "surrogate", R_s=ex(o.R_s), b_s=ex(o.b_s))
         if norm == "linf":
             kw["M"] = ex(o.M) / math.sqrt(200)
-        for what, fn, got in (("error", transfer_error, mc.wrong[:, :, i]),
-                              ("rate", transfer_rate, mc.flipped[:, :, i] / ex(mc.right))):
+        for what, fn, got in (
+            ("error", transfer_error, mc.wrong[:, :, i]),
+            ("rate", transfer_rate, mc.flipped[:, :, i] / ex(mc.right)),
+        ):
             d = got - np.asarray(fn(ex(o.R_t), ex(o.b_t), eps, DATA, **kw))
             assert_within_k_se(d.mean(0), d.std(0, ddof=1) / math.sqrt(d.shape[0]), 0.0, what=f"{kind} {what}")
 
@@ -209,16 +259,38 @@ def test_pair_ode_against_monte_carlo_slow(stream):
     N, reps = 400, 64
     R0, b0 = (0.1, 0.2, 0.05), (0.0, 0.1)
     eps = np.array([0.5, 1.0])
-    mc = simulate_pair(jax.random.key(5), PP, PairSpec(stream), N=N, alpha_max=6.0, n_save=3, replicas=reps, R0=R0,
-                       b0=b0, eps_grid=eps, n_test=1000, dtype=np.float64)
+    mc = simulate_pair(
+        jax.random.key(5),
+        PP,
+        PairSpec(stream),
+        N=N,
+        alpha_max=6.0,
+        n_save=3,
+        replicas=reps,
+        R0=R0,
+        b0=b0,
+        eps_grid=eps,
+        n_test=1000,
+        dtype=np.float64,
+    )
     sol = solve_pair_ode(PP, PairSpec(stream), alpha_max=6.0, n_save=3, R0=R0, b0=b0)
     for f in ("R_s", "R_t", "b_s", "b_t", "Q"):
         x = getattr(mc.obs, f)
         m, s = x.mean(0)[1:], x.std(0, ddof=1)[1:] / math.sqrt(reps)
         assert np.all(np.abs(m - getattr(sol, f)[1:]) <= 4 * s + 1 / N), f
     for i, lab in ((0, "true"), (1, "surrogate")):
-        th = np.asarray(transfer_error(sol.R_t[:, None], sol.b_t[:, None], eps, DATA, Q=sol.Q[:, None], labels=lab,
-                                       R_s=sol.R_s[:, None], b_s=sol.b_s[:, None]))
+        th = np.asarray(
+            transfer_error(
+                sol.R_t[:, None],
+                sol.b_t[:, None],
+                eps,
+                DATA,
+                Q=sol.Q[:, None],
+                labels=lab,
+                R_s=sol.R_s[:, None],
+                b_s=sol.b_s[:, None],
+            )
+        )
         x = mc.wrong[:, :, i]
         m, s = x.mean(0)[1:], x.std(0, ddof=1)[1:] / math.sqrt(reps)
         assert np.all(np.abs(m - th[1:]) <= 4 * s + 1 / N), (lab, (m - th[1:]) / s)
@@ -237,8 +309,7 @@ def test_pair_drift_vmaps_over_parameter_points():
     drift = jax.jit(pair_drift, static_argnames="spec")
     got = jax.jit(jax.vmap(lambda pp: pair_drift(y, pp, spec), in_axes=(axes,)))(grid)
     for i, e in enumerate(eps_t):
-        np.testing.assert_allclose(got[i], drift(y, PP._replace(t=PP.t._replace(eps=float(e))), spec=spec),
-                                   atol=1e-13)
+        np.testing.assert_allclose(got[i], drift(y, PP._replace(t=PP.t._replace(eps=float(e))), spec=spec), atol=1e-13)
 
 
 @pytest.mark.parametrize("stream", ["same", pytest.param("blackbox", marks=pytest.mark.slow)])

@@ -1,4 +1,5 @@
 """``jaxadv transfer``: configuration checks, an ODE-only run through the CLI, and (slow) a full run."""
+
 import os
 
 import numpy as np
@@ -9,20 +10,23 @@ from jaxadv.app.io import read_csv
 from jaxadv.app.transfer import load_transfer_config
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["stream=mixed"], "stream='mixed' must be one of"),
-    (["labels=oracle"], "labels='oracle' must be one of"),
-    (["eps_t=0,-0.5"], "eps_t='0,-0.5' must be a non-empty list of numbers >= 0"),
-    (["eps_s=-1"], "eps_s=-1.0 must be >= 0"),
-    (["eps=-0.1"], "eps=-0.1 must be >= 0"),
-    (["eta_w_s=0"], "eta_w_s=0.0 must be > 0"),
-    (["eta_w_t=-1"], "eta_w_t=-1.0 must be >= 0"),
-    (["Q0=1.5"], "Q=1.5 must lie in [-1, 1]"),
-    (["R_s0=0.9", "R_t0=0.9", "Q0=-0.9"], "are not overlaps of unit vectors"),
-    (["replicas=1"], "replicas=1 must be an integer >= 2"),
-    (["colour=red"], "unknown key 'colour'"),
-    (["target_frozen=maybe"], "target_frozen='maybe' is not a boolean"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["stream=mixed"], "stream='mixed' must be one of"),
+        (["labels=oracle"], "labels='oracle' must be one of"),
+        (["eps_t=0,-0.5"], "eps_t='0,-0.5' must be a non-empty list of numbers >= 0"),
+        (["eps_s=-1"], "eps_s=-1.0 must be >= 0"),
+        (["eps=-0.1"], "eps=-0.1 must be >= 0"),
+        (["eta_w_s=0"], "eta_w_s=0.0 must be > 0"),
+        (["eta_w_t=-1"], "eta_w_t=-1.0 must be >= 0"),
+        (["Q0=1.5"], "Q=1.5 must lie in [-1, 1]"),
+        (["R_s0=0.9", "R_t0=0.9", "Q0=-0.9"], "are not overlaps of unit vectors"),
+        (["replicas=1"], "replicas=1 must be an integer >= 2"),
+        (["colour=red"], "unknown key 'colour'"),
+        (["target_frozen=maybe"], "target_frozen='maybe' is not a boolean"),
+    ],
+)
 def test_bad_configuration_is_refused_with_its_name(overrides, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
         load_transfer_config("transfer", overrides)
@@ -42,8 +46,24 @@ def test_cli_error_names_the_parameter(capsys):
 @pytest.mark.slow
 def test_ode_only_run_writes_its_files(tmp_path):
     out = tmp_path / "tr"
-    rc = main(["transfer", "transfer", "--no-mc", "--quiet", "--out", str(out), "--set", "alpha_max=1",
-               "--set", "n_save=2", "--set", "eps_t=0.5", "--set", "eps_grid=0,1"])
+    rc = main(
+        [
+            "transfer",
+            "transfer",
+            "--no-mc",
+            "--quiet",
+            "--out",
+            str(out),
+            "--set",
+            "alpha_max=1",
+            "--set",
+            "n_save=2",
+            "--set",
+            "eps_t=0.5",
+            "--set",
+            "eps_grid=0,1",
+        ]
+    )
     assert rc == 0
     assert {"config.json", "eps.csv", "ode.csv", "transfer.png"} <= set(os.listdir(out))
     ode = read_csv(out / "ode.csv")
@@ -59,8 +79,28 @@ def test_ode_only_run_writes_its_files(tmp_path):
 @pytest.mark.slow
 def test_full_run_agrees(tmp_path):
     out = tmp_path / "tr"
-    assert main(["transfer", "transfer", "--quiet", "--out", str(out), "--set", "N=200", "--set", "replicas=16",
-                 "--set", "alpha_max=2", "--set", "n_save=2", "--set", "n_test=200"]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "transfer",
+                "--quiet",
+                "--out",
+                str(out),
+                "--set",
+                "N=200",
+                "--set",
+                "replicas=16",
+                "--set",
+                "alpha_max=2",
+                "--set",
+                "n_save=2",
+                "--set",
+                "n_test=200",
+            ]
+        )
+        == 0
+    )
     import json
 
     info = json.loads((out / "config.json").read_text())

@@ -2,6 +2,7 @@
 
 Monte Carlo against ODE within k standard errors (no allowance for the O(1/N) bias); the
 Gaussian averages of the ODE against scipy.integrate.quad; every refusal message."""
+
 import math
 
 import jax
@@ -25,14 +26,13 @@ from jaxadv.model.student import Student
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.5, eps=1.0)
 UNEQUAL = PARAMS._replace(v1=0.8, v2=1.5)  # the moment tests: a swap of the clusters' variances shows
 N, REPLICAS, ALPHA, NSAVE = 200, 48, 4.0, 4
-K_SEM = 4.0          # allowed deviation in standard errors (raw: the O(1/N) bias is below it here)
+K_SEM = 4.0  # allowed deviation in standard errors (raw: the O(1/N) bias is below it here)
 
 VARIANTS = {
     "uniform_eps": ("quadratic", rule_kwargs(eps_dist="uniform", eps_min=0.0, eps_max=2.0)),
     "discrete_eps": ("quadratic", rule_kwargs(eps_dist="discrete", eps_values=(0.0, 2.0), eps_weights=(3, 1))),
     "nonrobust_only": ("quadratic", rule_kwargs(nonrobust_only=True)),
-    "nonrobust_uniform": ("quadratic", rule_kwargs(nonrobust_only=True, eps_dist="uniform", eps_min=0.5,
-                                                       eps_max=1.5)),
+    "nonrobust_uniform": ("quadratic", rule_kwargs(nonrobust_only=True, eps_dist="uniform", eps_min=0.5, eps_max=1.5)),
     "noise": ("quadratic", rule_kwargs(attack="noise", noise_std=0.7)),
     "logistic": ("logistic", rule_kwargs(loss="logistic")),
     "cross_entropy_nonrobust": ("cross_entropy", rule_kwargs(nonrobust_only=True)),
@@ -41,8 +41,11 @@ VARIANTS = {
 
 def _rule_rp(opts, loss=None):
     """``(rule, rule parameter dict)`` of :func:`helpers.rule_kwargs` output (with another loss)."""
-    rule = opts["rule"] if loss is None else training_rule(opts["rule"].attack, opts["rule"].eps_law,
-                                                           opts["rule"].gate, loss=loss)
+    rule = (
+        opts["rule"]
+        if loss is None
+        else training_rule(opts["rule"].attack, opts["rule"].eps_law, opts["rule"].gate, loss=loss)
+    )
     return rule, make_rule_params(rule, **opts["rule_params"])
 
 
@@ -57,8 +60,9 @@ def _draw_eps(key, p, opts):
 
 
 def mc_vs_ode(loss, options, seed=1, n=N, replicas=REPLICAS):
-    mc = simulate(jax.random.key(seed), PARAMS, N=n, alpha_max=ALPHA, n_save=NSAVE, replicas=replicas,
-                  loss=loss, **options)
+    mc = simulate(
+        jax.random.key(seed), PARAMS, N=n, alpha_max=ALPHA, n_save=NSAVE, replicas=replicas, loss=loss, **options
+    )
     ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, **options)
     return compare(mc_summary(mc, PARAMS, 1.0), ode_table(ode, PARAMS, 1.0), allowance=0.0), mc, ode
 
@@ -108,7 +112,7 @@ def test_noise_ode_against_two_dimensional_quadrature():
             return float(np.sum(np.outer(w, w) * _np_force("quadratic", field, tau) ** power))
 
         d1, d2 = avg(1), avg(2)
-        dR += p.eta_w * (1 - R * R) * p.rho / 2 * wt * tau * d1 - p.eta_w ** 2 / 2 * R * wt * (v + s * s) * d2
+        dR += p.eta_w * (1 - R * R) * p.rho / 2 * wt * tau * d1 - p.eta_w**2 / 2 * R * wt * (v + s * s) * d2
         db += -p.eta_b * wt * d1
     np.testing.assert_allclose(got, [dR, db], rtol=0, atol=1e-10)
 
@@ -125,14 +129,16 @@ def test_noise_at_adversarial_norm_is_standard_training_at_large_N():
         assert dev[n_dim] < 1.0 / n_dim, (n_dim, dev[n_dim])
     assert 50 < dev[100] / dev[10_000] < 200, dev
     adv = solve_ode(p, 20.0, 4)
-    assert abs(float(adv.b[-1] - plain.b[-1])) > 0.5   # adversarial training moves the bias, noise does not
+    assert abs(float(adv.b[-1] - plain.b[-1])) > 0.5  # adversarial training moves the bias, noise does not
 
 
 # --- Gaussian averages against scipy ------------------------------------------------------------
 
+
 def _np_force(name, x, tau):
     """Independent NumPy forces -dL/dx (the references of the quadrature tests)."""
     from scipy.special import erf, log_ndtr
+
     if name == "quadratic":
         return (tau - erf(x)) * 2 / math.sqrt(math.pi) * np.exp(-x * x)
     if name == "logistic":
@@ -162,15 +168,17 @@ def test_new_loss_moments_vs_scipy(name, m, v, tau):
 def test_new_loss_forces():
     x = jnp.linspace(-30, 30, 13)
     for tau in (1.0, -1.0):
-        np.testing.assert_allclose(np.asarray(force(LOSSES["logistic"], x, tau)),
-                                   2 * tau / (1 + np.exp(2 * tau * np.asarray(x))), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(force(LOSSES["logistic"], x, tau)), 2 * tau / (1 + np.exp(2 * tau * np.asarray(x))), rtol=1e-12
+        )
         ce = np.asarray(force(LOSSES["cross_entropy"], x, tau))
         np.testing.assert_allclose(ce, _np_force("cross_entropy", np.asarray(x), tau), rtol=1e-8)
         assert np.all(np.isfinite(ce))
 
 
-@pytest.mark.parametrize("m,v,cut", [(0.0, 1.0, 0.0), (1.3, 0.5, 0.2), (-2.0, 3.0, 1.0), (0.5, 1.0, 20.0),
-                                     (0.5, 1.0, -20.0)])
+@pytest.mark.parametrize(
+    "m,v,cut", [(0.0, 1.0, 0.0), (1.3, 0.5, 0.2), (-2.0, 3.0, 1.0), (0.5, 1.0, 20.0), (0.5, 1.0, -20.0)]
+)
 def test_truncated_gauss_mean_vs_scipy(m, v, cut):
     f = lambda x: np.exp(-x * x) * (1 - np.tanh(x))
     for side, lo, hi in (("below", -np.inf, cut), ("above", cut, np.inf)):
@@ -192,8 +200,7 @@ def test_nonrobust_moments_vs_scipy(loss):
         d = lambda x: _np_force(loss, x - tau * p.eps, tau)
         lo, hi = (-np.inf, p.eps) if tau > 0 else (-p.eps, np.inf)
         np.testing.assert_allclose(float(d1[i]), _quad_mean(d, m, v, lo, hi), rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(float(d2[i]), _quad_mean(lambda x: d(x) ** 2, m, v, lo, hi), rtol=1e-9,
-                                   atol=1e-12)
+        np.testing.assert_allclose(float(d2[i]), _quad_mean(lambda x: d(x) ** 2, m, v, lo, hi), rtol=1e-9, atol=1e-12)
 
 
 def test_uniform_eps_average_vs_scipy():
@@ -238,11 +245,12 @@ def test_gate_skips_robust_examples():
     st = Student(w=w, b=jnp.asarray(0.0))
     assert float(nonrobust_gate(jnp.asarray(1.5), 1.0, 1.0)) == 0.0
     assert float(nonrobust_gate(jnp.asarray(0.5), 1.0, 1.0)) == 1.0
-    xi = jnp.array([2.0, 0.3, 0.0, 0.0])       # tau x = 2 > eps = 1: robust, skipped
+    xi = jnp.array([2.0, 0.3, 0.0, 0.0])  # tau x = 2 > eps = 1: robust, skipped
     opts = rule_kwargs(nonrobust_only=True)
     _, gate = perturb_example(None, st, xi, 1.0, PARAMS, *_rule_rp(opts))
     assert not bool(gate)
     from jaxadv import sgd_step
+
     new = sgd_step(st, xi, 1.0, PARAMS, *_rule_rp(opts))
     assert np.array_equal(np.asarray(new.w), np.asarray(w)) and float(new.b) == 0.0
     new = sgd_step(st, xi.at[0].set(0.5), 1.0, PARAMS, *_rule_rp(opts))
@@ -251,20 +259,24 @@ def test_gate_skips_robust_examples():
 
 # --- refusals and validation -----------------------------------------------------------------
 
-@pytest.mark.parametrize("opts,msg", [
-    (lambda: rule_kwargs(attack="l3"), "attack='l3'"),
-    (lambda: rule_kwargs(eps_dist="normal"), "eps_dist='normal'"),
-    (lambda: rule_kwargs(eps_dist="uniform", eps_min=-1.0), "eps_min=-1.0"),
-    (lambda: rule_kwargs(eps_dist="uniform", eps_min=2.0, eps_max=1.0), "eps_max=1.0"),
-    (lambda: rule_kwargs(eps_dist="discrete"), "eps_values=()"),
-    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0, 2.0), eps_weights=(1.0,)), "eps_weights=(1.0,)"),
-    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0,), eps_weights=(0.0,)), "eps_weights=(0.0,)"),
-    (lambda: rule_kwargs(eps_dist="discrete", eps_values=(-1.0,), eps_weights=(1.0,)), "eps_values=-1.0"),
-    (lambda: rule_kwargs(attack="noise", noise_std=-0.1), "noise_std=-0.1"),
-    (lambda: rule_kwargs(n_eps_nodes=0), "n_eps_nodes=0"),
-    (lambda: rule_kwargs(nonrobust_only="yes"), "nonrobust_only='yes'"),
-    (lambda: rule_kwargs(attack="noise", eps_dist="uniform", eps_max=1.0), "eps_dist='uniform'"),
-])
+
+@pytest.mark.parametrize(
+    "opts,msg",
+    [
+        (lambda: rule_kwargs(attack="l3"), "attack='l3'"),
+        (lambda: rule_kwargs(eps_dist="normal"), "eps_dist='normal'"),
+        (lambda: rule_kwargs(eps_dist="uniform", eps_min=-1.0), "eps_min=-1.0"),
+        (lambda: rule_kwargs(eps_dist="uniform", eps_min=2.0, eps_max=1.0), "eps_max=1.0"),
+        (lambda: rule_kwargs(eps_dist="discrete"), "eps_values=()"),
+        (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0, 2.0), eps_weights=(1.0,)), "eps_weights=(1.0,)"),
+        (lambda: rule_kwargs(eps_dist="discrete", eps_values=(1.0,), eps_weights=(0.0,)), "eps_weights=(0.0,)"),
+        (lambda: rule_kwargs(eps_dist="discrete", eps_values=(-1.0,), eps_weights=(1.0,)), "eps_values=-1.0"),
+        (lambda: rule_kwargs(attack="noise", noise_std=-0.1), "noise_std=-0.1"),
+        (lambda: rule_kwargs(n_eps_nodes=0), "n_eps_nodes=0"),
+        (lambda: rule_kwargs(nonrobust_only="yes"), "nonrobust_only='yes'"),
+        (lambda: rule_kwargs(attack="noise", eps_dist="uniform", eps_max=1.0), "eps_dist='uniform'"),
+    ],
+)
 def test_validation_messages(opts, msg):
     with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
         make_rule_params(**_rule_rp_lazy(opts))
@@ -307,8 +319,7 @@ def test_config_keys():
 def test_mc_matches_ode_large(name):
     """N = 1000, 128 replicas, raw deviations (no finite-N allowance)."""
     loss, options = VARIANTS[name]
-    mc = simulate(jax.random.key(7), PARAMS, N=1000, alpha_max=ALPHA, n_save=NSAVE, replicas=128, loss=loss,
-                  **options)
+    mc = simulate(jax.random.key(7), PARAMS, N=1000, alpha_max=ALPHA, n_save=NSAVE, replicas=128, loss=loss, **options)
     ode = solve_ode(PARAMS, ALPHA, NSAVE, dt=0.02, loss=loss, **options)
     cmp = compare(mc_summary(mc, PARAMS, 1.0), ode_table(ode, PARAMS, 1.0), allowance=0.0)
     assert cmp.worst[0] <= K_SEM, (name, cmp.verdict(K_SEM))
@@ -325,8 +336,20 @@ def test_ode_grid_with_options_equals_loop():
 def test_cli_compare_defences_ode_only(tmp_path):
     from jaxadv.app.cli import main
 
-    rc = main(["compare-defences", "--set", "N=100", "--set", "alpha_max=2", "--set", "n_save=2", "--no-mc",
-               "--out", str(tmp_path)])
+    rc = main(
+        [
+            "compare-defences",
+            "--set",
+            "N=100",
+            "--set",
+            "alpha_max=2",
+            "--set",
+            "n_save=2",
+            "--no-mc",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0 and (tmp_path / "defences.png").exists()
     import csv
 
@@ -334,14 +357,48 @@ def test_cli_compare_defences_ode_only(tmp_path):
     assert [r["defence"] for r in rows] == ["none", "noise", "adversarial", "random_eps", "nonrobust_only"]
     assert all(math.isnan(float(r["mc_robust"])) and 0 < float(r["ode_robust"]) < 1 for r in rows)
     # the config's own rule joins the comparison as a sixth defence (any record: here the log-uniform law)
-    assert main(["compare-defences", "--set", "N=100", "--set", "alpha_max=2", "--set", "n_save=2", "--set",
-                 "eps_dist=loguniform", "--set", "eps_min=0.1", "--set", "eps_max=2", "--no-mc", "--overwrite",
-                 "--out", str(tmp_path)]) == 0  # another configuration into the same folder needs --overwrite
+    assert (
+        main(
+            [
+                "compare-defences",
+                "--set",
+                "N=100",
+                "--set",
+                "alpha_max=2",
+                "--set",
+                "n_save=2",
+                "--set",
+                "eps_dist=loguniform",
+                "--set",
+                "eps_min=0.1",
+                "--set",
+                "eps_max=2",
+                "--no-mc",
+                "--overwrite",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )  # another configuration into the same folder needs --overwrite
     rows = list(csv.DictReader(open(tmp_path / "defences.csv")))
     assert rows[-1]["defence"] == "l2/loguniform/none" and 0 < float(rows[-1]["ode_robust"]) < 1
     # bad rule keys are still refused with exit status 2
-    assert main(["compare-defences", "--set", "eps_dist=loguniform", "--set", "eps_min=0", "--no-mc",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "compare-defences",
+                "--set",
+                "eps_dist=loguniform",
+                "--set",
+                "eps_min=0",
+                "--no-mc",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
 
 
 def test_compare_defences_judges_each_defence_with_the_run_verdict():
@@ -355,7 +412,9 @@ def test_compare_defences_judges_each_defence_with_the_run_verdict():
     p, kw = PARAMS._replace(prior=0.7, eps=1.0), dict(N=100, alpha_max=4.0, n_save=2, replicas=16)
     res = compare_defences(jax.random.key(3), p, defences=("adversarial", "noise"), **kw)
     assert [r.verdict for r in res] == ["consistent", "not testable"]
-    assert np.isfinite(res[0].deviation_sem) and np.isnan(res[1].deviation_sem) and np.isfinite(res[1].raw_deviation_sem)
+    assert (
+        np.isfinite(res[0].deviation_sem) and np.isnan(res[1].deviation_sem) and np.isfinite(res[1].raw_deviation_sem)
+    )
     # the same verdict computed by hand from one simulate + solve_ode
     _, rule, values = defence_setup("adversarial", p, kw["N"])
     mc = simulate(jax.random.key(3), p, **kw, rule=rule, rule_params=values)

@@ -1,5 +1,6 @@
 """What a researcher sees: a fast CLI, readable outputs, figures that show the agreement, the API
 matching the CLI on grids, the loader, notebooks with their figures and the citation file."""
+
 import json
 import re
 import os
@@ -24,16 +25,19 @@ NOTEBOOK_BUDGET = 500_000  # bytes per committed notebook, outputs included
 
 def _run(code):
     env = dict(os.environ, COLUMNS="200", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                          check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+    ).stdout
 
 
 def test_help_imports_no_jax_and_shows_defaults():
-    out = _run("import sys\nfrom jaxadv.app.cli import _parser\np = _parser()\n"
-               "for c in ('run', 'compare-defences', 'sweep', 'verify', 'mnist'):\n"
-               "    try: p.parse_args([c, '--help'])\n"
-               "    except SystemExit: pass\n"
-               "print('JAX', 'jax' in sys.modules, 'matplotlib' in sys.modules)")
+    out = _run(
+        "import sys\nfrom jaxadv.app.cli import _parser\np = _parser()\n"
+        "for c in ('run', 'compare-defences', 'sweep', 'verify', 'mnist'):\n"
+        "    try: p.parse_args([c, '--help'])\n"
+        "    except SystemExit: pass\n"
+        "print('JAX', 'jax' in sys.modules, 'matplotlib' in sys.modules)"
+    )
     assert out.strip().endswith("JAX False False"), out[-200:]
     assert "(default: 4000)" in out and "(default: 100,300,1000,3000)" in out  # verify
     assert "(default: scenario2)" in out and "--quiet" in out.split("compare-defences")[1]
@@ -58,8 +62,9 @@ def test_presets_table(capsys):
 
 def test_sweep_command_writes_figures(tmp_path, capsys):
     toml = tmp_path / "s.toml"
-    toml.write_text("alpha_max = 10\nn_save = 2\ndt = 1.0\n[grid]\neps = {linspace = [0.0, 1.5, 11]}\n"
-                    "prior = [0.5, 0.7]\n")
+    toml.write_text(
+        "alpha_max = 10\nn_save = 2\ndt = 1.0\n[grid]\neps = {linspace = [0.0, 1.5, 11]}\nprior = [0.5, 0.7]\n"
+    )
     assert main(["sweep", str(toml), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "eps_test = eps of each row" in out
@@ -89,8 +94,15 @@ def test_simulate_grid_is_the_per_point_simulation_and_summaries_work_on_grids()
     # the reduced sampler compiles fastest; the full one goes through the same grid path
     mc = jaxadv.simulate(key, P, N=40, alpha_max=1.0, n_save=2, replicas=3, sampler="reduced")
     assert mc.R.shape == (2, 2, 3, 3) and mc.alpha.shape == (3,)
-    one = jaxadv.simulate(jax.random.fold_in(key, 3), ModelParams(eps=1.0, prior=0.7), N=40, alpha_max=1.0,
-                          n_save=2, replicas=3, sampler="reduced")
+    one = jaxadv.simulate(
+        jax.random.fold_in(key, 3),
+        ModelParams(eps=1.0, prior=0.7),
+        N=40,
+        alpha_max=1.0,
+        n_save=2,
+        replicas=3,
+        sampler="reduced",
+    )
     np.testing.assert_array_equal(mc.R[1, 1], one.R)  # point 3 (C order) = the scalar run with fold_in(key, 3)
     s = jaxadv.mc_summary(mc, P, np.asarray(P.eps))
     assert s["R_mean"].shape == (2, 2, 3) and s["n_finite"].shape == (2, 2, 3)
@@ -142,12 +154,31 @@ def test_defence_labels_do_not_overlap():
 def test_verify_figure_hides_unmeasurable_shift():
     from jaxadv.app.verify import _plot
 
-    rows = [dict(N=n, sampler="reduced", std_R=1 / n ** .5, std_R_pred=1 / n ** .5, std_b=1 / n ** .5,
-                 std_b_pred=1 / n ** .5, mean_dev_R=1e-3, mean_dev_R_sem=1.0, mean_dev_b=1e-3, mean_dev_b_sem=1.0,
-                 shift_pred_R=1.0 / n, shift_pred_b=1e-21) for n in (100, 300, 1000)]
-    slopes = {"std_R_measured": -0.5, "std_b_measured": -0.5, "shift_R_predicted": -1.0,
-              "shift_b_predicted": float("nan"), "mean_dev_R_measured": float("nan"),
-              "mean_dev_b_measured": float("nan")}
+    rows = [
+        dict(
+            N=n,
+            sampler="reduced",
+            std_R=1 / n**0.5,
+            std_R_pred=1 / n**0.5,
+            std_b=1 / n**0.5,
+            std_b_pred=1 / n**0.5,
+            mean_dev_R=1e-3,
+            mean_dev_R_sem=1.0,
+            mean_dev_b=1e-3,
+            mean_dev_b_sem=1.0,
+            shift_pred_R=1.0 / n,
+            shift_pred_b=1e-21,
+        )
+        for n in (100, 300, 1000)
+    ]
+    slopes = {
+        "std_R_measured": -0.5,
+        "std_b_measured": -0.5,
+        "shift_R_predicted": -1.0,
+        "shift_b_predicted": float("nan"),
+        "mean_dev_R_measured": float("nan"),
+        "mean_dev_b_measured": float("nan"),
+    }
     import tempfile
 
     fig = _plot(rows, slopes, os.path.join(tempfile.mkdtemp(), "v.png"), "t")
@@ -162,8 +193,11 @@ def test_verify_figure_hides_unmeasurable_shift():
 def test_heatmap_ticks_are_the_grid_values_and_b_is_centred():
     from jaxadv.app.sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
-    res = jaxadv.sweep(jaxadv.make_sweep_config({"eps": [0.0, 1.0], "prior": [0.5, 0.6333333333, 0.9]},
-                                                alpha_max=5.0, n_save=1, dt=1.0))
+    res = jaxadv.sweep(
+        jaxadv.make_sweep_config(
+            {"eps": [0.0, 1.0], "prior": [0.5, 0.6333333333, 0.9]}, alpha_max=5.0, n_save=1, dt=1.0
+        )
+    )
     fig = plot_sweep_heatmaps(res, "eps", "prior")
     np.testing.assert_allclose(fig.axes[0].get_xticks(), [0.0, 1.0])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0.5", "0.633", "0.9"]

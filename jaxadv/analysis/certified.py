@@ -30,6 +30,7 @@ the accuracy an attack (PGD) leaves, i.e. certified error :math:`\ge` exact robu
 the inputs (MNIST's :math:`[0,1]`) the certificate ignores the box: it stays a valid upper bound
 on the robust error but is no longer tight. ``docs/theory.md``, section 14.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,8 +44,15 @@ from ..attacks import canonical_norm, dual_norm_value
 from ..model.params import ModelParams, check_value
 from .measures import robust_error
 
-__all__ = ["certified_radius", "certified_margin", "certified_mask", "certified_error", "certified_error_empirical",
-           "certified_curve", "unboxed_attack_errors"]
+__all__ = [
+    "certified_radius",
+    "certified_margin",
+    "certified_mask",
+    "certified_error",
+    "certified_error_empirical",
+    "certified_curve",
+    "unboxed_attack_errors",
+]
 
 
 def _check_eps(eps, name: str = "eps"):
@@ -114,8 +122,9 @@ def certified_error(R, b, eps, params: ModelParams, norm=2, dual=None):
     norm = canonical_norm(norm)
     if dual is None:
         if norm != 2:
-            raise ValueError(f"dual={dual!r}: norm={norm!r} needs the dual norm of w "
-                             f"({'||w||_1' if norm == 'inf' else '||w||_inf'})")
+            raise ValueError(
+                f"dual={dual!r}: norm={norm!r} needs the dual norm of w ({'||w||_1' if norm == 'inf' else '||w||_inf'})"
+            )
         dual = 1.0
     for d in np.atleast_1d(np.asarray(dual, np.float64)).ravel():
         check_value("dual", d, lambda v: v >= 0, "must be >= 0")
@@ -132,7 +141,7 @@ def certified_curve(student, x, y, eps_grid, norm=2):
     _check_eps(eps_grid)
     x = np.asarray(x, np.float64)
     w, b = np.asarray(student.w, np.float64), float(student.b)
-    margin = np.asarray(y, np.float64) * (x @ w - b)                       # (n,)
+    margin = np.asarray(y, np.float64) * (x @ w - b)  # (n,)
     dual = float(dual_norm_value(jnp.asarray(w), canonical_norm(norm)))
     return np.mean(margin[None, :] <= eps_grid[:, None] * dual, axis=1)
 

@@ -10,6 +10,7 @@ large-N ODE by :math:`O(1/N)`; :func:`compare` accepts an absolute ``allowance``
 prints, the ODE plus the theory's O(1/N) corrections with floors on the standard error, is
 :func:`jaxadv.analysis.verdict.honest_verdict`.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -100,8 +101,10 @@ class Comparison(NamedTuple):
         if not np.isfinite(zmax):
             return f"undetermined: no standard error (fewer than 2 finite replicas){div}"
         ok = zmax <= threshold
-        return (f"{'consistent' if ok else 'INCONSISTENT'}: largest MC-ODE deviation {zmax:.2f} standard "
-                f"errors ({name} at alpha={alpha:g}; threshold {threshold:g}){div}")
+        return (
+            f"{'consistent' if ok else 'INCONSISTENT'}: largest MC-ODE deviation {zmax:.2f} standard "
+            f"errors ({name} at alpha={alpha:g}; threshold {threshold:g}){div}"
+        )
 
 
 def compare(mc_cols: dict, ode_cols: dict, allowance: float = 0.0) -> Comparison:

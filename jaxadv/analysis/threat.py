@@ -21,6 +21,7 @@ so the robust error is the L2 one (:func:`jaxadv.analysis.measures.robust_error`
 radius :math:`\epsilon_\infty\sim\epsilon_2/\sqrt N` for a dense :math:`w`
 (``docs/theory.md (section 11)``).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -25,6 +25,7 @@ jointly Gaussian with correlation :math:`Q`. With :math:`c_a=(\frac\rho2R_a-\tau
 :math:`F(y)=P(\tau x_s>0,\ \tau x_t<y\mid\tau)` and :math:`\Phi_2` the bivariate normal CDF
 (:func:`bivariate_normal_cdf`). Derivations: ``docs/theory.md``, section 13.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,7 @@ LABEL_MODES = ("true", "surrogate")
 """Attack labels: ``"true"`` (:math:`l=\\tau`) or ``"surrogate"`` (:math:`l=\\operatorname{sign}(x_s)`, black box)."""
 
 _T, _W = np.polynomial.legendre.leggauss(20)
-_S, _WS = (1.0 + _T) / 2.0, _W / 2.0          # Gauss-Legendre on [0, 1], weights summing to 1
+_S, _WS = (1.0 + _T) / 2.0, _W / 2.0  # Gauss-Legendre on [0, 1], weights summing to 1
 
 
 @jax.jit
@@ -55,7 +56,7 @@ def _bvn_upper(h, k, r):
     h, k, r = jnp.broadcast_arrays(*(jnp.asarray(a, jnp.result_type(h, k, r, float)) for a in (h, k, r)))
     dtype = h.dtype
     lift = lambda a: jnp.reshape(a, (1,) * h.ndim + a.shape)
-    s, ws = lift(jnp.asarray(_S, dtype)), lift(jnp.asarray(_WS, dtype))     # h.shape + (20,) after broadcasting
+    s, ws = lift(jnp.asarray(_S, dtype)), lift(jnp.asarray(_WS, dtype))  # h.shape + (20,) after broadcasting
     tp = 2.0 * math.pi
     ex = lambda a: a[..., None]
     # |r| < 0.925: integral over theta in (0, asin r)
@@ -75,8 +76,9 @@ def _bvn_upper(h, k, r):
     asr = -(bs / as_ + hk2) / 2
     bvn = jnp.where(asr > -100, a * jnp.exp(asr) * (1 - c * (bs - as_) * (1 - d * bs) / 3 + c * d * as_ * as_), 0.0)
     b = jnp.sqrt(bs)
-    bvn = bvn - jnp.where(hk2 > -100, jnp.exp(-hk2 / 2) * math.sqrt(tp) * ndtr(-b / a) * b
-                          * (1 - c * bs * (1 - d * bs) / 3), 0.0)
+    bvn = bvn - jnp.where(
+        hk2 > -100, jnp.exp(-hk2 / 2) * math.sqrt(tp) * ndtr(-b / a) * b * (1 - c * bs * (1 - d * bs) / 3), 0.0
+    )
     xs = (ex(a) * s) ** 2
     asx = -(ex(bs) / xs + ex(hk2)) / 2
     sp = 1 + ex(c) * xs * (1 + 5 * ex(d) * xs)
@@ -145,8 +147,9 @@ def _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s):
     up = lambda a: jnp.broadcast_to(jnp.reshape(a, (1,) * (rank - jnp.ndim(a)) + jnp.shape(a)), (2,) + shape)
     R_t, b_t, eps, Q, M, R_s, b_s = (up(a) for a in arrays)
     # the cluster axis leads: (2,) + the data parameters' shape, lifted to (2,) + shape
-    lead = lambda a: jnp.broadcast_to(jnp.reshape(a, (2,) + (1,) * (rank - jnp.ndim(a)) + jnp.shape(a)[1:]),
-                                      (2,) + shape)
+    lead = lambda a: jnp.broadcast_to(
+        jnp.reshape(a, (2,) + (1,) * (rank - jnp.ndim(a)) + jnp.shape(a)[1:]), (2,) + shape
+    )
     tau, weight, sd = lead(tau), lead(weight), jnp.sqrt(lead(var))
     half = up(jnp.asarray(params.rho)) / 2
     c_t = (half * R_t - tau * b_t) / sd
@@ -215,15 +218,15 @@ def transfer_rate(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str 
 @functools.partial(jax.jit, static_argnames="labels")
 def _rate(R_t, b_t, eps, params, Q, M, R_s, b_s, labels):
     weight, sd, c_t, c_s, em, Q = _pieces(R_t, b_t, eps, params, Q, M, R_s, b_s)
-    G = lambda y: ndtr(y / sd - c_t)                       # P(tau x_t < y)
+    G = lambda y: ndtr(y / sd - c_t)  # P(tau x_t < y)
     zero = jnp.zeros_like(em)
     if labels == "true":
         num = G(jnp.maximum(em, zero)) - G(zero)
     else:
-        F = lambda y: bivariate_normal_cdf(c_s, y / sd - c_t, -Q)   # P(tau x_s > 0, tau x_t < y)
+        F = lambda y: bivariate_normal_cdf(c_s, y / sd - c_t, -Q)  # P(tau x_s > 0, tau x_t < y)
         hi_r, hi_w = jnp.maximum(em, zero), jnp.maximum(-em, zero)
-        right = F(hi_r) - F(zero)                                     # surrogate right: l = tau
-        wrong = (G(hi_w) - G(zero)) - (F(hi_w) - F(zero))             # surrogate wrong: l = -tau
+        right = F(hi_r) - F(zero)  # surrogate right: l = tau
+        wrong = (G(hi_w) - G(zero)) - (F(hi_w) - F(zero))  # surrogate wrong: l = -tau
         num = right + wrong
     den = jnp.sum(weight * ndtr(c_t), axis=0)
     return jnp.sum(weight * num, axis=0) / den
@@ -234,8 +237,10 @@ def transfer_table(R_s, b_s, R_t, b_t, Q, eps, params: ModelParams, M=None) -> d
     rate_true, rate_surrogate}`` (``robust_t``: the target's white-box L2 robust error at ``eps``)."""
     from .measures import robust_error, test_error
 
-    out = {"clean_t": test_error(jnp.asarray(R_t), jnp.asarray(b_t), params),
-           "robust_t": robust_error(jnp.asarray(R_t), jnp.asarray(b_t), jnp.asarray(eps), params)}
+    out = {
+        "clean_t": test_error(jnp.asarray(R_t), jnp.asarray(b_t), params),
+        "robust_t": robust_error(jnp.asarray(R_t), jnp.asarray(b_t), jnp.asarray(eps), params),
+    }
     for lab in LABEL_MODES:
         kw = dict(Q=Q, M=M, labels=lab, R_s=R_s, b_s=b_s)
         out[f"transfer_{lab}"] = transfer_error(R_t, b_t, eps, params, **kw)

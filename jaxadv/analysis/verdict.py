@@ -21,14 +21,23 @@ millions of standard errors. The verdict is *not testable* where the theory does
 * a quantity whose replicas do not spread (a frozen student): its standard error is at the
   round-off floor and the theory predicts no spread; it is reported, not tested.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-__all__ = ["Verdict", "honest_verdict", "theory_applies", "corrected_predictions", "sem_floor", "MAX_SPREAD_R", "THRESHOLD",
-           "QUANTITIES"]
+__all__ = [
+    "Verdict",
+    "honest_verdict",
+    "theory_applies",
+    "corrected_predictions",
+    "sem_floor",
+    "MAX_SPREAD_R",
+    "THRESHOLD",
+    "QUANTITIES",
+]
 
 #: largest predicted spread (and shift) of R for which the O(1/N) expansion is trusted
 MAX_SPREAD_R = 0.1
@@ -109,10 +118,17 @@ def corrected_predictions(ode_cols: dict, fl, params, eps_test: float) -> dict:
     from ..model.params import ModelParams
 
     p = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
-    corr = _corrections(jnp.asarray(fl.mean, jnp.float64), jnp.asarray(fl.shift, jnp.float64),
-                        jnp.asarray(fl.cov, jnp.float64), p, jnp.asarray(eps_test, jnp.float64))
-    out = {"R": np.asarray(ode_cols["R"], float) + np.asarray(fl.shift)[:, 0],
-           "b": np.asarray(ode_cols["b"], float) + np.asarray(fl.shift)[:, 1]}
+    corr = _corrections(
+        jnp.asarray(fl.mean, jnp.float64),
+        jnp.asarray(fl.shift, jnp.float64),
+        jnp.asarray(fl.cov, jnp.float64),
+        p,
+        jnp.asarray(eps_test, jnp.float64),
+    )
+    out = {
+        "R": np.asarray(ode_cols["R"], float) + np.asarray(fl.shift)[:, 0],
+        "b": np.asarray(ode_cols["b"], float) + np.asarray(fl.shift)[:, 1],
+    }
     for name, c in zip(("test_error", "robust_error"), corr):
         out[name] = np.asarray(ode_cols[name], float) + np.asarray(c)
     return out
@@ -134,8 +150,10 @@ def _corrections(y, mu, C, params, eps_test):
         def both(y, mu, C, params, eps_test):
             te = lambda v: test_error(v[0], v[1], params)
             re = lambda v: robust_error(v[0], v[1], eps_test, params)
-            return (jax.vmap(lambda a, m, c: one(te, a, m, c))(y, mu, C),
-                    jax.vmap(lambda a, m, c: one(re, a, m, c))(y, mu, C))
+            return (
+                jax.vmap(lambda a, m, c: one(te, a, m, c))(y, mu, C),
+                jax.vmap(lambda a, m, c: one(re, a, m, c))(y, mu, C),
+            )
 
         _CORRECTIONS_JIT = jax.jit(both)
     return _CORRECTIONS_JIT(y, mu, C, params, eps_test)
@@ -157,18 +175,36 @@ def theory_applies(rule=None, alpha=None) -> tuple:
     from ..model.rule import DEFAULT_RULE
 
     if rule is not None and rule._replace(loss=DEFAULT_RULE.loss) != DEFAULT_RULE:
-        return False, ("theory unavailable here (the O(1/N) theory covers the L2 attack with a fixed eps and "
-                       "no gate, on equally spaced saves)")
+        return False, (
+            "theory unavailable here (the O(1/N) theory covers the L2 attack with a fixed eps and "
+            "no gate, on equally spaced saves)"
+        )
     if alpha is not None and not _evenly_spaced(alpha):
-        return False, ("theory unavailable here (the O(1/N) theory covers the L2 attack with a fixed eps and "
-                       "no gate, on equally spaced saves)")
+        return False, (
+            "theory unavailable here (the O(1/N) theory covers the L2 attack with a fixed eps and "
+            "no gate, on equally spaced saves)"
+        )
     return True, ""
 
 
-def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: float, n_save: int = None,
-                   dt: float = None, mc_dtype=np.float32, R0=None, b0: float = 0.0,
-                   loss="quadratic", rule=None, theory: Optional[bool] = None, why_no_theory: str = "",
-                   threshold: float = THRESHOLD) -> Verdict:
+def honest_verdict(
+    mc_cols: dict,
+    ode_cols: dict,
+    *,
+    params,
+    N: int,
+    eps_test: float,
+    n_save: int = None,
+    dt: float = None,
+    mc_dtype=np.float32,
+    R0=None,
+    b0: float = 0.0,
+    loss="quadratic",
+    rule=None,
+    theory: Optional[bool] = None,
+    why_no_theory: str = "",
+    threshold: float = THRESHOLD,
+) -> Verdict:
     """Judge the Monte Carlo against the ODE plus the O(1/N) theory (see the module docstring).
 
     This is the verdict ``jaxadv run`` prints and writes to ``config.json``; called with the
@@ -209,14 +245,17 @@ def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: f
     div = f"; {n_div} of {n_rep} replicas diverged" if n_div else ""
     raw_z = {q: _z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], ode_cols[q], mc_dtype) for q in QUANTITIES}
     raw = _worst(raw_z, alpha, QUANTITIES)
-    raw_txt = (f"raw deviation from the bare ODE {raw[0]:.2f} standard errors ({raw[1]} at alpha={raw[2]:g})"
-               if raw[0] is not None else "raw deviation: none computable")
+    raw_txt = (
+        f"raw deviation from the bare ODE {raw[0]:.2f} standard errors ({raw[1]} at alpha={raw[2]:g})"
+        if raw[0] is not None
+        else "raw deviation: none computable"
+    )
 
     def make(status, text, worst=(None, None, None), reason="", untested=(), corrected=None):
         return Verdict(status, text + div, *worst, *raw, reason, tuple(untested), corrected or {})
 
     if n_fin.size and int(n_fin[-1]) < 2:
-        why = (f"all {n_rep} replicas diverged" if int(n_fin[-1]) == 0 else "fewer than 2 finite replicas")
+        why = f"all {n_rep} replicas diverged" if int(n_fin[-1]) == 0 else "fewer than 2 finite replicas"
         return make("undetermined", f"undetermined: no standard error ({why})", reason=why)
     if not theory:
         return make("not testable", f"not testable: {why_no_theory}; {raw_txt}", reason=why_no_theory)
@@ -230,8 +269,10 @@ def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: f
         why = "the fluctuation theory is not finite here"
         return make("not testable", f"not testable: {why}; {raw_txt}", reason=why)
     if spread > MAX_SPREAD_R or shift > MAX_SPREAD_R:
-        why = (f"N={N} is too small for the O(1/N) expansion (predicted spread of R {spread:.3g}, "
-               f"shift {shift:.3g}; the expansion needs both <= {MAX_SPREAD_R:g})")
+        why = (
+            f"N={N} is too small for the O(1/N) expansion (predicted spread of R {spread:.3g}, "
+            f"shift {shift:.3g}; the expansion needs both <= {MAX_SPREAD_R:g})"
+        )
         return make("not testable", f"not testable: {why}; {raw_txt}", reason=why)
     pred = corrected_predictions(ode_cols, fl, params, eps_test)
     zs, tested, untested = {}, [], []
@@ -246,14 +287,20 @@ def honest_verdict(mc_cols: dict, ode_cols: dict, *, params, N: int, eps_test: f
     note = f"; not tested (replicas do not spread): {', '.join(untested)}" if untested else ""
     if not tested:
         why = "the replicas do not spread (a frozen student): no standard error to test against"
-        return make("not testable", f"not testable: {why}; {raw_txt}", reason=why, untested=untested,
-                    corrected=pred)
+        return make("not testable", f"not testable: {why}; {raw_txt}", reason=why, untested=untested, corrected=pred)
     worst = _worst(zs, alpha, tested)
     if worst[0] is None:
-        return make("undetermined", f"undetermined: no finite standard error; {raw_txt}",
-                    reason="no finite standard error", untested=untested, corrected=pred)
+        return make(
+            "undetermined",
+            f"undetermined: no finite standard error; {raw_txt}",
+            reason="no finite standard error",
+            untested=untested,
+            corrected=pred,
+        )
     ok = worst[0] <= threshold
-    text = (f"{'consistent' if ok else 'INCONSISTENT'}: largest deviation from the ODE + O(1/N) theory "
-            f"{worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}; threshold {threshold:g}); "
-            f"{raw_txt}{note}")
+    text = (
+        f"{'consistent' if ok else 'INCONSISTENT'}: largest deviation from the ODE + O(1/N) theory "
+        f"{worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}; threshold {threshold:g}); "
+        f"{raw_txt}{note}"
+    )
     return make("consistent" if ok else "INCONSISTENT", text, worst, untested=untested, corrected=pred)

@@ -20,6 +20,7 @@ Monte Carlo's errors are those of each replica's order parameters (exact for its
 Files (atomically): ``certified_ode.csv`` and ``certified_mc.csv`` (one row per training and save
 point), ``certified.png``, ``config.json`` (configuration, final errors, timings).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,12 +38,16 @@ def trainings(cfg: dict) -> dict:
     """``{name: configuration}`` of the three trainings (module docstring); ``ValueError`` naming
     ``lipschitz`` when it is missing."""
     if cfg.get("lipschitz") is None:
-        raise ValueError("lipschitz=None: jaxadv certified needs the bound L_max of the Lipschitz-normalised "
-                         "training (--set lipschitz=1.0, with normalise=false)")
+        raise ValueError(
+            "lipschitz=None: jaxadv certified needs the bound L_max of the Lipschitz-normalised "
+            "training (--set lipschitz=1.0, with normalise=false)"
+        )
     attack = cfg["attack"] if cfg["attack"] != "none" else "fgm"
-    return {"standard": {**cfg, "attack": "none", "lipschitz": None},
-            "adversarial": {**cfg, "attack": attack, "lipschitz": None},
-            "lipschitz": {**cfg, "attack": "none"}}
+    return {
+        "standard": {**cfg, "attack": "none", "lipschitz": None},
+        "adversarial": {**cfg, "attack": attack, "lipschitz": None},
+        "lipschitz": {**cfg, "attack": "none"},
+    }
 
 
 def state_errors(key, states, mixture, eps, n_samples: int = 2000, pgd_steps: int = 20, rule=None) -> dict:
@@ -76,8 +81,9 @@ def state_errors(key, states, mixture, eps, n_samples: int = 2000, pgd_steps: in
     return out
 
 
-def run_certified(cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_steps: int = 20,
-                  mc_samples: int = 500, log=print) -> dict:
+def run_certified(
+    cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_steps: int = 20, mc_samples: int = 500, log=print
+) -> dict:
     """Train the three ways (ODE, and Monte Carlo unless ``cfg['mc']`` is false), measure, write every file."""
     import jax
     import jax.numpy as jnp
@@ -88,7 +94,7 @@ def run_certified(cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_
 
     runs = trainings(cfg)
     for c in runs.values():
-        _records(c)                                                # every training validated before any work
+        _records(c)  # every training validated before any work
     eps = float(cfg["eps"])
     key = jax.random.key(cfg["seed"])
     ode_cols = {"training": [], "alpha": [], **{m: [] for m in MEASURES}}
@@ -100,13 +106,26 @@ def run_certified(cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_
         v0 = None if c["v"] is None else np.asarray(c["v"], float)
         b0 = None if c["b0"] is None else np.asarray(c["b0"], float)
         if c["R0"] is None or c["Q0"] is None:
-            raise ValueError("R0=None or Q0=None: jaxadv certified starts the ODE and the Monte Carlo from given "
-                             "overlaps R0 and Q0")
+            raise ValueError(
+                "R0=None or Q0=None: jaxadv certified starts the ODE and the Monte Carlo from given overlaps R0 and Q0"
+            )
         t = time.perf_counter()
-        ode = cm.solve_committee_ode(mixture, params, spec, c["alpha_max"], c["n_save"], dt=c["dt"], Q0=c["Q0"],
-                                     R0=c["R0"], b0=b0, v0=v0, rule=ode_rule(K))
-        e = state_errors(jax.random.fold_in(key, 10 * i), (ode.Q, ode.R, ode.b, ode.v), mixture, eps, pgd_samples,
-                         pgd_test_steps)
+        ode = cm.solve_committee_ode(
+            mixture,
+            params,
+            spec,
+            c["alpha_max"],
+            c["n_save"],
+            dt=c["dt"],
+            Q0=c["Q0"],
+            R0=c["R0"],
+            b0=b0,
+            v0=v0,
+            rule=ode_rule(K),
+        )
+        e = state_errors(
+            jax.random.fold_in(key, 10 * i), (ode.Q, ode.R, ode.b, ode.v), mixture, eps, pgd_samples, pgd_test_steps
+        )
         timings[f"{name}_ode_s"] = time.perf_counter() - t
         n = len(ode.alpha)
         ode_cols["training"] += [name] * n
@@ -118,25 +137,48 @@ def run_certified(cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_
         if not c["mc"]:
             continue
         t = time.perf_counter()
-        mc = cm.simulate_committee(jax.random.fold_in(key, 10 * i + 1), mixture, params, spec, N=c["N"],
-                                   alpha_max=c["alpha_max"], n_save=c["n_save"], replicas=c["replicas"], Q0=c["Q0"],
-                                   R0=c["R0"], b0=b0, v0=v0, dtype=jnp.float64 if c["x64"] else jnp.float32)
+        mc = cm.simulate_committee(
+            jax.random.fold_in(key, 10 * i + 1),
+            mixture,
+            params,
+            spec,
+            N=c["N"],
+            alpha_max=c["alpha_max"],
+            n_save=c["n_save"],
+            replicas=c["replicas"],
+            Q0=c["Q0"],
+            R0=c["R0"],
+            b0=b0,
+            v0=v0,
+            dtype=jnp.float64 if c["x64"] else jnp.float32,
+        )
         reps = [r for r in range(c["replicas"]) if mc.finite[r].all()]
-        per = [state_errors(jax.random.fold_in(key, 1000 * (i + 1) + r), (mc.Q[r], mc.R[r], mc.b[r], mc.v[r]),
-                            mixture, eps, mc_samples, pgd_test_steps) for r in reps]
+        per = [
+            state_errors(
+                jax.random.fold_in(key, 1000 * (i + 1) + r),
+                (mc.Q[r], mc.R[r], mc.b[r], mc.v[r]),
+                mixture,
+                eps,
+                mc_samples,
+                pgd_test_steps,
+            )
+            for r in reps
+        ]
         timings[f"{name}_mc_s"] = time.perf_counter() - t
         P = len(mc.alpha)
         mc_cols["training"] += [name] * P
         mc_cols["alpha"] += list(mc.alpha)
         final[name]["mc"] = {}
         for m in MEASURES:
-            x = np.stack([d[m] for d in per])                      # (replicas, P)
+            x = np.stack([d[m] for d in per])  # (replicas, P)
             mean, sem = x.mean(0), x.std(0, ddof=1) / np.sqrt(len(reps))
             mc_cols[f"{m}_mean"] += list(mean)
             mc_cols[f"{m}_sem"] += list(sem)
             final[name]["mc"][m] = [float(mean[-1]), float(sem[-1])]
-        log(f"{name}: Monte Carlo ({len(reps)} replicas, N={c['N']}): " + ", ".join(
-            f"{m} {final[name]['mc'][m][0]:.4f}±{final[name]['mc'][m][1]:.4f}" for m in MEASURES))
+        log(
+            f"{name}: Monte Carlo ({len(reps)} replicas, N={c['N']}): "
+            + ", ".join(f"{m} {final[name]['mc'][m][0]:.4f}±{final[name]['mc'][m][1]:.4f}" for m in MEASURES)
+        )
     ode_cols = {k: np.asarray(v) for k, v in ode_cols.items()}
     write_csv(os.path.join(out_dir, "certified_ode.csv"), ode_cols)
     if mc_cols["alpha"]:
@@ -145,10 +187,19 @@ def run_certified(cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_
     else:
         mc_cols = None
     write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_cols, cfg))
-    info = {"config": {k: v for k, v in cfg.items() if k != "mixture"}, "eps_test": eps,
-            "trainings": {k: {"attack": r["attack"], "lipschitz": r["lipschitz"]} for k, r in runs.items()},
-            "pgd_test": {"steps": pgd_test_steps, "step": "2.5 eps / steps", "ode_samples": pgd_samples,
-                         "mc_samples_per_replica": mc_samples}, "final": final, "timings_s": timings}
+    info = {
+        "config": {k: v for k, v in cfg.items() if k != "mixture"},
+        "eps_test": eps,
+        "trainings": {k: {"attack": r["attack"], "lipschitz": r["lipschitz"]} for k, r in runs.items()},
+        "pgd_test": {
+            "steps": pgd_test_steps,
+            "step": "2.5 eps / steps",
+            "ode_samples": pgd_samples,
+            "mc_samples_per_replica": mc_samples,
+        },
+        "final": final,
+        "timings_s": timings,
+    }
     write_json(os.path.join(out_dir, "config.json"), info)
     return {"ode": ode_cols, "mc": mc_cols, "info": info}
 
@@ -161,39 +212,69 @@ def plot_certified(ode: dict, mc, cfg: dict):
     fig = Figure(figsize=(16, 3.6), layout="constrained")
     axes = fig.subplots(1, 5)
     panels = (("clean",), ("pgd", "worst"), ("interval",), ("lipschitz",), ("L",))
-    titles = ("clean error", "robust error: PGD (solid), exact worst case (dashed)", "certified error (interval bound)",
-              "certified error (Lipschitz bound)", "Lipschitz bound L")
+    titles = (
+        "clean error",
+        "robust error: PGD (solid), exact worst case (dashed)",
+        "certified error (interval bound)",
+        "certified error (Lipschitz bound)",
+        "Lipschitz bound L",
+    )
     colors = {"standard": "C0", "adversarial": "C3", "lipschitz": "C2"}
     attack = cfg["attack"] if cfg["attack"] != "none" else "fgm"
-    names = {"standard": "standard", "adversarial": f"adversarial ({attack})",
-             "lipschitz": f"Lipschitz, L_max={cfg['lipschitz']:g}"}
+    names = {
+        "standard": "standard",
+        "adversarial": f"adversarial ({attack})",
+        "lipschitz": f"Lipschitz, L_max={cfg['lipschitz']:g}",
+    }
     for ax, measures, title in zip(axes, panels, titles):
         for tr, col in colors.items():
             sel = ode["training"] == tr
             for m, ls in zip(measures, ("-", "--")):
-                ax.plot(ode["alpha"][sel], ode[m][sel], ls, color=col, lw=1.3,
-                        label=names[tr] if m == measures[0] else None)
+                ax.plot(
+                    ode["alpha"][sel], ode[m][sel], ls, color=col, lw=1.3, label=names[tr] if m == measures[0] else None
+                )
                 if mc is not None:
                     s = mc["training"] == tr
-                    ax.errorbar(mc["alpha"][s], mc[f"{m}_mean"][s], yerr=2 * mc[f"{m}_sem"][s], fmt="o" if ls == "-"
-                                else "s", mfc=col if ls == "-" else "none", color=col, ms=3.5, lw=0.8, capsize=1.5)
+                    ax.errorbar(
+                        mc["alpha"][s],
+                        mc[f"{m}_mean"][s],
+                        yerr=2 * mc[f"{m}_sem"][s],
+                        fmt="o" if ls == "-" else "s",
+                        mfc=col if ls == "-" else "none",
+                        color=col,
+                        ms=3.5,
+                        lw=0.8,
+                        capsize=1.5,
+                    )
         ax.set_xlabel("alpha")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{cfg['name']}: K={cfg['K']}, test and training radius eps={cfg['eps']:g} (L2) — ODE lines, "
-                 f"Monte Carlo points (N={cfg['N']}, mean ± 2 s.e. over replicas)", fontsize=9)
+    fig.suptitle(
+        f"{cfg['name']}: K={cfg['K']}, test and training radius eps={cfg['eps']:g} (L2) — ODE lines, "
+        f"Monte Carlo points (N={cfg['N']}, mean ± 2 s.e. over replicas)",
+        fontsize=9,
+    )
     return fig
 
 
 def add_parser(subparsers) -> None:
     """Register ``jaxadv certified [PRESET_OR_TOML] [--set KEY=VALUE ...]``."""
-    c = subparsers.add_parser("certified", help="certified robustness of committees: standard, adversarial and "
-                              "Lipschitz-normalised training at the same eps (default preset certified)")
+    c = subparsers.add_parser(
+        "certified",
+        help="certified robustness of committees: standard, adversarial and "
+        "Lipschitz-normalised training at the same eps (default preset certified)",
+    )
     from .cli import add_config_arguments
 
-    add_config_arguments(c, "committee preset (default certified) or path to a .toml file", "results/certified",
-                         "--set lipschitz=0.8 --set attack=pgd", "ODE only", config_default="certified")
+    add_config_arguments(
+        c,
+        "committee preset (default certified) or path to a .toml file",
+        "results/certified",
+        "--set lipschitz=0.8 --set attack=pgd",
+        "ODE only",
+        config_default="certified",
+    )
     c.add_argument("--pgd-samples", type=int, default=4000, help="fields per ODE point for the PGD error")
     c.add_argument("--mc-samples", type=int, default=500, help="fields per replica and point for the PGD error")
     c.add_argument("--pgd-test-steps", type=int, default=20, help="PGD steps of the test attack (step 2.5 eps/steps)")
@@ -214,11 +295,21 @@ def certified_command(args) -> int:
     out = args.out or os.path.join("results", "certified" if cfg["name"] == "certified" else f"{cfg['name']}_certified")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     ident = {k: v for k, v in cfg.items() if k != "mixture"}
-    ident.update(mixture=cfg["mixture"], pgd_samples=args.pgd_samples, mc_samples=args.mc_samples,
-                 pgd_test_steps=args.pgd_test_steps)
+    ident.update(
+        mixture=cfg["mixture"],
+        pgd_samples=args.pgd_samples,
+        mc_samples=args.mc_samples,
+        pgd_test_steps=args.pgd_test_steps,
+    )
     with claim_output(out, {"config": ident}, overwrite=args.overwrite, command="certified"):
         log(f"jaxadv certified {cfg['name']} -> {out}")
-        run_certified(cfg, out, pgd_samples=args.pgd_samples, pgd_test_steps=args.pgd_test_steps,
-                      mc_samples=args.mc_samples, log=log)
+        run_certified(
+            cfg,
+            out,
+            pgd_samples=args.pgd_samples,
+            pgd_test_steps=args.pgd_test_steps,
+            mc_samples=args.mc_samples,
+            log=log,
+        )
     log(f"wrote {out}")
     return 0

@@ -11,6 +11,7 @@ run gives the same bits as an uninterrupted one.
 observables are a pytree (one ``obs_i`` array per leaf in the file); :func:`simulate_resumable` (the
 single-layer model) and :func:`simulate_committee_resumable` (the committee) are its users.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,16 @@ def fingerprint(plan: driver.Plan) -> str:
     return hashlib.sha256(json.dumps(plan.identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
-                       progress: bool = False, stats: Optional[dict] = None, **kwargs) -> driver.MCResult:
+def simulate_resumable(
+    key,
+    params,
+    *,
+    checkpoint: Optional[str] = None,
+    checkpoint_every: float = 60.0,
+    progress: bool = False,
+    stats: Optional[dict] = None,
+    **kwargs,
+) -> driver.MCResult:
     """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
     Args:
@@ -59,14 +68,23 @@ def simulate_resumable(key, params, *, checkpoint: Optional[str] = None, checkpo
     if "rule_params" in kwargs:
         kwargs["rule_params_"] = kwargs.pop("rule_params")
     plan = driver.plan_simulation(key, params, **kwargs)
-    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
-                        stats=stats)
+    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats)
     return driver.result(plan, np.stack(obs))
 
 
-def simulate_committee_resumable(key, mixture, params, spec, *, checkpoint: Optional[str] = None,
-                                 checkpoint_every: float = 60.0, progress: bool = False,
-                                 stats: Optional[dict] = None, label: str = "monte carlo", **kwargs):
+def simulate_committee_resumable(
+    key,
+    mixture,
+    params,
+    spec,
+    *,
+    checkpoint: Optional[str] = None,
+    checkpoint_every: float = 60.0,
+    progress: bool = False,
+    stats: Optional[dict] = None,
+    label: str = "monte carlo",
+    **kwargs,
+):
     """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
     labelled ``label`` (arguments as there and as :func:`simulate_resumable`); the same bits as the plain
     run, on any device count and across interruptions. Returns a
@@ -74,13 +92,21 @@ def simulate_committee_resumable(key, mixture, params, spec, *, checkpoint: Opti
     from ..committee import montecarlo as cmc
 
     plan = cmc.plan_committee(key, mixture, params, spec, **kwargs)
-    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
-                        stats=stats, label=label)
+    obs = run_resumable(
+        plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats, label=label
+    )
     return cmc.committee_result(plan, obs)
 
 
-def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
-                  progress: bool = False, stats: Optional[dict] = None, label: str = "monte carlo") -> list:
+def run_resumable(
+    plan: driver.Plan,
+    *,
+    checkpoint: Optional[str] = None,
+    checkpoint_every: float = 60.0,
+    progress: bool = False,
+    stats: Optional[dict] = None,
+    label: str = "monte carlo",
+) -> list:
     """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and
     interrupt handling: the loop of :func:`jaxadv.mc.driver.run_plan`, resumable.
 
@@ -111,7 +137,7 @@ def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkp
     bar = Progress(plan.n_save, label, enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
     k_done = k_saved = start_k
-    pending = None      # (interval, observables) dispatched but not yet on the host
+    pending = None  # (interval, observables) dispatched but not yet on the host
     try:
         for k in range(start_k, plan.n_save):
             # the old states are donated to the interval; keep the new ones before waiting for it,
@@ -130,7 +156,7 @@ def run_resumable(plan: driver.Plan, *, checkpoint: Optional[str] = None, checkp
     except KeyboardInterrupt:
         # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
         bar.close()
-        if pending is not None:      # finish the interval in flight: its states are already the new ones
+        if pending is not None:  # finish the interval in flight: its states are already the new ones
             keep(*pending)
             k_done = pending[0] + 1
         if checkpoint and k_done > k_saved and not is_multiprocess():

@@ -1,6 +1,7 @@
 """Command line: ``jaxadv run PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
 ``jaxadv compare-defences [PRESET_OR_TOML] [--set KEY=VALUE ...] [--out DIR] [--no-mc]``,
 ``jaxadv verify PRESET_OR_TOML [--N-list ...]`` (see :mod:`jaxadv.app.verify`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "%(default)" in h or "default" in h or action.default in (None, False, [], argparse.SUPPRESS) \
-                or not action.option_strings:
+        if (
+            "%(default)" in h
+            or "default" in h
+            or action.default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+        ):
             return h
         return h + " (default: %(default)s)"
 
@@ -27,48 +32,83 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def add_config_arguments(parser, config_help: str, out_default: str, set_example: str, no_mc_help: str,
-                         quiet_help: str = "no progress lines", config_default=None) -> None:
+def add_config_arguments(
+    parser,
+    config_help: str,
+    out_default: str,
+    set_example: str,
+    no_mc_help: str,
+    quiet_help: str = "no progress lines",
+    config_default=None,
+) -> None:
     """The arguments every command that runs one configuration shares: the config (a preset or a TOML
     file), ``--set``, ``--out``, ``--no-mc``, ``--quiet`` and ``--overwrite``."""
     if config_default is None:
         parser.add_argument("config", help=config_help)
     else:
         parser.add_argument("config", nargs="?", default=config_default, help=config_help)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a key (repeatable), e.g. {set_example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a key (repeatable), e.g. {set_example}",
+    )
     parser.add_argument("--out", default=None, help=f"output directory (default: {out_default})")
     parser.add_argument("--no-mc", action="store_true", help=no_mc_help)
     parser.add_argument("--quiet", action="store_true", help=quiet_help)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace another run's results in --out (its files are removed first)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace another run's results in --out (its files are removed first)"
+    )
 
 
 def _parser():
     """The argument parser; it imports nothing heavy (no JAX), so ``--help`` is instant."""
-    p = _Parser(prog="jaxadv", description="Adversarial training in the prototype model: "
-                "Monte Carlo simulations and large-N ODEs.")
+    p = _Parser(
+        prog="jaxadv",
+        description="Adversarial training in the prototype model: Monte Carlo simulations and large-N ODEs.",
+    )
     from ..distributed import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
-    add_config_arguments(r, "preset (see `jaxadv presets`) or path to a .toml file", "results/<name>",
-                         "--set alpha_max=1000", "skip the Monte Carlo (ODE only)", quiet_help="no progress bar")
+    add_config_arguments(
+        r,
+        "preset (see `jaxadv presets`) or path to a .toml file",
+        "results/<name>",
+        "--set alpha_max=1000",
+        "skip the Monte Carlo (ODE only)",
+        quiet_help="no progress bar",
+    )
     sub.add_parser("presets", help="list the presets, one line each, and their keys")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
-    add_config_arguments(d, "base preset or .toml (default: scenario2)", "results/defences", "--set N=500",
-                         "ODE only", config_default="scenario2")
-    s = sub.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
-                       description="Sweep TOML format: see the README (section 'Sweeps') or "
-                       "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.")
-    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...; "
-                   "a [base] with preset = \"xor\"/\"committee\" or model = \"committee\" sweeps a committee)")
+    add_config_arguments(
+        d,
+        "base preset or .toml (default: scenario2)",
+        "results/defences",
+        "--set N=500",
+        "ODE only",
+        config_default="scenario2",
+    )
+    s = sub.add_parser(
+        "sweep",
+        help="ODE (and MC) over a parameter grid, resumable; writes heat maps",
+        description="Sweep TOML format: see the README (section 'Sweeps') or "
+        "`python3 -c 'import jaxadv.app.sweep as s; help(s)'`.",
+    )
+    s.add_argument(
+        "config",
+        help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...; "
+        'a [base] with preset = "xor"/"committee" or model = "committee" sweeps a committee)',
+    )
     s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--no-plots", action="store_true", help="write no figures")
     s.set_defaults(func=_sweep_command)
     from .verify import add_verify_parser
+
     add_verify_parser(sub)
     from .mnist import add_parser as add_mnist_parser
 
@@ -131,8 +171,11 @@ def main(argv=None) -> int:
         return 3
     except Interrupted as e:
         if e.checkpoint:
-            print(f"jaxadv: interrupted; {e.done} of {e.total} save intervals saved in {e.checkpoint}; rerun the "
-                  "same command to resume the Monte Carlo", file=sys.stderr)
+            print(
+                f"jaxadv: interrupted; {e.done} of {e.total} save intervals saved in {e.checkpoint}; rerun the "
+                "same command to resume the Monte Carlo",
+                file=sys.stderr,
+            )
         else:
             print("jaxadv: interrupted before the first save interval; nothing saved", file=sys.stderr)
         return 130
@@ -195,9 +238,10 @@ def _claim(cfg, out, args, command, mc):
     if mc:
         from ..mc.driver import save_schedule
 
-        check_fits(run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler),
-                   "the Monte Carlo")
-        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)   # refuses a run beyond the step counter, before the folder
+        check_fits(
+            run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler), "the Monte Carlo"
+        )
+        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)  # refuses a run beyond the step counter, before the folder
     ident = {k: v for k, v in config_dict(cfg).items() if k != "mc"}
     return claim_output(out, {"config": ident, "mc": bool(mc)}, overwrite=args.overwrite, command=command)
 

@@ -24,6 +24,7 @@ replicas split over all devices, a progress bar (off with ``--quiet``) and ``mc_
 after the first save interval and then every minute; Ctrl-C or SIGTERM saves it and the same command
 resumes from it, with the same bits as an uninterrupted run. It is removed when the Monte Carlo ends.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
 
+
 def _orthogonal_start(R0):
     """``Q0`` of unit weights whose parts outside span{B_j} are orthonormal: Q_kl = R_k . R_l (k != l)."""
     R0 = np.asarray(R0, float)
@@ -46,26 +48,82 @@ def _orthogonal_start(R0):
 
 _XOR_R0 = [[0.4, 0.1], [-0.3, 0.2], [0.1, -0.35], [-0.15, -0.25]]
 PRESETS = {
-    "committee": {"data": "two_cluster", "prior": 0.7, "rho": 2.0, "v1": 1.0, "v2": 1.0, "K": 2, "eps": 0.5,
-                  "R0": [[0.3], [0.1]], "Q0": [[1.0, 0.2], [0.2, 1.0]], "b0": [0.1, -0.1]},
-    "xor": {"data": "xor", "rho": 3.0, "var": 0.5, "K": 4, "eps": 0.3, "R0": _XOR_R0,
-            "Q0": _orthogonal_start(_XOR_R0), "b0": [0.1, -0.1, 0.05, -0.05], "N": 200, "alpha_max": 40.0,
-            "replicas": 32, "dt": 0.1},
-    "certified": {"data": "two_cluster", "prior": 0.7, "rho": 2.0, "v1": 1.0, "v2": 1.0, "K": 2, "eps": 0.5,
-                  "R0": [[0.3], [0.1]], "Q0": [[1.0, 0.2], [0.2, 1.0]], "b0": [0.1, -0.1], "v": [0.7, 0.3],
-                  "normalise": False, "lipschitz": 1.0, "N": 500, "alpha_max": 10.0, "n_save": 10, "replicas": 32},
+    "committee": {
+        "data": "two_cluster",
+        "prior": 0.7,
+        "rho": 2.0,
+        "v1": 1.0,
+        "v2": 1.0,
+        "K": 2,
+        "eps": 0.5,
+        "R0": [[0.3], [0.1]],
+        "Q0": [[1.0, 0.2], [0.2, 1.0]],
+        "b0": [0.1, -0.1],
+    },
+    "xor": {
+        "data": "xor",
+        "rho": 3.0,
+        "var": 0.5,
+        "K": 4,
+        "eps": 0.3,
+        "R0": _XOR_R0,
+        "Q0": _orthogonal_start(_XOR_R0),
+        "b0": [0.1, -0.1, 0.05, -0.05],
+        "N": 200,
+        "alpha_max": 40.0,
+        "replicas": 32,
+        "dt": 0.1,
+    },
+    "certified": {
+        "data": "two_cluster",
+        "prior": 0.7,
+        "rho": 2.0,
+        "v1": 1.0,
+        "v2": 1.0,
+        "K": 2,
+        "eps": 0.5,
+        "R0": [[0.3], [0.1]],
+        "Q0": [[1.0, 0.2], [0.2, 1.0]],
+        "b0": [0.1, -0.1],
+        "v": [0.7, 0.3],
+        "normalise": False,
+        "lipschitz": 1.0,
+        "N": 500,
+        "alpha_max": 10.0,
+        "n_save": 10,
+        "replicas": 32,
+    },
 }
 """The presets: ``committee`` (scenario 2's data, K = 2) and ``xor`` (K = 4), each from given,
 non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves); ``certified``
 (``committee``'s data, no per-unit normalisation, Lipschitz bound 1; ``jaxadv certified`` compares
 standard, adversarial and Lipschitz-normalised training on it)."""
 
-_RUN = {"N": 500, "alpha_max": 20.0, "n_save": 20, "replicas": 64, "seed": 0, "dt": 0.05, "x64": False,
-        "mc": True, "ode_start": None, "name": None}
+_RUN = {
+    "N": 500,
+    "alpha_max": 20.0,
+    "n_save": 20,
+    "replicas": 64,
+    "seed": 0,
+    "dt": 0.05,
+    "x64": False,
+    "mc": True,
+    "ode_start": None,
+    "name": None,
+}
 _DATA = {"data": "two_cluster", "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0, "var": 1.0}
 _RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
-_SPEC = {"K": 2, "train_v": False, "normalise": True, "attack": "fgm", "pgd_steps": 5, "pgd_step": 0.25,
-         "pgd_random_start": False, "loss": "quadratic", "lipschitz": None}
+_SPEC = {
+    "K": 2,
+    "train_v": False,
+    "normalise": True,
+    "attack": "fgm",
+    "pgd_steps": 5,
+    "pgd_step": 0.25,
+    "pgd_random_start": False,
+    "loss": "quadratic",
+    "lipschitz": None,
+}
 _INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
 _KEYS = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}
 
@@ -117,11 +175,12 @@ def _coerce(key, value):
         raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_KEYS))}")
     default = _KEYS[key]
     if key in _INIT:
-        return None if value is None or (isinstance(value, str) and value.lower() in ("none", "")) else \
-            _array(key, value)
+        return (
+            None if value is None or (isinstance(value, str) and value.lower() in ("none", "")) else _array(key, value)
+        )
     if key in ("data", "attack", "loss", "ode_start", "name"):
         return str(value)
-    if key == "lipschitz":      # None (off) or the bound L_max (validated by validate_spec)
+    if key == "lipschitz":  # None (off) or the bound L_max (validated by validate_spec)
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
             return None
         return coerce_scalar(key, value, float)
@@ -166,13 +225,14 @@ def load_committee_config(spec: str, overrides=()) -> dict:
     if cfg["seed"] < 0:
         raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
     if cfg["ode_start"] == "given" and (cfg["R0"] is None or cfg["Q0"] is None):
-        raise ValueError("ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE "
-                         "never leaves)")
+        raise ValueError(
+            "ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE never leaves)"
+        )
     from .config import check_name
 
-    cfg["name"] = check_name(str(cfg["name"]))      # a plain folder name: results/<name> cannot escape
+    cfg["name"] = check_name(str(cfg["name"]))  # a plain folder name: results/<name> cannot escape
     cfg["mixture"] = mixture
-    _records(cfg)          # every record's own validator
+    _records(cfg)  # every record's own validator
     return cfg
 
 
@@ -229,18 +289,31 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
     if cfg["mc"]:
         t = time.perf_counter()
         # on the driver with a checkpoint: a rerun after Ctrl-C / SIGTERM resumes bit for bit
-        mc = simulate_committee_resumable(jax.random.key(cfg["seed"]), mixture, params, spec, N=cfg["N"],
-                                          alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
-                                          b0=b0, v0=v0, dtype=dtype, progress=progress,
-                                          checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"), **given)
+        mc = simulate_committee_resumable(
+            jax.random.key(cfg["seed"]),
+            mixture,
+            params,
+            spec,
+            N=cfg["N"],
+            alpha_max=cfg["alpha_max"],
+            n_save=cfg["n_save"],
+            replicas=cfg["replicas"],
+            b0=b0,
+            v0=v0,
+            dtype=dtype,
+            progress=progress,
+            checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"),
+            **given,
+        )
         timings["mc_s"] = time.perf_counter() - t
         log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
     if cfg["ode_start"] == "mc":
         if mc is None:
-            raise ValueError("ode_start='mc' needs the Monte Carlo; use ode_start='given' with R0 and Q0 for the "
-                             "ODE alone")
+            raise ValueError(
+                "ode_start='mc' needs the Monte Carlo; use ode_start='given' with R0 and Q0 for the ODE alone"
+            )
         start = {n: _mean_sem(getattr(mc, n)[:, 0])[0] for n in ("Q", "R", "b", "v")}
-        if spec.normalise:      # |w_k| = 1 exactly (the float32 mean is 1 to 1e-7)
+        if spec.normalise:  # |w_k| = 1 exactly (the float32 mean is 1 to 1e-7)
             np.fill_diagonal(start["Q"], 1.0)
         start_from = "the Monte Carlo's mean initial overlaps"
     else:
@@ -248,26 +321,39 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
         start_from = "the given R0 and Q0"
     alpha_end = float(mc.alpha[-1]) if mc is not None else cfg["alpha_max"]
     t = time.perf_counter()
-    ode = cm.solve_committee_ode(mixture, params, spec, alpha_end, cfg["n_save"], dt=cfg["dt"], Q0=start["Q"],
-                                 R0=start["R"], b0=start["b"], v0=start["v"], rule=ode_rule(K))
+    ode = cm.solve_committee_ode(
+        mixture,
+        params,
+        spec,
+        alpha_end,
+        cfg["n_save"],
+        dt=cfg["dt"],
+        Q0=start["Q"],
+        R0=start["R"],
+        b0=start["b"],
+        v0=start["v"],
+        rule=ode_rule(K),
+    )
     timings["ode_s"] = time.perf_counter() - t
     ode_cols = cm.columns(ode, mixture)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
-    log(f"ode (from {start_from}): {len(ode_cols['alpha'])} points to alpha={alpha_end:g} in {timings['ode_s']:.1f}s, "
-        f"clean error {ode_cols['clean_error'][-1]:.4f}")
+    log(
+        f"ode (from {start_from}): {len(ode_cols['alpha'])} points to alpha={alpha_end:g} in {timings['ode_s']:.1f}s, "
+        f"clean error {ode_cols['clean_error'][-1]:.4f}"
+    )
     if mc is not None:
         mc_cols = {"alpha": mc.alpha}
         names = [c for c in ode_cols if c not in ("alpha", "clean_error")]
         per = {n: np.asarray(getattr(mc, n), np.float64) for n in ("Q", "R", "b", "v")}
         worst = (0.0, "", float("nan"))
-        floor = 10 * np.finfo(np.dtype(dtype)).eps        # round-off of the simulation's dtype
+        floor = 10 * np.finfo(np.dtype(dtype)).eps  # round-off of the simulation's dtype
         for c in names:
             kind, *idx = c.split("_")
             x = per[kind][(slice(None), slice(None), *[int(i) - 1 for i in idx])]
             mean, sem, n_ok = _mean_sem(x)
             mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean, sem
             if kind == "Q" and idx[0] == idx[1] and spec.normalise:
-                continue                                  # |w_k| = 1 exactly on both sides: nothing to test
+                continue  # |w_k| = 1 exactly on both sides: nothing to test
             resolvable = sem[1:] > floor * np.maximum(1.0, np.abs(mean[1:]))
             if np.any(resolvable):
                 dev = np.abs(mean[1:] - ode_cols[c][1:])[resolvable] / sem[1:][resolvable]
@@ -275,17 +361,27 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
                 if dev[i] > worst[0]:
                     worst = (float(dev[i]), c, float(mc.alpha[1:][resolvable][i]))
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
-        verdict = ("consistent" if worst[0] <= 4.0 else "inconsistent") + \
-            f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}); allowance 4"
+        verdict = (
+            "consistent" if worst[0] <= 4.0 else "inconsistent"
+        ) + f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}); allowance 4"
         log(verdict)
-        info.update(max_deviation_sem=worst[0], worst_quantity=worst[1], worst_alpha=worst[2], verdict=verdict,
-                    replicas_finite=n_ok)
+        info.update(
+            max_deviation_sem=worst[0],
+            worst_quantity=worst[1],
+            worst_alpha=worst[2],
+            verdict=verdict,
+            replicas_finite=n_ok,
+        )
     t = time.perf_counter()
     _figures(out_dir, ode_cols, mc_cols if mc is not None else None, K, D, cfg)
     timings["plots_s"] = time.perf_counter() - t
-    info.update(config={k: v for k, v in cfg.items() if k != "mixture"},
-                mixture={k: np.asarray(v).tolist() for k, v in mixture._asdict().items()},
-                ode_start=cfg["ode_start"], ode_started_from=start_from, timings_s=timings)
+    info.update(
+        config={k: v for k, v in cfg.items() if k != "mixture"},
+        mixture={k: np.asarray(v).tolist() for k, v in mixture._asdict().items()},
+        ode_start=cfg["ode_start"],
+        ode_started_from=start_from,
+        timings_s=timings,
+    )
     write_json(os.path.join(out_dir, "config.json"), info)
     return info
 
@@ -293,8 +389,12 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
 def _figures(out_dir, ode, mc, K, D, cfg):
     from matplotlib.figure import Figure
 
-    groups = [("R", [c for c in ode if c.startswith("R_")]), ("Q", [c for c in ode if c.startswith("Q_")]),
-              ("b", [c for c in ode if c.startswith("b_")]), ("v", [c for c in ode if c.startswith("v_")])]
+    groups = [
+        ("R", [c for c in ode if c.startswith("R_")]),
+        ("Q", [c for c in ode if c.startswith("Q_")]),
+        ("b", [c for c in ode if c.startswith("b_")]),
+        ("v", [c for c in ode if c.startswith("v_")]),
+    ]
     groups = [(g, cols) for g, cols in groups if cols and not (g == "v" and not cfg["train_v"])]
     fig = Figure(figsize=(3.6 * len(groups), 3.4), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
@@ -308,8 +408,10 @@ def _figures(out_dir, ode, mc, K, D, cfg):
         ax.set_xlabel("alpha")
         ax.set_title(g)
         ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']} — ODE lines, "
-                 "Monte Carlo mean ± 2 sem bands", fontsize=9)
+    fig.suptitle(
+        f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']} — ODE lines, Monte Carlo mean ± 2 sem bands",
+        fontsize=9,
+    )
     write_figure(os.path.join(out_dir, "order_parameters.png"), fig)
 
     fig = Figure(figsize=(4.2, 4.0), layout="constrained")
@@ -318,8 +420,9 @@ def _figures(out_dir, ode, mc, K, D, cfg):
         for k in range(K):
             x, y = ode[f"R_{k + 1}_1"], ode[f"R_{k + 1}_2"]
             ax.plot(x, y, "-", color=f"C{k}", lw=1)
-            ax.annotate("", xy=(x[-1], y[-1]), xytext=(0, 0),
-                        arrowprops={"arrowstyle": "->", "color": f"C{k}", "lw": 1.5})
+            ax.annotate(
+                "", xy=(x[-1], y[-1]), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": f"C{k}", "lw": 1.5}
+            )
             ax.plot(x[0], y[0], "o", color=f"C{k}", ms=3, label=f"unit {k + 1}")
         ax.set_xlabel("R_k1 (overlap with B_1)")
         ax.set_ylabel("R_k2 (overlap with B_2)")
@@ -348,12 +451,18 @@ def _figures(out_dir, ode, mc, K, D, cfg):
 
 def add_parser(subparsers) -> None:
     """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser("committee", help="two-layer committee machine: ODE and Monte Carlo (presets "
-                              "committee, xor)")
+    c = subparsers.add_parser(
+        "committee", help="two-layer committee machine: ODE and Monte Carlo (presets committee, xor)"
+    )
     from .cli import add_config_arguments
 
-    add_config_arguments(c, "preset (committee, xor) or path to a .toml file", "results/<name>",
-                         "--set K=2 --set v=0.5,-0.5", "ODE only (needs ode_start=given with R0 and Q0)")
+    add_config_arguments(
+        c,
+        "preset (committee, xor) or path to a .toml file",
+        "results/<name>",
+        "--set K=2 --set v=0.5,-0.5",
+        "ODE only (needs ode_start=given with R0 and Q0)",
+    )
     c.set_defaults(func=committee_command)
 
 

@@ -57,6 +57,7 @@ the grid (``Q`` of shape ``grid_shape + (P, K, K)``, ...). ``config.json``; ``he
 clean and robust errors over two swept axes) and ``tradeoff.png`` (robust against clean error along
 the eps-like axis).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,9 +75,18 @@ import numpy as np
 from .io import read_toml, write_csv, write_json, write_npz
 from .sweep import _check_directory, _chunk_path
 
-__all__ = ["CommitteeSweepConfig", "CommitteeSweepResult", "COMMITTEE_SWEEP_AXES", "DATA_AXES",
-           "is_committee_sweep", "make_committee_sweep_config", "load_committee_sweep_config", "committee_sweep",
-           "load_committee_sweep", "committee_sweep_command"]
+__all__ = [
+    "CommitteeSweepConfig",
+    "CommitteeSweepResult",
+    "COMMITTEE_SWEEP_AXES",
+    "DATA_AXES",
+    "is_committee_sweep",
+    "make_committee_sweep_config",
+    "load_committee_sweep_config",
+    "committee_sweep",
+    "load_committee_sweep",
+    "committee_sweep_command",
+]
 
 RULE_AXES = ("eps", "eta_w", "eta_b", "eta_v")
 DATA_AXES = {"two_cluster": ("prior", "rho", "v1", "v2"), "xor": ("rho", "var"), "mixture": ()}
@@ -239,8 +249,10 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
         if k in _RUN:
             raise ValueError(f"base.{k}: {k} is a run setting; give it at the top level of the sweep file")
         if k not in _KEYS:
-            raise ValueError(f"base.{k}: unknown key; committee keys: {', '.join(sorted(set(_KEYS) - set(_RUN)))}, "
-                             "preset, model, mixture, eps_test")
+            raise ValueError(
+                f"base.{k}: unknown key; committee keys: {', '.join(sorted(set(_KEYS) - set(_RUN)))}, "
+                "preset, model, mixture, eps_test"
+            )
         cfg[k] = _coerce(k, v)
     if cfg["data"] not in DATA_AXES:
         raise ValueError(f"base.data={cfg['data']!r} must be one of {sorted(DATA_AXES)}")
@@ -257,12 +269,16 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
     for k, v in grid.items():
         if k not in COMMITTEE_SWEEP_AXES:
             if k in _KEYS:
-                raise ValueError(f"grid.{k}: {k} is not sweepable (a static choice or run setting: it changes "
-                                 f"shapes or compilation); sweepable: {', '.join(_axes_of(cfg['data']))}")
+                raise ValueError(
+                    f"grid.{k}: {k} is not sweepable (a static choice or run setting: it changes "
+                    f"shapes or compilation); sweepable: {', '.join(_axes_of(cfg['data']))}"
+                )
             raise ValueError(f"grid.{k}: unknown axis; sweepable for committees: {', '.join(_axes_of(cfg['data']))}")
         if k in DATA_AXES["two_cluster"] + DATA_AXES["xor"] and k not in DATA_AXES[cfg["data"]]:
-            raise ValueError(f"grid.{k}: not a parameter of data={cfg['data']!r} (its data parameters: "
-                             f"{', '.join(DATA_AXES[cfg['data']]) or 'none'})")
+            raise ValueError(
+                f"grid.{k}: not a parameter of data={cfg['data']!r} (its data parameters: "
+                f"{', '.join(DATA_AXES[cfg['data']]) or 'none'})"
+            )
         if k in base or (k == "eps_test" and eps_test is not None):
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
         axes[k] = _axis_values(k, v)
@@ -271,8 +287,10 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
     known = {f.name for f in dataclasses.fields(CommitteeSweepConfig)} - {"model", "grid", "eps_test"}
     for k in options:
         if k not in known:
-            raise ValueError(f"unknown key {k!r}; known top-level keys of a committee sweep: "
-                             f"{', '.join(sorted(known | {'base', 'grid'}))}")
+            raise ValueError(
+                f"unknown key {k!r}; known top-level keys of a committee sweep: "
+                f"{', '.join(sorted(known | {'base', 'grid'}))}"
+            )
     opts = {k: v for k, v in run_defaults.items() if k in known}
     opts.update(options)
     for k in ("alpha_max", "dt"):
@@ -280,9 +298,17 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
             opts[k] = _float(k, opts[k])
     if opts.get("quadrature") is not None:
         q = opts["quadrature"]
-        if (not isinstance(q, (list, tuple)) or len(q) != 3 or any(isinstance(x, bool) for x in q)
-                or not all(isinstance(x, (int, float)) for x in q) or int(q[0]) != q[0] or int(q[1]) != q[1]
-                or q[0] < 1 or q[1] < 1 or not q[2] > 0):
+        if (
+            not isinstance(q, (list, tuple))
+            or len(q) != 3
+            or any(isinstance(x, bool) for x in q)
+            or not all(isinstance(x, (int, float)) for x in q)
+            or int(q[0]) != q[0]
+            or int(q[1]) != q[1]
+            or q[0] < 1
+            or q[1] < 1
+            or not q[2] > 0
+        ):
             raise ValueError(f"quadrature={q!r} must be [panels, order, width]: integers >= 1 and a width > 0")
         opts["quadrature"] = (int(q[0]), int(q[1]), float(q[2]))
     out = CommitteeSweepConfig(model=cfg, grid=axes, eps_test=eps_test, **opts)
@@ -334,8 +360,10 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
         raise ValueError("ode=false and mc=false: nothing to compute")
     m = cfg.model
     if cfg.ode and (m["R0"] is None or m["Q0"] is None):
-        raise ValueError("base.R0 and base.Q0 are needed for the ODE (the symmetric start is the plateau the ODE "
-                         "never leaves); give both, e.g. R0 = [[0.3], [0.1]] and Q0 = [[1.0, 0.2], [0.2, 1.0]]")
+        raise ValueError(
+            "base.R0 and base.Q0 are needed for the ODE (the symmetric start is the plateau the ODE "
+            "never leaves); give both, e.g. R0 = [[0.3], [0.1]] and Q0 = [[1.0, 0.2], [0.2, 1.0]]"
+        )
     if (m["R0"] is None) != (m["Q0"] is None):
         raise ValueError(f"base.R0={m['R0']!r}, base.Q0={m['Q0']!r}: give both initial overlaps or neither")
     if m["R0"] is not None:
@@ -394,9 +422,12 @@ def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
 
 def order_parameter_names(K: int, D: int):
     """Column names of the order parameters: ``Q_k_l`` (k <= l), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
-    return ([f"Q_{k + 1}_{l + 1}" for k in range(K) for l in range(k, K)] +
-            [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)] +
-            [f"b_{k + 1}" for k in range(K)] + [f"v_{k + 1}" for k in range(K)])
+    return (
+        [f"Q_{k + 1}_{l + 1}" for k in range(K) for l in range(k, K)]
+        + [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)]
+        + [f"b_{k + 1}" for k in range(K)]
+        + [f"v_{k + 1}" for k in range(K)]
+    )
 
 
 def _pick(arrays: dict, name: str):
@@ -425,8 +456,9 @@ def _grid_solver():
 def _stack(records):
     import jax.numpy as jnp
 
-    return type(records[0])(*(jnp.stack([jnp.asarray(r[i], jnp.float64) for r in records])
-                              for i in range(len(records[0]))))
+    return type(records[0])(
+        *(jnp.stack([jnp.asarray(r[i], jnp.float64) for r in records]) for i in range(len(records[0])))
+    )
 
 
 def _initial(cfg, K):
@@ -489,10 +521,23 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
     mixture, params, spec = cfg.records(_point(flat, i))
     b0, v0 = _initial(cfg, K)
     given = {} if cfg.model["R0"] is None else {"Q0": cfg.model["Q0"], "R0": cfg.model["R0"]}
-    mc = simulate_committee_resumable(jax.random.fold_in(jax.random.key(cfg.seed), i), mixture, params, spec,
-                                      N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
-                                      b0=b0, v0=v0, dtype=jnp.float64 if cfg.x64 else jnp.float32,
-                                      checkpoint=checkpoint, progress=progress, label=label, **given)
+    mc = simulate_committee_resumable(
+        jax.random.fold_in(jax.random.key(cfg.seed), i),
+        mixture,
+        params,
+        spec,
+        N=cfg.N,
+        alpha_max=cfg.alpha_max,
+        n_save=cfg.n_save,
+        replicas=cfg.replicas,
+        b0=b0,
+        v0=v0,
+        dtype=jnp.float64 if cfg.x64 else jnp.float32,
+        checkpoint=checkpoint,
+        progress=progress,
+        label=label,
+        **given,
+    )
     ok = mc.finite[:, -1]
     n_ok = int(ok.sum())
     out = {"n_finite": np.float64(n_ok)}
@@ -531,8 +576,9 @@ def _deviation(cfg, cols, spec, K, D):
     return dev
 
 
-def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *, progress: bool = False,
-                    log=None) -> CommitteeSweepResult:
+def committee_sweep(
+    cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *, progress: bool = False, log=None
+) -> CommitteeSweepResult:
     r"""Run a committee sweep: the ODE (and optionally the Monte Carlo) at every grid point.
 
     Args:
@@ -560,8 +606,9 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
 
     validate_committee_sweep_config(cfg)
     if not jax.config.jax_enable_x64:
-        raise ValueError("the committee sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) "
-                         "first")
+        raise ValueError(
+            "the committee sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first"
+        )
     mixture, _, spec = cfg.records()
     K, D = spec.K, mixture.n_directions
     flat, shape = grid_points(cfg)
@@ -578,13 +625,27 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
     if out_dir is not None:
         os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
         _check_directory(cfg, out_dir)
-        write_json(os.path.join(out_dir, "config.json"), {
-            "model": "committee", "config": cfg.as_dict(), "config_hash": cfg.digest(), "grid_shape": list(shape),
-            "n_points": n, "chunk": size, "n_chunks": n_chunks, "order_parameters": names,
-            "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
-            "mc_started_from": ("exactly the given R0 and Q0" if cfg.model["R0"] is not None else
-                                "random unit vectors") if cfg.mc else None,
-            "jax_version": jax.__version__, "device": str(jax.devices()[0])})
+        write_json(
+            os.path.join(out_dir, "config.json"),
+            {
+                "model": "committee",
+                "config": cfg.as_dict(),
+                "config_hash": cfg.digest(),
+                "grid_shape": list(shape),
+                "n_points": n,
+                "chunk": size,
+                "n_chunks": n_chunks,
+                "order_parameters": names,
+                "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
+                "mc_started_from": (
+                    "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
+                )
+                if cfg.mc
+                else None,
+                "jax_version": jax.__version__,
+                "device": str(jax.devices()[0]),
+            },
+        )
     done = {c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))}
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
@@ -606,8 +667,10 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
                 part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
             if cfg.mc:
                 ck = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
-                rows = [_mc_point(cfg, flat, eps_test, i, K, D, ck, progress, f"point {i + 1}/{n} monte carlo")
-                        for i in range(lo, hi)]
+                rows = [
+                    _mc_point(cfg, flat, eps_test, i, K, D, ck, progress, f"point {i + 1}/{n} monte carlo")
+                    for i in range(lo, hi)
+                ]
                 part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
             if out_dir is not None:
                 write_npz(_chunk_path(out_dir, c), **part)
@@ -620,11 +683,18 @@ def committee_sweep(cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *,
         write_csv(os.path.join(out_dir, "sweep.csv"), result.table)
         arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
         arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps=eps.reshape(shape),
-                  eps_test=eps_test.reshape(shape), **arrays)
+        write_npz(
+            os.path.join(out_dir, "sweep.npz"),
+            alpha=alpha,
+            eps=eps.reshape(shape),
+            eps_test=eps_test.reshape(shape),
+            **arrays,
+        )
         if log:
-            log(f"committee sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) "
-                f"-> {out_dir}")
+            log(
+                f"committee sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) "
+                f"-> {out_dir}"
+            )
     return result
 
 
@@ -652,10 +722,20 @@ def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> 
         if cfg.ode:
             table["max_dev_sem"] = _deviation(cfg, table, spec, K, D)
         mc = {k: v.reshape(shape + v.shape[1:]) for k, v in mc_cols.items()}
-    return CommitteeSweepResult(axes={k: np.asarray(v) for k, v in cfg.grid.items()}, alpha=alpha,
-                                eps=np.asarray(eps).reshape(shape), eps_test=eps_test.reshape(shape), Q=g("Q"),
-                                R=g("R"), b=g("b"), v=g("v"), clean_error=g("clean_error"),
-                                robust_error=g("robust_error"), mc=mc, table=table)
+    return CommitteeSweepResult(
+        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
+        alpha=alpha,
+        eps=np.asarray(eps).reshape(shape),
+        eps_test=eps_test.reshape(shape),
+        Q=g("Q"),
+        R=g("R"),
+        b=g("b"),
+        v=g("v"),
+        clean_error=g("clean_error"),
+        robust_error=g("robust_error"),
+        mc=mc,
+        table=table,
+    )
 
 
 def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
@@ -674,10 +754,20 @@ def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
         d = {k: z[k] for k in z.files}
     axes = {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
     mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
-    return CommitteeSweepResult(axes=axes, alpha=d["alpha"], eps=d["eps"], eps_test=d["eps_test"], Q=d.get("Q"),
-                                R=d.get("R"), b=d.get("b"), v=d.get("v"), clean_error=d.get("clean_error"),
-                                robust_error=d.get("robust_error"), mc=mc,
-                                table=read_table(os.path.join(out_dir, "sweep.csv")))
+    return CommitteeSweepResult(
+        axes=axes,
+        alpha=d["alpha"],
+        eps=d["eps"],
+        eps_test=d["eps_test"],
+        Q=d.get("Q"),
+        R=d.get("R"),
+        b=d.get("b"),
+        v=d.get("v"),
+        clean_error=d.get("clean_error"),
+        robust_error=d.get("robust_error"),
+        mc=mc,
+        table=read_table(os.path.join(out_dir, "sweep.csv")),
+    )
 
 
 # --- figures and the command --------------------------------------------------------------------
@@ -707,17 +797,34 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
 
     if result.clean_error is None:
         return []
-    view = _PlotView(result.axes, result.alpha[-1:], _Eps(result.eps), result.eps_test, result.clean_error[..., None],
-                     result.robust_error[..., None])
+    view = _PlotView(
+        result.axes,
+        result.alpha[-1:],
+        _Eps(result.eps),
+        result.eps_test,
+        result.clean_error[..., None],
+        result.robust_error[..., None],
+    )
     xy, trade = plot_axes(view)
     K = None if result.Q is None else result.Q.shape[-1]
     title = (name + ": " if name else "") + f"committee K={K}"
     paths = []
     if xy is not None:
-        paths += plot_sweep_heatmaps(view, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=title,
-                                     quantities=("test_error", "robust_error"))
-    paths += plot_tradeoff(view, os.path.join(out_dir, "tradeoff"), axis=trade, formats=("png",),
-                           title=f"{title}: trade-off as {trade} varies (alpha={result.alpha[-1]:g})")
+        paths += plot_sweep_heatmaps(
+            view,
+            *xy,
+            os.path.join(out_dir, "heatmaps"),
+            formats=("png",),
+            title=title,
+            quantities=("test_error", "robust_error"),
+        )
+    paths += plot_tradeoff(
+        view,
+        os.path.join(out_dir, "tradeoff"),
+        axis=trade,
+        formats=("png",),
+        title=f"{title}: trade-off as {trade} varies (alpha={result.alpha[-1]:g})",
+    )
     return paths
 
 
@@ -730,8 +837,11 @@ def committee_sweep_command(args) -> int:
     with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
         print(f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name} -> {out}", flush=True)
         if "eps" in cfg.grid and "eps_test" not in cfg.grid and cfg.eps_test is None:
-            print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
-                  "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
+            print(
+                "note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
+                "(not comparable across eps); set eps_test in [base] for one fixed radius",
+                flush=True,
+            )
         res = committee_sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
         if not getattr(args, "no_plots", False):
             for p in write_committee_sweep_figures(res, out, cfg.name):

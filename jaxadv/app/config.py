@@ -7,6 +7,7 @@ A TOML file holds flat keys, optionally starting from a preset::
     alpha_max = 200
     replicas = 256
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,16 @@ from ..model.losses import LOSSES
 from ..mc.driver import SAMPLERS
 from ..model.params import ModelParams, check_value, validate_params
 
-__all__ = ["RunConfig", "PRESETS", "PRESET_DESCRIPTIONS", "load_config", "validate_config",
-           "presets_table", "check_name", "MAX_SEED"]
+__all__ = [
+    "RunConfig",
+    "PRESETS",
+    "PRESET_DESCRIPTIONS",
+    "load_config",
+    "validate_config",
+    "presets_table",
+    "check_name",
+    "MAX_SEED",
+]
 
 _MODEL_DEFAULTS = ModelParams._field_defaults
 SAMPLER_NAMES = tuple(SAMPLERS)
@@ -128,8 +137,7 @@ class RunConfig:
         ``nonrobust_only``."""
         from ..model.rule import training_rule
 
-        return training_rule(self.attack, self.eps_dist, self.gate, nonrobust_only=self.nonrobust_only,
-                             loss=self.loss)
+        return training_rule(self.attack, self.eps_dist, self.gate, nonrobust_only=self.nonrobust_only, loss=self.loss)
 
     @property
     def rule_params(self) -> dict:
@@ -138,10 +146,13 @@ class RunConfig:
         from ..model.perturbations import noise_std_for_norm
         from ..model.rule import rule_param_specs
 
-        given = {"eps_min": self.eps_min, "eps_max": self.eps_max,
-                 "eps_values": _floats("eps_values", self.eps_values),
-                 "eps_weights": _floats("eps_weights", self.eps_weights),
-                 "noise_std": noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N)}
+        given = {
+            "eps_min": self.eps_min,
+            "eps_max": self.eps_max,
+            "eps_values": _floats("eps_values", self.eps_values),
+            "eps_weights": _floats("eps_weights", self.eps_weights),
+            "noise_std": noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N),
+        }
         given.update(dict(self.rule_extra))
         return {k: given[k] for k in rule_param_specs(self.rule) if k in given}
 
@@ -166,10 +177,34 @@ def _floats(key: str, text: str):
 # `jaxadv run scenario1` takes about two minutes on a 2-core CPU; the full-size runs
 # are in the README (e.g. --set alpha_max=1000 --set replicas=1000).
 PRESETS = {
-    "scenario1": RunConfig(name="scenario1", N=1000, prior=0.5, rho=2.0, v1=1.0, v2=1.0,
-                           eta_w=0.04, eta_b=0.2, eps=1.0, alpha_max=100.0, n_save=50, replicas=128),
-    "scenario2": RunConfig(name="scenario2", N=1000, prior=0.7, rho=2.0, v1=1.0, v2=1.0,
-                           eta_w=0.04, eta_b=0.2, eps=1.0, alpha_max=100.0, n_save=50, replicas=128),
+    "scenario1": RunConfig(
+        name="scenario1",
+        N=1000,
+        prior=0.5,
+        rho=2.0,
+        v1=1.0,
+        v2=1.0,
+        eta_w=0.04,
+        eta_b=0.2,
+        eps=1.0,
+        alpha_max=100.0,
+        n_save=50,
+        replicas=128,
+    ),
+    "scenario2": RunConfig(
+        name="scenario2",
+        N=1000,
+        prior=0.7,
+        rho=2.0,
+        v1=1.0,
+        v2=1.0,
+        eta_w=0.04,
+        eta_b=0.2,
+        eps=1.0,
+        alpha_max=100.0,
+        n_save=50,
+        replicas=128,
+    ),
 }
 
 _FIELDS = {f.name: f for f in fields(RunConfig)}
@@ -257,8 +292,12 @@ def _coerce(key: str, value):
             raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
         return value
     if base is int:
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value))
+            or value != int(value)
+        ):
             raise ValueError(f"{key}={value!r} is not an integer")
         return int(value)
     if base is float:
@@ -301,8 +340,9 @@ def read_spec(spec: str, presets: dict, kind: str = ""):
         if base is not None and base not in presets:
             raise ValueError(f"preset={base!r} is not one of {sorted(presets)}")
         return (presets[base] if base is not None else None), data, os.path.splitext(os.path.basename(spec))[0]
-    raise ValueError(f"{spec!r} is neither a {kind + ' ' if kind else ''}preset ({', '.join(sorted(presets))}) "
-                     "nor a .toml file")
+    raise ValueError(
+        f"{spec!r} is neither a {kind + ' ' if kind else ''}preset ({', '.join(sorted(presets))}) nor a .toml file"
+    )
 
 
 #: largest seed: ``jax.random.key`` takes a signed 64-bit integer
@@ -313,10 +353,17 @@ _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-
 
 def check_name(name: str) -> str:
     """A run name stays inside ``results/``: no path separator, not ``.``/``..``, not empty."""
-    if (not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".")
-            or not set(name) <= _NAME_OK):
-        raise ValueError(f"name={name!r} must be a plain folder name (letters, digits, _-.+=,@; not starting "
-                         "with '.', no '/'): it becomes results/<name>")
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or not set(name) <= _NAME_OK
+    ):
+        raise ValueError(
+            f"name={name!r} must be a plain folder name (letters, digits, _-.+=,@; not starting "
+            "with '.', no '/'): it becomes results/<name>"
+        )
     return name
 
 
@@ -378,18 +425,24 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     if cfg.ode_start not in ("given", "mc"):
         raise ValueError(f"ode_start={cfg.ode_start!r} must be 'given' or 'mc'")
     if cfg.alpha_max / cfg.dt > MAX_ODE_STEPS:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, "
-                         f"more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt")
+        raise ValueError(
+            f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, "
+            f"more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
+        )
     if cfg.save == "log":
         n_points = cfg.points_per_decade * math.log10(max(cfg.alpha_max * cfg.N, 1.0)) + 1
         if n_points > MAX_SAVE_POINTS:
-            raise ValueError(f"points_per_decade={cfg.points_per_decade!r} gives about {n_points:.3g} save points, "
-                             f"more than {MAX_SAVE_POINTS}")
+            raise ValueError(
+                f"points_per_decade={cfg.points_per_decade!r} gives about {n_points:.3g} save points, "
+                f"more than {MAX_SAVE_POINTS}"
+            )
     if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
         raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: the run must hold at least one step")
     if cfg.save == "linear" and cfg.alpha_max * cfg.N / cfg.n_save < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
-                         "a save interval must hold at least one step")
+        raise ValueError(
+            f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
+            "a save interval must hold at least one step"
+        )
     return cfg
 
 
@@ -414,8 +467,12 @@ def load_config(spec: str, overrides=()) -> RunConfig:
             if isinstance(v, dict):
                 raise ValueError(f"{k}: tables are not supported; write keys at the top level")
         data, extra = _split_keys(data)
-        cfg = replace(cfg, name=str(name), rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())),
-                      **{k: _coerce(k, v) for k, v in data.items()})
+        cfg = replace(
+            cfg,
+            name=str(name),
+            rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())),
+            **{k: _coerce(k, v) for k, v in data.items()},
+        )
     raw = read_overrides(overrides)
     _, extra = _split_keys(raw)
     if extra:
@@ -441,7 +498,7 @@ PRESET_DESCRIPTIONS = {
 def presets_table() -> str:
     """``jaxadv presets``: one line per preset, then a table of every key (one column per preset)."""
     names = list(PRESETS)
-    lines = ["presets (use as `jaxadv run NAME`, or `preset = \"NAME\"` in a TOML file):"]
+    lines = ['presets (use as `jaxadv run NAME`, or `preset = "NAME"` in a TOML file):']
     lines += [f"  {n:<11} {PRESET_DESCRIPTIONS.get(n, '')}" for n in names]
     rows = [("key", *names, "default if unset")]
     default = config_dict(RunConfig())
@@ -453,6 +510,7 @@ def presets_table() -> str:
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
-    lines.append("  ('-': derived: eps_test = eps, eps_test_max = max(2 eps, 2 eps_test, 2), R0 random, "
-                 "noise_norm = eps)")
+    lines.append(
+        "  ('-': derived: eps_test = eps, eps_test_max = max(2 eps, 2 eps_test, 2), R0 random, noise_norm = eps)"
+    )
     return "\n".join(lines)

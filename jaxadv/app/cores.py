@@ -11,6 +11,7 @@ the process; the command line calls it first thing. From Python::
 or set the environment before starting Python:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=$(nproc) python3 script.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,10 +49,17 @@ def use_all_cores(x64: bool = True, strict: bool = True) -> int:
             jax.config.update("jax_enable_x64", True)
         from jax._src import xla_bridge
 
-        if strict and xla_bridge.backends_are_initialized() and jax.default_backend() == "cpu" and jax.device_count() < n \
-                and "xla_force_host_platform_device_count" not in flags:
-            raise RuntimeError(f"use_all_cores: JAX already started with {jax.device_count()} device(s); "
-                               "call jaxadv.use_all_cores() before the first JAX computation")
+        if (
+            strict
+            and xla_bridge.backends_are_initialized()
+            and jax.default_backend() == "cpu"
+            and jax.device_count() < n
+            and "xla_force_host_platform_device_count" not in flags
+        ):
+            raise RuntimeError(
+                f"use_all_cores: JAX already started with {jax.device_count()} device(s); "
+                "call jaxadv.use_all_cores() before the first JAX computation"
+            )
     elif x64:
         os.environ["JAX_ENABLE_X64"] = "1"
     return n

@@ -1,4 +1,5 @@
 """Atomic file output: every result file appears whole or not at all."""
+
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,16 @@ import tomllib
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "write_exclusive", "write_csv", "write_json", "write_npz", "write_figure", "read_csv", "read_toml"]
+__all__ = [
+    "atomic_write_bytes",
+    "write_exclusive",
+    "write_csv",
+    "write_json",
+    "write_npz",
+    "write_figure",
+    "read_csv",
+    "read_toml",
+]
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -36,8 +46,9 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, OSError) and not e.filename:  # e.g. a full disk: say which file was not written
-            raise OSError(e.errno, f"{path!r} not written ({e.strerror or e}); an earlier version, if any, "
-                                   "is unchanged") from e
+            raise OSError(
+                e.errno, f"{path!r} not written ({e.strerror or e}); an earlier version, if any, is unchanged"
+            ) from e
         raise
 
 
@@ -69,8 +80,12 @@ def write_csv(path, columns: dict) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(names)
     for row in zip(*arrays):
-        w.writerow([repr(float(x)) if isinstance(x, (float, np.floating)) else x.item() if hasattr(x, "item") else x
-                    for x in row])
+        w.writerow(
+            [
+                repr(float(x)) if isinstance(x, (float, np.floating)) else x.item() if hasattr(x, "item") else x
+                for x in row
+            ]
+        )
     atomic_write_bytes(path, buf.getvalue().encode())
 
 

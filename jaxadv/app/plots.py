@@ -8,6 +8,7 @@ Each Monte-Carlo-against-ODE figure has, under the curves, a panel of the deviat
 :math:`z = (\\bar X_\\mathrm{MC} - X_\\mathrm{ODE})/\\mathrm{sem}` with the band :math:`|z| \\le 2`, so
 the agreement is judged at the scale of the standard error, not of the axis.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -17,8 +18,7 @@ from matplotlib.figure import Figure
 
 from .io import write_figure
 
-__all__ = ["plot_order_parameters", "plot_errors", "plot_robustness", "plot_defences", "deviation_sem",
-           "place_labels"]
+__all__ = ["plot_order_parameters", "plot_errors", "plot_robustness", "plot_defences", "deviation_sem", "place_labels"]
 
 
 def _save(fig, path):
@@ -50,13 +50,19 @@ def _z_panel(ax, alpha, series, xlabel):
         if np.isfinite(z).any():
             top = max(top, float(np.nanmax(np.abs(z))) * 1.15)
     ax.set_ylim(-top, top)
-    ax.text(0.01, 0.97, "grey: within 2 standard errors", transform=ax.transAxes, ha="left", va="top", fontsize=7,
-            color="0.3")
+    ax.text(
+        0.01,
+        0.97,
+        "grey: within 2 standard errors",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize=7,
+        color="0.3",
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("(MC − ODE) / sem")
     ax.grid(alpha=0.3)
-
-
 
 
 def plot_order_parameters(ode: dict, mc: dict | None, path: str, title: str = "") -> Figure:
@@ -64,8 +70,7 @@ def plot_order_parameters(ode: dict, mc: dict | None, path: str, title: str = ""
     of the MC mean from the ODE in standard errors."""
     rows = 2 if mc is not None else 1
     fig = Figure(figsize=(9, 3.2 + 2.0 * (rows - 1)), layout="constrained")
-    axes = fig.subplots(rows, 2, sharex="col", squeeze=False,
-                        gridspec_kw={"height_ratios": [3, 2][:rows]})
+    axes = fig.subplots(rows, 2, sharex="col", squeeze=False, gridspec_kw={"height_ratios": [3, 2][:rows]})
     names = {"R": "R (overlap with the cluster axis)", "b": "b (bias)"}
     for j, name in enumerate(("R", "b")):
         ax = axes[0, j]
@@ -75,8 +80,12 @@ def plot_order_parameters(ode: dict, mc: dict | None, path: str, title: str = ""
         ax.set_ylabel(names[name])
         ax.grid(alpha=0.3)
         if mc is not None:
-            _z_panel(axes[1, j], mc["alpha"], [(deviation_sem(mc[f"{name}_mean"], mc[f"{name}_sem"], ode[name]),
-                                                "C1", None)], r"$\alpha$ (examples / N)")
+            _z_panel(
+                axes[1, j],
+                mc["alpha"],
+                [(deviation_sem(mc[f"{name}_mean"], mc[f"{name}_sem"], ode[name]), "C1", None)],
+                r"$\alpha$ (examples / N)",
+            )
         else:
             ax.set_xlabel(r"$\alpha$ (examples / N)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -94,8 +103,10 @@ def plot_errors(ode: dict, mc: dict | None, path: str, eps_test: float, title: s
     rows = 2 if mc is not None else 1
     fig = Figure(figsize=(9, 3.2 + 2.0 * (rows - 1)), layout="constrained")
     axes = fig.subplots(rows, 2, sharex="col", squeeze=False, gridspec_kw={"height_ratios": [3, 2][:rows]})
-    quantities = (("test_error", "C0", "clean test error"),
-                  ("robust_error", "C3", f"robust error at eps_test={eps_test:g}"))
+    quantities = (
+        ("test_error", "C0", "clean test error"),
+        ("robust_error", "C3", f"robust error at eps_test={eps_test:g}"),
+    )
     for j, (name, color, label) in enumerate(quantities):
         ax = axes[0, j]
         if mc is not None:
@@ -105,8 +116,12 @@ def plot_errors(ode: dict, mc: dict | None, path: str, eps_test: float, title: s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
         if mc is not None:
-            _z_panel(axes[1, j], mc["alpha"], [(deviation_sem(mc[f"{name}_mean"], mc[f"{name}_sem"], ode[name]),
-                                                color, None)], r"$\alpha$ (examples / N)")
+            _z_panel(
+                axes[1, j],
+                mc["alpha"],
+                [(deviation_sem(mc[f"{name}_mean"], mc[f"{name}_sem"], ode[name]), color, None)],
+                r"$\alpha$ (examples / N)",
+            )
         else:
             ax.set_xlabel(r"$\alpha$ (examples / N)")
     fig.suptitle(title, fontsize=10)
@@ -124,11 +139,29 @@ def plot_robustness(table: dict, path: str, alpha_max: float, title: str = "") -
     ax.plot(table["eps_test"], table["robust_error_ode"], "k-", lw=1.2, label="ODE (N → ∞)")
     xlabel = "eps_test (L2 radius of the test-time attack)"
     if has_mc:
-        ax.errorbar(table["eps_test"], table["robust_error_mc_mean"], yerr=2 * table["robust_error_mc_sem"],
-                    fmt="o", ms=3, color="C1", label="Monte Carlo mean ± 2 sem")
-        _z_panel(axes[1, 0], table["eps_test"], [(deviation_sem(table["robust_error_mc_mean"],
-                                                                table["robust_error_mc_sem"],
-                                                                table["robust_error_ode"]), "C1", None)], xlabel)
+        ax.errorbar(
+            table["eps_test"],
+            table["robust_error_mc_mean"],
+            yerr=2 * table["robust_error_mc_sem"],
+            fmt="o",
+            ms=3,
+            color="C1",
+            label="Monte Carlo mean ± 2 sem",
+        )
+        _z_panel(
+            axes[1, 0],
+            table["eps_test"],
+            [
+                (
+                    deviation_sem(
+                        table["robust_error_mc_mean"], table["robust_error_mc_sem"], table["robust_error_ode"]
+                    ),
+                    "C1",
+                    None,
+                )
+            ],
+            xlabel,
+        )
     else:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(f"robust error at alpha={alpha_max:g}")
@@ -162,8 +195,20 @@ def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
             (x0, y0), (x1, y1) = to_px((x, y - ye)), to_px((x, y + ye))
             placed.append((x0 - 2, y0, x1 + 2, y1))
     n_bars = len(placed)
-    candidates = [(8, 4), (8, -14), (-8, 4), (-8, -14), (0, 12), (0, -20), (14, -5), (-14, -5), (8, 16),
-                  (-8, 16), (8, -26), (-8, -26)]
+    candidates = [
+        (8, 4),
+        (8, -14),
+        (-8, 4),
+        (-8, -14),
+        (0, 12),
+        (0, -20),
+        (14, -5),
+        (-14, -5),
+        (8, 16),
+        (-8, 16),
+        (8, -26),
+        (-8, -26),
+    ]
     for p, text in zip(points, texts):
         if not np.all(np.isfinite(p)):
             chosen.append(None)
@@ -204,8 +249,9 @@ def plot_defences(results, path: Optional[str] = None, title: str = "", eps_test
         c = colors[i % len(colors)]
         ax.plot(r.ode_clean, r.ode_robust, "o", mfc="none", mec=c, ms=11, mew=1.5)
         if np.isfinite(r.mc_clean):
-            ax.errorbar(r.mc_clean, r.mc_robust, xerr=r.mc_clean_sem, yerr=r.mc_robust_sem, fmt="o", color=c,
-                        ms=5, capsize=2)
+            ax.errorbar(
+                r.mc_clean, r.mc_robust, xerr=r.mc_clean_sem, yerr=r.mc_robust_sem, fmt="o", color=c, ms=5, capsize=2
+            )
             mc_pts.append((r.mc_clean, r.mc_robust))
             bars.append((r.mc_clean, r.mc_robust, r.mc_clean_sem, r.mc_robust_sem))
         ode_ok = np.isfinite(r.ode_clean) and np.isfinite(r.ode_robust)
@@ -214,8 +260,15 @@ def plot_defences(results, path: Optional[str] = None, title: str = "", eps_test
     offsets = place_labels(ax, pts, [r.name for r in results], fontsize=9, avoid=mc_pts, bars=bars)
     for i, (r, p, off) in enumerate(zip(results, pts, offsets)):
         if off is not None:
-            ax.annotate(r.name, p, textcoords="offset points", xytext=off, color=colors[i % len(colors)],
-                        fontsize=9, ha="right" if off[0] < 0 else ("center" if off[0] == 0 else "left"))
+            ax.annotate(
+                r.name,
+                p,
+                textcoords="offset points",
+                xytext=off,
+                color=colors[i % len(colors)],
+                fontsize=9,
+                ha="right" if off[0] < 0 else ("center" if off[0] == 0 else "left"),
+            )
     ax.plot([], [], "ko", mfc="none", ms=9, label="ODE (N → ∞)")
     ax.plot([], [], "ko", ms=5, label="Monte Carlo (mean ± sem)")
     ax.set_xlabel("clean test error at alpha_max")

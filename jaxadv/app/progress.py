@@ -1,4 +1,5 @@
 """A minimal progress bar for long runs (stderr, with rate and time left)."""
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,9 @@ class Progress:
     most every ``every`` seconds. ``enabled=False`` makes every call a no-op.
     """
 
-    def __init__(self, total: int, label: str = "", enabled: bool = True, initial: int = 0,
-                 every: float = 10.0, stream=None):
+    def __init__(
+        self, total: int, label: str = "", enabled: bool = True, initial: int = 0, every: float = 10.0, stream=None
+    ):
         self.total, self.label, self.enabled = max(int(total), 1), label, enabled
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -35,8 +37,10 @@ class Progress:
         left = (self.total - done) / rate if rate > 0 else float("nan")
         width = 30
         fill = int(width * done / self.total)
-        msg = (f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-               f"{elapsed:6.1f}s elapsed, {left:6.1f}s left")
+        msg = (
+            f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+            f"{elapsed:6.1f}s elapsed, {left:6.1f}s left"
+        )
         self.stream.write(("\r" + msg) if self.tty else (msg + "\n"))
         self.stream.flush()
 

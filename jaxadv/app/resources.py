@@ -9,6 +9,7 @@ The estimates are deliberately rough upper bounds of the large arrays:
 * a sweep: :data:`SWEEP_BYTES_PER_SAVE` bytes per grid point and save point (the grid's columns,
   the trajectories and the tables) plus the per-point Monte Carlo when it runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def run_memory_bytes(N: int, replicas: int, n_save: int, itemsize: int, sampler:
     if sampler == "reduced":
         return obs, f"5 observables x replicas={replicas} x (n_save+1)={n_save + 1} x {itemsize} bytes"
     state = float(replicas) * N * itemsize * FULL_ARRAYS_PER_REPLICA
-    return state + obs, (f"N={N} x replicas={replicas} x {itemsize} bytes x {FULL_ARRAYS_PER_REPLICA} arrays "
-                         f"+ the saved observables")
+    return state + obs, (
+        f"N={N} x replicas={replicas} x {itemsize} bytes x {FULL_ARRAYS_PER_REPLICA} arrays + the saved observables"
+    )
 
 
 def sweep_memory_bytes(n_points: int, n_save: int, mc_point_bytes: float = 0.0) -> tuple:
@@ -64,5 +66,6 @@ def check_fits(estimate: tuple, what: str) -> None:
     need, how = estimate
     have = available_memory()
     if need > have:
-        raise ValueError(f"{what} needs about {_gib(need)} ({how}), more than the {_gib(have)} of memory "
-                         "available; reduce it")
+        raise ValueError(
+            f"{what} needs about {_gib(need)} ({how}), more than the {_gib(have)} of memory available; reduce it"
+        )

@@ -42,6 +42,7 @@ coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo
 robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
 ``grid_shape + (n_save + 1,)``, and the axes), ``config.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,19 @@ from .progress import Progress
 from ..sharding import pad_batch, padded_size, to_host
 from ..distributed import broadcast, is_multiprocess, is_primary
 
-__all__ = ["SweepConfig", "SweepResult", "SWEEP_AXES", "make_sweep_config", "load_sweep_config", "sweep", "load_sweep", "table",
-           "grid_points", "add_sweep_parser", "sweep_command"]
+__all__ = [
+    "SweepConfig",
+    "SweepResult",
+    "SWEEP_AXES",
+    "make_sweep_config",
+    "load_sweep_config",
+    "sweep",
+    "load_sweep",
+    "table",
+    "grid_points",
+    "add_sweep_parser",
+    "sweep_command",
+]
 
 RULE_NAME_KEYS = ("attack", "eps_dist", "gate", "nonrobust_only")
 """Keys of ``[base]`` that choose the training rule's parts (strings, a boolean)."""
@@ -98,8 +110,27 @@ def sweep_axes() -> tuple:
 
 SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
-_TOP_KEYS = {"alpha_max", "n_save", "dt", "chunk", "ode", "mc", "N", "replicas", "seed", "sampler",
-             "loss", "R0", "b0", "name", "base", "grid", "x64", "save", "points_per_decade"}
+_TOP_KEYS = {
+    "alpha_max",
+    "n_save",
+    "dt",
+    "chunk",
+    "ode",
+    "mc",
+    "N",
+    "replicas",
+    "seed",
+    "sampler",
+    "loss",
+    "R0",
+    "b0",
+    "name",
+    "base",
+    "grid",
+    "x64",
+    "save",
+    "points_per_decade",
+}
 
 
 @dataclass(frozen=True)
@@ -296,8 +327,7 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     if cfg.seed > MAX_SEED:
         raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
     n_points = math.prod(len(v) for v in cfg.grid.values())
-    mc_bytes = (run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler)[0]
-                if cfg.mc else 0.0)
+    mc_bytes = run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler)[0] if cfg.mc else 0.0
     check_fits(sweep_memory_bytes(n_points, cfg.n_save, mc_bytes), "the sweep")
     return cfg
 
@@ -332,8 +362,13 @@ def sweep_rule(cfg: SweepConfig):
     from ..model.rule import training_rule
 
     b = cfg.base
-    return training_rule(b.get("attack", "l2"), b.get("eps_dist", "fixed"), b.get("gate", "none"),
-                         nonrobust_only=b.get("nonrobust_only", False), loss=cfg.loss)
+    return training_rule(
+        b.get("attack", "l2"),
+        b.get("eps_dist", "fixed"),
+        b.get("gate", "none"),
+        nonrobust_only=b.get("nonrobust_only", False),
+        loss=cfg.loss,
+    )
 
 
 def _rule_values(cfg: SweepConfig, point: dict) -> dict:
@@ -415,18 +450,28 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
     from ..mc.driver import simulate
 
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
-    mc = simulate(key, params, N=cfg.N, alpha_max=cfg.alpha_max, n_save=cfg.n_save, replicas=cfg.replicas,
-                  rule=sweep_rule(cfg), rule_params=rp, dtype=jnp.float64 if cfg.x64 else jnp.float32, R0=cfg.R0,
-                  b0=cfg.b0, sampler=cfg.sampler,
-                  **({} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}))
+    mc = simulate(
+        key,
+        params,
+        N=cfg.N,
+        alpha_max=cfg.alpha_max,
+        n_save=cfg.n_save,
+        replicas=cfg.replicas,
+        rule=sweep_rule(cfg),
+        rule_params=rp,
+        dtype=jnp.float64 if cfg.x64 else jnp.float32,
+        R0=cfg.R0,
+        b0=cfg.b0,
+        sampler=cfg.sampler,
+        **({} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}),
+    )
     s = mc_summary(mc, params, eps_test)
     out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
     out["n_finite"] = np.asarray(s["n_finite"], np.float64)
     return out
 
 
-def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float,
-                   rp: dict):
+def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float, rp: dict):
     """Results of grid points ``start .. start + n - 1`` (``n = len(eps_test)``) as a dict of
     arrays of shape ``(n, P)``; the ODE runs on ``size`` points (padded)."""
     n = len(eps_test)
@@ -435,17 +480,34 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
         # padded to the chunk size: every chunk has one shape, so one compilation serves all
         p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
         rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
-        sol = solve_ode(p, alpha_end, cfg.n_save, dt=cfg.dt, R0=0.0 if cfg.R0 is None else cfg.R0, b0=cfg.b0,
-                        rule=sweep_rule(cfg), rule_params=rp_pad,
-                        save_alpha=None if cfg.save == "linear" else _alpha(cfg))
+        sol = solve_ode(
+            p,
+            alpha_end,
+            cfg.n_save,
+            dt=cfg.dt,
+            R0=0.0 if cfg.R0 is None else cfg.R0,
+            b0=cfg.b0,
+            rule=sweep_rule(cfg),
+            rule_params=rp_pad,
+            save_alpha=None if cfg.save == "linear" else _alpha(cfg),
+        )
         R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
         out["R"], out["b"] = R, b
         out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
-        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params))))
+        out["robust_error"] = np.asarray(
+            robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params)))
+        )
     if cfg.mc:
-        rows = [_mc_point(cfg, ModelParams(*(float(x[i]) for x in params)), float(eps_test[i]), start + i,
-                          {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()})
-                for i in range(n)]
+        rows = [
+            _mc_point(
+                cfg,
+                ModelParams(*(float(x[i]) for x in params)),
+                float(eps_test[i]),
+                start + i,
+                {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()},
+            )
+            for i in range(n)
+        ]
         for k in rows[0]:
             out[k] = np.stack([r[k] for r in rows])
     return out
@@ -473,9 +535,11 @@ def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
         with open(path) as f:
             old = json.load(f).get("config_hash")
         if old != cfg.digest():
-            raise ValueError(f"--out {out_dir!r} holds a sweep with another configuration "
-                             f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
-                             "use a new directory or remove the old one")
+            raise ValueError(
+                f"--out {out_dir!r} holds a sweep with another configuration "
+                f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
+                "use a new directory or remove the old one"
+            )
     elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
         raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
 
@@ -515,11 +579,23 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
     if out_dir is not None:
         os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
         _check_directory(cfg, out_dir)
-        write_json(os.path.join(out_dir, "config.json"), {
-            "config": cfg.as_dict(), "config_hash": cfg.digest(), "grid_shape": list(shape),
-            "n_points": n, "chunk": size, "n_chunks": n_chunks, "columns": list(_columns(cfg)),
-            "jaxadv_version": _version(), "jax_version": jax.__version__, "python": platform.python_version(),
-            "device": str(jax.devices()[0]), "device_count": jax.device_count()})
+        write_json(
+            os.path.join(out_dir, "config.json"),
+            {
+                "config": cfg.as_dict(),
+                "config_hash": cfg.digest(),
+                "grid_shape": list(shape),
+                "n_points": n,
+                "chunk": size,
+                "n_chunks": n_chunks,
+                "columns": list(_columns(cfg)),
+                "jaxadv_version": _version(),
+                "jax_version": jax.__version__,
+                "python": platform.python_version(),
+                "device": str(jax.devices()[0]),
+                "device_count": jax.device_count(),
+            },
+        )
     done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
     done = _agree_done(done, n_chunks, out_dir)
     if log and done:
@@ -533,8 +609,15 @@ def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = F
             with np.load(_chunk_path(out_dir, c)) as z:
                 part = {k: z[k] for k in z.files}
         else:
-            part = _compute_chunk(cfg, ModelParams(*(x[lo:hi] for x in params)), eps_test[lo:hi], lo, size,
-                                  float(alpha[-1]), _slice_rule(rp_all, lo, hi))
+            part = _compute_chunk(
+                cfg,
+                ModelParams(*(x[lo:hi] for x in params)),
+                eps_test[lo:hi],
+                lo,
+                size,
+                float(alpha[-1]),
+                _slice_rule(rp_all, lo, hi),
+            )
             if out_dir is not None:
                 write_npz(_chunk_path(out_dir, c), **part)
         parts.append(part)
@@ -562,8 +645,10 @@ def _agree_done(done, n_chunks, out_dir):
     done = [int(c) for c in np.flatnonzero(mask)]
     missing = [c for c in done if not os.path.exists(_chunk_path(out_dir, c))]
     if missing:
-        raise ValueError(f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
-                         f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory")
+        raise ValueError(
+            f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
+            f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory"
+        )
     return done
 
 
@@ -587,10 +672,17 @@ def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
     mc = None
     if cfg.mc:
         mc = {k: g(k) for k in cols if k not in ("R", "b", "test_error", "robust_error")}
-    return SweepResult(axes={k: np.asarray(v) for k, v in cfg.grid.items()}, alpha=alpha,
-                       params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
-                       eps_test=np.asarray(eps_test).reshape(shape), R=g("R"), b=g("b"),
-                       test_error=g("test_error"), robust_error=g("robust_error"), mc=mc)
+    return SweepResult(
+        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
+        alpha=alpha,
+        params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
+        eps_test=np.asarray(eps_test).reshape(shape),
+        R=g("R"),
+        b=g("b"),
+        test_error=g("test_error"),
+        robust_error=g("robust_error"),
+        mc=mc,
+    )
 
 
 def table(result: SweepResult) -> dict:
@@ -620,10 +712,17 @@ def load_sweep(out_dir: str) -> SweepResult:
         d = {k: z[k] for k in z.files}
     axes = {k: d[f"axis_{k}"] for k in cfg_d["grid"]}
     mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    return SweepResult(axes=axes, alpha=d["alpha"], params=ModelParams(*(d[k] for k in ModelParams._fields)),
-                       eps_test=d["eps_test"], R=d.get("R"), b=d.get("b"), test_error=d.get("test_error"),
-                       robust_error=d.get("robust_error"),
-                       mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None)
+    return SweepResult(
+        axes=axes,
+        alpha=d["alpha"],
+        params=ModelParams(*(d[k] for k in ModelParams._fields)),
+        eps_test=d["eps_test"],
+        R=d.get("R"),
+        b=d.get("b"),
+        test_error=d.get("test_error"),
+        robust_error=d.get("robust_error"),
+        mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None,
+    )
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -684,8 +783,11 @@ def sweep_command(args) -> int:
     with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
         print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
         if "eps" in cfg.grid and "eps_test" not in cfg.grid and "eps_test" not in cfg.base:
-            print("note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
-                  "(not comparable across eps); set eps_test in [base] for one fixed radius", flush=True)
+            print(
+                "note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
+                "(not comparable across eps); set eps_test in [base] for one fixed radius",
+                flush=True,
+            )
         res = sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
         if not getattr(args, "no_plots", False):
             for p in write_sweep_figures(res, out, cfg.name):

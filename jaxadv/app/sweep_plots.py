@@ -3,6 +3,7 @@
 Both take a :class:`jaxadv.SweepResult` (from :func:`jaxadv.app.sweep` or :func:`jaxadv.load_sweep`)
 and write one file per requested format (``.png`` and ``.pdf`` by default).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,17 @@ def _ticks(ax, xs, ys):
         set_l([_fmt(v) for v in sel], fontsize=7)
 
 
-def plot_sweep_heatmaps(result, x: str, y: str, path_stem=None, *, quantities=("test_error", "robust_error", "b"),
-                        index=None, formats=("png", "pdf"), title: str = ""):
+def plot_sweep_heatmaps(
+    result,
+    x: str,
+    y: str,
+    path_stem=None,
+    *,
+    quantities=("test_error", "robust_error", "b"),
+    index=None,
+    formats=("png", "pdf"),
+    title: str = "",
+):
     """Heat maps of the final ``quantities`` over swept axes ``x`` (horizontal) and ``y``.
 
     One cell per grid point, centred on its value, ticks at the grid values; ``b`` uses a
@@ -98,8 +108,12 @@ def plot_sweep_heatmaps(result, x: str, y: str, path_stem=None, *, quantities=("
         ax.set_ylabel(y)
         ax.set_title(_robust_label(result) if q == "robust_error" else _LABELS[q], fontsize=9)
     fixed = [f"{n}={_fmt(result.axes[n][int(dict(index or {}).get(n, 0))])}" for n in result.axes if n not in (x, y)]
-    fig.suptitle((title + ": " if title else "") + f"at alpha={result.alpha[-1]:g}" +
-                 (" (" + ", ".join(fixed) + ")" if fixed else ""), fontsize=10)
+    fig.suptitle(
+        (title + ": " if title else "")
+        + f"at alpha={result.alpha[-1]:g}"
+        + (" (" + ", ".join(fixed) + ")" if fixed else ""),
+        fontsize=10,
+    )
     return fig if path_stem is None else _save_all(fig, path_stem, formats)
 
 
@@ -123,14 +137,15 @@ def plot_tradeoff(result, path_stem=None, *, axis: str = "eps", index=None, form
         sl = tuple(slice(None) if n == axis else int(idx.get(n, 0)) for n in names)
         te, re = result.test_error[..., -1][sl], result.robust_error[..., -1][sl]
         label = f"{others[0]}={_fmt(result.axes[others[0]][j])}" if others else None
-        line, = ax.plot(te, re, "o-", ms=3, label=label)
+        (line,) = ax.plot(te, re, "o-", ms=3, label=label)
         ax.plot(te[:1], re[:1], "s", ms=6, mfc="none", color=line.get_color())
     ax.plot([], [], "ks", mfc="none", label=f"start: {axis}={_fmt(result.axes[axis][0])}")
     ax.set_xlabel("clean test error")
     ax.set_ylabel(_robust_label(result))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, title=f"{axis}: {_fmt(result.axes[axis][0])} to {_fmt(result.axes[axis][-1])}",
-              title_fontsize=7)
+    ax.legend(
+        fontsize=7, title=f"{axis}: {_fmt(result.axes[axis][0])} to {_fmt(result.axes[axis][-1])}", title_fontsize=7
+    )
     ax.set_title(title or f"trade-off as {axis} varies (alpha={result.alpha[-1]:g})", fontsize=10)
     return fig if path_stem is None else _save_all(fig, path_stem, formats)
 

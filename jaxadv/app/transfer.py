@@ -23,6 +23,7 @@ transfer errors and rates in N dimensions, L2 and L-inf, both labels), ``eps.csv
 the last alpha: ODE and measured), ``config.json`` (configuration, largest deviations in standard
 errors, verdict, timings) and ``transfer.png``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,19 +36,54 @@ from .io import write_csv, write_figure, write_json
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
 
-_COMMON = {"prior": 0.7, "eps_s": 0.0, "eps_t": [0.0, 1.0], "eta_w_s": 0.5, "eta_b_s": 0.5, "eta_w_t": 0.5,
-           "eta_b_t": 0.5, "eps": 0.5, "alpha_max": 20.0}
+_COMMON = {
+    "prior": 0.7,
+    "eps_s": 0.0,
+    "eps_t": [0.0, 1.0],
+    "eta_w_s": 0.5,
+    "eta_b_s": 0.5,
+    "eta_w_t": 0.5,
+    "eta_b_t": 0.5,
+    "eps": 0.5,
+    "alpha_max": 20.0,
+}
 PRESETS = {
     "transfer": {**_COMMON, "stream": "independent", "labels": "true"},
     "blackbox": {**_COMMON, "stream": "blackbox", "labels": "surrogate"},
 }
 """The presets (every other key takes its default)."""
 
-_KEYS = {"stream": "independent", "labels": "true", "eps_s": 0.0, "eps_t": [0.0], "eta_w_s": 1.0, "eta_b_s": 0.5,
-         "eta_w_t": 1.0, "eta_b_t": 0.5, "target_frozen": False, "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0,
-         "R_s0": 0.0, "R_t0": 0.0, "Q0": 0.0, "b_s0": 0.0, "b_t0": 0.0, "eps": 0.5,
-         "eps_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "N": 500, "alpha_max": 10.0, "n_save": 10, "replicas": 32,
-         "n_test": 500, "seed": 0, "dt": 0.05, "x64": False, "name": None}
+_KEYS = {
+    "stream": "independent",
+    "labels": "true",
+    "eps_s": 0.0,
+    "eps_t": [0.0],
+    "eta_w_s": 1.0,
+    "eta_b_s": 0.5,
+    "eta_w_t": 1.0,
+    "eta_b_t": 0.5,
+    "target_frozen": False,
+    "prior": 0.5,
+    "rho": 2.0,
+    "v1": 1.0,
+    "v2": 1.0,
+    "R_s0": 0.0,
+    "R_t0": 0.0,
+    "Q0": 0.0,
+    "b_s0": 0.0,
+    "b_t0": 0.0,
+    "eps": 0.5,
+    "eps_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
+    "N": 500,
+    "alpha_max": 10.0,
+    "n_save": 10,
+    "replicas": 32,
+    "n_test": 500,
+    "seed": 0,
+    "dt": 0.05,
+    "x64": False,
+    "name": None,
+}
 _LISTS = ("eps_t", "eps_grid")
 
 
@@ -106,7 +142,7 @@ def load_transfer_config(spec: str, overrides=()) -> dict:
     if cfg["seed"] < 0:
         raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
     cfg["name"] = check_name(str(cfg["name"]))
-    _records(cfg)                     # every record's own validator
+    _records(cfg)  # every record's own validator
     return cfg
 
 
@@ -118,9 +154,22 @@ def _records(cfg):
     spec = PairSpec(cfg["stream"])
     data = ModelParams(prior=cfg["prior"], rho=cfg["rho"], v1=cfg["v1"], v2=cfg["v2"])
     frozen = cfg["target_frozen"]
-    pairs = [(e, pair_params(data, eps_s=cfg["eps_s"], eps_t=e, eta_w_s=cfg["eta_w_s"], eta_b_s=cfg["eta_b_s"],
-                             eta_w_t=0.0 if frozen else cfg["eta_w_t"], eta_b_t=0.0 if frozen else cfg["eta_b_t"],
-                             spec=spec)) for e in cfg["eps_t"]]
+    pairs = [
+        (
+            e,
+            pair_params(
+                data,
+                eps_s=cfg["eps_s"],
+                eps_t=e,
+                eta_w_s=cfg["eta_w_s"],
+                eta_b_s=cfg["eta_b_s"],
+                eta_w_t=0.0 if frozen else cfg["eta_w_t"],
+                eta_b_t=0.0 if frozen else cfg["eta_b_t"],
+                spec=spec,
+            ),
+        )
+        for e in cfg["eps_t"]
+    ]
     R0, b0 = (cfg["R_s0"], cfg["R_t0"], cfg["Q0"]), (cfg["b_s0"], cfg["b_t0"])
     check_pair_overlaps(*R0)
     return pairs, spec, R0, b0
@@ -181,15 +230,29 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
         add(eps_cols, "eps_linf", grid * scale)
         for k, v in end.items():
             add(eps_cols, f"ode_{k}", v[0])
-        log(f"ode eps_t={e_t:g}: alpha={sol.alpha[-1]:g} R_s={sol.R_s[-1]:.4f} R_t={sol.R_t[-1]:.4f} Q={sol.Q[-1]:.4f}; "
+        log(
+            f"ode eps_t={e_t:g}: alpha={sol.alpha[-1]:g} R_s={sol.R_s[-1]:.4f} R_t={sol.R_t[-1]:.4f} Q={sol.Q[-1]:.4f}; "
             f"transfer({cfg['labels']}) at eps={eps:g}: {th['transfer_' + cfg['labels']][-1]:.4f}, white-box "
-            f"{th['robust_t'][-1]:.4f}")
+            f"{th['robust_t'][-1]:.4f}"
+        )
         if not mc:
             continue
         t = time.perf_counter()
-        run = simulate_pair(jax.random.fold_in(jax.random.key(cfg["seed"]), int(round(e_t * 1e6))), pp, spec,
-                            N=cfg["N"], alpha_max=cfg["alpha_max"], n_save=cfg["n_save"], replicas=cfg["replicas"],
-                            R0=R0, b0=b0, eps_grid=radii, n_test=cfg["n_test"], dtype=dtype, linf_scale=scale)
+        run = simulate_pair(
+            jax.random.fold_in(jax.random.key(cfg["seed"]), int(round(e_t * 1e6))),
+            pp,
+            spec,
+            N=cfg["N"],
+            alpha_max=cfg["alpha_max"],
+            n_save=cfg["n_save"],
+            replicas=cfg["replicas"],
+            R0=R0,
+            b0=b0,
+            eps_grid=radii,
+            n_test=cfg["n_test"],
+            dtype=dtype,
+            linf_scale=scale,
+        )
         timings["mc_s"] += time.perf_counter() - t
         o = run.obs
         add(mc_cols, "eps_t", np.full(P, e_t))
@@ -206,8 +269,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
                 if z[i] > worst[0]:
                     worst = (float(z[i]), f, float(run.alpha[1:][i]), e_t)
         for i, kind in enumerate(TRANSFER_KINDS):
-            for what, arr in (("transfer", run.wrong[:, :, i, 0]),
-                              ("rate", run.flipped[:, :, i, 0] / run.right)):
+            for what, arr in (("transfer", run.wrong[:, :, i, 0]), ("rate", run.flipped[:, :, i, 0] / run.right)):
                 m, s = _mean_sem(arr)
                 add(mc_cols, f"{what}_{kind}_mean", m)
                 add(mc_cols, f"{what}_{kind}_sem", s)
@@ -218,7 +280,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
                 m, s = _mean_sem(at[f"transfer_{lab}"])
                 add(mc_cols, f"theory_{norm}_{lab}_mean", m)
                 add(mc_cols, f"theory_{norm}_{lab}_sem", s)
-            if norm == "l2":    # the target's own clean and robust errors do not depend on the threat's M
+            if norm == "l2":  # the target's own clean and robust errors do not depend on the threat's M
                 for name in ("clean_t", "robust_t"):
                     m, s = _mean_sem(at[name])
                     add(mc_cols, f"{name}_mean", m)
@@ -228,24 +290,36 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
             m, s = _mean_sem(run.wrong[:, -1, i, 1:])
             add(eps_cols, f"mc_{kind}_mean", m)
             add(eps_cols, f"mc_{kind}_sem", s)
-        at = _closed(last(o.R_s), last(o.b_s), last(o.R_t), last(o.b_t), last(o.Q), grid[None, None, :], data,
-                     M=last(o.M) * scale)
+        at = _closed(
+            last(o.R_s),
+            last(o.b_s),
+            last(o.R_t),
+            last(o.b_t),
+            last(o.Q),
+            grid[None, None, :],
+            data,
+            M=last(o.M) * scale,
+        )
         for lab in ("true", "surrogate"):
             m, s = _mean_sem(at[f"transfer_{lab}"][:, 0])
             add(eps_cols, f"theory_linf_{lab}_mean", m)
             add(eps_cols, f"theory_linf_{lab}_sem", s)
         k = TRANSFER_KINDS.index(f"l2_{cfg['labels']}")
-        log(f"monte carlo eps_t={e_t:g}: {cfg['replicas']} pairs at N={cfg['N']}: Q={o.Q[:, -1].mean():.4f}, "
-            f"measured transfer ({cfg['labels']}, L2) {run.wrong[:, -1, k, 0].mean():.4f} in {timings['mc_s']:.1f}s")
+        log(
+            f"monte carlo eps_t={e_t:g}: {cfg['replicas']} pairs at N={cfg['N']}: Q={o.Q[:, -1].mean():.4f}, "
+            f"measured transfer ({cfg['labels']}, L2) {run.wrong[:, -1, k, 0].mean():.4f} in {timings['mc_s']:.1f}s"
+        )
     ode_cols = _table(ode_cols)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
     info = {}
     if mc:
         mc_cols, eps_cols = _table(mc_cols), _table(eps_cols)
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
-        verdict = ("consistent" if worst[0] <= 4.0 else "inconsistent") + \
-            f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}, " \
+        verdict = (
+            ("consistent" if worst[0] <= 4.0 else "inconsistent")
+            + f": largest |MC - ODE| {worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}, "
             f"eps_t={worst[3]:g}); allowance 4"
+        )
         log(verdict)
         info.update(max_deviation_sem=worst[0], worst_quantity=worst[1], worst_alpha=worst[2], verdict=verdict)
     else:
@@ -271,10 +345,18 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
     fig = Figure(figsize=(4.6 * len(targets), 3.0 * rows), layout="constrained")
     axes = fig.subplots(rows, len(targets), squeeze=False, gridspec_kw={"height_ratios": [3, 2, 3][:rows]})
     lab = cfg["labels"]
-    curves = (("clean_t", "C0", "target clean error"), ("robust_t", "C3", "target white-box robust error"),
-              (f"transfer_{lab}", "C2", f"transfer error ({lab} labels)"), (f"rate_{lab}", "C4", "transfer rate"))
-    mc_name = {"clean_t": "clean_t", "robust_t": "robust_t", f"transfer_{lab}": f"transfer_l2_{lab}",
-               f"rate_{lab}": f"rate_l2_{lab}"}
+    curves = (
+        ("clean_t", "C0", "target clean error"),
+        ("robust_t", "C3", "target white-box robust error"),
+        (f"transfer_{lab}", "C2", f"transfer error ({lab} labels)"),
+        (f"rate_{lab}", "C4", "transfer rate"),
+    )
+    mc_name = {
+        "clean_t": "clean_t",
+        "robust_t": "robust_t",
+        f"transfer_{lab}": f"transfer_l2_{lab}",
+        f"rate_{lab}": f"rate_l2_{lab}",
+    }
     for j, e_t in enumerate(targets):
         so = np.asarray(ode["eps_t"]) == e_t
         ax = axes[0, j]
@@ -289,8 +371,7 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
         if mc is not None:
             m = np.asarray(mc[f"transfer_linf_{lab}_mean"])[sm]
             ax.plot(np.asarray(mc["alpha"])[sm], m, ":", color="C1", lw=1.2, label="transfer L-inf (MC)")
-        ax.set_title(f"target eps_t={e_t:g}, surrogate eps_s={cfg['eps_s']:g}; attack eps={cfg['eps']:g}",
-                     fontsize=9)
+        ax.set_title(f"target eps_t={e_t:g}, surrogate eps_s={cfg['eps_s']:g}; attack eps={cfg['eps']:g}", fontsize=9)
         ax.set_xlabel(r"$\alpha$")
         ax.set_ylabel("error")
         ax.grid(alpha=0.3)
@@ -304,35 +385,58 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
         ax = axes[rows - 1, j] if mc is not None else axes[1, j]
         se = np.asarray(eps_cols["eps_t"]) == e_t
         x = np.asarray(eps_cols["eps"])[se]
-        for name, color, label in (("robust_t", "C3", "white-box L2 (ODE)"),
-                                   ("transfer_true", "C2", "transfer L2, true labels (ODE)"),
-                                   ("transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)")):
+        for name, color, label in (
+            ("robust_t", "C3", "white-box L2 (ODE)"),
+            ("transfer_true", "C2", "transfer L2, true labels (ODE)"),
+            ("transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)"),
+        ):
             ax.plot(x, np.asarray(eps_cols[f"ode_{name}"])[se], "--", color=color, lw=1.3, label=label)
         if mc is not None:
-            for kind, color, marker in (("l2_true", "C2", "o"), ("l2_surrogate", "C9", "s"),
-                                        ("linf_true", "C1", "^"), ("linf_surrogate", "C5", "v")):
+            for kind, color, marker in (
+                ("l2_true", "C2", "o"),
+                ("l2_surrogate", "C9", "s"),
+                ("linf_true", "C1", "^"),
+                ("linf_surrogate", "C5", "v"),
+            ):
                 m, s = np.asarray(eps_cols[f"mc_{kind}_mean"])[se], np.asarray(eps_cols[f"mc_{kind}_sem"])[se]
                 ax.errorbar(x, m, yerr=2 * s, fmt=marker, color=color, ms=3.5, lw=0.8, label=f"{kind} (MC ± 2 sem)")
             for lab2, color in (("true", "C1"), ("surrogate", "C5")):
-                ax.plot(x, np.asarray(eps_cols[f"theory_linf_{lab2}_mean"])[se], ":", color=color, lw=1.0,
-                        label=f"linf {lab2}: closed form at measured M")
+                ax.plot(
+                    x,
+                    np.asarray(eps_cols[f"theory_linf_{lab2}_mean"])[se],
+                    ":",
+                    color=color,
+                    lw=1.0,
+                    label=f"linf {lab2}: closed form at measured M",
+                )
         ax.set_xlabel("eps (L-inf radius eps/√N)")
         ax.set_ylabel(f"error at alpha={cfg['alpha_max']:g}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle(f"{cfg['name']}: stream={cfg['stream']}, N={cfg['N']}, {cfg['replicas']} replicas — ODE dashed, "
-                 "Monte Carlo mean ± 2 sem", fontsize=9)
+    fig.suptitle(
+        f"{cfg['name']}: stream={cfg['stream']}, N={cfg['N']}, {cfg['replicas']} replicas — ODE dashed, "
+        "Monte Carlo mean ± 2 sem",
+        fontsize=9,
+    )
     return fig
 
 
 def add_parser(subparsers) -> None:
     """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser("transfer", help="attack transfer from a surrogate to a target student: pair ODE and "
-                              "Monte Carlo (presets transfer, blackbox)")
+    c = subparsers.add_parser(
+        "transfer",
+        help="attack transfer from a surrogate to a target student: pair ODE and "
+        "Monte Carlo (presets transfer, blackbox)",
+    )
     from .cli import add_config_arguments
 
-    add_config_arguments(c, "preset (transfer, blackbox) or path to a .toml file", "results/<name>",
-                         "--set stream=same --set eps_t=0,0.5", "ODE only")
+    add_config_arguments(
+        c,
+        "preset (transfer, blackbox) or path to a .toml file",
+        "results/<name>",
+        "--set stream=same --set eps_t=0,0.5",
+        "ODE only",
+    )
     c.set_defaults(func=transfer_command)
 
 

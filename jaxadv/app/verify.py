@@ -23,6 +23,7 @@ Files: ``verify.csv``, ``config.json``, ``verify.png``. Defaults fit a few minut
 CPU; for a GPU run use e.g. ``--N-list 100,300,1000,3000,10000,30000 --replicas 100000
 --full-N-list 100,300,1000,3000 --full-replicas 4000``.
 """
+
 from __future__ import annotations
 
 from ..defaults import N_SAVE
@@ -37,10 +38,28 @@ __all__ = ["add_verify_parser", "verify_command", "verify", "fit_slope", "THRESH
 THRESHOLD = 4.0
 """Largest accepted deviation, in standard errors, for a consistent row."""
 
-COLUMNS = ("N", "sampler", "replicas", "alpha_max", "n_finite",
-           "mean_dev_R", "mean_dev_R_sem", "mean_dev_b", "mean_dev_b_sem",
-           "shift_pred_R", "shift_pred_b", "resid_R_sem", "resid_b_sem",
-           "std_R", "std_R_pred", "std_R_dev_se", "std_b", "std_b_pred", "std_b_dev_se", "consistent")
+COLUMNS = (
+    "N",
+    "sampler",
+    "replicas",
+    "alpha_max",
+    "n_finite",
+    "mean_dev_R",
+    "mean_dev_R_sem",
+    "mean_dev_b",
+    "mean_dev_b_sem",
+    "shift_pred_R",
+    "shift_pred_b",
+    "resid_R_sem",
+    "resid_b_sem",
+    "std_R",
+    "std_R_pred",
+    "std_R_dev_se",
+    "std_b",
+    "std_b_pred",
+    "std_b_dev_se",
+    "consistent",
+)
 
 
 def _ints(text: str, name: str):
@@ -55,8 +74,9 @@ def _ints(text: str, name: str):
 
 def add_verify_parser(subparsers):
     """Register ``jaxadv verify`` on an argparse ``subparsers`` object."""
-    v = subparsers.add_parser("verify", help="finite-N verification: MC over a ladder of N against the ODE "
-                              "and the fluctuation theory")
+    v = subparsers.add_parser(
+        "verify", help="finite-N verification: MC over a ladder of N against the ODE and the fluctuation theory"
+    )
     v.add_argument("config", help="preset (scenario1, scenario2) or path to a .toml file")
     v.add_argument("--N-list", default="100,300,1000,3000", help="ladder of N for the reduced sampler")
     v.add_argument("--full-N-list", default="100,300", help="ladder of N for the full sampler ('' for none)")
@@ -64,8 +84,14 @@ def add_verify_parser(subparsers):
     v.add_argument("--full-replicas", type=int, default=500, help="replicas per N, full sampler")
     v.add_argument("--alpha-max", type=float, default=20.0, help="horizon (the preset's alpha_max is not used)")
     v.add_argument("--n-save", type=int, default=N_SAVE, help="save intervals compared (default %(default)s)")
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model key (repeatable), e.g. --set eps=0.5")
+    v.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model key (repeatable), e.g. --set eps=0.5",
+    )
     v.add_argument("--out", default=None, help="output directory (default: results/<name>_verify)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=verify_command)
@@ -90,12 +116,28 @@ def verify_command(args) -> int:
     from .config import config_dict
     from .outputs import claim_output
 
-    ident = {"config": config_dict(cfg), "N_list": N_list, "full_N_list": full_list, "replicas": args.replicas,
-             "full_replicas": args.full_replicas, "alpha_max": args.alpha_max, "n_save": args.n_save}
+    ident = {
+        "config": config_dict(cfg),
+        "N_list": N_list,
+        "full_N_list": full_list,
+        "replicas": args.replicas,
+        "full_replicas": args.full_replicas,
+        "alpha_max": args.alpha_max,
+        "n_save": args.n_save,
+    }
     with claim_output(out, ident, overwrite=getattr(args, "overwrite", False), command="verify"):
         print(f"jaxadv verify {cfg.name} -> {out}")
-        verify(cfg, out, N_list, full_list, replicas=args.replicas, full_replicas=args.full_replicas,
-               alpha_max=args.alpha_max, n_save=args.n_save, progress=not args.quiet)
+        verify(
+            cfg,
+            out,
+            N_list,
+            full_list,
+            replicas=args.replicas,
+            full_replicas=args.full_replicas,
+            alpha_max=args.alpha_max,
+            n_save=args.n_save,
+            progress=not args.quiet,
+        )
     print(f"wrote {out}")
     return 0
 
@@ -144,8 +186,19 @@ def _row(N, sampler, mc, fl, replicas):
     return row
 
 
-def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas=500, alpha_max=20.0,
-           n_save=N_SAVE, progress=False, log=print) -> dict:
+def verify(
+    cfg,
+    out_dir,
+    N_list,
+    full_N_list=(),
+    *,
+    replicas=4000,
+    full_replicas=500,
+    alpha_max=20.0,
+    n_save=N_SAVE,
+    progress=False,
+    log=print,
+) -> dict:
     """Run the ladder and write ``verify.csv``, ``config.json`` and ``verify.png``; returns the summary.
 
     Args:
@@ -182,25 +235,49 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
             saves = {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
             alpha = save_steps(N, alpha_max, n_save, **saves) / N
         t = time.perf_counter()
-        fl = solve_fluctuations(cfg.params, N, float(alpha[-1]), n_save, dt=cfg.dt, R0=cfg.R0, b0=cfg.b0,
-                                loss=cfg.loss, save_alpha=alpha if log_saves else None)
+        fl = solve_fluctuations(
+            cfg.params,
+            N,
+            float(alpha[-1]),
+            n_save,
+            dt=cfg.dt,
+            R0=cfg.R0,
+            b0=cfg.b0,
+            loss=cfg.loss,
+            save_alpha=alpha if log_saves else None,
+        )
         fl = jax.block_until_ready(fl)
         t_th = time.perf_counter() - t
         key = jax.random.fold_in(jax.random.key(cfg.seed, impl=cfg.prng), j)
         t = time.perf_counter()
-        mc = simulate(key, cfg.params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=reps, loss=cfg.loss,
-                      dtype=dtype, R0=cfg.R0, b0=cfg.b0, progress=progress, sampler=sampler,
-                      generator=cfg.generator if sampler == "full" else "jax", **saves)
+        mc = simulate(
+            key,
+            cfg.params,
+            N=N,
+            alpha_max=alpha_max,
+            n_save=n_save,
+            replicas=reps,
+            loss=cfg.loss,
+            dtype=dtype,
+            R0=cfg.R0,
+            b0=cfg.b0,
+            progress=progress,
+            sampler=sampler,
+            generator=cfg.generator if sampler == "full" else "jax",
+            **saves,
+        )
         t_mc = time.perf_counter() - t
         timings[f"{sampler}_N{N}"] = {"theory_s": t_th, "mc_s": t_mc}
         row = _row(N, sampler, mc, fl, reps)
         rows.append(row)
         verdict = "consistent with theory" if row["consistent"] else "NOT consistent with theory"
-        log(f"N={N} {sampler}: {verdict}: mean-ODE {row['mean_dev_R']:.3g} (R, {row['mean_dev_R_sem']:.1f} sem), "
+        log(
+            f"N={N} {sampler}: {verdict}: mean-ODE {row['mean_dev_R']:.3g} (R, {row['mean_dev_R_sem']:.1f} sem), "
             f"{row['mean_dev_b']:.3g} (b, {row['mean_dev_b_sem']:.1f} sem); after the 1/N shift "
             f"{row['resid_R_sem']:.1f}/{row['resid_b_sem']:.1f} sem; std R {row['std_R']:.4g} vs "
             f"{row['std_R_pred']:.4g}, b {row['std_b']:.4g} vs {row['std_b_pred']:.4g} "
-            f"(max {max(row['std_R_dev_se'], row['std_b_dev_se']):.1f} se); {reps} replicas, {t_mc:.1f}s")
+            f"(max {max(row['std_R_dev_se'], row['std_b_dev_se']):.1f} se); {reps} replicas, {t_mc:.1f}s"
+        )
     write_csv(os.path.join(out_dir, "verify.csv"), {c: [r[c] for r in rows] for c in COLUMNS})
 
     red = [r for r in rows if r["sampler"] == "reduced"]
@@ -212,15 +289,30 @@ def verify(cfg, out_dir, N_list, full_N_list=(), *, replicas=4000, full_replicas
         resolved = [(r["N"], r["mean_dev_" + name]) for r in red if r[f"mean_dev_{name}_sem"] > 3.0]
         slopes[f"mean_dev_{name}_measured"] = fit_slope(*zip(*resolved))[0] if len(resolved) >= 2 else float("nan")
         slopes[f"mean_dev_{name}_resolved_N"] = [n for n, _ in resolved]
-    log("fitted log-log slopes (expected -0.5 for the spread, -1 for the mean bias): " + ", ".join(
-        f"{k}={v:.3f}" for k, v in slopes.items() if not isinstance(v, list)))
+    log(
+        "fitted log-log slopes (expected -0.5 for the spread, -1 for the mean bias): "
+        + ", ".join(f"{k}={v:.3f}" for k, v in slopes.items() if not isinstance(v, list))
+    )
     _plot(rows, slopes, os.path.join(out_dir, "verify.png"), cfg.name)
-    info = {"config": config_dict(cfg), "N_list": list(N_list), "full_N_list": list(full_N_list),
-            "replicas": replicas, "full_replicas": full_replicas, "alpha_max": alpha_max, "n_save": n_save,
-            "mc_dtype": str(jnp.dtype(dtype)), "threshold_se": THRESHOLD, "slopes": slopes, "rows": rows,
-            "all_consistent": all(r["consistent"] for r in rows), "timings_s": timings,
-            "jaxadv_version": __version__, "jax_version": jax.__version__, "python": platform.python_version(),
-            "device": str(jax.devices()[0])}
+    info = {
+        "config": config_dict(cfg),
+        "N_list": list(N_list),
+        "full_N_list": list(full_N_list),
+        "replicas": replicas,
+        "full_replicas": full_replicas,
+        "alpha_max": alpha_max,
+        "n_save": n_save,
+        "mc_dtype": str(jnp.dtype(dtype)),
+        "threshold_se": THRESHOLD,
+        "slopes": slopes,
+        "rows": rows,
+        "all_consistent": all(r["consistent"] for r in rows),
+        "timings_s": timings,
+        "jaxadv_version": __version__,
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+    }
     write_json(os.path.join(out_dir, "config.json"), info)
     return info
 
@@ -252,29 +344,54 @@ def _plot(rows, slopes, path, title):
                 sem = np.where(z > 0, dev / z, np.nan)
             res = z > 3.0
             if res.any():
-                ax.errorbar(N[res], dev[res], yerr=sem[res], fmt=mk, color="C1", ms=5,
-                            label=f"bias: max |mean − ODE|, resolved ({sampler}; bar 1 sem)")
+                ax.errorbar(
+                    N[res],
+                    dev[res],
+                    yerr=sem[res],
+                    fmt=mk,
+                    color="C1",
+                    ms=5,
+                    label=f"bias: max |mean − ODE|, resolved ({sampler}; bar 1 sem)",
+                )
                 shown.append(dev[res])
             if (~res).any():
                 ub = np.where(np.isfinite(sem), dev + 2 * sem, np.nan)[~res]
-                ax.loglog(N[~res], ub, "v", color="C1", mfc="none", ms=6,
-                          label=f"bias not resolved (< 3 sem): upper bound ({sampler})")
+                ax.loglog(
+                    N[~res],
+                    ub,
+                    "v",
+                    color="C1",
+                    mfc="none",
+                    ms=6,
+                    label=f"bias not resolved (< 3 sem): upper bound ({sampler})",
+                )
                 shown.append(ub)
         rr = sorted((r for r in rows if r["sampler"] == "reduced"), key=lambda r: r["N"])
         if rr:
             N = np.array([r["N"] for r in rr], float)
-            ax.loglog(N, [r[f"std_{name}_pred"] for r in rr], "-", color="C0",
-                      label=f"spread predicted; measured slope {slopes[f'std_{name}_measured']:.2f} (theory −0.5)")
+            ax.loglog(
+                N,
+                [r[f"std_{name}_pred"] for r in rr],
+                "-",
+                color="C0",
+                label=f"spread predicted; measured slope {slopes[f'std_{name}_measured']:.2f} (theory −0.5)",
+            )
             shift = np.array([r[f"shift_pred_{name}"] for r in rr])
             vals = np.concatenate([np.ravel(v) for v in shown]) if shown else np.array([1.0])
             vals = vals[np.isfinite(vals) & (vals > 0)]
             floor = 1e-3 * float(vals.min()) if vals.size else 0.0
             if np.all(shift > floor):
-                ax.loglog(N, shift, "--", color="C1",
-                          label=f"bias predicted (O(1/N) shift), slope {slopes[f'shift_{name}_predicted']:.2f}")
+                ax.loglog(
+                    N,
+                    shift,
+                    "--",
+                    color="C1",
+                    label=f"bias predicted (O(1/N) shift), slope {slopes[f'shift_{name}_predicted']:.2f}",
+                )
             else:
-                notes.append(f"predicted O(1/N) shift of {name} is {shift.max():.1g}: "
-                             "zero to this precision, not drawn")
+                notes.append(
+                    f"predicted O(1/N) shift of {name} is {shift.max():.1g}: zero to this precision, not drawn"
+                )
             mslope = slopes[f"mean_dev_{name}_measured"]
             if np.isfinite(mslope):
                 notes.append(f"measured bias slope {mslope:.2f} (theory −1)")
@@ -289,8 +406,16 @@ def _plot(rows, slopes, path, title):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower left")
         if notes:
-            ax.text(0.98, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
-                    bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+            ax.text(
+                0.98,
+                0.98,
+                "\n".join(notes),
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+                bbox=dict(boxstyle="round", fc="white", ec="0.7"),
+            )
     fig.suptitle(f"{title}: finite-N verification against the ODE and the fluctuation theory", fontsize=10)
     write_figure(path, fig)
     return fig

@@ -12,25 +12,85 @@ Modules, one concept each:
 * :mod:`jaxadv.committee.lipschitz` -- the Lipschitz bound and Lipschitz-normalised training
 * :mod:`jaxadv.committee.certified` -- certified errors (Lipschitz and interval bounds) beside PGD
 """
-from .params import (ATTACKS, COMMITTEE_LOSSES, CommitteeParams, CommitteeSpec, Mixture, from_dicts,
-                     mixture_from_vectors, two_cluster, validate_mixture, validate_params, validate_spec, xor)
-from .fields import (Geometry, attack_coefficients, committee_output, fgm, forces, geometry, loss_value,
-                     min_margin, pgd, worst_case)
+
+from .params import (
+    ATTACKS,
+    COMMITTEE_LOSSES,
+    CommitteeParams,
+    CommitteeSpec,
+    Mixture,
+    from_dicts,
+    mixture_from_vectors,
+    two_cluster,
+    validate_mixture,
+    validate_params,
+    validate_spec,
+    xor,
+)
+from .fields import (
+    Geometry,
+    attack_coefficients,
+    committee_output,
+    fgm,
+    forces,
+    geometry,
+    loss_value,
+    min_margin,
+    pgd,
+    worst_case,
+)
 from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
-from .ode import (Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode)
+from .ode import Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode
 from .montecarlo import CommitteeMCResult, committee_sampler, simulate_committee
 from .measures import clean_error, columns, robust_error, robustness_curve
 from .lipschitz import lipschitz_bound, project_state, project_weights
 from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
 
 __all__ = [
-    "ATTACKS", "COMMITTEE_LOSSES", "CommitteeParams", "CommitteeSpec", "Mixture", "mixture_from_vectors",
-    "two_cluster", "xor", "validate_mixture", "validate_params", "validate_spec",
-    "Geometry", "geometry", "committee_output", "loss_value", "forces", "fgm", "pgd", "worst_case", "min_margin",
-    "attack_coefficients", "GaussRule", "DEFAULT_RULE", "gaussian_mean", "tensor_nodes",
-    "CommitteeState", "CommitteeODEResult", "Averages", "averages", "committee_drift", "solve_committee_ode",
-    "CommitteeMCResult", "committee_sampler", "simulate_committee", "clean_error", "robust_error", "robustness_curve",
+    "ATTACKS",
+    "COMMITTEE_LOSSES",
+    "CommitteeParams",
+    "CommitteeSpec",
+    "Mixture",
+    "mixture_from_vectors",
+    "two_cluster",
+    "xor",
+    "validate_mixture",
+    "validate_params",
+    "validate_spec",
+    "Geometry",
+    "geometry",
+    "committee_output",
+    "loss_value",
+    "forces",
+    "fgm",
+    "pgd",
+    "worst_case",
+    "min_margin",
+    "attack_coefficients",
+    "GaussRule",
+    "DEFAULT_RULE",
+    "gaussian_mean",
+    "tensor_nodes",
+    "CommitteeState",
+    "CommitteeODEResult",
+    "Averages",
+    "averages",
+    "committee_drift",
+    "solve_committee_ode",
+    "CommitteeMCResult",
+    "committee_sampler",
+    "simulate_committee",
+    "clean_error",
+    "robust_error",
+    "robustness_curve",
     "columns",
-    "from_dicts", "lipschitz_bound", "project_state", "project_weights", "CERTIFICATES", "certified_error",
-    "example_errors", "sampled_errors",
+    "from_dicts",
+    "lipschitz_bound",
+    "project_state",
+    "project_weights",
+    "CERTIFICATES",
+    "certified_error",
+    "example_errors",
+    "sampled_errors",
 ]

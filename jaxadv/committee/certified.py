@@ -32,6 +32,7 @@ all of them on the same sampled fields of given order parameters (the ODE face) 
 :func:`example_errors` on N-dimensional examples of given weights, PGD run in N dimensions with
 :func:`jaxadv.attacks.pgd` (the Monte Carlo face). ``docs/theory.md``, section 14.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,16 @@ from .measures import bisected_error, measure_rule
 from .params import Mixture
 from .quadrature import GaussRule
 
-__all__ = ["CERTIFICATES", "certified_margin", "certified_error", "field_errors", "sampled_errors",
-           "example_errors", "check_eps", "check_certificate"]
+__all__ = [
+    "CERTIFICATES",
+    "certified_margin",
+    "certified_error",
+    "field_errors",
+    "sampled_errors",
+    "example_errors",
+    "check_eps",
+    "check_certificate",
+]
 
 CERTIFICATES = ("lipschitz", "interval")
 
@@ -82,9 +91,10 @@ def certified_margin(x, Q, v, tau, eps, certificate: str = "lipschitz"):
 @functools.partial(jax.jit, static_argnames=("certificate", "rule"))
 def _certified_error(state, mixture, eps, certificate, rule):
     Q, _, _, v = state
-    err = bisected_error(state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule,
-                         bisect=40)
-    return jnp.clip(err, 0.0, 1.0)      # the truncated rule's weights sum to 1 within 1e-12
+    err = bisected_error(
+        state, mixture, lambda x, tau: certified_margin(x, Q, v, tau, eps, certificate), rule, bisect=40
+    )
+    return jnp.clip(err, 0.0, 1.0)  # the truncated rule's weights sum to 1 within 1e-12
 
 
 def certified_error(state, mixture: Mixture, eps, certificate: str = "lipschitz", rule: GaussRule = None):
@@ -124,11 +134,13 @@ def field_errors(x, Q, v, tau, eps, pgd_steps: int = 20, pgd_step=None, iters: i
     step = 2.5 * eps / pgd_steps if pgd_step is None else pgd_step
     geom = geometry(Q)
     gamma = pgd(x, geom, v, tau, eps, pgd_steps, step, "logistic")  # logistic in sigma: the margin's direction
-    return {"clean": tau * committee_output(x, v) <= 0,
-            "pgd": tau * committee_output(x + Q @ gamma, v) <= 0,
-            "worst": min_margin(x, geom, v, tau, eps, iters) <= 0,
-            "interval": certified_margin(x, Q, v, tau, eps, "interval") <= 0,
-            "lipschitz": certified_margin(x, Q, v, tau, eps, "lipschitz") <= 0}
+    return {
+        "clean": tau * committee_output(x, v) <= 0,
+        "pgd": tau * committee_output(x + Q @ gamma, v) <= 0,
+        "worst": min_margin(x, geom, v, tau, eps, iters) <= 0,
+        "interval": certified_margin(x, Q, v, tau, eps, "interval") <= 0,
+        "lipschitz": certified_margin(x, Q, v, tau, eps, "lipschitz") <= 0,
+    }
 
 
 @functools.partial(jax.jit, static_argnames=("n", "pgd_steps"))
@@ -139,8 +151,8 @@ def _sampled(key, state, mixture, eps, n, pgd_steps, pgd_step):
     c = jax.random.categorical(k_c, jnp.log(mixture.priors), shape=(n,))
     t = jax.random.normal(k_t, (n, K), Q.dtype)
     L = geometry(Q).L
-    m = mixture.centres @ R.T - b[None, :]                                  # (M, K)
-    x = m[c] + jnp.sqrt(mixture.variances[c])[:, None] * (t @ L.T)          # (n, K)
+    m = mixture.centres @ R.T - b[None, :]  # (M, K)
+    x = m[c] + jnp.sqrt(mixture.variances[c])[:, None] * (t @ L.T)  # (n, K)
     tau = mixture.labels[c]
     return jax.vmap(lambda xx, tt: field_errors(xx, Q, v, tt, eps, pgd_steps, pgd_step))(x, tau)
 
@@ -166,15 +178,26 @@ def _examples(W, b, v, xi, tau, eps, pgd_steps, pgd_step):
     geom = geometry(Q)
 
     def one(x_in, t):
-        margin_loss = lambda z, tt: -tt * committee_output(W @ z - b, v)    # the attacker ascends -tau sigma
-        adv = attacks.pgd(margin_loss, x_in, t, jax.random.key(0), eps=eps, step=pgd_step, n_steps=pgd_steps,
-                          norm=2, random_start=False)
+        margin_loss = lambda z, tt: -tt * committee_output(W @ z - b, v)  # the attacker ascends -tau sigma
+        adv = attacks.pgd(
+            margin_loss,
+            x_in,
+            t,
+            jax.random.key(0),
+            eps=eps,
+            step=pgd_step,
+            n_steps=pgd_steps,
+            norm=2,
+            random_start=False,
+        )
         x = W @ x_in - b
-        return {"clean": t * committee_output(x, v) <= 0,
-                "pgd": t * committee_output(W @ adv - b, v) <= 0,
-                "worst": min_margin(x, geom, v, t, eps) <= 0,
-                "interval": certified_margin(x, Q, v, t, eps, "interval") <= 0,
-                "lipschitz": certified_margin(x, Q, v, t, eps, "lipschitz") <= 0}
+        return {
+            "clean": t * committee_output(x, v) <= 0,
+            "pgd": t * committee_output(W @ adv - b, v) <= 0,
+            "worst": min_margin(x, geom, v, t, eps) <= 0,
+            "interval": certified_margin(x, Q, v, t, eps, "interval") <= 0,
+            "lipschitz": certified_margin(x, Q, v, t, eps, "lipschitz") <= 0,
+        }
 
     return jax.vmap(one)(xi, tau)
 
@@ -199,7 +222,15 @@ def example_errors(W, b, v, xi, tau, eps, pgd_steps: int = 20, pgd_step=None) ->
     dtype = W.dtype
     step = 2.5 * float(eps) / pgd_steps if pgd_step is None else float(pgd_step)
     if not step > 0:
-        step = 1.0                      # eps = 0: the ball is a point, any step is projected away
-    out = _examples(W, jnp.asarray(b, dtype), jnp.asarray(v, dtype), jnp.asarray(xi, dtype), jnp.asarray(tau, dtype),
-                    jnp.asarray(eps, dtype), int(pgd_steps), jnp.asarray(step, dtype))
+        step = 1.0  # eps = 0: the ball is a point, any step is projected away
+    out = _examples(
+        W,
+        jnp.asarray(b, dtype),
+        jnp.asarray(v, dtype),
+        jnp.asarray(xi, dtype),
+        jnp.asarray(tau, dtype),
+        jnp.asarray(eps, dtype),
+        int(pgd_steps),
+        jnp.asarray(step, dtype),
+    )
     return {k: np.asarray(val) for k, val in out.items()}

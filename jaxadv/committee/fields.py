@@ -13,6 +13,7 @@ so it lies in :math:`\mathrm{span}\{w_k\}`. Every attack here therefore returns 
 :math:`\|\delta\|^2=\gamma^\top Q\gamma`. All functions are pure, for one example, and
 ``vmap``-able. Derivation: ``docs/theory.md``, section 12.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
-__all__ = ["Geometry", "geometry", "committee_output", "loss_value", "loss_slope", "gprime", "forces",
-           "fgm", "pgd", "worst_case", "attack_coefficients", "maximise_on_ellipsoid", "min_margin",
-           "sphere_grid"]
+__all__ = [
+    "Geometry",
+    "geometry",
+    "committee_output",
+    "loss_value",
+    "loss_slope",
+    "gprime",
+    "forces",
+    "fgm",
+    "pgd",
+    "worst_case",
+    "attack_coefficients",
+    "maximise_on_ellipsoid",
+    "min_margin",
+    "sphere_grid",
+]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -200,8 +214,7 @@ def maximise_on_ellipsoid(phi, x, geom: Geometry, eps, iters: int = 32, n_polish
             e_new = e_new / jnp.linalg.norm(e_new)
             f_new = f(e_new)
             better = f_new > fe
-            return (jnp.where(better, e_new, e), jnp.where(better, f_new, fe),
-                    jnp.where(better, 1.5 * s, 0.4 * s))
+            return (jnp.where(better, e_new, e), jnp.where(better, f_new, fe), jnp.where(better, 1.5 * s, 0.4 * s))
 
         return jax.lax.fori_loop(0, iters, body, (e, fe, jnp.asarray(step0, x.dtype)))[:2]
 

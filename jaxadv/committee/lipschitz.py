@@ -26,6 +26,7 @@ ODE face: :func:`project_state`, :math:`Q\to s^2Q`, :math:`R\to sR`, after every
 (:func:`jaxadv.ode.rk4.integrate` with ``project``): a splitting of the flow and the projection that converges to the
 constrained dynamics as the step shrinks (tested). The initial state is projected in both faces.
 """
+
 from __future__ import annotations
 
 import math

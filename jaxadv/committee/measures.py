@@ -23,6 +23,7 @@ part of :math:`\tau\sigma`, so :math:`t^*=\max_u[\operatorname{erfinv}(r(u))-s_*
 :math:`t_{<K}` by the (K-1)-dimensional rule of :mod:`jaxadv.committee.quadrature`. For :math:`K=1`
 this is the single-layer closed form (tested).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,16 @@ from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
 
-__all__ = ["MEASURE_RULE", "measure_rule", "clean_error", "robust_error", "robustness_curve", "columns",
-           "bisected_error", "error_fraction"]
+__all__ = [
+    "MEASURE_RULE",
+    "measure_rule",
+    "clean_error",
+    "robust_error",
+    "robustness_curve",
+    "columns",
+    "bisected_error",
+    "error_fraction",
+]
 
 MEASURE_RULE = GaussRule(panels=8, order=8, width=8.0)
 
@@ -125,14 +134,24 @@ def bisected_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 30, s
     return jnp.dot(mixture.priors, per)
 
 
-def _error(state: CommitteeState, mixture: Mixture, eps, robust: bool, rule, bisect: int = 30,
-           span: float = 10.0, iters: int = 32, method: str = "threshold"):
+def _error(
+    state: CommitteeState,
+    mixture: Mixture,
+    eps,
+    robust: bool,
+    rule,
+    bisect: int = 30,
+    span: float = 10.0,
+    iters: int = 32,
+    method: str = "threshold",
+):
     Q, R, b, v = state
     K = Q.shape[0]
     rule = measure_rule(K) if rule is None else rule
     dtype = Q.dtype
     geom = geometry(Q)
     if not (robust and method == "threshold"):
+
         def margin(x, tau):
             if robust:
                 return min_margin(x, geom, v, tau, eps, iters)

@@ -21,6 +21,7 @@ split over the devices; :func:`jaxadv.app.checkpoint.run_resumable`: checkpoints
 step :math:`\mu` of a replica uses ``fold_in(run_key, mu)``. The
 directions are :math:`B_j=e_j` (rotation invariance makes the choice immaterial).
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,12 +38,34 @@ from ..sharding import shard_batch
 from .fields import committee_output, geometry, loss_value, worst_case
 from .lipschitz import project_weights
 from .ode import check_overlaps
-from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
-                     validate_mixture, validate_params, validate_spec)
+from .params import (
+    CommitteeParams,
+    CommitteeSpec,
+    Mixture,
+    check_second_layer,
+    default_second_layer,
+    validate_mixture,
+    validate_params,
+    validate_spec,
+)
 
-__all__ = ["CommitteeMC", "CommitteeObs", "CommitteeMCResult", "directions", "init", "sample_example", "update",
-           "step", "observe", "input_attack", "CommitteeModel", "committee_sampler", "plan_committee", "committee_result",
-           "simulate_committee"]
+__all__ = [
+    "CommitteeMC",
+    "CommitteeObs",
+    "CommitteeMCResult",
+    "directions",
+    "init",
+    "sample_example",
+    "update",
+    "step",
+    "observe",
+    "input_attack",
+    "CommitteeModel",
+    "committee_sampler",
+    "plan_committee",
+    "committee_result",
+    "simulate_committee",
+]
 
 
 class CommitteeMC(NamedTuple):
@@ -143,7 +166,7 @@ def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: Comm
         W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
     b = state.b - (params.eta_b / N) * g.b
     v = state.v - (params.eta_v / N) * g.v if spec.train_v else state.v
-    if spec.lipschitz is not None:      # Lipschitz normalisation, with the updated v
+    if spec.lipschitz is not None:  # Lipschitz normalisation, with the updated v
         W = project_weights(W, v, spec.lipschitz)
     return CommitteeMC(W, b, v)
 
@@ -240,9 +263,22 @@ def committee_sampler(spec: CommitteeSpec) -> Sampler:
     return Sampler("committee", _init, _step, lambda state, sp: observe(state, sp.const), spec)
 
 
-def plan_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
-                   alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None, v0=None,
-                   dtype=jnp.float32) -> Plan:
+def plan_committee(
+    key,
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = 10,
+    replicas: int = 100,
+    Q0=None,
+    R0=None,
+    b0=None,
+    v0=None,
+    dtype=jnp.float32,
+) -> Plan:
     """Validate the arguments of :func:`simulate_committee` and prepare the driver's
     :class:`jaxadv.mc.driver.Plan`: :func:`committee_sampler`, per-replica keys (``split(key, replicas)``,
     each split into init and run keys) split over the devices, and the identity of the run (its
@@ -273,18 +309,45 @@ def plan_committee(key, mixture: Mixture, params: CommitteeParams, spec: Committ
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     cast = lambda z: jnp.asarray(z, dtype)
-    sp = SamplerParams(CommitteeModel(Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params))), {},
-                       directions(D, N, dtype))
+    sp = SamplerParams(
+        CommitteeModel(Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params))), {}, directions(D, N, dtype)
+    )
     pair = jax.vmap(jax.random.split)(jax.random.split(key, replicas))
     # replicas split over all devices (padded to a multiple of the count; no-op on one device)
     init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
     lst = lambda z: np.asarray(z, np.float64).tolist()
-    identity = ["committee", np.asarray(jax.random.key_data(key)).tolist(), str(jax.random.key_impl(key)),
-                {k: lst(v) for k, v in mixture._asdict().items()}, [float(x) for x in params], repr(spec), N,
-                float(alpha_max), n_save, replicas, lst(Q0) if given else None, lst(R0) if given else None,
-                lst(b0), lst(v0), str(dtype)]
-    return Plan(committee_sampler(spec), sp, init_keys, run_keys, (Q0, R0) if given else None, (b0, v0), replicas,
-                N, n_save, steps, alpha, dtype, identity)
+    identity = [
+        "committee",
+        np.asarray(jax.random.key_data(key)).tolist(),
+        str(jax.random.key_impl(key)),
+        {k: lst(v) for k, v in mixture._asdict().items()},
+        [float(x) for x in params],
+        repr(spec),
+        N,
+        float(alpha_max),
+        n_save,
+        replicas,
+        lst(Q0) if given else None,
+        lst(R0) if given else None,
+        lst(b0),
+        lst(v0),
+        str(dtype),
+    ]
+    return Plan(
+        committee_sampler(spec),
+        sp,
+        init_keys,
+        run_keys,
+        (Q0, R0) if given else None,
+        (b0, v0),
+        replicas,
+        N,
+        n_save,
+        steps,
+        alpha,
+        dtype,
+        identity,
+    )
 
 
 def committee_result(plan: Plan, obs) -> CommitteeMCResult:
@@ -297,9 +360,22 @@ def committee_result(plan: Plan, obs) -> CommitteeMCResult:
     return CommitteeMCResult(plan.alpha, Q, R, b, v, finite)
 
 
-def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, *, N: int,
-                       alpha_max: float, n_save: int = 10, replicas: int = 100, Q0=None, R0=None, b0=None,
-                       v0=None, dtype=jnp.float32) -> CommitteeMCResult:
+def simulate_committee(
+    key,
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = 10,
+    replicas: int = 100,
+    Q0=None,
+    R0=None,
+    b0=None,
+    v0=None,
+    dtype=jnp.float32,
+) -> CommitteeMCResult:
     r"""Run ``replicas`` independent N-dimensional committees on the Monte Carlo driver
     (:func:`committee_sampler`, :func:`plan_committee`, :func:`jaxadv.mc.driver.run_plan`): one ``vmap``
     over the replicas, split over all devices, one jitted call per save interval.
@@ -327,6 +403,19 @@ def simulate_committee(key, mixture: Mixture, params: CommitteeParams, spec: Com
         >>> mc.Q.shape
         (3, 3, 2, 2)
     """
-    plan = plan_committee(key, mixture, params, spec, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas,
-                          Q0=Q0, R0=R0, b0=b0, v0=v0, dtype=dtype)
+    plan = plan_committee(
+        key,
+        mixture,
+        params,
+        spec,
+        N=N,
+        alpha_max=alpha_max,
+        n_save=n_save,
+        replicas=replicas,
+        Q0=Q0,
+        R0=R0,
+        b0=b0,
+        v0=v0,
+        dtype=dtype,
+    )
     return committee_result(plan, run_plan(plan))

@@ -26,6 +26,7 @@ K-dimensional Gaussian integrals over the clean fields (:mod:`jaxadv.committee.q
 ``spec.lipschitz`` the state is projected, :math:`(Q,R)\to(s^2Q,sR)`, at the start and after every RK4
 step (:mod:`jaxadv.committee.lipschitz`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,12 +40,29 @@ import numpy as np
 from ..ode.rk4 import RK4, integrate
 from .fields import attack_coefficients, forces, geometry
 from .lipschitz import project_state
-from .params import (CommitteeParams, CommitteeSpec, Mixture, check_second_layer, default_second_layer,
-                     validate_mixture, validate_params, validate_spec)
+from .params import (
+    CommitteeParams,
+    CommitteeSpec,
+    Mixture,
+    check_second_layer,
+    default_second_layer,
+    validate_mixture,
+    validate_params,
+    validate_spec,
+)
 from .quadrature import DEFAULT_RULE, GaussRule, default_rule, gaussian_mean
 
-__all__ = ["CommitteeState", "CommitteeODEResult", "Averages", "cluster_averages", "averages", "committee_drift",
-           "make_committee_field", "solve_committee_ode", "check_overlaps"]
+__all__ = [
+    "CommitteeState",
+    "CommitteeODEResult",
+    "Averages",
+    "cluster_averages",
+    "averages",
+    "committee_drift",
+    "make_committee_field",
+    "solve_committee_ode",
+    "check_overlaps",
+]
 
 
 class CommitteeState(NamedTuple):
@@ -81,8 +99,9 @@ class Averages(NamedTuple):
     Fv: jax.Array
 
 
-def cluster_averages(state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec,
-                     rule: GaussRule = DEFAULT_RULE) -> Averages:
+def cluster_averages(
+    state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+) -> Averages:
     r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``).
 
     Whitened nodes :math:`t`: :math:`x=m_c+\sqrt{v_c}Lt`, :math:`m_c=Ra_c-b`, and
@@ -106,19 +125,25 @@ def cluster_averages(state: CommitteeState, centre, variance, label, eps, spec: 
     return gaussian_mean(node, Q.shape[0], rule, Q.dtype)
 
 
-def averages(state: CommitteeState, mixture: Mixture, eps, spec: CommitteeSpec,
-             rule: GaussRule = DEFAULT_RULE) -> Averages:
+def averages(
+    state: CommitteeState, mixture: Mixture, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+) -> Averages:
     r"""Mixture averages :math:`\sum_cp_c\langle\cdot\rangle_c` (``DD`` weighted by :math:`p_cv_c`)."""
     per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule))(
-        mixture.centres, mixture.variances, mixture.labels)
+        mixture.centres, mixture.variances, mixture.labels
+    )
     p = mixture.priors
     mix = lambda z, wts: jnp.tensordot(wts, z, axes=1)
-    return Averages(mix(per.D1, p), mix(per.Dy, p), mix(per.Dh, p), mix(per.DD, p * mixture.variances),
-                    mix(per.Fv, p))
+    return Averages(mix(per.D1, p), mix(per.Dy, p), mix(per.Dh, p), mix(per.DD, p * mixture.variances), mix(per.Fv, p))
 
 
-def committee_drift(state: CommitteeState, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec,
-                    rule: GaussRule = DEFAULT_RULE) -> CommitteeState:
+def committee_drift(
+    state: CommitteeState,
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+    rule: GaussRule = DEFAULT_RULE,
+) -> CommitteeState:
     """The right-hand side :math:`d(Q, R, b, v)/d\\alpha` (module docstring)."""
     Q, R, b, v = state
     A = averages(state, mixture, params.eps, spec, rule)
@@ -157,8 +182,17 @@ class CommitteeODEResult(NamedTuple):
 def _solve(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
     """RK4 of one point; with Lipschitz normalisation the start and every step are projected."""
     project = None if spec.lipschitz is None else (lambda y: project_state(y, spec.lipschitz))
-    return integrate(make_committee_field(spec, rule), y0 if project is None else project(y0), 0.0, h,
-                     steps_per_save, n_save, (mixture, params), RK4, project=project)
+    return integrate(
+        make_committee_field(spec, rule),
+        y0 if project is None else project(y0),
+        0.0,
+        h,
+        steps_per_save,
+        n_save,
+        (mixture, params),
+        RK4,
+        project=project,
+    )
 
 
 def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, atol: float = 1e-8):
@@ -182,9 +216,20 @@ def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, ato
     return Q0, R0
 
 
-def solve_committee_ode(mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, alpha_max: float,
-                        n_save: int = 50, *, dt: float = 0.05, Q0=None, R0=None, b0=None, v0=None,
-                        rule: GaussRule = None) -> CommitteeODEResult:
+def solve_committee_ode(
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+    alpha_max: float,
+    n_save: int = 50,
+    *,
+    dt: float = 0.05,
+    Q0=None,
+    R0=None,
+    b0=None,
+    v0=None,
+    rule: GaussRule = None,
+) -> CommitteeODEResult:
     r"""Integrate the committee ODEs with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(Q_0,R_0,b_0,v_0)`.
 
     Symmetric starts (e.g. :math:`Q_0=I`, :math:`R_0=0`, equal :math:`v_k`) sit on the unstable

@@ -15,6 +15,7 @@ Three records, split by how ``jit`` sees them (``docs/STYLE``: static vs swept):
 * :class:`CommitteeParams` -- floats a user sweeps (learning rates, attack radius; traced);
 * :class:`CommitteeSpec` -- shapes and control flow (``K``, attack kind, loss...; static, hashable).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Mixture", "CommitteeParams", "CommitteeSpec", "two_cluster", "xor", "mixture_from_vectors",
-           "validate_mixture", "validate_params", "validate_spec", "default_second_layer", "check_second_layer",
-           "ATTACKS", "COMMITTEE_LOSSES", "from_dicts"]
+__all__ = [
+    "Mixture",
+    "CommitteeParams",
+    "CommitteeSpec",
+    "two_cluster",
+    "xor",
+    "mixture_from_vectors",
+    "validate_mixture",
+    "validate_params",
+    "validate_spec",
+    "default_second_layer",
+    "check_second_layer",
+    "ATTACKS",
+    "COMMITTEE_LOSSES",
+    "from_dicts",
+]
 
 ATTACKS = ("fgm", "pgd", "worst", "none")
 COMMITTEE_LOSSES = ("quadratic", "logistic")
@@ -151,8 +165,9 @@ def two_cluster(prior: float = 0.5, rho: float = 2.0, v1: float = 1.0, v2: float
         _fail("prior", prior, "must lie in the open interval (0, 1)")
     if not (math.isfinite(rho) and rho >= 0.0):
         _fail("rho", rho, "must be finite and >= 0")
-    return validate_mixture(Mixture(centres=[[rho / 2], [-rho / 2]], variances=[v1, v2],
-                                    priors=[prior, 1 - prior], labels=[1.0, -1.0]))
+    return validate_mixture(
+        Mixture(centres=[[rho / 2], [-rho / 2]], variances=[v1, v2], priors=[prior, 1 - prior], labels=[1.0, -1.0])
+    )
 
 
 def xor(rho: float = 3.0, v: float = 1.0) -> Mixture:
@@ -163,8 +178,14 @@ def xor(rho: float = 3.0, v: float = 1.0) -> Mixture:
     if not (math.isfinite(rho) and rho >= 0.0):
         _fail("rho", rho, "must be finite and >= 0")
     h = rho / 2
-    return validate_mixture(Mixture(centres=[[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]], variances=[v] * 4,
-                                    priors=[0.25] * 4, labels=[1.0, 1.0, -1.0, -1.0]))
+    return validate_mixture(
+        Mixture(
+            centres=[[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]],
+            variances=[v] * 4,
+            priors=[0.25] * 4,
+            labels=[1.0, 1.0, -1.0, -1.0],
+        )
+    )
 
 
 def mixture_from_vectors(centres, directions, variances, priors, labels, atol: float = 1e-8) -> Mixture:
@@ -187,8 +208,12 @@ def mixture_from_vectors(centres, directions, variances, priors, labels, atol: f
 
 def validate_params(params: CommitteeParams) -> CommitteeParams:
     """Check every field (scalars or arrays); ``ValueError`` naming the first bad one."""
-    rules = {"eta_w": (lambda x: x > 0, "must be > 0"), "eta_b": (lambda x: x >= 0, "must be >= 0"),
-             "eta_v": (lambda x: x >= 0, "must be >= 0"), "eps": (lambda x: x >= 0, "must be >= 0")}
+    rules = {
+        "eta_w": (lambda x: x > 0, "must be > 0"),
+        "eta_b": (lambda x: x >= 0, "must be >= 0"),
+        "eta_v": (lambda x: x >= 0, "must be >= 0"),
+        "eps": (lambda x: x >= 0, "must be >= 0"),
+    }
     for name, (ok, rule) in rules.items():
         for x in np.atleast_1d(_finite(name, getattr(params, name))).ravel():
             if not ok(x):
@@ -210,12 +235,19 @@ def validate_spec(spec: CommitteeSpec) -> CommitteeSpec:
         _fail("pgd_step", spec.pgd_step, "must be finite and > 0")
     if spec.lipschitz is not None:
         L = spec.lipschitz
-        if isinstance(L, bool) or not isinstance(L, (int, float, np.integer, np.floating)) \
-                or not (math.isfinite(L) and L > 0):
+        if (
+            isinstance(L, bool)
+            or not isinstance(L, (int, float, np.integer, np.floating))
+            or not (math.isfinite(L) and L > 0)
+        ):
             _fail("lipschitz", L, "must be None (off) or a finite number > 0 (the bound L_max)")
         if spec.normalise:
-            _fail("lipschitz", L, "needs normalise=False (with |w_k| = 1 the bound depends on v alone and "
-                  "rescaling W would undo the normalisation)")
+            _fail(
+                "lipschitz",
+                L,
+                "needs normalise=False (with |w_k| = 1 the bound depends on v alone and "
+                "rescaling W would undo the normalisation)",
+            )
     return spec
 
 

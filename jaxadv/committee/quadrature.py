@@ -13,6 +13,7 @@ density). Composite Legendre instead of Hermite: the integrands carry :math:`g'(
 narrow when the field variance is large (``docs/theory.md``, section 5.2). Nodes are cached
 per ``(K, rule)``; the rule is static.
 """
+
 from __future__ import annotations
 
 import functools

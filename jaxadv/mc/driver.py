@@ -15,6 +15,7 @@ files and progress): :func:`plan_simulation` (validate, keys, constants, devices
 :func:`init_states` and :func:`advance` (one save interval); :func:`run_plan` runs a plan of any sampler
 (:func:`start_states`, :func:`dispatch`, :func:`observables_on_host`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,9 +38,25 @@ from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler
 from . import schedule
 
-__all__ = ["MCResult", "SAMPLERS", "MAX_MC_STEPS", "Plan", "plan_simulation", "init_states", "advance", "result", "simulate",
-           "save_schedule", "advance_states", "init_batch", "simulate_grid", "start_states", "observables_on_host",
-           "allocate_observables", "run_plan"]
+__all__ = [
+    "MCResult",
+    "SAMPLERS",
+    "MAX_MC_STEPS",
+    "Plan",
+    "plan_simulation",
+    "init_states",
+    "advance",
+    "result",
+    "simulate",
+    "save_schedule",
+    "advance_states",
+    "init_batch",
+    "simulate_grid",
+    "start_states",
+    "observables_on_host",
+    "allocate_observables",
+    "run_plan",
+]
 
 SAMPLERS = {"full": full_sampler, "reduced": reduced_sampler}
 """Sampler constructors by name: ``SAMPLERS[name](rule) -> Sampler``."""
@@ -99,8 +116,9 @@ def advance_states(sampler, run_keys, states, sp, start, n_steps):
 def init_batch(sampler, init_keys, sp, R0=None, b0=0.0):
     """Initial states of a batch of replicas (one per key) and their observables."""
     dtype = jnp.result_type(sp.const)
-    return _init(init_keys, sp, jnp.asarray(0.0 if R0 is None else R0, dtype), jnp.asarray(b0, dtype),
-                 R0 is not None, sampler)
+    return _init(
+        init_keys, sp, jnp.asarray(0.0 if R0 is None else R0, dtype), jnp.asarray(b0, dtype), R0 is not None, sampler
+    )
 
 
 MAX_MC_STEPS = 2**32 - 1
@@ -117,8 +135,10 @@ def save_schedule(N: int, alpha_max: float, n_save: int):
     """
     steps = max(1, int(round(alpha_max * N / n_save)))
     if n_save * steps > MAX_MC_STEPS:
-        raise ValueError(f"alpha_max={alpha_max!r} at N={N} is {n_save * steps:.3g} Monte Carlo steps, more than "
-                         f"the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N")
+        raise ValueError(
+            f"alpha_max={alpha_max!r} at N={N} is {n_save * steps:.3g} Monte Carlo steps, more than "
+            f"the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N"
+        )
     return steps, np.arange(n_save + 1) * steps / N
 
 
@@ -157,11 +177,28 @@ class Plan(NamedTuple):
     save_steps: Optional[np.ndarray] = None
 
 
-def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
-                    replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params_: Optional[dict] = None,
-                    loss=None, dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None,
-                    sampler: str = "full", optimizer=None, save: str = "linear", points_per_decade: int = 10,
-                    alpha_min: Optional[float] = None, generator: str = "jax") -> Plan:
+def plan_simulation(
+    key,
+    params: ModelParams,
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = N_SAVE,
+    replicas: int = REPLICAS,
+    rule: TrainingRule = DEFAULT_RULE,
+    rule_params_: Optional[dict] = None,
+    loss=None,
+    dtype=jnp.float32,
+    R0: Optional[float] = None,
+    b0: float = 0.0,
+    B=None,
+    sampler: str = "full",
+    optimizer=None,
+    save: str = "linear",
+    points_per_decade: int = 10,
+    alpha_min: Optional[float] = None,
+    generator: str = "jax",
+) -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
     validate_params(params)
     if int(N) != N or N < 2:
@@ -184,11 +221,15 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
     gen = get_generator(generator)
     if gen.name != "jax":
         if sampler != "full":
-            raise ValueError(f"generator={gen.name!r} needs sampler='full' (the reduced sampler draws a few "
-                             "numbers a step with its own exact draws)")
+            raise ValueError(
+                f"generator={gen.name!r} needs sampler='full' (the reduced sampler draws a few "
+                "numbers a step with its own exact draws)"
+            )
         if not threefry.is_threefry(key):
-            raise ValueError(f"generator={gen.name!r} needs a threefry2x32 key (prng='threefry2x32'), got "
-                             f"impl={jax.random.key_impl(key)}")
+            raise ValueError(
+                f"generator={gen.name!r} needs a threefry2x32 key (prng='threefry2x32'), got "
+                f"impl={jax.random.key_impl(key)}"
+            )
     if loss is not None:
         rule = rule._replace(loss=get_loss(loss))
     rp = rule_params(rule, dtype, **(rule_params_ or {}))
@@ -215,18 +256,35 @@ def plan_simulation(key, params: ModelParams, *, N: int, alpha_max: float, n_sav
     pair = jax.vmap(jax.random.split)(keys)
     # replicas split over all devices (padded to a multiple of the count; no-op on one device)
     init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
-    identity = [np.asarray(jax.random.key_data(key)).tolist(), [float(x) for x in params], N, float(alpha_max),
-                n_save, replicas, rule.loss.name, str(dtype), R0, float(b0),
-                None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
-                [rule.attack.name, rule.eps_law.name, rule.gate.name, rule.n_eps_nodes,
-                 {k: np.asarray(v).tolist() for k, v in rp.items()}], sampler,
-                None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer))]
+    identity = [
+        np.asarray(jax.random.key_data(key)).tolist(),
+        [float(x) for x in params],
+        N,
+        float(alpha_max),
+        n_save,
+        replicas,
+        rule.loss.name,
+        str(dtype),
+        R0,
+        float(b0),
+        None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+        [
+            rule.attack.name,
+            rule.eps_law.name,
+            rule.gate.name,
+            rule.n_eps_nodes,
+            {k: np.asarray(v).tolist() for k, v in rp.items()},
+        ],
+        sampler,
+        None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer)),
+    ]
     if save_steps is not None:
         identity.append([save, save_steps.tolist()])
-    if gen.name != "jax":   # the default adds nothing, so its checkpoints stay valid
+    if gen.name != "jax":  # the default adds nothing, so its checkpoints stay valid
         identity.append(["generator", gen.name])
-    return Plan(kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity,
-                save_steps)
+    return Plan(
+        kernel, sp, init_keys, run_keys, R0, float(b0), replicas, N, n_save, steps, alpha, dtype, identity, save_steps
+    )
 
 
 def _host_obs(o, replicas):
@@ -246,8 +304,14 @@ def start_states(plan: Plan):
     ``plan.R0`` and ``plan.b0`` are pytrees (a float for the single-layer samplers); every leaf is cast to
     the plan's dtype and handed to ``sampler.init`` (``R0`` as ``None`` when ``plan.R0`` is ``None``)."""
     cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, plan.dtype), t)
-    return _init(plan.init_keys, plan.sp, cast(0.0 if plan.R0 is None else plan.R0), cast(plan.b0),
-                 plan.R0 is not None, plan.sampler)
+    return _init(
+        plan.init_keys,
+        plan.sp,
+        cast(0.0 if plan.R0 is None else plan.R0),
+        cast(plan.b0),
+        plan.R0 is not None,
+        plan.sampler,
+    )
 
 
 def init_states(plan: Plan):
@@ -307,15 +371,39 @@ def result(plan: Plan, obs) -> "MCResult":
     """The :class:`MCResult` of observables ``obs`` of shape ``(5, replicas, n_save + 1)``."""
     R, b, norm, norm1, norm_inf = obs
     full = plan.sampler.name == "full"
-    return MCResult(alpha=plan.alpha, R=R, b=b, norm=norm, finite=np.isfinite(R) & np.isfinite(b),
-                    norm1=norm1 if full else None, norm_inf=norm_inf if full else None)
+    return MCResult(
+        alpha=plan.alpha,
+        R=R,
+        b=b,
+        norm=norm,
+        finite=np.isfinite(R) & np.isfinite(b),
+        norm1=norm1 if full else None,
+        norm_inf=norm_inf if full else None,
+    )
 
 
-def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int = N_SAVE,
-             replicas: int = REPLICAS, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
-             dtype=jnp.float32, R0: Optional[float] = None, b0: float = 0.0, B=None, sampler: str = "full",
-             optimizer=None, save: str = "linear", points_per_decade: int = 10,
-             alpha_min: Optional[float] = None, generator: str = "jax") -> MCResult:
+def simulate(
+    key,
+    params: ModelParams,
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = N_SAVE,
+    replicas: int = REPLICAS,
+    rule: TrainingRule = DEFAULT_RULE,
+    rule_params: Optional[dict] = None,
+    loss=None,
+    dtype=jnp.float32,
+    R0: Optional[float] = None,
+    b0: float = 0.0,
+    B=None,
+    sampler: str = "full",
+    optimizer=None,
+    save: str = "linear",
+    points_per_decade: int = 10,
+    alpha_min: Optional[float] = None,
+    generator: str = "jax",
+) -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.
 
     Args:
@@ -367,13 +455,45 @@ def simulate(key, params: ModelParams, *, N: int, alpha_max: float, n_save: int 
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
     if any(np.ndim(x) for x in params):
-        return simulate_grid(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
-                             rule_params=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
-                             optimizer=optimizer, generator=generator)
-    plan = plan_simulation(key, params, N=N, alpha_max=alpha_max, n_save=n_save, replicas=replicas, rule=rule,
-                           rule_params_=rule_params, loss=loss, dtype=dtype, R0=R0, b0=b0, B=B, sampler=sampler,
-                           optimizer=optimizer, save=save, points_per_decade=points_per_decade, alpha_min=alpha_min,
-                           generator=generator)
+        return simulate_grid(
+            key,
+            params,
+            N=N,
+            alpha_max=alpha_max,
+            n_save=n_save,
+            replicas=replicas,
+            rule=rule,
+            rule_params=rule_params,
+            loss=loss,
+            dtype=dtype,
+            R0=R0,
+            b0=b0,
+            B=B,
+            sampler=sampler,
+            optimizer=optimizer,
+            generator=generator,
+        )
+    plan = plan_simulation(
+        key,
+        params,
+        N=N,
+        alpha_max=alpha_max,
+        n_save=n_save,
+        replicas=replicas,
+        rule=rule,
+        rule_params_=rule_params,
+        loss=loss,
+        dtype=dtype,
+        R0=R0,
+        b0=b0,
+        B=B,
+        sampler=sampler,
+        optimizer=optimizer,
+        save=save,
+        points_per_decade=points_per_decade,
+        alpha_min=alpha_min,
+        generator=generator,
+    )
     return result(plan, np.stack(run_plan(plan)))
 
 
@@ -424,14 +544,21 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
     try:
         shape = np.broadcast_shapes(*(x.shape for x in leaves))
     except ValueError:
-        raise ValueError("params: the array-valued parameters do not broadcast to one grid shape: "
-                         + ", ".join(f"{n}{x.shape}" for n, x in zip(ModelParams._fields, leaves))) from None
+        raise ValueError(
+            "params: the array-valued parameters do not broadcast to one grid shape: "
+            + ", ".join(f"{n}{x.shape}" for n, x in zip(ModelParams._fields, leaves))
+        ) from None
     flat = [np.broadcast_to(x, shape).ravel() for x in leaves]
     n = int(np.prod(shape))
     replicas = int(options.get("replicas", REPLICAS))
-    plans = [plan_simulation(jax.random.fold_in(key, i), ModelParams(*(float(x[i]) for x in flat)),
-                             **{("rule_params_" if k == "rule_params" else k): v for k, v in options.items()})
-             for i in range(n)]
+    plans = [
+        plan_simulation(
+            jax.random.fold_in(key, i),
+            ModelParams(*(float(x[i]) for x in flat)),
+            **{("rule_params_" if k == "rule_params" else k): v for k, v in options.items()},
+        )
+        for i in range(n)
+    ]
     plan = plans[0]
     keys = [jax.vmap(jax.random.split)(jax.random.split(jax.random.fold_in(key, i), replicas)) for i in range(n)]
     init_keys = jnp.concatenate([k[:, 0] for k in keys])
@@ -446,8 +573,9 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
     obs = np.full((5, lanes, plan.n_save + 1), np.nan, dtype=np.dtype(plan.dtype))
     obs[:, :, 0] = np.stack(observables_on_host(o, lanes))
     for k in range(plan.n_save):
-        states, o = _advance_grid(run_keys, states, sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps),
-                                  plan.sampler)
+        states, o = _advance_grid(
+            run_keys, states, sp, jnp.uint32(k * plan.steps), jnp.uint32(plan.steps), plan.sampler
+        )
         obs[:, :, k + 1] = np.stack(observables_on_host(o, lanes))
     res = result(plan, obs)
     grid = lambda a: None if a is None else a.reshape(shape + (replicas, plan.n_save + 1))

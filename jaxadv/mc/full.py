@@ -18,6 +18,7 @@ Both samplers (this one and :func:`jaxadv.mc.reduced.reduced_sampler`) share the
 with ``sp`` a :class:`SamplerParams` (model parameters, the rule's parameter dict and the
 sampler's constant: the cluster axis B for this sampler).
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,8 +34,16 @@ from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule
 from ..model.student import Student, student_optimizer, train_step
 
-__all__ = ["SamplerParams", "Observables", "Sampler", "FullState", "full_sampler", "init_replica", "observe",
-           "observe_norms"]
+__all__ = [
+    "SamplerParams",
+    "Observables",
+    "Sampler",
+    "FullState",
+    "full_sampler",
+    "init_replica",
+    "observe",
+    "observe_norms",
+]
 
 
 class SamplerParams(NamedTuple):
@@ -116,8 +125,7 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable] = None,
-                 generator="jax") -> Sampler:
+def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable] = None, generator="jax") -> Sampler:
     """The N-dimensional sampler of ``rule``.
 
     Args:
@@ -161,8 +169,9 @@ def _full_sampler(rule: TrainingRule, optimizer: Optional[Callable], gen: Genera
         B = sp.const
         xi, tau = sample_example(key, sp.model, B, gen)
         opt = make_opt(sp.model, B.shape[-1])
-        student, opt_state = train_step(opt, state.student, state.opt_state, xi, tau, sp.model, rule, sp.rule,
-                                        threefry.fold_in(key, 2))
+        student, opt_state = train_step(
+            opt, state.student, state.opt_state, xi, tau, sp.model, rule, sp.rule, threefry.fold_in(key, 2)
+        )
         new = FullState(student, opt_state)
         return new, _observe(new, sp)
 

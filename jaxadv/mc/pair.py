@@ -12,6 +12,7 @@ replica holding both students (:mod:`jaxadv.model.pair`); the driver's jitted ke
 :math:`\operatorname{sign}(x_s)`) and counts the target's errors: the empirical counterpart of
 :func:`jaxadv.analysis.transfer.transfer_error` at the replica's own weights.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,15 @@ from ..model.student import Student
 from .driver import advance_states, init_batch, save_schedule
 from .full import Sampler, SamplerParams
 
-__all__ = ["PairObservables", "PairMC", "TRANSFER_KINDS", "pair_sampler", "init_pair", "measure_transfer",
-           "simulate_pair"]
+__all__ = [
+    "PairObservables",
+    "PairMC",
+    "TRANSFER_KINDS",
+    "pair_sampler",
+    "init_pair",
+    "measure_transfer",
+    "simulate_pair",
+]
 
 TRANSFER_KINDS = ("l2_true", "l2_surrogate", "linf_true", "linf_surrogate")
 """The measured transfer errors: attack norm and attack label."""
@@ -52,8 +60,16 @@ class PairObservables(NamedTuple):
 
 def _observe(state: PairState, B) -> PairObservables:
     ws, wt = state.s.w, state.t.w
-    return PairObservables(jnp.dot(ws, B), jnp.dot(wt, B), jnp.dot(ws, wt), state.s.b, state.t.b,
-                           jnp.dot(wt, jnp.sign(ws)), jnp.sum(jnp.abs(ws)), jnp.sum(jnp.abs(wt)))
+    return PairObservables(
+        jnp.dot(ws, B),
+        jnp.dot(wt, B),
+        jnp.dot(ws, wt),
+        state.s.b,
+        state.t.b,
+        jnp.dot(wt, jnp.sign(ws)),
+        jnp.sum(jnp.abs(ws)),
+        jnp.sum(jnp.abs(wt)),
+    )
 
 
 def init_pair(key, B, R0, b0) -> PairState:
@@ -100,21 +116,21 @@ def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test, linf
     keys = jax.random.split(key, n_test)
     ws, wt, bt = state.s.w, state.t.w, state.t.b
     sg = linf_scale * jnp.sign(ws)
-    directions = jnp.stack([ws, ws, sg, sg])                             # (4, N)
-    use_sur = jnp.asarray([0.0, 1.0, 0.0, 1.0], B.dtype)                 # (4,)
+    directions = jnp.stack([ws, ws, sg, sg])  # (4, N)
+    use_sur = jnp.asarray([0.0, 1.0, 0.0, 1.0], B.dtype)  # (4,)
 
     def example(k):
         xi, tau = sample_example(k, data, B)
         l_sur = jnp.where(jnp.dot(ws, xi) - state.s.b > 0, 1.0, -1.0).astype(B.dtype)
-        label = use_sur * l_sur + (1 - use_sur) * tau                    # (4,)
+        label = use_sur * l_sur + (1 - use_sur) * tau  # (4,)
         right = tau * (jnp.dot(wt, xi) - bt) > 0
 
         def at(eps):
-            adv = xi[None, :] - (label * eps)[:, None] * directions       # (4, N): the attacked examples
-            wrong = tau * (adv @ wt - bt) <= 0                            # (4,)
+            adv = xi[None, :] - (label * eps)[:, None] * directions  # (4, N): the attacked examples
+            wrong = tau * (adv @ wt - bt) <= 0  # (4,)
             return wrong, wrong & right
 
-        wrong, flipped = jax.vmap(at)(eps_grid)                           # (E, 4)
+        wrong, flipped = jax.vmap(at)(eps_grid)  # (E, 4)
         return wrong.T, flipped.T, right
 
     wrong, flipped, right = jax.lax.map(example, keys)
@@ -156,8 +172,15 @@ def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 10
         raise ValueError(f"n_test={n_test!r} must be an integer >= 1")
     check_value("linf_scale", linf_scale, lambda v: v > 0, "must be > 0")
     replicas = jax.tree.leaves(states)[0].shape[0]
-    out = _transfer_batch(jax.random.split(key, replicas), states, B, data, jnp.asarray(eps_grid, B.dtype),
-                          int(n_test), jnp.asarray(linf_scale, B.dtype))
+    out = _transfer_batch(
+        jax.random.split(key, replicas),
+        states,
+        B,
+        data,
+        jnp.asarray(eps_grid, B.dtype),
+        int(n_test),
+        jnp.asarray(linf_scale, B.dtype),
+    )
     return tuple(np.asarray(x, np.float64) for x in out)
 
 
@@ -182,9 +205,23 @@ class PairMC(NamedTuple):
     states: object
 
 
-def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, alpha_max: float, n_save: int = 10,
-                  replicas: int = 32, R0=(0.0, 0.0, 0.0), b0=(0.0, 0.0), eps_grid=(), n_test: int = 1000,
-                  dtype=jnp.float32, measure_every: bool = True, linf_scale: float = 1.0) -> PairMC:
+def simulate_pair(
+    key,
+    pp: PairParams,
+    spec: PairSpec = PairSpec(),
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = 10,
+    replicas: int = 32,
+    R0=(0.0, 0.0, 0.0),
+    b0=(0.0, 0.0),
+    eps_grid=(),
+    n_test: int = 1000,
+    dtype=jnp.float32,
+    measure_every: bool = True,
+    linf_scale: float = 1.0,
+) -> PairMC:
     r"""Run ``replicas`` pairs in N dimensions (:func:`pair_sampler`) and measure transfer on fresh examples.
 
     Args:
@@ -240,8 +277,9 @@ def simulate_pair(key, pp: PairParams, spec: PairSpec = PairSpec(), *, N: int, a
 
     def measure(k, st):
         if E:
-            wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(jax.random.fold_in(test_key, k), st, B,
-                                                                       sp.model.s, eps_grid, n_test, linf_scale)
+            wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(
+                jax.random.fold_in(test_key, k), st, B, sp.model.s, eps_grid, n_test, linf_scale
+            )
 
     if measure_every:
         measure(0, states)

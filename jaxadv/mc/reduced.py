@@ -35,6 +35,7 @@ law's draw, the gate's mask and the loss's force, so any loss, eps law and gate 
 without the ``along_w`` face break the rotation symmetry and are refused by
 :func:`jaxadv.model.rule.check_reduced_supported`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,9 +51,18 @@ from ..model.rule import DEFAULT_RULE, TrainingRule, check_reduced_supported
 from ..threefry import is_threefry, threefry2x32
 from .full import Observables, Sampler
 
-__all__ = ["ReducedState", "reduced_sampler", "chi2", "gamma_marsaglia_tsang", "step_uniforms",
-           "normal_from_uniform",
-           "init_reduced", "reduced_update", "step_reduced", "observe_reduced"]
+__all__ = [
+    "ReducedState",
+    "reduced_sampler",
+    "chi2",
+    "gamma_marsaglia_tsang",
+    "step_uniforms",
+    "normal_from_uniform",
+    "init_reduced",
+    "reduced_update",
+    "step_reduced",
+    "observe_reduced",
+]
 
 
 class ReducedState(NamedTuple):
@@ -88,7 +98,7 @@ def step_uniforms(key, n: int, dtype):
         for j in range(half):
             words[j], words[j + half] = threefry2x32(kd, jnp.uint32(j), jnp.uint32(j + half))
         bits = jnp.stack(words[:n])
-        return ((bits >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
+        return ((bits >> 9).astype(jnp.float32) + 0.5) * (2.0**-23)
     return jax.random.uniform(key, (n,), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
 
@@ -110,7 +120,7 @@ def _loop_uniforms(key, i, dtype):
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float32 and is_threefry(key):
         y0, y1 = threefry2x32(jax.random.key_data(key), jnp.uint32(0xFFFFFFFF) - i, jnp.uint32(0))
-        return ((jnp.stack([y0, y1]) >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
+        return ((jnp.stack([y0, y1]) >> 9).astype(jnp.float32) + 0.5) * (2.0**-23)
     k = jax.random.fold_in(jax.random.fold_in(key, 0xFFFFFFFE), i)
     return jax.random.uniform(k, (2,), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
@@ -122,7 +132,7 @@ def _mt_accept(x, u, d, c):
     v = (1 + t) ** 3
     # log v + 1 - v written as 3[log1p(t) - t] - 3t^2 - t^3: no cancellation of O(d) terms
     lt = jnp.log1p(jnp.maximum(t, -1 + jnp.finfo(dtype).eps))
-    logratio = 0.5 * x * x + d * (3 * (lt - t) - 3 * t * t - t ** 3)
+    logratio = 0.5 * x * x + d * (3 * (lt - t) - 3 * t * t - t**3)
     return d * v, (t > -1) & (jnp.log(u) < logratio)
 
 
@@ -199,8 +209,9 @@ def init_reduced(key, N, R0=None, b0=0.0, dtype=jnp.float32) -> ReducedState:
     return ReducedState(R=g / jnp.sqrt(g * g + rest), b=jnp.asarray(b0, dtype))
 
 
-def reduced_update(R, b, tau, g1, g2, rest, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE, rp=None,
-                   eps=None) -> ReducedState:
+def reduced_update(
+    R, b, tau, g1, g2, rest, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE, rp=None, eps=None
+) -> ReducedState:
     r"""The exact step map :math:`(R, b) \to (R', b')` for given label and random numbers.
 
     The attack acts along ``w``, :math:`\tilde\xi=\xi+a\,w` with :math:`a` from the attack's
@@ -228,7 +239,7 @@ def reduced_update(R, b, tau, g1, g2, rest, params: ModelParams, N, rule: Traini
     Bz = R * g1 + perp * g2
     w_xi = tau * half_rho * R + s * g1
     B_xi = tau * half_rho + s * Bz
-    xi2 = half_rho ** 2 + 2 * tau * half_rho * s * Bz + v * (g1 * g1 + g2 * g2 + rest)
+    xi2 = half_rho**2 + 2 * tau * half_rho * s * Bz + v * (g1 * g1 + g2 * g2 + rest)
     eps = params.eps if eps is None else eps
     a = rule.attack.along_w(tau, eps, {} if rp is None else rp)
     delta = force(rule.loss, (w_xi - b) + a, tau)
@@ -244,8 +255,9 @@ def reduced_update(R, b, tau, g1, g2, rest, params: ModelParams, N, rule: Traini
     return ReducedState(R=R_new.astype(dtype), b=b_new.astype(dtype))
 
 
-def step_reduced(key, state: ReducedState, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE,
-                 rp=None) -> ReducedState:
+def step_reduced(
+    key, state: ReducedState, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE, rp=None
+) -> ReducedState:
     """One exact on-line step of one replica (see the module docstring for the equations).
 
     Args:

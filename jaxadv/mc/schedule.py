@@ -10,6 +10,7 @@ share every point.
   :math:`\alpha_\max` down to ``alpha_min`` (default :math:`1/N`, one step):
   :math:`s = \mathrm{round}(N \alpha_\max 10^{-j/k})`, duplicates removed, plus :math:`s_0 = 0`.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,14 @@ def log_save_steps(N: int, alpha_max: float, points_per_decade: int, alpha_min: 
     return np.concatenate([[0], steps])
 
 
-def save_steps(N: int, alpha_max: float, n_save: int, save: str = "linear", points_per_decade: int = 10,
-               alpha_min: float | None = None) -> np.ndarray:
+def save_steps(
+    N: int,
+    alpha_max: float,
+    n_save: int,
+    save: str = "linear",
+    points_per_decade: int = 10,
+    alpha_min: float | None = None,
+) -> np.ndarray:
     """Step counts of the save points (``n_save`` is used by ``save="linear"`` only)."""
     if save == "linear":
         steps = max(1, int(round(alpha_max * N / n_save)))

@@ -11,6 +11,7 @@ pre-activation :math:`x = w\cdot\xi - b` is exactly Gaussian at any N:
 .. math::
     x\mid\tau \sim \mathcal N\big(\tau\tfrac{\rho}{2}R - b,\; v_\tau\big).
 """
+
 from __future__ import annotations
 
 import jax

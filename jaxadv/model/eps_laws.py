@@ -16,6 +16,7 @@ name          law                                                           ODE 
 ``loguniform`` :math:`\log\epsilon\sim U[\log\epsilon_\min,\log\epsilon_\max]`     Gauss--Legendre in :math:`\log\epsilon`
 ============  ==========================================================  ===================
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional
@@ -68,16 +69,21 @@ FIXED = EpsLaw(
 
 def _check_range(values):
     check_value("eps_min", values["eps_min"], lambda x: x >= 0, "must be >= 0")
-    check_value("eps_max", values["eps_max"], lambda x: x >= float(values["eps_min"]),
-                f"must be >= eps_min={values['eps_min']!r}")
+    check_value(
+        "eps_max",
+        values["eps_max"],
+        lambda x: x >= float(values["eps_min"]),
+        f"must be >= eps_min={values['eps_min']!r}",
+    )
 
 
 _RANGE = (Param("eps_min", 0.0, lambda x: x >= 0, "must be >= 0"), Param("eps_max", 0.0))
 
 UNIFORM = EpsLaw(
     name="uniform",
-    draw=lambda key, eps, rp, dtype: (rp["eps_min"] + (rp["eps_max"] - rp["eps_min"])
-                                      * threefry.uniform(key, (), dtype)).astype(dtype),
+    draw=lambda key, eps, rp, dtype: (
+        rp["eps_min"] + (rp["eps_max"] - rp["eps_min"]) * threefry.uniform(key, (), dtype)
+    ).astype(dtype),
     nodes=lambda eps, rp, n: gauss_legendre_on(rp["eps_min"], rp["eps_max"], n),
     random=True,
     params=_RANGE,
@@ -99,8 +105,9 @@ def _check_discrete(values):
     if vals.size == 0:
         raise ValueError("eps_values=() must hold at least one value for eps_dist='discrete'")
     if wts.shape != vals.shape:
-        raise ValueError(f"eps_weights={values['eps_weights']!r} must have the length of "
-                         f"eps_values={values['eps_values']!r}")
+        raise ValueError(
+            f"eps_weights={values['eps_weights']!r} must have the length of eps_values={values['eps_values']!r}"
+        )
     for v in vals:
         check_value("eps_values", float(v), lambda x: x >= 0, "must be >= 0")
     for v in wts:
@@ -118,10 +125,15 @@ DISCRETE = EpsLaw(
     validate=_check_discrete,
 )
 
+
 def _check_log_range(values):
     check_value("eps_min", values["eps_min"], lambda x: x > 0, "must be > 0 for eps_dist='loguniform'")
-    check_value("eps_max", values["eps_max"], lambda x: x >= float(values["eps_min"]),
-                f"must be >= eps_min={values['eps_min']!r}")
+    check_value(
+        "eps_max",
+        values["eps_max"],
+        lambda x: x >= float(values["eps_min"]),
+        f"must be >= eps_min={values['eps_min']!r}",
+    )
 
 
 def _log_nodes(eps, rp, n):
@@ -132,8 +144,9 @@ def _log_nodes(eps, rp, n):
 
 LOGUNIFORM = EpsLaw(
     name="loguniform",
-    draw=lambda key, eps, rp, dtype: jnp.exp(jnp.log(rp["eps_min"]) + (jnp.log(rp["eps_max"]) - jnp.log(rp["eps_min"]))
-                                             * threefry.uniform(key, (), dtype)).astype(dtype),
+    draw=lambda key, eps, rp, dtype: jnp.exp(
+        jnp.log(rp["eps_min"]) + (jnp.log(rp["eps_max"]) - jnp.log(rp["eps_min"])) * threefry.uniform(key, (), dtype)
+    ).astype(dtype),
     nodes=_log_nodes,
     random=True,
     params=_RANGE,

@@ -15,6 +15,7 @@ name         open where                                              ODE face
 ``nonrobust`` :math:`\tau x<\epsilon`: the example is not :math:`\epsilon`-robust   cut :math:`c=\epsilon`
 ===========  ====================================================  ==================
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional
@@ -48,8 +49,7 @@ def nonrobust_gate(x, tau, eps):
 
 
 ALWAYS = Gate(name="none")
-NONROBUST = Gate(name="nonrobust", open=lambda x, tau, eps: nonrobust_gate(x, tau, eps) > 0,
-                 margin_cut=lambda eps: eps)
+NONROBUST = Gate(name="nonrobust", open=lambda x, tau, eps: nonrobust_gate(x, tau, eps) > 0, margin_cut=lambda eps: eps)
 
 GATES = {g.name: g for g in (ALWAYS, NONROBUST)}
 

@@ -15,6 +15,7 @@ checked against the generic quadrature in the tests.
 The default is the talk's quadratic loss of the erf student,
 :math:`L = \tfrac12(\operatorname{erf}(\tilde x) - \tau)^2`.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,7 +101,9 @@ def owens_t(h, a, n: int = 12):
     h, a = (x[..., None] for x in jnp.broadcast_arrays(jnp.asarray(h, dtype), jnp.asarray(a, dtype)))
     x = a * (lift(jnp.asarray(t, dtype), a.ndim) + 1) / 2
     q = 1 + x * x
-    return jnp.sum(lift(jnp.asarray(w, dtype), a.ndim) * jnp.exp(-h * h * q / 2) / q, axis=-1) * a[..., 0] / (4 * math.pi)
+    return (
+        jnp.sum(lift(jnp.asarray(w, dtype), a.ndim) * jnp.exp(-h * h * q / 2) / q, axis=-1) * a[..., 0] / (4 * math.pi)
+    )
 
 
 def _legendre_nodes(n: int):
@@ -138,6 +141,7 @@ LOSSES = {QUADRATIC.name: QUADRATIC}
 
 
 # --- losses of the margin tau*x without closed forms (the ODE uses quadrature) -------------------
+
 
 def _logistic_value(x, tau):
     r"""Logistic loss :math:`L = \log(1 + e^{-2\tau x})`, force :math:`\delta = 2\tau/(1+e^{2\tau x})`.

@@ -13,6 +13,7 @@ The attack in each student's training uses that student's training label. Order 
 :math:`R_s=w_s\cdot B`, :math:`R_t=w_t\cdot B`, :math:`Q=w_s\cdot w_t`, :math:`b_s`, :math:`b_t`
 (``docs/theory.md``, section 13).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -68,8 +69,19 @@ class PairState(NamedTuple):
     t: Student
 
 
-def pair_params(data: ModelParams, *, eps_s=0.0, eps_t=0.0, eta_w_s=None, eta_b_s=None, eta_w_t=None,
-                eta_b_t=None, rp_s=None, rp_t=None, spec: PairSpec = PairSpec()) -> PairParams:
+def pair_params(
+    data: ModelParams,
+    *,
+    eps_s=0.0,
+    eps_t=0.0,
+    eta_w_s=None,
+    eta_b_s=None,
+    eta_w_t=None,
+    eta_b_t=None,
+    rp_s=None,
+    rp_t=None,
+    spec: PairSpec = PairSpec(),
+) -> PairParams:
     """Build and validate :class:`PairParams` from shared data parameters and each student's own values.
 
     Learning rates default to ``data``'s. The target may be frozen (``eta_w_t = eta_b_t = 0``); every
@@ -88,8 +100,14 @@ def pair_params(data: ModelParams, *, eps_s=0.0, eps_t=0.0, eta_w_s=None, eta_b_
         raise ValueError(f"stream={spec.stream!r} must be one of {list(STREAMS)}")
     validate_params(data)
     pick = lambda v, d: float(d if v is None else v)
-    vals = {"eps_s": eps_s, "eps_t": eps_t, "eta_w_s": pick(eta_w_s, data.eta_w), "eta_b_s": pick(eta_b_s, data.eta_b),
-            "eta_w_t": pick(eta_w_t, data.eta_w), "eta_b_t": pick(eta_b_t, data.eta_b)}
+    vals = {
+        "eps_s": eps_s,
+        "eps_t": eps_t,
+        "eta_w_s": pick(eta_w_s, data.eta_w),
+        "eta_b_s": pick(eta_b_s, data.eta_b),
+        "eta_w_t": pick(eta_w_t, data.eta_w),
+        "eta_b_t": pick(eta_b_t, data.eta_b),
+    }
     for k, v in vals.items():
         if k.startswith("eps"):
             check_value(k, v, lambda x: x >= 0, "must be >= 0")
@@ -146,8 +164,10 @@ def check_pair_overlaps(R_s, R_t, Q) -> None:
         check_value(name, v, lambda x: -1.0 <= x <= 1.0, "must lie in [-1, 1]")
     gram = np.array([[1.0, R_s, R_t], [R_s, 1.0, Q], [R_t, Q, 1.0]])
     if np.linalg.eigvalsh(gram)[0] < -1e-12:
-        raise ValueError(f"(R_s, R_t, Q)={(R_s, R_t, Q)!r} are not overlaps of unit vectors (the Gram matrix of "
-                         "B, w_s, w_t is not positive semi-definite)")
+        raise ValueError(
+            f"(R_s, R_t, Q)={(R_s, R_t, Q)!r} are not overlaps of unit vectors (the Gram matrix of "
+            "B, w_s, w_t is not positive semi-definite)"
+        )
 
 
 def check_pair_start(R0, b0):

@@ -6,6 +6,7 @@ are traced by ``jit`` and batched by ``vmap``: a grid over them is a ``vmap``,
 not a recompile. Shapes and control flow (``N``, step counts, the loss) are
 static and are passed separately.
 """
+
 from __future__ import annotations
 
 import math

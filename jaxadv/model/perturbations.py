@@ -28,6 +28,7 @@ The worst cases in the L2, L-infinity and L1 balls follow from Hölder's inequal
 (``docs/theory.md``, section 11); :mod:`jaxadv.analysis.threat` evaluates robust errors under
 each ``threat`` (the dual norm of :math:`w` that the attack's field shift is proportional to).
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,8 +40,21 @@ import jax.numpy as jnp
 from .. import threefry
 from .params import Param
 
-__all__ = ["Attack", "L2", "NOISE", "LINF", "L1", "ATTACKS", "get_attack", "l2_attack", "l2_attack_field",
-           "linf_attack", "l1_attack", "noise_std_for_norm", "gradient_attack"]
+__all__ = [
+    "Attack",
+    "L2",
+    "NOISE",
+    "LINF",
+    "L1",
+    "ATTACKS",
+    "get_attack",
+    "l2_attack",
+    "l2_attack_field",
+    "linf_attack",
+    "l1_attack",
+    "noise_std_for_norm",
+    "gradient_attack",
+]
 
 
 class Attack(NamedTuple):
@@ -72,6 +86,7 @@ class Attack(NamedTuple):
 
 # --- L2: the worst case of the talk ---------------------------------------------------------
 
+
 def l2_attack(xi, tau, w, eps):
     r"""Worst-case L2 perturbation :math:`\tilde\xi = \xi - \tau\epsilon w` (``w`` of unit norm)."""
     return xi - tau * eps * w
@@ -92,6 +107,7 @@ L2 = Attack(
 
 # --- Gaussian noise augmentation --------------------------------------------------------------
 
+
 def noise_std_for_norm(noise_norm, N: int):
     r"""Per-component std :math:`s=\epsilon_\text{noise}/\sqrt N` of noise with RMS L2 norm
     :math:`\sqrt{E\|s n\|^2}=\epsilon_\text{noise}` (:math:`E\|sn\| = \epsilon_\text{noise}(1-\frac1{4N}+\dots)`)."""
@@ -110,6 +126,7 @@ NOISE = Attack(
 
 # --- the worst cases of a linear student in the L-infinity and L1 balls ------------------------
 
+
 def linf_attack(xi, tau, w, eps):
     r"""Worst case in the L-infinity ball of radius :math:`\epsilon` for a linear student:
     :math:`\tilde\xi = \xi - \tau\epsilon\operatorname{sign}(w)`; the field moves by
@@ -125,10 +142,18 @@ def l1_attack(xi, tau, w, eps):
     return xi.at[i].add(-tau * eps * jnp.sign(w[i]))
 
 
-LINF = Attack(name="linf", perturb=lambda key, xi, tau, w, eps, rp: linf_attack(xi, tau, w, eps),
-              threat="norm1", no_ode="the field moves by eps*||w||_1, which depends on the full weight vector")
-L1 = Attack(name="l1", perturb=lambda key, xi, tau, w, eps, rp: l1_attack(xi, tau, w, eps),
-            threat="norm_inf", no_ode="the field moves by eps*||w||_inf, which depends on the full weight vector")
+LINF = Attack(
+    name="linf",
+    perturb=lambda key, xi, tau, w, eps, rp: linf_attack(xi, tau, w, eps),
+    threat="norm1",
+    no_ode="the field moves by eps*||w||_1, which depends on the full weight vector",
+)
+L1 = Attack(
+    name="l1",
+    perturb=lambda key, xi, tau, w, eps, rp: l1_attack(xi, tau, w, eps),
+    threat="norm_inf",
+    no_ode="the field moves by eps*||w||_inf, which depends on the full weight vector",
+)
 
 ATTACKS = {a.name: a for a in (L2, NOISE, LINF, L1)}
 
@@ -151,8 +176,11 @@ def gradient_attack(norm=2, box=None) -> Attack:
     def perturb(key, xi, tau, w, eps, rp):
         return attacks.fgm(lambda x, t: -t * jnp.dot(w, x), xi, tau, eps=eps, norm=norm, box=box)
 
-    return Attack(name=f"fgm_{norm}" + ("" if box is None else f"_box{box[0]:g}_{box[1]:g}"), perturb=perturb,
-                  no_ode="the box makes the field shift depend on the whole input")
+    return Attack(
+        name=f"fgm_{norm}" + ("" if box is None else f"_box{box[0]:g}_{box[1]:g}"),
+        perturb=perturb,
+        no_ode="the box makes the field shift depend on the whole input",
+    )
 
 
 def get_attack(name_or_attack) -> Attack:

@@ -23,6 +23,7 @@ with faces (:mod:`jaxadv.model.perturbations`, :mod:`jaxadv.model.eps_laws`,
 ``TrainingRule()`` is the talk's rule: quadratic loss, L2 attack at ``params.eps``, every
 example used.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -37,8 +38,20 @@ from .losses import QUADRATIC, Loss, get_loss
 from .params import check_value
 from .perturbations import L2, Attack, get_attack
 
-__all__ = ["TrainingRule", "DEFAULT_RULE", "registered_parts", "registered_params", "training_rule", "rule_params", "rule_param_specs", "validate_rule",
-           "perturb_example", "check_ode_supported", "check_reduced_supported", "describe_rule"]
+__all__ = [
+    "TrainingRule",
+    "DEFAULT_RULE",
+    "registered_parts",
+    "registered_params",
+    "training_rule",
+    "rule_params",
+    "rule_param_specs",
+    "validate_rule",
+    "perturb_example",
+    "check_ode_supported",
+    "check_reduced_supported",
+    "describe_rule",
+]
 
 
 class TrainingRule(NamedTuple):
@@ -98,8 +111,10 @@ def _values(rule: TrainingRule, given: dict) -> dict:
     specs = rule_param_specs(rule)
     for k in given:
         if k not in specs:
-            raise ValueError(f"{k}={given[k]!r} is not a parameter of the rule ({describe_rule(rule)}); "
-                             f"its parameters: {sorted(specs) or 'none'}")
+            raise ValueError(
+                f"{k}={given[k]!r} is not a parameter of the rule ({describe_rule(rule)}); "
+                f"its parameters: {sorted(specs) or 'none'}"
+            )
     return {k: given.get(k, p.default) for k, p in specs.items()}
 
 
@@ -107,8 +122,12 @@ def validate_rule(rule: TrainingRule, values: dict | None = None) -> TrainingRul
     """Check the rule and its parameter values eagerly; ``ValueError`` names the field and its value."""
     if not isinstance(rule, TrainingRule):
         raise ValueError(f"rule={rule!r} must be a jaxadv.TrainingRule")
-    for name, part, kind in (("loss", rule.loss, Loss), ("attack", rule.attack, Attack),
-                             ("eps_dist", rule.eps_law, EpsLaw), ("gate", rule.gate, Gate)):
+    for name, part, kind in (
+        ("loss", rule.loss, Loss),
+        ("attack", rule.attack, Attack),
+        ("eps_dist", rule.eps_law, EpsLaw),
+        ("gate", rule.gate, Gate),
+    ):
         if not isinstance(part, kind):
             raise ValueError(f"{name}={part!r} must be a jaxadv {kind.__name__} record")
     n = rule.n_eps_nodes
@@ -138,8 +157,10 @@ def validate_rule(rule: TrainingRule, values: dict | None = None) -> TrainingRul
             if hasattr(part, "validate"):
                 part.validate(point)
     if not rule.attack.uses_eps and rule.eps_law.random and rule.gate.open is None:
-        raise ValueError(f"eps_dist={rule.eps_law.name!r} has no effect with attack={rule.attack.name!r} (it does "
-                         f"not use eps); use eps_dist='fixed'")
+        raise ValueError(
+            f"eps_dist={rule.eps_law.name!r} has no effect with attack={rule.attack.name!r} (it does "
+            f"not use eps); use eps_dist='fixed'"
+        )
     return rule
 
 
@@ -165,8 +186,9 @@ def rule_params(rule: TrainingRule = DEFAULT_RULE, dtype=None, **values) -> dict
     return out
 
 
-def training_rule(attack="l2", eps_dist="fixed", gate="none", *, nonrobust_only=False, loss="quadratic",
-                  n_eps_nodes: int = 16) -> TrainingRule:
+def training_rule(
+    attack="l2", eps_dist="fixed", gate="none", *, nonrobust_only=False, loss="quadratic", n_eps_nodes: int = 16
+) -> TrainingRule:
     """A :class:`TrainingRule` from part names (or records), as the configuration keys name them.
 
     ``nonrobust_only=True`` is ``gate="nonrobust"``.
@@ -183,8 +205,9 @@ def training_rule(attack="l2", eps_dist="fixed", gate="none", *, nonrobust_only=
         if g not in (ALWAYS, NONROBUST):
             raise ValueError(f"nonrobust_only=True contradicts gate={g.name!r}")
         g = NONROBUST
-    rule = TrainingRule(loss=get_loss(loss), attack=get_attack(attack), eps_law=get_eps_law(eps_dist), gate=g,
-                        n_eps_nodes=n_eps_nodes)
+    rule = TrainingRule(
+        loss=get_loss(loss), attack=get_attack(attack), eps_law=get_eps_law(eps_dist), gate=g, n_eps_nodes=n_eps_nodes
+    )
     if isinstance(n_eps_nodes, bool) or not isinstance(n_eps_nodes, (int, np.integer)) or n_eps_nodes < 1:
         raise ValueError(f"n_eps_nodes={n_eps_nodes!r} must be an integer >= 1")
     return rule
@@ -192,11 +215,13 @@ def training_rule(attack="l2", eps_dist="fixed", gate="none", *, nonrobust_only=
 
 def describe_rule(rule: TrainingRule) -> str:
     """``"loss='quadratic', attack='l2', eps_dist='fixed', gate='none'"`` (for messages and fingerprints)."""
-    return (f"loss={rule.loss.name!r}, attack={rule.attack.name!r}, eps_dist={rule.eps_law.name!r}, "
-            f"gate={rule.gate.name!r}")
+    return (
+        f"loss={rule.loss.name!r}, attack={rule.attack.name!r}, eps_dist={rule.eps_law.name!r}, gate={rule.gate.name!r}"
+    )
 
 
 # --- the Monte Carlo face of the whole rule ---------------------------------------------------
+
 
 def perturb_example(key, student, xi, tau, params, rule: TrainingRule = DEFAULT_RULE, rp=None):
     r"""The perturbed example and the gate of one training step.
@@ -208,8 +233,10 @@ def perturb_example(key, student, xi, tau, params, rule: TrainingRule = DEFAULT_
     """
     rp = {} if rp is None else rp
     if rule.random and key is None:
-        raise ValueError(f"key=None: attack={rule.attack.name!r} with eps_dist={rule.eps_law.name!r} draws "
-                         "random numbers; pass a PRNG key")
+        raise ValueError(
+            f"key=None: attack={rule.attack.name!r} with eps_dist={rule.eps_law.name!r} draws "
+            "random numbers; pass a PRNG key"
+        )
     k_eps = threefry.fold_in(key, 0) if rule.eps_law.random else None
     k_att = threefry.fold_in(key, 1) if rule.attack.random else None
     eps = rule.eps_law.draw(k_eps, params.eps, rp, xi.dtype)
@@ -222,20 +249,25 @@ def perturb_example(key, student, xi, tau, params, rule: TrainingRule = DEFAULT_
 
 # --- what each engine can represent, from the faces --------------------------------------------
 
+
 def check_ode_supported(rule: TrainingRule) -> None:
     """Raise ``ValueError`` when the large-N ODE in :math:`(R, b)` lacks a face the rule needs."""
     if rule.attack.field is None:
-        raise ValueError(f"attack={rule.attack.name!r} has no ODE in (R, b): {rule.attack.no_ode or 'no field face'}; "
-                         "use the Monte Carlo (jaxadv.simulate)")
+        raise ValueError(
+            f"attack={rule.attack.name!r} has no ODE in (R, b): {rule.attack.no_ode or 'no field face'}; "
+            "use the Monte Carlo (jaxadv.simulate)"
+        )
     if rule.eps_law.nodes is None:
         raise ValueError(f"eps_dist={rule.eps_law.name!r} has no ODE (no nodes face); use the Monte Carlo")
     if rule.gate.open is not None:
         if rule.gate.margin_cut is None:
             raise ValueError(f"gate={rule.gate.name!r} has no ODE (no truncation face); use the Monte Carlo")
         if rule.attack.random:
-            raise ValueError(f"attack={rule.attack.name!r} with nonrobust_only=True has no ODE (gate={rule.gate.name!r}: "
-                             "the gate acts on the clean field, the update on the noisy one); use the "
-                             "Monte Carlo")
+            raise ValueError(
+                f"attack={rule.attack.name!r} with nonrobust_only=True has no ODE (gate={rule.gate.name!r}: "
+                "the gate acts on the clean field, the update on the noisy one); use the "
+                "Monte Carlo"
+            )
 
 
 def check_reduced_supported(rule: TrainingRule) -> None:
@@ -254,5 +286,7 @@ def check_reduced_supported(rule: TrainingRule) -> None:
         from .perturbations import ATTACKS
 
         ok = ", ".join(a.name for a in ATTACKS.values() if a.along_w is not None)
-        raise ValueError(f"sampler='reduced' cannot represent attack={rule.attack.name!r}: only attacks along w "
-                         f"({ok}) keep the rotation symmetry; use sampler='full'")
+        raise ValueError(
+            f"sampler='reduced' cannot represent attack={rule.attack.name!r}: only attacks along w "
+            f"({ok}) keep the rotation symmetry; use sampler='full'"
+        )

@@ -13,6 +13,7 @@ The step is expressed with optax: plain SGD with one learning rate per parameter
 (``optax.partition``) followed by the projection of ``w`` on the unit sphere
 (``optax.projections.projection_l2_sphere``).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -53,8 +54,9 @@ def example_loss(student: Student, xi_adv, tau, loss: Loss):
     return loss.value(jnp.dot(student.w, xi_adv) - student.b, tau)
 
 
-def train_step(opt, student: Student, opt_state, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE,
-               rp=None, key=None):
+def train_step(
+    opt, student: Student, opt_state, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, key=None
+):
     r"""One step of the training rule on one example ``(xi, tau)`` with the optax transform ``opt``.
 
     The example is perturbed by the rule (:func:`jaxadv.model.rule.perturb_example`, gradient
@@ -77,8 +79,9 @@ def train_step(opt, student: Student, opt_state, xi, tau, params: ModelParams, r
     return new, new_state
 
 
-def sgd_step(student: Student, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None,
-             key=None) -> Student:
+def sgd_step(
+    student: Student, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, key=None
+) -> Student:
     """The plain projected SGD step the ODE is derived for (:func:`student_optimizer`, no state);
     returns the new student. Rules that draw random numbers need ``key``.
 

@@ -33,6 +33,7 @@ one-dimensional minimisation over :math:`b` remains. With equal variances :math:
 For unequal variances :func:`best_robust_error` searches a fixed grid of thresholds and
 refines the best one by Newton steps on :math:`dS/db` (all in JAX, ``vmap``-able).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,16 @@ from .solve import broadcast_grid, solve_ode
 from .vector_field import vector_field
 from ..model.params import ModelParams, validate_params
 
-__all__ = ["FixedPoint", "BestError", "fixed_point", "newton_fixed_point", "jacobian",
-           "best_test_error", "best_robust_error", "best_robust_error_closed"]
+__all__ = [
+    "FixedPoint",
+    "BestError",
+    "fixed_point",
+    "newton_fixed_point",
+    "jacobian",
+    "best_test_error",
+    "best_robust_error",
+    "best_robust_error_closed",
+]
 
 
 class FixedPoint(NamedTuple):
@@ -142,21 +151,38 @@ def _newton_batch(y0, params, loss, iters):
     return jax.vmap(lambda yy, pp: _newton(yy, pp, loss, iters))(y0, params)
 
 
-def newton_fixed_point(R, b, params: ModelParams, *, loss="quadratic", iters: int = 60,
-                       tol: float = 1e-10) -> FixedPoint:
+def newton_fixed_point(
+    R, b, params: ModelParams, *, loss="quadratic", iters: int = 60, tol: float = 1e-10
+) -> FixedPoint:
     """Damped Newton iterations from ``(R, b)`` (scalars or arrays of the batch shape of ``params``)."""
     validate_params(params)
     p, _, (R_, b_), shape = broadcast_grid(params, DEFAULT_RULE, {}, R, b, dtype=jnp.result_type(float))
     y0 = jnp.stack([R_, b_], axis=-1)
-    flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])
+    flat = lambda x: x.reshape((-1,) + x.shape[len(shape) :])
     out = _newton_batch(flat(y0), ModelParams(*(flat(x) for x in p)), get_loss(loss), int(iters))
     y, res, ev, stable, degenerate = (x.reshape(shape + x.shape[1:]) for x in out)
-    return FixedPoint(R=y[..., 0], b=y[..., 1], residual=res, converged=(res < tol) & ~degenerate,
-                      eigenvalues=ev, stable=stable, degenerate=degenerate)
+    return FixedPoint(
+        R=y[..., 0],
+        b=y[..., 1],
+        residual=res,
+        converged=(res < tol) & ~degenerate,
+        eigenvalues=ev,
+        stable=stable,
+        degenerate=degenerate,
+    )
 
 
-def fixed_point(params: ModelParams, *, R0=0.0, b0=0.0, alpha_warm: float = 1000.0, dt: float = 2.0,
-                loss="quadratic", iters: int = 60, tol: float = 1e-10) -> FixedPoint:
+def fixed_point(
+    params: ModelParams,
+    *,
+    R0=0.0,
+    b0=0.0,
+    alpha_warm: float = 1000.0,
+    dt: float = 2.0,
+    loss="quadratic",
+    iters: int = 60,
+    tol: float = 1e-10,
+) -> FixedPoint:
     r"""The fixed point reached from :math:`(R_0, b_0)`: a short ODE integration to
     ``alpha_warm`` (RK4, step ``dt``), then damped Newton on the drift.
 
@@ -207,8 +233,7 @@ def best_robust_error_closed(params: ModelParams, eps_test=0.0) -> BestError:
     inner = _S(b, eps_test, params)
     trivial = jnp.minimum(p, 1 - p)
     b_inf = jnp.where(p > 0.5, -jnp.inf, jnp.inf)
-    return BestError(error=jnp.where(c > 0, inner, trivial), R=jnp.ones_like(inner),
-                     b=jnp.where(c > 0, b, b_inf))
+    return BestError(error=jnp.where(c > 0, inner, trivial), R=jnp.ones_like(inner), b=jnp.where(c > 0, b, b_inf))
 
 
 @functools.partial(jax.jit, static_argnames=("n_grid", "newton"))

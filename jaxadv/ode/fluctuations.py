@@ -27,6 +27,7 @@ exactly; :math:`b_0` is deterministic.
 
 The mean, covariance and shift are integrated together with :func:`jaxadv.ode.rk4.integrate`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -111,14 +112,13 @@ def step_moments(y, params: ModelParams, loss="quadratic"):
     def moment(fn):
         return gauss_legendre_mean(lambda xt: fn(xt, force(loss, xt, jnp.broadcast_to(t_, xt.shape))), m, var)
 
-    d1, d2, d3, d4 = (moment(lambda xt, d, k=k: d ** k) for k in (1, 2, 3, 4))
+    d1, d2, d3, d4 = (moment(lambda xt, d, k=k: d**k) for k in (1, 2, 3, 4))
     XR = eta * a * d1 - k2 * var * R * d2
-    XRR = eta * eta * (a * a + var * (1 - R * R)) * d2 - 2 * eta * k2 * var * R * a * d3 + k2 * k2 * var ** 2 * R * R * d4
+    XRR = eta * eta * (a * a + var * (1 - R * R)) * d2 - 2 * eta * k2 * var * R * a * d3 + k2 * k2 * var**2 * R * R * d4
     XRb = -eta_b * (eta * a * d2 - k2 * var * R * d3)
     Xbb = eta_b * eta_b * d2
     F = jnp.stack([jnp.sum(weight * XR), -eta_b * jnp.sum(weight * d1)])
-    second = jnp.array([[jnp.sum(weight * XRR), jnp.sum(weight * XRb)],
-                        [jnp.sum(weight * XRb), jnp.sum(weight * Xbb)]])
+    second = jnp.array([[jnp.sum(weight * XRR), jnp.sum(weight * XRb)], [jnp.sum(weight * XRb), jnp.sum(weight * Xbb)]])
     Sigma = second - jnp.outer(F, F)
 
     def g_integrand(xt, d):
@@ -164,9 +164,19 @@ def _solve_at(params, N, st0, t_save, n_sub, loss, method):
     return integrate_at(fluctuation_field(loss, method), st0, t_save, n_sub, (params, N), RK4)
 
 
-def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
-                       R0: Optional[float] = None, b0: float = 0.0, loss="quadratic",
-                       method: str = "auto", save_alpha=None) -> FluctuationResult:
+def solve_fluctuations(
+    params: ModelParams,
+    N,
+    alpha_max: float,
+    n_save: int = N_SAVE,
+    *,
+    dt: float = DT,
+    R0: Optional[float] = None,
+    b0: float = 0.0,
+    loss="quadratic",
+    method: str = "auto",
+    save_alpha=None,
+) -> FluctuationResult:
     r"""Mean, covariance and O(1/N) mean shift of :math:`(R, b)` at finite N, by RK4.
 
     Args:
@@ -206,13 +216,17 @@ def solve_fluctuations(params: ModelParams, N, alpha_max: float, n_save: int = N
     dtype = jnp.result_type(float)
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     var0 = 1.0 / N if R0 is None else 0.0
-    st0 = FluctuationState(y=jnp.array([0.0 if R0 is None else R0, b0], dtype),
-                           C=jnp.diag(jnp.array([var0, 0.0], dtype)), mu=jnp.zeros(2, dtype))
+    st0 = FluctuationState(
+        y=jnp.array([0.0 if R0 is None else R0, b0], dtype),
+        C=jnp.diag(jnp.array([var0, 0.0], dtype)),
+        mu=jnp.zeros(2, dtype),
+    )
     if save_alpha is None:
         ts, st = _solve(p, jnp.asarray(N, dtype), st0, jnp.asarray(h, dtype), sub, int(n_save), get_loss(loss), method)
     else:
         n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
-        ts, st = _solve_at(p, jnp.asarray(N, dtype), st0, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub),
-                           get_loss(loss), method)
+        ts, st = _solve_at(
+            p, jnp.asarray(N, dtype), st0, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub), get_loss(loss), method
+        )
     std = jnp.sqrt(jnp.maximum(jnp.diagonal(st.C, axis1=-2, axis2=-1), 0.0))
     return FluctuationResult(alpha=ts, mean=st.y, cov=st.C, shift=st.mu, std=std)

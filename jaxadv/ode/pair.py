@@ -26,6 +26,7 @@ force depends on :math:`u_t` (the black-box stream). The two-dimensional average
 from :func:`jaxadv.ode.vector_field.field_moments`, so :math:`R_a, b_a` of the independent and
 same streams follow :func:`jaxadv.solve_ode` exactly.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,7 @@ from .rk4 import integrate
 from .solve import _steps
 from .vector_field import field_moments
 
-__all__ = ["PairODE", "check_pair_ode_supported", "pair_averages", "pair_drift", "pair_vector_field",
-           "solve_pair_ode"]
+__all__ = ["PairODE", "check_pair_ode_supported", "pair_averages", "pair_drift", "pair_vector_field", "solve_pair_ode"]
 
 
 class PairODE(NamedTuple):
@@ -64,8 +64,9 @@ def check_pair_ode_supported(spec: PairSpec) -> None:
     radius and no gate: the pair ODE is derived for those."""
     for who, rule in (("rule_s", spec.rule_s), ("rule_t", spec.rule_t)):
         if rule.attack.along_w is None:
-            raise ValueError(f"{who}: attack={rule.attack.name!r} has no pair ODE (it does not act along w); use the "
-                             "Monte Carlo")
+            raise ValueError(
+                f"{who}: attack={rule.attack.name!r} has no pair ODE (it does not act along w); use the Monte Carlo"
+            )
         if rule.eps_law.random:
             raise ValueError(f"{who}: eps_dist={rule.eps_law.name!r} has no pair ODE (fixed eps only)")
         if rule.gate.open is not None:
@@ -76,8 +77,18 @@ def _shifted_force(rule, x, label, eps, rp):
     return force(rule.loss, x + rule.attack.along_w(label, eps, rp), label)
 
 
-def pair_averages(R_s, R_t, b_s, b_t, Q, pp: PairParams, spec: PairSpec, surrogate_labels: str = "auto",
-                  panels: int = 16, order: int = 8):
+def pair_averages(
+    R_s,
+    R_t,
+    b_s,
+    b_t,
+    Q,
+    pp: PairParams,
+    spec: PairSpec,
+    surrogate_labels: str = "auto",
+    panels: int = 16,
+    order: int = 8,
+):
     r"""Per-cluster two-dimensional averages ``(S1, S2, Z, X)``, each of shape ``(2,)`` (cluster +1, -1):
     :math:`\langle\delta_s\rangle`, :math:`\langle\delta_s^2\rangle`, :math:`\langle\delta_s\zeta\rangle`,
     :math:`\langle\delta_s\delta_t\rangle`.
@@ -97,24 +108,24 @@ def pair_averages(R_s, R_t, b_s, b_t, Q, pp: PairParams, spec: PairSpec, surroga
     if surrogate_labels not in ("true", "target"):
         raise ValueError(f"surrogate_labels={surrogate_labels!r} must be 'auto', 'true' or 'target'")
     s, t = pp.s, pp.t
-    tau, weight, var = cluster_table(s)                         # (2,)
+    tau, weight, var = cluster_table(s)  # (2,)
     dtype = jnp.result_type(R_s, float)
     sd = jnp.sqrt(var)
     half = s.rho / 2
-    ms, mt = tau * half * R_s - b_s, tau * half * R_t - b_t     # clean field means (2,)
-    u, wu = (jnp.asarray(a, dtype) for a in nodes("unit", panels, order))          # (n,)
+    ms, mt = tau * half * R_s - b_s, tau * half * R_t - b_t  # clean field means (2,)
+    u, wu = (jnp.asarray(a, dtype) for a in nodes("unit", panels, order))  # (n,)
     eta, weta = (jnp.asarray(a, dtype) for a in nodes("panels", panels, order, 9.0))  # (m,)
     T = 9.0
-    cut = jnp.clip(-mt / sd, -T, T)[:, None]                    # (2, 1)
-    lo = jnp.concatenate([jnp.full_like(cut, -T), cut], axis=1)[:, :, None]      # (2, 2, 1): below, above
+    cut = jnp.clip(-mt / sd, -T, T)[:, None]  # (2, 1)
+    lo = jnp.concatenate([jnp.full_like(cut, -T), cut], axis=1)[:, :, None]  # (2, 2, 1): below, above
     hi = jnp.concatenate([cut, jnp.full_like(cut, T)], axis=1)[:, :, None]
-    ut = lo + (hi - lo) * u[None, None, :]                      # (2, 2, n)
+    ut = lo + (hi - lo) * u[None, None, :]  # (2, 2, n)
     wt = (hi - lo) * wu[None, None, :] * jnp.exp(-ut * ut / 2) / math.sqrt(2 * math.pi)
-    side = jnp.asarray([-1.0, 1.0], dtype)[None, :, None] * jnp.ones_like(ut)     # sign(x_t) on each side
-    ut, wt, side = (a.reshape(2, -1)[:, :, None] for a in (ut, wt, side))        # (2, 2n, 1)
+    side = jnp.asarray([-1.0, 1.0], dtype)[None, :, None] * jnp.ones_like(ut)  # sign(x_t) on each side
+    ut, wt, side = (a.reshape(2, -1)[:, :, None] for a in (ut, wt, side))  # (2, 2n, 1)
     sc = jnp.sqrt(jnp.maximum(1 - Q * Q, 0.0))
     e3 = eta[None, None, :]
-    us = Q * ut + sc * e3                                        # (2, 2n, m)
+    us = Q * ut + sc * e3  # (2, 2n, m)
     zeta = sc * ut - Q * e3
     W = wt * weta[None, None, :]
     tau3 = tau[:, None, None] * jnp.ones_like(us)
@@ -149,14 +160,16 @@ def pair_drift(y, pp: PairParams, spec: PairSpec):
     E = lambda f: jnp.sum(weight * f, axis=0)
     cond_R = jnp.where(sc > 1e-12, (R_t - R_s * Q) / jnp.where(sc > 1e-12, sc, 1.0), 0.0)
     noise_s, noise_t = E(var * d2s), E(var * d2t)
-    dR_s = s.eta_w * ((1 - R_s * R_s) * half * E(tau * d1s) + cond_R * E(sd * zs)) - s.eta_w ** 2 / 2 * R_s * noise_s
-    dR_t = t.eta_w * (1 - R_t * R_t) * half * E(tau * d1t) - t.eta_w ** 2 / 2 * R_t * noise_t
+    dR_s = s.eta_w * ((1 - R_s * R_s) * half * E(tau * d1s) + cond_R * E(sd * zs)) - s.eta_w**2 / 2 * R_s * noise_s
+    dR_t = t.eta_w * (1 - R_t * R_t) * half * E(tau * d1t) - t.eta_w**2 / 2 * R_t * noise_t
     db_s = -s.eta_b * E(d1s)
     db_t = -t.eta_b * E(d1t)
-    dQ = (s.eta_w * ((R_t - Q * R_s) * half * E(tau * d1s) + sc * E(sd * zs))
-          + t.eta_w * (R_s - Q * R_t) * half * E(tau * d1t)
-          - Q / 2 * (s.eta_w ** 2 * noise_s + t.eta_w ** 2 * noise_t)
-          + s.eta_w * t.eta_w * E(var * X))
+    dQ = (
+        s.eta_w * ((R_t - Q * R_s) * half * E(tau * d1s) + sc * E(sd * zs))
+        + t.eta_w * (R_s - Q * R_t) * half * E(tau * d1t)
+        - Q / 2 * (s.eta_w**2 * noise_s + t.eta_w**2 * noise_t)
+        + s.eta_w * t.eta_w * E(var * X)
+    )
     return jnp.stack([dR_s, dR_t, db_s, db_t, dQ])
 
 
@@ -171,8 +184,16 @@ def _solve(y0, pp, h, spec, sub, n_save):
     return integrate(pair_vector_field(spec), y0, 0.0, h, sub, n_save, pp)
 
 
-def solve_pair_ode(pp: PairParams, spec: PairSpec = PairSpec(), alpha_max: float = 10.0, n_save: int = 10, *,
-                   dt: float = 0.05, R0=(0.0, 0.0, 0.0), b0=(0.0, 0.0)) -> PairODE:
+def solve_pair_ode(
+    pp: PairParams,
+    spec: PairSpec = PairSpec(),
+    alpha_max: float = 10.0,
+    n_save: int = 10,
+    *,
+    dt: float = 0.05,
+    R0=(0.0, 0.0, 0.0),
+    b0=(0.0, 0.0),
+) -> PairODE:
     r"""Integrate the pair ODE with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(R_s, R_t, Q) = R0`,
     :math:`(b_s, b_t) = b0`, with ``n_save`` equal save intervals to ``alpha_max`` and at most ``dt`` a step.
 

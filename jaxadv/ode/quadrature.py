@@ -12,6 +12,7 @@ Two rules, both with nodes fixed at import (so they jit and vmap freely):
 
 See ``docs/theory.md`` (section "Gaussian averages") for the error study.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,6 +22,7 @@ import numpy as np
 import jax.numpy as jnp
 
 __all__ = ["nodes", "lift", "truncated_gauss_mean", "gauss_hermite_mean", "gauss_legendre_mean"]
+
 
 @functools.lru_cache(maxsize=None)
 def nodes(rule: str, *args):
@@ -96,6 +98,7 @@ def gauss_legendre_mean(f, m, v, panels: int = 32, order: int = 16, width: float
 
 
 # --- one side of a cut (the gates' truncation face) --------------------------------------------
+
 
 def truncated_gauss_mean(f, m, v, cut, side: str, panels: int = 32, order: int = 16, width: float = 9.0):
     r""":math:`\langle \Theta(\pm(c - x))\,f(x)\rangle_{x\sim\mathcal N(m,v)}`, the Gaussian average

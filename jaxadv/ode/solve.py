@@ -4,6 +4,7 @@ r"""Integration of the large-N order-parameter ODEs (:mod:`jaxadv.ode.vector_fie
 fixed step or adaptively (step doubling), for one parameter point or a whole grid in one
 compiled ``vmap`` split over the devices.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,13 +23,25 @@ from ..model.rule import rule_params as make_rule_params
 from .rk4 import ESTIMATES, RK4, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
-__all__ = ["ODEResult", "solve_ode", "broadcast_grid", "drift_vector", "STATUS_OK", "STATUS_STEP_FAILURE",
-           "STATUS_LEFT_DOMAIN", "STATUS_NAMES", "domain_status"]
+__all__ = [
+    "ODEResult",
+    "solve_ode",
+    "broadcast_grid",
+    "drift_vector",
+    "STATUS_OK",
+    "STATUS_STEP_FAILURE",
+    "STATUS_LEFT_DOMAIN",
+    "STATUS_NAMES",
+    "domain_status",
+]
 
 #: per-point status codes of :attr:`ODEResult.status`
 STATUS_OK, STATUS_STEP_FAILURE, STATUS_LEFT_DOMAIN = 0, 1, 2
-STATUS_NAMES = {STATUS_OK: "ok", STATUS_STEP_FAILURE: "step-size failure",
-                STATUS_LEFT_DOMAIN: "left the domain (|R| > 1 or not finite)"}
+STATUS_NAMES = {
+    STATUS_OK: "ok",
+    STATUS_STEP_FAILURE: "step-size failure",
+    STATUS_LEFT_DOMAIN: "left the domain (|R| > 1 or not finite)",
+}
 #: round-off allowed on |R| <= 1 before a point counts as having left the domain
 R_DOMAIN_TOL = 1e-6
 
@@ -95,12 +108,24 @@ def _solve_at(args, y0, t_save, n_sub, rule, method):
 
 
 @functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps", "estimate"))
-def _solve_adaptive(args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None,
-                    estimate="doubling"):
+def _solve_adaptive(
+    args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None, estimate="doubling"
+):
     if t_save is None:
         t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
-    return integrate_adaptive(vector_field(rule, method), y0, 0.0, t_save, h0, args, rtol=rtol, atol=atol,
-                              max_steps=max_steps, tableau=RK4, estimate=estimate)
+    return integrate_adaptive(
+        vector_field(rule, method),
+        y0,
+        0.0,
+        t_save,
+        h0,
+        args,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        tableau=RK4,
+        estimate=estimate,
+    )
 
 
 def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
@@ -110,19 +135,35 @@ def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dt
     vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     rp = {k: jnp.asarray(v, dtype) for k, v in rp.items()}
-    shape = jnp.broadcast_shapes(*(x.shape for x in p), *(v.shape for k, v in rp.items() if k not in vector),
-                                 *(jnp.shape(e) for e in extra))
+    shape = jnp.broadcast_shapes(
+        *(x.shape for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
+    )
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     rp = {k: v if k in vector else jnp.broadcast_to(v, shape) for k, v in rp.items()}
     extra = tuple(jnp.asarray(e, dtype) + jnp.zeros(shape, dtype) for e in extra)
     return p, rp, extra, shape
 
 
-def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt: float = DT,
-              R0=0.0, b0=0.0, rule: TrainingRule = DEFAULT_RULE, rule_params: Optional[dict] = None, loss=None,
-              method: str = "auto", rtol: Optional[float] = None, atol: Optional[float] = None,
-              max_steps: int = 100_000, devices=None, dtype=None, save_alpha=None,
-              estimate: str = "doubling") -> ODEResult:
+def solve_ode(
+    params: ModelParams,
+    alpha_max: float,
+    n_save: int = N_SAVE,
+    *,
+    dt: float = DT,
+    R0=0.0,
+    b0=0.0,
+    rule: TrainingRule = DEFAULT_RULE,
+    rule_params: Optional[dict] = None,
+    loss=None,
+    method: str = "auto",
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+    max_steps: int = 100_000,
+    devices=None,
+    dtype=None,
+    save_alpha=None,
+    estimate: str = "doubling",
+) -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
 
     With ``rtol`` (or ``atol``) given the step is adaptive: RK4 with step doubling
@@ -185,7 +226,7 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
             raise ValueError(f"{name}={value!r} must be finite")
     if not np.all(np.abs(np.asarray(R0, dtype=float)) <= 1):
         raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
-    if estimate not in ESTIMATES:   # checked with the fixed step too (where it has no effect)
+    if estimate not in ESTIMATES:  # checked with the fixed step too (where it has no effect)
         raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     adaptive = rtol is not None or atol is not None
@@ -209,24 +250,33 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
     p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
     y0 = jnp.stack([R0_, b0_], axis=-1)
     if adaptive:
-        solve = functools.partial(_solve_adaptive, n_save=int(n_save), rule=rule, method=method,
-                                  max_steps=int(max_steps), estimate=estimate)
+        solve = functools.partial(
+            _solve_adaptive, n_save=int(n_save), rule=rule, method=method, max_steps=int(max_steps), estimate=estimate
+        )
         t_at = None if save_alpha is None else jnp.asarray(save_alpha[1:], dtype)
         h0 = min(float(dt), alpha_max / n_save if save_alpha is None else float(save_alpha[1]))
-        fn = lambda args, yy: solve(args, yy, jnp.asarray(alpha_max, dtype), jnp.asarray(h0, dtype),
-                                    jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype), t_save=t_at)
+        fn = lambda args, yy: solve(
+            args,
+            yy,
+            jnp.asarray(alpha_max, dtype),
+            jnp.asarray(h0, dtype),
+            jnp.asarray(rtol, dtype),
+            jnp.asarray(atol, dtype),
+            t_save=t_at,
+        )
     elif save_alpha is not None:
         n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
         sub = int(n_sub.sum()) / int(n_save)  # for n_evals below: 4 * sub * n_save evaluations
-        fn = lambda args, yy: _solve_at(args, yy, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub), rule=rule,
-                                        method=method)
+        fn = lambda args, yy: _solve_at(
+            args, yy, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub), rule=rule, method=method
+        )
     else:
         solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), rule=rule, method=method)
         fn = lambda args, yy: solve(args, yy, jnp.asarray(h, dtype))
     vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
     # one vmap over the flattened grid, split over all devices (no-op on one device)
     size = math.prod(shape)
-    flat = lambda x: x.reshape((size,) + x.shape[len(shape):])
+    flat = lambda x: x.reshape((size,) + x.shape[len(shape) :])
     grid_rp = {k: v for k, v in rp.items() if k not in vector}
     shared_rp = {k: v for k, v in rp.items() if k in vector}
     p_flat, g_flat, y_flat = jax.tree.map(flat, (p, grid_rp, y0))
@@ -251,9 +301,13 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
         if bool(jnp.any(stats.failed)):
             import warnings
 
-            warnings.warn(f"max_steps={max_steps} ran out before alpha_max={alpha_max} at "
-                          f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
-                          "(raise max_steps or loosen rtol/atol)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"max_steps={max_steps} ran out before alpha_max={alpha_max} at "
+                f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
+                "(raise max_steps or loosen rtol/atol)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     else:
         n_evals, step_failed = jnp.full(shape, int(round(4 * sub * int(n_save))), jnp.int32), jnp.zeros(shape, bool)
         left = domain_status(ys[..., 0], ys[..., 1]) == STATUS_LEFT_DOMAIN
@@ -264,13 +318,33 @@ def solve_ode(params: ModelParams, alpha_max: float, n_save: int = N_SAVE, *, dt
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                again = solve_ode(params, alpha_max, n_save, dt=dt, R0=R0, b0=b0, rule=rule, rule_params=rule_params,
-                                  method=method, rtol=1e-8, max_steps=max_steps, devices=devices, dtype=dtype,
-                                  save_alpha=save_alpha)
+                again = solve_ode(
+                    params,
+                    alpha_max,
+                    n_save,
+                    dt=dt,
+                    R0=R0,
+                    b0=b0,
+                    rule=rule,
+                    rule_params=rule_params,
+                    method=method,
+                    rtol=1e-8,
+                    max_steps=max_steps,
+                    devices=devices,
+                    dtype=dtype,
+                    save_alpha=save_alpha,
+                )
             ys = jnp.where(left[..., None, None], jnp.stack([again.R, again.b], axis=-1), ys)
             step_failed = jnp.where(left, again.status == STATUS_STEP_FAILURE, step_failed)
             n_evals = jnp.where(left, n_evals + again.n_evals, n_evals)
             fallback = left
     status = domain_status(ys[..., 0], ys[..., 1], step_failed)
-    return ODEResult(alpha=alpha, R=ys[..., 0], b=ys[..., 1], n_evals=n_evals, failed=status != STATUS_OK,
-                     status=status, fallback=fallback)
+    return ODEResult(
+        alpha=alpha,
+        R=ys[..., 0],
+        b=ys[..., 1],
+        n_evals=n_evals,
+        failed=status != STATUS_OK,
+        status=status,
+        fallback=fallback,
+    )

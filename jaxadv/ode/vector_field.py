@@ -19,6 +19,7 @@ face (shift and extra variance; :math:`v^\text{eff}_\tau = v_\tau + e_\tau`) and
 open where the clean margin :math:`\tau x` is below its cut. :func:`vector_field` is the one
 ``f(t, y, args)`` that RK4, Newton and the fluctuation theory use.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -43,9 +44,9 @@ def field_moments(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, 
     check_ode_supported(rule)
     rp = {} if rp is None else rp
     loss = rule.loss
-    tau, weight, var = cluster_table(params)          # (2,) + G
+    tau, weight, var = cluster_table(params)  # (2,) + G
     mean = field_mean(R, b, tau, params)
-    eps_k, pi_k = rule.eps_law.nodes(params.eps, rp, rule.n_eps_nodes)   # G + (K,) or (K,)
+    eps_k, pi_k = rule.eps_law.nodes(params.eps, rp, rule.n_eps_nodes)  # G + (K,) or (K,)
     # shapes: clusters (2,) + G + nodes (K,), every operand lifted to that rank
     rank = mean.ndim + 1
     lift = lambda x: jnp.reshape(x, (1,) * (rank - jnp.ndim(x)) + jnp.shape(x))
