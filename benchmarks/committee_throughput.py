@@ -26,7 +26,6 @@ SIZES = {
 def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     import jaxadv
     from benchmarks.common import ratio, time_interleaved

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import platform
+import tempfile
 import time
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ SCRATCH_DIR = os.path.join(tempfile.gettempdir(), "jaxadv-benchmarks")
 _OUT_DIR = None
 
 
-def set_out_dir(out: Optional[str] = None, commit: bool = False) -> str:
+def set_out_dir(out: str | None = None, commit: bool = False) -> str:
     """Choose the results folder of this process: ``out``, else ``RESULTS_DIR`` with ``commit``,
     else ``SCRATCH_DIR`` (so a quick run never overwrites the committed results)."""
     global _OUT_DIR
@@ -94,7 +94,7 @@ def summarize(times) -> dict:
     return {"median_s": float(np.median(t)), "min_s": float(t.min()), "max_s": float(t.max()), "repeats": int(t.size)}
 
 
-def time_interleaved(contenders: Dict[str, Callable], repeats: int, warmup: int = 1) -> Dict[str, dict]:
+def time_interleaved(contenders: dict[str, Callable], repeats: int, warmup: int = 1) -> dict[str, dict]:
     """Time several zero-argument callables, one repeat of each in turn.
 
     The first ``warmup`` calls of each are timed apart (``first_call_s``: compile plus one run
@@ -128,7 +128,7 @@ def ratio(a: dict, b: dict) -> dict:
     return {"median": a["median_s"] / b["median_s"], "low": a["min_s"] / b["max_s"], "high": a["max_s"] / b["min_s"]}
 
 
-def write_result(name: str, result: dict, out_dir: Optional[str] = None) -> str:
+def write_result(name: str, result: dict, out_dir: str | None = None) -> str:
     """Write ``result`` (with metadata filled in) to ``<out_dir>/<name>_<device>.json``."""
     out_dir = out_dir or globals()["out_dir"]()
     os.makedirs(out_dir, exist_ok=True)
@@ -150,7 +150,7 @@ def _jsonable(x):
     return str(x)
 
 
-def select_device(device: Optional[str], host_devices: Optional[int] = None) -> None:
+def select_device(device: str | None, host_devices: int | None = None) -> None:
     """Before JAX initialises: ask for ``device`` (``cpu`` or ``gpu``) and, with ``host_devices``
     > 1, split the CPU into that many XLA host devices
     (``--xla_force_host_platform_device_count``), so that replicas can be sharded over cores.

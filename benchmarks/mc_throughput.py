@@ -84,6 +84,7 @@ def _floor_fn(fused: bool = True, generator: str = "jax"):
 
     import jax
     import jax.numpy as jnp
+
     from jaxadv import fast_random, threefry
 
     rnd = threefry if fused else jax.random
@@ -160,15 +161,14 @@ def numpy_steps(rng, w, b, params, n_steps):
 def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
-    from jaxadv import ModelParams
-    from jaxadv.model.data import unit_direction
-    from jaxadv import SamplerParams, full_sampler
-    from jaxadv.mc.driver import advance_states, init_batch
-    from jaxadv.sharding import shard_batch
-    from jaxadv.model.params import as_array_params
-    from benchmarks.common import ratio, time_interleaved
 
+    from benchmarks.common import ratio, time_interleaved
     from benchmarks.peers import NumbaPeer, TorchPeer, available
+    from jaxadv import ModelParams, SamplerParams, full_sampler
+    from jaxadv.mc.driver import advance_states, init_batch
+    from jaxadv.model.data import unit_direction
+    from jaxadv.model.params import as_array_params
+    from jaxadv.sharding import shard_batch
 
     peers_missing = available()
     for reason in filter(None, peers_missing.values()):

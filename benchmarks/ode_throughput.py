@@ -116,9 +116,10 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
 def _main(quick: bool, tiny: bool) -> dict:
     import jax
     import jax.numpy as jnp
+
+    from benchmarks.common import ratio, time_interleaved
     from jaxadv import ModelParams
     from jaxadv.ode.solve import solve_ode
-    from benchmarks.common import ratio, time_interleaved
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     alpha_max = size.get("alpha_max", ALPHA_MAX)

@@ -27,10 +27,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxadv import ModelParams
-from jaxadv.model.data import unit_direction
-from jaxadv import SamplerParams
+from jaxadv import ModelParams, SamplerParams
 from jaxadv.mc.driver import SAMPLERS, advance_states, init_batch
+from jaxadv.model.data import unit_direction
 from jaxadv.model.params import as_array_params
 
 

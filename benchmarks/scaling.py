@@ -99,14 +99,14 @@ def _mem_child(R, N, steps, do_run):
 def main(quick: bool = False, tiny: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
-    from jaxadv import ModelParams
-    from jaxadv.model.data import unit_direction
-    from jaxadv import SamplerParams, full_sampler
-    from jaxadv.mc.driver import advance_states, init_batch
-    from jaxadv.ode.solve import solve_ode
-    from jaxadv.model.params import as_array_params
+
     from benchmarks.common import device_label, out_dir, time_interleaved
     from benchmarks.mc_throughput import _floor_fn
+    from jaxadv import ModelParams, SamplerParams, full_sampler
+    from jaxadv.mc.driver import advance_states, init_batch
+    from jaxadv.model.data import unit_direction
+    from jaxadv.model.params import as_array_params
+    from jaxadv.ode.solve import solve_ode
 
     size = SIZES["tiny" if tiny else "quick" if quick else "full"]
     p = as_array_params(ModelParams(), jnp.float32)

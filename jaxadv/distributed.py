@@ -18,7 +18,6 @@ unchanged. See ``docs/multi_device.md`` for the commands (one machine, several m
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 __all__ = ["initialize", "is_multiprocess", "is_primary", "agree", "broadcast", "add_arguments", "initialize_from_args"]
 
@@ -33,9 +32,9 @@ def _needs_gloo(version: str) -> bool:
 
 
 def initialize(
-    coordinator: Optional[str] = None,
-    num_processes: Optional[int] = None,
-    process_id: Optional[int] = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
     *,
     local_device_ids=None,
 ) -> None:

@@ -21,7 +21,8 @@ under either generator.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from . import fast_random, threefry
 

@@ -23,12 +23,11 @@ if num_processes > 1:
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from helpers import interrupting  # noqa: E402
 
 import jaxadv as ja  # noqa: E402
 from jaxadv.app import checkpoint  # noqa: E402
 from jaxadv.mc import driver  # noqa: E402
-
-from helpers import interrupting  # noqa: E402
 
 print(f"{time.perf_counter() - t0:.1f}s imported", flush=True)
 res = {"process_count": jax.process_count(), "device_count": jax.device_count()}

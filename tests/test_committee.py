@@ -29,7 +29,6 @@ from jaxadv.committee import (
     worst_case,
     xor,
 )
-from jaxadv.committee.fields import maximise_on_ellipsoid
 from jaxadv.committee.measures import clean_error, robust_error, robustness_curve
 from jaxadv.committee.montecarlo import directions, init, input_attack, observe, simulate_committee, step, update
 

@@ -10,14 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import interrupting
 
+from jaxadv.app import checkpoint as ckm
 from jaxadv.committee import CommitteeParams, CommitteeSpec, two_cluster, xor
 from jaxadv.committee import montecarlo as cmc
 from jaxadv.committee.lipschitz import project_weights
 from jaxadv.committee.ode import check_overlaps
-from jaxadv.app import checkpoint as ckm
 from jaxadv.mc import driver
-from helpers import interrupting
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "K", "N", "steps_per_save", "n_save", "given"))

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from jaxadv import ModelParams, compare, load_config, make_sweep_config, mc_summary, ode_table, simulate, solve_ode
-from jaxadv import sweep, training_rule
+from jaxadv import (
+    ModelParams,
+    compare,
+    load_config,
+    make_sweep_config,
+    mc_summary,
+    ode_table,
+    simulate,
+    solve_ode,
+    sweep,
+    training_rule,
+)
 from jaxadv.model.rule import rule_params
 from jaxadv.ode.vector_field import field_moments
 

@@ -10,11 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_within_k_se, interrupting
 from scipy import stats
 
-from helpers import assert_within_k_se, interrupting
-from jaxadv import ModelParams, load_config, mc_summary, ode_table, simulate, solve_ode
-from jaxadv import fast_random
+from jaxadv import ModelParams, fast_random, load_config, mc_summary, ode_table, simulate, solve_ode
 from jaxadv.analysis.compare import compare
 from jaxadv.app.checkpoint import simulate_resumable
 from jaxadv.generators import FAST, JAX, get_generator

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 import pytest
+from helpers import interrupting
 
 from jaxadv.app.cli import main
-from helpers import interrupting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,6 +51,7 @@ def _toml(tmp_path, text, name="cfg.toml", raw=None):
 
 def test_domain_status_flags_R_beyond_one_and_nan():
     import jax.numpy as jnp
+
     from jaxadv.ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, domain_status
 
     R = jnp.array([[0.0, 0.5, 0.9], [0.0, 0.5, -1.1468], [0.0, jnp.nan, 0.1]])
@@ -225,6 +226,7 @@ def test_verdict_without_theory_and_with_all_replicas_diverged():
 def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monkeypatch):
     """Ctrl-C wrote no checkpoint (the first came after 60 s) yet promised a resume."""
     import jax
+
     from jaxadv import ModelParams
     from jaxadv.app import checkpoint as ckm
     from jaxadv.mc import driver

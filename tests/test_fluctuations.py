@@ -9,10 +9,9 @@ import pytest
 import scipy.special as sp
 
 import jaxadv.mc.reduced as red
-from jaxadv import ModelParams, drift, simulate
-from jaxadv.ode.fluctuations import solve_fluctuations, step_moments
-from jaxadv import DEFAULT_RULE
+from jaxadv import DEFAULT_RULE, ModelParams, drift, simulate
 from jaxadv.model.params import as_array_params
+from jaxadv.ode.fluctuations import solve_fluctuations, step_moments
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=2.0, eta_w=0.5, eta_b=0.5, eps=0.5)
 K_SE = 4.0  # allowed deviation in standard errors

@@ -2,15 +2,14 @@
 
 import itertools
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import quad
 from scipy.special import erf
 
-import jax.numpy as jnp
-
-from jaxadv.ode.quadrature import gauss_hermite_mean, gauss_legendre_mean
 from jaxadv.model.losses import QUADRATIC, force, force_moments
+from jaxadv.ode.quadrature import gauss_hermite_mean, gauss_legendre_mean
 
 
 def _delta(x, tau):

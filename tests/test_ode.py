@@ -1,12 +1,10 @@
 """ODE right-hand side and trajectory against an independent SciPy implementation."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import quad, solve_ivp
 from scipy.special import erf
-
-import jax
-import jax.numpy as jnp
 
 from jaxadv import ModelParams, drift, solve_ode
 from jaxadv.ode import solve as ode_module

@@ -9,13 +9,12 @@ import pytest
 import scipy.stats as st
 
 import jaxadv.mc.reduced as red
-from jaxadv import ModelParams, load_config, simulate
-from jaxadv.model.student import Student, sgd_step
-from jaxadv.model.losses import QUADRATIC, Loss
-from jaxadv.mc.full import init_replica
+from jaxadv import Attack, ModelParams, load_config, simulate, training_rule
 from jaxadv.app.checkpoint import simulate_resumable
-from jaxadv import Attack, training_rule
+from jaxadv.mc.full import init_replica
+from jaxadv.model.losses import QUADRATIC, Loss
 from jaxadv.model.params import as_array_params
+from jaxadv.model.student import Student, sgd_step
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=2.0, eta_w=0.5, eta_b=0.5, eps=0.5)
 KS_P_MIN = 1e-3  # smallest accepted p-value of a KS test (fixed seeds, a handful of tests)

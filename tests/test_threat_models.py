@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from jaxadv import ModelParams, simulate, solve_ode, training_rule
-from jaxadv.model.perturbations import l1_attack, l2_attack, linf_attack
-from jaxadv.model.rule import check_ode_supported
+from jaxadv.analysis.threat import dual_norm, mc_threat_summary, robust_error_threat
 from jaxadv.app.config import load_config
 from jaxadv.model.data import cluster_axis
-from jaxadv.analysis.threat import dual_norm, mc_threat_summary, robust_error_threat
+from jaxadv.model.perturbations import l1_attack, l2_attack, linf_attack
+from jaxadv.model.rule import check_ode_supported
 
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.5, eta_w=0.5, eta_b=0.5, eps=1.0)
 

@@ -6,9 +6,9 @@ import math
 import jax
 import numpy as np
 import pytest
+from helpers import assert_within_k_se
 from scipy import integrate, special, stats
 
-from helpers import assert_within_k_se
 from jaxadv import ModelParams, robust_error, solve_ode, training_rule
 from jaxadv.analysis.transfer import bivariate_normal_cdf, transfer_error, transfer_rate
 from jaxadv.mc.pair import TRANSFER_KINDS, measure_transfer, simulate_pair

@@ -9,18 +9,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rule_kwargs
 from scipy import integrate, stats
 
 from jaxadv import LOSSES, ModelParams, compare, mc_summary, ode_table, simulate, solve_ode, training_rule
-from helpers import rule_kwargs
 from jaxadv.app.config import load_config
-from jaxadv.model.losses import force, force_moments
-from jaxadv.ode.vector_field import drift, field_moments
-from jaxadv.ode.quadrature import truncated_gauss_mean
 from jaxadv.model.gates import nonrobust_gate
+from jaxadv.model.losses import force, force_moments
 from jaxadv.model.perturbations import noise_std_for_norm
-from jaxadv.model.rule import perturb_example, rule_params as make_rule_params
+from jaxadv.model.rule import perturb_example
+from jaxadv.model.rule import rule_params as make_rule_params
 from jaxadv.model.student import Student
+from jaxadv.ode.quadrature import truncated_gauss_mean
+from jaxadv.ode.vector_field import drift, field_moments
 
 # Small, fast-moving setting: scenario 2's data with large learning rates.
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.5, eps=1.0)

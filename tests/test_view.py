@@ -2,8 +2,8 @@
 matching the CLI on grids, the loader, notebooks with their figures and the citation file."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 

@@ -17,10 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .measures import robust_error, test_error
 from ..mc.driver import MCResult
-from ..ode.solve import ODEResult
 from ..model.params import ModelParams
+from ..ode.solve import ODEResult
+from .measures import robust_error, test_error
 
 __all__ = ["mean_sem", "mc_summary", "ode_table", "Comparison", "compare"]
 

@@ -19,20 +19,20 @@ rule's large-N curve; the Monte Carlo gives mean and standard error over replica
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
 from ..defaults import DT, N_SAVE, REPLICAS
-from .compare import mc_summary, mean_sem, ode_table
-from .verdict import honest_verdict
-from .measures import robust_error, test_error
 from ..mc.driver import save_schedule, simulate
-from ..ode.solve import solve_ode
-from ..model.params import ModelParams
 from ..model.losses import get_loss
+from ..model.params import ModelParams
 from ..model.perturbations import noise_std_for_norm
 from ..model.rule import training_rule
+from ..ode.solve import solve_ode
+from .compare import mc_summary, mean_sem, ode_table
+from .measures import robust_error, test_error
+from .verdict import honest_verdict
 
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
 
@@ -97,7 +97,7 @@ def compare_defences(
     alpha_max: float,
     replicas: int = REPLICAS,
     n_save: int = N_SAVE,
-    eps_test: Optional[float] = None,
+    eps_test: float | None = None,
     dt: float = DT,
     mc: bool = True,
     defences=tuple(DEFENCES),
@@ -105,7 +105,7 @@ def compare_defences(
     dtype=None,
     R0=None,
     b0: float = 0.0,
-    extra: Optional[dict] = None,
+    extra: dict | None = None,
 ):
     r"""Train every defence with the ODE and (``mc=True``) the Monte Carlo; errors at :math:`\alpha_\max`.
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.params import ModelParams
 from ..model.perturbations import ATTACKS
 from .measures import robust_error
-from ..model.params import ModelParams
 
 __all__ = ["THREATS", "dual_norm", "robust_error_threat", "mc_threat_summary"]
 

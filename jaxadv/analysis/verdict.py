@@ -24,7 +24,7 @@ millions of standard errors. The verdict is *not testable* where the theory does
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,12 +62,12 @@ class Verdict(NamedTuple):
 
     status: str
     text: str
-    z_max: Optional[float]
-    quantity: Optional[str]
-    alpha: Optional[float]
-    raw_z_max: Optional[float]
-    raw_quantity: Optional[str]
-    raw_alpha: Optional[float]
+    z_max: float | None
+    quantity: str | None
+    alpha: float | None
+    raw_z_max: float | None
+    raw_quantity: str | None
+    raw_alpha: float | None
     reason: str
     untested: tuple
     corrected: dict
@@ -201,7 +201,7 @@ def honest_verdict(
     b0: float = 0.0,
     loss="quadratic",
     rule=None,
-    theory: Optional[bool] = None,
+    theory: bool | None = None,
     why_no_theory: str = "",
     threshold: float = THRESHOLD,
 ) -> Verdict:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import time
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +41,10 @@ def simulate_resumable(
     key,
     params,
     *,
-    checkpoint: Optional[str] = None,
+    checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: Optional[dict] = None,
+    stats: dict | None = None,
     **kwargs,
 ) -> driver.MCResult:
     """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
@@ -78,10 +77,10 @@ def simulate_committee_resumable(
     params,
     spec,
     *,
-    checkpoint: Optional[str] = None,
+    checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: Optional[dict] = None,
+    stats: dict | None = None,
     label: str = "monte carlo",
     **kwargs,
 ):
@@ -101,10 +100,10 @@ def simulate_committee_resumable(
 def run_resumable(
     plan: driver.Plan,
     *,
-    checkpoint: Optional[str] = None,
+    checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: Optional[dict] = None,
+    stats: dict | None = None,
     label: str = "monte carlo",
 ) -> list:
     """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and

@@ -68,7 +68,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class CommitteeSweepConfig:
 
     model: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
-    eps_test: Optional[float] = None
+    eps_test: float | None = None
     alpha_max: float = 20.0
     n_save: int = 20
     dt: float = 0.05
@@ -142,7 +142,7 @@ class CommitteeSweepConfig:
     replicas: int = 32
     seed: int = 0
     x64: bool = False
-    quadrature: Optional[tuple] = None
+    quadrature: tuple | None = None
     name: str = "committee_sweep"
 
     def as_dict(self) -> dict:
@@ -169,7 +169,7 @@ class CommitteeSweepConfig:
 
         return ode_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
 
-    def records(self, point: Optional[dict] = None):
+    def records(self, point: dict | None = None):
         """``(Mixture, CommitteeParams, CommitteeSpec)`` at the base point, or with ``point``'s swept values."""
         from .committee import _records
 
@@ -195,13 +195,13 @@ class CommitteeSweepResult(NamedTuple):
     alpha: np.ndarray
     eps: np.ndarray
     eps_test: np.ndarray
-    Q: Optional[np.ndarray]
-    R: Optional[np.ndarray]
-    b: Optional[np.ndarray]
-    v: Optional[np.ndarray]
-    clean_error: Optional[np.ndarray]
-    robust_error: Optional[np.ndarray]
-    mc: Optional[dict]
+    Q: np.ndarray | None
+    R: np.ndarray | None
+    b: np.ndarray | None
+    v: np.ndarray | None
+    clean_error: np.ndarray | None
+    robust_error: np.ndarray | None
+    mc: dict | None
     table: dict
 
 
@@ -369,7 +369,7 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
     if m["R0"] is not None:
         check_overlaps(spec.K, mixture.n_directions, m["Q0"], m["R0"], spec.normalise)
     if cfg.mc:
-        if cfg.N < mixture.n_directions + spec.K:
+        if mixture.n_directions + spec.K > cfg.N:
             raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
         if cfg.alpha_max * cfg.N / cfg.n_save < 1:
             raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
@@ -439,7 +439,7 @@ def _pick(arrays: dict, name: str):
 # --- computation --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grid_solver():
     """The jitted RK4 of a batch of (mixture, params) points: one ``vmap`` of the committee ODE's own solver
     (:func:`jaxadv.committee.ode._solve`, with its Lipschitz projection; built on first use: no JAX at import)."""
@@ -577,7 +577,7 @@ def _deviation(cfg, cols, spec, K, D):
 
 
 def committee_sweep(
-    cfg: CommitteeSweepConfig, out_dir: Optional[str] = None, *, progress: bool = False, log=None
+    cfg: CommitteeSweepConfig, out_dir: str | None = None, *, progress: bool = False, log=None
 ) -> CommitteeSweepResult:
     r"""Run a committee sweep: the ODE (and optionally the Monte Carlo) at every grid point.
 

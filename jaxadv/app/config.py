@@ -15,13 +15,12 @@ import math
 import os
 import typing
 from dataclasses import dataclass, fields, replace
-from typing import Optional
 
 from ..defaults import ALPHA_MAX, DT, N_SAVE, REPLICAS
-from .io import read_toml
-from ..model.losses import LOSSES
 from ..mc.driver import SAMPLERS
+from ..model.losses import LOSSES
 from ..model.params import ModelParams, check_value, validate_params
+from .io import read_toml
 
 __all__ = [
     "RunConfig",
@@ -97,8 +96,8 @@ class RunConfig:
     eta_w: float = _MODEL_DEFAULTS["eta_w"]
     eta_b: float = _MODEL_DEFAULTS["eta_b"]
     eps: float = _MODEL_DEFAULTS["eps"]
-    eps_test: Optional[float] = None
-    eps_test_max: Optional[float] = None
+    eps_test: float | None = None
+    eps_test_max: float | None = None
     alpha_max: float = ALPHA_MAX
     n_save: int = N_SAVE
     replicas: int = REPLICAS
@@ -106,7 +105,7 @@ class RunConfig:
     x64: bool = False
     loss: str = "quadratic"
     dt: float = DT
-    R0: Optional[float] = None
+    R0: float | None = None
     b0: float = 0.0
     prng: str = "threefry2x32"
     mc: bool = True
@@ -118,7 +117,7 @@ class RunConfig:
     eps_weights: str = ""
     nonrobust_only: bool = False
     gate: str = "none"
-    noise_norm: Optional[float] = None
+    noise_norm: float | None = None
     B: str = "first"
     sampler: str = "full"
     generator: str = "jax"

@@ -25,7 +25,6 @@ and writes the files.
 
 from __future__ import annotations
 
-
 import os
 import sys
 import time
@@ -508,7 +507,7 @@ def _figure(w, h):
     return Figure(figsize=(w, h), layout="constrained")
 
 
-def plot_histograms(res) -> "Figure":
+def plot_histograms(res) -> Figure:
     """The talk's two histograms: the classifier output on unperturbed and on FGSM-perturbed test samples."""
     import numpy as np
 
@@ -532,7 +531,7 @@ def plot_histograms(res) -> "Figure":
     return fig
 
 
-def plot_weights_and_perturbation(res) -> "Figure":
+def plot_weights_and_perturbation(res) -> Figure:
     """The weight vector, one test image, its FGSM perturbation and the perturbed image, as 28 x 28 images."""
     import numpy as np
 
@@ -558,7 +557,7 @@ def plot_weights_and_perturbation(res) -> "Figure":
     return fig
 
 
-def plot_robustness(res) -> "Figure":
+def plot_robustness(res) -> Figure:
     """Test error against eps for FGM/BIM/PGD under L-infinity, L2 and L1, with the model's predictions."""
 
     c, m = res["curves"], res["model"]
@@ -598,7 +597,7 @@ def plot_robustness(res) -> "Figure":
     return fig
 
 
-def plot_tradeoff(res) -> "Figure":
+def plot_tradeoff(res) -> Figure:
     """Adversarial on-line SGD: robustness curves per training radius, and clean against robust error."""
     import numpy as np
 
@@ -809,7 +808,7 @@ def transfer_experiment(
     return {"columns": cols, "overlaps": overlaps, "headline": headline, "config": config, "timings_s": timings}
 
 
-def plot_transfer(res) -> "Figure":
+def plot_transfer(res) -> Figure:
     """Target error against eps: white-box and transferred (FGSM/PGD, true and surrogate labels), measured
     (markers) and the model's prediction (lines); one panel per (target, norm)."""
     c = res["columns"]
@@ -867,7 +866,7 @@ def run_mnist_transfer(out_dir: str, *, log=print, **options) -> dict:
     return res
 
 
-def plot_certified(res) -> "Figure":
+def plot_certified(res) -> Figure:
     """Certified error (solid) against the PGD error with the box (dashed) for the logistic regression and the
     adversarially trained students, L-infinity and L2 (and L1) panels; the gap is what the box [0, 1] adds."""
     import numpy as np

@@ -11,8 +11,6 @@ the agreement is judged at the scale of the standard error, not of the axis.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -235,7 +233,7 @@ def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
     return chosen
 
 
-def plot_defences(results, path: Optional[str] = None, title: str = "", eps_test: Optional[float] = None):
+def plot_defences(results, path: str | None = None, title: str = "", eps_test: float | None = None):
     """Clean error (x) against robust error (y) at :math:`\\alpha_\\max`: ODE as open markers joined
     to the MC points (filled, with error bars); labels placed so that none covers another label or
     a marker. Returns the figure; saves it when ``path`` is given."""

@@ -25,14 +25,14 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.compare import mc_summary, mean_sem, ode_table
-from ..analysis.verdict import honest_verdict
-from .config import RunConfig, config_dict
-from .io import write_csv, write_json, write_npz
 from ..analysis.measures import robust_error
+from ..analysis.verdict import honest_verdict
 from ..mc import schedule
 from ..mc.driver import save_schedule
-from .checkpoint import simulate_resumable
 from ..ode.solve import solve_ode
+from .checkpoint import simulate_resumable
+from .config import RunConfig, config_dict
+from .io import write_csv, write_json, write_npz
 from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
 
 __all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
@@ -362,7 +362,6 @@ def run_defences(cfg, out_dir: str, mc: bool = True, log=print, progress: bool =
     a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``.
     With ``progress`` a line per defence (time taken, time left) goes to ``log``."""
     from ..analysis.defences import DEFENCES, compare_defences, defences_table
-
     from ..model.rule import DEFAULT_RULE, describe_rule
 
     extra = None

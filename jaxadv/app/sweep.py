@@ -54,21 +54,21 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..defaults import ALPHA_MAX, DT, N_SAVE
-from .io import read_toml, write_csv, write_json, write_npz
-from ..model.losses import LOSSES
 from ..analysis.measures import robust_error, test_error
-from ..ode.solve import solve_ode
-from ..model.params import _RULES, ModelParams, check_value
-from .progress import Progress
-from ..sharding import pad_batch, padded_size, to_host
+from ..defaults import ALPHA_MAX, DT, N_SAVE
 from ..distributed import broadcast, is_multiprocess, is_primary
+from ..model.losses import LOSSES
+from ..model.params import _RULES, ModelParams, check_value
+from ..ode.solve import solve_ode
+from ..sharding import pad_batch, padded_size, to_host
+from .io import read_toml, write_csv, write_json, write_npz
+from .progress import Progress
 
 __all__ = [
     "SweepConfig",
@@ -166,7 +166,7 @@ class SweepConfig:
     sampler: str = "full"
     x64: bool = False
     loss: str = "quadratic"
-    R0: Optional[float] = None
+    R0: float | None = None
     b0: float = 0.0
     name: str = "sweep"
     save: str = "linear"
@@ -202,11 +202,11 @@ class SweepResult(NamedTuple):
     alpha: np.ndarray
     params: ModelParams
     eps_test: np.ndarray
-    R: Optional[np.ndarray]
-    b: Optional[np.ndarray]
-    test_error: Optional[np.ndarray]
-    robust_error: Optional[np.ndarray]
-    mc: Optional[dict]
+    R: np.ndarray | None
+    b: np.ndarray | None
+    test_error: np.ndarray | None
+    robust_error: np.ndarray | None
+    mc: dict | None
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _axis_values(name, spec):
     return tuple(out)
 
 
-def make_sweep_config(grid: dict, base: Optional[dict] = None, **options) -> SweepConfig:
+def make_sweep_config(grid: dict, base: dict | None = None, **options) -> SweepConfig:
     """Build and validate a :class:`SweepConfig` from Python values.
 
     ``grid`` maps axis names to lists or ``{"linspace": [start, stop, num]}``.
@@ -544,7 +544,7 @@ def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
         raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
 
 
-def sweep(cfg: SweepConfig, out_dir: Optional[str] = None, *, progress: bool = False, log=None) -> SweepResult:
+def sweep(cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log=None) -> SweepResult:
     r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
 
     Args:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
-from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
-
+from matplotlib.figure import Figure
 
 __all__ = ["plot_sweep_heatmaps", "plot_tradeoff", "final_slice"]
 

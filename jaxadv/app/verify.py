@@ -26,12 +26,11 @@ CPU; for a GPU run use e.g. ``--N-list 100,300,1000,3000,10000,30000 --replicas 
 
 from __future__ import annotations
 
-from ..defaults import N_SAVE
-
 import os
 import platform
 import time
 
+from ..defaults import N_SAVE
 
 __all__ = ["add_verify_parser", "verify_command", "verify", "fit_slope", "THRESHOLD"]
 
@@ -155,8 +154,9 @@ def fit_slope(N, y):
 
 
 def _row(N, sampler, mc, fl, replicas):
-    import numpy as np
     import warnings
+
+    import numpy as np
 
     fin = mc.finite.all(axis=1)
     n = int(fin.sum())
@@ -213,11 +213,11 @@ def verify(
     import jax.numpy as jnp
 
     from .. import __version__
-    from .config import config_dict
-    from ..ode.fluctuations import solve_fluctuations
-    from .io import write_csv, write_json
     from ..mc.driver import save_schedule
+    from ..ode.fluctuations import solve_fluctuations
     from .checkpoint import simulate_resumable as simulate
+    from .config import config_dict
+    from .io import write_csv, write_json
 
     os.makedirs(out_dir, exist_ok=True)
     dtype = jnp.float64 if cfg.x64 else jnp.float32

@@ -13,6 +13,23 @@ Modules, one concept each:
 * :mod:`jaxadv.committee.certified` -- certified errors (Lipschitz and interval bounds) beside PGD
 """
 
+from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
+from .fields import (
+    Geometry,
+    attack_coefficients,
+    committee_output,
+    fgm,
+    forces,
+    geometry,
+    loss_value,
+    min_margin,
+    pgd,
+    worst_case,
+)
+from .lipschitz import lipschitz_bound, project_state, project_weights
+from .measures import clean_error, columns, robust_error, robustness_curve
+from .montecarlo import CommitteeMCResult, committee_sampler, simulate_committee
+from .ode import Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode
 from .params import (
     ATTACKS,
     COMMITTEE_LOSSES,
@@ -27,24 +44,7 @@ from .params import (
     validate_spec,
     xor,
 )
-from .fields import (
-    Geometry,
-    attack_coefficients,
-    committee_output,
-    fgm,
-    forces,
-    geometry,
-    loss_value,
-    min_margin,
-    pgd,
-    worst_case,
-)
 from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
-from .ode import Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode
-from .montecarlo import CommitteeMCResult, committee_sampler, simulate_committee
-from .measures import clean_error, columns, robust_error, robustness_curve
-from .lipschitz import lipschitz_bound, project_state, project_weights
-from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
 
 __all__ = [
     "ATTACKS",

@@ -150,7 +150,7 @@ def pgd(x, geom: Geometry, v, tau, eps, steps: int, step, loss: str = "quadratic
     return jax.lax.fori_loop(0, steps, body, (gamma0, p20))[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sphere_grid(K: int, n: int):
     """``n`` fixed, roughly even points on the unit sphere in ``K`` dimensions (NumPy, cached):
     ``K = 1``: :math:`\\pm1`; ``K = 2``: equally spaced angles; ``K >= 3``: normalised Gaussian draws

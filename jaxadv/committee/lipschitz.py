@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
-
 
 __all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state"]
 
@@ -68,7 +66,7 @@ def lipschitz_bound_weights(W, v):
 def lipschitz_scale(L, L_max):
     r""":math:`s=\min(1, L_\max/L)` (1 where :math:`L=0`)."""
     L = jnp.asarray(L)
-    return jnp.where(L > L_max, L_max / jnp.where(L > 0, L, 1.0), jnp.ones_like(L))
+    return jnp.where(L_max < L, L_max / jnp.where(L > 0, L, 1.0), jnp.ones_like(L))
 
 
 def project_weights(W, v, L_max):

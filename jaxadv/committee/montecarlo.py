@@ -221,7 +221,7 @@ class CommitteeModel(NamedTuple):
     params: CommitteeParams
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def committee_sampler(spec: CommitteeSpec) -> Sampler:
     r"""The committee as a :class:`jaxadv.mc.full.Sampler`, for the Monte Carlo driver
     (:mod:`jaxadv.mc.driver`: replicas ``vmap``-ped and split over the devices, step :math:`\mu` keyed

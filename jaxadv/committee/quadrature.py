@@ -64,7 +64,7 @@ def default_rule(K: int) -> GaussRule:
     return GaussRule(12, 8, 8.0) if K == 2 else GaussRule(4, 6, 7.0) if K == 3 else GaussRule(3, 5, 6.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nodes_1d(rule: GaussRule):
     x, w = np.polynomial.legendre.leggauss(rule.order)
     edges = np.linspace(-rule.width, rule.width, rule.panels + 1)
@@ -74,7 +74,7 @@ def _nodes_1d(rule: GaussRule):
     return t, wt
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
     """Tensor-product nodes ``(n**K, K)`` and weights ``(n**K,)`` (NumPy, cached; ``K = 0``: one node)."""
     t, w = _nodes_1d(rule)

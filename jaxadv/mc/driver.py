@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..defaults import N_SAVE, REPLICAS
 from .. import threefry
+from ..defaults import N_SAVE, REPLICAS
 from ..generators import get_generator
 from ..model.data import cluster_axis, unit_direction
 from ..model.losses import get_loss
 from ..model.params import ModelParams, as_array_params, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params
 from ..sharding import shard_batch, to_host
+from . import schedule
 from .full import SamplerParams, full_sampler
 from .reduced import reduced_sampler
-from . import schedule
 
 __all__ = [
     "MCResult",
@@ -80,8 +80,8 @@ class MCResult(NamedTuple):
     b: np.ndarray
     norm: np.ndarray
     finite: np.ndarray
-    norm1: Optional[np.ndarray] = None
-    norm_inf: Optional[np.ndarray] = None
+    norm1: np.ndarray | None = None
+    norm_inf: np.ndarray | None = None
 
 
 @functools.partial(jax.jit, static_argnames=("sampler",), donate_argnums=(1,))
@@ -174,7 +174,7 @@ class Plan(NamedTuple):
     alpha: np.ndarray
     dtype: object
     identity: list
-    save_steps: Optional[np.ndarray] = None
+    save_steps: np.ndarray | None = None
 
 
 def plan_simulation(
@@ -186,17 +186,17 @@ def plan_simulation(
     n_save: int = N_SAVE,
     replicas: int = REPLICAS,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params_: Optional[dict] = None,
+    rule_params_: dict | None = None,
     loss=None,
     dtype=jnp.float32,
-    R0: Optional[float] = None,
+    R0: float | None = None,
     b0: float = 0.0,
     B=None,
     sampler: str = "full",
     optimizer=None,
     save: str = "linear",
     points_per_decade: int = 10,
-    alpha_min: Optional[float] = None,
+    alpha_min: float | None = None,
     generator: str = "jax",
 ) -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
@@ -367,7 +367,7 @@ def allocate_observables(plan: Plan, first: list) -> list:
     return obs
 
 
-def result(plan: Plan, obs) -> "MCResult":
+def result(plan: Plan, obs) -> MCResult:
     """The :class:`MCResult` of observables ``obs`` of shape ``(5, replicas, n_save + 1)``."""
     R, b, norm, norm1, norm_inf = obs
     full = plan.sampler.name == "full"
@@ -391,17 +391,17 @@ def simulate(
     n_save: int = N_SAVE,
     replicas: int = REPLICAS,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params: Optional[dict] = None,
+    rule_params: dict | None = None,
     loss=None,
     dtype=jnp.float32,
-    R0: Optional[float] = None,
+    R0: float | None = None,
     b0: float = 0.0,
     B=None,
     sampler: str = "full",
     optimizer=None,
     save: str = "linear",
     points_per_decade: int = 10,
-    alpha_min: Optional[float] = None,
+    alpha_min: float | None = None,
     generator: str = "jax",
 ) -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.

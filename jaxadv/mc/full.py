@@ -22,7 +22,8 @@ sampler's constant: the cluster axis B for this sampler).
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +126,7 @@ def observe(student: Student, B):
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable] = None, generator="jax") -> Sampler:
+def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Callable | None = None, generator="jax") -> Sampler:
     """The N-dimensional sampler of ``rule``.
 
     Args:
@@ -153,8 +154,8 @@ def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Optional[Callable
     return _full_sampler(rule, optimizer, get_generator(generator))
 
 
-@functools.lru_cache(maxsize=None)
-def _full_sampler(rule: TrainingRule, optimizer: Optional[Callable], gen: Generator) -> Sampler:
+@functools.cache
+def _full_sampler(rule: TrainingRule, optimizer: Callable | None, gen: Generator) -> Sampler:
     make_opt = student_optimizer if optimizer is None else optimizer
 
     def _observe(state: FullState, sp: SamplerParams) -> Observables:

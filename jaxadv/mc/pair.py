@@ -91,7 +91,7 @@ def init_pair(key, B, R0, b0) -> PairState:
     return PairState(Student(ws / jnp.linalg.norm(ws), b0[0]), Student(wt / jnp.linalg.norm(wt), b0[1]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pair_sampler(spec: PairSpec = PairSpec()) -> Sampler:
     """The pair's :class:`jaxadv.mc.full.Sampler`: ``sp.model`` is a :class:`jaxadv.model.pair.PairParams`,
     ``sp.const`` the cluster axis B; ``init(key, sp, R0, b0)`` takes ``R0 = (R_s, R_t, Q)`` and

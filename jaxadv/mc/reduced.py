@@ -285,7 +285,7 @@ def observe_reduced(state: ReducedState):
     return state.R, state.b, jnp.ones_like(state.R)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reduced_sampler(rule: TrainingRule = DEFAULT_RULE) -> Sampler:
     """The exact O(1)-per-step sampler of ``rule`` as an ``(init, step)`` pair (see
     :mod:`jaxadv.mc.full` for the interface; the constant of :class:`SamplerParams` is N as a

@@ -19,7 +19,8 @@ name          law                                                           ODE 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +47,7 @@ class EpsLaw(NamedTuple):
 
     name: str
     draw: Callable
-    nodes: Optional[Callable]
+    nodes: Callable | None
     random: bool = False
     params: tuple = ()
     validate: Callable = lambda values: None

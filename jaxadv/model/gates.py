@@ -18,7 +18,8 @@ name         open where                                              ODE face
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
@@ -37,8 +38,8 @@ class Gate(NamedTuple):
     """
 
     name: str
-    open: Optional[Callable] = None
-    margin_cut: Optional[Callable] = None
+    open: Callable | None = None
+    margin_cut: Callable | None = None
     params: tuple = ()
 
 

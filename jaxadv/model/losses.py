@@ -19,7 +19,8 @@ The default is the talk's quadratic loss of the erf student,
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ class Loss(NamedTuple):
 
     name: str
     value: Callable
-    moments: Optional[Callable] = None
+    moments: Callable | None = None
 
 
 def force(loss: Loss, x, tau):

@@ -45,7 +45,7 @@ class ModelParams(NamedTuple):
 
 # (name, predicate, description of the valid range)
 _RULES = {
-    "prior": (lambda x: (0.0 < x) & (x < 1.0), "must lie in the open interval (0, 1)"),
+    "prior": (lambda x: (x > 0.0) & (x < 1.0), "must lie in the open interval (0, 1)"),
     "rho": (lambda x: x >= 0.0, "must be >= 0"),
     "v1": (lambda x: x > 0.0, "must be > 0"),
     "v2": (lambda x: x > 0.0, "must be > 0"),

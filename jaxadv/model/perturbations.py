@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
@@ -75,12 +76,12 @@ class Attack(NamedTuple):
 
     name: str
     perturb: Callable
-    field: Optional[Callable] = None
-    along_w: Optional[Callable] = None
+    field: Callable | None = None
+    along_w: Callable | None = None
     random: bool = False
     uses_eps: bool = True
     params: tuple = ()
-    threat: Optional[str] = None
+    threat: str | None = None
     no_ode: str = ""
 
 
@@ -158,7 +159,7 @@ L1 = Attack(
 ATTACKS = {a.name: a for a in (L2, NOISE, LINF, L1)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gradient_attack(norm=2, box=None) -> Attack:
     r"""A Monte-Carlo-only attack record that runs :func:`jaxadv.attacks.fgm` on the margin
     :math:`-\tau\,w\cdot\xi` in the ``norm`` ball, clipped into ``box`` (e.g. ``(0, 1)`` for pixels).

@@ -32,22 +32,22 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..defaults import DT, N_SAVE
-from ..model.perturbations import l2_attack_field
 from ..model.data import cluster_table, field_mean
-from .quadrature import gauss_legendre_mean
 from ..model.losses import force, get_loss
+from ..model.params import ModelParams, validate_params
+from ..model.perturbations import l2_attack_field
 from ..model.rule import DEFAULT_RULE
+from .quadrature import gauss_legendre_mean
+from .rk4 import RK4, integrate, integrate_at
 from .solve import _steps
 from .vector_field import vector_field
-from ..model.params import ModelParams, validate_params
-from .rk4 import RK4, integrate, integrate_at
 
 __all__ = ["FluctuationResult", "FluctuationState", "step_moments", "fluctuation_field", "solve_fluctuations"]
 
@@ -171,7 +171,7 @@ def solve_fluctuations(
     n_save: int = N_SAVE,
     *,
     dt: float = DT,
-    R0: Optional[float] = None,
+    R0: float | None = None,
     b0: float = 0.0,
     loss="quadratic",
     method: str = "auto",

@@ -18,13 +18,13 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["nodes", "lift", "truncated_gauss_mean", "gauss_hermite_mean", "gauss_legendre_mean"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nodes(rule: str, *args):
     r"""The one node cache of the library: ``nodes("legendre", n)``, ``nodes("hermite", n)`` (for
     :math:`\mathcal N(0,1)`), ``nodes("panels", panels, order, width)`` (composite Gauss--Legendre on

@@ -42,7 +42,7 @@ to alpha = 1000 and step doubling is faster on short horizons.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +53,9 @@ __all__ = ["ButcherTableau", "RK4", "EULER", "rk_step", "rk_stages", "integrate"
 class ButcherTableau(NamedTuple):
     """Coefficients of an explicit Runge--Kutta method (``a`` strictly lower triangular)."""
 
-    a: Tuple[Tuple[float, ...], ...]
-    b: Tuple[float, ...]
-    c: Tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
     order: int
 
 

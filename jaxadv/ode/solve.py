@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,10 +61,10 @@ class ODEResult(NamedTuple):
     alpha: jax.Array
     R: jax.Array
     b: jax.Array
-    n_evals: Optional[jax.Array] = None
-    failed: Optional[jax.Array] = None
-    status: Optional[jax.Array] = None
-    fallback: Optional[jax.Array] = None
+    n_evals: jax.Array | None = None
+    failed: jax.Array | None = None
+    status: jax.Array | None = None
+    fallback: jax.Array | None = None
 
 
 def domain_status(R, b, step_failed=None):
@@ -153,11 +153,11 @@ def solve_ode(
     R0=0.0,
     b0=0.0,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params: Optional[dict] = None,
+    rule_params: dict | None = None,
     loss=None,
     method: str = "auto",
-    rtol: Optional[float] = None,
-    atol: Optional[float] = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     max_steps: int = 100_000,
     devices=None,
     dtype=None,
