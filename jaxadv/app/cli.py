@@ -196,6 +196,9 @@ def _dispatch(args) -> int:
     # Every command integrates ODEs in float64 (Gaussian averages to 1e-9); the Monte Carlo
     # picks its dtype explicitly (float32 unless x64=true).
     jax.config.update("jax_enable_x64", True)
+    from .compile_cache import enable as enable_compile_cache
+
+    enable_compile_cache()  # a second run of a configuration reads its compiled programs back
     if hasattr(args, "func"):
         return args.func(args)
     from .config import load_config, presets_table
