@@ -68,7 +68,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
     with jax.enable_x64(True):  # scoped: the Monte Carlo below and the benchmarks after this one keep float32
         ode = time_interleaved(contenders, s["repeats"])
     single = ode["single layer (jaxadv.solve_ode)"]
-    for name, (K, attack, rule) in ode_cases.items():
+    for name, (K, _attack, rule) in ode_cases.items():
         ode[name]["rhs_evals"] = 4 * n_steps
         ode[name]["s_per_rhs"] = ode[name]["median_s"] / (4 * n_steps)
         ode[name]["nodes_per_cluster"] = int(tensor_nodes(K, rule)[0].shape[0])
@@ -99,7 +99,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         jaxadv.simulate(jax.random.key(0), mp, N=N, alpha_max=s["mc_alpha"], n_save=1, replicas=reps).R
     )
     mc = time_interleaved(mc_contenders, s["repeats"])
-    for name, row in mc.items():
+    for row in mc.values():
         row["ns_per_replica_step"] = 1e9 * row["median_s"] / (steps * reps)
         row["ns_per_elem"] = row["ns_per_replica_step"] / N
     for name in mc_cases:

@@ -3,12 +3,13 @@
 Three contenders advance ``replicas`` students by a fixed number of steps (never a whole run),
 float32, timed interleaved in the same process:
 
-* **jaxadv** -- the public kernel loop ``jaxadv.mc.driver.advance_states`` of ``jaxadv.full_sampler()`` that :func:`jaxadv.simulate`
-  calls between save points (draw, attack, optax SGD step, normalisation; vmap over replicas,
-  ``lax.scan`` over steps), with the state carried from call to call (its buffers are donated).
+* **jaxadv** -- the public kernel loop ``jaxadv.mc.driver.advance_states`` of ``jaxadv.full_sampler()``
+  that :func:`jaxadv.simulate` calls between save points (draw, attack, optax SGD step, normalisation;
+  vmap over replicas, ``lax.scan`` over steps), with the state carried from call to call (its buffers are donated).
 * **floor** -- the same scan drawing the same random numbers and nothing else: per step and
   replica ``fold_in(replica_key, step)``, ``split``, one ``uniform`` and one ``normal`` of size
-  N, drawn the fastest way we know (:mod:`jaxadv.threefry`, the same bits as ``jax.random``). Its result is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
+  N, drawn the fastest way we know (:mod:`jaxadv.threefry`, the same bits as ``jax.random``). Its result
+  is kept (the last ``z`` and a running sum of the uniforms) so XLA cannot drop it.
   No implementation of the same algorithm with the same key scheme can beat it.
 * **fast / floor_fast** -- the same kernel with ``generator="fast"`` (:mod:`jaxadv.fast_random`: both
   words of every threefry2x32 block, Box--Muller normals; the same law, other numbers), and its own
@@ -339,14 +340,16 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
         print(
             f"  R={replicas:5d} N={N:6d} steps={steps:3d}  jaxadv {row['jaxadv']['ns_per_elem']:.2f} "
             f"floor {row['floor']['ns_per_elem']:.2f} numpy {row['numpy']['ns_per_elem']:.2f} ns/elem  "
-            f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}"
+            f"jaxadv/floor {row['jaxadv_over_floor']['median']:.2f}  "
+            f"numpy/jaxadv {row['numpy_over_jaxadv']['median']:.2f}"
             + "".join(
                 f"  {p}/jaxadv {row[f'{p}_over_jaxadv']['median']:.2f}" for p in PEERS if f"{p}_over_jaxadv" in row
             ),
             flush=True,
         )
         print(
-            f"    fast generator: {row['fast']['ns_per_elem']:.2f} ns/elem, its floor {row['floor_fast']['ns_per_elem']:.2f}"
+            f"    fast generator: {row['fast']['ns_per_elem']:.2f} ns/elem, "
+            f"its floor {row['floor_fast']['ns_per_elem']:.2f}"
             f"  jaxadv/fast {row['jaxadv_over_fast']['median']:.2f} [{row['jaxadv_over_fast']['low']:.2f}, "
             f"{row['jaxadv_over_fast']['high']:.2f}]  fast/floor_fast {row['fast_over_floor_fast']['median']:.2f}"
             f"  floor/floor_fast {row['floor_over_floor_fast']['median']:.2f}",
@@ -358,7 +361,8 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                 f"    sharded over {sh['devices']} host devices: jaxadv {row['jaxadv_sharded']['ns_per_elem']:.2f} "
                 f"floor {row['floor_sharded']['ns_per_elem']:.2f} ns/elem  jaxadv/floor "
                 f"{sh['jaxadv_over_floor']['median']:.2f}  numpy/jaxadv {sh['numpy_over_jaxadv']['median']:.2f}  "
-                f"fast {row['fast_sharded']['ns_per_elem']:.2f} ns/elem, jaxadv/fast {sh['jaxadv_over_fast']['median']:.2f}",
+                f"fast {row['fast_sharded']['ns_per_elem']:.2f} ns/elem, "
+                f"jaxadv/fast {sh['jaxadv_over_fast']['median']:.2f}",
                 flush=True,
             )
 

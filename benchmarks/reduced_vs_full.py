@@ -129,7 +129,7 @@ def time_pair(N, replicas, reduced_steps, full_steps, repeats):
                 "ns_per_replica_step_min": min(times[name]) / (replicas * steps) * 1e9,
             }
         )
-    ratios = [(f / full_steps) / (r / reduced_steps) for r, f in zip(times["reduced"], times["full"])]
+    ratios = [(f / full_steps) / (r / reduced_steps) for r, f in zip(times["reduced"], times["full"], strict=True)]
     med = statistics.median(times["floor"])
     rows.append(
         {
@@ -145,7 +145,7 @@ def time_pair(N, replicas, reduced_steps, full_steps, repeats):
             "ns_per_replica_step_min": min(times["floor"]) / (replicas * reduced_steps) * 1e9,
         }
     )
-    over_floor = statistics.median([r / f for r, f in zip(times["reduced"], times["floor"])])
+    over_floor = statistics.median([r / f for r, f in zip(times["reduced"], times["floor"], strict=True)])
     return rows, statistics.median(ratios), over_floor
 
 
@@ -168,7 +168,7 @@ def cli(argv=None, write: bool = True):
     Ns = (100, 1000, 10000)
     full_steps = [int(s) for s in args.full_steps.split(",")]
     rows, speedup, over_floor = [], {}, {}
-    for N, fs in zip(Ns, full_steps):
+    for N, fs in zip(Ns, full_steps, strict=True):
         pair_rows, ratio, over_floor[str(N)] = time_pair(N, args.replicas, args.reduced_steps, fs, args.repeats)
         rows += pair_rows
         speedup[str(N)] = ratio

@@ -6,9 +6,10 @@ against the grid size, and the memory peak of the Monte Carlo against its state 
 * ODE: :func:`jaxadv.solve_ode` (float64) to ``alpha = 1000`` at ``dt = 2`` on grids of
   growing size (eps x prior).
 * Memory: each size runs in a fresh subprocess that reports its peak resident set
-  (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` would inherit the parent's peak) after one ``advance_states`` call; the same process
-  without the call is the baseline. On an accelerator, ``jax.devices()[0].memory_stats()``
-  (``peak_bytes_in_use``) is recorded instead where the backend provides it.
+  (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` would inherit the parent's peak) after one
+  ``advance_states`` call; the same process without the call is the baseline. On an accelerator,
+  ``jax.devices()[0].memory_stats()`` (``peak_bytes_in_use``) is recorded instead where the backend
+  provides it.
 
 Writes ``results/scaling_<device>.json`` and the figure ``results/scaling_<device>.png``.
 Run: ``python -m benchmarks.scaling [--quick]``.
@@ -157,7 +158,7 @@ def main(quick: bool = False, tiny: bool = False) -> dict:
                     for x in ModelParams()._replace(prior=pr, eps=e)
                 )
             )
-            t = time_interleaved({"ode": lambda: solve_ode(P, 1000.0, 1, dt=2.0)}, repeats=size["repeats"])["ode"]
+            t = time_interleaved({"ode": lambda P=P: solve_ode(P, 1000.0, 1, dt=2.0)}, repeats=size["repeats"])["ode"]
             vs_grid.append(
                 {
                     "points": int(e.size),

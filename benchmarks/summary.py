@@ -51,7 +51,8 @@ def table_mc(d):
         "same bits with `jax.random`.",
         "",
         "PyTorch (CPU, batched, `torch.no_grad`; timed with one intra-op thread and with its default, one per core, "
-        "the faster of the two at each size is the peer: `torch_best` in the JSON) and numba (`@njit` loop, one thread) "
+        "the faster of the two at each size is the peer: `torch_best` in the JSON) "
+        "and numba (`@njit` loop, one thread) "
         "are the same algorithm "
         "(`benchmarks/peers.py`), timed in the same interleaved repeats; "
         + (
@@ -67,7 +68,9 @@ def table_mc(d):
         "steps` a call and their times are scaled per step. `call ms`: one call of the kernel that makes no "
         "step (the observables of every replica).",
         "",
-        "| replicas | N | steps | peer steps | call ms | jaxadv ns | floor ns | jax.random floor ns | NumPy ns | PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
+        "| replicas | N | steps | peer steps | call ms | jaxadv ns | floor ns | jax.random floor ns | NumPy ns "
+        "| PyTorch ns | numba ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv "
+        "| jaxadv / floor (CPU time) | NumPy / jaxadv (CPU time) | compile s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in d["rows"]:
@@ -92,7 +95,8 @@ def table_mc(d):
             f"Replicas sharded over {sh[0]['sharded']['devices']} XLA host devices "
             "(`jaxadv.sharding.shard_batch`, one device per core), same run:",
             "",
-            "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv | numba / jaxadv | speed-up over one device |",
+            "| replicas | N | jaxadv ns | floor ns | jaxadv / floor | NumPy / jaxadv | PyTorch / jaxadv "
+            "| numba / jaxadv | speed-up over one device |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in sh:
@@ -170,7 +174,8 @@ def table_mc(d):
 def table_ode(d):
     m, peer, h = d["meta"], d["peer"], d["headline"]
     lines = [
-        f"**ODE throughput against solve_ivp** ({m['device']}, {m['dtype']}, {m['points']} points = {m['grid'][0]} eps x "
+        f"**ODE throughput against solve_ivp** ({m['device']}, {m['dtype']}, "
+        f"{m['points']} points = {m['grid'][0]} eps x "
         f"{m['grid'][1]} prior, alpha = {m['alpha_max']:g}, size `{m['size']}`, grid split over "
         f"{h.get('devices', 1)} device(s)). Error: largest |end point - reference|; for jaxadv over the "
         f"whole grid against its adaptive RK4 at rtol {m.get('fine_reference_rtol', 0):g} (itself within "
@@ -226,11 +231,13 @@ def table_scaling(d):
     ]
     for r in d["mc_vs_N"]:
         lines.append(
-            f"| MC vs N | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} | {r['jaxadv_ns_per_elem']:.2f} |"
+            f"| MC vs N | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} "
+            f"| {r['jaxadv_ns_per_elem']:.2f} |"
         )
     for r in d["mc_vs_replicas"]:
         lines.append(
-            f"| MC vs replicas | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} | {r['jaxadv_ns_per_elem']:.2f} |"
+            f"| MC vs replicas | {r['replicas']} | {r['N']} | {r['jaxadv_s']:.4f} | {r['floor_s']:.4f} "
+            f"| {r['jaxadv_ns_per_elem']:.2f} |"
         )
     for r in d["ode_vs_grid"]:
         lines.append(f"| ODE vs grid | | {r['points']} | {r['median_s']:.4f} | | |")
@@ -266,7 +273,8 @@ def table_reduced(d):
         "",
         "The floor is the reduced kernel's loop drawing the same random numbers and nothing else.",
         "",
-        "| N | replicas | reduced ns / replica-step | floor ns / replica-step | reduced / floor | full ns / replica-step | speed-up |",
+        "| N | replicas | reduced ns / replica-step | floor ns / replica-step | reduced / floor "
+        "| full ns / replica-step | speed-up |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     per = {(r["sampler"], r["N"]): r for r in d["rows"]}
@@ -289,7 +297,8 @@ def table_reduced(d):
 def table_ode_grid(d):
     err = d["max_abs_error_vs_dt_over_20"]
     return [
-        f"**ODE grid through `jaxadv sweep`** ({d['device']}, {d['device_count']} device(s), {d['dtype']}): {d['grid'][0]} x "
+        f"**ODE grid through `jaxadv sweep`** ({d['device']}, {d['device_count']} device(s), {d['dtype']}): "
+        f"{d['grid'][0]} x "
         f"{d['grid'][1]} ({' x '.join(d['axes'])}) trajectories to alpha = {d['alpha_max']:g} with RK4 dt = "
         f"{d['dt']:g} ({d['rk4_steps']} steps) through `jaxadv.app.sweep`: **{d['run_s_median']:.2f} s** "
         f"(median of {d['repeats']}; compile {d['compile_s']:.2f} s). Largest deviation from dt/20: "

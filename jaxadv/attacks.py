@@ -137,9 +137,8 @@ def _check_box(box):
         lo, hi = box
     except (TypeError, ValueError):
         raise ValueError(f"box={box!r} must be None or a pair (lo, hi)") from None
-    if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer):
-        if not float(lo) < float(hi):
-            raise ValueError(f"box={box!r} must have lo < hi")
+    if not isinstance(lo, jax.core.Tracer) and not isinstance(hi, jax.core.Tracer) and not float(lo) < float(hi):
+        raise ValueError(f"box={box!r} must have lo < hi")
     return lo, hi
 
 
@@ -195,7 +194,8 @@ def _clip_box(x, delta, box):
 
 
 def fgm(loss_fn, x, y, *, eps, norm, box=None):
-    r"""Fast gradient method: :math:`\tilde x = \operatorname{clip}_{[lo,hi]}\big(x + \operatorname{step}(\nabla_x L(x,y), \epsilon)\big)`.
+    r"""Fast gradient method:
+    :math:`\tilde x = \operatorname{clip}_{[lo,hi]}\big(x + \operatorname{step}(\nabla_x L(x,y), \epsilon)\big)`.
 
     One normalised gradient step of size :math:`\epsilon` in the threat model's norm
     (:func:`steepest_step`); ``norm=inf`` is FGSM, :math:`x+\epsilon\operatorname{sign}(\nabla_xL)`.
@@ -357,10 +357,7 @@ def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_re
     objective = jax.value_and_grad(lambda d: sign * loss_fn(x + d, y))
 
     def one_start(k):
-        if random_start:
-            d0 = random_in_ball(k, x.shape, eps, norm, dtype)
-        else:
-            d0 = jnp.zeros_like(x)
+        d0 = random_in_ball(k, x.shape, eps, norm, dtype) if random_start else jnp.zeros_like(x)
         d0 = _clip_box(x, d0, box)
 
         def body(_, carry):

@@ -17,6 +17,7 @@ unchanged. See ``docs/multi_device.md`` for the commands (one machine, several m
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 __all__ = ["initialize", "is_multiprocess", "is_primary", "agree", "broadcast", "add_arguments", "initialize_from_args"]
@@ -72,10 +73,8 @@ def initialize(
     import jax
 
     if _needs_gloo(jax.__version__):
-        try:
+        with contextlib.suppress(AttributeError, KeyError, ValueError):  # pragma: no cover - very old jax
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        except (AttributeError, KeyError, ValueError):  # pragma: no cover - very old jax
-            pass
     kwargs = {} if local_device_ids is None else {"local_device_ids": local_device_ids}
     if coordinator is None:
         jax.distributed.initialize(**kwargs)
@@ -118,12 +117,12 @@ def broadcast(tree):
     arrays = [np.asarray(x) for x in leaves]
     sent = multihost_utils.broadcast_one_to_all([_bits(a) for a in arrays])
     out = []
-    for a, s in zip(arrays, sent):
+    for a, s in zip(arrays, sent, strict=True):
         s = np.asarray(s)
         out.append(np.ascontiguousarray(s.astype(np.uint8)).view(a.dtype).reshape(a.shape))
     out = [
         o if isinstance(x, np.ndarray) else o.item() if o.ndim == 0 and not isinstance(x, np.generic) else o
-        for x, o in zip(leaves, out)
+        for x, o in zip(leaves, out, strict=True)
     ]
     return jax.tree.unflatten(treedef, out)
 

@@ -6,6 +6,7 @@ an interrupted and resumed Monte Carlo and an ODE sweep, results saved to OUT/re
 With ``committee`` it runs the committee's Monte Carlo instead: plain, and interrupted then resumed.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -40,10 +41,8 @@ def interrupted_then_resumed(run, name):
     ck, advance = os.path.join(out, name), driver.dispatch
     driver.dispatch = interrupting(advance, 2)
     try:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             run(ck)
-        except KeyboardInterrupt:
-            pass
         res["checkpoint_seen"] = os.path.exists(ck)
         calls = driver.dispatch.args
         result = run(ck)

@@ -116,7 +116,7 @@ def _bisect_l1(v, eps):
 def test_l1_projection_is_exact():
     rng = np.random.default_rng(4)
     proj = jax.jit(lambda v, eps: A.project(v, eps, 1))
-    for trial in range(20):
+    for _ in range(20):
         v = rng.normal(size=(3, 5)) * rng.uniform(0.1, 3)
         eps = rng.uniform(0.05, 4)
         p = np.asarray(proj(jnp.asarray(v), eps))
@@ -261,7 +261,7 @@ def test_vmap_equals_a_loop(norm):
 
     @jax.jit
     def both(X, Y, keys):  # vmap, and a sequential loop (lax.map) over the same examples
-        return [(jax.vmap(f)(X, Y, keys), jax.lax.map(lambda a: f(*a), (X, Y, keys))) for f in (attack, fgm)]
+        return [(jax.vmap(f)(X, Y, keys), jax.lax.map(lambda a, f=f: f(*a), (X, Y, keys))) for f in (attack, fgm)]
 
     for batched, looped in both(X, Y, keys):
         np.testing.assert_allclose(batched, looped, rtol=1e-10, atol=1e-12)
@@ -292,7 +292,7 @@ def test_targeted_attacks_reach_the_goal():
     # the talk's slide: maximise sigma_goal - sigma_tau (untargeted ascent of goal_margin)
     margin = A.goal_margin(lambda x: jax.nn.softmax(logits(x)))
     labels = jnp.stack([Y, goal], axis=1)
-    adv2 = jax.jit(jax.vmap(lambda x, l, k: A.pgd(margin, x, l, k, eps=3.0, step=0.3, n_steps=30, norm=2)))(
+    adv2 = jax.jit(jax.vmap(lambda x, lab, k: A.pgd(margin, x, lab, k, eps=3.0, step=0.3, n_steps=30, norm=2)))(
         X, labels, keys
     )
     assert np.mean(np.asarray(jnp.argmax(jax.vmap(logits)(adv2), axis=1)) == np.asarray(goal)) >= 0.95

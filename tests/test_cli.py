@@ -30,7 +30,7 @@ def test_run_writes_all_outputs(tmp_path):
     assert rep["R"].shape == (6, 5) and rep["b"].shape == (6, 5) and rep["alpha"].shape == (5,)
     rob = read_csv(out / "robustness.csv")
     assert set(rob) >= {"eps_test", "robust_error_ode", "robust_error_mc_mean", "robust_error_mc_sem"}
-    info = json.load(open(out / "config.json"))
+    info = json.loads((out / "config.json").read_text())
     assert info["config"]["prior"] == 0.7 and info["config"]["N"] == 30
     for key in ("jax_version", "device", "timings_s", "seed", "jaxadv_version", "verdict"):
         assert key in info
@@ -45,7 +45,7 @@ def test_no_mc_and_toml(tmp_path):
     out = tmp_path / "o"
     assert main(["run", str(toml), "--no-mc", "--out", str(out)]) == 0
     assert not (out / "mc.csv").exists()
-    info = json.load(open(out / "config.json"))
+    info = json.loads((out / "config.json").read_text())
     assert info["config"]["name"] == "mine" and info["config"]["prior"] == 0.6
     assert info["resolved"]["eps_test"] == 0.5
 

@@ -156,7 +156,7 @@ def numpy_averages(Q, R, b, v, mixture, eps, attack, h=0.04, T=10.0, steps=3, st
 
     out = {k: 0.0 for k in ("D1", "Dy", "Dh", "DD", "Fv")}
     for a, var, tau, p in zip(
-        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors))
+        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors)), strict=True
     ):
         m = R @ a - b
         x = m + t @ np.linalg.cholesky(var * Q).T
@@ -222,7 +222,7 @@ def test_averages_without_attack_match_closed_form():
     )
     ref = np.zeros(3)
     for a, var, tau, p in zip(
-        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors))
+        *(np.asarray(z) for z in (mixture.centres, mixture.variances, mixture.labels, mixture.priors)), strict=True
     ):
         m, C = R @ a - b, var * Q
         for k in range(3):
@@ -481,6 +481,9 @@ def test_monte_carlo_starts_with_exact_overlaps():
 # --- Monte Carlo against the ODE -------------------------------------------------------------------
 
 
+MC_VS_ODE_RULE = GaussRule(10, 8, 8.0)
+
+
 def mc_vs_ode(
     mixture,
     params,
@@ -493,7 +496,7 @@ def mc_vs_ode(
     R0,
     b0=None,
     v0=None,
-    rule=GaussRule(10, 8, 8.0),
+    rule=MC_VS_ODE_RULE,
     dt=0.05,
     seed=0,
 ):

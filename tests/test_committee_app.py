@@ -148,8 +148,8 @@ def test_certified_command_writes_every_output(tmp_path):
         )
         == 0
     )
-    ode = list(csv.DictReader(open(out / "certified_ode.csv")))
-    mc = list(csv.DictReader(open(out / "certified_mc.csv")))
+    ode = list(csv.DictReader((out / "certified_ode.csv").read_text().splitlines()))
+    mc = list(csv.DictReader((out / "certified_mc.csv").read_text().splitlines()))
     assert [r["training"] for r in ode] == ["standard"] * 2 + ["adversarial"] * 2 + ["lipschitz"] * 2
     assert len(mc) == 6 and "lipschitz_sem" in mc[0]
     for r in ode:
@@ -157,5 +157,5 @@ def test_certified_command_writes_every_output(tmp_path):
         assert float(r["pgd"]) >= float(r["clean"]) - 0.05  # (pgd <= worst holds by construction)
     assert all(float(r["L"]) <= 1.0 + 1e-9 for r in ode if r["training"] == "lipschitz")
     assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    info = json.load(open(out / "config.json"))
+    info = json.loads((out / "config.json").read_text())
     assert info["trainings"]["adversarial"]["attack"] == "fgm" and info["trainings"]["lipschitz"]["lipschitz"] == 1.0

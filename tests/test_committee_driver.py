@@ -122,7 +122,7 @@ def test_driver_bits_equal_the_one_jit_reference(name):
     key = jax.random.key(7)
     mc = cmc.simulate_committee(key, mixture, params, spec, **kw)
     ref = reference(key, mixture, params, spec, **kw)
-    for f, r in zip(("Q", "R", "b", "v"), ref):
+    for f, r in zip(("Q", "R", "b", "v"), ref, strict=True):
         np.testing.assert_array_equal(getattr(mc, f), r, err_msg=f)
     assert mc.finite.all()
     np.testing.assert_allclose(mc.alpha, np.arange(4) * 8 / 40)

@@ -2,6 +2,7 @@
 per point (same numbers as a direct run, resumable to the bit), figures and the refusals."""
 
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -209,7 +210,7 @@ def test_toml_reads_preset_run_defaults(tmp_path):
 
 def test_readme_committee_sweep_example_loads(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = open(os.path.join(root, "README.md")).read()
+    text = Path(root, "README.md").read_text()
     toml = text.split("### Committee sweeps", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "c.toml").write_text(toml)
     cfg = load_committee_sweep_config(str(tmp_path / "c.toml"))

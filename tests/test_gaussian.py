@@ -35,11 +35,11 @@ def test_force_is_minus_derivative_of_quadratic_loss():
 
 @pytest.mark.parametrize("method", ["closed", "quadrature"])
 def test_force_moments_against_quad(method):
-    m, v, tau = (jnp.asarray(a) for a in zip(*GRID))
+    m, v, tau = (jnp.asarray(a) for a in zip(*GRID, strict=True))
     d1, d2 = force_moments(QUADRATIC, m, v, tau, method)
     for i, (mi, vi, ti) in enumerate(GRID):
-        assert abs(float(d1[i]) - _quad_mean(lambda x: _delta(x, ti), mi, vi)) < 1e-13, (mi, vi, ti)
-        assert abs(float(d2[i]) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)) < 1e-13, (mi, vi, ti)
+        assert abs(float(d1[i]) - _quad_mean(lambda x, ti=ti: _delta(x, ti), mi, vi)) < 1e-13, (mi, vi, ti)
+        assert abs(float(d2[i]) - _quad_mean(lambda x, ti=ti: _delta(x, ti) ** 2, mi, vi)) < 1e-13, (mi, vi, ti)
 
 
 def test_rules_on_polynomials_and_smooth_functions():
@@ -69,7 +69,7 @@ def test_closed_form_moments_to_machine_precision_on_a_wide_grid():
         d1, d2 = force_moments(QUADRATIC, jnp.asarray(mi), jnp.asarray(vi), jnp.asarray(ti), "closed")
         worst = max(
             worst,
-            abs(float(d1) - _quad_mean(lambda x: _delta(x, ti), mi, vi)),
-            abs(float(d2) - _quad_mean(lambda x: _delta(x, ti) ** 2, mi, vi)),
+            abs(float(d1) - _quad_mean(lambda x, ti=ti: _delta(x, ti), mi, vi)),
+            abs(float(d2) - _quad_mean(lambda x, ti=ti: _delta(x, ti) ** 2, mi, vi)),
         )
     assert worst < 1e-14, worst

@@ -146,21 +146,21 @@ def test_cli_small(tmp_path, pair, capsys, monkeypatch):
     assert "mnist: digits 3 vs 7" in cap.err and "clean test error" in cap.out
     import csv
 
-    rows = list(csv.DictReader(open(out / "mnist.csv")))
+    rows = list(csv.DictReader((out / "mnist.csv").read_text().splitlines()))
     assert set(rows[0]) == {"eps", "attack", "norm", "test_error"}
     assert {(r["attack"], r["norm"]) for r in rows} == {(a, n) for a in ("fgm", "bim") for n in ("inf", "2", "1")}
     assert len(rows) == 12
-    model = list(csv.DictReader(open(out / "model.csv")))
+    model = list(csv.DictReader((out / "model.csv").read_text().splitlines()))
     assert set(model[0]) == {"eps", "norm", "measured", "isotropic", "field_variance", "box"}
-    trade = list(csv.DictReader(open(out / "tradeoff.csv")))
+    trade = list(csv.DictReader((out / "tradeoff.csv").read_text().splitlines()))
     assert len(trade) == 4 and set(trade[0]) == {"eps_train", "eps_test", "test_error", "norm1"}
-    info = json.load(open(out / "config.json"))
+    info = json.loads((out / "config.json").read_text())
     assert info["protocol"]["n_train"] == 200 and info["protocol"]["digits"] == [3, 7]
     assert 0 <= info["headline"]["fgsm_error"] <= 1 and "total_s" in info["timings_s"]
     for png in ("histograms", "weights_and_perturbation", "robustness", "tradeoff"):
         data = (out / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    cert = list(csv.DictReader(open(out / "certified.csv")))
+    cert = list(csv.DictReader((out / "certified.csv").read_text().splitlines()))
     assert set(cert[0]) == {
         "student",
         "eps_train",

@@ -29,7 +29,8 @@ def _start(out, num_processes, process_id, port, devices, *extra):
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    log = open(os.path.join(out, f"log_{process_id}.txt"), "w")
+    # the log stays open while the worker runs; _finish closes it (proc.log)
+    log = open(os.path.join(out, f"log_{process_id}.txt"), "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, WORKER, str(out), str(num_processes), str(process_id), str(port), *extra],
         env=env,

@@ -26,8 +26,8 @@ def rhs_reference(R, b, p):
     dR = db = 0.0
     for tau, wt, v in ((1.0, prior, v1), (-1.0, 1 - prior, v2)):
         m = tau * rho * R / 2 - b - tau * eps
-        d1 = _avg(lambda x: _delta(x, tau), m, v)
-        d2 = _avg(lambda x: _delta(x, tau) ** 2, m, v)
+        d1 = _avg(lambda x, tau=tau: _delta(x, tau), m, v)
+        d2 = _avg(lambda x, tau=tau: _delta(x, tau) ** 2, m, v)
         dR += eta_w * (1 - R * R) * rho / 2 * wt * tau * d1 - eta_w**2 / 2 * R * wt * v * d2
         db += -eta_b * wt * d1
     return np.array([dR, db])
@@ -52,7 +52,7 @@ def test_trajectory_against_solve_ivp():
     for p in PARAMS:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, dt=0.02, R0=0.1, b0=0.2)
         ref = solve_ivp(
-            lambda t, y: rhs_reference(y[0], y[1], p),
+            lambda t, y, p=p: rhs_reference(y[0], y[1], p),
             (0, 40.0),
             [0.1, 0.2],
             method="DOP853",
@@ -87,7 +87,7 @@ def test_adaptive_trajectory_against_solve_ivp():
     for p in PARAMS:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, R0=0.1, b0=0.2, rtol=1e-10)
         ref = solve_ivp(
-            lambda t, y: rhs_reference(y[0], y[1], p),
+            lambda t, y, p=p: rhs_reference(y[0], y[1], p),
             (0, 40.0),
             [0.1, 0.2],
             method="DOP853",
@@ -118,7 +118,7 @@ def test_embedded_estimate_against_solve_ivp():
     for p in PARAMS[2:]:
         sol = solve_ode(p, alpha_max=40.0, n_save=8, R0=0.1, b0=0.2, rtol=1e-9, estimate="embedded")
         ref = solve_ivp(
-            lambda t, y: rhs_reference(y[0], y[1], p),
+            lambda t, y, p=p: rhs_reference(y[0], y[1], p),
             (0, 40.0),
             [0.1, 0.2],
             method="DOP853",

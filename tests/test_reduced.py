@@ -204,7 +204,7 @@ def test_step_uniforms_are_the_threefry_words_of_their_counters():
     keys = jax.random.split(jax.random.key(11), 64)
     for n in (1, 2, 5, 6):
         h = (n + 1) // 2
-        got = np.asarray(jax.vmap(lambda k: step_uniforms(k, n, jnp.float32))(keys))
+        got = np.asarray(jax.vmap(lambda k, n=n: step_uniforms(k, n, jnp.float32))(keys))
         words = np.stack(
             [np.asarray(threefry_2x32(jax.random.key_data(k), jnp.arange(2 * h, dtype=jnp.uint32)))[:n] for k in keys]
         )

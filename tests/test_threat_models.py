@@ -47,7 +47,7 @@ def test_attack_is_worst_case_in_ball(n, q, attack):
     """No perturbation in the ball (all vertices; 20000 random points) lowers tau*x below the attack's."""
     rng = np.random.default_rng(n)
     eps, b = 0.7, 0.2
-    for trial in range(5):
+    for _ in range(5):
         w = rng.normal(size=n)
         w /= np.linalg.norm(w)
         xi, tau = rng.normal(size=n), float(rng.choice([-1.0, 1.0]))

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import nbformat
@@ -146,7 +147,7 @@ def test_defence_labels_do_not_overlap():
     fig = Figure()
     ax = fig.subplots()
     pts = [(0.2864, 0.6255), (0.2865, 0.6254), (0.27, 0.48)]
-    ax.plot(*zip(*pts), "o")
+    ax.plot(*zip(*pts, strict=True), "o")
     offs = place_labels(ax, pts, ["none", "noise", "adversarial"])
     assert offs[0] != offs[1]
 
@@ -219,15 +220,15 @@ def test_notebooks_are_committed_with_their_figures(name):
 
 
 def test_citation_file_matches_the_version():
-    text = open(os.path.join(ROOT, "CITATION.cff")).read()
+    text = Path(ROOT, "CITATION.cff").read_text()
     assert f'version: "{jaxadv.__version__}"' in text and "cff-version: 1.2.0" in text
-    assert "How to cite" in open(os.path.join(ROOT, "README.md")).read()
+    assert "How to cite" in Path(ROOT, "README.md").read_text()
 
 
 def test_readme_sweep_example_loads(tmp_path):
     from jaxadv.app.sweep import load_sweep_config
 
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = Path(ROOT, "README.md").read_text()
     toml = text.split("## Sweeps", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "s.toml").write_text(toml)
     cfg = load_sweep_config(str(tmp_path / "s.toml"))

@@ -37,6 +37,10 @@ from .verdict import honest_verdict
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
 
 
+def _float_or_nan(z) -> float:
+    return float("nan") if z is None else float(z)
+
+
 def _defence(rule_kwargs=None, eps_zero=False, values=lambda eps, N: {}):
     return {"rule": training_rule(**(rule_kwargs or {})), "eps_zero": eps_zero, "values": values}
 
@@ -202,9 +206,8 @@ def compare_defences(
                     loss=loss,
                     rule=rule,
                 )
-                nan_if_none = lambda z: nan if z is None else float(z)
                 row.update(
-                    verdict=v.status, deviation_sem=nan_if_none(v.z_max), raw_deviation_sem=nan_if_none(v.raw_z_max)
+                    verdict=v.status, deviation_sem=_float_or_nan(v.z_max), raw_deviation_sem=_float_or_nan(v.raw_z_max)
                 )
         out.append(DefenceResult(**row))
     return out

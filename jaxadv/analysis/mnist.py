@@ -434,7 +434,8 @@ def adversarial_sgd_step(student, xi, tau, eps, params, loss, *, norm="inf", box
     r"""One step of the model's training rule on an MNIST example, with the attack of :func:`jaxadv.attacks.fgm`.
 
     .. math::
-        \tilde\xi = \operatorname{clip}_{box}\big(\xi+\operatorname{step}_q(\nabla_\xi L(w\cdot\xi-b,\tau),\epsilon)\big),
+        \tilde\xi = \operatorname{clip}_{box}\big(\xi
+        +\operatorname{step}_q(\nabla_\xi L(w\cdot\xi-b,\tau),\epsilon)\big),
         \quad w \leftarrow \frac{w-\frac{\eta_w}N\nabla_wL(w\cdot\tilde\xi-b,\tau)}{\|\cdot\|},\quad
         b \leftarrow b-\frac{\eta_b}N\partial_bL,
 
@@ -522,7 +523,7 @@ def tradeoff(
         students.append(s)
         err = attack_errors(k_eval, s, data.x_test, data.y_test, eps_test_grid, attack="fgm", norm=norm)
         n1 = float(jnp.abs(s.w).sum())
-        for et, er in zip(eps_test_grid, err):
+        for et, er in zip(eps_test_grid, err, strict=True):
             cols["eps_train"].append(e)
             cols["eps_test"].append(et)
             cols["test_error"].append(er)

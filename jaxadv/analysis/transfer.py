@@ -19,8 +19,9 @@ jointly Gaussian with correlation :math:`Q`. With :math:`c_a=(\frac\rho2R_a-\tau
     E_\text{tr}^{(l=\tau)} = \sum_\tau p_\tau\,\Phi\Big(\frac{\epsilon m}{\sqrt{v_\tau}} - c_t\Big),
 
 .. math::
-    E_\text{tr}^{(l=\operatorname{sign}x_s)} = \sum_\tau p_\tau\Big[F(\epsilon m) + \Phi\big(-\tfrac{\epsilon m}{\sqrt{v_\tau}}-c_t\big)
-    - F(-\epsilon m)\Big],\qquad F(y) = \Phi_2\Big(c_s,\ \frac{y}{\sqrt{v_\tau}}-c_t;\ -Q\Big),
+    E_\text{tr}^{(l=\operatorname{sign}x_s)} = \sum_\tau p_\tau\Big[F(\epsilon m)
+    + \Phi\big(-\tfrac{\epsilon m}{\sqrt{v_\tau}}-c_t\big) - F(-\epsilon m)\Big],
+    \qquad F(y) = \Phi_2\Big(c_s,\ \frac{y}{\sqrt{v_\tau}}-c_t;\ -Q\Big),
 
 :math:`F(y)=P(\tau x_s>0,\ \tau x_t<y\mid\tau)` and :math:`\Phi_2` the bivariate normal CDF
 (:func:`bivariate_normal_cdf`). Derivations: ``docs/theory.md``, section 13.

@@ -129,7 +129,7 @@ def corrected_predictions(ode_cols: dict, fl, params, eps_test: float) -> dict:
         "R": np.asarray(ode_cols["R"], float) + np.asarray(fl.shift)[:, 0],
         "b": np.asarray(ode_cols["b"], float) + np.asarray(fl.shift)[:, 1],
     }
-    for name, c in zip(("test_error", "robust_error"), corr):
+    for name, c in zip(("test_error", "robust_error"), corr, strict=True):
         out[name] = np.asarray(ode_cols[name], float) + np.asarray(c)
     return out
 

@@ -13,9 +13,10 @@ For each, against alpha, the ODE (lines) and the Monte Carlo (replica means with
 give at the test radius ``eps``: the clean error, the error PGD leaves (``pgd_test_steps`` L2 steps of
 :math:`2.5\\epsilon/T`; field-space PGD equals N-dimensional PGD; estimated as the exact worst-case
 error minus the fraction of ``pgd_samples`` fields drawn from the order parameters on which the
-worst case errs and PGD does not, :func:`state_errors`), the exact worst-case robust error, and the certified errors of the
-Lipschitz and interval certificates (:mod:`jaxadv.committee.certified`), with the bound :math:`L`. The
-Monte Carlo's errors are those of each replica's order parameters (exact for its weights at any N).
+worst case errs and PGD does not, :func:`state_errors`), the exact worst-case robust error, and the
+certified errors of the Lipschitz and interval certificates (:mod:`jaxadv.committee.certified`), with
+the bound :math:`L`. The Monte Carlo's errors are those of each replica's order parameters (exact for
+its weights at any N).
 
 Files (atomically): ``certified_ode.csv`` and ``certified_mc.csv`` (one row per training and save
 point), ``certified.png``, ``config.json`` (configuration, final errors, timings).
@@ -226,10 +227,11 @@ def plot_certified(ode: dict, mc, cfg: dict):
         "adversarial": f"adversarial ({attack})",
         "lipschitz": f"Lipschitz, L_max={cfg['lipschitz']:g}",
     }
-    for ax, measures, title in zip(axes, panels, titles):
+    for ax, measures, title in zip(axes, panels, titles, strict=True):
         for tr, col in colors.items():
             sel = ode["training"] == tr
-            for m, ls in zip(measures, ("-", "--")):
+            # a panel shows one or two measures: the second line style is used only when there are two
+            for m, ls in zip(measures, ("-", "--"), strict=False):
                 ax.plot(
                     ode["alpha"][sel], ode[m][sel], ls, color=col, lw=1.3, label=names[tr] if m == measures[0] else None
                 )

@@ -130,7 +130,7 @@ def run_resumable(
             states, obs, start_k = loaded
 
     def keep(k, o):
-        for a, x in zip(obs, driver.observables_on_host(o, plan.replicas)):
+        for a, x in zip(obs, driver.observables_on_host(o, plan.replicas), strict=True):
             a[:, k + 1] = x
 
     bar = Progress(plan.n_save, label, enabled=progress and is_primary(), initial=start_k)

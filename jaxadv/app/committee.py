@@ -398,7 +398,7 @@ def _figures(out_dir, ode, mc, K, D, cfg):
     groups = [(g, cols) for g, cols in groups if cols and not (g == "v" and not cfg["train_v"])]
     fig = Figure(figsize=(3.6 * len(groups), 3.4), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    for ax, (g, cols) in zip(axes, groups):
+    for ax, (g, cols) in zip(axes, groups, strict=True):
         for i, c in enumerate(cols):
             color = f"C{i % 10}"
             ax.plot(ode["alpha"], ode[c], color=color, lw=1.2, label=c)

@@ -396,7 +396,7 @@ def grid_points(cfg: CommitteeSweepConfig):
     names = list(cfg.grid)
     shape = tuple(len(cfg.grid[k]) for k in names)
     mesh = np.meshgrid(*(np.asarray(cfg.grid[k], float) for k in names), indexing="ij")
-    return {k: m.ravel() for k, m in zip(names, mesh)}, shape
+    return {k: m.ravel() for k, m in zip(names, mesh, strict=True)}, shape
 
 
 def _point(flat: dict, i: int) -> dict:
@@ -421,9 +421,9 @@ def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
 
 
 def order_parameter_names(K: int, D: int):
-    """Column names of the order parameters: ``Q_k_l`` (k <= l), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
+    """Column names of the order parameters: ``Q_k_m`` (k <= m), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
     return (
-        [f"Q_{k + 1}_{l + 1}" for k in range(K) for l in range(k, K)]
+        [f"Q_{k + 1}_{m + 1}" for k in range(K) for m in range(k, K)]
         + [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)]
         + [f"b_{k + 1}" for k in range(K)]
         + [f"v_{k + 1}" for k in range(K)]

@@ -508,7 +508,7 @@ def presets_table() -> str:
             rows.append((k, *(fmt(d[k]) for d in dicts), fmt(default[k])))
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)).rstrip() for r in rows]
     lines.append(
         "  ('-': derived: eps_test = eps, eps_test_max = max(2 eps, 2 eps_test, 2), R0 random, noise_norm = eps)"
     )

@@ -73,13 +73,13 @@ def write_csv(path, columns: dict) -> None:
     """Write equal-length columns ``{name: array}`` as CSV with a header row (full float precision)."""
     names = list(columns)
     arrays = [np.asarray(columns[n]).ravel() for n in names]
-    lengths = {n: a.size for n, a in zip(names, arrays)}
+    lengths = {n: a.size for n, a in zip(names, arrays, strict=True)}
     if len(set(lengths.values())) > 1:  # zip would drop the tail of the longer columns silently
         raise ValueError(f"write_csv {os.fspath(path)!r}: columns of different lengths {lengths}")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(names)
-    for row in zip(*arrays):
+    for row in zip(*arrays, strict=True):
         w.writerow(
             [
                 repr(float(x)) if isinstance(x, (float, np.floating)) else x.item() if hasattr(x, "item") else x

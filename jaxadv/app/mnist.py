@@ -253,7 +253,7 @@ def experiment(
             curves["attack"] += [attack] * len(grid)
             curves["norm"] += [norm] * len(grid)
             curves["test_error"] += list(err)
-            log(f"mnist: {attack:>3} L{norm:<3} " + " ".join(f"{e:g}:{x:.3f}" for e, x in zip(grid, err)))
+            log(f"mnist: {attack:>3} L{norm:<3} " + " ".join(f"{e:g}:{x:.3f}" for e, x in zip(grid, err, strict=True)))
     timings["attacks_s"] = time.perf_counter() - t
     curves = {k: np.asarray(v) for k, v in curves.items()}
 
@@ -299,7 +299,7 @@ def experiment(
         sel = trade["eps_train"] == e
         log(
             f"mnist: adversarial SGD eps_train={e:g}: "
-            + " ".join(f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel]))
+            + " ".join(f"{a:g}:{b:.3f}" for a, b in zip(trade["eps_test"][sel], trade["test_error"][sel], strict=True))
         )
 
     t = time.perf_counter()
@@ -413,29 +413,29 @@ def certified_table(
     students = [("logistic", 0.0, student)] + trained_students(trade)
     names = ("fgm", "bim", "pgd")
     cols = {k: [] for k in ("student", "eps_train", "norm", "eps", "certified", "no_box", *names, "attacked", "gap")}
+
+    def attacked(a, name, s, norm, grid):
+        if a not in attacks:
+            return np.full(len(grid), np.nan)
+        if name == "logistic" and curves is not None:
+            return curves["test_error"][(curves["attack"] == a) & (curves["norm"] == norm)]
+        return mnist.attack_errors(
+            _fold(key, 1),
+            s,
+            data.x_test,
+            data.y_test,
+            grid,
+            attack=a,
+            norm=norm,
+            n_steps=pgd_steps,
+            n_restarts=restarts,
+        )
+
     for name, e_train, s in students:
         for norm, grid in grids.items():
             cert = certified_curve(s, data.x_test, data.y_test, grid, norm)
             nobox = unboxed_attack_errors(s, data.x_test, data.y_test, grid, norm)
-
-            def attacked(a):
-                if a not in attacks:
-                    return np.full(len(grid), np.nan)
-                if name == "logistic" and curves is not None:
-                    return curves["test_error"][(curves["attack"] == a) & (curves["norm"] == norm)]
-                return mnist.attack_errors(
-                    _fold(key, 1),
-                    s,
-                    data.x_test,
-                    data.y_test,
-                    grid,
-                    attack=a,
-                    norm=norm,
-                    n_steps=pgd_steps,
-                    n_restarts=restarts,
-                )
-
-            errs = {a: attacked(a) for a in names}
+            errs = {a: attacked(a, name, s, norm, grid) for a in names}
             best = np.nanmax(np.stack([errs[a] for a in names if a in attacks]), axis=0)
             n = len(grid)
             cols["student"] += [name] * n
@@ -452,7 +452,7 @@ def certified_table(
                 cols[k] += list(val)
             log(
                 f"mnist: certified/attacked {name:>20} L{norm:<3} "
-                + " ".join(f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best))
+                + " ".join(f"{e:g}:{c:.3f}/{p:.3f}" for e, c, p in zip(grid, cert, best, strict=True))
             )
     return {k: np.asarray(v) for k, v in cols.items()}
 
@@ -463,7 +463,7 @@ def trained_students(trade) -> list:
     import numpy as np
 
     per_student = np.asarray(trade["eps_train"]).reshape(len(trade["students"]), -1)[:, 0]
-    return [(f"sgd_eps_train={e:g}", float(e), s) for e, s in zip(per_student, trade["students"])]
+    return [(f"sgd_eps_train={e:g}", float(e), s) for e, s in zip(per_student, trade["students"], strict=True)]
 
 
 def _fold(key, i):
@@ -564,7 +564,7 @@ def plot_robustness(res) -> Figure:
     fig = _figure(12, 3.6)
     axes = fig.subplots(1, 3)
     styles = {"fgm": ("o-", "FGM (FGSM)"), "bim": ("s--", "BIM"), "pgd": ("^:", "PGD")}
-    for ax, (norm, label) in zip(axes, (("inf", "L$_\\infty$"), ("2", "L$_2$"), ("1", "L$_1$"))):
+    for ax, (norm, label) in zip(axes, (("inf", "L$_\\infty$"), ("2", "L$_2$"), ("1", "L$_1$")), strict=True):
         for attack, (style, name) in styles.items():
             sel = (c["attack"] == attack) & (c["norm"] == norm)
             if sel.any():
@@ -767,7 +767,7 @@ def transfer_experiment(
             add("model_transfer_isotropic", pred["isotropic"])
             log(
                 f"mnist transfer: {name} target, L{norm}: Q={pred['Q']:.3f} M={pred['M']:.2f}; "
-                + " ".join(f"{e:g}:{a:.3f}/{b:.3f}" for e, a, b in zip(grid, tr, pred["field_variance"]))
+                + " ".join(f"{e:g}:{a:.3f}/{b:.3f}" for e, a, b in zip(grid, tr, pred["field_variance"], strict=True))
                 + " (measured/model)"
             )
     timings["attacks_s"] = time.perf_counter() - t
@@ -876,7 +876,7 @@ def plot_certified(res) -> Figure:
     names = list(dict.fromkeys(c["student"]))
     fig = _figure(4.2 * len(norms), 3.6 + 0.25 * len(names))
     axes = np.atleast_1d(fig.subplots(1, len(norms)))
-    for ax, norm in zip(axes, norms):
+    for ax, norm in zip(axes, norms, strict=True):
         for i, name in enumerate(names):
             sel = (c["student"] == name) & (c["norm"] == norm)
             ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{name}: certified")

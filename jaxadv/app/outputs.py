@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -49,10 +50,8 @@ class OutputLock:
         self.path = path
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.path)
-        except FileNotFoundError:
-            pass
 
     def __enter__(self):
         return self
@@ -106,10 +105,8 @@ def _take_lock(out_dir: str, command: str) -> OutputLock:
                 holder = {}
             pid, host = holder.get("pid"), holder.get("host")
             if isinstance(pid, int) and host == me["host"] and not _alive(pid):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.remove(path)  # stale: its process is gone
-                except FileNotFoundError:
-                    pass
                 continue
             if not holder:
                 # being written at this instant, or unreadable: treat as held
@@ -165,10 +162,8 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
                     "pass --overwrite to replace them or choose another --out"
                 )
             for n in RESULT_FILES:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(out_dir, n))
-                except FileNotFoundError:
-                    pass
         atomic_write_bytes(owner_path, (json.dumps(ident, sort_keys=True, indent=1) + "\n").encode())
     except BaseException:
         lock.release()

@@ -207,7 +207,7 @@ def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
         (8, -26),
         (-8, -26),
     ]
-    for p, text in zip(points, texts):
+    for p, text in zip(points, texts, strict=True):
         if not np.all(np.isfinite(p)):
             chosen.append(None)
             continue
@@ -256,7 +256,7 @@ def plot_defences(results, path: str | None = None, title: str = "", eps_test: f
         pts.append((r.ode_clean, r.ode_robust) if ode_ok else (r.mc_clean, r.mc_robust))
     ax.margins(0.12)
     offsets = place_labels(ax, pts, [r.name for r in results], fontsize=9, avoid=mc_pts, bars=bars)
-    for i, (r, p, off) in enumerate(zip(results, pts, offsets)):
+    for i, (r, p, off) in enumerate(zip(results, pts, offsets, strict=True)):
         if off is not None:
             ax.annotate(
                 r.name,

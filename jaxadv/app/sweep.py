@@ -396,7 +396,7 @@ def grid_points(cfg: SweepConfig):
     names = list(cfg.grid)
     shape = tuple(len(cfg.grid[k]) for k in names)
     mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh)}
+    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
     n = int(np.prod(shape))
     defaults = ModelParams()._asdict()
 
@@ -415,7 +415,7 @@ def rule_columns(cfg: SweepConfig, params: ModelParams) -> dict:
     ones, tuples for the vector ones (shared by all points)."""
     names = list(cfg.grid)
     mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh)}
+    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
     flat["eps"] = np.asarray(params.eps)
     n = len(flat["eps"])
     out = {}
@@ -691,7 +691,7 @@ def table(result: SweepResult) -> dict:
     n, P = int(np.prod(shape)), len(result.alpha)
     cols = {"point": np.repeat(np.arange(n), P)}
     mesh = np.meshgrid(*result.axes.values(), indexing="ij")
-    for k, m in zip(result.axes, mesh):
+    for k, m in zip(result.axes, mesh, strict=True):
         cols[k] = np.repeat(m.ravel(), P)
     cols["alpha"] = np.tile(result.alpha, n)
     for k in ("R", "b", "test_error", "robust_error"):

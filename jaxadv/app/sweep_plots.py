@@ -92,7 +92,7 @@ def plot_sweep_heatmaps(
     fig = Figure(figsize=(4.0 * len(quantities), 3.6), layout="constrained")
     axes = fig.subplots(1, len(quantities), squeeze=False)
     xs, ys = np.asarray(result.axes[x]), np.asarray(result.axes[y])
-    for ax, q in zip(axes[0], quantities):
+    for ax, q in zip(axes[0], quantities, strict=True):
         z = final_slice(result, q, x, y, index)
         if q == "b":
             m = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0

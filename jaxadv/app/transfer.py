@@ -231,7 +231,8 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
         for k, v in end.items():
             add(eps_cols, f"ode_{k}", v[0])
         log(
-            f"ode eps_t={e_t:g}: alpha={sol.alpha[-1]:g} R_s={sol.R_s[-1]:.4f} R_t={sol.R_t[-1]:.4f} Q={sol.Q[-1]:.4f}; "
+            f"ode eps_t={e_t:g}: alpha={sol.alpha[-1]:g} R_s={sol.R_s[-1]:.4f} R_t={sol.R_t[-1]:.4f} "
+            f"Q={sol.Q[-1]:.4f}; "
             f"transfer({cfg['labels']}) at eps={eps:g}: {th['transfer_' + cfg['labels']][-1]:.4f}, white-box "
             f"{th['robust_t'][-1]:.4f}"
         )

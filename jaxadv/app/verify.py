@@ -287,7 +287,9 @@ def verify(
         slopes[f"std_{name}_measured"] = fit_slope(Ns, [r[f"std_{name}"] for r in red])[0]
         slopes[f"shift_{name}_predicted"] = fit_slope(Ns, [r[f"shift_pred_{name}"] for r in red])[0]
         resolved = [(r["N"], r["mean_dev_" + name]) for r in red if r[f"mean_dev_{name}_sem"] > 3.0]
-        slopes[f"mean_dev_{name}_measured"] = fit_slope(*zip(*resolved))[0] if len(resolved) >= 2 else float("nan")
+        slopes[f"mean_dev_{name}_measured"] = (
+            fit_slope(*zip(*resolved, strict=True))[0] if len(resolved) >= 2 else float("nan")
+        )
         slopes[f"mean_dev_{name}_resolved_N"] = [n for n, _ in resolved]
     log(
         "fitted log-log slopes (expected -0.5 for the spread, -1 for the mean bias): "
@@ -328,7 +330,7 @@ def _plot(rows, slopes, path, title):
 
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, name in zip(axes, ("R", "b")):
+    for ax, name in zip(axes, ("R", "b"), strict=True):
         notes, shown = [], []
         for sampler, mk in (("reduced", "o"), ("full", "s")):
             rr = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["N"])

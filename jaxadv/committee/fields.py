@@ -128,7 +128,8 @@ def fgm(x, geom: Geometry, v, tau, eps, loss: str = "quadratic"):
 
 
 def pgd(x, geom: Geometry, v, tau, eps, steps: int, step, loss: str = "quadratic", perp0=0.0):
-    r"""L2 PGD: ``steps`` times :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\,\nabla_\xi L(\xi+\delta)/\|\nabla_\xi L\|)`.
+    r"""L2 PGD: ``steps`` times
+    :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\,\nabla_\xi L(\xi+\delta)/\|\nabla_\xi L\|)`.
 
     In field space :math:`\delta = W^\top\gamma+\delta_\perp` with :math:`\delta_\perp\perp w_k`:
     the gradient never has a :math:`\delta_\perp` part, and the projection scales both parts by
@@ -182,7 +183,8 @@ def maximise_on_ellipsoid(phi, x, geom: Geometry, eps, iters: int = 32, n_polish
     Global search on a fixed grid of the sphere (:func:`sphere_grid`, plus :math:`\pm` the normalised
     gradient at :math:`e=0`), then a polish of the ``n_polish`` best points: ``iters`` moves along the
     tangent gradient by an angle that starts at the grid spacing, grows by 1.5 after a move that
-    increases :math:`\varphi` and shrinks by 0.4 (move refused) otherwise; the best end point wins. For :math:`K=1` the two points :math:`e=\pm1` are compared exactly.
+    increases :math:`\varphi` and shrinks by 0.4 (move refused) otherwise; the best end point wins. For
+    :math:`K=1` the two points :math:`e=\pm1` are compared exactly.
     For a :math:`\varphi` increasing along some :math:`w`-direction (every erf committee) the maximum
     lies on the boundary, so the interior is not searched.
 

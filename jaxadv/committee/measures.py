@@ -18,7 +18,8 @@ bisection (the clean error, and the robust error's reference ``method="bisect"``
 error, in closed form for each shift :math:`u` of the ball and maximised once over the ball
 (``method="threshold"``, the default: the example is an error iff
 :math:`\operatorname{erf}(s_*(x_{k^*}+u_{k^*}))\le r(u)=-A(u)/|v_{k^*}|` with :math:`A` the other units'
-part of :math:`\tau\sigma`, so :math:`t^*=\max_u[\operatorname{erfinv}(r(u))-s_*(x^0_{k^*}+u_{k^*})]/(\sqrt{v_c}C_{KK})`;
+part of :math:`\tau\sigma`, so
+:math:`t^*=\max_u[\operatorname{erfinv}(r(u))-s_*(x^0_{k^*}+u_{k^*})]/(\sqrt{v_c}C_{KK})`;
 ``docs/theory.md`` section 12.13). The error given :math:`t_{<K}` is :math:`\Phi(t^*)`, averaged over
 :math:`t_{<K}` by the (K-1)-dimensional rule of :mod:`jaxadv.committee.quadrature`. For :math:`K=1`
 this is the single-layer closed form (tested).
@@ -86,14 +87,14 @@ def error_fraction(G, span, bisect: int, dtype):
     :math:`\Phi(t^*)`; 1 when ``G(T) <= 0``, 0 when ``G(-T) > 0``."""
     lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
 
-    def body(_, lh):
-        l, h = lh
-        mid = (l + h) / 2
+    def body(_, bracket):
+        left, right = bracket
+        mid = (left + right) / 2
         bad = G(mid) <= 0
-        return jnp.where(bad, mid, l), jnp.where(bad, h, mid)
+        return jnp.where(bad, mid, left), jnp.where(bad, right, mid)
 
-    l, h = jax.lax.fori_loop(0, bisect, body, (lo, hi))
-    p = jnp.where(G(hi) <= 0, 1.0, ndtr((l + h) / 2))
+    left, right = jax.lax.fori_loop(0, bisect, body, (lo, hi))
+    p = jnp.where(G(hi) <= 0, 1.0, ndtr((left + right) / 2))
     return jnp.where(G(lo) > 0, 0.0, p)
 
 
@@ -192,7 +193,8 @@ def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule =
     r""":math:`S(\epsilon)`: probability that some :math:`\|\delta\|\le\epsilon` makes :math:`\tau\sigma\le0`.
 
     ``method="threshold"`` (default): one maximisation over the ball per outer node: the error set along
-    :math:`t_K` is :math:`t_K\le t^*` with :math:`t^*=\max_{u}\,[\operatorname{erfinv}(r(u))-s_*(x_{k^*}+u_{k^*})]/(\sqrt{v_c}C_{KK})`
+    :math:`t_K` is :math:`t_K\le t^*` with
+    :math:`t^*=\max_{u}\,[\operatorname{erfinv}(r(u))-s_*(x_{k^*}+u_{k^*})]/(\sqrt{v_c}C_{KK})`
     (module docstring, ``docs/theory.md`` section 12), maximised by
     :func:`jaxadv.committee.fields.maximise_on_ellipsoid`. ``method="bisect"``: the reference, a bisection
     on :math:`t_K` whose every step minimises the margin over the ball
@@ -221,8 +223,8 @@ def columns(result, mixture: Mixture, eps_test=(), rule: GaussRule = None, error
     K, D = R.shape[-2:]
     out = {"alpha": np.asarray(result.alpha)}
     for k in range(K):
-        for l in range(k, K):
-            out[f"Q_{k + 1}_{l + 1}"] = Q[:, k, l]
+        for m in range(k, K):
+            out[f"Q_{k + 1}_{m + 1}"] = Q[:, k, m]
     for k in range(K):
         for j in range(D):
             out[f"R_{k + 1}_{j + 1}"] = R[:, k, j]

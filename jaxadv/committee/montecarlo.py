@@ -10,8 +10,8 @@ the gradient step at the fixed perturbed input:
     v_k\leftarrow v_k-\tfrac{\eta_v}{N}\partial L/\partial v_k\ (\text{if trained}),
 
 then :math:`w_k\leftarrow w_k/\|w_k\|` (if normalised) or, with ``spec.lipschitz``, the Lipschitz
-projection :math:`W\leftarrow\min(1,L_\max/L)\,W` (:mod:`jaxadv.committee.lipschitz`). FGM and PGD use ``jax.grad`` of the
-committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` in field space
+projection :math:`W\leftarrow\min(1,L_\max/L)\,W` (:mod:`jaxadv.committee.lipschitz`). FGM and PGD use
+``jax.grad`` of the committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` in field space
 (:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma`. The
 weight update is ``jax.grad`` of the loss with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
 
@@ -172,7 +172,8 @@ def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: Comm
 
 
 def sample_example(key, mixture: Mixture, B):
-    r"""One labelled example: cluster :math:`c\sim p`, :math:`\xi=\sum_ja_{cj}B_j+\sqrt{v_c}z`; returns ``(xi, tau)``."""
+    r"""One labelled example: cluster :math:`c\sim p`, :math:`\xi=\sum_ja_{cj}B_j+\sqrt{v_c}z`;
+    returns ``(xi, tau)``."""
     k_c, k_z = jax.random.split(key)
     c = jax.random.categorical(k_c, jnp.log(mixture.priors))
     z = jax.random.normal(k_z, (B.shape[1],), B.dtype)

@@ -13,7 +13,8 @@ section 12), without normalisation
 and with per-unit normalisation (:math:`Q_{kk}=1` kept)
 
 .. math::
-    \dot R_{kj}=\eta_w\langle\Delta_k(y_j-R_{kj}h_k)\rangle-\tfrac{\eta_w^2}{2}R_{kj}\sum_cp_cv_c\langle\Delta_k^2\rangle_c,
+    \dot R_{kj}=\eta_w\langle\Delta_k(y_j-R_{kj}h_k)\rangle
+    -\tfrac{\eta_w^2}{2}R_{kj}\sum_cp_cv_c\langle\Delta_k^2\rangle_c,
 
 .. math::
     \dot Q_{kl}=\eta_w\langle\Delta_k(h_l-Q_{kl}h_k)+\Delta_l(h_k-Q_{kl}h_l)\rangle

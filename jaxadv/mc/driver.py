@@ -351,7 +351,7 @@ def run_plan(plan: Plan) -> list:
     obs = allocate_observables(plan, observables_on_host(o, plan.replicas))
     for k in range(plan.n_save):
         states, o = dispatch(plan, states, k)
-        for a, x in zip(obs, observables_on_host(o, plan.replicas)):
+        for a, x in zip(obs, observables_on_host(o, plan.replicas), strict=True):
             a[:, k + 1] = x
     return obs
 
@@ -546,7 +546,7 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
     except ValueError:
         raise ValueError(
             "params: the array-valued parameters do not broadcast to one grid shape: "
-            + ", ".join(f"{n}{x.shape}" for n, x in zip(ModelParams._fields, leaves))
+            + ", ".join(f"{n}{x.shape}" for n, x in zip(ModelParams._fields, leaves, strict=True))
         ) from None
     flat = [np.broadcast_to(x, shape).ravel() for x in leaves]
     n = int(np.prod(shape))

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import threefry
 from ..model.data import sample_example, unit_direction
-from ..model.pair import PairParams, PairSpec, PairState, check_pair_start, pair_as_arrays, pair_step
+from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, PairState, check_pair_start, pair_as_arrays, pair_step
 from ..model.params import check_value
 from ..model.student import Student
 from .driver import advance_states, init_batch, save_schedule
@@ -92,7 +92,7 @@ def init_pair(key, B, R0, b0) -> PairState:
 
 
 @functools.cache
-def pair_sampler(spec: PairSpec = PairSpec()) -> Sampler:
+def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler:
     """The pair's :class:`jaxadv.mc.full.Sampler`: ``sp.model`` is a :class:`jaxadv.model.pair.PairParams`,
     ``sp.const`` the cluster axis B; ``init(key, sp, R0, b0)`` takes ``R0 = (R_s, R_t, Q)`` and
     ``b0 = (b_s, b_t)`` (:func:`init_pair`). Cached per ``spec``, so ``jit`` compiles each spec once."""
@@ -208,7 +208,7 @@ class PairMC(NamedTuple):
 def simulate_pair(
     key,
     pp: PairParams,
-    spec: PairSpec = PairSpec(),
+    spec: PairSpec = DEFAULT_PAIR_SPEC,
     *,
     N: int,
     alpha_max: float,
@@ -285,7 +285,7 @@ def simulate_pair(
         measure(0, states)
     for k in range(n_save):
         states, o = advance_states(sampler, run_keys, states, sp, k * steps, steps)
-        for lst, x in zip(obs, o):
+        for lst, x in zip(obs, o, strict=True):
             lst.append(np.asarray(x, np.float64))
         if measure_every or k == n_save - 1:
             measure(k + 1, states)

@@ -112,7 +112,8 @@ def _legendre_nodes(n: int):
 
 
 def _quadratic_moments(m, v, tau):
-    r"""Closed forms for :math:`\delta = (\tau-\operatorname{erf}x)\tfrac{2}{\sqrt\pi}e^{-x^2}`, :math:`x\sim\mathcal N(m,v)`.
+    r"""Closed forms for :math:`\delta = (\tau-\operatorname{erf}x)\tfrac{2}{\sqrt\pi}e^{-x^2}`,
+    :math:`x\sim\mathcal N(m,v)`.
 
     .. math::
         \langle\delta\rangle = \tfrac{2}{\sqrt\pi}\,\frac{e^{-m^2/(1+2v)}}{\sqrt{1+2v}}

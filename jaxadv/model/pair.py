@@ -27,7 +27,7 @@ from .params import ModelParams, check_value, validate_params
 from .rule import DEFAULT_RULE, TrainingRule, validate_rule
 from .student import Student, sgd_step
 
-__all__ = ["STREAMS", "PairParams", "PairSpec", "PairState", "pair_params", "pair_step"]
+__all__ = ["STREAMS", "DEFAULT_PAIR_SPEC", "PairParams", "PairSpec", "PairState", "pair_params", "pair_step"]
 
 STREAMS = ("independent", "same", "blackbox")
 """Stream modes of a pair (module docstring)."""
@@ -44,6 +44,10 @@ class PairSpec(NamedTuple):
     stream: str = "independent"
     rule_s: TrainingRule = DEFAULT_RULE
     rule_t: TrainingRule = DEFAULT_RULE
+
+
+DEFAULT_PAIR_SPEC = PairSpec()
+"""The default :class:`PairSpec`: independent streams, the default training rule for both students."""
 
 
 class PairParams(NamedTuple):
@@ -80,7 +84,7 @@ def pair_params(
     eta_b_t=None,
     rp_s=None,
     rp_t=None,
-    spec: PairSpec = PairSpec(),
+    spec: PairSpec = DEFAULT_PAIR_SPEC,
 ) -> PairParams:
     """Build and validate :class:`PairParams` from shared data parameters and each student's own values.
 
@@ -179,7 +183,7 @@ def check_pair_start(R0, b0):
     if len(b0) != 2:
         raise ValueError(f"b0={b0!r} must be (b_s, b_t)")
     check_pair_overlaps(*R0)
-    for name, v in zip(("b_s", "b_t"), b0):
+    for name, v in zip(("b_s", "b_t"), b0, strict=True):
         check_value(name, v, lambda x: True, "")
     return R0, b0
 

@@ -280,7 +280,8 @@ def check_reduced_supported(rule: TrainingRule) -> None:
         >>> check_reduced_supported(training_rule("linf"))
         Traceback (most recent call last):
         ...
-        ValueError: sampler='reduced' cannot represent attack='linf': only attacks along w (l2) keep the rotation symmetry; use sampler='full'
+        ValueError: sampler='reduced' cannot represent attack='linf': only attacks along w (l2) keep the rotation
+        symmetry; use sampler='full'
     """
     if rule.attack.along_w is None:
         from .perturbations import ATTACKS

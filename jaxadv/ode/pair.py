@@ -9,7 +9,8 @@ label), learning rates :math:`\eta_a, \eta_{b,a}` and any direction :math:`D` (`
     E[D\cdot z\mid u] = (D\cdot w_s, D\cdot w_t)\,C^{-1}u,\quad C=\begin{pmatrix}1&Q\\Q&1\end{pmatrix},
 
 .. math::
-    \dot R_a = \eta_a\big\langle\delta_a(B-R_aw_a)\cdot\xi\big\rangle - \tfrac{\eta_a^2}{2}R_a\sum_\tau p_\tau v_\tau\langle\delta_a^2\rangle_\tau,
+    \dot R_a = \eta_a\big\langle\delta_a(B-R_aw_a)\cdot\xi\big\rangle
+    - \tfrac{\eta_a^2}{2}R_a\sum_\tau p_\tau v_\tau\langle\delta_a^2\rangle_\tau,
     \qquad \dot b_a = -\eta_{b,a}\sum_\tau p_\tau\langle\delta_a\rangle_\tau,
 
 .. math::
@@ -39,7 +40,7 @@ import numpy as np
 
 from ..model.data import cluster_table
 from ..model.losses import force
-from ..model.pair import PairParams, PairSpec, check_pair_start, pair_as_arrays
+from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, check_pair_start, pair_as_arrays
 from .quadrature import nodes
 from .rk4 import integrate
 from .solve import _steps
@@ -186,7 +187,7 @@ def _solve(y0, pp, h, spec, sub, n_save):
 
 def solve_pair_ode(
     pp: PairParams,
-    spec: PairSpec = PairSpec(),
+    spec: PairSpec = DEFAULT_PAIR_SPEC,
     alpha_max: float = 10.0,
     n_save: int = 10,
     *,

@@ -71,12 +71,12 @@ EULER = ButcherTableau(a=((),), b=(1.0,), c=(0.0,), order=1)
 
 def _axpy(y, h, coeffs, ks):
     """``y + h * sum_j coeffs[j] * ks[j]`` on pytrees, skipping zero coefficients."""
-    terms = [(c, k) for c, k in zip(coeffs, ks) if c != 0.0]
+    terms = [(c, k) for c, k in zip(coeffs, ks, strict=True) if c != 0.0]
     if not terms:
         return y
 
     def comb(y_, *k_):
-        return y_ + h * sum(c * kk for (c, _), kk in zip(terms, k_))
+        return y_ + h * sum(c * kk for (c, _), kk in zip(terms, k_, strict=True))
 
     return jax.tree.map(comb, y, *[k for _, k in terms])
 
@@ -86,7 +86,7 @@ def rk_stages(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
 
     ``k1``: ``f(t, y, args)`` when the caller has it already (its first stage; ``c_1 = 0``)."""
     ks = []
-    for i, (a_i, c_i) in enumerate(zip(tableau.a, tableau.c)):
+    for i, (a_i, c_i) in enumerate(zip(tableau.a, tableau.c, strict=True)):
         if i == 0 and k1 is not None:
             ks.append(k1)
             continue
@@ -175,7 +175,9 @@ def _error_norm(err, y_old, y_new, rtol, atol):
         return jnp.max(jnp.abs(e) / scale)
 
     return jnp.max(
-        jnp.stack([leaf(*z) for z in zip(jax.tree.leaves(err), jax.tree.leaves(y_old), jax.tree.leaves(y_new))])
+        jnp.stack(
+            [leaf(*z) for z in zip(jax.tree.leaves(err), jax.tree.leaves(y_old), jax.tree.leaves(y_new), strict=True)]
+        )
     )
 
 
