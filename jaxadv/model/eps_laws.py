@@ -7,14 +7,14 @@ and a **nodes face** for the ODE, ``nodes(eps, rp, n) -> (eps_k, pi_k)`` with
 trailing axis that broadcasts against the parameters' grid shape; ``n`` the rule's ``n_eps_nodes``). A new law is one record here, added to :data:`EPS_LAWS`; its
 parameters become configuration keys and sweep axes.
 
-============  ==========================================================  ===================
-name          law                                                           ODE nodes
-============  ==========================================================  ===================
-``fixed``     :math:`\epsilon=` ``params.eps``                              exact (one node)
-``uniform``   :math:`U[\epsilon_\min,\epsilon_\max]`                        Gauss--Legendre
-``discrete``  :math:`\epsilon_k` with probability :math:`\pi_k`              exact (the support)
-``loguniform`` :math:`\log\epsilon\sim U[\log\epsilon_\min,\log\epsilon_\max]`     Gauss--Legendre in :math:`\log\epsilon`
-============  ==========================================================  ===================
+==============  ===============================================================  ====================
+name            law                                                              ODE nodes
+==============  ===============================================================  ====================
+``fixed``       :math:`\epsilon=` ``params.eps``                                 exact (one node)
+``uniform``     :math:`U[\epsilon_\min,\epsilon_\max]`                           Gauss--Legendre
+``discrete``    :math:`\epsilon_k` with probability :math:`\pi_k`                exact (the support)
+``loguniform``  :math:`\log\epsilon\sim U[\log\epsilon_\min,\log\epsilon_\max]`  Gauss--Legendre in :math:`\log\epsilon`
+==============  ===============================================================  ====================
 """
 
 from __future__ import annotations

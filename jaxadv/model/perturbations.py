@@ -15,14 +15,14 @@ An :class:`Attack` carries
 What the ODE, the reduced sampler and the threat evaluation accept follows from which faces
 exist. A new attack is one record here, added to :data:`ATTACKS`.
 
-=========  =====================================================  =============================
-name       :math:`\tilde\xi`                                        faces
-=========  =====================================================  =============================
-``l2``     :math:`\xi-\tau\epsilon w`                               MC, ODE (shift :math:`-\tau\epsilon`), reduced
-``noise``  :math:`\xi+s\,n`, :math:`n\sim\mathcal N(0,I_N)`           MC, ODE (variance :math:`+s^2`)
-``linf``   :math:`\xi-\tau\epsilon\operatorname{sign}(w)`           MC (the field moves by :math:`\epsilon\|w\|_1`)
+=========  ===========================================================  ====================
+name       :math:`\tilde\xi`                                            faces
+=========  ===========================================================  ====================
+``l2``     :math:`\xi-\tau\epsilon w`                                   MC, ODE (shift :math:`-\tau\epsilon`), reduced
+``noise``  :math:`\xi+s\,n`, :math:`n\sim\mathcal N(0,I_N)`             MC, ODE (variance :math:`+s^2`)
+``linf``   :math:`\xi-\tau\epsilon\operatorname{sign}(w)`               MC (the field moves by :math:`\epsilon\|w\|_1`)
 ``l1``     :math:`\xi-\tau\epsilon\operatorname{sign}(w_{i^*})e_{i^*}`  MC (the field moves by :math:`\epsilon\|w\|_\infty`)
-=========  =====================================================  =============================
+=========  ===========================================================  ====================
 
 The worst cases in the L2, L-infinity and L1 balls follow from Hölder's inequality
 (``docs/theory.md``, section 11); :mod:`jaxadv.analysis.threat` evaluates robust errors under
