@@ -52,7 +52,7 @@ Outputs: ``sweep.csv``, one row per grid point: ``point``, the swept values, ``a
 ``Q_k_l`` (k <= l), ``R_k_j``, ``b_k``, ``v_k``; with the Monte Carlo each order parameter's
 ``_mean`` and ``_sem`` over replicas, ``clean_error_mean``/``_sem`` (each replica's weights),
 ``robust_error_mean``/``_sem`` (with ``mc_robust``), ``n_finite`` and ``max_dev_sem`` (largest
-|MC - ODE| over the order parameters in standard errors). ``sweep.npz``: the whole trajectories on
+\|MC - ODE\| over the order parameters in standard errors). ``sweep.npz``: the whole trajectories on
 the grid (``Q`` of shape ``grid_shape + (P, K, K)``, ...). ``config.json``; ``heatmaps.png`` (final
 clean and robust errors over two swept axes) and ``tradeoff.png`` (robust against clean error along
 the eps-like axis).

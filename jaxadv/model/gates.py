@@ -8,12 +8,12 @@ the field on one side of the cut. ``open=None`` is the gate that is always open 
 example updates; the engines then skip the mask). A new gate is one record here, added to
 :data:`GATES`.
 
-===========  ====================================================  ==================
-name         open where                                              ODE face
-===========  ====================================================  ==================
-``none``     always                                                  (no truncation)
-``nonrobust`` :math:`\tau x<\epsilon`: the example is not :math:`\epsilon`-robust   cut :math:`c=\epsilon`
-===========  ====================================================  ==================
+=============  ===================================================================  ====================
+name           open where                                                           ODE face
+=============  ===================================================================  ====================
+``none``       always                                                               (no truncation)
+``nonrobust``  :math:`\tau x<\epsilon`: the example is not :math:`\epsilon`-robust  cut :math:`c=\epsilon`
+=============  ===================================================================  ====================
 """
 
 from __future__ import annotations
