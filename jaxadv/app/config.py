@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, fields, replace
 
@@ -256,7 +257,7 @@ def _coerce(key: str, value):
         known = (set(_FIELDS) - {"rule_extra"}) | set(_declared_params())
         raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     hint = _HINTS[key]
-    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
     base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
     if isinstance(value, str):
         s = value.strip()
