@@ -37,6 +37,7 @@ VARIANTS = {
     "noise": ("quadratic", rule_kwargs(attack="noise", noise_std=0.7)),
     "logistic": ("logistic", rule_kwargs(loss="logistic")),
     "cross_entropy_nonrobust": ("cross_entropy", rule_kwargs(nonrobust_only=True)),
+    "hinge": ("hinge", rule_kwargs(loss="hinge", hinge_margin=0.5)),
 }
 
 
@@ -178,6 +179,29 @@ def test_new_loss_forces():
         assert np.all(np.isfinite(ce))
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+@pytest.mark.parametrize("m, v, tau", [(0.3, 1.0, 1.0), (-0.5, 0.5, -1.0), (1.2, 2.0, 1.0), (-2.0, 0.3, 1.0)])
+def test_hinge_moments_vs_scipy(m, v, tau, margin):
+    """The hinge's force is the step tau * 1[tau x < c]: its closed-form moments against scipy's quad
+    split at the step (the Gauss--Legendre quadrature of a step is only good to about 1e-2)."""
+    rp = {"hinge_margin": jnp.asarray(margin)}
+    d1, d2 = force_moments(LOSSES["hinge"], jnp.asarray(m), jnp.asarray(v), jnp.asarray(tau), "closed", rp)
+    step = lambda x: tau * (tau * x < margin)
+    pdf = lambda x: stats.norm.pdf(x, m, math.sqrt(v))
+    want1 = sum(integrate.quad(lambda x: pdf(x) * step(x), a, b, epsabs=1e-13)[0] for a, b in _halves(tau * margin))
+    want2 = sum(
+        integrate.quad(lambda x: pdf(x) * step(x) ** 2, a, b, epsabs=1e-13)[0] for a, b in _halves(tau * margin)
+    )
+    np.testing.assert_allclose([float(d1), float(d2)], [want1, want2], rtol=1e-10, atol=1e-13)
+    # and the Monte Carlo's force (jax.grad of the value) is that step
+    x = jnp.linspace(-3.0, 3.0, 13) + 0.01
+    np.testing.assert_array_equal(np.asarray(force(LOSSES["hinge"], x, tau, rp)), tau * (tau * np.asarray(x) < margin))
+
+
+def _halves(cut):
+    return ((-np.inf, cut), (cut, np.inf))
+
+
 @pytest.mark.parametrize(
     "m,v,cut", [(0.0, 1.0, 0.0), (1.3, 0.5, 0.2), (-2.0, 3.0, 1.0), (0.5, 1.0, 20.0), (0.5, 1.0, -20.0)]
 )
@@ -313,9 +337,16 @@ def test_config_keys():
         load_config("scenario1", ["attack=l7"])
     with pytest.raises(ValueError, match="noise_norm=-1.0"):
         load_config("scenario1", ["noise_norm=-1"])
-    with pytest.raises(ValueError, match="loss='hinge'"):
-        load_config("scenario1", ["loss=hinge"])
+    with pytest.raises(ValueError, match="loss='squared_hinge'"):
+        load_config("scenario1", ["loss=squared_hinge"])
     assert load_config("scenario1", ["loss=logistic"]).loss == "logistic"
+    cfg = load_config("scenario1", ["loss=hinge", "hinge_margin=0.5"])
+    assert cfg.rule == training_rule(loss="hinge") and cfg.rule_params == {"hinge_margin": 0.5}
+    assert load_config("scenario1", ["loss=hinge"]).rule_params == {}  # the margin takes its default, 0
+    with pytest.raises(ValueError, match="hinge_margin=-0.1"):
+        load_config("scenario1", ["loss=hinge", "hinge_margin=-0.1"])
+    with pytest.raises(ValueError, match="hinge_margin=0.5 is not a parameter of the rule"):
+        make_rule_params(training_rule(), hinge_margin=0.5)
 
 
 @pytest.mark.slow

@@ -174,6 +174,11 @@ def theory_applies(rule=None, alpha=None) -> tuple:
     spaced save points."""
     from ..model.rule import DEFAULT_RULE
 
+    if rule is not None and rule.loss.params:
+        return False, (
+            f"theory unavailable here (the O(1/N) theory has no form for loss={rule.loss.name!r}: its "
+            "force is a step, which the theory's quadrature does not resolve)"
+        )
     if rule is not None and rule._replace(loss=DEFAULT_RULE.loss) != DEFAULT_RULE:
         return False, (
             "theory unavailable here (the O(1/N) theory covers the L2 attack with a fixed eps and "

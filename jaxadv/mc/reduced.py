@@ -241,8 +241,9 @@ def reduced_update(
     B_xi = tau * half_rho + s * Bz
     xi2 = half_rho**2 + 2 * tau * half_rho * s * Bz + v * (g1 * g1 + g2 * g2 + rest)
     eps = params.eps if eps is None else eps
-    a = rule.attack.along_w(tau, eps, {} if rp is None else rp)
-    delta = force(rule.loss, (w_xi - b) + a, tau)
+    rp = {} if rp is None else rp
+    a = rule.attack.along_w(tau, eps, rp)
+    delta = force(rule.loss, (w_xi - b) + a, tau, rp)
     c = params.eta_w / N * delta
     xi_adv2 = xi2 + 2 * a * w_xi + a * a
     num = R + c * (B_xi + a * R)

@@ -1,7 +1,8 @@
 r"""Losses of the pre-activation: the pluggable piece of the learning rule.
 
 A loss is a scalar function :math:`L(\tilde x, \tau)` of the (attacked) pre-activation
-:math:`\tilde x` and the label :math:`\tau`. Everything else derives from it:
+:math:`\tilde x` and the label :math:`\tau`, and of the rule's traced parameters where it
+declares some (the hinge's margin). Everything else derives from it:
 
 * the Monte Carlo differentiates it through :math:`\tilde x = w\cdot\tilde\xi - b`
   with ``jax.grad`` and feeds the gradient to optax;
@@ -14,6 +15,15 @@ checked against the generic quadrature in the tests.
 
 The default is the talk's quadratic loss of the erf student,
 :math:`L = \tfrac12(\operatorname{erf}(\tilde x) - \tau)^2`.
+
+=================  ===================================================================  =================
+name               :math:`L(\tilde x,\tau)`                                              ODE moments
+=================  ===================================================================  =================
+``quadratic``      :math:`\tfrac12(\operatorname{erf}\tilde x-\tau)^2`                   closed form
+``logistic``       :math:`\log(1+e^{-2\tau\tilde x})`                                   quadrature
+``cross_entropy``  :math:`-\log\Phi(\sqrt2\,\tau\tilde x)`                               quadrature
+``hinge``          :math:`\max(0,\ c-\tau\tilde x)`, :math:`c` = ``hinge_margin``         closed form
+=================  ===================================================================  =================
 """
 
 from __future__ import annotations
@@ -27,8 +37,21 @@ import jax.numpy as jnp
 from jax.scipy.special import erf
 
 from ..ode.quadrature import gauss_legendre_mean, lift, nodes
+from .params import Param
 
-__all__ = ["Loss", "QUADRATIC", "LOGISTIC", "CROSS_ENTROPY", "LOSSES", "get_loss", "force", "force_moments", "owens_t"]
+__all__ = [
+    "Loss",
+    "QUADRATIC",
+    "LOGISTIC",
+    "CROSS_ENTROPY",
+    "HINGE",
+    "LOSSES",
+    "get_loss",
+    "loss_value",
+    "force",
+    "force_moments",
+    "owens_t",
+]
 
 
 class Loss(NamedTuple):
@@ -36,19 +59,30 @@ class Loss(NamedTuple):
 
     Attributes:
         name: registry name (used in configs and file headers).
-        value: ``value(x, tau) -> L`` for scalar ``x``, ``tau`` (elementwise on arrays).
-        moments: optional ``moments(m, v, tau) -> (<delta>, <delta^2>)`` for
-            :math:`\\tilde x\\sim\\mathcal N(m, v)`, in closed form; ``None`` to use quadrature.
+        value: ``value(x, tau) -> L`` for scalar ``x``, ``tau`` (elementwise on arrays); a loss
+            with ``params`` takes the rule's parameter dict too, ``value(x, tau, rp)``.
+        moments: optional ``moments(m, v, tau) -> (<delta>, <delta^2>)`` (``moments(m, v, tau, rp)``
+            with ``params``) for :math:`\\tilde x\\sim\\mathcal N(m, v)`, in closed form; ``None`` to
+            use quadrature.
+        params: the :class:`jaxadv.model.params.Param` s it reads from the rule's parameter dict
+            (they become configuration keys and sweep axes, like an attack's).
     """
 
     name: str
     value: Callable
     moments: Callable | None = None
+    params: tuple = ()
 
 
-def force(loss: Loss, x, tau):
-    r"""The force :math:`\delta(x,\tau) = -\partial L(x,\tau)/\partial x`, elementwise."""
-    g = jax.grad(lambda x_, t_: loss.value(x_, t_))
+def loss_value(loss: Loss, x, tau, rp=None):
+    r""":math:`L(x,\tau)` of ``loss``, handing it the rule's parameters ``rp`` when it declares some."""
+    return loss.value(x, tau, {} if rp is None else rp) if loss.params else loss.value(x, tau)
+
+
+def force(loss: Loss, x, tau, rp=None):
+    r"""The force :math:`\delta(x,\tau) = -\partial L(x,\tau)/\partial x`, elementwise (``rp``: the
+    rule's parameters, for a loss that has some)."""
+    g = jax.grad(lambda x_, t_: loss_value(loss, x_, t_, rp))
     fn = g
     for _ in range(jnp.ndim(x)):
         fn = jax.vmap(fn)
@@ -56,7 +90,7 @@ def force(loss: Loss, x, tau):
     return -fn(x, tau)
 
 
-def force_moments(loss: Loss, m, v, tau, method: str = "auto"):
+def force_moments(loss: Loss, m, v, tau, method: str = "auto", rp=None):
     r"""Gaussian moments :math:`(\langle\delta\rangle, \langle\delta^2\rangle)` of the force for
     :math:`\tilde x\sim\mathcal N(m, v)`.
 
@@ -65,18 +99,19 @@ def force_moments(loss: Loss, m, v, tau, method: str = "auto"):
         m, v, tau: mean, variance of the attacked pre-activation and the label (equal shapes).
         method: ``"auto"`` (closed form when the loss has one, else ``"quadrature"``),
             ``"closed"`` or ``"quadrature"`` (composite Gauss--Legendre, see :mod:`jaxadv.ode.quadrature`).
+        rp: the rule's parameters (for a loss that has some, e.g. the hinge's margin).
     """
     if method == "auto":
         method = "closed" if loss.moments is not None else "quadrature"
     if method == "closed":
         if loss.moments is None:
             raise ValueError(f"method='closed': the loss {loss.name!r} has no closed-form moments")
-        return loss.moments(m, v, tau)
+        return loss.moments(m, v, tau, {} if rp is None else rp) if loss.params else loss.moments(m, v, tau)
     if method != "quadrature":
         raise ValueError(f"method={method!r} must be 'auto', 'closed' or 'quadrature'")
 
     m, v, tau = jnp.broadcast_arrays(*(jnp.asarray(a) for a in (m, v, tau)))
-    f1 = lambda x: force(loss, x, jnp.broadcast_to(tau[..., None], x.shape))
+    f1 = lambda x: force(loss, x, jnp.broadcast_to(tau[..., None], x.shape), rp)
     return gauss_legendre_mean(f1, m, v), gauss_legendre_mean(lambda x: f1(x) ** 2, m, v)
 
 
@@ -167,6 +202,39 @@ LOGISTIC = Loss("logistic", _logistic_value)
 CROSS_ENTROPY = Loss("cross_entropy", _cross_entropy_value)
 LOSSES[LOGISTIC.name] = LOGISTIC
 LOSSES[CROSS_ENTROPY.name] = CROSS_ENTROPY
+
+
+# --- the hinge loss: training only on examples inside the margin --------------------------------
+
+
+def _hinge_value(x, tau, rp):
+    r"""Hinge loss :math:`L=\max(0,\ c-\tau x)` with margin :math:`c` = ``rp["hinge_margin"]``;
+    force :math:`\delta=\tau\,\mathbb 1[\tau x<c]` (``jax.grad`` takes the kink's derivative as 0)."""
+    return jax.nn.relu(rp["hinge_margin"] - tau * x)
+
+
+def _hinge_moments(m, v, tau, rp):
+    r"""Closed forms for :math:`\delta=\tau\,\mathbb 1[\tau x<c]`, :math:`x\sim\mathcal N(m, v)`, :math:`\tau=\pm1`:
+
+    .. math::
+        P = \Pr(\tau x < c) = \Phi\Big(\frac{c-\tau m}{\sqrt v}\Big),\qquad
+        \langle\delta\rangle = \tau P,\qquad \langle\delta^2\rangle = P .
+
+    The force is a step, so Gauss--Legendre quadrature would converge slowly; these are exact
+    (``docs/theory.md``, section 3)."""
+    from jax.scipy.special import ndtr
+
+    P = ndtr((rp["hinge_margin"] - tau * m) / jnp.sqrt(v))
+    return tau * P, P
+
+
+HINGE = Loss(
+    "hinge",
+    _hinge_value,
+    _hinge_moments,
+    params=(Param("hinge_margin", 0.0, lambda x: x >= 0, "must be >= 0"),),
+)
+LOSSES[HINGE.name] = HINGE
 
 
 def get_loss(name_or_loss) -> Loss:

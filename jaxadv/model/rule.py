@@ -81,12 +81,13 @@ DEFAULT_RULE = TrainingRule()
 
 
 def registered_parts() -> tuple:
-    """Every registered attack, eps law and gate (read from the registries when called)."""
+    """Every registered loss, attack, eps law and gate (read from the registries when called)."""
     from .eps_laws import EPS_LAWS
     from .gates import GATES
+    from .losses import LOSSES
     from .perturbations import ATTACKS
 
-    return (*ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
+    return (*LOSSES.values(), *ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
 
 
 def registered_params() -> dict:
@@ -101,7 +102,7 @@ def registered_params() -> dict:
 def rule_param_specs(rule: TrainingRule) -> dict:
     """``{name: Param}`` of every traced parameter the rule's parts read."""
     specs = {}
-    for part in (rule.attack, rule.eps_law, rule.gate):
+    for part in (rule.loss, rule.attack, rule.eps_law, rule.gate):
         for p in part.params:
             specs[p.name] = p
     return specs

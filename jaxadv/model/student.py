@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .losses import Loss
+from .losses import Loss, loss_value
 from .params import ModelParams
 from .rule import DEFAULT_RULE, TrainingRule, perturb_example
 
@@ -49,9 +49,10 @@ def student_optimizer(params: ModelParams, N: int) -> optax.GradientTransformati
     )
 
 
-def example_loss(student: Student, xi_adv, tau, loss: Loss):
-    r""":math:`L(w\cdot\tilde\xi - b, \tau)` for one (already perturbed) example."""
-    return loss.value(jnp.dot(student.w, xi_adv) - student.b, tau)
+def example_loss(student: Student, xi_adv, tau, loss: Loss, rp=None):
+    r""":math:`L(w\cdot\tilde\xi - b, \tau)` for one (already perturbed) example (``rp``: the rule's
+    parameters, for a loss that reads some)."""
+    return loss_value(loss, jnp.dot(student.w, xi_adv) - student.b, tau, rp)
 
 
 def train_step(
@@ -69,7 +70,7 @@ def train_step(
     """
     xi_adv, gate = perturb_example(key, student, xi, tau, params, rule, rp)
     xi_adv = jax.lax.stop_gradient(xi_adv)
-    grads = jax.grad(example_loss)(student, xi_adv, tau, rule.loss)
+    grads = jax.grad(example_loss)(student, xi_adv, tau, rule.loss, rp)
     updates, new_state = opt.update(grads, opt_state, student)
     new = optax.apply_updates(student, updates)
     new = Student(w=optax.projections.projection_l2_sphere(new.w), b=new.b)

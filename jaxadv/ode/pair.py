@@ -75,7 +75,7 @@ def check_pair_ode_supported(spec: PairSpec) -> None:
 
 
 def _shifted_force(rule, x, label, eps, rp):
-    return force(rule.loss, x + rule.attack.along_w(label, eps, rp), label)
+    return force(rule.loss, x + rule.attack.along_w(label, eps, rp), label, rp)
 
 
 def pair_averages(

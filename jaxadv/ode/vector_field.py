@@ -59,11 +59,11 @@ def field_moments(R, b, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, 
     # more than twice slower than over the same elements flattened
     shape, flat = m.shape, lambda x: jnp.broadcast_to(x, m.shape).reshape(-1)
     if rule.gate.open is None:
-        d1, d2 = force_moments(loss, flat(m), flat(v2), flat(t2), method)
+        d1, d2 = force_moments(loss, flat(m), flat(v2), flat(t2), method, rp)
     else:
         # open where tau x < c on the clean field: integrate y = tau x ~ N(tau mean, v) below c, at x~ = tau y + shift
         t1, s1 = flat(t2), flat(shift)
-        f1 = lambda y: force(loss, t1[..., None] * y + s1[..., None], jnp.broadcast_to(t1[..., None], y.shape))
+        f1 = lambda y: force(loss, t1[..., None] * y + s1[..., None], jnp.broadcast_to(t1[..., None], y.shape), rp)
         ym, cut = flat(t2 * mean[..., None]), flat(rule.gate.margin_cut(eps2))
         d1 = truncated_gauss_mean(f1, ym, flat(v2), cut, "below")
         d2 = truncated_gauss_mean(lambda y: f1(y) ** 2, ym, flat(v2), cut, "below")
