@@ -59,6 +59,10 @@ def test_presets_table(capsys):
     out = capsys.readouterr().out
     assert "scenario1   balanced clusters" in out and "scenario2   unbalanced clusters" in out
     assert "{" not in out and re.search(r"^  replicas\s+128\s+128\s+64$", out, flags=re.M)
+    # every student's presets: the committee's and the surrogate/target pair's too
+    for name in ("committee", "xor", "certified", "transfer", "blackbox"):
+        assert re.search(rf"^  {name}\s+\S+=", out, flags=re.M), name
+    assert "K=4" in out.split("  xor", 1)[1].splitlines()[0]
 
 
 def test_sweep_command_writes_figures(tmp_path, capsys):

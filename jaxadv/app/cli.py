@@ -187,6 +187,29 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGTERM, old_term)
 
 
+def other_presets_table() -> str:
+    """The presets of the committee and the surrogate/target pair, one line each with the keys they set
+    (every other key takes the command's default: ``jaxadv committee --help``, ``jaxadv transfer --help``)."""
+    from . import committee, transfer
+
+    lines = []
+    for command, presets in (("committee", committee.PRESETS), ("transfer", transfer.PRESETS)):
+        lines.append(f"presets of `jaxadv {command} NAME`:")
+        for name, keys in presets.items():
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in keys.items() if k not in ("Q0", "R0", "b0"))
+            start = " (and a given start Q0, R0, b0)" if "R0" in keys else ""
+            lines.append(f"  {name:<11} {shown}{start}")
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_short(x) for x in v) + "]"
+    return str(v)
+
+
 def _dispatch(args) -> int:
     import jax
 
@@ -206,6 +229,8 @@ def _dispatch(args) -> int:
 
     if args.command == "presets":
         print(presets_table())
+        print()
+        print(other_presets_table())
         return 0
     if args.command == "compare-defences":
         from .run import run_defences
