@@ -1,9 +1,10 @@
 """One process of the multi-process test (tests/test_multiprocess.py): the Monte Carlo with both samplers,
 an interrupted and resumed Monte Carlo and an ODE sweep, results saved to OUT/result_<process>.npz.
 
-    python tests/multiprocess_worker.py OUT NUM_PROCESSES PROCESS_ID PORT [committee]
+    python tests/multiprocess_worker.py OUT NUM_PROCESSES PROCESS_ID PORT [committee | pair]
 
-With ``committee`` it runs the committee's Monte Carlo instead: plain, and interrupted then resumed.
+With ``committee`` (``pair``) it runs the committee's (the surrogate--target pair's, with the transfer
+measured at the save points) Monte Carlo instead: plain, and interrupted then resumed.
 """
 
 import contextlib
@@ -72,6 +73,23 @@ if sys.argv[5:] == ["committee"]:
     res.update(resumed_Q=mc.Q, resumed_R=mc.R, resumed_b=mc.b, resumed_v=mc.v)
     np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
     print(f"{time.perf_counter() - t0:.1f}s committee: done", process_id, flush=True)
+    sys.exit(0)
+if sys.argv[5:] == ["pair"]:
+    from jaxadv.mc.pair import simulate_pair
+    from jaxadv.model.pair import PairSpec, pair_params
+
+    spec = PairSpec("blackbox")
+    args = (jax.random.key(4), pair_params(ja.ModelParams(prior=0.6), eps_s=0.2, eps_t=0.5, spec=spec), spec)
+    kwargs = dict(N=40, alpha_max=0.8, n_save=4, replicas=6, R0=(0.1, 0.3, 0.05), eps_grid=[0.3, 1.0], n_test=20)
+    mc = simulate_pair(*args, **kwargs)
+    res.update(plain_Q=mc.obs.Q, plain_R_t=mc.obs.R_t, plain_wrong=mc.wrong, plain_right=mc.right)
+    mc = interrupted_then_resumed(
+        lambda ck: checkpoint.simulate_pair_resumable(*args, checkpoint=ck, checkpoint_every=-1.0, **kwargs),
+        "pair.ckpt.npz",
+    )
+    res.update(resumed_Q=mc.obs.Q, resumed_R_t=mc.obs.R_t, resumed_wrong=mc.wrong, resumed_right=mc.right)
+    np.savez(os.path.join(out, f"result_{process_id}.npz"), **res)
+    print(f"{time.perf_counter() - t0:.1f}s pair: done", process_id, flush=True)
     sys.exit(0)
 p = ja.ModelParams(eps=0.5)
 for sampler, replicas in (("full", 6), ("reduced", 5)):  # not multiples of the 4 devices: padded

@@ -107,3 +107,14 @@ def test_committee_on_two_processes_same_bits_as_one(tmp_path):
     for k in ("Q", "R"):
         np.testing.assert_array_equal(ref[f"resumed_{k}"], ref[f"plain_{k}"], err_msg=k)
     assert not (two / "committee.ckpt.npz").exists()
+
+
+@pytest.mark.slow
+def test_pair_on_two_processes_same_bits_as_one(tmp_path):
+    """The surrogate--target pair on the driver, its transfer measurement included: plain and
+    interrupted-then-resumed, two processes of two devices against one process of four (and the plain run
+    against the resumed one)."""
+    ref, two = _run_and_compare(tmp_path, "pair")
+    for k in ("Q", "R_t", "wrong", "right"):
+        np.testing.assert_array_equal(ref[f"resumed_{k}"], ref[f"plain_{k}"], err_msg=k)
+    assert not (two / "pair.ckpt.npz").exists()

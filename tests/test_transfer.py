@@ -198,24 +198,69 @@ def test_black_box_averages_against_scipy():
 # --- the Monte Carlo ------------------------------------------------------------------------------
 
 
+BLACKBOX = dict(
+    N=200,
+    alpha_max=2.0,
+    n_save=2,
+    replicas=32,
+    R0=(0.1, 0.4, 0.05),
+    b0=(0.0, 0.1),
+    eps_grid=[0.3, 1.0],
+    n_test=500,
+    dtype=np.float64,
+    linf_scale=1 / math.sqrt(200),
+)
+
+
 @pytest.fixture(scope="module")
 def blackbox_run():
-    mc = simulate_pair(
-        jax.random.key(2),
-        PP,
-        PairSpec("blackbox"),
-        N=200,
-        alpha_max=2.0,
-        n_save=2,
-        replicas=32,
-        R0=(0.1, 0.4, 0.05),
-        b0=(0.0, 0.1),
-        eps_grid=[0.3, 1.0],
-        n_test=500,
-        dtype=np.float64,
-        linf_scale=1 / math.sqrt(200),
-    )
-    return mc
+    return simulate_pair(jax.random.key(2), PP, PairSpec("blackbox"), **BLACKBOX)
+
+
+def test_measurement_at_the_last_save_point_only_is_the_same_measurement(blackbox_run):
+    """``measure_every=False``: NaN before the last save point, there the bits of the run that measures every
+    point (the test examples of save point k are keyed by k alone)."""
+    mc = simulate_pair(jax.random.key(2), PP, PairSpec("blackbox"), **BLACKBOX, measure_every=False)
+    assert np.isnan(mc.wrong[:, :-1]).all() and np.isnan(mc.flipped[:, :-1]).all() and np.isnan(mc.right[:, :-1]).all()
+    for got, want in (
+        (mc.wrong, blackbox_run.wrong),
+        (mc.flipped, blackbox_run.flipped),
+        (mc.right, blackbox_run.right),
+    ):
+        np.testing.assert_array_equal(got[:, -1], want[:, -1])
+    for f in mc.obs._fields:
+        np.testing.assert_array_equal(getattr(mc.obs, f), getattr(blackbox_run.obs, f))
+    np.testing.assert_array_equal(mc.states.t.w, blackbox_run.states.t.w)
+
+
+def test_interrupted_pair_resumes_with_the_same_bits(blackbox_run, tmp_path, monkeypatch):
+    """The pair on the resumable driver: Ctrl-C in the second save interval keeps the first (the order
+    parameters and the transfer measured there) in the checkpoint; the resumed run is the plain run, bit for bit."""
+    from helpers import interrupting
+
+    from jaxadv.app.checkpoint import Interrupted, simulate_pair_resumable
+    from jaxadv.mc import driver
+
+    ck = str(tmp_path / "ck.npz")
+    real = driver.dispatch
+    monkeypatch.setattr(driver, "dispatch", interrupting(real, 1))
+    args = (jax.random.key(2), PP, PairSpec("blackbox"))
+    with pytest.raises(Interrupted) as e:
+        simulate_pair_resumable(*args, checkpoint=ck, **BLACKBOX)
+    assert (e.value.done, e.value.total, e.value.checkpoint) == (1, 2, ck)
+    monkeypatch.setattr(driver, "dispatch", real)
+    stats = {}
+    mc = simulate_pair_resumable(*args, checkpoint=ck, stats=stats, **BLACKBOX)
+    assert stats["resumed_from"] == 1
+    for got, want in (
+        (mc.wrong, blackbox_run.wrong),
+        (mc.flipped, blackbox_run.flipped),
+        (mc.right, blackbox_run.right),
+    ):
+        np.testing.assert_array_equal(got, want)
+    for f in mc.obs._fields:
+        np.testing.assert_array_equal(getattr(mc.obs, f), getattr(blackbox_run.obs, f))
+    np.testing.assert_array_equal(mc.states.s.w, blackbox_run.states.s.w)
 
 
 def test_measured_transfer_is_the_closed_form_at_the_measured_weights(blackbox_run):

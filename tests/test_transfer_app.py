@@ -1,9 +1,15 @@
-"""``jaxadv transfer``: configuration checks, an ODE-only run through the CLI, and (slow) a full run."""
+"""``jaxadv transfer``: configuration checks, an ODE-only run through the CLI, checkpoints and resumption
+(Ctrl-C, SIGKILL, another device count: the same bits), and (slow) a full run."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+from helpers import interrupting
 
 from jaxadv.app.cli import main
 from jaxadv.app.io import read_csv
@@ -105,3 +111,138 @@ def test_full_run_agrees(tmp_path):
 
     info = json.loads((out / "config.json").read_text())
     assert info["max_deviation_sem"] <= 4.0, info["verdict"]
+
+
+# --- checkpoints and resumption ----------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# two target radii (two pair Monte Carlo runs of 3 save intervals each); 5 replicas (padded to 6 on 2 devices)
+SMALL = ["--set", "N=60", "--set", "alpha_max=1.5", "--set", "n_save=3", "--set", "replicas=5", "--set", "n_test=50"]
+OUTPUTS = ("mc.csv", "eps.csv", "ode.csv")
+
+
+def _transfer(out, *extra):
+    return main(["transfer", "transfer", *SMALL, "--quiet", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer") / "full"
+    assert _transfer(out) == 0
+    assert not [f for f in os.listdir(out) if f.startswith("mc_checkpoint")]
+    return out
+
+
+def _same_outputs(a, b):
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _counting(real):
+    def wrapped(*a, **k):
+        wrapped.calls += 1
+        return real(*a, **k)
+
+    wrapped.calls = 0
+    return wrapped
+
+
+def test_ctrl_c_then_rerun_is_bit_identical(uninterrupted, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the second radius's run: the first radius's finished run and the second's first interval are
+    kept; the same command resumes there (2 intervals left of 6) and writes the uninterrupted run's bytes; another
+    configuration is refused in that folder."""
+    from jaxadv.mc import driver
+
+    out = tmp_path / "part"
+    real = driver.dispatch
+    capsys.readouterr()
+    # dispatch calls 0-2: eps_t=0; 3-5: eps_t=1; Ctrl-C at call 4 (its second interval)
+    monkeypatch.setattr(driver, "dispatch", interrupting(real, 4))
+    assert _transfer(out) == 130
+    err = capsys.readouterr().err
+    ck = out / "mc_checkpoint_1.npz"
+    assert f"1 of 3 save intervals saved in {ck}" in err and "Traceback" not in err
+    assert (out / "mc_checkpoint_0.npz").exists() and ck.exists() and not (out / "mc.csv").exists()
+    assert not (out / ".jaxadv.lock").exists()
+    with np.load(out / "mc_checkpoint_0.npz") as c0, np.load(ck) as c1:
+        assert int(c0["k"]) == 3 and int(c1["k"]) == 1
+
+    monkeypatch.setattr(driver, "dispatch", real)
+    # another configuration is refused in a folder holding its checkpoint, before any computation
+    assert main(["transfer", "transfer", *SMALL, "--set", "seed=1", "--quiet", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and ck.exists()
+
+    counting = _counting(real)
+    monkeypatch.setattr(driver, "dispatch", counting)
+    assert main(["transfer", "transfer", *SMALL, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert counting.calls == 2  # eps_t=0 read from its finished checkpoint, eps_t=1 resumed at interval 1
+    assert "monte carlo eps_t=0: read from its finished checkpoint" in captured.out
+    assert "monte carlo eps_t=1: resumed at save interval 1 of 3" in captured.out
+    assert "monte carlo eps_t=1 [" in captured.err  # the progress bar (not --quiet)
+    _same_outputs(uninterrupted, out)
+    assert not [f for f in os.listdir(out) if f.startswith("mc_checkpoint")]
+
+
+_STALL = """
+import os, sys, time
+from jaxadv.mc import driver
+real, calls = driver.dispatch, []
+
+def stall(*a, **k):  # the dispatch call number STALL_AT never returns: the process is killed while it waits
+    calls.append(1)
+    if len(calls) - 1 == int(os.environ["STALL_AT"]):
+        import jax
+        with open(os.environ["STALL_MARK"], "w") as f:
+            f.write(str(jax.device_count()))
+        time.sleep(600)
+    return real(*a, **k)
+
+driver.dispatch = stall
+from jaxadv.app.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_on_two_devices_then_rerun_on_one_is_bit_identical(uninterrupted, tmp_path, capsys):
+    """SIGKILL leaves the last checkpoint: the CLI on 2 host devices (its own device split) is killed in the
+    second radius's third interval; the rerun on 1 device reads the first radius's finished run (computed on 2
+    devices: the same bytes as on 1) and resumes the second at the checkpoint of interval 1 (interval 2 was
+    computed but not saved, so it is computed again): the bytes of the uninterrupted run."""
+    out, mark = tmp_path / "part", tmp_path / "stalled"
+    env = {**os.environ, "JAXADV_HOST_DEVICES": "2", "JAX_PLATFORMS": "cpu", "STALL_AT": "5", "STALL_MARK": str(mark)}
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("XLA_FLAGS", None)
+    argv = ["transfer", "transfer", *SMALL, "--quiet", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _STALL, *argv], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not mark.exists() and proc.poll() is None and time.monotonic() - t0 < 300:
+            time.sleep(0.05)
+        assert mark.exists(), proc.communicate(timeout=60)[1][-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and mark.read_text() == "2"
+    with np.load(out / "mc_checkpoint_0.npz") as c0, np.load(out / "mc_checkpoint_1.npz") as c1:
+        assert int(c0["k"]) == 3 and int(c1["k"]) == 1 and c1["state_0"].shape[0] == 5  # no padding rows
+    assert not (out / "mc.csv").exists()
+
+    capsys.readouterr()
+    assert main(["transfer", "transfer", *SMALL, "--out", str(out)]) == 0  # the dead run's lock is taken over
+    assert "monte carlo eps_t=1: resumed at save interval 1 of 3" in capsys.readouterr().out
+    _same_outputs(uninterrupted, out)
+    assert not [f for f in os.listdir(out) if f.startswith("mc_checkpoint")]
+
+
+def test_overwrite_removes_the_checkpoints(tmp_path):
+    from jaxadv.app.outputs import claim_output
+
+    (tmp_path / "mc_checkpoint_1.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"unknown run \(mc_checkpoint_1.npz"):
+        claim_output(str(tmp_path), {"config": {"name": "a"}}, command="transfer")
+    claim_output(str(tmp_path), {"config": {"name": "a"}}, overwrite=True, command="transfer").release()
+    assert not (tmp_path / "mc_checkpoint_1.npz").exists()

@@ -8,8 +8,10 @@ a checkpoint with another fingerprint is ignored. Steps are keyed by their index
 run gives the same bits as an uninterrupted one.
 
 :func:`run_resumable` is the one loop, for a :class:`jaxadv.mc.driver.Plan` of any sampler whose
-observables are a pytree (one ``obs_i`` array per leaf in the file); :func:`simulate_resumable` (the
-single-layer model) and :func:`simulate_committee_resumable` (the committee) are its users.
+observables are a pytree (one ``obs_i`` array per leaf in the file, then one per array of the plan's
+:class:`jaxadv.mc.driver.SaveMeasure`); :func:`simulate_resumable` (the single-layer model),
+:func:`simulate_committee_resumable` (the committee) and :func:`simulate_pair_resumable` (the
+surrogate--target pair) are its users.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from ..sharding import shard_batch, to_host
 from .io import write_npz
 from .progress import Progress
 
-__all__ = ["simulate_resumable", "simulate_committee_resumable", "run_resumable", "fingerprint", "Interrupted"]
+__all__ = [
+    "simulate_resumable",
+    "simulate_committee_resumable",
+    "simulate_pair_resumable",
+    "run_resumable",
+    "fingerprint",
+    "Interrupted",
+]
 
 
 def fingerprint(plan: driver.Plan) -> str:
@@ -47,10 +56,10 @@ def simulate_resumable(
     stats: dict | None = None,
     **kwargs,
 ) -> driver.MCResult:
-    r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
+    """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
     Args:
-        key, params, \*\*kwargs: as :func:`jaxadv.simulate`.
+        key, params, **kwargs: as :func:`jaxadv.simulate`.
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches all
             arguments. It is removed at the end.
@@ -97,6 +106,39 @@ def simulate_committee_resumable(
     return cmc.committee_result(plan, obs)
 
 
+def simulate_pair_resumable(
+    key,
+    pp,
+    spec=None,
+    *,
+    checkpoint: str | None = None,
+    checkpoint_every: float = 60.0,
+    progress: bool = False,
+    stats: dict | None = None,
+    label: str = "monte carlo",
+    remove_checkpoint: bool = True,
+    **kwargs,
+):
+    """:func:`jaxadv.mc.pair.simulate_pair` with a checkpoint file and a progress bar labelled ``label``
+    (arguments as there and as :func:`run_resumable`): the plan of :func:`jaxadv.mc.pair.plan_pair` with its
+    transfer measurement kept in the checkpoint; the same bits as the plain run, on any device count and
+    across interruptions. Returns a :class:`jaxadv.mc.pair.PairMC`."""
+    from ..mc import pair as mcp
+
+    plan = mcp.plan_pair(key, pp, mcp.PairSpec() if spec is None else spec, **kwargs)
+    states, obs = run_resumable(
+        plan,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        stats=stats,
+        label=label,
+        remove_checkpoint=remove_checkpoint,
+        with_states=True,
+    )
+    return mcp.pair_result(plan, obs, states)
+
+
 def run_resumable(
     plan: driver.Plan,
     *,
@@ -105,45 +147,52 @@ def run_resumable(
     progress: bool = False,
     stats: dict | None = None,
     label: str = "monte carlo",
-) -> list:
+    remove_checkpoint: bool = True,
+    with_states: bool = False,
+):
     """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and
     interrupt handling: the loop of :func:`jaxadv.mc.driver.run_plan`, resumable.
 
     Args:
         plan: a :class:`jaxadv.mc.driver.Plan` (:func:`jaxadv.mc.driver.plan_simulation`,
-            :func:`jaxadv.committee.montecarlo.plan_committee`); its ``identity`` is the checkpoint's
-            fingerprint.
+            :func:`jaxadv.committee.montecarlo.plan_committee`, :func:`jaxadv.mc.pair.plan_pair`); its
+            ``identity`` is the checkpoint's fingerprint. The arrays of its
+            :class:`jaxadv.mc.driver.SaveMeasure` are kept in the checkpoint like the observables.
         checkpoint, checkpoint_every, progress, stats: as :func:`simulate_resumable`.
         label: the progress bar's label.
+        remove_checkpoint: remove the checkpoint when the run ends (default). ``False`` writes the finished
+            run into it instead (all ``n_save`` intervals), so that a later call with the same plan returns
+            the observables without computing; the caller removes the file (a command that runs several
+            plans keeps the finished ones while a later one may still be interrupted).
+        with_states: return ``(states, observables)``, the final states as well (as
+            :func:`jaxadv.mc.driver.run_plan`).
 
     Returns:
         the observables, one array per leaf of the sampler's observables (``jax.tree.leaves`` order),
-        shape ``(replicas, n_save + 1, ...)``.
+        then one per array of the plan's :class:`jaxadv.mc.driver.SaveMeasure`, shape
+        ``(replicas, n_save + 1, ...)``.
     """
     fp = fingerprint(plan)
     states, o = driver.start_states(plan)
     obs = driver.allocate_observables(plan, driver.observables_on_host(o, plan.replicas))
     start_k = 0
-    if checkpoint:
-        loaded = _load_checkpoint(checkpoint, fp, states, obs)
-        if loaded is not None:
-            states, obs, start_k = loaded
-
-    def keep(k, o):
-        for a, x in zip(obs, driver.observables_on_host(o, plan.replicas), strict=True):
-            a[:, k + 1] = x
+    loaded = _load_checkpoint(checkpoint, fp, states, obs) if checkpoint else None
+    if loaded is not None:
+        states, obs, start_k = loaded
+    else:
+        driver.record(plan, obs, 0, None, states)  # the plan's measurement at save point 0, if any
 
     bar = Progress(plan.n_save, label, enabled=progress and is_primary(), initial=start_k)
     last_ck = time.monotonic()
     k_done = k_saved = start_k
-    pending = None  # (interval, observables) dispatched but not yet on the host
+    pending = None  # (interval, observables, states) dispatched but not yet recorded on the host
     try:
         for k in range(start_k, plan.n_save):
             # the old states are donated to the interval; keep the new ones before waiting for it,
             # so an interrupt while waiting still holds live states
             states, o = driver.dispatch(plan, states, k)
-            pending = (k, o)
-            keep(k, o)
+            pending = (k, o, states)
+            driver.record(plan, obs, k + 1, o, states)
             pending, k_done = None, k + 1
             bar.update(k + 1)
             # the first checkpoint after the first save interval (by steps), then every checkpoint_every s;
@@ -156,19 +205,25 @@ def run_resumable(
         # SIGINT (or SIGTERM, which the CLI turns into it): keep every completed save interval
         bar.close()
         if pending is not None:  # finish the interval in flight: its states are already the new ones
-            keep(*pending)
-            k_done = pending[0] + 1
+            k, o, st = pending
+            driver.record(plan, obs, k + 1, o, st)
+            k_done = k + 1
         if checkpoint and k_done > k_saved and not is_multiprocess():
             _save_checkpoint(checkpoint, fp, states, obs, k_done)
             k_saved = k_done
         saved = checkpoint if checkpoint and k_saved > 0 and os.path.exists(checkpoint) else None
         raise Interrupted(saved, k_saved, plan.n_save) from None
     bar.close()
-    if checkpoint and is_primary() and os.path.exists(checkpoint):
+    if checkpoint and not remove_checkpoint:
+        if k_saved < plan.n_save:
+            _save_checkpoint(checkpoint, fp, states, obs, plan.n_save)
+    elif checkpoint and is_primary() and os.path.exists(checkpoint):
         os.remove(checkpoint)
     if stats is not None:
         stats["resumed_from"] = start_k
         stats["steps_this_session"] = (plan.n_save - start_k) * plan.steps
+    if with_states:
+        return jax.tree.map(lambda x: x[: plan.replicas], states), obs
     return obs
 
 

@@ -15,15 +15,16 @@
 
 from __future__ import annotations
 
-import contextlib
+import glob
 import json
 import os
 import socket
 import time
 
 from .io import atomic_write_bytes, write_exclusive
+import contextlib
 
-__all__ = ["OutputLock", "claim_output", "RESULT_FILES", "LOCK_NAME", "OWNER_NAME"]
+__all__ = ["OutputLock", "claim_output", "RESULT_FILES", "RESULT_PATTERNS", "LOCK_NAME", "OWNER_NAME"]
 
 LOCK_NAME = ".jaxadv.lock"
 OWNER_NAME = ".jaxadv-run.json"
@@ -41,6 +42,8 @@ RESULT_FILES = (
     "defences.csv",
     "defences.png",
 )
+#: result files named by a pattern (one Monte Carlo checkpoint per target radius of ``jaxadv transfer``)
+RESULT_PATTERNS = ("mc_checkpoint_*.npz",)
 
 
 class OutputLock:
@@ -123,6 +126,14 @@ def _take_lock(out_dir: str, command: str) -> OutputLock:
     raise ValueError(f"--out {out_dir!r}: could not take the lock {path!r}")
 
 
+def _result_files(out_dir: str) -> list:
+    """The names of the result files present in ``out_dir`` (:data:`RESULT_FILES`, :data:`RESULT_PATTERNS`)."""
+    present = [n for n in RESULT_FILES if os.path.exists(os.path.join(out_dir, n))]
+    for pattern in RESULT_PATTERNS:
+        present += sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(out_dir), pattern)))
+    return present
+
+
 def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, command: str = "run") -> OutputLock:
     """Check, lock and claim ``out_dir`` for a run whose configuration is ``identity`` (a JSON-able dict).
 
@@ -146,7 +157,7 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
                     owner = json.load(f)
             except (OSError, ValueError):
                 owner = {"unreadable": True}
-        present = [n for n in RESULT_FILES if os.path.exists(os.path.join(out_dir, n))]
+        present = _result_files(out_dir)
         same = owner == ident
         if not same and (owner is not None or present):
             if not overwrite:
@@ -161,7 +172,7 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
                     f"--out {out_dir!r} holds {what} with another configuration; "
                     "pass --overwrite to replace them or choose another --out"
                 )
-            for n in RESULT_FILES:
+            for n in RESULT_FILES + tuple(_result_files(out_dir)):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(out_dir, n))
         atomic_write_bytes(owner_path, (json.dumps(ident, sort_keys=True, indent=1) + "\n").encode())

@@ -22,10 +22,19 @@ measures at ``eps``), ``mc.csv`` (the same as mean and standard error over repli
 transfer errors and rates in N dimensions, L2 and L-inf, both labels), ``eps.csv`` (against eps at
 the last alpha: ODE and measured), ``config.json`` (configuration, largest deviations in standard
 errors, verdict, timings) and ``transfer.png``.
+
+The Monte Carlo of each target radius runs on the project's driver
+(:func:`jaxadv.app.checkpoint.simulate_pair_resumable`): replicas split over all devices, a progress bar
+(off with ``--quiet``) and ``mc_checkpoint_<i>.npz`` (``i``: the radius's place in ``eps_t``), written after
+the first save interval and then every minute. Ctrl-C or SIGTERM saves it; after a SIGKILL the last one
+written is there. The same command resumes from it with the same bits as an uninterrupted run; another
+configuration in that folder is refused (``--overwrite`` replaces it). Finished radii keep their checkpoint
+until every file is written; then all are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -34,7 +43,7 @@ import numpy as np
 
 from .io import write_csv, write_figure, write_json
 
-__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
+__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer", "add_parser"]
 
 _COMMON = {
     "prior": 0.7,
@@ -193,14 +202,25 @@ def _closed(R_s, b_s, R_t, b_t, Q, eps, data, M=None):
     return {k: np.broadcast_to(v, shape) for k, v in out.items()}
 
 
-def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
+def checkpoint_path(out_dir: str, i: int) -> str:
+    """The Monte Carlo checkpoint of the ``i``-th target radius (``eps_t``) in ``out_dir``."""
+    return os.path.join(out_dir, f"mc_checkpoint_{i}.npz")
+
+
+def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: bool = False) -> dict:
     """Run the pair ODE and (unless ``mc`` is false) the pair Monte Carlo of every target radius; write every
-    file of the module docstring. Returns the dict written to ``config.json``."""
+    file of the module docstring. Returns the dict written to ``config.json``.
+
+    The Monte Carlo of target radius ``i`` runs on the driver with the checkpoint :func:`checkpoint_path`
+    (:func:`jaxadv.app.checkpoint.simulate_pair_resumable`; a progress bar with ``progress``): an interrupted
+    call saves it and the next call with the same configuration resumes from it, with the same bits; finished
+    radii keep their checkpoint until every file is written, then all are removed."""
     import jax
     import jax.numpy as jnp
 
-    from ..mc.pair import TRANSFER_KINDS, simulate_pair
+    from ..mc.pair import TRANSFER_KINDS
     from ..ode.pair import solve_pair_ode
+    from .checkpoint import simulate_pair_resumable
 
     pairs, spec, R0, b0 = _records(cfg)
     dtype = jnp.float64 if cfg["x64"] else jnp.float32
@@ -211,7 +231,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
     add = lambda cols, name, v: cols.setdefault(name, []).extend(np.atleast_1d(np.asarray(v, np.float64)).tolist())
     timings, worst = {"ode_s": 0.0, "mc_s": 0.0}, (0.0, "", float("nan"), float("nan"))
     data = pairs[0][1].s
-    for e_t, pp in pairs:
+    for i_t, (e_t, pp) in enumerate(pairs):
         t = time.perf_counter()
         sol = solve_pair_ode(pp, spec, cfg["alpha_max"], cfg["n_save"], dt=cfg["dt"], R0=R0, b0=b0)
         timings["ode_s"] += time.perf_counter() - t
@@ -239,7 +259,9 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
         if not mc:
             continue
         t = time.perf_counter()
-        run = simulate_pair(
+        stats = {}
+        # on the driver with a checkpoint: a rerun after Ctrl-C / SIGTERM / SIGKILL resumes bit for bit
+        run = simulate_pair_resumable(
             jax.random.fold_in(jax.random.key(cfg["seed"]), int(round(e_t * 1e6))),
             pp,
             spec,
@@ -253,8 +275,17 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
             n_test=cfg["n_test"],
             dtype=dtype,
             linf_scale=scale,
+            checkpoint=checkpoint_path(out_dir, i_t),
+            remove_checkpoint=False,
+            progress=progress,
+            stats=stats,
+            label=f"monte carlo eps_t={e_t:g}",
         )
         timings["mc_s"] += time.perf_counter() - t
+        if stats["resumed_from"] == cfg["n_save"]:
+            log(f"monte carlo eps_t={e_t:g}: read from its finished checkpoint")
+        elif stats["resumed_from"]:
+            log(f"monte carlo eps_t={e_t:g}: resumed at save interval {stats['resumed_from']} of {cfg['n_save']}")
         o = run.obs
         add(mc_cols, "eps_t", np.full(P, e_t))
         add(mc_cols, "alpha", run.alpha)
@@ -331,6 +362,11 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
     timings["plots_s"] = time.perf_counter() - t
     info.update(config=cfg, linf_radius="eps / sqrt(N)", timings_s=timings)
     write_json(os.path.join(out_dir, "config.json"), info)
+    from ..distributed import is_primary
+
+    for i in range(len(pairs) if mc and is_primary() else 0):  # every file written: the checkpoints go
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(checkpoint_path(out_dir, i))
     return info
 
 
@@ -448,8 +484,12 @@ def transfer_command(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     from .outputs import claim_output
 
+    if mc:
+        from ..mc.driver import save_schedule
+
+        save_schedule(cfg["N"], cfg["alpha_max"], cfg["n_save"])  # refuses a run beyond the step counter, first
     with claim_output(out, {"config": cfg, "mc": mc}, overwrite=args.overwrite, command="transfer"):
         log(f"jaxadv transfer {cfg['name']} -> {out}")
-        run_transfer(cfg, out, mc=mc, log=log)
+        run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
     log(f"wrote {out}")
     return 0

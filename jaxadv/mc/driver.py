@@ -13,7 +13,10 @@ recorded, at save points; time is :math:`\alpha=\mu/N`.
 application can drive itself (:func:`jaxadv.app.checkpoint.simulate_resumable` adds checkpoint
 files and progress): :func:`plan_simulation` (validate, keys, constants, devices),
 :func:`init_states` and :func:`advance` (one save interval); :func:`run_plan` runs a plan of any sampler
-(:func:`start_states`, :func:`dispatch`, :func:`observables_on_host`).
+(:func:`start_states`, :func:`dispatch`, :func:`observables_on_host`, :func:`record`). A plan may carry a
+:class:`SaveMeasure`: quantities measured at save points from the states of all replicas, outside the
+step kernel (the pair's transfer on fresh test examples, :func:`jaxadv.mc.pair.plan_pair`); they join the
+observables, so checkpoints and resumption keep them like the order parameters.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ __all__ = [
     "start_states",
     "observables_on_host",
     "allocate_observables",
+    "record",
     "run_plan",
+    "SaveMeasure",
 ]
 
 SAMPLERS = {"full": full_sampler, "reduced": reduced_sampler}
@@ -142,6 +147,23 @@ def save_schedule(N: int, alpha_max: float, n_save: int):
     return steps, np.arange(n_save + 1) * steps / N
 
 
+class SaveMeasure(NamedTuple):
+    """Quantities measured at save points from the states of all replicas, outside the step kernel.
+
+    Attributes:
+        fn: ``fn(k, states)``: the measurement at save point ``k`` of the replicas' ``states`` (as the driver
+            holds them: padded to a multiple of the device count and sharded, :func:`jaxadv.sharding.shard_batch`);
+            returns a tuple of arrays whose leading axis is that of the states. It must depend on ``k`` and the
+            states only (its keys derived from ``k``), so that a resumed or re-split run measures the same bits.
+        points: the save points measured (ints in ``[0, n_save]``); the others stay NaN.
+        shapes: the shape of one replica's value of each array ``fn`` returns (a tuple of tuples).
+    """
+
+    fn: object
+    points: tuple
+    shapes: tuple
+
+
 class Plan(NamedTuple):
     """A validated simulation, ready to run (see :func:`plan_simulation`).
 
@@ -159,6 +181,7 @@ class Plan(NamedTuple):
         save_steps: step counts of the save points when they are not equally spaced
             (``save="log"``, :mod:`jaxadv.mc.schedule`), shape ``(n_save + 1,)``; ``None``: every
             interval has ``steps`` steps.
+        measure: a :class:`SaveMeasure` whose arrays follow the sampler's observables (``None``: none).
     """
 
     sampler: object
@@ -175,6 +198,7 @@ class Plan(NamedTuple):
     dtype: object
     identity: list
     save_steps: np.ndarray | None = None
+    measure: SaveMeasure | None = None
 
 
 def plan_simulation(
@@ -343,28 +367,51 @@ def advance(plan: Plan, states, k: int):
     return states, fetch(plan, o)
 
 
-def run_plan(plan: Plan) -> list:
+def run_plan(plan: Plan, *, with_states: bool = False):
     """Run every save interval of ``plan`` (no checkpoint, no progress) and return the observables: one
     array per leaf of the sampler's observables, shape ``(replicas, n_save + 1, ...)`` (leaf order of
-    ``jax.tree.leaves``; :func:`jaxadv.app.checkpoint.run_resumable` is the same loop with checkpoints)."""
+    ``jax.tree.leaves``), then one per array of the plan's :class:`SaveMeasure`
+    (:func:`jaxadv.app.checkpoint.run_resumable` is the same loop with checkpoints).
+
+    With ``with_states``, returns ``(states, observables)``: the final states of the replicas (device
+    arrays, without the padding rows of the device split) as well."""
     states, o = start_states(plan)
     obs = allocate_observables(plan, observables_on_host(o, plan.replicas))
+    record(plan, obs, 0, None, states)
     for k in range(plan.n_save):
         states, o = dispatch(plan, states, k)
-        for a, x in zip(obs, observables_on_host(o, plan.replicas), strict=True):
-            a[:, k + 1] = x
+        record(plan, obs, k + 1, o, states)
+    if with_states:
+        return jax.tree.map(lambda x: x[: plan.replicas], states), obs
     return obs
 
 
 def allocate_observables(plan: Plan, first: list) -> list:
     """Arrays of NaN of shape ``(replicas, n_save + 1, ...)`` (the plan's dtype), one per leaf of the
-    initial observables ``first`` (:func:`observables_on_host`), with save point 0 filled in."""
+    initial observables ``first`` (:func:`observables_on_host`), with save point 0 filled in, then one per
+    array of the plan's :class:`SaveMeasure` (shapes from ``plan.measure.shapes``, all NaN)."""
     obs = []
     for x in first:
         a = np.full((x.shape[0], plan.n_save + 1) + x.shape[1:], np.nan, dtype=np.dtype(plan.dtype))
         a[:, 0] = x
         obs.append(a)
+    if plan.measure is not None:
+        for shape in plan.measure.shapes:
+            obs.append(np.full((plan.replicas, plan.n_save + 1) + tuple(shape), np.nan, dtype=np.dtype(plan.dtype)))
     return obs
+
+
+def record(plan: Plan, obs: list, k: int, observables, states) -> None:
+    """Fill save point ``k`` of ``obs`` (:func:`allocate_observables`): the sampler's ``observables`` of
+    :func:`dispatch` (waits for them; ``None``: already there, as at save point 0) and, when ``k`` is one of
+    its points, the plan's :class:`SaveMeasure` of ``states``."""
+    if observables is not None:
+        for a, x in zip(obs, observables_on_host(observables, plan.replicas), strict=False):  # then the measure's
+            a[:, k] = x
+    m = plan.measure
+    if m is not None and k in m.points:
+        for a, x in zip(obs[len(obs) - len(m.shapes) :], m.fn(k, states), strict=True):
+            a[:, k] = to_host(x)[: plan.replicas]
 
 
 def result(plan: Plan, obs) -> MCResult:

@@ -1,9 +1,11 @@
 r"""The N-dimensional Monte Carlo of a surrogate--target pair, and transfer measured on fresh examples.
 
 :func:`pair_sampler` is a :class:`jaxadv.mc.full.Sampler` (``init``, ``step``, ``observe``) for one
-replica holding both students (:mod:`jaxadv.model.pair`); the driver's jitted kernels
-(:func:`jaxadv.mc.driver.init_batch`, :func:`jaxadv.mc.driver.advance_states`) run many replicas in one
-``vmap``, step :math:`\mu` of a replica with ``fold_in(replica_key, mu)``. Observables
+replica holding both students (:mod:`jaxadv.model.pair`); :func:`plan_pair` makes it a
+:class:`jaxadv.mc.driver.Plan` of the one Monte Carlo driver (many replicas in one ``vmap``, split over the
+devices, step :math:`\mu` of a replica with ``fold_in(replica_key, mu)``), with the transfer measurement
+at the save points as its :class:`jaxadv.mc.driver.SaveMeasure`; the driver runs it
+(:func:`simulate_pair`), or :func:`jaxadv.app.checkpoint.run_resumable` with checkpoints and resumption. Observables
 (:class:`PairObservables`): :math:`R_s, R_t, Q, b_s, b_t`, the L-infinity shift overlap
 :math:`M=w_t\cdot\operatorname{sign}(w_s)` and the dual norms :math:`\|w_s\|_1, \|w_t\|_1`.
 
@@ -24,10 +26,19 @@ import numpy as np
 
 from .. import threefry
 from ..model.data import sample_example, unit_direction
-from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, PairState, check_pair_start, pair_as_arrays, pair_step
+from ..model.pair import (
+    DEFAULT_PAIR_SPEC,
+    PairParams,
+    PairSpec,
+    PairState,
+    check_pair_start,
+    pair_as_arrays,
+    pair_step,
+)
 from ..model.params import check_value
 from ..model.student import Student
-from .driver import advance_states, init_batch, save_schedule
+from ..sharding import shard_batch
+from .driver import Plan, SaveMeasure, run_plan, save_schedule
 from .full import Sampler, SamplerParams
 
 __all__ = [
@@ -37,6 +48,8 @@ __all__ = [
     "pair_sampler",
     "init_pair",
     "measure_transfer",
+    "plan_pair",
+    "pair_result",
     "simulate_pair",
 ]
 
@@ -143,6 +156,17 @@ def _transfer_batch(keys, states, B, data, eps_grid, n_test, linf_scale):
     return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test, linf_scale))(keys, states)
 
 
+def _check_measurement(eps_grid, n_test, linf_scale) -> np.ndarray:
+    """The radii as a float64 array ``(E,)``; ``ValueError`` naming ``eps``, ``n_test`` or ``linf_scale``."""
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    for e in eps_grid:
+        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
+    if isinstance(n_test, bool) or int(n_test) != n_test or n_test < 1:
+        raise ValueError(f"n_test={n_test!r} must be an integer >= 1")
+    check_value("linf_scale", linf_scale, lambda v: v > 0, "must be > 0")
+    return eps_grid
+
+
 def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000, linf_scale: float = 1.0):
     r"""Empirical transfer on ``n_test`` fresh examples per replica, attacked in N dimensions.
 
@@ -165,12 +189,7 @@ def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 10
         attack, shape ``(replicas, 4, E)``; the fraction right before and wrong after, same shape; the
         fraction right before, shape ``(replicas,)``. NumPy float64.
     """
-    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
-    for e in eps_grid:
-        check_value("eps", e, lambda v: v >= 0, "must be >= 0")
-    if isinstance(n_test, bool) or int(n_test) != n_test or n_test < 1:
-        raise ValueError(f"n_test={n_test!r} must be an integer >= 1")
-    check_value("linf_scale", linf_scale, lambda v: v > 0, "must be > 0")
+    eps_grid = _check_measurement(eps_grid, n_test, linf_scale)
     replicas = jax.tree.leaves(states)[0].shape[0]
     out = _transfer_batch(
         jax.random.split(key, replicas),
@@ -205,6 +224,149 @@ class PairMC(NamedTuple):
     states: object
 
 
+_DEFAULT_SPEC = PairSpec()
+
+
+def _rule_identity(rule, rp) -> list:
+    """A JSON-able description of a training rule and its parameters (checkpoint fingerprints)."""
+    return [
+        rule.loss.name,
+        rule.attack.name,
+        rule.eps_law.name,
+        rule.gate.name,
+        rule.n_eps_nodes,
+        {k: np.asarray(v).tolist() for k, v in sorted(rp.items())},
+    ]
+
+
+def plan_pair(
+    key,
+    pp: PairParams,
+    spec: PairSpec = _DEFAULT_SPEC,
+    *,
+    N: int,
+    alpha_max: float,
+    n_save: int = 10,
+    replicas: int = 32,
+    R0=(0.0, 0.0, 0.0),
+    b0=(0.0, 0.0),
+    eps_grid=(),
+    n_test: int = 1000,
+    dtype=jnp.float32,
+    measure_every: bool = True,
+    linf_scale: float = 1.0,
+) -> Plan:
+    r"""Validate the arguments of :func:`simulate_pair` and prepare the driver's :class:`jaxadv.mc.driver.Plan`.
+
+    The plan's sampler is :func:`pair_sampler` (``sp.model`` the :class:`jaxadv.model.pair.PairParams`,
+    ``sp.const`` the cluster axis); per-replica keys ``split(key, replicas)``, each split into init and run
+    keys, split over the devices; its :class:`jaxadv.mc.driver.SaveMeasure` (with a non-empty ``eps_grid``)
+    is :func:`measure_transfer` at the save points (all, or the last without ``measure_every``), replica
+    ``r`` of save point ``k`` with ``split(fold_in(fold_in(key, 0x7E57), k), replicas)[r]``. Its arrays follow
+    the 8 leaves of :class:`PairObservables`: ``wrong`` ``(4, E)``, ``flipped`` ``(4, E)``, ``right`` ``()``
+    per replica. :func:`jaxadv.mc.driver.run_plan` runs it (:func:`simulate_pair`),
+    :func:`jaxadv.app.checkpoint.run_resumable` with checkpoints, progress and resumption (the same bits);
+    :func:`pair_result` reads the observables. Arguments as :func:`simulate_pair`.
+    """
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    if int(N) != N or N < 2:
+        raise ValueError(f"N={N!r} must be an integer >= 2")
+    if int(replicas) != replicas or replicas < 2:
+        raise ValueError(f"replicas={replicas!r} must be an integer >= 2")
+    if int(n_save) != n_save or n_save < 1:
+        raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
+    if not (np.isfinite(alpha_max) and alpha_max > 0):
+        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
+    R0, b0 = check_pair_start(R0, b0)
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
+    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
+    if eps_grid.size:
+        eps_grid = _check_measurement(eps_grid, n_test, linf_scale)
+    N, replicas, n_save = int(N), int(replicas), int(n_save)
+    B = unit_direction(N, dtype)
+    sp = SamplerParams(pair_as_arrays(pp, dtype), {}, B)
+    steps, alpha = save_schedule(N, alpha_max, n_save)
+    pair = jax.vmap(jax.random.split)(jax.random.split(key, replicas))
+    # replicas split over all devices (padded to a multiple of the count; no-op on one device)
+    init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
+    measure = None
+    if eps_grid.size:
+        test_key = jax.random.fold_in(key, 0x7E57)
+        radii, scale, n_test = jnp.asarray(eps_grid, dtype), jnp.asarray(linf_scale, dtype), int(n_test)
+
+        def transfer(k, states):
+            keys = shard_batch(jax.random.split(jax.random.fold_in(test_key, k), replicas))  # padded like the states
+            return _transfer_batch(keys, states, B, sp.model.s, radii, n_test, scale)
+
+        points = tuple(range(n_save + 1)) if measure_every else (n_save,)
+        E = eps_grid.size
+        measure = SaveMeasure(transfer, points, ((4, E), (4, E), ()))
+    identity = [
+        "pair",
+        np.asarray(jax.random.key_data(key)).tolist(),
+        str(jax.random.key_impl(key)),
+        spec.stream,
+        _rule_identity(spec.rule_s, pp.rp_s),
+        _rule_identity(spec.rule_t, pp.rp_t),
+        [float(x) for x in pp.s],
+        [float(x) for x in pp.t],
+        N,
+        float(alpha_max),
+        n_save,
+        replicas,
+        list(R0),
+        list(b0),
+        str(dtype),
+        {  # the transfer measurement (last: pair_result reads the radii here)
+            "eps_grid": eps_grid.tolist(),
+            "n_test": int(n_test) if eps_grid.size else None,
+            "measure_every": bool(measure_every) if eps_grid.size else None,
+            "linf_scale": float(linf_scale) if eps_grid.size else None,
+        },
+    ]
+    return Plan(
+        pair_sampler(spec),
+        sp,
+        init_keys,
+        run_keys,
+        np.asarray(R0),
+        np.asarray(b0),
+        replicas,
+        N,
+        n_save,
+        steps,
+        alpha,
+        dtype,
+        identity,
+        measure=measure,
+    )
+
+
+def pair_result(plan: Plan, obs: list, states=None) -> PairMC:
+    """The :class:`PairMC` of the driver's observables ``obs`` of a :func:`plan_pair` plan (the 8 leaves of
+    :class:`PairObservables`, then the transfer measurement's ``wrong``, ``flipped``, ``right`` when the plan
+    measures), as float64; ``states``: the final states, when the caller has them."""
+
+    def f64(x):
+        return np.asarray(x, np.float64)
+
+    n = len(PairObservables._fields)
+    o = PairObservables(*(f64(x) for x in obs[:n]))
+    P = plan.n_save + 1
+    if plan.measure is not None:
+        eps_grid = np.asarray(plan.identity[-1]["eps_grid"], np.float64)
+        wrong, flipped, right = (f64(x) for x in obs[n : n + 3])
+    else:
+        eps_grid = np.zeros(0)
+        wrong = np.full((plan.replicas, P, 4, 0), np.nan)
+        flipped = np.full_like(wrong, np.nan)
+        right = np.full((plan.replicas, P), np.nan)
+    return PairMC(plan.alpha, o, eps_grid, wrong, flipped, right, states)
+
+
 def simulate_pair(
     key,
     pp: PairParams,
@@ -224,6 +386,11 @@ def simulate_pair(
 ) -> PairMC:
     r"""Run ``replicas`` pairs in N dimensions (:func:`pair_sampler`) and measure transfer on fresh examples.
 
+    The run is :func:`plan_pair` on the Monte Carlo driver (:func:`jaxadv.mc.driver.run_plan`: one ``vmap``
+    over the replicas, split over all devices, one jitted call per save interval);
+    :func:`jaxadv.app.checkpoint.simulate_pair_resumable` is the same run with a checkpoint file and a
+    progress bar (the same bits).
+
     Args:
         key: PRNG key; replica ``r`` is initialised and run with the keys of ``split(key, replicas)[r]``
             as in :func:`jaxadv.simulate`; the test examples of save point ``k`` use ``fold_in(test_key, k)``.
@@ -233,6 +400,7 @@ def simulate_pair(
         R0: initial ``(R_s, R_t, Q)``; b0: initial ``(b_s, b_t)``.
         eps_grid: radii of the transfer measurement (empty: none).
         n_test: test examples per replica and save point.
+        dtype: ``jnp.float32`` or ``jnp.float64`` (needs ``jax_enable_x64``).
         measure_every: measure at every save point (else only at the last).
         linf_scale: the L-infinity radius is ``linf_scale * eps`` (:func:`measure_transfer`).
 
@@ -246,48 +414,21 @@ def simulate_pair(
         >>> mc.obs.Q.shape
         (3, 3)
     """
-    if isinstance(key, (int, np.integer)):
-        key = jax.random.key(int(key))
-    if int(N) != N or N < 2:
-        raise ValueError(f"N={N!r} must be an integer >= 2")
-    if int(replicas) != replicas or replicas < 2:
-        raise ValueError(f"replicas={replicas!r} must be an integer >= 2")
-    if int(n_save) != n_save or n_save < 1:
-        raise ValueError(f"n_save={n_save!r} must be an integer >= 1")
-    if not (np.isfinite(alpha_max) and alpha_max > 0):
-        raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
-    R0, b0 = check_pair_start(R0, b0)
-    dtype = jnp.dtype(dtype)
-    N, replicas, n_save = int(N), int(replicas), int(n_save)
-    sampler = pair_sampler(spec)
-    B = unit_direction(N, dtype)
-    sp = SamplerParams(pair_as_arrays(pp, dtype), {}, B)
-    steps, alpha = save_schedule(N, alpha_max, n_save)
-    keys = jax.random.split(key, replicas)
-    pair = jax.vmap(jax.random.split)(keys)
-    init_keys, run_keys = pair[:, 0], pair[:, 1]
-    test_key = jax.random.fold_in(key, 0x7E57)
-    states, o = init_batch(sampler, init_keys, sp, R0, b0)
-    eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
-    E = eps_grid.size
-    obs = [[np.asarray(x, np.float64)] for x in o]
-    wrong = np.full((replicas, n_save + 1, 4, E), np.nan)
-    flipped = np.full_like(wrong, np.nan)
-    right = np.full((replicas, n_save + 1), np.nan)
-
-    def measure(k, st):
-        if E:
-            wrong[:, k], flipped[:, k], right[:, k] = measure_transfer(
-                jax.random.fold_in(test_key, k), st, B, sp.model.s, eps_grid, n_test, linf_scale
-            )
-
-    if measure_every:
-        measure(0, states)
-    for k in range(n_save):
-        states, o = advance_states(sampler, run_keys, states, sp, k * steps, steps)
-        for lst, x in zip(obs, o, strict=True):
-            lst.append(np.asarray(x, np.float64))
-        if measure_every or k == n_save - 1:
-            measure(k + 1, states)
-    obs = PairObservables(*(np.stack(x, axis=1) for x in obs))
-    return PairMC(alpha, obs, eps_grid, wrong, flipped, right, states)
+    plan = plan_pair(
+        key,
+        pp,
+        spec,
+        N=N,
+        alpha_max=alpha_max,
+        n_save=n_save,
+        replicas=replicas,
+        R0=R0,
+        b0=b0,
+        eps_grid=eps_grid,
+        n_test=n_test,
+        dtype=dtype,
+        measure_every=measure_every,
+        linf_scale=linf_scale,
+    )
+    states, obs = run_plan(plan, with_states=True)
+    return pair_result(plan, obs, states)
