@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -22,7 +23,6 @@ import socket
 import time
 
 from .io import atomic_write_bytes, write_exclusive
-import contextlib
 
 __all__ = ["OutputLock", "claim_output", "RESULT_FILES", "RESULT_PATTERNS", "LOCK_NAME", "OWNER_NAME"]
 
