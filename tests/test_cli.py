@@ -67,7 +67,7 @@ BAD = [
     ("bogus=3", "unknown key 'bogus'"),
     ("N=abc", "N='abc'"),
     ("x64=maybe", "x64='maybe'"),
-    ("loss=hinge", "loss='hinge'"),
+    ("loss=squared_hinge", "loss='squared_hinge'"),
     ("eps_test=-1", "eps_test=-1.0"),
     ("R0=2", "R0=2.0"),
     ("N=2.5", "N='2.5'"),
