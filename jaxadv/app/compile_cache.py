@@ -12,7 +12,7 @@ Where the cache lives (the first that applies):
 * ``~/.cache/jaxadv/xla``.
 
 Clearing it is deleting the folder (``rm -r ~/.cache/jaxadv/xla``); it is rebuilt as programs are
-compiled again; it is not pruned (``jaxadv run scenario1`` adds about SIZE).
+compiled again; it is not pruned (a small ``jaxadv run scenario1`` adds about 1 MB).
 Importing :mod:`jaxadv` changes no JAX setting: only the command line (and :func:`enable` when a
 script calls it) turns the cache on.
 """
