@@ -56,10 +56,10 @@ def simulate_resumable(
     stats: dict | None = None,
     **kwargs,
 ) -> driver.MCResult:
-    """:func:`jaxadv.simulate` with a checkpoint file and a progress bar.
+    r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
     Args:
-        key, params, **kwargs: as :func:`jaxadv.simulate`.
+        key, params, \*\*kwargs: as :func:`jaxadv.simulate`.
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches all
             arguments. It is removed at the end.
