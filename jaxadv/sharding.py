@@ -21,9 +21,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host", "gather"]
+__all__ = [
+    "BATCH_AXIS",
+    "batch_mesh",
+    "padded_size",
+    "pad_batch",
+    "shard_batch",
+    "to_host",
+    "gather",
+    "one_at_a_time",
+]
 
 BATCH_AXIS = "batch"
 
@@ -117,3 +127,43 @@ def gather(tree):
         return x
 
     return jax.tree.map(one, tree)
+
+
+def one_at_a_time(f):
+    r"""``f`` that, under ``vmap``, loops over the batch (:func:`jax.lax.map`, one element per call) instead
+    of making one batched call; the same bits as the batched call. Not differentiable (a
+    :func:`jax.custom_batching.custom_vmap`).
+
+    For the LAPACK calls of a sharded program on host devices (``jnp.linalg.qr``, ``eigh``, ``cholesky``
+    on CPU). jaxlib 0.10's batched LAPACK kernels split their batch into pieces on XLA's intra-op thread
+    pool and block their own pool thread until the pieces are done. With one host device per core (the
+    command line's split) the pool has as many threads as there are devices, each device runs its
+    kernel on one of them, all of them block at once, and no thread is left to run the pieces: the
+    process waits for ever, every thread idle in a futex (measured: a ``vmap``-ped QR of 1000
+    ``(500, 2)`` matrices split over 2 host devices on a 2-core machine never returns; the same with
+    this wrapper takes 3 s, bit-identical to one device). One matrix per call has nothing to split.
+
+    Args:
+        f: a function of arrays (pytrees of arrays) returning arrays (a pytree).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> qr = one_at_a_time(lambda a: jnp.linalg.qr(a)[0])
+        >>> a = jax.random.normal(jax.random.key(0), (3, 5, 2))
+        >>> bool(jnp.all(jax.vmap(qr)(a) == jax.vmap(lambda x: jnp.linalg.qr(x)[0])(a)))
+        True
+    """
+    g = custom_vmap(f)
+
+    @g.def_vmap
+    def _loop(axis_size, in_batched, *args):
+        if not any(jax.tree.leaves(in_batched)):
+            out = g(*args)
+            return out, jax.tree.map(lambda _: False, out)
+        args = jax.tree.map(
+            lambda b, x: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), list(in_batched), list(args)
+        )
+        out = jax.lax.map(lambda a: g(*a), args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return g

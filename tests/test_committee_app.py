@@ -159,3 +159,82 @@ def test_certified_command_writes_every_output(tmp_path):
     assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = json.loads((out / "config.json").read_text())
     assert info["trainings"]["adversarial"]["attack"] == "fgm" and info["trainings"]["lipschitz"]["lipschitz"] == 1.0
+
+
+def test_committee_writes_robust_and_fgm_errors_at_eps_test(tmp_path):
+    """Through the console script: ``eps_test`` sets the radius of the robust and FGM errors in ``ode.csv`` and
+    ``mc.csv``; clean <= FGM <= worst case at every point; at eps_test = 0 both equal the clean error; the
+    verdict is the bare-ODE one of :func:`jaxadv.analysis.verdict.honest_verdict`."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAXADV_HOST_DEVICES="1")
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cli = "import sys; from jaxadv.app.cli import main; sys.exit(main())"
+    runs = {}
+    for eps_test in ("0.3", "0"):
+        out = tmp_path / eps_test
+        cmd = [sys.executable, "-c", cli, "committee", "committee", *TINY, "--set", f"eps_test={eps_test}"]
+        res = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        runs[eps_test] = (
+            read_csv(out / "ode.csv"),
+            read_csv(out / "mc.csv"),
+            json.loads((out / "config.json").read_text()),
+        )
+    ode, mc, info = runs["0.3"]
+    assert info["config"]["eps_test"] == 0.3 and info["config"]["eps"] == 0.5
+    for name in ("clean_error", "robust_error", "fgm_error"):
+        assert name in ode and f"{name}_mean" in mc and f"{name}_sem" in mc
+    assert np.all(ode["clean_error"] < ode["fgm_error"]) and np.all(ode["fgm_error"] <= ode["robust_error"] + 1e-9)
+    assert np.all(mc["clean_error_mean"] < mc["fgm_error_mean"])
+    assert np.all(mc["fgm_error_mean"] <= mc["robust_error_mean"] + 1e-9)
+    # the first save point: every replica has the given overlaps, so the Monte Carlo's errors are the ODE's
+    for name in ("clean_error", "robust_error", "fgm_error"):
+        np.testing.assert_allclose(mc[f"{name}_mean"][0], ode[name][0], atol=1e-6)
+    assert info["verdict_status"] in ("consistent", "not testable") and "bare ODE" in info["verdict"]
+    ode0 = runs["0"][0]
+    np.testing.assert_allclose(ode0["robust_error"], ode0["clean_error"], atol=1e-9)
+    np.testing.assert_allclose(ode0["fgm_error"], ode0["clean_error"], atol=1e-9)
+    # the default eps_test is eps
+    assert load_committee_config("committee")["eps_test"] == 0.5
+    assert load_committee_config("committee", ["eps_test=0.2"])["eps_test"] == 0.2
+
+
+def test_eps_test_is_refused_by_name():
+    with pytest.raises(ValueError, match="eps_test=-0.1"):
+        load_committee_config("committee", ["eps_test=-0.1"])
+    with pytest.raises(ValueError, match="eps_test='x'"):
+        load_committee_config("committee", ["eps_test=x"])
+
+
+def test_committee_verdict_without_theory_is_consistent_within_the_allowance_else_not_testable():
+    """The bare-ODE verdict: 2 standard errors "consistent"; 5.35 (the XOR, K = 2, N = 500 case) "not
+    testable" with the raw deviation beside it, never "inconsistent"."""
+    from jaxadv.analysis.verdict import honest_verdict
+
+    alpha = np.array([0.0, 1.0, 2.0])
+    ode = {"alpha": alpha, "R_1_1": np.array([0.3, 0.5, 0.7])}
+    for z, status in ((2.0, "consistent"), (5.35, "not testable")):
+        mc = {
+            "alpha": alpha,
+            "R_1_1_mean": ode["R_1_1"] + np.array([0.0, 0.0, z * 0.01]),
+            "R_1_1_sem": np.full(3, 0.01),
+        }
+        v = honest_verdict(
+            mc,
+            ode,
+            params=None,
+            N=500,
+            eps_test=0.3,
+            mc_dtype=np.float64,
+            theory=False,
+            why_no_theory="no O(1/N) theory for committees",
+            quantities=["R_1_1"],
+            bare_allowance=True,
+        )
+        assert v.status == status, v.text
+        assert abs(v.raw_z_max - z) < 1e-6 and v.raw_quantity == "R_1_1" and v.raw_alpha == 2.0
+        assert f"{z:.2f} standard errors" in v.text

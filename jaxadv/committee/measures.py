@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erfinv, ndtr
 
-from .fields import committee_output, geometry, maximise_on_ellipsoid, min_margin
+from .fields import committee_output, fgm, geometry, maximise_on_ellipsoid, min_margin
 from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
@@ -43,6 +43,7 @@ __all__ = [
     "measure_rule",
     "clean_error",
     "robust_error",
+    "fgm_error",
     "robustness_curve",
     "columns",
     "bisected_error",
@@ -201,6 +202,88 @@ def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule =
     (:func:`jaxadv.committee.fields.min_margin`); the same value, about 30 times slower. Both are exact
     for :math:`K=1`."""
     return _error(state, mixture, eps, True, rule, method=method)
+
+
+def grid_fraction(G, span: float, points: int, dtype, roots: int = 4, bisect: int = 40):
+    r""":math:`P(G(t)\le0)` for :math:`t\sim\mathcal N(0,1)` and any ``G``: its sign on ``points + 1`` equally
+    spaced :math:`t` in :math:`[-T, T]` (``T = span``), the first ``roots`` sign changes located by ``bisect``
+    halvings of their interval (any further ones by linear interpolation), the tails by the end values.
+    Two sign changes closer than the spacing :math:`2T/\text{points}` are missed."""
+    t = jnp.linspace(-span, span, points + 1, dtype=dtype)
+    g = jax.vmap(G)(t)
+    bad = g <= 0
+    b0, b1 = bad[:-1], bad[1:]
+    g0, g1 = g[:-1], g[1:]
+    d = g0 - g1
+    root = t[:-1] + (t[1:] - t[:-1]) * jnp.where(d != 0, g0 / jnp.where(d != 0, d, 1.0), 0.5)
+    (idx,) = jnp.nonzero(b0 != b1, size=roots, fill_value=points)
+
+    def refine(i):
+        lo, hi = t[jnp.minimum(i, points - 1)], t[jnp.minimum(i + 1, points)]
+        lo_bad = G(lo) <= 0
+
+        def body(_, lh):
+            l_, h_ = lh
+            m = (l_ + h_) / 2
+            same = (G(m) <= 0) == lo_bad
+            return jnp.where(same, m, l_), jnp.where(same, h_, m)
+
+        l_, h_ = jax.lax.fori_loop(0, bisect, body, (lo, hi))
+        return (l_ + h_) / 2
+
+    root = root.at[idx].set(jax.vmap(refine)(idx), mode="drop")  # fill_value = points: out of range, dropped
+    Phi, P_root = ndtr(t), ndtr(root)
+    part = jnp.where(
+        b0 & b1, Phi[1:] - Phi[:-1], jnp.where(b0 & ~b1, P_root - Phi[:-1], jnp.where(~b0 & b1, Phi[1:] - P_root, 0.0))
+    )
+    return jnp.sum(part) + jnp.where(bad[0], Phi[0], 0.0) + jnp.where(bad[-1], 1.0 - Phi[-1], 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "rule", "points"))
+def fgm_error(
+    state: CommitteeState, mixture: Mixture, eps, loss: str = "quadratic", rule: GaussRule = None, points: int = 400
+):
+    r"""The error left by the fast gradient method, the committee's training attack:
+    :math:`\sum_cp_cP(\tau_c\sigma(x+Q\gamma)\le0)` with :math:`\gamma` the FGM of the loss ``loss``
+    (:func:`jaxadv.committee.fields.fgm`, radius ``eps``). FGM ascends the loss, not the margin (with the
+    quadratic loss an example beyond its target is pushed further out), so its error lies between the
+    clean and the worst-case error and need not be monotone along any field: the fields are framed as in
+    :func:`bisected_error` and the last direction is integrated by :func:`grid_fraction` (``points``
+    intervals on :math:`[-10, 10]`, the first 4 sign changes bisected), the others by the (K-1)-dimensional
+    rule ``rule``. At :math:`\epsilon=0` it equals :func:`clean_error` to 1e-9 (tested).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxadv.committee import CommitteeState, two_cluster
+        >>> s = CommitteeState(jnp.eye(2), jnp.array([[0.6], [0.3]]), jnp.zeros(2), jnp.array([0.5, 0.5]))
+        >>> e0, e1, w1 = float(clean_error(s, two_cluster())), float(fgm_error(s, two_cluster(), 0.5)), float(
+        ...     robust_error(s, two_cluster(), 0.5))
+        >>> e0 < e1 <= w1 + 1e-6
+        True
+    """
+    Q, R, b, v = state
+    K = Q.shape[0]
+    rule = measure_rule(K) if rule is None else rule
+    dtype = Q.dtype
+    geom = geometry(Q)
+    k_star, perm, inv, C = _frame(Q, v)
+
+    def margin(x, tau):
+        return tau * committee_output(x + Q @ fgm(x, geom, v, tau, eps, loss), v)
+
+    def cluster(a, var, tau):
+        m = (R @ a - b)[perm]
+        s = jnp.sqrt(var)
+
+        def node(t_rest):
+            base = m + s * (C[:, : K - 1] @ t_rest)
+            col = s * C[:, K - 1]
+            return grid_fraction(lambda t: margin((base + col * t)[inv], tau), 10.0, points, dtype)
+
+        return gaussian_mean(node, K - 1, rule, dtype)
+
+    per = jax.vmap(cluster)(mixture.centres, mixture.variances, mixture.labels)
+    return jnp.dot(mixture.priors, per)
 
 
 def robustness_curve(state: CommitteeState, mixture: Mixture, eps_values, rule: GaussRule = None):

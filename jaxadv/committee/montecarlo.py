@@ -34,7 +34,7 @@ import numpy as np
 
 from ..mc.driver import Plan, run_plan, save_schedule
 from ..mc.full import Sampler, SamplerParams
-from ..sharding import shard_batch
+from ..sharding import one_at_a_time, shard_batch
 from .fields import committee_output, geometry, loss_value, worst_case
 from .lipschitz import project_weights
 from .ode import check_overlaps
@@ -96,6 +96,13 @@ def directions(D: int, N: int, dtype=jnp.float32):
     return jnp.eye(D, N, dtype=dtype)
 
 
+# LAPACK one matrix at a time under the driver's vmap: batched, it deadlocks a run split over host
+# devices (jaxadv.sharding.one_at_a_time)
+_orthonormal_rows = one_at_a_time(lambda G: jnp.linalg.qr(G.T)[0].T)
+_eigh = one_at_a_time(lambda S: tuple(jnp.linalg.eigh(S)))
+_geometry = one_at_a_time(lambda Q: geometry(Q))
+
+
 def init(key, B, K: int, Q0=None, R0=None, b0=None, v0=None) -> CommitteeMC:
     r"""Initial committee: rows of ``W`` uniform on the sphere (``Q0 is None``), or with exactly the
     overlaps :math:`WW^\top=Q_0`, :math:`WB^\top=R_0`: :math:`W=R_0B+CP` with ``P`` ``K`` orthonormal rows
@@ -109,8 +116,8 @@ def init(key, B, K: int, Q0=None, R0=None, b0=None, v0=None) -> CommitteeMC:
         return CommitteeMC(G / jnp.linalg.norm(G, axis=1, keepdims=True), b0, v0)
     Q0, R0 = jnp.asarray(Q0, dtype), jnp.asarray(R0, dtype)
     G = G - (G @ B.T) @ B
-    P = jnp.linalg.qr(G.T)[0].T
-    lam, U = jnp.linalg.eigh(Q0 - R0 @ R0.T)
+    P = _orthonormal_rows(G)
+    lam, U = _eigh(Q0 - R0 @ R0.T)
     C = U * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]
     return CommitteeMC(R0 @ B + C @ P, b0, v0)
 
@@ -150,7 +157,7 @@ def input_attack(key, state: CommitteeMC, xi, tau, eps, spec: CommitteeSpec):
         return jax.lax.fori_loop(0, spec.pgd_steps, body, delta0)
     if spec.attack == "worst":
         x = state.W @ xi - state.b
-        gamma = worst_case(x, geometry(state.W @ state.W.T), state.v, tau, eps, spec.loss)
+        gamma = worst_case(x, _geometry(state.W @ state.W.T), state.v, tau, eps, spec.loss)
         return state.W.T @ gamma
     return jnp.zeros_like(xi)
 
