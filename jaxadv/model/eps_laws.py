@@ -21,10 +21,12 @@ name            law                                                             
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .. import threefry
 from ..ode.quadrature import lift, nodes
@@ -50,11 +52,11 @@ class EpsLaw(NamedTuple):
     draw: Callable
     nodes: Callable | None
     random: bool = False
-    params: tuple = ()
-    validate: Callable = lambda values: None
+    params: tuple[Param, ...] = ()
+    validate: Callable[[dict[str, Any]], None] = lambda values: None
 
 
-def gauss_legendre_on(lo, hi, n: int):
+def gauss_legendre_on(lo: ArrayLike, hi: ArrayLike, n: int) -> tuple[jax.Array, jax.Array]:
     r"""``n``-point Gauss--Legendre nodes and weights (summing to 1) of the uniform law on
     :math:`[lo, hi]`: exact for polynomials of degree :math:`2n-1`."""
     x, w = nodes("legendre", int(n))
@@ -162,7 +164,7 @@ r"""Log-uniform radius on :math:`[\epsilon_\min, \epsilon_\max]`, :math:`0<\epsi
 EPS_LAWS = {law.name: law for law in (FIXED, UNIFORM, DISCRETE, LOGUNIFORM)}
 
 
-def get_eps_law(name_or_law) -> EpsLaw:
+def get_eps_law(name_or_law: str | EpsLaw) -> EpsLaw:
     """Look an eps law up by name (or pass an :class:`EpsLaw` through)."""
     if isinstance(name_or_law, EpsLaw):
         return name_or_law

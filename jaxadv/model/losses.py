@@ -25,6 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
+from jax.typing import ArrayLike
 
 from ..ode.quadrature import gauss_legendre_mean, lift, nodes
 
@@ -46,7 +47,7 @@ class Loss(NamedTuple):
     moments: Callable | None = None
 
 
-def force(loss: Loss, x, tau):
+def force(loss: Loss, x: ArrayLike, tau: ArrayLike) -> jax.Array:
     r"""The force :math:`\delta(x,\tau) = -\partial L(x,\tau)/\partial x`, elementwise."""
     g = jax.grad(lambda x_, t_: loss.value(x_, t_))
     fn = g
@@ -56,7 +57,9 @@ def force(loss: Loss, x, tau):
     return -fn(x, tau)
 
 
-def force_moments(loss: Loss, m, v, tau, method: str = "auto"):
+def force_moments(
+    loss: Loss, m: ArrayLike, v: ArrayLike, tau: ArrayLike, method: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
     r"""Gaussian moments :math:`(\langle\delta\rangle, \langle\delta^2\rangle)` of the force for
     :math:`\tilde x\sim\mathcal N(m, v)`.
 
@@ -89,7 +92,7 @@ def _quadratic_value(x, tau):
     return 0.5 * (erf(x) - tau) ** 2
 
 
-def owens_t(h, a, n: int = 12):
+def owens_t(h: ArrayLike, a: ArrayLike, n: int = 12) -> jax.Array:
     r"""Owen's T function by ``n``-point Gauss--Legendre on its defining integral,
 
     .. math::
@@ -169,7 +172,7 @@ LOSSES[LOGISTIC.name] = LOGISTIC
 LOSSES[CROSS_ENTROPY.name] = CROSS_ENTROPY
 
 
-def get_loss(name_or_loss) -> Loss:
+def get_loss(name_or_loss: str | Loss) -> Loss:
     """Look a loss up by name (or pass a :class:`Loss` through)."""
     if isinstance(name_or_loss, Loss):
         return name_or_loss

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,17 +80,17 @@ def _shifted_force(rule, x, label, eps, rp):
 
 
 def pair_averages(
-    R_s,
-    R_t,
-    b_s,
-    b_t,
-    Q,
+    R_s: float | jax.Array,
+    R_t: float | jax.Array,
+    b_s: float | jax.Array,
+    b_t: float | jax.Array,
+    Q: float | jax.Array,
     pp: PairParams,
     spec: PairSpec,
     surrogate_labels: str = "auto",
     panels: int = 16,
     order: int = 8,
-):
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     r"""Per-cluster two-dimensional averages ``(S1, S2, Z, X)``, each of shape ``(2,)`` (cluster +1, -1):
     :math:`\langle\delta_s\rangle`, :math:`\langle\delta_s^2\rangle`, :math:`\langle\delta_s\zeta\rangle`,
     :math:`\langle\delta_s\delta_t\rangle`.
@@ -139,7 +140,7 @@ def pair_averages(
     return tot(d_s), tot(d_s * d_s), tot(d_s * zeta), tot(d_s * d_t)
 
 
-def pair_drift(y, pp: PairParams, spec: PairSpec):
+def pair_drift(y: jax.Array, pp: PairParams, spec: PairSpec) -> jax.Array:
     r"""The right-hand side :math:`\dot y` at ``y = [R_s, R_t, b_s, b_t, Q]`` (module docstring)."""
     R_s, R_t, b_s, b_t, Q = y[0], y[1], y[2], y[3], y[4]
     s, t = pp.s, pp.t
@@ -174,7 +175,7 @@ def pair_drift(y, pp: PairParams, spec: PairSpec):
     return jnp.stack([dR_s, dR_t, db_s, db_t, dQ])
 
 
-def pair_vector_field(spec: PairSpec):
+def pair_vector_field(spec: PairSpec) -> Callable[[Any, jax.Array, PairParams], jax.Array]:
     """``f(alpha, y, pp)`` of :func:`pair_drift` for :mod:`jaxadv.ode.rk4`."""
     check_pair_ode_supported(spec)
     return lambda alpha, y, pp: pair_drift(y, pp, spec)
@@ -192,8 +193,8 @@ def solve_pair_ode(
     n_save: int = 10,
     *,
     dt: float = 0.05,
-    R0=(0.0, 0.0, 0.0),
-    b0=(0.0, 0.0),
+    R0: Sequence[float] = (0.0, 0.0, 0.0),
+    b0: Sequence[float] = (0.0, 0.0),
 ) -> PairODE:
     r"""Integrate the pair ODE with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(R_s, R_t, Q) = R0`,
     :math:`(b_s, b_t) = b0`, with ``n_save`` equal save intervals to ``alpha_max`` and at most ``dt`` a step.
