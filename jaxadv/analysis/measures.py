@@ -33,7 +33,9 @@ def robust_error(R: Real, b: Real, eps_test: Real, params: ModelParams) -> jax.A
     r""":math:`S(R, b, \epsilon_\text{test})`: probability that some perturbation of L2 norm
     :math:`\le\epsilon_\text{test}` makes a clean example misclassified. Broadcasts."""
     half = params.rho * R / 2
-    return params.prior * ndtr((eps_test + b - half) / jnp.sqrt(params.v1)) + (1 - params.prior) * ndtr(
+    # a NumPy leaf times a jax.Array is a jax.Array at run time (JAX's __array_priority__), which NumPy's
+    # type information does not know
+    return params.prior * ndtr((eps_test + b - half) / jnp.sqrt(params.v1)) + (1 - params.prior) * ndtr(  # type: ignore[return-value]
         (eps_test - b - half) / jnp.sqrt(params.v2)
     )
 

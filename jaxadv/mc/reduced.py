@@ -50,6 +50,7 @@ from ..model.losses import force
 from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_reduced_supported
 from ..threefry import is_threefry, threefry2x32
+from ..typing import Real
 from .full import Observables, Sampler, SamplerParams
 
 __all__ = [
@@ -229,7 +230,7 @@ def reduced_update(
     N: float | jax.Array,
     rule: TrainingRule = DEFAULT_RULE,
     rp: dict[str, jax.Array] | None = None,
-    eps: float | jax.Array | None = None,
+    eps: Real | None = None,
 ) -> ReducedState:
     r"""The exact step map :math:`(R, b) \to (R', b')` for given label and random numbers.
 

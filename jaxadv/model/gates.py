@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..typing import Real
 from .params import Param
 
 __all__ = ["Gate", "ALWAYS", "NONROBUST", "GATES", "get_gate", "nonrobust_gate"]
@@ -46,7 +47,7 @@ class Gate(NamedTuple):
     params: tuple[Param, ...] = ()
 
 
-def nonrobust_gate(x: jax.Array, tau: float | jax.Array, eps: float | jax.Array) -> jax.Array:
+def nonrobust_gate(x: jax.Array, tau: float | jax.Array, eps: Real) -> jax.Array:
     r""":math:`g=\Theta(\epsilon-\tau x)`: 1 when the clean field ``x`` is not :math:`\epsilon`-robust
     (an L2 perturbation of norm :math:`\le\epsilon` can make :math:`\tau x\le 0`), else 0."""
     return (tau * x < eps).astype(jnp.result_type(x, float))

@@ -13,9 +13,10 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
+
+from ..typing import Real
 
 __all__ = ["ModelParams", "Param", "validate_params", "as_array_params", "check_value"]
 
@@ -37,13 +38,13 @@ class ModelParams(NamedTuple):
         eps: :math:`\epsilon\ge 0`, L2 radius of the training attack (0: standard training).
     """
 
-    prior: float | jax.Array = 0.5
-    rho: float | jax.Array = 2.0
-    v1: float | jax.Array = 1.0
-    v2: float | jax.Array = 1.0
-    eta_w: float | jax.Array = 0.04
-    eta_b: float | jax.Array = 0.2
-    eps: float | jax.Array = 1.0
+    prior: Real = 0.5
+    rho: Real = 2.0
+    v1: Real = 1.0
+    v2: Real = 1.0
+    eta_w: Real = 0.04
+    eta_b: Real = 0.2
+    eps: Real = 1.0
 
 
 # (name, predicate, description of the valid range)

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import threefry
+from ..typing import Real
 from .params import Param
 
 __all__ = [
@@ -90,12 +91,12 @@ class Attack(NamedTuple):
 # --- L2: the worst case of the talk ---------------------------------------------------------
 
 
-def l2_attack(xi: jax.Array, tau: float | jax.Array, w: jax.Array, eps: float | jax.Array) -> jax.Array:
+def l2_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst-case L2 perturbation :math:`\tilde\xi = \xi - \tau\epsilon w` (``w`` of unit norm)."""
     return xi - tau * eps * w
 
 
-def l2_attack_field(x: jax.Array, tau: float | jax.Array, eps: float | jax.Array) -> jax.Array:
+def l2_attack_field(x: jax.Array, tau: Real, eps: Real) -> jax.Array:
     r"""The same attack seen through the pre-activation: :math:`\tilde x = x - \tau\epsilon`."""
     return x - tau * eps
 
@@ -130,14 +131,14 @@ NOISE = Attack(
 # --- the worst cases of a linear student in the L-infinity and L1 balls ------------------------
 
 
-def linf_attack(xi: jax.Array, tau: float | jax.Array, w: jax.Array, eps: float | jax.Array) -> jax.Array:
+def linf_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst case in the L-infinity ball of radius :math:`\epsilon` for a linear student:
     :math:`\tilde\xi = \xi - \tau\epsilon\operatorname{sign}(w)`; the field moves by
     :math:`-\tau\epsilon\|w\|_1`, the largest decrease of :math:`\tau x` in the ball."""
     return xi - tau * eps * jnp.sign(w)
 
 
-def l1_attack(xi: jax.Array, tau: float | jax.Array, w: jax.Array, eps: float | jax.Array) -> jax.Array:
+def l1_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst case in the L1 ball: all the budget on :math:`i^*=\arg\max_i|w_i|`,
     :math:`\tilde\xi = \xi - \tau\epsilon\operatorname{sign}(w_{i^*})e_{i^*}`; the field moves by
     :math:`-\tau\epsilon\|w\|_\infty`."""

@@ -108,7 +108,9 @@ def drift(
         params.eta_w**2 / 2
     ) * R * jnp.sum(weight * var * d2, axis=0)
     db = -params.eta_b * jnp.sum(weight * d1, axis=0)
-    return dR, db
+    # NumPy leaves of params times jax.Arrays are jax.Arrays at run time (JAX's __array_priority__), which
+    # NumPy's type information does not know
+    return dR, db  # type: ignore[return-value]
 
 
 def vector_field(
