@@ -18,17 +18,22 @@ own devices) and :func:`to_host` / :func:`gather` bring results back to every pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+T = TypeVar("T")
 
 __all__ = ["BATCH_AXIS", "batch_mesh", "padded_size", "pad_batch", "shard_batch", "to_host", "gather"]
 
 BATCH_AXIS = "batch"
 
 
-def batch_mesh(devices=None) -> Mesh:
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-dimensional :class:`jax.sharding.Mesh` named ``"batch"`` over ``devices``
     (default: all devices, :func:`jax.devices`)."""
     devices = jax.devices() if devices is None else list(devices)
@@ -43,13 +48,13 @@ def padded_size(n: int, n_devices: int | None = None) -> int:
     return -(-int(n) // k) * k
 
 
-def pad_batch(tree, size: int):
+def pad_batch(tree: T, size: int) -> T:
     """Pad the leading axis of every leaf of ``tree`` to ``size`` by repeating its last element.
 
     Works for typed PRNG key arrays as well. Leaves already of length ``size`` are returned as is.
     """
 
-    def pad(x):
+    def pad(x: jax.Array) -> jax.Array:
         n = x.shape[0]
         if n == size:
             return x
@@ -61,7 +66,7 @@ def pad_batch(tree, size: int):
     return jax.tree.map(pad, tree)
 
 
-def shard_batch(tree, devices=None):
+def shard_batch(tree: T, devices: Sequence[jax.Device] | None = None) -> T:
     """Pad the leading axis of every leaf to a multiple of the device count and place it
     with ``NamedSharding(mesh, PartitionSpec("batch"))``.
 
@@ -94,7 +99,7 @@ def _global_array(x, sharding):
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def to_host(x) -> np.ndarray:
+def to_host(x: Any) -> np.ndarray:
     """``x`` as a NumPy array on this host. With several processes
     (``jax.distributed.initialize``) a globally sharded array is first gathered from all hosts
     (``multihost_utils.process_allgather``); otherwise this is ``np.asarray(x)``."""
@@ -105,13 +110,13 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def gather(tree):
+def gather(tree: T) -> T:
     """Every leaf of ``tree`` that spans several processes replaced by the whole array on this process
     (:func:`to_host`, then a local array); other leaves, and everything on one process, unchanged."""
     if jax.process_count() == 1:
         return tree
 
-    def one(x):
+    def one(x: Any) -> Any:
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             return jnp.asarray(to_host(x))
         return x
