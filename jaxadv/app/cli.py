@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -139,7 +140,7 @@ def _use_all_cores() -> None:
     use_all_cores(x64=False, strict=False)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import warnings
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 from ..defaults import ALPHA_MAX, DT, N_SAVE, REPLICAS
@@ -21,6 +22,9 @@ from ..mc.driver import SAMPLERS
 from ..model.losses import LOSSES
 from ..model.params import ModelParams, check_value, validate_params
 from .io import read_toml
+
+if typing.TYPE_CHECKING:
+    from ..model.rule import TrainingRule
 
 __all__ = [
     "RunConfig",
@@ -131,7 +135,7 @@ class RunConfig:
         return ModelParams(*(getattr(self, f) for f in ModelParams._fields))
 
     @property
-    def rule(self):
+    def rule(self) -> TrainingRule:
         """The :class:`jaxadv.TrainingRule` named by ``loss``, ``attack``, ``eps_dist``, ``gate`` and
         ``nonrobust_only``."""
         from ..model.rule import training_rule
@@ -451,7 +455,7 @@ MAX_ODE_STEPS = 2**31 - 1
 MAX_SAVE_POINTS = 10**6
 
 
-def load_config(spec: str, overrides=()) -> RunConfig:
+def load_config(spec: str, overrides: Sequence[str] = ()) -> RunConfig:
     """A preset name or a TOML path, then ``KEY=VALUE`` overrides; validated.
 
     Raises:
