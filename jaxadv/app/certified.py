@@ -288,7 +288,7 @@ def plot_certified(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray] | None,
     return fig
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv certified [PRESET_OR_TOML] [--set KEY=VALUE ...]``."""
     c = subparsers.add_parser(
         "certified",

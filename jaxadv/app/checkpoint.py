@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,11 @@ from ..sharding import shard_batch, to_host
 from .io import write_npz
 from .progress import Progress
 
+if TYPE_CHECKING:
+    from ..committee import CommitteeParams, CommitteeSpec, Mixture
+    from ..committee.montecarlo import CommitteeMCResult
+    from ..model.params import ModelParams
+
 __all__ = ["simulate_resumable", "simulate_committee_resumable", "run_resumable", "fingerprint", "Interrupted"]
 
 
@@ -38,14 +44,14 @@ def fingerprint(plan: driver.Plan) -> str:
 
 
 def simulate_resumable(
-    key,
-    params,
+    key: jax.Array | int,
+    params: ModelParams,
     *,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
-    **kwargs,
+    stats: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> driver.MCResult:
     r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
@@ -72,18 +78,18 @@ def simulate_resumable(
 
 
 def simulate_committee_resumable(
-    key,
-    mixture,
-    params,
-    spec,
+    key: jax.Array,
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
     *,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
+    stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
-    **kwargs,
-):
+    **kwargs: Any,
+) -> CommitteeMCResult:
     """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
     labelled ``label`` (arguments as there and as :func:`simulate_resumable`); the same bits as the plain
     run, on any device count and across interruptions. Returns a
@@ -103,9 +109,9 @@ def run_resumable(
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
+    stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
-) -> list:
+) -> list[np.ndarray]:
     """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and
     interrupt handling: the loop of :func:`jaxadv.mc.driver.run_plan`, resumable.
 
@@ -204,7 +210,7 @@ class Interrupted(KeyboardInterrupt):
     """A Monte Carlo run was interrupted; ``checkpoint`` is the file it saved (``None``: nothing was
     saved), holding ``done`` of ``total`` save intervals."""
 
-    def __init__(self, checkpoint, done, total):
+    def __init__(self, checkpoint: str | None, done: int, total: int) -> None:
         super().__init__(checkpoint)
         self.checkpoint, self.done, self.total = checkpoint, done, total
 

@@ -100,7 +100,7 @@ def _csv(vals):
     return ",".join(f"{v:g}" for v in vals)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Register ``jaxadv mnist`` on an argparse ``subparsers`` object (imports nothing heavy)."""
     d = DEFAULTS
     p = subparsers.add_parser(

@@ -739,7 +739,7 @@ def load_sweep(out_dir: str) -> SweepResult:
 # --- command line -----------------------------------------------------------------------------
 
 
-def add_sweep_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_sweep_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object (the CLI defines it
     in :mod:`jaxadv.app.cli` so that ``--help`` imports no JAX; this is kept for callers)."""
     s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")

@@ -29,10 +29,17 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .io import write_csv, write_figure, write_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from matplotlib.figure import Figure
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "plot_transfer", "add_parser"]
 
@@ -53,7 +60,7 @@ PRESETS = {
 }
 """The presets (every other key takes its default)."""
 
-_KEYS = {
+_KEYS: dict[str, Any] = {
     "stream": "independent",
     "labels": "true",
     "eps_s": 0.0,
@@ -110,7 +117,7 @@ def _coerce(key, value):
     return coerce_scalar(key, value, type(default))
 
 
-def load_transfer_config(spec: str, overrides=()) -> dict:
+def load_transfer_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
     ``ValueError`` names an unknown key or a bad value."""
     from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
@@ -193,7 +200,9 @@ def _closed(R_s, b_s, R_t, b_t, Q, eps, data, M=None):
     return {k: np.broadcast_to(v, shape) for k, v in out.items()}
 
 
-def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
+def run_transfer(
+    cfg: dict[str, Any], out_dir: str, mc: bool = True, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
     """Run the pair ODE and (unless ``mc`` is false) the pair Monte Carlo of every target radius; write every
     file of the module docstring. Returns the dict written to ``config.json``."""
     import jax
@@ -334,7 +343,9 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print) -> dict:
     return info
 
 
-def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
+def plot_transfer(
+    ode: dict[str, Any], mc: dict[str, Any] | None, eps_cols: dict[str, Any], cfg: dict[str, Any]
+) -> Figure:
     """One column per target radius: the target's errors against alpha (ODE lines, Monte Carlo bands), the
     deviation of the Monte Carlo from the ODE in standard errors, and the errors against eps at the last alpha."""
     from matplotlib.figure import Figure
@@ -422,7 +433,7 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
     return fig
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
     c = subparsers.add_parser(
         "transfer",
@@ -441,7 +452,7 @@ def add_parser(subparsers) -> None:
     c.set_defaults(func=transfer_command)
 
 
-def transfer_command(args) -> int:
+def transfer_command(args: argparse.Namespace) -> int:
     cfg = load_transfer_config(args.config, args.overrides)
     mc = not args.no_mc
     out = args.out or os.path.join("results", cfg["name"])

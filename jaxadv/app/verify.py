@@ -80,7 +80,7 @@ def _ints(text: str, name: str):
     return vals
 
 
-def add_verify_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_verify_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Register ``jaxadv verify`` on an argparse ``subparsers`` object."""
     v = subparsers.add_parser(
         "verify", help="finite-N verification: MC over a ladder of N against the ODE and the fluctuation theory"

@@ -40,12 +40,15 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from jax.scipy.special import erf
+from jax.typing import ArrayLike
 
 from .. import attacks
 from .fields import committee_output, geometry, min_margin, pgd
 from .lipschitz import lipschitz_bound
 from .measures import bisected_error, measure_rule
+from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule
 
@@ -63,7 +66,7 @@ __all__ = [
 CERTIFICATES = ("lipschitz", "interval")
 
 
-def check_eps(eps, name: str = "eps"):
+def check_eps(eps: npt.ArrayLike, name: str = "eps") -> None:
     """``ValueError`` naming ``name`` unless every value of ``eps`` is finite and ``>= 0``."""
     arr = np.atleast_1d(np.asarray(eps, np.float64)).ravel()
     for e in arr:
@@ -77,7 +80,14 @@ def check_certificate(certificate: str) -> str:
     return certificate
 
 
-def certified_margin(x, Q, v, tau, eps, certificate: str = "lipschitz"):
+def certified_margin(
+    x: jax.Array,
+    Q: jax.Array,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    certificate: str = "lipschitz",
+) -> jax.Array:
     r"""The certificate's lower bound :math:`\underline m` on :math:`\min_{\|\delta\|\le\epsilon}\tau\sigma`
     (module docstring) for one example: fields ``x`` ``(K,)``, ``Q`` ``(K, K)``, ``v`` ``(K,)``, scalar
     ``tau`` and ``eps``. Certified iff > 0."""
@@ -97,7 +107,13 @@ def _certified_error(state, mixture, eps, certificate, rule):
     return jnp.clip(err, 0.0, 1.0)  # the truncated rule's weights sum to 1 within 1e-12
 
 
-def certified_error(state, mixture: Mixture, eps, certificate: str = "lipschitz", rule: GaussRule = None):
+def certified_error(
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    certificate: str = "lipschitz",
+    rule: GaussRule | None = None,
+) -> jax.Array:
     r""":math:`C(\epsilon)=\sum_cp_cP(\underline m\le0)` of one point of order parameters
     (a :class:`~jaxadv.committee.ode.CommitteeState`, ``Q`` ``(K, K)``, ``R`` ``(K, D)``, ``b``, ``v`` ``(K,)``).
 
@@ -125,7 +141,16 @@ def certified_error(state, mixture: Mixture, eps, certificate: str = "lipschitz"
     return _certified_error(state, mixture, jnp.asarray(eps, jnp.asarray(state.Q).dtype), certificate, rule)
 
 
-def field_errors(x, Q, v, tau, eps, pgd_steps: int = 20, pgd_step=None, iters: int = 32):
+def field_errors(
+    x: jax.Array,
+    Q: jax.Array,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    pgd_steps: int = 20,
+    pgd_step: float | jax.Array | None = None,
+    iters: int = 32,
+) -> dict[str, jax.Array]:
     r"""Indicators of one example's errors from its clean fields ``x`` ``(K,)``: a dict of booleans
     ``clean`` (:math:`\tau\sigma\le0`), ``pgd`` (after field-space L2 PGD,
     :func:`jaxadv.committee.fields.pgd`, ``pgd_steps`` steps of ``pgd_step``, default
@@ -157,7 +182,15 @@ def _sampled(key, state, mixture, eps, n, pgd_steps, pgd_step):
     return jax.vmap(lambda xx, tt: field_errors(xx, Q, v, tt, eps, pgd_steps, pgd_step))(x, tau)
 
 
-def sampled_errors(key, state, mixture: Mixture, eps, n: int = 4000, pgd_steps: int = 20, pgd_step=None) -> dict:
+def sampled_errors(
+    key: jax.Array,
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float,
+    n: int = 4000,
+    pgd_steps: int = 20,
+    pgd_step: float | None = None,
+) -> dict[str, np.ndarray]:
     r"""Every error of :func:`field_errors` on ``n`` fields drawn from the order parameters ``state``
     (one point): ``{name: (n,) bool}`` (NumPy). Common random numbers make the chain
     lipschitz >= interval >= worst >= pgd hold sample by sample."""
@@ -202,7 +235,16 @@ def _examples(W, b, v, xi, tau, eps, pgd_steps, pgd_step):
     return jax.vmap(one)(xi, tau)
 
 
-def example_errors(W, b, v, xi, tau, eps, pgd_steps: int = 20, pgd_step=None) -> dict:
+def example_errors(
+    W: ArrayLike,
+    b: ArrayLike,
+    v: ArrayLike,
+    xi: ArrayLike,
+    tau: ArrayLike,
+    eps: float,
+    pgd_steps: int = 20,
+    pgd_step: float | None = None,
+) -> dict[str, np.ndarray]:
     r"""Every error on N-dimensional examples of fixed weights (the Monte Carlo face).
 
     Args:

@@ -16,16 +16,19 @@ replica holding both students (:mod:`jaxadv.model.pair`); the driver's jitted ke
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import DTypeLike
 
 from .. import threefry
 from ..model.data import sample_example, unit_direction
 from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, PairState, check_pair_start, pair_as_arrays, pair_step
-from ..model.params import check_value
+from ..model.params import ModelParams, check_value
 from ..model.student import Student
 from .driver import advance_states, init_batch, save_schedule
 from .full import Sampler, SamplerParams
@@ -48,14 +51,14 @@ class PairObservables(NamedTuple):
     """Order parameters of one pair (scalars): ``R_s``, ``R_t``, ``Q`` (:math:`w_s\\cdot w_t`), ``b_s``, ``b_t``,
     ``M`` (:math:`w_t\\cdot\\operatorname{sign}(w_s)`), ``norm1_s``, ``norm1_t`` (:math:`\\|w\\|_1`)."""
 
-    R_s: jax.Array
-    R_t: jax.Array
-    Q: jax.Array
-    b_s: jax.Array
-    b_t: jax.Array
-    M: jax.Array
-    norm1_s: jax.Array
-    norm1_t: jax.Array
+    R_s: jax.Array | np.ndarray
+    R_t: jax.Array | np.ndarray
+    Q: jax.Array | np.ndarray
+    b_s: jax.Array | np.ndarray
+    b_t: jax.Array | np.ndarray
+    M: jax.Array | np.ndarray
+    norm1_s: jax.Array | np.ndarray
+    norm1_t: jax.Array | np.ndarray
 
 
 def _observe(state: PairState, B) -> PairObservables:
@@ -72,7 +75,7 @@ def _observe(state: PairState, B) -> PairObservables:
     )
 
 
-def init_pair(key, B, R0, b0) -> PairState:
+def init_pair(key: jax.Array, B: jax.Array, R0: jax.Array, b0: jax.Array) -> PairState:
     r"""Two unit students with the given overlaps :math:`R0 = (R_s, R_t, Q)` and biases :math:`b0=(b_s, b_t)`:
     :math:`w_s = R_sB + a\,e_1`, :math:`w_t = R_tB + c_1e_1 + c_2e_2` with :math:`e_1, e_2` a random orthonormal
     pair orthogonal to B, :math:`a=\sqrt{1-R_s^2}`, :math:`c_1=(Q-R_sR_t)/a`, :math:`c_2=\sqrt{1-R_t^2-c_1^2}`."""
@@ -92,7 +95,7 @@ def init_pair(key, B, R0, b0) -> PairState:
 
 
 @functools.cache
-def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler:
+def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler[PairSpec]:
     """The pair's :class:`jaxadv.mc.full.Sampler`: ``sp.model`` is a :class:`jaxadv.model.pair.PairParams`,
     ``sp.const`` the cluster axis B; ``init(key, sp, R0, b0)`` takes ``R0 = (R_s, R_t, Q)`` and
     ``b0 = (b_s, b_t)`` (:func:`init_pair`). Cached per ``spec``, so ``jit`` compiles each spec once."""
@@ -143,7 +146,15 @@ def _transfer_batch(keys, states, B, data, eps_grid, n_test, linf_scale):
     return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test, linf_scale))(keys, states)
 
 
-def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000, linf_scale: float = 1.0):
+def measure_transfer(
+    key: jax.Array,
+    states: PairState,
+    B: jax.Array,
+    data: ModelParams,
+    eps_grid: npt.ArrayLike,
+    n_test: int = 1000,
+    linf_scale: float = 1.0,
+) -> tuple[np.ndarray, ...]:
     r"""Empirical transfer on ``n_test`` fresh examples per replica, attacked in N dimensions.
 
     For each replica, example :math:`(\xi,\tau)`, radius :math:`\epsilon` and kind
@@ -206,7 +217,7 @@ class PairMC(NamedTuple):
 
 
 def simulate_pair(
-    key,
+    key: jax.Array | int,
     pp: PairParams,
     spec: PairSpec = DEFAULT_PAIR_SPEC,
     *,
@@ -214,11 +225,11 @@ def simulate_pair(
     alpha_max: float,
     n_save: int = 10,
     replicas: int = 32,
-    R0=(0.0, 0.0, 0.0),
-    b0=(0.0, 0.0),
-    eps_grid=(),
+    R0: Sequence[float] = (0.0, 0.0, 0.0),
+    b0: Sequence[float] = (0.0, 0.0),
+    eps_grid: npt.ArrayLike = (),
     n_test: int = 1000,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     measure_every: bool = True,
     linf_scale: float = 1.0,
 ) -> PairMC:

@@ -289,7 +289,7 @@ def best_robust_error(
         0.158655
     """
     p, _, (eps,), shape = broadcast_grid(params, DEFAULT_RULE, {}, eps_test, dtype=jnp.result_type(float))
-    err, b = _best_batch(eps.reshape(-1), ModelParams(*(x.reshape(-1) for x in p)), int(n_grid), int(newton))
+    err, b = _best_batch(eps.reshape(-1), ModelParams(*(jnp.reshape(x, -1) for x in p)), int(n_grid), int(newton))
     err, b = err.reshape(shape), b.reshape(shape)
     return BestError(error=err, R=jnp.ones_like(err), b=b)
 
