@@ -260,7 +260,8 @@ def _coerce(key: str, value):
         known = (set(_FIELDS) - {"rule_extra"}) | set(_declared_params())
         raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     hint = _HINTS[key]
-    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+    # ``float | None`` (a types.UnionType) or ``Optional[float]`` (a typing.Union): both list NoneType in their args
+    optional = type(None) in typing.get_args(hint)
     base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
     if isinstance(value, str):
         s = value.strip()
