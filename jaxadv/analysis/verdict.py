@@ -102,7 +102,7 @@ def _z(mean, sem, pred, dtype):
 
 
 def _worst(zs: dict, alpha: np.ndarray, names: Sequence[str]) -> tuple[float | None, str | None, float | None]:
-    worst = (None, None, None)
+    worst: tuple[float | None, str | None, float | None] = (None, None, None)
     for name in names:
         z = np.asarray(zs[name])[1:]
         idx = np.flatnonzero(np.isfinite(z))

@@ -192,16 +192,17 @@ def _load_checkpoint(path, fp, states, obs):
                 # one array per observable; files of earlier versions hold them stacked in "obs"
                 ck_obs = list(ck["obs"]) if "obs" in ck.files else [ck[f"obs_{i}"] for i in range(len(obs))]
                 ck_obs = [x.copy() for x in ck_obs]
-                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]
+                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]  # type: ignore[attr-defined]
     if is_multiprocess():
         if not agree(found):
             return None
         if leaves is None:  # the other processes: buffers of the right shapes to receive into
             leaves = [np.zeros((replicas,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(states)]
-        ck_obs, k, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
-        k = int(k)
+        ck_obs, k_sent, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
+        k = int(k_sent)
     elif not found:
         return None
+    assert leaves is not None  # read on process 0, received on the others
     states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
     return states, list(ck_obs), k
 

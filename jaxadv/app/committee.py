@@ -293,7 +293,8 @@ def run_committee(
     v0 = None if cfg["v"] is None else np.asarray(cfg["v"], float)
     b0 = None if cfg["b0"] is None else np.asarray(cfg["b0"], float)
     given = {"Q0": cfg["Q0"], "R0": cfg["R0"]} if cfg["ode_start"] == "given" else {}
-    timings, info = {}, {}
+    timings: dict[str, Any] = {}
+    info: dict[str, Any] = {}
     mc = None
     if cfg["mc"]:
         t = time.perf_counter()
@@ -358,7 +359,7 @@ def run_committee(
         floor = 10 * np.finfo(np.dtype(dtype)).eps  # round-off of the simulation's dtype
         for c in names:
             kind, *idx = c.split("_")
-            x = per[kind][(slice(None), slice(None), *[int(i) - 1 for i in idx])]
+            x = per[kind][tuple([slice(None), slice(None)] + [int(i) - 1 for i in idx])]
             mean, sem, n_ok = _mean_sem(x)
             mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean, sem
             if kind == "Q" and idx[0] == idx[1] and spec.normalise:

@@ -122,7 +122,7 @@ def load_transfer_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, 
     ``ValueError`` names an unknown key or a bad value."""
     from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
 
-    cfg = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
+    cfg: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
     preset, data, name = read_spec(spec, PRESETS, "transfer")
     cfg.update(preset or {})
     cfg["name"] = name
@@ -216,7 +216,9 @@ def run_transfer(
     eps, grid = float(cfg["eps"]), np.asarray(cfg["eps_grid"], np.float64)
     radii = np.concatenate([[eps], grid])
     scale = 1.0 / math.sqrt(cfg["N"])
-    ode_cols, mc_cols, eps_cols = {}, {}, {}
+    ode_cols: dict[str, Any] = {}
+    mc_cols: Any = {}  # the columns, or None without the Monte Carlo
+    eps_cols: dict[str, Any] = {}
     add = lambda cols, name, v: cols.setdefault(name, []).extend(np.atleast_1d(np.asarray(v, np.float64)).tolist())
     timings, worst = {"ode_s": 0.0, "mc_s": 0.0}, (0.0, "", float("nan"), float("nan"))
     data = pairs[0][1].s
@@ -321,7 +323,7 @@ def run_transfer(
         )
     ode_cols = _table(ode_cols)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
-    info = {}
+    info: dict[str, Any] = {}
     if mc:
         mc_cols, eps_cols = _table(mc_cols), _table(eps_cols)
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)

@@ -332,7 +332,7 @@ def plan_committee(
     b0 = np.zeros(K) if b0 is None else check_second_layer(b0, K, "b0")
     v0 = np.full(K, 1.0 / K) if v0 is None else check_second_layer(v0, K, "v0")
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     steps, alpha = save_schedule(N, alpha_max, n_save)

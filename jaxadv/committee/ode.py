@@ -291,7 +291,7 @@ def solve_committee_ode(
     y0 = CommitteeState(*(jnp.asarray(z, dtype) for z in (Q0, R0, b0, v0)))
     mixture = Mixture(*(jnp.asarray(z, dtype) for z in mixture))
     p = CommitteeParams(*(jnp.asarray(z, dtype) for z in params))
-    shape = jnp.broadcast_shapes(*(z.shape for z in p))
+    shape = jnp.broadcast_shapes(*(jnp.shape(z) for z in p))
     interval = alpha_max / n_save
     sub = max(1, math.ceil(interval / dt - 1e-9))
     h = jnp.asarray(interval / sub, dtype)

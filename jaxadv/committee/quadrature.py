@@ -99,9 +99,9 @@ def gaussian_mean(
     r""":math:`\sum_n W_n f(t_n)` for ``f`` a function of one standard-normal node ``t`` (shape ``(K,)``)
     returning a pytree. The map over nodes is a ``vmap`` in chunks of at most ``batch`` nodes
     (``lax.map``), which bounds memory for large ``K``. Callers map ``t`` to :math:`m+Lt` themselves."""
-    t, w = tensor_nodes(K, rule)
+    nodes, weights = tensor_nodes(K, rule)
     dtype = jnp.result_type(float) if dtype is None else dtype
-    t = jnp.asarray(t, dtype)
+    t = jnp.asarray(nodes, dtype)
     vals = jax.vmap(f)(t) if t.shape[0] <= batch else jax.lax.map(f, t, batch_size=batch)
-    w = jnp.asarray(w, dtype)
+    w = jnp.asarray(weights, dtype)
     return jax.tree.map(lambda z: jnp.tensordot(w, z, axes=1), vals)

@@ -300,5 +300,5 @@ def simulate_pair(
             lst.append(np.asarray(x, np.float64))
         if measure_every or k == n_save - 1:
             measure(k + 1, states)
-    obs = PairObservables(*(np.stack(x, axis=1) for x in obs))
-    return PairMC(alpha, obs, eps_grid, wrong, flipped, right, states)
+    observed = PairObservables(*(np.stack(x, axis=1) for x in obs))
+    return PairMC(alpha, observed, eps_grid, wrong, flipped, right, states)

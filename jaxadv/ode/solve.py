@@ -147,7 +147,7 @@ def broadcast_grid(
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     rp = {k: jnp.asarray(v, dtype) for k, v in rp.items()}
     shape = jnp.broadcast_shapes(
-        *(x.shape for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
+        *(jnp.shape(x) for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
     )
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     rp = {k: v if k in vector else jnp.broadcast_to(v, shape) for k, v in rp.items()}
@@ -255,7 +255,7 @@ def solve_ode(
         rule = rule._replace(loss=get_loss(loss))
     check_ode_supported(rule)
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     rp = make_rule_params(rule, dtype, **(rule_params or {}))
     p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
@@ -347,6 +347,7 @@ def solve_ode(
                 )
             ys = jnp.where(left[..., None, None], jnp.stack([again.R, again.b], axis=-1), ys)
             step_failed = jnp.where(left, again.status == STATUS_STEP_FAILURE, step_failed)
+            assert again.n_evals is not None  # an adaptive solve (rtol given) counts its evaluations
             n_evals = jnp.where(left, n_evals + again.n_evals, n_evals)
             fallback = left
     status = domain_status(ys[..., 0], ys[..., 1], step_failed)
