@@ -102,7 +102,7 @@ def is_primary() -> bool:
     return jax is None or jax.process_index() == 0
 
 
-def _bits(x):
+def _bits(x: Any) -> Any:
     """``x`` as a flat array of bytes (a bit-exact view for the broadcast's sum, whatever the dtype
     and whether or not ``jax_enable_x64`` is on)."""
     import numpy as np

@@ -88,7 +88,7 @@ def shard_batch(tree: T, devices: Sequence[jax.Device] | None = None) -> T:
     return jax.tree.map(lambda x: _global_array(x, sharding), tree)
 
 
-def _global_array(x, sharding):
+def _global_array(x: Any, sharding: NamedSharding) -> jax.Array:
     """A global array of ``x`` (the same on every process) laid out by ``sharding``, built from the rows
     of this process's devices; typed PRNG keys travel as their key data."""
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):

@@ -35,7 +35,7 @@ __all__ = ["threefry2x32", "is_threefry", "is_fusable", "fold_in", "split", "bit
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
-def _rotl(x, r: int):
+def _rotl(x: jax.Array, r: int) -> jax.Array:
     return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
 
 
@@ -74,7 +74,7 @@ def is_fusable(key: jax.Array) -> bool:
     return is_threefry(key) and bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]
 
 
-def _counters(shape):
+def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     """The 64-bit flat index of every element of ``shape`` as ``(hi, lo)`` uint32 words."""
     n = int(np.prod(shape, dtype=np.int64))
     if n >= 2**32:
@@ -83,12 +83,12 @@ def _counters(shape):
     return jnp.zeros(shape, jnp.uint32), lo
 
 
-def _default(dtype, widest):
+def _default(dtype: DTypeLike | None, widest: DTypeLike) -> np.dtype:
     """``dtype``, or ``jax.random``'s default: ``widest`` canonicalised (32 bits unless x64 is on)."""
     return jnp.dtype(jax.dtypes.canonicalize_dtype(widest if dtype is None else dtype))
 
 
-def _wrap(words, key):
+def _wrap(words: jax.Array, key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(words, impl=jax.random.key_impl(key))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..mc.driver import MCResult
 from ..model.params import ModelParams
@@ -36,7 +37,7 @@ def mean_sem(values: np.ndarray, finite: np.ndarray) -> tuple[Any, Any]:
         return mean, sd / np.sqrt(n)
 
 
-def _on_grid(x, extra: int):
+def _on_grid(x: npt.ArrayLike, extra: int) -> np.ndarray:
     """A scalar or grid-shaped ``G`` value with ``extra`` trailing axes, to broadcast against
     ``G + (...)`` arrays."""
     x = np.asarray(x, np.float64)

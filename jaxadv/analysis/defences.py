@@ -19,7 +19,7 @@ rule's large-N curve; the Monte Carlo gives mean and standard error over replica
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -40,11 +40,15 @@ from .verdict import honest_verdict
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
 
 
-def _float_or_nan(z) -> float:
+def _float_or_nan(z: float | None) -> float:
     return float("nan") if z is None else float(z)
 
 
-def _defence(rule_kwargs=None, eps_zero=False, values=lambda eps, N: {}):
+def _defence(
+    rule_kwargs: dict[str, Any] | None = None,
+    eps_zero: bool = False,
+    values: Callable[[float, int], dict[str, Any]] = lambda eps, N: {},
+) -> dict[str, Any]:
     return {"rule": training_rule(**(rule_kwargs or {})), "eps_zero": eps_zero, "values": values}
 
 

@@ -125,7 +125,7 @@ def write_json(path: StrPath, obj: Any) -> None:
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def _finite(x):
+def _finite(x: Any) -> Any:
     """``x`` with every non-finite float (also in NumPy scalars and arrays) replaced by ``None``."""
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
@@ -146,7 +146,7 @@ def write_npz(path: StrPath, **arrays: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _jsonable(x):
+def _jsonable(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import erf
 from jax.typing import ArrayLike
 
@@ -88,7 +89,7 @@ def force_moments(
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _quadratic_value(x, tau):
+def _quadratic_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     return 0.5 * (erf(x) - tau) ** 2
 
 
@@ -110,11 +111,11 @@ def owens_t(h: ArrayLike, a: ArrayLike, n: int = 12) -> jax.Array:
     )
 
 
-def _legendre_nodes(n: int):
+def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes("legendre", n)
 
 
-def _quadratic_moments(m, v, tau):
+def _quadratic_moments(m: jax.Array, v: jax.Array, tau: float | jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Closed forms for :math:`\delta = (\tau-\operatorname{erf}x)\tfrac{2}{\sqrt\pi}e^{-x^2}`,
     :math:`x\sim\mathcal N(m,v)`.
 
@@ -148,7 +149,7 @@ LOSSES = {QUADRATIC.name: QUADRATIC}
 # --- losses of the margin tau*x without closed forms (the ODE uses quadrature) -------------------
 
 
-def _logistic_value(x, tau):
+def _logistic_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     r"""Logistic loss :math:`L = \log(1 + e^{-2\tau x})`, force :math:`\delta = 2\tau/(1+e^{2\tau x})`.
 
     It is the cross-entropy of the label under :math:`P(\tau\mid x) = (1+\tanh(\tau x))/2`,
@@ -156,7 +157,7 @@ def _logistic_value(x, tau):
     return jax.nn.softplus(-2.0 * tau * x)
 
 
-def _cross_entropy_value(x, tau):
+def _cross_entropy_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     r"""Cross-entropy of the erf student, :math:`P(\tau\mid x)=(1+\tau\operatorname{erf}x)/2=\Phi(\sqrt2\,\tau x)`:
     :math:`L=-\log\Phi(\sqrt2\,\tau x)`, force
     :math:`\delta=\sqrt2\,\tau\,\varphi(\sqrt2 x)/\Phi(\sqrt2\,\tau x)` (evaluated with ``log_ndtr``,

@@ -177,7 +177,14 @@ def gradient_attack(norm: float | str = 2, box: tuple[float, float] | None = Non
     norm = attacks.canonical_norm(norm)
     box = None if box is None else (float(box[0]), float(box[1]))
 
-    def perturb(key, xi, tau, w, eps, rp):
+    def perturb(
+        key: jax.Array | None,
+        xi: jax.Array,
+        tau: float | jax.Array,
+        w: jax.Array,
+        eps: float | jax.Array,
+        rp: dict[str, jax.Array],
+    ) -> jax.Array:
         return attacks.fgm(lambda x, t: -t * jnp.dot(w, x), xi, tau, eps=eps, norm=norm, box=box)
 
     return Attack(

@@ -42,6 +42,8 @@ import numpy as np
 from ..model.data import cluster_table
 from ..model.losses import force
 from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, check_pair_start, pair_as_arrays
+from ..model.rule import TrainingRule
+from ..typing import Real
 from .quadrature import nodes
 from .rk4 import integrate
 from .solve import _steps
@@ -75,8 +77,12 @@ def check_pair_ode_supported(spec: PairSpec) -> None:
             raise ValueError(f"{who}: gate={rule.gate.name!r} has no pair ODE")
 
 
-def _shifted_force(rule, x, label, eps, rp):
-    return force(rule.loss, x + rule.attack.along_w(label, eps, rp), label)
+def _shifted_force(
+    rule: TrainingRule, x: jax.Array, label: jax.Array, eps: Real, rp: dict[str, jax.Array]
+) -> jax.Array:
+    along_w = rule.attack.along_w
+    assert along_w is not None  # check_pair_ode_supported: both rules act along w
+    return force(rule.loss, x + along_w(label, eps, rp), label)
 
 
 def pair_averages(
@@ -182,7 +188,9 @@ def pair_vector_field(spec: PairSpec) -> Callable[[Any, jax.Array, PairParams], 
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "sub", "n_save"))
-def _solve(y0, pp, h, spec, sub, n_save):
+def _solve(
+    y0: jax.Array, pp: PairParams, h: jax.Array, spec: PairSpec, sub: int, n_save: int
+) -> tuple[jax.Array, jax.Array]:
     return integrate(pair_vector_field(spec), y0, 0.0, h, sub, n_save, pp)
 
 

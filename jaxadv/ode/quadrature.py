@@ -62,11 +62,11 @@ def lift(x: ArrayLike, rank: int) -> jax.Array:
     return jnp.reshape(x, (1,) * (rank - x.ndim) + x.shape)
 
 
-def _gh_nodes(n: int):
+def _gh_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes("hermite", n)
 
 
-def _gl_nodes(panels: int, order: int, width: float):
+def _gl_nodes(panels: int, order: int, width: float) -> tuple[np.ndarray, np.ndarray]:
     return nodes("panels", panels, order, width)
 
 
