@@ -26,6 +26,70 @@ __version__ = "0.1.0"
 # Nothing heavy is imported here: each public name is loaded from its module on first use
 # (PEP 562), so ``import jaxadv`` and ``jaxadv --help`` start without JAX or matplotlib.
 import importlib as _importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded on first use (below)
+    from . import attacks, committee, fast_random
+    from .analysis import mnist
+    from .analysis.certified import certified_curve, certified_error_empirical, certified_radius
+    from .analysis.compare import compare, mc_summary, mean_sem, ode_table
+    from .analysis.defences import DEFENCES, compare_defences
+    from .analysis.measures import robust_error, test_error
+    from .analysis.threat import THREATS, robust_error_threat
+    from .analysis.transfer import bivariate_normal_cdf, transfer_error, transfer_rate
+    from .analysis.verdict import Verdict, honest_verdict, theory_applies
+    from .app import mnist as mnist_app
+    from .app.checkpoint import simulate_committee_resumable, simulate_resumable
+    from .app.committee_sweep import (
+        CommitteeSweepConfig,
+        CommitteeSweepResult,
+        committee_sweep,
+        load_committee_sweep,
+        load_committee_sweep_config,
+        make_committee_sweep_config,
+    )
+    from .app.config import PRESETS, RunConfig, load_config
+    from .app.cores import use_all_cores
+    from .app.load import load
+    from .app.plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
+    from .app.sweep import SweepConfig, SweepResult, load_sweep, load_sweep_config, make_sweep_config, sweep
+    from .app.sweep_plots import plot_sweep_heatmaps, plot_tradeoff
+    from .generators import GENERATORS, Generator, get_generator
+    from .mc.driver import MCResult, simulate
+    from .mc.full import Observables, Sampler, SamplerParams, full_sampler
+    from .mc.pair import PairMC, measure_transfer, pair_sampler, simulate_pair
+    from .mc.reduced import reduced_sampler
+    from .model.data import sample_example, unit_direction
+    from .model.eps_laws import EPS_LAWS, EpsLaw
+    from .model.gates import GATES, Gate
+    from .model.losses import LOSSES, QUADRATIC, Loss, force, force_moments, get_loss
+    from .model.pair import PairParams, PairSpec, pair_params
+    from .model.params import ModelParams, Param, validate_params
+    from .model.perturbations import ATTACKS, Attack, l2_attack, l2_attack_field, noise_std_for_norm
+    from .model.rule import (
+        DEFAULT_RULE,
+        TrainingRule,
+        check_ode_supported,
+        check_reduced_supported,
+        rule_params,
+        training_rule,
+    )
+    from .model.student import Student, sgd_step, train_step
+    from .ode.fixed_points import (
+        BestError,
+        FixedPoint,
+        best_robust_error,
+        best_robust_error_closed,
+        best_test_error,
+        fixed_point,
+        newton_fixed_point,
+    )
+    from .ode.fluctuations import FluctuationResult, solve_fluctuations
+    from .ode.pair import PairODE, solve_pair_ode
+    from .ode.rk4 import RK4, ButcherTableau, integrate, rk_step
+    from .ode.solve import ODEResult, solve_ode
+    from .ode.vector_field import drift, vector_field
+    from .sharding import batch_mesh, shard_batch
 
 _NAMES = {  # module -> the public names it defines
     ".model.params": ("ModelParams", "Param", "validate_params"),
@@ -97,7 +161,7 @@ _MODULES = {  # public name -> submodule
 _WHERE = {name: mod for mod, names in _NAMES.items() for name in names}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _WHERE:
         value = getattr(_importlib.import_module(_WHERE[name], __name__), name)
     elif name in _MODULES:
@@ -108,7 +172,7 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 

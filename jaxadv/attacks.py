@@ -71,13 +71,17 @@ Kurakin et al. (2017) *Adversarial examples in the physical world* (BIM); Madry 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.special
+from jax.typing import DTypeLike
 
 from . import threefry
 from .model.params import check_value
+from .typing import Norm
 
 __all__ = [
     "NORMS",
@@ -95,13 +99,25 @@ __all__ = [
 
 NORMS = (1, 2, "inf")
 
+Box = tuple[float | jax.Array, float | jax.Array]
+"""``(lo, hi)``: the valid range of every input coordinate (the bounds may be traced)."""
 
-def canonical_norm(norm):
+
+def canonical_norm(norm: Norm) -> int | str:
     """``1``, ``2`` or ``"inf"`` for ``norm`` in {1, 2, inf} (``np.inf``, ``float("inf")``, ``"inf"``,
     ``"linf"``, ``"l2"``, ``"l1"`` accepted); ``ValueError`` naming ``norm`` otherwise."""
     if isinstance(norm, str):
         key = norm.strip().lower()
-        table = {"inf": "inf", "linf": "inf", "l_inf": "inf", "infinity": "inf", "1": 1, "l1": 1, "2": 2, "l2": 2}
+        table: dict[str, int | str] = {
+            "inf": "inf",
+            "linf": "inf",
+            "l_inf": "inf",
+            "infinity": "inf",
+            "1": 1,
+            "l1": 1,
+            "2": 2,
+            "l2": 2,
+        }
         if key in table:
             return table[key]
     elif not isinstance(norm, bool):
@@ -142,7 +158,7 @@ def _check_box(box):
     return lo, hi
 
 
-def dual_norm_value(g, norm):
+def dual_norm_value(g: jax.Array, norm: Norm) -> jax.Array:
     r""":math:`\|g\|_{p^*}`, the dual norm of the threat ``norm`` (:math:`p^*=1,2,\infty` for
     :math:`p=\infty,2,1`): the first-order gain :math:`\max_{\|\delta\|_p\le1}g\cdot\delta`."""
     norm = canonical_norm(norm)
@@ -154,7 +170,7 @@ def dual_norm_value(g, norm):
     return jnp.max(a)
 
 
-def steepest_step(g, eps, norm):
+def steepest_step(g: jax.Array, eps: float | jax.Array, norm: Norm) -> jax.Array:
     r"""The steepest-ascent step :math:`\arg\max_{\|\delta\|_p\le\epsilon}g\cdot\delta` for the gradient ``g``.
 
     .. math::
@@ -193,7 +209,15 @@ def _clip_box(x, delta, box):
     return jnp.clip(x + delta, lo, hi) - x
 
 
-def fgm(loss_fn, x, y, *, eps, norm, box=None):
+def fgm(
+    loss_fn: Callable[[jax.Array, Any], jax.Array],
+    x: jax.Array,
+    y: Any,
+    *,
+    eps: float | jax.Array,
+    norm: Norm,
+    box: Box | None = None,
+) -> jax.Array:
     r"""Fast gradient method:
     :math:`\tilde x = \operatorname{clip}_{[lo,hi]}\big(x + \operatorname{step}(\nabla_x L(x,y), \epsilon)\big)`.
 
@@ -230,7 +254,14 @@ def fgm(loss_fn, x, y, *, eps, norm, box=None):
     return x + _clip_box(x, delta, box)
 
 
-def fgsm(loss_fn, x, y, *, eps, box=None):
+def fgsm(
+    loss_fn: Callable[[jax.Array, Any], jax.Array],
+    x: jax.Array,
+    y: Any,
+    *,
+    eps: float | jax.Array,
+    box: Box | None = None,
+) -> jax.Array:
     r"""FGSM: :func:`fgm` with ``norm=inf``, :math:`x+\epsilon\operatorname{sign}(\nabla_xL(x,y))`."""
     return fgm(loss_fn, x, y, eps=eps, norm="inf", box=box)
 
@@ -248,7 +279,7 @@ def _project_l1(delta, eps):
     return jnp.where(jnp.sum(a) <= eps, v, proj).reshape(delta.shape)
 
 
-def project(delta, eps, norm):
+def project(delta: jax.Array, eps: float | jax.Array, norm: Norm) -> jax.Array:
     r"""Euclidean projection of ``delta`` onto the ball :math:`\{\|\delta\|_p\le\epsilon\}` (exact).
 
     .. math::
@@ -271,7 +302,9 @@ def project(delta, eps, norm):
     return _project_l1(delta, eps)
 
 
-def random_in_ball(key, shape, eps, norm, dtype=jnp.float32):
+def random_in_ball(
+    key: jax.Array, shape: tuple[int, ...], eps: float | jax.Array, norm: Norm, dtype: DTypeLike = jnp.float32
+) -> jax.Array:
     r"""A point drawn uniformly from the ball :math:`\{\delta\in\mathbb R^{d}: \|\delta\|_p\le\epsilon\}`,
     :math:`d=\prod` ``shape``.
 
@@ -300,7 +333,21 @@ def random_in_ball(key, shape, eps, norm, dtype=jnp.float32):
     return (eps * signs * e[:d] / jnp.sum(e)).reshape(shape)
 
 
-def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_restarts=1, targeted=False, box=None):
+def pgd(
+    loss_fn: Callable[[jax.Array, Any], jax.Array],
+    x: jax.Array,
+    y: Any,
+    key: jax.Array,
+    *,
+    eps: float | jax.Array,
+    step: float | jax.Array,
+    n_steps: int,
+    norm: Norm,
+    random_start: bool = True,
+    n_restarts: int = 1,
+    targeted: bool = False,
+    box: Box | None = None,
+) -> jax.Array:
     r"""Projected gradient ascent (descent if ``targeted``) on ``loss_fn`` in the :math:`\epsilon`-ball around ``x``.
 
     .. math::
@@ -381,7 +428,18 @@ def pgd(loss_fn, x, y, key, *, eps, step, n_steps, norm, random_start=True, n_re
     return x + deltas[jnp.argmax(values)]
 
 
-def bim(loss_fn, x, y, *, eps, step, n_steps, norm="inf", targeted=False, box=None):
+def bim(
+    loss_fn: Callable[[jax.Array, Any], jax.Array],
+    x: jax.Array,
+    y: Any,
+    *,
+    eps: float | jax.Array,
+    step: float | jax.Array,
+    n_steps: int,
+    norm: Norm = "inf",
+    targeted: bool = False,
+    box: Box | None = None,
+) -> jax.Array:
     r"""Basic iterative method: :func:`pgd` from :math:`\delta^{(0)}=0` (no key needed)."""
     return pgd(
         loss_fn,
@@ -399,7 +457,7 @@ def bim(loss_fn, x, y, *, eps, step, n_steps, norm="inf", targeted=False, box=No
     )
 
 
-def goal_margin(scores_fn):
+def goal_margin(scores_fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array, jax.Array], jax.Array]:
     r"""The talk's targeted objective as a loss to *increase*:
     :math:`L(x,(\tau,\tau_\text{goal}))=\sigma(x)_{\tau_\text{goal}}-\sigma(x)_\tau`.
 
@@ -411,7 +469,7 @@ def goal_margin(scores_fn):
         for :func:`fgm` / :func:`pgd` with ``targeted=False``.
     """
 
-    def loss_fn(x, labels):
+    def loss_fn(x: jax.Array, labels: jax.Array) -> jax.Array:
         s = scores_fn(x)
         return s[labels[1]] - s[labels[0]]
 

@@ -17,8 +17,13 @@ unchanged. See ``docs/multi_device.md`` for the commands (one machine, several m
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["initialize", "is_multiprocess", "is_primary", "agree", "broadcast", "add_arguments", "initialize_from_args"]
 
@@ -37,7 +42,7 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     *,
-    local_device_ids=None,
+    local_device_ids: Sequence[int] | None = None,
 ) -> None:
     """Join a multi-process run: :func:`jax.distributed.initialize`, called before any computation.
 
@@ -62,7 +67,8 @@ def initialize(
             f"(got coordinator={coordinator!r}, num_processes={num_processes!r}, "
             f"process_id={process_id!r}) or none for auto-detection"
         )
-    if coordinator is not None:
+    # the three are given together (checked above); the test names all three for the type checker
+    if coordinator is not None and num_processes is not None and process_id is not None:
         host, _, port = str(coordinator).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"coordinator={coordinator!r} must be HOST:PORT")
@@ -75,8 +81,8 @@ def initialize(
     if _needs_gloo(jax.__version__):
         with contextlib.suppress(AttributeError, KeyError, ValueError):  # pragma: no cover - very old jax
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs = {} if local_device_ids is None else {"local_device_ids": local_device_ids}
-    if coordinator is None:
+    kwargs: dict[str, Any] = {} if local_device_ids is None else {"local_device_ids": local_device_ids}
+    if coordinator is None or num_processes is None or process_id is None:
         jax.distributed.initialize(**kwargs)
     else:
         jax.distributed.initialize(
@@ -96,7 +102,7 @@ def is_primary() -> bool:
     return jax is None or jax.process_index() == 0
 
 
-def _bits(x):
+def _bits(x: Any) -> Any:
     """``x`` as a flat array of bytes (a bit-exact view for the broadcast's sum, whatever the dtype
     and whether or not ``jax_enable_x64`` is on)."""
     import numpy as np
@@ -104,7 +110,7 @@ def _bits(x):
     return np.ascontiguousarray(x).reshape(-1).view(np.uint8)
 
 
-def broadcast(tree):
+def broadcast(tree: T) -> T:
     """Process 0's value of ``tree`` (NumPy arrays or scalars of one shape and dtype on every process),
     bit for bit, on every process. On one process: ``tree`` itself."""
     if not is_multiprocess():
@@ -137,7 +143,7 @@ def agree(flag: bool) -> bool:
 # --- command line ------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options to join a multi-process run (``jaxadv --coordinator HOST:PORT --num-processes P
     --process-id I COMMAND ...``, or ``--distributed`` on a cluster JAX recognises)."""
     g = parser.add_argument_group("several processes (docs/multi_device.md)")
@@ -156,7 +162,7 @@ def add_arguments(parser) -> None:
     )
 
 
-def initialize_from_args(args) -> bool:
+def initialize_from_args(args: argparse.Namespace) -> bool:
     """Call :func:`initialize` when the command line asks for it; returns whether it did."""
     explicit = any(getattr(args, k, None) is not None for k in ("coordinator", "num_processes", "process_id"))
     if getattr(args, "distributed", False) and explicit:

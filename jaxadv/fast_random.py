@@ -46,6 +46,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .threefry import is_threefry, threefry2x32
 
@@ -98,7 +99,7 @@ def _interleave(a, b, shape):
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))
-def bits(key, shape=()):
+def bits(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
     r"""The stream's uint32 words :math:`y_0, y_1, \dots` (both words of block :math:`i` are
     :math:`y_{2i}, y_{2i+1}`), reshaped to ``shape``."""
     _check_key(key)
@@ -132,7 +133,13 @@ def _unit_float64(w):
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
+def uniform(
+    key: jax.Array,
+    shape: tuple[int, ...] = (),
+    dtype: DTypeLike | None = None,
+    minval: ArrayLike = 0.0,
+    maxval: ArrayLike = 1.0,
+) -> jax.Array:
     r"""Uniform on ``[minval, maxval)``: float32 from every word of the stream (two per block, top 23
     bits each), float64 from one 64-bit word per block (top 52 bits)."""
     _check_key(key)
@@ -152,7 +159,7 @@ def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
     return jnp.maximum(lo, u * (hi - lo) + lo)
 
 
-def cos_sin_turn(j):
+def cos_sin_turn(j: jax.Array) -> tuple[jax.Array, jax.Array]:
     r""":math:`(\cos 2\pi t, \sin 2\pi t)` in float32 for :math:`t = j\,2^{-24}`, ``j`` integers in
     :math:`[0, 2^{24})` (int32).
 
@@ -171,7 +178,7 @@ def cos_sin_turn(j):
     return jnp.where((q == 1) | (q == 2), -cos, cos), jnp.where(q >= 2, -sin, sin)
 
 
-def box_muller(y0, y1):
+def box_muller(y0: jax.Array, y1: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Two independent standard normals (float32) from two uint32 words each:
     :math:`\sqrt{-2\ln u_1}\,(\cos\theta, \sin\theta)` with :math:`u_1 = (\lfloor y_0/2\rfloor
     + 1/2)\,2^{-31}` and :math:`\theta = 2\pi\lfloor y_1/2^8\rfloor 2^{-24}`."""
@@ -190,7 +197,7 @@ def _box_muller64(a, b):
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def normal(key, shape=(), dtype=None):
+def normal(key: jax.Array, shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> jax.Array:
     r"""Standard normals of ``shape``: pair :math:`(z_{2i}, z_{2i+1})` from block :math:`i` by
     Box--Muller (float32); float64 pairs from the 64-bit words of blocks ``T_k(0, i)`` (radius) and
     ``T_k(1, i)`` (angle).

@@ -62,7 +62,7 @@ GENERATORS = {g.name: g for g in (JAX, FAST)}
 """Generators by name."""
 
 
-def get_generator(generator) -> Generator:
+def get_generator(generator: str | Generator) -> Generator:
     """The :class:`Generator` named ``generator`` (or the record itself); ``ValueError`` otherwise.
 
     Example:

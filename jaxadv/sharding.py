@@ -18,11 +18,16 @@ own devices) and :func:`to_host` / :func:`gather` bring results back to every pr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+T = TypeVar("T")
 
 __all__ = [
     "BATCH_AXIS",
@@ -38,7 +43,7 @@ __all__ = [
 BATCH_AXIS = "batch"
 
 
-def batch_mesh(devices=None) -> Mesh:
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-dimensional :class:`jax.sharding.Mesh` named ``"batch"`` over ``devices``
     (default: all devices, :func:`jax.devices`)."""
     devices = jax.devices() if devices is None else list(devices)
@@ -53,13 +58,13 @@ def padded_size(n: int, n_devices: int | None = None) -> int:
     return -(-int(n) // k) * k
 
 
-def pad_batch(tree, size: int):
+def pad_batch(tree: T, size: int) -> T:
     """Pad the leading axis of every leaf of ``tree`` to ``size`` by repeating its last element.
 
     Works for typed PRNG key arrays as well. Leaves already of length ``size`` are returned as is.
     """
 
-    def pad(x):
+    def pad(x: jax.Array) -> jax.Array:
         n = x.shape[0]
         if n == size:
             return x
@@ -71,7 +76,7 @@ def pad_batch(tree, size: int):
     return jax.tree.map(pad, tree)
 
 
-def shard_batch(tree, devices=None):
+def shard_batch(tree: T, devices: Sequence[jax.Device] | None = None) -> T:
     """Pad the leading axis of every leaf to a multiple of the device count and place it
     with ``NamedSharding(mesh, PartitionSpec("batch"))``.
 
@@ -93,7 +98,7 @@ def shard_batch(tree, devices=None):
     return jax.tree.map(lambda x: _global_array(x, sharding), tree)
 
 
-def _global_array(x, sharding):
+def _global_array(x: Any, sharding: NamedSharding) -> jax.Array:
     """A global array of ``x`` (the same on every process) laid out by ``sharding``, built from the rows
     of this process's devices; typed PRNG keys travel as their key data."""
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -104,7 +109,7 @@ def _global_array(x, sharding):
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def to_host(x) -> np.ndarray:
+def to_host(x: Any) -> np.ndarray:
     """``x`` as a NumPy array on this host. With several processes
     (``jax.distributed.initialize``) a globally sharded array is first gathered from all hosts
     (``multihost_utils.process_allgather``); otherwise this is ``np.asarray(x)``."""
@@ -115,13 +120,13 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def gather(tree):
+def gather(tree: T) -> T:
     """Every leaf of ``tree`` that spans several processes replaced by the whole array on this process
     (:func:`to_host`, then a local array); other leaves, and everything on one process, unchanged."""
     if jax.process_count() == 1:
         return tree
 
-    def one(x):
+    def one(x: Any) -> Any:
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             return jnp.asarray(to_host(x))
         return x
@@ -129,7 +134,7 @@ def gather(tree):
     return jax.tree.map(one, tree)
 
 
-def one_at_a_time(f):
+def one_at_a_time(f: Callable[..., Any]) -> Callable[..., Any]:
     r"""``f`` that, under ``vmap``, loops over the batch (:func:`jax.lax.map`, one element per call) instead
     of making one batched call; the same bits as the batched call. Not differentiable (a
     :func:`jax.custom_batching.custom_vmap`).
@@ -156,7 +161,7 @@ def one_at_a_time(f):
     g = custom_vmap(f)
 
     @g.def_vmap
-    def _loop(axis_size, in_batched, *args):
+    def _loop(axis_size: int, in_batched: Any, *args: Any) -> tuple[Any, Any]:
         if not any(jax.tree.leaves(in_batched)):
             out = g(*args)
             return out, jax.tree.map(lambda _: False, out)

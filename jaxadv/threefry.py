@@ -28,17 +28,18 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 __all__ = ["threefry2x32", "is_threefry", "is_fusable", "fold_in", "split", "bits", "uniform", "normal"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
-def _rotl(x, r: int):
+def _rotl(x: jax.Array, r: int) -> jax.Array:
     return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
 
 
-def threefry2x32(key_words, x0, x1):
+def threefry2x32(key_words: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""The Threefry-2x32 block cipher (20 rounds; Salmon et al., SC'11), unrolled in ``jnp`` ops.
 
     Bit-identical to ``jax.extend.random.threefry_2x32`` (tested).
@@ -62,17 +63,18 @@ def threefry2x32(key_words, x0, x1):
     return x0, x1
 
 
-def is_threefry(key) -> bool:
+def is_threefry(key: jax.Array) -> bool:
     """Whether ``key`` is a threefry2x32 key."""
     return "threefry" in str(jax.random.key_impl(key))
 
 
-def is_fusable(key) -> bool:
+def is_fusable(key: jax.Array) -> bool:
     """Whether ``key`` is a threefry2x32 key drawn the partitionable way (then the unrolled forms apply)."""
-    return is_threefry(key) and bool(jax.config.jax_threefry_partitionable)
+    # jax.config's flags are attributes set at run time, which its type information does not declare
+    return is_threefry(key) and bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]
 
 
-def _counters(shape):
+def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     """The 64-bit flat index of every element of ``shape`` as ``(hi, lo)`` uint32 words."""
     n = int(np.prod(shape, dtype=np.int64))
     if n >= 2**32:
@@ -81,16 +83,16 @@ def _counters(shape):
     return jnp.zeros(shape, jnp.uint32), lo
 
 
-def _default(dtype, widest):
+def _default(dtype: DTypeLike | None, widest: DTypeLike) -> np.dtype:
     """``dtype``, or ``jax.random``'s default: ``widest`` canonicalised (32 bits unless x64 is on)."""
     return jnp.dtype(jax.dtypes.canonicalize_dtype(widest if dtype is None else dtype))
 
 
-def _wrap(words, key):
+def _wrap(words: jax.Array, key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(words, impl=jax.random.key_impl(key))
 
 
-def fold_in(key, data):
+def fold_in(key: jax.Array, data: ArrayLike) -> jax.Array:
     """``jax.random.fold_in(key, data)``, bit for bit: the cipher of the counter ``(0, data)``."""
     if not is_fusable(key):
         return jax.random.fold_in(key, data)
@@ -98,7 +100,7 @@ def fold_in(key, data):
     return _wrap(jnp.stack([y0, y1]), key)
 
 
-def split(key, num: int = 2):
+def split(key: jax.Array, num: int = 2) -> jax.Array:
     """``jax.random.split(key, num)``, bit for bit: key ``i`` is the cipher of the counter ``(0, i)``."""
     if not is_fusable(key):
         return jax.random.split(key, num)
@@ -108,7 +110,7 @@ def split(key, num: int = 2):
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def bits(key, shape=(), dtype=None):
+def bits(key: jax.Array, shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> jax.Array:
     """``jax.random.bits(key, shape, dtype)`` for uint32 and uint64, bit for bit (default dtype as there)."""
     dtype = _default(dtype, np.uint64)
     shape = tuple(shape)
@@ -128,7 +130,13 @@ _FLOAT_LAYOUT = {  # dtype -> (unsigned word, exponent-and-sign bits of 1.0, man
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
+def uniform(
+    key: jax.Array,
+    shape: tuple[int, ...] = (),
+    dtype: DTypeLike | None = None,
+    minval: ArrayLike = 0.0,
+    maxval: ArrayLike = 1.0,
+) -> jax.Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)`` (float32/float64), bit for bit."""
     dtype = _default(dtype, np.float64)
     if not is_fusable(key) or dtype not in _FLOAT_LAYOUT:
@@ -142,7 +150,7 @@ def uniform(key, shape=(), dtype=None, minval=0.0, maxval=1.0):
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def normal(key, shape=(), dtype=None):
+def normal(key: jax.Array, shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> jax.Array:
     r"""``jax.random.normal(key, shape, dtype)`` (real float32/float64), bit for bit:
     :math:`\sqrt2\,\operatorname{erf}^{-1}(u)`, :math:`u` uniform on ``(nextafter(-1, 0), 1)``."""
     dtype = _default(dtype, np.float64)

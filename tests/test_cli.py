@@ -84,6 +84,14 @@ def test_bad_input_names_parameter_and_value(item, expected):
     assert expected in str(e.value)
 
 
+def test_optional_fields_are_coerced():
+    """``float | None`` fields read as floats from ``--set`` (not left as strings), ``none`` as None."""
+    cfg = load_config("scenario1", ["eps_test=0.5", "eps_test_max=3", "R0=none"])
+    assert isinstance(cfg.eps_test, float) and cfg.eps_test == 0.5
+    assert isinstance(cfg.eps_test_max, float) and cfg.eps_test_max == 3.0
+    assert cfg.R0 is None
+
+
 def test_cli_error_without_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "jaxadv.app.cli", "run", "scenario1", "--set", "prior=1.5", "--out", str(tmp_path)],

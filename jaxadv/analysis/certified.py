@@ -34,15 +34,22 @@ on the robust error but is no longer tight. ``docs/theory.md``, section 14.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike
 
 from .. import attacks
 from ..attacks import canonical_norm, dual_norm_value
 from ..model.params import ModelParams, check_value
+from ..typing import Norm, Real
 from .measures import robust_error
+
+if TYPE_CHECKING:
+    from ..model.student import Student
 
 __all__ = [
     "certified_radius",
@@ -60,7 +67,7 @@ def _check_eps(eps, name: str = "eps"):
         check_value(name, e, lambda v: v >= 0, "must be >= 0")
 
 
-def certified_radius(w, b, xi, norm=2):
+def certified_radius(w: ArrayLike, b: Real, xi: ArrayLike, norm: Norm = 2) -> jax.Array:
     r""":math:`r_p(\xi)=|w\cdot\xi-b|/\|w\|_{p^*}`, the exact radius (norm ``norm``) within which the
     decision :math:`\operatorname{sign}(w\cdot\xi-b)` cannot change.
 
@@ -82,21 +89,23 @@ def certified_radius(w, b, xi, norm=2):
     return jnp.abs(jnp.asarray(xi) @ w - b) / dual_norm_value(w, canonical_norm(norm))
 
 
-def certified_margin(w, b, xi, tau, eps, norm=2):
+def certified_margin(w: ArrayLike, b: Real, xi: ArrayLike, tau: ArrayLike, eps: Real, norm: Norm = 2) -> jax.Array:
     r""":math:`\tau(w\cdot\xi-b)-\epsilon\|w\|_{p^*}`: positive iff the example is certified (correct and
     robust to every :math:`\|\delta\|_p\le\epsilon`). Shapes as :func:`certified_radius`, ``tau`` ``(...)``."""
     w = jnp.asarray(w)
     return jnp.asarray(tau) * (jnp.asarray(xi) @ w - b) - eps * dual_norm_value(w, canonical_norm(norm))
 
 
-def certified_mask(w, b, xi, tau, eps, norm=2):
+def certified_mask(w: ArrayLike, b: Real, xi: ArrayLike, tau: ArrayLike, eps: Real, norm: Norm = 2) -> jax.Array:
     r"""Per example: ``True`` where the example is *not* certified at radius ``eps``,
     :math:`\tau x\le\epsilon\|w\|_{p^*}` (an error or not provably robust). Shape ``(...)``."""
     _check_eps(eps)
     return certified_margin(w, b, xi, tau, eps, norm) <= 0
 
 
-def certified_error_empirical(w, b, xi, tau, eps, norm=2):
+def certified_error_empirical(
+    w: ArrayLike, b: Real, xi: ArrayLike, tau: ArrayLike, eps: Real, norm: Norm = 2
+) -> jax.Array:
     r"""Empirical certified error :math:`\frac1n\sum_\mu\Theta(\epsilon\|w\|_{p^*}-\tau_\mu x_\mu)` of
     fixed weights on examples ``xi`` ``(n, N)``, labels ``tau`` ``(n,)``; ``eps`` a scalar.
 
@@ -105,7 +114,9 @@ def certified_error_empirical(w, b, xi, tau, eps, norm=2):
     return jnp.mean(certified_mask(w, b, xi, tau, eps, norm).astype(jnp.result_type(float)))
 
 
-def certified_error(R, b, eps, params: ModelParams, norm=2, dual=None):
+def certified_error(
+    R: Real, b: Real, eps: ArrayLike, params: ModelParams, norm: Norm = 2, dual: Real | None = None
+) -> jax.Array:
     r""":math:`C_p(\epsilon)` of a unit-L2 student from its order parameters (module docstring).
 
     Args:
@@ -131,7 +142,9 @@ def certified_error(R, b, eps, params: ModelParams, norm=2, dual=None):
     return robust_error(R, b, jnp.asarray(eps) * dual, params)
 
 
-def certified_curve(student, x, y, eps_grid, norm=2):
+def certified_curve(
+    student: Student, x: npt.ArrayLike, y: npt.ArrayLike, eps_grid: npt.ArrayLike, norm: Norm = 2
+) -> np.ndarray:
     r"""Empirical certified error of a linear classifier ``student`` (``w`` ``(N,)``, ``b``; any
     :math:`\|w\|`) on ``(x, y)`` at every radius of ``eps_grid``: ``(E,)`` float64 (NumPy).
 
@@ -146,7 +159,9 @@ def certified_curve(student, x, y, eps_grid, norm=2):
     return np.mean(margin[None, :] <= eps_grid[:, None] * dual, axis=1)
 
 
-def unboxed_attack_errors(student, x, y, eps_grid, norm=2):
+def unboxed_attack_errors(
+    student: Student, x: npt.ArrayLike, y: npt.ArrayLike, eps_grid: npt.ArrayLike, norm: Norm = 2
+) -> np.ndarray:
     r"""Error left by FGM *without* a box (:func:`jaxadv.attacks.fgm`, ``box=None``), the exact worst case
     of a linear field in every norm: equals :func:`certified_curve` example by example. ``(E,)``."""
     eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))

@@ -13,19 +13,21 @@ prints, the ODE plus the theory's O(1/N) corrections with floors on the standard
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..mc.driver import MCResult
 from ..model.params import ModelParams
 from ..ode.solve import ODEResult
+from ..typing import Real
 from .measures import robust_error, test_error
 
 __all__ = ["mean_sem", "mc_summary", "ode_table", "Comparison", "compare"]
 
 
-def mean_sem(values, finite):
+def mean_sem(values: np.ndarray, finite: np.ndarray) -> tuple[Any, Any]:
     """Mean and standard error over axis 0 of ``values`` (replicas first), ignoring non-finite replicas."""
     values = np.where(finite, values, np.nan)
     n = finite.sum(axis=0)
@@ -35,14 +37,14 @@ def mean_sem(values, finite):
         return mean, sd / np.sqrt(n)
 
 
-def _on_grid(x, extra: int):
+def _on_grid(x: npt.ArrayLike, extra: int) -> np.ndarray:
     """A scalar or grid-shaped ``G`` value with ``extra`` trailing axes, to broadcast against
     ``G + (...)`` arrays."""
     x = np.asarray(x, np.float64)
     return x.reshape(x.shape + (1,) * extra) if x.ndim else x
 
 
-def mc_summary(mc: MCResult, params: ModelParams, eps_test: float):
+def mc_summary(mc: MCResult, params: ModelParams, eps_test: Real) -> dict[str, np.ndarray]:
     """Columns of ``mc.csv``: mean and sem of R, b, test error and robust error at each save point.
 
     On a grid (``mc.R`` of shape ``G + (replicas, P)``, ``params`` and ``eps_test`` scalars or of
@@ -68,7 +70,7 @@ def mc_summary(mc: MCResult, params: ModelParams, eps_test: float):
     return cols
 
 
-def ode_table(ode: ODEResult, params: ModelParams, eps_test: float):
+def ode_table(ode: ODEResult, params: ModelParams, eps_test: Real) -> dict[str, np.ndarray]:
     """Columns of ``ode.csv``: alpha, R, b, test error and robust error at ``eps_test``.
 
     On a grid (``ode.R`` of shape ``G + (P,)``, ``params`` and ``eps_test`` scalars or of shape
@@ -90,8 +92,8 @@ class Comparison(NamedTuple):
     ``worst`` is ``(|z|, name, alpha)`` of the largest one; ``n_diverged`` counts replicas
     that are not finite at the end."""
 
-    z: dict
-    worst: tuple
+    z: dict[str, np.ndarray]
+    worst: tuple[float, str, float]
     n_diverged: int
     n_replicas: int
 
@@ -107,7 +109,7 @@ class Comparison(NamedTuple):
         )
 
 
-def compare(mc_cols: dict, ode_cols: dict, allowance: float = 0.0) -> Comparison:
+def compare(mc_cols: dict[str, np.ndarray], ode_cols: dict[str, np.ndarray], allowance: float = 0.0) -> Comparison:
     """Deviation of the MC means from the ODE in standard errors, at every save point after 0.
 
     Args:

@@ -19,16 +19,19 @@ rule's large-N curve; the Monte Carlo gives mean and standard error over replica
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
+from jax.typing import DTypeLike
 
 from ..defaults import DT, N_SAVE, REPLICAS
 from ..mc.driver import save_schedule, simulate
-from ..model.losses import get_loss
+from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams
 from ..model.perturbations import noise_std_for_norm
-from ..model.rule import training_rule
+from ..model.rule import TrainingRule, training_rule
 from ..ode.solve import solve_ode
 from .compare import mc_summary, mean_sem, ode_table
 from .measures import robust_error, test_error
@@ -37,11 +40,15 @@ from .verdict import honest_verdict
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]
 
 
-def _float_or_nan(z) -> float:
+def _float_or_nan(z: float | None) -> float:
     return float("nan") if z is None else float(z)
 
 
-def _defence(rule_kwargs=None, eps_zero=False, values=lambda eps, N: {}):
+def _defence(
+    rule_kwargs: dict[str, Any] | None = None,
+    eps_zero: bool = False,
+    values: Callable[[float, int], dict[str, Any]] = lambda eps, N: {},
+) -> dict[str, Any]:
     return {"rule": training_rule(**(rule_kwargs or {})), "eps_zero": eps_zero, "values": values}
 
 
@@ -58,7 +65,9 @@ DEFENCES = {
 as a function of the radius eps and the dimension N."""
 
 
-def defence_setup(name: str, params: ModelParams, N: int, loss="quadratic"):
+def defence_setup(
+    name: str, params: ModelParams, N: int, loss: str | Loss = "quadratic"
+) -> tuple[ModelParams, TrainingRule, dict[str, Any]]:
     """``(params, rule, rule_params)`` of the defence ``name`` at radius ``params.eps`` in dimension ``N``."""
     if name not in DEFENCES:
         raise ValueError(f"defence={name!r} is not one of {list(DEFENCES)}")
@@ -94,7 +103,7 @@ class DefenceResult(NamedTuple):
 
 
 def compare_defences(
-    key,
+    key: jax.Array,
     params: ModelParams,
     *,
     N: int,
@@ -104,13 +113,13 @@ def compare_defences(
     eps_test: float | None = None,
     dt: float = DT,
     mc: bool = True,
-    defences=tuple(DEFENCES),
-    loss="quadratic",
-    dtype=None,
-    R0=None,
+    defences: Sequence[str] = tuple(DEFENCES),
+    loss: str | Loss = "quadratic",
+    dtype: DTypeLike | None = None,
+    R0: float | None = None,
     b0: float = 0.0,
-    extra: dict | None = None,
-):
+    extra: dict[str, tuple[TrainingRule, dict[str, Any]]] | None = None,
+) -> list[DefenceResult]:
     r"""Train every defence with the ODE and (``mc=True``) the Monte Carlo; errors at :math:`\alpha_\max`.
 
     All Monte Carlo runs use the same ``key``, hence the same initial students and the same
@@ -149,7 +158,7 @@ def compare_defences(
             R, b = float(ode.R[-1]), float(ode.b[-1])
         else:
             R = b = float("nan")
-        row = dict(
+        row: dict[str, Any] = dict(
             name=name,
             ode_clean=float(test_error(R, b, params)),
             ode_robust=float(robust_error(R, b, eps_test, params)),
@@ -213,6 +222,6 @@ def compare_defences(
     return out
 
 
-def defences_table(results) -> dict:
+def defences_table(results: Sequence[DefenceResult]) -> dict[str, np.ndarray]:
     """Columns (for :func:`jaxadv.app.io.write_csv`) of a :func:`compare_defences` result."""
     return {f: np.array([getattr(r, f) for r in results]) for f in DefenceResult._fields if f != "name"}

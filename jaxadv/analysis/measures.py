@@ -19,26 +19,31 @@ the talk's :math:`p\langle\Theta(\epsilon-x)\rangle_1 + (1-p)\langle\Theta(x+\ep
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from ..model.params import ModelParams
+from ..typing import Real
 
 __all__ = ["test_error", "robust_error"]
 
 
-def robust_error(R, b, eps_test, params: ModelParams):
+def robust_error(R: Real, b: Real, eps_test: Real, params: ModelParams) -> jax.Array:
     r""":math:`S(R, b, \epsilon_\text{test})`: probability that some perturbation of L2 norm
     :math:`\le\epsilon_\text{test}` makes a clean example misclassified. Broadcasts."""
     half = params.rho * R / 2
-    return params.prior * ndtr((eps_test + b - half) / jnp.sqrt(params.v1)) + (1 - params.prior) * ndtr(
+    # a NumPy leaf times a jax.Array is a jax.Array at run time (JAX's __array_priority__), which NumPy's
+    # type information does not know
+    return params.prior * ndtr((eps_test + b - half) / jnp.sqrt(params.v1)) + (1 - params.prior) * ndtr(  # type: ignore[return-value]
         (eps_test - b - half) / jnp.sqrt(params.v2)
     )
 
 
-def test_error(R, b, params: ModelParams):
+def test_error(R: Real, b: Real, params: ModelParams) -> jax.Array:
     r""":math:`\mathcal E(R,b) = S(R,b,0)`, the clean classification error. Broadcasts."""
     return robust_error(R, b, 0.0, params)
 
 
-test_error.__test__ = False  # not a pytest test
+# not a pytest test (a function object has no declared attributes for mypy)
+test_error.__test__ = False  # type: ignore[attr-defined]

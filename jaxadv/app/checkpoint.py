@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,11 @@ from ..mc import driver
 from ..sharding import shard_batch, to_host
 from .io import write_npz
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..committee import CommitteeParams, CommitteeSpec, Mixture
+    from ..committee.montecarlo import CommitteeMCResult
+    from ..model.params import ModelParams
 
 __all__ = [
     "simulate_resumable",
@@ -47,14 +53,14 @@ def fingerprint(plan: driver.Plan) -> str:
 
 
 def simulate_resumable(
-    key,
-    params,
+    key: jax.Array | int,
+    params: ModelParams,
     *,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
-    **kwargs,
+    stats: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> driver.MCResult:
     r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
 
@@ -81,18 +87,18 @@ def simulate_resumable(
 
 
 def simulate_committee_resumable(
-    key,
-    mixture,
-    params,
-    spec,
+    key: jax.Array,
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
     *,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
+    stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
-    **kwargs,
-):
+    **kwargs: Any,
+) -> CommitteeMCResult:
     """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
     labelled ``label`` (arguments as there and as :func:`simulate_resumable`); the same bits as the plain
     run, on any device count and across interruptions. Returns a
@@ -145,11 +151,11 @@ def run_resumable(
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     progress: bool = False,
-    stats: dict | None = None,
+    stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
     remove_checkpoint: bool = True,
     with_states: bool = False,
-):
+) -> Any:
     """Run every save interval of ``plan`` (any sampler) with a checkpoint file, a progress bar and
     interrupt handling: the loop of :func:`jaxadv.mc.driver.run_plan`, resumable.
 
@@ -241,16 +247,17 @@ def _load_checkpoint(path, fp, states, obs):
                 # one array per observable; files of earlier versions hold them stacked in "obs"
                 ck_obs = list(ck["obs"]) if "obs" in ck.files else [ck[f"obs_{i}"] for i in range(len(obs))]
                 ck_obs = [x.copy() for x in ck_obs]
-                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]
+                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]  # type: ignore[attr-defined]
     if is_multiprocess():
         if not agree(found):
             return None
         if leaves is None:  # the other processes: buffers of the right shapes to receive into
             leaves = [np.zeros((replicas,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(states)]
-        ck_obs, k, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
-        k = int(k)
+        ck_obs, k_sent, leaves = broadcast((ck_obs, np.asarray(k, np.int64), leaves))
+        k = int(k_sent)
     elif not found:
         return None
+    assert leaves is not None  # read on process 0, received on the others
     states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
     return states, list(ck_obs), k
 
@@ -259,7 +266,7 @@ class Interrupted(KeyboardInterrupt):
     """A Monte Carlo run was interrupted; ``checkpoint`` is the file it saved (``None``: nothing was
     saved), holding ``done`` of ``total`` save intervals."""
 
-    def __init__(self, checkpoint, done, total):
+    def __init__(self, checkpoint: str | None, done: int, total: int) -> None:
         super().__init__(checkpoint)
         self.checkpoint, self.done, self.total = checkpoint, done, total
 

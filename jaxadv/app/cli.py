@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -139,7 +140,7 @@ def _use_all_cores() -> None:
     use_all_cores(x64=False, strict=False)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """The ``jaxadv`` command (``argv``: its arguments; ``None``: ``sys.argv``, the console script).
 
     Returns the exit status: 0, 2 (bad input), 3 (a run failed) or 130 (interrupted by Ctrl-C or
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     return code
 
 
-def _main(argv=None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     import signal
     import warnings
 

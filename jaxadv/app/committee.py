@@ -37,10 +37,17 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .io import write_csv, write_figure, write_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..committee import GaussRule
 
 __all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
 
@@ -133,7 +140,7 @@ _SPEC = {
     "lipschitz": None,
 }
 _INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
-_KEYS = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}  # what a committee sweep's [base] takes
+_KEYS: dict[str, Any] = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}  # what a committee sweep's [base] takes
 
 
 def coerce_scalar(key, value, kind):
@@ -203,7 +210,7 @@ def _coerce(key, value):
     return coerce_scalar(key, value, type(default))
 
 
-def load_committee_config(spec: str, overrides=()) -> dict:
+def load_committee_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved flat dict
     (plus ``mixture``, a dict of arrays, for ``data = "mixture"``). Raises ``ValueError`` naming
     an unknown key or a bad value."""
@@ -277,7 +284,7 @@ def _records(cfg):
     return mixture, params, spec
 
 
-def ode_rule(K: int):
+def ode_rule(K: int) -> GaussRule:
     """Quadrature of the K-dimensional ODE averages: :func:`jaxadv.committee.quadrature.default_rule`."""
     from ..committee.quadrature import default_rule
 
@@ -320,7 +327,9 @@ def _mean_sem(x):
     return x.mean(0), x.std(0, ddof=1) / math.sqrt(max(len(x), 1)), int(ok.sum())
 
 
-def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> dict:
+def run_committee(
+    cfg: dict[str, Any], out_dir: str, progress: bool = True, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
     """Run the Monte Carlo (unless ``mc`` is false) and the ODE of a committee configuration and
     write every output (module docstring). Returns the dict written to ``config.json``."""
     import jax
@@ -335,7 +344,8 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
     v0 = None if cfg["v"] is None else np.asarray(cfg["v"], float)
     b0 = None if cfg["b0"] is None else np.asarray(cfg["b0"], float)
     given = {"Q0": cfg["Q0"], "R0": cfg["R0"]} if cfg["ode_start"] == "given" else {}
-    timings, info = {}, {}
+    timings: dict[str, Any] = {}
+    info: dict[str, Any] = {}
     mc = None
     if cfg["mc"]:
         t = time.perf_counter()
@@ -405,7 +415,7 @@ def run_committee(cfg: dict, out_dir: str, progress: bool = True, log=print) -> 
         per = {n: np.asarray(getattr(mc, n), np.float64) for n in ("Q", "R", "b", "v")}
         for c in names:
             kind, *idx = c.split("_")
-            x = per[kind][(slice(None), slice(None), *[int(i) - 1 for i in idx])]
+            x = per[kind][tuple([slice(None), slice(None)] + [int(i) - 1 for i in idx])]
             mean, sem, n_ok = _mean_sem(x)
             mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean, sem
         if cfg["mc_errors"]:
@@ -516,7 +526,7 @@ def _figures(out_dir, ode, mc, K, D, cfg):
     write_figure(os.path.join(out_dir, "errors.png"), fig)
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
     c = subparsers.add_parser(
         "committee", help="two-layer committee machine: ODE and Monte Carlo (presets committee, xor)"
@@ -533,7 +543,7 @@ def add_parser(subparsers) -> None:
     c.set_defaults(func=committee_command)
 
 
-def committee_command(args) -> int:
+def committee_command(args: argparse.Namespace) -> int:
     cfg = load_committee_config(args.config, args.overrides)
     if args.no_mc:
         cfg["mc"] = False

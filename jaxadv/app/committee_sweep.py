@@ -67,13 +67,19 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .io import read_toml, write_csv, write_json, write_npz
 from .sweep import _check_directory, _chunk_path
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..committee import CommitteeParams, CommitteeSpec, GaussRule, Mixture
 
 __all__ = [
     "CommitteeSweepConfig",
@@ -158,18 +164,18 @@ class CommitteeSweepConfig:
         return hashlib.sha256(json.dumps({"committee": d}, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
-    def spec(self):
+    def spec(self) -> CommitteeSpec:
         """The :class:`~jaxadv.committee.CommitteeSpec` (static)."""
         return self.records()[2]
 
-    def ode_rule(self):
+    def ode_rule(self) -> GaussRule:
         """The ODE's quadrature rule (``quadrature``, else the ``jaxadv committee`` default for ``K``)."""
         from ..committee import GaussRule
         from .committee import ode_rule
 
         return ode_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
 
-    def records(self, point: dict | None = None):
+    def records(self, point: dict[str, Any] | None = None) -> tuple[Mixture, CommitteeParams, CommitteeSpec]:
         """``(Mixture, CommitteeParams, CommitteeSpec)`` at the base point, or with ``point``'s swept values."""
         from .committee import _records
 
@@ -208,7 +214,7 @@ class CommitteeSweepResult(NamedTuple):
 # --- configuration ------------------------------------------------------------------------------
 
 
-def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeSweepConfig:
+def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **options: Any) -> CommitteeSweepConfig:
     """Build and validate a :class:`CommitteeSweepConfig` from Python values.
 
     ``base``: ``jaxadv committee`` keys (``preset``, ``model``, ``data``, ``K``, ``R0``, ...), a
@@ -232,7 +238,7 @@ def make_committee_sweep_config(grid: dict, base: dict, **options) -> CommitteeS
     if model != "committee":
         raise ValueError(f"base.model={model!r} must be 'committee' for a committee sweep")
     cfg = dict(_KEYS)
-    run_defaults = {}
+    run_defaults: dict[str, Any] = {}
     preset = base.pop("preset", None)
     if preset is not None:
         if preset not in PRESETS:
@@ -390,7 +396,7 @@ def load_committee_sweep_config(path: str) -> CommitteeSweepConfig:
 # --- the grid -----------------------------------------------------------------------------------
 
 
-def grid_points(cfg: CommitteeSweepConfig):
+def grid_points(cfg: CommitteeSweepConfig) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
     """``(flat, shape)``: ``{axis: values of shape (n_points,)}`` point-major (last axis fastest) and the
     grid shape."""
     names = list(cfg.grid)
@@ -420,7 +426,7 @@ def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
     return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
 
 
-def order_parameter_names(K: int, D: int):
+def order_parameter_names(K: int, D: int) -> list[str]:
     """Column names of the order parameters: ``Q_k_m`` (k <= m), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
     return (
         [f"Q_{k + 1}_{m + 1}" for k in range(K) for m in range(k, K)]
@@ -540,7 +546,7 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
     )
     ok = mc.finite[:, -1]
     n_ok = int(ok.sum())
-    out = {"n_finite": np.float64(n_ok)}
+    out: dict[str, Any] = {"n_finite": np.float64(n_ok)}
     per = {k: np.asarray(getattr(mc, k), np.float64)[ok] for k in ("Q", "R", "b", "v")}
     for k in ("Q", "R", "b", "v"):
         out[f"traj_{k}_mean"] = per[k].mean(0) if n_ok else np.full(per[k].shape[1:], np.nan)
@@ -552,8 +558,8 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
     errs = {"clean_error": [float(clean_error(s, mixture)) for s in finals]}
     if cfg.mc_robust:
         errs["robust_error"] = [float(robust_error(s, mixture, float(eps_test[i]))) for s in finals]
-    for k, e in errs.items():
-        e = np.asarray(e)
+    for k, values in errs.items():
+        e = np.asarray(values)
         out[f"{k}_mean"], out[f"{k}_sem"] = (e.mean() if n_ok else np.nan), sem(e)
     return out
 
@@ -577,7 +583,11 @@ def _deviation(cfg, cols, spec, K, D):
 
 
 def committee_sweep(
-    cfg: CommitteeSweepConfig, out_dir: str | None = None, *, progress: bool = False, log=None
+    cfg: CommitteeSweepConfig,
+    out_dir: str | None = None,
+    *,
+    progress: bool = False,
+    log: Callable[[str], Any] | None = None,
 ) -> CommitteeSweepResult:
     r"""Run a committee sweep: the ODE (and optionally the Monte Carlo) at every grid point.
 
@@ -605,7 +615,7 @@ def committee_sweep(
     from .progress import Progress
 
     validate_committee_sweep_config(cfg)
-    if not jax.config.jax_enable_x64:
+    if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError(
             "the committee sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first"
         )
@@ -788,14 +798,14 @@ class _Eps(NamedTuple):
     eps: np.ndarray
 
 
-def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, name: str = "") -> list:
+def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, name: str = "") -> list[str]:
     """``heatmaps.png`` (final clean and robust errors over two swept axes, the eps-like axis
     horizontal) and ``tradeoff.png`` (robust against clean error along the eps-like axis); returns
     the paths. Needs the ODE."""
     from .sweep import plot_axes
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
-    if result.clean_error is None:
+    if result.clean_error is None or result.robust_error is None:
         return []
     view = _PlotView(
         result.axes,
@@ -828,7 +838,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
     return paths
 
 
-def committee_sweep_command(args) -> int:
+def committee_sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring)."""
     from .outputs import claim_output
 

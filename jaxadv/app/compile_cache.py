@@ -20,13 +20,14 @@ script calls it) turns the cache on.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 __all__ = ["cache_dir", "enable"]
 
 _OFF = ("", "off", "none", "0", "false", "no")
 
 
-def cache_dir(environ=None) -> str | None:
+def cache_dir(environ: Mapping[str, str] | None = None) -> str | None:
     """The cache folder the CLI uses, or ``None`` when ``JAXADV_CACHE_DIR`` turns it off."""
     env = os.environ if environ is None else environ
     given = env.get("JAXADV_CACHE_DIR")

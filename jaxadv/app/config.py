@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 from ..defaults import ALPHA_MAX, DT, N_SAVE, REPLICAS
@@ -22,6 +22,9 @@ from ..mc.driver import SAMPLERS
 from ..model.losses import LOSSES
 from ..model.params import ModelParams, check_value, validate_params
 from .io import read_toml
+
+if typing.TYPE_CHECKING:
+    from ..model.rule import TrainingRule
 
 __all__ = [
     "RunConfig",
@@ -132,7 +135,7 @@ class RunConfig:
         return ModelParams(*(getattr(self, f) for f in ModelParams._fields))
 
     @property
-    def rule(self):
+    def rule(self) -> TrainingRule:
         """The :class:`jaxadv.TrainingRule` named by ``loss``, ``attack``, ``eps_dist``, ``gate`` and
         ``nonrobust_only``."""
         from ..model.rule import training_rule
@@ -257,7 +260,8 @@ def _coerce(key: str, value):
         known = (set(_FIELDS) - {"rule_extra"}) | set(_declared_params())
         raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     hint = _HINTS[key]
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    # ``float | None`` (a types.UnionType) or ``Optional[float]`` (a typing.Union): both list NoneType in their args
+    optional = type(None) in typing.get_args(hint)
     base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
     if isinstance(value, str):
         s = value.strip()
@@ -452,7 +456,7 @@ MAX_ODE_STEPS = 2**31 - 1
 MAX_SAVE_POINTS = 10**6
 
 
-def load_config(spec: str, overrides=()) -> RunConfig:
+def load_config(spec: str, overrides: Sequence[str] = ()) -> RunConfig:
     """A preset name or a TOML path, then ``KEY=VALUE`` overrides; validated.
 
     Raises:

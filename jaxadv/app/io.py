@@ -8,8 +8,15 @@ import json
 import os
 import tempfile
 import tomllib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+StrPath = str | os.PathLike[str]
+"""A file name: a string or a path object."""
 
 __all__ = [
     "atomic_write_bytes",
@@ -23,7 +30,7 @@ __all__ = [
 ]
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path: StrPath, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``.
 
     With several processes (:mod:`jaxadv.distributed`) only process 0 writes; the others return."""
@@ -52,7 +59,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
-def write_exclusive(path, data: bytes) -> None:
+def write_exclusive(path: StrPath, data: bytes) -> None:
     """Create ``path`` holding ``data`` only if it does not exist (``O_EXCL``: a lock file);
     ``FileExistsError`` otherwise."""
     fd = os.open(os.fspath(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -69,7 +76,7 @@ def _umask() -> int:
     return mask
 
 
-def write_csv(path, columns: dict) -> None:
+def write_csv(path: StrPath, columns: dict[str, Any]) -> None:
     """Write equal-length columns ``{name: array}`` as CSV with a header row (full float precision)."""
     names = list(columns)
     arrays = [np.asarray(columns[n]).ravel() for n in names]
@@ -89,7 +96,7 @@ def write_csv(path, columns: dict) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def read_csv(path) -> dict:
+def read_csv(path: StrPath) -> dict[str, np.ndarray]:
     """Read a CSV written by :func:`write_csv` into ``{name: float array}``."""
     with open(path) as f:
         rows = list(csv.reader(f))
@@ -97,7 +104,7 @@ def read_csv(path) -> dict:
     return {n: data[:, i] for i, n in enumerate(names)}
 
 
-def read_toml(path, what: str = "config file") -> dict:
+def read_toml(path: StrPath, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file; ``FileNotFoundError``/``ValueError`` name the file (``what`` says which kind)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
@@ -112,13 +119,13 @@ def read_toml(path, what: str = "config file") -> dict:
             raise ValueError(f"{what} {path!r} is not valid UTF-8 text: {e}") from None
 
 
-def write_json(path, obj) -> None:
+def write_json(path: StrPath, obj: Any) -> None:
     """Write ``obj`` as strict JSON: NaN and infinities become ``null``."""
     text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def _finite(x):
+def _finite(x: Any) -> Any:
     """``x`` with every non-finite float (also in NumPy scalars and arrays) replaced by ``None``."""
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
@@ -133,13 +140,13 @@ def _finite(x):
     return x
 
 
-def write_npz(path, **arrays) -> None:
+def write_npz(path: StrPath, **arrays: Any) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _jsonable(x):
+def _jsonable(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):
@@ -147,7 +154,7 @@ def _jsonable(x):
     return str(x)
 
 
-def write_figure(path, fig, dpi: int = 120) -> None:
+def write_figure(path: StrPath, fig: Figure, dpi: int = 120) -> None:
     """Render a :class:`matplotlib.figure.Figure` (format from the extension) and write it atomically.
 
     Rendering goes through the figure's own canvas (no pyplot, no backend switch)."""

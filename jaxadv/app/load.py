@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["load", "read_table"]
 
 
-def _column(values):
+def _column(values: list[str]) -> np.ndarray:
     if all(v in ("True", "False") for v in values) and values:
         return np.array([v == "True" for v in values])
     try:

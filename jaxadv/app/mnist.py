@@ -28,10 +28,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import argparse
+
+    import jax
+    import numpy as np
     from matplotlib.figure import Figure
+
+    from ..analysis.mnist import MnistPair
+    from ..model.student import Student
 
 __all__ = [
     "add_parser",
@@ -50,7 +58,7 @@ __all__ = [
     "plot_transfer",
 ]
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "test_fraction": 0.3,
     "steps": 5000,
@@ -92,7 +100,7 @@ def _csv(vals):
     return ",".join(f"{v:g}" for v in vals)
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Register ``jaxadv mnist`` on an argparse ``subparsers`` object (imports nothing heavy)."""
     d = DEFAULTS
     p = subparsers.add_parser(
@@ -129,7 +137,7 @@ def add_parser(subparsers):
     return p
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """The ``jaxadv mnist`` command: check the arguments, run, write; 0 on success."""
     for name in ("steps", "pgd_steps", "restarts", "epochs"):
         if getattr(args, name) < 1:
@@ -193,24 +201,24 @@ def run(args) -> int:
 
 def experiment(
     *,
-    seed=0,
-    test_fraction=0.3,
-    steps=5000,
-    learning_rate=1.0,
-    eps_linf=DEFAULTS["eps_linf"],
-    eps_l2=DEFAULTS["eps_l2"],
-    eps_l1=DEFAULTS["eps_l1"],
-    attacks=DEFAULTS["attacks"],
-    pgd_steps=20,
-    restarts=1,
-    eps_train=DEFAULTS["eps_train"],
-    epochs=20,
-    eta=1.0,
-    eps_slide=0.1,
-    n_train=None,
-    n_test=None,
-    log=lambda msg: None,
-) -> dict:
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    steps: int = 5000,
+    learning_rate: float = 1.0,
+    eps_linf: Sequence[float] = DEFAULTS["eps_linf"],
+    eps_l2: Sequence[float] = DEFAULTS["eps_l2"],
+    eps_l1: Sequence[float] = DEFAULTS["eps_l1"],
+    attacks: Sequence[str] = DEFAULTS["attacks"],
+    pgd_steps: int = 20,
+    restarts: int = 1,
+    eps_train: Sequence[float] = DEFAULTS["eps_train"],
+    epochs: int = 20,
+    eta: float = 1.0,
+    eps_slide: float = 0.1,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    log: Callable[[str], Any] = lambda msg: None,
+) -> dict[str, Any]:
     """All the numbers of ``jaxadv mnist`` (nothing written): a dict of column dicts and arrays.
 
     Keys: ``data`` (:class:`jaxadv.analysis.mnist.MnistPair`), ``student`` (logistic regression),
@@ -234,7 +242,7 @@ def experiment(
     timings["train_s"] = time.perf_counter() - t
     key = jax.random.key(seed)
     grids = {"inf": eps_linf, "2": eps_l2, "1": eps_l1}
-    curves = {"eps": [], "attack": [], "norm": [], "test_error": []}
+    curves: dict[str, Any] = {"eps": [], "attack": [], "norm": [], "test_error": []}
     t = time.perf_counter()
     for norm, grid in grids.items():
         for attack in attacks:
@@ -268,7 +276,7 @@ def experiment(
     t = time.perf_counter()
     est = mnist.estimate_model(data.x_train, data.y_train)
     op = mnist.model_order_parameters(student, est)
-    model = {"eps": [], "norm": [], "measured": [], "isotropic": [], "field_variance": [], "box": []}
+    model: dict[str, Any] = {"eps": [], "norm": [], "measured": [], "isotropic": [], "field_variance": [], "box": []}
     for norm, grid in grids.items():
         pred = mnist.model_prediction(student, est, grid, norm, data.x_train, data.y_train)
         sel = (curves["attack"] == "fgm") & (curves["norm"] == norm)
@@ -324,7 +332,6 @@ def experiment(
         "index": i,
     }
 
-    sel = lambda e: np.isclose(trade["eps_test"], e)
     headline = {
         "clean_error": float(clean),
         "fgsm_error": float(fgsm),
@@ -395,8 +402,17 @@ def experiment(
 
 
 def certified_table(
-    key, data, student, trade, grids, attacks, pgd_steps, restarts, log=lambda msg: None, curves=None
-) -> dict:
+    key: jax.Array,
+    data: MnistPair,
+    student: Student,
+    trade: Mapping[str, Any],
+    grids: Mapping[str, Sequence[float]],
+    attacks: Sequence[str],
+    pgd_steps: int,
+    restarts: int,
+    log: Callable[[str], Any] = lambda msg: None,
+    curves: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """``certified.csv``: for the logistic regression and every adversarially trained student, in each norm
     and at each radius, the certified error (the exact robust error without the box,
     :func:`jaxadv.analysis.certified.certified_curve`), the error FGM leaves without the box (``no_box``,
@@ -412,7 +428,9 @@ def certified_table(
 
     students = [("logistic", 0.0, student)] + trained_students(trade)
     names = ("fgm", "bim", "pgd")
-    cols = {k: [] for k in ("student", "eps_train", "norm", "eps", "certified", "no_box", *names, "attacked", "gap")}
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("student", "eps_train", "norm", "eps", "certified", "no_box", *names, "attacked", "gap")
+    }
 
     def attacked(a, name, s, norm, grid):
         if a not in attacks:
@@ -457,7 +475,7 @@ def certified_table(
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
-def trained_students(trade) -> list:
+def trained_students(trade: Mapping[str, Any]) -> list[tuple[str, float, Student]]:
     """``[(name, eps_train, student)]`` of a :func:`jaxadv.analysis.mnist.tradeoff` result, in its order
     (its tidy rows are student-major, one per ``eps_test``: any order of the training radii, repeats too)."""
     import numpy as np
@@ -472,7 +490,7 @@ def _fold(key, i):
     return jax.random.fold_in(key, i)
 
 
-def run_mnist(out_dir: str, *, log=print, **options) -> dict:
+def run_mnist(out_dir: str, *, log: Callable[[str], Any] = print, **options: Any) -> dict[str, Any]:
     """:func:`experiment` and every file of ``jaxadv mnist`` written atomically into ``out_dir``."""
     from .io import write_csv, write_figure, write_json
 
@@ -507,7 +525,7 @@ def _figure(w, h):
     return Figure(figsize=(w, h), layout="constrained")
 
 
-def plot_histograms(res) -> Figure:
+def plot_histograms(res: Mapping[str, Any]) -> Figure:
     """The talk's two histograms: the classifier output on unperturbed and on FGSM-perturbed test samples."""
     import numpy as np
 
@@ -531,7 +549,7 @@ def plot_histograms(res) -> Figure:
     return fig
 
 
-def plot_weights_and_perturbation(res) -> Figure:
+def plot_weights_and_perturbation(res: Mapping[str, Any]) -> Figure:
     """The weight vector, one test image, its FGSM perturbation and the perturbed image, as 28 x 28 images."""
     import numpy as np
 
@@ -557,7 +575,7 @@ def plot_weights_and_perturbation(res) -> Figure:
     return fig
 
 
-def plot_robustness(res) -> Figure:
+def plot_robustness(res: Mapping[str, Any]) -> Figure:
     """Test error against eps for FGM/BIM/PGD under L-infinity, L2 and L1, with the model's predictions."""
 
     c, m = res["curves"], res["model"]
@@ -597,7 +615,7 @@ def plot_robustness(res) -> Figure:
     return fig
 
 
-def plot_tradeoff(res) -> Figure:
+def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
     """Adversarial on-line SGD: robustness curves per training radius, and clean against robust error."""
     import numpy as np
 
@@ -645,21 +663,21 @@ def plot_tradeoff(res) -> Figure:
 
 def transfer_experiment(
     *,
-    seed=0,
-    test_fraction=0.3,
-    steps=5000,
-    learning_rate=1.0,
-    eps_linf=DEFAULTS["eps_linf"],
-    eps_l2=DEFAULTS["eps_l2"],
-    attacks=("fgm", "pgd"),
-    pgd_steps=20,
-    restarts=1,
-    eps_adv=0.1,
-    epochs=20,
-    n_train=None,
-    n_test=None,
-    log=lambda msg: None,
-) -> dict:
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    steps: int = 5000,
+    learning_rate: float = 1.0,
+    eps_linf: Sequence[float] = DEFAULTS["eps_linf"],
+    eps_l2: Sequence[float] = DEFAULTS["eps_l2"],
+    attacks: Sequence[str] = ("fgm", "pgd"),
+    pgd_steps: int = 20,
+    restarts: int = 1,
+    eps_adv: float = 0.1,
+    epochs: int = 20,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    log: Callable[[str], Any] = lambda msg: None,
+) -> dict[str, Any]:
     r"""Transfer of FGSM/PGD from a black-box surrogate to two targets, with the model's prediction.
 
     Protocol: the training images are split into two disjoint halves (the seeded order of
@@ -696,13 +714,15 @@ def transfer_experiment(
     key = jax.random.key(seed)
     targets = {"standard": mnist.train_logistic(xa, ya, steps=steps, learning_rate=learning_rate)}
     adv = mnist.adversarial_sgd(jax.random.fold_in(key, 3), xa, ya, eps_adv, norm="inf", epochs=epochs)
-    targets["adversarial"] = mnist.Student(np.asarray(adv.w), np.asarray(adv.b))
+    # on the host, as train_logistic's students: a Student of NumPy arrays
+    targets["adversarial"] = mnist.Student(np.asarray(adv.w), np.asarray(adv.b))  # type: ignore[arg-type]
     surrogates = {
         name: mnist.train_surrogate(tg, xb, steps=steps, learning_rate=learning_rate) for name, tg in targets.items()
     }
     timings["train_s"] = time.perf_counter() - t
     est = mnist.estimate_model(xa, ya)
-    cols, overlaps = {}, {}
+    cols: dict[str, Any] = {}
+    overlaps: dict[str, dict[str, float]] = {}
     add = lambda k, v: cols.setdefault(k, []).extend(list(np.atleast_1d(v)))
     t = time.perf_counter()
     for name, tg in targets.items():
@@ -715,8 +735,8 @@ def transfer_experiment(
                 np.mean(mnist.predicted_labels(tg, data.x_test) == mnist.predicted_labels(sg, data.x_test))
             ),
         }
-        for norm, grid in (("inf", eps_linf), ("2", eps_l2)):
-            grid = np.asarray(grid, np.float64)
+        for norm, radii in (("inf", eps_linf), ("2", eps_l2)):
+            grid = np.asarray(radii, np.float64)
             add("target", [name] * grid.size)
             add("norm", [norm] * grid.size)
             add("eps", grid)
@@ -808,7 +828,7 @@ def transfer_experiment(
     return {"columns": cols, "overlaps": overlaps, "headline": headline, "config": config, "timings_s": timings}
 
 
-def plot_transfer(res) -> Figure:
+def plot_transfer(res: Mapping[str, Any]) -> Figure:
     """Target error against eps: white-box and transferred (FGSM/PGD, true and surrogate labels), measured
     (markers) and the model's prediction (lines); one panel per (target, norm)."""
     c = res["columns"]
@@ -854,7 +874,7 @@ def plot_transfer(res) -> Figure:
     return fig
 
 
-def run_mnist_transfer(out_dir: str, *, log=print, **options) -> dict:
+def run_mnist_transfer(out_dir: str, *, log: Callable[[str], Any] = print, **options: Any) -> dict[str, Any]:
     """:func:`transfer_experiment`, then ``transfer.csv``, ``transfer.json`` and ``transfer.png`` in ``out_dir``."""
     from .io import write_csv, write_figure, write_json
 
@@ -866,7 +886,7 @@ def run_mnist_transfer(out_dir: str, *, log=print, **options) -> dict:
     return res
 
 
-def plot_certified(res) -> Figure:
+def plot_certified(res: Mapping[str, Any]) -> Figure:
     """Certified error (solid) against the PGD error with the box (dashed) for the logistic regression and the
     adversarially trained students, L-infinity and L2 (and L1) panels; the gap is what the box [0, 1] adds."""
     import numpy as np

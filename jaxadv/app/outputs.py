@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import time
+from typing import Literal
 
 from .io import atomic_write_bytes, write_exclusive
 
@@ -49,17 +50,17 @@ RESULT_PATTERNS = ("mc_checkpoint_*.npz",)
 class OutputLock:
     """The lock of one output folder; release it with :meth:`release` (or use it as a context manager)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
 
     def release(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.path)
 
-    def __enter__(self):
+    def __enter__(self) -> OutputLock:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.release()
         return False
 

@@ -11,10 +11,19 @@ the agreement is judged at the scale of the standard error, not of the axis.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from .io import write_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..analysis.defences import DefenceResult
 
 __all__ = ["plot_order_parameters", "plot_errors", "plot_robustness", "plot_defences", "deviation_sem", "place_labels"]
 
@@ -26,7 +35,7 @@ def _save(fig, path):
     return fig
 
 
-def deviation_sem(mean, sem, ode):
+def deviation_sem(mean: npt.ArrayLike, sem: npt.ArrayLike, ode: npt.ArrayLike) -> np.ndarray:
     """``(mean - ode) / sem``; NaN where the standard error is 0 or not finite (e.g. at alpha = 0)."""
     mean, sem, ode = (np.asarray(a, np.float64) for a in (mean, sem, ode))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -170,7 +179,14 @@ def plot_robustness(table: dict, path: str, alpha_max: float, title: str = "") -
     return _save(fig, path)
 
 
-def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
+def place_labels(
+    ax: Axes,
+    points: Sequence[Any],
+    texts: Sequence[str],
+    fontsize: float = 9,
+    avoid: Sequence[Any] = (),
+    bars: Sequence[tuple[float, float, float, float]] = (),
+) -> list[tuple[int, int] | None]:
     """Annotate ``points`` (data coordinates) with ``texts``, each at the first of eight offsets
     whose box overlaps no label placed before, no marker (``points`` and ``avoid``) and no error
     bar (``bars``: ``(x, y, xerr, yerr)`` in data coordinates).
@@ -185,7 +201,8 @@ def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
     markers = [to_px(p) for p in list(points) + list(avoid) if np.all(np.isfinite(p))]
     r = 7 * pt  # marker radius in pixels
     w_char, h = 0.6 * fontsize * pt, 1.2 * fontsize * pt
-    placed, chosen = [], []
+    placed: list[tuple[float, float, float, float]] = []
+    chosen: list[tuple[int, int] | None] = []
     for x, y, xe, ye in bars:  # error bars as thin boxes, treated like labels already placed
         if np.all(np.isfinite([x, y, xe, ye])):
             (x0, y0), (x1, y1) = to_px((x - xe, y)), to_px((x + xe, y))
@@ -233,7 +250,9 @@ def place_labels(ax, points, texts, fontsize=9, avoid=(), bars=()):
     return chosen
 
 
-def plot_defences(results, path: str | None = None, title: str = "", eps_test: float | None = None):
+def plot_defences(
+    results: Sequence[DefenceResult], path: str | None = None, title: str = "", eps_test: float | None = None
+) -> Figure:
     """Clean error (x) against robust error (y) at :math:`\\alpha_\\max`: ODE as open markers joined
     to the MC points (filled, with error bars); labels placed so that none covers another label or
     a marker. Returns the figure; saves it when ``path`` is given."""

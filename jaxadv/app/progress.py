@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 __all__ = ["Progress"]
 
@@ -16,8 +17,14 @@ class Progress:
     """
 
     def __init__(
-        self, total: int, label: str = "", enabled: bool = True, initial: int = 0, every: float = 10.0, stream=None
-    ):
+        self,
+        total: int,
+        label: str = "",
+        enabled: bool = True,
+        initial: int = 0,
+        every: float = 10.0,
+        stream: TextIO | None = None,
+    ) -> None:
         self.total, self.label, self.enabled = max(int(total), 1), label, enabled
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +37,11 @@ from .config import RunConfig, config_dict
 from .io import write_csv, write_json, write_npz
 from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
 
+if TYPE_CHECKING:
+    from ..analysis.defences import DefenceResult
+    from ..analysis.verdict import Verdict
+    from ..ode.solve import ODEResult
+
 __all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
 
 MC_COLUMNS = (
@@ -51,7 +58,7 @@ MC_COLUMNS = (
 )
 
 
-def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the ODE (and the Monte Carlo unless ``cfg.mc`` is false) and write all outputs.
 
     Returns:
@@ -103,7 +110,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     if cfg.mc:
         dtype = jnp.float64 if cfg.x64 else jnp.float32
         key = jax.random.key(cfg.seed, impl=cfg.prng)
-        mc_stats = {}
+        mc_stats: dict[str, Any] = {}
         t = time.perf_counter()
         mc = simulate_resumable(
             key,
@@ -247,7 +254,9 @@ def _nanmax_abs(x):
     return float(np.max(x[np.isfinite(x)])) if np.any(np.isfinite(x)) else None
 
 
-def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, eps_test: float):
+def run_verdict(
+    cfg: RunConfig, mc_cols: dict[str, np.ndarray], ode_cols: dict[str, np.ndarray], eps_test: float
+) -> Verdict:
     """:func:`jaxadv.analysis.verdict.honest_verdict` for a configuration (theory only for the default rule)."""
     return honest_verdict(
         mc_cols,
@@ -265,7 +274,7 @@ def run_verdict(cfg: RunConfig, mc_cols: dict, ode_cols: dict, eps_test: float):
     )
 
 
-def check_ode(ode, cfg: RunConfig, log=print) -> str:
+def check_ode(ode: ODEResult, cfg: RunConfig, log: Callable[[str], Any] = print) -> str:
     """The ODE's status in words; ``ValueError`` (before any Monte Carlo) when it is not trustworthy."""
     from ..ode.solve import STATUS_NAMES, STATUS_OK
 
@@ -285,7 +294,9 @@ def check_ode(ode, cfg: RunConfig, log=print) -> str:
     return "ok"
 
 
-def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
+def run_mc_only(
+    cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
     """``jaxadv run`` for the Monte-Carlo-only threat models (``attack="linf"`` or ``"l1"``).
 
     There is no ODE; the files written are ``mc.csv`` (``alpha``, mean and sem of ``R``, ``b``,
@@ -357,7 +368,9 @@ def run_mc_only(cfg, out_dir: str, progress: bool = True, log=print) -> dict:
     return info
 
 
-def run_defences(cfg, out_dir: str, mc: bool = True, log=print, progress: bool = True):
+def run_defences(
+    cfg: RunConfig, out_dir: str, mc: bool = True, log: Callable[[str], Any] = print, progress: bool = True
+) -> list[DefenceResult]:
     """``jaxadv compare-defences``: :func:`compare_defences` for the parameters, sizes and seed of
     a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``.
     With ``progress`` a line per defence (time taken, time left) goes to ``log``."""
@@ -367,9 +380,9 @@ def run_defences(cfg, out_dir: str, mc: bool = True, log=print, progress: bool =
     extra = None
     if cfg.rule._replace(loss=DEFAULT_RULE.loss) != DEFAULT_RULE:
         # the config's own rule (e.g. a new attack or eps law) joins the comparison as a sixth row
-        r = cfg.rule
-        extra = {f"{r.attack.name}/{r.eps_law.name}/{r.gate.name}": (cfg.rule, cfg.rule_params)}
-        log(f"compare-defences: adding the configured rule ({describe_rule(r)}) as a defence")
+        own = cfg.rule
+        extra = {f"{own.attack.name}/{own.eps_law.name}/{own.gate.name}": (cfg.rule, cfg.rule_params)}
+        log(f"compare-defences: adding the configured rule ({describe_rule(own)}) as a defence")
     os.makedirs(out_dir, exist_ok=True)
     eps_test = cfg.eps_test_value
     kwargs = dict(

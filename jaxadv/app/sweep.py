@@ -45,6 +45,7 @@ robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import glob
 import hashlib
@@ -53,8 +54,9 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +71,11 @@ from ..ode.solve import solve_ode
 from ..sharding import pad_batch, padded_size, to_host
 from .io import read_toml, write_csv, write_json, write_npz
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..model.rule import TrainingRule
+    from .committee_sweep import CommitteeSweepConfig
+    from .sweep_plots import SweepView
 
 __all__ = [
     "SweepConfig",
@@ -233,7 +240,7 @@ def _axis_values(name, spec):
     return tuple(out)
 
 
-def make_sweep_config(grid: dict, base: dict | None = None, **options) -> SweepConfig:
+def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, **options: Any) -> SweepConfig:
     """Build and validate a :class:`SweepConfig` from Python values.
 
     ``grid`` maps axis names to lists or ``{"linspace": [start, stop, num]}``.
@@ -280,9 +287,9 @@ def make_sweep_config(grid: dict, base: dict | None = None, **options) -> SweepC
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
-    for name, (ok, rule) in _RULES.items():
+    for name, (ok, what) in _RULES.items():
         for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
-            check_value(name, float(v), ok, rule)
+            check_value(name, float(v), ok, what)
     from ..model.rule import check_reduced_supported, validate_rule
 
     rule = sweep_rule(cfg)
@@ -356,7 +363,7 @@ def load_sweep_config(path: str) -> SweepConfig:
     return make_sweep_config(grid, base, **data)
 
 
-def sweep_rule(cfg: SweepConfig):
+def sweep_rule(cfg: SweepConfig) -> TrainingRule:
     """The :class:`jaxadv.TrainingRule` of a sweep (``[base]`` keys ``attack``, ``eps_dist``, ``gate``,
     ``nonrobust_only`` and the top-level ``loss``)."""
     from ..model.rule import training_rule
@@ -390,7 +397,7 @@ def _rule_values(cfg: SweepConfig, point: dict) -> dict:
     return out
 
 
-def grid_points(cfg: SweepConfig):
+def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, ...]]:
     """Flattened grid: ``(params, eps_test)`` with leaves of shape ``(n_points,)`` (float64 NumPy),
     point-major with the last grid axis varying fastest, and the grid shape."""
     names = list(cfg.grid)
@@ -406,7 +413,7 @@ def grid_points(cfg: SweepConfig):
         return np.full(n, float(cfg.base.get(k, default)))
 
     params = ModelParams(*(col(k, defaults[k]) for k in ModelParams._fields))
-    eps_test = col("eps_test", np.nan) if ("eps_test" in flat or "eps_test" in cfg.base) else params.eps.copy()
+    eps_test = col("eps_test", np.nan) if ("eps_test" in flat or "eps_test" in cfg.base) else np.array(params.eps)
     return params, eps_test, shape
 
 
@@ -450,6 +457,9 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
     from ..mc.driver import simulate
 
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
+    save: dict[str, Any] = (
+        {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
+    )
     mc = simulate(
         key,
         params,
@@ -463,7 +473,7 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
         R0=cfg.R0,
         b0=cfg.b0,
         sampler=cfg.sampler,
-        **({} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}),
+        **save,
     )
     s = mc_summary(mc, params, eps_test)
     out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
@@ -493,15 +503,14 @@ def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, 
         )
         R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
         out["R"], out["b"] = R, b
-        out["test_error"] = np.asarray(test_error(R, b, ModelParams(*(x[:, None] for x in params))))
-        out["robust_error"] = np.asarray(
-            robust_error(R, b, eps_test[:, None], ModelParams(*(x[:, None] for x in params)))
-        )
+        columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
+        out["test_error"] = np.asarray(test_error(R, b, columns))
+        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], columns))
     if cfg.mc:
         rows = [
             _mc_point(
                 cfg,
-                ModelParams(*(float(x[i]) for x in params)),
+                ModelParams(*(float(np.asarray(x)[i]) for x in params)),
                 float(eps_test[i]),
                 start + i,
                 {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()},
@@ -529,7 +538,7 @@ def _chunk_path(out_dir, c):
     return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
 
 
-def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
+def _check_directory(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> None:
     path = os.path.join(out_dir, "config.json")
     if os.path.exists(path):
         with open(path) as f:
@@ -544,7 +553,9 @@ def _check_directory(cfg: SweepConfig, out_dir: str) -> None:
         raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
 
 
-def sweep(cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log=None) -> SweepResult:
+def sweep(
+    cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log: Callable[[str], Any] | None = None
+) -> SweepResult:
     r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
 
     Args:
@@ -568,7 +579,7 @@ def sweep(cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = Fals
         (2, 3)
     """
     validate_sweep_config(cfg)
-    if cfg.ode and not jax.config.jax_enable_x64:
+    if cfg.ode and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("the sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first")
     params, eps_test, shape = grid_points(cfg)
     rp_all = rule_columns(cfg, params)
@@ -611,7 +622,7 @@ def sweep(cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = Fals
         else:
             part = _compute_chunk(
                 cfg,
-                ModelParams(*(x[lo:hi] for x in params)),
+                ModelParams(*(np.asarray(x)[lo:hi] for x in params)),
                 eps_test[lo:hi],
                 lo,
                 size,
@@ -685,7 +696,7 @@ def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
     )
 
 
-def table(result: SweepResult) -> dict:
+def table(result: SweepResult) -> dict[str, np.ndarray]:
     """The tidy table of a sweep: ``{column: array}`` with one row per grid point and save point."""
     shape = result.eps_test.shape
     n, P = int(np.prod(shape)), len(result.alpha)
@@ -728,7 +739,7 @@ def load_sweep(out_dir: str) -> SweepResult:
 # --- command line -----------------------------------------------------------------------------
 
 
-def add_sweep_parser(subparsers) -> None:
+def add_sweep_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object (the CLI defines it
     in :mod:`jaxadv.app.cli` so that ``--help`` imports no JAX; this is kept for callers)."""
     s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
@@ -739,7 +750,7 @@ def add_sweep_parser(subparsers) -> None:
     s.set_defaults(func=sweep_command)
 
 
-def plot_axes(result):
+def plot_axes(result: SweepView) -> tuple[tuple[str, str] | None, str]:
     """Which swept axes the command's figures use: ``(x, y)`` of the heat maps (``None`` with one
     axis) and the trade-off axis (the eps-like axis when there is one)."""
     names = list(result.axes)
@@ -752,7 +763,7 @@ def plot_axes(result):
     return (x, y), trade
 
 
-def write_sweep_figures(result, out_dir: str, name: str = "") -> list:
+def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> list[str]:
     """``heatmaps.png`` (final test error, robust error and b over two swept axes) and
     ``tradeoff.png`` (robust against clean error along the eps-like axis) in ``out_dir``;
     returns the paths. Needs the ODE columns (``ode = true``)."""
@@ -768,7 +779,7 @@ def write_sweep_figures(result, out_dir: str, name: str = "") -> list:
     return paths
 
 
-def sweep_command(args) -> int:
+def sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``
     and the figures ``heatmaps.png``/``tradeoff.png``. A committee sweep (``[base]`` with a committee
     ``preset`` or ``model = "committee"``) goes to :mod:`jaxadv.app.committee_sweep`."""

@@ -7,16 +7,36 @@ and write one file per requested format (``.png`` and ``.pdf`` by default).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, overload
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure
 
 __all__ = ["plot_sweep_heatmaps", "plot_tradeoff", "final_slice"]
 
+
+class SweepView(Protocol):
+    """What the figures read: a :class:`jaxadv.SweepResult`, or a committee sweep's view of one."""
+
+    @property
+    def axes(self) -> dict[str, Any]: ...
+    @property
+    def alpha(self) -> np.ndarray: ...
+    @property
+    def params(self) -> Any: ...
+    @property
+    def eps_test(self) -> Any: ...
+    @property
+    def test_error(self) -> np.ndarray | None: ...
+    @property
+    def robust_error(self) -> np.ndarray | None: ...
+
+
 _LABELS = {"test_error": "test error", "robust_error": "robust error", "b": "b", "R": "R"}
 
 
-def final_slice(result, quantity: str, x: str, y: str, index=None):
+def final_slice(result: SweepView, quantity: str, x: str, y: str, index: Mapping[str, int] | None = None) -> np.ndarray:
     """Values of ``quantity`` at the last save point as a 2-D array ``(len(y), len(x))`` over the
     swept axes ``x`` and ``y``; other swept axes are fixed at ``index[name]`` (default 0)."""
     names = list(result.axes)
@@ -69,17 +89,41 @@ def _ticks(ax, xs, ys):
         set_l([_fmt(v) for v in sel], fontsize=7)
 
 
+@overload
 def plot_sweep_heatmaps(
-    result,
+    result: SweepView,
     x: str,
     y: str,
-    path_stem=None,
+    path_stem: None = None,
     *,
-    quantities=("test_error", "robust_error", "b"),
-    index=None,
-    formats=("png", "pdf"),
+    quantities: Sequence[str] = ...,
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ...,
     title: str = "",
-):
+) -> Figure: ...
+@overload
+def plot_sweep_heatmaps(
+    result: SweepView,
+    x: str,
+    y: str,
+    path_stem: str,
+    *,
+    quantities: Sequence[str] = ...,
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> list[str]: ...
+def plot_sweep_heatmaps(
+    result: SweepView,
+    x: str,
+    y: str,
+    path_stem: str | None = None,
+    *,
+    quantities: Sequence[str] = ("test_error", "robust_error", "b"),
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ("png", "pdf"),
+    title: str = "",
+) -> Figure | list[str]:
     """Heat maps of the final ``quantities`` over swept axes ``x`` (horizontal) and ``y``.
 
     One cell per grid point, centred on its value, ticks at the grid values; ``b`` uses a
@@ -116,21 +160,49 @@ def plot_sweep_heatmaps(
     return fig if path_stem is None else _save_all(fig, path_stem, formats)
 
 
-def plot_tradeoff(result, path_stem=None, *, axis: str = "eps", index=None, formats=("png", "pdf"), title: str = ""):
+@overload
+def plot_tradeoff(
+    result: SweepView,
+    path_stem: None = None,
+    *,
+    axis: str = "eps",
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> Figure: ...
+@overload
+def plot_tradeoff(
+    result: SweepView,
+    path_stem: str,
+    *,
+    axis: str = "eps",
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> list[str]: ...
+def plot_tradeoff(
+    result: SweepView,
+    path_stem: str | None = None,
+    *,
+    axis: str = "eps",
+    index: Mapping[str, int] | None = None,
+    formats: Sequence[str] = ("png", "pdf"),
+    title: str = "",
+) -> Figure | list[str]:
     """Final robust error against final test error as the training ``axis`` (default ``eps``)
     varies; one curve per value of the first other swept axis. Returns the paths written, or the
     :class:`~matplotlib.figure.Figure` when ``path_stem`` is ``None``."""
     names = list(result.axes)
     if axis not in names:
         raise ValueError(f"axis={axis!r} is not swept; swept axes: {names}")
-    if result.test_error is None:
+    if result.test_error is None or result.robust_error is None:
         raise ValueError("plot_tradeoff needs the ODE columns (a sweep with ode=true)")
     others = [n for n in names if n != axis]
     fig = Figure(figsize=(5.6, 4.2), layout="constrained")
     ax = fig.subplots()
     curves = range(len(result.axes[others[0]])) if others else [None]
     for j in curves:
-        idx = dict(index or {})
+        idx: dict[str, Any] = dict(index or {})
         if others:
             idx[others[0]] = j
         sl = tuple(slice(None) if n == axis else int(idx.get(n, 0)) for n in names)

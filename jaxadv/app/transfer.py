@@ -38,10 +38,17 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .io import write_csv, write_figure, write_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from matplotlib.figure import Figure
 
 __all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer", "add_parser"]
 
@@ -62,7 +69,7 @@ PRESETS = {
 }
 """The presets (every other key takes its default)."""
 
-_KEYS = {
+_KEYS: dict[str, Any] = {
     "stream": "independent",
     "labels": "true",
     "eps_s": 0.0,
@@ -119,12 +126,12 @@ def _coerce(key, value):
     return coerce_scalar(key, value, type(default))
 
 
-def load_transfer_config(spec: str, overrides=()) -> dict:
+def load_transfer_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
     ``ValueError`` names an unknown key or a bad value."""
     from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
 
-    cfg = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
+    cfg: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
     preset, data, name = read_spec(spec, PRESETS, "transfer")
     cfg.update(preset or {})
     cfg["name"] = name
@@ -207,7 +214,9 @@ def checkpoint_path(out_dir: str, i: int) -> str:
     return os.path.join(out_dir, f"mc_checkpoint_{i}.npz")
 
 
-def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: bool = False) -> dict:
+def run_transfer(
+    cfg: dict[str, Any], out_dir: str, mc: bool = True, log: Callable[[str], Any] = print, progress: bool = False
+) -> dict[str, Any]:
     """Run the pair ODE and (unless ``mc`` is false) the pair Monte Carlo of every target radius; write every
     file of the module docstring. Returns the dict written to ``config.json``.
 
@@ -227,7 +236,9 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: 
     eps, grid = float(cfg["eps"]), np.asarray(cfg["eps_grid"], np.float64)
     radii = np.concatenate([[eps], grid])
     scale = 1.0 / math.sqrt(cfg["N"])
-    ode_cols, mc_cols, eps_cols = {}, {}, {}
+    ode_cols: dict[str, Any] = {}
+    mc_cols: Any = {}  # the columns, or None without the Monte Carlo
+    eps_cols: dict[str, Any] = {}
     add = lambda cols, name, v: cols.setdefault(name, []).extend(np.atleast_1d(np.asarray(v, np.float64)).tolist())
     timings, worst = {"ode_s": 0.0, "mc_s": 0.0}, (0.0, "", float("nan"), float("nan"))
     data = pairs[0][1].s
@@ -259,7 +270,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: 
         if not mc:
             continue
         t = time.perf_counter()
-        stats = {}
+        stats: dict[str, Any] = {}
         # on the driver with a checkpoint: a rerun after Ctrl-C / SIGTERM / SIGKILL resumes bit for bit
         run = simulate_pair_resumable(
             jax.random.fold_in(jax.random.key(cfg["seed"]), int(round(e_t * 1e6))),
@@ -343,7 +354,7 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: 
         )
     ode_cols = _table(ode_cols)
     write_csv(os.path.join(out_dir, "ode.csv"), ode_cols)
-    info = {}
+    info: dict[str, Any] = {}
     if mc:
         mc_cols, eps_cols = _table(mc_cols), _table(eps_cols)
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
@@ -370,7 +381,9 @@ def run_transfer(cfg: dict, out_dir: str, mc: bool = True, log=print, progress: 
     return info
 
 
-def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
+def plot_transfer(
+    ode: dict[str, Any], mc: dict[str, Any] | None, eps_cols: dict[str, Any], cfg: dict[str, Any]
+) -> Figure:
     """One column per target radius: the target's errors against alpha (ODE lines, Monte Carlo bands), the
     deviation of the Monte Carlo from the ODE in standard errors, and the errors against eps at the last alpha."""
     from matplotlib.figure import Figure
@@ -458,7 +471,7 @@ def plot_transfer(ode: dict, mc: dict | None, eps_cols: dict, cfg: dict):
     return fig
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
     c = subparsers.add_parser(
         "transfer",
@@ -477,7 +490,7 @@ def add_parser(subparsers) -> None:
     c.set_defaults(func=transfer_command)
 
 
-def transfer_command(args) -> int:
+def transfer_command(args: argparse.Namespace) -> int:
     cfg = load_transfer_config(args.config, args.overrides)
     mc = not args.no_mc
     out = args.out or os.path.join("results", cfg["name"])

@@ -29,8 +29,17 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import N_SAVE
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy.typing as npt
+
+    from .config import RunConfig
 
 __all__ = ["add_verify_parser", "verify_command", "verify", "fit_slope", "THRESHOLD"]
 
@@ -71,7 +80,7 @@ def _ints(text: str, name: str):
     return vals
 
 
-def add_verify_parser(subparsers):
+def add_verify_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Register ``jaxadv verify`` on an argparse ``subparsers`` object."""
     v = subparsers.add_parser(
         "verify", help="finite-N verification: MC over a ladder of N against the ODE and the fluctuation theory"
@@ -97,7 +106,7 @@ def add_verify_parser(subparsers):
     return v
 
 
-def verify_command(args) -> int:
+def verify_command(args: argparse.Namespace) -> int:
     """The ``jaxadv verify`` command: parse, run, print a verdict line per row."""
     import numpy as np
 
@@ -141,7 +150,7 @@ def verify_command(args) -> int:
     return 0
 
 
-def fit_slope(N, y):
+def fit_slope(N: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float]:
     """Least-squares slope and intercept of ``log y`` against ``log N`` (NaN with fewer than 2 points)."""
     import numpy as np
 
@@ -187,18 +196,18 @@ def _row(N, sampler, mc, fl, replicas):
 
 
 def verify(
-    cfg,
-    out_dir,
-    N_list,
-    full_N_list=(),
+    cfg: RunConfig,
+    out_dir: str,
+    N_list: Sequence[int],
+    full_N_list: Sequence[int] = (),
     *,
-    replicas=4000,
-    full_replicas=500,
-    alpha_max=20.0,
-    n_save=N_SAVE,
-    progress=False,
-    log=print,
-) -> dict:
+    replicas: int = 4000,
+    full_replicas: int = 500,
+    alpha_max: float = 20.0,
+    n_save: int = N_SAVE,
+    progress: bool = False,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
     """Run the ladder and write ``verify.csv``, ``config.json`` and ``verify.png``; returns the summary.
 
     Args:
@@ -228,7 +237,7 @@ def verify(
         if not log_saves and alpha_max * N / n_save < 1:
             raise ValueError(f"--alpha-max={alpha_max!r} is too small for N={N} and --n-save={n_save}")
         _, alpha = save_schedule(N, alpha_max, n_save)
-        saves = {}
+        saves: dict[str, Any] = {}
         if log_saves:
             from ..mc.schedule import save_steps
 
@@ -282,7 +291,7 @@ def verify(
 
     red = [r for r in rows if r["sampler"] == "reduced"]
     Ns = [r["N"] for r in red]
-    slopes = {}
+    slopes: dict[str, Any] = {}
     for name in ("R", "b"):
         slopes[f"std_{name}_measured"] = fit_slope(Ns, [r[f"std_{name}"] for r in red])[0]
         slopes[f"shift_{name}_predicted"] = fit_slope(Ns, [r[f"shift_pred_{name}"] for r in red])[0]

@@ -41,12 +41,15 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from jax.scipy.special import erf, erfinv, ndtr
+from jax.typing import ArrayLike
 
 from .. import attacks
 from .fields import committee_output, geometry, min_margin, pgd
 from .lipschitz import lipschitz_bound
 from .measures import _frame, bisected_error, measure_rule
+from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule
 
@@ -64,7 +67,7 @@ __all__ = [
 CERTIFICATES = ("lipschitz", "interval")
 
 
-def check_eps(eps, name: str = "eps"):
+def check_eps(eps: npt.ArrayLike, name: str = "eps") -> None:
     """``ValueError`` naming ``name`` unless every value of ``eps`` is finite and ``>= 0``."""
     arr = np.atleast_1d(np.asarray(eps, np.float64)).ravel()
     for e in arr:
@@ -78,7 +81,14 @@ def check_certificate(certificate: str) -> str:
     return certificate
 
 
-def certified_margin(x, Q, v, tau, eps, certificate: str = "lipschitz"):
+def certified_margin(
+    x: jax.Array,
+    Q: jax.Array,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    certificate: str = "lipschitz",
+) -> jax.Array:
     r"""The certificate's lower bound :math:`\underline m` on :math:`\min_{\|\delta\|\le\epsilon}\tau\sigma`
     (module docstring) for one example: fields ``x`` ``(K,)``, ``Q`` ``(K, K)``, ``v`` ``(K,)``, scalar
     ``tau`` and ``eps``. Certified iff > 0."""
@@ -230,8 +240,13 @@ def _certified_error(state, mixture, eps, certificate, rule, method):
 
 
 def certified_error(
-    state, mixture: Mixture, eps, certificate: str = "lipschitz", rule: GaussRule = None, method: str = "split"
-):
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    certificate: str = "lipschitz",
+    rule: GaussRule | None = None,
+    method: str = "split",
+) -> jax.Array:
     r""":math:`C(\epsilon)=\sum_cp_cP(\underline m\le0)` of one point of order parameters
     (a :class:`~jaxadv.committee.ode.CommitteeState`, ``Q`` ``(K, K)``, ``R`` ``(K, D)``, ``b``, ``v`` ``(K,)``).
 
@@ -266,7 +281,16 @@ def certified_error(
     return _certified_error(state, mixture, jnp.asarray(eps, jnp.asarray(state.Q).dtype), certificate, rule, method)
 
 
-def field_errors(x, Q, v, tau, eps, pgd_steps: int = 20, pgd_step=None, iters: int = 32):
+def field_errors(
+    x: jax.Array,
+    Q: jax.Array,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    pgd_steps: int = 20,
+    pgd_step: float | jax.Array | None = None,
+    iters: int = 32,
+) -> dict[str, jax.Array]:
     r"""Indicators of one example's errors from its clean fields ``x`` ``(K,)``: a dict of booleans
     ``clean`` (:math:`\tau\sigma\le0`), ``pgd`` (after field-space L2 PGD,
     :func:`jaxadv.committee.fields.pgd`, ``pgd_steps`` steps of ``pgd_step``, default
@@ -298,7 +322,15 @@ def _sampled(key, state, mixture, eps, n, pgd_steps, pgd_step):
     return jax.vmap(lambda xx, tt: field_errors(xx, Q, v, tt, eps, pgd_steps, pgd_step))(x, tau)
 
 
-def sampled_errors(key, state, mixture: Mixture, eps, n: int = 4000, pgd_steps: int = 20, pgd_step=None) -> dict:
+def sampled_errors(
+    key: jax.Array,
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float,
+    n: int = 4000,
+    pgd_steps: int = 20,
+    pgd_step: float | None = None,
+) -> dict[str, np.ndarray]:
     r"""Every error of :func:`field_errors` on ``n`` fields drawn from the order parameters ``state``
     (one point): ``{name: (n,) bool}`` (NumPy). Common random numbers make the chain
     lipschitz >= interval >= worst >= pgd hold sample by sample."""
@@ -343,7 +375,16 @@ def _examples(W, b, v, xi, tau, eps, pgd_steps, pgd_step):
     return jax.vmap(one)(xi, tau)
 
 
-def example_errors(W, b, v, xi, tau, eps, pgd_steps: int = 20, pgd_step=None) -> dict:
+def example_errors(
+    W: ArrayLike,
+    b: ArrayLike,
+    v: ArrayLike,
+    xi: ArrayLike,
+    tau: ArrayLike,
+    eps: float,
+    pgd_steps: int = 20,
+    pgd_step: float | None = None,
+) -> dict[str, np.ndarray]:
     r"""Every error on N-dimensional examples of fixed weights (the Monte Carlo face).
 
     Args:

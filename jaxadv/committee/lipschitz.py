@@ -30,15 +30,21 @@ constrained dynamics as the step shrinks (tested). The initial state is projecte
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .ode import CommitteeState
 
 __all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def lipschitz_bound(Q, v):
+def lipschitz_bound(Q: ArrayLike, v: ArrayLike) -> jax.Array:
     r""":math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\sqrt{Q_{kk}}` from the order parameters.
 
     Args:
@@ -57,25 +63,25 @@ def lipschitz_bound(Q, v):
     return _TWO_OVER_SQRT_PI * jnp.sum(jnp.abs(v) * jnp.sqrt(jnp.maximum(diag, 0.0)), axis=-1)
 
 
-def lipschitz_bound_weights(W, v):
+def lipschitz_bound_weights(W: ArrayLike, v: ArrayLike) -> jax.Array:
     r""":math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\,\|w_k\|` from the weights ``W`` ``(..., K, N)``, ``v`` ``(..., K)``."""
     W, v = jnp.asarray(W), jnp.asarray(v)
     return _TWO_OVER_SQRT_PI * jnp.sum(jnp.abs(v) * jnp.linalg.norm(W, axis=-1), axis=-1)
 
 
-def lipschitz_scale(L, L_max):
+def lipschitz_scale(L: ArrayLike, L_max: float | jax.Array) -> jax.Array:
     r""":math:`s=\min(1, L_\max/L)` (1 where :math:`L=0`)."""
     L = jnp.asarray(L)
     return jnp.where(L_max < L, L_max / jnp.where(L > 0, L, 1.0), jnp.ones_like(L))
 
 
-def project_weights(W, v, L_max):
+def project_weights(W: jax.Array, v: ArrayLike, L_max: float | jax.Array) -> jax.Array:
     r"""Monte Carlo face: :math:`W\to sW`, :math:`s=\min(1,L_\max/L(W,v))`; ``W`` ``(K, N)``, ``v`` ``(K,)``."""
     s = lipschitz_scale(lipschitz_bound_weights(W, v), L_max)
     return W * s
 
 
-def project_state(state, L_max):
+def project_state(state: CommitteeState, L_max: float | jax.Array) -> CommitteeState:
     r"""ODE face: :math:`(Q,R)\to(s^2Q,sR)` of a :class:`~jaxadv.committee.ode.CommitteeState`
     (``b``, ``v`` untouched), :math:`s=\min(1,L_\max/L(Q,v))`."""
     s = lipschitz_scale(lipschitz_bound(state.Q, state.v), L_max)

@@ -28,15 +28,21 @@ this is the single-layer closed form (tested).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import erfinv, ndtr
+from jax.typing import ArrayLike, DTypeLike
 
 from .fields import committee_output, fgm, geometry, maximise_on_ellipsoid, min_margin
 from .ode import CommitteeState
 from .params import Mixture
 from .quadrature import GaussRule, gaussian_mean
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "MEASURE_RULE",
@@ -82,7 +88,7 @@ def _threshold_objective(x, v, tau, k_star, a):
     return jnp.where(r >= 1.0, _BIG + r, jnp.where(r <= -1.0, -_BIG + r, mid))
 
 
-def error_fraction(G, span, bisect: int, dtype):
+def error_fraction(G: Callable[[jax.Array], jax.Array], span: float, bisect: int, dtype: DTypeLike) -> jax.Array:
     r""":math:`P(G(t)\le0)` for :math:`t\sim\mathcal N(0,1)` and ``G`` increasing in ``t``: the root
     :math:`t^*` of ``G`` by ``bisect`` halvings of :math:`[-T, T]` (``T = span``), then
     :math:`\Phi(t^*)`; 1 when ``G(T) <= 0``, 0 when ``G(-T) > 0``."""
@@ -110,7 +116,14 @@ def _frame(Q, v):
     return k_star, perm, jnp.argsort(perm), C
 
 
-def bisected_error(state, mixture: Mixture, margin_fn, rule, bisect: int = 30, span: float = 10.0):
+def bisected_error(
+    state: CommitteeState,
+    mixture: Mixture,
+    margin_fn: Callable[[jax.Array, Any], jax.Array],
+    rule: GaussRule,
+    bisect: int = 30,
+    span: float = 10.0,
+) -> jax.Array:
     r""":math:`\sum_cp_cP(\text{margin}(x,\tau_c)\le0)` for a margin increasing in :math:`\tau v_{k^*}x_{k^*}`
     (the unit of largest :math:`|v_k|`), :math:`x\sim\mathcal N(Ra_c-b, v_cQ)`: the other :math:`K-1`
     directions by the Gauss rule, the last one by :func:`error_fraction` (``bisect`` halvings of
@@ -184,13 +197,19 @@ def _error(
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
-def clean_error(state: CommitteeState, mixture: Mixture, rule: GaussRule = None):
+def clean_error(state: CommitteeState, mixture: Mixture, rule: GaussRule | None = None) -> jax.Array:
     r""":math:`\mathcal E=\sum_cp_cP(\tau_c\sigma\le0)` (module docstring). ``state``: one point."""
     return _error(state, mixture, 0.0, False, rule)
 
 
 @functools.partial(jax.jit, static_argnames=("rule", "method"))
-def robust_error(state: CommitteeState, mixture: Mixture, eps, rule: GaussRule = None, method: str = "threshold"):
+def robust_error(
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    rule: GaussRule | None = None,
+    method: str = "threshold",
+) -> jax.Array:
     r""":math:`S(\epsilon)`: probability that some :math:`\|\delta\|\le\epsilon` makes :math:`\tau\sigma\le0`.
 
     ``method="threshold"`` (default): one maximisation over the ball per outer node: the error set along
@@ -241,8 +260,13 @@ def grid_fraction(G, span: float, points: int, dtype, roots: int = 4, bisect: in
 
 @functools.partial(jax.jit, static_argnames=("loss", "rule", "points"))
 def fgm_error(
-    state: CommitteeState, mixture: Mixture, eps, loss: str = "quadratic", rule: GaussRule = None, points: int = 400
-):
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    loss: str = "quadratic",
+    rule: GaussRule | None = None,
+    points: int = 400,
+) -> jax.Array:
     r"""The error left by the fast gradient method, the committee's training attack:
     :math:`\sum_cp_cP(\tau_c\sigma(x+Q\gamma)\le0)` with :math:`\gamma` the FGM of the loss ``loss``
     (:func:`jaxadv.committee.fields.fgm`, radius ``eps``). FGM ascends the loss, not the margin (with the
@@ -286,12 +310,16 @@ def fgm_error(
     return jnp.dot(mixture.priors, per)
 
 
-def robustness_curve(state: CommitteeState, mixture: Mixture, eps_values, rule: GaussRule = None):
+def robustness_curve(
+    state: CommitteeState, mixture: Mixture, eps_values: ArrayLike, rule: GaussRule | None = None
+) -> jax.Array:
     r""":math:`S(\epsilon)` at every value of ``eps_values`` (shape ``(E,)``; ``vmap``)."""
     return jax.vmap(lambda e: robust_error(state, mixture, e, rule))(jnp.asarray(eps_values))
 
 
-def columns(result, mixture: Mixture, eps_test=(), rule: GaussRule = None, errors: bool = True) -> dict:
+def columns(
+    result: Any, mixture: Mixture, eps_test: Sequence[float] = (), rule: GaussRule | None = None, errors: bool = True
+) -> dict[str, np.ndarray]:
     r"""Flat named columns of a trajectory, for tables, files and the command line.
 
     ``result``: a :class:`~jaxadv.committee.ode.CommitteeODEResult` (one parameter point), or the

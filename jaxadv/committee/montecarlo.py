@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import DTypeLike
 
 from ..mc.driver import Plan, run_plan, save_schedule
 from ..mc.full import Sampler, SamplerParams
@@ -91,7 +94,7 @@ class CommitteeObs(NamedTuple):
     v: jax.Array
 
 
-def directions(D: int, N: int, dtype=jnp.float32):
+def directions(D: int, N: int, dtype: DTypeLike = jnp.float32) -> jax.Array:
     """The data directions :math:`B_j = e_j`, shape ``(D, N)``."""
     return jnp.eye(D, N, dtype=dtype)
 
@@ -103,7 +106,15 @@ _eigh = one_at_a_time(lambda S: tuple(jnp.linalg.eigh(S)))
 _geometry = one_at_a_time(lambda Q: geometry(Q))
 
 
-def init(key, B, K: int, Q0=None, R0=None, b0=None, v0=None) -> CommitteeMC:
+def init(
+    key: jax.Array,
+    B: jax.Array,
+    K: int,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    b0: npt.ArrayLike | None = None,
+    v0: npt.ArrayLike | None = None,
+) -> CommitteeMC:
     r"""Initial committee: rows of ``W`` uniform on the sphere (``Q0 is None``), or with exactly the
     overlaps :math:`WW^\top=Q_0`, :math:`WB^\top=R_0`: :math:`W=R_0B+CP` with ``P`` ``K`` orthonormal rows
     orthogonal to the :math:`B_j` (random) and :math:`CC^\top=Q_0-R_0R_0^\top`."""
@@ -131,7 +142,14 @@ def _unit(g):
     return jnp.where(n > 0, g / jnp.where(n > 0, n, 1.0), 0.0)
 
 
-def input_attack(key, state: CommitteeMC, xi, tau, eps, spec: CommitteeSpec):
+def input_attack(
+    key: jax.Array,
+    state: CommitteeMC,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+) -> jax.Array:
     r"""The perturbation :math:`\delta` (shape ``(N,)``) of the training attack, in N dimensions.
 
     FGM: :math:`\epsilon\nabla_\xi L/\|\nabla_\xi L\|`. PGD: ``pgd_steps`` times
@@ -162,7 +180,14 @@ def input_attack(key, state: CommitteeMC, xi, tau, eps, spec: CommitteeSpec):
     return jnp.zeros_like(xi)
 
 
-def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: CommitteeSpec) -> CommitteeMC:
+def update(
+    key: jax.Array,
+    state: CommitteeMC,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+) -> CommitteeMC:
     """The learning rule on one example ``(xi, tau)``: attack (``key`` for a PGD random start), then the
     gradient step at the fixed perturbed input and the normalisation (module docstring)."""
     N = xi.shape[0]
@@ -178,7 +203,7 @@ def update(key, state: CommitteeMC, xi, tau, params: CommitteeParams, spec: Comm
     return CommitteeMC(W, b, v)
 
 
-def sample_example(key, mixture: Mixture, B):
+def sample_example(key: jax.Array, mixture: Mixture, B: jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""One labelled example: cluster :math:`c\sim p`, :math:`\xi=\sum_ja_{cj}B_j+\sqrt{v_c}z`;
     returns ``(xi, tau)``."""
     k_c, k_z = jax.random.split(key)
@@ -187,7 +212,9 @@ def sample_example(key, mixture: Mixture, B):
     return mixture.centres[c] @ B + jnp.sqrt(mixture.variances[c]) * z, mixture.labels[c]
 
 
-def step(key, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, B):
+def step(
+    key: jax.Array, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spec: CommitteeSpec, B: jax.Array
+) -> tuple[CommitteeMC, CommitteeObs]:
     """One on-line step of one replica (:func:`sample_example`, :func:`update`); returns ``(state, observation)``."""
     k_x, k_a = jax.random.split(key)
     xi, tau = sample_example(k_x, mixture, B)
@@ -195,7 +222,7 @@ def step(key, state: CommitteeMC, mixture: Mixture, params: CommitteeParams, spe
     return new, observe(new, B)
 
 
-def observe(state: CommitteeMC, B) -> CommitteeObs:
+def observe(state: CommitteeMC, B: jax.Array) -> CommitteeObs:
     """:math:`Q=WW^\\top`, :math:`R=WB^\\top`, ``b``, ``v``."""
     return CommitteeObs(state.W @ state.W.T, state.W @ B.T, state.b, state.v)
 
@@ -230,7 +257,7 @@ class CommitteeModel(NamedTuple):
 
 
 @functools.cache
-def committee_sampler(spec: CommitteeSpec) -> Sampler:
+def committee_sampler(spec: CommitteeSpec) -> Sampler[CommitteeSpec]:
     r"""The committee as a :class:`jaxadv.mc.full.Sampler`, for the Monte Carlo driver
     (:mod:`jaxadv.mc.driver`: replicas ``vmap``-ped and split over the devices, step :math:`\mu` keyed
     ``fold_in(run_key, mu)``; :func:`jaxadv.app.checkpoint.run_resumable`: checkpoints and resumption).
@@ -272,7 +299,7 @@ def committee_sampler(spec: CommitteeSpec) -> Sampler:
 
 
 def plan_committee(
-    key,
+    key: jax.Array | int,
     mixture: Mixture,
     params: CommitteeParams,
     spec: CommitteeSpec,
@@ -281,11 +308,11 @@ def plan_committee(
     alpha_max: float,
     n_save: int = 10,
     replicas: int = 100,
-    Q0=None,
-    R0=None,
-    b0=None,
-    v0=None,
-    dtype=jnp.float32,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    b0: npt.ArrayLike | None = None,
+    v0: npt.ArrayLike | None = None,
+    dtype: DTypeLike = jnp.float32,
 ) -> Plan:
     """Validate the arguments of :func:`simulate_committee` and prepare the driver's
     :class:`jaxadv.mc.driver.Plan`: :func:`committee_sampler`, per-replica keys (``split(key, replicas)``,
@@ -312,7 +339,7 @@ def plan_committee(
     b0 = np.zeros(K) if b0 is None else check_second_layer(b0, K, "b0")
     v0 = np.full(K, 1.0 / K) if v0 is None else check_second_layer(v0, K, "v0")
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     steps, alpha = save_schedule(N, alpha_max, n_save)
@@ -358,7 +385,7 @@ def plan_committee(
     )
 
 
-def committee_result(plan: Plan, obs) -> CommitteeMCResult:
+def committee_result(plan: Plan, obs: Sequence[np.ndarray]) -> CommitteeMCResult:
     """The :class:`CommitteeMCResult` of the driver's observables ``obs`` (leaves of :class:`CommitteeObs`,
     each of shape ``(replicas, n_save + 1, ...)``; :func:`jaxadv.mc.driver.run_plan`)."""
     Q, R, b, v = obs
@@ -369,7 +396,7 @@ def committee_result(plan: Plan, obs) -> CommitteeMCResult:
 
 
 def simulate_committee(
-    key,
+    key: jax.Array | int,
     mixture: Mixture,
     params: CommitteeParams,
     spec: CommitteeSpec,
@@ -378,11 +405,11 @@ def simulate_committee(
     alpha_max: float,
     n_save: int = 10,
     replicas: int = 100,
-    Q0=None,
-    R0=None,
-    b0=None,
-    v0=None,
-    dtype=jnp.float32,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    b0: npt.ArrayLike | None = None,
+    v0: npt.ArrayLike | None = None,
+    dtype: DTypeLike = jnp.float32,
 ) -> CommitteeMCResult:
     r"""Run ``replicas`` independent N-dimensional committees on the Monte Carlo driver
     (:func:`committee_sampler`, :func:`plan_committee`, :func:`jaxadv.mc.driver.run_plan`): one ``vmap``

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ..ode.rk4 import RK4, integrate
 from .fields import attack_coefficients, forces, geometry
@@ -101,7 +103,13 @@ class Averages(NamedTuple):
 
 
 def cluster_averages(
-    state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState,
+    centre: jax.Array,
+    variance: float | jax.Array,
+    label: float | jax.Array,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rule: GaussRule = DEFAULT_RULE,
 ) -> Averages:
     r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``).
 
@@ -127,7 +135,7 @@ def cluster_averages(
 
 
 def averages(
-    state: CommitteeState, mixture: Mixture, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState, mixture: Mixture, eps: float | jax.Array, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
 ) -> Averages:
     r"""Mixture averages :math:`\sum_cp_c\langle\cdot\rangle_c` (``DD`` weighted by :math:`p_cv_c`)."""
     per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule))(
@@ -163,7 +171,9 @@ def committee_drift(
     return CommitteeState(dQ, dR, db, dv)
 
 
-def make_committee_field(spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE):
+def make_committee_field(
+    spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+) -> Callable[[Any, CommitteeState, tuple[Mixture, CommitteeParams]], CommitteeState]:
     """``f(alpha, y, (mixture, params))`` for :func:`jaxadv.ode.rk4.integrate`, ``y`` a :class:`CommitteeState`."""
     return lambda alpha, y, args: committee_drift(y, args[0], args[1], spec, rule)
 
@@ -196,7 +206,14 @@ def _solve(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
     )
 
 
-def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, atol: float = 1e-8):
+def check_overlaps(
+    K: int,
+    D: int,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    normalise: bool = True,
+    atol: float = 1e-8,
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated ``(Q0, R0)`` as float arrays (defaults: :math:`Q_0=I`, :math:`R_0=0`).
 
     Raises ``ValueError`` naming ``Q0`` or ``R0``: wrong shape, ``Q0`` not symmetric, a unit diagonal
@@ -225,11 +242,11 @@ def solve_committee_ode(
     n_save: int = 50,
     *,
     dt: float = 0.05,
-    Q0=None,
-    R0=None,
-    b0=None,
-    v0=None,
-    rule: GaussRule = None,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    b0: npt.ArrayLike | None = None,
+    v0: npt.ArrayLike | None = None,
+    rule: GaussRule | None = None,
 ) -> CommitteeODEResult:
     r"""Integrate the committee ODEs with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(Q_0,R_0,b_0,v_0)`.
 
@@ -274,7 +291,7 @@ def solve_committee_ode(
     y0 = CommitteeState(*(jnp.asarray(z, dtype) for z in (Q0, R0, b0, v0)))
     mixture = Mixture(*(jnp.asarray(z, dtype) for z in mixture))
     p = CommitteeParams(*(jnp.asarray(z, dtype) for z in params))
-    shape = jnp.broadcast_shapes(*(z.shape for z in p))
+    shape = jnp.broadcast_shapes(*(jnp.shape(z) for z in p))
     interval = alpha_max / n_save
     sub = max(1, math.ceil(interval / dt - 1e-9))
     h = jnp.asarray(interval / sub, dtype)

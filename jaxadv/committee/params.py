@@ -19,11 +19,14 @@ Three records, split by how ``jit`` sees them (``docs/STYLE``: static vs swept):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, NoReturn
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import DTypeLike
 
 __all__ = [
     "Mixture",
@@ -81,10 +84,10 @@ class CommitteeParams(NamedTuple):
         eps: :math:`\epsilon\ge0`, L2 radius of the training attack.
     """
 
-    eta_w: float = 0.5
-    eta_b: float = 0.0
-    eta_v: float = 0.0
-    eps: float = 0.5
+    eta_w: float | jax.Array = 0.5
+    eta_b: float | jax.Array = 0.0
+    eta_v: float | jax.Array = 0.0
+    eps: float | jax.Array = 0.5
 
 
 class CommitteeSpec(NamedTuple):
@@ -119,11 +122,11 @@ class CommitteeSpec(NamedTuple):
     lipschitz: float | None = None
 
 
-def _fail(name, value, rule):
+def _fail(name: str, value: Any, rule: str) -> NoReturn:
     raise ValueError(f"{name}={value!r} {rule}")
 
 
-def _finite(name, arr):
+def _finite(name: str, arr: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(arr, dtype=float)
     if not np.all(np.isfinite(arr)):
         _fail(name, arr.tolist(), "must be finite")
@@ -165,8 +168,9 @@ def two_cluster(prior: float = 0.5, rho: float = 2.0, v1: float = 1.0, v2: float
         _fail("prior", prior, "must lie in the open interval (0, 1)")
     if not (math.isfinite(rho) and rho >= 0.0):
         _fail("rho", rho, "must be finite and >= 0")
+    # raw values in, arrays out: validate_mixture returns the Mixture of arrays
     return validate_mixture(
-        Mixture(centres=[[rho / 2], [-rho / 2]], variances=[v1, v2], priors=[prior, 1 - prior], labels=[1.0, -1.0])
+        Mixture(centres=[[rho / 2], [-rho / 2]], variances=[v1, v2], priors=[prior, 1 - prior], labels=[1.0, -1.0])  # type: ignore[arg-type]
     )
 
 
@@ -178,17 +182,25 @@ def xor(rho: float = 3.0, v: float = 1.0) -> Mixture:
     if not (math.isfinite(rho) and rho >= 0.0):
         _fail("rho", rho, "must be finite and >= 0")
     h = rho / 2
+    # raw values in, arrays out: validate_mixture returns the Mixture of arrays
     return validate_mixture(
         Mixture(
-            centres=[[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]],
-            variances=[v] * 4,
-            priors=[0.25] * 4,
-            labels=[1.0, 1.0, -1.0, -1.0],
+            centres=[[h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]],  # type: ignore[arg-type]
+            variances=[v] * 4,  # type: ignore[arg-type]
+            priors=[0.25] * 4,  # type: ignore[arg-type]
+            labels=[1.0, 1.0, -1.0, -1.0],  # type: ignore[arg-type]
         )
     )
 
 
-def mixture_from_vectors(centres, directions, variances, priors, labels, atol: float = 1e-8) -> Mixture:
+def mixture_from_vectors(
+    centres: npt.ArrayLike,
+    directions: npt.ArrayLike,
+    variances: npt.ArrayLike,
+    priors: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    atol: float = 1e-8,
+) -> Mixture:
     r"""A :class:`Mixture` from N-dimensional centres (``(M, N)``) and directions ``(D, N)``.
 
     The directions must be orthonormal and every centre must lie in their span
@@ -203,7 +215,8 @@ def mixture_from_vectors(centres, directions, variances, priors, labels, atol: f
     resid = np.max(np.abs(mu - a @ B)) if mu.size else 0.0
     if resid > atol:
         _fail("centres", mu.tolist(), f"must lie in the span of the directions (residual {resid:.3g})")
-    return validate_mixture(Mixture(a, variances, priors, labels))
+    # raw values in, arrays out: validate_mixture returns the Mixture of arrays
+    return validate_mixture(Mixture(a, variances, priors, labels))  # type: ignore[arg-type]
 
 
 def validate_params(params: CommitteeParams) -> CommitteeParams:
@@ -251,12 +264,12 @@ def validate_spec(spec: CommitteeSpec) -> CommitteeSpec:
     return spec
 
 
-def default_second_layer(K: int, dtype=float):
+def default_second_layer(K: int, dtype: DTypeLike = float) -> jax.Array:
     """:math:`v_k = 1/K` (the default fixed second layer), shape ``(K,)``."""
     return jnp.full((K,), 1.0 / K, dtype)
 
 
-def check_second_layer(v, K: int, name: str = "v0"):
+def check_second_layer(v: npt.ArrayLike, K: int, name: str = "v0") -> np.ndarray:
     """``v`` as a float array of shape ``(K,)``, or ``ValueError`` naming ``name``."""
     arr = _finite(name, v)
     if arr.shape != (K,):
@@ -264,7 +277,9 @@ def check_second_layer(v, K: int, name: str = "v0"):
     return arr
 
 
-def from_dicts(mixture, params: dict = None, spec: dict = None):
+def from_dicts(
+    mixture: Mixture | dict[str, Any], params: dict[str, Any] | None = None, spec: dict[str, Any] | None = None
+) -> tuple[Mixture, CommitteeParams, CommitteeSpec]:
     """``(Mixture, CommitteeParams, CommitteeSpec)`` from plain values, for configuration files.
 
     ``mixture``: a :class:`Mixture`, or a dict with ``preset`` ``"xor"`` (keys ``rho``, ``v``) or
@@ -281,7 +296,7 @@ def from_dicts(mixture, params: dict = None, spec: dict = None):
     if not isinstance(mixture, Mixture):
         m = dict(mixture)
         preset = m.pop("preset", None)
-        makers = {"xor": xor, "two_cluster": two_cluster}
+        makers: dict[str, Callable[..., Mixture]] = {"xor": xor, "two_cluster": two_cluster}
         if preset is None:
             fields = set(Mixture._fields)
             if set(m) != fields:

@@ -17,11 +17,13 @@ per ``(K, rule)``; the rule is static.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 __all__ = ["GaussRule", "DEFAULT_RULE", "default_rule", "tensor_nodes", "gaussian_mean"]
 
@@ -75,7 +77,7 @@ def _nodes_1d(rule: GaussRule):
 
 
 @functools.cache
-def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
+def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE) -> tuple[np.ndarray, np.ndarray]:
     """Tensor-product nodes ``(n**K, K)`` and weights ``(n**K,)`` (NumPy, cached; ``K = 0``: one node)."""
     t, w = _nodes_1d(rule)
     if K == 0:
@@ -87,13 +89,19 @@ def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
     return nodes, weights
 
 
-def gaussian_mean(f, K: int, rule: GaussRule = DEFAULT_RULE, dtype=None, batch: int = 8192):
+def gaussian_mean(
+    f: Callable[[jax.Array], Any],
+    K: int,
+    rule: GaussRule = DEFAULT_RULE,
+    dtype: DTypeLike | None = None,
+    batch: int = 8192,
+) -> Any:
     r""":math:`\sum_n W_n f(t_n)` for ``f`` a function of one standard-normal node ``t`` (shape ``(K,)``)
     returning a pytree. The map over nodes is a ``vmap`` in chunks of at most ``batch`` nodes
     (``lax.map``), which bounds memory for large ``K``. Callers map ``t`` to :math:`m+Lt` themselves."""
-    t, w = tensor_nodes(K, rule)
+    nodes, weights = tensor_nodes(K, rule)
     dtype = jnp.result_type(float) if dtype is None else dtype
-    t = jnp.asarray(t, dtype)
+    t = jnp.asarray(nodes, dtype)
     vals = jax.vmap(f)(t) if t.shape[0] <= batch else jax.lax.map(f, t, batch_size=batch)
-    w = jnp.asarray(w, dtype)
+    w = jnp.asarray(weights, dtype)
     return jax.tree.map(lambda z: jnp.tensordot(w, z, axes=1), vals)

@@ -23,22 +23,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import threefry
 from ..defaults import N_SAVE, REPLICAS
-from ..generators import get_generator
+from ..generators import Generator, get_generator
 from ..model.data import cluster_axis, unit_direction
-from ..model.losses import get_loss
+from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, as_array_params, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params
 from ..sharding import shard_batch, to_host
 from . import schedule
-from .full import SamplerParams, full_sampler
+from .full import Sampler, SamplerParams, full_sampler
 from .reduced import reduced_sampler
 
 __all__ = [
@@ -111,14 +113,18 @@ def _init(init_keys, sp, R0, b0, R0_given, sampler):
     return states, jax.vmap(sampler.observe, (0, None))(states, sp)
 
 
-def advance_states(sampler, run_keys, states, sp, start, n_steps):
+def advance_states(
+    sampler: Sampler, run_keys: jax.Array, states: Any, sp: SamplerParams, start: int, n_steps: int
+) -> tuple[Any, Any]:
     """Public form of the jitted kernel loop: ``n_steps`` steps of ``sampler`` on every replica from step
     index ``start`` (``states`` donated); returns ``(states, observables)``. Benchmarks and custom
     drivers call this."""
     return _advance(run_keys, states, sp, jnp.uint32(start), jnp.uint32(n_steps), sampler)
 
 
-def init_batch(sampler, init_keys, sp, R0=None, b0=0.0):
+def init_batch(
+    sampler: Sampler, init_keys: jax.Array, sp: SamplerParams, R0: Any = None, b0: Any = 0.0
+) -> tuple[Any, Any]:
     """Initial states of a batch of replicas (one per key) and their observables."""
     dtype = jnp.result_type(sp.const)
     return _init(
@@ -130,7 +136,7 @@ MAX_MC_STEPS = 2**32 - 1
 """Most steps of a Monte Carlo run: every step folds its index, a 32-bit counter, into the replica's key."""
 
 
-def save_schedule(N: int, alpha_max: float, n_save: int):
+def save_schedule(N: int, alpha_max: float, n_save: int) -> tuple[int, np.ndarray]:
     """Steps between saves and the save times: ``(steps_per_save, alpha)``, alpha of shape ``(n_save+1,)``.
 
     ``steps_per_save = round(alpha_max * N / n_save)`` (at least 1); the last save is at
@@ -159,7 +165,7 @@ class SaveMeasure(NamedTuple):
         shapes: the shape of one replica's value of each array ``fn`` returns (a tuple of tuples).
     """
 
-    fn: object
+    fn: Callable[..., Any]
     points: tuple
     shapes: tuple
 
@@ -184,25 +190,25 @@ class Plan(NamedTuple):
         measure: a :class:`SaveMeasure` whose arrays follow the sampler's observables (``None``: none).
     """
 
-    sampler: object
+    sampler: Sampler
     sp: SamplerParams
     init_keys: jax.Array
     run_keys: jax.Array
-    R0: object
-    b0: object
+    R0: Any
+    b0: Any
     replicas: int
     N: int
     n_save: int
     steps: int
     alpha: np.ndarray
-    dtype: object
-    identity: list
+    dtype: np.dtype
+    identity: list[Any]
     save_steps: np.ndarray | None = None
     measure: SaveMeasure | None = None
 
 
 def plan_simulation(
-    key,
+    key: jax.Array,
     params: ModelParams,
     *,
     N: int,
@@ -210,18 +216,18 @@ def plan_simulation(
     n_save: int = N_SAVE,
     replicas: int = REPLICAS,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params_: dict | None = None,
-    loss=None,
-    dtype=jnp.float32,
+    rule_params_: dict[str, Any] | None = None,
+    loss: str | Loss | None = None,
+    dtype: DTypeLike = jnp.float32,
     R0: float | None = None,
     b0: float = 0.0,
-    B=None,
+    B: str | ArrayLike | None = None,
     sampler: str = "full",
-    optimizer=None,
+    optimizer: Callable | None = None,
     save: str = "linear",
     points_per_decade: int = 10,
     alpha_min: float | None = None,
-    generator: str = "jax",
+    generator: str | Generator = "jax",
 ) -> Plan:
     """Validate the arguments of :func:`simulate` and prepare keys, constants and devices."""
     validate_params(params)
@@ -238,7 +244,7 @@ def plan_simulation(
     if not np.isfinite(b0):
         raise ValueError(f"b0={b0!r} must be finite")
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
@@ -315,14 +321,14 @@ def _host_obs(o, replicas):
     return np.stack(observables_on_host(o, replicas))
 
 
-def observables_on_host(o, replicas: int) -> list:
+def observables_on_host(o: Any, replicas: int) -> list[np.ndarray]:
     """The leaves of a batch of observables ``o`` (a pytree, leaves of shape ``(padded replicas, ...)``) on
     the host, gathered from every device (:func:`jaxadv.sharding.to_host`) without the padding rows:
     a list of arrays of shape ``(replicas, ...)``, in ``jax.tree.leaves`` order."""
     return [to_host(x)[:replicas] for x in jax.tree.leaves(o)]
 
 
-def start_states(plan: Plan):
+def start_states(plan: Plan) -> tuple[Any, Any]:
     """Initial states of all replicas and their observables, both on the devices (sharded like the keys).
 
     ``plan.R0`` and ``plan.b0`` are pytrees (a float for the single-layer samplers); every leaf is cast to
@@ -338,13 +344,13 @@ def start_states(plan: Plan):
     )
 
 
-def init_states(plan: Plan):
+def init_states(plan: Plan) -> tuple[Any, np.ndarray]:
     """Initial states of all replicas and their observables, shape ``(5, replicas)``."""
     states, o = start_states(plan)
     return states, _host_obs(o, plan.replicas)
 
 
-def dispatch(plan: Plan, states, k: int):
+def dispatch(plan: Plan, states: Any, k: int) -> tuple[Any, Any]:
     """Start save interval ``k`` (steps ``k * steps`` to ``(k + 1) * steps - 1``, or ``save_steps[k]`` to
     ``save_steps[k + 1] - 1``) without waiting for it; the input states are donated. Returns the new
     states and their observables as device arrays (:func:`fetch` brings the observables to the host)."""
@@ -355,19 +361,19 @@ def dispatch(plan: Plan, states, k: int):
     return _advance(plan.run_keys, states, plan.sp, jnp.uint32(start), jnp.uint32(n), plan.sampler)
 
 
-def fetch(plan: Plan, observables):
+def fetch(plan: Plan, observables: Any) -> np.ndarray:
     """The observables of :func:`dispatch` on the host, shape ``(5, replicas)`` (waits for the interval)."""
     return _host_obs(observables, plan.replicas)
 
 
-def advance(plan: Plan, states, k: int):
+def advance(plan: Plan, states: Any, k: int) -> tuple[Any, np.ndarray]:
     """Run save interval ``k`` (:func:`dispatch`, then :func:`fetch`); the input states are donated.
     Returns the new states and their observables, shape ``(5, replicas)``."""
     states, o = dispatch(plan, states, k)
     return states, fetch(plan, o)
 
 
-def run_plan(plan: Plan, *, with_states: bool = False):
+def run_plan(plan: Plan, *, with_states: bool = False) -> Any:
     """Run every save interval of ``plan`` (no checkpoint, no progress) and return the observables: one
     array per leaf of the sampler's observables, shape ``(replicas, n_save + 1, ...)`` (leaf order of
     ``jax.tree.leaves``), then one per array of the plan's :class:`SaveMeasure`
@@ -386,7 +392,7 @@ def run_plan(plan: Plan, *, with_states: bool = False):
     return obs
 
 
-def allocate_observables(plan: Plan, first: list) -> list:
+def allocate_observables(plan: Plan, first: list[np.ndarray]) -> list[np.ndarray]:
     """Arrays of NaN of shape ``(replicas, n_save + 1, ...)`` (the plan's dtype), one per leaf of the
     initial observables ``first`` (:func:`observables_on_host`), with save point 0 filled in, then one per
     array of the plan's :class:`SaveMeasure` (shapes from ``plan.measure.shapes``, all NaN)."""
@@ -401,7 +407,7 @@ def allocate_observables(plan: Plan, first: list) -> list:
     return obs
 
 
-def record(plan: Plan, obs: list, k: int, observables, states) -> None:
+def record(plan: Plan, obs: list, k: int, observables: Any, states: Any) -> None:
     """Fill save point ``k`` of ``obs`` (:func:`allocate_observables`): the sampler's ``observables`` of
     :func:`dispatch` (waits for them; ``None``: already there, as at save point 0) and, when ``k`` is one of
     its points, the plan's :class:`SaveMeasure` of ``states``."""
@@ -414,7 +420,7 @@ def record(plan: Plan, obs: list, k: int, observables, states) -> None:
             a[:, k] = to_host(x)[: plan.replicas]
 
 
-def result(plan: Plan, obs) -> MCResult:
+def result(plan: Plan, obs: np.ndarray | Sequence[np.ndarray]) -> MCResult:
     """The :class:`MCResult` of observables ``obs`` of shape ``(5, replicas, n_save + 1)``."""
     R, b, norm, norm1, norm_inf = obs
     full = plan.sampler.name == "full"
@@ -430,7 +436,7 @@ def result(plan: Plan, obs) -> MCResult:
 
 
 def simulate(
-    key,
+    key: jax.Array | int,
     params: ModelParams,
     *,
     N: int,
@@ -438,18 +444,18 @@ def simulate(
     n_save: int = N_SAVE,
     replicas: int = REPLICAS,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params: dict | None = None,
-    loss=None,
-    dtype=jnp.float32,
+    rule_params: dict[str, Any] | None = None,
+    loss: str | Loss | None = None,
+    dtype: DTypeLike = jnp.float32,
     R0: float | None = None,
     b0: float = 0.0,
-    B=None,
+    B: str | ArrayLike | None = None,
     sampler: str = "full",
-    optimizer=None,
+    optimizer: Callable | None = None,
     save: str = "linear",
     points_per_decade: int = 10,
     alpha_min: float | None = None,
-    generator: str = "jax",
+    generator: str | Generator = "jax",
 ) -> MCResult:
     r"""Run ``replicas`` independent simulations of on-line learning under a training rule.
 
@@ -546,7 +552,8 @@ def simulate(
 
 # --- a grid of parameters: one vmap over (grid point, replica) -----------------------------------
 
-_GRID_AXES = SamplerParams(0, None, None)  # model parameters per replica; rule and constant shared
+# vmap's in_axes in SamplerParams' structure: model parameters per replica; rule and constant shared (None)
+_GRID_AXES = SamplerParams(0, None, None)  # type: ignore[arg-type]
 
 
 @functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
@@ -565,7 +572,7 @@ def _advance_grid(run_keys, states, sp, start, n_steps, sampler):
     return states, jax.vmap(sampler.observe, (0, _GRID_AXES))(states, sp)
 
 
-def simulate_grid(key, params: ModelParams, **options) -> MCResult:
+def simulate_grid(key: jax.Array | int, params: ModelParams, **options: Any) -> MCResult:
     """:func:`simulate` over array-valued ``params`` (leaves broadcasting to a grid shape ``G``).
 
     Grid point ``i`` (flat, C order) uses ``fold_in(key, i)``, the key a sweep gives it, so its
@@ -626,4 +633,5 @@ def simulate_grid(key, params: ModelParams, **options) -> MCResult:
         obs[:, :, k + 1] = np.stack(observables_on_host(o, lanes))
     res = result(plan, obs)
     grid = lambda a: None if a is None else a.reshape(shape + (replicas, plan.n_save + 1))
-    return res._replace(**{f: grid(getattr(res, f)) for f in MCResult._fields if f != "alpha"})
+    # a field that is None (norm1, norm_inf of the reduced sampler) stays None
+    return res._replace(**{f: grid(getattr(res, f)) for f in MCResult._fields if f != "alpha"})  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,11 @@ from ..model.data import sample_example
 from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule
 from ..model.student import Student, student_optimizer, train_step
+
+#: the model parameters a sampler reads (ModelParams for the unit; the pair and committee samplers have theirs)
+P = TypeVar("P")
+#: the static rule a sampler applies (TrainingRule for the unit)
+RuleT = TypeVar("RuleT")
 
 __all__ = [
     "SamplerParams",
@@ -47,7 +52,7 @@ __all__ = [
 ]
 
 
-class SamplerParams(NamedTuple):
+class SamplerParams(NamedTuple, Generic[P]):
     """The dynamic inputs of a sampler's step (a pytree; ``vmap``-able over a grid).
 
     Attributes:
@@ -57,8 +62,8 @@ class SamplerParams(NamedTuple):
             scalar (reduced).
     """
 
-    model: ModelParams
-    rule: dict
+    model: P
+    rule: dict[str, jax.Array]
     const: jax.Array
 
 
@@ -77,7 +82,7 @@ class Observables(NamedTuple):
     norm_inf: jax.Array
 
 
-class Sampler(NamedTuple):
+class Sampler(NamedTuple, Generic[RuleT]):
     """A Monte Carlo kernel for one replica (static; hashable for ``jit``).
 
     Attributes:
@@ -92,7 +97,7 @@ class Sampler(NamedTuple):
     init: Callable
     step: Callable
     observe: Callable
-    rule: TrainingRule
+    rule: RuleT
 
 
 class FullState(NamedTuple):
@@ -102,7 +107,13 @@ class FullState(NamedTuple):
     opt_state: object
 
 
-def init_replica(key, B, R0=None, b0=0.0, generator=JAX) -> Student:
+def init_replica(
+    key: jax.Array,
+    B: jax.Array,
+    R0: float | jax.Array | None = None,
+    b0: float | jax.Array = 0.0,
+    generator: str | Generator = JAX,
+) -> Student:
     r"""Initial student: :math:`w` uniform on the unit sphere, or with overlap :math:`R_0`
     (:math:`w = R_0 B + \sqrt{1-R_0^2}\,u_\perp`, :math:`u_\perp` uniform on the sphere orthogonal to B),
     from N normals of ``generator`` (:mod:`jaxadv.generators`)."""
@@ -116,17 +127,19 @@ def init_replica(key, B, R0=None, b0=0.0, generator=JAX) -> Student:
     return Student(w=w, b=jnp.asarray(b0, B.dtype))
 
 
-def observe_norms(student: Student):
+def observe_norms(student: Student) -> tuple[jax.Array, jax.Array]:
     """``(|w|_1, |w|_inf)`` of one student: the dual norms of the L-infinity and L1 threats."""
     return jnp.sum(jnp.abs(student.w)), jnp.max(jnp.abs(student.w))
 
 
-def observe(student: Student, B):
+def observe(student: Student, B: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(R, b, |w|)`` of one student."""
     return jnp.dot(student.w, B), student.b, jnp.linalg.norm(student.w)
 
 
-def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Callable | None = None, generator="jax") -> Sampler:
+def full_sampler(
+    rule: TrainingRule = DEFAULT_RULE, optimizer: Callable | None = None, generator: str | Generator = "jax"
+) -> Sampler[TrainingRule]:
     """The N-dimensional sampler of ``rule``.
 
     Args:
@@ -155,18 +168,18 @@ def full_sampler(rule: TrainingRule = DEFAULT_RULE, optimizer: Callable | None =
 
 
 @functools.cache
-def _full_sampler(rule: TrainingRule, optimizer: Callable | None, gen: Generator) -> Sampler:
+def _full_sampler(rule: TrainingRule, optimizer: Callable | None, gen: Generator) -> Sampler[TrainingRule]:
     make_opt = student_optimizer if optimizer is None else optimizer
 
-    def _observe(state: FullState, sp: SamplerParams) -> Observables:
+    def _observe(state: FullState, sp: SamplerParams[ModelParams]) -> Observables:
         B = sp.const
         return Observables(*observe(state.student, B), *observe_norms(state.student))
 
-    def init(key, sp: SamplerParams, R0=None, b0=0.0) -> FullState:
+    def init(key: jax.Array, sp: SamplerParams[ModelParams], R0: float | None = None, b0: float = 0.0) -> FullState:
         student = init_replica(key, sp.const, R0, b0, gen)
         return FullState(student, make_opt(sp.model, sp.const.shape[-1]).init(student))
 
-    def step(key, state: FullState, sp: SamplerParams):
+    def step(key: jax.Array, state: FullState, sp: SamplerParams[ModelParams]) -> tuple[FullState, Observables]:
         B = sp.const
         xi, tau = sample_example(key, sp.model, B, gen)
         opt = make_opt(sp.model, B.shape[-1])

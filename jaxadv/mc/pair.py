@@ -18,11 +18,14 @@ at the save points as its :class:`jaxadv.mc.driver.SaveMeasure`; the driver runs
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import DTypeLike
 
 from .. import threefry
 from ..model.data import sample_example, unit_direction
@@ -35,7 +38,7 @@ from ..model.pair import (
     pair_as_arrays,
     pair_step,
 )
-from ..model.params import check_value
+from ..model.params import ModelParams, check_value
 from ..model.student import Student
 from ..sharding import shard_batch
 from .driver import Plan, SaveMeasure, run_plan, save_schedule
@@ -61,14 +64,14 @@ class PairObservables(NamedTuple):
     """Order parameters of one pair (scalars): ``R_s``, ``R_t``, ``Q`` (:math:`w_s\\cdot w_t`), ``b_s``, ``b_t``,
     ``M`` (:math:`w_t\\cdot\\operatorname{sign}(w_s)`), ``norm1_s``, ``norm1_t`` (:math:`\\|w\\|_1`)."""
 
-    R_s: jax.Array
-    R_t: jax.Array
-    Q: jax.Array
-    b_s: jax.Array
-    b_t: jax.Array
-    M: jax.Array
-    norm1_s: jax.Array
-    norm1_t: jax.Array
+    R_s: jax.Array | np.ndarray
+    R_t: jax.Array | np.ndarray
+    Q: jax.Array | np.ndarray
+    b_s: jax.Array | np.ndarray
+    b_t: jax.Array | np.ndarray
+    M: jax.Array | np.ndarray
+    norm1_s: jax.Array | np.ndarray
+    norm1_t: jax.Array | np.ndarray
 
 
 def _observe(state: PairState, B) -> PairObservables:
@@ -85,7 +88,7 @@ def _observe(state: PairState, B) -> PairObservables:
     )
 
 
-def init_pair(key, B, R0, b0) -> PairState:
+def init_pair(key: jax.Array, B: jax.Array, R0: jax.Array, b0: jax.Array) -> PairState:
     r"""Two unit students with the given overlaps :math:`R0 = (R_s, R_t, Q)` and biases :math:`b0=(b_s, b_t)`:
     :math:`w_s = R_sB + a\,e_1`, :math:`w_t = R_tB + c_1e_1 + c_2e_2` with :math:`e_1, e_2` a random orthonormal
     pair orthogonal to B, :math:`a=\sqrt{1-R_s^2}`, :math:`c_1=(Q-R_sR_t)/a`, :math:`c_2=\sqrt{1-R_t^2-c_1^2}`."""
@@ -105,7 +108,7 @@ def init_pair(key, B, R0, b0) -> PairState:
 
 
 @functools.cache
-def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler:
+def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler[PairSpec]:
     """The pair's :class:`jaxadv.mc.full.Sampler`: ``sp.model`` is a :class:`jaxadv.model.pair.PairParams`,
     ``sp.const`` the cluster axis B; ``init(key, sp, R0, b0)`` takes ``R0 = (R_s, R_t, Q)`` and
     ``b0 = (b_s, b_t)`` (:func:`init_pair`). Cached per ``spec``, so ``jit`` compiles each spec once."""
@@ -156,7 +159,7 @@ def _transfer_batch(keys, states, B, data, eps_grid, n_test, linf_scale):
     return jax.vmap(lambda k, s: _one_replica_transfer(k, s, B, data, eps_grid, n_test, linf_scale))(keys, states)
 
 
-def _check_measurement(eps_grid, n_test, linf_scale) -> np.ndarray:
+def _check_measurement(eps_grid: npt.ArrayLike, n_test: int, linf_scale: float) -> np.ndarray:
     """The radii as a float64 array ``(E,)``; ``ValueError`` naming ``eps``, ``n_test`` or ``linf_scale``."""
     eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
     for e in eps_grid:
@@ -167,7 +170,15 @@ def _check_measurement(eps_grid, n_test, linf_scale) -> np.ndarray:
     return eps_grid
 
 
-def measure_transfer(key, states: PairState, B, data, eps_grid, n_test: int = 1000, linf_scale: float = 1.0):
+def measure_transfer(
+    key: jax.Array,
+    states: PairState,
+    B: jax.Array,
+    data: ModelParams,
+    eps_grid: npt.ArrayLike,
+    n_test: int = 1000,
+    linf_scale: float = 1.0,
+) -> tuple[np.ndarray, ...]:
     r"""Empirical transfer on ``n_test`` fresh examples per replica, attacked in N dimensions.
 
     For each replica, example :math:`(\xi,\tau)`, radius :math:`\epsilon` and kind
@@ -280,7 +291,7 @@ def plan_pair(
         raise ValueError(f"alpha_max={alpha_max!r} must be finite and > 0")
     R0, b0 = check_pair_start(R0, b0)
     dtype = jnp.dtype(dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     eps_grid = np.atleast_1d(np.asarray(eps_grid, np.float64))
     if eps_grid.size:
@@ -368,7 +379,7 @@ def pair_result(plan: Plan, obs: list, states=None) -> PairMC:
 
 
 def simulate_pair(
-    key,
+    key: jax.Array | int,
     pp: PairParams,
     spec: PairSpec = DEFAULT_PAIR_SPEC,
     *,
@@ -376,11 +387,11 @@ def simulate_pair(
     alpha_max: float,
     n_save: int = 10,
     replicas: int = 32,
-    R0=(0.0, 0.0, 0.0),
-    b0=(0.0, 0.0),
-    eps_grid=(),
+    R0: Sequence[float] = (0.0, 0.0, 0.0),
+    b0: Sequence[float] = (0.0, 0.0),
+    eps_grid: npt.ArrayLike = (),
     n_test: int = 1000,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     measure_every: bool = True,
     linf_scale: float = 1.0,
 ) -> PairMC:

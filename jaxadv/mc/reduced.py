@@ -39,17 +39,19 @@ without the ``along_w`` face break the rotation symmetry and are refused by
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import threefry
 from ..model.losses import force
 from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_reduced_supported
 from ..threefry import is_threefry, threefry2x32
-from .full import Observables, Sampler
+from ..typing import Real
+from .full import Observables, Sampler, SamplerParams
 
 __all__ = [
     "ReducedState",
@@ -80,7 +82,7 @@ class ReducedState(NamedTuple):
 # --- uniform and normal draws -----------------------------------------------------------------
 
 
-def step_uniforms(key, n: int, dtype):
+def step_uniforms(key: jax.Array, n: int, dtype: DTypeLike) -> jax.Array:
     r"""``n`` independent uniforms on the open interval (0, 1) from one key, shape ``(n,)``.
 
     For a threefry key and float32 the words are ``jax.extend.random.threefry_2x32(key, 0..2h-1)``,
@@ -92,7 +94,7 @@ def step_uniforms(key, n: int, dtype):
     if dtype == jnp.float32 and is_threefry(key):
         half = (n + 1) // 2
         kd = jax.random.key_data(key)
-        words = [None] * (2 * half)
+        words: list[Any] = [None] * (2 * half)
         # one scalar cipher call per counter pair (j, j + half): under vmap each is one vector op over
         # the replicas (a (replicas, half) array would put the short axis innermost, 25 % slower)
         for j in range(half):
@@ -102,7 +104,7 @@ def step_uniforms(key, n: int, dtype):
     return jax.random.uniform(key, (n,), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
 
-def normal_from_uniform(u):
+def normal_from_uniform(u: jax.Array) -> jax.Array:
     r"""Standard normal by inversion, :math:`\sqrt2\,\operatorname{erf}^{-1}(2u-1)` (as ``jax.random.normal``)."""
     return jnp.sqrt(2.0).astype(u.dtype) * jax.scipy.special.erfinv(2 * u - 1)
 
@@ -141,7 +143,7 @@ GAMMA_ROUNDS = 1
 the rare rejected lanes continue in the exact fallback loop). One is fastest on CPU."""
 
 
-def gamma_marsaglia_tsang(key, shape, uniforms=None):
+def gamma_marsaglia_tsang(key: jax.Array, shape: ArrayLike, uniforms: jax.Array | None = None) -> jax.Array:
     r"""Exact draw from :math:`\mathrm{Gamma}(a, 1)` (scalar, ``a\ge0`` traced) by Marsaglia--Tsang.
 
     For :math:`a\ge 1`: :math:`d = a - 1/3`, :math:`c = 1/\sqrt{9d}`; propose
@@ -184,7 +186,9 @@ def gamma_marsaglia_tsang(key, shape, uniforms=None):
     return jnp.where(a > 0, value * boost, 0.0)
 
 
-def chi2(key, dof, dtype=jnp.float32, uniforms=None):
+def chi2(
+    key: jax.Array, dof: ArrayLike, dtype: DTypeLike = jnp.float32, uniforms: jax.Array | None = None
+) -> jax.Array:
     r"""Exact :math:`\chi^2_k` draw, :math:`k` = ``dof`` :math:`\ge 0` (traced): :math:`2\,\mathrm{Gamma}(k/2, 1)`."""
     return 2.0 * gamma_marsaglia_tsang(key, jnp.asarray(dof, dtype) / 2, uniforms)
 
@@ -192,7 +196,13 @@ def chi2(key, dof, dtype=jnp.float32, uniforms=None):
 # --- the kernel -------------------------------------------------------------------------------
 
 
-def init_reduced(key, N, R0=None, b0=0.0, dtype=jnp.float32) -> ReducedState:
+def init_reduced(
+    key: jax.Array,
+    N: ArrayLike,
+    R0: ArrayLike | None = None,
+    b0: ArrayLike = 0.0,
+    dtype: DTypeLike = jnp.float32,
+) -> ReducedState:
     r"""Initial state. ``R0=None``: :math:`w` uniform on the sphere, :math:`R_0 = g/\sqrt{g^2+\chi^2_{N-1}}` exactly.
 
     Args:
@@ -210,7 +220,17 @@ def init_reduced(key, N, R0=None, b0=0.0, dtype=jnp.float32) -> ReducedState:
 
 
 def reduced_update(
-    R, b, tau, g1, g2, rest, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE, rp=None, eps=None
+    R: jax.Array,
+    b: jax.Array,
+    tau: jax.Array,
+    g1: jax.Array,
+    g2: jax.Array,
+    rest: jax.Array,
+    params: ModelParams,
+    N: float | jax.Array,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+    eps: Real | None = None,
 ) -> ReducedState:
     r"""The exact step map :math:`(R, b) \to (R', b')` for given label and random numbers.
 
@@ -231,6 +251,9 @@ def reduced_update(
         rule, rp: the training rule and its parameter dict.
         eps: this example's radius (default ``params.eps``).
     """
+    check_reduced_supported(rule)  # ValueError unless the attack has the along_w face
+    along_w = rule.attack.along_w
+    assert along_w is not None
     dtype = jnp.result_type(R)
     v = jnp.where(tau > 0, params.v1, params.v2).astype(dtype)
     s = jnp.sqrt(v)
@@ -242,7 +265,7 @@ def reduced_update(
     xi2 = half_rho**2 + 2 * tau * half_rho * s * Bz + v * (g1 * g1 + g2 * g2 + rest)
     eps = params.eps if eps is None else eps
     rp = {} if rp is None else rp
-    a = rule.attack.along_w(tau, eps, rp)
+    a = along_w(tau, eps, rp)
     delta = force(rule.loss, (w_xi - b) + a, tau, rp)
     c = params.eta_w / N * delta
     xi_adv2 = xi2 + 2 * a * w_xi + a * a
@@ -257,7 +280,12 @@ def reduced_update(
 
 
 def step_reduced(
-    key, state: ReducedState, params: ModelParams, N, rule: TrainingRule = DEFAULT_RULE, rp=None
+    key: jax.Array,
+    state: ReducedState,
+    params: ModelParams,
+    N: float | jax.Array,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
 ) -> ReducedState:
     """One exact on-line step of one replica (see the module docstring for the equations).
 
@@ -281,13 +309,13 @@ def step_reduced(
     return reduced_update(R, b, tau, g1, g2, rest, params, N, rule, rp, eps)
 
 
-def observe_reduced(state: ReducedState):
+def observe_reduced(state: ReducedState) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(R, b, |w|)``; the norm is 1 by construction."""
     return state.R, state.b, jnp.ones_like(state.R)
 
 
 @functools.cache
-def reduced_sampler(rule: TrainingRule = DEFAULT_RULE) -> Sampler:
+def reduced_sampler(rule: TrainingRule = DEFAULT_RULE) -> Sampler[TrainingRule]:
     """The exact O(1)-per-step sampler of ``rule`` as an ``(init, step)`` pair (see
     :mod:`jaxadv.mc.full` for the interface; the constant of :class:`SamplerParams` is N as a
     scalar of the state's dtype). ``norm1``/``norm_inf`` are NaN (not represented).
@@ -297,14 +325,14 @@ def reduced_sampler(rule: TrainingRule = DEFAULT_RULE) -> Sampler:
     """
     check_reduced_supported(rule)
 
-    def _observe(state, sp):
+    def _observe(state: ReducedState, sp: SamplerParams[ModelParams]) -> Observables:
         nan = jnp.full_like(state.R, jnp.nan)
         return Observables(*observe_reduced(state), nan, nan)
 
-    def init(key, sp, R0=None, b0=0.0):
+    def init(key: jax.Array, sp: SamplerParams[ModelParams], R0: float | None = None, b0: float = 0.0) -> ReducedState:
         return init_reduced(key, sp.const, R0, b0, sp.const.dtype)
 
-    def step(key, state, sp):
+    def step(key: jax.Array, state: ReducedState, sp: SamplerParams[ModelParams]) -> tuple[ReducedState, Observables]:
         new = step_reduced(key, state, sp.model, sp.const, rule, sp.rule)
         return new, _observe(new, sp)
 

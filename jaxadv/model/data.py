@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .. import threefry
-from ..generators import JAX, get_generator
+from ..generators import JAX, Generator, get_generator
 from .params import ModelParams
 
 __all__ = ["sample_example", "cluster_table", "field_mean", "unit_direction", "cluster_axis"]
 
 
-def unit_direction(N: int, dtype=jnp.float32) -> jax.Array:
+def unit_direction(N: int, dtype: DTypeLike = jnp.float32) -> jax.Array:
     """The cluster axis B used by default: the first coordinate vector, shape ``(N,)``.
 
     The model is rotation invariant (isotropic clusters, L2 attack), so any unit
@@ -33,7 +34,7 @@ def unit_direction(N: int, dtype=jnp.float32) -> jax.Array:
     return jnp.zeros((N,), dtype).at[0].set(1)
 
 
-def cluster_axis(N: int, kind: str = "first", dtype=jnp.float32) -> jax.Array:
+def cluster_axis(N: int, kind: str = "first", dtype: DTypeLike = jnp.float32) -> jax.Array:
     r"""The cluster axis B by name, shape ``(N,)``, unit L2 norm.
 
     ``"first"``: the first coordinate vector (:func:`unit_direction`, the default);
@@ -48,7 +49,9 @@ def cluster_axis(N: int, kind: str = "first", dtype=jnp.float32) -> jax.Array:
     raise ValueError(f"B={kind!r} must be 'first', 'dense' or a unit vector of shape (N,)")
 
 
-def sample_example(key: jax.Array, params: ModelParams, B: jax.Array, generator=JAX):
+def sample_example(
+    key: jax.Array, params: ModelParams, B: jax.Array, generator: str | Generator = JAX
+) -> tuple[jax.Array, jax.Array]:
     r"""Draw one labelled example :math:`(\xi, \tau)`.
 
     :math:`\tau=+1` with probability ``params.prior``;
@@ -74,7 +77,7 @@ def sample_example(key: jax.Array, params: ModelParams, B: jax.Array, generator=
     return tau * (params.rho / 2) * B + jnp.sqrt(v) * z, tau
 
 
-def cluster_table(params: ModelParams):
+def cluster_table(params: ModelParams) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Per-cluster ``(tau, weight, variance)`` arrays of shape ``(2, ...)``.
 
     Row 0 is cluster 1 (:math:`\tau=+1`, weight :math:`p`, variance :math:`v_1`),
@@ -87,6 +90,6 @@ def cluster_table(params: ModelParams):
     return tau, weight, var
 
 
-def field_mean(R, b, tau, params: ModelParams):
+def field_mean(R: float | jax.Array, b: float | jax.Array, tau: jax.Array, params: ModelParams) -> jax.Array:
     r"""Mean of the clean pre-activation in cluster :math:`\tau`: :math:`\tau\rho R/2 - b`."""
     return tau * params.rho * R / 2 - b

@@ -21,10 +21,12 @@ name            law                                                             
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import threefry
 from ..ode.quadrature import lift, nodes
@@ -50,11 +52,11 @@ class EpsLaw(NamedTuple):
     draw: Callable
     nodes: Callable | None
     random: bool = False
-    params: tuple = ()
-    validate: Callable = lambda values: None
+    params: tuple[Param, ...] = ()
+    validate: Callable[[dict[str, Any]], None] = lambda values: None
 
 
-def gauss_legendre_on(lo, hi, n: int):
+def gauss_legendre_on(lo: ArrayLike, hi: ArrayLike, n: int) -> tuple[jax.Array, jax.Array]:
     r"""``n``-point Gauss--Legendre nodes and weights (summing to 1) of the uniform law on
     :math:`[lo, hi]`: exact for polynomials of degree :math:`2n-1`."""
     x, w = nodes("legendre", int(n))
@@ -69,7 +71,7 @@ FIXED = EpsLaw(
 )
 
 
-def _check_range(values):
+def _check_range(values: dict[str, Any]) -> None:
     check_value("eps_min", values["eps_min"], lambda x: x >= 0, "must be >= 0")
     check_value(
         "eps_max",
@@ -93,7 +95,7 @@ UNIFORM = EpsLaw(
 )
 
 
-def _discrete_draw(key, eps, rp, dtype):
+def _discrete_draw(key: jax.Array, eps: float | jax.Array, rp: dict[str, jax.Array], dtype: DTypeLike) -> jax.Array:
     # jax.random.choice(key, K, p=weights) written out, with its uniform from the fused threefry
     vals, wts = rp["eps_values"], rp["eps_weights"] / jnp.sum(rp["eps_weights"])
     cum = jnp.cumsum(wts)
@@ -101,7 +103,7 @@ def _discrete_draw(key, eps, rp, dtype):
     return vals[k].astype(dtype)
 
 
-def _check_discrete(values):
+def _check_discrete(values: dict[str, Any]) -> None:
     vals = np.atleast_1d(np.asarray(values["eps_values"], dtype=float))
     wts = np.atleast_1d(np.asarray(values["eps_weights"], dtype=float))
     if vals.size == 0:
@@ -128,7 +130,7 @@ DISCRETE = EpsLaw(
 )
 
 
-def _check_log_range(values):
+def _check_log_range(values: dict[str, Any]) -> None:
     check_value("eps_min", values["eps_min"], lambda x: x > 0, "must be > 0 for eps_dist='loguniform'")
     check_value(
         "eps_max",
@@ -138,7 +140,7 @@ def _check_log_range(values):
     )
 
 
-def _log_nodes(eps, rp, n):
+def _log_nodes(eps: float | jax.Array, rp: dict[str, jax.Array], n: int) -> tuple[jax.Array, jax.Array]:
     # Gauss--Legendre in t = log(eps), where the law is uniform: eps_k = exp(t_k)
     t, w = gauss_legendre_on(jnp.log(rp["eps_min"]), jnp.log(rp["eps_max"]), n)
     return jnp.exp(t), w
@@ -162,7 +164,7 @@ r"""Log-uniform radius on :math:`[\epsilon_\min, \epsilon_\max]`, :math:`0<\epsi
 EPS_LAWS = {law.name: law for law in (FIXED, UNIFORM, DISCRETE, LOGUNIFORM)}
 
 
-def get_eps_law(name_or_law) -> EpsLaw:
+def get_eps_law(name_or_law: str | EpsLaw) -> EpsLaw:
     """Look an eps law up by name (or pass an :class:`EpsLaw` through)."""
     if isinstance(name_or_law, EpsLaw):
         return name_or_law

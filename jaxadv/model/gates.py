@@ -21,7 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+
+from ..typing import Real
+from .params import Param
 
 __all__ = ["Gate", "ALWAYS", "NONROBUST", "GATES", "get_gate", "nonrobust_gate"]
 
@@ -40,10 +44,10 @@ class Gate(NamedTuple):
     name: str
     open: Callable | None = None
     margin_cut: Callable | None = None
-    params: tuple = ()
+    params: tuple[Param, ...] = ()
 
 
-def nonrobust_gate(x, tau, eps):
+def nonrobust_gate(x: jax.Array, tau: float | jax.Array, eps: Real) -> jax.Array:
     r""":math:`g=\Theta(\epsilon-\tau x)`: 1 when the clean field ``x`` is not :math:`\epsilon`-robust
     (an L2 perturbation of norm :math:`\le\epsilon` can make :math:`\tau x\le 0`), else 0."""
     return (tau * x < eps).astype(jnp.result_type(x, float))
@@ -55,7 +59,7 @@ NONROBUST = Gate(name="nonrobust", open=lambda x, tau, eps: nonrobust_gate(x, ta
 GATES = {g.name: g for g in (ALWAYS, NONROBUST)}
 
 
-def get_gate(name_or_gate) -> Gate:
+def get_gate(name_or_gate: str | Gate) -> Gate:
     """Look a gate up by name (or pass a :class:`Gate` through)."""
     if isinstance(name_or_gate, Gate):
         return name_or_gate

@@ -34,7 +34,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import erf
+from jax.typing import ArrayLike
 
 from ..ode.quadrature import gauss_legendre_mean, lift, nodes
 from .params import Param
@@ -74,12 +76,12 @@ class Loss(NamedTuple):
     params: tuple = ()
 
 
-def loss_value(loss: Loss, x, tau, rp=None):
+def loss_value(loss: Loss, x: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
     r""":math:`L(x,\tau)` of ``loss``, handing it the rule's parameters ``rp`` when it declares some."""
     return loss.value(x, tau, {} if rp is None else rp) if loss.params else loss.value(x, tau)
 
 
-def force(loss: Loss, x, tau, rp=None):
+def force(loss: Loss, x: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
     r"""The force :math:`\delta(x,\tau) = -\partial L(x,\tau)/\partial x`, elementwise (``rp``: the
     rule's parameters, for a loss that has some)."""
     g = jax.grad(lambda x_, t_: loss_value(loss, x_, t_, rp))
@@ -90,7 +92,9 @@ def force(loss: Loss, x, tau, rp=None):
     return -fn(x, tau)
 
 
-def force_moments(loss: Loss, m, v, tau, method: str = "auto", rp=None):
+def force_moments(
+    loss: Loss, m: ArrayLike, v: ArrayLike, tau: ArrayLike, method: str = "auto", rp: dict | None = None
+) -> tuple[jax.Array, jax.Array]:
     r"""Gaussian moments :math:`(\langle\delta\rangle, \langle\delta^2\rangle)` of the force for
     :math:`\tilde x\sim\mathcal N(m, v)`.
 
@@ -120,11 +124,11 @@ def force_moments(loss: Loss, m, v, tau, method: str = "auto", rp=None):
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _quadratic_value(x, tau):
+def _quadratic_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     return 0.5 * (erf(x) - tau) ** 2
 
 
-def owens_t(h, a, n: int = 12):
+def owens_t(h: ArrayLike, a: ArrayLike, n: int = 12) -> jax.Array:
     r"""Owen's T function by ``n``-point Gauss--Legendre on its defining integral,
 
     .. math::
@@ -142,11 +146,11 @@ def owens_t(h, a, n: int = 12):
     )
 
 
-def _legendre_nodes(n: int):
+def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes("legendre", n)
 
 
-def _quadratic_moments(m, v, tau):
+def _quadratic_moments(m: jax.Array, v: jax.Array, tau: float | jax.Array) -> tuple[jax.Array, jax.Array]:
     r"""Closed forms for :math:`\delta = (\tau-\operatorname{erf}x)\tfrac{2}{\sqrt\pi}e^{-x^2}`,
     :math:`x\sim\mathcal N(m,v)`.
 
@@ -180,7 +184,7 @@ LOSSES = {QUADRATIC.name: QUADRATIC}
 # --- losses of the margin tau*x without closed forms (the ODE uses quadrature) -------------------
 
 
-def _logistic_value(x, tau):
+def _logistic_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     r"""Logistic loss :math:`L = \log(1 + e^{-2\tau x})`, force :math:`\delta = 2\tau/(1+e^{2\tau x})`.
 
     It is the cross-entropy of the label under :math:`P(\tau\mid x) = (1+\tanh(\tau x))/2`,
@@ -188,7 +192,7 @@ def _logistic_value(x, tau):
     return jax.nn.softplus(-2.0 * tau * x)
 
 
-def _cross_entropy_value(x, tau):
+def _cross_entropy_value(x: jax.Array, tau: float | jax.Array) -> jax.Array:
     r"""Cross-entropy of the erf student, :math:`P(\tau\mid x)=(1+\tau\operatorname{erf}x)/2=\Phi(\sqrt2\,\tau x)`:
     :math:`L=-\log\Phi(\sqrt2\,\tau x)`, force
     :math:`\delta=\sqrt2\,\tau\,\varphi(\sqrt2 x)/\Phi(\sqrt2\,\tau x)` (evaluated with ``log_ndtr``,
@@ -207,13 +211,13 @@ LOSSES[CROSS_ENTROPY.name] = CROSS_ENTROPY
 # --- the hinge loss: training only on examples inside the margin --------------------------------
 
 
-def _hinge_value(x, tau, rp):
+def _hinge_value(x: ArrayLike, tau: ArrayLike, rp: dict) -> jax.Array:
     r"""Hinge loss :math:`L=\max(0,\ c-\tau x)` with margin :math:`c` = ``rp["hinge_margin"]``;
     force :math:`\delta=\tau\,\mathbb 1[\tau x<c]` (``jax.grad`` takes the kink's derivative as 0)."""
     return jax.nn.relu(rp["hinge_margin"] - tau * x)
 
 
-def _hinge_moments(m, v, tau, rp):
+def _hinge_moments(m: ArrayLike, v: ArrayLike, tau: ArrayLike, rp: dict) -> tuple[jax.Array, jax.Array]:
     r"""Closed forms for :math:`\delta=\tau\,\mathbb 1[\tau x<c]`, :math:`x\sim\mathcal N(m, v)`, :math:`\tau=\pm1`:
 
     .. math::
@@ -225,7 +229,7 @@ def _hinge_moments(m, v, tau, rp):
     from jax.scipy.special import ndtr
 
     P = ndtr((rp["hinge_margin"] - tau * m) / jnp.sqrt(v))
-    return tau * P, P
+    return jnp.asarray(tau * P), P
 
 
 HINGE = Loss(
@@ -237,7 +241,7 @@ HINGE = Loss(
 LOSSES[HINGE.name] = HINGE
 
 
-def get_loss(name_or_loss) -> Loss:
+def get_loss(name_or_loss: str | Loss) -> Loss:
     """Look a loss up by name (or pass a :class:`Loss` through)."""
     if isinstance(name_or_loss, Loss):
         return name_or_loss

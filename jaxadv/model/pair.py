@@ -16,12 +16,16 @@ The attack in each student's training uses that student's training label. Order 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from .. import threefry
+from ..typing import Real
 from .data import sample_example
 from .params import ModelParams, check_value, validate_params
 from .rule import DEFAULT_RULE, TrainingRule, validate_rule
@@ -76,14 +80,14 @@ class PairState(NamedTuple):
 def pair_params(
     data: ModelParams,
     *,
-    eps_s=0.0,
-    eps_t=0.0,
-    eta_w_s=None,
-    eta_b_s=None,
-    eta_w_t=None,
-    eta_b_t=None,
-    rp_s=None,
-    rp_t=None,
+    eps_s: Real = 0.0,
+    eps_t: Real = 0.0,
+    eta_w_s: Real | None = None,
+    eta_b_s: Real | None = None,
+    eta_w_t: Real | None = None,
+    eta_b_t: Real | None = None,
+    rp_s: dict[str, Any] | None = None,
+    rp_t: dict[str, Any] | None = None,
     spec: PairSpec = DEFAULT_PAIR_SPEC,
 ) -> PairParams:
     """Build and validate :class:`PairParams` from shared data parameters and each student's own values.
@@ -128,7 +132,7 @@ def pair_params(
     return PairParams(s, t, rule_params(spec.rule_s, **(rp_s or {})), rule_params(spec.rule_t, **(rp_t or {})))
 
 
-def pair_step(key, state: PairState, B, pp: PairParams, spec: PairSpec) -> PairState:
+def pair_step(key: jax.Array, state: PairState, B: jax.Array, pp: PairParams, spec: PairSpec) -> PairState:
     r"""One on-line step of both students (stream mode ``spec.stream``).
 
     Keys: the example(s) come from ``fold_in(key, 0)`` (``"independent"``: the surrogate's from
@@ -161,7 +165,7 @@ def pair_step(key, state: PairState, B, pp: PairParams, spec: PairSpec) -> PairS
     return PairState(s, t)
 
 
-def check_pair_overlaps(R_s, R_t, Q) -> None:
+def check_pair_overlaps(R_s: float, R_t: float, Q: float) -> None:
     r"""``ValueError`` unless :math:`(R_s, R_t, Q)` are overlaps of two unit vectors with a unit B
     (the Gram matrix of :math:`B, w_s, w_t` is positive semi-definite)."""
     for name, v in (("R_s", R_s), ("R_t", R_t), ("Q", Q)):
@@ -174,7 +178,7 @@ def check_pair_overlaps(R_s, R_t, Q) -> None:
         )
 
 
-def check_pair_start(R0, b0):
+def check_pair_start(R0: Sequence[float], b0: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The validated start ``(R_s, R_t, Q)`` and ``(b_s, b_t)`` of a pair, as float tuples
     (:func:`check_pair_overlaps`; the biases finite); shared by the pair ODE and Monte Carlo."""
     R0, b0 = tuple(float(x) for x in R0), tuple(float(x) for x in b0)
@@ -188,7 +192,7 @@ def check_pair_start(R0, b0):
     return R0, b0
 
 
-def pair_as_arrays(pp: PairParams, dtype) -> PairParams:
+def pair_as_arrays(pp: PairParams, dtype: DTypeLike) -> PairParams:
     """Every leaf of ``pp`` (both students' model and rule parameters) as a ``jnp`` array of ``dtype``."""
     import jax
 

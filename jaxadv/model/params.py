@@ -10,9 +10,13 @@ static and are passed separately.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from ..typing import Real
 
 __all__ = ["ModelParams", "Param", "validate_params", "as_array_params", "check_value"]
 
@@ -34,13 +38,13 @@ class ModelParams(NamedTuple):
         eps: :math:`\epsilon\ge 0`, L2 radius of the training attack (0: standard training).
     """
 
-    prior: float = 0.5
-    rho: float = 2.0
-    v1: float = 1.0
-    v2: float = 1.0
-    eta_w: float = 0.04
-    eta_b: float = 0.2
-    eps: float = 1.0
+    prior: Real = 0.5
+    rho: Real = 2.0
+    v1: Real = 1.0
+    v2: Real = 1.0
+    eta_w: Real = 0.04
+    eta_b: Real = 0.2
+    eps: Real = 1.0
 
 
 # (name, predicate, description of the valid range)
@@ -55,7 +59,7 @@ _RULES = {
 }
 
 
-def check_value(name: str, value, ok, rule: str) -> None:
+def check_value(name: str, value: Any, ok: Callable[[float], Any], rule: str) -> None:
     """Raise ``ValueError`` naming ``name`` and ``value`` unless ``value`` is finite and ``ok``."""
     try:
         x = float(value)
@@ -88,7 +92,7 @@ def validate_params(params: ModelParams) -> ModelParams:
     return params
 
 
-def as_array_params(params: ModelParams, dtype) -> ModelParams:
+def as_array_params(params: ModelParams, dtype: DTypeLike) -> ModelParams:
     """Cast every leaf to a ``jnp`` array of ``dtype`` (one jit signature for all values)."""
     return ModelParams(*(jnp.asarray(x, dtype=dtype) for x in params))
 
@@ -109,7 +113,7 @@ class Param(NamedTuple):
     """
 
     name: str
-    default: object = 0.0
-    check: object = None
+    default: float | tuple[float, ...] = 0.0
+    check: Callable[[float], Any] | None = None
     rule: str = ""
     vector: bool = False

@@ -37,9 +37,11 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .. import threefry
+from ..typing import Real
 from .params import Param
 
 __all__ = [
@@ -81,7 +83,7 @@ class Attack(NamedTuple):
     along_w: Callable | None = None
     random: bool = False
     uses_eps: bool = True
-    params: tuple = ()
+    params: tuple[Param, ...] = ()
     threat: str | None = None
     no_ode: str = ""
 
@@ -89,12 +91,12 @@ class Attack(NamedTuple):
 # --- L2: the worst case of the talk ---------------------------------------------------------
 
 
-def l2_attack(xi, tau, w, eps):
+def l2_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst-case L2 perturbation :math:`\tilde\xi = \xi - \tau\epsilon w` (``w`` of unit norm)."""
     return xi - tau * eps * w
 
 
-def l2_attack_field(x, tau, eps):
+def l2_attack_field(x: jax.Array, tau: Real, eps: Real) -> jax.Array:
     r"""The same attack seen through the pre-activation: :math:`\tilde x = x - \tau\epsilon`."""
     return x - tau * eps
 
@@ -110,7 +112,7 @@ L2 = Attack(
 # --- Gaussian noise augmentation --------------------------------------------------------------
 
 
-def noise_std_for_norm(noise_norm, N: int):
+def noise_std_for_norm(noise_norm: float | jax.Array, N: int) -> float | jax.Array:
     r"""Per-component std :math:`s=\epsilon_\text{noise}/\sqrt N` of noise with RMS L2 norm
     :math:`\sqrt{E\|s n\|^2}=\epsilon_\text{noise}` (:math:`E\|sn\| = \epsilon_\text{noise}(1-\frac1{4N}+\dots)`)."""
     return noise_norm / math.sqrt(N)
@@ -129,14 +131,14 @@ NOISE = Attack(
 # --- the worst cases of a linear student in the L-infinity and L1 balls ------------------------
 
 
-def linf_attack(xi, tau, w, eps):
+def linf_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst case in the L-infinity ball of radius :math:`\epsilon` for a linear student:
     :math:`\tilde\xi = \xi - \tau\epsilon\operatorname{sign}(w)`; the field moves by
     :math:`-\tau\epsilon\|w\|_1`, the largest decrease of :math:`\tau x` in the ball."""
     return xi - tau * eps * jnp.sign(w)
 
 
-def l1_attack(xi, tau, w, eps):
+def l1_attack(xi: jax.Array, tau: Real, w: jax.Array, eps: Real) -> jax.Array:
     r"""Worst case in the L1 ball: all the budget on :math:`i^*=\arg\max_i|w_i|`,
     :math:`\tilde\xi = \xi - \tau\epsilon\operatorname{sign}(w_{i^*})e_{i^*}`; the field moves by
     :math:`-\tau\epsilon\|w\|_\infty`."""
@@ -161,7 +163,7 @@ ATTACKS = {a.name: a for a in (L2, NOISE, LINF, L1)}
 
 
 @functools.cache
-def gradient_attack(norm=2, box=None) -> Attack:
+def gradient_attack(norm: float | str = 2, box: tuple[float, float] | None = None) -> Attack:
     r"""A Monte-Carlo-only attack record that runs :func:`jaxadv.attacks.fgm` on the margin
     :math:`-\tau\,w\cdot\xi` in the ``norm`` ball, clipped into ``box`` (e.g. ``(0, 1)`` for pixels).
 
@@ -175,7 +177,14 @@ def gradient_attack(norm=2, box=None) -> Attack:
     norm = attacks.canonical_norm(norm)
     box = None if box is None else (float(box[0]), float(box[1]))
 
-    def perturb(key, xi, tau, w, eps, rp):
+    def perturb(
+        key: jax.Array | None,
+        xi: jax.Array,
+        tau: float | jax.Array,
+        w: jax.Array,
+        eps: float | jax.Array,
+        rp: dict[str, jax.Array],
+    ) -> jax.Array:
         return attacks.fgm(lambda x, t: -t * jnp.dot(w, x), xi, tau, eps=eps, norm=norm, box=box)
 
     return Attack(
@@ -185,7 +194,7 @@ def gradient_attack(norm=2, box=None) -> Attack:
     )
 
 
-def get_attack(name_or_attack) -> Attack:
+def get_attack(name_or_attack: str | Attack) -> Attack:
     """Look an attack up by name (or pass an :class:`Attack` through)."""
     if isinstance(name_or_attack, Attack):
         return name_or_attack

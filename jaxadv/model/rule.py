@@ -26,17 +26,22 @@ example used.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from .. import threefry
 from .eps_laws import FIXED, EpsLaw, get_eps_law
 from .gates import ALWAYS, NONROBUST, Gate, get_gate
 from .losses import QUADRATIC, Loss, get_loss
-from .params import check_value
+from .params import ModelParams, Param, check_value
 from .perturbations import L2, Attack, get_attack
+
+if TYPE_CHECKING:
+    from .student import Student
 
 __all__ = [
     "TrainingRule",
@@ -80,7 +85,7 @@ class TrainingRule(NamedTuple):
 DEFAULT_RULE = TrainingRule()
 
 
-def registered_parts() -> tuple:
+def registered_parts() -> tuple[Loss | Attack | EpsLaw | Gate, ...]:
     """Every registered loss, attack, eps law and gate (read from the registries when called)."""
     from .eps_laws import EPS_LAWS
     from .gates import GATES
@@ -90,16 +95,16 @@ def registered_parts() -> tuple:
     return (*LOSSES.values(), *ATTACKS.values(), *EPS_LAWS.values(), *GATES.values())
 
 
-def registered_params() -> dict:
+def registered_params() -> dict[str, Param]:
     """``{name: Param}`` of every parameter a registered part declares (the first declaration wins)."""
-    out = {}
+    out: dict[str, Param] = {}
     for part in registered_parts():
         for p in part.params:
             out.setdefault(p.name, p)
     return out
 
 
-def rule_param_specs(rule: TrainingRule) -> dict:
+def rule_param_specs(rule: TrainingRule) -> dict[str, Param]:
     """``{name: Param}`` of every traced parameter the rule's parts read."""
     specs = {}
     for part in (rule.loss, rule.attack, rule.eps_law, rule.gate):
@@ -108,7 +113,7 @@ def rule_param_specs(rule: TrainingRule) -> dict:
     return specs
 
 
-def _values(rule: TrainingRule, given: dict) -> dict:
+def _values(rule: TrainingRule, given: dict[str, Any]) -> dict[str, Any]:
     specs = rule_param_specs(rule)
     for k in given:
         if k not in specs:
@@ -119,7 +124,7 @@ def _values(rule: TrainingRule, given: dict) -> dict:
     return {k: given.get(k, p.default) for k, p in specs.items()}
 
 
-def validate_rule(rule: TrainingRule, values: dict | None = None) -> TrainingRule:
+def validate_rule(rule: TrainingRule, values: dict[str, Any] | None = None) -> TrainingRule:
     """Check the rule and its parameter values eagerly; ``ValueError`` names the field and its value."""
     if not isinstance(rule, TrainingRule):
         raise ValueError(f"rule={rule!r} must be a jaxadv.TrainingRule")
@@ -155,8 +160,9 @@ def validate_rule(rule: TrainingRule, values: dict | None = None) -> TrainingRul
     for i in range(int(np.prod(shape))):
         point = {k: (float(flat[k][i]) if k in flat else v) for k, v in values.items()}
         for part in (rule.attack, rule.eps_law, rule.gate):
-            if hasattr(part, "validate"):
-                part.validate(point)
+            validate = getattr(part, "validate", None)
+            if validate is not None:
+                validate(point)
     if not rule.attack.uses_eps and rule.eps_law.random and rule.gate.open is None:
         raise ValueError(
             f"eps_dist={rule.eps_law.name!r} has no effect with attack={rule.attack.name!r} (it does "
@@ -165,7 +171,9 @@ def validate_rule(rule: TrainingRule, values: dict | None = None) -> TrainingRul
     return rule
 
 
-def rule_params(rule: TrainingRule = DEFAULT_RULE, dtype=None, **values) -> dict:
+def rule_params(
+    rule: TrainingRule = DEFAULT_RULE, dtype: DTypeLike | None = None, **values: Any
+) -> dict[str, jax.Array]:
     """The rule's traced parameters as ``{name: array}`` of ``dtype`` (default: JAX's float).
 
     Missing values take the parts' defaults; scalars may be arrays of one grid shape.
@@ -188,7 +196,13 @@ def rule_params(rule: TrainingRule = DEFAULT_RULE, dtype=None, **values) -> dict
 
 
 def training_rule(
-    attack="l2", eps_dist="fixed", gate="none", *, nonrobust_only=False, loss="quadratic", n_eps_nodes: int = 16
+    attack: str | Attack = "l2",
+    eps_dist: str | EpsLaw = "fixed",
+    gate: str | Gate = "none",
+    *,
+    nonrobust_only: bool = False,
+    loss: str | Loss = "quadratic",
+    n_eps_nodes: int = 16,
 ) -> TrainingRule:
     """A :class:`TrainingRule` from part names (or records), as the configuration keys name them.
 
@@ -224,7 +238,15 @@ def describe_rule(rule: TrainingRule) -> str:
 # --- the Monte Carlo face of the whole rule ---------------------------------------------------
 
 
-def perturb_example(key, student, xi, tau, params, rule: TrainingRule = DEFAULT_RULE, rp=None):
+def perturb_example(
+    key: jax.Array | None,
+    student: Student,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    params: ModelParams,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array | None]:
     r"""The perturbed example and the gate of one training step.
 
     Returns:
@@ -238,8 +260,8 @@ def perturb_example(key, student, xi, tau, params, rule: TrainingRule = DEFAULT_
             f"key=None: attack={rule.attack.name!r} with eps_dist={rule.eps_law.name!r} draws "
             "random numbers; pass a PRNG key"
         )
-    k_eps = threefry.fold_in(key, 0) if rule.eps_law.random else None
-    k_att = threefry.fold_in(key, 1) if rule.attack.random else None
+    k_eps = threefry.fold_in(key, 0) if rule.eps_law.random and key is not None else None
+    k_att = threefry.fold_in(key, 1) if rule.attack.random and key is not None else None
     eps = rule.eps_law.draw(k_eps, params.eps, rp, xi.dtype)
     xi_adv = rule.attack.perturb(k_att, xi, tau, student.w, eps, rp)
     gate = None

@@ -16,7 +16,7 @@ The step is expressed with optax: plain SGD with one learning rate per parameter
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,19 +45,30 @@ def student_optimizer(params: ModelParams, N: int) -> optax.GradientTransformati
     r"""SGD with step :math:`\eta_w/N` on ``w`` and :math:`\eta_b/N` on ``b`` (learning rates may be traced)."""
     return optax.partition(
         {"w": optax.sgd(params.eta_w / N), "b": optax.sgd(params.eta_b / N)},
-        Student(w="w", b="b"),
+        # the labels: a tree of Student's structure with a string per leaf (not a Student of arrays)
+        Student(w="w", b="b"),  # type: ignore[arg-type]
     )
 
 
-def example_loss(student: Student, xi_adv, tau, loss: Loss, rp=None):
+def example_loss(
+    student: Student, xi_adv: jax.Array, tau: float | jax.Array, loss: Loss, rp: dict | None = None
+) -> jax.Array:
     r""":math:`L(w\cdot\tilde\xi - b, \tau)` for one (already perturbed) example (``rp``: the rule's
     parameters, for a loss that reads some)."""
     return loss_value(loss, jnp.dot(student.w, xi_adv) - student.b, tau, rp)
 
 
 def train_step(
-    opt, student: Student, opt_state, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, key=None
-):
+    opt: optax.GradientTransformation,
+    student: Student,
+    opt_state: Any,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    params: ModelParams,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+    key: jax.Array | None = None,
+) -> tuple[Student, Any]:
     r"""One step of the training rule on one example ``(xi, tau)`` with the optax transform ``opt``.
 
     The example is perturbed by the rule (:func:`jaxadv.model.rule.perturb_example`, gradient
@@ -81,7 +92,13 @@ def train_step(
 
 
 def sgd_step(
-    student: Student, xi, tau, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, key=None
+    student: Student,
+    xi: jax.Array,
+    tau: float | jax.Array,
+    params: ModelParams,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+    key: jax.Array | None = None,
 ) -> Student:
     """The plain projected SGD step the ODE is derived for (:func:`student_optimizer`, no state);
     returns the new student. Rules that draw random numbers need ``key``.

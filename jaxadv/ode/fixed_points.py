@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from ..analysis.measures import robust_error
-from ..model.losses import get_loss
+from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE
 from .solve import broadcast_grid, solve_ode
@@ -94,7 +94,9 @@ class BestError(NamedTuple):
     b: jax.Array
 
 
-def jacobian(R, b, params: ModelParams, loss="quadratic"):
+def jacobian(
+    R: float | jax.Array, b: float | jax.Array, params: ModelParams, loss: str | Loss = "quadratic"
+) -> jax.Array:
     """:math:`J = \\partial(dR/d\\alpha, db/d\\alpha)/\\partial(R, b)` at one point, shape ``(2, 2)``."""
     return _jacobian(jnp.stack([jnp.asarray(R, float), jnp.asarray(b, float)]), params, get_loss(loss))
 
@@ -152,7 +154,13 @@ def _newton_batch(y0, params, loss, iters):
 
 
 def newton_fixed_point(
-    R, b, params: ModelParams, *, loss="quadratic", iters: int = 60, tol: float = 1e-10
+    R: float | jax.Array,
+    b: float | jax.Array,
+    params: ModelParams,
+    *,
+    loss: str | Loss = "quadratic",
+    iters: int = 60,
+    tol: float = 1e-10,
 ) -> FixedPoint:
     """Damped Newton iterations from ``(R, b)`` (scalars or arrays of the batch shape of ``params``)."""
     validate_params(params)
@@ -175,11 +183,11 @@ def newton_fixed_point(
 def fixed_point(
     params: ModelParams,
     *,
-    R0=0.0,
-    b0=0.0,
+    R0: float | jax.Array = 0.0,
+    b0: float | jax.Array = 0.0,
     alpha_warm: float = 1000.0,
     dt: float = 2.0,
-    loss="quadratic",
+    loss: str | Loss = "quadratic",
     iters: int = 60,
     tol: float = 1e-10,
 ) -> FixedPoint:
@@ -224,7 +232,7 @@ def _S(b, eps, params):
     return robust_error(1.0, b, eps, params)
 
 
-def best_robust_error_closed(params: ModelParams, eps_test=0.0) -> BestError:
+def best_robust_error_closed(params: ModelParams, eps_test: float | jax.Array = 0.0) -> BestError:
     r"""Closed form for equal variances (uses ``v1``; exact only when ``v1 == v2``)."""
     p, v = jnp.asarray(params.prior, float), jnp.asarray(params.v1, float)
     c = jnp.asarray(params.rho, float) / 2 - eps_test
@@ -267,7 +275,9 @@ def _best_batch(eps, params, n_grid, newton):
     return jax.vmap(lambda e, pp: _best_numeric(e, pp, n_grid, newton))(eps, params)
 
 
-def best_robust_error(params: ModelParams, eps_test=0.0, *, n_grid: int = 4001, newton: int = 20) -> BestError:
+def best_robust_error(
+    params: ModelParams, eps_test: float | jax.Array = 0.0, *, n_grid: int = 4001, newton: int = 20
+) -> BestError:
     r""":math:`\min_{R,b} S(R, b, \epsilon_\text{test})` for the data parameters in ``params``
     (``eps`` and learning rates unused), any variances: :math:`R=1`, then a grid search over
     :math:`b` refined by Newton on :math:`dS/db`. Broadcasts over ``params`` and ``eps_test``.
@@ -279,12 +289,12 @@ def best_robust_error(params: ModelParams, eps_test=0.0, *, n_grid: int = 4001, 
         0.158655
     """
     p, _, (eps,), shape = broadcast_grid(params, DEFAULT_RULE, {}, eps_test, dtype=jnp.result_type(float))
-    err, b = _best_batch(eps.reshape(-1), ModelParams(*(x.reshape(-1) for x in p)), int(n_grid), int(newton))
+    err, b = _best_batch(eps.reshape(-1), ModelParams(*(jnp.reshape(x, -1) for x in p)), int(n_grid), int(newton))
     err, b = err.reshape(shape), b.reshape(shape)
     return BestError(error=err, R=jnp.ones_like(err), b=b)
 
 
-def best_test_error(params: ModelParams, **kw) -> BestError:
+def best_test_error(params: ModelParams, **kw: int) -> BestError:
     r""":math:`\min_{R,b}\mathcal E(R,b)` (Bayes error of the model restricted to linear
     classifiers): :func:`best_robust_error` at :math:`\epsilon_\text{test}=0`."""
     return best_robust_error(params, 0.0, **kw)

@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ..defaults import DT, N_SAVE
 from ..model.data import cluster_table, field_mean
-from ..model.losses import force, get_loss
+from ..model.losses import Loss, force, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.perturbations import l2_attack_field
 from ..model.rule import DEFAULT_RULE
@@ -84,7 +86,9 @@ class FluctuationResult(NamedTuple):
     std: jax.Array
 
 
-def step_moments(y, params: ModelParams, loss="quadratic"):
+def step_moments(
+    y: jax.Array, params: ModelParams, loss: str | Loss = "quadratic"
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""Per-step drift statistics at :math:`y=(R,b)`: ``(F, Sigma, G)`` of shapes ``(2,)``, ``(2, 2)``, ``(2,)``.
 
     :math:`\Sigma = \langle XX^\top\rangle - FF^\top` from the moments
@@ -133,16 +137,18 @@ def step_moments(y, params: ModelParams, loss="quadratic"):
     return F, Sigma, G
 
 
-def fluctuation_field(loss="quadratic", method: str = "auto"):
+def fluctuation_field(
+    loss: str | Loss = "quadratic", method: str = "auto"
+) -> Callable[[Any, FluctuationState, tuple[ModelParams, float | jax.Array]], FluctuationState]:
     """Vector field ``f(alpha, state, (params, N))`` of the joint system on :class:`FluctuationState`."""
     loss = get_loss(loss)
 
     field = vector_field(DEFAULT_RULE._replace(loss=loss), method)
 
-    def F(y, params):
+    def F(y: jax.Array, params: ModelParams) -> jax.Array:
         return field(0.0, y, (params, {}))
 
-    def f(alpha, st: FluctuationState, args):
+    def f(alpha: Any, st: FluctuationState, args: tuple[ModelParams, float | jax.Array]) -> FluctuationState:
         params, N = args
         J = jax.jacfwd(F)(st.y, params)
         H = jax.hessian(F)(st.y, params)
@@ -166,16 +172,16 @@ def _solve_at(params, N, st0, t_save, n_sub, loss, method):
 
 def solve_fluctuations(
     params: ModelParams,
-    N,
+    N: float,
     alpha_max: float,
     n_save: int = N_SAVE,
     *,
     dt: float = DT,
     R0: float | None = None,
     b0: float = 0.0,
-    loss="quadratic",
+    loss: str | Loss = "quadratic",
     method: str = "auto",
-    save_alpha=None,
+    save_alpha: npt.ArrayLike | None = None,
 ) -> FluctuationResult:
     r"""Mean, covariance and O(1/N) mean shift of :math:`(R, b)` at finite N, by RK4.
 

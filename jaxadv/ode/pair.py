@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,8 @@ import numpy as np
 from ..model.data import cluster_table
 from ..model.losses import force
 from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, check_pair_start, pair_as_arrays
+from ..model.rule import TrainingRule
+from ..typing import Real
 from .quadrature import nodes
 from .rk4 import integrate
 from .solve import _steps
@@ -74,22 +77,26 @@ def check_pair_ode_supported(spec: PairSpec) -> None:
             raise ValueError(f"{who}: gate={rule.gate.name!r} has no pair ODE")
 
 
-def _shifted_force(rule, x, label, eps, rp):
-    return force(rule.loss, x + rule.attack.along_w(label, eps, rp), label, rp)
+def _shifted_force(
+    rule: TrainingRule, x: jax.Array, label: jax.Array, eps: Real, rp: dict[str, jax.Array]
+) -> jax.Array:
+    along_w = rule.attack.along_w
+    assert along_w is not None  # check_pair_ode_supported: both rules act along w
+    return force(rule.loss, x + along_w(label, eps, rp), label, rp)
 
 
 def pair_averages(
-    R_s,
-    R_t,
-    b_s,
-    b_t,
-    Q,
+    R_s: float | jax.Array,
+    R_t: float | jax.Array,
+    b_s: float | jax.Array,
+    b_t: float | jax.Array,
+    Q: float | jax.Array,
     pp: PairParams,
     spec: PairSpec,
     surrogate_labels: str = "auto",
     panels: int = 16,
     order: int = 8,
-):
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     r"""Per-cluster two-dimensional averages ``(S1, S2, Z, X)``, each of shape ``(2,)`` (cluster +1, -1):
     :math:`\langle\delta_s\rangle`, :math:`\langle\delta_s^2\rangle`, :math:`\langle\delta_s\zeta\rangle`,
     :math:`\langle\delta_s\delta_t\rangle`.
@@ -139,7 +146,7 @@ def pair_averages(
     return tot(d_s), tot(d_s * d_s), tot(d_s * zeta), tot(d_s * d_t)
 
 
-def pair_drift(y, pp: PairParams, spec: PairSpec):
+def pair_drift(y: jax.Array, pp: PairParams, spec: PairSpec) -> jax.Array:
     r"""The right-hand side :math:`\dot y` at ``y = [R_s, R_t, b_s, b_t, Q]`` (module docstring)."""
     R_s, R_t, b_s, b_t, Q = y[0], y[1], y[2], y[3], y[4]
     s, t = pp.s, pp.t
@@ -174,14 +181,16 @@ def pair_drift(y, pp: PairParams, spec: PairSpec):
     return jnp.stack([dR_s, dR_t, db_s, db_t, dQ])
 
 
-def pair_vector_field(spec: PairSpec):
+def pair_vector_field(spec: PairSpec) -> Callable[[Any, jax.Array, PairParams], jax.Array]:
     """``f(alpha, y, pp)`` of :func:`pair_drift` for :mod:`jaxadv.ode.rk4`."""
     check_pair_ode_supported(spec)
     return lambda alpha, y, pp: pair_drift(y, pp, spec)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "sub", "n_save"))
-def _solve(y0, pp, h, spec, sub, n_save):
+def _solve(
+    y0: jax.Array, pp: PairParams, h: jax.Array, spec: PairSpec, sub: int, n_save: int
+) -> tuple[jax.Array, jax.Array]:
     return integrate(pair_vector_field(spec), y0, 0.0, h, sub, n_save, pp)
 
 
@@ -192,8 +201,8 @@ def solve_pair_ode(
     n_save: int = 10,
     *,
     dt: float = 0.05,
-    R0=(0.0, 0.0, 0.0),
-    b0=(0.0, 0.0),
+    R0: Sequence[float] = (0.0, 0.0, 0.0),
+    b0: Sequence[float] = (0.0, 0.0),
 ) -> PairODE:
     r"""Integrate the pair ODE with RK4 (:func:`jaxadv.ode.rk4.integrate`) from :math:`(R_s, R_t, Q) = R0`,
     :math:`(b_s, b_t) = b0`, with ``n_save`` equal save intervals to ``alpha_max`` and at most ``dt`` a step.

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["nodes", "lift", "truncated_gauss_mean", "gauss_hermite_mean", "gauss_legendre_mean"]
 
 
 @functools.cache
-def nodes(rule: str, *args):
+def nodes(rule: str, *args: Any) -> tuple[np.ndarray, np.ndarray]:
     r"""The one node cache of the library: ``nodes("legendre", n)``, ``nodes("hermite", n)`` (for
     :math:`\mathcal N(0,1)`), ``nodes("panels", panels, order, width)`` (composite Gauss--Legendre on
     :math:`[-T, T]` with the normal density folded into the weights) and ``nodes("unit", panels, order)``
@@ -52,21 +56,21 @@ def nodes(rule: str, *args):
     raise ValueError(f"rule={rule!r} must be 'legendre', 'hermite', 'panels' or 'unit'")
 
 
-def lift(x, rank: int):
+def lift(x: ArrayLike, rank: int) -> jax.Array:
     """``x`` with leading unit axes up to ``rank`` (explicit broadcasting, rank promotion off)."""
     x = jnp.asarray(x)
     return jnp.reshape(x, (1,) * (rank - x.ndim) + x.shape)
 
 
-def _gh_nodes(n: int):
+def _gh_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes("hermite", n)
 
 
-def _gl_nodes(panels: int, order: int, width: float):
+def _gl_nodes(panels: int, order: int, width: float) -> tuple[np.ndarray, np.ndarray]:
     return nodes("panels", panels, order, width)
 
 
-def gauss_hermite_mean(f, m, v, n: int = 24):
+def gauss_hermite_mean(f: Callable[[jax.Array], jax.Array], m: ArrayLike, v: ArrayLike, n: int = 24) -> jax.Array:
     r""":math:`\langle f(x)\rangle_{x\sim\mathcal N(m,v)} \approx \sum_i w_i f(m + \sqrt{v}\,t_i)`.
 
     Args:
@@ -83,7 +87,14 @@ def gauss_hermite_mean(f, m, v, n: int = 24):
     return jnp.sum(lift(jnp.asarray(w, dtype), m.ndim) * f(x), axis=-1)
 
 
-def gauss_legendre_mean(f, m, v, panels: int = 32, order: int = 16, width: float = 9.0):
+def gauss_legendre_mean(
+    f: Callable[[jax.Array], jax.Array],
+    m: ArrayLike,
+    v: ArrayLike,
+    panels: int = 32,
+    order: int = 16,
+    width: float = 9.0,
+) -> jax.Array:
     r""":math:`\langle f(x)\rangle_{x\sim\mathcal N(m,v)}` by composite Gauss--Legendre in :math:`t=(x-m)/\sqrt v`.
 
     .. math::
@@ -100,7 +111,16 @@ def gauss_legendre_mean(f, m, v, panels: int = 32, order: int = 16, width: float
 # --- one side of a cut (the gates' truncation face) --------------------------------------------
 
 
-def truncated_gauss_mean(f, m, v, cut, side: str, panels: int = 32, order: int = 16, width: float = 9.0):
+def truncated_gauss_mean(
+    f: Callable[[jax.Array], jax.Array],
+    m: ArrayLike,
+    v: ArrayLike,
+    cut: ArrayLike,
+    side: str,
+    panels: int = 32,
+    order: int = 16,
+    width: float = 9.0,
+) -> jax.Array:
     r""":math:`\langle \Theta(\pm(c - x))\,f(x)\rangle_{x\sim\mathcal N(m,v)}`, the Gaussian average
     restricted to one side of the cut :math:`c`.
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike, DTypeLike
 
 from ..defaults import DT, N_SAVE
-from ..model.losses import get_loss
+from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
@@ -67,7 +70,7 @@ class ODEResult(NamedTuple):
     fallback: jax.Array | None = None
 
 
-def domain_status(R, b, step_failed=None):
+def domain_status(R: ArrayLike, b: ArrayLike, step_failed: ArrayLike | None = None) -> jax.Array:
     """Per-point status (shape ``R.shape[:-1]``) of trajectories ``R``, ``b`` of shape ``G + (P,)``:
     :data:`STATUS_LEFT_DOMAIN` where any value is not finite or :math:`|R| > 1`
     (beyond :data:`R_DOMAIN_TOL`), else :data:`STATUS_STEP_FAILURE` where ``step_failed``,
@@ -80,7 +83,13 @@ def domain_status(R, b, step_failed=None):
     return jnp.where(step, STATUS_STEP_FAILURE, jnp.where(left, STATUS_LEFT_DOMAIN, STATUS_OK)).astype(jnp.int32)
 
 
-def drift_vector(y, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
+def drift_vector(
+    y: jax.Array,
+    params: ModelParams,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+    method: str = "auto",
+) -> jax.Array:
     """:func:`jaxadv.ode.vector_field.vector_field` at ``y = jnp.array([R, b])``, stacked (for ``jax.jacfwd``)."""
     return vector_field(rule, method)(0.0, y, (params, {} if rp is None else rp))
 
@@ -128,7 +137,9 @@ def _solve_adaptive(
     )
 
 
-def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
+def broadcast_grid(
+    params: ModelParams, rule: TrainingRule, rp: dict[str, Any], *extra: ArrayLike, dtype: DTypeLike
+) -> tuple[ModelParams, dict[str, jax.Array], tuple[Any, ...], tuple[int, ...]]:
     """Cast the model parameters, the rule's scalar parameters and the ``extra`` arrays to ``dtype``
     and broadcast them to one grid shape ``G``: returns ``(params, rp, extra, G)``. The rule's
     vector parameters (a discrete law's support and weights) are shared by all grid points."""
@@ -136,7 +147,7 @@ def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dt
     p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
     rp = {k: jnp.asarray(v, dtype) for k, v in rp.items()}
     shape = jnp.broadcast_shapes(
-        *(x.shape for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
+        *(jnp.shape(x) for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
     )
     p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
     rp = {k: v if k in vector else jnp.broadcast_to(v, shape) for k, v in rp.items()}
@@ -150,18 +161,18 @@ def solve_ode(
     n_save: int = N_SAVE,
     *,
     dt: float = DT,
-    R0=0.0,
-    b0=0.0,
+    R0: ArrayLike = 0.0,
+    b0: ArrayLike = 0.0,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params: dict | None = None,
-    loss=None,
+    rule_params: dict[str, Any] | None = None,
+    loss: str | Loss | None = None,
     method: str = "auto",
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 100_000,
-    devices=None,
-    dtype=None,
-    save_alpha=None,
+    devices: Sequence[jax.Device] | None = None,
+    dtype: DTypeLike | None = None,
+    save_alpha: npt.ArrayLike | None = None,
     estimate: str = "doubling",
 ) -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
@@ -244,7 +255,7 @@ def solve_ode(
         rule = rule._replace(loss=get_loss(loss))
     check_ode_supported(rule)
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     rp = make_rule_params(rule, dtype, **(rule_params or {}))
     p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
@@ -336,6 +347,7 @@ def solve_ode(
                 )
             ys = jnp.where(left[..., None, None], jnp.stack([again.R, again.b], axis=-1), ys)
             step_failed = jnp.where(left, again.status == STATUS_STEP_FAILURE, step_failed)
+            assert again.n_evals is not None  # an adaptive solve (rtol given) counts its evaluations
             n_evals = jnp.where(left, n_evals + again.n_evals, n_evals)
             fallback = left
     status = domain_status(ys[..., 0], ys[..., 1], step_failed)
