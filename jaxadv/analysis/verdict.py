@@ -225,7 +225,7 @@ def honest_verdict(
     theory: bool | None = None,
     why_no_theory: str = "",
     threshold: float = THRESHOLD,
-    quantities=QUANTITIES,
+    quantities: Sequence[str] = QUANTITIES,
     bare_allowance: bool = False,
 ) -> Verdict:
     """Judge the Monte Carlo against the ODE plus the O(1/N) theory (see the module docstring).

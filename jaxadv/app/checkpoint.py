@@ -35,6 +35,8 @@ from .progress import Progress
 if TYPE_CHECKING:
     from ..committee import CommitteeParams, CommitteeSpec, Mixture
     from ..committee.montecarlo import CommitteeMCResult
+    from ..mc.pair import PairMC
+    from ..model.pair import PairParams, PairSpec
     from ..model.params import ModelParams
 
 __all__ = [
@@ -113,9 +115,9 @@ def simulate_committee_resumable(
 
 
 def simulate_pair_resumable(
-    key,
-    pp,
-    spec=None,
+    key: jax.Array | int,
+    pp: PairParams,
+    spec: PairSpec | None = None,
     *,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
@@ -123,8 +125,8 @@ def simulate_pair_resumable(
     stats: dict | None = None,
     label: str = "monte carlo",
     remove_checkpoint: bool = True,
-    **kwargs,
-):
+    **kwargs: Any,
+) -> PairMC:
     """:func:`jaxadv.mc.pair.simulate_pair` with a checkpoint file and a progress bar labelled ``label``
     (arguments as there and as :func:`run_resumable`): the plan of :func:`jaxadv.mc.pair.plan_pair` with its
     transfer measurement kept in the checkpoint; the same bits as the plain run, on any device count and

@@ -251,7 +251,7 @@ def _rule_identity(rule, rp) -> list:
 
 
 def plan_pair(
-    key,
+    key: jax.Array | int,
     pp: PairParams,
     spec: PairSpec = _DEFAULT_SPEC,
     *,
@@ -259,11 +259,11 @@ def plan_pair(
     alpha_max: float,
     n_save: int = 10,
     replicas: int = 32,
-    R0=(0.0, 0.0, 0.0),
-    b0=(0.0, 0.0),
-    eps_grid=(),
+    R0: Sequence[float] = (0.0, 0.0, 0.0),
+    b0: Sequence[float] = (0.0, 0.0),
+    eps_grid: npt.ArrayLike = (),
     n_test: int = 1000,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     measure_every: bool = True,
     linf_scale: float = 1.0,
 ) -> Plan:
@@ -356,7 +356,7 @@ def plan_pair(
     )
 
 
-def pair_result(plan: Plan, obs: list, states=None) -> PairMC:
+def pair_result(plan: Plan, obs: list, states: PairState | None = None) -> PairMC:
     """The :class:`PairMC` of the driver's observables ``obs`` of a :func:`plan_pair` plan (the 8 leaves of
     :class:`PairObservables`, then the transfer measurement's ``wrong``, ``flipped``, ``right`` when the plan
     measures), as float64; ``states``: the final states, when the caller has them."""
