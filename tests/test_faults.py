@@ -607,8 +607,10 @@ def test_non_utf8_toml_names_the_file(tmp_path, capsys):
 
 
 def test_huge_sweep_grid_is_refused_with_an_estimate(tmp_path, capsys):
-    vals = ", ".join("0.5" for _ in range(100000))
-    path = _toml(tmp_path, f"alpha_max = 1.0\nn_save = 2\n[grid]\neps = [{vals}]\nprior = [{vals}]\n", "big.toml")
+    # 2200**3 = 1.06e10 grid points from three axes (6600 values to parse and check, not 2e5)
+    vals = ", ".join("0.5" for _ in range(2200))
+    grid = f"eps = [{vals}]\nprior = [{vals}]\nrho = [{vals}]\n"
+    path = _toml(tmp_path, f"alpha_max = 1.0\nn_save = 2\n[grid]\n{grid}", "big.toml")
     _one_line_error(capsys, ["sweep", path, "--out", str(tmp_path / "o")], "GiB", "grid points")
 
 
