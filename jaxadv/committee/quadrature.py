@@ -12,7 +12,7 @@ with nodes :math:`t_n` the tensor product of a one-dimensional composite Gauss--
 :math:`[-T, T]` (``panels`` panels of ``order`` nodes, weights times the standard normal
 density). Composite Legendre instead of Hermite: the integrands carry :math:`g'(x)=\frac{2}{\sqrt\pi}e^{-x^2}`,
 narrow when the field variance is large (``docs/theory.md``, section 5.2); measured on the committee's
-averages, 60 Gauss--Hermite nodes an axis are as far off as 48 Legendre ones (section 12.7). Nodes are
+averages, 60 Gauss--Hermite nodes an axis are about as far off as 48 Legendre ones (section 12.7). Nodes are
 cached per ``(K, rule)``; the rule is static.
 
 **Error control.** :func:`rule_ladder` is the sequence of rules (order 8, the symmetric whitening,
@@ -81,16 +81,19 @@ DEFAULT_RULE = GaussRule()
 
 
 def default_rule(K: int) -> GaussRule:
-    """The ODE's quadrature for K units, chosen for accuracy where it is cheap.
+    """The rule fixed by K that the committee ODE used before its error control (``rule=None`` now climbs
+    :func:`rule_ladder` to a tolerance); kept for callers that pass it, with the eigenbasis whitening as before.
 
-    Nodes per axis and the largest deviation of an integrated trajectory from a much finer rule
-    (``docs/theory.md``, section 12.5; FGM on XOR, alpha up to 10):
+    Nodes per axis and the largest error of the final order parameters at alpha = 10 with the fixed step 0.05
+    (XOR preset data, FGM, float64, against converged references; ``docs/theory.md``, section 12.7):
 
-    * K = 1: ``GaussRule(32, 16, 9.0)``, 512 nodes, the single-layer engine's rule (1e-16);
-    * K = 2: ``GaussRule(12, 8, 8.0)``, 96 per axis (5e-6 in R; the 36 per axis of
-      :data:`DEFAULT_RULE` gives 3.5e-4);
-    * K = 3: ``GaussRule(4, 6, 7.0)``, 24 per axis (7e-5);
-    * K >= 4: ``GaussRule(3, 5, 6.0)``, 15 per axis (36^4 nodes would cost minutes per run).
+    * K = 1: ``GaussRule(32, 16, 9.0)``, 512 nodes, the single-layer engine's rule (1e-16 from ``solve_ode``);
+    * K = 2: ``GaussRule(12, 8, 8.0)``, 96 per axis: 7.1e-8 (8.3e-10 with ``whitening="symmetric"``; the 36
+      per axis of :data:`DEFAULT_RULE` give 3.0e-5);
+    * K = 3: ``GaussRule(4, 6, 7.0)``, 24 per axis: 2.6e-4 (1.0e-4 in b; 9.8e-5 symmetric);
+    * K >= 4: ``GaussRule(3, 5, 6.0)``, 15 per axis (not measured).
+
+    The default tolerance (1e-6) reaches 2.0e-7 (K = 2) and 2.4e-7 (K = 3) with 56 nodes an axis.
     """
     if K <= 1:
         return GaussRule(32, 16, 9.0)
@@ -211,7 +214,7 @@ def choose_rule(evaluate, ladder, tol: float, start: int = 0) -> RuleChoice:
     """Climb ``ladder`` from rung ``start``: the first rule whose averages differ from the next rung's by at most
     ``tol`` (largest absolute difference over every entry of ``evaluate(rule)``, a NumPy array). The
     difference estimates the coarser rule's error when the errors fall fast from rung to rung (measured
-    on the committee: 3 to 30 times a rung). When no pair agrees the last but one rung is returned with
+    on the committee: 2 to 30 times a rung). When no pair agrees the last but one rung is returned with
     ``met=False``. Runs outside ``jit`` (the rule is static)."""
     if len(ladder) - start < 2:
         raise ValueError(f"the ladder has {len(ladder) - start} rule(s) from rung {start}; two are needed to compare")
