@@ -306,7 +306,36 @@ def table_ode_grid(d):
     ]
 
 
+def table_committee_ode(d):
+    m = d["meta"]
+    lines = [
+        f"**Committee ODE at a tolerance** ({m['device']}, {m.get('cpu_count')} cores, {m['dtype']}, "
+        f"size `{m['size']}`, "
+        f"load average at start {_f((m.get('load_average') or [None])[0])}): one XOR trajectory to alpha = "
+        f"{m['alpha_max']:g} at tol {m['tolerance']:g} (`solve_committee_ode` defaults) against SciPy's DOP853 on an "
+        "independent NumPy right-hand side on the same quadrature rule; both within the tolerance of a converged "
+        "reference. Median of interleaved repeats; ratio [worst, best] over the repeats; `first call` is jaxadv's "
+        "rule choice, compilation and integration(s), apart.",
+        "",
+        "| K | rule (nodes an axis) | jaxadv s | evaluations | error | peer | peer s | evaluations | error | "
+        "speed-up | speed-up (CPU time) | first call s |",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in d["cases"].items():
+        j, best = c["jaxadv"], c["peer_best"]
+        p = c["peer"][best]
+        n = c["rule"]["panels"] * c["rule"]["order"]
+        lines.append(
+            f"| {name[2:]} | {c['rule']['panels']}x{c['rule']['order']} on [-{c['rule']['width']:g}, "
+            f"{c['rule']['width']:g}] ({n}) | {j['median_s']:.3f} | {j['n_evals']} | {j['err']:.1e} | {best} | "
+            f"{p['median_s']:.3f} | {p['nfev']} | {p['err']:.1e} | {_spread(c['speedup'])} | "
+            f"{c['speedup_cpu']:.2f} | {j['first_call_s']:.1f} |"
+        )
+    return lines
+
+
 RENDER = {
+    "committee_ode": table_committee_ode,
     "mc_throughput": table_mc,
     "ode_throughput": table_ode,
     "scaling": table_scaling,

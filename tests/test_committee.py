@@ -62,6 +62,7 @@ def test_k1_ode_equals_single_layer_engine(attack):
         b0=[0.05],
         v0=[1.0],
         rule=FINE,
+        dt=0.05,  # the fixed RK4 step of solve_ode (jaxadv.defaults.DT): the same steps, so equal to round-off
     )
     np.testing.assert_allclose(sol.R[:, 0, 0], ref.R, atol=1e-10, rtol=0)
     np.testing.assert_allclose(sol.b[:, 0], ref.b, atol=1e-10, rtol=0)

@@ -5,7 +5,7 @@ Modules, one concept each:
 * :mod:`jaxadv.committee.params` -- :class:`Mixture` data, :class:`CommitteeParams` (swept),
   :class:`CommitteeSpec` (static) and their validation
 * :mod:`jaxadv.committee.fields` -- the committee, its loss and the L2 attacks in field space
-* :mod:`jaxadv.committee.quadrature` -- K-dimensional Gaussian averages
+* :mod:`jaxadv.committee.quadrature` -- K-dimensional Gaussian averages and their error control
 * :mod:`jaxadv.committee.ode` -- the large-N ODEs of :math:`(Q, R, b, v)`
 * :mod:`jaxadv.committee.montecarlo` -- N-dimensional simulation of many replicas
 * :mod:`jaxadv.committee.measures` -- clean and eps-robust errors, robustness curves
@@ -29,7 +29,15 @@ from .fields import (
 from .lipschitz import lipschitz_bound, project_state, project_weights
 from .measures import clean_error, columns, robust_error, robustness_curve
 from .montecarlo import CommitteeMCResult, committee_sampler, simulate_committee
-from .ode import Averages, CommitteeODEResult, CommitteeState, averages, committee_drift, solve_committee_ode
+from .ode import (
+    Averages,
+    CommitteeODEResult,
+    CommitteeState,
+    QuadratureReport,
+    averages,
+    committee_drift,
+    solve_committee_ode,
+)
 from .params import (
     ATTACKS,
     COMMITTEE_LOSSES,
@@ -44,7 +52,7 @@ from .params import (
     validate_spec,
     xor,
 )
-from .quadrature import DEFAULT_RULE, GaussRule, gaussian_mean, tensor_nodes
+from .quadrature import DEFAULT_RULE, DEFAULT_TOL, GaussRule, gaussian_mean, rule_ladder, tensor_nodes
 
 __all__ = [
     "ATTACKS",
@@ -70,10 +78,13 @@ __all__ = [
     "attack_coefficients",
     "GaussRule",
     "DEFAULT_RULE",
+    "DEFAULT_TOL",
+    "rule_ladder",
     "gaussian_mean",
     "tensor_nodes",
     "CommitteeState",
     "CommitteeODEResult",
+    "QuadratureReport",
     "Averages",
     "averages",
     "committee_drift",

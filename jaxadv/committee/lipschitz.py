@@ -25,12 +25,28 @@ Monte Carlo face: :func:`project_weights` after each step (:func:`jaxadv.committ
 ODE face: :func:`project_state`, :math:`Q\to s^2Q`, :math:`R\to sR`, after every RK4 step
 (:func:`jaxadv.ode.rk4.integrate` with ``project``): a splitting of the flow and the projection that converges to the
 constrained dynamics as the step shrinks (tested). The initial state is projected in both faces.
+
+**The constrained flow** (:func:`constrained_drift`, the adaptive step's field). As :math:`N\to\infty` the Monte
+Carlo's steps of :math:`O(1/N)`, each followed by the projection, follow the flow :math:`f` of the order parameters
+while :math:`L<L_\max`, and on :math:`L=L_\max` with :math:`f` pointing out (:math:`\dot L_f>0`) its component along
+the scaling :math:`g=\tfrac{d}{ds}(s^2Q,sR)|_{s=1}=(2Q,R,0,0)` that keeps :math:`L` fixed is removed:
+
+.. math::
+    f_c=f-\mu g,\qquad \mu=\frac{\dot L_f}{\dot L_g}=\frac{\dot L_f}{L},\qquad
+    \dot L_f=\frac{2}{\sqrt\pi}\sum_k\Big(|v_k|\frac{\dot Q_{kk}}{2\sqrt{Q_{kk}}}
+    +\operatorname{sgn}(v_k)\,\dot v_k\sqrt{Q_{kk}}\Big)
+
+(:math:`L` is homogeneous of degree 1 in :math:`W`, so :math:`\dot L_g=L`). The fixed step's splitting converges
+to it at first order in the step; an adaptive step on the splitting alone would see an error of
+:math:`O(h^2)` a step and need :math:`O(\mathrm{tol}^{-1/2})` steps (measured on a model problem,
+``tests/test_rk4.py``), so the adaptive committee ODE integrates :math:`f_c` (smooth but at the switch) and
+keeps the projection after every step for the round-off and the first crossing.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +55,14 @@ from jax.typing import ArrayLike
 if TYPE_CHECKING:
     from .ode import CommitteeState
 
-__all__ = ["lipschitz_bound", "lipschitz_bound_weights", "lipschitz_scale", "project_weights", "project_state"]
+__all__ = [
+    "lipschitz_bound",
+    "lipschitz_bound_weights",
+    "lipschitz_scale",
+    "project_weights",
+    "project_state",
+    "constrained_drift",
+]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -86,3 +109,17 @@ def project_state(state: CommitteeState, L_max: float | jax.Array) -> CommitteeS
     (``b``, ``v`` untouched), :math:`s=\min(1,L_\max/L(Q,v))`."""
     s = lipschitz_scale(lipschitz_bound(state.Q, state.v), L_max)
     return state._replace(Q=state.Q * (s * s), R=state.R * s)
+
+
+def constrained_drift(state: Any, drift: Any, L_max: float | jax.Array, rtol: float = 1e-10) -> Any:
+    r"""The drift ``drift`` (a :class:`~jaxadv.committee.ode.CommitteeState` of rates) of the flow constrained to
+    :math:`L\le L_\max` (module docstring): :math:`f-\mu(2Q,R,0,0)` with :math:`\mu=\dot L_f/L` where
+    :math:`L\ge L_\max(1-\mathrm{rtol})` and :math:`\dot L_f>0`, else ``drift`` unchanged."""
+    Q, v = state.Q, state.v
+    d = jnp.sqrt(jnp.maximum(jnp.diagonal(Q), 0.0))
+    L = lipschitz_bound(Q, v)
+    dL = _TWO_OVER_SQRT_PI * jnp.sum(
+        jnp.abs(v) * jnp.diagonal(drift.Q) / (2 * jnp.where(d > 0, d, 1.0)) + jnp.sign(v) * drift.v * d
+    )
+    mu = jnp.where((L_max * (1 - rtol) <= L) & (dL > 0), dL / jnp.where(L > 0, L, 1.0), 0.0)
+    return drift._replace(Q=drift.Q - 2 * mu * Q, R=drift.R - mu * state.R)

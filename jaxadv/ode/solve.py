@@ -2,33 +2,36 @@ r"""Integration of the large-N order-parameter ODEs (:mod:`jaxadv.ode.vector_fie
 
 :func:`solve_ode` integrates the vector field of a training rule from :math:`(R_0, b_0)`, with a
 fixed step or adaptively (step doubling), for one parameter point or a whole grid in one
-compiled ``vmap`` split over the devices.
+compiled ``vmap`` split over the devices. The stepping itself is the students' one solve:
+:func:`plan_steps` validates the options into a :class:`StepPlan` and :func:`solve_grid` integrates
+any vector field over a pytree state on a grid (the committee's ODE calls the same two).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpy.typing as npt
-from jax.typing import ArrayLike, DTypeLike
 
 from ..defaults import DT, N_SAVE
-from ..model.losses import Loss, get_loss
+from ..model.losses import get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
-from .rk4 import ESTIMATES, RK4, integrate, integrate_adaptive, integrate_at
+from .rk4 import ESTIMATES, RK4, ButcherTableau, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
 __all__ = [
     "ODEResult",
     "solve_ode",
+    "StepPlan",
+    "plan_steps",
+    "GridSolution",
+    "solve_grid",
     "broadcast_grid",
     "drift_vector",
     "STATUS_OK",
@@ -70,7 +73,7 @@ class ODEResult(NamedTuple):
     fallback: jax.Array | None = None
 
 
-def domain_status(R: ArrayLike, b: ArrayLike, step_failed: ArrayLike | None = None) -> jax.Array:
+def domain_status(R, b, step_failed=None):
     """Per-point status (shape ``R.shape[:-1]``) of trajectories ``R``, ``b`` of shape ``G + (P,)``:
     :data:`STATUS_LEFT_DOMAIN` where any value is not finite or :math:`|R| > 1`
     (beyond :data:`R_DOMAIN_TOL`), else :data:`STATUS_STEP_FAILURE` where ``step_failed``,
@@ -83,13 +86,7 @@ def domain_status(R: ArrayLike, b: ArrayLike, step_failed: ArrayLike | None = No
     return jnp.where(step, STATUS_STEP_FAILURE, jnp.where(left, STATUS_LEFT_DOMAIN, STATUS_OK)).astype(jnp.int32)
 
 
-def drift_vector(
-    y: jax.Array,
-    params: ModelParams,
-    rule: TrainingRule = DEFAULT_RULE,
-    rp: dict[str, jax.Array] | None = None,
-    method: str = "auto",
-) -> jax.Array:
+def drift_vector(y, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
     """:func:`jaxadv.ode.vector_field.vector_field` at ``y = jnp.array([R, b])``, stacked (for ``jax.jacfwd``)."""
     return vector_field(rule, method)(0.0, y, (params, {} if rp is None else rp))
 
@@ -106,25 +103,163 @@ def _steps(alpha_max: float, n_save: int, dt: float):
     return sub, interval / sub
 
 
-@functools.partial(jax.jit, static_argnames=("steps_per_save", "n_save", "rule", "method"))
-def _solve(args, y0, h, steps_per_save, n_save, rule, method):
-    return integrate(vector_field(rule, method), y0, 0.0, h, steps_per_save, n_save, args, RK4)
+class StepPlan(NamedTuple):
+    """How :func:`solve_grid` steps: validated, plain Python and NumPy values (static).
+
+    Attributes:
+        alpha_max: final time.
+        n_save: save intervals; the result has ``n_save + 1`` points.
+        save_alpha: save times of any spacing, starting at 0 (NumPy, shape ``(n_save + 1,)``), or ``None``
+            (``n_save`` equal intervals).
+        dt: largest fixed step; also the adaptive step's first trial (bounded by the first interval).
+        steps_per_save, h: the fixed step divides each of the equal intervals into ``steps_per_save``
+            steps of length ``h``.
+        n_sub: with ``save_alpha`` and a fixed step, steps per interval (NumPy ``int32``, shape ``(n_save,)``).
+        rtol, atol: tolerances of the adaptive step; ``None``: fixed step.
+        max_steps: most step attempts per grid point (adaptive).
+        estimate: the adaptive step's local error estimate (:mod:`jaxadv.ode.rk4`).
+        tableau: the Runge--Kutta method (:data:`jaxadv.ode.rk4.RK4`, or e.g. ``DOPRI5`` with the embedded
+            estimate).
+        rolled: the adaptive step takes its stages in a loop (:func:`jaxadv.ode.rk4.rk_stages_rolled`), for
+            vector fields whose compilation dominates.
+    """
+
+    alpha_max: float
+    n_save: int
+    save_alpha: np.ndarray | None
+    dt: float
+    steps_per_save: int
+    h: float
+    n_sub: np.ndarray | None
+    rtol: float | None
+    atol: float | None
+    max_steps: int
+    estimate: str
+    tableau: ButcherTableau = RK4
+    rolled: bool = False
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rtol is not None
+
+    @property
+    def h0(self) -> float:
+        """First trial step of the adaptive step: ``dt``, at most the first save interval."""
+        first = self.alpha_max / self.n_save if self.save_alpha is None else float(self.save_alpha[1])
+        return min(self.dt, first)
+
+    @property
+    def fixed_evals(self) -> int:
+        """Evaluations of the vector field per grid point with the fixed step (4 per RK4 step)."""
+        steps = int(self.n_sub.sum()) if self.n_sub is not None else self.steps_per_save * self.n_save
+        return len(self.tableau.b) * steps
 
 
-@functools.partial(jax.jit, static_argnames=("rule", "method"))
-def _solve_at(args, y0, t_save, n_sub, rule, method):
-    return integrate_at(vector_field(rule, method), y0, t_save, n_sub, args, RK4)
+def plan_steps(
+    alpha_max: float,
+    n_save: int,
+    dt: float,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 100_000,
+    estimate: str = "doubling",
+    save_alpha=None,
+    tableau: ButcherTableau = RK4,
+    rolled: bool = False,
+) -> StepPlan:
+    """Validate the stepping options and return the :class:`StepPlan` (``ValueError`` naming the option).
+
+    ``rtol`` or ``atol`` given: adaptive step (one given, the other defaults to ``rtol = 1e-8`` or
+    ``atol = 1e-3 * rtol``); otherwise a fixed step of at most ``dt`` that divides every save interval.
+    ``save_alpha`` (increasing, from 0, at least two) replaces ``alpha_max`` and ``n_save``."""
+    if save_alpha is not None:
+        save_alpha = np.asarray(save_alpha, np.float64)
+        if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):
+            raise ValueError(f"save_alpha={save_alpha!r} must be increasing times starting at 0, at least two")
+        alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
+    if estimate not in ESTIMATES:  # checked with the fixed step too (where it has no effect)
+        raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
+    if not isinstance(tableau, ButcherTableau):
+        raise ValueError(f"tableau={tableau!r} must be a jaxadv.ode.rk4.ButcherTableau")
+    if estimate == ESTIMATES[1] and (rtol is not None or atol is not None) and tableau.e is None:
+        raise ValueError(f"estimate={estimate!r} needs a tableau with embedded error weights (RK4, DOPRI5)")
+    sub, h = _steps(float(alpha_max), int(n_save), float(dt))
+    adaptive = rtol is not None or atol is not None
+    if adaptive:
+        rtol = 1e-8 if rtol is None else rtol
+        atol = 1e-3 * rtol if atol is None else atol
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if rtol == 0 and atol == 0:
+            raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
+        if int(max_steps) != max_steps or max_steps < 1:
+            raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
+        rtol, atol = float(rtol), float(atol)
+    n_sub = None
+    if save_alpha is not None and not adaptive:
+        n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
+    return StepPlan(
+        float(alpha_max),
+        int(n_save),
+        save_alpha,
+        float(dt),
+        sub,
+        h,
+        n_sub,
+        rtol,
+        atol,
+        int(max_steps),
+        estimate,
+        tableau,
+        bool(rolled),
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("n_save", "rule", "method", "max_steps", "estimate"))
+class GridSolution(NamedTuple):
+    """What :func:`solve_grid` returns: ``alpha`` ``(P,)``; ``ys`` the state pytree with leaves of shape
+    ``G + (P,) + leaf shape``; ``n_evals`` (vector-field evaluations) and ``step_failed`` (the adaptive
+    step ran out of ``max_steps``; its states after that are NaN) per grid point, shape ``G``."""
+
+    alpha: jax.Array
+    ys: object
+    n_evals: jax.Array
+    step_failed: jax.Array
+
+
+def _start(y0, project):
+    return y0 if project is None else project(y0)
+
+
+@functools.partial(jax.jit, static_argnames=("field", "steps_per_save", "n_save", "project", "tableau"))
+def _solve(field, args, y0, h, steps_per_save, n_save, project=None, tableau=RK4):
+    return integrate(field, _start(y0, project), 0.0, h, steps_per_save, n_save, args, tableau, project=project)
+
+
+@functools.partial(jax.jit, static_argnames=("field", "project", "tableau"))
+def _solve_at(field, args, y0, t_save, n_sub, project=None, tableau=RK4):
+    return integrate_at(field, _start(y0, project), t_save, n_sub, args, tableau, project=project)
+
+
+@functools.partial(jax.jit, static_argnames=("field", "max_steps", "estimate", "project", "tableau", "rolled"))
 def _solve_adaptive(
-    args, y0, alpha_max, h0, rtol, atol, n_save, rule, method, max_steps=100_000, t_save=None, estimate="doubling"
+    field,
+    args,
+    y0,
+    t_save,
+    h0,
+    rtol,
+    atol,
+    max_steps=100_000,
+    estimate="doubling",
+    project=None,
+    tableau=RK4,
+    rolled=False,
 ):
-    if t_save is None:
-        t_save = alpha_max * jnp.arange(1, n_save + 1, dtype=y0.dtype) / n_save
     return integrate_adaptive(
-        vector_field(rule, method),
-        y0,
+        field,
+        _start(y0, project),
         0.0,
         t_save,
         h0,
@@ -132,14 +267,102 @@ def _solve_adaptive(
         rtol=rtol,
         atol=atol,
         max_steps=max_steps,
-        tableau=RK4,
+        tableau=tableau,
         estimate=estimate,
+        project=project,
+        rolled=rolled,
     )
 
 
-def broadcast_grid(
-    params: ModelParams, rule: TrainingRule, rp: dict[str, Any], *extra: ArrayLike, dtype: DTypeLike
-) -> tuple[ModelParams, dict[str, jax.Array], tuple[Any, ...], tuple[int, ...]]:
+def solve_grid(field, plan: StepPlan, y0, args, shared=None, *, shape=(), project=None, devices=None, dtype=None):
+    """Integrate ``dy/dalpha = field(alpha, y, (args, shared))`` with RK4 at every point of a grid: the one
+    solve of every student (the unit's :func:`solve_ode`, the committee's
+    :func:`jaxadv.committee.ode.solve_committee_ode`).
+
+    Args:
+        field: the vector field, static: pass the same (cached) function for the same equations, so the
+            compiled solve is reused.
+        plan: :func:`plan_steps`.
+        y0: initial state, a pytree whose leaves have the leading grid shape ``shape``.
+        args: per-point arguments, a pytree whose leaves have the leading shape ``shape``.
+        shared: arguments common to every grid point (not mapped).
+        shape: the grid shape ``G`` (``()``: one point).
+        project: ``project(y)`` applied to ``y0`` and after every step (static; ``None``: none), see
+            :func:`jaxadv.ode.rk4.integrate` and :func:`jaxadv.ode.rk4.integrate_adaptive`.
+        devices: devices to split the grid over (:func:`jaxadv.sharding.shard_batch`; default all).
+        dtype: float dtype of the times (default JAX's default float).
+
+    Returns:
+        :class:`GridSolution`. With the fixed step ``n_evals`` is ``4 x`` the steps and ``step_failed``
+        is ``False``.
+    """
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    if plan.adaptive:
+        if plan.save_alpha is None:
+            n = plan.n_save
+            t_save = jnp.asarray(plan.alpha_max, dtype) * jnp.arange(1, n + 1, dtype=dtype) / n
+        else:
+            t_save = jnp.asarray(plan.save_alpha[1:], dtype)
+        consts = (jnp.asarray(plan.h0, dtype), jnp.asarray(plan.rtol, dtype), jnp.asarray(plan.atol, dtype))
+        kernel = functools.partial(
+            _solve_adaptive,
+            t_save=t_save,
+            max_steps=plan.max_steps,
+            estimate=plan.estimate,
+            project=project,
+            tableau=plan.tableau,
+            rolled=plan.rolled,
+        )
+
+        def point(a, yy):
+            return kernel(field, (a, shared), yy, h0=consts[0], rtol=consts[1], atol=consts[2])
+
+    elif plan.save_alpha is not None:
+        t_at, n_sub = jnp.asarray(plan.save_alpha, dtype), jnp.asarray(plan.n_sub)
+
+        def point(a, yy):
+            return _solve_at(field, (a, shared), yy, t_at, n_sub, project=project, tableau=plan.tableau)
+
+    else:
+        h = jnp.asarray(plan.h, dtype)
+
+        def point(a, yy):
+            return _solve(
+                field, (a, shared), yy, h, plan.steps_per_save, plan.n_save, project=project, tableau=plan.tableau
+            )
+
+    # one vmap over the flattened grid, split over all devices (no-op on one device)
+    size = math.prod(shape)
+    a_flat, y_flat = jax.tree.map(lambda x: x.reshape((size,) + x.shape[len(shape) :]), (args, y0))
+    if shape and len(jax.devices() if devices is None else devices) > 1:
+        from ..sharding import shard_batch
+
+        a_flat, y_flat = shard_batch((a_flat, y_flat), devices)
+    out = jax.vmap(point)(a_flat, y_flat) if shape else point(args, y0)
+    if jax.process_count() > 1:  # several processes: every one gets the whole grid's results
+        from ..sharding import gather
+
+        out = gather(out)
+    if shape:
+        out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
+    ts, ys = out[0], out[1]
+    alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
+    if plan.adaptive:
+        n_evals, step_failed = out[2].n_evals, out[2].failed
+    else:
+        n_evals, step_failed = jnp.full(shape, plan.fixed_evals, jnp.int32), jnp.zeros(shape, bool)
+    return GridSolution(alpha, ys, n_evals, step_failed)
+
+
+@functools.cache
+def _unit_field(rule: TrainingRule, method: str):
+    """The unit's vector field on :func:`solve_grid`'s arguments ``((params, grid rule parameters), shared
+    rule parameters)`` (cached: one function, one compilation, per rule and method)."""
+    f = vector_field(rule, method)
+    return lambda t, y, a: f(t, y, (a[0][0], {**a[0][1], **a[1]}))
+
+
+def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
     """Cast the model parameters, the rule's scalar parameters and the ``extra`` arrays to ``dtype``
     and broadcast them to one grid shape ``G``: returns ``(params, rp, extra, G)``. The rule's
     vector parameters (a discrete law's support and weights) are shared by all grid points."""
@@ -161,18 +384,18 @@ def solve_ode(
     n_save: int = N_SAVE,
     *,
     dt: float = DT,
-    R0: ArrayLike = 0.0,
-    b0: ArrayLike = 0.0,
+    R0=0.0,
+    b0=0.0,
     rule: TrainingRule = DEFAULT_RULE,
-    rule_params: dict[str, Any] | None = None,
-    loss: str | Loss | None = None,
+    rule_params: dict | None = None,
+    loss=None,
     method: str = "auto",
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 100_000,
-    devices: Sequence[jax.Device] | None = None,
-    dtype: DTypeLike | None = None,
-    save_alpha: npt.ArrayLike | None = None,
+    devices=None,
+    dtype=None,
+    save_alpha=None,
     estimate: str = "doubling",
 ) -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
@@ -226,31 +449,15 @@ def solve_ode(
         (11,)
     """
     validate_params(params)
-    if save_alpha is not None:
-        save_alpha = np.asarray(save_alpha, np.float64)
-        if save_alpha.ndim != 1 or save_alpha.size < 2 or save_alpha[0] != 0 or np.any(np.diff(save_alpha) <= 0):
-            raise ValueError(f"save_alpha={save_alpha!r} must be increasing times starting at 0, at least two")
-        alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
     for name, value in (("R0", R0), ("b0", b0)):
         v = np.asarray(value, dtype=float)
         if not np.all(np.isfinite(v)):
             raise ValueError(f"{name}={value!r} must be finite")
     if not np.all(np.abs(np.asarray(R0, dtype=float)) <= 1):
         raise ValueError(f"R0={R0!r} must lie in [-1, 1]")
-    if estimate not in ESTIMATES:  # checked with the fixed step too (where it has no effect)
-        raise ValueError(f"estimate={estimate!r} is not one of {list(ESTIMATES)}")
-    sub, h = _steps(float(alpha_max), int(n_save), float(dt))
-    adaptive = rtol is not None or atol is not None
-    if adaptive:
-        rtol = 1e-8 if rtol is None else rtol
-        atol = 1e-3 * rtol if atol is None else atol
-        for name, value in (("rtol", rtol), ("atol", atol)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
-        if rtol == 0 and atol == 0:
-            raise ValueError("rtol=0 and atol=0: at least one tolerance must be > 0")
-        if int(max_steps) != max_steps or max_steps < 1:
-            raise ValueError(f"max_steps={max_steps!r} must be an integer >= 1")
+    plan = plan_steps(
+        alpha_max, n_save, dt, rtol=rtol, atol=atol, max_steps=max_steps, estimate=estimate, save_alpha=save_alpha
+    )
     if loss is not None:
         rule = rule._replace(loss=get_loss(loss))
     check_ode_supported(rule)
@@ -260,67 +467,26 @@ def solve_ode(
     rp = make_rule_params(rule, dtype, **(rule_params or {}))
     p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
     y0 = jnp.stack([R0_, b0_], axis=-1)
-    if adaptive:
-        solve = functools.partial(
-            _solve_adaptive, n_save=int(n_save), rule=rule, method=method, max_steps=int(max_steps), estimate=estimate
-        )
-        t_at = None if save_alpha is None else jnp.asarray(save_alpha[1:], dtype)
-        h0 = min(float(dt), alpha_max / n_save if save_alpha is None else float(save_alpha[1]))
-        fn = lambda args, yy: solve(
-            args,
-            yy,
-            jnp.asarray(alpha_max, dtype),
-            jnp.asarray(h0, dtype),
-            jnp.asarray(rtol, dtype),
-            jnp.asarray(atol, dtype),
-            t_save=t_at,
-        )
-    elif save_alpha is not None:
-        n_sub = np.maximum(1, np.ceil(np.diff(save_alpha) / float(dt) - 1e-9)).astype(np.int32)
-        sub = int(n_sub.sum()) / int(n_save)  # for n_evals below: 4 * sub * n_save evaluations
-        fn = lambda args, yy: _solve_at(
-            args, yy, jnp.asarray(save_alpha, dtype), jnp.asarray(n_sub), rule=rule, method=method
-        )
-    else:
-        solve = functools.partial(_solve, steps_per_save=sub, n_save=int(n_save), rule=rule, method=method)
-        fn = lambda args, yy: solve(args, yy, jnp.asarray(h, dtype))
     vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
-    # one vmap over the flattened grid, split over all devices (no-op on one device)
-    size = math.prod(shape)
-    flat = lambda x: x.reshape((size,) + x.shape[len(shape) :])
     grid_rp = {k: v for k, v in rp.items() if k not in vector}
     shared_rp = {k: v for k, v in rp.items() if k in vector}
-    p_flat, g_flat, y_flat = jax.tree.map(flat, (p, grid_rp, y0))
-    if shape and len(jax.devices() if devices is None else devices) > 1:
-        from ..sharding import shard_batch
-
-        p_flat, g_flat, y_flat = shard_batch((p_flat, g_flat, y_flat), devices)
-    point = lambda pp, gg, yy: fn((pp, {**gg, **shared_rp}), yy)
-    out = jax.vmap(point)(p_flat, g_flat, y_flat) if shape else point(p, grid_rp, y0)
-    if jax.process_count() > 1:  # several processes: every one gets the whole grid's results
-        from ..sharding import gather
-
-        out = gather(out)
-    if shape:
-        out = jax.tree.map(lambda x: x[:size].reshape(shape + x.shape[1:]), out)
-    ts, ys = out[0], out[1]
-    alpha = ts.reshape(-1, ts.shape[-1])[0] if ts.ndim > 1 else ts
+    sol = solve_grid(
+        _unit_field(rule, method), plan, y0, (p, grid_rp), shared_rp, shape=shape, devices=devices, dtype=dtype
+    )
+    alpha, ys, n_evals, step_failed = sol
     fallback = jnp.zeros(shape, bool)
-    if adaptive:
-        stats = out[2]
-        n_evals, step_failed = stats.n_evals, stats.failed
-        if bool(jnp.any(stats.failed)):
+    if plan.adaptive:
+        if bool(jnp.any(step_failed)):
             import warnings
 
             warnings.warn(
-                f"max_steps={max_steps} ran out before alpha_max={alpha_max} at "
-                f"{int(jnp.sum(stats.failed))} grid point(s); their states after that are NaN "
+                f"max_steps={max_steps} ran out before alpha_max={plan.alpha_max} at "
+                f"{int(jnp.sum(step_failed))} grid point(s); their states after that are NaN "
                 "(raise max_steps or loosen rtol/atol)",
                 RuntimeWarning,
                 stacklevel=2,
             )
     else:
-        n_evals, step_failed = jnp.full(shape, int(round(4 * sub * int(n_save))), jnp.int32), jnp.zeros(shape, bool)
         left = domain_status(ys[..., 0], ys[..., 1]) == STATUS_LEFT_DOMAIN
         if bool(jnp.any(left)):
             # the fixed step went unstable (or the dynamics left the domain): integrate again with
@@ -347,7 +513,6 @@ def solve_ode(
                 )
             ys = jnp.where(left[..., None, None], jnp.stack([again.R, again.b], axis=-1), ys)
             step_failed = jnp.where(left, again.status == STATUS_STEP_FAILURE, step_failed)
-            assert again.n_evals is not None  # an adaptive solve (rtol given) counts its evaluations
             n_evals = jnp.where(left, n_evals + again.n_evals, n_evals)
             fallback = left
     status = domain_status(ys[..., 0], ys[..., 1], step_failed)
