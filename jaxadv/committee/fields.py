@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
+from jax.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .params import CommitteeSpec
 
 __all__ = [
     "Geometry",
@@ -51,18 +56,18 @@ _LOSS_VALUES = {
 }
 
 
-def loss_value(loss: str, sigma, tau):
+def loss_value(loss: str, sigma: float | jax.Array, tau: float | jax.Array) -> jax.Array:
     r""":math:`L(\sigma,\tau)`: ``"quadratic"`` :math:`(\sigma-\tau)^2/2`, ``"logistic"``
     :math:`\log(1+e^{-2\tau\sigma})`."""
     return _LOSS_VALUES[loss](sigma, tau)
 
 
-def loss_slope(loss: str, sigma, tau):
+def loss_slope(loss: str, sigma: float | jax.Array, tau: float | jax.Array) -> jax.Array:
     r""":math:`\ell'(\sigma) = \partial L/\partial\sigma` (``jax.grad`` of :func:`loss_value`; scalars)."""
     return jax.grad(_LOSS_VALUES[loss])(sigma, tau)
 
 
-def gprime(x):
+def gprime(x: jax.Array) -> jax.Array:
     r""":math:`g'(x) = \frac{2}{\sqrt\pi}e^{-x^2}`."""
     return _TWO_OVER_SQRT_PI * jnp.exp(-x * x)
 
@@ -107,7 +112,7 @@ _ERFCX_POLY = (
 _ERFCX_END = 6.0  # beyond it e^{-x^2} F(x) < 2.2e-17: erf is 1 in float64
 
 
-def erf_gprime(x):
+def erf_gprime(x: Any) -> Any:
     r""":math:`(\operatorname{erf}x,\ g'(x))` sharing one exponential, for the ODE's quadrature nodes.
 
     .. math::
@@ -129,7 +134,7 @@ def erf_gprime(x):
     return jnp.sign(x) * (1.0 - e * F), _TWO_OVER_SQRT_PI * e
 
 
-def committee_output(x, v):
+def committee_output(x: ArrayLike, v: ArrayLike) -> jax.Array:
     r""":math:`\sigma = \sum_k v_k\operatorname{erf}(x_k)` over the last axis (``x``: ``(..., K)``, ``v``: ``(K,)``)."""
     x, v = jnp.asarray(x), jnp.asarray(v)
     return jnp.sum(jnp.reshape(v, (1,) * (x.ndim - v.ndim) + v.shape) * erf(x), axis=-1)
@@ -158,7 +163,7 @@ class Geometry(NamedTuple):
     P_sym: jax.Array | None = None
 
 
-def geometry(Q, rtol: float = 1e-10) -> Geometry:
+def geometry(Q: jax.Array, rtol: float = 1e-10) -> Geometry:
     r""":class:`Geometry` of ``Q``; eigenvalues below ``rtol`` times the largest are clipped to 0."""
     Q = (Q + Q.T) / 2
     lam, U = jnp.linalg.eigh(Q)
@@ -185,7 +190,7 @@ def _slopes(loss: str, sigma, tau):
     return f(sigma) if jnp.ndim(sigma) == 0 else jnp.vectorize(f)(sigma)
 
 
-def forces(xt, v, tau, loss: str):
+def forces(xt: jax.Array, v: jax.Array, tau: float | jax.Array, loss: str) -> tuple[jax.Array, jax.Array]:
     r"""Forces at the attacked fields :math:`\tilde x`, shape ``(K,)`` or ``(K, n)`` (``n`` fields at once, units
     along the first axis: the layout in which the ODE's nodes vectorise).
 
@@ -211,7 +216,9 @@ def _kappa(x, v, tau, loss):
     return loss_slope(loss, committee_output(x, v), tau) * v * gprime(x)
 
 
-def fgm(x, geom: Geometry, v, tau, eps, loss: str = "quadratic"):
+def fgm(
+    x: jax.Array, geom: Geometry, v: jax.Array, tau: float | jax.Array, eps: float | jax.Array, loss: str = "quadratic"
+) -> jax.Array:
     r"""Fast gradient method, :math:`\delta=\epsilon\nabla_\xi L/\|\nabla_\xi L\|`:
     :math:`\gamma=\epsilon\,\kappa/\sqrt{\kappa^\top Q\kappa}` (shifts :math:`u=Q\gamma`; 0 where
     :math:`\kappa=0`), :math:`\kappa` with :func:`erf_gprime`. ``x``: one field ``(K,)`` or ``n`` fields
@@ -224,7 +231,17 @@ def fgm(x, geom: Geometry, v, tau, eps, loss: str = "quadratic"):
     return jnp.where(ok, eps * kappa / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
 
 
-def pgd(x, geom: Geometry, v, tau, eps, steps: int, step, loss: str = "quadratic", perp0=0.0):
+def pgd(
+    x: jax.Array,
+    geom: Geometry,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    steps: int,
+    step: float | jax.Array,
+    loss: str = "quadratic",
+    perp0: float | jax.Array = 0.0,
+) -> jax.Array:
     r"""L2 PGD: ``steps`` times
     :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\,\nabla_\xi L(\xi+\delta)/\|\nabla_\xi L\|)`.
 
@@ -249,7 +266,7 @@ def pgd(x, geom: Geometry, v, tau, eps, steps: int, step, loss: str = "quadratic
 
 
 @functools.cache
-def sphere_grid(K: int, n: int):
+def sphere_grid(K: int, n: int) -> np.ndarray:
     """``n`` fixed, roughly even points on the unit sphere in ``K`` dimensions (NumPy, cached):
     ``K = 1``: :math:`\\pm1`; ``K = 2``: equally spaced angles; ``K >= 3``: normalised Gaussian draws
     from a fixed seed, spread by a few rounds of mutual repulsion."""
@@ -273,7 +290,14 @@ def _grid_size(K: int) -> int:
     return 2 if K == 1 else (24 if K == 2 else 32 * (K - 1) ** 2)
 
 
-def maximise_on_ellipsoid(phi, x, geom: Geometry, eps, iters: int = 32, n_polish: int = 3):
+def maximise_on_ellipsoid(
+    phi: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    geom: Geometry,
+    eps: float | jax.Array,
+    iters: int = 32,
+    n_polish: int = 3,
+) -> tuple[jax.Array, jax.Array]:
     r"""Maximise :math:`\varphi(x+u)` over the boundary of :math:`\{u=Q\gamma:\gamma^\top Q\gamma\le\epsilon^2\}`.
 
     Parametrise :math:`u=\epsilon Le`, :math:`\gamma=\epsilon Pe`, :math:`\|e\|=1` (no :math:`Q^{-1}`).
@@ -324,20 +348,32 @@ def maximise_on_ellipsoid(phi, x, geom: Geometry, eps, iters: int = 32, n_polish
     return eps * (geom.P @ e), fe
 
 
-def worst_case(x, geom: Geometry, v, tau, eps, loss: str = "quadratic", iters: int = 32):
+def worst_case(
+    x: jax.Array,
+    geom: Geometry,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    loss: str = "quadratic",
+    iters: int = 32,
+) -> jax.Array:
     r"""Exact worst case :math:`\max_{\|\delta\|\le\epsilon} L(\sigma(\xi+\delta),\tau)` as
     :math:`\gamma` (:func:`maximise_on_ellipsoid` of :math:`L(\sigma(\tilde x),\tau)`)."""
     phi = lambda xt: loss_value(loss, committee_output(xt, v), tau)
     return maximise_on_ellipsoid(phi, x, geom, eps, iters)[0]
 
 
-def min_margin(x, geom: Geometry, v, tau, eps, iters: int = 32):
+def min_margin(
+    x: jax.Array, geom: Geometry, v: jax.Array, tau: float | jax.Array, eps: float | jax.Array, iters: int = 32
+) -> jax.Array:
     r""":math:`\min_{\|\delta\|\le\epsilon}\tau\sigma(\xi+\delta)` (the example is :math:`\epsilon`-robust iff > 0)."""
     phi = lambda xt: -tau * committee_output(xt, v)
     return -maximise_on_ellipsoid(phi, x, geom, eps, iters)[1]
 
 
-def attack_coefficients(x, geom: Geometry, v, tau, eps, spec):
+def attack_coefficients(
+    x: jax.Array, geom: Geometry, v: jax.Array, tau: float | jax.Array, eps: float | jax.Array, spec: CommitteeSpec
+) -> jax.Array:
     r"""The training attack of ``spec`` (:class:`~jaxadv.committee.params.CommitteeSpec`) in field space:
     :math:`\gamma` with :math:`\delta=W^\top\gamma`. ``"none"`` gives 0. ``x``: one field ``(K,)`` or ``n``
     fields ``(K, n)``; FGM works on the whole array, PGD and the worst case field by field (``vmap``)."""

@@ -38,11 +38,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
 from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
@@ -163,7 +165,13 @@ def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: Commit
 
 
 def cluster_averages(
-    state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState,
+    centre: jax.Array,
+    variance: float | jax.Array,
+    label: float | jax.Array,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rule: GaussRule = DEFAULT_RULE,
 ) -> Averages:
     r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``).
 
@@ -194,7 +202,7 @@ def _mix(per: Averages, mixture: Mixture) -> Averages:
 
 
 def averages(
-    state: CommitteeState, mixture: Mixture, eps, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState, mixture: Mixture, eps: float | jax.Array, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
 ) -> Averages:
     r"""Mixture averages :math:`\sum_cp_c\langle\cdot\rangle_c` (``DD`` weighted by :math:`p_cv_c`)."""
     per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule))(
@@ -211,7 +219,7 @@ def _averages_at(state, mixture, eps, spec, whitening, t, w) -> Averages:
     return _mix(per, mixture)
 
 
-def drift_from_averages(state: CommitteeState, A: Averages, params: CommitteeParams, spec: CommitteeSpec):
+def drift_from_averages(state: CommitteeState, A: Averages, params: CommitteeParams, spec: CommitteeSpec) -> Any:
     """The right-hand side :math:`d(Q, R, b, v)/d\\alpha` (module docstring) from the mixture averages ``A``."""
     Q, R, b, v = state
     ew = params.eta_w
@@ -240,7 +248,9 @@ def committee_drift(
     return drift_from_averages(state, averages(state, mixture, params.eps, spec, rule), params, spec)
 
 
-def make_committee_field(spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE):
+def make_committee_field(
+    spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+) -> Callable[[Any, CommitteeState, tuple[Mixture, CommitteeParams]], CommitteeState]:
     """``f(alpha, y, (mixture, params))`` for :func:`jaxadv.ode.rk4.integrate`, ``y`` a :class:`CommitteeState`."""
     return lambda alpha, y, args: committee_drift(y, args[0], args[1], spec, rule)
 
@@ -310,7 +320,7 @@ class CommitteeODEResult(NamedTuple):
 DOMAIN_TOL = 1e-6
 
 
-def committee_status(Q, R, b, v, step_failed=None):
+def committee_status(Q: Any, R: Any, b: Any, v: Any, step_failed: Any = None) -> Any:
     r"""Per-point status (shape ``G``) of trajectories of shape ``G + (P, ...)``: ``STATUS_LEFT_DOMAIN`` where a
     value is not finite or the overlaps break Cauchy--Schwarz, :math:`|Q_{kl}|>\sqrt{Q_{kk}Q_{ll}}` or
     :math:`|R_{kj}|>\sqrt{Q_{kk}}` (the :math:`B_j` are unit vectors), beyond :data:`DOMAIN_TOL`; else
@@ -368,12 +378,12 @@ def _drift_rows(states, A, params, spec):
 def _field_values(states, params, mixture, spec: CommitteeSpec, rule: GaussRule):
     """The vector field with ``rule`` at every state (leading axis: points), as a NumPy ``(points, entries)``
     array; the nodes go through one compiled program in chunks of :data:`LADDER_BATCH`."""
-    t, w = tensor_nodes(spec.K, rule)
+    t_np, w_np = tensor_nodes(spec.K, rule)
     dtype = states.Q.dtype
-    pad = -t.shape[0] % LADDER_BATCH
-    t = np.concatenate([t, np.zeros((pad, spec.K))]).reshape(-1, LADDER_BATCH, spec.K).transpose(0, 2, 1)
-    t = jnp.asarray(np.ascontiguousarray(t), dtype)
-    w = jnp.asarray(np.concatenate([w, np.zeros(pad)]).reshape(-1, LADDER_BATCH), dtype)
+    pad = -t_np.shape[0] % LADDER_BATCH
+    t_np = np.concatenate([t_np, np.zeros((pad, spec.K))]).reshape(-1, LADDER_BATCH, spec.K).transpose(0, 2, 1)
+    t = jnp.asarray(np.ascontiguousarray(t_np), dtype)
+    w = jnp.asarray(np.concatenate([w_np, np.zeros(pad)]).reshape(-1, LADDER_BATCH), dtype)
     A = None
     for k in range(t.shape[0]):
         part = _chunk_averages(states, params, mixture, t[k : k + 1], w[k : k + 1], spec, rule.whitening)
@@ -394,7 +404,14 @@ def _at_save(ys: CommitteeState, shape, index: int) -> CommitteeState:
     return CommitteeState(*(jnp.take(z, index, axis=len(shape)).reshape((-1,) + z.shape[len(shape) + 1 :]) for z in ys))
 
 
-def check_overlaps(K: int, D: int, Q0=None, R0=None, normalise: bool = True, atol: float = 1e-8):
+def check_overlaps(
+    K: int,
+    D: int,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    normalise: bool = True,
+    atol: float = 1e-08,
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated ``(Q0, R0)`` as float arrays (defaults: :math:`Q_0=I`, :math:`R_0=0`).
 
     Raises ``ValueError`` naming ``Q0`` or ``R0``: wrong shape, ``Q0`` not symmetric, a unit diagonal
@@ -423,21 +440,21 @@ def solve_committee_ode(
     n_save: int = 50,
     *,
     dt: float | None = None,
-    Q0=None,
-    R0=None,
-    b0=None,
-    v0=None,
+    Q0: npt.ArrayLike | None = None,
+    R0: npt.ArrayLike | None = None,
+    b0: npt.ArrayLike | None = None,
+    v0: npt.ArrayLike | None = None,
     rule: GaussRule | None = None,
     tol: float = DEFAULT_TOL,
     rtol: float | None = None,
     atol: float | None = None,
     estimate: str = "embedded",
     tableau: ButcherTableau | None = None,
-    max_steps: int = 100_000,
-    save_alpha=None,
+    max_steps: int = 100000,
+    save_alpha: Any = None,
     check_end: bool = True,
-    devices=None,
-    dtype=None,
+    devices: Any = None,
+    dtype: Any = None,
 ) -> CommitteeODEResult:
     r"""Integrate the committee ODEs from :math:`(Q_0,R_0,b_0,v_0)` with the students' one solve
     (:func:`jaxadv.ode.solve.solve_grid`: a fixed or an adaptive Runge--Kutta step, one status per grid point).

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 __all__ = [
     "GaussRule",
@@ -115,7 +117,7 @@ def _nodes_1d_cached(panels: int, order: int, width: float):
     return t, wt
 
 
-def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE):
+def tensor_nodes(K: int, rule: GaussRule = DEFAULT_RULE) -> tuple[np.ndarray, np.ndarray]:
     """Tensor-product nodes ``(n**K, K)`` and weights ``(n**K,)`` (NumPy, cached; ``K = 0``: one node)."""
     return _tensor_nodes(K, int(rule.panels), int(rule.order), float(rule.width))
 
@@ -132,20 +134,26 @@ def _tensor_nodes(K: int, panels: int, order: int, width: float):
     return nodes, weights
 
 
-def gaussian_mean(f, K: int, rule: GaussRule = DEFAULT_RULE, dtype=None, batch: int = 8192):
+def gaussian_mean(
+    f: Callable[[jax.Array], Any],
+    K: int,
+    rule: GaussRule = DEFAULT_RULE,
+    dtype: DTypeLike | None = None,
+    batch: int = 8192,
+) -> Any:
     r""":math:`\sum_n W_n f(t_n)` for ``f`` a function of one standard-normal node ``t`` (shape ``(K,)``)
     returning a pytree. The map over nodes is a ``vmap`` in chunks of at most ``batch`` nodes
     (``lax.map``), which bounds memory for large ``K``. Callers map ``t`` to :math:`m+Lt` themselves."""
-    t, w = tensor_nodes(K, rule)
+    t_np, w_np = tensor_nodes(K, rule)
     dtype = jnp.result_type(float) if dtype is None else dtype
-    t = jnp.asarray(t, dtype)
+    t = jnp.asarray(t_np, dtype)
     vals = jax.vmap(f)(t) if t.shape[0] <= batch else jax.lax.map(f, t, batch_size=batch)
-    w = jnp.asarray(w, dtype)
+    w = jnp.asarray(w_np, dtype)
     return jax.tree.map(lambda z: jnp.tensordot(w, z, axes=1), vals)
 
 
 @functools.cache
-def chunked_nodes(K: int, rule: GaussRule, batch: int):
+def chunked_nodes(K: int, rule: GaussRule, batch: int) -> Any:
     """:func:`tensor_nodes` as the fewest equal chunks of at most ``batch`` nodes, each held units-first:
     nodes ``(C, K, b)`` and weights ``(C, b)`` (NumPy, cached; ``b`` a multiple of 8 when there are several
     chunks, the last padded with zero-weight nodes at the origin). The form :func:`weighted_sums` maps."""
@@ -158,7 +166,7 @@ def chunked_nodes(K: int, rule: GaussRule, batch: int):
     return np.ascontiguousarray(t), np.concatenate([w, np.zeros(pad)]).reshape(chunks, size)
 
 
-def weighted_sums(f, t, w):
+def weighted_sums(f: Any, t: Any, w: Any) -> Any:
     r""":math:`\sum_n w_n f(t_n)` over chunked nodes ``t`` ``(C, K, b)`` and weights ``w`` ``(C, b)``
     (:func:`chunked_nodes`; may be traced), ``f`` mapping one chunk ``(K, b)`` and its weights ``(b,)`` to a
     pytree of weighted sums. Several chunks are summed in a ``lax.scan``, which bounds memory and keeps each
@@ -210,7 +218,7 @@ class RuleChoice(NamedTuple):
     tol: float
 
 
-def choose_rule(evaluate, ladder, tol: float, start: int = 0) -> RuleChoice:
+def choose_rule(evaluate: Any, ladder: Any, tol: float, start: int = 0) -> RuleChoice:
     """Climb ``ladder`` from rung ``start``: the first rule whose averages differ from the next rung's by at most
     ``tol`` (largest absolute difference over every entry of ``evaluate(rule)``, a NumPy array). The
     difference estimates the coarser rule's error when the errors fall fast from rung to rung (measured

@@ -42,11 +42,15 @@ to alpha = 1000 and step doubling is faster on short horizons.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
+
+Y = TypeVar("Y")  # the state: any pytree of arrays
 
 __all__ = [
     "ButcherTableau",
@@ -131,7 +135,15 @@ def _axpy(y, h, coeffs, ks):
     return jax.tree.map(comb, y, *[k for _, k in terms])
 
 
-def rk_stages(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
+def rk_stages(
+    f: Callable[[Any, Y, Any], Y],
+    t: float | jax.Array,
+    y: Y,
+    h: float | jax.Array,
+    args: Any,
+    tableau: ButcherTableau = RK4,
+    k1: Y | None = None,
+) -> tuple[Y, list[Y]]:
     """One explicit Runge--Kutta step of size ``h`` from ``(t, y)`` and its stages: ``(y_new, [k_1, ...])``.
 
     ``k1``: ``f(t, y, args)`` when the caller has it already (its first stage; ``c_1 = 0``)."""
@@ -144,7 +156,7 @@ def rk_stages(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
     return _axpy(y, h, tableau.b, ks), ks
 
 
-def rk_stages_rolled(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
+def rk_stages_rolled(f: Any, t: Any, y: Any, h: Any, args: Any, tableau: ButcherTableau = RK4, k1: Any = None) -> Any:
     """:func:`rk_stages` with the stages in a ``lax.fori_loop``: ``f`` is traced once instead of once a stage,
     which divides the compilation time of an expensive field by about the number of stages (measured on the
     committee ODE with DOPRI5: 35 s to 7 s) at the same cost a step. The stages are stacked along a new
@@ -172,12 +184,30 @@ def rk_stages_rolled(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
     return y_new, [jax.tree.unflatten(treedef, [k[i] for k in ks]) for i in range(s)]
 
 
-def rk_step(f, t, y, h, args, tableau: ButcherTableau = RK4, k1=None):
+def rk_step(
+    f: Callable[[Any, Y, Any], Y],
+    t: float | jax.Array,
+    y: Y,
+    h: float | jax.Array,
+    args: Any,
+    tableau: ButcherTableau = RK4,
+    k1: Y | None = None,
+) -> Y:
     """One explicit Runge--Kutta step of size ``h`` from ``(t, y)`` (:func:`rk_stages` without the stages)."""
     return rk_stages(f, t, y, h, args, tableau, k1)[0]
 
 
-def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau: ButcherTableau = RK4, project=None):
+def integrate(
+    f: Callable[[Any, Y, Any], Y],
+    y0: Y,
+    t0: float | jax.Array,
+    h: float | jax.Array,
+    steps_per_save: int,
+    n_save: int,
+    args: Any = None,
+    tableau: ButcherTableau = RK4,
+    project: Callable[[Y], Y] | None = None,
+) -> tuple[jax.Array, Y]:
     """Integrate ``dy/dt = f(t, y, args)`` with fixed step ``h``.
 
     Args:
@@ -216,7 +246,15 @@ def integrate(f, y0, t0, h, steps_per_save: int, n_save: int, args=None, tableau
     return ts, ys
 
 
-def integrate_at(f, y0, t_save, n_sub, args=None, tableau: ButcherTableau = RK4, project=None):
+def integrate_at(
+    f: Callable[[Any, Y, Any], Y],
+    y0: Y,
+    t_save: ArrayLike,
+    n_sub: ArrayLike,
+    args: Any = None,
+    tableau: ButcherTableau = RK4,
+    project: Any = None,
+) -> tuple[jax.Array, Y]:
     """Integrate ``dy/dt = f(t, y, args)`` to the save times ``t_save`` (shape ``(P + 1,)``, increasing,
     starting at the initial time) with ``n_sub[k]`` equal steps in interval ``k`` (shape ``(P,)``,
     integers >= 1, may be traced: intervals of any lengths, e.g. log-spaced, share one compilation).
@@ -278,21 +316,21 @@ def _last_stage_is_next_first(tableau: ButcherTableau) -> bool:
 
 
 def integrate_adaptive(
-    f,
-    y0,
-    t0,
-    t_save,
-    h0,
-    args=None,
+    f: Callable[[Any, Y, Any], Y],
+    y0: Y,
+    t0: float | jax.Array,
+    t_save: ArrayLike,
+    h0: float | jax.Array,
+    args: Any = None,
     *,
-    rtol=1e-8,
-    atol=1e-10,
-    max_steps: int = 100_000,
+    rtol: float | jax.Array = 1e-08,
+    atol: float | jax.Array = 1e-10,
+    max_steps: int = 100000,
     tableau: ButcherTableau = RK4,
     estimate: str = "doubling",
-    project=None,
+    project: Any = None,
     rolled: bool = False,
-):
+) -> tuple[jax.Array, Y, AdaptiveStats]:
     r"""Integrate ``dy/dt = f(t, y, args)`` with step-doubling error control (module docstring).
 
     Args:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike, DTypeLike
 
 from ..defaults import DT, N_SAVE
-from ..model.losses import get_loss
+from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
@@ -73,7 +76,7 @@ class ODEResult(NamedTuple):
     fallback: jax.Array | None = None
 
 
-def domain_status(R, b, step_failed=None):
+def domain_status(R: ArrayLike, b: ArrayLike, step_failed: ArrayLike | None = None) -> jax.Array:
     """Per-point status (shape ``R.shape[:-1]``) of trajectories ``R``, ``b`` of shape ``G + (P,)``:
     :data:`STATUS_LEFT_DOMAIN` where any value is not finite or :math:`|R| > 1`
     (beyond :data:`R_DOMAIN_TOL`), else :data:`STATUS_STEP_FAILURE` where ``step_failed``,
@@ -86,7 +89,13 @@ def domain_status(R, b, step_failed=None):
     return jnp.where(step, STATUS_STEP_FAILURE, jnp.where(left, STATUS_LEFT_DOMAIN, STATUS_OK)).astype(jnp.int32)
 
 
-def drift_vector(y, params: ModelParams, rule: TrainingRule = DEFAULT_RULE, rp=None, method: str = "auto"):
+def drift_vector(
+    y: jax.Array,
+    params: ModelParams,
+    rule: TrainingRule = DEFAULT_RULE,
+    rp: dict[str, jax.Array] | None = None,
+    method: str = "auto",
+) -> jax.Array:
     """:func:`jaxadv.ode.vector_field.vector_field` at ``y = jnp.array([R, b])``, stacked (for ``jax.jacfwd``)."""
     return vector_field(rule, method)(0.0, y, (params, {} if rp is None else rp))
 
@@ -162,9 +171,9 @@ def plan_steps(
     *,
     rtol: float | None = None,
     atol: float | None = None,
-    max_steps: int = 100_000,
+    max_steps: int = 100000,
     estimate: str = "doubling",
-    save_alpha=None,
+    save_alpha: Any = None,
     tableau: ButcherTableau = RK4,
     rolled: bool = False,
 ) -> StepPlan:
@@ -274,7 +283,18 @@ def _solve_adaptive(
     )
 
 
-def solve_grid(field, plan: StepPlan, y0, args, shared=None, *, shape=(), project=None, devices=None, dtype=None):
+def solve_grid(
+    field: Any,
+    plan: StepPlan,
+    y0: Any,
+    args: Any,
+    shared: Any = None,
+    *,
+    shape: Any = (),
+    project: Any = None,
+    devices: Any = None,
+    dtype: Any = None,
+) -> Any:
     """Integrate ``dy/dalpha = field(alpha, y, (args, shared))`` with RK4 at every point of a grid: the one
     solve of every student (the unit's :func:`solve_ode`, the committee's
     :func:`jaxadv.committee.ode.solve_committee_ode`).
@@ -362,7 +382,9 @@ def _unit_field(rule: TrainingRule, method: str):
     return lambda t, y, a: f(t, y, (a[0][0], {**a[0][1], **a[1]}))
 
 
-def broadcast_grid(params: ModelParams, rule: TrainingRule, rp: dict, *extra, dtype):
+def broadcast_grid(
+    params: ModelParams, rule: TrainingRule, rp: dict, *extra: ArrayLike, dtype: DTypeLike
+) -> tuple[ModelParams, dict[str, jax.Array], tuple[Any, ...], tuple[int, ...]]:
     """Cast the model parameters, the rule's scalar parameters and the ``extra`` arrays to ``dtype``
     and broadcast them to one grid shape ``G``: returns ``(params, rp, extra, G)``. The rule's
     vector parameters (a discrete law's support and weights) are shared by all grid points."""
@@ -384,18 +406,18 @@ def solve_ode(
     n_save: int = N_SAVE,
     *,
     dt: float = DT,
-    R0=0.0,
-    b0=0.0,
+    R0: ArrayLike = 0.0,
+    b0: ArrayLike = 0.0,
     rule: TrainingRule = DEFAULT_RULE,
     rule_params: dict | None = None,
-    loss=None,
+    loss: str | Loss | None = None,
     method: str = "auto",
     rtol: float | None = None,
     atol: float | None = None,
-    max_steps: int = 100_000,
-    devices=None,
-    dtype=None,
-    save_alpha=None,
+    max_steps: int = 100000,
+    devices: Sequence[jax.Device] | None = None,
+    dtype: DTypeLike | None = None,
+    save_alpha: npt.ArrayLike | None = None,
     estimate: str = "doubling",
 ) -> ODEResult:
     r"""Integrate the order-parameter ODEs of a training rule from :math:`(R_0, b_0)` with RK4.
