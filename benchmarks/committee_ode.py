@@ -14,10 +14,11 @@ whose parts outside the data plane are orthonormal), ``b0`` likewise.
 
 **Same accuracy.** Both are held to 1e-6 (largest absolute difference of the final ``(Q, R, b, v)``)
 against a reference on a finer rule of jaxadv's ladder (K = 2: six rungs up, the NumPy field with DOP853
-at rtol 1e-12, atol 1e-14; K = 3: two rungs up, where NumPy would take minutes an evaluation, jaxadv's
-field, checked against :func:`numpy_field` on that rule at the start and the end, with DOPRI5 at rtol
-1e-10). The peer runs once at rtol 1e-6, 1e-7 and 1e-8 (atol = rtol); the setting with the fewest
-evaluations within 1e-6 of the reference is the peer timed against jaxadv.
+at rtol 1e-12, atol 1e-14; K = 3: one rung up, where NumPy takes seconds an evaluation, jaxadv's field,
+checked against :func:`numpy_field` on that rule at the start and the end, with DOPRI5 at rtol 1e-9; the
+accuracy tests, ``tests/test_committee_ode.py``, use finer references). The peer runs once at rtol 1e-6,
+then 1e-7 and 1e-8 (atol = rtol) until one is within 1e-6 of the reference: the cheapest such setting, timed
+against jaxadv.
 
 **Timing.** jaxadv's first call (the rule climbed and checked at the end, compilation, the
 integration(s)) is reported apart as ``first_call_s``; the rule is then cached, and the timed calls
@@ -36,16 +37,16 @@ import numpy as np
 
 NAME = "committee_ode"
 
-SIZES = {
-    "full": dict(cases=(2, 3), alpha_max=10.0, repeats={2: 7, 3: 3}),
+SIZES = {  # K = 3: one NumPy solve is 2-3 minutes on the shared 2-core machine
+    "full": dict(cases=(2, 3), alpha_max=10.0, repeats={2: 9, 3: 2}),
     "quick": dict(cases=(2, 3), alpha_max=10.0, repeats={2: 3, 3: 1}),
     "tiny": dict(cases=(2,), alpha_max=1.0, repeats={2: 1}),
 }
 TOL = 1e-6
 PEER_RTOLS = (1e-6, 1e-7, 1e-8)
 REFERENCE = dict(method="DOP853", rtol=1e-12, atol=1e-14)
-REFERENCE_RUNGS = {2: 6, 3: 2}  # the reference rule: this many rungs above jaxadv's on its ladder
-REFERENCE_JAX_RTOL = 1e-10
+REFERENCE_RUNGS = {2: 6, 3: 1}  # the reference rule: this many rungs above jaxadv's on its ladder
+REFERENCE_JAX_RTOL = 1e-9
 
 # the XOR preset (jaxadv committee xor): data, learning rule and the first K rows of its start
 RHO, VAR = 3.0, 0.5
@@ -211,7 +212,8 @@ def _main(quick: bool, tiny: bool) -> dict:
         ref_s = time.perf_counter() - t0
         jax_err = float(np.max(np.abs(_end(first) - ref)))
 
-        # the peer: every tolerance once (error and evaluations), then the cheapest within TOL timed against jaxadv
+        # the peer: from the loosest tolerance down, once each (error, evaluations) until one is within TOL: it
+        # is the cheapest there (evaluations grow as rtol falls); then it is timed against jaxadv
         peer = {}
         for r in PEER_RTOLS:
             t0 = time.perf_counter()
@@ -223,6 +225,8 @@ def _main(quick: bool, tiny: bool) -> dict:
                 "err": float(np.max(np.abs(y - ref))),
                 "once_s": time.perf_counter() - t0,
             }
+            if peer[f"DOP853 rtol={r:.0e}"]["err"] <= TOL:
+                break
         ok = {k: v for k, v in peer.items() if v["err"] <= TOL}
         best = min(ok, key=lambda k: ok[k]["nfev"]) if ok else min(peer, key=lambda k: peer[k]["err"])
         r_best = peer[best]["rtol"]
