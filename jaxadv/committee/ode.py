@@ -637,8 +637,8 @@ def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_en
     report = QuadratureReport(rule, float(tol), field_tol, float(error), bool(met))
     if not met:
         warnings.warn(
-            f"tol={tol}: the quadrature's estimated field error {error:.2g} is above {field_tol:.2g} with the "
-            f"finest rule tried ({rule}); the trajectory may be off by more than tol",
+            f"tol={tol}: the quadrature's estimated field error {error:.2g} is above {field_tol:.2g} with {rule}, "
+            "the finest the ladder's node budget can check; the trajectory may be off by more than tol",
             RuntimeWarning,
             stacklevel=3,
         )
