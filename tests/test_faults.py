@@ -250,6 +250,42 @@ def test_interrupt_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, monk
     assert not os.path.exists(ck)
 
 
+def test_a_signal_inside_the_dispatch_waits_for_live_states(tmp_path, monkeypatch):
+    """SIGTERM arriving after the old states were donated to an interval (inside the dispatch) left
+    no live states to save: the checkpoint write failed and the run ended with a traceback."""
+    import signal
+
+    import jax
+
+    from jaxadv import ModelParams
+    from jaxadv.app import checkpoint as ckm
+    from jaxadv.mc import driver
+
+    p = ModelParams(prior=0.5, rho=2.0, eps=1.0)
+    kw = dict(N=50, alpha_max=2.0, n_save=6, replicas=3)
+    ref = ckm.simulate_resumable(jax.random.key(1), p, **kw)
+    ck = str(tmp_path / "ck.npz")
+    real = driver.dispatch
+
+    def signalled(plan, states, k):
+        out = real(plan, states, k)
+        if k == 2:  # the old states are donated by now
+            assert all(x.is_deleted() for x in jax.tree.leaves(states))
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(driver, "dispatch", signalled)
+    with pytest.raises(ckm.Interrupted) as e:
+        ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, checkpoint_every=1e9, **kw)
+    assert e.value.done == 3 and e.value.checkpoint == ck  # the interval in flight is finished and kept
+    monkeypatch.setattr(driver, "dispatch", real)
+    stats = {}
+    res = ckm.simulate_resumable(jax.random.key(1), p, checkpoint=ck, stats=stats, **kw)
+    assert stats["resumed_from"] == 3
+    np.testing.assert_array_equal(res.R, ref.R)
+    np.testing.assert_array_equal(res.b, ref.b)
+
+
 def test_sweep_with_mc_chunks_by_grid_point():
     from jaxadv import make_sweep_config
     from jaxadv.app.sweep import chunk_size

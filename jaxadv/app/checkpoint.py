@@ -16,10 +16,14 @@ surrogate--target pair) are its users.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -196,10 +200,12 @@ def run_resumable(
     pending = None  # (interval, observables, states) dispatched but not yet recorded on the host
     try:
         for k in range(start_k, plan.n_save):
-            # the old states are donated to the interval; keep the new ones before waiting for it,
-            # so an interrupt while waiting still holds live states
-            states, o = driver.dispatch(plan, states, k)
-            pending = (k, o, states)
+            # the old states are donated to the interval: an interrupt between the donation and the
+            # assignment would leave no live states to save, so it waits for the assignment; keep the new
+            # ones before waiting for the interval, so an interrupt while waiting still holds live states
+            with _interrupts_deferred():
+                states, o = driver.dispatch(plan, states, k)
+                pending = (k, o, states)
             driver.record(plan, obs, k + 1, o, states)
             pending, k_done = None, k + 1
             bar.update(k + 1)
@@ -216,7 +222,7 @@ def run_resumable(
             k, o, st = pending
             driver.record(plan, obs, k + 1, o, st)
             k_done = k + 1
-        if checkpoint and k_done > k_saved and not is_multiprocess():
+        if checkpoint and k_done > k_saved and not is_multiprocess() and not _deleted(states):
             _save_checkpoint(checkpoint, fp, states, obs, k_done)
             k_saved = k_done
         saved = checkpoint if checkpoint and k_saved > 0 and os.path.exists(checkpoint) else None
@@ -233,6 +239,36 @@ def run_resumable(
     if with_states:
         return jax.tree.map(lambda x: x[: plan.replicas], states), obs
     return obs
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the body runs and raise :class:`KeyboardInterrupt` after it if one
+    came; a second signal raises at once (the body may be a long compilation). Off the main thread (where
+    Python delivers no signals) the body runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum, frame):
+        if got:
+            raise KeyboardInterrupt
+        got.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got:
+        raise KeyboardInterrupt
+
+
+def _deleted(states) -> bool:
+    """Whether any array of ``states`` was donated away (an interrupt inside a dispatch)."""
+    return any(isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree.leaves(states))
 
 
 def _load_checkpoint(path, fp, states, obs):
