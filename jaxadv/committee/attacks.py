@@ -175,7 +175,7 @@ def committee_attack(name_or_attack: str | CommitteeAttack | CommitteeSpec) -> C
     """
     if isinstance(name_or_attack, CommitteeAttack):
         return name_or_attack
-    name = getattr(name_or_attack, "attack", name_or_attack)
+    name: Any = getattr(name_or_attack, "attack", name_or_attack)
     try:
         return COMMITTEE_ATTACKS[name]
     except (KeyError, TypeError):

@@ -12,6 +12,13 @@ so it lies in :math:`\mathrm{span}\{w_k\}`. Every attack here therefore returns 
 :math:`u = Q\gamma` and the overlaps with the data directions by :math:`R^\top\gamma`;
 :math:`\|\delta\|^2=\gamma^\top Q\gamma`. All functions are pure, for one example, and
 ``vmap``-able. Derivation: ``docs/theory.md``, section 12.
+
+The loss is a :class:`jaxadv.model.losses.Loss` record (or its name) of the output :math:`\sigma`
+(:func:`jaxadv.model.losses.student_loss_value`; the margin losses act on the student's score, which for the
+committee is :math:`\sigma`), with the rule's parameters ``rp`` for a loss that has some (the hinge's
+``hinge_margin``); the attacks ascend :func:`jaxadv.model.losses.ascent_value`, the loss itself except for
+the hinge, whose margin :math:`c-\tau\sigma` they ascend (section 12.15). The attacks' records, which call
+:func:`fgm`, :func:`pgd` and :func:`worst_case`, are in :mod:`jaxadv.committee.attacks`.
 """
 
 from __future__ import annotations
@@ -249,7 +256,7 @@ def fgm(
     :math:`\kappa=0`), :math:`\kappa` with :func:`erf_gprime`. ``x``: one field ``(K,)`` or ``n`` fields
     ``(K, n)`` (units along the first axis); :math:`\gamma` has its shape. :math:`L` is what the attacks ascend
     (:func:`ascent_slope`: for the hinge its margin :math:`c-\tau\sigma`, so FGM moves toward the margin also
-    where the hinge is 0; ``docs/theory.md``, section 12.12)."""
+    where the hinge is 0; ``docs/theory.md``, section 12.15)."""
     g, gp = erf_gprime(x)
     kappa = _slopes(ascent_slope, loss, _units_sum(v, g), tau, rp)[None] * _along_units(v, x) * gp
     K = kappa.shape[0]

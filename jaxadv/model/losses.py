@@ -36,7 +36,7 @@ every student calls on its own score or output (:func:`student_loss_value`; the 
 :math:`\log(1+e^{-2\tau x})` for the unit and :math:`\log(1+e^{-2\tau\sigma})` for the committee,
 ``"quadratic"`` is :math:`\tfrac12(\operatorname{erf}x-\tau)^2` and :math:`\tfrac12(\sigma-\tau)^2`, and
 ``"hinge"`` is :math:`\max(0,c-\tau x)` and :math:`\max(0,c-\tau\sigma)` (``docs/theory.md``, sections 3
-and 12.12). For the committee ``cross_entropy`` is the probit margin loss
+and 12.15). For the committee ``cross_entropy`` is the probit margin loss
 :math:`-\log\Phi(\sqrt2\,\tau\sigma)` (the unit's cross-entropy of :math:`P(\tau|x)=(1+\tau\operatorname{erf}x)/2`
 is the same function of the score).
 
@@ -45,7 +45,7 @@ Gradient attacks that ascend the loss (the committee's FGM and PGD, its worst ca
 :math:`\max(0,\cdot)` of :math:`c-\tau z`, so it hands the attacks :math:`c-\tau z` itself. Where the
 hinge is positive this changes nothing (same normalised gradient, same maximiser); where it is 0, the
 attacks still move the example toward the margin, as the unit's L2 attack :math:`-\tau\epsilon w`
-does, instead of stopping on a zero gradient (``docs/theory.md``, section 12.12).
+does, instead of stopping on a zero gradient (``docs/theory.md``, section 12.15).
 """
 
 from __future__ import annotations
