@@ -129,7 +129,7 @@ _RUN = {
     "name": None,
 }
 _DATA = {"data": "two_cluster", "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0, "var": 1.0}
-_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
+_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5, "hinge_margin": 0.0}
 _TEST = {"eps_test": None, "mc_errors": None}
 _SPEC = {
     "K": 2,
