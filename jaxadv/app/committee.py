@@ -41,8 +41,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .io import write_csv, write_figure, write_json
@@ -303,6 +301,9 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
     ``R``, ``b``, ``v``), each of the batch's shape: :func:`jaxadv.committee.measures.clean_error`, the
     exact worst case :func:`~jaxadv.committee.measures.robust_error` and the FGM of the training loss
     :func:`~jaxadv.committee.measures.fgm_error` at radius ``eps_test``."""
+    import jax
+    import jax.numpy as jnp
+
     from ..committee import CommitteeState
 
     Q = np.asarray(states[0], np.float64)
@@ -315,25 +316,33 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
     # fixed chunks, the last padded by repeating a state: one compiled program for every batch size
     chunk, n = (16 if K <= 2 else 1), Q.reshape(-1, K, K).shape[0]  # K = 4: about 0.7 GB a state
     pad = jax.tree.map(lambda z: jnp.concatenate([z, jnp.repeat(z[:1], -n % chunk, axis=0)]), flat)
-    parts = [_error_chunk(_rows(pad, i, i + chunk), mix, eps, loss) for i in range(0, n, chunk)]
+    parts = [_error_chunk()(_rows(pad, i, i + chunk), mix, eps, loss) for i in range(0, n, chunk)]
     out = [np.concatenate([np.asarray(p[j], np.float64) for p in parts])[:n] for j in range(len(ERRORS))]
     return {name: x.reshape(shape) for name, x in zip(ERRORS, out, strict=True)}
 
 
 def _rows(tree, lo: int, hi: int):
+    import jax
+
     return jax.tree.map(lambda z: z[lo:hi], tree)
 
 
-@functools.partial(jax.jit, static_argnames=("loss",))
-def _error_chunk(states, mixture, eps, loss: str):
-    """The three errors of every state of the batch ``states`` (``vmap``; jitted once per chunk shape: a
-    closure mapped outside ``jit`` was traced and compiled again at every call, 12 s each)."""
+@functools.cache
+def _error_chunk():
+    """The jitted function ``(states, mixture, eps, loss) ->`` the three errors of every state of the batch
+    ``states`` (``vmap``), compiled once per chunk shape (a closure mapped outside ``jit`` was traced and
+    compiled again at every call, 12 s each). Built at first use: importing the CLI imports no JAX."""
+    import jax
+
     from ..committee.measures import clean_error, fgm_error, robust_error
 
-    def one(s):
-        return clean_error(s, mixture), robust_error(s, mixture, eps), fgm_error(s, mixture, eps, loss)
+    def errors(states, mixture, eps, loss: str):
+        def one(s):
+            return clean_error(s, mixture), robust_error(s, mixture, eps), fgm_error(s, mixture, eps, loss)
 
-    return jax.vmap(one)(states)
+        return jax.vmap(one)(states)
+
+    return jax.jit(errors, static_argnames=("loss",))
 
 
 def _mean_sem(x):
