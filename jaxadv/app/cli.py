@@ -74,16 +74,16 @@ def _parser():
 
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
+    r = sub.add_parser("run", help="ODE and Monte Carlo of any student (unit, committee, pair): a preset or TOML file")
     add_config_arguments(
         r,
-        "preset (see `jaxadv presets`) or path to a .toml file",
+        "preset of any student (see `jaxadv presets`) or path to a .toml file (student = unit, committee or pair)",
         "results/<name>",
         "--set alpha_max=1000",
         "skip the Monte Carlo (ODE only)",
         quiet_help="no progress bar",
     )
-    sub.add_parser("presets", help="list the presets, one line each, and their keys")
+    sub.add_parser("presets", help="list every student's presets, one line each, and every key")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
     add_config_arguments(
         d,
@@ -204,29 +204,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_term)
 
 
-def other_presets_table() -> str:
-    """The presets of the committee and the surrogate/target pair, one line each with the keys they set
-    (every other key takes the command's default: ``jaxadv committee --help``, ``jaxadv transfer --help``)."""
-    from . import committee, transfer
-
-    lines = []
-    for command, presets in (("committee", committee.PRESETS), ("transfer", transfer.PRESETS)):
-        lines.append(f"presets of `jaxadv {command} NAME`:")
-        for name, keys in presets.items():
-            shown = ", ".join(f"{k}={_short(v)}" for k, v in keys.items() if k not in ("Q0", "R0", "b0"))
-            start = " (and a given start Q0, R0, b0)" if "R0" in keys else ""
-            lines.append(f"  {name:<11} {shown}{start}")
-    return "\n".join(lines)
-
-
-def _short(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_short(x) for x in v) + "]"
-    return str(v)
-
-
 def _dispatch(args) -> int:
     import jax
 
@@ -241,13 +218,11 @@ def _dispatch(args) -> int:
     enable_compile_cache()  # a second run of a configuration reads its compiled programs back
     if hasattr(args, "func"):
         return args.func(args)
-    from .config import load_config, presets_table
+    from .config import load_any, load_config, presets_table
     from .run import run
 
     if args.command == "presets":
         print(presets_table())
-        print()
-        print(other_presets_table())
         return 0
     if args.command == "compare-defences":
         from .run import run_defences
@@ -260,7 +235,15 @@ def _dispatch(args) -> int:
             run_defences(cfg, out, mc=mc, progress=not args.quiet, log=lambda m: print(m, flush=True))
         print(f"wrote {out}")
         return 0
-    cfg = load_config(args.config, args.overrides)
+    student, cfg = load_any(args.config, args.overrides)
+    if student == "committee":  # the same files as `jaxadv committee`
+        from .committee import committee_command
+
+        return committee_command(args, cfg)
+    if student == "pair":  # the same files as `jaxadv transfer`
+        from .transfer import transfer_command
+
+        return transfer_command(args, cfg)
     if args.no_mc:
         from dataclasses import replace
 
@@ -273,20 +256,24 @@ def _dispatch(args) -> int:
     return 0
 
 
+def check_run(N: int, units: int, n_save: int, x64: bool, alpha_max: float, sampler: str = "full") -> None:
+    """Before any computation of a Monte Carlo: refuse one that cannot fit in memory (``units``: replicas
+    times the students' units) or whose steps overflow the step counter, with the estimate in the message."""
+    from ..mc.driver import save_schedule
+    from .resources import check_fits, run_memory_bytes
+
+    check_fits(run_memory_bytes(N, units, n_save, 8 if x64 else 4, sampler), "the Monte Carlo")
+    save_schedule(N, alpha_max, n_save)
+
+
 def _claim(cfg, out, args, command, mc):
     """Before any computation: the memory estimate, then lock and claim the output folder
     (:func:`jaxadv.app.outputs.claim_output`)."""
     from .config import config_dict
     from .outputs import claim_output
-    from .resources import check_fits, run_memory_bytes
 
     if mc:
-        from ..mc.driver import save_schedule
-
-        check_fits(
-            run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler), "the Monte Carlo"
-        )
-        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)  # refuses a run beyond the step counter, before the folder
+        check_run(cfg.N, cfg.replicas, cfg.n_save, cfg.x64, cfg.alpha_max, cfg.sampler)
     ident = {k: v for k, v in config_dict(cfg).items() if k != "mc"}
     return claim_output(out, {"config": ident, "mc": bool(mc)}, overwrite=args.overwrite, command=command)
 
