@@ -62,6 +62,7 @@ _NONE_WORDS = ("none", "null", "off", "")
 _GE0 = (lambda x: x >= 0, "must be >= 0")
 _GT0 = (lambda x: x > 0, "must be > 0")
 _PM1 = (lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+_PRIOR = (lambda x: 0 < x < 1, "must lie in the open interval (0, 1)")
 _SEED_OK = (lambda x: 0 <= x <= MAX_SEED, "must be an integer in [0, 2**63 - 1]")
 _GM = ("given", "mc")
 _DATA_KINDS = ("two_cluster", "xor", "mixture")
@@ -101,12 +102,12 @@ KEYS: tuple[Key, ...] = (
     Key("student", "str", "unit", ALL, "student", "which student learns", choices=STUDENTS),
     Key("name", "str?", None, ALL, "run", "label, folder results/<name> (default: preset name or file stem)"),
     # data
-    Key("prior", "float", 0.5, ALL, "data", "probability of cluster 1 (label +1)"),
-    Key("rho", "float", 2.0, ALL, "data", "distance between the cluster centres"),
-    Key("v1", "float", 1.0, ALL, "data", "per-component variance of cluster 1"),
-    Key("v2", "float", 1.0, ALL, "data", "per-component variance of cluster 2"),
+    Key("prior", "float", 0.5, ALL, "data", "probability of cluster 1 (label +1)", _PRIOR),
+    Key("rho", "float", 2.0, ALL, "data", "distance between the cluster centres", _GE0),
+    Key("v1", "float", 1.0, ALL, "data", "per-component variance of cluster 1", _GT0),
+    Key("v2", "float", 1.0, ALL, "data", "per-component variance of cluster 2", _GT0),
     Key("data", "str", "two_cluster", "committee", "data", "or xor, or mixture ([mixture])", choices=_DATA_KINDS),
-    Key("var", "float", 1.0, "committee", "data", "per-component variance of the XOR clusters"),
+    Key("var", "float", 1.0, "committee", "data", "per-component variance of the XOR clusters", _GT0),
     Key(
         "B", "str", "first", "unit", "data", "cluster axis of the MC: first (e_1) or dense", choices=("first", "dense")
     ),
