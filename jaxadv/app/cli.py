@@ -74,15 +74,26 @@ def _parser():
 
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="ODE and Monte Carlo of any student (unit, committee, pair): a preset or TOML file")
-    add_config_arguments(
-        r,
-        "preset of any student (see `jaxadv presets`) or path to a .toml file (student = unit, committee or pair)",
-        "results/<name>",
-        "--set alpha_max=1000",
-        "skip the Monte Carlo (ODE only)",
-        quiet_help="no progress bar",
-    )
+    for name, student, what, example in (
+        ("run", None, "ODE and Monte Carlo of any student (unit, committee, pair)", "--set alpha_max=1000"),
+        (
+            "committee",
+            "committee",
+            "`jaxadv run` of a committee (presets committee, xor)",
+            "--set K=2 --set v=0.5,-0.5",
+        ),
+        (
+            "transfer",
+            "pair",
+            "`jaxadv run` of a surrogate/target pair (presets transfer, blackbox)",
+            "--set eps_t=0,0.5",
+        ),
+    ):
+        r = sub.add_parser(name, help=what)
+        add_config_arguments(
+            r, "preset (see `jaxadv presets`) or .toml file", "results/<name>", example, "ODE only (no Monte Carlo)"
+        )
+        r.set_defaults(student=student)
     sub.add_parser("presets", help="list every student's presets, one line each, and every key")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
     add_config_arguments(
@@ -114,13 +125,6 @@ def _parser():
     from .mnist import add_parser as add_mnist_parser
 
     add_mnist_parser(sub)
-    from .committee import add_parser as add_committee_parser
-
-    add_committee_parser(sub)
-    from .transfer import add_parser as add_transfer_parser
-
-    add_transfer_parser(sub)
-
     from .certified import add_parser as add_certified_parser
 
     add_certified_parser(sub)
@@ -218,8 +222,7 @@ def _dispatch(args) -> int:
     enable_compile_cache()  # a second run of a configuration reads its compiled programs back
     if hasattr(args, "func"):
         return args.func(args)
-    from .config import load_any, load_config, presets_table
-    from .run import run
+    from .config import load_config, presets_table
 
     if args.command == "presets":
         print(presets_table())
@@ -235,24 +238,50 @@ def _dispatch(args) -> int:
             run_defences(cfg, out, mc=mc, progress=not args.quiet, log=lambda m: print(m, flush=True))
         print(f"wrote {out}")
         return 0
-    student, cfg = load_any(args.config, args.overrides)
-    if student == "committee":  # the same files as `jaxadv committee`
-        from .committee import committee_command
+    return _run_any(args)
 
-        return committee_command(args, cfg)
-    if student == "pair":  # the same files as `jaxadv transfer`
-        from .transfer import transfer_command
 
-        return transfer_command(args, cfg)
-    if args.no_mc:
-        from dataclasses import replace
+_COMMAND = {"unit": "run", "committee": "committee", "pair": "transfer"}
 
-        cfg = replace(cfg, mc=False)
-    out = args.out or os.path.join("results", cfg.name)
-    with _claim(cfg, out, args, "run", cfg.mc):
-        print(f"jaxadv run {cfg.name} -> {out}")
-        run(cfg, out, progress=not args.quiet)
-    print(f"wrote {out}")
+
+def _run_any(args) -> int:
+    """``jaxadv run`` (``committee`` and ``transfer``: the same for one student): configuration, the memory and
+    step checks, the claimed folder, the run and its files (the same files whichever command ran it)."""
+    from dataclasses import replace
+
+    from .config import config_dict, load_any
+    from .outputs import claim_output
+
+    student, cfg = load_any(args.config, args.overrides, args.student)
+    values = config_dict(cfg) if student == "unit" else cfg
+    mc = bool(values.get("mc", True)) and not args.no_mc
+    if student == "unit":
+        cfg = replace(cfg, mc=mc)
+    elif student == "committee":
+        cfg["mc"] = mc
+    log = print if student == "unit" else (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    out = args.out or os.path.join("results", values["name"])
+    if mc:
+        units = values["replicas"] * {"unit": 1, "committee": values.get("K", 1), "pair": 2}[student]
+        check_run(
+            values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full")
+        )
+    ident = {"config": {k: v for k, v in values.items() if k != "mc"}, "mc": mc}
+    with claim_output(out, ident, overwrite=args.overwrite, command=_COMMAND[student]):
+        log(f"jaxadv {_COMMAND[student]} {values['name']} -> {out}")
+        if student == "unit":
+            from .run import run
+
+            run(cfg, out, progress=not args.quiet)
+        elif student == "committee":
+            from .committee import run_committee
+
+            run_committee(cfg, out, progress=not args.quiet, log=log)
+        else:
+            from .transfer import run_transfer
+
+            run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
+    log(f"wrote {out}")
     return 0
 
 

@@ -45,11 +45,9 @@ import numpy as np
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from ..committee import GaussRule
 
-__all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
+__all__ = ["PRESETS", "load_committee_config", "run_committee"]
 
 
 def _orthogonal_start(R0):
@@ -423,44 +421,3 @@ def _figures(out_dir, ode, mc, K, D, cfg):
     ax.set_title(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}", fontsize=9)
     ax.legend(fontsize=8)
     write_figure(os.path.join(out_dir, "errors.png"), fig)
-
-
-def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser(
-        "committee", help="two-layer committee machine: ODE and Monte Carlo (presets committee, xor)"
-    )
-    from .cli import add_config_arguments
-
-    add_config_arguments(
-        c,
-        "preset (committee, xor) or path to a .toml file",
-        "results/<name>",
-        "--set K=2 --set v=0.5,-0.5",
-        "ODE only (needs ode_start=given with R0 and Q0)",
-    )
-    c.set_defaults(func=committee_command)
-
-
-def committee_command(args: argparse.Namespace, cfg: dict[str, Any] | None = None) -> int:
-    """``jaxadv committee`` (and ``jaxadv run`` of a committee configuration ``cfg``)."""
-    cfg = load_committee_config(args.config, args.overrides) if cfg is None else cfg
-    if args.no_mc:
-        cfg["mc"] = False
-    if cfg["mc"]:
-        from .cli import check_run
-
-        check_run(
-            cfg["N"], cfg["replicas"] * cfg["K"], cfg["n_save"], cfg["x64"], cfg["alpha_max"]
-        )  # before the folder
-    out = args.out or os.path.join("results", cfg["name"])
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    from .outputs import claim_output
-
-    ident = {k: v for k, v in cfg.items() if k not in ("mc", "mixture")}
-    ident["mixture"] = cfg["mixture"]
-    with claim_output(out, {"config": ident, "mc": bool(cfg["mc"])}, overwrite=args.overwrite, command="committee"):
-        log(f"jaxadv committee {cfg['name']} -> {out}")
-        run_committee(cfg, out, progress=not args.quiet, log=log)
-    log(f"wrote {out}")
-    return 0

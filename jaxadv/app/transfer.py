@@ -46,11 +46,9 @@ import numpy as np
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from matplotlib.figure import Figure
 
-__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer", "add_parser"]
+__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer"]
 
 _COMMON = {
     "prior": 0.7,
@@ -403,41 +401,3 @@ def plot_transfer(
         fontsize=9,
     )
     return fig
-
-
-def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser(
-        "transfer",
-        help="attack transfer from a surrogate to a target student: pair ODE and "
-        "Monte Carlo (presets transfer, blackbox)",
-    )
-    from .cli import add_config_arguments
-
-    add_config_arguments(
-        c,
-        "preset (transfer, blackbox) or path to a .toml file",
-        "results/<name>",
-        "--set stream=same --set eps_t=0,0.5",
-        "ODE only",
-    )
-    c.set_defaults(func=transfer_command)
-
-
-def transfer_command(args: argparse.Namespace, cfg: dict[str, Any] | None = None) -> int:
-    """``jaxadv transfer`` (and ``jaxadv run`` of a pair configuration ``cfg``)."""
-    cfg = load_transfer_config(args.config, args.overrides) if cfg is None else cfg
-    mc = not args.no_mc
-    out = args.out or os.path.join("results", cfg["name"])
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    from .outputs import claim_output
-
-    if mc:
-        from .cli import check_run
-
-        check_run(cfg["N"], 2 * cfg["replicas"], cfg["n_save"], cfg["x64"], cfg["alpha_max"])  # before the folder
-    with claim_output(out, {"config": cfg, "mc": mc}, overwrite=args.overwrite, command="transfer"):
-        log(f"jaxadv transfer {cfg['name']} -> {out}")
-        run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
-    log(f"wrote {out}")
-    return 0
