@@ -559,7 +559,8 @@ def read_config(spec: str, overrides: Sequence[str] = (), student: str | None = 
     given, extra = {}, {}
     for k, v in [*flat.items(), *raw.items()]:
         if k in declared:
-            extra[k] = _coerce_param(k, v, declared[k].vector)
+            x = coerce(Key(k, "floats" if declared[k].vector else "float", None, "unit", "rule", ""), v)
+            extra[k] = tuple(x) if declared[k].vector else x
             continue
         if k not in keys:
             readers = sorted({s for r in KEYS if r.name == k for s in r.students.split()})
@@ -570,17 +571,6 @@ def read_config(spec: str, overrides: Sequence[str] = (), student: str | None = 
             raise ValueError(f"{k} belongs in [{keys[k].section}], not [{where[k]}]")
         given[k] = values[k] = coerce(keys[k], v)
     return Resolved(chosen, str(values["name"]), values, given, extra, mixture)
-
-
-def _coerce_param(key: str, value, vector: bool):
-    """A declared rule parameter from TOML or ``--set``: a float, or a tuple for a vector one."""
-    if isinstance(value, str):
-        return _floats(key, value) if vector else _number(key, value)
-    if vector:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}={value!r} is not a list of numbers")
-        return tuple(_number(key, v) for v in value)
-    return _number(key, value)
 
 
 #: characters a run name may hold (it becomes the folder ``results/<name>``)
