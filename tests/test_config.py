@@ -87,6 +87,7 @@ BAD = [
     (["run", "scenario1", "--set", "eps_min=0.3"], ["eps_min=0.3", "eps_dist='fixed'"]),
     (["run", "scenario1", "--set", "hinge_margin=0.3"], ["hinge_margin=0.3", "loss='quadratic'"]),
     (["run", "committee", "--set", "pgd_steps=3"], ["pgd_steps=3", "attack='fgm'"]),
+    (["run", "committee", "--set", "hinge_margin=0.3"], ["hinge_margin=0.3", "loss='quadratic'"]),
     (["run", "committee", "--set", "student=unit"], ["student='unit'", "committee"]),
     (["run", "transfer", "--set", "seed=9223372036854775808"], ["seed=9223372036854775808"]),
     (["run", "xor", "--set", "seed=1e30"], ["seed="]),

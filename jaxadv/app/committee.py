@@ -34,12 +34,15 @@ resumes from it, with the same bits as an uninterrupted run. It is removed when 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .io import write_csv, write_figure, write_json
@@ -115,7 +118,7 @@ non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves
 (``committee``'s data, no per-unit normalisation, Lipschitz bound 1; ``jaxadv certified`` compares
 standard, adversarial and Lipschitz-normalised training on it)."""
 
-_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
+_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5, "hinge_margin": 0.0}
 _SPEC = ("K", "train_v", "normalise", "attack", "pgd_steps", "pgd_step", "pgd_random_start", "loss", "lipschitz")
 _PGD = ("attack", "pgd")
 _USED_WHEN = {"pgd_steps": _PGD, "pgd_step": _PGD, "pgd_random_start": _PGD, "hinge_margin": ("loss", "hinge")}
@@ -197,11 +200,7 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
     ``R``, ``b``, ``v``), each of the batch's shape: :func:`jaxadv.committee.measures.clean_error`, the
     exact worst case :func:`~jaxadv.committee.measures.robust_error` and the FGM of the training loss
     :func:`~jaxadv.committee.measures.fgm_error` at radius ``eps_test``."""
-    import jax
-    import jax.numpy as jnp
-
     from ..committee import CommitteeState
-    from ..committee.measures import clean_error, fgm_error, robust_error
 
     Q = np.asarray(states[0], np.float64)
     shape, K = Q.shape[:-2], Q.shape[-1]
@@ -209,12 +208,29 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
         *(jnp.asarray(np.asarray(z, np.float64).reshape((-1,) + np.shape(z)[len(shape) :])) for z in states)
     )
     eps = jnp.asarray(eps_test, jnp.float64)
+    mix = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), mixture)
+    # fixed chunks, the last padded by repeating a state: one compiled program for every batch size
+    chunk, n = (16 if K <= 2 else 1), Q.reshape(-1, K, K).shape[0]  # K = 4: about 0.7 GB a state
+    pad = jax.tree.map(lambda z: jnp.concatenate([z, jnp.repeat(z[:1], -n % chunk, axis=0)]), flat)
+    parts = [_error_chunk(_rows(pad, i, i + chunk), mix, eps, loss) for i in range(0, n, chunk)]
+    out = [np.concatenate([np.asarray(p[j], np.float64) for p in parts])[:n] for j in range(len(ERRORS))]
+    return {name: x.reshape(shape) for name, x in zip(ERRORS, out, strict=True)}
+
+
+def _rows(tree, lo: int, hi: int):
+    return jax.tree.map(lambda z: z[lo:hi], tree)
+
+
+@functools.partial(jax.jit, static_argnames=("loss",))
+def _error_chunk(states, mixture, eps, loss: str):
+    """The three errors of every state of the batch ``states`` (``vmap``; jitted once per chunk shape: a
+    closure mapped outside ``jit`` was traced and compiled again at every call, 12 s each)."""
+    from ..committee.measures import clean_error, fgm_error, robust_error
 
     def one(s):
         return clean_error(s, mixture), robust_error(s, mixture, eps), fgm_error(s, mixture, eps, loss)
 
-    out = jax.lax.map(one, flat, batch_size=16 if K <= 2 else 1)  # K = 4: about 0.7 GB a state
-    return {n: np.asarray(x, np.float64).reshape(shape) for n, x in zip(ERRORS, out, strict=True)}
+    return jax.vmap(one)(states)
 
 
 def _mean_sem(x):

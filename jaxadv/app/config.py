@@ -201,6 +201,7 @@ def _committee_rule_keys() -> tuple[Key, ...]:
         "eta_b": "learning rate of the biases (step eta_b/N)",
         "eta_v": "learning rate of the second layer (train_v)",
         "eps": "L2 radius of the training attack",
+        "hinge_margin": "margin c of loss = hinge, max(0, c - tau x)",
     }
     kind = lambda v: "bool" if isinstance(v, bool) else ("int" if isinstance(v, int) else "float")
     return tuple(

@@ -56,6 +56,7 @@ from .params import (
     Mixture,
     check_second_layer,
     default_second_layer,
+    rule_params,
     validate_mixture,
     validate_params,
     validate_spec,
@@ -137,7 +138,7 @@ def _mm(A, X):
     return jnp.stack([sum(A[i, j] * X[j] for j in range(A.shape[1])) for i in range(A.shape[0])])
 
 
-def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, whitening: str):
+def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, whitening: str, rp=None):
     r"""``f(t, w)``: the weighted sums :math:`\sum_nw_n(\cdot)` of :class:`Averages` over a chunk of whitened
     nodes ``t`` ``(K, b)``, units first, of one cluster (:func:`cluster_averages`): every operation runs
     along the nodes (measured 2-3x faster than a ``vmap`` over nodes, whose arrays have the K units as their
@@ -152,9 +153,9 @@ def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: Commit
 
     def sums(t, w):
         x = m[:, None] + s * _mm(L, t)  # (K, b)
-        gamma = attack_coefficients(x, geom, v, label, eps, spec)
+        gamma = attack_coefficients(x, geom, v, label, eps, spec, rp)
         xt = x + _mm(Q, gamma)
-        Delta, Fv = forces(xt, v, label, spec.loss)
+        Delta, Fv = forces(xt, v, label, spec.loss, rp)
         y = centre[:, None] + s * _mm(M.T, t) + _mm(R.T, gamma)  # (D, b)
         wD = Delta * w[None, :]
         D = y.shape[0]
@@ -172,8 +173,10 @@ def cluster_averages(
     eps: float | jax.Array,
     spec: CommitteeSpec,
     rule: GaussRule = DEFAULT_RULE,
+    rp: dict | None = None,
 ) -> Averages:
-    r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``).
+    r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``; ``rp``: the rule's
+    parameters, :func:`jaxadv.committee.params.rule_params`, e.g. the hinge's margin).
 
     Whitened nodes :math:`t`: :math:`x=m_c+\sqrt{v_c}Lt`, :math:`m_c=Ra_c-b`, and
     :math:`E[B\cdot\xi\mid t]=a_c+\sqrt{v_c}\,(P^\top R)^\top t` (:math:`LL^\top=Q`, :math:`P=L^{+\top}`
@@ -182,13 +185,13 @@ def cluster_averages(
     K = state.Q.shape[0]
     t, w = chunked_nodes(K, rule, BATCH)
     dtype = state.Q.dtype
-    return _cluster_averages_at(state, centre, variance, label, eps, spec, rule.whitening, t, w, dtype)
+    return _cluster_averages_at(state, centre, variance, label, eps, spec, rule.whitening, t, w, dtype, rp)
 
 
-def _cluster_averages_at(state, centre, variance, label, eps, spec, whitening, t, w, dtype=None):
+def _cluster_averages_at(state, centre, variance, label, eps, spec, whitening, t, w, dtype=None, rp=None):
     """:func:`cluster_averages` on given chunked nodes (``t`` ``(C, K, b)``, ``w`` ``(C, b)``; may be traced)."""
     dtype = state.Q.dtype if dtype is None else dtype
-    sums = _node_sums(state, centre, variance, label, eps, spec, whitening)
+    sums = _node_sums(state, centre, variance, label, eps, spec, whitening, rp)
     return weighted_sums(sums, jnp.asarray(t, dtype), jnp.asarray(w, dtype))
 
 
@@ -202,18 +205,23 @@ def _mix(per: Averages, mixture: Mixture) -> Averages:
 
 
 def averages(
-    state: CommitteeState, mixture: Mixture, eps: float | jax.Array, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rule: GaussRule = DEFAULT_RULE,
+    rp: dict | None = None,
 ) -> Averages:
     r"""Mixture averages :math:`\sum_cp_c\langle\cdot\rangle_c` (``DD`` weighted by :math:`p_cv_c`)."""
-    per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule))(
+    per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule, rp))(
         mixture.centres, mixture.variances, mixture.labels
     )
     return _mix(per, mixture)
 
 
-def _averages_at(state, mixture, eps, spec, whitening, t, w) -> Averages:
+def _averages_at(state, mixture, eps, spec, whitening, t, w, rp=None) -> Averages:
     """:func:`averages` on given chunked (possibly traced) node arrays."""
-    per = jax.vmap(lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w))(
+    per = jax.vmap(lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w, None, rp))(
         mixture.centres, mixture.variances, mixture.labels
     )
     return _mix(per, mixture)
@@ -245,7 +253,9 @@ def committee_drift(
     rule: GaussRule = DEFAULT_RULE,
 ) -> CommitteeState:
     """The right-hand side :math:`d(Q, R, b, v)/d\\alpha` (module docstring)."""
-    return drift_from_averages(state, averages(state, mixture, params.eps, spec, rule), params, spec)
+    return drift_from_averages(
+        state, averages(state, mixture, params.eps, spec, rule, rule_params(params)), params, spec
+    )
 
 
 def make_committee_field(
@@ -264,7 +274,8 @@ def _grid_field(spec: CommitteeSpec, whitening: str, constrained: bool = False):
 
     def f(alpha, y, args):
         params, (mixture, t, w) = args
-        d = drift_from_averages(y, _averages_at(y, mixture, params.eps, spec, whitening, t, w), params, spec)
+        A = _averages_at(y, mixture, params.eps, spec, whitening, t, w, rule_params(params))
+        d = drift_from_averages(y, A, params, spec)
         return d if not (constrained and spec.lipschitz is not None) else constrained_drift(y, d, spec.lipschitz)
 
     return f
@@ -366,7 +377,7 @@ DT_FIRST = 0.05
 
 @functools.partial(jax.jit, static_argnames=("spec", "whitening"))
 def _chunk_averages(states, params, mixture, t, w, spec, whitening):
-    return jax.vmap(lambda y, p: _averages_at(y, mixture, p.eps, spec, whitening, t, w))(states, params)
+    return jax.vmap(lambda y, p: _averages_at(y, mixture, p.eps, spec, whitening, t, w, rule_params(p)))(states, params)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
