@@ -31,6 +31,24 @@ def _run(code):
     ).stdout
 
 
+def test_console_script_help_of_every_command_imports_no_jax():
+    """``jaxadv [COMMAND] --help`` as the console script runs it (``main()`` reading ``sys.argv``): the
+    exit handlers' exception classes once imported JAX and matplotlib before the arguments were parsed."""
+    from jaxadv.app.cli import _parser
+
+    commands = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    code = (
+        "import sys\nfrom jaxadv.app.cli import main\nsys.argv = ['jaxadv', *sys.argv[1:]]\n"
+        "try: main()\nexcept SystemExit as e: code = e.code\n"
+        "print('EXIT', code, 'jax' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for argv in [["--help"], *([c, "--help"] for c in commands)]:
+        res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert res.stdout.strip().endswith("EXIT 0 False False"), (argv, res.stdout[-300:], res.stderr[-300:])
+    assert len(commands) >= 9
+
+
 def test_help_imports_no_jax_and_shows_defaults():
     out = _run(
         "import sys\nfrom jaxadv.app.cli import _parser\np = _parser()\n"

@@ -164,8 +164,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import signal
     import warnings
 
-    from .checkpoint import Interrupted
-    from .run import RunFailed
+    from .errors import Interrupted, RunFailed
 
     _use_all_cores()
     args = _parser().parse_args(argv)
