@@ -66,9 +66,10 @@ from ..analysis.measures import robust_error, test_error
 from ..defaults import ALPHA_MAX, DT, N_SAVE
 from ..distributed import broadcast, is_multiprocess, is_primary
 from ..model.losses import LOSSES
-from ..model.params import _RULES, ModelParams, check_value
+from ..model.params import PARAM_RULES, ModelParams
 from ..ode.solve import solve_ode
 from ..sharding import pad_batch, padded_size, to_host
+from ..validation import check_value
 from .io import read_toml, write_csv, write_json, write_npz
 from .progress import Progress
 
@@ -287,7 +288,7 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
-    for name, (ok, what) in _RULES.items():
+    for name, (ok, what) in PARAM_RULES.items():
         for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
             check_value(name, float(v), ok, what)
     from ..model.rule import check_reduced_supported, validate_rule
