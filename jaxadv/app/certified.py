@@ -295,7 +295,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="certified robustness of committees: standard, adversarial and "
         "Lipschitz-normalised training at the same eps (default preset certified)",
     )
-    from .cli import add_config_arguments
+    from .arguments import add_config_arguments
 
     add_config_arguments(
         c,

@@ -782,12 +782,8 @@ def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> li
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``
-    and the figures ``heatmaps.png``/``tradeoff.png``. A committee sweep (``[base]`` with a committee
-    ``preset`` or ``model = "committee"``) goes to :mod:`jaxadv.app.committee_sweep`."""
-    from .committee_sweep import committee_sweep_command, is_committee_sweep
-
-    if is_committee_sweep(read_toml(args.config, "sweep file")):
-        return committee_sweep_command(args)
+    and the figures ``heatmaps.png``/``tradeoff.png`` (a committee sweep is
+    :func:`jaxadv.app.committee_sweep.committee_sweep_command`; the CLI picks)."""
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
     from .outputs import claim_output
