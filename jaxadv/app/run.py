@@ -179,13 +179,22 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
 
     t = time.perf_counter()
-    title = f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
-        f", {cfg.replicas} replicas" if cfg.mc else ""
+    title = f"{cfg.name}: p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
+        f", N={cfg.N}, {cfg.replicas} replicas" if cfg.mc else " (ODE only)"
     )
-    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title)
-    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title)
+    corrected = v.corrected if cfg.mc else {}
+    style = {"corrected": corrected, "mc_dtype": np.float64 if cfg.x64 else np.float32}
+    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title, **style)
+    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title, **style)
+    style["corrected"] = (
+        robustness_corrected(cfg, rob["eps_test"], rob["robust_error_ode"], ode_cols, alpha) if corrected else None
+    )
     plot_robustness(
-        rob, os.path.join(out_dir, "robustness.png"), alpha_end, f"{title}: robust error at alpha={alpha_end:g}"
+        rob,
+        os.path.join(out_dir, "robustness.png"),
+        alpha_end,
+        f"{title}: robust error at alpha={alpha_end:g}",
+        **style,
     )
     timings["plots_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start  # everything above, tables and robustness curve included
@@ -276,6 +285,35 @@ def run_verdict(
         loss=cfg.loss,
         rule=cfg.rule,
     )
+
+
+def robustness_corrected(
+    cfg: RunConfig, eps_grid: np.ndarray, robust_ode: np.ndarray, ode_cols: dict[str, np.ndarray], alpha: np.ndarray
+) -> np.ndarray:
+    """The ODE + O(1/N) robust error at the last save point for every radius of ``eps_grid`` (what the
+    verdict's theory predicts for the robustness curve; the same fluctuation solve as :func:`run_verdict`),
+    from the bare ODE's ``robust_ode`` at each radius."""
+    from ..analysis.verdict import corrected_predictions
+    from ..defaults import DT
+    from ..ode.fluctuations import FluctuationResult, solve_fluctuations
+
+    fl = solve_fluctuations(
+        cfg.params,
+        cfg.N,
+        float(alpha[-1]),
+        int(cfg.n_save),
+        dt=DT if cfg.dt is None else cfg.dt,
+        R0=cfg.R0,
+        b0=cfg.b0,
+        loss=cfg.loss,
+    )
+    last = FluctuationResult(*(np.asarray(x)[-1:] for x in fl))
+    cols = {k: np.asarray(v)[-1:] for k, v in ode_cols.items()}
+    out = []
+    for e, bare in zip(eps_grid, robust_ode, strict=True):
+        cols["robust_error"] = np.array([bare])  # the bare ODE at this radius, corrected below
+        out.append(corrected_predictions(cols, last, cfg.params, float(e))["robust_error"][0])
+    return np.array(out)
 
 
 def check_ode(ode: ODEResult, cfg: RunConfig, log: Callable[[str], Any] = print) -> str:
