@@ -80,12 +80,22 @@ ALPHA_LABEL = r"$\alpha$ (examples / N)"
 
 
 def mc_band(
-    ax: Axes, x: npt.ArrayLike, mean: npt.ArrayLike, sem: npt.ArrayLike, color: Any, label: str | None = MC_LABEL
+    ax: Axes,
+    x: npt.ArrayLike,
+    mean: npt.ArrayLike,
+    sem: npt.ArrayLike,
+    color: Any,
+    label: str | None = MC_LABEL,
+    mean_line: bool = True,
 ):
-    """The Monte Carlo mean (thin line) and its ±2 SE band (:data:`BAND_SE`), clearly visible."""
+    """The Monte Carlo mean (thin line; none with ``mean_line=False``, where several curves share an
+    axes and the line would pass for the ODE's) and its ±2 SE band (:data:`BAND_SE`), clearly visible."""
     x, mean, sem = (np.asarray(a, np.float64) for a in (x, mean, sem))
-    ax.plot(x, mean, color=color, lw=1.0, alpha=0.95, label=label)
-    ax.fill_between(x, mean - BAND_SE * sem, mean + BAND_SE * sem, color=color, alpha=0.3, lw=0)
+    if mean_line:
+        ax.plot(x, mean, color=color, lw=1.0, alpha=0.95, label=label)
+    ax.fill_between(
+        x, mean - BAND_SE * sem, mean + BAND_SE * sem, color=color, alpha=0.3, lw=0, label=None if mean_line else label
+    )
 
 
 def mc_errorbar(ax: Axes, x, mean, sem, color: Any, label: str | None = MC_LABEL, **kw):
@@ -144,10 +154,16 @@ def deviation_panel(
     return ax
 
 
-def legend_outside(fig: Figure, axes: Sequence[Axes] | None = None, ncol: int | None = None, fontsize: float = 8):
-    """One legend for the whole figure, below the axes (never over the data): the distinct labelled
-    artists of ``axes`` (default: all), in order."""
-    handles, labels = [], []
+def legend_outside(
+    fig: Figure,
+    axes: Sequence[Axes] | None = None,
+    ncol: int | None = None,
+    fontsize: float = 8,
+    handles: Sequence[Any] = (),
+):
+    """One legend for the whole figure, below the axes (never over the data): ``handles`` (proxy
+    artists) then the distinct labelled artists of ``axes`` (default: all), in order."""
+    handles, labels = list(handles), [h.get_label() for h in handles]
     for ax in fig.axes if axes is None else axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab and not lab.startswith("_") and lab not in labels:
