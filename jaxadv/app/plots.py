@@ -375,11 +375,19 @@ def plot_defences(
 ) -> Figure:
     """Clean error (x) against robust error (y) at :math:`\\alpha_\\max`: ODE as open markers, the MC
     points filled with ±2 SE bars; labels placed so that none covers another label or
-    a marker. Returns the figure; saves it when ``path`` is given."""
+    a marker. With the Monte Carlo, a panel under it gives each defence's largest deviation from the
+    curve its verdict uses (:class:`~jaxadv.analysis.defences.DefenceResult`: ``deviation_sem`` from the
+    ODE + O(1/N), or ``raw_deviation_sem`` from the bare ODE where it is not testable). Returns the
+    figure; saves it when ``path`` is given."""
     import matplotlib
 
-    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
-    ax = fig.subplots()
+    judged = [r for r in results if r.verdict]
+    if judged:
+        fig = Figure(figsize=(6.6, 7.0), layout="constrained")
+        ax, dev_ax = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1.6]})
+    else:
+        fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+        ax, dev_ax = fig.subplots(), None
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     pts, mc_pts, bars = [], [], []
     for i, r in enumerate(results):
@@ -419,5 +427,38 @@ def plot_defences(
     ax.set_ylabel("robust error" + (f" at eps_test={eps_test:g} (L2)" if eps_test is not None else ""))
     ax.grid(alpha=0.3)
     ax.set_title(title or "defences", fontsize=10)
+    if dev_ax is not None:
+        _defence_deviations(dev_ax, results, colors)
     legend_outside(fig, ncol=2)
     return _save(fig, path)
+
+
+def _defence_deviations(ax: Axes, results: Sequence[DefenceResult], colors: Sequence[Any]) -> None:
+    """Each defence's largest deviation over the trajectory, in standard errors, from the curve its
+    verdict uses: the ODE + O(1/N) (filled) where the theory applies, else the bare ODE (open, not judged)."""
+    deviation_panel(
+        ax, [], [], reference="the verdict's reference", allowance=THRESHOLD, xlabel="defence (training rule)"
+    )
+    top = 1.5 * THRESHOLD
+    for i, r in enumerate(results):
+        c = colors[i % len(colors)]
+        if np.isfinite(r.deviation_sem):
+            ax.plot([i], [r.deviation_sem], "o", color=c, ms=7, label=f"_from {REFERENCE_CORRECTED}")
+            top = max(top, 1.15 * r.deviation_sem)
+        elif np.isfinite(r.raw_deviation_sem):
+            ax.plot(
+                [i],
+                [r.raw_deviation_sem],
+                "o",
+                mfc="white",
+                mec=c,
+                ms=7,
+                label=f"_from {REFERENCE_BARE}",
+            )
+            top = max(top, 1.15 * r.raw_deviation_sem)
+    ax.plot([], [], "o", color="0.3", ms=7, label=f"largest |z| from {REFERENCE_CORRECTED} (judged)")
+    ax.plot([], [], "o", mfc="white", mec="0.3", ms=7, label=f"largest |z| from the {REFERENCE_BARE} (not testable)")
+    ax.set_ylim(0, top)
+    ax.set_xticks(range(len(results)), [r.name for r in results], fontsize=8)
+    ax.set_xlim(-0.5, len(results) - 0.5)
+    ax.set_ylabel("largest |MC − reference| / SE", fontsize=8)
