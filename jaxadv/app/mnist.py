@@ -621,7 +621,7 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
 
     tr = res["tradeoff"]
     eps_slide = res["headline"]["eps_slide"]
-    fig = _figure(10, 3.6)
+    fig = _figure(10, 4.8)
     ax0, ax1 = fig.subplots(1, 2)
     c = res["curves"]
     sel = (c["attack"] == "fgm") & (c["norm"] == "inf")
@@ -639,15 +639,24 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
         )
         clean = tr["test_error"][s & np.isclose(tr["eps_test"], 0)]
         rob = tr["test_error"][s & np.isclose(tr["eps_test"], eps_slide)]
-        if clean.size and rob.size:
-            ax1.plot(clean[0], rob[0], "o", color=f"C{i}", ms=7, alpha=0.8, label=f"$\\epsilon_{{train}}$={e:g}")
+        if clean.size and rob.size:  # distinct hollow markers: points that coincide stay visible
+            ax1.plot(
+                clean[0],
+                rob[0],
+                "osD^vP"[i % 6],
+                mfc="none",
+                mec=f"C{i}",
+                mew=1.5,
+                ms=7 + 2.5 * i,
+                label=f"on-line SGD, $\\epsilon_{{train}}$={e:g}",
+            )
     h = res["headline"]
     ax1.plot(h["clean_error"], h["fgsm_error"], "kx", ms=8, label="logistic regression (GD)")
-    ax1.legend(fontsize=7)
     ax0.set_xlabel("L$_\\infty$ radius of the test attack (FGSM)")
     ax0.set_ylabel("test error")
     ax0.grid(alpha=0.3)
-    ax0.legend(fontsize=7)
+    ax0.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False)
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False)
     ax1.set_xlabel("clean test error")
     ax1.set_ylabel(f"test error under FGSM, $\\epsilon$={eps_slide:g}")
     n = res["headline"]["n_test"]
@@ -896,10 +905,15 @@ def plot_certified(res: Mapping[str, Any]) -> Figure:
     names = list(dict.fromkeys(c["student"]))
     fig = _figure(4.2 * len(norms), 3.6 + 0.25 * len(names))
     axes = np.atleast_1d(fig.subplots(1, len(norms)))
+    eps_train = dict(zip(c["student"], c["eps_train"], strict=True))
+
+    def words(name):  # "logistic" -> "logistic regression (GD)", "sgd_eps_train=0.1" -> "on-line SGD, eps_train=0.1"
+        return "logistic regression (GD)" if name == "logistic" else f"on-line SGD, ε_train={eps_train[name]:g}"
+
     for ax, norm in zip(axes, norms, strict=True):
         for i, name in enumerate(names):
             sel = (c["student"] == name) & (c["norm"] == norm)
-            ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{name}: certified")
+            ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{words(name)}: certified")
             ax.plot(
                 c["eps"][sel],
                 c["attacked"][sel],
@@ -908,7 +922,7 @@ def plot_certified(res: Mapping[str, Any]) -> Figure:
                 ms=3,
                 color=f"C{i}",
                 lw=1,
-                label=f"{name}: strongest attack (box)",
+                label=f"{words(name)}: strongest attack (box)",
             )
         label = {"inf": "L$_\\infty$", "2": "L$_2$", "1": "L$_1$"}[norm]
         ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")
