@@ -344,7 +344,7 @@ def plot_certified(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray] | None,
             if not sel.any():
                 continue
             ax.plot(ode["alpha"][sel], ode[m][sel], "-", color=col, lw=1.3, label=names[tr])
-            if has_mc:
+            if mc is not None:
                 s = mc["training"] == tr
                 if s.any():
                     mc_errorbar(
@@ -353,7 +353,7 @@ def plot_certified(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray] | None,
                     zs.append((deviation_sem(mc[f"{m}_mean"][s], mc[f"{m}_sem"][s], ode[m][sel], dtype), col, None))
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        if has_mc:
+        if mc is not None:
             deviation_panel(
                 axes[r + 1, j],
                 mc["alpha"][mc["training"] == "standard"] if (mc["training"] == "standard").any() else mc["alpha"],

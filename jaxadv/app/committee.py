@@ -569,7 +569,7 @@ def committee_figures(ode: dict, mc: dict | None, K: int, D: int, cfg: dict[str,
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
 
-        proxies = [Line2D([], [], color="0.3", lw=1.3, label="lines: bare ODE (N → ∞)")]
+        proxies: list[Any] = [Line2D([], [], color="0.3", lw=1.3, label="lines: bare ODE (N → ∞)")]
         if mc is not None:
             proxies.append(Patch(color="0.3", alpha=0.3, lw=0, label="bands: Monte Carlo mean ± 2 SE"))
         legend_outside(fig, [axes[1, 0]] if mc is not None else [], ncol=3, handles=proxies)
@@ -624,7 +624,8 @@ def committee_figures(ode: dict, mc: dict | None, K: int, D: int, cfg: dict[str,
         ("fgm_error", f"error under the FGM attack at radius {float(eps_test):g}", ["fgm_error"]),
     ]
     err_groups = [g for g in err_groups if g[0] in ode]
-    has_mc_errors = mc is not None and all(f"{g[0]}_mean" in mc for g in err_groups)
+    mc_err = mc if mc is not None and all(f"{g[0]}_mean" in mc for g in err_groups) else None
+    has_mc_errors = mc_err is not None
     fig = Figure(figsize=(3.6 * len(err_groups), 3.2 + (2.0 if has_mc_errors else 0) + 0.4), layout="constrained")
     rows = 2 if has_mc_errors else 1
     axes = fig.subplots(
@@ -633,16 +634,16 @@ def committee_figures(ode: dict, mc: dict | None, K: int, D: int, cfg: dict[str,
     for j, (c, label, _) in enumerate(err_groups):
         ax = axes[0, j]
         color = f"C{j}"
-        if has_mc_errors:
-            mc_band(ax, mc["alpha"], mc[f"{c}_mean"], mc[f"{c}_sem"], color)
+        if mc_err is not None:
+            mc_band(ax, mc_err["alpha"], mc_err[f"{c}_mean"], mc_err[f"{c}_sem"], color)
         ax.plot(ode["alpha"], ode[c], "--", color="k", lw=1.1, label=f"{REFERENCE_BARE} (N → ∞)")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-        if has_mc_errors:
+        if mc_err is not None:
             deviation_panel(
                 axes[1, j],
-                mc["alpha"],
-                [(deviation_sem(mc[f"{c}_mean"], mc[f"{c}_sem"], ode[c], dtype), color, None)],
+                mc_err["alpha"],
+                [(deviation_sem(mc_err[f"{c}_mean"], mc_err[f"{c}_sem"], ode[c], dtype), color, None)],
                 reference=REFERENCE_BARE,
                 allowance=THRESHOLD,
             )

@@ -851,7 +851,8 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
             traj = getattr(result, kind)
             if traj is None:
                 return False
-            x = np.asarray(traj, float)[(..., slice(None), *[int(k) - 1 for k in idx])]
+            where: tuple[Any, ...] = (Ellipsis, slice(None), *[int(k) - 1 for k in idx])
+            x = np.asarray(traj, float)[where]
             return bool(np.all(np.ptp(x, axis=-1) == 0))
 
         names = [c for c in names if not frozen(c)]

@@ -865,7 +865,7 @@ def plot_transfer(res: Mapping[str, Any]) -> Figure:
                 color="C6",
                 lw=2,
                 alpha=0.7,
-                label="model rescaling: measured white-box at eps·m/m_wb",
+                label="model rescaling: the measured white-box error at the radius eps·m/m_wb",
             )
             ax.plot(x, c["model_white_box"][sel], "-", color="0.4", lw=2, alpha=0.5, label="model: white-box")
             ax.plot(x, c["model_transfer"][sel], "-", color="k", lw=1.5, label="model: transfer (Q or M)")
@@ -878,8 +878,15 @@ def plot_transfer(res: Mapping[str, Any]) -> Figure:
             ax.set_xlabel("eps")
             ax.set_ylabel("target test error")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
-    fig.suptitle("MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1])", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # one legend, under the panels
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    fig.suptitle(
+        "MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1]); "
+        "m/m_wb: the transferred attack's overlap with the target over the white-box one's "
+        "(L2: Q = w_s·w_t; L∞: M/|w_t|_1, M = w_t·sign(w_s))",
+        fontsize=8,
+        wrap=True,
+    )
     return fig
 
 

@@ -63,11 +63,11 @@ def deviation_sem(mean: npt.ArrayLike, sem: npt.ArrayLike, ode: npt.ArrayLike, d
 
     With ``dtype`` (the Monte Carlo's float type) the standard error has the verdict's round-off floor
     (:func:`jaxadv.analysis.verdict.sem_floor`), so the panel shows the deviation the verdict judges."""
-    mean, sem, ode = (np.asarray(a, np.float64) for a in (mean, sem, ode))
+    m, s, ref = (np.asarray(a, np.float64) for a in (mean, sem, ode))
     if dtype is not None:
-        sem = np.sqrt(sem**2 + sem_floor(ode, dtype) ** 2)
+        s = np.sqrt(s**2 + sem_floor(ref, dtype) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((sem > 0) & np.isfinite(sem), (mean - ode) / sem, np.nan)
+        return np.where((s > 0) & np.isfinite(s), (m - ref) / s, np.nan)
 
 
 #: the Monte Carlo band and error bars of every figure: mean ± this many standard errors

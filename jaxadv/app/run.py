@@ -183,7 +183,7 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
         f", N={cfg.N}, {cfg.replicas} replicas" if cfg.mc else " (ODE only)"
     )
     corrected = v.corrected if cfg.mc else {}
-    style = {"corrected": corrected, "mc_dtype": np.float64 if cfg.x64 else np.float32}
+    style: dict[str, Any] = {"corrected": corrected, "mc_dtype": np.float64 if cfg.x64 else np.float32}
     plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title, **style)
     plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title, **style)
     style["corrected"] = (
@@ -295,7 +295,7 @@ def robustness_corrected(
     from the bare ODE's ``robust_ode`` at each radius."""
     from ..analysis.verdict import corrected_predictions
     from ..defaults import DT
-    from ..ode.fluctuations import FluctuationResult, solve_fluctuations
+    from ..ode.fluctuations import solve_fluctuations
 
     fl = solve_fluctuations(
         cfg.params,
@@ -307,7 +307,7 @@ def robustness_corrected(
         b0=cfg.b0,
         loss=cfg.loss,
     )
-    last = FluctuationResult(*(np.asarray(x)[-1:] for x in fl))
+    last = jax.tree.map(lambda x: np.asarray(x)[-1:], fl)
     cols = {k: np.asarray(v)[-1:] for k, v in ode_cols.items()}
     out = []
     for e, bare in zip(eps_grid, robust_ode, strict=True):

@@ -231,6 +231,30 @@ def _point_labels(axes: Mapping[str, Any]) -> list[str]:
     return [", ".join(f"{n}={_fmt(f[i])}" for n, f in zip(names, flat, strict=True)) for i in range(flat[0].size)]
 
 
+@overload
+def plot_sweep_deviations(
+    axes: Mapping[str, Any],
+    series: Sequence[tuple[str, Any, Any, Any]],
+    path_stem: None = None,
+    *,
+    alpha: float,
+    note: str = "",
+    dtype: Any = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> Figure: ...
+@overload
+def plot_sweep_deviations(
+    axes: Mapping[str, Any],
+    series: Sequence[tuple[str, Any, Any, Any]],
+    path_stem: str,
+    *,
+    alpha: float,
+    note: str = "",
+    dtype: Any = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> list[str]: ...
 def plot_sweep_deviations(
     axes: Mapping[str, Any],
     series: Sequence[tuple[str, Any, Any, Any]],
