@@ -875,17 +875,16 @@ def plot_transfer(res: Mapping[str, Any]) -> Figure:
                 f"|w_t|_1={ov['norm1_t']:.1f}",
                 fontsize=8,
             )
-            ax.set_xlabel("eps")
+            ax.set_xlabel("attack radius eps (pixels in [0, 1])")
             ax.set_ylabel("target test error")
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()  # one legend, under the panels
     fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     fig.suptitle(
-        "MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1]); "
-        "m/m_wb: the transferred attack's overlap with the target over the white-box one's "
+        "MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1])\n"
+        "m/m_wb: the transferred attack's overlap with the target over the white-box one's\n"
         "(L2: Q = w_s·w_t; L∞: M/|w_t|_1, M = w_t·sign(w_s))",
         fontsize=8,
-        wrap=True,
     )
     return fig
 
