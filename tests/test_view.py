@@ -187,7 +187,8 @@ def test_verify_figure_hides_unmeasurable_shift():
     import tempfile
 
     fig = _plot(rows, slopes, os.path.join(tempfile.mkdtemp(), "v.png"), "t")
-    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes]
+    # the legends sit under the deviation panels (fig.axes[2:]), outside the data
+    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes[2:]]
     assert "bias predicted" in legends[0] and "bias predicted" not in legends[1]
     assert all("nan" not in t for t in legends)
     notes = " ".join(t.get_text() for t in fig.axes[1].texts)

@@ -426,7 +426,7 @@ def _plot(rows, slopes, path, title):
                 Ns = [r["N"] for r in rr]
                 dev_ax.semilogx(
                     Ns,
-                    [r[f"resid_{name}_sem"] for r in rr],
+                    [r.get(f"resid_{name}_sem", np.nan) for r in rr],
                     mk + "-",
                     color=color,
                     ms=3.5,
@@ -435,7 +435,7 @@ def _plot(rows, slopes, path, title):
                 )
                 dev_ax.semilogx(
                     Ns,
-                    [r[f"std_{name}_dev_se"] for r in rr],
+                    [r.get(f"std_{name}_dev_se", np.nan) for r in rr],
                     mk + "--",
                     color="C0",
                     mfc="none",
