@@ -447,7 +447,8 @@ def _plot(rows, slopes, path, title):
         deviation_panel(
             dev_ax, xs, [], reference=REFERENCE_CORRECTED, allowance=THRESHOLD, xlabel="N (input dimension)"
         )
-        zmax = [float(np.nanmax(ln.get_ydata())) for ln in dev_ax.get_lines() if np.size(ln.get_ydata()) > 1]
+        ys = [np.asarray(ln.get_ydata(), float) for ln in dev_ax.get_lines() if np.size(ln.get_ydata()) > 1]
+        zmax = [float(np.nanmax(y)) for y in ys if np.isfinite(y).any()]
         dev_ax.set_ylim(0, max([1.5 * THRESHOLD] + [1.15 * z for z in zmax if np.isfinite(z)]))
         dev_ax.set_ylabel(f"largest |MC − {REFERENCE_CORRECTED}| / SE", fontsize=8)
         dev_ax.set_xticks(allN, [str(n) for n in allN])
