@@ -189,7 +189,7 @@ def verdict_reference(corrected: dict | None, quantity: str) -> tuple[str, np.nd
     return REFERENCE_BARE, None
 
 
-def _panels(ode, mc, quantities, title, corrected, allowance, mc_dtype):
+def _panels(ode, mc, quantities, title, corrected, allowance, mc_dtype, note=""):
     """Curves over alpha (top) and, with a Monte Carlo, the deviation from the verdict's reference (below)."""
     rows = 2 if mc is not None else 1
     fig = Figure(figsize=(9, 3.3 + 2.1 * (rows - 1)), layout="constrained")
@@ -216,7 +216,7 @@ def _panels(ode, mc, quantities, title, corrected, allowance, mc_dtype):
         else:
             ax.set_xlabel(ALPHA_LABEL)
     legend_outside(fig)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + (f"\n{note}" if note and mc is not None else ""), fontsize=10)
     return fig
 
 
@@ -229,13 +229,14 @@ def plot_order_parameters(
     corrected: dict | None = None,
     allowance: float = THRESHOLD,
     mc_dtype: Any = None,
+    note: str = "",
 ) -> Figure:
     """R and b against alpha: the bare ODE (dashed), the ODE + O(1/N) curve the verdict uses (solid, when
     ``corrected``, :attr:`jaxadv.analysis.verdict.Verdict.corrected`, holds it), the Monte Carlo mean with
     a ±2 SE band; under each, the deviation of the Monte Carlo from the verdict's reference in standard
-    errors with the verdict's allowance."""
+    errors with the verdict's allowance; ``note`` (e.g. why the verdict is not testable) under the title."""
     quantities = (("R", "C1", "R (overlap with the cluster axis)"), ("b", "C2", "b (bias)"))
-    return _save(_panels(ode, mc, quantities, title, corrected, allowance, mc_dtype), path)
+    return _save(_panels(ode, mc, quantities, title, corrected, allowance, mc_dtype, note), path)
 
 
 def plot_errors(
@@ -248,13 +249,14 @@ def plot_errors(
     corrected: dict | None = None,
     allowance: float = THRESHOLD,
     mc_dtype: Any = None,
+    note: str = "",
 ) -> Figure:
     """Clean test error and robust error at ``eps_test`` against alpha, as :func:`plot_order_parameters`."""
     quantities = (
         ("test_error", "C0", "clean test error"),
         ("robust_error", "C3", f"robust error (L2 attack of radius {eps_test:g})"),
     )
-    return _save(_panels(ode, mc, quantities, title, corrected, allowance, mc_dtype), path)
+    return _save(_panels(ode, mc, quantities, title, corrected, allowance, mc_dtype, note), path)
 
 
 def plot_robustness(

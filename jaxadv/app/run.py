@@ -184,8 +184,11 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
     )
     corrected = v.corrected if cfg.mc else {}
     style: dict[str, Any] = {"corrected": corrected, "mc_dtype": np.float64 if cfg.x64 else np.float32}
+    if cfg.mc and not corrected:  # the verdict did not use the theory: say why; the panels show the bare ODE
+        style["note"] = f"verdict {v.status}: {v.reason}"[:160]
     plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title, **style)
     plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title, **style)
+    style.pop("note", None)
     style["corrected"] = (
         robustness_corrected(cfg, rob["eps_test"], rob["robust_error_ode"], ode_cols, alpha) if corrected else None
     )
