@@ -10,7 +10,10 @@ Files written (each atomically):
   (:func:`jaxadv.analysis.verdict.honest_verdict`: ``verdict``, ``verdict_status``,
   ``max_deviation_sem`` against the ODE + O(1/N) theory, ``raw_max_deviation_sem`` against the bare
   ODE); strict JSON, ``null`` for a missing number
-* ``order_parameters.png``, ``errors.png``, ``robustness.png``
+* ``order_parameters.png``, ``errors.png``, ``robustness.png``: where the verdict uses the O(1/N) theory,
+  the ODE + O(1/N) curves (:attr:`~jaxadv.analysis.verdict.Verdict.corrected`; for the robustness curve
+  :func:`robustness_corrected`) beside the bare ODE, and the deviation panels against them; otherwise
+  against the bare ODE, with the verdict's reason in the title
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from ..analysis.verdict import Verdict
     from ..ode.solve import ODEResult
 
-__all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
+__all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "robustness_corrected", "check_ode", "RunFailed"]
 
 MC_COLUMNS = (
     "alpha",
