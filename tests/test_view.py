@@ -31,6 +31,24 @@ def _run(code):
     ).stdout
 
 
+def test_console_script_help_of_every_command_imports_no_jax():
+    """``jaxadv [COMMAND] --help`` as the console script runs it (``main()`` reading ``sys.argv``): the
+    exit handlers' exception classes once imported JAX and matplotlib before the arguments were parsed."""
+    from jaxadv.app.cli import _parser
+
+    commands = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    code = (
+        "import sys\nfrom jaxadv.app.cli import main\nsys.argv = ['jaxadv', *sys.argv[1:]]\n"
+        "try: main()\nexcept SystemExit as e: code = e.code\n"
+        "print('EXIT', code, 'jax' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for argv in [["--help"], *([c, "--help"] for c in commands)]:
+        res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert res.stdout.strip().endswith("EXIT 0 False False"), (argv, res.stdout[-300:], res.stderr[-300:])
+    assert len(commands) >= 9
+
+
 def test_help_imports_no_jax_and_shows_defaults():
     out = _run(
         "import sys\nfrom jaxadv.app.cli import _parser\np = _parser()\n"
@@ -57,11 +75,14 @@ def test_every_option_with_a_default_shows_it():
 def test_presets_table(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "scenario1   balanced clusters" in out and "scenario2   unbalanced clusters" in out
-    assert "{" not in out and re.search(r"^  replicas\s+128\s+128\s+64$", out, flags=re.M)
-    # every student's presets: the committee's and the surrogate/target pair's too
-    for name in ("committee", "xor", "certified", "transfer", "blackbox"):
-        assert re.search(rf"^  {name}\s+\S+=", out, flags=re.M), name
+    assert "scenario1   unit       balanced clusters" in out and "scenario2   unit       unbalanced clusters" in out
+    assert "{" not in out and re.search(r"^  replicas\s+unit,committee,pair\s+run\s+64\s+Monte Carlo", out, flags=re.M)
+    # every student's presets, each with its student: the committee's and the surrogate/target pair's too
+    for name, student in (("committee", "committee"), ("xor", "committee"), ("certified", "committee")) + (
+        ("transfer", "pair"),
+        ("blackbox", "pair"),
+    ):
+        assert re.search(rf"^  {name}\s+{student}\s+\S+=", out, flags=re.M), name
     assert "K=4" in out.split("  xor", 1)[1].splitlines()[0]
 
 

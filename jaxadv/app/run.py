@@ -37,6 +37,7 @@ from ..mc.driver import save_schedule
 from ..ode.solve import solve_ode
 from .checkpoint import simulate_resumable
 from .config import RunConfig, config_dict
+from .errors import RunFailed
 from .io import write_csv, write_json, write_npz
 from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
 
@@ -262,10 +263,6 @@ def mc_start(cfg) -> tuple:
     )
     _, obs = driver.init_states(plan)
     return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
-
-
-class RunFailed(RuntimeError):
-    """The run finished but its result is not trustworthy (the CLI exits 3)."""
 
 
 def _nanmax_abs(x):
