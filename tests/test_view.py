@@ -159,9 +159,9 @@ def test_run_figures_have_a_deviation_panel_in_standard_errors():
     assert np.isnan(z[0]) and np.allclose(z[1:], 2.0)
     for fig in (jaxadv.plot_order_parameters(ode, mc, None, "t"), jaxadv.plot_errors(ode, mc, None, 1.0, "t")):
         assert isinstance(fig, Figure) and len(fig.axes) == 4
-        assert all(ax.get_ylabel() == "(MC − ODE) / sem" for ax in fig.axes[2:])
+        assert all(ax.get_ylabel() == "(MC − bare ODE) / SE" for ax in fig.axes[2:])
     fig = jaxadv.plot_errors(ode, mc, None, 0.5, "t")
-    assert fig.axes[1].get_ylabel() == "robust error at eps_test=0.5"
+    assert fig.axes[1].get_ylabel() == "robust error (L2 attack of radius 0.5)"
     assert fig.axes[0].get_ylim()[1] < 0.6  # scaled to the data, not 0-1
     assert len(jaxadv.plot_order_parameters(ode, None, None).axes) == 2
 
@@ -208,7 +208,8 @@ def test_verify_figure_hides_unmeasurable_shift():
     import tempfile
 
     fig = _plot(rows, slopes, os.path.join(tempfile.mkdtemp(), "v.png"), "t")
-    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes]
+    # the legends sit under the deviation panels (fig.axes[2:]), outside the data
+    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes[2:]]
     assert "bias predicted" in legends[0] and "bias predicted" not in legends[1]
     assert all("nan" not in t for t in legends)
     notes = " ".join(t.get_text() for t in fig.axes[1].texts)

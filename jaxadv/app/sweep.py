@@ -765,8 +765,9 @@ def plot_axes(result: SweepView) -> tuple[tuple[str, str] | None, str]:
 
 
 def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> list[str]:
-    """``heatmaps.png`` (final test error, robust error and b over two swept axes) and
-    ``tradeoff.png`` (robust against clean error along the eps-like axis) in ``out_dir``;
+    """``heatmaps.png`` (final test error, robust error and b over two swept axes),
+    ``tradeoff.png`` (robust against clean error along the eps-like axis) and, with the Monte Carlo,
+    ``deviations.png`` (:func:`~jaxadv.app.sweep_plots.plot_sweep_deviations`) in ``out_dir``;
     returns the paths. Needs the ODE columns (``ode = true``)."""
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
@@ -777,6 +778,23 @@ def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> li
     if xy is not None:
         paths += plot_sweep_heatmaps(result, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=name)
     paths += plot_tradeoff(result, os.path.join(out_dir, "tradeoff"), axis=trade, formats=("png",))
+    if result.mc is not None:
+        from .sweep_plots import plot_sweep_deviations
+
+        names = {"R": "R (overlap)", "b": "b (bias)", "test_error": "clean test error", "robust_error": "robust error"}
+        series = [
+            (w, result.mc[f"{q}_mean"][..., -1], result.mc[f"{q}_sem"][..., -1], getattr(result, q)[..., -1])
+            for q, w in names.items()
+        ]
+        paths += plot_sweep_deviations(
+            result.axes,
+            series,
+            os.path.join(out_dir, "deviations"),
+            alpha=float(result.alpha[-1]),
+            formats=("png",),
+            title=name,
+            note="the sweep has no O(1/N) verdict: deviations from the bare ODE",
+        )
     return paths
 
 
