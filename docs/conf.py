@@ -82,7 +82,7 @@ SUBPACKAGES = {  # page -> (title, the package whose docstring opens the page)
 UTILITY_PAGE = {"generators": "mc", "fast_random": "mc", "sharding": "app"}
 # modules documented whole (their own ``__all__``), beside the names above
 WHOLE_MODULES = {
-    "utilities": ["jaxadv.attacks", "jaxadv.threefry"],
+    "utilities": ["jaxadv.attacks", "jaxadv.threefry", "jaxadv.quadrature", "jaxadv.validation"],
     "mc": ["jaxadv.fast_random"],
     "analysis": ["jaxadv.analysis.mnist"],
     "app": ["jaxadv.app.mnist"],

@@ -4,6 +4,7 @@ arguments of every command that runs one configuration. Importable without JAX (
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["Parser", "add_config_arguments"]
 
@@ -26,19 +27,19 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 class Parser(argparse.ArgumentParser):
     """An argument parser whose options' help ends with their defaults."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
 
 
 def add_config_arguments(
-    parser,
+    parser: argparse.ArgumentParser,
     config_help: str,
     out_default: str,
     set_example: str,
     no_mc_help: str,
     quiet_help: str = "no progress lines",
-    config_default=None,
+    config_default: str | None = None,
 ) -> None:
     """The arguments every command that runs one configuration shares: the config (a preset or a TOML
     file), ``--set``, ``--out``, ``--no-mc``, ``--quiet`` and ``--overwrite``."""

@@ -87,7 +87,7 @@ def mc_band(
     color: Any,
     label: str | None = MC_LABEL,
     mean_line: bool = True,
-):
+) -> None:
     """The Monte Carlo mean (thin line; none with ``mean_line=False``, where several curves share an
     axes and the line would pass for the ODE's) and its ±2 SE band (:data:`BAND_SE`), clearly visible."""
     x, mean, sem = (np.asarray(a, np.float64) for a in (x, mean, sem))
@@ -98,7 +98,15 @@ def mc_band(
     )
 
 
-def mc_errorbar(ax: Axes, x, mean, sem, color: Any, label: str | None = MC_LABEL, **kw):
+def mc_errorbar(
+    ax: Axes,
+    x: npt.ArrayLike,
+    mean: npt.ArrayLike,
+    sem: npt.ArrayLike,
+    color: Any,
+    label: str | None = MC_LABEL,
+    **kw: Any,
+) -> Any:
     """Monte Carlo points with ±2 SE bars (:data:`BAND_SE`)."""
     return ax.errorbar(
         x,
@@ -113,7 +121,15 @@ def mc_errorbar(ax: Axes, x, mean, sem, color: Any, label: str | None = MC_LABEL
     )
 
 
-def reference_curves(ax: Axes, x, bare, corrected=None, x_corrected=None, color: Any = "k", label_suffix: str = ""):
+def reference_curves(
+    ax: Axes,
+    x: npt.ArrayLike,
+    bare: npt.ArrayLike,
+    corrected: npt.ArrayLike | None = None,
+    x_corrected: npt.ArrayLike | None = None,
+    color: Any = "k",
+    label_suffix: str = "",
+) -> None:
     """The bare ODE (dashed) and, when given, the ODE + O(1/N) curve the verdict uses (solid), distinguishable."""
     ax.plot(x, bare, "--", color=color, lw=1.1, label=f"{REFERENCE_BARE} (N → ∞){label_suffix}")
     if corrected is not None:
@@ -160,7 +176,7 @@ def legend_outside(
     ncol: int | None = None,
     fontsize: float = 8,
     handles: Sequence[Any] = (),
-):
+) -> Figure:
     """One legend for the whole figure, below the axes (never over the data): ``handles`` (proxy
     artists) then the distinct labelled artists of ``axes`` (default: all), in order."""
     handles, labels = list(handles), [h.get_label() for h in handles]

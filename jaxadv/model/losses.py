@@ -156,7 +156,7 @@ def force_moments(
         loss: the loss.
         m, v, tau: mean, variance of the attacked pre-activation and the label (equal shapes).
         method: ``"auto"`` (closed form when the loss has one, else ``"quadrature"``),
-            ``"closed"`` or ``"quadrature"`` (composite Gauss--Legendre, see :mod:`jaxadv.ode.quadrature`).
+            ``"closed"`` or ``"quadrature"`` (composite Gauss--Legendre, see :mod:`jaxadv.quadrature`).
         rp: the rule's parameters (for a loss that has some, e.g. the hinge's margin).
     """
     if method == "auto":

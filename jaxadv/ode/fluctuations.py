@@ -102,7 +102,7 @@ def step_moments(
             + \tfrac{3R}{8}U^2 - \tfrac{\eta_w}{2}\delta(a_\tau + RQ)U\Big\rangle_\tau ,\qquad G_b = 0 .
 
     All averages over :math:`\tilde x\sim\mathcal N(m_\tau, v_\tau)` are composite Gauss--Legendre
-    (:func:`jaxadv.ode.quadrature.gauss_legendre_mean`) of the force :func:`jaxadv.model.losses.force`.
+    (:func:`jaxadv.quadrature.gauss_legendre_mean`) of the force :func:`jaxadv.model.losses.force`.
     """
     loss = get_loss(loss)
     R, b = y[0], y[1]

@@ -50,7 +50,7 @@ def field_moments(
     ``d1``, ``d2``: :math:`d_1^\tau`, :math:`d_2^\tau` of the module docstring; ``v_eff``: the
     variance :math:`v_\tau + e_\tau` of :math:`\|\tilde\xi\|^2/N` in the :math:`\eta_w^2` term.
     Without a gate the moments come from :func:`jaxadv.model.losses.force_moments` (closed form
-    when the loss has one); with a gate from :func:`jaxadv.ode.quadrature.truncated_gauss_mean`.
+    when the loss has one); with a gate from :func:`jaxadv.quadrature.truncated_gauss_mean`.
     """
     check_ode_supported(rule)
     attack_field, eps_nodes, gate_cut = rule.attack.field, rule.eps_law.nodes, rule.gate.margin_cut
