@@ -171,7 +171,6 @@ def _node_sums(
     along the nodes (measured 2-3x faster than a ``vmap`` over nodes, whose arrays have the K units as their
     last, short axis). ``sign_known`` (static): FGM by :func:`_fgm_fixed_sign` (:func:`_sign_known` holds)."""
     Q, R, b, v = state
-    K = Q.shape[0]
     geom = geometry(Q)
     L, P = _whiten(geom, whitening)
     M = P.T @ R
@@ -188,9 +187,10 @@ def _node_sums(
         Delta, Fv = forces(xt, v, label, spec.loss)
         y = centre[:, None] + s * _mm(M.T, t) + _mm(R.T, gamma)  # (D, b)
         wD = Delta * w[None, :]
-        D = y.shape[0]
-        S = wD @ jnp.concatenate([y, xt + b[:, None], Delta]).T  # one product for <Delta y>, <Delta h>, <Delta Delta>
-        return Averages(wD.sum(axis=1), S[:, :D], S[:, D : D + K], S[:, D + K :], Fv @ w)
+        D1 = wD.sum(axis=1)
+        # a product each (a concatenation of the rows before one product was measured 1.2x slower an evaluation),
+        # and <Delta h> = <Delta xt> + <Delta> b^T, so that h is not formed
+        return Averages(D1, wD @ y.T, wD @ xt.T + D1[:, None] * b[None, :], wD @ Delta.T, Fv @ w)
 
     return sums
 
