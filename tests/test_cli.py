@@ -34,6 +34,9 @@ def test_run_writes_all_outputs(tmp_path):
     assert info["config"]["prior"] == 0.7 and info["config"]["N"] == 30
     for key in ("jax_version", "device", "timings_s", "seed", "jaxadv_version", "verdict"):
         assert key in info
+    t = info["timings_s"]  # every phase, and the total covers them
+    assert set(t) == {"ode_s", "mc_s", "verdict_s", "plots_s", "total_s"}
+    assert t["total_s"] >= t["ode_s"] + t["mc_s"] + t["verdict_s"] + t["plots_s"]
     for png in ("order_parameters.png", "errors.png", "robustness.png"):
         assert (out / png).stat().st_size > 1000
     assert not (out / "mc_checkpoint.npz").exists()

@@ -123,12 +123,13 @@ def test_symmetric_whitening_is_more_accurate_than_the_eigenbasis():
 
 
 def test_fgm_with_the_slopes_sign_known_is_the_same_field():
-    """FGM without the first erf (``sign_known``: fixed v with sum |v_k| <= 1, so sgn l'(sigma) = -sgn(tau)) gives the
-    drift of the full FGM to round-off (measured: 5.6e-17 at most, K = 2 and 3, quadratic and logistic loss, at the
-    XOR start and end), and is used only where the sign is known."""
+    """FGM without the first erf (``sign_known``: fixed v with sum |v_k| <= 1, so the ascended slope has the sign
+    -sgn(tau)) gives the drift of the full FGM to round-off (measured: 5.6e-17 at most, K = 2 and 3, quadratic and
+    logistic loss, at the XOR start and end), for every loss it is used with, and is used only where the sign is
+    known."""
     mixture, params = XOR_PRESET
     rng = np.random.default_rng(5)
-    for K, loss in ((2, "quadratic"), (2, "logistic"), (3, "quadratic")):
+    for K, loss in ((2, "quadratic"), (2, "logistic"), (2, "cross_entropy"), (2, "hinge"), (3, "quadratic")):
         spec = CommitteeSpec(K=K, loss=loss)
         t, w = (jnp.asarray(z) for z in chunked_nodes(K, GaussRule(4, 8, 7.0, "symmetric"), 2048))
         for _ in range(2):

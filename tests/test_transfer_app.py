@@ -193,8 +193,9 @@ def stall(*a, **k):  # the dispatch call number STALL_AT never returns: the proc
     calls.append(1)
     if len(calls) - 1 == int(os.environ["STALL_AT"]):
         import jax
-        with open(os.environ["STALL_MARK"], "w") as f:
+        with open(os.environ["STALL_MARK"] + ".tmp", "w") as f:
             f.write(str(jax.device_count()))
+        os.replace(os.environ["STALL_MARK"] + ".tmp", os.environ["STALL_MARK"])  # seen only with its contents
         time.sleep(600)
     return real(*a, **k)
 

@@ -450,6 +450,8 @@ def test_compare_defences_judges_each_defence_with_the_run_verdict():
     assert (
         np.isfinite(res[0].deviation_sem) and np.isnan(res[1].deviation_sem) and np.isfinite(res[1].raw_deviation_sem)
     )
+    # "not testable" says why (the noise defence's rule has no O(1/N) theory); "consistent" needs no reason
+    assert res[0].reason == "" and "O(1/N)" in res[1].reason
     # the same verdict computed by hand from one simulate + solve_ode
     _, rule, values = defence_setup("adversarial", p, kw["N"])
     mc = simulate(jax.random.key(3), p, **kw, rule=rule, rule_params=values)

@@ -57,11 +57,14 @@ def test_every_option_with_a_default_shows_it():
 def test_presets_table(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "scenario1   balanced clusters" in out and "scenario2   unbalanced clusters" in out
-    assert "{" not in out and re.search(r"^  replicas\s+128\s+128\s+64$", out, flags=re.M)
-    # every student's presets: the committee's and the surrogate/target pair's too
-    for name in ("committee", "xor", "certified", "transfer", "blackbox"):
-        assert re.search(rf"^  {name}\s+\S+=", out, flags=re.M), name
+    assert "scenario1   unit       balanced clusters" in out and "scenario2   unit       unbalanced clusters" in out
+    assert "{" not in out and re.search(r"^  replicas\s+unit,committee,pair\s+run\s+64\s+Monte Carlo", out, flags=re.M)
+    # every student's presets, each with its student: the committee's and the surrogate/target pair's too
+    for name, student in (("committee", "committee"), ("xor", "committee"), ("certified", "committee")) + (
+        ("transfer", "pair"),
+        ("blackbox", "pair"),
+    ):
+        assert re.search(rf"^  {name}\s+{student}\s+\S+=", out, flags=re.M), name
     assert "K=4" in out.split("  xor", 1)[1].splitlines()[0]
 
 

@@ -105,7 +105,7 @@ class Comparison(NamedTuple):
         ok = zmax <= threshold
         return (
             f"{'consistent' if ok else 'INCONSISTENT'}: largest MC-ODE deviation {zmax:.2f} standard "
-            f"errors ({name} at alpha={alpha:g}; threshold {threshold:g}){div}"
+            f"errors ({name} at alpha={alpha:g}; allowance {threshold:g}){div}"
         )
 
 

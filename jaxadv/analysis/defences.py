@@ -82,7 +82,8 @@ class DefenceResult(NamedTuple):
     ``verdict`` is the status of :func:`jaxadv.analysis.verdict.honest_verdict` over the whole
     trajectory (``consistent``, ``INCONSISTENT``, ``not testable``, ``undetermined``; empty without
     the Monte Carlo), ``deviation_sem`` its largest deviation from the ODE + O(1/N) theory (NaN when
-    not testable) and ``raw_deviation_sem`` the largest from the bare ODE, in standard errors."""
+    not testable) and ``raw_deviation_sem`` the largest from the bare ODE, in standard errors;
+    ``reason`` says why the O(1/N) theory did not apply or the verdict is undetermined (empty otherwise)."""
 
     name: str
     ode_clean: float
@@ -100,6 +101,7 @@ class DefenceResult(NamedTuple):
     verdict: str = ""
     deviation_sem: float = float("nan")
     raw_deviation_sem: float = float("nan")
+    reason: str = ""
 
 
 def compare_defences(
@@ -201,6 +203,8 @@ def compare_defences(
                 row[f"mc_{label}"], row[f"mc_{label}_sem"] = float(m[0]), float(s[0])
             if ode is None:
                 row["verdict"] = "not testable"
+                why = rule.attack.no_ode or "it has no field face"
+                row["reason"] = f"no ODE for the attack {rule.attack.name!r}: {why}"
             else:
                 v = honest_verdict(
                     mc_summary(res, params, eps_test),
@@ -216,7 +220,10 @@ def compare_defences(
                     rule=rule,
                 )
                 row.update(
-                    verdict=v.status, deviation_sem=_float_or_nan(v.z_max), raw_deviation_sem=_float_or_nan(v.raw_z_max)
+                    verdict=v.status,
+                    deviation_sem=_float_or_nan(v.z_max),
+                    raw_deviation_sem=_float_or_nan(v.raw_z_max),
+                    reason=v.reason,
                 )
         out.append(DefenceResult(**row))
     return out

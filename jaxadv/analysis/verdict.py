@@ -345,7 +345,7 @@ def honest_verdict(
     ok = worst[0] <= threshold
     text = (
         f"{'consistent' if ok else 'INCONSISTENT'}: largest deviation from the ODE + O(1/N) theory "
-        f"{worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}; threshold {threshold:g}); "
+        f"{worst[0]:.2f} standard errors ({worst[1]} at alpha={worst[2]:g}; allowance {threshold:g}); "
         f"{raw_txt}{note}"
     )
     return make("consistent" if ok else "INCONSISTENT", text, worst, untested=untested, corrected=pred)

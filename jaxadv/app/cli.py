@@ -74,16 +74,27 @@ def _parser():
 
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run the ODE and the Monte Carlo for a preset or TOML file")
-    add_config_arguments(
-        r,
-        "preset (see `jaxadv presets`) or path to a .toml file",
-        "results/<name>",
-        "--set alpha_max=1000",
-        "skip the Monte Carlo (ODE only)",
-        quiet_help="no progress bar",
-    )
-    sub.add_parser("presets", help="list the presets, one line each, and their keys")
+    for name, student, what, example in (
+        ("run", None, "ODE and Monte Carlo of any student (unit, committee, pair)", "--set alpha_max=1000"),
+        (
+            "committee",
+            "committee",
+            "`jaxadv run` of a committee (presets committee, xor)",
+            "--set K=2 --set v=0.5,-0.5",
+        ),
+        (
+            "transfer",
+            "pair",
+            "`jaxadv run` of a surrogate/target pair (presets transfer, blackbox)",
+            "--set eps_t=0,0.5",
+        ),
+    ):
+        r = sub.add_parser(name, help=what)
+        add_config_arguments(
+            r, "preset (see `jaxadv presets`) or .toml file", "results/<name>", example, "ODE only (no Monte Carlo)"
+        )
+        r.set_defaults(student=student)
+    sub.add_parser("presets", help="list every student's presets, one line each, and every key")
     d = sub.add_parser("compare-defences", help="clean vs robust error of five defences (ODE and Monte Carlo)")
     add_config_arguments(
         d,
@@ -114,13 +125,6 @@ def _parser():
     from .mnist import add_parser as add_mnist_parser
 
     add_mnist_parser(sub)
-    from .committee import add_parser as add_committee_parser
-
-    add_committee_parser(sub)
-    from .transfer import add_parser as add_transfer_parser
-
-    add_transfer_parser(sub)
-
     from .certified import add_parser as add_certified_parser
 
     add_certified_parser(sub)
@@ -204,29 +208,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_term)
 
 
-def other_presets_table() -> str:
-    """The presets of the committee and the surrogate/target pair, one line each with the keys they set
-    (every other key takes the command's default: ``jaxadv committee --help``, ``jaxadv transfer --help``)."""
-    from . import committee, transfer
-
-    lines = []
-    for command, presets in (("committee", committee.PRESETS), ("transfer", transfer.PRESETS)):
-        lines.append(f"presets of `jaxadv {command} NAME`:")
-        for name, keys in presets.items():
-            shown = ", ".join(f"{k}={_short(v)}" for k, v in keys.items() if k not in ("Q0", "R0", "b0"))
-            start = " (and a given start Q0, R0, b0)" if "R0" in keys else ""
-            lines.append(f"  {name:<11} {shown}{start}")
-    return "\n".join(lines)
-
-
-def _short(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_short(x) for x in v) + "]"
-    return str(v)
-
-
 def _dispatch(args) -> int:
     import jax
 
@@ -242,12 +223,9 @@ def _dispatch(args) -> int:
     if hasattr(args, "func"):
         return args.func(args)
     from .config import load_config, presets_table
-    from .run import run
 
     if args.command == "presets":
         print(presets_table())
-        print()
-        print(other_presets_table())
         return 0
     if args.command == "compare-defences":
         from .run import run_defences
@@ -260,17 +238,61 @@ def _dispatch(args) -> int:
             run_defences(cfg, out, mc=mc, progress=not args.quiet, log=lambda m: print(m, flush=True))
         print(f"wrote {out}")
         return 0
-    cfg = load_config(args.config, args.overrides)
-    if args.no_mc:
-        from dataclasses import replace
+    return _run_any(args)
 
-        cfg = replace(cfg, mc=False)
-    out = args.out or os.path.join("results", cfg.name)
-    with _claim(cfg, out, args, "run", cfg.mc):
-        print(f"jaxadv run {cfg.name} -> {out}")
-        run(cfg, out, progress=not args.quiet)
-    print(f"wrote {out}")
+
+_COMMAND = {"unit": "run", "committee": "committee", "pair": "transfer"}
+
+
+def _run_any(args) -> int:
+    """``jaxadv run`` (``committee`` and ``transfer``: the same for one student): configuration, the memory and
+    step checks, the claimed folder, the run and its files (the same files whichever command ran it)."""
+    from dataclasses import replace
+
+    from .config import config_dict, load_any
+    from .outputs import claim_output
+
+    student, cfg = load_any(args.config, args.overrides, args.student)
+    values = config_dict(cfg) if student == "unit" else cfg
+    mc = bool(values.get("mc", True)) and not args.no_mc
+    if student == "unit":
+        cfg = replace(cfg, mc=mc)
+    elif student == "committee":
+        cfg["mc"] = mc
+    log = print if student == "unit" else (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    out = args.out or os.path.join("results", values["name"])
+    if mc:
+        units = values["replicas"] * {"unit": 1, "committee": values.get("K", 1), "pair": 2}[student]
+        check_run(
+            values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full")
+        )
+    ident = {"config": {k: v for k, v in values.items() if k != "mc"}, "mc": mc}
+    with claim_output(out, ident, overwrite=args.overwrite, command=_COMMAND[student]):
+        log(f"jaxadv {_COMMAND[student]} {values['name']} -> {out}")
+        if student == "unit":
+            from .run import run
+
+            run(cfg, out, progress=not args.quiet)
+        elif student == "committee":
+            from .committee import run_committee
+
+            run_committee(cfg, out, progress=not args.quiet, log=log)
+        else:
+            from .transfer import run_transfer
+
+            run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
+    log(f"wrote {out}")
     return 0
+
+
+def check_run(N: int, units: int, n_save: int, x64: bool, alpha_max: float, sampler: str = "full") -> None:
+    """Before any computation of a Monte Carlo: refuse one that cannot fit in memory (``units``: replicas
+    times the students' units) or whose steps overflow the step counter, with the estimate in the message."""
+    from ..mc.driver import save_schedule
+    from .resources import check_fits, run_memory_bytes
+
+    check_fits(run_memory_bytes(N, units, n_save, 8 if x64 else 4, sampler), "the Monte Carlo")
+    save_schedule(N, alpha_max, n_save)
 
 
 def _claim(cfg, out, args, command, mc):
@@ -278,15 +300,9 @@ def _claim(cfg, out, args, command, mc):
     (:func:`jaxadv.app.outputs.claim_output`)."""
     from .config import config_dict
     from .outputs import claim_output
-    from .resources import check_fits, run_memory_bytes
 
     if mc:
-        from ..mc.driver import save_schedule
-
-        check_fits(
-            run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler), "the Monte Carlo"
-        )
-        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)  # refuses a run beyond the step counter, before the folder
+        check_run(cfg.N, cfg.replicas, cfg.n_save, cfg.x64, cfg.alpha_max, cfg.sampler)
     ident = {k: v for k, v in config_dict(cfg).items() if k != "mc"}
     return claim_output(out, {"config": ident, "mc": bool(mc)}, overwrite=args.overwrite, command=command)
 

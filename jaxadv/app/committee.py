@@ -34,6 +34,7 @@ resumes from it, with the same bits as an uninterrupted run. It is removed when 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -45,11 +46,9 @@ import numpy as np
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from ..committee import GaussRule
 
-__all__ = ["PRESETS", "load_committee_config", "run_committee", "add_parser"]
+__all__ = ["PRESETS", "load_committee_config", "run_committee"]
 
 
 def _orthogonal_start(R0):
@@ -73,6 +72,9 @@ PRESETS = {
         "R0": [[0.3], [0.1]],
         "Q0": [[1.0, 0.2], [0.2, 1.0]],
         "b0": [0.1, -0.1],
+        "N": 500,
+        "alpha_max": 20.0,
+        "n_save": 20,
     },
     "xor": {
         "data": "xor",
@@ -85,6 +87,7 @@ PRESETS = {
         "b0": [0.1, -0.1, 0.05, -0.05],
         "N": 200,
         "alpha_max": 40.0,
+        "n_save": 20,
         "replicas": 32,
         "dt": 0.1,
     },
@@ -113,151 +116,46 @@ non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves
 (``committee``'s data, no per-unit normalisation, Lipschitz bound 1; ``jaxadv certified`` compares
 standard, adversarial and Lipschitz-normalised training on it)."""
 
-_RUN = {
-    "N": 500,
-    "alpha_max": 20.0,
-    "n_save": 20,
-    "replicas": 64,
-    "seed": 0,
-    "dt": 0.05,
-    "x64": False,
-    "mc": True,
-    "ode_start": None,
-    "name": None,
-}
-_DATA = {"data": "two_cluster", "prior": 0.5, "rho": 2.0, "v1": 1.0, "v2": 1.0, "var": 1.0}
-_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5}
-_TEST = {"eps_test": None, "mc_errors": None}
-_SPEC = {
-    "K": 2,
-    "train_v": False,
-    "normalise": True,
-    "attack": "fgm",
-    "pgd_steps": 5,
-    "pgd_step": 0.25,
-    "pgd_random_start": False,
-    "loss": "quadratic",
-    "lipschitz": None,
-}
-_INIT = {"R0": None, "Q0": None, "b0": None, "v": None}
-_KEYS: dict[str, Any] = {**_RUN, **_DATA, **_RULE, **_SPEC, **_INIT}  # what a committee sweep's [base] takes
-
-
-def coerce_scalar(key, value, kind):
-    """A scalar configuration value from TOML or a ``--set`` string as ``kind`` (``bool``, ``int`` or
-    ``float``; finite); ``ValueError`` naming ``key`` and the value otherwise. Shared by the
-    ``committee`` and ``transfer`` commands."""
-    if isinstance(value, bool) and kind is not bool:
-        raise ValueError(f"{key}={value!r} is not a number")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is not a number") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{key}={value!r} must be finite")
-    if kind is int:
-        if x != int(x):
-            raise ValueError(f"{key}={value!r} is not an integer")
-        return int(x)
-    return x
-
-
-def _array(key, value):
-    """A vector or matrix from a TOML array or a string ``"a,b;c,d"``."""
-    if isinstance(value, str):
-        try:
-            rows = [[float(x) for x in r.split(",") if x.strip()] for r in value.split(";") if r.strip()]
-        except ValueError:
-            raise ValueError(f"{key}={value!r} is not a list of numbers (rows separated by ';')") from None
-        value = rows[0] if len(rows) == 1 and ";" not in value else rows
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is not a list of numbers") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{key}={value!r} must be finite")
-    return arr.tolist()
-
-
-def _coerce(key, value):
-    if key not in _KEYS and key not in _TEST:
-        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted({**_KEYS, **_TEST}))}")
-    default = {**_KEYS, **_TEST}[key]
-    if key in _INIT:
-        return (
-            None if value is None or (isinstance(value, str) and value.lower() in ("none", "")) else _array(key, value)
-        )
-    if key in ("data", "attack", "loss", "ode_start", "name"):
-        return str(value)
-    if key == "mc_errors":  # None: K <= 2
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-            return None
-        return coerce_scalar(key, value, bool)
-    if key == "eps_test":  # None: the training eps
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-            return None
-        return coerce_scalar(key, value, float)
-    if key == "lipschitz":  # None (off) or the bound L_max (validated by validate_spec)
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off", "")):
-            return None
-        return coerce_scalar(key, value, float)
-    return coerce_scalar(key, value, type(default))
+_RULE = {"eta_w": 1.0, "eta_b": 0.5, "eta_v": 0.0, "eps": 0.5, "hinge_margin": 0.0}
+_SPEC = ("K", "train_v", "normalise", "attack", "pgd_steps", "pgd_step", "pgd_random_start", "loss", "lipschitz")
+_PGD = ("attack", "pgd")
+_USED_WHEN = {"pgd_steps": _PGD, "pgd_step": _PGD, "pgd_random_start": _PGD, "hinge_margin": ("loss", "hinge")}
+"""Keys of one rule part: read only when the rule has that part (given otherwise, they are an error)."""
 
 
 def load_committee_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved flat dict
-    (plus ``mixture``, a dict of arrays, for ``data = "mixture"``). Raises ``ValueError`` naming
-    an unknown key or a bad value."""
-    from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
+    """A preset name or TOML path, then ``KEY=VALUE`` overrides (:func:`jaxadv.app.config.read_config`);
+    returns the resolved flat dict (plus ``mixture``, a dict of arrays, for ``data = "mixture"``). Raises
+    ``ValueError`` naming an unknown key or a bad value."""
+    from .config import load_any  # here: the parser (--help) must not import JAX
 
-    cfg = {**_KEYS, **_TEST}
-    mixture = None
-    preset, data, name = read_spec(spec, PRESETS, "committee")
-    cfg.update(preset or {})
-    cfg["name"] = name
-    if data is not None:
-        mixture = data.pop("mixture", None)
-        if mixture is not None:
-            if not isinstance(mixture, dict):
-                raise ValueError(f"mixture={mixture!r} must be a table with centres, variances, priors, labels")
-            cfg["data"] = "mixture"
-        for k, v in data.items():
-            cfg[k] = _coerce(k, v)
-    for k, v in read_overrides(overrides).items():
-        cfg[k] = _coerce(k, v.strip())
-    if cfg["data"] not in ("two_cluster", "xor", "mixture"):
-        raise ValueError(f"data={cfg['data']!r} must be 'two_cluster', 'xor' or 'mixture'")
+    return load_any(spec, overrides, "committee")[1]
+
+
+def build_committee_config(r) -> dict[str, Any]:
+    """The committee's checks across keys on a :class:`jaxadv.app.config.Resolved` (each key's own check has
+    run); returns the resolved dict."""
+    from .config import check_unused
+
+    cfg, mixture = dict(r.values), r.mixture
+    if mixture is not None:
+        if not isinstance(mixture, dict):
+            raise ValueError(f"mixture={mixture!r} must be a table with centres, variances, priors, labels")
+        cfg["data"] = "mixture"
     if cfg["data"] == "mixture" and mixture is None:
         raise ValueError("data='mixture' needs a [mixture] table (centres, variances, priors, labels) in a TOML file")
-    if cfg["ode_start"] is None or cfg["ode_start"] == "None":
+    if cfg["ode_start"] is None:
         cfg["ode_start"] = "given" if cfg["R0"] is not None and cfg["Q0"] is not None else "mc"
-    if cfg["ode_start"] not in ("mc", "given"):
-        raise ValueError(f"ode_start={cfg['ode_start']!r} must be 'mc' or 'given'")
-    for key, low in (("N", 2), ("n_save", 1), ("replicas", 2)):
-        if cfg[key] < low:
-            raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {low}")
-    for key in ("alpha_max", "dt"):
-        if not cfg[key] > 0:
-            raise ValueError(f"{key}={cfg[key]!r} must be > 0")
-    if cfg["seed"] < 0:
-        raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
-    if cfg["eps_test"] is not None and not cfg["eps_test"] >= 0:
-        raise ValueError(f"eps_test={cfg['eps_test']!r} must be >= 0")
+    if cfg["replicas"] < 2:
+        raise ValueError(f"replicas={cfg['replicas']!r} must be an integer >= 2")
     if cfg["mc_errors"] is None:
         cfg["mc_errors"] = cfg["K"] <= 2
     if cfg["ode_start"] == "given" and (cfg["R0"] is None or cfg["Q0"] is None):
         raise ValueError(
             "ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE never leaves)"
         )
-    from .config import check_name
-
-    cfg["name"] = check_name(str(cfg["name"]))  # a plain folder name: results/<name> cannot escape
+    parts = {k: (p, cfg[p]) for k, (p, want) in _USED_WHEN.items() if k in r.given and cfg[p] != want}
+    check_unused({k: r.given[k] for k in parts}, lambda k: False, ", ".join(f"{p}={v!r}" for p, v in parts.values()))
     cfg["mixture"] = mixture
     _records(cfg)  # every record's own validator
     if cfg["eps_test"] is None:
@@ -304,7 +202,6 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
     import jax.numpy as jnp
 
     from ..committee import CommitteeState
-    from ..committee.measures import clean_error, fgm_error, robust_error
 
     Q = np.asarray(states[0], np.float64)
     shape, K = Q.shape[:-2], Q.shape[-1]
@@ -312,12 +209,37 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
         *(jnp.asarray(np.asarray(z, np.float64).reshape((-1,) + np.shape(z)[len(shape) :])) for z in states)
     )
     eps = jnp.asarray(eps_test, jnp.float64)
+    mix = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), mixture)
+    # fixed chunks, the last padded by repeating a state: one compiled program for every batch size
+    chunk, n = (16 if K <= 2 else 1), Q.reshape(-1, K, K).shape[0]  # K = 4: about 0.7 GB a state
+    pad = jax.tree.map(lambda z: jnp.concatenate([z, jnp.repeat(z[:1], -n % chunk, axis=0)]), flat)
+    parts = [_error_chunk()(_rows(pad, i, i + chunk), mix, eps, loss) for i in range(0, n, chunk)]
+    out = [np.concatenate([np.asarray(p[j], np.float64) for p in parts])[:n] for j in range(len(ERRORS))]
+    return {name: x.reshape(shape) for name, x in zip(ERRORS, out, strict=True)}
 
-    def one(s):
-        return clean_error(s, mixture), robust_error(s, mixture, eps), fgm_error(s, mixture, eps, loss)
 
-    out = jax.lax.map(one, flat, batch_size=16 if K <= 2 else 1)  # K = 4: about 0.7 GB a state
-    return {n: np.asarray(x, np.float64).reshape(shape) for n, x in zip(ERRORS, out, strict=True)}
+def _rows(tree, lo: int, hi: int):
+    import jax
+
+    return jax.tree.map(lambda z: z[lo:hi], tree)
+
+
+@functools.cache
+def _error_chunk():
+    """The jitted function ``(states, mixture, eps, loss) ->`` the three errors of every state of the batch
+    ``states`` (``vmap``), compiled once per chunk shape (a closure mapped outside ``jit`` was traced and
+    compiled again at every call, 12 s each). Built at first use: importing the CLI imports no JAX."""
+    import jax
+
+    from ..committee.measures import clean_error, fgm_error, robust_error
+
+    def errors(states, mixture, eps, loss: str):
+        def one(s):
+            return clean_error(s, mixture), robust_error(s, mixture, eps), fgm_error(s, mixture, eps, loss)
+
+        return jax.vmap(one)(states)
+
+    return jax.jit(errors, static_argnames=("loss",))
 
 
 def _mean_sem(x):
@@ -524,37 +446,3 @@ def _figures(out_dir, ode, mc, K, D, cfg):
     ax.set_title(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}", fontsize=9)
     ax.legend(fontsize=8)
     write_figure(os.path.join(out_dir, "errors.png"), fig)
-
-
-def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv committee PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser(
-        "committee", help="two-layer committee machine: ODE and Monte Carlo (presets committee, xor)"
-    )
-    from .cli import add_config_arguments
-
-    add_config_arguments(
-        c,
-        "preset (committee, xor) or path to a .toml file",
-        "results/<name>",
-        "--set K=2 --set v=0.5,-0.5",
-        "ODE only (needs ode_start=given with R0 and Q0)",
-    )
-    c.set_defaults(func=committee_command)
-
-
-def committee_command(args: argparse.Namespace) -> int:
-    cfg = load_committee_config(args.config, args.overrides)
-    if args.no_mc:
-        cfg["mc"] = False
-    out = args.out or os.path.join("results", cfg["name"])
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    from .outputs import claim_output
-
-    ident = {k: v for k, v in cfg.items() if k not in ("mc", "mixture")}
-    ident["mixture"] = cfg["mixture"]
-    with claim_output(out, {"config": ident, "mc": bool(cfg["mc"])}, overwrite=args.overwrite, command="committee"):
-        log(f"jaxadv committee {cfg['name']} -> {out}")
-        run_committee(cfg, out, progress=not args.quiet, log=log)
-    log(f"wrote {out}")
-    return 0

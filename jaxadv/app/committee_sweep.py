@@ -229,22 +229,25 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
         >>> cfg.spec.K, cfg.grid["eps"]
         (2, (0.0, 0.5))
     """
-    from .committee import _KEYS, _RUN, PRESETS, _coerce
-    from .config import check_name
+    from .committee import PRESETS
+    from .config import check_name, coerce, defaults_of, keys_of
+
+    keys = keys_of("committee")
+    model_keys, run_keys = defaults_of("committee"), {k for k, r in keys.items() if r.section == "run"}
     from .sweep import _axis_values
 
     base = dict(base or {})
     model = base.pop("model", "committee")
     if model != "committee":
         raise ValueError(f"base.model={model!r} must be 'committee' for a committee sweep")
-    cfg = dict(_KEYS)
+    cfg = dict(model_keys)
     run_defaults: dict[str, Any] = {}
     preset = base.pop("preset", None)
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"base.preset={preset!r} is not a committee preset; one of {sorted(PRESETS)}")
         for k, v in PRESETS[preset].items():
-            (run_defaults if k in _RUN else cfg)[k] = v
+            (run_defaults if k in run_keys else cfg)[k] = v
     mixture = base.pop("mixture", None)
     if mixture is not None:
         if not isinstance(mixture, dict):
@@ -252,20 +255,20 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
         cfg["data"] = "mixture"
     eps_test = base.pop("eps_test", None)
     for k, v in base.items():
-        if k in _RUN:
+        if k in run_keys:
             raise ValueError(f"base.{k}: {k} is a run setting; give it at the top level of the sweep file")
-        if k not in _KEYS:
+        if k not in model_keys:
             raise ValueError(
-                f"base.{k}: unknown key; committee keys: {', '.join(sorted(set(_KEYS) - set(_RUN)))}, "
+                f"base.{k}: unknown key; committee keys: {', '.join(sorted(set(model_keys) - run_keys))}, "
                 "preset, model, mixture, eps_test"
             )
-        cfg[k] = _coerce(k, v)
+        cfg[k] = coerce(keys[k], v)
     if cfg["data"] not in DATA_AXES:
         raise ValueError(f"base.data={cfg['data']!r} must be one of {sorted(DATA_AXES)}")
     if cfg["data"] == "mixture" and mixture is None:
         raise ValueError("base.data='mixture' needs a [base.mixture] table (centres, variances, priors, labels)")
     cfg["mixture"] = mixture
-    for k in _RUN:
+    for k in run_keys:
         cfg.pop(k, None)
     if eps_test is not None:
         eps_test = _float("base.eps_test", eps_test)
@@ -274,7 +277,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     axes = {}
     for k, v in grid.items():
         if k not in COMMITTEE_SWEEP_AXES:
-            if k in _KEYS:
+            if k in model_keys:
                 raise ValueError(
                     f"grid.{k}: {k} is not sweepable (a static choice or run setting: it changes "
                     f"shapes or compilation); sweepable: {', '.join(_axes_of(cfg['data']))}"

@@ -1,11 +1,21 @@
-"""Run configurations: presets, TOML files and ``KEY=VALUE`` overrides, validated eagerly.
+"""The configuration of every student: one table of keys, one reader, one coercion, one validation.
 
-A TOML file holds flat keys, optionally starting from a preset::
+A configuration is a preset (``jaxadv presets``) or a TOML file, then ``--set KEY=VALUE`` overrides.
+``student = "unit" | "committee" | "pair"`` chooses the student (default: the preset's, else ``unit``);
+keys are flat or grouped in the sections ``[data]``, ``[student]``, ``[rule]`` and ``[run]`` (a committee's
+general mixture is a ``[mixture]`` table)::
 
     preset = "scenario1"   # optional
+    [data]
     prior = 0.6
+    [run]
     alpha_max = 200
     replicas = 256
+
+:data:`KEYS` lists every key once: its type, its default (run defaults from :mod:`jaxadv.defaults`), the
+students that read it, its section and a line of documentation. A key the chosen student does not read,
+a key in the wrong section, and a key of a rule part the rule does not use (``eps_min`` with
+``eps_dist = "fixed"``, ``pgd_steps`` without ``attack = "pgd"``) are errors that name the key.
 """
 
 from __future__ import annotations
@@ -14,124 +24,268 @@ import dataclasses
 import math
 import os
 import typing
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from ..defaults import ALPHA_MAX, DT, N_SAVE, REPLICAS
-from ..mc.driver import SAMPLERS
-from ..model.losses import LOSSES
-from ..model.params import ModelParams, check_value, validate_params
+from .. import defaults as D
 from .io import read_toml
 
 if typing.TYPE_CHECKING:
+    from ..model.params import ModelParams
     from ..model.rule import TrainingRule
 
 __all__ = [
+    "Key",
+    "KEYS",
+    "STUDENTS",
     "RunConfig",
     "PRESETS",
     "PRESET_DESCRIPTIONS",
     "load_config",
+    "load_any",
     "validate_config",
     "presets_table",
     "check_name",
     "MAX_SEED",
 ]
 
-_MODEL_DEFAULTS = ModelParams._field_defaults
-SAMPLER_NAMES = tuple(SAMPLERS)
+STUDENTS = ("unit", "committee", "pair")
+SECTIONS = ("data", "student", "rule", "run")
 PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
+#: largest seed: ``jax.random.key`` takes a signed 64-bit integer
+MAX_SEED = 2**63 - 1
+#: the RK4 loop's counter is a 32-bit integer
+MAX_ODE_STEPS = 2**31 - 1
+
+_NONE_WORDS = ("none", "null", "off", "")
+_GE0 = (lambda x: x >= 0, "must be >= 0")
+_GT0 = (lambda x: x > 0, "must be > 0")
+_PM1 = (lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+_PRIOR = (lambda x: 0 < x < 1, "must lie in the open interval (0, 1)")
+_SEED_OK = (lambda x: 0 <= x <= MAX_SEED, "must be an integer in [0, 2**63 - 1]")
+_GM = ("given", "mc")
+_DATA_KINDS = ("two_cluster", "xor", "mixture")
+
+
+def _at_least(n: int) -> tuple:
+    return (lambda x: x >= n, f"must be >= {n}")
+
+
+class Key(NamedTuple):
+    """One configuration key.
+
+    Attributes:
+        name: the key (``--set name=...``, a TOML key).
+        kind: ``int``, ``float``, ``bool``, ``str``, ``floats`` (a list, or ``"a,b"``) or ``array`` (a TOML
+            array, or ``"a,b;c,d"``); a trailing ``?`` allows ``none``.
+        default: its value when unset.
+        students: the students that read it (space-separated names of :data:`STUDENTS`).
+        section: where it goes in a TOML file with sections (:data:`SECTIONS`).
+        doc: one line.
+        check: ``(predicate, rule)`` every value (each element of a list) must pass, or ``None``.
+        choices: the allowed strings, or ``()``.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    students: str
+    section: str
+    doc: str
+    check: tuple | None = None
+    choices: tuple = ()
+
+
+ALL = "unit committee pair"
+KEYS: tuple[Key, ...] = (
+    Key("student", "str", "unit", ALL, "student", "which student learns", choices=STUDENTS),
+    Key("name", "str?", None, ALL, "run", "label, folder results/<name> (default: preset name or file stem)"),
+    # data
+    Key("prior", "float", 0.5, ALL, "data", "probability of cluster 1 (label +1)", _PRIOR),
+    Key("rho", "float", 2.0, ALL, "data", "distance between the cluster centres", _GE0),
+    Key("v1", "float", 1.0, ALL, "data", "per-component variance of cluster 1", _GT0),
+    Key("v2", "float", 1.0, ALL, "data", "per-component variance of cluster 2", _GT0),
+    Key("data", "str", "two_cluster", "committee", "data", "or xor, or mixture ([mixture])", choices=_DATA_KINDS),
+    Key("var", "float", 1.0, "committee", "data", "per-component variance of the XOR clusters", _GT0),
+    Key(
+        "B", "str", "first", "unit", "data", "cluster axis of the MC: first (e_1) or dense", choices=("first", "dense")
+    ),
+    # student
+    Key("R0", "float?", None, "unit", "student", "initial overlap R (none: random w; ODE from 0)", _PM1),
+    Key("b0", "float", 0.0, "unit", "student", "initial bias"),
+    Key("K", "int", 2, "committee", "student", "hidden units", _at_least(1)),
+    Key("train_v", "bool", False, "committee", "student", "train the second layer v"),
+    Key("normalise", "bool", True, "committee", "student", "keep every unit's weights at norm sqrt(N)"),
+    Key("lipschitz", "float?", None, "committee", "student", "L_max of Lipschitz normalisation (normalise = false)"),
+    Key("v", "array?", None, "committee", "student", "second layer (length K; none: the committee's default)"),
+    Key("R0", "array?", None, "committee", "student", "initial overlaps R_kj (K x D; none: random)"),
+    Key("Q0", "array?", None, "committee", "student", "initial overlaps Q_kl (K x K; none: random)"),
+    Key("b0", "array?", None, "committee", "student", "initial biases (length K)"),
+    Key("stream", "str", "independent", "pair", "student", "or same, or blackbox (jaxadv.model.pair)"),
+    Key("target_frozen", "bool", False, "pair", "student", "the target does not learn"),
+    Key("R_s0", "float", 0.0, "pair", "student", "initial overlap of the surrogate"),
+    Key("R_t0", "float", 0.0, "pair", "student", "initial overlap of the target"),
+    Key("Q0", "float", 0.0, "pair", "student", "initial overlap of surrogate and target"),
+    Key("b_s0", "float", 0.0, "pair", "student", "initial bias of the surrogate"),
+    Key("b_t0", "float", 0.0, "pair", "student", "initial bias of the target"),
+    # rule (the committee's eta_w, eta_b, eta_v, eps: jaxadv.app.committee's rule keys, added below)
+    Key("eta_w", "float", 0.04, "unit", "rule", "learning rate of the weights (step eta_w/N)"),
+    Key("eta_b", "float", 0.2, "unit", "rule", "learning rate of the bias (step eta_b/N)"),
+    Key("eps", "float", 1.0, "unit", "rule", "L2 radius of the training attack (0: standard training)"),
+    Key("loss", "str", "quadratic", "unit committee", "rule", "loss of the pre-activation (jaxadv.model.losses)"),
+    Key("attack", "str", "l2", "unit", "rule", "l2, noise, linf or l1 (the last two: Monte Carlo only)"),
+    Key("attack", "str", "fgm", "committee", "rule", "fgm, pgd, worst or none (jaxadv.committee)"),
+    Key("pgd_steps", "int", 5, "committee", "rule", "PGD steps (attack = pgd)"),
+    Key("pgd_step", "float", 0.25, "committee", "rule", "PGD step, a fraction of eps (attack = pgd)"),
+    Key("pgd_random_start", "bool", False, "committee", "rule", "PGD starts at a random point (attack = pgd)"),
+    Key("eps_dist", "str", "fixed", "unit", "rule", "law of the per-example radius (jaxadv.model.eps_laws)"),
+    Key("eps_min", "float", 0.0, "unit", "rule", "lower end of a uniform/loguniform eps law", _GE0),
+    Key("eps_max", "float", 0.0, "unit", "rule", "upper end of a uniform/loguniform eps law", _GE0),
+    Key("eps_values", "str", "", "unit", "rule", "support of eps_dist = discrete, e.g. 0.5,1.5"),
+    Key("eps_weights", "str", "", "unit", "rule", "weights of eps_dist = discrete, e.g. 1,3"),
+    Key("nonrobust_only", "bool", False, "unit", "rule", "update only on examples that are not eps-robust"),
+    Key("gate", "str", "none", "unit", "rule", "which examples update (jaxadv.model.gates)"),
+    Key("noise_norm", "float?", None, "unit", "rule", "RMS L2 norm of attack = noise (none: eps)", _GE0),
+    Key("eps_s", "float", 0.0, "pair", "rule", "training radius of the surrogate", _GE0),
+    Key("eps_t", "floats", [0.0], "pair", "rule", "training radii of the target (one pair each)", _GE0),
+    Key("eta_w_s", "float", 1.0, "pair", "rule", "learning rate of the surrogate's weights"),
+    Key("eta_b_s", "float", 0.5, "pair", "rule", "learning rate of the surrogate's bias"),
+    Key("eta_w_t", "float", 1.0, "pair", "rule", "learning rate of the target's weights"),
+    Key("eta_b_t", "float", 0.5, "pair", "rule", "learning rate of the target's bias"),
+    # run
+    Key("N", "int", D.N, ALL, "run", "input dimension of the Monte Carlo", _at_least(2)),
+    Key("alpha_max", "float", D.ALPHA_MAX, ALL, "run", "horizon alpha (examples / N)", _GT0),
+    Key("n_save", "int", D.N_SAVE, ALL, "run", "save intervals (n_save + 1 rows)", _at_least(1)),
+    Key("replicas", "int", D.REPLICAS, ALL, "run", "Monte Carlo replicas", _at_least(1)),
+    Key("seed", "int", D.SEED, ALL, "run", "seed of jax.random.key", _SEED_OK),
+    Key("dt", "float", D.DT, ALL, "run", "largest RK4 step of the ODE", _GT0),
+    Key("x64", "bool", False, ALL, "run", "Monte Carlo in float64 (the ODE is float64)"),
+    Key("mc", "bool", True, "unit committee", "run", "run the Monte Carlo (--no-mc sets it false)"),
+    Key("ode_start", "str", "given", "unit", "run", "ODE from R0, b0 (given) or the MC's mean start (mc)", choices=_GM),
+    Key("ode_start", "str?", None, "committee", "run", "given (R0, Q0) or mc (none: given with R0, Q0)", choices=_GM),
+    Key("eps_test", "float?", None, "unit committee", "run", "radius of the robust error (none: eps)", _GE0),
+    Key("eps_test_max", "float?", None, "unit", "run", "largest radius of the robustness curve", _GT0),
+    Key("mc_errors", "bool?", None, "committee", "run", "each replica's errors in mc.csv (none: K <= 2)"),
+    Key("prng", "str", "threefry2x32", "unit", "run", "jax.random implementation", choices=PRNG_IMPLS),
+    Key(
+        "sampler",
+        "str",
+        "full",
+        "unit",
+        "run",
+        "full (N-dim) or reduced (exact O(1) chain)",
+        choices=("full", "reduced"),
+    ),
+    Key("generator", "str", "jax", "unit", "run", "random generator of the full sampler: jax or fast"),
+    Key("save", "str", "linear", "unit", "run", "linear or log (points_per_decade)", choices=("linear", "log")),
+    Key("points_per_decade", "int", 10, "unit", "run", "save points a decade of alpha with save = log", _at_least(1)),
+    Key("labels", "str", "true", "pair", "run", "attack label of the headline curve: true or surrogate"),
+    Key("eps", "float", 0.5, "pair", "run", "attack radius of the curves against alpha", _GE0),
+    Key("eps_grid", "floats", [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "pair", "run", "radii of the curves against eps", _GE0),
+    Key("n_test", "int", 500, "pair", "run", "fresh test examples per replica and save point", _at_least(1)),
+)
+"""Every key of every student (the committee's rule keys follow from :mod:`jaxadv.app.committee`)."""
+
+
+def _reads(key: Key, student: str) -> bool:
+    return student in key.students.split()
+
+
+def _committee_rule_keys() -> tuple[Key, ...]:
+    """The committee's rule keys (:data:`jaxadv.app.committee._RULE`: name -> default)."""
+    from .committee import _RULE
+
+    docs = {
+        "eta_w": "learning rate of the first layer (step eta_w/N)",
+        "eta_b": "learning rate of the biases (step eta_b/N)",
+        "eta_v": "learning rate of the second layer (train_v)",
+        "eps": "L2 radius of the training attack",
+        "hinge_margin": "margin c of loss = hinge, max(0, c - tau x)",
+    }
+    kind = lambda v: "bool" if isinstance(v, bool) else ("int" if isinstance(v, int) else "float")
+    return tuple(
+        Key(k, kind(v), v, "committee", "rule", docs.get(k, f"see {k} in docs/architecture.md"))
+        for k, v in _RULE.items()
+    )
+
+
+def keys_of(student: str) -> dict[str, Key]:
+    """``{name: Key}`` of the keys ``student`` reads."""
+    if student not in STUDENTS:
+        raise ValueError(f"student={student!r} is not one of {list(STUDENTS)}")
+    rows = KEYS + (_committee_rule_keys() if student == "committee" else ())
+    return {
+        k.name: k
+        for k in rows
+        if _reads(k, student) or (student == "committee" and k.section == "rule" and k.students == "committee")
+    }
+
+
+def defaults_of(student: str) -> dict[str, Any]:
+    """``{name: default}`` of the keys ``student`` reads, except ``student`` itself (lists copied)."""
+    return {
+        k: (list(r.default) if isinstance(r.default, list) else r.default)
+        for k, r in keys_of(student).items()
+        if k != "student"
+    }
+
+
+_U = defaults_of("unit")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything ``jaxadv run`` needs. Model keys mirror :class:`jaxadv.ModelParams`.
+    """The unit's configuration: every key of :data:`KEYS` the unit reads (``jaxadv presets`` prints them
+    with their meaning and defaults); model keys mirror :class:`jaxadv.ModelParams`.
 
-    Attributes:
-        name: label of the run (preset name or TOML file stem).
-        N: input dimension of the Monte Carlo.
-        prior, rho, v1, v2, eta_w, eta_b, eps: see :class:`jaxadv.ModelParams`.
-        eps_test: radius of the robust error in ``ode.csv``/``mc.csv`` (default: ``eps``).
-        eps_test_max: largest radius of the robustness curve (default: ``max(2 eps, 2)``).
-        alpha_max: final time.
-        n_save: number of save intervals (``n_save + 1`` rows in the tables).
-        replicas: number of Monte Carlo replicas.
-        seed: seed of ``jax.random.key``.
-        x64: run the Monte Carlo in float64 (the ODE always uses float64 in the CLI).
-        loss: loss name (see :data:`jaxadv.model.losses.LOSSES`).
-        dt: largest RK4 step of the ODE.
-        R0: initial overlap (``None``: random w for the MC, 0 for the ODE).
-        b0: initial bias.
-        prng: PRNG implementation of ``jax.random.key``.
-        mc: run the Monte Carlo (``--no-mc`` sets it false).
-        attack: training perturbation, a name of :data:`jaxadv.model.perturbations.ATTACKS`:
-            ``l2`` (default), ``noise``, ``linf`` or ``l1`` (the last two: Monte Carlo only).
-        eps_dist: law of the per-example radius, a name of :data:`jaxadv.model.eps_laws.EPS_LAWS`:
-            ``fixed`` (= ``eps``), ``uniform``, ``discrete``, ...
-        eps_min, eps_max: range of ``eps_dist="uniform"``.
-        eps_values, eps_weights: comma-separated support and weights of ``eps_dist="discrete"``,
-            e.g. ``eps_values="0.5,1.5"``, ``eps_weights="1,3"``.
-        nonrobust_only: update only on examples that are not eps-robust (``gate="nonrobust"``).
-        gate: which examples update, a name of :data:`jaxadv.model.gates.GATES` (``none``: all).
-        noise_norm: RMS L2 norm of the augmentation noise of ``attack="noise"`` (default ``eps``);
-            per-component std ``noise_norm / sqrt(N)``.
-        B: cluster axis of the Monte Carlo, ``first`` (coordinate vector) or ``dense`` (ones/sqrt(N)).
-        sampler: ``"full"`` (N-dimensional vectors) or ``"reduced"`` (the exact O(1)-per-step
-            description of :mod:`jaxadv.mc.reduced`).
-        generator: random generator of the full sampler (:mod:`jaxadv.generators`): ``"jax"``
-            (``jax.random``'s numbers bit for bit, the default) or ``"fast"`` (both words of every
-            threefry block, Box--Muller normals: the same law, other numbers, a faster step; needs
-            ``prng="threefry2x32"``; the reduced sampler and ``jaxadv verify``'s reduced ladder ignore it).
-        save: ``"linear"`` (``n_save`` equal intervals) or ``"log"`` (``points_per_decade`` save points
-            a decade of alpha, from 1/N to ``alpha_max``; ``n_save`` is then unused), for the Monte
-            Carlo and the ODE alike (:mod:`jaxadv.mc.schedule`).
-        points_per_decade: save points per decade of alpha with ``save="log"``.
-        ode_start: ``"given"`` (the ODE starts at ``R0`` (0 when unset) and ``b0``) or ``"mc"`` (at the
-            Monte Carlo's measured mean initial ``R`` and ``b``, so both curves share their first point).
-        rule_extra: ``((name, value), ...)``: parameters declared by a rule part that have no
-            field above (a new record's ``Param``); given as ordinary keys, e.g. ``--set eps_sd=0.3``.
+    ``rule_extra``: ``((name, value), ...)``, parameters declared by a rule part that have no field (a new
+    record's ``Param``), given as ordinary keys, e.g. ``--set hinge_margin=0.5``.
     """
 
     name: str = "custom"
-    N: int = 1000
-    prior: float = _MODEL_DEFAULTS["prior"]
-    rho: float = _MODEL_DEFAULTS["rho"]
-    v1: float = _MODEL_DEFAULTS["v1"]
-    v2: float = _MODEL_DEFAULTS["v2"]
-    eta_w: float = _MODEL_DEFAULTS["eta_w"]
-    eta_b: float = _MODEL_DEFAULTS["eta_b"]
-    eps: float = _MODEL_DEFAULTS["eps"]
+    N: int = _U["N"]
+    prior: float = _U["prior"]
+    rho: float = _U["rho"]
+    v1: float = _U["v1"]
+    v2: float = _U["v2"]
+    eta_w: float = _U["eta_w"]
+    eta_b: float = _U["eta_b"]
+    eps: float = _U["eps"]
     eps_test: float | None = None
     eps_test_max: float | None = None
-    alpha_max: float = ALPHA_MAX
-    n_save: int = N_SAVE
-    replicas: int = REPLICAS
-    seed: int = 0
+    alpha_max: float = _U["alpha_max"]
+    n_save: int = _U["n_save"]
+    replicas: int = _U["replicas"]
+    seed: int = _U["seed"]
     x64: bool = False
-    loss: str = "quadratic"
-    dt: float = DT
+    loss: str = _U["loss"]
+    dt: float = _U["dt"]
     R0: float | None = None
-    b0: float = 0.0
-    prng: str = "threefry2x32"
+    b0: float = _U["b0"]
+    prng: str = _U["prng"]
     mc: bool = True
-    attack: str = "l2"
-    eps_dist: str = "fixed"
-    eps_min: float = 0.0
-    eps_max: float = 0.0
+    attack: str = _U["attack"]
+    eps_dist: str = _U["eps_dist"]
+    eps_min: float = _U["eps_min"]
+    eps_max: float = _U["eps_max"]
     eps_values: str = ""
     eps_weights: str = ""
     nonrobust_only: bool = False
-    gate: str = "none"
+    gate: str = _U["gate"]
     noise_norm: float | None = None
-    B: str = "first"
-    sampler: str = "full"
-    generator: str = "jax"
-    save: str = "linear"
-    points_per_decade: int = 10
-    ode_start: str = "given"
+    B: str = _U["B"]
+    sampler: str = _U["sampler"]
+    generator: str = _U["generator"]
+    save: str = _U["save"]
+    points_per_decade: int = _U["points_per_decade"]
+    ode_start: str = _U["ode_start"]
     rule_extra: tuple = ()
 
     @property
     def params(self) -> ModelParams:
+        from ..model.params import ModelParams
+
         return ModelParams(*(getattr(self, f) for f in ModelParams._fields))
 
     @property
@@ -179,143 +333,147 @@ def _floats(key: str, text: str):
 # The talk's two scenarios. alpha_max and replicas are sized so that the default
 # `jaxadv run scenario1` takes about two minutes on a 2-core CPU; the full-size runs
 # are in the README (e.g. --set alpha_max=1000 --set replicas=1000).
+_SCENARIO = dict(
+    N=1000, rho=2.0, v1=1.0, v2=1.0, eta_w=0.04, eta_b=0.2, eps=1.0, alpha_max=100.0, n_save=50, replicas=128
+)
 PRESETS = {
-    "scenario1": RunConfig(
-        name="scenario1",
-        N=1000,
-        prior=0.5,
-        rho=2.0,
-        v1=1.0,
-        v2=1.0,
-        eta_w=0.04,
-        eta_b=0.2,
-        eps=1.0,
-        alpha_max=100.0,
-        n_save=50,
-        replicas=128,
-    ),
-    "scenario2": RunConfig(
-        name="scenario2",
-        N=1000,
-        prior=0.7,
-        rho=2.0,
-        v1=1.0,
-        v2=1.0,
-        eta_w=0.04,
-        eta_b=0.2,
-        eps=1.0,
-        alpha_max=100.0,
-        n_save=50,
-        replicas=128,
-    ),
+    "scenario1": RunConfig(name="scenario1", prior=0.5, **_SCENARIO),  # type: ignore[arg-type]
+    "scenario2": RunConfig(name="scenario2", prior=0.7, **_SCENARIO),  # type: ignore[arg-type]
 }
+"""The unit's presets (the committee's and the pair's: :func:`all_presets`)."""
 
-_FIELDS = {f.name: f for f in fields(RunConfig)}
-_HINTS = typing.get_type_hints(RunConfig)
+PRESET_DESCRIPTIONS = {
+    "scenario1": "balanced clusters (prior 0.5), L2 adversarial training at eps=1: the bias stays at 0",
+    "scenario2": "unbalanced clusters (prior 0.7), L2 adversarial training at eps=1: the bias moves",
+}
+"""One line per unit preset, printed by ``jaxadv presets``."""
+
+
+def all_presets() -> dict[str, tuple[str, dict]]:
+    """``{name: (student, keys)}`` of every preset of every student (a unit preset's keys: all of them)."""
+    from . import committee, transfer
+
+    out: dict[str, tuple[str, dict]] = {n: ("unit", config_dict(c)) for n, c in PRESETS.items()}
+    out.update({n: ("committee", dict(p)) for n, p in committee.PRESETS.items()})
+    out.update({n: ("pair", dict(p)) for n, p in transfer.PRESETS.items()})
+    return out
 
 
 def _declared_params() -> dict:
-    """``{name: Param}`` of every registered rule part's parameters that are not fields of
-    :class:`RunConfig` (a new record's parameters become configuration keys this way)."""
+    """``{name: Param}`` of every registered rule part's parameters that are not unit keys (a new
+    record's parameters become configuration keys this way)."""
     from ..model.rule import registered_params
 
-    return {k: p for k, p in registered_params().items() if k not in _FIELDS and k != "noise_std"}
+    unit = keys_of("unit")
+    return {k: p for k, p in registered_params().items() if k not in unit and k != "noise_std"}
 
 
-def _coerce_param(key: str, value, vector: bool):
-    """A declared rule parameter from TOML or ``--set``: a float, or a tuple for a vector one."""
-    if isinstance(value, str):
-        return _floats(key, value) if vector else _coerce_float(key, value)
-    if vector:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}={value!r} is not a list of numbers")
-        return tuple(_coerce_float(key, v) for v in value)
-    return _coerce_float(key, value)
-
-
-def _coerce_float(key: str, value) -> float:
-    if isinstance(value, bool):
+def _number(key: str, value: Any) -> float:
+    """A finite float from a TOML number or a string; ``ValueError`` naming ``key`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{key}={value!r} is not a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        x = float(value)
+    except ValueError:
         raise ValueError(f"{key}={value!r} is not a number") from None
+    except OverflowError:
+        raise ValueError(f"{key}={value!r} is too large") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{key}={x!r} must be finite")
+    return x
 
 
-def _split_keys(items: dict):
-    """``(fields, rule_extra)``: configuration keys, and declared rule parameters without a field."""
-    declared = _declared_params()
-    fields_, extra = {}, {}
-    for k, v in items.items():
-        if k not in _FIELDS and k in declared:
-            extra[k] = _coerce_param(k, v, declared[k].vector)
-        else:
-            fields_[k] = v
-    return fields_, extra
-
-
-def _coerce(key: str, value):
-    """Convert ``value`` (from TOML or a ``--set`` string) to the type of field ``key``."""
-    if key not in _FIELDS or key == "rule_extra":
-        known = (set(_FIELDS) - {"rule_extra"}) | set(_declared_params())
-        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-    hint = _HINTS[key]
-    # ``float | None`` (a types.UnionType) or ``Optional[float]`` (a typing.Union): both list NoneType in their args
-    optional = type(None) in typing.get_args(hint)
-    base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
+def coerce(key: Key, value: Any) -> Any:
+    """``value`` (from TOML or a ``--set`` string) as the type of ``key``; ``ValueError`` naming the key and
+    echoing the value otherwise. Numbers are finite; integers exact (a seed is never rounded through float)."""
+    name, kind = key.name, key.kind.rstrip("?")
     if isinstance(value, str):
-        s = value.strip()
-        if optional and s.lower() in ("none", "null", ""):
+        value = value.strip()
+    if value is None or (isinstance(value, str) and value.lower() in _NONE_WORDS and kind != "str"):
+        if key.kind.endswith("?"):
             return None
-        if base is bool:
-            if s.lower() in ("true", "1", "yes", "on"):
-                return True
-            if s.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
-        if base is int:
+        if value is None:
+            raise ValueError(f"{name}=None is not allowed")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ValueError(f"{name}={value!r} is not a boolean (true/false)")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
             try:
-                f = float(s)
+                return int(value)
             except ValueError:
-                raise ValueError(f"{key}={value!r} is not an integer") from None
-            if not math.isfinite(f) or f != int(f):
-                raise ValueError(f"{key}={value!r} is not an integer")
-            return int(f)
-        if base is float:
-            try:
-                return float(s)
-            except ValueError:
-                raise ValueError(f"{key}={value!r} is not a number") from None
-        return s
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"{key}=None is not allowed")
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}={value!r} is not a boolean (true/false)")
+                pass
+        try:
+            x = _number(name, value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an integer") from None
+        if x != int(x):
+            raise ValueError(f"{name}={value!r} is not an integer")
+        return int(x)
+    if kind == "float":
+        return _number(name, value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{name}={value!r} is not a string")
         return value
-    if base is int:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (isinstance(value, float) and not math.isfinite(value))
-            or value != int(value)
-        ):
-            raise ValueError(f"{key}={value!r} is not an integer")
-        return int(value)
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}={value!r} is not a number")
-        if isinstance(value, int) and abs(value) > 2**1023:
-            raise ValueError(f"{key}={value!r} is too large")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{key}={value!r} is not a string")
-    return value
+    if kind == "floats":
+        parts = (
+            value.split(",")
+            if isinstance(value, str)
+            else (list(value) if isinstance(value, (list, tuple)) else [value])
+        )
+        out = [_number(name, v) for v in parts if not (isinstance(v, str) and not v.strip())]
+        ok, rule = key.check or (lambda x: True, "")
+        if not out or not all(ok(x) for x in out):
+            raise ValueError(f"{name}={value!r} must be a non-empty list of numbers {rule.removeprefix('must be ')}")
+        return out
+    return _array(name, value)
 
 
-def read_overrides(overrides) -> dict:
+def _array(key: str, value: Any) -> list:
+    """A vector or matrix of finite numbers from a TOML array or a string ``"a,b;c,d"``."""
+    import numpy as np
+
+    if isinstance(value, str):
+        try:
+            rows = [[float(x) for x in r.split(",") if x.strip()] for r in value.split(";") if r.strip()]
+        except ValueError:
+            raise ValueError(f"{key}={value!r} is not a list of numbers (rows separated by ';')") from None
+        value = rows[0] if len(rows) == 1 and ";" not in value else rows
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{key}={value!r} is not a list of numbers") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{key}={value!r} must be finite")
+    return arr.tolist()
+
+
+def check_values(student: str, values: dict) -> None:
+    """Every key's own check (:attr:`Key.check`, :attr:`Key.choices`) on the resolved ``values``, and the
+    ODE's step count; ``ValueError`` naming the key and echoing its value."""
+    for name, key in keys_of(student).items():
+        v = values.get(name)
+        if v is None:
+            continue
+        if key.choices and v not in key.choices:
+            raise ValueError(f"{name}={v!r} is not one of {list(key.choices)}")
+        for x in v if isinstance(v, list) else [v]:
+            if key.check is not None and not key.check[0](x):
+                raise ValueError(f"{name}={x!r} {key.check[1]}")
+    if values["alpha_max"] / values["dt"] > MAX_ODE_STEPS:
+        raise ValueError(
+            f"alpha_max={values['alpha_max']!r} needs {values['alpha_max'] / values['dt']:.3g} RK4 steps of "
+            f"dt={values['dt']!r}, more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
+        )
+
+
+def read_overrides(overrides: Sequence[str]) -> dict:
     """``["KEY=VALUE", ...]`` -> ``{key: raw value}`` in order (keys stripped), for every command's
     ``--set``; ``ValueError`` for an item without ``=`` or a key given twice."""
     out = {}
@@ -330,40 +488,99 @@ def read_overrides(overrides) -> dict:
     return out
 
 
-def read_spec(spec: str, presets: dict, kind: str = ""):
-    """A command's first argument: a preset name or a TOML path.
+def _flatten(data: dict) -> tuple[dict, dict, Any]:
+    """A TOML file's keys without sections: ``({key: value}, {key: section or None}, mixture table)``."""
+    flat: dict[str, Any] = {}
+    where: dict[str, str | None] = {}
+    mixture = data.pop("mixture", None)
+    for k, v in data.items():
+        if isinstance(v, dict) and k in SECTIONS:
+            items = [(k2, v2, k) for k2, v2 in v.items()]
+        elif isinstance(v, dict):
+            raise ValueError(
+                f"[{k}]: not a section; the sections are {', '.join(f'[{s}]' for s in SECTIONS)} (and [mixture])"
+            )
+        else:
+            items = [(k, v, None)]
+        for k2, v2, sec in items:
+            if k2 in flat:
+                raise ValueError(f"{k2} is given twice in the file; give each key once")
+            flat[k2], where[k2] = v2, sec
+    return flat, where, mixture
 
-    Returns ``(preset, data, name)``: the preset's values (``None`` for a TOML file without a
-    ``preset`` key), the TOML's remaining keys (``None`` for a preset) and the run's default name
-    (the preset's, or the file's stem). ``ValueError`` names an unknown preset."""
+
+class Resolved(NamedTuple):
+    """A configuration read but not yet built: the student, the run's name, the values of every key the
+    student reads, the keys given explicitly (file and ``--set``) and a committee's ``[mixture]`` table."""
+
+    student: str
+    name: str
+    values: dict
+    given: dict
+    extra: dict
+    mixture: Any
+
+
+def read_config(spec: str, overrides: Sequence[str] = (), student: str | None = None) -> Resolved:
+    """The one reader: a preset name or a TOML path, then ``KEY=VALUE`` overrides, coerced key by key.
+
+    ``student``: the student a command runs (``jaxadv committee``: ``"committee"``); ``None``: the preset's,
+    the file's ``student`` key, else ``"unit"``. ``ValueError`` names an unknown preset, a key the student
+    does not read, a key in the wrong section or a bad value."""
+    presets = all_presets()
+    raw = read_overrides(overrides)
+    base, data, name = None, {}, spec
     if spec in presets:
-        return presets[spec], None, spec
-    if spec.endswith(".toml") or os.path.exists(spec):
+        base = spec
+    elif spec.endswith(".toml") or os.path.exists(spec):
         data = read_toml(spec, "config file")
         base = data.pop("preset", None)
+        name = os.path.splitext(os.path.basename(spec))[0]
         if base is not None and base not in presets:
             raise ValueError(f"preset={base!r} is not one of {sorted(presets)}")
-        return (presets[base] if base is not None else None), data, os.path.splitext(os.path.basename(spec))[0]
-    raise ValueError(
-        f"{spec!r} is neither a {kind + ' ' if kind else ''}preset ({', '.join(sorted(presets))}) nor a .toml file"
-    )
+    else:
+        which = sorted(n for n, (s, _) in presets.items() if student is None or s == student)
+        raise ValueError(f"{spec!r} is neither a preset ({', '.join(which)}) nor a .toml file")
+    flat, where, mixture = _flatten(data)
+    chosen = coerce(KEYS[0], raw.pop("student", flat.pop("student", presets[base][0] if base else student or "unit")))
+    where.pop("student", None)
+    if chosen not in STUDENTS:
+        raise ValueError(f"student={chosen!r} is not one of {list(STUDENTS)}")
+    if base is not None and presets[base][0] != chosen:
+        raise ValueError(f"student={chosen!r}: preset {base!r} is a preset of the {presets[base][0]} student")
+    if student is not None and chosen != student:
+        raise ValueError(f"student={chosen!r}: this command runs the {student} student; use `jaxadv run`")
+    if mixture is not None and chosen != "committee":
+        raise ValueError(f"[mixture] is read by the committee only (student={chosen!r})")
+    keys = keys_of(chosen)
+    declared = _declared_params() if chosen == "unit" else {}
+    values = defaults_of(chosen)
+    values.update(presets[base][1] if base else {})
+    values["name"] = name  # the preset's, or the file's stem
+    given, extra = {}, {}
+    for k, v in [*flat.items(), *raw.items()]:
+        if k in declared:
+            x = coerce(Key(k, "floats" if declared[k].vector else "float", None, "unit", "rule", ""), v)
+            extra[k] = tuple(x) if declared[k].vector else x
+            continue
+        if k not in keys:
+            readers = sorted({s for r in KEYS if r.name == k for s in r.students.split()})
+            known = ", ".join(sorted(set(keys) | set(declared)))
+            who = f" (a key of the {' and '.join(readers)} student)" if readers else ""
+            raise ValueError(f"unknown key {k!r} for student={chosen!r}{who}; known keys: {known}")
+        if where.get(k) not in (None, keys[k].section) and k in flat:
+            raise ValueError(f"{k} belongs in [{keys[k].section}], not [{where[k]}]")
+        given[k] = values[k] = coerce(keys[k], v)
+    return Resolved(chosen, str(values["name"]), values, given, extra, mixture)
 
 
-#: largest seed: ``jax.random.key`` takes a signed 64-bit integer
-MAX_SEED = 2**63 - 1
 #: characters a run name may hold (it becomes the folder ``results/<name>``)
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+=,@")
 
 
 def check_name(name: str) -> str:
     """A run name stays inside ``results/``: no path separator, not ``.``/``..``, not empty."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or name in (".", "..")
-        or name.startswith(".")
-        or not set(name) <= _NAME_OK
-    ):
+    if not isinstance(name, str) or not name or name.startswith(".") or not set(name) <= _NAME_OK:
         raise ValueError(
             f"name={name!r} must be a plain folder name (letters, digits, _-.+=,@; not starting "
             "with '.', no '/'): it becomes results/<name>"
@@ -371,46 +588,28 @@ def check_name(name: str) -> str:
     return name
 
 
+#: log-spaced saves beyond this many points are a typo, not a run
+MAX_SAVE_POINTS = 10**6
+
+
 def validate_config(cfg: RunConfig) -> RunConfig:
-    """Check every key; raise ``ValueError`` naming the parameter and its value."""
+    """Check every key of the unit's configuration; raise ``ValueError`` naming the parameter and its value."""
+    from ..generators import GENERATORS
+    from ..model.losses import LOSSES
+    from ..model.params import validate_params
+    from ..model.rule import check_reduced_supported, validate_rule
+
     check_name(cfg.name)
+    check_values("unit", config_dict(cfg))
     validate_params(cfg.params)
-    if cfg.N < 2:
-        raise ValueError(f"N={cfg.N!r} must be >= 2")
-    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
-    if cfg.n_save < 1:
-        raise ValueError(f"n_save={cfg.n_save!r} must be >= 1")
-    if cfg.replicas < 1:
-        raise ValueError(f"replicas={cfg.replicas!r} must be >= 1")
-    if not 0 <= cfg.seed <= MAX_SEED:
-        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
-    # the keys of the eps laws are checked whether or not the chosen law reads them
-    for key in ("eps_min", "eps_max"):
-        check_value(key, getattr(cfg, key), lambda x: x >= 0, "must be >= 0")
     for key in ("eps_values", "eps_weights"):
         if any(not (math.isfinite(x) and x >= 0) for x in _floats(key, getattr(cfg, key))):
             raise ValueError(f"{key}={getattr(cfg, key)!r}: every value must be finite and >= 0")
-    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
-    if cfg.eps_test is not None:
-        check_value("eps_test", cfg.eps_test, lambda x: x >= 0, "must be >= 0")
-    if cfg.eps_test_max is not None:
-        check_value("eps_test_max", cfg.eps_test_max, lambda x: x > 0, "must be > 0")
-    if cfg.R0 is not None:
-        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
-    check_value("b0", cfg.b0, lambda x: True, "")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
-    if cfg.sampler not in SAMPLER_NAMES:
-        raise ValueError(f"sampler={cfg.sampler!r} is not one of {list(SAMPLER_NAMES)}")
-    from ..model.rule import check_reduced_supported, validate_rule
-
     validate_rule(cfg.rule, cfg.rule_params)
     if cfg.sampler == "reduced":
         check_reduced_supported(cfg.rule)
-    if cfg.prng not in PRNG_IMPLS:
-        raise ValueError(f"prng={cfg.prng!r} is not one of {list(PRNG_IMPLS)}")
-    from ..generators import GENERATORS
-
     if cfg.generator not in GENERATORS:
         raise ValueError(f"generator={cfg.generator!r} is not one of {sorted(GENERATORS)}")
     if cfg.generator != "jax":
@@ -418,21 +617,6 @@ def validate_config(cfg: RunConfig) -> RunConfig:
             raise ValueError(f"generator={cfg.generator!r} needs sampler='full' (got sampler={cfg.sampler!r})")
         if cfg.prng != "threefry2x32":
             raise ValueError(f"generator={cfg.generator!r} needs prng='threefry2x32' (got prng={cfg.prng!r})")
-    if cfg.B not in ("first", "dense"):
-        raise ValueError(f"B={cfg.B!r} must be 'first' or 'dense'")
-    if cfg.noise_norm is not None:
-        check_value("noise_norm", cfg.noise_norm, lambda x: x >= 0, "must be >= 0")
-    if cfg.save not in ("linear", "log"):
-        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
-    if cfg.points_per_decade < 1:
-        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be >= 1")
-    if cfg.ode_start not in ("given", "mc"):
-        raise ValueError(f"ode_start={cfg.ode_start!r} must be 'given' or 'mc'")
-    if cfg.alpha_max / cfg.dt > MAX_ODE_STEPS:
-        raise ValueError(
-            f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, "
-            f"more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
-        )
     if cfg.save == "log":
         n_points = cfg.points_per_decade * math.log10(max(cfg.alpha_max * cfg.N, 1.0)) + 1
         if n_points > MAX_SAVE_POINTS:
@@ -440,9 +624,11 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                 f"points_per_decade={cfg.points_per_decade!r} gives about {n_points:.3g} save points, "
                 f"more than {MAX_SAVE_POINTS}"
             )
-    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: the run must hold at least one step")
-    if cfg.save == "linear" and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+        if cfg.alpha_max * cfg.N < 1:
+            raise ValueError(
+                f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: the run must hold at least one step"
+            )
+    elif cfg.alpha_max * cfg.N / cfg.n_save < 1:
         raise ValueError(
             f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}: "
             "a save interval must hold at least one step"
@@ -450,71 +636,87 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-#: the RK4 loop's counter is a 32-bit integer
-MAX_ODE_STEPS = 2**31 - 1
-#: log-spaced saves beyond this many points are a typo, not a run
-MAX_SAVE_POINTS = 10**6
+def check_unused(given: dict, reads: Callable[[str], bool], why: str) -> None:
+    """``ValueError`` for a key given explicitly that the chosen rule part does not read (``why`` names it)."""
+    for k, v in given.items():
+        if not reads(k):
+            raise ValueError(f"{k}={v!r} is not read by this rule ({why}); remove it")
+
+
+def _unit(r: Resolved) -> RunConfig:
+    fields_ = {k: v for k, v in r.values.items() if k in RunConfig.__dataclass_fields__}
+    cfg = RunConfig(**{**fields_, "name": r.name, "rule_extra": tuple(sorted(r.extra.items()))})
+    validate_config(cfg)
+    from ..model.rule import rule_param_specs
+
+    reads = set(rule_param_specs(cfg.rule)) | ({"noise_norm"} if "noise_std" in rule_param_specs(cfg.rule) else set())
+    rule_keys = {"eps_min", "eps_max", "eps_values", "eps_weights", "noise_norm"}
+    why = f"loss={cfg.loss!r}, attack={cfg.attack!r}, eps_dist={cfg.eps_dist!r}, gate={cfg.gate!r}"
+    check_unused(
+        {k: v for k, v in {**r.given, **r.extra}.items() if k in rule_keys | set(r.extra)}, reads.__contains__, why
+    )
+    return cfg
+
+
+def load_any(spec: str, overrides: Sequence[str] = (), student: str | None = None) -> tuple[str, Any]:
+    """``(student, configuration)`` of any student, validated: a :class:`RunConfig` for the unit, the
+    committee's and the pair's resolved dicts (:func:`jaxadv.app.committee.load_committee_config`,
+    :func:`jaxadv.app.transfer.load_transfer_config`)."""
+    r = read_config(spec, overrides, student)
+    if r.student == "unit":
+        return "unit", _unit(r)
+    check_values(r.student, r.values)
+    r.values["name"] = check_name(r.name)
+    if r.student == "committee":
+        from .committee import build_committee_config
+
+        return "committee", build_committee_config(r)
+    from .transfer import build_transfer_config
+
+    return "pair", build_transfer_config(r)
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> RunConfig:
-    """A preset name or a TOML path, then ``KEY=VALUE`` overrides; validated.
+    """The unit's configuration: a preset name or a TOML path, then ``KEY=VALUE`` overrides; validated.
 
     Raises:
         ValueError: unknown preset/key, wrong type or out-of-range value (naming it).
         FileNotFoundError: the TOML file does not exist.
     """
-    preset, data, name = read_spec(spec, PRESETS)
-    cfg = preset if preset is not None else RunConfig()
-    if data is not None:
-        name = data.pop("name", name)
-        for k, v in data.items():
-            if isinstance(v, dict):
-                raise ValueError(f"{k}: tables are not supported; write keys at the top level")
-        data, extra = _split_keys(data)
-        cfg = replace(
-            cfg,
-            name=str(name),
-            rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())),
-            **{k: _coerce(k, v) for k, v in data.items()},
-        )
-    raw = read_overrides(overrides)
-    _, extra = _split_keys(raw)
-    if extra:
-        cfg = replace(cfg, rule_extra=tuple(sorted({**dict(cfg.rule_extra), **extra}.items())))
-    changes = {k: _coerce(k, v) for k, v in raw.items() if k not in extra}
-    if "name" in changes:
-        changes["name"] = str(changes["name"])
-    cfg = replace(cfg, **changes)
-    return validate_config(cfg)
+    return load_any(spec, overrides, "unit")[1]
 
 
 def config_dict(cfg: RunConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
-PRESET_DESCRIPTIONS = {
-    "scenario1": "balanced clusters (prior 0.5), L2 adversarial training at eps=1: the bias stays at 0",
-    "scenario2": "unbalanced clusters (prior 0.7), L2 adversarial training at eps=1: the bias moves",
-}
-"""One line per preset, printed by ``jaxadv presets``."""
+def _fmt(v: Any) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return str(v)
 
 
 def presets_table() -> str:
-    """``jaxadv presets``: one line per preset, then a table of every key (one column per preset)."""
-    names = list(PRESETS)
-    lines = ['presets (use as `jaxadv run NAME`, or `preset = "NAME"` in a TOML file):']
-    lines += [f"  {n:<11} {PRESET_DESCRIPTIONS.get(n, '')}" for n in names]
-    rows = [("key", *names, "default if unset")]
-    default = config_dict(RunConfig())
-    dicts = [config_dict(PRESETS[n]) for n in names]
-    fmt = lambda v: "-" if v is None or v == "" else (f"{v:g}" if isinstance(v, float) else str(v))
-    for k in default:
-        if k not in ("name", "rule_extra"):
-            rows.append((k, *(fmt(d[k]) for d in dicts), fmt(default[k])))
-    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines.append("")
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)).rstrip() for r in rows]
-    lines.append(
-        "  ('-': derived: eps_test = eps, eps_test_max = max(2 eps, 2 eps_test, 2), R0 random, noise_norm = eps)"
-    )
+    """``jaxadv presets``: every preset of every student (one line each), then every key: its students,
+    section, default and meaning."""
+    lines = ['presets (`jaxadv run NAME`, or `preset = "NAME"` in a TOML file):']
+    for name, (student, keys) in all_presets().items():
+        if student == "unit":
+            what = PRESET_DESCRIPTIONS.get(name, "")
+            what += "; " + ", ".join(f"{k}={_fmt(keys[k])}" for k in ("prior", "eps", "alpha_max", "replicas"))
+        else:
+            what = ", ".join(f"{k}={_fmt(v)}" for k, v in keys.items() if k not in ("Q0", "R0", "b0"))
+            what += " (and a given start Q0, R0, b0)" if "R0" in keys else ""
+        lines.append(f"  {name:<11} {student:<10} {what}")
+    rows = [("key", "students", "section", "default", "meaning")]
+    rows += [
+        (k.name, k.students.replace(" ", ","), k.section, _fmt(k.default), k.doc) for k in KEYS + _committee_rule_keys()
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines += ["", "keys (flat, or in the sections [data], [student], [rule], [run]; every other key is an error):"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], width, strict=True)) + "  " + r[4] for r in rows]
     return "\n".join(lines)

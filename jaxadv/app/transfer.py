@@ -46,11 +46,9 @@ import numpy as np
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
-    import argparse
-
     from matplotlib.figure import Figure
 
-__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer", "add_parser"]
+__all__ = ["PRESETS", "load_transfer_config", "run_transfer", "checkpoint_path", "plot_transfer"]
 
 _COMMON = {
     "prior": 0.7,
@@ -61,103 +59,37 @@ _COMMON = {
     "eta_w_t": 0.5,
     "eta_b_t": 0.5,
     "eps": 0.5,
+    "N": 500,
     "alpha_max": 20.0,
+    "n_save": 10,
+    "replicas": 32,
 }
 PRESETS = {
     "transfer": {**_COMMON, "stream": "independent", "labels": "true"},
     "blackbox": {**_COMMON, "stream": "blackbox", "labels": "surrogate"},
 }
-"""The presets (every other key takes its default)."""
-
-_KEYS: dict[str, Any] = {
-    "stream": "independent",
-    "labels": "true",
-    "eps_s": 0.0,
-    "eps_t": [0.0],
-    "eta_w_s": 1.0,
-    "eta_b_s": 0.5,
-    "eta_w_t": 1.0,
-    "eta_b_t": 0.5,
-    "target_frozen": False,
-    "prior": 0.5,
-    "rho": 2.0,
-    "v1": 1.0,
-    "v2": 1.0,
-    "R_s0": 0.0,
-    "R_t0": 0.0,
-    "Q0": 0.0,
-    "b_s0": 0.0,
-    "b_t0": 0.0,
-    "eps": 0.5,
-    "eps_grid": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
-    "N": 500,
-    "alpha_max": 10.0,
-    "n_save": 10,
-    "replicas": 32,
-    "n_test": 500,
-    "seed": 0,
-    "dt": 0.05,
-    "x64": False,
-    "name": None,
-}
-_LISTS = ("eps_t", "eps_grid")
-
-
-def _coerce(key, value):
-    if key not in _KEYS:
-        raise ValueError(f"unknown key {key!r}; known keys: {', '.join(sorted(_KEYS))}")
-    default = _KEYS[key]
-    if key in _LISTS:
-        if isinstance(value, str):
-            parts = [v for v in value.split(",") if v.strip()]
-        else:
-            parts = list(value) if isinstance(value, (list, tuple)) else [value]
-        try:
-            out = [float(v) for v in parts]
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}={value!r} is not a list of numbers") from None
-        if not out or not all(math.isfinite(v) and v >= 0 for v in out):
-            raise ValueError(f"{key}={value!r} must be a non-empty list of numbers >= 0")
-        return out
-    if key in ("stream", "labels", "name"):
-        return None if value is None else str(value)
-    from .committee import coerce_scalar
-
-    return coerce_scalar(key, value, type(default))
+"""The presets (every other key takes its default: :data:`jaxadv.app.config.KEYS`)."""
 
 
 def load_transfer_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A preset name or TOML path, then ``KEY=VALUE`` overrides; returns the resolved, validated flat dict.
-    ``ValueError`` names an unknown key or a bad value."""
-    from .config import read_overrides, read_spec  # here: the parser (--help) must not import JAX
+    """A preset name or TOML path, then ``KEY=VALUE`` overrides (:func:`jaxadv.app.config.read_config`);
+    returns the resolved, validated flat dict. ``ValueError`` names an unknown key or a bad value."""
+    from .config import load_any  # here: the parser (--help) must not import JAX
 
-    cfg: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in _KEYS.items()}
-    preset, data, name = read_spec(spec, PRESETS, "transfer")
-    cfg.update(preset or {})
-    cfg["name"] = name
-    for k, v in (data or {}).items():
-        cfg[k] = _coerce(k, v)
-    for k, v in read_overrides(overrides).items():
-        cfg[k] = _coerce(k, v.strip())
+    return load_any(spec, overrides, "pair")[1]
+
+
+def build_transfer_config(r) -> dict[str, Any]:
+    """The pair's checks across keys on a :class:`jaxadv.app.config.Resolved`; returns the resolved dict."""
     from ..analysis.transfer import LABEL_MODES
     from ..model.pair import STREAMS
-    from .config import check_name
 
-    if cfg["stream"] not in STREAMS:
-        raise ValueError(f"stream={cfg['stream']!r} must be one of {list(STREAMS)}")
-    if cfg["labels"] not in LABEL_MODES:
-        raise ValueError(f"labels={cfg['labels']!r} must be one of {list(LABEL_MODES)}")
-    for key, low in (("N", 2), ("n_save", 1), ("replicas", 2), ("n_test", 1)):
-        if cfg[key] < low:
-            raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {low}")
-    for key in ("alpha_max", "dt"):
-        if not cfg[key] > 0:
-            raise ValueError(f"{key}={cfg[key]!r} must be > 0")
-    if cfg["eps"] < 0:
-        raise ValueError(f"eps={cfg['eps']!r} must be >= 0")
-    if cfg["seed"] < 0:
-        raise ValueError(f"seed={cfg['seed']!r} must be >= 0")
-    cfg["name"] = check_name(str(cfg["name"]))
+    cfg = dict(r.values)
+    for key, allowed in (("stream", STREAMS), ("labels", LABEL_MODES)):
+        if cfg[key] not in allowed:
+            raise ValueError(f"{key}={cfg[key]!r} must be one of {list(allowed)}")
+    if cfg["replicas"] < 2:
+        raise ValueError(f"replicas={cfg['replicas']!r} must be an integer >= 2")
     _records(cfg)  # every record's own validator
     return cfg
 
@@ -469,40 +401,3 @@ def plot_transfer(
         fontsize=9,
     )
     return fig
-
-
-def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv transfer PRESET_OR_TOML [--set KEY=VALUE ...] [--out DIR] [--no-mc]``."""
-    c = subparsers.add_parser(
-        "transfer",
-        help="attack transfer from a surrogate to a target student: pair ODE and "
-        "Monte Carlo (presets transfer, blackbox)",
-    )
-    from .cli import add_config_arguments
-
-    add_config_arguments(
-        c,
-        "preset (transfer, blackbox) or path to a .toml file",
-        "results/<name>",
-        "--set stream=same --set eps_t=0,0.5",
-        "ODE only",
-    )
-    c.set_defaults(func=transfer_command)
-
-
-def transfer_command(args: argparse.Namespace) -> int:
-    cfg = load_transfer_config(args.config, args.overrides)
-    mc = not args.no_mc
-    out = args.out or os.path.join("results", cfg["name"])
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    from .outputs import claim_output
-
-    if mc:
-        from ..mc.driver import save_schedule
-
-        save_schedule(cfg["N"], cfg["alpha_max"], cfg["n_save"])  # refuses a run beyond the step counter, first
-    with claim_output(out, {"config": cfg, "mc": mc}, overwrite=args.overwrite, command="transfer"):
-        log(f"jaxadv transfer {cfg['name']} -> {out}")
-        run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
-    log(f"wrote {out}")
-    return 0

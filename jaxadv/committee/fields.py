@@ -12,6 +12,13 @@ so it lies in :math:`\mathrm{span}\{w_k\}`. Every attack here therefore returns 
 :math:`u = Q\gamma` and the overlaps with the data directions by :math:`R^\top\gamma`;
 :math:`\|\delta\|^2=\gamma^\top Q\gamma`. All functions are pure, for one example, and
 ``vmap``-able. Derivation: ``docs/theory.md``, section 12.
+
+The loss is a :class:`jaxadv.model.losses.Loss` record (or its name) of the output :math:`\sigma`
+(:func:`jaxadv.model.losses.student_loss_value`; the margin losses act on the student's score, which for the
+committee is :math:`\sigma`), with the rule's parameters ``rp`` for a loss that has some (the hinge's
+``hinge_margin``); the attacks ascend :func:`jaxadv.model.losses.ascent_value`, the loss itself except for
+the hinge, whose margin :math:`c-\tau\sigma` they ascend (section 12.15). The attacks' records, which call
+:func:`fgm`, :func:`pgd` and :func:`worst_case`, are in :mod:`jaxadv.committee.attacks`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import numpy as np
 from jax.scipy.special import erf
 from jax.typing import ArrayLike
 
+from ..model.losses import Loss, ascent_value, get_loss, student_loss_value
+
 if TYPE_CHECKING:
     from .params import CommitteeSpec
 
@@ -36,6 +45,7 @@ __all__ = [
     "committee_output",
     "loss_value",
     "loss_slope",
+    "ascent_slope",
     "gprime",
     "erf_gprime",
     "forces",
@@ -50,21 +60,32 @@ __all__ = [
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
-_LOSS_VALUES = {
-    "quadratic": lambda s, t: 0.5 * (s - t) ** 2,
-    "logistic": lambda s, t: jax.nn.softplus(-2.0 * t * s),
-}
+LossLike = str | Loss
 
 
-def loss_value(loss: str, sigma: float | jax.Array, tau: float | jax.Array) -> jax.Array:
-    r""":math:`L(\sigma,\tau)`: ``"quadratic"`` :math:`(\sigma-\tau)^2/2`, ``"logistic"``
-    :math:`\log(1+e^{-2\tau\sigma})`."""
-    return _LOSS_VALUES[loss](sigma, tau)
+def _loss_record(loss: LossLike) -> Loss:
+    """The :class:`jaxadv.model.losses.Loss` record of a name (or the record passed through)."""
+    return get_loss(loss)
 
 
-def loss_slope(loss: str, sigma: float | jax.Array, tau: float | jax.Array) -> jax.Array:
+def loss_value(loss: LossLike, sigma: Any, tau: Any, rp: dict | None = None) -> jax.Array:
+    r""":math:`L(\sigma,\tau)` of a :class:`jaxadv.model.losses.Loss` (or its name) on the committee's output,
+    :func:`jaxadv.model.losses.student_loss_value`: ``"quadratic"`` :math:`(\sigma-\tau)^2/2`, ``"logistic"``
+    :math:`\log(1+e^{-2\tau\sigma})`, ``"hinge"`` :math:`\max(0,c-\tau\sigma)` with :math:`c` =
+    ``rp["hinge_margin"]`` (``rp``: the rule's parameters, :func:`jaxadv.committee.params.rule_params`)."""
+    return student_loss_value(_loss_record(loss), sigma, tau, rp)
+
+
+def loss_slope(loss: LossLike, sigma: Any, tau: Any, rp: dict | None = None) -> jax.Array:
     r""":math:`\ell'(\sigma) = \partial L/\partial\sigma` (``jax.grad`` of :func:`loss_value`; scalars)."""
-    return jax.grad(_LOSS_VALUES[loss])(sigma, tau)
+    return jax.grad(lambda s: loss_value(loss, s, tau, rp))(sigma)
+
+
+def ascent_slope(loss: LossLike, sigma: Any, tau: Any, rp: dict | None = None) -> jax.Array:
+    r"""The slope in :math:`\sigma` of what the attacks ascend (:func:`jaxadv.model.losses.ascent_value`):
+    :math:`\ell'(\sigma)`, except for the hinge, :math:`-\tau` (its margin's slope, also where the hinge is 0)."""
+    rec = _loss_record(loss)
+    return jax.grad(lambda s: ascent_value(rec, s, tau, rp))(sigma)
 
 
 def gprime(x: jax.Array) -> jax.Array:
@@ -184,23 +205,27 @@ def _units_sum(v, g):
     return sum(v[k] * g[k] for k in range(g.shape[0]))
 
 
-def _slopes(loss: str, sigma, tau):
-    r""":math:`\ell'(\sigma)` of every entry of ``sigma`` (any shape)."""
-    f = lambda s: loss_slope(loss, s, tau)  # noqa: E731
+def _slopes(slope, loss, sigma, tau, rp):
+    r"""``slope`` (:func:`loss_slope` or :func:`ascent_slope`) at every entry of ``sigma`` (any shape)."""
+    f = lambda s: slope(loss, s, tau, rp)  # noqa: E731
     return f(sigma) if jnp.ndim(sigma) == 0 else jnp.vectorize(f)(sigma)
 
 
-def forces(xt: jax.Array, v: jax.Array, tau: float | jax.Array, loss: str) -> tuple[jax.Array, jax.Array]:
+def forces(
+    xt: jax.Array, v: jax.Array, tau: float | jax.Array, loss: LossLike, rp: dict | None = None
+) -> tuple[jax.Array, jax.Array]:
     r"""Forces at the attacked fields :math:`\tilde x`, shape ``(K,)`` or ``(K, n)`` (``n`` fields at once, units
     along the first axis: the layout in which the ODE's nodes vectorise).
 
     Returns:
         ``(Delta, Fv)`` of the shape of ``xt``:
         :math:`\Delta_k=-\partial L/\partial\tilde x_k=-\ell'(\tilde\sigma)v_kg'(\tilde x_k)` and
-        :math:`F_{v,k}=-\partial L/\partial v_k=-\ell'(\tilde\sigma)\,g(\tilde x_k)`, with :func:`erf_gprime`.
+        :math:`F_{v,k}=-\partial L/\partial v_k=-\ell'(\tilde\sigma)\,g(\tilde x_k)`, with :func:`erf_gprime`
+        (``rp``: the rule's parameters, e.g. the hinge's margin; the hinge's force is the step
+        :math:`\ell'=-\tau\,\mathbb 1[\tau\tilde\sigma<c]`).
     """
     g, gp = erf_gprime(xt)
-    lp = _slopes(loss, _units_sum(v, g), tau)[None]
+    lp = _slopes(loss_slope, loss, _units_sum(v, g), tau, rp)[None]
     return -lp * _along_units(v, xt) * gp, -lp * g
 
 
@@ -211,20 +236,29 @@ def _safe_unit(kappa, Q):
     return jnp.where(ok, kappa / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
 
 
-def _kappa(x, v, tau, loss):
-    r""":math:`\kappa_k=\ell'(\sigma)v_kg'(x_k)`: coefficients of :math:`\nabla_\xi L` on the :math:`w_k`."""
-    return loss_slope(loss, committee_output(x, v), tau) * v * gprime(x)
+def _kappa(x, v, tau, loss, rp):
+    r""":math:`\kappa_k=\ell'(\sigma)v_kg'(x_k)`: coefficients of :math:`\nabla_\xi A` on the :math:`w_k`
+    (:math:`A` what the attacks ascend, :func:`ascent_slope`)."""
+    return ascent_slope(loss, committee_output(x, v), tau, rp) * v * gprime(x)
 
 
 def fgm(
-    x: jax.Array, geom: Geometry, v: jax.Array, tau: float | jax.Array, eps: float | jax.Array, loss: str = "quadratic"
+    x: jax.Array,
+    geom: Geometry,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    loss: LossLike = "quadratic",
+    rp: dict | None = None,
 ) -> jax.Array:
     r"""Fast gradient method, :math:`\delta=\epsilon\nabla_\xi L/\|\nabla_\xi L\|`:
     :math:`\gamma=\epsilon\,\kappa/\sqrt{\kappa^\top Q\kappa}` (shifts :math:`u=Q\gamma`; 0 where
     :math:`\kappa=0`), :math:`\kappa` with :func:`erf_gprime`. ``x``: one field ``(K,)`` or ``n`` fields
-    ``(K, n)`` (units along the first axis); :math:`\gamma` has its shape."""
+    ``(K, n)`` (units along the first axis); :math:`\gamma` has its shape. :math:`L` is what the attacks ascend
+    (:func:`ascent_slope`: for the hinge its margin :math:`c-\tau\sigma`, so FGM moves toward the margin also
+    where the hinge is 0; ``docs/theory.md``, section 12.15)."""
     g, gp = erf_gprime(x)
-    kappa = _slopes(loss, _units_sum(v, g), tau)[None] * _along_units(v, x) * gp
+    kappa = _slopes(ascent_slope, loss, _units_sum(v, g), tau, rp)[None] * _along_units(v, x) * gp
     K = kappa.shape[0]
     n2 = sum(geom.Q[i, j] * kappa[i] * kappa[j] for i in range(K) for j in range(K))[None]
     ok = n2 > 0
@@ -239,8 +273,9 @@ def pgd(
     eps: float | jax.Array,
     steps: int,
     step: float | jax.Array,
-    loss: str = "quadratic",
+    loss: LossLike = "quadratic",
     perp0: float | jax.Array = 0.0,
+    rp: dict | None = None,
 ) -> jax.Array:
     r"""L2 PGD: ``steps`` times
     :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\,\nabla_\xi L(\xi+\delta)/\|\nabla_\xi L\|)`.
@@ -254,7 +289,7 @@ def pgd(
 
     def body(_, carry):
         gamma, p2 = carry
-        gamma = gamma + step * _safe_unit(_kappa(x + Q @ gamma, v, tau, loss), Q)
+        gamma = gamma + step * _safe_unit(_kappa(x + Q @ gamma, v, tau, loss, rp), Q)
         n2 = gamma @ Q @ gamma + p2
         ok = n2 > eps * eps
         scale = jnp.where(ok, eps / jnp.sqrt(jnp.where(ok, n2, 1.0)), 1.0)
@@ -354,12 +389,16 @@ def worst_case(
     v: jax.Array,
     tau: float | jax.Array,
     eps: float | jax.Array,
-    loss: str = "quadratic",
+    loss: LossLike = "quadratic",
     iters: int = 32,
+    rp: dict | None = None,
 ) -> jax.Array:
     r"""Exact worst case :math:`\max_{\|\delta\|\le\epsilon} L(\sigma(\xi+\delta),\tau)` as
-    :math:`\gamma` (:func:`maximise_on_ellipsoid` of :math:`L(\sigma(\tilde x),\tau)`)."""
-    phi = lambda xt: loss_value(loss, committee_output(xt, v), tau)
+    :math:`\gamma` (:func:`maximise_on_ellipsoid` of what the attacks ascend,
+    :func:`jaxadv.model.losses.ascent_value` of :math:`\sigma(\tilde x)`: the loss, or for the hinge its margin
+    :math:`c-\tau\sigma`, whose maximiser is the hinge's wherever the hinge is positive on the ball)."""
+    rec = _loss_record(loss)
+    phi = lambda xt: ascent_value(rec, committee_output(xt, v), tau, rp)
     return maximise_on_ellipsoid(phi, x, geom, eps, iters)[0]
 
 
@@ -372,18 +411,19 @@ def min_margin(
 
 
 def attack_coefficients(
-    x: jax.Array, geom: Geometry, v: jax.Array, tau: float | jax.Array, eps: float | jax.Array, spec: CommitteeSpec
+    x: jax.Array,
+    geom: Geometry,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rp: dict | None = None,
 ) -> jax.Array:
     r"""The training attack of ``spec`` (:class:`~jaxadv.committee.params.CommitteeSpec`) in field space:
-    :math:`\gamma` with :math:`\delta=W^\top\gamma`. ``"none"`` gives 0. ``x``: one field ``(K,)`` or ``n``
-    fields ``(K, n)``; FGM works on the whole array, PGD and the worst case field by field (``vmap``)."""
-    if spec.attack == "fgm":
-        return fgm(x, geom, v, tau, eps, spec.loss)
-    if spec.attack == "pgd":
-        perp0 = eps if spec.pgd_random_start else 0.0
-        one = lambda xx: pgd(xx, geom, v, tau, eps, spec.pgd_steps, spec.pgd_step, spec.loss, perp0)  # noqa: E731
-    elif spec.attack == "worst":
-        one = lambda xx: worst_case(xx, geom, v, tau, eps, spec.loss)  # noqa: E731
-    else:
-        return jnp.zeros_like(x)
-    return one(x) if x.ndim == 1 else jax.vmap(one, in_axes=1, out_axes=1)(x)
+    :math:`\gamma` with :math:`\delta=W^\top\gamma`, the field-space face of its record
+    (:func:`jaxadv.committee.attacks.committee_attack`); ``"none"`` gives 0. ``x``: one field ``(K,)`` or ``n``
+    fields ``(K, n)``; FGM works on the whole array, PGD and the worst case field by field (``vmap``).
+    ``rp``: the rule's parameters (:func:`jaxadv.committee.params.rule_params`)."""
+    from .attacks import committee_attack
+
+    return committee_attack(spec).coefficients(x, geom, v, tau, eps, spec, _loss_record(spec.loss), rp)

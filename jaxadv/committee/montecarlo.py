@@ -12,8 +12,10 @@ the gradient step at the fixed perturbed input:
 then :math:`w_k\leftarrow w_k/\|w_k\|` (if normalised) or, with ``spec.lipschitz``, the Lipschitz
 projection :math:`W\leftarrow\min(1,L_\max/L)\,W` (:mod:`jaxadv.committee.lipschitz`). FGM and PGD use
 ``jax.grad`` of the committee loss with respect to :math:`\xi`; the worst case finds :math:`\gamma` in field space
-(:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma`. The
-weight update is ``jax.grad`` of the loss with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
+(:func:`jaxadv.committee.fields.worst_case`) and perturbs by :math:`\delta=W^\top\gamma` (each the Monte Carlo
+face of its record, :mod:`jaxadv.committee.attacks`). The weight update is ``jax.grad`` of the loss (a
+:class:`jaxadv.model.losses.Loss` record of the output :math:`\sigma`, with the rule's parameters
+:func:`~jaxadv.committee.params.rule_params`) with respect to ``(W, b, v)`` at fixed :math:`\tilde\xi`.
 
 Kernels for one replica (:func:`init`, :func:`step`, :func:`observe`), run by the Monte Carlo driver of
 the single-layer model as :func:`committee_sampler` (:mod:`jaxadv.mc.driver`: replicas ``vmap``-ped and
@@ -37,8 +39,10 @@ from jax.typing import DTypeLike
 
 from ..mc.driver import Plan, run_plan, save_schedule
 from ..mc.full import Sampler, SamplerParams
+from ..model.losses import get_loss
 from ..sharding import one_at_a_time, shard_batch
-from .fields import committee_output, geometry, loss_value, worst_case
+from .attacks import committee_attack
+from .fields import committee_output, loss_value
 from .lipschitz import project_weights
 from .ode import check_overlaps
 from .params import (
@@ -47,6 +51,7 @@ from .params import (
     Mixture,
     check_second_layer,
     default_second_layer,
+    rule_params,
     validate_mixture,
     validate_params,
     validate_spec,
@@ -103,7 +108,6 @@ def directions(D: int, N: int, dtype: DTypeLike = jnp.float32) -> jax.Array:
 # devices (jaxadv.sharding.one_at_a_time)
 _orthonormal_rows = one_at_a_time(lambda G: jnp.linalg.qr(G.T)[0].T)
 _eigh = one_at_a_time(lambda S: tuple(jnp.linalg.eigh(S)))
-_geometry = one_at_a_time(lambda Q: geometry(Q))
 
 
 def init(
@@ -133,13 +137,8 @@ def init(
     return CommitteeMC(R0 @ B + C @ P, b0, v0)
 
 
-def _loss(state: CommitteeMC, xi, tau, loss: str):
-    return loss_value(loss, committee_output(state.W @ xi - state.b, state.v), tau)
-
-
-def _unit(g):
-    n = jnp.linalg.norm(g)
-    return jnp.where(n > 0, g / jnp.where(n > 0, n, 1.0), 0.0)
+def _loss(state: CommitteeMC, xi, tau, loss: str, rp=None):
+    return loss_value(loss, committee_output(state.W @ xi - state.b, state.v), tau, rp)
 
 
 def input_attack(
@@ -149,35 +148,17 @@ def input_attack(
     tau: float | jax.Array,
     eps: float | jax.Array,
     spec: CommitteeSpec,
+    rp: dict | None = None,
 ) -> jax.Array:
-    r"""The perturbation :math:`\delta` (shape ``(N,)``) of the training attack, in N dimensions.
+    r"""The perturbation :math:`\delta` (shape ``(N,)``) of the training attack, in N dimensions: the Monte Carlo
+    face of the record of ``spec.attack`` (:mod:`jaxadv.committee.attacks`).
 
     FGM: :math:`\epsilon\nabla_\xi L/\|\nabla_\xi L\|`. PGD: ``pgd_steps`` times
     :math:`\delta\leftarrow\Pi_\epsilon(\delta+s\nabla_\xi L/\|\nabla_\xi L\|)` from 0 or from a
-    uniform point of the ball (``key``). Worst case: :math:`W^\top\gamma` from field space."""
-    grad_xi = jax.grad(lambda z: _loss(state, z, tau, spec.loss))
-    if spec.attack == "fgm":
-        return eps * _unit(grad_xi(xi))
-    if spec.attack == "pgd":
-        N = xi.shape[0]
-        if spec.pgd_random_start:
-            k_dir, k_rad = jax.random.split(key)
-            r = eps * jax.random.uniform(k_rad, (), xi.dtype) ** (1.0 / N)
-            delta0 = r * _unit(jax.random.normal(k_dir, xi.shape, xi.dtype))
-        else:
-            delta0 = jnp.zeros_like(xi)
-
-        def body(_, delta):
-            delta = delta + spec.pgd_step * _unit(grad_xi(xi + delta))
-            n = jnp.linalg.norm(delta)
-            return delta * jnp.where(n > eps, eps / jnp.where(n > eps, n, 1.0), 1.0)
-
-        return jax.lax.fori_loop(0, spec.pgd_steps, body, delta0)
-    if spec.attack == "worst":
-        x = state.W @ xi - state.b
-        gamma = worst_case(x, _geometry(state.W @ state.W.T), state.v, tau, eps, spec.loss)
-        return state.W.T @ gamma
-    return jnp.zeros_like(xi)
+    uniform point of the ball (``key``). Worst case: :math:`W^\top\gamma` from field space. :math:`L` is what
+    the attacks ascend (:func:`jaxadv.model.losses.ascent_value`); ``rp`` the rule's parameters
+    (:func:`jaxadv.committee.params.rule_params`)."""
+    return committee_attack(spec).perturb(key, state, xi, tau, eps, spec, get_loss(spec.loss), rp)
 
 
 def update(
@@ -191,8 +172,9 @@ def update(
     """The learning rule on one example ``(xi, tau)``: attack (``key`` for a PGD random start), then the
     gradient step at the fixed perturbed input and the normalisation (module docstring)."""
     N = xi.shape[0]
-    xi_adv = jax.lax.stop_gradient(xi + input_attack(key, state, xi, tau, params.eps, spec))
-    g = jax.grad(_loss)(state, xi_adv, tau, spec.loss)
+    rp = rule_params(params)
+    xi_adv = jax.lax.stop_gradient(xi + input_attack(key, state, xi, tau, params.eps, spec, rp))
+    g = jax.grad(_loss)(state, xi_adv, tau, spec.loss, rp)
     W = state.W - (params.eta_w / N) * g.W
     if spec.normalise:
         W = W / jnp.linalg.norm(W, axis=1, keepdims=True)
@@ -356,7 +338,8 @@ def plan_committee(
         np.asarray(jax.random.key_data(key)).tolist(),
         str(jax.random.key_impl(key)),
         {k: lst(v) for k, v in mixture._asdict().items()},
-        [float(x) for x in params],
+        # the hinge's margin only where it is set: runs without it keep the fingerprints they had before the field
+        [float(x) for x in params[:4]] + ([float(params.hinge_margin)] if float(params.hinge_margin) != 0 else []),
         repr(spec),
         N,
         float(alpha_max),

@@ -46,8 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
+from ..model.losses import CROSS_ENTROPY, HINGE, LOGISTIC, QUADRATIC, get_loss
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
 from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
+from .attacks import FGM, committee_attack
 from .fields import attack_coefficients, forces, geometry, gprime
 from .lipschitz import constrained_drift, project_state
 from .params import (
@@ -56,6 +58,7 @@ from .params import (
     Mixture,
     check_second_layer,
     default_second_layer,
+    rule_params,
     validate_mixture,
     validate_params,
     validate_spec,
@@ -138,17 +141,18 @@ def _mm(A, X):
 
 
 def _fgm_fixed_sign(x, Q, v, tau, eps):
-    r"""FGM's coefficients :math:`\gamma` (:func:`jaxadv.committee.fields.fgm`) when the loss slope has the sign
+    r"""FGM's coefficients :math:`\gamma` (:func:`jaxadv.committee.fields.fgm`) when the slope it ascends has the sign
     :math:`-\operatorname{sgn}\tau` at every field, for fields ``x`` ``(K, b)``, units first.
 
     With :math:`\kappa=\ell'(\sigma)u`, :math:`u_k=v_kg'(x_k)`, the normalisation cancels the slope's size:
     :math:`\gamma=\epsilon\kappa/\sqrt{\kappa^\top Q\kappa}=\epsilon\operatorname{sgn}(\ell')\,u/\sqrt{u^\top Qu}`.
     When :math:`\sum_k|v_k|\le|\tau|` the output :math:`\sigma=\sum_kv_k\operatorname{erf}x_k` has
     :math:`|\sigma|<|\tau|`, so :math:`\operatorname{sgn}\ell'=-\operatorname{sgn}\tau` for the quadratic
-    (:math:`\sigma-\tau`) and the logistic loss alike, and no erf is needed. In floating point
-    :math:`\sigma=\tau` where every unit's erf rounds to :math:`\pm1` (:math:`|x_k|>5.9`): ``fgm`` gives 0 there
-    and this the direction of :math:`u`, where the force is negligible either way (measured: the drifts of the two
-    agree to 5.6e-17 at the XOR preset's start and end, K = 2 and 3, both losses; ``docs/theory.md``, section 12.7)."""
+    (:math:`\sigma-\tau`), logistic and cross-entropy losses and the hinge's margin alike (:func:`_sign_known`),
+    and no erf is needed. In floating point the quadratic's :math:`\sigma=\tau` where every unit's erf rounds to
+    :math:`\pm1` (:math:`|x_k|>5.9`): ``fgm`` gives 0 there and this the direction of :math:`u`, where the force is
+    negligible either way (measured: the drifts of the two agree to 5.6e-17 at the XOR preset's start and end,
+    K = 2 and 3, quadratic and logistic loss; ``docs/theory.md``, section 12.7)."""
     u = v[:, None] * gprime(x)
     K = u.shape[0]
     n2 = sum(Q[i, j] * u[i] * u[j] for i in range(K) for j in range(K))[None]
@@ -156,16 +160,29 @@ def _fgm_fixed_sign(x, Q, v, tau, eps):
     return jnp.where(ok, (-jnp.sign(tau) * eps) * u / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
 
 
+#: the losses whose ascended slope has the sign :math:`-\operatorname{sgn}\tau` wherever :math:`|\sigma|<|\tau|`
+_SIGN_KNOWN_LOSSES = (QUADRATIC, LOGISTIC, CROSS_ENTROPY, HINGE)
+
+
 def _sign_known(spec: CommitteeSpec, v0: Any, labels: Any) -> bool:
-    r"""The FGM slope's sign is :math:`-\operatorname{sgn}\tau` all along (:func:`_fgm_fixed_sign`): FGM, the
-    second layer fixed (``not spec.train_v``) with :math:`\sum_k|v_k|\le\min_c|\tau_c|`. Decided outside ``jit``."""
-    if spec.attack != "fgm" or spec.train_v:
+    r"""FGM's ascended slope has the sign :math:`-\operatorname{sgn}\tau` all along (:func:`_fgm_fixed_sign`): the
+    FGM record, a loss of :data:`_SIGN_KNOWN_LOSSES`, the second layer fixed (``not spec.train_v``) with
+    :math:`\sum_k|v_k|\le\min_c|\tau_c|`. Decided outside ``jit``."""
+    if committee_attack(spec) is not FGM or spec.train_v or get_loss(spec.loss) not in _SIGN_KNOWN_LOSSES:
         return False
     return bool(np.sum(np.abs(np.asarray(v0, np.float64))) <= np.min(np.abs(np.asarray(labels, np.float64))))
 
 
 def _node_sums(
-    state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, whitening: str, sign_known: bool = False
+    state: CommitteeState,
+    centre,
+    variance,
+    label,
+    eps,
+    spec: CommitteeSpec,
+    whitening: str,
+    rp=None,
+    sign_known: bool = False,
 ):
     r"""``f(t, w)``: the weighted sums :math:`\sum_nw_n(\cdot)` of :class:`Averages` over a chunk of whitened
     nodes ``t`` ``(K, b)``, units first, of one cluster (:func:`cluster_averages`): every operation runs
@@ -183,9 +200,9 @@ def _node_sums(
         if sign_known:
             gamma = _fgm_fixed_sign(x, geom.Q, v, label, eps)
         else:
-            gamma = attack_coefficients(x, geom, v, label, eps, spec)
+            gamma = attack_coefficients(x, geom, v, label, eps, spec, rp)
         xt = x + _mm(Q, gamma)
-        Delta, Fv = forces(xt, v, label, spec.loss)
+        Delta, Fv = forces(xt, v, label, spec.loss, rp)
         y = centre[:, None] + s * _mm(M.T, t) + _mm(R.T, gamma)  # (D, b)
         wD = Delta * w[None, :]
         D1 = wD.sum(axis=1)
@@ -204,8 +221,10 @@ def cluster_averages(
     eps: float | jax.Array,
     spec: CommitteeSpec,
     rule: GaussRule = DEFAULT_RULE,
+    rp: dict | None = None,
 ) -> Averages:
-    r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``).
+    r"""The averages of :class:`Averages` in one cluster (centre :math:`a_c` of shape ``(D,)``; ``rp``: the rule's
+    parameters, :func:`jaxadv.committee.params.rule_params`, e.g. the hinge's margin).
 
     Whitened nodes :math:`t`: :math:`x=m_c+\sqrt{v_c}Lt`, :math:`m_c=Ra_c-b`, and
     :math:`E[B\cdot\xi\mid t]=a_c+\sqrt{v_c}\,(P^\top R)^\top t` (:math:`LL^\top=Q`, :math:`P=L^{+\top}`
@@ -214,13 +233,15 @@ def cluster_averages(
     K = state.Q.shape[0]
     t, w = chunked_nodes(K, rule, BATCH)
     dtype = state.Q.dtype
-    return _cluster_averages_at(state, centre, variance, label, eps, spec, rule.whitening, t, w, dtype)
+    return _cluster_averages_at(state, centre, variance, label, eps, spec, rule.whitening, t, w, dtype, rp)
 
 
-def _cluster_averages_at(state, centre, variance, label, eps, spec, whitening, t, w, dtype=None, sign_known=False):
+def _cluster_averages_at(
+    state, centre, variance, label, eps, spec, whitening, t, w, dtype=None, rp=None, sign_known=False
+):
     """:func:`cluster_averages` on given chunked nodes (``t`` ``(C, K, b)``, ``w`` ``(C, b)``; may be traced)."""
     dtype = state.Q.dtype if dtype is None else dtype
-    sums = _node_sums(state, centre, variance, label, eps, spec, whitening, sign_known)
+    sums = _node_sums(state, centre, variance, label, eps, spec, whitening, rp, sign_known)
     return weighted_sums(sums, jnp.asarray(t, dtype), jnp.asarray(w, dtype))
 
 
@@ -234,19 +255,24 @@ def _mix(per: Averages, mixture: Mixture) -> Averages:
 
 
 def averages(
-    state: CommitteeState, mixture: Mixture, eps: float | jax.Array, spec: CommitteeSpec, rule: GaussRule = DEFAULT_RULE
+    state: CommitteeState,
+    mixture: Mixture,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rule: GaussRule = DEFAULT_RULE,
+    rp: dict | None = None,
 ) -> Averages:
     r"""Mixture averages :math:`\sum_cp_c\langle\cdot\rangle_c` (``DD`` weighted by :math:`p_cv_c`)."""
-    per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule))(
+    per = jax.vmap(lambda a, var, lab: cluster_averages(state, a, var, lab, eps, spec, rule, rp))(
         mixture.centres, mixture.variances, mixture.labels
     )
     return _mix(per, mixture)
 
 
-def _averages_at(state, mixture, eps, spec, whitening, t, w, sign_known=False) -> Averages:
+def _averages_at(state, mixture, eps, spec, whitening, t, w, rp=None, sign_known=False) -> Averages:
     """:func:`averages` on given chunked (possibly traced) node arrays."""
     per = jax.vmap(
-        lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w, None, sign_known)
+        lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w, None, rp, sign_known)
     )(mixture.centres, mixture.variances, mixture.labels)
     return _mix(per, mixture)
 
@@ -277,7 +303,9 @@ def committee_drift(
     rule: GaussRule = DEFAULT_RULE,
 ) -> CommitteeState:
     """The right-hand side :math:`d(Q, R, b, v)/d\\alpha` (module docstring)."""
-    return drift_from_averages(state, averages(state, mixture, params.eps, spec, rule), params, spec)
+    return drift_from_averages(
+        state, averages(state, mixture, params.eps, spec, rule, rule_params(params)), params, spec
+    )
 
 
 def make_committee_field(
@@ -297,7 +325,7 @@ def _grid_field(spec: CommitteeSpec, whitening: str, constrained: bool = False, 
 
     def f(alpha, y, args):
         params, (mixture, t, w) = args
-        A = _averages_at(y, mixture, params.eps, spec, whitening, t, w, sign_known)
+        A = _averages_at(y, mixture, params.eps, spec, whitening, t, w, rule_params(params), sign_known)
         d = drift_from_averages(y, A, params, spec)
         return d if not (constrained and spec.lipschitz is not None) else constrained_drift(y, d, spec.lipschitz)
 
@@ -400,7 +428,7 @@ DT_FIRST = 0.05
 
 @functools.partial(jax.jit, static_argnames=("spec", "whitening"))
 def _chunk_averages(states, params, mixture, t, w, spec, whitening):
-    return jax.vmap(lambda y, p: _averages_at(y, mixture, p.eps, spec, whitening, t, w))(states, params)
+    return jax.vmap(lambda y, p: _averages_at(y, mixture, p.eps, spec, whitening, t, w, rule_params(p)))(states, params)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -12,7 +12,7 @@ label :math:`\tau_c\in\{+1,-1\}`, per-component variance :math:`v_c` and centre
 Three records, split by how ``jit`` sees them (``docs/STYLE``: static vs swept):
 
 * :class:`Mixture` -- the data (arrays, traced; ``M`` and ``D`` are their shapes);
-* :class:`CommitteeParams` -- floats a user sweeps (learning rates, attack radius; traced);
+* :class:`CommitteeParams` -- floats a user sweeps (learning rates, attack radius, hinge margin; traced);
 * :class:`CommitteeSpec` -- shapes and control flow (``K``, attack kind, loss...; static, hashable).
 """
 
@@ -28,6 +28,9 @@ import numpy as np
 import numpy.typing as npt
 from jax.typing import DTypeLike
 
+from ..model.losses import LOSSES, get_loss
+from .attacks import COMMITTEE_ATTACKS, committee_attack
+
 __all__ = [
     "Mixture",
     "CommitteeParams",
@@ -38,6 +41,7 @@ __all__ = [
     "validate_mixture",
     "validate_params",
     "validate_spec",
+    "rule_params",
     "default_second_layer",
     "check_second_layer",
     "ATTACKS",
@@ -45,8 +49,10 @@ __all__ = [
     "from_dicts",
 ]
 
-ATTACKS = ("fgm", "pgd", "worst", "none")
-COMMITTEE_LOSSES = ("quadratic", "logistic")
+#: the committee's training attacks, by name (the records: :data:`jaxadv.committee.attacks.COMMITTEE_ATTACKS`)
+ATTACKS = tuple(COMMITTEE_ATTACKS)
+#: the committee's losses, by name: every :class:`jaxadv.model.losses.Loss` record (:data:`~jaxadv.model.losses.LOSSES`)
+COMMITTEE_LOSSES = tuple(LOSSES)
 
 
 class Mixture(NamedTuple):
@@ -82,12 +88,21 @@ class CommitteeParams(NamedTuple):
         eta_v: :math:`\eta_v\ge0`, second-layer rate (step :math:`\eta_v/N`; used when
             ``CommitteeSpec.train_v``).
         eps: :math:`\epsilon\ge0`, L2 radius of the training attack.
+        hinge_margin: :math:`c\ge0`, the margin of the hinge loss :math:`\max(0, c-\tau\sigma)` (read by
+            ``loss="hinge"`` only; the losses' rule parameters, :func:`rule_params`).
     """
 
     eta_w: float | jax.Array = 0.5
     eta_b: float | jax.Array = 0.0
     eta_v: float | jax.Array = 0.0
     eps: float | jax.Array = 0.5
+    hinge_margin: float | jax.Array = 0.0
+
+
+def rule_params(params: CommitteeParams) -> dict[str, Any]:
+    """The rule's parameter dict ``{name: value}`` that the loss and attack records read (``rp``; the hinge
+    reads ``rp["hinge_margin"]``), as for the unit (:func:`jaxadv.model.rule.rule_params`)."""
+    return params._asdict()
 
 
 class CommitteeSpec(NamedTuple):
@@ -99,13 +114,18 @@ class CommitteeSpec(NamedTuple):
         normalise: renormalise every :math:`w_k` to unit length after each step.
         attack: ``"fgm"`` (one normalised gradient step of length :math:`\epsilon`), ``"pgd"``
             (``pgd_steps`` normalised steps of length ``pgd_step``, projected on the ball),
-            ``"worst"`` (the loss maximised over the ball) or ``"none"``.
+            ``"worst"`` (the loss maximised over the ball) or ``"none"``: a name of the records
+            :data:`jaxadv.committee.attacks.COMMITTEE_ATTACKS` (resolved by
+            :func:`~jaxadv.committee.attacks.committee_attack`).
         pgd_steps: :math:`T\ge1`.
         pgd_step: step length :math:`s>0` of PGD.
         pgd_random_start: PGD starts from a uniform point of the ball (in field space: a component
             of norm :math:`\epsilon` orthogonal to every :math:`w_k`, the large-N limit).
-        loss: ``"quadratic"`` :math:`(\sigma-\tau)^2/2` or ``"logistic"``
-            :math:`\log(1+e^{-2\tau\sigma})`.
+        loss: a name of :data:`jaxadv.model.losses.LOSSES`, acting on the output :math:`\sigma`:
+            ``"quadratic"`` :math:`(\sigma-\tau)^2/2`, ``"logistic"`` :math:`\log(1+e^{-2\tau\sigma})`,
+            ``"cross_entropy"`` :math:`-\log\Phi(\sqrt2\,\tau\sigma)`, ``"hinge"`` :math:`\max(0, c-\tau\sigma)`
+            (:math:`c` = ``CommitteeParams.hinge_margin``); the margin losses act on the student's score, which
+            for the committee is its output (:mod:`jaxadv.model.losses`).
         lipschitz: ``None`` (off) or :math:`L_\max>0`: after each step the first layer is rescaled so
             that the bound :math:`L=\frac{2}{\sqrt\pi}\sum_k|v_k|\,\|w_k\|\le L_\max`
             (:mod:`jaxadv.committee.lipschitz`); needs ``normalise=False``.
@@ -226,6 +246,7 @@ def validate_params(params: CommitteeParams) -> CommitteeParams:
         "eta_b": (lambda x: x >= 0, "must be >= 0"),
         "eta_v": (lambda x: x >= 0, "must be >= 0"),
         "eps": (lambda x: x >= 0, "must be >= 0"),
+        "hinge_margin": (lambda x: x >= 0, "must be >= 0"),
     }
     for name, (ok, rule) in rules.items():
         for x in np.atleast_1d(_finite(name, getattr(params, name))).ravel():
@@ -238,10 +259,10 @@ def validate_spec(spec: CommitteeSpec) -> CommitteeSpec:
     """Check a :class:`CommitteeSpec`; ``ValueError`` naming the first bad field."""
     if not isinstance(spec.K, (int, np.integer)) or isinstance(spec.K, bool) or spec.K < 1:
         _fail("K", spec.K, "must be an integer >= 1")
-    if spec.attack not in ATTACKS:
-        _fail("attack", spec.attack, f"must be one of {ATTACKS}")
-    if spec.loss not in COMMITTEE_LOSSES:
-        _fail("loss", spec.loss, f"must be one of {COMMITTEE_LOSSES}")
+    committee_attack(spec.attack)  # the one lookup of the name: ValueError naming attack and its value
+    if not isinstance(spec.loss, str):
+        _fail("loss", spec.loss, f"must be a name, one of {COMMITTEE_LOSSES}")
+    get_loss(spec.loss)  # ValueError naming loss and its value
     if not isinstance(spec.pgd_steps, (int, np.integer)) or spec.pgd_steps < 1:
         _fail("pgd_steps", spec.pgd_steps, "must be an integer >= 1")
     if not (math.isfinite(spec.pgd_step) and spec.pgd_step > 0):

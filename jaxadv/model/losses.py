@@ -24,6 +24,28 @@ name               :math:`L(\tilde x,\tau)`                                     
 ``cross_entropy``  :math:`-\log\Phi(\sqrt2\,\tau\tilde x)`                               quadrature
 ``hinge``          :math:`\max(0,\ c-\tau\tilde x)`, :math:`c` = ``hinge_margin``         closed form
 =================  ===================================================================  =================
+
+**Every student, one meaning.** A loss acts either on the student's *score* or on its *output*
+(:attr:`Loss.acts_on`): the margin losses (``logistic``, ``cross_entropy``, ``hinge``) act on the
+score, the unit's pre-activation :math:`x` and the committee's output :math:`\sigma=\sum_kv_k\operatorname{erf}x_k`;
+the quadratic loss acts on the output, the unit's :math:`\operatorname{erf}x` and the committee's
+:math:`\sigma` (the committee has no output nonlinearity: its score is its output). The face
+:attr:`Loss.student_value` is the loss as a function of that argument, :math:`\ell(z,\tau)`, which
+every student calls on its own score or output (:func:`student_loss_value`; the unit's ``value`` is
+:math:`\ell` of its :math:`x` or :math:`\operatorname{erf}x`, tested). So ``loss = "logistic"`` is
+:math:`\log(1+e^{-2\tau x})` for the unit and :math:`\log(1+e^{-2\tau\sigma})` for the committee,
+``"quadratic"`` is :math:`\tfrac12(\operatorname{erf}x-\tau)^2` and :math:`\tfrac12(\sigma-\tau)^2`, and
+``"hinge"`` is :math:`\max(0,c-\tau x)` and :math:`\max(0,c-\tau\sigma)` (``docs/theory.md``, sections 3
+and 12.15). For the committee ``cross_entropy`` is the probit margin loss
+:math:`-\log\Phi(\sqrt2\,\tau\sigma)` (the unit's cross-entropy of :math:`P(\tau|x)=(1+\tau\operatorname{erf}x)/2`
+is the same function of the score).
+
+Gradient attacks that ascend the loss (the committee's FGM and PGD, its worst case) ascend
+:attr:`Loss.ascent` where a loss has one: the hinge is the non-decreasing function
+:math:`\max(0,\cdot)` of :math:`c-\tau z`, so it hands the attacks :math:`c-\tau z` itself. Where the
+hinge is positive this changes nothing (same normalised gradient, same maximiser); where it is 0, the
+attacks still move the example toward the margin, as the unit's L2 attack :math:`-\tau\epsilon w`
+does, instead of stopping on a zero gradient (``docs/theory.md``, section 12.15).
 """
 
 from __future__ import annotations
@@ -50,6 +72,8 @@ __all__ = [
     "LOSSES",
     "get_loss",
     "loss_value",
+    "student_loss_value",
+    "ascent_value",
     "force",
     "force_moments",
     "owens_t",
@@ -68,17 +92,47 @@ class Loss(NamedTuple):
             use quadrature.
         params: the :class:`jaxadv.model.params.Param` s it reads from the rule's parameter dict
             (they become configuration keys and sweep axes, like an attack's).
+        acts_on: ``"score"`` (a margin loss: the unit's :math:`x`, the committee's :math:`\\sigma`) or
+            ``"output"`` (the unit's :math:`\\operatorname{erf}x`, the committee's :math:`\\sigma`); module docstring.
+        student_value: ``student_value(z, tau) -> L`` (``student_value(z, tau, rp)`` with ``params``) of what the
+            loss acts on, for every student; ``None``: ``value`` itself (a loss of the score).
+        ascent: ``ascent(z, tau[, rp])``, the function of the same argument that gradient attacks ascend when it
+            is not the loss itself (``None``); the hinge's :math:`c-\\tau z`.
     """
 
     name: str
     value: Callable
     moments: Callable | None = None
     params: tuple = ()
+    acts_on: str = "score"
+    student_value: Callable | None = None
+    ascent: Callable | None = None
 
 
 def loss_value(loss: Loss, x: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
     r""":math:`L(x,\tau)` of ``loss``, handing it the rule's parameters ``rp`` when it declares some."""
     return loss.value(x, tau, {} if rp is None else rp) if loss.params else loss.value(x, tau)
+
+
+def _params_of(loss: Loss, rp: dict | None) -> dict:
+    """``rp`` with the defaults of the loss's parameters where it lacks them."""
+    return {**{p.name: p.default for p in loss.params}, **({} if rp is None else rp)}
+
+
+def student_loss_value(loss: Loss, z: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
+    r""":math:`\ell(z,\tau)` of ``loss`` at what it acts on (:attr:`Loss.acts_on`): the committee calls it on
+    its output :math:`\sigma` for every loss; ``rp``: the rule's parameters, for a loss that has some (a
+    parameter missing from it takes its default)."""
+    f = loss.value if loss.student_value is None else loss.student_value
+    return f(z, tau, _params_of(loss, rp)) if loss.params else f(z, tau)
+
+
+def ascent_value(loss: Loss, z: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
+    r"""The function of :math:`z` that gradient attacks ascend: :attr:`Loss.ascent` where the loss has one (the
+    hinge's :math:`c-\tau z`), else :func:`student_loss_value`."""
+    if loss.ascent is None:
+        return student_loss_value(loss, z, tau, rp)
+    return loss.ascent(z, tau, _params_of(loss, rp)) if loss.params else loss.ascent(z, tau)
 
 
 def force(loss: Loss, x: ArrayLike, tau: ArrayLike, rp: dict | None = None) -> jax.Array:
@@ -176,7 +230,15 @@ def _quadratic_moments(m: jax.Array, v: jax.Array, tau: float | jax.Array) -> tu
     return d1, d2
 
 
-QUADRATIC = Loss("quadratic", _quadratic_value, _quadratic_moments)
+def _quadratic_output_value(z: jax.Array, tau: float | jax.Array) -> jax.Array:
+    r"""The quadratic loss of the output :math:`z`, :math:`\tfrac12(z-\tau)^2` (the unit's
+    :math:`z=\operatorname{erf}x`, the committee's :math:`z=\sigma`)."""
+    return 0.5 * (z - tau) ** 2
+
+
+QUADRATIC = Loss(
+    "quadratic", _quadratic_value, _quadratic_moments, acts_on="output", student_value=_quadratic_output_value
+)
 
 LOSSES = {QUADRATIC.name: QUADRATIC}
 
@@ -232,11 +294,17 @@ def _hinge_moments(m: ArrayLike, v: ArrayLike, tau: ArrayLike, rp: dict) -> tupl
     return jnp.asarray(tau * P), P
 
 
+def _hinge_ascent(z: ArrayLike, tau: ArrayLike, rp: dict) -> jax.Array:
+    r""":math:`c-\tau z`: the hinge is :math:`\max(0,\cdot)` of it, so attacks ascend it (module docstring)."""
+    return rp["hinge_margin"] - tau * z
+
+
 HINGE = Loss(
     "hinge",
     _hinge_value,
     _hinge_moments,
     params=(Param("hinge_margin", 0.0, lambda x: x >= 0, "must be >= 0"),),
+    ascent=_hinge_ascent,
 )
 LOSSES[HINGE.name] = HINGE
 
