@@ -34,6 +34,15 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
     from .analysis.certified import certified_curve, certified_error_empirical, certified_radius
     from .analysis.compare import compare, mc_summary, mean_sem, ode_table
     from .analysis.defences import DEFENCES, compare_defences
+    from .analysis.fixed_points import (
+        BestError,
+        FixedPoint,
+        best_robust_error,
+        best_robust_error_closed,
+        best_test_error,
+        fixed_point,
+        newton_fixed_point,
+    )
     from .analysis.measures import robust_error, test_error
     from .analysis.threat import THREATS, robust_error_threat
     from .analysis.transfer import bivariate_normal_cdf, transfer_error, transfer_rate
@@ -75,15 +84,6 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
         training_rule,
     )
     from .model.student import Student, sgd_step, train_step
-    from .ode.fixed_points import (
-        BestError,
-        FixedPoint,
-        best_robust_error,
-        best_robust_error_closed,
-        best_test_error,
-        fixed_point,
-        newton_fixed_point,
-    )
     from .ode.fluctuations import FluctuationResult, solve_fluctuations
     from .ode.pair import PairODE, solve_pair_ode
     from .ode.rk4 import RK4, ButcherTableau, integrate, rk_step
@@ -115,7 +115,7 @@ _NAMES = {  # module -> the public names it defines
     ".ode.vector_field": ("drift", "vector_field"),
     ".ode.solve": ("ODEResult", "solve_ode"),
     ".ode.fluctuations": ("FluctuationResult", "solve_fluctuations"),
-    ".ode.fixed_points": (
+    ".analysis.fixed_points": (
         "BestError",
         "FixedPoint",
         "best_robust_error",

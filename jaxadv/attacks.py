@@ -80,8 +80,8 @@ import jax.scipy.special
 from jax.typing import DTypeLike
 
 from . import threefry
-from .model.params import check_value
 from .typing import Norm
+from .validation import check_value
 
 __all__ = [
     "NORMS",

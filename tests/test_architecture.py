@@ -102,3 +102,57 @@ def test_public_kernels_compose_into_simulate():
         for mu in range(steps):
             st, obs = step(jax.random.fold_in(k_run, np.uint32(mu)), st, sp)
         assert abs(float(obs.R) - mc.R[r, -1]) < 1e-12 and abs(float(obs.b) - mc.b[r, -1]) < 1e-12
+
+
+# --- layers ------------------------------------------------------------------------------------
+#: Each package or base module and its layer: a module may import only from its own package and from
+#: lower layers (function-level imports included). ``jaxadv/__init__.py`` re-exports from every layer.
+LAYERS = {
+    **dict.fromkeys(("typing", "defaults", "validation", "quadrature", "threefry"), 0),
+    **dict.fromkeys(("fast_random", "sharding", "distributed", "attacks"), 1),
+    "generators": 2,
+    "model": 3,
+    **dict.fromkeys(("mc", "ode"), 4),
+    **dict.fromkeys(("analysis", "committee"), 5),
+    "app": 6,
+    "__main__": 7,
+}
+
+
+def _imports(path):
+    """``(unit, name)`` for every ``from . import`` of ``path`` (the unit: first component under
+    ``jaxadv``; ``""`` for ``jaxadv`` itself), at any depth of the module."""
+    rel = path.relative_to(ROOT.parent).with_suffix("").parts
+    pkg = list(rel[:-1]) if path.name == "__init__.py" else list(rel[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = pkg[: len(pkg) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                full = target if node.module else target + [alias.name]
+                yield (full[1] if len(full) > 1 else ""), alias.name
+
+
+def _unit(path):
+    rel = path.relative_to(ROOT).with_suffix("").parts
+    return rel[0] if rel[0] != "__init__" else ""
+
+
+def test_every_module_imports_only_its_package_and_lower_layers():
+    """No import cycle between packages and nothing imports upward: checked for every module of the package."""
+    offenders, seen = [], set()
+    for path in sorted(ROOT.rglob("*.py")):
+        unit = _unit(path)
+        seen.add(unit)
+        if unit == "":
+            continue  # jaxadv/__init__.py: the public API, lazily re-exported from every layer
+        assert unit in LAYERS, f"{unit!r} ({path}) has no layer in LAYERS"
+        for target, name in _imports(path):
+            if target == "__version__" or target == "" and name == "__version__":
+                continue
+            if target not in (unit, "") and LAYERS[target] >= LAYERS[unit]:
+                offenders.append(f"{path.relative_to(ROOT)} imports {target}.{name}")
+            if target == "" and name != "__version__":
+                offenders.append(f"{path.relative_to(ROOT)} imports jaxadv.{name} (the top level)")
+    assert not offenders, offenders
+    assert seen >= set(LAYERS) - {"__main__"} | {""}

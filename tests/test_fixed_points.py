@@ -51,7 +51,7 @@ def test_symmetric_prior_gives_zero_bias_and_stability_from_eigenvalues(fp_grid)
     assert bool(fp.stable) == bool(np.all(ev.real < 0))
     assert np.all(np.asarray(fp_grid.stable) == np.all(np.asarray(fp_grid.eigenvalues).real < 0, axis=-1))
     # eigenvalues of the Jacobian by numpy agree with the 2x2 formula
-    from jaxadv.ode.fixed_points import jacobian
+    from jaxadv.analysis.fixed_points import jacobian
 
     J = np.asarray(jacobian(fp.R, fp.b, ModelParams(prior=0.5, eps=0.5)))
     np.testing.assert_allclose(np.sort_complex(np.linalg.eigvals(J)), np.sort_complex(ev), atol=1e-12)

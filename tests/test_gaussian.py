@@ -9,7 +9,7 @@ from scipy.integrate import quad
 from scipy.special import erf
 
 from jaxadv.model.losses import QUADRATIC, force, force_moments
-from jaxadv.ode.quadrature import gauss_hermite_mean, gauss_legendre_mean
+from jaxadv.quadrature import gauss_hermite_mean, gauss_legendre_mean
 
 
 def _delta(x, tau):

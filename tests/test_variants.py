@@ -20,8 +20,8 @@ from jaxadv.model.perturbations import noise_std_for_norm
 from jaxadv.model.rule import perturb_example
 from jaxadv.model.rule import rule_params as make_rule_params
 from jaxadv.model.student import Student
-from jaxadv.ode.quadrature import truncated_gauss_mean
 from jaxadv.ode.vector_field import drift, field_moments
+from jaxadv.quadrature import truncated_gauss_mean
 
 # Small, fast-moving setting: scenario 2's data with large learning rates.
 PARAMS = ModelParams(prior=0.7, rho=2.0, v1=1.0, v2=1.0, eta_w=0.5, eta_b=0.5, eps=1.0)

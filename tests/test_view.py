@@ -31,6 +31,24 @@ def _run(code):
     ).stdout
 
 
+def test_console_script_help_of_every_command_imports_no_jax():
+    """``jaxadv [COMMAND] --help`` as the console script runs it (``main()`` reading ``sys.argv``): the
+    exit handlers' exception classes once imported JAX and matplotlib before the arguments were parsed."""
+    from jaxadv.app.cli import _parser
+
+    commands = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    code = (
+        "import sys\nfrom jaxadv.app.cli import main\nsys.argv = ['jaxadv', *sys.argv[1:]]\n"
+        "try: main()\nexcept SystemExit as e: code = e.code\n"
+        "print('EXIT', code, 'jax' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for argv in [["--help"], *([c, "--help"] for c in commands)]:
+        res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert res.stdout.strip().endswith("EXIT 0 False False"), (argv, res.stdout[-300:], res.stderr[-300:])
+    assert len(commands) >= 9
+
+
 def test_help_imports_no_jax_and_shows_defaults():
     out = _run(
         "import sys\nfrom jaxadv.app.cli import _parser\np = _parser()\n"
@@ -141,9 +159,9 @@ def test_run_figures_have_a_deviation_panel_in_standard_errors():
     assert np.isnan(z[0]) and np.allclose(z[1:], 2.0)
     for fig in (jaxadv.plot_order_parameters(ode, mc, None, "t"), jaxadv.plot_errors(ode, mc, None, 1.0, "t")):
         assert isinstance(fig, Figure) and len(fig.axes) == 4
-        assert all(ax.get_ylabel() == "(MC − ODE) / sem" for ax in fig.axes[2:])
+        assert all(ax.get_ylabel() == "(MC − bare ODE) / SE" for ax in fig.axes[2:])
     fig = jaxadv.plot_errors(ode, mc, None, 0.5, "t")
-    assert fig.axes[1].get_ylabel() == "robust error at eps_test=0.5"
+    assert fig.axes[1].get_ylabel() == "robust error (L2 attack of radius 0.5)"
     assert fig.axes[0].get_ylim()[1] < 0.6  # scaled to the data, not 0-1
     assert len(jaxadv.plot_order_parameters(ode, None, None).axes) == 2
 
@@ -190,7 +208,8 @@ def test_verify_figure_hides_unmeasurable_shift():
     import tempfile
 
     fig = _plot(rows, slopes, os.path.join(tempfile.mkdtemp(), "v.png"), "t")
-    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes]
+    # the legends sit under the deviation panels (fig.axes[2:]), outside the data
+    legends = [" ".join(t.get_text() for t in ax.get_legend().get_texts()) for ax in fig.axes[2:]]
     assert "bias predicted" in legends[0] and "bias predicted" not in legends[1]
     assert all("nan" not in t for t in legends)
     notes = " ".join(t.get_text() for t in fig.axes[1].texts)

@@ -44,8 +44,9 @@ from jax.typing import ArrayLike
 
 from .. import attacks
 from ..attacks import canonical_norm, dual_norm_value
-from ..model.params import ModelParams, check_value
+from ..model.params import ModelParams
 from ..typing import Norm, Real
+from ..validation import check_value
 from .measures import robust_error
 
 if TYPE_CHECKING:

@@ -60,11 +60,12 @@ from jax.typing import ArrayLike
 from .. import attacks
 from ..attacks import canonical_norm
 from ..model.losses import LOGISTIC, Loss, get_loss
-from ..model.params import ModelParams, check_value
+from ..model.params import ModelParams
 from ..model.perturbations import gradient_attack
 from ..model.rule import training_rule
 from ..model.student import Student, example_loss, student_optimizer, train_step
 from ..typing import Norm, Real
+from ..validation import check_value
 
 __all__ = [
     "INSTALL_HINT",

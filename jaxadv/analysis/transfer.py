@@ -40,7 +40,8 @@ from jax.scipy.special import ndtr
 from jax.typing import ArrayLike
 
 from ..model.data import cluster_table
-from ..model.params import ModelParams, check_value
+from ..model.params import ModelParams
+from ..validation import check_value
 
 __all__ = ["LABEL_MODES", "bivariate_normal_cdf", "transfer_error", "transfer_rate", "transfer_table"]
 

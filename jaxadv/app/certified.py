@@ -19,7 +19,9 @@ the bound :math:`L`. The Monte Carlo's errors are those of each replica's order 
 its weights at any N).
 
 Files (atomically): ``certified_ode.csv`` and ``certified_mc.csv`` (one row per training and save
-point), ``certified.png``, ``config.json`` (configuration, final errors, timings).
+point), ``certified.png``, ``config.json`` (configuration, final errors, timings and, with the Monte Carlo,
+the verdict: ``verdict``, ``verdict_status`` and ``verdicts``, one per training, from
+:func:`certified_verdicts`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ if TYPE_CHECKING:
     from ..committee import Mixture
     from ..committee.quadrature import GaussRule
 
-__all__ = ["TRAININGS", "MEASURES", "trainings", "state_errors", "run_certified", "plot_certified", "add_parser"]
+__all__ = [
+    "TRAININGS",
+    "MEASURES",
+    "VERDICT_MEASURES",
+    "trainings",
+    "state_errors",
+    "run_certified",
+    "certified_verdicts",
+    "plot_certified",
+    "add_parser",
+]
 
 TRAININGS = ("standard", "adversarial", "lipschitz")
 MEASURES = ("clean", "pgd", "worst", "interval", "lipschitz", "L", "pgd_missed")
@@ -215,6 +227,16 @@ def run_certified(
     if mc_cols["alpha"]:
         mc_table = {k: np.asarray(v) for k, v in mc_cols.items()}
         write_csv(os.path.join(out_dir, "certified_mc.csv"), mc_table)
+    verdict: dict[str, Any] = {}
+    if mc_table is not None:
+        v = certified_verdicts(ode_cols, mc_table, cfg)
+        for tr, vt in v["trainings"].items():
+            log(f"{tr}: {vt.text}")
+        verdict = {
+            "verdict": v["text"],
+            "verdict_status": v["status"],
+            "verdicts": {tr: vt.as_dict() for tr, vt in v["trainings"].items()},
+        }
     write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     info = {
         "config": {k: v for k, v in cfg.items() if k != "mixture"},
@@ -228,61 +250,134 @@ def run_certified(
         },
         "final": final,
         "timings_s": timings,
+        **verdict,
     }
     write_json(os.path.join(out_dir, "config.json"), info)
     return {"ode": ode_cols, "mc": mc_table, "info": info}
 
 
+#: the measures the verdict compares with the bare ODE (PGD's error is sampled, with a noise of its own in
+#: the ODE's column that the Monte Carlo's standard error does not hold: drawn, not judged)
+VERDICT_MEASURES = ("clean", "worst", "interval", "lipschitz", "L")
+_SEVERITY = ("INCONSISTENT", "undetermined", "not testable", "consistent")
+
+
+def certified_verdicts(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, Any]:
+    """One :func:`jaxadv.analysis.verdict.honest_verdict` per training, as ``jaxadv committee`` calls it
+    (committees have no O(1/N) theory: the bare ODE with the allowance), on :data:`VERDICT_MEASURES`;
+    and the overall verdict, the most severe of the three. Returns ``{"trainings": {name: Verdict},
+    "status": str, "text": str}``."""
+    from ..analysis.verdict import honest_verdict
+
+    out: dict[str, Any] = {}
+    for tr in TRAININGS:
+        so, sm = ode["training"] == tr, mc["training"] == tr
+        if not sm.any():
+            continue
+        mc_cols = {"alpha": np.asarray(mc["alpha"][sm], float)}
+        ode_cols = {"alpha": np.asarray(ode["alpha"][so], float)}
+        for m in VERDICT_MEASURES:
+            mc_cols[f"{m}_mean"], mc_cols[f"{m}_sem"] = mc[f"{m}_mean"][sm], mc[f"{m}_sem"][sm]
+            ode_cols[m] = ode[m][so]
+        out[tr] = honest_verdict(
+            mc_cols,
+            ode_cols,
+            params=None,
+            N=cfg["N"],
+            eps_test=float(cfg["eps"]),
+            mc_dtype=np.float64 if cfg["x64"] else np.float32,
+            theory=False,
+            why_no_theory="no O(1/N) theory for committees",
+            quantities=VERDICT_MEASURES,
+            bare_allowance=True,
+        )
+    status = min((v.status for v in out.values()), key=_SEVERITY.index, default="undetermined")
+    text = f"{status}: " + "; ".join(f"{tr}: {v.text}" for tr, v in out.items())
+    return {"trainings": out, "status": status, "text": text}
+
+
 def plot_certified(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray] | None, cfg: dict[str, Any]) -> Figure:
-    """Clean, PGD robust, worst-case robust and certified errors against alpha for the three trainings
-    (ODE lines, Monte Carlo points with 2 standard errors), and the bound L."""
+    """Clean, PGD, exact worst-case and certified errors and the bound L against alpha for the three
+    trainings, one panel each (ODE lines, Monte Carlo points with ±2 standard errors) and, with the Monte
+    Carlo, under each the deviation from the bare ODE in standard errors (the verdict's reference:
+    committees have no O(1/N) theory) with the verdict's allowance."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(16, 3.6), layout="constrained")
-    axes = fig.subplots(1, 5)
-    panels = (("clean",), ("pgd", "worst"), ("interval",), ("lipschitz",), ("L",))
-    titles = (
-        "clean error",
-        "robust error: PGD (solid), exact worst case (dashed)",
-        "certified error (interval bound)",
-        "certified error (Lipschitz bound)",
-        "Lipschitz bound L",
+    from ..analysis.verdict import THRESHOLD
+    from .plots import (
+        ALPHA_LABEL,
+        MC_LABEL,
+        REFERENCE_BARE,
+        deviation_panel,
+        deviation_sem,
+        legend_outside,
+        mc_errorbar,
     )
+
+    panels = (
+        ("clean", "clean test error"),
+        ("pgd", "error under PGD (L2)"),
+        ("worst", "exact worst-case error"),
+        ("interval", "certified error (interval bound)"),
+        ("lipschitz", "certified error (Lipschitz bound)"),
+        ("L", "Lipschitz bound L of the committee"),
+    )
+    has_mc = mc is not None
+    rows = 4 if has_mc else 2
+    fig = Figure(figsize=(12, 9.5 if has_mc else 6.2), layout="constrained")
+    ratios = [3, 1.8, 3, 1.8] if has_mc else [1, 1]
+    axes = fig.subplots(rows, 3, squeeze=False, gridspec_kw={"height_ratios": ratios})
     colors = {"standard": "C0", "adversarial": "C3", "lipschitz": "C2"}
     attack = cfg["attack"] if cfg["attack"] != "none" else "fgm"
     names = {
-        "standard": "standard",
-        "adversarial": f"adversarial ({attack})",
-        "lipschitz": f"Lipschitz, L_max={cfg['lipschitz']:g}",
+        "standard": "standard training",
+        "adversarial": f"adversarial training ({attack} attack)",
+        "lipschitz": f"Lipschitz-normalised training (L_max={cfg['lipschitz']:g})",
     }
-    for ax, measures, title in zip(axes, panels, titles, strict=True):
+    dtype = np.float64 if cfg.get("x64") else np.float32
+    for i, (m, title) in enumerate(panels):
+        r, j = (i // 3) * (2 if has_mc else 1), i % 3
+        ax = axes[r, j]
+        zs = []
         for tr, col in colors.items():
             sel = ode["training"] == tr
-            # a panel shows one or two measures: the second line style is used only when there are two
-            for m, ls in zip(measures, ("-", "--"), strict=False):
-                ax.plot(
-                    ode["alpha"][sel], ode[m][sel], ls, color=col, lw=1.3, label=names[tr] if m == measures[0] else None
-                )
-                if mc is not None:
-                    s = mc["training"] == tr
-                    ax.errorbar(
-                        mc["alpha"][s],
-                        mc[f"{m}_mean"][s],
-                        yerr=2 * mc[f"{m}_sem"][s],
-                        fmt="o" if ls == "-" else "s",
-                        mfc=col if ls == "-" else "none",
-                        color=col,
-                        ms=3.5,
-                        lw=0.8,
-                        capsize=1.5,
+            if not sel.any():
+                continue
+            ax.plot(ode["alpha"][sel], ode[m][sel], "-", color=col, lw=1.3, label=names[tr])
+            if mc is not None:
+                s = mc["training"] == tr
+                if s.any():
+                    mc_errorbar(
+                        ax, mc["alpha"][s], mc[f"{m}_mean"][s], mc[f"{m}_sem"][s], col, label=None, ms=3.5, lw=0.8
                     )
-        ax.set_xlabel("alpha")
+                    zs.append((deviation_sem(mc[f"{m}_mean"][s], mc[f"{m}_sem"][s], ode[m][sel], dtype), col, None))
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        if mc is not None:
+            deviation_panel(
+                axes[r + 1, j],
+                mc["alpha"][mc["training"] == "standard"] if (mc["training"] == "standard").any() else mc["alpha"],
+                zs,
+                reference=REFERENCE_BARE,
+                allowance=THRESHOLD,
+                note="" if m in VERDICT_MEASURES else "not judged: PGD's error is sampled",
+            )
+        else:
+            ax.set_xlabel(ALPHA_LABEL)
+    from matplotlib.lines import Line2D
+
+    proxies = [Line2D([], [], color="0.3", lw=1.3, label="lines: bare ODE (N → ∞)")]
+    if has_mc:
+        proxies.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=3.5, label=f"points: {MC_LABEL}"))
+    legend_outside(fig, [axes[0, 0]] + ([axes[1, 0]] if has_mc else []), ncol=3, handles=proxies)
     fig.suptitle(
-        f"{cfg['name']}: K={cfg['K']}, test and training radius eps={cfg['eps']:g} (L2) — ODE lines, "
-        f"Monte Carlo points (N={cfg['N']}, mean ± 2 s.e. over replicas)",
+        f"{cfg['name']}: K={cfg['K']}, test and training radius eps={cfg['eps']:g} (L2)"
+        + (
+            f"; Monte Carlo N={cfg['N']}, {cfg['replicas']} replicas; no O(1/N) theory for committees: the verdict "
+            "judges against the bare ODE"
+            if has_mc
+            else " (ODE only)"
+        ),
         fontsize=9,
     )
     return fig
@@ -295,7 +390,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="certified robustness of committees: standard, adversarial and "
         "Lipschitz-normalised training at the same eps (default preset certified)",
     )
-    from .cli import add_config_arguments
+    from .arguments import add_config_arguments
 
     add_config_arguments(
         c,

@@ -33,6 +33,7 @@ import numpy as np
 from ..distributed import agree, broadcast, is_multiprocess, is_primary
 from ..mc import driver
 from ..sharding import shard_batch, to_host
+from .errors import Interrupted
 from .io import write_npz
 from .progress import Progress
 
@@ -298,15 +299,6 @@ def _load_checkpoint(path, fp, states, obs):
     assert leaves is not None  # read on process 0, received on the others
     states = shard_batch(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
     return states, list(ck_obs), k
-
-
-class Interrupted(KeyboardInterrupt):
-    """A Monte Carlo run was interrupted; ``checkpoint`` is the file it saved (``None``: nothing was
-    saved), holding ``done`` of ``total`` save intervals."""
-
-    def __init__(self, checkpoint: str | None, done: int, total: int) -> None:
-        super().__init__(checkpoint)
-        self.checkpoint, self.done, self.total = checkpoint, done, total
 
 
 def _save_checkpoint(path, fp, states, obs, k):

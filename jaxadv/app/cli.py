@@ -4,76 +4,25 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 
+from .arguments import Parser, add_config_arguments
+
 __all__ = ["main"]
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Every option's help ends with its default (None and False defaults are not shown)."""
-
-    def _get_help_string(self, action):
-        h = action.help or ""
-        if (
-            "%(default)" in h
-            or "default" in h
-            or action.default in (None, False, [], argparse.SUPPRESS)
-            or not action.option_strings
-        ):
-            return h
-        return h + " (default: %(default)s)"
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-
-def add_config_arguments(
-    parser,
-    config_help: str,
-    out_default: str,
-    set_example: str,
-    no_mc_help: str,
-    quiet_help: str = "no progress lines",
-    config_default=None,
-) -> None:
-    """The arguments every command that runs one configuration shares: the config (a preset or a TOML
-    file), ``--set``, ``--out``, ``--no-mc``, ``--quiet`` and ``--overwrite``."""
-    if config_default is None:
-        parser.add_argument("config", help=config_help)
-    else:
-        parser.add_argument("config", nargs="?", default=config_default, help=config_help)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a key (repeatable), e.g. {set_example}",
-    )
-    parser.add_argument("--out", default=None, help=f"output directory (default: {out_default})")
-    parser.add_argument("--no-mc", action="store_true", help=no_mc_help)
-    parser.add_argument("--quiet", action="store_true", help=quiet_help)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace another run's results in --out (its files are removed first)"
-    )
 
 
 def _parser():
     """The argument parser; it imports nothing heavy (no JAX), so ``--help`` is instant."""
-    p = _Parser(
+    p = Parser(
         prog="jaxadv",
         description="Adversarial training in the prototype model: Monte Carlo simulations and large-N ODEs.",
     )
     from ..distributed import add_arguments as add_distributed_arguments
 
     add_distributed_arguments(p)  # jaxadv --coordinator HOST:PORT --num-processes P --process-id I COMMAND ...
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, student, what, example in (
         ("run", None, "ODE and Monte Carlo of any student (unit, committee, pair)", "--set alpha_max=1000"),
         (
@@ -132,8 +81,14 @@ def _parser():
 
 
 def _sweep_command(args) -> int:
+    """``jaxadv sweep``: a committee sweep (``[base]`` with a committee ``preset`` or ``model = "committee"``)
+    goes to :mod:`jaxadv.app.committee_sweep`, any other to :mod:`jaxadv.app.sweep`."""
+    from .committee_sweep import committee_sweep_command, is_committee_sweep
+    from .io import read_toml
     from .sweep import sweep_command
 
+    if is_committee_sweep(read_toml(args.config, "sweep file")):
+        return committee_sweep_command(args)
     return sweep_command(args)
 
 
@@ -164,8 +119,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import signal
     import warnings
 
-    from .checkpoint import Interrupted
-    from .run import RunFailed
+    from .errors import Interrupted, RunFailed
 
     _use_all_cores()
     args = _parser().parse_args(argv)

@@ -386,63 +386,180 @@ def run_committee(
 
 
 def _figures(out_dir, ode, mc, K, D, cfg):
+    for name, fig in committee_figures(ode, mc, K, D, cfg).items():
+        write_figure(os.path.join(out_dir, f"{name}.png"), fig)
+
+
+def _words(c: str, D: int) -> str:
+    """A column name in words: ``R_2_1`` -> ``unit 2 · B_1``, ``Q_1_2`` -> ``units 1, 2``, ``b_1`` -> ``unit 1``."""
+    kind, *idx = c.split("_")
+    if kind == "R":
+        return f"unit {idx[0]}" + (f" · B_{idx[1]}" if D > 1 else "")
+    if kind == "Q":
+        return f"|w_{idx[0]}|²/N" if idx[0] == idx[1] else f"units {idx[0]}, {idx[1]}"
+    return f"unit {idx[0]}"
+
+
+def _style(c: str, i: int, K: int) -> tuple[str, str]:
+    """Colour and line style of the ``i``-th column of its group: colour by unit (R, b, v, the diagonal of
+    Q, dotted), the off-diagonal overlaps of Q in the colours after the units'; R_k2 dash-dotted."""
+    kind, *idx = c.split("_")
+    if kind == "Q" and idx[0] != idx[1]:
+        return f"C{(K + i) % 10}", "-"
+    style = ":" if kind == "Q" else ("-." if kind == "R" and idx[1] != "1" else "-")
+    return f"C{(int(idx[0]) - 1) % 10}", style
+
+
+def committee_figures(ode: dict, mc: dict | None, K: int, D: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a committee run, ``{name: matplotlib Figure}``: ``order_parameters`` (ODE lines and
+    Monte Carlo ±2 SE bands of R, Q, b (and v when trained), each with the deviation of the Monte Carlo
+    from the bare ODE in standard errors: committees have no O(1/N) theory, so the verdict judges against
+    the bare ODE), ``units`` (each unit's path as it learns) and ``errors`` (the clean, worst-case and FGM
+    errors at ``eps_test``, with the Monte Carlo and its deviation when measured)."""
     from matplotlib.figure import Figure
 
-    groups = [
-        ("R", [c for c in ode if c.startswith("R_")]),
-        ("Q", [c for c in ode if c.startswith("Q_")]),
-        ("b", [c for c in ode if c.startswith("b_")]),
-        ("v", [c for c in ode if c.startswith("v_")]),
-    ]
-    groups = [(g, cols) for g, cols in groups if cols and not (g == "v" and not cfg["train_v"])]
-    fig = Figure(figsize=(3.6 * len(groups), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    for ax, (g, cols) in zip(axes, groups, strict=True):
-        for i, c in enumerate(cols):
-            color = f"C{i % 10}"
-            ax.plot(ode["alpha"], ode[c], color=color, lw=1.2, label=c)
-            if mc is not None:
-                m, s = mc[f"{c}_mean"], mc[f"{c}_sem"]
-                ax.fill_between(mc["alpha"], m - 2 * s, m + 2 * s, color=color, alpha=0.25, lw=0)
-        ax.set_xlabel("alpha")
-        ax.set_title(g)
-        ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(
-        f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']} — ODE lines, Monte Carlo mean ± 2 sem bands",
-        fontsize=9,
-    )
-    write_figure(os.path.join(out_dir, "order_parameters.png"), fig)
+    from ..analysis.verdict import THRESHOLD
+    from .plots import ALPHA_LABEL, REFERENCE_BARE, deviation_panel, deviation_sem, legend_outside, mc_band
 
-    fig = Figure(figsize=(4.2, 4.0), layout="constrained")
+    dtype = np.float64 if cfg["x64"] else np.float32
+    note = "no O(1/N) theory for committees: the verdict judges against the bare ODE"
+    title = f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']}" + (
+        f", N={cfg['N']}, {cfg['replicas']} replicas" if mc is not None else " (ODE only)"
+    )
+
+    def constant(c):
+        x = np.asarray(ode[c], float)
+        return bool(np.all(np.abs(x - x[0]) < 1e-9))
+
+    q_diag = [c for c in ode if c.startswith("Q_") and c.split("_")[1] == c.split("_")[2]]
+    frozen_diag = bool(q_diag) and all(constant(c) for c in q_diag)
+    groups = [
+        ("R", "R: overlap with the cluster direction" + ("s" if D > 1 else ""), [c for c in ode if c.startswith("R_")]),
+        (
+            "Q",
+            "Q: overlaps between the units" + (" (|w_k|²/N = 1, normalised)" if frozen_diag else ""),
+            [c for c in ode if c.startswith("Q_") and not (frozen_diag and c in q_diag)],
+        ),
+        ("b", "b: biases", [c for c in ode if c.startswith("b_")]),
+        ("v", "v: second-layer weights", [c for c in ode if c.startswith("v_")]),
+    ]
+    groups = [g for g in groups if g[2] and not (g[0] == "v" and not cfg["train_v"])]
+
+    def panels(groups, fig_title, width):
+        rows = 2 if mc is not None else 1
+        fig = Figure(figsize=(width * len(groups), 3.0 + 2.0 * (rows - 1) + 0.5), layout="constrained")
+        axes = fig.subplots(
+            rows, len(groups), sharex="col", squeeze=False, gridspec_kw={"height_ratios": [3, 2][:rows]}
+        )
+        for j, (_, gtitle, cols) in enumerate(groups):
+            ax = axes[0, j]
+            zs = []
+            for i, c in enumerate(cols):
+                color, ls = _style(c, i, K)
+                ax.plot(ode["alpha"], ode[c], ls, color=color, lw=1.3, label=_words(c, D))
+                if mc is not None and f"{c}_mean" in mc:
+                    mc_band(ax, mc["alpha"], mc[f"{c}_mean"], mc[f"{c}_sem"], color, label=None, mean_line=False)
+                    zs.append((deviation_sem(mc[f"{c}_mean"], mc[f"{c}_sem"], ode[c], dtype), color, None))
+            ax.set_title(gtitle, fontsize=8)
+            ax.grid(alpha=0.3)
+            bottom = axes[-1, j]
+            if mc is not None:
+                deviation_panel(bottom, mc["alpha"], zs, reference=REFERENCE_BARE, allowance=THRESHOLD)
+            else:
+                bottom.set_xlabel(ALPHA_LABEL)
+            handles, labels = ax.get_legend_handles_labels()
+            bottom.legend(
+                handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, fontsize=7, frameon=False
+            )
+        # the style: proxies for the ODE line and the Monte Carlo band, and the allowance band
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        proxies: list[Any] = [Line2D([], [], color="0.3", lw=1.3, label="lines: bare ODE (N → ∞)")]
+        if mc is not None:
+            proxies.append(Patch(color="0.3", alpha=0.3, lw=0, label="bands: Monte Carlo mean ± 2 SE"))
+        legend_outside(fig, [axes[1, 0]] if mc is not None else [], ncol=3, handles=proxies)
+        fig.suptitle(fig_title + (f"\n{note}" if mc is not None else ""), fontsize=9)
+        return fig
+
+    figs = {}
+    figs["order_parameters"] = panels(groups, title, 3.6)
+
+    # units: each unit's path, a hollow circle at the start and an arrow at the end; Monte Carlo means as dots
+    fig = Figure(figsize=(4.6, 4.4), layout="constrained")
     ax = fig.subplots()
     if D >= 2:
-        for k in range(K):
-            x, y = ode[f"R_{k + 1}_1"], ode[f"R_{k + 1}_2"]
-            ax.plot(x, y, "-", color=f"C{k}", lw=1)
-            ax.annotate(
-                "", xy=(x[-1], y[-1]), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": f"C{k}", "lw": 1.5}
-            )
-            ax.plot(x[0], y[0], "o", color=f"C{k}", ms=3, label=f"unit {k + 1}")
-        ax.set_xlabel("R_k1 (overlap with B_1)")
-        ax.set_ylabel("R_k2 (overlap with B_2)")
-        ax.axhline(0, color="0.8", lw=0.5)
-        ax.axvline(0, color="0.8", lw=0.5)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.legend(fontsize=7)
+        xs, ys, xlabel, ylabel = "R_{k}_1", "R_{k}_2", "R_k1 (overlap with B_1)", "R_k2 (overlap with B_2)"
     else:
-        for k in range(K):
-            ax.plot(ode["alpha"], ode[f"R_{k + 1}_1"], color=f"C{k}", label=f"unit {k + 1}")
-        ax.set_xlabel("alpha")
-        ax.set_ylabel("R_k1")
-        ax.legend(fontsize=7)
-    ax.set_title("hidden units' directions as they learn (ODE; dots: start)", fontsize=8)
-    write_figure(os.path.join(out_dir, "units.png"), fig)
+        xs, ys, xlabel, ylabel = "R_{k}_1", "b_{k}", "R_k (overlap with the cluster direction)", "b_k (bias)"
+    for k in range(1, K + 1):
+        color = f"C{(k - 1) % 10}"
+        x, y = np.asarray(ode[xs.format(k=k)]), np.asarray(ode[ys.format(k=k)])
+        ax.plot(x, y, "-", color=color, lw=1.2, label=f"unit {k}")
+        ax.plot(x[0], y[0], "o", mfc="white", mec=color, mew=1.5, ms=7, zorder=5)
+        if len(x) > 1:
+            ax.annotate(
+                "",
+                xy=(x[-1], y[-1]),
+                xytext=(x[-2], y[-2]),
+                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.2},
+            )
+        if mc is not None:
+            mx, my = mc[f"{xs.format(k=k)}_mean"], mc[f"{ys.format(k=k)}_mean"]
+            ax.plot(mx, my, ".", color=color, ms=4, zorder=4)
+    ax.plot([], [], "o", mfc="white", mec="0.3", ms=7, label="start")
+    ax.plot([], [], "-", color="0.3", label="ODE path (arrow: end)")
+    if mc is not None:
+        ax.plot([], [], ".", color="0.3", ms=5, label="Monte Carlo mean at each save")
+    ax.axhline(0, color="0.8", lw=0.5)
+    ax.axvline(0, color="0.8", lw=0.5)
+    if D >= 2:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    legend_outside(fig, ncol=3, fontsize=7)
+    ax.set_title("hidden units as they learn", fontsize=9)
+    figs["units"] = fig
 
-    fig = Figure(figsize=(5, 3.4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(ode["alpha"], ode["clean_error"], label="clean error (ODE)")
-    ax.set_xlabel("alpha")
-    ax.set_ylabel("clean test error")
-    ax.set_title(f"{cfg['name']}: K={K}, eps={cfg['eps']:g}", fontsize=9)
-    ax.legend(fontsize=8)
-    write_figure(os.path.join(out_dir, "errors.png"), fig)
+    # errors: the three errors of the committee at eps_test
+    eps_test = cfg["eps_test"] if cfg.get("eps_test") is not None else cfg["eps"]
+    err_groups = [
+        ("clean_error", "clean test error", ["clean_error"]),
+        ("robust_error", f"worst-case error at radius {float(eps_test):g}", ["robust_error"]),
+        ("fgm_error", f"error under the FGM attack at radius {float(eps_test):g}", ["fgm_error"]),
+    ]
+    err_groups = [g for g in err_groups if g[0] in ode]
+    mc_err = mc if mc is not None and all(f"{g[0]}_mean" in mc for g in err_groups) else None
+    has_mc_errors = mc_err is not None
+    fig = Figure(figsize=(3.6 * len(err_groups), 3.2 + (2.0 if has_mc_errors else 0) + 0.4), layout="constrained")
+    rows = 2 if has_mc_errors else 1
+    axes = fig.subplots(
+        rows, len(err_groups), sharex="col", squeeze=False, gridspec_kw={"height_ratios": [3, 2][:rows]}
+    )
+    for j, (c, label, _) in enumerate(err_groups):
+        ax = axes[0, j]
+        color = f"C{j}"
+        if mc_err is not None:
+            mc_band(ax, mc_err["alpha"], mc_err[f"{c}_mean"], mc_err[f"{c}_sem"], color)
+        ax.plot(ode["alpha"], ode[c], "--", color="k", lw=1.1, label=f"{REFERENCE_BARE} (N → ∞)")
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        if mc_err is not None:
+            deviation_panel(
+                axes[1, j],
+                mc_err["alpha"],
+                [(deviation_sem(mc_err[f"{c}_mean"], mc_err[f"{c}_sem"], ode[c], dtype), color, None)],
+                reference=REFERENCE_BARE,
+                allowance=THRESHOLD,
+            )
+        else:
+            ax.set_xlabel(ALPHA_LABEL)
+    legend_outside(fig, ncol=3)
+    fig.suptitle(
+        title
+        + (f"\n{note}" if has_mc_errors else ("\nno Monte Carlo errors (mc_errors=false)" if mc is not None else "")),
+        fontsize=9,
+    )
+    figs["errors"] = fig
+    return figs

@@ -803,8 +803,9 @@ class _Eps(NamedTuple):
 
 def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, name: str = "") -> list[str]:
     """``heatmaps.png`` (final clean and robust errors over two swept axes, the eps-like axis
-    horizontal) and ``tradeoff.png`` (robust against clean error along the eps-like axis); returns
-    the paths. Needs the ODE."""
+    horizontal), ``tradeoff.png`` (robust against clean error along the eps-like axis) and, with the
+    Monte Carlo, ``deviations.png`` (the final order parameters against the bare ODE,
+    :func:`~jaxadv.app.sweep_plots.plot_sweep_deviations`); returns the paths. Needs the ODE."""
     from .sweep import plot_axes
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
@@ -838,6 +839,38 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
         formats=("png",),
         title=f"{title}: trade-off as {trade} varies (alpha={result.alpha[-1]:g})",
     )
+    if result.mc is not None and "max_dev_sem" in result.table:
+        from .committee import _words
+        from .sweep_plots import plot_sweep_deviations
+
+        D = result.R.shape[-1] if result.R is not None and result.R.ndim >= 2 else 1
+        # the order parameters the verdict's deviation (max_dev_sem) compares: a frozen column (the unit
+        # diagonal of normalised weights, an untrained v) has no spread and is left out, as there
+        t = result.table
+        names = [c for c in t if f"{c}_mean" in t and f"{c}_sem" in t and c.split("_")[0] in ("Q", "R", "b", "v")]
+
+        def frozen(c):  # the ODE trajectory does not move at any grid point
+            kind, *idx = c.split("_")
+            traj = getattr(result, kind)
+            if traj is None:
+                return False
+            where: tuple[Any, ...] = (Ellipsis, slice(None), *[int(k) - 1 for k in idx])
+            x = np.asarray(traj, float)[where]
+            return bool(np.all(np.ptp(x, axis=-1) == 0))
+
+        names = [c for c in names if not frozen(c)]
+        kinds = {"Q": "Q, overlap of", "R": "R, overlap of", "b": "b, bias of", "v": "v, weight of"}
+        series = [(f"{kinds[c[0]]} {_words(c, D)}", t[f"{c}_mean"], t[f"{c}_sem"], t[c]) for c in names]
+        if series:
+            paths += plot_sweep_deviations(
+                result.axes,
+                series,
+                os.path.join(out_dir, "deviations"),
+                alpha=float(result.alpha[-1]),
+                formats=("png",),
+                title=title,
+                note="no O(1/N) theory for committees: deviations from the bare ODE",
+            )
     return paths
 
 

@@ -621,7 +621,7 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
 
     tr = res["tradeoff"]
     eps_slide = res["headline"]["eps_slide"]
-    fig = _figure(10, 3.6)
+    fig = _figure(10, 4.8)
     ax0, ax1 = fig.subplots(1, 2)
     c = res["curves"]
     sel = (c["attack"] == "fgm") & (c["norm"] == "inf")
@@ -639,15 +639,24 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
         )
         clean = tr["test_error"][s & np.isclose(tr["eps_test"], 0)]
         rob = tr["test_error"][s & np.isclose(tr["eps_test"], eps_slide)]
-        if clean.size and rob.size:
-            ax1.plot(clean[0], rob[0], "o", color=f"C{i}", ms=7, alpha=0.8, label=f"$\\epsilon_{{train}}$={e:g}")
+        if clean.size and rob.size:  # distinct hollow markers: points that coincide stay visible
+            ax1.plot(
+                clean[0],
+                rob[0],
+                "osD^vP"[i % 6],
+                mfc="none",
+                mec=f"C{i}",
+                mew=1.5,
+                ms=7 + 2.5 * i,
+                label=f"on-line SGD, $\\epsilon_{{train}}$={e:g}",
+            )
     h = res["headline"]
     ax1.plot(h["clean_error"], h["fgsm_error"], "kx", ms=8, label="logistic regression (GD)")
-    ax1.legend(fontsize=7)
     ax0.set_xlabel("L$_\\infty$ radius of the test attack (FGSM)")
     ax0.set_ylabel("test error")
     ax0.grid(alpha=0.3)
-    ax0.legend(fontsize=7)
+    ax0.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False)
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False)
     ax1.set_xlabel("clean test error")
     ax1.set_ylabel(f"test error under FGSM, $\\epsilon$={eps_slide:g}")
     n = res["headline"]["n_test"]
@@ -856,7 +865,7 @@ def plot_transfer(res: Mapping[str, Any]) -> Figure:
                 color="C6",
                 lw=2,
                 alpha=0.7,
-                label="model rescaling: measured white-box at eps·m/m_wb",
+                label="model rescaling: the measured white-box error at the radius eps·m/m_wb",
             )
             ax.plot(x, c["model_white_box"][sel], "-", color="0.4", lw=2, alpha=0.5, label="model: white-box")
             ax.plot(x, c["model_transfer"][sel], "-", color="k", lw=1.5, label="model: transfer (Q or M)")
@@ -866,11 +875,17 @@ def plot_transfer(res: Mapping[str, Any]) -> Figure:
                 f"|w_t|_1={ov['norm1_t']:.1f}",
                 fontsize=8,
             )
-            ax.set_xlabel("eps")
+            ax.set_xlabel("attack radius eps (pixels in [0, 1])")
             ax.set_ylabel("target test error")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
-    fig.suptitle("MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1])", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # one legend, under the panels
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    fig.suptitle(
+        "MNIST 3 vs 7: attacks on a black-box surrogate transferred to the target (box [0, 1])\n"
+        "m/m_wb: the transferred attack's overlap with the target over the white-box one's\n"
+        "(L2: Q = w_s·w_t; L∞: M/|w_t|_1, M = w_t·sign(w_s))",
+        fontsize=8,
+    )
     return fig
 
 
@@ -896,10 +911,15 @@ def plot_certified(res: Mapping[str, Any]) -> Figure:
     names = list(dict.fromkeys(c["student"]))
     fig = _figure(4.2 * len(norms), 3.6 + 0.25 * len(names))
     axes = np.atleast_1d(fig.subplots(1, len(norms)))
+    eps_train = dict(zip(c["student"], c["eps_train"], strict=True))
+
+    def words(name):  # "logistic" -> "logistic regression (GD)", "sgd_eps_train=0.1" -> "on-line SGD, eps_train=0.1"
+        return "logistic regression (GD)" if name == "logistic" else f"on-line SGD, ε_train={eps_train[name]:g}"
+
     for ax, norm in zip(axes, norms, strict=True):
         for i, name in enumerate(names):
             sel = (c["student"] == name) & (c["norm"] == norm)
-            ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{name}: certified")
+            ax.plot(c["eps"][sel], c["certified"][sel], "-", color=f"C{i}", lw=1.3, label=f"{words(name)}: certified")
             ax.plot(
                 c["eps"][sel],
                 c["attacked"][sel],
@@ -908,7 +928,7 @@ def plot_certified(res: Mapping[str, Any]) -> Figure:
                 ms=3,
                 color=f"C{i}",
                 lw=1,
-                label=f"{name}: strongest attack (box)",
+                label=f"{words(name)}: strongest attack (box)",
             )
         label = {"inf": "L$_\\infty$", "2": "L$_2$", "1": "L$_1$"}[norm]
         ax.set_xlabel(f"{label} radius $\\epsilon$ (pixels in [0, 1])")

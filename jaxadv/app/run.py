@@ -10,7 +10,10 @@ Files written (each atomically):
   (:func:`jaxadv.analysis.verdict.honest_verdict`: ``verdict``, ``verdict_status``,
   ``max_deviation_sem`` against the ODE + O(1/N) theory, ``raw_max_deviation_sem`` against the bare
   ODE); strict JSON, ``null`` for a missing number
-* ``order_parameters.png``, ``errors.png``, ``robustness.png``
+* ``order_parameters.png``, ``errors.png``, ``robustness.png``: where the verdict uses the O(1/N) theory,
+  the ODE + O(1/N) curves (:attr:`~jaxadv.analysis.verdict.Verdict.corrected`; for the robustness curve
+  :func:`robustness_corrected`) beside the bare ODE, and the deviation panels against them; otherwise
+  against the bare ODE, with the verdict's reason in the title
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..mc.driver import save_schedule
 from ..ode.solve import solve_ode
 from .checkpoint import simulate_resumable
 from .config import RunConfig, config_dict
+from .errors import RunFailed
 from .io import write_csv, write_json, write_npz
 from .plots import plot_defences, plot_errors, plot_order_parameters, plot_robustness
 
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
     from ..analysis.verdict import Verdict
     from ..ode.solve import ODEResult
 
-__all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "check_ode", "RunFailed"]
+__all__ = ["run", "run_mc_only", "run_defences", "run_verdict", "robustness_corrected", "check_ode", "RunFailed"]
 
 MC_COLUMNS = (
     "alpha",
@@ -179,13 +183,25 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
 
     t = time.perf_counter()
-    title = f"{cfg.name}: N={cfg.N}, p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
-        f", {cfg.replicas} replicas" if cfg.mc else ""
+    title = f"{cfg.name}: p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
+        f", N={cfg.N}, {cfg.replicas} replicas" if cfg.mc else " (ODE only)"
     )
-    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title)
-    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title)
+    corrected = v.corrected if cfg.mc else {}
+    style: dict[str, Any] = {"corrected": corrected, "mc_dtype": np.float64 if cfg.x64 else np.float32}
+    if cfg.mc and not corrected:  # the verdict did not use the theory: say why; the panels show the bare ODE
+        style["note"] = f"verdict {v.status}: {v.reason}"[:160]
+    plot_order_parameters(ode_cols, mc_cols, os.path.join(out_dir, "order_parameters.png"), title, **style)
+    plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title, **style)
+    style.pop("note", None)
+    style["corrected"] = (
+        robustness_corrected(cfg, rob["eps_test"], rob["robust_error_ode"], ode_cols, alpha) if corrected else None
+    )
     plot_robustness(
-        rob, os.path.join(out_dir, "robustness.png"), alpha_end, f"{title}: robust error at alpha={alpha_end:g}"
+        rob,
+        os.path.join(out_dir, "robustness.png"),
+        alpha_end,
+        f"{title}: robust error at alpha={alpha_end:g}",
+        **style,
     )
     timings["plots_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start  # everything above, tables and robustness curve included
@@ -249,10 +265,6 @@ def mc_start(cfg) -> tuple:
     return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
 
 
-class RunFailed(RuntimeError):
-    """The run finished but its result is not trustworthy (the CLI exits 3)."""
-
-
 def _nanmax_abs(x):
     x = np.abs(np.asarray(x, float))
     return float(np.max(x[np.isfinite(x)])) if np.any(np.isfinite(x)) else None
@@ -276,6 +288,35 @@ def run_verdict(
         loss=cfg.loss,
         rule=cfg.rule,
     )
+
+
+def robustness_corrected(
+    cfg: RunConfig, eps_grid: np.ndarray, robust_ode: np.ndarray, ode_cols: dict[str, np.ndarray], alpha: np.ndarray
+) -> np.ndarray:
+    """The ODE + O(1/N) robust error at the last save point for every radius of ``eps_grid`` (what the
+    verdict's theory predicts for the robustness curve; the same fluctuation solve as :func:`run_verdict`),
+    from the bare ODE's ``robust_ode`` at each radius."""
+    from ..analysis.verdict import corrected_predictions
+    from ..defaults import DT
+    from ..ode.fluctuations import solve_fluctuations
+
+    fl = solve_fluctuations(
+        cfg.params,
+        cfg.N,
+        float(alpha[-1]),
+        int(cfg.n_save),
+        dt=DT if cfg.dt is None else cfg.dt,
+        R0=cfg.R0,
+        b0=cfg.b0,
+        loss=cfg.loss,
+    )
+    last = jax.tree.map(lambda x: np.asarray(x)[-1:], fl)
+    cols = {k: np.asarray(v)[-1:] for k, v in ode_cols.items()}
+    out = []
+    for e, bare in zip(eps_grid, robust_ode, strict=True):
+        cols["robust_error"] = np.array([bare])  # the bare ODE at this radius, corrected below
+        out.append(corrected_predictions(cols, last, cfg.params, float(e))["robust_error"][0])
+    return np.array(out)
 
 
 def check_ode(ode: ODEResult, cfg: RunConfig, log: Callable[[str], Any] = print) -> str:

@@ -66,9 +66,10 @@ from ..analysis.measures import robust_error, test_error
 from ..defaults import ALPHA_MAX, DT, N_SAVE
 from ..distributed import broadcast, is_multiprocess, is_primary
 from ..model.losses import LOSSES
-from ..model.params import _RULES, ModelParams, check_value
+from ..model.params import PARAM_RULES, ModelParams
 from ..ode.solve import solve_ode
 from ..sharding import pad_batch, padded_size, to_host
+from ..validation import check_value
 from .io import read_toml, write_csv, write_json, write_npz
 from .progress import Progress
 
@@ -287,7 +288,7 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
-    for name, (ok, what) in _RULES.items():
+    for name, (ok, what) in PARAM_RULES.items():
         for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
             check_value(name, float(v), ok, what)
     from ..model.rule import check_reduced_supported, validate_rule
@@ -764,8 +765,9 @@ def plot_axes(result: SweepView) -> tuple[tuple[str, str] | None, str]:
 
 
 def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> list[str]:
-    """``heatmaps.png`` (final test error, robust error and b over two swept axes) and
-    ``tradeoff.png`` (robust against clean error along the eps-like axis) in ``out_dir``;
+    """``heatmaps.png`` (final test error, robust error and b over two swept axes),
+    ``tradeoff.png`` (robust against clean error along the eps-like axis) and, with the Monte Carlo,
+    ``deviations.png`` (:func:`~jaxadv.app.sweep_plots.plot_sweep_deviations`) in ``out_dir``;
     returns the paths. Needs the ODE columns (``ode = true``)."""
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
@@ -776,17 +778,30 @@ def write_sweep_figures(result: SweepResult, out_dir: str, name: str = "") -> li
     if xy is not None:
         paths += plot_sweep_heatmaps(result, *xy, os.path.join(out_dir, "heatmaps"), formats=("png",), title=name)
     paths += plot_tradeoff(result, os.path.join(out_dir, "tradeoff"), axis=trade, formats=("png",))
+    if result.mc is not None:
+        from .sweep_plots import plot_sweep_deviations
+
+        names = {"R": "R (overlap)", "b": "b (bias)", "test_error": "clean test error", "robust_error": "robust error"}
+        series = [
+            (w, result.mc[f"{q}_mean"][..., -1], result.mc[f"{q}_sem"][..., -1], getattr(result, q)[..., -1])
+            for q, w in names.items()
+        ]
+        paths += plot_sweep_deviations(
+            result.axes,
+            series,
+            os.path.join(out_dir, "deviations"),
+            alpha=float(result.alpha[-1]),
+            formats=("png",),
+            title=name,
+            note="the sweep has no O(1/N) verdict: deviations from the bare ODE",
+        )
     return paths
 
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep``: load, run (resuming), write ``sweep.csv``/``sweep.npz``/``config.json``
-    and the figures ``heatmaps.png``/``tradeoff.png``. A committee sweep (``[base]`` with a committee
-    ``preset`` or ``model = "committee"``) goes to :mod:`jaxadv.app.committee_sweep`."""
-    from .committee_sweep import committee_sweep_command, is_committee_sweep
-
-    if is_committee_sweep(read_toml(args.config, "sweep file")):
-        return committee_sweep_command(args)
+    and the figures ``heatmaps.png``/``tradeoff.png`` (a committee sweep is
+    :func:`jaxadv.app.committee_sweep.committee_sweep_command`; the CLI picks)."""
     cfg = load_sweep_config(args.config)
     out = args.out or os.path.join("results", cfg.name)
     from .outputs import claim_output

@@ -1,7 +1,9 @@
 """Figures of a sweep: heat maps over two swept axes and the clean-vs-robust trade-off.
 
 Both take a :class:`jaxadv.SweepResult` (from :func:`jaxadv.app.sweep` or :func:`jaxadv.load_sweep`)
-and write one file per requested format (``.png`` and ``.pdf`` by default).
+and write one file per requested format (``.png`` and ``.pdf`` by default). With the Monte Carlo,
+:func:`plot_sweep_deviations` draws the final Monte Carlo and ODE values at every grid point and the
+deviation of the Monte Carlo from the bare ODE in standard errors.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Protocol, overload
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure
 
-__all__ = ["plot_sweep_heatmaps", "plot_tradeoff", "final_slice"]
+__all__ = ["plot_sweep_heatmaps", "plot_tradeoff", "plot_sweep_deviations", "final_slice"]
 
 
 class SweepView(Protocol):
@@ -218,6 +220,97 @@ def plot_tradeoff(
         fontsize=7, title=f"{axis}: {_fmt(result.axes[axis][0])} to {_fmt(result.axes[axis][-1])}", title_fontsize=7
     )
     ax.set_title(title or f"trade-off as {axis} varies (alpha={result.alpha[-1]:g})", fontsize=10)
+    return fig if path_stem is None else _save_all(fig, path_stem, formats)
+
+
+def _point_labels(axes: Mapping[str, Any]) -> list[str]:
+    """``"eps=0.5, prior=0.7"`` for every grid point, point-major (the last axis fastest)."""
+    names = list(axes)
+    grids = np.meshgrid(*(np.asarray(axes[n]) for n in names), indexing="ij")
+    flat = [g.reshape(-1) for g in grids]
+    return [", ".join(f"{n}={_fmt(f[i])}" for n, f in zip(names, flat, strict=True)) for i in range(flat[0].size)]
+
+
+@overload
+def plot_sweep_deviations(
+    axes: Mapping[str, Any],
+    series: Sequence[tuple[str, Any, Any, Any]],
+    path_stem: None = None,
+    *,
+    alpha: float,
+    note: str = "",
+    dtype: Any = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> Figure: ...
+@overload
+def plot_sweep_deviations(
+    axes: Mapping[str, Any],
+    series: Sequence[tuple[str, Any, Any, Any]],
+    path_stem: str,
+    *,
+    alpha: float,
+    note: str = "",
+    dtype: Any = None,
+    formats: Sequence[str] = ...,
+    title: str = "",
+) -> list[str]: ...
+def plot_sweep_deviations(
+    axes: Mapping[str, Any],
+    series: Sequence[tuple[str, Any, Any, Any]],
+    path_stem: str | None = None,
+    *,
+    alpha: float,
+    note: str = "",
+    dtype: Any = None,
+    formats: Sequence[str] = ("png", "pdf"),
+    title: str = "",
+) -> Figure | list[str]:
+    """Monte Carlo against ODE at the last save point of every grid point: for each ``(label, mc_mean,
+    mc_sem, ode)`` (arrays over the grid, any shape, flattened point-major) the values (ODE crosses,
+    Monte Carlo points with ±2 SE bars) and, under them, the deviation from the bare ODE in standard
+    errors with the allowance :data:`jaxadv.analysis.verdict.THRESHOLD` (a sweep has no O(1/N)
+    verdict; ``note`` says so in the figure). Returns the figure, or the paths written."""
+    from ..analysis.verdict import THRESHOLD
+    from .plots import REFERENCE_BARE, deviation_panel, deviation_sem, legend_outside, mc_errorbar
+
+    labels = _point_labels(axes)
+    x = np.arange(len(labels))
+    step = max(1, -(-len(labels) // 12))
+    ncol = min(4, len(series))
+    nrow = -(-len(series) // ncol)
+    fig = Figure(figsize=(max(6.0, 3.4 * ncol), 5.2 * nrow + 0.4), layout="constrained")
+    grid = fig.subplots(2 * nrow, ncol, sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 2] * nrow})
+    for i in range(len(series), nrow * ncol):  # empty cells of the last row
+        grid[2 * (i // ncol), i % ncol].set_visible(False)
+        grid[2 * (i // ncol) + 1, i % ncol].set_visible(False)
+    for i, (label, mean, sem, ode) in enumerate(series):
+        mean, sem, ode = (np.asarray(a, float).reshape(-1) for a in (mean, sem, ode))
+        r, j = 2 * (i // ncol), i % ncol
+        ax = grid[r, j]
+        ax.plot(x, ode, "kx", ms=6, label=f"{REFERENCE_BARE} (N → ∞)")
+        mc_errorbar(ax, x, mean, sem, f"C{i % 10}", label=None)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        deviation_panel(
+            grid[r + 1, j],
+            x,
+            [(deviation_sem(mean, sem, ode, dtype), f"C{i % 10}", None)],
+            reference=REFERENCE_BARE,
+            allowance=THRESHOLD,
+            xlabel="grid point",
+        )
+        grid[r + 1, j].set_xticks(x[::step])
+        grid[r + 1, j].set_xticklabels(labels[::step], rotation=90, fontsize=6)
+        grid[r + 1, j].tick_params(labelbottom=True)
+    from matplotlib.lines import Line2D
+
+    proxy = Line2D([], [], color="0.3", marker="o", ls="none", ms=3, label="Monte Carlo mean ± 2 SE")
+    legend_outside(fig, [grid[0, 0], grid[1, 0]], ncol=3, handles=[proxy])
+    fig.suptitle(
+        (title + ": " if title else "") + f"Monte Carlo against ODE at alpha={alpha:g}" + (f"\n{note}" if note else ""),
+        fontsize=9,
+    )
     return fig if path_stem is None else _save_all(fig, path_stem, formats)
 
 

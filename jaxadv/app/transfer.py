@@ -313,25 +313,38 @@ def run_transfer(
     return info
 
 
+#: the order parameters the transfer verdict compares with the bare pair ODE, in words
+VERDICT_QUANTITIES = (
+    ("R_s", "C0", "surrogate's overlap R_s"),
+    ("R_t", "C3", "target's overlap R_t"),
+    ("Q", "k", "overlap of the two students Q"),
+    ("b_s", "C2", "surrogate's bias b_s"),
+    ("b_t", "C4", "target's bias b_t"),
+)
+
+
 def plot_transfer(
     ode: dict[str, Any], mc: dict[str, Any] | None, eps_cols: dict[str, Any], cfg: dict[str, Any]
 ) -> Figure:
-    """One column per target radius: the target's errors against alpha (ODE lines, Monte Carlo bands), the
-    deviation of the Monte Carlo from the ODE in standard errors, and the errors against eps at the last alpha."""
+    """One column per target radius: the target's errors against alpha (bare ODE dashed, Monte Carlo ±2 SE
+    bands); the deviation of the Monte Carlo order parameters from the bare pair ODE in standard errors (what
+    the verdict compares: the pair has no O(1/N) theory), with the verdict's allowance; and the errors against
+    the attack radius at the last alpha. One legend per row, right of the data."""
     from matplotlib.figure import Figure
 
-    from .plots import _band, _z_panel, deviation_sem
+    from .plots import BAND_SE, MC_LABEL, REFERENCE_BARE, deviation_panel, mc_band, mc_errorbar
 
     targets = sorted(set(np.asarray(ode["eps_t"]).tolist()))
     rows = 3 if mc is not None else 2
-    fig = Figure(figsize=(4.6 * len(targets), 3.0 * rows), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(targets) + 2.6, 2.7 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, len(targets), squeeze=False, gridspec_kw={"height_ratios": [3, 2, 3][:rows]})
     lab = cfg["labels"]
+    words = {"true": "true labels", "surrogate": "the surrogate's labels"}
     curves = (
-        ("clean_t", "C0", "target clean error"),
-        ("robust_t", "C3", "target white-box robust error"),
-        (f"transfer_{lab}", "C2", f"transfer error ({lab} labels)"),
-        (f"rate_{lab}", "C4", "transfer rate"),
+        ("clean_t", "C0", "target's clean error"),
+        ("robust_t", "C3", "target's white-box robust error (L2)"),
+        (f"transfer_{lab}", "C2", f"transfer error (L2, {words[lab]})"),
+        (f"rate_{lab}", "C4", "transfer rate (L2)"),
     )
     mc_name = {
         "clean_t": "clean_t",
@@ -339,49 +352,54 @@ def plot_transfer(
         f"transfer_{lab}": f"transfer_l2_{lab}",
         f"rate_{lab}": f"rate_l2_{lab}",
     }
+    floor_eps = np.finfo(np.float64 if cfg.get("x64") else np.float32).eps
     for j, e_t in enumerate(targets):
         so = np.asarray(ode["eps_t"]) == e_t
         ax = axes[0, j]
-        zs = []
+        sm = np.asarray(mc["eps_t"]) == e_t if mc is not None else None
         for name, color, label in curves:
             if mc is not None:
-                sm = np.asarray(mc["eps_t"]) == e_t
                 m, s = np.asarray(mc[f"{mc_name[name]}_mean"])[sm], np.asarray(mc[f"{mc_name[name]}_sem"])[sm]
-                _band(ax, np.asarray(mc["alpha"])[sm], m, s, color, None)
-                zs.append((deviation_sem(m, s, np.asarray(ode[name])[so]), color, label))
+                mc_band(ax, np.asarray(mc["alpha"])[sm], m, s, color, None, mean_line=False)
             ax.plot(np.asarray(ode["alpha"])[so], np.asarray(ode[name])[so], "--", color=color, lw=1.3, label=label)
         if mc is not None:
             m = np.asarray(mc[f"transfer_linf_{lab}_mean"])[sm]
-            ax.plot(np.asarray(mc["alpha"])[sm], m, ":", color="C1", lw=1.2, label="transfer L-inf (MC)")
-        ax.set_title(f"target eps_t={e_t:g}, surrogate eps_s={cfg['eps_s']:g}; attack eps={cfg['eps']:g}", fontsize=9)
-        ax.set_xlabel(r"$\alpha$")
-        ax.set_ylabel("error")
+            ax.plot(
+                np.asarray(mc["alpha"])[sm], m, ":", color="C1", lw=1.2, label=f"transfer error (L∞, {words[lab]}; MC)"
+            )
+            ax.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, label=f"bands: {MC_LABEL}")
+        ax.set_title(f"target trained at eps_t={e_t:g} (surrogate eps_s={cfg['eps_s']:g})", fontsize=8)
+        ax.set_xlabel(r"$\alpha$ (examples / N)")
+        ax.set_ylabel(f"error under attacks of radius {cfg['eps']:g}", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6.5, loc="best")
         if mc is not None:
-            sm = np.asarray(mc["eps_t"]) == e_t
-            m, s = np.asarray(mc["Q_mean"])[sm], np.asarray(mc["Q_sem"])[sm]
-            zs.append((deviation_sem(m, s, np.asarray(ode["Q"])[so]), "k", "Q"))
-            _z_panel(axes[1, j], np.asarray(mc["alpha"])[sm], zs, r"$\alpha$")
-            axes[1, j].legend(fontsize=6, ncol=3, loc="lower right")
-        ax = axes[rows - 1, j] if mc is not None else axes[1, j]
+            zs = []
+            for name, color, label in VERDICT_QUANTITIES:
+                m, s = np.asarray(mc[f"{name}_mean"])[sm], np.asarray(mc[f"{name}_sem"])[sm]
+                # as the verdict: a standard error at the simulation's round-off (a frozen target) resolves nothing
+                floor = 10 * floor_eps * np.maximum(1.0, np.abs(m))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    z = np.where(s > floor, (m - np.asarray(ode[name])[so]) / s, np.nan)
+                zs.append((z, color, label))
+            deviation_panel(axes[1, j], np.asarray(mc["alpha"])[sm], zs, reference=REFERENCE_BARE, allowance=4.0)
+        ax = axes[rows - 1, j]
         se = np.asarray(eps_cols["eps_t"]) == e_t
         x = np.asarray(eps_cols["eps"])[se]
         for name, color, label in (
             ("robust_t", "C3", "white-box L2 (ODE)"),
             ("transfer_true", "C2", "transfer L2, true labels (ODE)"),
-            ("transfer_surrogate", "C9", "transfer L2, surrogate labels (ODE)"),
+            ("transfer_surrogate", "C9", "transfer L2, surrogate's labels (ODE)"),
         ):
             ax.plot(x, np.asarray(eps_cols[f"ode_{name}"])[se], "--", color=color, lw=1.3, label=label)
         if mc is not None:
-            for kind, color, marker in (
-                ("l2_true", "C2", "o"),
-                ("l2_surrogate", "C9", "s"),
-                ("linf_true", "C1", "^"),
-                ("linf_surrogate", "C5", "v"),
+            for kind, color, marker, label in (
+                ("l2_true", "C2", "o", "transfer L2, true labels"),
+                ("l2_surrogate", "C9", "s", "transfer L2, surrogate's labels"),
+                ("linf_true", "C1", "^", "transfer L∞, true labels"),
+                ("linf_surrogate", "C5", "v", "transfer L∞, surrogate's labels"),
             ):
                 m, s = np.asarray(eps_cols[f"mc_{kind}_mean"])[se], np.asarray(eps_cols[f"mc_{kind}_sem"])[se]
-                ax.errorbar(x, m, yerr=2 * s, fmt=marker, color=color, ms=3.5, lw=0.8, label=f"{kind} (MC ± 2 sem)")
+                mc_errorbar(ax, x, m, s, color, label=f"{label} (MC ± {BAND_SE:g} SE)", fmt=marker, ms=3.5, lw=0.8)
             for lab2, color in (("true", "C1"), ("surrogate", "C5")):
                 ax.plot(
                     x,
@@ -389,15 +407,22 @@ def plot_transfer(
                     ":",
                     color=color,
                     lw=1.0,
-                    label=f"linf {lab2}: closed form at measured M",
+                    label=f"transfer L∞, {words[lab2]}: closed form at the measured M = w_t·sign(w_s)",
                 )
-        ax.set_xlabel("eps (L-inf radius eps/√N)")
-        ax.set_ylabel(f"error at alpha={cfg['alpha_max']:g}")
+        ax.set_xlabel("attack radius eps (L∞ attack: eps/√N)", fontsize=8)
+        ax.set_ylabel(f"error at alpha={cfg['alpha_max']:g}", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper left")
+    for r in range(rows):  # one legend per row, right of its last panel
+        handles, labels = axes[r, 0].get_legend_handles_labels()
+        axes[r, -1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=6.5, frameon=False)
     fig.suptitle(
-        f"{cfg['name']}: stream={cfg['stream']}, N={cfg['N']}, {cfg['replicas']} replicas — ODE dashed, "
-        "Monte Carlo mean ± 2 sem",
+        f"{cfg['name']}: stream={cfg['stream']}"
+        + (
+            f", N={cfg['N']}, {cfg['replicas']} replicas; the pair has no O(1/N) theory: the verdict judges "
+            "against the bare ODE"
+            if mc is not None
+            else " (ODE only)"
+        ),
         fontsize=9,
     )
     return fig

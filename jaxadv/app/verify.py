@@ -329,17 +329,20 @@ def verify(
 
 
 def _plot(rows, slopes, path, title):
-    """Two panels (R, b): measured spread against its prediction, and the mean's deviation from the
-    ODE where it is resolved (> 3 sem; otherwise a 2-sem upper bound), with the predicted O(1/N)
-    shift drawn only where it is above what the data resolve; hidden quantities get a note."""
+    """Two columns (R, b): measured spread against its prediction, and the mean's deviation from the
+    ODE where it is resolved (> 3 sem, ±2 SE bars; otherwise a 2-sem upper bound), with the predicted
+    O(1/N) shift drawn only where it is above what the data resolve; hidden quantities get a note. Under
+    each, what a row's verdict judges: the largest deviation of the mean from the ODE + O(1/N) and of
+    the spread from its prediction, in standard errors, with the allowance :data:`THRESHOLD`."""
     import numpy as np
     from matplotlib.figure import Figure
 
     from .io import write_figure
+    from .plots import BAND_SE, REFERENCE_CORRECTED, deviation_panel
 
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, name in zip(axes, ("R", "b"), strict=True):
+    fig = Figure(figsize=(11, 8.4), layout="constrained")
+    grid = fig.subplots(2, 2, sharex="col", gridspec_kw={"height_ratios": [3, 2]})
+    for j, (ax, name) in enumerate(zip(grid[0], ("R", "b"), strict=True)):
         notes, shown = [], []
         for sampler, mk in (("reduced", "o"), ("full", "s")):
             rr = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["N"])
@@ -358,11 +361,11 @@ def _plot(rows, slopes, path, title):
                 ax.errorbar(
                     N[res],
                     dev[res],
-                    yerr=sem[res],
+                    yerr=BAND_SE * sem[res],
                     fmt=mk,
                     color="C1",
                     ms=5,
-                    label=f"bias: max |mean − ODE|, resolved ({sampler}; bar 1 sem)",
+                    label=f"bias: max |mean − ODE|, resolved ({sampler}; ± 2 SE)",
                 )
                 shown.append(dev[res])
             if (~res).any():
@@ -411,11 +414,56 @@ def _plot(rows, slopes, path, title):
         allN = sorted({r["N"] for r in rows})
         ax.set_xticks(allN, [str(n) for n in allN])
         ax.set_xticks([], minor=True)
-        ax.set_xlabel("N (input dimension)")
         ax.set_ylabel(f"std and bias of {name}")
         ax.set_title(f"{name}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower left")
+        # what the verdict of each row judges: the mean after the predicted O(1/N) shift and the spread
+        # against its prediction, largest over alpha, in standard errors
+        dev_ax = grid[1, j]
+        for sampler, mk, color in (("reduced", "o", "C1"), ("full", "s", "C4")):
+            rr = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["N"])
+            if rr:
+                Ns = [r["N"] for r in rr]
+                dev_ax.semilogx(
+                    Ns,
+                    [r.get(f"resid_{name}_sem", np.nan) for r in rr],
+                    mk + "-",
+                    color=color,
+                    ms=3.5,
+                    lw=0.8,
+                    label=f"mean − (ODE + shift) ({sampler})",
+                )
+                dev_ax.semilogx(
+                    Ns,
+                    [r.get(f"std_{name}_dev_se", np.nan) for r in rr],
+                    mk + "--",
+                    color="C0",
+                    mfc="none",
+                    ms=3.5,
+                    lw=0.8,
+                    label=f"spread − predicted spread ({sampler})",
+                )
+        xs = sorted({r["N"] for r in rows})
+        deviation_panel(
+            dev_ax, xs, [], reference=REFERENCE_CORRECTED, allowance=THRESHOLD, xlabel="N (input dimension)"
+        )
+        ys = [np.asarray(ln.get_ydata(), float) for ln in dev_ax.get_lines() if np.size(ln.get_ydata()) > 1]
+        zmax = [float(np.nanmax(y)) for y in ys if np.isfinite(y).any()]
+        dev_ax.set_ylim(0, max([1.5 * THRESHOLD] + [1.15 * z for z in zmax if np.isfinite(z)]))
+        dev_ax.set_ylabel(f"largest |MC − {REFERENCE_CORRECTED}| / SE", fontsize=8)
+        dev_ax.set_xticks(allN, [str(n) for n in allN])
+        dev_ax.set_xticks([], minor=True)
+        handles, labels = ax.get_legend_handles_labels()
+        h2, l2 = dev_ax.get_legend_handles_labels()
+        dev_ax.legend(
+            handles + h2,
+            labels + l2,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.28),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+        )
         if notes:
             ax.text(
                 0.98,

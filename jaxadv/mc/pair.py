@@ -38,9 +38,10 @@ from ..model.pair import (
     pair_as_arrays,
     pair_step,
 )
-from ..model.params import ModelParams, check_value
+from ..model.params import ModelParams
 from ..model.student import Student
 from ..sharding import shard_batch
+from ..validation import check_value
 from .driver import Plan, SaveMeasure, run_plan, save_schedule
 from .full import Sampler, SamplerParams
 

@@ -29,8 +29,9 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from .. import threefry
-from ..ode.quadrature import lift, nodes
-from .params import Param, check_value
+from ..quadrature import lift, nodes
+from ..validation import check_value
+from .params import Param
 
 __all__ = ["EpsLaw", "FIXED", "UNIFORM", "DISCRETE", "LOGUNIFORM", "EPS_LAWS", "get_eps_law", "gauss_legendre_on"]
 

@@ -60,7 +60,7 @@ import numpy as np
 from jax.scipy.special import erf
 from jax.typing import ArrayLike
 
-from ..ode.quadrature import gauss_legendre_mean, lift, nodes
+from ..quadrature import gauss_legendre_mean, lift, nodes
 from .params import Param
 
 __all__ = [

@@ -26,8 +26,9 @@ from jax.typing import DTypeLike
 
 from .. import threefry
 from ..typing import Real
+from ..validation import check_value
 from .data import sample_example
-from .params import ModelParams, check_value, validate_params
+from .params import ModelParams, validate_params
 from .rule import DEFAULT_RULE, TrainingRule, validate_rule
 from .student import Student, sgd_step
 

@@ -9,7 +9,6 @@ static and are passed separately.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -17,8 +16,9 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from ..typing import Real
+from ..validation import check_value
 
-__all__ = ["ModelParams", "Param", "validate_params", "as_array_params", "check_value"]
+__all__ = ["ModelParams", "Param", "PARAM_RULES", "validate_params", "as_array_params"]
 
 
 class ModelParams(NamedTuple):
@@ -47,8 +47,8 @@ class ModelParams(NamedTuple):
     eps: Real = 1.0
 
 
-# (name, predicate, description of the valid range)
-_RULES = {
+#: The valid range of each field of :class:`ModelParams`: ``{name: (predicate, description)}``.
+PARAM_RULES = {
     "prior": (lambda x: (x > 0.0) & (x < 1.0), "must lie in the open interval (0, 1)"),
     "rho": (lambda x: x >= 0.0, "must be >= 0"),
     "v1": (lambda x: x > 0.0, "must be > 0"),
@@ -59,18 +59,6 @@ _RULES = {
 }
 
 
-def check_value(name: str, value: Any, ok: Callable[[float], Any], rule: str) -> None:
-    """Raise ``ValueError`` naming ``name`` and ``value`` unless ``value`` is finite and ``ok``."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not a number") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name}={x!r} must be finite")
-    if not ok(x):
-        raise ValueError(f"{name}={x!r} {rule}")
-
-
 def validate_params(params: ModelParams) -> ModelParams:
     """Check every field of ``params`` (scalars or arrays) and return it unchanged.
 
@@ -79,7 +67,7 @@ def validate_params(params: ModelParams) -> ModelParams:
     """
     import numpy as np
 
-    for name, (ok, rule) in _RULES.items():
+    for name, (ok, rule) in PARAM_RULES.items():
         try:
             values = np.atleast_1d(np.asarray(getattr(params, name), dtype=float)).ravel()
         except (TypeError, ValueError):

@@ -34,10 +34,11 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from .. import threefry
+from ..validation import check_value
 from .eps_laws import FIXED, EpsLaw, get_eps_law
 from .gates import ALWAYS, NONROBUST, Gate, get_gate
 from .losses import QUADRATIC, Loss, get_loss
-from .params import ModelParams, Param, check_value
+from .params import ModelParams, Param
 from .perturbations import L2, Attack, get_attack
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from ..model.losses import Loss, force, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.perturbations import l2_attack_field
 from ..model.rule import DEFAULT_RULE
-from .quadrature import gauss_legendre_mean
+from ..quadrature import gauss_legendre_mean
 from .rk4 import RK4, integrate, integrate_at
 from .solve import _steps
 from .vector_field import vector_field

@@ -43,8 +43,8 @@ from ..model.data import cluster_table
 from ..model.losses import force
 from ..model.pair import DEFAULT_PAIR_SPEC, PairParams, PairSpec, check_pair_start, pair_as_arrays
 from ..model.rule import TrainingRule
+from ..quadrature import nodes
 from ..typing import Real
-from .quadrature import nodes
 from .rk4 import integrate
 from .solve import _steps
 from .vector_field import field_moments

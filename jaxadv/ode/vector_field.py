@@ -32,7 +32,7 @@ from ..model.data import cluster_table, field_mean
 from ..model.losses import force, force_moments
 from ..model.params import ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported
-from .quadrature import truncated_gauss_mean
+from ..quadrature import truncated_gauss_mean
 
 __all__ = ["field_moments", "drift", "vector_field"]
 

@@ -42,12 +42,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..analysis.measures import robust_error
 from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE
-from .solve import broadcast_grid, solve_ode
-from .vector_field import vector_field
+from ..ode.solve import broadcast_grid, solve_ode
+from ..ode.vector_field import vector_field
+from .measures import robust_error
 
 __all__ = [
     "FixedPoint",
