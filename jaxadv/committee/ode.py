@@ -46,9 +46,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
+from ..model.losses import CROSS_ENTROPY, HINGE, LOGISTIC, QUADRATIC, get_loss
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
 from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
-from .fields import attack_coefficients, forces, geometry
+from .attacks import FGM, committee_attack
+from .fields import attack_coefficients, forces, geometry, gprime
 from .lipschitz import constrained_drift, project_state
 from .params import (
     CommitteeParams,
@@ -138,13 +140,55 @@ def _mm(A, X):
     return jnp.stack([sum(A[i, j] * X[j] for j in range(A.shape[1])) for i in range(A.shape[0])])
 
 
-def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: CommitteeSpec, whitening: str, rp=None):
+def _fgm_fixed_sign(x, Q, v, tau, eps):
+    r"""FGM's coefficients :math:`\gamma` (:func:`jaxadv.committee.fields.fgm`) when the slope it ascends has the sign
+    :math:`-\operatorname{sgn}\tau` at every field, for fields ``x`` ``(K, b)``, units first.
+
+    With :math:`\kappa=\ell'(\sigma)u`, :math:`u_k=v_kg'(x_k)`, the normalisation cancels the slope's size:
+    :math:`\gamma=\epsilon\kappa/\sqrt{\kappa^\top Q\kappa}=\epsilon\operatorname{sgn}(\ell')\,u/\sqrt{u^\top Qu}`.
+    When :math:`\sum_k|v_k|\le|\tau|` the output :math:`\sigma=\sum_kv_k\operatorname{erf}x_k` has
+    :math:`|\sigma|<|\tau|`, so :math:`\operatorname{sgn}\ell'=-\operatorname{sgn}\tau` for the quadratic
+    (:math:`\sigma-\tau`), logistic and cross-entropy losses and the hinge's margin alike (:func:`_sign_known`),
+    and no erf is needed. In floating point the quadratic's :math:`\sigma=\tau` where every unit's erf rounds to
+    :math:`\pm1` (:math:`|x_k|>5.9`): ``fgm`` gives 0 there and this the direction of :math:`u`, where the force is
+    negligible either way (measured: the drifts of the two agree to 5.6e-17 at the XOR preset's start and end,
+    K = 2 and 3, quadratic and logistic loss; ``docs/theory.md``, section 12.7)."""
+    u = v[:, None] * gprime(x)
+    K = u.shape[0]
+    n2 = sum(Q[i, j] * u[i] * u[j] for i in range(K) for j in range(K))[None]
+    ok = n2 > 0
+    return jnp.where(ok, (-jnp.sign(tau) * eps) * u / jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
+
+
+#: the losses whose ascended slope has the sign :math:`-\operatorname{sgn}\tau` wherever :math:`|\sigma|<|\tau|`
+_SIGN_KNOWN_LOSSES = (QUADRATIC, LOGISTIC, CROSS_ENTROPY, HINGE)
+
+
+def _sign_known(spec: CommitteeSpec, v0: Any, labels: Any) -> bool:
+    r"""FGM's ascended slope has the sign :math:`-\operatorname{sgn}\tau` all along (:func:`_fgm_fixed_sign`): the
+    FGM record, a loss of :data:`_SIGN_KNOWN_LOSSES`, the second layer fixed (``not spec.train_v``) with
+    :math:`\sum_k|v_k|\le\min_c|\tau_c|`. Decided outside ``jit``."""
+    if committee_attack(spec) is not FGM or spec.train_v or get_loss(spec.loss) not in _SIGN_KNOWN_LOSSES:
+        return False
+    return bool(np.sum(np.abs(np.asarray(v0, np.float64))) <= np.min(np.abs(np.asarray(labels, np.float64))))
+
+
+def _node_sums(
+    state: CommitteeState,
+    centre,
+    variance,
+    label,
+    eps,
+    spec: CommitteeSpec,
+    whitening: str,
+    rp=None,
+    sign_known: bool = False,
+):
     r"""``f(t, w)``: the weighted sums :math:`\sum_nw_n(\cdot)` of :class:`Averages` over a chunk of whitened
     nodes ``t`` ``(K, b)``, units first, of one cluster (:func:`cluster_averages`): every operation runs
     along the nodes (measured 2-3x faster than a ``vmap`` over nodes, whose arrays have the K units as their
-    last, short axis)."""
+    last, short axis). ``sign_known`` (static): FGM by :func:`_fgm_fixed_sign` (:func:`_sign_known` holds)."""
     Q, R, b, v = state
-    K = Q.shape[0]
     geom = geometry(Q)
     L, P = _whiten(geom, whitening)
     M = P.T @ R
@@ -153,14 +197,18 @@ def _node_sums(state: CommitteeState, centre, variance, label, eps, spec: Commit
 
     def sums(t, w):
         x = m[:, None] + s * _mm(L, t)  # (K, b)
-        gamma = attack_coefficients(x, geom, v, label, eps, spec, rp)
+        if sign_known:
+            gamma = _fgm_fixed_sign(x, geom.Q, v, label, eps)
+        else:
+            gamma = attack_coefficients(x, geom, v, label, eps, spec, rp)
         xt = x + _mm(Q, gamma)
         Delta, Fv = forces(xt, v, label, spec.loss, rp)
         y = centre[:, None] + s * _mm(M.T, t) + _mm(R.T, gamma)  # (D, b)
         wD = Delta * w[None, :]
-        D = y.shape[0]
-        S = wD @ jnp.concatenate([y, xt + b[:, None], Delta]).T  # one product for <Delta y>, <Delta h>, <Delta Delta>
-        return Averages(wD.sum(axis=1), S[:, :D], S[:, D : D + K], S[:, D + K :], Fv @ w)
+        D1 = wD.sum(axis=1)
+        # a product each (a concatenation of the rows before one product was measured 1.2x slower an evaluation),
+        # and <Delta h> = <Delta xt> + <Delta> b^T, so that h is not formed
+        return Averages(D1, wD @ y.T, wD @ xt.T + D1[:, None] * b[None, :], wD @ Delta.T, Fv @ w)
 
     return sums
 
@@ -188,10 +236,12 @@ def cluster_averages(
     return _cluster_averages_at(state, centre, variance, label, eps, spec, rule.whitening, t, w, dtype, rp)
 
 
-def _cluster_averages_at(state, centre, variance, label, eps, spec, whitening, t, w, dtype=None, rp=None):
+def _cluster_averages_at(
+    state, centre, variance, label, eps, spec, whitening, t, w, dtype=None, rp=None, sign_known=False
+):
     """:func:`cluster_averages` on given chunked nodes (``t`` ``(C, K, b)``, ``w`` ``(C, b)``; may be traced)."""
     dtype = state.Q.dtype if dtype is None else dtype
-    sums = _node_sums(state, centre, variance, label, eps, spec, whitening, rp)
+    sums = _node_sums(state, centre, variance, label, eps, spec, whitening, rp, sign_known)
     return weighted_sums(sums, jnp.asarray(t, dtype), jnp.asarray(w, dtype))
 
 
@@ -219,11 +269,11 @@ def averages(
     return _mix(per, mixture)
 
 
-def _averages_at(state, mixture, eps, spec, whitening, t, w, rp=None) -> Averages:
+def _averages_at(state, mixture, eps, spec, whitening, t, w, rp=None, sign_known=False) -> Averages:
     """:func:`averages` on given chunked (possibly traced) node arrays."""
-    per = jax.vmap(lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w, None, rp))(
-        mixture.centres, mixture.variances, mixture.labels
-    )
+    per = jax.vmap(
+        lambda a, var, lab: _cluster_averages_at(state, a, var, lab, eps, spec, whitening, t, w, None, rp, sign_known)
+    )(mixture.centres, mixture.variances, mixture.labels)
     return _mix(per, mixture)
 
 
@@ -266,15 +316,16 @@ def make_committee_field(
 
 
 @functools.cache
-def _grid_field(spec: CommitteeSpec, whitening: str, constrained: bool = False):
+def _grid_field(spec: CommitteeSpec, whitening: str, constrained: bool = False, sign_known: bool = False):
     """The vector field on :func:`jaxadv.ode.solve.solve_grid`'s arguments ``(params, (mixture, t, w))``:
     the nodes are arguments, not constants of the compiled program (cached: one function per spec). With
     ``constrained`` and ``spec.lipschitz``, the flow constrained to the Lipschitz bound
-    (:func:`jaxadv.committee.lipschitz.constrained_drift`; the adaptive step's field)."""
+    (:func:`jaxadv.committee.lipschitz.constrained_drift`; the adaptive step's field). ``sign_known``: FGM
+    without the first erf (:func:`_sign_known`)."""
 
     def f(alpha, y, args):
         params, (mixture, t, w) = args
-        A = _averages_at(y, mixture, params.eps, spec, whitening, t, w, rule_params(params))
+        A = _averages_at(y, mixture, params.eps, spec, whitening, t, w, rule_params(params), sign_known)
         d = drift_from_averages(y, A, params, spec)
         return d if not (constrained and spec.lipschitz is not None) else constrained_drift(y, d, spec.lipschitz)
 
@@ -568,38 +619,56 @@ def solve_committee_ode(
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
-    y0 = CommitteeState(*(jnp.asarray(z, dtype) for z in (Q0, R0, b0, v0)))
-    mixture = Mixture(*(jnp.asarray(z, dtype) for z in mixture))
-    p = CommitteeParams(*(jnp.asarray(z, dtype) for z in params))
-    shape = tuple(jnp.broadcast_shapes(*(jnp.shape(z) for z in p)))
-    p = CommitteeParams(*(jnp.broadcast_to(z, shape) for z in p))
-    y0 = jax.tree.map(lambda z: jnp.broadcast_to(z, shape + z.shape), y0)
+    sign_known = _sign_known(spec, v0, mixture.labels)
+    # cast and broadcast on the host, then one transfer (a dispatch per array was a few ms of every call)
+    host_mix = tuple(np.asarray(z, dtype) for z in mixture)
+    host_p = tuple(np.asarray(z, dtype) for z in params)
+    shape = tuple(np.broadcast_shapes(*(np.shape(z) for z in host_p)))
+    host_p = tuple(np.broadcast_to(z, shape) for z in host_p)
+    host_y0 = tuple(np.broadcast_to(np.asarray(z, dtype), shape + np.shape(z)) for z in (Q0, R0, b0, v0))
+    dev_y0, dev_mix, dev_p = jax.device_put((host_y0, host_mix, host_p))
+    y0, mixture, p = CommitteeState(*dev_y0), Mixture(*dev_mix), CommitteeParams(*dev_p)
     project = _projection(spec.lipschitz)
 
     def integrate_with(r):
-        t, w = chunked_nodes(K, r, BATCH)
-        nodes = (mixture, jnp.asarray(t, dtype), jnp.asarray(w, dtype))
-        field = _grid_field(spec, r.whitening, plan.adaptive)
+        field = _grid_field(spec, r.whitening, plan.adaptive, sign_known)
+        nodes = (mixture, *_device_nodes(K, r, str(dtype)))
         return solve_grid(field, plan, y0, p, nodes, shape=shape, project=project, devices=devices, dtype=dtype)
 
     if rule is not None:
         report = QuadratureReport(rule)
         sol = integrate_with(rule)
     else:
-        sol, report = _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype)
+        digest = _digest(*host_mix, *host_p, *host_y0)
+        sol, report = _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype, digest)
     alpha, ys, n_evals, step_failed = sol
-    if bool(jnp.any(step_failed)):
+    if bool(np.any(np.asarray(step_failed))):
         warnings.warn(
             f"max_steps={max_steps} ran out before alpha_max={plan.alpha_max} at {int(jnp.sum(step_failed))} grid "
             "point(s); their states after that are NaN (raise max_steps or loosen tol/rtol/atol)",
             RuntimeWarning,
             stacklevel=2,
         )
-    status = committee_status(ys.Q, ys.R, ys.b, ys.v, step_failed)
-    return CommitteeODEResult(alpha, ys.Q, ys.R, ys.b, ys.v, n_evals, status != STATUS_OK, status, report)
+    status, failed = _status_failed(ys.Q, ys.R, ys.b, ys.v, step_failed)
+    return CommitteeODEResult(alpha, ys.Q, ys.R, ys.b, ys.v, n_evals, failed, status, report)
 
 
-def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype):
+@jax.jit
+def _status_failed(Q, R, b, v, step_failed):
+    """:func:`committee_status` and ``status != STATUS_OK`` in one compiled call."""
+    status = committee_status(Q, R, b, v, step_failed)
+    return status, status != STATUS_OK
+
+
+@functools.cache
+def _device_nodes(K: int, rule: GaussRule, dtype: str):
+    """:func:`jaxadv.committee.quadrature.chunked_nodes` of ``rule`` as device arrays of ``dtype`` (cached: the
+    nodes are sent once, not at every call)."""
+    t, w = chunked_nodes(K, rule, BATCH)
+    return jnp.asarray(t, dtype), jnp.asarray(w, dtype)
+
+
+def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype, digest):
     """Choose the rule on the ladder at the start, integrate, check at the end (climbing and integrating again
     while the end asks for more); cached for the same inputs. Returns ``(GridSolution, QuadratureReport)``."""
     field_tol = tol / max(plan.alpha_max, 1.0)
@@ -620,7 +689,7 @@ def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_en
         None if plan.save_alpha is None else plan.save_alpha.tobytes(),
         bool(check_end),
         str(dtype),
-        _digest(*mixture, *p, *y0),
+        digest,
     )
     cached = _RULE_CACHE.get(key)
     if cached is not None:
