@@ -156,3 +156,13 @@ def test_every_module_imports_only_its_package_and_lower_layers():
                 offenders.append(f"{path.relative_to(ROOT)} imports jaxadv.{name} (the top level)")
     assert not offenders, offenders
     assert seen >= set(LAYERS) - {"__main__"} | {""}
+
+
+def test_no_private_name_is_imported_across_packages():
+    offenders = []
+    for path in sorted(ROOT.rglob("*.py")):
+        unit = _unit(path)
+        for target, name in _imports(path):
+            if name.startswith("_") and not name.startswith("__") and target != unit:
+                offenders.append(f"{path.relative_to(ROOT)} imports {target}.{name}")
+    assert not offenders, offenders

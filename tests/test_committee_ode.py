@@ -28,7 +28,7 @@ from jaxadv.committee import (
     xor,
 )
 from jaxadv.committee.fields import erf_gprime
-from jaxadv.committee.ode import _grid_field, _sign_known, _solve
+from jaxadv.committee.ode import _grid_field, _sign_known, solve_fixed_step
 from jaxadv.committee.quadrature import choose_rule, chunked_nodes, rule_ladder, tensor_nodes, weighted_sums
 from jaxadv.ode.rk4 import RK4
 from jaxadv.ode.solve import STATUS_OK, STATUS_STEP_FAILURE
@@ -215,12 +215,14 @@ def test_fixed_step_and_fixed_rule_reproduce_the_former_outputs():
     )
     np.testing.assert_allclose(b.R[-1, :, 0], [0.5444685262659801, 0.19827102993978196], atol=1e-13)
     np.testing.assert_allclose(b.b[-1], [0.0064005099655772245, -0.14420425512584326], atol=1e-13)
-    # the committee sweep's compiled chunk (committee.ode._solve) is the same fixed step
+    # the committee sweep's compiled chunk (committee.ode.solve_fixed_step) is the same fixed step
     y0 = CommitteeState(
         *(jnp.asarray(z, jnp.float64) for z in ([[1, 0.2], [0.2, 1]], [[0.3], [0.1]], [0.1, -0.1], [0.7, 0.3]))
     )
     p = CommitteeParams(*(jnp.asarray(z, jnp.float64) for z in (1.0, 0.5, 0.0, 0.5)))
-    _, ys = _solve(y0, two_cluster(0.7, 2.0, 1.0, 1.0), p, jnp.asarray(0.05), lip, GaussRule(6, 6, 8.0), 10, 2)
+    _, ys = solve_fixed_step(
+        y0, two_cluster(0.7, 2.0, 1.0, 1.0), p, jnp.asarray(0.05), lip, GaussRule(6, 6, 8.0), 10, 2
+    )
     np.testing.assert_allclose(ys.Q, b.Q, atol=1e-14)
 
 

@@ -451,13 +451,16 @@ def _pick(arrays: dict, name: str):
 @functools.cache
 def _grid_solver():
     """The jitted RK4 of a batch of (mixture, params) points: one ``vmap`` of the committee ODE's own solver
-    (:func:`jaxadv.committee.ode._solve`, with its Lipschitz projection; built on first use: no JAX at import)."""
+    (:func:`jaxadv.committee.ode.solve_fixed_step`, with its Lipschitz projection; built on first use: no
+    JAX at import)."""
     import jax
 
-    from ..committee.ode import _solve
+    from ..committee.ode import solve_fixed_step
 
     def solve(y0, mixtures, params, h, spec, rule, steps_per_save, n_save):
-        return jax.vmap(lambda m, p: _solve(y0, m, p, h, spec, rule, steps_per_save, n_save))(mixtures, params)
+        return jax.vmap(lambda m, p: solve_fixed_step(y0, m, p, h, spec, rule, steps_per_save, n_save))(
+            mixtures, params
+        )
 
     return jax.jit(solve, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
 

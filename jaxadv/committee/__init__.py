@@ -13,10 +13,10 @@ Modules, one concept each:
 * :mod:`jaxadv.committee.certified` -- certified errors (Lipschitz and interval bounds) beside PGD
 """
 
+from .attacks import attack_coefficients
 from .certified import CERTIFICATES, certified_error, example_errors, sampled_errors
 from .fields import (
     Geometry,
-    attack_coefficients,
     committee_output,
     fgm,
     forces,

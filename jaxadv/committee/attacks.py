@@ -52,12 +52,21 @@ import jax.numpy as jnp
 
 from ..model.losses import Loss, ascent_value
 from ..sharding import one_at_a_time
-from .fields import Geometry, committee_output, fgm, geometry, pgd, worst_case
+from .fields import Geometry, _loss_record, committee_output, fgm, geometry, pgd, worst_case
 
 if TYPE_CHECKING:
     from .params import CommitteeSpec
 
-__all__ = ["CommitteeAttack", "FGM", "PGD", "WORST", "NONE", "COMMITTEE_ATTACKS", "committee_attack"]
+__all__ = [
+    "CommitteeAttack",
+    "FGM",
+    "PGD",
+    "WORST",
+    "NONE",
+    "COMMITTEE_ATTACKS",
+    "committee_attack",
+    "attack_coefficients",
+]
 
 
 class CommitteeAttack(NamedTuple):
@@ -180,3 +189,20 @@ def committee_attack(name_or_attack: str | CommitteeAttack | CommitteeSpec) -> C
         return COMMITTEE_ATTACKS[name]
     except (KeyError, TypeError):
         raise ValueError(f"attack={name!r} must be one of {tuple(COMMITTEE_ATTACKS)}") from None
+
+
+def attack_coefficients(
+    x: jax.Array,
+    geom: Geometry,
+    v: jax.Array,
+    tau: float | jax.Array,
+    eps: float | jax.Array,
+    spec: CommitteeSpec,
+    rp: dict | None = None,
+) -> jax.Array:
+    r"""The training attack of ``spec`` (:class:`~jaxadv.committee.params.CommitteeSpec`) in field space:
+    :math:`\gamma` with :math:`\delta=W^\top\gamma`, the field-space face of its record
+    (:func:`jaxadv.committee.attacks.committee_attack`); ``"none"`` gives 0. ``x``: one field ``(K,)`` or ``n``
+    fields ``(K, n)``; FGM works on the whole array, PGD and the worst case field by field (``vmap``).
+    ``rp``: the rule's parameters (:func:`jaxadv.committee.params.rule_params`)."""
+    return committee_attack(spec).coefficients(x, geom, v, tau, eps, spec, _loss_record(spec.loss), rp)

@@ -37,7 +37,7 @@ from jax.typing import ArrayLike
 from ..model.losses import Loss, ascent_value, get_loss, student_loss_value
 
 if TYPE_CHECKING:
-    from .params import CommitteeSpec
+    pass
 
 __all__ = [
     "Geometry",
@@ -52,7 +52,6 @@ __all__ = [
     "fgm",
     "pgd",
     "worst_case",
-    "attack_coefficients",
     "maximise_on_ellipsoid",
     "min_margin",
     "sphere_grid",
@@ -408,22 +407,3 @@ def min_margin(
     r""":math:`\min_{\|\delta\|\le\epsilon}\tau\sigma(\xi+\delta)` (the example is :math:`\epsilon`-robust iff > 0)."""
     phi = lambda xt: -tau * committee_output(xt, v)
     return -maximise_on_ellipsoid(phi, x, geom, eps, iters)[1]
-
-
-def attack_coefficients(
-    x: jax.Array,
-    geom: Geometry,
-    v: jax.Array,
-    tau: float | jax.Array,
-    eps: float | jax.Array,
-    spec: CommitteeSpec,
-    rp: dict | None = None,
-) -> jax.Array:
-    r"""The training attack of ``spec`` (:class:`~jaxadv.committee.params.CommitteeSpec`) in field space:
-    :math:`\gamma` with :math:`\delta=W^\top\gamma`, the field-space face of its record
-    (:func:`jaxadv.committee.attacks.committee_attack`); ``"none"`` gives 0. ``x``: one field ``(K,)`` or ``n``
-    fields ``(K, n)``; FGM works on the whole array, PGD and the worst case field by field (``vmap``).
-    ``rp``: the rule's parameters (:func:`jaxadv.committee.params.rule_params`)."""
-    from .attacks import committee_attack
-
-    return committee_attack(spec).coefficients(x, geom, v, tau, eps, spec, _loss_record(spec.loss), rp)

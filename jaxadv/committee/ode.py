@@ -49,8 +49,8 @@ import numpy.typing as npt
 from ..model.losses import CROSS_ENTROPY, HINGE, LOGISTIC, QUADRATIC, get_loss
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
 from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
-from .attacks import FGM, committee_attack
-from .fields import attack_coefficients, forces, geometry, gprime
+from .attacks import FGM, attack_coefficients, committee_attack
+from .fields import forces, geometry, gprime
 from .lipschitz import constrained_drift, project_state
 from .params import (
     CommitteeParams,
@@ -406,7 +406,7 @@ def committee_status(Q: Any, R: Any, b: Any, v: Any, step_failed: Any = None) ->
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "rule", "steps_per_save", "n_save"))
-def _solve(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
+def solve_fixed_step(y0, mixture, params, h, spec, rule, steps_per_save, n_save):
     """Fixed-step RK4 of one point with the nodes of ``rule`` (the committee sweep's compiled chunk); with
     Lipschitz normalisation the start and every step are projected."""
     project = _projection(spec.lipschitz)
