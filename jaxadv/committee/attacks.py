@@ -29,15 +29,15 @@ gradient attacks on a K-field student that depend on the loss and on the committ
 ``attack="worst"`` a unit configuration with no unit face and add threat models that do not exist. The
 record pattern (a NamedTuple of faces, a registry, one lookup with an error naming ``attack``) is the same.
 
-=========  ==============================================================  ==========================
-name       Monte Carlo face                                                field-space face (fields)
-=========  ==============================================================  ==========================
+=========  =====================================================================  ==========================
+name       Monte Carlo face                                                       field-space face (fields)
+=========  =====================================================================  ==========================
 ``fgm``    :math:`\epsilon\,\nabla_\xi A/\|\nabla_\xi A\|` (0 where it vanishes)  :func:`.fields.fgm`
-``pgd``    ``pgd_steps`` normalised steps of ``pgd_step``, projected on    :func:`.fields.pgd`
-           the ball, from 0 or a uniform point of the ball
-``worst``  :math:`W^\top\gamma` of the field-space worst case              :func:`.fields.worst_case`
-``none``   0                                                               0
-=========  ==============================================================  ==========================
+``pgd``    ``pgd_steps`` normalised steps of ``pgd_step``, projected on the       :func:`.fields.pgd`
+           ball, from 0 or a uniform point of the ball
+``worst``  :math:`W^\top\gamma` of the field-space worst case                     :func:`.fields.worst_case`
+``none``   0                                                                      0
+=========  =====================================================================  ==========================
 
 (:math:`A` the function the attacks ascend, :func:`jaxadv.model.losses.ascent_value` of :math:`\sigma`.)
 """
