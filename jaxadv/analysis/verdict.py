@@ -72,6 +72,8 @@ class Verdict(NamedTuple):
         reason: why the verdict is not testable or undetermined (``""`` otherwise).
         untested: quantities reported but not tested (no spread).
         corrected: ``{quantity: array}`` the corrected predictions (empty without theory).
+        fluctuations: the :class:`jaxadv.ode.fluctuations.FluctuationResult` the corrections came from
+            (``None`` without theory), for further corrected quantities (the robustness curve).
     """
 
     status: str
@@ -85,11 +87,13 @@ class Verdict(NamedTuple):
     reason: str
     untested: tuple
     corrected: dict
+    fluctuations: Any = None
 
     def as_dict(self) -> dict:
         """JSON-ready summary (``None`` for missing numbers)."""
         d = self._asdict()
         d.pop("corrected")
+        d.pop("fluctuations")
         d["untested"] = list(self.untested)
         return d
 
@@ -278,6 +282,8 @@ def honest_verdict(
         else "raw deviation: none computable"
     )
 
+    fl = None  # the fluctuation result, once computed (below)
+
     def make(
         status: str,
         text: str,
@@ -286,7 +292,8 @@ def honest_verdict(
         untested: Sequence[str] = (),
         corrected: dict[str, Any] | None = None,
     ) -> Verdict:
-        return Verdict(status, text + div, *worst, *raw, reason, tuple(untested), corrected or {})
+        fl_used = fl if corrected else None
+        return Verdict(status, text + div, *worst, *raw, reason, tuple(untested), corrected or {}, fl_used)
 
     if n_fin.size and int(n_fin[-1]) < 2:
         why = f"all {n_rep} replicas diverged" if int(n_fin[-1]) == 0 else "fewer than 2 finite replicas"

@@ -194,7 +194,9 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
     plot_errors(ode_cols, mc_cols, os.path.join(out_dir, "errors.png"), eps_test, title, **style)
     style.pop("note", None)
     style["corrected"] = (
-        robustness_corrected(cfg, rob["eps_test"], rob["robust_error_ode"], ode_cols, alpha) if corrected else None
+        robustness_corrected(cfg, rob["eps_test"], rob["robust_error_ode"], ode_cols, alpha, v.fluctuations)
+        if corrected
+        else None
     )
     plot_robustness(
         rob,
@@ -291,24 +293,34 @@ def run_verdict(
 
 
 def robustness_corrected(
-    cfg: RunConfig, eps_grid: np.ndarray, robust_ode: np.ndarray, ode_cols: dict[str, np.ndarray], alpha: np.ndarray
+    cfg: RunConfig,
+    eps_grid: np.ndarray,
+    robust_ode: np.ndarray,
+    ode_cols: dict[str, np.ndarray],
+    alpha: np.ndarray,
+    fluctuations: Any = None,
 ) -> np.ndarray:
     """The ODE + O(1/N) robust error at the last save point for every radius of ``eps_grid`` (what the
-    verdict's theory predicts for the robustness curve; the same fluctuation solve as :func:`run_verdict`),
-    from the bare ODE's ``robust_ode`` at each radius."""
+    verdict's theory predicts for the robustness curve), from the bare ODE's ``robust_ode`` at each
+    radius; ``fluctuations``: the verdict's :class:`jaxadv.ode.fluctuations.FluctuationResult`
+    (:attr:`jaxadv.analysis.verdict.Verdict.fluctuations`), solved again when ``None``."""
     from ..analysis.verdict import corrected_predictions
     from ..defaults import DT
     from ..ode.fluctuations import solve_fluctuations
 
-    fl = solve_fluctuations(
-        cfg.params,
-        cfg.N,
-        float(alpha[-1]),
-        int(cfg.n_save),
-        dt=DT if cfg.dt is None else cfg.dt,
-        R0=cfg.R0,
-        b0=cfg.b0,
-        loss=cfg.loss,
+    fl = (
+        fluctuations
+        if fluctuations is not None
+        else solve_fluctuations(
+            cfg.params,
+            cfg.N,
+            float(alpha[-1]),
+            int(cfg.n_save),
+            dt=DT if cfg.dt is None else cfg.dt,
+            R0=cfg.R0,
+            b0=cfg.b0,
+            loss=cfg.loss,
+        )
     )
     last = jax.tree.map(lambda x: np.asarray(x)[-1:], fl)
     cols = {k: np.asarray(v)[-1:] for k, v in ode_cols.items()}
