@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
     from . import attacks, committee, fast_random
     from .analysis import mnist
     from .analysis.certified import certified_curve, certified_error_empirical, certified_radius
-    from .analysis.compare import compare, mc_summary, mean_sem, ode_table
+    from .analysis.compare import compare, mc_summary, ode_table
     from .analysis.defences import DEFENCES, compare_defences
     from .analysis.fixed_points import (
         BestError,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
         newton_fixed_point,
     )
     from .analysis.measures import robust_error, test_error
+    from .analysis.stats import mean_sem
     from .analysis.threat import THREATS, robust_error_threat
     from .analysis.transfer import bivariate_normal_cdf, transfer_error, transfer_rate
     from .analysis.verdict import Verdict, honest_verdict, theory_applies
@@ -131,7 +132,8 @@ _NAMES = {  # module -> the public names it defines
     ".ode.pair": ("PairODE", "solve_pair_ode"),
     ".analysis.threat": ("THREATS", "robust_error_threat"),
     ".analysis.certified": ("certified_radius", "certified_error_empirical", "certified_curve"),
-    ".analysis.compare": ("compare", "mc_summary", "mean_sem", "ode_table"),
+    ".analysis.compare": ("compare", "mc_summary", "ode_table"),
+    ".analysis.stats": ("mean_sem",),
     ".analysis.verdict": ("Verdict", "honest_verdict", "theory_applies"),
     ".analysis.defences": ("DEFENCES", "compare_defences"),
     ".app.config": ("PRESETS", "RunConfig", "load_config"),

@@ -62,6 +62,19 @@ def test_every_file_writer_is_the_atomic_one():
     assert not offenders, offenders
 
 
+def test_one_mean_and_standard_error_helper():
+    """Every command and student averages replicas with ``analysis.stats.mean_sem``: no other module
+    computes a sample standard deviation (``verify``'s spread test, which judges the spread itself, aside)."""
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if path.relative_to(ROOT).as_posix() == "analysis/stats.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and any(kw.arg == "ddof" for kw in node.keywords):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == ["app/verify.py:181"], offenders
+
+
 def test_engines_never_switch_on_part_names():
     """The engines call faces; no comparison with an attack, eps-law or gate name outside the records."""
     names = {"l2", "noise", "linf", "l1", "fixed", "uniform", "discrete", "nonrobust"}

@@ -43,3 +43,25 @@ def test_robust_error_monotone_and_reduces_to_test_error():
     S = robust_error(0.8, -0.2, eps, p)
     assert np.all(np.diff(np.asarray(S)) > 0)
     assert abs(float(S[0]) - float(test_error(0.8, -0.2, p))) < 1e-15
+
+
+def test_mean_sem_leaves_a_diverged_replica_out_whole_and_is_the_textbook_formula():
+    from jaxadv.analysis.stats import finite_replicas, mean_sem
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3, 2)).astype(np.float32)
+    x[7, 1, 0] = np.nan  # replica 7 diverged at one save point
+    x[11, 2, 1] = np.inf
+    mean, sem = mean_sem(x)
+    keep = np.delete(x.astype(np.float64), [7, 11], axis=0)
+    assert finite_replicas(x).tolist() == [r not in (7, 11) for r in range(40)]
+    assert mean.dtype == np.float64
+    np.testing.assert_array_equal(mean, keep.mean(0))
+    np.testing.assert_array_equal(sem, keep.std(0, ddof=1) / np.sqrt(38))
+    # an explicit per-entry mask keeps the other entries of a replica
+    fin = np.isfinite(x)
+    m2, s2 = mean_sem(x, fin)
+    col = x[:, 1, 0].astype(np.float64)[fin[:, 1, 0]]
+    assert m2[1, 0] == col.mean() and s2[1, 0] == col.std(ddof=1) / np.sqrt(39)
+    # fewer than two replicas: no standard error
+    assert np.isnan(mean_sem(x[:1])[1]).all()

@@ -13,7 +13,7 @@ prints, the ODE plus the theory's O(1/N) corrections with floors on the standard
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -23,18 +23,9 @@ from ..model.params import ModelParams
 from ..ode.solve import ODEResult
 from ..typing import Real
 from .measures import robust_error, test_error
+from .stats import mean_sem
 
-__all__ = ["mean_sem", "mc_summary", "ode_table", "Comparison", "compare"]
-
-
-def mean_sem(values: np.ndarray, finite: np.ndarray) -> tuple[Any, Any]:
-    """Mean and standard error over axis 0 of ``values`` (replicas first), ignoring non-finite replicas."""
-    values = np.where(finite, values, np.nan)
-    n = finite.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nanmean(values, axis=0) if values.size else np.nan
-        sd = np.nanstd(values, axis=0, ddof=1) if values.shape[0] > 1 else np.full(values.shape[1:], np.nan)
-        return mean, sd / np.sqrt(n)
+__all__ = ["mc_summary", "ode_table", "Comparison", "compare"]
 
 
 def _on_grid(x: npt.ArrayLike, extra: int) -> np.ndarray:
@@ -49,8 +40,6 @@ def mc_summary(mc: MCResult, params: ModelParams, eps_test: Real) -> dict[str, n
 
     On a grid (``mc.R`` of shape ``G + (replicas, P)``, ``params`` and ``eps_test`` scalars or of
     shape ``G``) every column but ``alpha`` has shape ``G + (P,)``."""
-    import warnings
-
     R = mc.R.astype(np.float64)
     b = mc.b.astype(np.float64)
     grid = R.ndim > 2
@@ -62,10 +51,8 @@ def mc_summary(mc: MCResult, params: ModelParams, eps_test: Real) -> dict[str, n
     first = (lambda x: np.moveaxis(x, -2, 0)) if grid else (lambda x: x)  # replicas first for mean_sem
     fin = first(mc.finite)
     cols = {"alpha": mc.alpha}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for name, x in (("R", R), ("b", b), ("test_error", te), ("robust_error", re)):
-            cols[f"{name}_mean"], cols[f"{name}_sem"] = mean_sem(first(x), fin)
+    for name, x in (("R", R), ("b", b), ("test_error", te), ("robust_error", re)):
+        cols[f"{name}_mean"], cols[f"{name}_sem"] = mean_sem(first(x), fin)
     cols["n_finite"] = fin.sum(axis=0)
     return cols
 

@@ -33,8 +33,9 @@ from ..model.params import ModelParams
 from ..model.perturbations import noise_std_for_norm
 from ..model.rule import TrainingRule, training_rule
 from ..ode.solve import solve_ode
-from .compare import mc_summary, mean_sem, ode_table
+from .compare import mc_summary, ode_table
 from .measures import robust_error, test_error
+from .stats import mean_sem
 from .verdict import honest_verdict
 
 __all__ = ["DEFENCES", "defence_setup", "DefenceResult", "compare_defences", "defences_table"]

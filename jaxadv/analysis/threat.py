@@ -81,7 +81,7 @@ def mc_threat_summary(mc: MCResult, params: ModelParams, eps_test: dict[str, flo
     Returns:
         ``{f"robust_error_{threat}_mean": (P,), f"robust_error_{threat}_sem": (P,)}``.
     """
-    from .compare import mean_sem
+    from .stats import mean_sem
 
     R, b = mc.R.astype(np.float64), mc.b.astype(np.float64)
     out = {}

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..analysis.stats import mean_sem
+
 if TYPE_CHECKING:
     import jax
     from matplotlib.figure import Figure
@@ -213,7 +215,7 @@ def run_certified(
         final[name]["mc"] = {}
         for m in MEASURES:
             x = np.stack([d[m] for d in per])  # (replicas, P)
-            mean, sem = x.mean(0), x.std(0, ddof=1) / np.sqrt(len(reps))
+            mean, sem = mean_sem(x)
             mc_cols[f"{m}_mean"] += list(mean)
             mc_cols[f"{m}_sem"] += list(sem)
             final[name]["mc"][m] = [float(mean[-1]), float(sem[-1])]

@@ -35,7 +35,6 @@ resumes from it, with the same bits as an uninterrupted run. It is removed when 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..analysis.stats import finite_replicas, mean_sem
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
@@ -242,13 +242,6 @@ def _error_chunk():
     return jax.jit(errors, static_argnames=("loss",))
 
 
-def _mean_sem(x):
-    x = np.asarray(x, np.float64)
-    ok = np.all(np.isfinite(x.reshape(x.shape[0], -1)), axis=1)
-    x = x[ok]
-    return x.mean(0), x.std(0, ddof=1) / math.sqrt(max(len(x), 1)), int(ok.sum())
-
-
 def run_committee(
     cfg: dict[str, Any], out_dir: str, progress: bool = True, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
@@ -295,7 +288,7 @@ def run_committee(
             raise ValueError(
                 "ode_start='mc' needs the Monte Carlo; use ode_start='given' with R0 and Q0 for the ODE alone"
             )
-        start = {n: _mean_sem(getattr(mc, n)[:, 0])[0] for n in ("Q", "R", "b", "v")}
+        start = {n: mean_sem(getattr(mc, n)[:, 0])[0] for n in ("Q", "R", "b", "v")}
         if spec.normalise:  # |w_k| = 1 exactly (the float32 mean is 1 to 1e-7)
             np.fill_diagonal(start["Q"], 1.0)
         start_from = "the Monte Carlo's mean initial overlaps"
@@ -338,15 +331,15 @@ def run_committee(
         for c in names:
             kind, *idx = c.split("_")
             x = per[kind][tuple([slice(None), slice(None)] + [int(i) - 1 for i in idx])]
-            mean, sem, n_ok = _mean_sem(x)
-            mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean, sem
+            mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean_sem(x)
+            n_ok = int(finite_replicas(x).sum())
         if cfg["mc_errors"]:
             t = time.perf_counter()
             # each replica's errors from its own order parameters (exact for its weights), then mean and sem
             ok = np.all(np.isfinite(np.concatenate([z.reshape(z.shape[0], -1) for z in per.values()], 1)), 1)
             states = tuple(z[ok] for z in (per["Q"], per["R"], per["b"], per["v"]))
             for name, x in _errors(states, mixture, eps_test, spec.loss).items():
-                mc_cols[f"{name}_mean"], mc_cols[f"{name}_sem"] = _mean_sem(x)[:2]
+                mc_cols[f"{name}_mean"], mc_cols[f"{name}_sem"] = mean_sem(x)
             timings["mc_errors_s"] = time.perf_counter() - t
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
         # order parameters only: no O(1/N) theory for committees, so the bare ODE with the allowance

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ..analysis.stats import mean_sem
 from .io import read_toml, write_csv, write_json, write_npz
 from .sweep import _check_directory, _chunk_path
 
@@ -556,17 +557,15 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
     per = {k: np.asarray(getattr(mc, k), np.float64)[ok] for k in ("Q", "R", "b", "v")}
     for k in ("Q", "R", "b", "v"):
         out[f"traj_{k}_mean"] = per[k].mean(0) if n_ok else np.full(per[k].shape[1:], np.nan)
-    sem = lambda x: x.std(0, ddof=1) / math.sqrt(len(x)) if len(x) > 1 else np.nan
     for name in order_parameter_names(K, D):
         x = _pick({k: v[:, -1] for k, v in per.items()}, name)
-        out[f"{name}_mean"], out[f"{name}_sem"] = (x.mean() if n_ok else np.nan), sem(x)
+        out[f"{name}_mean"], out[f"{name}_sem"] = mean_sem(x)
     finals = [CommitteeState(*(jnp.asarray(per[k][r, -1]) for k in ("Q", "R", "b", "v"))) for r in range(n_ok)]
     errs = {"clean_error": [float(clean_error(s, mixture)) for s in finals]}
     if cfg.mc_robust:
         errs["robust_error"] = [float(robust_error(s, mixture, float(eps_test[i]))) for s in finals]
     for k, values in errs.items():
-        e = np.asarray(values)
-        out[f"{k}_mean"], out[f"{k}_sem"] = (e.mean() if n_ok else np.nan), sem(e)
+        out[f"{k}_mean"], out[f"{k}_sem"] = mean_sem(values)
     return out
 
 

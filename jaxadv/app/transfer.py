@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..analysis.stats import mean_sem
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
@@ -126,11 +127,6 @@ def _records(cfg):
 def _table(cols: dict) -> dict:
     """The accumulated lists as arrays (``write_csv`` refuses columns of unequal length)."""
     return {k: np.asarray(v) for k, v in cols.items()}
-
-
-def _mean_sem(x):
-    x = np.asarray(x, np.float64)
-    return x.mean(0), x.std(0, ddof=1) / math.sqrt(x.shape[0])
 
 
 def _closed(R_s, b_s, R_t, b_t, Q, eps, data, M=None):
@@ -233,7 +229,7 @@ def run_transfer(
         add(mc_cols, "eps_t", np.full(P, e_t))
         add(mc_cols, "alpha", run.alpha)
         for f in o._fields:
-            m, s = _mean_sem(getattr(o, f))
+            m, s = mean_sem(getattr(o, f))
             add(mc_cols, f"{f}_mean", m)
             add(mc_cols, f"{f}_sem", s)
             if f in ("R_s", "R_t", "Q", "b_s", "b_t"):
@@ -245,24 +241,24 @@ def run_transfer(
                     worst = (float(z[i]), f, float(run.alpha[1:][i]), e_t)
         for i, kind in enumerate(TRANSFER_KINDS):
             for what, arr in (("transfer", run.wrong[:, :, i, 0]), ("rate", run.flipped[:, :, i, 0] / run.right)):
-                m, s = _mean_sem(arr)
+                m, s = mean_sem(arr)
                 add(mc_cols, f"{what}_{kind}_mean", m)
                 add(mc_cols, f"{what}_{kind}_sem", s)
         # the closed form at each replica's measured weights (L2 and L-inf), averaged over replicas
         for norm, M in (("l2", None), ("linf", o.M * scale)):
             at = _closed(o.R_s, o.b_s, o.R_t, o.b_t, o.Q, eps, data, M=M)
             for lab in ("true", "surrogate"):
-                m, s = _mean_sem(at[f"transfer_{lab}"])
+                m, s = mean_sem(at[f"transfer_{lab}"])
                 add(mc_cols, f"theory_{norm}_{lab}_mean", m)
                 add(mc_cols, f"theory_{norm}_{lab}_sem", s)
             if norm == "l2":  # the target's own clean and robust errors do not depend on the threat's M
                 for name in ("clean_t", "robust_t"):
-                    m, s = _mean_sem(at[name])
+                    m, s = mean_sem(at[name])
                     add(mc_cols, f"{name}_mean", m)
                     add(mc_cols, f"{name}_sem", s)
         last = lambda a: np.asarray(a)[:, -1:, None]
         for i, kind in enumerate(TRANSFER_KINDS):
-            m, s = _mean_sem(run.wrong[:, -1, i, 1:])
+            m, s = mean_sem(run.wrong[:, -1, i, 1:])
             add(eps_cols, f"mc_{kind}_mean", m)
             add(eps_cols, f"mc_{kind}_sem", s)
         at = _closed(
@@ -276,7 +272,7 @@ def run_transfer(
             M=last(o.M) * scale,
         )
         for lab in ("true", "surrogate"):
-            m, s = _mean_sem(at[f"transfer_{lab}"][:, 0])
+            m, s = mean_sem(at[f"transfer_{lab}"][:, 0])
             add(eps_cols, f"theory_linf_{lab}_mean", m)
             add(eps_cols, f"theory_linf_{lab}_sem", s)
         k = TRANSFER_KINDS.index(f"l2_{cfg['labels']}")

@@ -167,6 +167,8 @@ def _row(N, sampler, mc, fl, replicas):
 
     import numpy as np
 
+    from ..analysis.stats import mean_sem
+
     fin = mc.finite.all(axis=1)
     n = int(fin.sum())
     row = {"N": N, "sampler": sampler, "replicas": replicas, "alpha_max": float(mc.alpha[-1]), "n_finite": n}
@@ -175,8 +177,8 @@ def _row(N, sampler, mc, fl, replicas):
         warnings.simplefilter("ignore", RuntimeWarning)
         for i, name in enumerate(("R", "b")):
             X = getattr(mc, name)[fin].astype(np.float64)
-            mean, sd = X.mean(0), X.std(0, ddof=1)
-            sem = sd / np.sqrt(n)
+            mean, sem = mean_sem(X)
+            sd = X.std(0, ddof=1)  # the spread itself is judged too
             ode, shift, pred = (np.asarray(a, np.float64)[:, i] for a in (fl.mean, fl.shift, fl.std))
             later = slice(1, None)  # alpha = 0 is exact (b0 deterministic, R0 drawn exactly)
             dev = np.abs(mean - ode)[later]
