@@ -40,7 +40,8 @@ def _committee(out, *sets):
 def test_committee_1000_replicas_on_two_host_devices_finish(tmp_path):
     """The size that hung (1000 replicas, 2 host devices) runs to the end; a regression fails at the timeout
     instead of hanging the suite."""
-    cmd = _committee(tmp_path, "--set", "alpha_max=0.05", "--set", "n_save=1", "--quiet")
+    # the Monte Carlo is what hung; each replica's exact error columns (20 s at this size) are not under test
+    cmd = _committee(tmp_path, "--set", "alpha_max=0.05", "--set", "n_save=1", "--set", "mc_errors=false", "--quiet")
     res = subprocess.run(cmd, env=_env(2), capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads((tmp_path / "config.json").read_text())

@@ -711,3 +711,67 @@ def test_csv_writer_refuses_columns_of_unequal_length(tmp_path):
     with pytest.raises(ValueError, match="different lengths.*'a': 3.*'b': 2"):
         write_csv(tmp_path / "t.csv", {"a": np.arange(3.0), "b": np.arange(2.0)})
     assert not (tmp_path / "t.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "bit flipped"])
+def test_a_damaged_checkpoint_is_one_line_naming_it_and_overwrite_discards_it(tmp_path, capsys, damage):
+    """A truncated, empty or bit-flipped ``mc_checkpoint.npz`` gave a BadZipFile/EOFError traceback on the
+    rerun. Now: one line naming the file, nothing touched; ``--overwrite`` discards it and the run ends."""
+    out = tmp_path / "o"
+    argv = ["run", "scenario1", "--set", "N=40", "--set", "replicas=3", "--set", "alpha_max=1", "--set", "n_save=2"]
+    argv += ["--no-mc", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    from jaxadv.app.io import write_npz
+
+    ck = out / "mc_checkpoint.npz"  # as an interrupted Monte Carlo of this configuration leaves it
+    write_npz(ck, fingerprint=np.asarray("x"), k=np.asarray(1), state_0=np.arange(4096.0))
+    data = bytearray(ck.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data[len(data) // 3] ^= 0x10
+    ck.write_bytes(bytes(data))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    err = _one_line_error(capsys, argv, f"the checkpoint {str(ck)!r} cannot be read", "--overwrite")
+    assert "state_0.npy is damaged" in err if damage == "bit flipped" else "not a complete .npz file" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".jaxadv.lock"} == before
+    assert not (out / ".jaxadv.lock").exists()
+    assert main([*argv, "--overwrite"]) == 0
+    assert not ck.exists() and (out / "ode.csv").read_bytes() == before["ode.csv"]
+
+
+def test_the_python_api_names_a_damaged_checkpoint(tmp_path):
+    import jax
+
+    from jaxadv import ModelParams
+    from jaxadv.app import checkpoint as ckm
+
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="the checkpoint .*ck.npz' cannot be read: not a complete .npz file"):
+        ckm.simulate_resumable(
+            jax.random.key(1), ModelParams(eps=0.5), N=20, alpha_max=0.5, n_save=1, replicas=2, checkpoint=str(ck)
+        )
+
+
+def test_a_damaged_sweep_chunk_is_computed_again_with_a_warning(tmp_path):
+    """A truncated chunk file gave a BadZipFile traceback; now it is recomputed (the same bits) with a warning."""
+    from jaxadv import make_sweep_config, sweep
+
+    cfg = make_sweep_config({"eps": [0.1, 0.2, 0.3]}, alpha_max=2.0, n_save=2, dt=0.1, chunk=2)
+    out = tmp_path / "s"
+    first = sweep(cfg, str(out))
+    chunk = out / "chunks" / "chunk_00000.npz"
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    logged = []
+    again = sweep(cfg, str(out), log=logged.append)
+    assert any("chunk_00000.npz" in m and "computing the chunk again" in m for m in logged), logged
+    assert "resuming: 1 of 2 chunks" in " ".join(logged)
+    for k in ("R", "b", "robust_error"):
+        np.testing.assert_array_equal(getattr(first, k), getattr(again, k))
+    with pytest.warns(RuntimeWarning, match="cannot be read"):
+        chunk.write_bytes(b"")
+        sweep(cfg, str(out))

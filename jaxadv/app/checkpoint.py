@@ -34,7 +34,7 @@ from ..distributed import agree, broadcast, is_multiprocess, is_primary
 from ..mc import driver
 from ..sharding import shard_batch, to_host
 from .errors import Interrupted
-from .io import write_npz
+from .io import npz_problem, write_npz
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -280,6 +280,8 @@ def _load_checkpoint(path, fp, states, obs):
     replicas = obs[0].shape[0]
     found, ck_obs, k, leaves = False, obs, 0, None
     if is_primary() and os.path.exists(path):
+        if problem := npz_problem(path):  # the CLI refuses it earlier (claim_output); the Python API here
+            raise ValueError(f"the checkpoint {path!r} cannot be read: {problem}; remove it to start again")
         with np.load(path) as ck:
             if str(ck["fingerprint"]) == fp:
                 found, k = True, int(ck["k"])

@@ -75,7 +75,7 @@ import numpy as np
 
 from ..analysis.stats import mean_sem
 from .io import read_toml, write_csv, write_json, write_npz
-from .sweep import _check_directory, _chunk_path
+from .sweep import _check_directory, _chunk_path, _chunks_on_disk
 
 if TYPE_CHECKING:
     import argparse
@@ -661,7 +661,7 @@ def committee_sweep(
                 "device": str(jax.devices()[0]),
             },
         )
-    done = {c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))}
+    done = set(_chunks_on_disk(out_dir, n_chunks, log))
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
     # with the Monte Carlo each point shows its own bar ("point i/n monte carlo") and the chunk bar is off:

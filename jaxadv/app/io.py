@@ -27,6 +27,7 @@ __all__ = [
     "write_figure",
     "read_csv",
     "read_toml",
+    "npz_problem",
 ]
 
 
@@ -144,6 +145,35 @@ def write_npz(path: StrPath, **arrays: Any) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def npz_problem(path: StrPath) -> str | None:
+    """Why the ``.npz`` file at ``path`` cannot be read back, or ``None`` when it can.
+
+    Every member's CRC-32 is checked (:meth:`zipfile.ZipFile.testzip`), so a truncated, empty or
+    bit-flipped checkpoint or sweep chunk is found before a run relies on it; files are written
+    atomically (:func:`write_npz`), so this is damage from outside (a copy cut short, a bad disk).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
+        >>> write_npz(path, a=np.arange(3))
+        >>> npz_problem(path) is None
+        True
+        >>> _ = open(path, "r+b").truncate(40)
+        >>> npz_problem(path)
+        'not a complete .npz file (File is not a zip file)'
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        return f"not a complete .npz file ({e})"
+    except OSError as e:
+        return f"cannot be opened ({e.strerror or e})"
+    return None if bad is None else f"{bad} is damaged (its CRC-32 does not match)"
 
 
 def _jsonable(x: Any) -> Any:

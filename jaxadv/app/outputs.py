@@ -10,7 +10,10 @@
 * protects earlier results: ``DIR/.jaxadv-run.json`` records the configuration of the run that
   owns the folder. The same configuration may write again (a rerun resumes its checkpoint);
   another configuration, or result files without an owner, are refused unless ``overwrite``,
-  which first removes the known result files of any command so that no stale file survives.
+  which first removes the known result files of any command so that no stale file survives;
+* refuses to resume from a Monte Carlo checkpoint that cannot be read back (truncated, empty, a
+  failed CRC): one line naming the file, before anything is computed or written; ``overwrite``
+  discards that file alone.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import socket
 import time
 from typing import Literal
 
-from .io import atomic_write_bytes, write_exclusive
+from .io import atomic_write_bytes, npz_problem, write_exclusive
 
 __all__ = ["OutputLock", "claim_output", "RESULT_FILES", "RESULT_PATTERNS", "LOCK_NAME", "OWNER_NAME"]
 
@@ -176,6 +179,17 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
             for n in RESULT_FILES + tuple(_result_files(out_dir)):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(out_dir, n))
+        elif same:  # a rerun resumes: its checkpoints must read back
+            for name in present:
+                path = os.path.join(out_dir, name)
+                if name.startswith("mc_checkpoint") and (problem := npz_problem(path)):
+                    if overwrite:
+                        os.remove(path)  # discarded: its Monte Carlo starts again
+                        continue
+                    raise ValueError(
+                        f"the checkpoint {path!r} cannot be read: {problem}; pass --overwrite to discard it "
+                        "and start its Monte Carlo again, or put an intact copy in its place"
+                    )
         atomic_write_bytes(owner_path, (json.dumps(ident, sort_keys=True, indent=1) + "\n").encode())
     except BaseException:
         lock.release()

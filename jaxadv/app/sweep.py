@@ -54,6 +54,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -70,7 +71,7 @@ from ..model.params import PARAM_RULES, ModelParams
 from ..ode.solve import solve_ode
 from ..sharding import pad_batch, padded_size, to_host
 from ..validation import check_value
-from .io import read_toml, write_csv, write_json, write_npz
+from .io import npz_problem, read_toml, write_csv, write_json, write_npz
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -539,6 +540,25 @@ def _chunk_path(out_dir, c):
     return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
 
 
+def _chunks_on_disk(out_dir: str | None, n_chunks: int, log: Callable[[str], Any] | None) -> list[int]:
+    """The chunks of a sweep in ``out_dir`` that are finished: their file is there and reads back
+    (:func:`jaxadv.app.io.npz_problem`). A damaged chunk file is computed again, with a warning."""
+    done = []
+    for c in range(n_chunks if out_dir is not None else 0):
+        path = _chunk_path(out_dir, c)
+        if not os.path.exists(path):
+            continue
+        if problem := npz_problem(path):
+            message = f"chunk file {path!r} cannot be read ({problem}); computing the chunk again"
+            if log:
+                log(f"warning: {message}")
+            else:
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+            continue
+        done.append(c)
+    return done
+
+
 def _check_directory(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> None:
     path = os.path.join(out_dir, "config.json")
     if os.path.exists(path):
@@ -608,8 +628,7 @@ def sweep(
                 "device_count": jax.device_count(),
             },
         )
-    done = [c for c in range(n_chunks) if out_dir is not None and os.path.exists(_chunk_path(out_dir, c))]
-    done = _agree_done(done, n_chunks, out_dir)
+    done = _agree_done(_chunks_on_disk(out_dir, n_chunks, log), n_chunks, out_dir)
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
     bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
