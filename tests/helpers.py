@@ -36,3 +36,19 @@ def interrupting(real, at: int):
 
     wrapped.args = []
     return wrapped
+
+
+def assert_every_file_registered(folder):
+    """Every file a command wrote into ``folder`` is one ``--overwrite`` knows to remove
+    (:data:`jaxadv.app.outputs.RESULT_FILES`, :data:`~jaxadv.app.outputs.RESULT_PATTERNS`)."""
+    import fnmatch
+    import os
+
+    from jaxadv.app.outputs import LOCK_NAME, OWNER_NAME, RESULT_FILES, RESULT_PATTERNS
+
+    stray = [
+        f
+        for f in os.listdir(folder)
+        if f not in RESULT_FILES + (LOCK_NAME, OWNER_NAME) and not any(fnmatch.fnmatch(f, p) for p in RESULT_PATTERNS)
+    ]
+    assert not stray, f"files --overwrite would leave behind: {stray}"

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import assert_every_file_registered
 
 from jaxadv.app.cli import main
 from jaxadv.app.config import load_config
@@ -26,6 +27,7 @@ def test_run_writes_all_outputs(tmp_path):
         )
     ode = read_csv(out / "ode.csv")
     np.testing.assert_allclose(ode["alpha"], [0, 0.5, 1.0, 1.5, 2.0])
+    assert_every_file_registered(out)
     rep = np.load(out / "mc_replicas.npz")
     assert rep["R"].shape == (6, 5) and rep["b"].shape == (6, 5) and rep["alpha"].shape == (5,)
     rob = read_csv(out / "robustness.csv")

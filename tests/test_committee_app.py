@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import assert_every_file_registered
 
 from jaxadv.app.cli import main
 from jaxadv.app.committee import load_committee_config
@@ -42,6 +43,7 @@ def test_committee_preset_writes_every_output(tmp_path):
     assert np.isfinite(info["max_deviation_sem"])
     for f in ("order_parameters.png", "units.png", "errors.png"):
         assert (tmp_path / f).stat().st_size > 1000
+    assert_every_file_registered(tmp_path)
 
 
 def test_keys_from_toml_and_set(tmp_path):

@@ -775,3 +775,15 @@ def test_a_damaged_sweep_chunk_is_computed_again_with_a_warning(tmp_path):
     with pytest.warns(RuntimeWarning, match="cannot be read"):
         chunk.write_bytes(b"")
         sweep(cfg, str(out))
+
+
+def test_overwrite_leaves_no_file_of_another_command(tmp_path, capsys):
+    """``transfer --overwrite`` into a committee's folder kept the committee's ``units.png``."""
+    tiny = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=1", "--set", "alpha_max=0.2", "--no-mc"]
+    committee, transfer = tmp_path / "c", tmp_path / "t"
+    assert main(["committee", "committee", *tiny, "--out", str(committee), "--quiet"]) == 0
+    assert (committee / "units.png").exists()
+    assert main(["transfer", "transfer", *tiny, "--set", "n_test=20", "--out", str(transfer), "--quiet"]) == 0
+    rc = main(["transfer", "transfer", *tiny, "--set", "n_test=20", "--out", str(committee), "--quiet", "--overwrite"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(os.listdir(committee)) == sorted(os.listdir(transfer))

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import interrupting
+from helpers import assert_every_file_registered, interrupting
 
 from jaxadv.app.cli import main
 from jaxadv.app.io import read_csv
@@ -182,6 +182,7 @@ def test_ctrl_c_then_rerun_is_bit_identical(uninterrupted, tmp_path, capsys, mon
     assert "monte carlo eps_t=1 [" in captured.err  # the progress bar (not --quiet)
     _same_outputs(uninterrupted, out)
     assert not [f for f in os.listdir(out) if f.startswith("mc_checkpoint")]
+    assert_every_file_registered(out)
 
 
 _STALL = """

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import rule_kwargs
+from helpers import assert_every_file_registered, rule_kwargs
 from scipy import integrate, stats
 
 from jaxadv import LOSSES, ModelParams, compare, mc_summary, ode_table, simulate, solve_ode, training_rule
@@ -386,6 +386,7 @@ def test_cli_compare_defences_ode_only(tmp_path):
         ]
     )
     assert rc == 0 and (tmp_path / "defences.png").exists()
+    assert_every_file_registered(tmp_path)
     import csv
 
     rows = list(csv.DictReader((tmp_path / "defences.csv").read_text().splitlines()))

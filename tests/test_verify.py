@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import assert_every_file_registered
 
 from jaxadv.app.cli import main
 from jaxadv.app.verify import COLUMNS, fit_slope
@@ -47,6 +48,7 @@ def test_verify_cli_tiny_ladder(tmp_path, capsys):
     info = json.loads((out / "config.json").read_text())
     assert info["config"]["eps"] == 0.5 and info["N_list"] == [20, 40]
     assert (out / "verify.png").stat().st_size > 0
+    assert_every_file_registered(out)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,9 @@ __all__ = ["OutputLock", "claim_output", "RESULT_FILES", "RESULT_PATTERNS", "LOC
 
 LOCK_NAME = ".jaxadv.lock"
 OWNER_NAME = ".jaxadv-run.json"
-#: every file a command writes into its folder (removed by ``overwrite``)
+#: every file a command that takes ``--overwrite`` writes into its folder (``run`` of every student,
+#: ``committee``, ``transfer``, ``certified``, ``verify``, ``compare-defences``): ``overwrite`` removes
+#: them whichever command wrote them (``test_outputs`` runs each command and checks the list)
 RESULT_FILES = (
     "ode.csv",
     "mc.csv",
@@ -45,6 +47,14 @@ RESULT_FILES = (
     "mc_checkpoint.npz",
     "defences.csv",
     "defences.png",
+    "units.png",
+    "eps.csv",
+    "transfer.png",
+    "certified_ode.csv",
+    "certified_mc.csv",
+    "certified.png",
+    "verify.csv",
+    "verify.png",
 )
 #: result files named by a pattern (one Monte Carlo checkpoint per target radius of ``jaxadv transfer``)
 RESULT_PATTERNS = ("mc_checkpoint_*.npz",)
