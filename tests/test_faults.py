@@ -787,3 +787,24 @@ def test_overwrite_leaves_no_file_of_another_command(tmp_path, capsys):
     rc = main(["transfer", "transfer", *tiny, "--set", "n_test=20", "--out", str(committee), "--quiet", "--overwrite"])
     assert rc == 0, capsys.readouterr().err
     assert sorted(os.listdir(committee)) == sorted(os.listdir(transfer))
+
+
+def test_no_verdict_from_nothing(tmp_path, capsys):
+    """``committee --set eps=1e308``: every replica's Q, R, b NaN after the first step, yet "consistent 0.00" (the
+    fixed v, still finite, was all the verdict saw); ``v=0,0`` (a student that never learns) "consistent";
+    ``verify --N-list ''`` and ``30,30`` exit 0 with NaN slopes. Now: undetermined, or a one-line refusal."""
+    out = tmp_path / "huge"
+    tiny = ["--set", "N=40", "--set", "replicas=4", "--set", "n_save=2", "--set", "alpha_max=0.2", "--quiet"]
+    assert main(["committee", "committee", "--set", "eps=1e308", *tiny, "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["verdict_status"] == "undetermined" and "all 4 replicas diverged" in info["verdict"]
+    assert info["replicas_finite"] == 0
+    from jaxadv.app.io import read_csv
+
+    mc = read_csv(out / "mc.csv")
+    assert mc["n_finite"].tolist() == [4, 0, 0] and np.isnan(mc["v_1_mean"][1:]).all()  # diverged after the start
+    capsys.readouterr()
+    _one_line_error(capsys, ["committee", "committee", "--set", "v=0,0", "--out", str(tmp_path / "v")], "v=[0.0, 0.0]")
+    for ladder, needle in (("", "at least 2 values of N"), ("30,30", "repeats an N"), ("30", "at least 2")):
+        _one_line_error(capsys, ["verify", "scenario1", "--N-list", ladder, "--out", str(tmp_path / "w")], needle)
+    _one_line_error(capsys, ["verify", "scenario1", "--full-N-list", "20,20", "--out", str(tmp_path / "w")], "20,20")

@@ -41,7 +41,7 @@ def mean_sem(values: npt.ArrayLike, finite: npt.ArrayLike | None = None) -> tupl
     n = np.sum(np.broadcast_to(finite, values.shape), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a column with no finite replica is NaN
-        mean = np.nanmean(values, axis=0) if values.size else np.nan
+        mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1:], np.nan)
         sd = np.nanstd(values, axis=0, ddof=1) if values.shape[0] > 1 else np.full(values.shape[1:], np.nan)
         return mean, sd / np.sqrt(n)
 
@@ -49,4 +49,4 @@ def mean_sem(values: npt.ArrayLike, finite: npt.ArrayLike | None = None) -> tupl
 def finite_replicas(values: npt.ArrayLike) -> np.ndarray:
     """The replicas (axis 0) whose values are all finite: a boolean array of length ``len(values)``."""
     values = np.asarray(values)
-    return np.all(np.isfinite(values.reshape(values.shape[0], -1)), axis=1)
+    return np.all(np.isfinite(values.reshape(len(values), int(np.prod(values.shape[1:])))), axis=1)

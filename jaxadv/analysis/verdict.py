@@ -297,6 +297,7 @@ def honest_verdict(
 
     if n_fin.size and int(n_fin[-1]) < 2:
         why = f"all {n_rep} replicas diverged" if int(n_fin[-1]) == 0 else "fewer than 2 finite replicas"
+        div = "" if int(n_fin[-1]) == 0 else div  # said once
         return make("undetermined", f"undetermined: no standard error ({why})", reason=why)
     if not theory:
         if bare_allowance and raw[0] is not None and raw[0] <= threshold:

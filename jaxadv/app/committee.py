@@ -18,7 +18,8 @@ Files (each atomically): ``ode.csv`` (``alpha``, ``Q_k_l``, ``R_k_j``, ``b_k``, 
 and the ``fgm_error`` of the attack the committee trains with), ``mc.csv`` (the same order parameters,
 mean and standard error over replicas, and with ``mc_errors`` the three errors of each replica's own
 order parameters, ``_mean`` and ``_sem``; ``mc_errors`` defaults to K <= 2: at K = 4 each replica and save
-point costs about 4 s on a loaded 2-core machine, against about 10 ms at K = 2),
+point costs about 4 s on a loaded 2-core machine, against about 10 ms at K = 2; ``n_finite``, the replicas
+whose order parameters are all finite at each save point: the others are left out of every mean),
 ``config.json`` (resolved configuration, deviations in standard errors, the verdict, timings; the verdict
 is :func:`jaxadv.analysis.verdict.honest_verdict` on the order parameters: within 4 standard errors of
 the bare ODE "consistent", beyond them "not testable", since committees have no O(1/N) theory, with the
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis.stats import finite_replicas, mean_sem
+from ..analysis.stats import mean_sem
 from .io import write_csv, write_figure, write_json
 
 if TYPE_CHECKING:
@@ -179,6 +180,11 @@ def _records(cfg):
         raise ValueError(f"v={cfg['v']!r} must have length K={K}")
     if cfg["b0"] is not None and np.shape(cfg["b0"]) != (K,):
         raise ValueError(f"b0={cfg['b0']!r} must have length K={K}")
+    if cfg["v"] is not None and not spec.train_v and not np.any(np.asarray(cfg["v"], float)):
+        raise ValueError(
+            f"v={cfg['v']!r} with train_v = false: the committee outputs 0 for every input and never learns "
+            "(nothing to compare); give a nonzero v or set train_v = true"
+        )
     return mixture, params, spec
 
 
@@ -212,6 +218,8 @@ def _errors(states, mixture, eps_test: float, loss: str) -> dict:
     mix = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), mixture)
     # fixed chunks, the last padded by repeating a state: one compiled program for every batch size
     chunk, n = (16 if K <= 2 else 1), Q.reshape(-1, K, K).shape[0]  # K = 4: about 0.7 GB a state
+    if n == 0:  # no state (every replica diverged): no errors
+        return {name: np.full(shape, np.nan) for name in ERRORS}
     pad = jax.tree.map(lambda z: jnp.concatenate([z, jnp.repeat(z[:1], -n % chunk, axis=0)]), flat)
     parts = [_error_chunk()(_rows(pad, i, i + chunk), mix, eps, loss) for i in range(0, n, chunk)]
     out = [np.concatenate([np.asarray(p[j], np.float64) for p in parts])[:n] for j in range(len(ERRORS))]
@@ -328,11 +336,13 @@ def run_committee(
         mc_cols = {"alpha": mc.alpha}
         names = [c for c in ode_cols if c not in ("alpha",) + ERRORS]
         per = {n: np.asarray(getattr(mc, n), np.float64) for n in ("Q", "R", "b", "v")}
+        # a replica counts at a save point where all its order parameters are finite (as the unit's mc.finite)
+        fin = np.all([np.isfinite(z.reshape(z.shape[:2] + (-1,))).all(-1) for z in per.values()], axis=0)
         for c in names:
             kind, *idx = c.split("_")
             x = per[kind][tuple([slice(None), slice(None)] + [int(i) - 1 for i in idx])]
-            mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean_sem(x)
-            n_ok = int(finite_replicas(x).sum())
+            mc_cols[f"{c}_mean"], mc_cols[f"{c}_sem"] = mean_sem(x, fin)
+        n_ok = int(fin[:, -1].sum())
         if cfg["mc_errors"]:
             t = time.perf_counter()
             # each replica's errors from its own order parameters (exact for its weights), then mean and sem
@@ -341,6 +351,7 @@ def run_committee(
             for name, x in _errors(states, mixture, eps_test, spec.loss).items():
                 mc_cols[f"{name}_mean"], mc_cols[f"{name}_sem"] = mean_sem(x)
             timings["mc_errors_s"] = time.perf_counter() - t
+        mc_cols["n_finite"] = fin.sum(axis=0)  # the verdict's count: all diverged is "undetermined"
         write_csv(os.path.join(out_dir, "mc.csv"), mc_cols)
         # order parameters only: no O(1/N) theory for committees, so the bare ODE with the allowance
         v = honest_verdict(

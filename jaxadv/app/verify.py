@@ -70,13 +70,19 @@ COLUMNS = (
 )
 
 
-def _ints(text: str, name: str):
+def _ints(text: str, name: str, at_least: int = 1):
+    """The ladder ``text`` (comma-separated N): distinct integers >= 3, at least ``at_least`` of them (the
+    slopes against N need two)."""
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"{name}={text!r} is not a comma-separated list of integers") from None
     if any(v < 3 for v in vals):
         raise ValueError(f"{name}={text!r}: every N must be >= 3")
+    if len(set(vals)) != len(vals):
+        raise ValueError(f"{name}={text!r} repeats an N: each N of a ladder once")
+    if len(vals) < at_least:
+        raise ValueError(f"{name}={text!r}: at least {at_least} values of N (a slope against N needs two)")
     return vals
 
 
@@ -113,7 +119,7 @@ def verify_command(args: argparse.Namespace) -> int:
     from .config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    N_list = _ints(args.N_list, "--N-list")
+    N_list = _ints(args.N_list, "--N-list", at_least=2)
     full_list = _ints(args.full_N_list, "--full-N-list") if args.full_N_list.strip() else []
     for name in ("replicas", "full_replicas", "n_save"):
         if getattr(args, name) < 2:
