@@ -118,3 +118,51 @@ def test_pair_on_two_processes_same_bits_as_one(tmp_path):
     for k in ("Q", "R_t", "wrong", "right"):
         np.testing.assert_array_equal(ref[f"resumed_{k}"], ref[f"plain_{k}"], err_msg=k)
     assert not (two / "pair.ckpt.npz").exists()
+
+
+def _cli(out_log, num_processes, process_id, port, *argv):
+    """``jaxadv --coordinator ... COMMAND ...`` through the console script, one process of two CPU devices."""
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    log = open(out_log, "w")  # noqa: SIM115 -- closed by _finish
+    dist = [
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        str(num_processes),
+        "--process-id",
+        str(process_id),
+    ]
+    proc = subprocess.Popen(
+        ["jaxadv", *dist, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    proc.log = log
+    return proc
+
+
+def test_console_script_two_processes_share_one_out(tmp_path):
+    """Both processes given the same ``--out`` (one host, or a shared file system): process 1 stopped with
+    "in use by another run" and process 0 timed out two minutes later. Now process 0 alone claims and writes;
+    a second run with another configuration is refused on both, in one line, with the reason of process 0."""
+    out = tmp_path / "shared"
+    tiny = ["--set", "N=60", "--set", "replicas=8", "--set", "alpha_max=1", "--set", "n_save=2", "--quiet"]
+
+    def both(*extra):
+        port = _free_port()
+        logs = [tmp_path / f"log_{len(list(tmp_path.glob('log_*')))}_{i}.txt" for i in range(2)]
+        codes = _finish(
+            [_cli(logs[i], 2, i, port, "run", "scenario1", *tiny, *extra, "--out", str(out)) for i in range(2)]
+        )
+        return codes, [p.read_text()[-2000:] for p in logs]
+
+    codes, logs = both()
+    assert codes == [0, 0], (codes, logs)
+    assert {"ode.csv", "mc.csv", "config.json", "errors.png"} <= set(os.listdir(out))
+    assert not (out / ".jaxadv.lock").exists()
+    codes, logs = both("--set", "seed=7")
+    assert codes == [2, 2], (codes, logs)
+    for i, text in enumerate(logs):
+        line = [x for x in text.splitlines() if x.startswith("jaxadv: error:")]
+        assert len(line) == 1 and "holds the results of another run" in line[0], text
+        assert ("decision of process 0" in line[0]) == (i == 1), line

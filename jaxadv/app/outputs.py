@@ -61,14 +61,16 @@ RESULT_PATTERNS = ("mc_checkpoint_*.npz",)
 
 
 class OutputLock:
-    """The lock of one output folder; release it with :meth:`release` (or use it as a context manager)."""
+    """The lock of one output folder; release it with :meth:`release` (or use it as a context manager).
+    ``path=None``: the lock of a process other than process 0 of a multi-process run, which holds none."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
 
     def release(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
 
     def __enter__(self) -> OutputLock:
         return self
@@ -151,6 +153,10 @@ def _result_files(out_dir: str) -> list:
 def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, command: str = "run") -> OutputLock:
     """Check, lock and claim ``out_dir`` for a run whose configuration is ``identity`` (a JSON-able dict).
 
+    With several processes (:mod:`jaxadv.distributed`, one ``--out`` for all, as on one host or a shared
+    file system) process 0 alone claims the folder, as it alone writes; the others wait for its decision
+    (go on, or the same refusal on every process).
+
     Returns:
         The :class:`OutputLock`; release it when the run ends.
 
@@ -158,6 +164,39 @@ def claim_output(out_dir: str, identity: dict, *, overwrite: bool = False, comma
         ValueError: the path is a file, lies under a file or is not writable; another run holds
             the folder; the folder holds another run's results and ``overwrite`` is false.
     """
+    from ..distributed import is_multiprocess, is_primary
+
+    if not is_multiprocess():
+        return _claim(out_dir, identity, overwrite, command)
+    lock, refusal = OutputLock(None), ""
+    if is_primary():
+        try:
+            lock = _claim(out_dir, identity, overwrite, command)
+        except ValueError as e:
+            refusal = str(e) or "refused"
+    refusal = _from_process_0(refusal)
+    if refusal:
+        lock.release()
+        raise ValueError(refusal if is_primary() else f"{refusal} (the decision of process 0)")
+    return lock
+
+
+#: the longest refusal sent from process 0 to the others (bytes; a longer one is cut)
+_MESSAGE_BYTES = 2048
+
+
+def _from_process_0(text: str) -> str:
+    """Process 0's ``text`` on every process."""
+    import numpy as np
+
+    from ..distributed import broadcast
+
+    raw = text.encode()[:_MESSAGE_BYTES].ljust(_MESSAGE_BYTES, b"\0")
+    sent = broadcast(np.frombuffer(raw, np.uint8).copy())
+    return bytes(np.asarray(sent, np.uint8)).rstrip(b"\0").decode(errors="replace")
+
+
+def _claim(out_dir: str, identity: dict, overwrite: bool, command: str) -> OutputLock:
     out_dir = os.fspath(out_dir)
     _check_folder(out_dir)
     lock = _take_lock(out_dir, command)
