@@ -355,3 +355,32 @@ def test_single_layer_checkpoint_of_the_stacked_layout_still_resumes(tmp_path, m
     assert stats["resumed_from"] == 2
     for f in ("R", "b", "norm", "norm1", "norm_inf"):
         np.testing.assert_array_equal(getattr(res, f), getattr(ref, f), err_msg=f)
+
+
+def test_a_signal_after_the_monte_carlo_keeps_it(tmp_path, monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) during the ODE deleted the finished Monte Carlo (its checkpoint went when the MC
+    ended, ``mc.csv`` was written after the ODE): the rerun simulated again from interval 0. Now the finished
+    run stays in the checkpoint until every file is written; the rerun reads it back (no interval simulated)
+    and writes the files of an uninterrupted run."""
+    from jaxadv import committee as cm
+    from jaxadv.app.cli import main
+
+    whole, out = tmp_path / "whole", tmp_path / "c"
+    assert main(["committee", "committee", *TINY, "--out", str(whole)]) == 0
+    real_ode = cm.solve_committee_ode
+
+    def ode_interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cm, "solve_committee_ode", ode_interrupted)
+    assert main(["committee", "committee", *TINY, "--out", str(out)]) == 130
+    assert "3 of 3 save intervals saved" in capsys.readouterr().err
+    assert (out / "mc_checkpoint.npz").exists() and not (out / "mc.csv").exists()
+    monkeypatch.setattr(cm, "solve_committee_ode", real_ode)
+    calls = []
+    real = driver.dispatch
+    monkeypatch.setattr(driver, "dispatch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(["committee", "committee", *TINY, "--out", str(out)]) == 0
+    assert calls == [] and not (out / "mc_checkpoint.npz").exists()
+    for f in ("mc.csv", "ode.csv"):
+        assert (out / f).read_bytes() == (whole / f).read_bytes(), f

@@ -104,17 +104,24 @@ def simulate_committee_resumable(
     progress: bool = False,
     stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
+    remove_checkpoint: bool = True,
     **kwargs: Any,
 ) -> CommitteeMCResult:
     """:func:`jaxadv.committee.montecarlo.simulate_committee` with a checkpoint file and a progress bar
     labelled ``label`` (arguments as there and as :func:`simulate_resumable`); the same bits as the plain
-    run, on any device count and across interruptions. Returns a
-    :class:`jaxadv.committee.montecarlo.CommitteeMCResult`."""
+    run, on any device count and across interruptions (``remove_checkpoint``: as :func:`run_resumable`). Returns
+    a :class:`jaxadv.committee.montecarlo.CommitteeMCResult`."""
     from ..committee import montecarlo as cmc
 
     plan = cmc.plan_committee(key, mixture, params, spec, **kwargs)
     obs = run_resumable(
-        plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats, label=label
+        plan,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        stats=stats,
+        label=label,
+        remove_checkpoint=remove_checkpoint,
     )
     return cmc.committee_result(plan, obs)
 

@@ -35,6 +35,7 @@ resumes from it, with the same bits as an uninterrupted run. It is removed when 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -254,7 +255,23 @@ def run_committee(
     cfg: dict[str, Any], out_dir: str, progress: bool = True, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
     """Run the Monte Carlo (unless ``mc`` is false) and the ODE of a committee configuration and
-    write every output (module docstring). Returns the dict written to ``config.json``."""
+    write every output (module docstring). Returns the dict written to ``config.json``.
+
+    The finished Monte Carlo stays in ``mc_checkpoint.npz`` until every file is written: a Ctrl-C or
+    SIGTERM during the ODE or the figures raises :class:`jaxadv.app.errors.Interrupted` with all save
+    intervals saved, and the rerun reads them back instead of simulating again."""
+    from .errors import Interrupted
+
+    finished: dict[str, str] = {}
+    try:
+        return _run_committee(cfg, out_dir, progress, log, finished)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) or "checkpoint" not in finished:
+            raise
+        raise Interrupted(finished["checkpoint"], cfg["n_save"], cfg["n_save"]) from None
+
+
+def _run_committee(cfg, out_dir, progress, log, finished):
     import jax
     import jax.numpy as jnp
 
@@ -287,8 +304,10 @@ def run_committee(
             dtype=dtype,
             progress=progress,
             checkpoint=os.path.join(out_dir, "mc_checkpoint.npz"),
+            remove_checkpoint=False,  # kept until every file is written (run_committee)
             **given,
         )
+        finished["checkpoint"] = os.path.join(out_dir, "mc_checkpoint.npz")
         timings["mc_s"] = time.perf_counter() - t
         log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
     if cfg["ode_start"] == "mc":
@@ -386,6 +405,11 @@ def run_committee(
         timings_s=timings,
     )
     write_json(os.path.join(out_dir, "config.json"), info)
+    from ..distributed import is_primary
+
+    if "checkpoint" in finished and is_primary():  # every file written: the finished Monte Carlo's file goes
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(finished["checkpoint"])
     return info
 
 
