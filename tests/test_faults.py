@@ -777,16 +777,21 @@ def test_a_damaged_sweep_chunk_is_computed_again_with_a_warning(tmp_path):
         sweep(cfg, str(out))
 
 
-def test_overwrite_leaves_no_file_of_another_command(tmp_path, capsys):
-    """``transfer --overwrite`` into a committee's folder kept the committee's ``units.png``."""
-    tiny = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=1", "--set", "alpha_max=0.2", "--no-mc"]
-    committee, transfer = tmp_path / "c", tmp_path / "t"
-    assert main(["committee", "committee", *tiny, "--out", str(committee), "--quiet"]) == 0
-    assert (committee / "units.png").exists()
-    assert main(["transfer", "transfer", *tiny, "--set", "n_test=20", "--out", str(transfer), "--quiet"]) == 0
-    rc = main(["transfer", "transfer", *tiny, "--set", "n_test=20", "--out", str(committee), "--quiet", "--overwrite"])
-    assert rc == 0, capsys.readouterr().err
-    assert sorted(os.listdir(committee)) == sorted(os.listdir(transfer))
+def test_overwrite_leaves_no_file_of_another_command(tmp_path):
+    """``transfer --overwrite`` into a committee's folder kept the committee's ``units.png`` (it was not in the
+    list ``--overwrite`` removes). Every command's files are now registered (each command's output test checks
+    the files it wrote, ``assert_every_file_registered``) and all of them go, whichever command wrote them;
+    a file of the user's stays."""
+    from jaxadv.app.outputs import OWNER_NAME, RESULT_FILES, claim_output
+
+    folder = tmp_path / "c"
+    claim_output(str(folder), {"config": {"name": "committee"}}, command="committee").release()
+    for name in RESULT_FILES + ("mc_checkpoint_1.npz", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    for name in ("units.png", "eps.csv", "transfer.png", "certified.png", "verify.csv"):
+        assert name in RESULT_FILES
+    claim_output(str(folder), {"config": {"name": "transfer"}}, overwrite=True, command="transfer").release()
+    assert sorted(os.listdir(folder)) == sorted([OWNER_NAME, "notes.txt"])
 
 
 def test_no_verdict_from_nothing(tmp_path, capsys):
