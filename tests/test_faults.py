@@ -813,3 +813,55 @@ def test_no_verdict_from_nothing(tmp_path, capsys):
     for ladder, needle in (("", "at least 2 values of N"), ("30,30", "repeats an N"), ("30", "at least 2")):
         _one_line_error(capsys, ["verify", "scenario1", "--N-list", ladder, "--out", str(tmp_path / "w")], needle)
     _one_line_error(capsys, ["verify", "scenario1", "--full-N-list", "20,20", "--out", str(tmp_path / "w")], "20,20")
+
+
+_TINY_UNIT = ["--set", "N=40", "--set", "alpha_max=0.5", "--set", "n_save=1", "--no-mc"]
+_TINY_OTHER = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=1", "--set", "alpha_max=0.2", "--no-mc"]
+_FULL_DISK_AT_A_FIGURE = {
+    "run": ["run", "scenario1", *_TINY_UNIT],
+    "committee": ["committee", "committee", *_TINY_OTHER],
+    "transfer": ["transfer", "transfer", *_TINY_OTHER, "--set", "n_test=20"],
+    "compare-defences": ["compare-defences", *_TINY_UNIT, "--set", "replicas=2"],
+    "verify": [
+        "verify",
+        "scenario1",
+        "--N-list",
+        "20,40",
+        "--full-N-list",
+        "",
+        "--replicas",
+        "20",
+        "--alpha-max",
+        "0.5",
+        "--n-save",
+        "2",
+    ],
+    "certified": pytest.param(
+        ["certified", *_TINY_OTHER, "--pgd-samples", "50", "--pgd-test-steps", "2"], marks=pytest.mark.slow
+    ),
+}
+
+
+@pytest.mark.parametrize("argv", _FULL_DISK_AT_A_FIGURE.values(), ids=_FULL_DISK_AT_A_FIGURE.keys())
+def test_a_full_disk_at_a_figure_keeps_config_json_and_releases_the_lock(tmp_path, capsys, monkeypatch, argv):
+    """A write error at a figure left no ``config.json``. Every command now writes it before its figures:
+    the failure is one line naming the file, the lock is released, the tables and ``config.json`` are there."""
+    import errno
+
+    from jaxadv.app import io
+
+    real = io.atomic_write_bytes
+
+    def full_for_figures(path, data):
+        if str(path).endswith(".png"):
+            raise OSError(errno.ENOSPC, f"{str(path)!r} not written (No space left on device)")
+        real(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", full_for_figures)
+    out = tmp_path / "o"
+    rc, _, err = _cli(capsys, *argv, "--out", str(out), "--quiet")
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert ".png" in err and "No space left on device" in err, err
+    assert not (out / ".jaxadv.lock").exists()
+    info = json.loads((out / "config.json").read_text())
+    assert info and not [f for f in os.listdir(out) if f.endswith(".png")]

@@ -239,7 +239,6 @@ def run_certified(
             "verdict_status": v["status"],
             "verdicts": {tr: vt.as_dict() for tr, vt in v["trainings"].items()},
         }
-    write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     info = {
         "config": {k: v for k, v in cfg.items() if k != "mixture"},
         "eps_test": eps,
@@ -254,6 +253,8 @@ def run_certified(
         "timings_s": timings,
         **verdict,
     }
+    write_json(os.path.join(out_dir, "config.json"), info)  # before the figure too: a failure there keeps it
+    write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     write_json(os.path.join(out_dir, "config.json"), info)
     return {"ode": ode_cols, "mc": mc_table, "info": info}
 

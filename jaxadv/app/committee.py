@@ -394,9 +394,6 @@ def _run_committee(cfg, out_dir, progress, log, finished):
             verdict_status=v.status,
             replicas_finite=n_ok,
         )
-    t = time.perf_counter()
-    _figures(out_dir, ode_cols, mc_cols if mc is not None else None, K, D, cfg)
-    timings["plots_s"] = time.perf_counter() - t
     info.update(
         config={k: v for k, v in cfg.items() if k != "mixture"},
         mixture={k: np.asarray(v).tolist() for k, v in mixture._asdict().items()},
@@ -404,6 +401,10 @@ def _run_committee(cfg, out_dir, progress, log, finished):
         ode_started_from=start_from,
         timings_s=timings,
     )
+    write_json(os.path.join(out_dir, "config.json"), info)  # before the figures too: a failure there keeps it
+    t = time.perf_counter()
+    _figures(out_dir, ode_cols, mc_cols if mc is not None else None, K, D, cfg)
+    timings["plots_s"] = time.perf_counter() - t
     write_json(os.path.join(out_dir, "config.json"), info)
     from ..distributed import is_primary
 

@@ -501,6 +501,8 @@ def run_mnist(out_dir: str, *, log: Callable[[str], Any] = print, **options: Any
     write_csv(os.path.join(out_dir, "model.csv"), res["model"])
     write_csv(os.path.join(out_dir, "tradeoff.csv"), {k: v for k, v in res["tradeoff"].items() if k != "students"})
     write_csv(os.path.join(out_dir, "certified.csv"), res["certified"])
+    # config.json before the figures and again after them: a failure at a figure keeps it
+    write_json(os.path.join(out_dir, "config.json"), {**res["config"], "timings_s": res["timings_s"]})
     for name, fig in (
         ("histograms", plot_histograms(res)),
         ("weights_and_perturbation", plot_weights_and_perturbation(res)),

@@ -181,6 +181,31 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
             )
         log(v.text)
     write_csv(os.path.join(out_dir, "robustness.csv"), rob)
+    info = {
+        "config": config_dict(cfg),
+        "resolved": {
+            "eps_test": eps_test,
+            "eps_test_max": cfg.eps_test_max_value,
+            "steps_per_save": steps,
+            "ode_start": [R0_ode, b0_ode],
+            **({"save_steps": save_steps} if cfg.save != "linear" else {}),
+            "alpha_max_actual": alpha_end,
+            "ode_dt": cfg.dt,
+            "mc_dtype": "float64" if cfg.x64 else "float32",
+            "ode_dtype": str(jnp.result_type(float)),
+        },
+        "jaxadv_version": __version__,
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "device_count": jax.device_count(),
+        "timings_s": timings,
+        "seed": cfg.seed,
+        **summary,
+    }
+    info["ode_status"] = ode_status
+    # written before the figures and again after them: a failure at a figure (a full disk) keeps it
+    write_json(os.path.join(out_dir, "config.json"), info)
 
     t = time.perf_counter()
     title = f"{cfg.name}: p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
@@ -207,30 +232,6 @@ def run(cfg: RunConfig, out_dir: str, progress: bool = True, log: Callable[[str]
     )
     timings["plots_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start  # everything above, tables and robustness curve included
-
-    info = {
-        "config": config_dict(cfg),
-        "resolved": {
-            "eps_test": eps_test,
-            "eps_test_max": cfg.eps_test_max_value,
-            "steps_per_save": steps,
-            "ode_start": [R0_ode, b0_ode],
-            **({"save_steps": save_steps} if cfg.save != "linear" else {}),
-            "alpha_max_actual": alpha_end,
-            "ode_dt": cfg.dt,
-            "mc_dtype": "float64" if cfg.x64 else "float32",
-            "ode_dtype": str(jnp.result_type(float)),
-        },
-        "jaxadv_version": __version__,
-        "jax_version": jax.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-        "device_count": jax.device_count(),
-        "timings_s": timings,
-        "seed": cfg.seed,
-        **summary,
-    }
-    info["ode_status"] = ode_status
     write_json(os.path.join(out_dir, "config.json"), info)
     if summary.get("verdict_status") == "undetermined" and summary["replicas_diverged"] == cfg.replicas:
         raise RunFailed(f"all {cfg.replicas} replicas diverged; results written to {out_dir} are not usable")
@@ -471,6 +472,8 @@ def run_defences(
     cols = {"defence": np.array([r.name for r in res])}
     cols.update(defences_table(res))
     write_csv(os.path.join(out_dir, "defences.csv"), cols)
+    info = {"config": config_dict(cfg), "eps_test": eps_test, "defences": [r._asdict() for r in res]}
+    write_json(os.path.join(out_dir, "config.json"), info)  # before the figure: a failure there keeps it
     plot_defences(
         res,
         os.path.join(out_dir, "defences.png"),
@@ -495,8 +498,4 @@ def run_defences(
                 else ""
             )
         )
-    write_json(
-        os.path.join(out_dir, "config.json"),
-        {"config": config_dict(cfg), "eps_test": eps_test, "defences": [r._asdict() for r in res]},
-    )
     return res

@@ -296,10 +296,11 @@ def run_transfer(
     else:
         mc_cols, eps_cols = None, _table(eps_cols)
     write_csv(os.path.join(out_dir, "eps.csv"), eps_cols)
+    info.update(config=cfg, linf_radius="eps / sqrt(N)", timings_s=timings)
+    write_json(os.path.join(out_dir, "config.json"), info)  # before the figure too: a failure there keeps it
     t = time.perf_counter()
     write_figure(os.path.join(out_dir, "transfer.png"), plot_transfer(ode_cols, mc_cols, eps_cols, cfg))
     timings["plots_s"] = time.perf_counter() - t
-    info.update(config=cfg, linf_radius="eps / sqrt(N)", timings_s=timings)
     write_json(os.path.join(out_dir, "config.json"), info)
     from ..distributed import is_primary
 

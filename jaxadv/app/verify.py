@@ -312,7 +312,6 @@ def verify(
         "fitted log-log slopes (expected -0.5 for the spread, -1 for the mean bias): "
         + ", ".join(f"{k}={v:.3f}" for k, v in slopes.items() if not isinstance(v, list))
     )
-    _plot(rows, slopes, os.path.join(out_dir, "verify.png"), cfg.name)
     info = {
         "config": config_dict(cfg),
         "N_list": list(N_list),
@@ -332,7 +331,8 @@ def verify(
         "python": platform.python_version(),
         "device": str(jax.devices()[0]),
     }
-    write_json(os.path.join(out_dir, "config.json"), info)
+    write_json(os.path.join(out_dir, "config.json"), info)  # before the figure: a failure there keeps it
+    _plot(rows, slopes, os.path.join(out_dir, "verify.png"), cfg.name)
     return info
 
 
