@@ -1,6 +1,9 @@
-"""Execute the notebooks at small size and write them back with their outputs (what is committed).
+"""Execute the notebooks and write them back with their outputs (what is committed).
 
-    PYTHONPATH=. python3 notebooks/execute.py [NAME.ipynb ...]   # default: every notebook here
+    PYTHONPATH=. python3 notebooks/execute.py [--small] [NAME.ipynb ...]   # default: every notebook here
+
+The committed outputs are at full size (``JAXADV_NOTEBOOK_SIZE=full``: the scenarios to where they
+settle); ``--small`` runs the sizes the test suite uses.
 
 Figures are displayed at 72 dpi; each notebook stays under the 500 kB that tests/test_view.py checks.
 """
@@ -18,7 +21,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(names):
-    os.environ["JAXADV_NOTEBOOK_SIZE"] = "small"
+    small = "--small" in names
+    names = [n for n in names if n != "--small"]
+    os.environ["JAXADV_NOTEBOOK_SIZE"] = "small" if small else "full"
     os.environ["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")
     os.environ.pop("XLA_FLAGS", None)
     for name in names or sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "*.ipynb"))):
