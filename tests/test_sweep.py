@@ -141,6 +141,14 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
     t = read_csv(full / "sweep.csv")
     assert len(t["R"]) == 18 * 5 and np.all(np.isfinite(t["robust_error"]))
 
+    # a damaged chunk file (cut short) is computed again with a warning, through the console script
+    chunk = part / "chunks" / "chunk_00003.npz"
+    chunk.write_bytes(chunk.read_bytes()[:200])
+    r = _cli("sweep", str(cfg), "--out", str(part), "--quiet", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    assert "warning: chunk file" in r.stdout and "chunk_00003.npz" in r.stdout and "resuming: 8 of 9" in r.stdout
+    assert (full / "sweep.csv").read_bytes() == (part / "sweep.csv").read_bytes()
+
     # a changed configuration in the same directory is refused, naming the hash
     from jaxadv.app.cli import main
 

@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -287,15 +288,17 @@ def _load_checkpoint(path, fp, states, obs):
     replicas = obs[0].shape[0]
     found, ck_obs, k, leaves = False, obs, 0, None
     if is_primary() and os.path.exists(path):
-        if problem := npz_problem(path):  # the CLI refuses it earlier (claim_output); the Python API here
-            raise ValueError(f"the checkpoint {path!r} cannot be read: {problem}; remove it to start again")
-        with np.load(path) as ck:
-            if str(ck["fingerprint"]) == fp:
-                found, k = True, int(ck["k"])
-                # one array per observable; files of earlier versions hold them stacked in "obs"
-                ck_obs = list(ck["obs"]) if "obs" in ck.files else [ck[f"obs_{i}"] for i in range(len(obs))]
-                ck_obs = [x.copy() for x in ck_obs]
-                leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]  # type: ignore[attr-defined]
+        try:  # a damaged file raises while it is read (the CLI refuses it earlier, in claim_output)
+            with np.load(path) as ck:
+                if str(ck["fingerprint"]) == fp:
+                    found, k = True, int(ck["k"])
+                    # one array per observable; files of earlier versions hold them stacked in "obs"
+                    ck_obs = list(ck["obs"]) if "obs" in ck.files else [ck[f"obs_{i}"] for i in range(len(obs))]
+                    ck_obs = [x.copy() for x in ck_obs]
+                    leaves = [ck[f"state_{i}"] for i in range(treedef.num_leaves)]  # type: ignore[attr-defined]
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+            why = npz_problem(path) or f"{type(e).__name__}: {e}"
+            raise ValueError(f"the checkpoint {path!r} cannot be read: {why}; remove it to start again") from None
     if is_multiprocess():
         if not agree(found):
             return None

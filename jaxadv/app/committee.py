@@ -365,7 +365,7 @@ def _run_committee(cfg, out_dir, progress, log, finished):
         if cfg["mc_errors"]:
             t = time.perf_counter()
             # each replica's errors from its own order parameters (exact for its weights), then mean and sem
-            ok = np.all(np.isfinite(np.concatenate([z.reshape(z.shape[0], -1) for z in per.values()], 1)), 1)
+            ok = fin.all(axis=1)  # the replicas finite at every save point
             states = tuple(z[ok] for z in (per["Q"], per["R"], per["b"], per["v"]))
             for name, x in _errors(states, mixture, eps_test, spec.loss).items():
                 mc_cols[f"{name}_mean"], mc_cols[f"{name}_sem"] = mean_sem(x)

@@ -661,7 +661,7 @@ def committee_sweep(
                 "device": str(jax.devices()[0]),
             },
         )
-    done = set(_chunks_on_disk(out_dir, n_chunks, log))
+    done = _chunks_on_disk(out_dir, n_chunks, log)  # {chunk: arrays}, each file read once
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
     # with the Monte Carlo each point shows its own bar ("point i/n monte carlo") and the chunk bar is off:
@@ -672,8 +672,7 @@ def committee_sweep(
     for c in range(n_chunks):
         lo, hi = c * size, min(n, (c + 1) * size)
         if c in done:
-            with np.load(_chunk_path(out_dir, c)) as z:
-                part = {k: z[k] for k in z.files}
+            part = done[c]
         else:
             part = {}
             if cfg.ode:
@@ -877,22 +876,11 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
 
 
 def committee_sweep_command(args: argparse.Namespace) -> int:
-    """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring)."""
-    from .outputs import claim_output
+    """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring):
+    :func:`jaxadv.app.sweep.run_sweep_command` with this engine."""
+    from .sweep import run_sweep_command
 
     cfg = load_committee_sweep_config(args.config)
-    out = args.out or os.path.join("results", cfg.name)
-    with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
-        print(f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name} -> {out}", flush=True)
-        if "eps" in cfg.grid and "eps_test" not in cfg.grid and cfg.eps_test is None:
-            print(
-                "note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
-                "(not comparable across eps); set eps_test in [base] for one fixed radius",
-                flush=True,
-            )
-        res = committee_sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
-        if not getattr(args, "no_plots", False):
-            for p in write_committee_sweep_figures(res, out, cfg.name):
-                print(f"figure: {p}", flush=True)
-    print(f"wrote {out}", flush=True)
-    return 0
+    fixed_eps_test = "eps_test" in cfg.grid or cfg.eps_test is not None
+    header = f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name}"
+    return run_sweep_command(args, cfg, header, fixed_eps_test, committee_sweep, write_committee_sweep_figures)

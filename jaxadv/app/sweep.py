@@ -55,6 +55,7 @@ import os
 import platform
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -540,22 +541,30 @@ def _chunk_path(out_dir, c):
     return os.path.join(out_dir, "chunks", f"chunk_{c:05d}.npz")
 
 
-def _chunks_on_disk(out_dir: str | None, n_chunks: int, log: Callable[[str], Any] | None) -> list[int]:
-    """The chunks of a sweep in ``out_dir`` that are finished: their file is there and reads back
-    (:func:`jaxadv.app.io.npz_problem`). A damaged chunk file is computed again, with a warning."""
-    done = []
+def _load_chunk(path: str) -> dict[str, np.ndarray]:
+    """The arrays of one chunk file, read whole (a damaged file raises while it is read: a failed CRC-32,
+    a truncated archive)."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _chunks_on_disk(out_dir: str | None, n_chunks: int, log: Callable[[str], Any] | None) -> dict[int, dict]:
+    """The finished chunks of a sweep in ``out_dir``, read: ``{chunk: arrays}``. A chunk file that cannot be
+    read back (:func:`jaxadv.app.io.npz_problem` says why) is left out, so it is computed again, with a
+    warning. Each file is read once; both sweep engines resume through this."""
+    done = {}
     for c in range(n_chunks if out_dir is not None else 0):
         path = _chunk_path(out_dir, c)
         if not os.path.exists(path):
             continue
-        if problem := npz_problem(path):
-            message = f"chunk file {path!r} cannot be read ({problem}); computing the chunk again"
+        try:
+            done[c] = _load_chunk(path)
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+            message = f"chunk file {path!r} cannot be read ({npz_problem(path) or e}); computing the chunk again"
             if log:
                 log(f"warning: {message}")
             else:
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
-            continue
-        done.append(c)
     return done
 
 
@@ -628,7 +637,8 @@ def sweep(
                 "device_count": jax.device_count(),
             },
         )
-    done = _agree_done(_chunks_on_disk(out_dir, n_chunks, log), n_chunks, out_dir)
+    on_disk = _chunks_on_disk(out_dir, n_chunks, log)
+    done = _agree_done(sorted(on_disk), n_chunks, out_dir)
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
     bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
@@ -636,9 +646,8 @@ def sweep(
     t0 = time.perf_counter()
     for c in range(n_chunks):
         lo, hi = c * size, min(n, (c + 1) * size)
-        if c in done:
-            with np.load(_chunk_path(out_dir, c)) as z:
-                part = {k: z[k] for k in z.files}
+        if c in done:  # read above (or, on a process other than 0, read now)
+            part = on_disk[c] if c in on_disk else _load_chunk(_chunk_path(out_dir, c))
         else:
             part = _compute_chunk(
                 cfg,
@@ -822,20 +831,35 @@ def sweep_command(args: argparse.Namespace) -> int:
     and the figures ``heatmaps.png``/``tradeoff.png`` (a committee sweep is
     :func:`jaxadv.app.committee_sweep.committee_sweep_command`; the CLI picks)."""
     cfg = load_sweep_config(args.config)
-    out = args.out or os.path.join("results", cfg.name)
+    fixed_eps_test = "eps_test" in cfg.grid or "eps_test" in cfg.base
+    return run_sweep_command(args, cfg, f"jaxadv sweep {cfg.name}", fixed_eps_test, sweep, write_sweep_figures)
+
+
+def run_sweep_command(
+    args: argparse.Namespace,
+    cfg: Any,
+    header: str,
+    fixed_eps_test: bool,
+    run: Callable[..., Any],
+    figures: Callable[..., list[str]],
+) -> int:
+    """The command of both sweep engines: claim ``--out`` (:func:`jaxadv.app.outputs.claim_output`, keyed
+    by the configuration's digest), say when the robust error follows a swept eps, ``run(cfg, out, ...)``
+    (resuming), then ``figures(result, out, name)`` unless ``--no-plots``."""
     from .outputs import claim_output
 
+    out = args.out or os.path.join("results", cfg.name)
     with claim_output(out, {"config_hash": cfg.digest()}, command="sweep"):
-        print(f"jaxadv sweep {cfg.name} -> {out}", flush=True)
-        if "eps" in cfg.grid and "eps_test" not in cfg.grid and "eps_test" not in cfg.base:
+        print(f"{header} -> {out}", flush=True)
+        if "eps" in cfg.grid and not fixed_eps_test:
             print(
                 "note: eps is swept and eps_test is not set, so robust_error is at eps_test = eps of each row "
                 "(not comparable across eps); set eps_test in [base] for one fixed radius",
                 flush=True,
             )
-        res = sweep(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
+        res = run(cfg, out, progress=not args.quiet, log=lambda m: print(m, flush=True))
         if not getattr(args, "no_plots", False):
-            for p in write_sweep_figures(res, out, cfg.name):
+            for p in figures(res, out, cfg.name):
                 print(f"figure: {p}", flush=True)
     print(f"wrote {out}", flush=True)
     return 0
