@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -143,26 +144,104 @@ def _cli(out_log, num_processes, process_id, port, *argv):
 
 def test_console_script_two_processes_share_one_out(tmp_path):
     """Both processes given the same ``--out`` (one host, or a shared file system): process 1 stopped with
-    "in use by another run" and process 0 timed out two minutes later. Now process 0 alone claims and writes;
-    a second run with another configuration is refused on both, in one line, with the reason of process 0."""
-    out = tmp_path / "shared"
-    tiny = ["--set", "N=60", "--set", "replicas=8", "--set", "alpha_max=1", "--set", "n_save=2", "--quiet"]
+    "in use by another run" and process 0 timed out two minutes later. Now process 0 alone claims and writes.
 
-    def both(*extra):
+    A process killed mid-run: process 0 waited in JAX's shutdown barrier for the heartbeat timeout and then
+    aborted (79 s, exit 134, a traceback). Now it ends within seconds in one line, its lock released and the
+    checkpoint kept; both rerun and resume to the end. A second run with another configuration is refused on
+    both, in one line, with the reason of process 0."""
+    out = tmp_path / "shared"
+    # 40 save intervals: the checkpoint is written after the first, so process 1 dies with most still to run
+    size = ["--set", "N=100", "--set", "replicas=8", "--set", "alpha_max=40", "--set", "n_save=40", "--quiet"]
+
+    def start(*extra):
         port = _free_port()
         logs = [tmp_path / f"log_{len(list(tmp_path.glob('log_*')))}_{i}.txt" for i in range(2)]
-        codes = _finish(
-            [_cli(logs[i], 2, i, port, "run", "scenario1", *tiny, *extra, "--out", str(out)) for i in range(2)]
-        )
-        return codes, [p.read_text()[-2000:] for p in logs]
+        procs = [_cli(logs[i], 2, i, port, "run", "scenario1", *size, *extra, "--out", str(out)) for i in range(2)]
+        return procs, logs
+
+    def both(*extra):
+        procs, logs = start(*extra)
+        return _finish(procs), [p.read_text()[-2000:] for p in logs]
+
+    procs, logs = start()
+    checkpoint = out / "mc_checkpoint.npz"
+    deadline = time.monotonic() + TIMEOUT
+    while not checkpoint.exists() and time.monotonic() < deadline and procs[0].poll() is None:
+        time.sleep(0.05)
+    procs[1].kill()
+    t0 = time.monotonic()
+    codes = _finish(procs)
+    waited = time.monotonic() - t0
+    text = logs[0].read_text()
+    assert codes[0] == 3 and waited < 30, (codes, waited, text[-2000:])
+    line = [x for x in text.splitlines() if x.startswith("jaxadv: error:")]
+    assert len(line) == 1 and "process 0 of 2 stopped" in line[0] and "resume" in line[0], text[-2000:]
+    assert "Traceback" not in text, text[-2000:]
+    assert checkpoint.exists() and not (out / "mc.csv").exists() and not (out / ".jaxadv.lock").exists()
 
     codes, logs = both()
     assert codes == [0, 0], (codes, logs)
+    assert "steps this session after a resume" in logs[0], logs[0]
     assert {"ode.csv", "mc.csv", "config.json", "errors.png"} <= set(os.listdir(out))
-    assert not (out / ".jaxadv.lock").exists()
+    assert not checkpoint.exists() and not (out / ".jaxadv.lock").exists()
     codes, logs = both("--set", "seed=7")
     assert codes == [2, 2], (codes, logs)
     for i, text in enumerate(logs):
         line = [x for x in text.splitlines() if x.startswith("jaxadv: error:")]
         assert len(line) == 1 and "holds the results of another run" in line[0], text
         assert ("decision of process 0" in line[0]) == (i == 1), line
+
+
+UNIT_SWEEP = """name = "mp"
+alpha_max = 1.0
+n_save = 2
+mc = true
+N = 40
+replicas = 4
+[base]
+rho = 2.0
+[grid]
+eps = [0.0, 0.5]
+"""
+COMMITTEE_SWEEP = UNIT_SWEEP.replace("rho = 2.0", 'preset = "xor"\nK = 2\nR0 = [[0.4, 0.1], [-0.3, 0.2]]')
+COMMITTEE_SWEEP = COMMITTEE_SWEEP.replace("R0 = ", "Q0 = [[1.0, -0.1], [-0.1, 1.0]]\nb0 = [0.1, -0.1]\nR0 = ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv, table",
+    [
+        (["run", "scenario2", "--set", "sampler=reduced", "--set", "N=60", "--set", "replicas=6"], "mc.csv"),
+        (["committee", "xor", "--set", "N=40", "--set", "replicas=6"], "mc.csv"),
+        (["sweep", "UNIT"], "sweep.csv"),
+        (["sweep", "COMMITTEE"], "sweep.csv"),
+    ],
+    ids=["reduced-sampler", "committee", "sweep", "committee-sweep"],
+)
+def test_console_script_two_processes_write_what_one_writes(tmp_path, argv, table):
+    """Through the console script with one shared ``--out``: the reduced sampler, a committee and both kinds of
+    sweep (Monte Carlo at every point) on two processes of two CPU devices write the table that one process
+    of two devices writes, and only process 0 writes."""
+    files = {"UNIT": UNIT_SWEEP, "COMMITTEE": COMMITTEE_SWEEP}
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    argv = [str(tmp_path / f"{a}.toml") if a in files else a for a in argv]
+    small = [] if argv[0] == "sweep" else ["--set", "alpha_max=0.5", "--set", "n_save=2"]
+    args = [*argv, *small, "--quiet", "--no-plots"] if argv[0] == "sweep" else [*argv, *small, "--quiet"]
+    port = _free_port()
+    logs = [tmp_path / f"log_{i}.txt" for i in range(3)]
+    procs = [_cli(logs[i], 2, i, port, *args, "--out", str(tmp_path / "two")) for i in range(2)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    with open(logs[2], "w") as log:
+        one = subprocess.run(
+            ["jaxadv", *args, "--out", str(tmp_path / "one")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=TIMEOUT,
+        )
+    codes = _finish(procs)
+    texts = [p.read_text()[-2000:] for p in logs]
+    assert codes == [0, 0] and one.returncode == 0, (codes, one.returncode, texts)
+    assert (tmp_path / "two" / table).read_bytes() == (tmp_path / "one" / table).read_bytes()

@@ -157,9 +157,38 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxadv: interrupted; nothing to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        from ..distributed import is_multiprocess
+
+        if not is_multiprocess():
+            raise
+        _peer_failed(e, console=argv is None)
+        raise AssertionError("unreachable") from e  # _peer_failed ends the process
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _peer_failed(e: BaseException, console: bool) -> None:
+    """End a process of a multi-process run whose shared step failed (a collective whose peer has gone, a
+    coordination error) in one line, within seconds. The folder's lock is already released (the claim's
+    context has exited) and the checkpoint holds every save interval saved before. The interpreter's exit
+    would wait in JAX's shutdown barrier for the process that has gone (up to its heartbeat timeout, then
+    abort), so the console script leaves with :func:`os._exit`; called from Python it raises ``RuntimeError``."""
+    import jax
+
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    message = (
+        f"process {jax.process_index()} of {jax.process_count()} stopped: a step shared with the other "
+        f"processes failed ({type(e).__name__}: {first}); another process of this run has probably ended. "
+        "Rerun the same command on every process to resume from the last checkpoint in --out"
+    )
+    if not console:
+        raise RuntimeError(message) from e
+    print(f"jaxadv: error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(3)
 
 
 def _dispatch(args) -> int:
