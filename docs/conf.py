@@ -6,8 +6,10 @@ Build (offline; warnings are errors in CI)::
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The API reference (``docs/api/``, not committed) is written here at every build from the public
-names: ``jaxadv.__all__`` grouped by the subpackage that defines each name, and
-``jaxadv.committee.__all__`` grouped by its modules. A new export appears without editing the docs.
+names: the short top-level API ``jaxadv.__all__`` (documented as ``jaxadv.NAME``) and every other public
+name of the package (``jaxadv.COMPATIBLE``, documented under the module that defines it), grouped by the
+subpackage that defines each name, and ``jaxadv.committee.__all__`` grouped by its modules. A new export
+appears without editing the docs.
 """
 
 import ast
@@ -90,9 +92,10 @@ WHOLE_MODULES = {
 
 
 def _top_level_groups():
-    """``jaxadv.__all__`` as ``{page: {defining module: [names]}}``, in ``__all__`` order."""
+    """Every public name (``jaxadv.__all__``, then ``jaxadv.COMPATIBLE``) as ``{page: {defining module:
+    [names]}}``."""
     pages = {page: {} for page in SUBPACKAGES}
-    for name in jaxadv.__all__:
+    for name in [*jaxadv.__all__, *jaxadv.COMPATIBLE]:
         if name not in jaxadv._WHERE:
             continue  # __version__ and the modules listed in jaxadv._MODULES
         module = "jaxadv" + jaxadv._WHERE[name]
@@ -153,7 +156,10 @@ def write_api_reference():
                 "The names below are imported from :mod:`jaxadv.committee`; each module's docstring comes first.\n\n"
             )
         else:
-            text.append("The names below are imported from :mod:`jaxadv` (``import jaxadv as ja; ja.NAME``).\n\n")
+            text.append(
+                "The names of the short top-level API are documented as ``jaxadv.NAME``; every other name under "
+                "the module that defines it (``jaxadv.model.perturbations.Attack``).\n\n"
+            )
         whole = WHOLE_MODULES.get(page, [])
         for module in modules + [m for m in whole if m not in modules]:
             text.append(_section(f"``{module}``"))
@@ -161,15 +167,22 @@ def write_api_reference():
                 text.append(_autosummary("jaxadv", [module.removeprefix("jaxadv.")]))
                 continue
             text.append(f".. automodule:: {module}\n   :no-members:\n\n")
-            if top[page].get(module):
-                text.append(_autosummary(current, top[page][module]))
+            names = top[page].get(module, [])
+            short = [n for n in names if n in jaxadv.__all__ or page == "committee"]
+            if short:
+                text.append(_autosummary(current, short))
+            if len(short) < len(names):  # the rest is documented where it is defined
+                text.append(_autosummary(module, [n for n in names if n not in short]))
         path = os.path.join(out, f"{page}.rst")
         _write_if_changed(path, "".join(text))
         pages.append(page)
     _remove_stale_stubs(os.path.join(out, "generated"), top)
     index = _section("API reference", "=") + (
         "Every public name, with the docstring of the module that defines it (where the equations are).\n"
-        "The top-level names are ``jaxadv.NAME``; the committee's are ``jaxadv.committee.NAME``.\n\n"
+        "The short top-level API (``import jaxadv as ja; ja.NAME``) is:\n\n"
+        + "".join(f"* :obj:`jaxadv.{n}`\n" for n in jaxadv.__all__ if n != "__version__")
+        + "\nEvery other name is documented under the module that defines it (``jaxadv.ode.rk4.integrate``); "
+        "the committee's are ``jaxadv.committee.NAME``.\n\n"
         ".. toctree::\n   :maxdepth: 1\n\n" + "".join(f"   {p}\n" for p in pages)
     )
     _write_if_changed(os.path.join(out, "index.rst"), index)
@@ -181,8 +194,12 @@ def _remove_stale_stubs(folder, top):
         return
     keep = {f"{m}.rst" for mods in WHOLE_MODULES.values() for m in mods}
     for page, groups in top.items():
-        prefix = "jaxadv.committee" if page == "committee" else "jaxadv"
-        keep |= {f"{prefix}.{name}.rst" for names in groups.values() for name in names}
+        for module, names in groups.items():
+            for name in names:
+                if page == "committee":
+                    keep.add(f"jaxadv.committee.{name}.rst")
+                else:
+                    keep.add(f"jaxadv.{name}.rst" if name in jaxadv.__all__ else f"{module}.{name}.rst")
     for fname in os.listdir(folder):
         if fname.endswith(".rst") and fname not in keep:
             os.remove(os.path.join(folder, fname))

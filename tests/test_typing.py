@@ -64,4 +64,7 @@ def test_type_checker_sees_every_lazy_name():
     expected = {name: mod for mod, names in jaxadv._NAMES.items() for name in names}
     expected.update({name: mod.rsplit(".", 1)[0] or "." for name, mod in jaxadv._MODULES.items()})
     assert seen == expected
-    assert set(seen) | {"__version__"} == set(jaxadv.__all__)
+    # the short top-level API and the names kept reachable for scripts, together every lazily loaded name
+    assert set(seen) | {"__version__"} == set(jaxadv.__all__) | set(jaxadv.COMPATIBLE)
+    assert not set(jaxadv.__all__) & set(jaxadv.COMPATIBLE) and len(jaxadv.__all__) <= 45
+    assert set(jaxadv.__all__) <= set(dir(jaxadv))
