@@ -102,11 +102,11 @@ def _use_all_cores() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``jaxadv`` command (``argv``: its arguments; ``None``: ``sys.argv``, the console script).
 
-    Returns the exit status: 0, 2 (bad input), 3 (a run failed) or 130 (interrupted by Ctrl-C or
-    SIGTERM). As the console script (``argv is None``) an interrupted process ends with
-    :func:`os._exit` once its message is printed and its checkpoint saved: the interpreter's exit
-    would wait for computations still queued on the devices (one stuck in XLA would keep the
-    process alive for ever)."""
+    Returns the exit status: 0, 2 (bad input), 3 (a run failed, or in a multi-process run another
+    process stopped) or 130 (interrupted by Ctrl-C or SIGTERM). As the console script (``argv is None``)
+    an interrupted process ends with :func:`os._exit` once its message is printed and its checkpoint
+    saved: the interpreter's exit would wait for computations still queued on the devices (one stuck
+    in XLA would keep the process alive for ever)."""
     code = _main(argv)
     if argv is None and code == 130:
         sys.stdout.flush()
