@@ -194,29 +194,52 @@ _SCRIPT = r"""
 import sys
 import jax, numpy as np
 from jaxadv.committee import CommitteeParams, CommitteeSpec, xor
-from jaxadv.app.checkpoint import simulate_committee_resumable
+from jaxadv.app.checkpoint import Interrupted, simulate_committee_resumable
+from jaxadv.mc import driver
 assert jax.device_count() == 2
-mc = simulate_committee_resumable(jax.random.key(11), xor(), CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
-                                  CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True),
-                                  N=40, alpha_max=0.6, n_save=4, replicas=3, checkpoint=sys.argv[1] + ".ck.npz")
+records = (xor(), CommitteeParams(eps=0.7, eta_b=0.3, eta_v=0.4),
+           CommitteeSpec(K=2, attack="pgd", pgd_steps=2, pgd_random_start=True, train_v=True))
+run = dict(N=40, alpha_max=0.6, n_save=4, replicas=3)
+mc = simulate_committee_resumable(jax.random.key(11), *records, **run, checkpoint=sys.argv[1] + ".ck.npz")
 np.savez(sys.argv[1], Q=mc.Q, R=mc.R, b=mc.b, v=mc.v)
+# a run interrupted after 2 of its 4 save intervals on these two devices: its checkpoint, for one device
+real, calls = driver.dispatch, []
+def dispatch(*a, **k):
+    calls.append(1)
+    if len(calls) == 3:
+        raise KeyboardInterrupt
+    return real(*a, **k)
+driver.dispatch = dispatch
+try:
+    simulate_committee_resumable(jax.random.key(11), *records, **run, checkpoint=sys.argv[2], checkpoint_every=1e9)
+    raise SystemExit("not interrupted")
+except Interrupted as e:
+    assert e.done == 2, e.done
 """
 
 
 def test_two_host_devices_give_the_bits_of_one(tmp_path, uninterrupted):
-    """Three replicas on two devices (padded to four, the padding dropped): the bits of one device."""
+    """Three replicas on two devices (padded to four, the padding dropped): the bits of one device. A run
+    interrupted there resumes on one device (its checkpoint holds results, not a device layout) and ends with
+    the same bits."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    out = tmp_path / "two.npz"
+    out, ck = tmp_path / "two.npz", tmp_path / "two_devices.ck.npz"
     res = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _SCRIPT, str(out), str(ck)], env=env, capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-2000:]
     with np.load(out) as two:
         for f in ("Q", "R", "b", "v"):
             np.testing.assert_array_equal(two[f], getattr(uninterrupted, f), err_msg=f)
+    assert jax.device_count() == 1
+    stats = {}
+    resumed = ckm.simulate_committee_resumable(jax.random.key(11), *PGD, checkpoint=str(ck), stats=stats, **RUN)
+    assert stats["resumed_from"] == 2
+    for f in cmc.CommitteeMCResult._fields:
+        np.testing.assert_array_equal(getattr(resumed, f), getattr(uninterrupted, f), err_msg=f)
 
 
 # --- the command line and the sweep ---------------------------------------------------------------
