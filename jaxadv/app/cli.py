@@ -157,13 +157,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxadv: interrupted; nothing to resume", file=sys.stderr)
         return 130
-    except Exception as e:
+    except RuntimeError as e:
         from ..distributed import is_multiprocess
 
-        if not is_multiprocess():
+        jax = sys.modules.get("jax")
+        if jax is None or not isinstance(e, jax.errors.JaxRuntimeError) or not is_multiprocess():
             raise
-        _peer_failed(e, console=argv is None)
-        raise AssertionError("unreachable") from e  # _peer_failed ends the process
+        _peer_failed(e, console=argv is None)  # a runtime error of XLA in a multi-process run: ends the process
+        raise
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
