@@ -289,10 +289,9 @@ def test_a_signal_inside_the_dispatch_waits_for_live_states(tmp_path, monkeypatc
 def test_sweep_with_mc_chunks_by_grid_point():
     from jaxadv import make_sweep_config
     from jaxadv.app.sweep import chunk_size
-    from jaxadv.sharding import padded_size
 
     cfg = make_sweep_config({"eps": [0.0, 0.5, 1.0, 1.5]}, alpha_max=1.0, n_save=2, mc=True, N=20, replicas=2)
-    assert chunk_size(cfg, 4) == padded_size(1)
+    assert chunk_size(cfg, 4) == 1  # on any device count: the chunk files do not depend on it
 
 
 @pytest.mark.slow

@@ -41,8 +41,10 @@ flow and are refused as axes.
 The ODE starts from the given ``R0``, ``Q0`` (required with ``ode = true``: the symmetric start is
 the plateau the ODE never leaves), and the Monte Carlo builds every replica with exactly these
 overlaps; grid point ``i`` uses ``fold_in(key(seed), i)``. With the Monte Carlo the ODE runs to the
-Monte Carlo's last save time. Each chunk is written atomically to ``DIR/chunks/`` when done; a rerun
-of the same command resumes; another configuration in the same folder is refused. The Monte Carlo of a
+Monte Carlo's last save time. The chunks run on the sweep engine of every student
+(:func:`jaxadv.app.sweep.run_chunks`): each is written atomically to ``DIR/chunks/`` when done; a rerun
+of the same command resumes, on any device count and with several processes (process 0 decides which
+chunks are done); another configuration in the same folder is refused. The Monte Carlo of a
 point runs on the project's driver (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`: replicas
 split over all devices, a progress bar, ``DIR/mc_checkpoint.npz``): Ctrl-C or SIGTERM inside a point saves
 its completed save intervals and the rerun resumes that point bit for bit.
@@ -66,7 +68,6 @@ import hashlib
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -74,8 +75,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..analysis.stats import mean_sem
-from .io import read_toml, write_csv, write_json, write_npz
-from .sweep import _check_directory, _chunk_path, _chunks_on_disk
+from .io import read_toml
+from .sweep import run_chunks
 
 if TYPE_CHECKING:
     import argparse
@@ -125,8 +126,8 @@ class CommitteeSweepConfig:
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         eps_test: robust-error radius of every point, or ``None`` (each point's ``eps``).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; rounded up to a
-            multiple of the device count (the chunk axis is sharded over the devices).
+        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; the same on any
+            device count (padded to a multiple of it inside the computation, :func:`jaxadv.app.sweep.run_chunks`).
         ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
         N, replicas, seed, x64: Monte Carlo settings.
         quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
@@ -617,8 +618,6 @@ def committee_sweep(
     """
     import jax
 
-    from .progress import Progress
-
     validate_committee_sweep_config(cfg)
     if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError(
@@ -630,86 +629,45 @@ def committee_sweep(
     n = int(np.prod(shape))
     eps_test = np.asarray(_eps_test(cfg, flat, n), float)
     eps = flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-    from ..sharding import padded_size
-
-    # grid points per chunk, a multiple of the device count (the ODE's chunk axis is sharded over them)
-    size = padded_size(1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n))
-    n_chunks = -(-n // size)
     alpha = _alpha(cfg)
     names = order_parameter_names(K, D)
-    if out_dir is not None:
-        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
-        _check_directory(cfg, out_dir)
-        write_json(
-            os.path.join(out_dir, "config.json"),
-            {
-                "model": "committee",
-                "config": cfg.as_dict(),
-                "config_hash": cfg.digest(),
-                "grid_shape": list(shape),
-                "n_points": n,
-                "chunk": size,
-                "n_chunks": n_chunks,
-                "order_parameters": names,
-                "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
-                "mc_started_from": (
-                    "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
-                )
-                if cfg.mc
-                else None,
-                "jax_version": jax.__version__,
-                "device": str(jax.devices()[0]),
-            },
-        )
-    done = _chunks_on_disk(out_dir, n_chunks, log)  # {chunk: arrays}, each file read once
-    if log and done:
-        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    # with the Monte Carlo each point shows its own bar ("point i/n monte carlo") and the chunk bar is off:
-    # two bars redrawing the same terminal line would interleave
-    bar = Progress(n_chunks, "committee sweep", enabled=progress and not cfg.mc, initial=len(done))
-    parts = []
-    t0 = time.perf_counter()
-    for c in range(n_chunks):
-        lo, hi = c * size, min(n, (c + 1) * size)
-        if c in done:
-            part = done[c]
-        else:
-            part = {}
-            if cfg.ode:
-                traj = _ode_chunk(cfg, flat, lo, hi, size, float(alpha[-1]))
-                part.update(traj)
-                part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
-            if cfg.mc:
-                ck = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
-                rows = [
-                    _mc_point(cfg, flat, eps_test, i, K, D, ck, progress, f"point {i + 1}/{n} monte carlo")
-                    for i in range(lo, hi)
-                ]
-                part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
-            if out_dir is not None:
-                write_npz(_chunk_path(out_dir, c), **part)
-        parts.append(part)
-        bar.update(c + 1)
-    bar.close()
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
-    if out_dir is not None:
-        write_csv(os.path.join(out_dir, "sweep.csv"), result.table)
-        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+
+    def ode(lo, hi, width):
+        traj = _ode_chunk(cfg, flat, lo, hi, width, float(alpha[-1]))
+        traj["clean_error"], traj["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
+        return traj
+
+    def mc(i, checkpoint, progress, label):
+        return {f"mc_{k}": v for k, v in _mc_point(cfg, flat, eps_test, i, K, D, checkpoint, progress, label).items()}
+
+    def finish(cols):
+        result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
+        arrays = {"alpha": alpha, "eps": eps.reshape(shape), "eps_test": eps_test.reshape(shape)}
+        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
         arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        write_npz(
-            os.path.join(out_dir, "sweep.npz"),
-            alpha=alpha,
-            eps=eps.reshape(shape),
-            eps_test=eps_test.reshape(shape),
-            **arrays,
-        )
-        if log:
-            log(
-                f"committee sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) "
-                f"-> {out_dir}"
-            )
-    return result
+        return result, result.table, arrays
+
+    given = "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
+    info = {
+        "model": "committee",
+        "order_parameters": names,
+        "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
+        "mc_started_from": given if cfg.mc else None,
+    }
+    return run_chunks(
+        cfg,
+        out_dir,
+        n_points=n,
+        chunk=1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n),
+        grid_shape=shape,
+        ode=ode if cfg.ode else None,
+        mc=mc if cfg.mc else None,
+        finish=finish,
+        info=info,
+        label="committee sweep",
+        progress=progress,
+        log=log,
+    )
 
 
 def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> CommitteeSweepResult:

@@ -3,15 +3,20 @@ parameters, written chunk by chunk so that nothing is lost.
 
 A sweep is the Cartesian product of the swept axes (any of ``eps, prior, rho, v1, v2,
 eta_w, eta_b, eps_test``) on top of base parameters. The grid is flattened point-major
-(the last axis varies fastest) and cut into chunks of a fixed number of points; the last
-chunk is padded by repeating its last point, so one compiled ``vmap`` of the RK4 ``scan``
-serves every chunk (no recompilation per point or per chunk). On several devices the chunk
-axis is sharded (:mod:`jaxadv.sharding`).
+(the last axis varies fastest) and cut into chunks of a fixed number of points, the same on
+any device count; inside the computation each chunk is padded (repeating its last point) to
+that number rounded up to a multiple of the device count, so one compiled ``vmap`` of the RK4
+``scan`` serves every chunk (no recompilation per point or per chunk) and the chunk axis is
+sharded over the devices (:mod:`jaxadv.sharding`).
 
-Each chunk is written atomically to ``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an
-interrupted sweep rerun with the same command skips the chunks on disk and assembles the
-same table, bit for bit. ``DIR/config.json`` holds a hash of the resolved configuration; a
-different configuration in the same directory is refused.
+:func:`run_chunks` is the engine of every student's sweep (this one and
+:mod:`jaxadv.app.committee_sweep`): each chunk is written atomically to
+``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an interrupted sweep rerun with the same
+command skips the chunks on disk (also on another device count) and assembles the same table.
+The Monte Carlo of a point keeps ``DIR/mc_checkpoint.npz`` (:mod:`jaxadv.app.checkpoint`): Ctrl-C
+or SIGTERM inside a point saves its finished save intervals and the rerun resumes it bit for
+bit. ``DIR/config.json`` holds a hash of the resolved configuration; a different configuration
+in the same directory is refused.
 
 TOML file (``jaxadv sweep FILE.toml --out DIR``)::
 
@@ -20,7 +25,7 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     dt = 1.0                 # largest RK4 step
     chunk = 256              # grid points per chunk (0: sized to memory)
     ode = true
-    mc = false               # Monte Carlo per grid point (jaxadv.simulate)
+    mc = false               # Monte Carlo per grid point (jaxadv.simulate, resumable)
     N = 500                  # MC input dimension
     replicas = 32            # MC replicas per grid point
     seed = 0                 # MC seed; point i uses fold_in(key(seed), i)
@@ -152,7 +157,8 @@ class SweepConfig:
             may hold ``eps_test`` (default: the point's ``eps``).
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per chunk; ``0`` sizes it to memory (see :func:`chunk_size`).
+        chunk: grid points per chunk; ``0`` sizes it to memory, or one point with the Monte Carlo
+            (see :func:`chunk_size`).
         ode, mc: what to compute. ``mc`` runs :func:`jaxadv.simulate` per grid point.
         N, replicas, seed, sampler, x64: Monte Carlo settings.
         loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
@@ -442,30 +448,39 @@ def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
 
 
 def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
-    """Grid points per chunk: ``cfg.chunk`` if set, else as many as fit ``memory_bytes`` for the
-    saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point),
-    capped at 4096 and at the grid size; rounded up to a multiple of the device count."""
+    """Grid points per chunk: ``cfg.chunk`` if set, else one with the Monte Carlo (it runs point by point: one
+    point a chunk resumes and shows its progress), else as many as fit ``memory_bytes`` for the saved
+    trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point), capped at 4096; at most
+    the grid size. The same on any device count (the ODE pads each chunk to a multiple of it,
+    :func:`run_chunks`)."""
     if cfg.chunk:
         c = cfg.chunk
     elif cfg.mc:
-        return padded_size(1)  # the Monte Carlo runs point by point: one point a chunk shows progress and resumes
+        return 1
     else:
         per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
         c = int(max(1, min(4096, memory_bytes // per_point)))
-    return padded_size(min(c, n_points))
+    return min(c, n_points)
 
 
-def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int, rp: dict):
+def _mc_point(
+    cfg: SweepConfig, params: ModelParams, eps_test: float, index: int, rp: dict, checkpoint, progress, label
+):
+    """Monte Carlo of grid point ``index`` (:func:`jaxadv.app.checkpoint.simulate_resumable`, ``checkpoint``
+    its file or ``None``): each quantity's mean and standard error over the finite replicas, ``n_finite``."""
     from ..analysis.compare import mc_summary
-    from ..mc.driver import simulate
+    from .checkpoint import simulate_resumable
 
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
     save: dict[str, Any] = (
         {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
     )
-    mc = simulate(
+    mc = simulate_resumable(
         key,
         params,
+        checkpoint=checkpoint,
+        progress=progress,
+        label=label,
         N=cfg.N,
         alpha_max=cfg.alpha_max,
         n_save=cfg.n_save,
@@ -484,45 +499,32 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
     return out
 
 
-def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float, rp: dict):
-    """Results of grid points ``start .. start + n - 1`` (``n = len(eps_test)``) as a dict of
-    arrays of shape ``(n, P)``; the ODE runs on ``size`` points (padded)."""
+def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alpha_end: float, rp: dict):
+    """ODE of grid points with parameters ``params`` (leaves of shape ``(n,)``) as a dict of arrays of shape
+    ``(n, P)``; it runs on ``width`` points (padded by repeating the last: one shape for every chunk, so one
+    compilation serves all)."""
     n = len(eps_test)
-    out = {}
-    if cfg.ode:
-        # padded to the chunk size: every chunk has one shape, so one compilation serves all
-        p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
-        rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
-        sol = solve_ode(
-            p,
-            alpha_end,
-            cfg.n_save,
-            dt=cfg.dt,
-            R0=0.0 if cfg.R0 is None else cfg.R0,
-            b0=cfg.b0,
-            rule=sweep_rule(cfg),
-            rule_params=rp_pad,
-            save_alpha=None if cfg.save == "linear" else _alpha(cfg),
-        )
-        R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
-        out["R"], out["b"] = R, b
-        columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
-        out["test_error"] = np.asarray(test_error(R, b, columns))
-        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], columns))
-    if cfg.mc:
-        rows = [
-            _mc_point(
-                cfg,
-                ModelParams(*(float(np.asarray(x)[i]) for x in params)),
-                float(eps_test[i]),
-                start + i,
-                {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()},
-            )
-            for i in range(n)
-        ]
-        for k in rows[0]:
-            out[k] = np.stack([r[k] for r in rows])
-    return out
+    p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), width)
+    rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), width) for k, v in rp.items()}
+    sol = solve_ode(
+        p,
+        alpha_end,
+        cfg.n_save,
+        dt=cfg.dt,
+        R0=0.0 if cfg.R0 is None else cfg.R0,
+        b0=cfg.b0,
+        rule=sweep_rule(cfg),
+        rule_params=rp_pad,
+        save_alpha=None if cfg.save == "linear" else _alpha(cfg),
+    )
+    R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
+    columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
+    return {
+        "R": R,
+        "b": b,
+        "test_error": np.asarray(test_error(R, b, columns)),
+        "robust_error": np.asarray(robust_error(R, b, eps_test[:, None], columns)),
+    }
 
 
 def _alpha(cfg: SweepConfig) -> np.ndarray:
@@ -568,68 +570,90 @@ def _chunks_on_disk(out_dir: str | None, n_chunks: int, log: Callable[[str], Any
     return done
 
 
-def _check_directory(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> None:
+def _recorded_chunk(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> int | None:
+    """The chunk size that ``out_dir/config.json`` records for this configuration (``None``: a new folder, or a
+    file without one). Refuses another configuration's folder, and chunk files without a ``config.json``."""
     path = os.path.join(out_dir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f).get("config_hash")
-        if old != cfg.digest():
+    if not os.path.exists(path):
+        if glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
             raise ValueError(
-                f"--out {out_dir!r} holds a sweep with another configuration "
-                f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
-                "use a new directory or remove the old one"
+                f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory"
             )
-    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
-        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
+        return None
+    with open(path) as f:
+        info = json.load(f)
+    if info.get("config_hash") != cfg.digest():
+        raise ValueError(
+            f"--out {out_dir!r} holds a sweep with another configuration "
+            f"(config_hash {str(info.get('config_hash'))[:12]} != {cfg.digest()[:12]}); "
+            "use a new directory or remove the old one"
+        )
+    chunk = info.get("chunk")
+    return chunk if isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1 else None
 
 
-def sweep(
-    cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log: Callable[[str], Any] | None = None
-) -> SweepResult:
-    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
+def run_chunks(
+    cfg: SweepConfig | CommitteeSweepConfig,
+    out_dir: str | None,
+    *,
+    n_points: int,
+    chunk: int,
+    grid_shape: tuple[int, ...],
+    ode: Callable[[int, int, int], dict[str, np.ndarray]] | None,
+    mc: Callable[[int, str | None, bool, str], dict[str, Any]] | None,
+    finish: Callable[[dict[str, np.ndarray]], tuple[Any, dict, dict]],
+    info: dict[str, Any],
+    label: str,
+    progress: bool = False,
+    log: Callable[[str], Any] | None = None,
+) -> Any:
+    """The sweep engine of every student: the grid cut into chunks, each computed once, written when done and
+    read back on a rerun; the student gives the computation of a chunk and the record of the result.
 
-    Args:
-        cfg: the sweep (:func:`load_sweep_config` or :func:`make_sweep_config`).
-        out_dir: output directory; ``None`` keeps everything in memory (no resume).
-            With a directory the sweep resumes from the chunk files found there.
-        progress: progress bar over chunks (stderr, with time left).
-        log: ``print``-like function for one-line messages, or ``None``.
+    Contract:
 
-    Returns:
-        :class:`SweepResult`.
-
-    Raises:
-        ValueError: ``out_dir`` holds a sweep with another configuration.
-
-    Example:
-        >>> import jax; jax.config.update("jax_enable_x64", True)
-        >>> from jaxadv import make_sweep_config, sweep
-        >>> cfg = make_sweep_config({"eps": [0.0, 1.0]}, alpha_max=10.0, n_save=2)
-        >>> sweep(cfg).R.shape
-        (2, 3)
+    * Points ``0 .. n_points - 1`` (the grid, flattened point-major) are cut into chunks of ``chunk`` points
+      (the last may be shorter). The layout depends on ``chunk`` alone, never on the device count; a folder
+      that already holds this configuration keeps the chunk size its ``config.json`` records (also one written
+      on another device count by an earlier version, which rounded it to a multiple of the device count), so
+      a sweep resumes on any device count and gives the same table.
+    * A missing chunk ``[lo, hi)`` is ``ode(lo, hi, width)`` (arrays of leading length ``hi - lo``; ``width``
+      is :func:`jaxadv.sharding.padded_size` of the chunk size, the batch length to pad to: one shape for
+      every chunk and a multiple of the device count), merged with the Monte Carlo of each point
+      ``mc(i, checkpoint, progress, label)`` stacked over the chunk. ``checkpoint`` is ``DIR/mc_checkpoint.npz``
+      (``None`` without a folder) for the student's resumable wrapper (:mod:`jaxadv.app.checkpoint`): an
+      interrupt inside a point keeps its finished save intervals and the rerun resumes it bit for bit. With
+      the Monte Carlo each point shows its own bar (``label``: ``point i/n monte carlo``) and the bar over
+      chunks is off; without, one bar over chunks.
+    * With ``out_dir``: ``DIR/chunks/chunk_XXXXX.npz`` written atomically as each chunk ends; ``config.json``
+      (the configuration, its digest, the grid and chunk layout, versions, device, and the student's ``info``)
+      written first; a folder of another configuration is refused (``ValueError``); a chunk file that cannot
+      be read is computed again with a warning. With several processes, process 0 decides the chunk size and
+      which chunks are finished (each chunk's computation ends in a collective) and the files must be visible
+      to every process.
+    * The chunks concatenated (``{column: array of leading length n_points}``) go to ``finish``, which returns
+      ``(result, table, arrays)``: the student's record (returned), the rows of ``sweep.csv`` and the arrays
+      of ``sweep.npz``, written with a folder. An interrupt (:class:`KeyboardInterrupt`,
+      :class:`jaxadv.app.errors.Interrupted`) propagates; every chunk written stays.
     """
-    validate_sweep_config(cfg)
-    if cfg.ode and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
-        raise ValueError("the sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first")
-    params, eps_test, shape = grid_points(cfg)
-    rp_all = rule_columns(cfg, params)
-    n = len(eps_test)
-    size = chunk_size(cfg, n)
-    n_chunks = -(-n // size)
-    alpha = _alpha(cfg)
     if out_dir is not None:
         os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
-        _check_directory(cfg, out_dir)
+        chunk = _recorded_chunk(cfg, out_dir) or chunk
+    if is_multiprocess():
+        chunk = int(broadcast(np.int64(chunk)))
+    n_chunks = -(-n_points // chunk)
+    width = padded_size(chunk)
+    if out_dir is not None:
         write_json(
             os.path.join(out_dir, "config.json"),
             {
+                **info,
                 "config": cfg.as_dict(),
                 "config_hash": cfg.digest(),
-                "grid_shape": list(shape),
-                "n_points": n,
-                "chunk": size,
+                "grid_shape": list(grid_shape),
+                "n_points": n_points,
+                "chunk": chunk,
                 "n_chunks": n_chunks,
-                "columns": list(_columns(cfg)),
                 "jaxadv_version": _version(),
                 "jax_version": jax.__version__,
                 "python": platform.python_version(),
@@ -637,42 +661,39 @@ def sweep(
                 "device_count": jax.device_count(),
             },
         )
-    on_disk = _chunks_on_disk(out_dir, n_chunks, log)
+    on_disk = _chunks_on_disk(out_dir, n_chunks, log)  # {chunk: arrays}, each file read once
     done = _agree_done(sorted(on_disk), n_chunks, out_dir)
     if log and done:
         log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
+    checkpoint = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
+    bar = Progress(n_chunks, label, enabled=progress and is_primary() and mc is None, initial=len(done))
     parts = []
     t0 = time.perf_counter()
-    for c in range(n_chunks):
-        lo, hi = c * size, min(n, (c + 1) * size)
-        if c in done:  # read above (or, on a process other than 0, read now)
-            part = on_disk[c] if c in on_disk else _load_chunk(_chunk_path(out_dir, c))
-        else:
-            part = _compute_chunk(
-                cfg,
-                ModelParams(*(np.asarray(x)[lo:hi] for x in params)),
-                eps_test[lo:hi],
-                lo,
-                size,
-                float(alpha[-1]),
-                _slice_rule(rp_all, lo, hi),
-            )
-            if out_dir is not None:
-                write_npz(_chunk_path(out_dir, c), **part)
-        parts.append(part)
-        bar.update(c + 1)
-    bar.close()
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    result = _result(cfg, params, eps_test, shape, alpha, cols)
+    try:
+        for c in range(n_chunks):
+            lo, hi = c * chunk, min(n_points, (c + 1) * chunk)
+            if c in done:  # read above (or, on a process other than 0, read now)
+                part = on_disk[c] if c in on_disk else _load_chunk(_chunk_path(out_dir, c))
+            else:
+                part = {} if ode is None else dict(ode(lo, hi, width))
+                if mc is not None:
+                    rows = [mc(i, checkpoint, progress, f"point {i + 1}/{n_points} monte carlo") for i in range(lo, hi)]
+                    part.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
+                if out_dir is not None:
+                    write_npz(_chunk_path(out_dir, c), **part)
+            parts.append(part)
+            bar.update(c + 1)
+    finally:
+        bar.close()
+    result, rows_, arrays = finish({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     if out_dir is not None:
-        write_csv(os.path.join(out_dir, "sweep.csv"), table(result))
-        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
-        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
-        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps_test=eps_test.reshape(shape), **arrays)
+        write_csv(os.path.join(out_dir, "sweep.csv"), rows_)
+        write_npz(os.path.join(out_dir, "sweep.npz"), **arrays)
         if log:
-            log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
+            log(
+                f"{label}: {n_points} points in {n_chunks} chunks of {chunk} ({time.perf_counter() - t0:.1f}s) "
+                f"-> {out_dir}"
+            )
     return result
 
 
@@ -696,6 +717,74 @@ def _version():
     from .. import __version__
 
     return __version__
+
+
+def sweep(
+    cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log: Callable[[str], Any] | None = None
+) -> SweepResult:
+    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point, on :func:`run_chunks`.
+
+    Args:
+        cfg: the sweep (:func:`load_sweep_config` or :func:`make_sweep_config`).
+        out_dir: output directory; ``None`` keeps everything in memory (no resume).
+            With a directory the sweep resumes from the chunk files found there (and a point's Monte
+            Carlo from ``mc_checkpoint.npz``).
+        progress: progress bar over chunks (stderr, with time left), or with the Monte Carlo one over the
+            save intervals of each point.
+        log: ``print``-like function for one-line messages, or ``None``.
+
+    Returns:
+        :class:`SweepResult`.
+
+    Raises:
+        ValueError: ``out_dir`` holds a sweep with another configuration.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> from jaxadv import make_sweep_config, sweep
+        >>> cfg = make_sweep_config({"eps": [0.0, 1.0]}, alpha_max=10.0, n_save=2)
+        >>> sweep(cfg).R.shape
+        (2, 3)
+    """
+    validate_sweep_config(cfg)
+    if cfg.ode and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
+        raise ValueError("the sweep ODE runs in float64: call jax.config.update('jax_enable_x64', True) first")
+    params, eps_test, shape = grid_points(cfg)
+    rp_all = rule_columns(cfg, params)
+    n = len(eps_test)
+    alpha = _alpha(cfg)
+
+    def ode(lo, hi, width):
+        p = ModelParams(*(np.asarray(x)[lo:hi] for x in params))
+        return _ode_chunk(cfg, p, eps_test[lo:hi], width, float(alpha[-1]), _slice_rule(rp_all, lo, hi))
+
+    def mc(i, checkpoint, progress, label):
+        p = ModelParams(*(float(np.asarray(x)[i]) for x in params))
+        rp = {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp_all.items()}
+        return _mc_point(cfg, p, float(eps_test[i]), i, rp, checkpoint, progress, label)
+
+    def finish(cols):
+        result = _result(cfg, params, eps_test, shape, alpha, cols)
+        arrays = {"alpha": alpha, "eps_test": eps_test.reshape(shape)}
+        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
+        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
+        arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
+        return result, table(result), arrays
+
+    return run_chunks(
+        cfg,
+        out_dir,
+        n_points=n,
+        chunk=chunk_size(cfg, n),
+        grid_shape=shape,
+        ode=ode if cfg.ode else None,
+        mc=mc if cfg.mc else None,
+        finish=finish,
+        info={"columns": list(_columns(cfg))},
+        label="sweep",
+        progress=progress,
+        log=log,
+    )
 
 
 def _columns(cfg):
