@@ -23,7 +23,7 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     alpha_max = 200          # final time
     n_save = 20              # save intervals (n_save + 1 rows per grid point)
     dt = 1.0                 # largest RK4 step
-    chunk = 256              # grid points per chunk (0: sized to memory)
+    chunk = 256              # grid points per chunk (0: sized to memory; with mc one point)
     ode = true
     mc = false               # Monte Carlo per grid point (jaxadv.simulate, resumable)
     N = 500                  # MC input dimension
@@ -157,8 +157,8 @@ class SweepConfig:
             may hold ``eps_test`` (default: the point's ``eps``).
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per chunk; ``0`` sizes it to memory, or one point with the Monte Carlo
-            (see :func:`chunk_size`).
+        chunk: grid points per chunk (``0`` sizes it to memory); with the Monte Carlo one point a
+            chunk (see :func:`chunk_size`).
         ode, mc: what to compute. ``mc`` runs :func:`jaxadv.simulate` per grid point.
         N, replicas, seed, sampler, x64: Monte Carlo settings.
         loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
@@ -448,19 +448,15 @@ def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
 
 
 def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
-    """Grid points per chunk: ``cfg.chunk`` if set, else one with the Monte Carlo (it runs point by point: one
-    point a chunk resumes and shows its progress), else as many as fit ``memory_bytes`` for the saved
-    trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point), capped at 4096; at most
-    the grid size. The same on any device count (the ODE pads each chunk to a multiple of it,
-    :func:`run_chunks`)."""
-    if cfg.chunk:
-        c = cfg.chunk
-    elif cfg.mc:
+    """Grid points per chunk: one with the Monte Carlo (it runs point by point: a chunk is then a point, whose
+    checkpoint holds all unfinished work, and shows its progress), else ``cfg.chunk`` if set, else as many as
+    fit ``memory_bytes`` for the saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a
+    point), capped at 4096; at most the grid size. The same on any device count (the ODE pads each chunk to a
+    multiple of it, :func:`run_chunks`)."""
+    if cfg.mc:
         return 1
-    else:
-        per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
-        c = int(max(1, min(4096, memory_bytes // per_point)))
-    return min(c, n_points)
+    per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
+    return min(cfg.chunk or int(max(1, min(4096, memory_bytes // per_point))), n_points)
 
 
 def _mc_point(
