@@ -75,8 +75,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..analysis.stats import mean_sem
+from . import sweep as engine
 from .io import read_toml
-from .sweep import run_chunks
 
 if TYPE_CHECKING:
     import argparse
@@ -153,10 +153,7 @@ class CommitteeSweepConfig:
     quadrature: tuple | None = None
     name: str = "committee_sweep"
 
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["grid"] = {k: list(v) for k, v in self.grid.items()}
-        return d
+    as_dict = engine.SweepConfig.as_dict
 
     def digest(self) -> str:
         """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
@@ -236,7 +233,6 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
 
     keys = keys_of("committee")
     model_keys, run_keys = defaults_of("committee"), {k for k, r in keys.items() if r.section == "run"}
-    from .sweep import _axis_values
 
     base = dict(base or {})
     model = base.pop("model", "committee")
@@ -246,7 +242,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     run_defaults: dict[str, Any] = {}
     preset = base.pop("preset", None)
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise ValueError(f"base.preset={preset!r} is not a committee preset; one of {sorted(PRESETS)}")
         for k, v in PRESETS[preset].items():
             (run_defaults if k in run_keys else cfg)[k] = v
@@ -273,7 +269,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     for k in run_keys:
         cfg.pop(k, None)
     if eps_test is not None:
-        eps_test = _float("base.eps_test", eps_test)
+        eps_test = engine.check_value_of("base.eps_test", eps_test)
         if eps_test < 0:
             raise ValueError(f"base.eps_test={eps_test!r} must be >= 0")
     axes = {}
@@ -292,7 +288,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
             )
         if k in base or (k == "eps_test" and eps_test is not None):
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
-        axes[k] = _axis_values(k, v)
+        axes[k] = engine.axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.3, 0.6]")
     known = {f.name for f in dataclasses.fields(CommitteeSweepConfig)} - {"model", "grid", "eps_test"}
@@ -306,21 +302,17 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     opts.update(options)
     for k in ("alpha_max", "dt"):
         if k in opts:
-            opts[k] = _float(k, opts[k])
+            opts[k] = engine.check_value_of(k, opts[k])
     if opts.get("quadrature") is not None:
         q = opts["quadrature"]
-        if (
-            not isinstance(q, (list, tuple))
-            or len(q) != 3
-            or any(isinstance(x, bool) for x in q)
-            or not all(isinstance(x, (int, float)) for x in q)
-            or int(q[0]) != q[0]
-            or int(q[1]) != q[1]
-            or q[0] < 1
-            or q[1] < 1
-            or not q[2] > 0
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if not (isinstance(q, (list, tuple)) and len(q) == 3 and all(num(x) for x in q)) or not (
+            int(q[0]) == q[0] >= 1 and int(q[1]) == q[1] >= 1 and q[0] * q[1] <= 1000 and q[2] > 0
         ):
-            raise ValueError(f"quadrature={q!r} must be [panels, order, width]: integers >= 1 and a width > 0")
+            raise ValueError(
+                f"quadrature={q!r} must be [panels, order, width]: integers >= 1 (panels x order <= 1000 nodes "
+                "an axis) and a finite width > 0"
+            )
         opts["quadrature"] = (int(q[0]), int(q[1]), float(q[2]))
     out = CommitteeSweepConfig(model=cfg, grid=axes, eps_test=eps_test, **opts)
     check_name(out.name)
@@ -331,18 +323,16 @@ def _axes_of(data: str):
     return RULE_AXES + ("eps_test",) + DATA_AXES[data]
 
 
-def _float(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name}={v!r} must be a finite number")
-    return float(v)
-
-
 def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweepConfig:
     """Check every value (each axis value through the committee records' own validators); raise
     ``ValueError`` naming the parameter and its value."""
     from ..committee.ode import check_overlaps
 
+    engine.check_settings(
+        cfg, {"n_save": 1, "chunk": 0, "N": 2, "replicas": 2, "seed": 0}, ("ode", "mc", "mc_robust", "x64")
+    )
     mixture, _, spec = cfg.records()
+    engine.check_size(cfg, math.prod(len(v) for v in cfg.grid.values()), cfg.n_save, spec.K, by_point=True)
     for k, values in cfg.grid.items():
         for x in values:
             if k == "eps_test":
@@ -353,22 +343,6 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
                 cfg.records({k: x})
             except ValueError as e:
                 raise ValueError(f"grid.{k}: {e}") from None
-    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 2), ("seed", 0)):
-        v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
-    from .config import MAX_SEED
-
-    if cfg.seed > MAX_SEED:
-        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
-    for key in ("alpha_max", "dt"):
-        if not getattr(cfg, key) > 0:
-            raise ValueError(f"{key}={getattr(cfg, key)!r} must be > 0")
-    for key in ("ode", "mc", "mc_robust", "x64"):
-        if not isinstance(getattr(cfg, key), bool):
-            raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
-    if not (cfg.ode or cfg.mc):
-        raise ValueError("ode=false and mc=false: nothing to compute")
     m = cfg.model
     if cfg.ode and (m["R0"] is None or m["Q0"] is None):
         raise ValueError(
@@ -379,11 +353,8 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
         raise ValueError(f"base.R0={m['R0']!r}, base.Q0={m['Q0']!r}: give both initial overlaps or neither")
     if m["R0"] is not None:
         check_overlaps(spec.K, mixture.n_directions, m["Q0"], m["R0"], spec.normalise)
-    if cfg.mc:
-        if mixture.n_directions + spec.K > cfg.N:
-            raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
-        if cfg.alpha_max * cfg.N / cfg.n_save < 1:
-            raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    if cfg.mc and mixture.n_directions + spec.K > cfg.N:
+        raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
     return cfg
 
 
@@ -404,10 +375,7 @@ def load_committee_sweep_config(path: str) -> CommitteeSweepConfig:
 def grid_points(cfg: CommitteeSweepConfig) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
     """``(flat, shape)``: ``{axis: values of shape (n_points,)}`` point-major (last axis fastest) and the
     grid shape."""
-    names = list(cfg.grid)
-    shape = tuple(len(cfg.grid[k]) for k in names)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k], float) for k in names), indexing="ij")
-    return {k: m.ravel() for k, m in zip(names, mesh, strict=True)}, shape
+    return engine.flat_grid(cfg.grid)
 
 
 def _point(flat: dict, i: int) -> dict:
@@ -420,15 +388,6 @@ def _eps_test(cfg, flat, n):
     if cfg.eps_test is not None:
         return np.full(n, cfg.eps_test)
     return flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-
-
-def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
-    """Save times: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with ``mc``, else equal intervals."""
-    if cfg.mc:
-        from ..mc.driver import save_schedule
-
-        return save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)[1]
-    return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
 
 
 def order_parameter_names(K: int, D: int) -> list[str]:
@@ -629,7 +588,7 @@ def committee_sweep(
     n = int(np.prod(shape))
     eps_test = np.asarray(_eps_test(cfg, flat, n), float)
     eps = flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-    alpha = _alpha(cfg)
+    alpha = engine.save_times(cfg)
     names = order_parameter_names(K, D)
 
     def ode(lo, hi, width):
@@ -654,7 +613,7 @@ def committee_sweep(
         "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
         "mc_started_from": given if cfg.mc else None,
     }
-    return run_chunks(
+    return engine.run_chunks(
         cfg,
         out_dir,
         n_points=n,
@@ -715,30 +674,13 @@ def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
     :class:`CommitteeSweepResult`. ``ValueError`` if the folder holds no committee sweep."""
     from .load import read_table
 
-    path = os.path.join(out_dir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
-    with open(path) as f:
-        info = json.load(f)
+    info, d, axes = engine.read_sweep(out_dir)
     if info.get("model") != "committee":
         raise ValueError(f"out_dir={out_dir!r} holds no committee sweep (config.json has no model='committee')")
-    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
-        d = {k: z[k] for k in z.files}
-    axes = {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
     mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
+    ode = (d.get(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
     return CommitteeSweepResult(
-        axes=axes,
-        alpha=d["alpha"],
-        eps=d["eps"],
-        eps_test=d["eps_test"],
-        Q=d.get("Q"),
-        R=d.get("R"),
-        b=d.get("b"),
-        v=d.get("v"),
-        clean_error=d.get("clean_error"),
-        robust_error=d.get("robust_error"),
-        mc=mc,
-        table=read_table(os.path.join(out_dir, "sweep.csv")),
+        axes, d["alpha"], d["eps"], d["eps_test"], *ode, mc=mc, table=read_table(os.path.join(out_dir, "sweep.csv"))
     )
 
 
@@ -765,7 +707,6 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
     horizontal), ``tradeoff.png`` (robust against clean error along the eps-like axis) and, with the
     Monte Carlo, ``deviations.png`` (the final order parameters against the bare ODE,
     :func:`~jaxadv.app.sweep_plots.plot_sweep_deviations`); returns the paths. Needs the ODE."""
-    from .sweep import plot_axes
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
     if result.clean_error is None or result.robust_error is None:
@@ -778,7 +719,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
         result.clean_error[..., None],
         result.robust_error[..., None],
     )
-    xy, trade = plot_axes(view)
+    xy, trade = engine.plot_axes(view)
     K = None if result.Q is None else result.Q.shape[-1]
     title = (name + ": " if name else "") + f"committee K={K}"
     paths = []
@@ -836,9 +777,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
 def committee_sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring):
     :func:`jaxadv.app.sweep.run_sweep_command` with this engine."""
-    from .sweep import run_sweep_command
-
     cfg = load_committee_sweep_config(args.config)
     fixed_eps_test = "eps_test" in cfg.grid or cfg.eps_test is not None
     header = f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name}"
-    return run_sweep_command(args, cfg, header, fixed_eps_test, committee_sweep, write_committee_sweep_figures)
+    return engine.run_sweep_command(args, cfg, header, fixed_eps_test, committee_sweep, write_committee_sweep_figures)

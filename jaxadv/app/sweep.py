@@ -50,7 +50,6 @@ robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import hashlib
@@ -81,6 +80,8 @@ from .io import npz_problem, read_toml, write_csv, write_json, write_npz
 from .progress import Progress
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..model.rule import TrainingRule
     from .committee_sweep import CommitteeSweepConfig
     from .sweep_plots import SweepView
@@ -95,7 +96,6 @@ __all__ = [
     "load_sweep",
     "table",
     "grid_points",
-    "add_sweep_parser",
     "sweep_command",
 ]
 
@@ -125,27 +125,6 @@ def sweep_axes() -> tuple:
 
 SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
-_TOP_KEYS = {
-    "alpha_max",
-    "n_save",
-    "dt",
-    "chunk",
-    "ode",
-    "mc",
-    "N",
-    "replicas",
-    "seed",
-    "sampler",
-    "loss",
-    "R0",
-    "b0",
-    "name",
-    "base",
-    "grid",
-    "x64",
-    "save",
-    "points_per_decade",
-}
 
 
 @dataclass(frozen=True)
@@ -228,25 +207,38 @@ class SweepResult(NamedTuple):
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _axis_values(name, spec):
+MAX_AXIS = 10**7
+"""Most values of one swept axis (a larger grid is a typo: at 128 bytes a save point it would not fit)."""
+
+
+def axis_values(name, spec):
+    """The values of axis ``name``: a list, one number, or ``{linspace = [start, stop, num]}``; every value
+    finite, at most :data:`MAX_AXIS` of them."""
     if isinstance(spec, dict):
-        if set(spec) != {"linspace"} or len(spec["linspace"]) != 3:
+        if set(spec) != {"linspace"} or not isinstance(spec["linspace"], list) or len(spec["linspace"]) != 3:
             raise ValueError(f"grid.{name}={spec!r} must be a list or {{linspace = [start, stop, num]}}")
-        a, b, n = spec["linspace"]
-        if int(n) != n or n < 1:
-            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer >= 1")
+        *ends, n = spec["linspace"]
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not 1 <= n <= MAX_AXIS or int(n) != n:
+            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer in [1, {MAX_AXIS}]")
+        a, b = (check_value_of(f"grid.{name}: value", x) for x in ends)
         # rounded to 12 significant digits: 0.15, not 0.15000000000000002
-        return tuple(float(f"{x:.12g}") for x in np.linspace(float(a), float(b), int(n)))
+        return tuple(float(f"{x:.12g}") for x in np.linspace(a, b, int(n)))
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return (float(spec),)
+        return (check_value_of(f"grid.{name}: value", spec),)
     if not isinstance(spec, (list, tuple)) or len(spec) == 0:
         raise ValueError(f"grid.{name}={spec!r} must be a non-empty list or {{linspace = [start, stop, num]}}")
-    out = []
-    for x in spec:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise ValueError(f"grid.{name}: value {x!r} is not a number")
-        out.append(float(x))
-    return tuple(out)
+    if len(spec) > MAX_AXIS:
+        raise ValueError(f"grid.{name}: {len(spec)} values, more than {MAX_AXIS}")
+    return tuple(check_value_of(f"grid.{name}: value", x) for x in spec)
+
+
+def check_value_of(what: str, x: Any) -> float:
+    """``x`` as a float; ``ValueError`` (``what`` and the value) unless it is a finite number."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"{what}={x!r} is not a number")
+    if not math.isfinite(x):
+        raise ValueError(f"{what}={x!r} is not finite")
+    return float(x)
 
 
 def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, **options: Any) -> SweepConfig:
@@ -272,18 +264,18 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
                 from .config import _floats
 
                 v = _floats(k, v)
-            base[k] = tuple(float(x) for x in v)
+            if not isinstance(v, (list, tuple)):
+                raise ValueError(f"base.{k}={v!r} must be a list of numbers")
+            base[k] = tuple(check_value_of(f"base.{k}", x) for x in v)
         else:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"base.{k}={v!r} is not a number")
-            base[k] = float(v)
+            base[k] = check_value_of(f"base.{k}", v)
     axes = {}
     for k, v in grid.items():
         if k in base:
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
         if k not in sweep_axes():
             raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(sweep_axes())}")
-        axes[k] = _axis_values(k, v)
+        axes[k] = axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
     names = {f.name for f in dataclasses.fields(SweepConfig)} - {"base", "grid"}
@@ -296,56 +288,122 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
+    from ..model.rule import check_ode_supported, check_reduced_supported, rule_param_specs, validate_rule
+    from .config import check_name, check_unused
+
+    check_settings(cfg, {"n_save": 1, "chunk": 0, "N": 2, "replicas": 1, "seed": 0}, ("ode", "mc", "x64"))
+    check_name(cfg.name)
+    for key, choices in (("loss", tuple(LOSSES)), ("sampler", ("full", "reduced")), ("save", ("linear", "log"))):
+        if not isinstance(getattr(cfg, key), str) or getattr(cfg, key) not in choices:
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not one of {sorted(choices)}")
+    if cfg.R0 is not None:
+        check_value("R0", _number("R0", cfg.R0), lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value("b0", _number("b0", cfg.b0), lambda x: True, "")
+    ppd = cfg.points_per_decade
+    if isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not 1 <= ppd <= 10**6 or int(ppd) != ppd:
+        raise ValueError(f"points_per_decade={ppd!r} must be an integer in [1, 10**6]")
+    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
+    n_points = math.prod(len(v) for v in cfg.grid.values())
+    saves = cfg.n_save if cfg.save == "linear" else int(ppd * (math.log10(cfg.alpha_max * cfg.N) + 1))
+    check_size(cfg, n_points, saves, 1, cfg.sampler, linear_mc=cfg.save == "linear")
     for name, (ok, what) in PARAM_RULES.items():
         for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
             check_value(name, float(v), ok, what)
-    from ..model.rule import check_reduced_supported, validate_rule
-
+    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
+        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
     rule = sweep_rule(cfg)
+    reads = set(rule_param_specs(rule))
+    reads |= {"noise_norm"} if "noise_std" in reads else set()
+    given = {k: v for k, v in {**cfg.base, **cfg.grid}.items() if k in _rule_axes() + _rule_vectors()}
+    check_unused(given, reads.__contains__, f"loss={cfg.loss!r}, {', '.join(f'{k}={v!r}' for k, v in rule_names(cfg))}")
     for i in range(max(1, max((len(v) for v in cfg.grid.values()), default=1))):
         validate_rule(rule, _rule_values(cfg, {k: v[min(i, len(v) - 1)] for k, v in cfg.grid.items()}))
     if cfg.ode:
-        from ..model.rule import check_ode_supported
-
         check_ode_supported(rule)
     if cfg.mc and cfg.sampler == "reduced":
         check_reduced_supported(rule)
-    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
-        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
-    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
-    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
-    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 1), ("seed", 0)):
+    return cfg
+
+
+def _number(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{key}={v!r} is not a number")
+    return float(v)
+
+
+def check_settings(cfg: Any, counts: dict[str, int], flags: tuple[str, ...]) -> None:
+    """The run settings every student's sweep shares: ``counts`` (integers ``>=`` their bound), ``flags``
+    (booleans), ``seed`` in the PRNG's range, ``alpha_max`` and ``dt`` finite and positive, something to
+    compute; ``ValueError`` naming the key and its value."""
+    from .config import MAX_SEED
+
+    for key, lo in counts.items():
         v = getattr(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
-    for key in ("ode", "mc", "x64"):
+    if cfg.seed > MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    for key in ("alpha_max", "dt"):
+        check_value(key, _number(key, getattr(cfg, key)), lambda x: x > 0, "must be > 0")
+    for key in flags:
         if not isinstance(getattr(cfg, key), bool):
             raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
     if not (cfg.ode or cfg.mc):
         raise ValueError("ode=false and mc=false: nothing to compute")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
-    if cfg.R0 is not None:
-        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
-    check_value("b0", cfg.b0, lambda x: True, "")
-    if cfg.save not in ("linear", "log"):
-        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
-    if int(cfg.points_per_decade) != cfg.points_per_decade or cfg.points_per_decade < 1:
-        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be an integer >= 1")
-    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
-    if cfg.save == "linear" and cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
-    from .config import MAX_SEED, check_name
+
+
+MAX_POINT_RUNS = 10**4
+"""Most grid points of a sweep whose points run one at a time (the Monte Carlo; the committee's records and
+errors): at least 0.014 s a point for the unit's Monte Carlo and 0.05 s for the committee, at the smallest
+sizes (measured on 2 loaded cores), so a larger grid is hours of overhead; split it into several sweeps."""
+
+
+def check_size(
+    cfg: Any,
+    n_points: int,
+    saves: int,
+    units: int,
+    sampler: str = "full",
+    linear_mc: bool = True,
+    by_point: bool = False,
+) -> None:
+    """Before any computation: refuse a sweep whose ODE needs more RK4 steps a point than its step counter
+    holds, whose Monte Carlo more steps than :data:`jaxadv.mc.driver.MAX_MC_STEPS` or under one step a save,
+    whose points run one at a time (``cfg.mc``, or ``by_point``: a committee) and number more than
+    :data:`MAX_POINT_RUNS`, or whose grid, trajectories and one point's Monte Carlo (``units`` units a replica)
+    exceed the memory available, with the estimate in the message."""
+    if (cfg.mc or by_point) and n_points > MAX_POINT_RUNS:
+        shape = " x ".join(f"{k}: {len(v)}" for k, v in cfg.grid.items())
+        raise ValueError(
+            f"grid ({shape}) = {n_points} points, each run on its own (at least 0.01-0.05 s a point): more than "
+            f"{MAX_POINT_RUNS}; split the grid into several sweeps"
+        )
+    from ..mc.driver import MAX_MC_STEPS, save_schedule
+    from .config import MAX_ODE_STEPS
     from .resources import check_fits, run_memory_bytes, sweep_memory_bytes
 
-    check_name(cfg.name)
-    if cfg.seed > MAX_SEED:
-        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
-    n_points = math.prod(len(v) for v in cfg.grid.values())
-    mc_bytes = run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler)[0] if cfg.mc else 0.0
-    check_fits(sweep_memory_bytes(n_points, cfg.n_save, mc_bytes), "the sweep")
-    return cfg
+    if cfg.ode and cfg.alpha_max / cfg.dt > MAX_ODE_STEPS:
+        raise ValueError(
+            f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, more than "
+            f"{MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
+        )
+    if cfg.n_save > MAX_ODE_STEPS:
+        raise ValueError(f"n_save={cfg.n_save!r} is more than {MAX_ODE_STEPS} save points; lower it")
+    if cfg.mc:
+        if cfg.alpha_max * cfg.N > MAX_MC_STEPS:
+            raise ValueError(
+                f"alpha_max={cfg.alpha_max!r} at N={cfg.N} is {cfg.alpha_max * cfg.N:.3g} Monte Carlo steps, more "
+                f"than the step counter's {MAX_MC_STEPS}; lower alpha_max or N"
+            )
+        if linear_mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+            raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)
+    need, how = sweep_memory_bytes(n_points, saves)
+    if cfg.mc:
+        mc, mc_how = run_memory_bytes(cfg.N, cfg.replicas * units, saves, 8 if cfg.x64 else 4, sampler)
+        need, how = need + mc, f"{how}, and a point's Monte Carlo: {mc_how}"
+    check_fits((need, how), "the sweep")
 
 
 def load_sweep_config(path: str) -> SweepConfig:
@@ -356,9 +414,6 @@ def load_sweep_config(path: str) -> SweepConfig:
         ValueError: invalid TOML, unknown key or invalid value (naming it).
     """
     data = read_toml(path, "sweep file")
-    for k in data:
-        if k not in _TOP_KEYS:
-            raise ValueError(f"unknown key {k!r} in {path!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
     grid = data.pop("grid", None)
     if not isinstance(grid, dict):
         raise ValueError(f"{path!r} has no [grid] table, e.g. [grid] eps = [0, 0.5, 1]")
@@ -377,14 +432,16 @@ def sweep_rule(cfg: SweepConfig) -> TrainingRule:
     ``nonrobust_only`` and the top-level ``loss``)."""
     from ..model.rule import training_rule
 
-    b = cfg.base
+    names = dict(rule_names(cfg))
     return training_rule(
-        b.get("attack", "l2"),
-        b.get("eps_dist", "fixed"),
-        b.get("gate", "none"),
-        nonrobust_only=b.get("nonrobust_only", False),
-        loss=cfg.loss,
+        names["attack"], names["eps_dist"], names["gate"], nonrobust_only=names["nonrobust_only"], loss=cfg.loss
     )
+
+
+def rule_names(cfg: SweepConfig) -> list[tuple[str, Any]]:
+    """``[(key, value)]`` of the rule's parts, ``[base]``'s or the defaults."""
+    defaults = {"attack": "l2", "eps_dist": "fixed", "gate": "none", "nonrobust_only": False}
+    return [(k, cfg.base.get(k, d)) for k, d in defaults.items()]
 
 
 def _rule_values(cfg: SweepConfig, point: dict) -> dict:
@@ -406,13 +463,17 @@ def _rule_values(cfg: SweepConfig, point: dict) -> dict:
     return out
 
 
+def flat_grid(grid: dict) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
+    """``(flat, shape)`` of any student's grid: ``{axis: values of shape (n_points,)}`` point-major (last axis
+    fastest) and the grid shape."""
+    mesh = np.meshgrid(*(np.asarray(v, float) for v in grid.values()), indexing="ij")
+    return {k: m.ravel() for k, m in zip(grid, mesh, strict=True)}, tuple(len(v) for v in grid.values())
+
+
 def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, ...]]:
     """Flattened grid: ``(params, eps_test)`` with leaves of shape ``(n_points,)`` (float64 NumPy),
     point-major with the last grid axis varying fastest, and the grid shape."""
-    names = list(cfg.grid)
-    shape = tuple(len(cfg.grid[k]) for k in names)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
+    flat, shape = flat_grid(cfg.grid)
     n = int(np.prod(shape))
     defaults = ModelParams()._asdict()
 
@@ -429,10 +490,7 @@ def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, .
 def rule_columns(cfg: SweepConfig, params: ModelParams) -> dict:
     """The rule's parameters over the flattened grid: arrays of shape ``(n_points,)`` for the scalar
     ones, tuples for the vector ones (shared by all points)."""
-    names = list(cfg.grid)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
-    flat["eps"] = np.asarray(params.eps)
+    flat = {**flat_grid(cfg.grid)[0], "eps": np.asarray(params.eps)}
     n = len(flat["eps"])
     out = {}
     for k, v in _rule_values(cfg, flat).items():
@@ -455,7 +513,7 @@ def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> 
     multiple of it, :func:`run_chunks`)."""
     if cfg.mc:
         return 1
-    per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
+    per_point = len(save_times(cfg)) * 2 * 8 * 16 + 4096
     return min(cfg.chunk or int(max(1, min(4096, memory_bytes // per_point))), n_points)
 
 
@@ -511,7 +569,7 @@ def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alph
         b0=cfg.b0,
         rule=sweep_rule(cfg),
         rule_params=rp_pad,
-        save_alpha=None if cfg.save == "linear" else _alpha(cfg),
+        save_alpha=None if cfg.save == "linear" else save_times(cfg),
     )
     R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
     columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
@@ -523,8 +581,10 @@ def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alph
     }
 
 
-def _alpha(cfg: SweepConfig) -> np.ndarray:
-    if cfg.save != "linear":
+def save_times(cfg: SweepConfig | CommitteeSweepConfig) -> np.ndarray:
+    """Save times of any student's sweep: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with
+    ``mc``, log-spaced with ``save = "log"``, else equal intervals."""
+    if getattr(cfg, "save", "linear") != "linear":
         from ..mc.schedule import save_steps
 
         return save_steps(cfg.N, cfg.alpha_max, cfg.n_save, cfg.save, cfg.points_per_decade) / cfg.N
@@ -632,6 +692,8 @@ def run_chunks(
       of ``sweep.npz``, written with a folder. An interrupt (:class:`KeyboardInterrupt`,
       :class:`jaxadv.app.errors.Interrupted`) propagates; every chunk written stays.
     """
+    from .. import __version__
+
     if out_dir is not None:
         os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
         chunk = _recorded_chunk(cfg, out_dir) or chunk
@@ -650,7 +712,7 @@ def run_chunks(
                 "n_points": n_points,
                 "chunk": chunk,
                 "n_chunks": n_chunks,
-                "jaxadv_version": _version(),
+                "jaxadv_version": __version__,
                 "jax_version": jax.__version__,
                 "python": platform.python_version(),
                 "device": str(jax.devices()[0]),
@@ -681,7 +743,13 @@ def run_chunks(
             bar.update(c + 1)
     finally:
         bar.close()
-    result, rows_, arrays = finish({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    finite = np.all([np.isfinite(v.reshape(n_points, -1)).all(1) for k, v in cols.items() if "sem" not in k], 0)
+    if not finite.all():  # a parameter too large for the model (squares overflow), or every replica diverged
+        message = f"{n_points - finite.sum()} of {n_points} grid points have NaN or infinite values (the first: "
+        message += f"point {np.argmin(finite)}): a parameter too large for the model, or every replica diverged"
+        log(f"warning: {message}") if log else warnings.warn(message, RuntimeWarning, stacklevel=3)
+    result, rows_, arrays = finish(cols)
     if out_dir is not None:
         write_csv(os.path.join(out_dir, "sweep.csv"), rows_)
         write_npz(os.path.join(out_dir, "sweep.npz"), **arrays)
@@ -707,12 +775,6 @@ def _agree_done(done, n_chunks, out_dir):
             f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory"
         )
     return done
-
-
-def _version():
-    from .. import __version__
-
-    return __version__
 
 
 def sweep(
@@ -748,7 +810,7 @@ def sweep(
     params, eps_test, shape = grid_points(cfg)
     rp_all = rule_columns(cfg, params)
     n = len(eps_test)
-    alpha = _alpha(cfg)
+    alpha = save_times(cfg)
 
     def ode(lo, hi, width):
         p = ModelParams(*(np.asarray(x)[lo:hi] for x in params))
@@ -828,40 +890,29 @@ def table(result: SweepResult) -> dict[str, np.ndarray]:
     return cols
 
 
-def load_sweep(out_dir: str) -> SweepResult:
-    """Read a finished sweep directory back into a :class:`SweepResult`."""
-    with open(os.path.join(out_dir, "config.json")) as f:
+def read_sweep(out_dir: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(info, arrays, axes)`` of any student's finished sweep folder: ``config.json``, the arrays of
+    ``sweep.npz`` and the swept axes; ``ValueError`` if the folder holds no ``config.json``."""
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
+    with open(path) as f:
         info = json.load(f)
-    cfg_d = info["config"]
     with np.load(os.path.join(out_dir, "sweep.npz")) as z:
         d = {k: z[k] for k in z.files}
-    axes = {k: d[f"axis_{k}"] for k in cfg_d["grid"]}
+    return info, d, {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
+
+
+def load_sweep(out_dir: str) -> SweepResult:
+    """Read a finished sweep directory back into a :class:`SweepResult`."""
+    info, d, axes = read_sweep(out_dir)
     mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    return SweepResult(
-        axes=axes,
-        alpha=d["alpha"],
-        params=ModelParams(*(d[k] for k in ModelParams._fields)),
-        eps_test=d["eps_test"],
-        R=d.get("R"),
-        b=d.get("b"),
-        test_error=d.get("test_error"),
-        robust_error=d.get("robust_error"),
-        mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None,
-    )
+    mc = {k: d[k] for k in mc_keys} if info["config"]["mc"] else None
+    params = ModelParams(*(d[k] for k in ModelParams._fields))
+    return SweepResult(axes, d["alpha"], params, d["eps_test"], *(d.get(k) for k in MC_QUANTITIES), mc)
 
 
 # --- command line -----------------------------------------------------------------------------
-
-
-def add_sweep_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object (the CLI defines it
-    in :mod:`jaxadv.app.cli` so that ``--help`` imports no JAX; this is kept for callers)."""
-    s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
-    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
-    s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--no-plots", action="store_true", help="write no figures")
-    s.set_defaults(func=sweep_command)
 
 
 def plot_axes(result: SweepView) -> tuple[tuple[str, str] | None, str]:
