@@ -653,20 +653,10 @@ def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> 
         if cfg.ode:
             table["max_dev_sem"] = _deviation(cfg, table, spec, K, D)
         mc = {k: v.reshape(shape + v.shape[1:]) for k, v in mc_cols.items()}
-    return CommitteeSweepResult(
-        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
-        alpha=alpha,
-        eps=np.asarray(eps).reshape(shape),
-        eps_test=eps_test.reshape(shape),
-        Q=g("Q"),
-        R=g("R"),
-        b=g("b"),
-        v=g("v"),
-        clean_error=g("clean_error"),
-        robust_error=g("robust_error"),
-        mc=mc,
-        table=table,
-    )
+    Q, R, b, v, clean, robust = (g(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
+    axes = {k: np.asarray(x) for k, x in cfg.grid.items()}
+    eps, eps_test = np.asarray(eps).reshape(shape), eps_test.reshape(shape)
+    return CommitteeSweepResult(axes, alpha, eps, eps_test, Q, R, b, v, clean, robust, mc, table)
 
 
 def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
@@ -678,10 +668,9 @@ def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
     if info.get("model") != "committee":
         raise ValueError(f"out_dir={out_dir!r} holds no committee sweep (config.json has no model='committee')")
     mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
-    ode = (d.get(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
-    return CommitteeSweepResult(
-        axes, d["alpha"], d["eps"], d["eps_test"], *ode, mc=mc, table=read_table(os.path.join(out_dir, "sweep.csv"))
-    )
+    Q, R, b, v, clean, robust = (d.get(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
+    table = read_table(os.path.join(out_dir, "sweep.csv"))
+    return CommitteeSweepResult(axes, d["alpha"], d["eps"], d["eps_test"], Q, R, b, v, clean, robust, mc, table)
 
 
 # --- figures and the command --------------------------------------------------------------------

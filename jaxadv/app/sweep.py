@@ -125,6 +125,7 @@ def sweep_axes() -> tuple:
 
 SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
+MC_COLUMNS = tuple(f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")) + ("n_finite",)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class SweepConfig:
     save: str = "linear"
     points_per_decade: int = 10
 
-    def as_dict(self) -> dict:
+    def as_dict(self: Any) -> dict:
         d = dataclasses.asdict(self)
         d["grid"] = {k: list(v) for k, v in self.grid.items()}
         return d
@@ -297,8 +298,8 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
         if not isinstance(getattr(cfg, key), str) or getattr(cfg, key) not in choices:
             raise ValueError(f"{key}={getattr(cfg, key)!r} is not one of {sorted(choices)}")
     if cfg.R0 is not None:
-        check_value("R0", _number("R0", cfg.R0), lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
-    check_value("b0", _number("b0", cfg.b0), lambda x: True, "")
+        check_value("R0", check_value_of("R0", cfg.R0), lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value_of("b0", cfg.b0)
     ppd = cfg.points_per_decade
     if isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not 1 <= ppd <= 10**6 or int(ppd) != ppd:
         raise ValueError(f"points_per_decade={ppd!r} must be an integer in [1, 10**6]")
@@ -326,12 +327,6 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     return cfg
 
 
-def _number(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{key}={v!r} is not a number")
-    return float(v)
-
-
 def check_settings(cfg: Any, counts: dict[str, int], flags: tuple[str, ...]) -> None:
     """The run settings every student's sweep shares: ``counts`` (integers ``>=`` their bound), ``flags``
     (booleans), ``seed`` in the PRNG's range, ``alpha_max`` and ``dt`` finite and positive, something to
@@ -345,7 +340,7 @@ def check_settings(cfg: Any, counts: dict[str, int], flags: tuple[str, ...]) -> 
     if cfg.seed > MAX_SEED:
         raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
     for key in ("alpha_max", "dt"):
-        check_value(key, _number(key, getattr(cfg, key)), lambda x: x > 0, "must be > 0")
+        check_value(key, check_value_of(key, getattr(cfg, key)), lambda x: x > 0, "must be > 0")
     for key in flags:
         if not isinstance(getattr(cfg, key), bool):
             raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
@@ -506,11 +501,9 @@ def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
 
 
 def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
-    """Grid points per chunk: one with the Monte Carlo (it runs point by point: a chunk is then a point, whose
-    checkpoint holds all unfinished work, and shows its progress), else ``cfg.chunk`` if set, else as many as
-    fit ``memory_bytes`` for the saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a
-    point), capped at 4096; at most the grid size. The same on any device count (the ODE pads each chunk to a
-    multiple of it, :func:`run_chunks`)."""
+    """Grid points per chunk, on any device count: one with the Monte Carlo (whose checkpoint then holds all
+    unfinished work), else ``cfg.chunk``, else as many as fit ``memory_bytes`` for the saved trajectories and
+    RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point), capped at 4096 and at the grid size."""
     if cfg.mc:
         return 1
     per_point = len(save_times(cfg)) * 2 * 8 * 16 + 4096
@@ -548,9 +541,7 @@ def _mc_point(
         **save,
     )
     s = mc_summary(mc, params, eps_test)
-    out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
-    out["n_finite"] = np.asarray(s["n_finite"], np.float64)
-    return out
+    return {k: np.asarray(s[k], np.float64) for k in MC_COLUMNS}
 
 
 def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alpha_end: float, rp: dict):
@@ -581,7 +572,7 @@ def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alph
     }
 
 
-def save_times(cfg: SweepConfig | CommitteeSweepConfig) -> np.ndarray:
+def save_times(cfg: Any) -> np.ndarray:
     """Save times of any student's sweep: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with
     ``mc``, log-spaced with ``save = "log"``, else equal intervals."""
     if getattr(cfg, "save", "linear") != "linear":
@@ -664,33 +655,27 @@ def run_chunks(
     log: Callable[[str], Any] | None = None,
 ) -> Any:
     """The sweep engine of every student: the grid cut into chunks, each computed once, written when done and
-    read back on a rerun; the student gives the computation of a chunk and the record of the result.
+    read back on a rerun; the student gives the computation and the record of the result. Contract:
 
-    Contract:
-
-    * Points ``0 .. n_points - 1`` (the grid, flattened point-major) are cut into chunks of ``chunk`` points
-      (the last may be shorter). The layout depends on ``chunk`` alone, never on the device count; a folder
-      that already holds this configuration keeps the chunk size its ``config.json`` records (also one written
-      on another device count by an earlier version, which rounded it to a multiple of the device count), so
-      a sweep resumes on any device count and gives the same table.
-    * A missing chunk ``[lo, hi)`` is ``ode(lo, hi, width)`` (arrays of leading length ``hi - lo``; ``width``
-      is :func:`jaxadv.sharding.padded_size` of the chunk size, the batch length to pad to: one shape for
-      every chunk and a multiple of the device count), merged with the Monte Carlo of each point
-      ``mc(i, checkpoint, progress, label)`` stacked over the chunk. ``checkpoint`` is ``DIR/mc_checkpoint.npz``
-      (``None`` without a folder) for the student's resumable wrapper (:mod:`jaxadv.app.checkpoint`): an
-      interrupt inside a point keeps its finished save intervals and the rerun resumes it bit for bit. With
-      the Monte Carlo each point shows its own bar (``label``: ``point i/n monte carlo``) and the bar over
-      chunks is off; without, one bar over chunks.
-    * With ``out_dir``: ``DIR/chunks/chunk_XXXXX.npz`` written atomically as each chunk ends; ``config.json``
-      (the configuration, its digest, the grid and chunk layout, versions, device, and the student's ``info``)
-      written first; a folder of another configuration is refused (``ValueError``); a chunk file that cannot
-      be read is computed again with a warning. With several processes, process 0 decides the chunk size and
-      which chunks are finished (each chunk's computation ends in a collective) and the files must be visible
-      to every process.
-    * The chunks concatenated (``{column: array of leading length n_points}``) go to ``finish``, which returns
-      ``(result, table, arrays)``: the student's record (returned), the rows of ``sweep.csv`` and the arrays
-      of ``sweep.npz``, written with a folder. An interrupt (:class:`KeyboardInterrupt`,
-      :class:`jaxadv.app.errors.Interrupted`) propagates; every chunk written stays.
+    * Points ``0 .. n_points - 1`` (the grid, flattened point-major) form chunks of ``chunk`` points (the last
+      may be shorter), whatever the device count; a folder of this configuration keeps the chunk size its
+      ``config.json`` records (also one of an earlier version, which rounded it to a multiple of the device
+      count), so a sweep resumes on any device count to the same table.
+    * A missing chunk ``[lo, hi)`` is ``ode(lo, hi, width)`` (arrays of leading length ``hi - lo``; ``width``:
+      the chunk size rounded up to a multiple of the device count, the batch to pad to, one shape for all
+      chunks) and the stacked ``mc(i, checkpoint, progress, label)`` of its points. ``checkpoint``
+      (``DIR/mc_checkpoint.npz``, ``None`` without a folder) goes to the student's resumable Monte Carlo
+      (:mod:`jaxadv.app.checkpoint`): an interrupt inside a point keeps its finished save intervals and the
+      rerun resumes it bit for bit. With the Monte Carlo each point shows its bar (``label``), else one bar
+      over chunks.
+    * With ``out_dir``: ``config.json`` (configuration, digest, layout, versions, device, the student's
+      ``info``) first, refusing a folder of another configuration (``ValueError``); each chunk written
+      atomically to ``DIR/chunks/chunk_XXXXX.npz`` when done; a chunk file that cannot be read is computed
+      again with a warning. With several processes process 0 decides the chunk size and the finished chunks
+      (the files must be visible to all).
+    * ``finish(columns)`` (each ``{name: array of leading length n_points}``) returns ``(result, table,
+      arrays)``: the student's record (returned), the rows of ``sweep.csv``, the arrays of ``sweep.npz``.
+      Grid points with NaN or infinite values are reported. An interrupt propagates; written chunks stay.
     """
     from .. import __version__
 
@@ -829,6 +814,7 @@ def sweep(
         arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
         return result, table(result), arrays
 
+    ode_columns = MC_QUANTITIES if cfg.ode else ()
     return run_chunks(
         cfg,
         out_dir,
@@ -838,38 +824,20 @@ def sweep(
         ode=ode if cfg.ode else None,
         mc=mc if cfg.mc else None,
         finish=finish,
-        info={"columns": list(_columns(cfg))},
+        info={"columns": ["point", *cfg.grid, "alpha", *ode_columns, *(MC_COLUMNS if cfg.mc else ())]},
         label="sweep",
         progress=progress,
         log=log,
     )
 
 
-def _columns(cfg):
-    cols = ["point", *cfg.grid, "alpha"]
-    if cfg.ode:
-        cols += ["R", "b", "test_error", "robust_error"]
-    if cfg.mc:
-        cols += [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    return cols
-
-
 def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
     g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
-    mc = None
-    if cfg.mc:
-        mc = {k: g(k) for k in cols if k not in ("R", "b", "test_error", "robust_error")}
-    return SweepResult(
-        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
-        alpha=alpha,
-        params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
-        eps_test=np.asarray(eps_test).reshape(shape),
-        R=g("R"),
-        b=g("b"),
-        test_error=g("test_error"),
-        robust_error=g("robust_error"),
-        mc=mc,
-    )
+    mc = {k: g(k) for k in cols if k not in MC_QUANTITIES} if cfg.mc else None
+    params = ModelParams(*(np.asarray(x).reshape(shape) for x in params))
+    axes = {k: np.asarray(v) for k, v in cfg.grid.items()}
+    R, b, test, robust = (g(k) for k in MC_QUANTITIES)
+    return SweepResult(axes, alpha, params, np.asarray(eps_test).reshape(shape), R, b, test, robust, mc)
 
 
 def table(result: SweepResult) -> dict[str, np.ndarray]:
@@ -881,11 +849,11 @@ def table(result: SweepResult) -> dict[str, np.ndarray]:
     for k, m in zip(result.axes, mesh, strict=True):
         cols[k] = np.repeat(m.ravel(), P)
     cols["alpha"] = np.tile(result.alpha, n)
-    for k in ("R", "b", "test_error", "robust_error"):
+    for k in MC_QUANTITIES:
         if getattr(result, k) is not None:
             cols[k] = getattr(result, k).reshape(n * P)
     if result.mc is not None:
-        for k in [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]:
+        for k in MC_COLUMNS:
             cols[k] = result.mc[k].reshape(n * P)
     return cols
 
@@ -906,10 +874,10 @@ def read_sweep(out_dir: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.
 def load_sweep(out_dir: str) -> SweepResult:
     """Read a finished sweep directory back into a :class:`SweepResult`."""
     info, d, axes = read_sweep(out_dir)
-    mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    mc = {k: d[k] for k in mc_keys} if info["config"]["mc"] else None
+    mc = {k: d[k] for k in MC_COLUMNS} if info["config"]["mc"] else None
     params = ModelParams(*(d[k] for k in ModelParams._fields))
-    return SweepResult(axes, d["alpha"], params, d["eps_test"], *(d.get(k) for k in MC_QUANTITIES), mc)
+    R, b, test, robust = (d.get(k) for k in MC_QUANTITIES)
+    return SweepResult(axes, d["alpha"], params, d["eps_test"], R, b, test, robust, mc)
 
 
 # --- command line -----------------------------------------------------------------------------
