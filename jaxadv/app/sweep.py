@@ -397,6 +397,7 @@ def check_size(
     need, how = sweep_memory_bytes(n_points, saves)
     if cfg.mc:
         mc, mc_how = run_memory_bytes(cfg.N, cfg.replicas * units, saves, 8 if cfg.x64 else 4, sampler)
+        mc_how = mc_how.replace(f"replicas={cfg.replicas * units}", f"replicas={cfg.replicas} x {units} units")
         need, how = need + mc, f"{how}, and a point's Monte Carlo: {mc_how}"
     check_fits((need, how), "the sweep")
 
