@@ -140,8 +140,8 @@ def test_monte_carlo_per_point_is_a_direct_run_and_resumes_bitwise(swept, capsys
     np.testing.assert_allclose(t["R_1_1_mean"][2], np.mean(mc.R[:, -1, 0, 0].astype(np.float64)), rtol=1e-12)
     # a lost chunk is recomputed; the table is the same to the bit
     cfg = load_committee_sweep_config(str(swept / "s.toml"))
-    chunks = sorted(os.listdir(os.path.join(res, "chunks")))  # one point a chunk per device
-    assert len(chunks) == -(-4 // jax.device_count())
+    chunks = sorted(os.listdir(os.path.join(res, "chunks")))  # one point a chunk, on any device count
+    assert len(chunks) == 4
     os.remove(os.path.join(res, "chunks", chunks[-1]))
     capsys.readouterr()
     again = committee_sweep(cfg, res, progress=True).table

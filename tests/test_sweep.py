@@ -31,6 +31,26 @@ prior = [0.5, 0.6, 0.8]
 """
 
 
+COMMITTEE_TOML = """
+alpha_max = 0.5
+n_save = 2
+dt = 0.25
+mc = true
+N = 40
+replicas = 4
+seed = 3
+[base]
+preset = "xor"
+K = 2
+R0 = [[0.4, 0.1], [-0.3, 0.2]]
+Q0 = [[1.0, -0.1], [-0.1, 1.0]]
+b0 = [0.1, -0.1]
+eps_test = 0.3
+[grid]
+eps = [0.0, 0.5]
+"""
+
+
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -158,12 +178,26 @@ def test_resume_after_kill_is_bitwise_equal(tmp_path, capsys):
     assert "jaxadv: error:" in err and "another configuration" in err
 
 
-def test_sweep_with_monte_carlo(tmp_path):
+MC_TOML = """
+alpha_max = 3.0
+n_save = 3
+dt = 0.05
+mc = true
+N = 100
+replicas = 8
+seed = 3
+[grid]
+eps = [0.0, 0.5, 1.0, 1.5]
+"""
+
+
+def test_sweep_with_monte_carlo_resumes_inside_a_point(tmp_path, monkeypatch, capsys):
+    """The Monte Carlo per point: a direct run, near the ODE; a SIGTERM inside a point (through the command)
+    ends it with 130 keeping the point's finished save intervals, and the rerun resumes that point from its
+    checkpoint to the same ``sweep.csv``, bit for bit."""
     jax.config.update("jax_enable_x64", True)
-    # static ODE settings as in the tests above (20 RK4 steps per save, chunk 4): no new compilation
-    cfg = make_sweep_config(
-        {"eps": [0.0, 0.5, 1.0, 1.5]}, alpha_max=3.0, n_save=3, dt=0.05, chunk=4, mc=True, N=100, replicas=8, seed=3
-    )
+    (tmp_path / "mc.toml").write_text(MC_TOML)
+    cfg = load_sweep_config(str(tmp_path / "mc.toml"))
     res = sweep(cfg, str(tmp_path / "mc"))
     assert res.mc["R_mean"].shape == (4, 4)
     assert np.all(res.mc["n_finite"] == 8)
@@ -177,6 +211,81 @@ def test_sweep_with_monte_carlo(tmp_path):
     assert np.all(dev < 4 * res.mc["R_sem"][:, 1:]), dev / res.mc["R_sem"][:, 1:]
     cols = read_csv(tmp_path / "mc" / "sweep.csv")
     assert {"R_mean", "R_sem", "robust_error_mean", "n_finite"} <= set(cols)
+
+    from jaxadv.app.cli import main
+    from jaxadv.mc import driver
+
+    real, calls, armed = driver.dispatch, [], [True]
+
+    def signalled(plan, states, k):
+        calls.append(k)
+        if armed[0] and len(calls) == 5:  # point 1 (one point a chunk), during its interval 2 of 3
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(plan, states, k)
+
+    monkeypatch.setattr(driver, "dispatch", signalled)
+    part = tmp_path / "part"
+    argv = ["sweep", str(tmp_path / "mc.toml"), "--out", str(part), "--quiet", "--no-plots"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "2 of 3 save intervals saved in" in err and (part / "mc_checkpoint.npz").exists(), err
+    assert sorted(os.listdir(part / "chunks")) == ["chunk_00000.npz"] and not (part / "sweep.csv").exists()
+    calls.clear()
+    armed[0] = False
+    assert main(argv) == 0
+    assert "resuming: 1 of 4 chunks" in capsys.readouterr().out
+    assert calls == [2, 0, 1, 2, 0, 1, 2]  # point 1 from its checkpoint (interval 2 only), then points 2, 3
+    assert (tmp_path / "mc" / "sweep.csv").read_bytes() == (part / "sweep.csv").read_bytes()
+    assert not (part / "mc_checkpoint.npz").exists()
+
+
+_OTHER_DEVICES = """
+import sys, jax
+jax.config.update("jax_enable_x64", True)
+from jaxadv.app import sweep as sw
+from jaxadv.app.committee_sweep import committee_sweep, load_committee_sweep_config
+assert jax.device_count() == int(sys.argv[1])
+sw.chunk_size = lambda cfg, n: 2  # the earlier versions' layout on 2 devices (1 point rounded up to 2)
+sw.sweep(sw.load_sweep_config(sys.argv[2]), sys.argv[3])
+committee_sweep(load_committee_sweep_config(sys.argv[4]), sys.argv[5])
+"""
+
+
+def test_resume_on_another_device_count(tmp_path):
+    """A unit sweep (ODE and Monte Carlo) and a committee sweep (ODE; its Monte Carlo is a checkpointed run,
+    the same bits on any device count) started on one device count and finished on another give the
+    uninterrupted run's table: the committee's bit for bit; the unit's Monte Carlo bit for bit and its ODE to
+    round-off (the sharded ODE program differs by up to 1.1e-16 from one device, measured; the same with no
+    interruption). The unit's folder records 2 points a chunk (the layout of earlier versions on 2 devices,
+    from which a committee rerun on 1 device failed with "cannot reshape array of size 5 into shape (4,)"):
+    the rerun keeps it."""
+    from jaxadv.app.committee_sweep import committee_sweep, load_committee_sweep_config
+
+    other = 1 if jax.device_count() > 1 else 2
+    (tmp_path / "u.toml").write_text(MC_TOML.replace("0.0, 0.5, 1.0, 1.5", "0.0, 0.5, 1.0"))
+    (tmp_path / "c.toml").write_text(COMMITTEE_TOML.replace("mc = true", "mc = false\nchunk = 1"))
+    u, c = tmp_path / "unit", tmp_path / "committee"
+    env = {**_env(), "XLA_FLAGS": f"--xla_force_host_platform_device_count={other}", "JAX_PLATFORMS": "cpu"}
+    args = [str(other), str(tmp_path / "u.toml"), str(u), str(tmp_path / "c.toml"), str(c)]
+    r = subprocess.run([sys.executable, "-c", _OTHER_DEVICES, *args], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    full = {d: read_csv(d / "sweep.csv") for d in (u, c)}
+    committee_csv = (c / "sweep.csv").read_bytes()
+    for d in (u, c):  # as if killed after the first chunk
+        (d / "sweep.csv").unlink()
+        (d / "chunks" / "chunk_00001.npz").unlink()
+    logged = []
+    sweep(load_sweep_config(str(tmp_path / "u.toml")), str(u), log=logged.append)
+    committee_sweep(load_committee_sweep_config(str(tmp_path / "c.toml")), str(c), log=logged.append)
+    assert [m for m in logged if "resuming" in m] == ["resuming: 1 of 2 chunks already on disk"] * 2, logged
+    assert "3 points in 2 chunks of 2" in logged[1] and "2 points in 2 chunks of 1" in logged[3], logged
+    assert (c / "sweep.csv").read_bytes() == committee_csv
+    again = read_csv(u / "sweep.csv")
+    for k, v in full[u].items():
+        if k in ("R", "b", "test_error", "robust_error"):
+            np.testing.assert_allclose(again[k], v, rtol=0, atol=1e-15, err_msg=k)
+        else:
+            np.testing.assert_array_equal(again[k], v, err_msg=k)
 
 
 def test_plots_write_png_and_pdf(tmp_path):

@@ -68,6 +68,7 @@ def simulate_resumable(
     checkpoint_every: float = 60.0,
     progress: bool = False,
     stats: dict[str, Any] | None = None,
+    label: str = "monte carlo",
     **kwargs: Any,
 ) -> driver.MCResult:
     r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
@@ -77,7 +78,7 @@ def simulate_resumable(
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches all
             arguments. It is removed at the end.
-        progress: print a progress bar to stderr.
+        progress: print a progress bar to stderr, labelled ``label``.
         stats: a dict that receives ``resumed_from`` (save intervals found in the checkpoint) and
             ``steps_this_session`` (steps computed by this call, for a true rate).
 
@@ -90,7 +91,9 @@ def simulate_resumable(
     if "rule_params" in kwargs:
         kwargs["rule_params_"] = kwargs.pop("rule_params")
     plan = driver.plan_simulation(key, params, **kwargs)
-    obs = run_resumable(plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats)
+    obs = run_resumable(
+        plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats, label=label
+    )
     return driver.result(plan, np.stack(obs))
 
 

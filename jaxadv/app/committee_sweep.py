@@ -41,8 +41,10 @@ flow and are refused as axes.
 The ODE starts from the given ``R0``, ``Q0`` (required with ``ode = true``: the symmetric start is
 the plateau the ODE never leaves), and the Monte Carlo builds every replica with exactly these
 overlaps; grid point ``i`` uses ``fold_in(key(seed), i)``. With the Monte Carlo the ODE runs to the
-Monte Carlo's last save time. Each chunk is written atomically to ``DIR/chunks/`` when done; a rerun
-of the same command resumes; another configuration in the same folder is refused. The Monte Carlo of a
+Monte Carlo's last save time. The chunks run on the sweep engine of every student
+(:func:`jaxadv.app.sweep.run_chunks`): each is written atomically to ``DIR/chunks/`` when done; a rerun
+of the same command resumes, on any device count and with several processes (process 0 decides which
+chunks are done); another configuration in the same folder is refused. The Monte Carlo of a
 point runs on the project's driver (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`: replicas
 split over all devices, a progress bar, ``DIR/mc_checkpoint.npz``): Ctrl-C or SIGTERM inside a point saves
 its completed save intervals and the rerun resumes that point bit for bit.
@@ -66,7 +68,6 @@ import hashlib
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -74,8 +75,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..analysis.stats import mean_sem
-from .io import read_toml, write_csv, write_json, write_npz
-from .sweep import _check_directory, _chunk_path, _chunks_on_disk
+from . import sweep as engine
+from .io import read_toml
 
 if TYPE_CHECKING:
     import argparse
@@ -125,8 +126,8 @@ class CommitteeSweepConfig:
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         eps_test: robust-error radius of every point, or ``None`` (each point's ``eps``).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; rounded up to a
-            multiple of the device count (the chunk axis is sharded over the devices).
+        chunk: grid points per ODE chunk (0: 8); with the Monte Carlo one point a chunk; the same on any
+            device count (padded to a multiple of it inside the computation, :func:`jaxadv.app.sweep.run_chunks`).
         ode, mc, mc_robust: what to compute (``mc_robust``: each replica's robust error too).
         N, replicas, seed, x64: Monte Carlo settings.
         quadrature: ``(panels, order, width)`` of the ODE's Gaussian averages
@@ -152,10 +153,7 @@ class CommitteeSweepConfig:
     quadrature: tuple | None = None
     name: str = "committee_sweep"
 
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["grid"] = {k: list(v) for k, v in self.grid.items()}
-        return d
+    as_dict = engine.SweepConfig.as_dict
 
     def digest(self) -> str:
         """SHA-256 of the configuration (name excluded): equal digests give equal tables."""
@@ -235,7 +233,6 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
 
     keys = keys_of("committee")
     model_keys, run_keys = defaults_of("committee"), {k for k, r in keys.items() if r.section == "run"}
-    from .sweep import _axis_values
 
     base = dict(base or {})
     model = base.pop("model", "committee")
@@ -245,7 +242,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     run_defaults: dict[str, Any] = {}
     preset = base.pop("preset", None)
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise ValueError(f"base.preset={preset!r} is not a committee preset; one of {sorted(PRESETS)}")
         for k, v in PRESETS[preset].items():
             (run_defaults if k in run_keys else cfg)[k] = v
@@ -272,7 +269,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     for k in run_keys:
         cfg.pop(k, None)
     if eps_test is not None:
-        eps_test = _float("base.eps_test", eps_test)
+        eps_test = engine.check_value_of("base.eps_test", eps_test)
         if eps_test < 0:
             raise ValueError(f"base.eps_test={eps_test!r} must be >= 0")
     axes = {}
@@ -291,7 +288,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
             )
         if k in base or (k == "eps_test" and eps_test is not None):
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
-        axes[k] = _axis_values(k, v)
+        axes[k] = engine.axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.3, 0.6]")
     known = {f.name for f in dataclasses.fields(CommitteeSweepConfig)} - {"model", "grid", "eps_test"}
@@ -305,21 +302,17 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
     opts.update(options)
     for k in ("alpha_max", "dt"):
         if k in opts:
-            opts[k] = _float(k, opts[k])
+            opts[k] = engine.check_value_of(k, opts[k])
     if opts.get("quadrature") is not None:
         q = opts["quadrature"]
-        if (
-            not isinstance(q, (list, tuple))
-            or len(q) != 3
-            or any(isinstance(x, bool) for x in q)
-            or not all(isinstance(x, (int, float)) for x in q)
-            or int(q[0]) != q[0]
-            or int(q[1]) != q[1]
-            or q[0] < 1
-            or q[1] < 1
-            or not q[2] > 0
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if not (isinstance(q, (list, tuple)) and len(q) == 3 and all(num(x) for x in q)) or not (
+            int(q[0]) == q[0] >= 1 and int(q[1]) == q[1] >= 1 and q[0] * q[1] <= 1000 and q[2] > 0
         ):
-            raise ValueError(f"quadrature={q!r} must be [panels, order, width]: integers >= 1 and a width > 0")
+            raise ValueError(
+                f"quadrature={q!r} must be [panels, order, width]: integers >= 1 (panels x order <= 1000 nodes "
+                "an axis) and a finite width > 0"
+            )
         opts["quadrature"] = (int(q[0]), int(q[1]), float(q[2]))
     out = CommitteeSweepConfig(model=cfg, grid=axes, eps_test=eps_test, **opts)
     check_name(out.name)
@@ -330,18 +323,16 @@ def _axes_of(data: str):
     return RULE_AXES + ("eps_test",) + DATA_AXES[data]
 
 
-def _float(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name}={v!r} must be a finite number")
-    return float(v)
-
-
 def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweepConfig:
     """Check every value (each axis value through the committee records' own validators); raise
     ``ValueError`` naming the parameter and its value."""
     from ..committee.ode import check_overlaps
 
+    engine.check_settings(
+        cfg, {"n_save": 1, "chunk": 0, "N": 2, "replicas": 2, "seed": 0}, ("ode", "mc", "mc_robust", "x64")
+    )
     mixture, _, spec = cfg.records()
+    engine.check_size(cfg, math.prod(len(v) for v in cfg.grid.values()), cfg.n_save, spec.K, by_point=True)
     for k, values in cfg.grid.items():
         for x in values:
             if k == "eps_test":
@@ -352,22 +343,6 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
                 cfg.records({k: x})
             except ValueError as e:
                 raise ValueError(f"grid.{k}: {e}") from None
-    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 2), ("seed", 0)):
-        v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
-    from .config import MAX_SEED
-
-    if cfg.seed > MAX_SEED:
-        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
-    for key in ("alpha_max", "dt"):
-        if not getattr(cfg, key) > 0:
-            raise ValueError(f"{key}={getattr(cfg, key)!r} must be > 0")
-    for key in ("ode", "mc", "mc_robust", "x64"):
-        if not isinstance(getattr(cfg, key), bool):
-            raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
-    if not (cfg.ode or cfg.mc):
-        raise ValueError("ode=false and mc=false: nothing to compute")
     m = cfg.model
     if cfg.ode and (m["R0"] is None or m["Q0"] is None):
         raise ValueError(
@@ -378,11 +353,8 @@ def validate_committee_sweep_config(cfg: CommitteeSweepConfig) -> CommitteeSweep
         raise ValueError(f"base.R0={m['R0']!r}, base.Q0={m['Q0']!r}: give both initial overlaps or neither")
     if m["R0"] is not None:
         check_overlaps(spec.K, mixture.n_directions, m["Q0"], m["R0"], spec.normalise)
-    if cfg.mc:
-        if mixture.n_directions + spec.K > cfg.N:
-            raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
-        if cfg.alpha_max * cfg.N / cfg.n_save < 1:
-            raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+    if cfg.mc and mixture.n_directions + spec.K > cfg.N:
+        raise ValueError(f"N={cfg.N!r} must be >= D + K = {mixture.n_directions + spec.K}")
     return cfg
 
 
@@ -403,10 +375,7 @@ def load_committee_sweep_config(path: str) -> CommitteeSweepConfig:
 def grid_points(cfg: CommitteeSweepConfig) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
     """``(flat, shape)``: ``{axis: values of shape (n_points,)}`` point-major (last axis fastest) and the
     grid shape."""
-    names = list(cfg.grid)
-    shape = tuple(len(cfg.grid[k]) for k in names)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k], float) for k in names), indexing="ij")
-    return {k: m.ravel() for k, m in zip(names, mesh, strict=True)}, shape
+    return engine.flat_grid(cfg.grid)
 
 
 def _point(flat: dict, i: int) -> dict:
@@ -419,15 +388,6 @@ def _eps_test(cfg, flat, n):
     if cfg.eps_test is not None:
         return np.full(n, cfg.eps_test)
     return flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-
-
-def _alpha(cfg: CommitteeSweepConfig) -> np.ndarray:
-    """Save times: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with ``mc``, else equal intervals."""
-    if cfg.mc:
-        from ..mc.driver import save_schedule
-
-        return save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)[1]
-    return np.arange(cfg.n_save + 1) * (cfg.alpha_max / cfg.n_save)
 
 
 def order_parameter_names(K: int, D: int) -> list[str]:
@@ -617,8 +577,6 @@ def committee_sweep(
     """
     import jax
 
-    from .progress import Progress
-
     validate_committee_sweep_config(cfg)
     if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError(
@@ -630,86 +588,45 @@ def committee_sweep(
     n = int(np.prod(shape))
     eps_test = np.asarray(_eps_test(cfg, flat, n), float)
     eps = flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
-    from ..sharding import padded_size
-
-    # grid points per chunk, a multiple of the device count (the ODE's chunk axis is sharded over them)
-    size = padded_size(1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n))
-    n_chunks = -(-n // size)
-    alpha = _alpha(cfg)
+    alpha = engine.save_times(cfg)
     names = order_parameter_names(K, D)
-    if out_dir is not None:
-        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
-        _check_directory(cfg, out_dir)
-        write_json(
-            os.path.join(out_dir, "config.json"),
-            {
-                "model": "committee",
-                "config": cfg.as_dict(),
-                "config_hash": cfg.digest(),
-                "grid_shape": list(shape),
-                "n_points": n,
-                "chunk": size,
-                "n_chunks": n_chunks,
-                "order_parameters": names,
-                "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
-                "mc_started_from": (
-                    "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
-                )
-                if cfg.mc
-                else None,
-                "jax_version": jax.__version__,
-                "device": str(jax.devices()[0]),
-            },
-        )
-    done = _chunks_on_disk(out_dir, n_chunks, log)  # {chunk: arrays}, each file read once
-    if log and done:
-        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    # with the Monte Carlo each point shows its own bar ("point i/n monte carlo") and the chunk bar is off:
-    # two bars redrawing the same terminal line would interleave
-    bar = Progress(n_chunks, "committee sweep", enabled=progress and not cfg.mc, initial=len(done))
-    parts = []
-    t0 = time.perf_counter()
-    for c in range(n_chunks):
-        lo, hi = c * size, min(n, (c + 1) * size)
-        if c in done:
-            part = done[c]
-        else:
-            part = {}
-            if cfg.ode:
-                traj = _ode_chunk(cfg, flat, lo, hi, size, float(alpha[-1]))
-                part.update(traj)
-                part["clean_error"], part["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
-            if cfg.mc:
-                ck = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
-                rows = [
-                    _mc_point(cfg, flat, eps_test, i, K, D, ck, progress, f"point {i + 1}/{n} monte carlo")
-                    for i in range(lo, hi)
-                ]
-                part.update({f"mc_{k}": np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
-            if out_dir is not None:
-                write_npz(_chunk_path(out_dir, c), **part)
-        parts.append(part)
-        bar.update(c + 1)
-    bar.close()
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
-    if out_dir is not None:
-        write_csv(os.path.join(out_dir, "sweep.csv"), result.table)
-        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+
+    def ode(lo, hi, width):
+        traj = _ode_chunk(cfg, flat, lo, hi, width, float(alpha[-1]))
+        traj["clean_error"], traj["robust_error"] = _errors(cfg, flat, eps_test, lo, traj)
+        return traj
+
+    def mc(i, checkpoint, progress, label):
+        return {f"mc_{k}": v for k, v in _mc_point(cfg, flat, eps_test, i, K, D, checkpoint, progress, label).items()}
+
+    def finish(cols):
+        result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
+        arrays = {"alpha": alpha, "eps": eps.reshape(shape), "eps_test": eps_test.reshape(shape)}
+        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
         arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        write_npz(
-            os.path.join(out_dir, "sweep.npz"),
-            alpha=alpha,
-            eps=eps.reshape(shape),
-            eps_test=eps_test.reshape(shape),
-            **arrays,
-        )
-        if log:
-            log(
-                f"committee sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) "
-                f"-> {out_dir}"
-            )
-    return result
+        return result, result.table, arrays
+
+    given = "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
+    info = {
+        "model": "committee",
+        "order_parameters": names,
+        "ode_started_from": "the given R0 and Q0" if cfg.model["R0"] is not None else None,
+        "mc_started_from": given if cfg.mc else None,
+    }
+    return engine.run_chunks(
+        cfg,
+        out_dir,
+        n_points=n,
+        chunk=1 if cfg.mc else min(cfg.chunk or _DEFAULT_CHUNK, n),
+        grid_shape=shape,
+        ode=ode if cfg.ode else None,
+        mc=mc if cfg.mc else None,
+        finish=finish,
+        info=info,
+        label="committee sweep",
+        progress=progress,
+        log=log,
+    )
 
 
 def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> CommitteeSweepResult:
@@ -736,20 +653,10 @@ def _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D) -> 
         if cfg.ode:
             table["max_dev_sem"] = _deviation(cfg, table, spec, K, D)
         mc = {k: v.reshape(shape + v.shape[1:]) for k, v in mc_cols.items()}
-    return CommitteeSweepResult(
-        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
-        alpha=alpha,
-        eps=np.asarray(eps).reshape(shape),
-        eps_test=eps_test.reshape(shape),
-        Q=g("Q"),
-        R=g("R"),
-        b=g("b"),
-        v=g("v"),
-        clean_error=g("clean_error"),
-        robust_error=g("robust_error"),
-        mc=mc,
-        table=table,
-    )
+    Q, R, b, v, clean, robust = (g(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
+    axes = {k: np.asarray(x) for k, x in cfg.grid.items()}
+    eps, eps_test = np.asarray(eps).reshape(shape), eps_test.reshape(shape)
+    return CommitteeSweepResult(axes, alpha, eps, eps_test, Q, R, b, v, clean, robust, mc, table)
 
 
 def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
@@ -757,31 +664,13 @@ def load_committee_sweep(out_dir: str) -> CommitteeSweepResult:
     :class:`CommitteeSweepResult`. ``ValueError`` if the folder holds no committee sweep."""
     from .load import read_table
 
-    path = os.path.join(out_dir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
-    with open(path) as f:
-        info = json.load(f)
+    info, d, axes = engine.read_sweep(out_dir)
     if info.get("model") != "committee":
         raise ValueError(f"out_dir={out_dir!r} holds no committee sweep (config.json has no model='committee')")
-    with np.load(os.path.join(out_dir, "sweep.npz")) as z:
-        d = {k: z[k] for k in z.files}
-    axes = {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
     mc = {k[3:]: v for k, v in d.items() if k.startswith("mc_") and not k.startswith("mc_traj_")} or None
-    return CommitteeSweepResult(
-        axes=axes,
-        alpha=d["alpha"],
-        eps=d["eps"],
-        eps_test=d["eps_test"],
-        Q=d.get("Q"),
-        R=d.get("R"),
-        b=d.get("b"),
-        v=d.get("v"),
-        clean_error=d.get("clean_error"),
-        robust_error=d.get("robust_error"),
-        mc=mc,
-        table=read_table(os.path.join(out_dir, "sweep.csv")),
-    )
+    Q, R, b, v, clean, robust = (d.get(k) for k in ("Q", "R", "b", "v", "clean_error", "robust_error"))
+    table = read_table(os.path.join(out_dir, "sweep.csv"))
+    return CommitteeSweepResult(axes, d["alpha"], d["eps"], d["eps_test"], Q, R, b, v, clean, robust, mc, table)
 
 
 # --- figures and the command --------------------------------------------------------------------
@@ -807,7 +696,6 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
     horizontal), ``tradeoff.png`` (robust against clean error along the eps-like axis) and, with the
     Monte Carlo, ``deviations.png`` (the final order parameters against the bare ODE,
     :func:`~jaxadv.app.sweep_plots.plot_sweep_deviations`); returns the paths. Needs the ODE."""
-    from .sweep import plot_axes
     from .sweep_plots import plot_sweep_heatmaps, plot_tradeoff
 
     if result.clean_error is None or result.robust_error is None:
@@ -820,7 +708,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
         result.clean_error[..., None],
         result.robust_error[..., None],
     )
-    xy, trade = plot_axes(view)
+    xy, trade = engine.plot_axes(view)
     K = None if result.Q is None else result.Q.shape[-1]
     title = (name + ": " if name else "") + f"committee K={K}"
     paths = []
@@ -878,9 +766,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
 def committee_sweep_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv sweep`` for a committee sweep TOML (module docstring):
     :func:`jaxadv.app.sweep.run_sweep_command` with this engine."""
-    from .sweep import run_sweep_command
-
     cfg = load_committee_sweep_config(args.config)
     fixed_eps_test = "eps_test" in cfg.grid or cfg.eps_test is not None
     header = f"jaxadv sweep (committee, K={cfg.spec.K}) {cfg.name}"
-    return run_sweep_command(args, cfg, header, fixed_eps_test, committee_sweep, write_committee_sweep_figures)
+    return engine.run_sweep_command(args, cfg, header, fixed_eps_test, committee_sweep, write_committee_sweep_figures)

@@ -3,24 +3,29 @@ parameters, written chunk by chunk so that nothing is lost.
 
 A sweep is the Cartesian product of the swept axes (any of ``eps, prior, rho, v1, v2,
 eta_w, eta_b, eps_test``) on top of base parameters. The grid is flattened point-major
-(the last axis varies fastest) and cut into chunks of a fixed number of points; the last
-chunk is padded by repeating its last point, so one compiled ``vmap`` of the RK4 ``scan``
-serves every chunk (no recompilation per point or per chunk). On several devices the chunk
-axis is sharded (:mod:`jaxadv.sharding`).
+(the last axis varies fastest) and cut into chunks of a fixed number of points, the same on
+any device count; inside the computation each chunk is padded (repeating its last point) to
+that number rounded up to a multiple of the device count, so one compiled ``vmap`` of the RK4
+``scan`` serves every chunk (no recompilation per point or per chunk) and the chunk axis is
+sharded over the devices (:mod:`jaxadv.sharding`).
 
-Each chunk is written atomically to ``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an
-interrupted sweep rerun with the same command skips the chunks on disk and assembles the
-same table, bit for bit. ``DIR/config.json`` holds a hash of the resolved configuration; a
-different configuration in the same directory is refused.
+:func:`run_chunks` is the engine of every student's sweep (this one and
+:mod:`jaxadv.app.committee_sweep`): each chunk is written atomically to
+``DIR/chunks/chunk_XXXXX.npz`` as soon as it is done; an interrupted sweep rerun with the same
+command skips the chunks on disk (also on another device count) and assembles the same table.
+The Monte Carlo of a point keeps ``DIR/mc_checkpoint.npz`` (:mod:`jaxadv.app.checkpoint`): Ctrl-C
+or SIGTERM inside a point saves its finished save intervals and the rerun resumes it bit for
+bit. ``DIR/config.json`` holds a hash of the resolved configuration; a different configuration
+in the same directory is refused.
 
 TOML file (``jaxadv sweep FILE.toml --out DIR``)::
 
     alpha_max = 200          # final time
     n_save = 20              # save intervals (n_save + 1 rows per grid point)
     dt = 1.0                 # largest RK4 step
-    chunk = 256              # grid points per chunk (0: sized to memory)
+    chunk = 256              # grid points per chunk (0: sized to memory; with mc one point)
     ode = true
-    mc = false               # Monte Carlo per grid point (jaxadv.simulate)
+    mc = false               # Monte Carlo per grid point (jaxadv.simulate, resumable)
     N = 500                  # MC input dimension
     replicas = 32            # MC replicas per grid point
     seed = 0                 # MC seed; point i uses fold_in(key(seed), i)
@@ -45,7 +50,6 @@ robust_error_sem, n_finite``), ``sweep.npz`` (the same on the grid, shape
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import hashlib
@@ -76,6 +80,8 @@ from .io import npz_problem, read_toml, write_csv, write_json, write_npz
 from .progress import Progress
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..model.rule import TrainingRule
     from .committee_sweep import CommitteeSweepConfig
     from .sweep_plots import SweepView
@@ -90,7 +96,6 @@ __all__ = [
     "load_sweep",
     "table",
     "grid_points",
-    "add_sweep_parser",
     "sweep_command",
 ]
 
@@ -120,27 +125,7 @@ def sweep_axes() -> tuple:
 
 SWEEP_AXES = sweep_axes()
 MC_QUANTITIES = ("R", "b", "test_error", "robust_error")
-_TOP_KEYS = {
-    "alpha_max",
-    "n_save",
-    "dt",
-    "chunk",
-    "ode",
-    "mc",
-    "N",
-    "replicas",
-    "seed",
-    "sampler",
-    "loss",
-    "R0",
-    "b0",
-    "name",
-    "base",
-    "grid",
-    "x64",
-    "save",
-    "points_per_decade",
-}
+MC_COLUMNS = tuple(f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")) + ("n_finite",)
 
 
 @dataclass(frozen=True)
@@ -152,7 +137,8 @@ class SweepConfig:
             may hold ``eps_test`` (default: the point's ``eps``).
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
-        chunk: grid points per chunk; ``0`` sizes it to memory (see :func:`chunk_size`).
+        chunk: grid points per chunk (``0`` sizes it to memory); with the Monte Carlo one point a
+            chunk (see :func:`chunk_size`).
         ode, mc: what to compute. ``mc`` runs :func:`jaxadv.simulate` per grid point.
         N, replicas, seed, sampler, x64: Monte Carlo settings.
         loss, R0, b0: loss name and initial condition (``R0=None``: random w; the ODE uses 0).
@@ -182,7 +168,7 @@ class SweepConfig:
     save: str = "linear"
     points_per_decade: int = 10
 
-    def as_dict(self) -> dict:
+    def as_dict(self: Any) -> dict:
         d = dataclasses.asdict(self)
         d["grid"] = {k: list(v) for k, v in self.grid.items()}
         return d
@@ -222,25 +208,38 @@ class SweepResult(NamedTuple):
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _axis_values(name, spec):
+MAX_AXIS = 10**7
+"""Most values of one swept axis (a larger grid is a typo: at 128 bytes a save point it would not fit)."""
+
+
+def axis_values(name, spec):
+    """The values of axis ``name``: a list, one number, or ``{linspace = [start, stop, num]}``; every value
+    finite, at most :data:`MAX_AXIS` of them."""
     if isinstance(spec, dict):
-        if set(spec) != {"linspace"} or len(spec["linspace"]) != 3:
+        if set(spec) != {"linspace"} or not isinstance(spec["linspace"], list) or len(spec["linspace"]) != 3:
             raise ValueError(f"grid.{name}={spec!r} must be a list or {{linspace = [start, stop, num]}}")
-        a, b, n = spec["linspace"]
-        if int(n) != n or n < 1:
-            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer >= 1")
+        *ends, n = spec["linspace"]
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not 1 <= n <= MAX_AXIS or int(n) != n:
+            raise ValueError(f"grid.{name}: linspace num={n!r} must be an integer in [1, {MAX_AXIS}]")
+        a, b = (check_value_of(f"grid.{name}: value", x) for x in ends)
         # rounded to 12 significant digits: 0.15, not 0.15000000000000002
-        return tuple(float(f"{x:.12g}") for x in np.linspace(float(a), float(b), int(n)))
+        return tuple(float(f"{x:.12g}") for x in np.linspace(a, b, int(n)))
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return (float(spec),)
+        return (check_value_of(f"grid.{name}: value", spec),)
     if not isinstance(spec, (list, tuple)) or len(spec) == 0:
         raise ValueError(f"grid.{name}={spec!r} must be a non-empty list or {{linspace = [start, stop, num]}}")
-    out = []
-    for x in spec:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise ValueError(f"grid.{name}: value {x!r} is not a number")
-        out.append(float(x))
-    return tuple(out)
+    if len(spec) > MAX_AXIS:
+        raise ValueError(f"grid.{name}: {len(spec)} values, more than {MAX_AXIS}")
+    return tuple(check_value_of(f"grid.{name}: value", x) for x in spec)
+
+
+def check_value_of(what: str, x: Any) -> float:
+    """``x`` as a float; ``ValueError`` (``what`` and the value) unless it is a finite number."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"{what}={x!r} is not a number")
+    if not math.isfinite(x):
+        raise ValueError(f"{what}={x!r} is not finite")
+    return float(x)
 
 
 def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, **options: Any) -> SweepConfig:
@@ -266,18 +265,18 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
                 from .config import _floats
 
                 v = _floats(k, v)
-            base[k] = tuple(float(x) for x in v)
+            if not isinstance(v, (list, tuple)):
+                raise ValueError(f"base.{k}={v!r} must be a list of numbers")
+            base[k] = tuple(check_value_of(f"base.{k}", x) for x in v)
         else:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"base.{k}={v!r} is not a number")
-            base[k] = float(v)
+            base[k] = check_value_of(f"base.{k}", v)
     axes = {}
     for k, v in grid.items():
         if k in base:
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
         if k not in sweep_axes():
             raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(sweep_axes())}")
-        axes[k] = _axis_values(k, v)
+        axes[k] = axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
     names = {f.name for f in dataclasses.fields(SweepConfig)} - {"base", "grid"}
@@ -290,56 +289,117 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
 
 def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     """Check every value; raise ``ValueError`` naming the parameter and its value."""
+    from ..model.rule import check_ode_supported, check_reduced_supported, rule_param_specs, validate_rule
+    from .config import check_name, check_unused
+
+    check_settings(cfg, {"n_save": 1, "chunk": 0, "N": 2, "replicas": 1, "seed": 0}, ("ode", "mc", "x64"))
+    check_name(cfg.name)
+    for key, choices in (("loss", tuple(LOSSES)), ("sampler", ("full", "reduced")), ("save", ("linear", "log"))):
+        if not isinstance(getattr(cfg, key), str) or getattr(cfg, key) not in choices:
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not one of {sorted(choices)}")
+    if cfg.R0 is not None:
+        check_value("R0", check_value_of("R0", cfg.R0), lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
+    check_value_of("b0", cfg.b0)
+    ppd = cfg.points_per_decade
+    if isinstance(ppd, bool) or not isinstance(ppd, (int, float)) or not 1 <= ppd <= 10**6 or int(ppd) != ppd:
+        raise ValueError(f"points_per_decade={ppd!r} must be an integer in [1, 10**6]")
+    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
+        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
+    n_points = math.prod(len(v) for v in cfg.grid.values())
+    saves = cfg.n_save if cfg.save == "linear" else int(ppd * (math.log10(cfg.alpha_max * cfg.N) + 1))
+    check_size(cfg, n_points, saves, 1, cfg.sampler, linear_mc=cfg.save == "linear")
     for name, (ok, what) in PARAM_RULES.items():
         for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
             check_value(name, float(v), ok, what)
-    from ..model.rule import check_reduced_supported, validate_rule
-
+    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
+        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
     rule = sweep_rule(cfg)
+    reads = set(rule_param_specs(rule))
+    reads |= {"noise_norm"} if "noise_std" in reads else set()
+    given = {k: v for k, v in {**cfg.base, **cfg.grid}.items() if k in _rule_axes() + _rule_vectors()}
+    check_unused(given, reads.__contains__, f"loss={cfg.loss!r}, {', '.join(f'{k}={v!r}' for k, v in rule_names(cfg))}")
     for i in range(max(1, max((len(v) for v in cfg.grid.values()), default=1))):
         validate_rule(rule, _rule_values(cfg, {k: v[min(i, len(v) - 1)] for k, v in cfg.grid.items()}))
     if cfg.ode:
-        from ..model.rule import check_ode_supported
-
         check_ode_supported(rule)
     if cfg.mc and cfg.sampler == "reduced":
         check_reduced_supported(rule)
-    for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
-        check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
-    check_value("alpha_max", cfg.alpha_max, lambda x: x > 0, "must be > 0")
-    check_value("dt", cfg.dt, lambda x: x > 0, "must be > 0")
-    for key, lo in (("n_save", 1), ("chunk", 0), ("N", 2), ("replicas", 1), ("seed", 0)):
+    return cfg
+
+
+def check_settings(cfg: Any, counts: dict[str, int], flags: tuple[str, ...]) -> None:
+    """The run settings every student's sweep shares: ``counts`` (integers ``>=`` their bound), ``flags``
+    (booleans), ``seed`` in the PRNG's range, ``alpha_max`` and ``dt`` finite and positive, something to
+    compute; ``ValueError`` naming the key and its value."""
+    from .config import MAX_SEED
+
+    for key, lo in counts.items():
         v = getattr(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{key}={v!r} must be an integer >= {lo}")
-    for key in ("ode", "mc", "x64"):
+    if cfg.seed > MAX_SEED:
+        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
+    for key in ("alpha_max", "dt"):
+        check_value(key, check_value_of(key, getattr(cfg, key)), lambda x: x > 0, "must be > 0")
+    for key in flags:
         if not isinstance(getattr(cfg, key), bool):
             raise ValueError(f"{key}={getattr(cfg, key)!r} is not a boolean (true/false)")
     if not (cfg.ode or cfg.mc):
         raise ValueError("ode=false and mc=false: nothing to compute")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"loss={cfg.loss!r} is not one of {sorted(LOSSES)}")
-    if cfg.R0 is not None:
-        check_value("R0", cfg.R0, lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
-    check_value("b0", cfg.b0, lambda x: True, "")
-    if cfg.save not in ("linear", "log"):
-        raise ValueError(f"save={cfg.save!r} must be 'linear' or 'log'")
-    if int(cfg.points_per_decade) != cfg.points_per_decade or cfg.points_per_decade < 1:
-        raise ValueError(f"points_per_decade={cfg.points_per_decade!r} must be an integer >= 1")
-    if cfg.save == "log" and cfg.alpha_max * cfg.N < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N}: at least one step")
-    if cfg.save == "linear" and cfg.mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
-        raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
-    from .config import MAX_SEED, check_name
+
+
+MAX_POINT_RUNS = 10**4
+"""Most grid points of a sweep whose points run one at a time (the Monte Carlo; the committee's records and
+errors): at least 0.014 s a point for the unit's Monte Carlo and 0.05 s for the committee, at the smallest
+sizes (measured on 2 loaded cores), so a larger grid is hours of overhead; split it into several sweeps."""
+
+
+def check_size(
+    cfg: Any,
+    n_points: int,
+    saves: int,
+    units: int,
+    sampler: str = "full",
+    linear_mc: bool = True,
+    by_point: bool = False,
+) -> None:
+    """Before any computation: refuse a sweep whose ODE needs more RK4 steps a point than its step counter
+    holds, whose Monte Carlo more steps than :data:`jaxadv.mc.driver.MAX_MC_STEPS` or under one step a save,
+    whose points run one at a time (``cfg.mc``, or ``by_point``: a committee) and number more than
+    :data:`MAX_POINT_RUNS`, or whose grid, trajectories and one point's Monte Carlo (``units`` units a replica)
+    exceed the memory available, with the estimate in the message."""
+    if (cfg.mc or by_point) and n_points > MAX_POINT_RUNS:
+        shape = " x ".join(f"{k}: {len(v)}" for k, v in cfg.grid.items())
+        raise ValueError(
+            f"grid ({shape}) = {n_points} points, each run on its own (at least 0.01-0.05 s a point): more than "
+            f"{MAX_POINT_RUNS}; split the grid into several sweeps"
+        )
+    from ..mc.driver import MAX_MC_STEPS, save_schedule
+    from .config import MAX_ODE_STEPS
     from .resources import check_fits, run_memory_bytes, sweep_memory_bytes
 
-    check_name(cfg.name)
-    if cfg.seed > MAX_SEED:
-        raise ValueError(f"seed={cfg.seed!r} must be an integer in [0, 2**63 - 1]")
-    n_points = math.prod(len(v) for v in cfg.grid.values())
-    mc_bytes = run_memory_bytes(cfg.N, cfg.replicas, cfg.n_save, 8 if cfg.x64 else 4, cfg.sampler)[0] if cfg.mc else 0.0
-    check_fits(sweep_memory_bytes(n_points, cfg.n_save, mc_bytes), "the sweep")
-    return cfg
+    if cfg.ode and cfg.alpha_max / cfg.dt > MAX_ODE_STEPS:
+        raise ValueError(
+            f"alpha_max={cfg.alpha_max!r} needs {cfg.alpha_max / cfg.dt:.3g} RK4 steps of dt={cfg.dt!r}, more than "
+            f"{MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
+        )
+    if cfg.n_save > MAX_ODE_STEPS:
+        raise ValueError(f"n_save={cfg.n_save!r} is more than {MAX_ODE_STEPS} save points; lower it")
+    if cfg.mc:
+        if cfg.alpha_max * cfg.N > MAX_MC_STEPS:
+            raise ValueError(
+                f"alpha_max={cfg.alpha_max!r} at N={cfg.N} is {cfg.alpha_max * cfg.N:.3g} Monte Carlo steps, more "
+                f"than the step counter's {MAX_MC_STEPS}; lower alpha_max or N"
+            )
+        if linear_mc and cfg.alpha_max * cfg.N / cfg.n_save < 1:
+            raise ValueError(f"alpha_max={cfg.alpha_max!r} is too small for N={cfg.N} and n_save={cfg.n_save}")
+        save_schedule(cfg.N, cfg.alpha_max, cfg.n_save)
+    need, how = sweep_memory_bytes(n_points, saves)
+    if cfg.mc:
+        mc, mc_how = run_memory_bytes(cfg.N, cfg.replicas * units, saves, 8 if cfg.x64 else 4, sampler)
+        mc_how = mc_how.replace(f"replicas={cfg.replicas * units}", f"replicas={cfg.replicas} x {units} units")
+        need, how = need + mc, f"{how}, and a point's Monte Carlo: {mc_how}"
+    check_fits((need, how), "the sweep")
 
 
 def load_sweep_config(path: str) -> SweepConfig:
@@ -350,9 +410,6 @@ def load_sweep_config(path: str) -> SweepConfig:
         ValueError: invalid TOML, unknown key or invalid value (naming it).
     """
     data = read_toml(path, "sweep file")
-    for k in data:
-        if k not in _TOP_KEYS:
-            raise ValueError(f"unknown key {k!r} in {path!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
     grid = data.pop("grid", None)
     if not isinstance(grid, dict):
         raise ValueError(f"{path!r} has no [grid] table, e.g. [grid] eps = [0, 0.5, 1]")
@@ -371,14 +428,16 @@ def sweep_rule(cfg: SweepConfig) -> TrainingRule:
     ``nonrobust_only`` and the top-level ``loss``)."""
     from ..model.rule import training_rule
 
-    b = cfg.base
+    names = dict(rule_names(cfg))
     return training_rule(
-        b.get("attack", "l2"),
-        b.get("eps_dist", "fixed"),
-        b.get("gate", "none"),
-        nonrobust_only=b.get("nonrobust_only", False),
-        loss=cfg.loss,
+        names["attack"], names["eps_dist"], names["gate"], nonrobust_only=names["nonrobust_only"], loss=cfg.loss
     )
+
+
+def rule_names(cfg: SweepConfig) -> list[tuple[str, Any]]:
+    """``[(key, value)]`` of the rule's parts, ``[base]``'s or the defaults."""
+    defaults = {"attack": "l2", "eps_dist": "fixed", "gate": "none", "nonrobust_only": False}
+    return [(k, cfg.base.get(k, d)) for k, d in defaults.items()]
 
 
 def _rule_values(cfg: SweepConfig, point: dict) -> dict:
@@ -400,13 +459,17 @@ def _rule_values(cfg: SweepConfig, point: dict) -> dict:
     return out
 
 
+def flat_grid(grid: dict) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
+    """``(flat, shape)`` of any student's grid: ``{axis: values of shape (n_points,)}`` point-major (last axis
+    fastest) and the grid shape."""
+    mesh = np.meshgrid(*(np.asarray(v, float) for v in grid.values()), indexing="ij")
+    return {k: m.ravel() for k, m in zip(grid, mesh, strict=True)}, tuple(len(v) for v in grid.values())
+
+
 def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, ...]]:
     """Flattened grid: ``(params, eps_test)`` with leaves of shape ``(n_points,)`` (float64 NumPy),
     point-major with the last grid axis varying fastest, and the grid shape."""
-    names = list(cfg.grid)
-    shape = tuple(len(cfg.grid[k]) for k in names)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
+    flat, shape = flat_grid(cfg.grid)
     n = int(np.prod(shape))
     defaults = ModelParams()._asdict()
 
@@ -423,10 +486,7 @@ def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, .
 def rule_columns(cfg: SweepConfig, params: ModelParams) -> dict:
     """The rule's parameters over the flattened grid: arrays of shape ``(n_points,)`` for the scalar
     ones, tuples for the vector ones (shared by all points)."""
-    names = list(cfg.grid)
-    mesh = np.meshgrid(*(np.asarray(cfg.grid[k]) for k in names), indexing="ij")
-    flat = {k: m.ravel() for k, m in zip(names, mesh, strict=True)}
-    flat["eps"] = np.asarray(params.eps)
+    flat = {**flat_grid(cfg.grid)[0], "eps": np.asarray(params.eps)}
     n = len(flat["eps"])
     out = {}
     for k, v in _rule_values(cfg, flat).items():
@@ -442,30 +502,33 @@ def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
 
 
 def chunk_size(cfg: SweepConfig, n_points: int, memory_bytes: float = 2**28) -> int:
-    """Grid points per chunk: ``cfg.chunk`` if set, else as many as fit ``memory_bytes`` for the
-    saved trajectories and RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point),
-    capped at 4096 and at the grid size; rounded up to a multiple of the device count."""
-    if cfg.chunk:
-        c = cfg.chunk
-    elif cfg.mc:
-        return padded_size(1)  # the Monte Carlo runs point by point: one point a chunk shows progress and resumes
-    else:
-        per_point = len(_alpha(cfg)) * 2 * 8 * 16 + 4096
-        c = int(max(1, min(4096, memory_bytes // per_point)))
-    return padded_size(min(c, n_points))
+    """Grid points per chunk, on any device count: one with the Monte Carlo (whose checkpoint then holds all
+    unfinished work), else ``cfg.chunk``, else as many as fit ``memory_bytes`` for the saved trajectories and
+    RK4 stages (about ``(n_save + 1) * 2 * 8 * 16`` bytes a point), capped at 4096 and at the grid size."""
+    if cfg.mc:
+        return 1
+    per_point = len(save_times(cfg)) * 2 * 8 * 16 + 4096
+    return min(cfg.chunk or int(max(1, min(4096, memory_bytes // per_point))), n_points)
 
 
-def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int, rp: dict):
+def _mc_point(
+    cfg: SweepConfig, params: ModelParams, eps_test: float, index: int, rp: dict, checkpoint, progress, label
+):
+    """Monte Carlo of grid point ``index`` (:func:`jaxadv.app.checkpoint.simulate_resumable`, ``checkpoint``
+    its file or ``None``): each quantity's mean and standard error over the finite replicas, ``n_finite``."""
     from ..analysis.compare import mc_summary
-    from ..mc.driver import simulate
+    from .checkpoint import simulate_resumable
 
     key = jax.random.fold_in(jax.random.key(cfg.seed), index)
     save: dict[str, Any] = (
         {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
     )
-    mc = simulate(
+    mc = simulate_resumable(
         key,
         params,
+        checkpoint=checkpoint,
+        progress=progress,
+        label=label,
         N=cfg.N,
         alpha_max=cfg.alpha_max,
         n_save=cfg.n_save,
@@ -479,54 +542,41 @@ def _mc_point(cfg: SweepConfig, params: ModelParams, eps_test: float, index: int
         **save,
     )
     s = mc_summary(mc, params, eps_test)
-    out = {f"{q}_{m}": np.asarray(s[f"{q}_{m}"], np.float64) for q in MC_QUANTITIES for m in ("mean", "sem")}
-    out["n_finite"] = np.asarray(s["n_finite"], np.float64)
-    return out
+    return {k: np.asarray(s[k], np.float64) for k in MC_COLUMNS}
 
 
-def _compute_chunk(cfg: SweepConfig, params: ModelParams, eps_test, start: int, size: int, alpha_end: float, rp: dict):
-    """Results of grid points ``start .. start + n - 1`` (``n = len(eps_test)``) as a dict of
-    arrays of shape ``(n, P)``; the ODE runs on ``size`` points (padded)."""
+def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alpha_end: float, rp: dict):
+    """ODE of grid points with parameters ``params`` (leaves of shape ``(n,)``) as a dict of arrays of shape
+    ``(n, P)``; it runs on ``width`` points (padded by repeating the last: one shape for every chunk, so one
+    compilation serves all)."""
     n = len(eps_test)
-    out = {}
-    if cfg.ode:
-        # padded to the chunk size: every chunk has one shape, so one compilation serves all
-        p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), size)
-        rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), size) for k, v in rp.items()}
-        sol = solve_ode(
-            p,
-            alpha_end,
-            cfg.n_save,
-            dt=cfg.dt,
-            R0=0.0 if cfg.R0 is None else cfg.R0,
-            b0=cfg.b0,
-            rule=sweep_rule(cfg),
-            rule_params=rp_pad,
-            save_alpha=None if cfg.save == "linear" else _alpha(cfg),
-        )
-        R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
-        out["R"], out["b"] = R, b
-        columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
-        out["test_error"] = np.asarray(test_error(R, b, columns))
-        out["robust_error"] = np.asarray(robust_error(R, b, eps_test[:, None], columns))
-    if cfg.mc:
-        rows = [
-            _mc_point(
-                cfg,
-                ModelParams(*(float(np.asarray(x)[i]) for x in params)),
-                float(eps_test[i]),
-                start + i,
-                {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp.items()},
-            )
-            for i in range(n)
-        ]
-        for k in rows[0]:
-            out[k] = np.stack([r[k] for r in rows])
-    return out
+    p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), width)
+    rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), width) for k, v in rp.items()}
+    sol = solve_ode(
+        p,
+        alpha_end,
+        cfg.n_save,
+        dt=cfg.dt,
+        R0=0.0 if cfg.R0 is None else cfg.R0,
+        b0=cfg.b0,
+        rule=sweep_rule(cfg),
+        rule_params=rp_pad,
+        save_alpha=None if cfg.save == "linear" else save_times(cfg),
+    )
+    R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
+    columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
+    return {
+        "R": R,
+        "b": b,
+        "test_error": np.asarray(test_error(R, b, columns)),
+        "robust_error": np.asarray(robust_error(R, b, eps_test[:, None], columns)),
+    }
 
 
-def _alpha(cfg: SweepConfig) -> np.ndarray:
-    if cfg.save != "linear":
+def save_times(cfg: Any) -> np.ndarray:
+    """Save times of any student's sweep: the Monte Carlo's (``steps = round(alpha_max N / n_save)``) with
+    ``mc``, log-spaced with ``save = "log"``, else equal intervals."""
+    if getattr(cfg, "save", "linear") != "linear":
         from ..mc.schedule import save_steps
 
         return save_steps(cfg.N, cfg.alpha_max, cfg.n_save, cfg.save, cfg.points_per_decade) / cfg.N
@@ -568,31 +618,163 @@ def _chunks_on_disk(out_dir: str | None, n_chunks: int, log: Callable[[str], Any
     return done
 
 
-def _check_directory(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> None:
+def _recorded_chunk(cfg: SweepConfig | CommitteeSweepConfig, out_dir: str) -> int | None:
+    """The chunk size that ``out_dir/config.json`` records for this configuration (``None``: a new folder, or a
+    file without one). Refuses another configuration's folder, and chunk files without a ``config.json``."""
     path = os.path.join(out_dir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f).get("config_hash")
-        if old != cfg.digest():
+    if not os.path.exists(path):
+        if glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
             raise ValueError(
-                f"--out {out_dir!r} holds a sweep with another configuration "
-                f"(config_hash {str(old)[:12]} != {cfg.digest()[:12]}); "
-                "use a new directory or remove the old one"
+                f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory"
             )
-    elif glob.glob(os.path.join(out_dir, "chunks", "*.npz")):
-        raise ValueError(f"--out {out_dir!r} holds chunk files but no config.json; remove them or use a new directory")
+        return None
+    with open(path) as f:
+        info = json.load(f)
+    if info.get("config_hash") != cfg.digest():
+        raise ValueError(
+            f"--out {out_dir!r} holds a sweep with another configuration "
+            f"(config_hash {str(info.get('config_hash'))[:12]} != {cfg.digest()[:12]}); "
+            "use a new directory or remove the old one"
+        )
+    chunk = info.get("chunk")
+    return chunk if isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1 else None
+
+
+def run_chunks(
+    cfg: SweepConfig | CommitteeSweepConfig,
+    out_dir: str | None,
+    *,
+    n_points: int,
+    chunk: int,
+    grid_shape: tuple[int, ...],
+    ode: Callable[[int, int, int], dict[str, np.ndarray]] | None,
+    mc: Callable[[int, str | None, bool, str], dict[str, Any]] | None,
+    finish: Callable[[dict[str, np.ndarray]], tuple[Any, dict, dict]],
+    info: dict[str, Any],
+    label: str,
+    progress: bool = False,
+    log: Callable[[str], Any] | None = None,
+) -> Any:
+    """The sweep engine of every student: the grid cut into chunks, each computed once, written when done and
+    read back on a rerun; the student gives the computation and the record of the result. Contract:
+
+    * Points ``0 .. n_points - 1`` (the grid, flattened point-major) form chunks of ``chunk`` points (the last
+      may be shorter), whatever the device count; a folder of this configuration keeps the chunk size its
+      ``config.json`` records (also one of an earlier version, which rounded it to a multiple of the device
+      count), so a sweep resumes on any device count to the same table.
+    * A missing chunk ``[lo, hi)`` is ``ode(lo, hi, width)`` (arrays of leading length ``hi - lo``; ``width``:
+      the chunk size rounded up to a multiple of the device count, the batch to pad to, one shape for all
+      chunks) and the stacked ``mc(i, checkpoint, progress, label)`` of its points. ``checkpoint``
+      (``DIR/mc_checkpoint.npz``, ``None`` without a folder) goes to the student's resumable Monte Carlo
+      (:mod:`jaxadv.app.checkpoint`): an interrupt inside a point keeps its finished save intervals and the
+      rerun resumes it bit for bit. With the Monte Carlo each point shows its bar (``label``), else one bar
+      over chunks.
+    * With ``out_dir``: ``config.json`` (configuration, digest, layout, versions, device, the student's
+      ``info``) first, refusing a folder of another configuration (``ValueError``); each chunk written
+      atomically to ``DIR/chunks/chunk_XXXXX.npz`` when done; a chunk file that cannot be read is computed
+      again with a warning. With several processes process 0 decides the chunk size and the finished chunks
+      (the files must be visible to all).
+    * ``finish(columns)`` (each ``{name: array of leading length n_points}``) returns ``(result, table,
+      arrays)``: the student's record (returned), the rows of ``sweep.csv``, the arrays of ``sweep.npz``.
+      Grid points with NaN or infinite values are reported. An interrupt propagates; written chunks stay.
+    """
+    from .. import __version__
+
+    if out_dir is not None:
+        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
+        chunk = _recorded_chunk(cfg, out_dir) or chunk
+    if is_multiprocess():
+        chunk = int(broadcast(np.int64(chunk)))
+    n_chunks = -(-n_points // chunk)
+    width = padded_size(chunk)
+    if out_dir is not None:
+        write_json(
+            os.path.join(out_dir, "config.json"),
+            {
+                **info,
+                "config": cfg.as_dict(),
+                "config_hash": cfg.digest(),
+                "grid_shape": list(grid_shape),
+                "n_points": n_points,
+                "chunk": chunk,
+                "n_chunks": n_chunks,
+                "jaxadv_version": __version__,
+                "jax_version": jax.__version__,
+                "python": platform.python_version(),
+                "device": str(jax.devices()[0]),
+                "device_count": jax.device_count(),
+            },
+        )
+    on_disk = _chunks_on_disk(out_dir, n_chunks, log)  # {chunk: arrays}, each file read once
+    done = _agree_done(sorted(on_disk), n_chunks, out_dir)
+    if log and done:
+        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
+    checkpoint = None if out_dir is None else os.path.join(out_dir, "mc_checkpoint.npz")
+    bar = Progress(n_chunks, label, enabled=progress and is_primary() and mc is None, initial=len(done))
+    parts = []
+    t0 = time.perf_counter()
+    try:
+        for c in range(n_chunks):
+            lo, hi = c * chunk, min(n_points, (c + 1) * chunk)
+            if c in done:  # read above (or, on a process other than 0, read now)
+                part = on_disk[c] if c in on_disk else _load_chunk(_chunk_path(out_dir, c))
+            else:
+                part = {} if ode is None else dict(ode(lo, hi, width))
+                if mc is not None:
+                    rows = [mc(i, checkpoint, progress, f"point {i + 1}/{n_points} monte carlo") for i in range(lo, hi)]
+                    part.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
+                if out_dir is not None:
+                    write_npz(_chunk_path(out_dir, c), **part)
+            parts.append(part)
+            bar.update(c + 1)
+    finally:
+        bar.close()
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    finite = np.all([np.isfinite(v.reshape(n_points, -1)).all(1) for k, v in cols.items() if "sem" not in k], 0)
+    if not finite.all():  # a parameter too large for the model (squares overflow), or every replica diverged
+        message = f"{n_points - finite.sum()} of {n_points} grid points have NaN or infinite values (the first: "
+        message += f"point {np.argmin(finite)}): a parameter too large for the model, or every replica diverged"
+        log(f"warning: {message}") if log else warnings.warn(message, RuntimeWarning, stacklevel=3)
+    result, rows_, arrays = finish(cols)
+    if out_dir is not None:
+        write_csv(os.path.join(out_dir, "sweep.csv"), rows_)
+        write_npz(os.path.join(out_dir, "sweep.npz"), **arrays)
+        if log:
+            log(
+                f"{label}: {n_points} points in {n_chunks} chunks of {chunk} ({time.perf_counter() - t0:.1f}s) "
+                f"-> {out_dir}"
+            )
+    return result
+
+
+def _agree_done(done, n_chunks, out_dir):
+    """Process 0's list of finished chunks on every process (each chunk's computation ends in a
+    collective, so all must compute the same ones); the files must be visible to every process."""
+    if not is_multiprocess():
+        return done
+    mask = broadcast(np.isin(np.arange(n_chunks), done))
+    done = [int(c) for c in np.flatnonzero(mask)]
+    missing = [c for c in done if not os.path.exists(_chunk_path(out_dir, c))]
+    if missing:
+        raise ValueError(
+            f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
+            f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory"
+        )
+    return done
 
 
 def sweep(
     cfg: SweepConfig, out_dir: str | None = None, *, progress: bool = False, log: Callable[[str], Any] | None = None
 ) -> SweepResult:
-    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point.
+    r"""Run a sweep: the ODE (and optionally the Monte Carlo) at every grid point, on :func:`run_chunks`.
 
     Args:
         cfg: the sweep (:func:`load_sweep_config` or :func:`make_sweep_config`).
         out_dir: output directory; ``None`` keeps everything in memory (no resume).
-            With a directory the sweep resumes from the chunk files found there.
-        progress: progress bar over chunks (stderr, with time left).
+            With a directory the sweep resumes from the chunk files found there (and a point's Monte
+            Carlo from ``mc_checkpoint.npz``).
+        progress: progress bar over chunks (stderr, with time left), or with the Monte Carlo one over the
+            save intervals of each point.
         log: ``print``-like function for one-line messages, or ``None``.
 
     Returns:
@@ -614,115 +796,49 @@ def sweep(
     params, eps_test, shape = grid_points(cfg)
     rp_all = rule_columns(cfg, params)
     n = len(eps_test)
-    size = chunk_size(cfg, n)
-    n_chunks = -(-n // size)
-    alpha = _alpha(cfg)
-    if out_dir is not None:
-        os.makedirs(os.path.join(out_dir, "chunks"), exist_ok=True)
-        _check_directory(cfg, out_dir)
-        write_json(
-            os.path.join(out_dir, "config.json"),
-            {
-                "config": cfg.as_dict(),
-                "config_hash": cfg.digest(),
-                "grid_shape": list(shape),
-                "n_points": n,
-                "chunk": size,
-                "n_chunks": n_chunks,
-                "columns": list(_columns(cfg)),
-                "jaxadv_version": _version(),
-                "jax_version": jax.__version__,
-                "python": platform.python_version(),
-                "device": str(jax.devices()[0]),
-                "device_count": jax.device_count(),
-            },
-        )
-    on_disk = _chunks_on_disk(out_dir, n_chunks, log)
-    done = _agree_done(sorted(on_disk), n_chunks, out_dir)
-    if log and done:
-        log(f"resuming: {len(done)} of {n_chunks} chunks already on disk")
-    bar = Progress(n_chunks, "sweep", enabled=progress and is_primary(), initial=len(done))
-    parts = []
-    t0 = time.perf_counter()
-    for c in range(n_chunks):
-        lo, hi = c * size, min(n, (c + 1) * size)
-        if c in done:  # read above (or, on a process other than 0, read now)
-            part = on_disk[c] if c in on_disk else _load_chunk(_chunk_path(out_dir, c))
-        else:
-            part = _compute_chunk(
-                cfg,
-                ModelParams(*(np.asarray(x)[lo:hi] for x in params)),
-                eps_test[lo:hi],
-                lo,
-                size,
-                float(alpha[-1]),
-                _slice_rule(rp_all, lo, hi),
-            )
-            if out_dir is not None:
-                write_npz(_chunk_path(out_dir, c), **part)
-        parts.append(part)
-        bar.update(c + 1)
-    bar.close()
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    result = _result(cfg, params, eps_test, shape, alpha, cols)
-    if out_dir is not None:
-        write_csv(os.path.join(out_dir, "sweep.csv"), table(result))
-        arrays = {f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()}
+    alpha = save_times(cfg)
+
+    def ode(lo, hi, width):
+        p = ModelParams(*(np.asarray(x)[lo:hi] for x in params))
+        return _ode_chunk(cfg, p, eps_test[lo:hi], width, float(alpha[-1]), _slice_rule(rp_all, lo, hi))
+
+    def mc(i, checkpoint, progress, label):
+        p = ModelParams(*(float(np.asarray(x)[i]) for x in params))
+        rp = {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp_all.items()}
+        return _mc_point(cfg, p, float(eps_test[i]), i, rp, checkpoint, progress, label)
+
+    def finish(cols):
+        result = _result(cfg, params, eps_test, shape, alpha, cols)
+        arrays = {"alpha": alpha, "eps_test": eps_test.reshape(shape)}
+        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
         arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
         arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
-        write_npz(os.path.join(out_dir, "sweep.npz"), alpha=alpha, eps_test=eps_test.reshape(shape), **arrays)
-        if log:
-            log(f"sweep: {n} points in {n_chunks} chunks of {size} ({time.perf_counter() - t0:.1f}s) -> {out_dir}")
-    return result
+        return result, table(result), arrays
 
-
-def _agree_done(done, n_chunks, out_dir):
-    """Process 0's list of finished chunks on every process (each chunk's computation ends in a
-    collective, so all must compute the same ones); the files must be visible to every process."""
-    if not is_multiprocess():
-        return done
-    mask = broadcast(np.isin(np.arange(n_chunks), done))
-    done = [int(c) for c in np.flatnonzero(mask)]
-    missing = [c for c in done if not os.path.exists(_chunk_path(out_dir, c))]
-    if missing:
-        raise ValueError(
-            f"process {jax.process_index()} does not see chunk files {missing[:3]} that process 0 "
-            f"sees in --out {out_dir!r}: resuming a multi-process sweep needs a shared directory"
-        )
-    return done
-
-
-def _version():
-    from .. import __version__
-
-    return __version__
-
-
-def _columns(cfg):
-    cols = ["point", *cfg.grid, "alpha"]
-    if cfg.ode:
-        cols += ["R", "b", "test_error", "robust_error"]
-    if cfg.mc:
-        cols += [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    return cols
+    ode_columns = MC_QUANTITIES if cfg.ode else ()
+    return run_chunks(
+        cfg,
+        out_dir,
+        n_points=n,
+        chunk=chunk_size(cfg, n),
+        grid_shape=shape,
+        ode=ode if cfg.ode else None,
+        mc=mc if cfg.mc else None,
+        finish=finish,
+        info={"columns": ["point", *cfg.grid, "alpha", *ode_columns, *(MC_COLUMNS if cfg.mc else ())]},
+        label="sweep",
+        progress=progress,
+        log=log,
+    )
 
 
 def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
     g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
-    mc = None
-    if cfg.mc:
-        mc = {k: g(k) for k in cols if k not in ("R", "b", "test_error", "robust_error")}
-    return SweepResult(
-        axes={k: np.asarray(v) for k, v in cfg.grid.items()},
-        alpha=alpha,
-        params=ModelParams(*(np.asarray(x).reshape(shape) for x in params)),
-        eps_test=np.asarray(eps_test).reshape(shape),
-        R=g("R"),
-        b=g("b"),
-        test_error=g("test_error"),
-        robust_error=g("robust_error"),
-        mc=mc,
-    )
+    mc = {k: g(k) for k in cols if k not in MC_QUANTITIES} if cfg.mc else None
+    params = ModelParams(*(np.asarray(x).reshape(shape) for x in params))
+    axes = {k: np.asarray(v) for k, v in cfg.grid.items()}
+    R, b, test, robust = (g(k) for k in MC_QUANTITIES)
+    return SweepResult(axes, alpha, params, np.asarray(eps_test).reshape(shape), R, b, test, robust, mc)
 
 
 def table(result: SweepResult) -> dict[str, np.ndarray]:
@@ -734,49 +850,38 @@ def table(result: SweepResult) -> dict[str, np.ndarray]:
     for k, m in zip(result.axes, mesh, strict=True):
         cols[k] = np.repeat(m.ravel(), P)
     cols["alpha"] = np.tile(result.alpha, n)
-    for k in ("R", "b", "test_error", "robust_error"):
+    for k in MC_QUANTITIES:
         if getattr(result, k) is not None:
             cols[k] = getattr(result, k).reshape(n * P)
     if result.mc is not None:
-        for k in [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]:
+        for k in MC_COLUMNS:
             cols[k] = result.mc[k].reshape(n * P)
     return cols
 
 
-def load_sweep(out_dir: str) -> SweepResult:
-    """Read a finished sweep directory back into a :class:`SweepResult`."""
-    with open(os.path.join(out_dir, "config.json")) as f:
+def read_sweep(out_dir: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(info, arrays, axes)`` of any student's finished sweep folder: ``config.json``, the arrays of
+    ``sweep.npz`` and the swept axes; ``ValueError`` if the folder holds no ``config.json``."""
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"out_dir={out_dir!r} holds no config.json")
+    with open(path) as f:
         info = json.load(f)
-    cfg_d = info["config"]
     with np.load(os.path.join(out_dir, "sweep.npz")) as z:
         d = {k: z[k] for k in z.files}
-    axes = {k: d[f"axis_{k}"] for k in cfg_d["grid"]}
-    mc_keys = [f"{q}_{m}" for q in MC_QUANTITIES for m in ("mean", "sem")] + ["n_finite"]
-    return SweepResult(
-        axes=axes,
-        alpha=d["alpha"],
-        params=ModelParams(*(d[k] for k in ModelParams._fields)),
-        eps_test=d["eps_test"],
-        R=d.get("R"),
-        b=d.get("b"),
-        test_error=d.get("test_error"),
-        robust_error=d.get("robust_error"),
-        mc={k: d[k] for k in mc_keys} if cfg_d["mc"] else None,
-    )
+    return info, d, {k: d[f"axis_{k}"] for k in info["config"]["grid"]}
+
+
+def load_sweep(out_dir: str) -> SweepResult:
+    """Read a finished sweep directory back into a :class:`SweepResult`."""
+    info, d, axes = read_sweep(out_dir)
+    mc = {k: d[k] for k in MC_COLUMNS} if info["config"]["mc"] else None
+    params = ModelParams(*(d[k] for k in ModelParams._fields))
+    R, b, test, robust = (d.get(k) for k in MC_QUANTITIES)
+    return SweepResult(axes, d["alpha"], params, d["eps_test"], R, b, test, robust, mc)
 
 
 # --- command line -----------------------------------------------------------------------------
-
-
-def add_sweep_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register ``jaxadv sweep TOML --out DIR`` on an argparse subparsers object (the CLI defines it
-    in :mod:`jaxadv.app.cli` so that ``--help`` imports no JAX; this is kept for callers)."""
-    s = subparsers.add_parser("sweep", help="ODE (and MC) over a parameter grid, resumable")
-    s.add_argument("config", help="sweep TOML file ([base], [grid], alpha_max, n_save, chunk, ode, mc, ...)")
-    s.add_argument("--out", default=None, help="output directory (default: results/<name>)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--no-plots", action="store_true", help="write no figures")
-    s.set_defaults(func=sweep_command)
 
 
 def plot_axes(result: SweepView) -> tuple[tuple[str, str] | None, str]:
