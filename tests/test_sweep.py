@@ -302,3 +302,21 @@ def test_plots_write_png_and_pdf(tmp_path):
     np.testing.assert_array_equal(z, res.robust_error[..., -1].T)
     with pytest.raises(ValueError, match="axis 'rho' is not swept"):
         jaxadv.plot_sweep_heatmaps(res, "rho", "prior", str(tmp_path / "x"))
+
+
+def test_a_unit_preset_in_base_is_a_unit_sweep_with_its_values(tmp_path):
+    """``[base] preset = "scenario2"`` was taken for a committee sweep and refused ("not a committee preset");
+    it is the unit's sweep with the preset's parameters and run settings, the file's own keys first."""
+    from jaxadv.app.committee_sweep import is_committee_sweep
+    from jaxadv.app.config import PRESETS
+    from jaxadv.app.io import read_toml
+
+    toml = tmp_path / "p.toml"
+    toml.write_text('alpha_max = 1.0\nn_save = 2\n[base]\npreset = "scenario2"\nrho = 3.0\n[grid]\neps = [0.0, 0.5]\n')
+    assert not is_committee_sweep(read_toml(str(toml), "sweep file"))
+    cfg = load_sweep_config(str(toml))
+    p = PRESETS["scenario2"]
+    assert cfg.base == {"prior": p.prior, "rho": 3.0, "v1": p.v1, "v2": p.v2, "eta_w": p.eta_w, "eta_b": p.eta_b}
+    assert (cfg.N, cfg.replicas, cfg.dt, cfg.alpha_max, cfg.n_save) == (p.N, p.replicas, p.dt, 1.0, 2)
+    toml.write_text(toml.read_text().replace('"scenario2"', '"xor"'))
+    assert is_committee_sweep(read_toml(str(toml), "sweep file"))

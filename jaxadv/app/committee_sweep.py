@@ -106,14 +106,17 @@ _DEFAULT_CHUNK = 8
 
 def is_committee_sweep(data: dict) -> bool:
     """Whether a parsed sweep TOML is a committee sweep: ``[base]`` has ``model = "committee"`` or a
-    committee ``preset``. ``model`` other than ``"committee"``/``"single"`` raises ``ValueError``."""
+    preset that is not the unit's (``scenario1``, ``scenario2``: a unit sweep). ``model`` other than
+    ``"committee"``/``"single"`` raises ``ValueError``."""
+    from .config import PRESETS as UNIT_PRESETS
+
     base = data.get("base", {})
     if not isinstance(base, dict):
         return False
     model = base.get("model", None)
     if model is not None and model not in ("committee", "single"):
         raise ValueError(f"base.model={model!r} must be 'committee' (two-layer) or 'single' (one erf unit)")
-    return model == "committee" or (model is None and "preset" in base)
+    return model == "committee" or (model is None and "preset" in base and base["preset"] not in UNIT_PRESETS)
 
 
 @dataclass(frozen=True)

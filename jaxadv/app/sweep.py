@@ -32,6 +32,7 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     sampler = "full"         # Monte Carlo sampler: "full" or "reduced"
 
     [base]                   # fixed model parameters (defaults: jaxadv.ModelParams) and the rule
+    # preset = "scenario2"   # a unit preset: its parameters and run settings where the file sets none
     rho = 2.0
     eps_dist = "uniform"     # rule keys: attack, eps_dist, gate, nonrobust_only and their parameters
     eps_min = 0.0
@@ -417,10 +418,35 @@ def load_sweep_config(path: str) -> SweepConfig:
     if not isinstance(base, dict):
         raise ValueError(f"base={base!r} must be a table")
     data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    if "preset" in base:
+        base, data = _from_preset(base, data, grid)
     for k in ("alpha_max", "dt", "b0", "R0"):
         if k in data and isinstance(data[k], int) and not isinstance(data[k], bool):
             data[k] = float(data[k])
     return make_sweep_config(grid, base, **data)
+
+
+def _from_preset(base: dict, data: dict, grid: dict) -> tuple[dict, dict]:
+    """``[base] preset = "scenario1"`` (a unit preset): the preset's model parameters fill ``[base]`` and
+    its run settings (``N``, ``replicas``, ``alpha_max``, ``n_save``, ``dt``, ``seed``) the top level, where the
+    file (``[base]``, ``[grid]`` or the top level) does not set them; ``model = "single"`` may stand beside it."""
+    from .config import PRESETS
+
+    base = dict(base)
+    name = base.pop("preset")
+    if base.get("model", "single") != "single":
+        raise ValueError(f"base.model={base['model']!r} with a unit preset must be 'single'")
+    base.pop("model", None)
+    if name not in PRESETS:
+        raise ValueError(f"base.preset={name!r} is no unit preset; one of {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    for k in ModelParams._fields:  # the data and learning rates (a preset's rule is the default one)
+        if k not in base and k not in grid:
+            base[k] = getattr(preset, k)
+    data = dict(data)
+    for k in ("N", "replicas", "alpha_max", "n_save", "dt", "seed"):
+        data.setdefault(k, getattr(preset, k))
+    return base, data
 
 
 def sweep_rule(cfg: SweepConfig) -> TrainingRule:
