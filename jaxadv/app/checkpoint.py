@@ -69,6 +69,7 @@ def simulate_resumable(
     progress: bool = False,
     stats: dict[str, Any] | None = None,
     label: str = "monte carlo",
+    remove_checkpoint: bool = True,
     **kwargs: Any,
 ) -> driver.MCResult:
     r""":func:`jaxadv.simulate` with a checkpoint file and a progress bar.
@@ -77,7 +78,8 @@ def simulate_resumable(
         key, params, \*\*kwargs: as :func:`jaxadv.simulate`.
         checkpoint: path of a checkpoint file; the run saves its state there every
             ``checkpoint_every`` seconds and resumes from it when it exists and matches all
-            arguments. It is removed at the end.
+            arguments. It is removed at the end (``remove_checkpoint``; ``False``: it keeps the finished
+            run, as :func:`run_resumable`).
         progress: print a progress bar to stderr, labelled ``label``.
         stats: a dict that receives ``resumed_from`` (save intervals found in the checkpoint) and
             ``steps_this_session`` (steps computed by this call, for a true rate).
@@ -92,7 +94,13 @@ def simulate_resumable(
         kwargs["rule_params_"] = kwargs.pop("rule_params")
     plan = driver.plan_simulation(key, params, **kwargs)
     obs = run_resumable(
-        plan, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress, stats=stats, label=label
+        plan,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        stats=stats,
+        label=label,
+        remove_checkpoint=remove_checkpoint,
     )
     return driver.result(plan, np.stack(obs))
 

@@ -26,6 +26,7 @@ CPU; for a GPU run use e.g. ``--N-list 100,300,1000,3000,10000,30000 --replicas 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -267,6 +268,7 @@ def verify(
         t_th = time.perf_counter() - t
         key = jax.random.fold_in(jax.random.key(cfg.seed, impl=cfg.prng), j)
         t = time.perf_counter()
+        mc_stats: dict[str, Any] = {}
         mc = simulate(
             key,
             cfg.params,
@@ -281,9 +283,17 @@ def verify(
             progress=progress,
             sampler=sampler,
             generator=cfg.generator if sampler == "full" else "jax",
+            # each rung's own checkpoint, kept when it ends: an interrupted ladder resumes inside its rung and
+            # reads the finished rungs back; all are removed once every file is written
+            checkpoint=checkpoint_path(out_dir, j),
+            remove_checkpoint=False,
+            stats=mc_stats,
+            label=f"N={N} {sampler}",
             **saves,
         )
         t_mc = time.perf_counter() - t
+        if mc_stats.get("steps_this_session") == 0:
+            log(f"N={N} {sampler}: the Monte Carlo read back from its finished checkpoint")
         timings[f"{sampler}_N{N}"] = {"theory_s": t_th, "mc_s": t_mc}
         row = _row(N, sampler, mc, fl, reps)
         rows.append(row)
@@ -333,7 +343,17 @@ def verify(
     }
     write_json(os.path.join(out_dir, "config.json"), info)  # before the figure: a failure there keeps it
     _plot(rows, slopes, os.path.join(out_dir, "verify.png"), cfg.name)
+    from ..distributed import is_primary
+
+    for j in range(len(jobs) if is_primary() else 0):  # every file written: the rungs' checkpoints go
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(checkpoint_path(out_dir, j))
     return info
+
+
+def checkpoint_path(out_dir: str, j: int) -> str:
+    """The Monte Carlo checkpoint of rung ``j`` of the ladder (the reduced rungs first, then the full ones)."""
+    return os.path.join(out_dir, f"mc_checkpoint_{j}.npz")
 
 
 def _plot(rows, slopes, path, title):
