@@ -188,7 +188,7 @@ def test_cli_small(tmp_path, pair, capsys, monkeypatch):
     assert (out / "certified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
     assert main(["mnist", "--out", str(out), "--eps-l2", "0,-1", "--quiet"]) == 2
-    assert "jaxadv: error: --eps-l2='0,-1' must hold numbers >= 0" in capsys.readouterr().err
+    assert "jaxadv: error: --eps-l2='0,-1' must hold radii in [0, 28]" in capsys.readouterr().err
     assert main(["mnist", "--out", str(out), "--attacks", "fgsm", "--quiet"]) == 2
     assert "jaxadv: error: --attacks='fgsm' must be a comma-separated subset of fgm,bim,pgd" in capsys.readouterr().err
 
