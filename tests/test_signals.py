@@ -106,6 +106,19 @@ def test_an_interrupt_keeps_what_was_computed_and_the_rerun_resumes_bit_for_bit(
 _CLI = "import sys; from jaxadv.app.cli import main; sys.exit(main())"
 
 
+def _with(argv, sets, options=None):
+    """``argv`` with the ``--set`` keys of ``sets`` and the options of ``options`` given these values."""
+    out, i, options = [], 0, dict(options or {})
+    while i < len(argv):
+        a = argv[i]
+        if a == "--set" and argv[i + 1].split("=")[0] in sets or a in options:
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out + [x for k, v in sets.items() for x in ("--set", f"{k}={v}")] + [x for kv in options.items() for x in kv]
+
+
 def _until(cond, proc, limit=300.0):
     t0 = time.monotonic()
     while not cond() and proc.poll() is None and time.monotonic() - t0 < limit:
@@ -135,9 +148,9 @@ def test_a_real_signal_to_the_command(cmd, sig, phase, tmp_path):
     env["JAX_PLATFORMS"] = "cpu"
     out = tmp_path / "o"
     # a Monte Carlo long enough to be caught running: many save intervals of the same tiny run
-    argv = [*ARGV[cmd], "--set", "n_save=300", "--set", "alpha_max=60", "--out", str(out)]
+    argv = _with(ARGV[cmd], {"n_save": "300", "alpha_max": "60"}) + ["--out", str(out)]
     if phase == "after_mc":
-        argv += ["--mc-samples", "4000", "--pgd-test-steps", "20"]
+        argv = _with(argv, {}, {"--mc-samples": "4000", "--pgd-test-steps": "20"})
     proc = subprocess.Popen([sys.executable, "-c", _CLI, *argv], env=env, stderr=subprocess.PIPE, text=True)
     ck = out / FIRST[cmd]
     _until((lambda: _k(ck) >= 1) if phase == "mc" else (lambda: _k(ck) == 300), proc)

@@ -139,6 +139,10 @@ def _records(cfg):
     return pairs, spec, R0, b0
 
 
+#: the keys that drive the pair's order parameters (named when the ODE or the Monte Carlo leaves its domain)
+_DRIVERS = ("prior", "rho", "v1", "v2", "eps_s", "eta_w_s", "eta_b_s", "eta_w_t", "eta_b_t", "b_s0", "b_t0")
+
+
 def _check_ode(sol: Any, cfg: dict[str, Any], e_t: float) -> None:
     """``ValueError`` (before any Monte Carlo) when the pair ODE of target radius ``e_t`` leaves its domain:
     overlaps outside [-1, 1] or non-finite values, naming the keys that drive it (as ``jaxadv run`` refuses an
@@ -147,11 +151,10 @@ def _check_ode(sol: Any, cfg: dict[str, Any], e_t: float) -> None:
     biases = np.stack([np.asarray(getattr(sol, f), np.float64) for f in ("b_s", "b_t")])
     bad = ~(np.all(np.abs(overlaps) <= 1.0, 0) & np.all(np.isfinite(biases), 0))
     if bad.any():
-        keys = ("prior", "rho", "v1", "v2", "eps_s", "eta_w_s", "eta_b_s", "eta_w_t", "eta_b_t", "b_s0", "b_t0")
         raise ValueError(
             f"the pair ODE of eps_t={e_t:g} leaves its domain from "
             f"alpha={float(np.asarray(sol.alpha)[np.argmax(bad)]):g} "
-            f"({', '.join(f'{k}={cfg[k]:g}' for k in keys)}); lower the extreme value or dt={cfg['dt']:g}"
+            f"({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); lower the extreme value or dt={cfg['dt']:g}"
         )
 
 
@@ -275,6 +278,17 @@ def _run_transfer(
         elif stats["resumed_from"]:
             log(f"monte carlo eps_t={e_t:g}: resumed at save interval {stats['resumed_from']} of {cfg['n_save']}")
         o = run.obs
+        # the closed forms take the replicas that stayed finite (a diverged pair is reported, not an error)
+        fin = np.all([np.isfinite(np.asarray(getattr(o, f))).all(axis=1) for f in o._fields], axis=0)
+        if not fin.any():
+            from .errors import RunFailed
+
+            raise RunFailed(
+                f"all {cfg['replicas']} pairs of eps_t={e_t:g} diverged in the Monte Carlo ("
+                + ", ".join(f"{k}={cfg[k]:g}" for k in _DRIVERS)
+                + "); lower the extreme value"
+            )
+        of = o._replace(**{f: np.asarray(getattr(o, f))[fin] for f in o._fields})
         add(mc_cols, "eps_t", np.full(P, e_t))
         add(mc_cols, "alpha", run.alpha)
         for f in o._fields:
@@ -294,8 +308,8 @@ def _run_transfer(
                 add(mc_cols, f"{what}_{kind}_mean", m)
                 add(mc_cols, f"{what}_{kind}_sem", s)
         # the closed form at each replica's measured weights (L2 and L-inf), averaged over replicas
-        for norm, M in (("l2", None), ("linf", o.M * scale)):
-            at = _closed(o.R_s, o.b_s, o.R_t, o.b_t, o.Q, eps, data, M=M)
+        for norm, M in (("l2", None), ("linf", of.M * scale)):
+            at = _closed(of.R_s, of.b_s, of.R_t, of.b_t, of.Q, eps, data, M=M)
             for lab in ("true", "surrogate"):
                 m, s = mean_sem(at[f"transfer_{lab}"])
                 add(mc_cols, f"theory_{norm}_{lab}_mean", m)
@@ -311,14 +325,14 @@ def _run_transfer(
             add(eps_cols, f"mc_{kind}_mean", m)
             add(eps_cols, f"mc_{kind}_sem", s)
         at = _closed(
-            last(o.R_s),
-            last(o.b_s),
-            last(o.R_t),
-            last(o.b_t),
-            last(o.Q),
+            last(of.R_s),
+            last(of.b_s),
+            last(of.R_t),
+            last(of.b_t),
+            last(of.Q),
             grid[None, None, :],
             data,
-            M=last(o.M) * scale,
+            M=last(of.M) * scale,
         )
         for lab in ("true", "surrogate"):
             m, s = mean_sem(at[f"transfer_{lab}"][:, 0])
