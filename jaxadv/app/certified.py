@@ -120,6 +120,10 @@ def state_errors(
     return out
 
 
+#: the keys that drive the committees' order parameters (named when every replica diverges)
+_DRIVERS = ("prior", "rho", "v1", "v2", "eps", "eta_w", "eta_b", "lipschitz")
+
+
 def checkpoint_path(out_dir: str, training: str) -> str:
     """The Monte Carlo checkpoint of ``training`` (one of :data:`TRAININGS`) in ``out_dir``."""
     return os.path.join(out_dir, f"mc_checkpoint_{training}.npz")
@@ -318,7 +322,8 @@ def _run_certified(
 
         raise RunFailed(
             f"all {cfg['replicas']} replicas of the {', '.join(diverged)} training{'s' * (len(diverged) > 1)} "
-            f"diverged; the Monte Carlo results written to {out_dir} are not usable"
+            f"diverged ({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); the Monte Carlo results written to "
+            f"{out_dir} are not usable"
         )
     return {"ode": ode_cols, "mc": mc_table, "info": info}
 
