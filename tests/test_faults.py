@@ -934,3 +934,46 @@ def test_a_full_disk_at_a_figure_keeps_config_json_and_releases_the_lock(tmp_pat
     assert not (out / ".jaxadv.lock").exists()
     info = json.loads((out / "config.json").read_text())
     assert info and not [f for f in os.listdir(out) if f.endswith(".png")]
+
+
+_TINY_MC = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--quiet"]
+_FULL_DISK_AT_A_CHECKPOINT = {
+    "committee": (["committee", "committee", *_TINY_MC], "mc_checkpoint.npz"),
+    "transfer": (["transfer", "transfer", *_TINY_MC, "--set", "n_test=20"], "mc_checkpoint_0.npz"),
+    "certified": (
+        ["certified", *_TINY_MC, "--pgd-samples", "50", "--mc-samples", "20", "--pgd-test-steps", "2"],
+        "mc_checkpoint_standard.npz",
+    ),
+}
+
+
+@pytest.mark.parametrize("argv,name", _FULL_DISK_AT_A_CHECKPOINT.values(), ids=_FULL_DISK_AT_A_CHECKPOINT.keys())
+def test_a_full_disk_at_a_checkpoint_ends_in_one_line_and_keeps_the_earlier_one(
+    tmp_path, capsys, monkeypatch, argv, name
+):
+    """The disk fills between two checkpoints of the Monte Carlo (the first, after one save interval, is written;
+    the second, the finished run, is not): one line naming the checkpoint, exit 2, the lock released, the first
+    checkpoint whole and no temporary file left. (``verify`` keeps no checkpoint: its ladder is short runs.)"""
+    import errno
+
+    from jaxadv.app import io
+
+    real, writes = io.atomic_write_bytes, []
+
+    def full_after_the_first_checkpoint(path, data):
+        if "mc_checkpoint" in os.path.basename(str(path)):
+            writes.append(path)
+            if len(writes) > 1:
+                with monkeypatch.context() as m:
+                    m.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+                    return real(path, data)
+        return real(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", full_after_the_first_checkpoint)
+    out = tmp_path / "o"
+    rc, _, err = _cli(capsys, *argv, "--out", str(out))
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert str(out / name) in err and "No space left" in err, err
+    assert not (out / ".jaxadv.lock").exists() and not [f for f in os.listdir(out) if f.startswith(".tmp")]
+    with np.load(out / name) as z:
+        assert int(z["k"]) == 1  # the first checkpoint, whole

@@ -32,7 +32,7 @@ from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams
 from ..model.perturbations import noise_std_for_norm
 from ..model.rule import TrainingRule, training_rule
-from ..ode.solve import solve_ode
+from ..ode.solve import STATUS_NAMES, STATUS_OK, solve_ode
 from .compare import mc_summary, ode_table
 from .measures import robust_error, test_error
 from .stats import mean_sem
@@ -158,6 +158,13 @@ def compare_defences(
             ode = solve_ode(
                 p, float(alpha[-1]), n_save, dt=dt, R0=0.0 if R0 is None else R0, b0=b0, rule=rule, rule_params=values
             )
+            status = int(np.max(np.asarray(ode.status)))
+            if status != STATUS_OK:  # as `jaxadv run`: an untrustworthy ODE is refused, not compared with
+                raise ValueError(
+                    f"ode of the defence {name!r}: {STATUS_NAMES[status]}: the fixed step dt={dt:g} is unstable for "
+                    f"eta_w={p.eta_w:g}, eta_b={p.eta_b:g} (eps={p.eps:g}, rho={p.rho:g}, v1={p.v1:g}, v2={p.v2:g}) "
+                    "and the adaptive step could not integrate it; lower the learning rates or alpha_max"
+                )
             R, b = float(ode.R[-1]), float(ode.b[-1])
         else:
             R = b = float("nan")

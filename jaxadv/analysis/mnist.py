@@ -63,7 +63,7 @@ from ..model.losses import LOGISTIC, Loss, get_loss
 from ..model.params import ModelParams
 from ..model.perturbations import gradient_attack
 from ..model.rule import training_rule
-from ..model.student import Student, example_loss, student_optimizer, train_step
+from ..model.student import Student, student_optimizer, train_step
 from ..typing import Norm, Real
 from ..validation import check_value
 
@@ -227,13 +227,17 @@ def output(student: Student, x: npt.ArrayLike) -> np.ndarray:
     return (1.0 + np.tanh(field(student, x))) / 2.0
 
 
-def _example_loss(student):
-    return lambda xi, tau: example_loss(student, xi, tau, LOGISTIC)
+def _margin_loss(student):
+    r"""The attack's objective :math:`-\tau(w\cdot\xi-b)`: the logistic loss decreases with the margin, so its
+    input gradient has this one's direction, but it underflows to 0 once the margin is large (a student trained at
+    a learning rate of 100 already), which left every attack without a direction and the attacked error equal to
+    the clean one; the margin's gradient never vanishes."""
+    return lambda xi, tau: -tau * (jnp.dot(student.w, xi) - student.b)
 
 
 def _attack_one(student, key, xi, tau, eps, attack: str, norm, n_steps: int, n_restarts: int):
-    """The attack of one example (box [0, 1])."""
-    loss_fn = _example_loss(student)
+    """The attack of one example (box [0, 1]), ascending :func:`_margin_loss`."""
+    loss_fn = _margin_loss(student)
     if attack == "fgm":
         return attacks.fgm(loss_fn, xi, tau, eps=eps, norm=norm, box=BOX)
     # Madry et al.'s step 2.5 eps / T (eps is traced here; attack_errors validates it)
@@ -342,7 +346,7 @@ def robustness_curve(
 
 @functools.partial(jax.jit, static_argnames=("norm",))
 def _fgm_set(student, x, y, eps, norm):
-    return jax.vmap(lambda xi, tau: attacks.fgm(_example_loss(student), xi, tau, eps=eps, norm=norm, box=BOX))(x, y)
+    return jax.vmap(lambda xi, tau: attacks.fgm(_margin_loss(student), xi, tau, eps=eps, norm=norm, box=BOX))(x, y)
 
 
 def perturb(student: Student, x: npt.ArrayLike, y: npt.ArrayLike, eps: float = 0.1, norm: Norm = "inf") -> np.ndarray:

@@ -21,12 +21,17 @@ its weights at any N).
 Files (atomically): ``certified_ode.csv`` and ``certified_mc.csv`` (one row per training and save
 point), ``certified.png``, ``config.json`` (configuration, final errors, timings and, with the Monte Carlo,
 the verdict: ``verdict``, ``verdict_status`` and ``verdicts``, one per training, from
-:func:`certified_verdicts`).
+:func:`certified_verdicts`), and while it runs ``mc_checkpoint_<training>.npz``: each training's Monte
+Carlo runs on the project's driver (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`), written after
+the first save interval and then every minute. Ctrl-C or SIGTERM saves it; the same command resumes from it
+with the same bits as an uninterrupted run. Finished trainings keep their checkpoint until every file is
+written; then all are removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -50,6 +55,7 @@ __all__ = [
     "trainings",
     "state_errors",
     "run_certified",
+    "checkpoint_path",
     "certified_verdicts",
     "plot_certified",
     "add_parser",
@@ -114,6 +120,15 @@ def state_errors(
     return out
 
 
+#: the keys that drive the committees' order parameters (named when every replica diverges)
+_DRIVERS = ("prior", "rho", "v1", "v2", "eps", "eta_w", "eta_b", "lipschitz")
+
+
+def checkpoint_path(out_dir: str, training: str) -> str:
+    """The Monte Carlo checkpoint of ``training`` (one of :data:`TRAININGS`) in ``out_dir``."""
+    return os.path.join(out_dir, f"mc_checkpoint_{training}.npz")
+
+
 def run_certified(
     cfg: dict[str, Any],
     out_dir: str,
@@ -122,12 +137,43 @@ def run_certified(
     pgd_test_steps: int = 20,
     mc_samples: int = 500,
     log: Callable[[str], Any] = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Train the three ways (ODE, and Monte Carlo unless ``cfg['mc']`` is false), measure, write every file."""
+    """Train the three ways (ODE, and Monte Carlo unless ``cfg['mc']`` is false), measure, write every file.
+
+    Each training's Monte Carlo runs on the driver with the checkpoint :func:`checkpoint_path`
+    (:func:`jaxadv.app.checkpoint.simulate_committee_resumable`; a progress bar with ``progress``): Ctrl-C or
+    SIGTERM saves it and the same call resumes from it with the same bits. A finished Monte Carlo stays in its
+    checkpoint until every file is written (then all go): an interrupt during the measures, the ODE of a later
+    training or the figures raises :class:`jaxadv.app.errors.Interrupted` with it, and the rerun reads it back
+    instead of simulating again."""
+    from .errors import Interrupted
+
+    finished: list[str] = []
+    try:
+        return _run_certified(cfg, out_dir, pgd_samples, pgd_test_steps, mc_samples, log, progress, finished)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) or not finished:
+            raise
+        raise Interrupted(finished[-1], cfg["n_save"], cfg["n_save"]) from None
+
+
+def _run_certified(
+    cfg: dict[str, Any],
+    out_dir: str,
+    pgd_samples: int,
+    pgd_test_steps: int,
+    mc_samples: int,
+    log: Callable[[str], Any],
+    progress: bool,
+    finished: list[str],
+) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
     from .. import committee as cm
+    from ..distributed import is_primary
+    from .checkpoint import simulate_committee_resumable
     from .committee import _records, ode_rule
     from .io import write_csv, write_figure, write_json
 
@@ -141,7 +187,9 @@ def run_certified(
         "training": [],
         "alpha": [],
         **{f"{m}_{s}": [] for m in MEASURES for s in ("mean", "sem")},
+        "n_finite": [],
     }
+    diverged: list[str] = []  # the trainings whose every replica diverged
     timings: dict[str, Any] = {}
     final: dict[str, Any] = {}
     for i, (name, c) in enumerate(runs.items()):
@@ -181,7 +229,8 @@ def run_certified(
         if not c["mc"]:
             continue
         t = time.perf_counter()
-        mc = cm.simulate_committee(
+        # on the driver with a checkpoint: a rerun after Ctrl-C / SIGTERM resumes bit for bit
+        mc = simulate_committee_resumable(
             jax.random.fold_in(key, 10 * i + 1),
             mixture,
             params,
@@ -195,7 +244,12 @@ def run_certified(
             b0=b0,
             v0=v0,
             dtype=jnp.float64 if c["x64"] else jnp.float32,
+            checkpoint=checkpoint_path(out_dir, name),
+            remove_checkpoint=False,  # kept until every file is written (run_certified)
+            progress=progress,
+            label=f"monte carlo ({name})",
         )
+        finished.append(checkpoint_path(out_dir, name))
         reps = [r for r in range(c["replicas"]) if mc.finite[r].all()]
         per = [
             state_errors(
@@ -213,8 +267,12 @@ def run_certified(
         mc_cols["training"] += [name] * P
         mc_cols["alpha"] += list(mc.alpha)
         final[name]["mc"] = {}
+        # the replicas finite at every save point; the start counts them all (the verdict's diverged count)
+        mc_cols["n_finite"] += [c["replicas"]] + [len(reps)] * (P - 1)
+        if not reps:
+            diverged.append(name)
         for m in MEASURES:
-            x = np.stack([d[m] for d in per])  # (replicas, P)
+            x = np.stack([d[m] for d in per]) if per else np.full((0, P), np.nan)  # (replicas, P)
             mean, sem = mean_sem(x)
             mc_cols[f"{m}_mean"] += list(mean)
             mc_cols[f"{m}_sem"] += list(sem)
@@ -256,6 +314,17 @@ def run_certified(
     write_json(os.path.join(out_dir, "config.json"), info)  # before the figure too: a failure there keeps it
     write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     write_json(os.path.join(out_dir, "config.json"), info)
+    for path in finished if is_primary() else ():  # every file written: the finished Monte Carlos' files go
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    if diverged:
+        from .errors import RunFailed
+
+        raise RunFailed(
+            f"all {cfg['replicas']} replicas of the {', '.join(diverged)} training{'s' * (len(diverged) > 1)} "
+            f"diverged ({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); the Monte Carlo results written to "
+            f"{out_dir} are not usable"
+        )
     return {"ode": ode_cols, "mc": mc_table, "info": info}
 
 
@@ -282,6 +351,8 @@ def certified_verdicts(ode: dict[str, np.ndarray], mc: dict[str, np.ndarray], cf
         for m in VERDICT_MEASURES:
             mc_cols[f"{m}_mean"], mc_cols[f"{m}_sem"] = mc[f"{m}_mean"][sm], mc[f"{m}_sem"][sm]
             ode_cols[m] = ode[m][so]
+        if "n_finite" in mc:
+            mc_cols["n_finite"] = np.asarray(mc["n_finite"][sm])
         out[tr] = honest_verdict(
             mc_cols,
             ode_cols,
@@ -410,16 +481,24 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def certified_command(args: argparse.Namespace) -> int:
+    from .cli import check_run
     from .committee import load_committee_config
+    from .config import MAX_ATTACK_STEPS, check_count
     from .outputs import claim_output
+    from .resources import check_fits, table_memory_bytes
 
-    for name in ("pgd_samples", "mc_samples", "pgd_test_steps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 1")
+    for name in ("pgd_samples", "mc_samples"):
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_count("--pgd-test-steps", args.pgd_test_steps, 1, MAX_ATTACK_STEPS, " steps of a test attack: a typo")
     cfg = load_committee_config(args.config, args.overrides)
     if args.no_mc:
         cfg["mc"] = False
     trainings(cfg)
+    for name in ("pgd_samples", "mc_samples"):  # the fields of one point's sampled attack, with its temporaries
+        n = getattr(args, name)
+        check_fits(table_memory_bytes(n, 16 * (cfg["K"] + 4), name), f"--{name.replace('_', '-')}={n}")
+    if cfg["mc"]:  # before any computation: the memory and the step counter of each training's Monte Carlo
+        check_run(cfg["N"], cfg["replicas"] * cfg["K"], cfg["n_save"], cfg["x64"], cfg["alpha_max"])
     out = args.out or os.path.join("results", "certified" if cfg["name"] == "certified" else f"{cfg['name']}_certified")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     ident = {k: v for k, v in cfg.items() if k != "mixture"}
@@ -438,6 +517,7 @@ def certified_command(args: argparse.Namespace) -> int:
             pgd_test_steps=args.pgd_test_steps,
             mc_samples=args.mc_samples,
             log=log,
+            progress=not args.quiet,
         )
     log(f"wrote {out}")
     return 0

@@ -106,13 +106,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     process stopped) or 130 (interrupted by Ctrl-C or SIGTERM). As the console script (``argv is None``)
     an interrupted process ends with :func:`os._exit` once its message is printed and its checkpoint
     saved: the interpreter's exit would wait for computations still queued on the devices (one stuck
-    in XLA would keep the process alive for ever)."""
+    in XLA would keep the process alive for ever); and a signal that Python cannot deliver within
+    :data:`STOP_GRACE_S` seconds (the main thread inside one long computation) ends it all the same
+    (:func:`_stop_when_stuck`)."""
+    if argv is None:
+        _stop_when_stuck()
     code = _main(argv)
     if argv is None and code == 130:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+#: seconds an interrupted console command waits for the computation in flight before it ends anyway
+STOP_GRACE_S = 20.0
+
+
+def _stop_when_stuck() -> None:
+    """Make SIGINT and SIGTERM end the console command within :data:`STOP_GRACE_S` seconds, whatever it runs.
+
+    Python runs a signal's handler between bytecodes only, so a signal that arrives during one long XLA
+    computation (an ODE's scan, a Monte Carlo interval, a compilation) would wait for its end, for minutes or
+    hours. The C-level handler writes every signal to a wakeup pipe at once; a thread reads it and, unless the
+    process has ended :data:`STOP_GRACE_S` seconds later (the usual path: the handler saves the checkpoint and
+    the command exits 130), prints one line and ends the process with status 130. A second signal (a second
+    later: one sent to the process and its group arrives twice) ends it at once. Every file is written
+    atomically and every finished Monte Carlo kept in its checkpoint, so an exit at any moment leaves the earlier
+    files whole and the rerun resumes from the last checkpoint."""
+    import select
+    import signal
+    import threading
+    import time
+
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: no signals to watch
+        os.close(r)
+        os.close(w)
+        return
+    stops = {int(signal.SIGINT), int(signal.SIGTERM)}
+
+    def watch() -> None:
+        count, first, deadline = 0, 0.0, None
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if select.select([r], [], [], wait)[0]:
+                n = sum(b in stops for b in os.read(r, 64))
+                if n == 0:
+                    continue
+                if deadline is None:
+                    first, deadline = time.monotonic(), time.monotonic() + STOP_GRACE_S
+                    n -= 1  # (`timeout` and batch systems signal the process and its group: one signal, twice)
+                count += n if time.monotonic() - first > 1.0 else 0
+                if count < 1 and time.monotonic() < deadline:
+                    continue
+            why = (
+                "a second signal" if count >= 1 else f"the computation in flight did not stop within {STOP_GRACE_S:g} s"
+            )
+            os.write(
+                2,
+                f"jaxadv: interrupted ({why}); the files and Monte Carlo checkpoints written so far are kept: rerun "
+                "the same command to resume\n".encode(),
+            )
+            os._exit(130)
+
+    threading.Thread(target=watch, daemon=True, name="jaxadv-stop").start()
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -250,6 +311,11 @@ def _run_any(args) -> int:
         check_run(
             values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full")
         )
+        if student == "pair":
+            from .resources import check_fits
+            from .transfer import measurement_memory_bytes
+
+            check_fits(measurement_memory_bytes(values), f"n_test={values['n_test']}")
     ident = {"config": {k: v for k, v in values.items() if k != "mc"}, "mc": mc}
     with claim_output(out, ident, overwrite=args.overwrite, command=_COMMAND[student]):
         log(f"jaxadv {_COMMAND[student]} {values['name']} -> {out}")

@@ -20,6 +20,7 @@ a key in the wrong section, and a key of a rule part the rule does not use (``ep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -48,6 +49,8 @@ __all__ = [
     "presets_table",
     "check_name",
     "MAX_SEED",
+    "MAX_ATTACK_STEPS",
+    "check_count",
 ]
 
 STUDENTS = ("unit", "committee", "pair")
@@ -57,12 +60,21 @@ PRNG_IMPLS = ("threefry2x32", "philox4x32", "rbg", "unsafe_rbg")
 MAX_SEED = 2**63 - 1
 #: the RK4 loop's counter is a 32-bit integer
 MAX_ODE_STEPS = 2**31 - 1
+#: more save points than this (n_save, or log-spaced saves) are a typo, not a run
+MAX_SAVE_POINTS = 10**6
+#: a list key (radii, target radii) of more values than this is a typo, not a run
+MAX_LIST = 1000
+#: an attack (PGD, BIM) of more steps than this is a typo, not a run
+MAX_ATTACK_STEPS = 10**6
 
 _NONE_WORDS = ("none", "null", "off", "")
 _GE0 = (lambda x: x >= 0, "must be >= 0")
 _GT0 = (lambda x: x > 0, "must be > 0")
 _PM1 = (lambda x: -1 <= x <= 1, "must lie in [-1, 1]")
 _PRIOR = (lambda x: 0 < x < 1, "must lie in the open interval (0, 1)")
+#: a radius beyond this (a million times the clusters' scale) attacks every example the same way: a typo
+MAX_RADIUS = 1e6
+_RADIUS = (lambda x: 0 <= x <= MAX_RADIUS, f"must lie in [0, {MAX_RADIUS:g}]")
 _SEED_OK = (lambda x: 0 <= x <= MAX_SEED, "must be an integer in [0, 2**63 - 1]")
 _GM = ("given", "mc")
 _DATA_KINDS = ("two_cluster", "xor", "mixture")
@@ -124,9 +136,9 @@ KEYS: tuple[Key, ...] = (
     Key("b0", "array?", None, "committee", "student", "initial biases (length K)"),
     Key("stream", "str", "independent", "pair", "student", "or same, or blackbox (jaxadv.model.pair)"),
     Key("target_frozen", "bool", False, "pair", "student", "the target does not learn"),
-    Key("R_s0", "float", 0.0, "pair", "student", "initial overlap of the surrogate"),
-    Key("R_t0", "float", 0.0, "pair", "student", "initial overlap of the target"),
-    Key("Q0", "float", 0.0, "pair", "student", "initial overlap of surrogate and target"),
+    Key("R_s0", "float", 0.0, "pair", "student", "initial overlap of the surrogate", _PM1),
+    Key("R_t0", "float", 0.0, "pair", "student", "initial overlap of the target", _PM1),
+    Key("Q0", "float", 0.0, "pair", "student", "initial overlap of surrogate and target", _PM1),
     Key("b_s0", "float", 0.0, "pair", "student", "initial bias of the surrogate"),
     Key("b_t0", "float", 0.0, "pair", "student", "initial bias of the target"),
     # rule (the committee's eta_w, eta_b, eta_v, eps: jaxadv.app.committee's rule keys, added below)
@@ -136,7 +148,15 @@ KEYS: tuple[Key, ...] = (
     Key("loss", "str", "quadratic", "unit committee", "rule", "loss of the pre-activation (jaxadv.model.losses)"),
     Key("attack", "str", "l2", "unit", "rule", "l2, noise, linf or l1 (the last two: Monte Carlo only)"),
     Key("attack", "str", "fgm", "committee", "rule", "fgm, pgd, worst or none (jaxadv.committee)"),
-    Key("pgd_steps", "int", 5, "committee", "rule", "PGD steps (attack = pgd)"),
+    Key(
+        "pgd_steps",
+        "int",
+        5,
+        "committee",
+        "rule",
+        "PGD steps (attack = pgd)",
+        (lambda x: 1 <= x <= MAX_ATTACK_STEPS, f"must lie in [1, {MAX_ATTACK_STEPS}] (more is a typo, not a run)"),
+    ),
     Key("pgd_step", "float", 0.25, "committee", "rule", "PGD step, a fraction of eps (attack = pgd)"),
     Key("pgd_random_start", "bool", False, "committee", "rule", "PGD starts at a random point (attack = pgd)"),
     Key("eps_dist", "str", "fixed", "unit", "rule", "law of the per-example radius (jaxadv.model.eps_laws)"),
@@ -147,8 +167,8 @@ KEYS: tuple[Key, ...] = (
     Key("nonrobust_only", "bool", False, "unit", "rule", "update only on examples that are not eps-robust"),
     Key("gate", "str", "none", "unit", "rule", "which examples update (jaxadv.model.gates)"),
     Key("noise_norm", "float?", None, "unit", "rule", "RMS L2 norm of attack = noise (none: eps)", _GE0),
-    Key("eps_s", "float", 0.0, "pair", "rule", "training radius of the surrogate", _GE0),
-    Key("eps_t", "floats", [0.0], "pair", "rule", "training radii of the target (one pair each)", _GE0),
+    Key("eps_s", "float", 0.0, "pair", "rule", "training radius of the surrogate", _RADIUS),
+    Key("eps_t", "floats", [0.0], "pair", "rule", "training radii of the target (one pair each)", _RADIUS),
     Key("eta_w_s", "float", 1.0, "pair", "rule", "learning rate of the surrogate's weights"),
     Key("eta_b_s", "float", 0.5, "pair", "rule", "learning rate of the surrogate's bias"),
     Key("eta_w_t", "float", 1.0, "pair", "rule", "learning rate of the target's weights"),
@@ -181,8 +201,16 @@ KEYS: tuple[Key, ...] = (
     Key("save", "str", "linear", "unit", "run", "linear or log (points_per_decade)", choices=("linear", "log")),
     Key("points_per_decade", "int", 10, "unit", "run", "save points a decade of alpha with save = log", _at_least(1)),
     Key("labels", "str", "true", "pair", "run", "attack label of the headline curve: true or surrogate"),
-    Key("eps", "float", 0.5, "pair", "run", "attack radius of the curves against alpha", _GE0),
-    Key("eps_grid", "floats", [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "pair", "run", "radii of the curves against eps", _GE0),
+    Key("eps", "float", 0.5, "pair", "run", "attack radius of the curves against alpha", _RADIUS),
+    Key(
+        "eps_grid",
+        "floats",
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
+        "pair",
+        "run",
+        "radii of the curves against eps",
+        _RADIUS,
+    ),
     Key("n_test", "int", 500, "pair", "run", "fresh test examples per replica and save point", _at_least(1)),
 )
 """Every key of every student (the committee's rule keys follow from :mod:`jaxadv.app.committee`)."""
@@ -401,20 +429,7 @@ def coerce(key: Key, value: Any) -> Any:
             return value.lower() in ("true", "1", "yes", "on")
         raise ValueError(f"{name}={value!r} is not a boolean (true/false)")
     if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        try:
-            x = _number(name, value)
-        except ValueError:
-            raise ValueError(f"{name}={value!r} is not an integer") from None
-        if x != int(x):
-            raise ValueError(f"{name}={value!r} is not an integer")
-        return int(x)
+        return _int64(name, value)
     if kind == "float":
         return _number(name, value)
     if kind == "str":
@@ -428,11 +443,39 @@ def coerce(key: Key, value: Any) -> Any:
             else (list(value) if isinstance(value, (list, tuple)) else [value])
         )
         out = [_number(name, v) for v in parts if not (isinstance(v, str) and not v.strip())]
+        if len(out) > MAX_LIST:
+            raise ValueError(f"{name}= holds {len(out)} values, more than {MAX_LIST}: a typo, not a run")
         ok, rule = key.check or (lambda x: True, "")
         if not out or not all(ok(x) for x in out):
-            raise ValueError(f"{name}={value!r} must be a non-empty list of numbers {rule.removeprefix('must be ')}")
+            each = (
+                rule.removeprefix("must be ") if rule.startswith("must be ") else "that " + rule.removeprefix("must ")
+            )
+            raise ValueError(f"{name}={value!r} must be a non-empty list of numbers {each}")
         return out
     return _array(name, value)
+
+
+def _int64(name: str, value: Any) -> int:
+    """An exact integer in the signed 64-bit range (every size and seed becomes an array shape or a JAX
+    integer) from a TOML integer or a string (``"1e3"`` is 1000); ``ValueError`` naming ``name`` otherwise."""
+    x: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        x = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            x = int(value)
+    if x is None:
+        try:
+            f = _number(name, value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an integer") from None
+        if f != int(f):
+            raise ValueError(f"{name}={value!r} is not an integer")
+        x = int(f)
+    if not -(2**63) <= x <= 2**63 - 1:
+        shown = value if isinstance(value, str) else f"{float(x):.3g}"
+        raise ValueError(f"{name}={shown} is outside the 64-bit integer range [-2**63, 2**63 - 1]")
+    return x
 
 
 def _array(key: str, value: Any) -> list:
@@ -455,8 +498,8 @@ def _array(key: str, value: Any) -> list:
 
 
 def check_values(student: str, values: dict) -> None:
-    """Every key's own check (:attr:`Key.check`, :attr:`Key.choices`) on the resolved ``values``, and the
-    ODE's step count; ``ValueError`` naming the key and echoing its value."""
+    """Every key's own check (:attr:`Key.check`, :attr:`Key.choices`) on the resolved ``values``, the number
+    and memory of the save points and the ODE's step count; ``ValueError`` naming the key and echoing its value."""
     for name, key in keys_of(student).items():
         v = values.get(name)
         if v is None:
@@ -466,11 +509,27 @@ def check_values(student: str, values: dict) -> None:
         for x in v if isinstance(v, list) else [v]:
             if key.check is not None and not key.check[0](x):
                 raise ValueError(f"{name}={x!r} {key.check[1]}")
+    n_save = values["n_save"]
+    if n_save > MAX_SAVE_POINTS:
+        raise ValueError(f"n_save={n_save!r} is more than {MAX_SAVE_POINTS} save points: a typo, not a run")
+    from .resources import check_fits, table_memory_bytes
+
+    check_fits(table_memory_bytes(n_save + 1, ode_columns(student, values), "n_save+1"), f"n_save={n_save!r}")
     if values["alpha_max"] / values["dt"] > MAX_ODE_STEPS:
         raise ValueError(
             f"alpha_max={values['alpha_max']!r} needs {values['alpha_max'] / values['dt']:.3g} RK4 steps of "
             f"dt={values['dt']!r}, more than {MAX_ODE_STEPS:.3g}; lower alpha_max or raise dt"
         )
+
+
+def ode_columns(student: str, values: dict) -> int:
+    """A generous count of the numbers the ODE keeps per save point (order parameters, errors, the pair's
+    curves of every target radius), for the memory estimate of ``n_save``."""
+    if student == "committee":
+        return 16 + values["K"] * (values["K"] + 4)
+    if student == "pair":
+        return 16 + 32 * len(values["eps_t"])
+    return 16
 
 
 def read_overrides(overrides: Sequence[str]) -> dict:
@@ -588,10 +647,6 @@ def check_name(name: str) -> str:
     return name
 
 
-#: log-spaced saves beyond this many points are a typo, not a run
-MAX_SAVE_POINTS = 10**6
-
-
 def validate_config(cfg: RunConfig) -> RunConfig:
     """Check every key of the unit's configuration; raise ``ValueError`` naming the parameter and its value."""
     from ..generators import GENERATORS
@@ -634,6 +689,16 @@ def validate_config(cfg: RunConfig) -> RunConfig:
             "a save interval must hold at least one step"
         )
     return cfg
+
+
+def check_count(name: str, value: int, at_least: int = 1, at_most: int | None = None, why: str = "") -> int:
+    """``value`` unless it is below ``at_least`` or above ``at_most``; ``ValueError`` naming ``name`` (an option
+    such as ``--pgd-steps`` or a key) and echoing ``value`` otherwise (``why``: what the upper bound is)."""
+    if value < at_least:
+        raise ValueError(f"{name}={value!r} must be >= {at_least}")
+    if at_most is not None and value > at_most:
+        raise ValueError(f"{name}={value!r} is more than {at_most}{why}")
+    return value
 
 
 def check_unused(given: dict, reads: Callable[[str], bool], why: str) -> None:

@@ -77,15 +77,30 @@ DEFAULTS: dict[str, Any] = {
 NORMS = (("inf", "eps_linf"), ("2", "eps_l2"), ("1", "eps_l1"))
 
 
-def _floats(text: str, name: str):
+#: the diameter of the pixel box [0, 1]^784 in each norm: a radius beyond it attacks every image the same way,
+#: so a larger one is a typo (``--eps-linf`` and ``--eps-train``: L-infinity, ``--eps-l2``, ``--eps-l1``)
+BOX_DIAMETER = {"inf": 1.0, "2": 28.0, "1": 784.0}
+#: the sizes of a run beyond which it is a typo, not a run (``--steps``, ``--epochs``, ``--restarts``; the
+#: attack's steps: :data:`jaxadv.app.config.MAX_ATTACK_STEPS`)
+MAX_STEPS, MAX_EPOCHS, MAX_RESTARTS = 10**6, 10**4, 10**3
+
+
+def _floats(text: str, name: str, norm: str = "inf"):
+    """The radii ``text`` (comma-separated) in ``[0,`` :data:`BOX_DIAMETER` ``[norm]]``, at most
+    :data:`jaxadv.app.config.MAX_LIST` of them; ``ValueError`` naming the option ``name`` otherwise."""
+    from .config import MAX_LIST
+
     try:
         vals = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"{name}={text!r} must be a comma-separated list of numbers") from None
     if not vals:
         raise ValueError(f"{name}={text!r} must hold at least one number")
-    if any(not v >= 0 for v in vals):
-        raise ValueError(f"{name}={text!r} must hold numbers >= 0")
+    if len(vals) > MAX_LIST:
+        raise ValueError(f"{name} holds {len(vals)} radii, more than {MAX_LIST}: a typo, not a run")
+    top = BOX_DIAMETER[norm]
+    if any(not 0 <= v <= top for v in vals):
+        raise ValueError(f"{name}={text!r} must hold radii in [0, {top:g}] (the pixel box's diameter in this norm)")
     return vals
 
 
@@ -139,17 +154,31 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Argument
 
 def run(args: argparse.Namespace) -> int:
     """The ``jaxadv mnist`` command: check the arguments, run, write; 0 on success."""
-    for name in ("steps", "pgd_steps", "restarts", "epochs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 1")
+    from .config import MAX_ATTACK_STEPS, MAX_SEED, check_count
+
+    for name, top in (
+        ("steps", MAX_STEPS),
+        ("pgd_steps", MAX_ATTACK_STEPS),
+        ("restarts", MAX_RESTARTS),
+        ("epochs", MAX_EPOCHS),
+    ):
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name), 1, top, ": a typo, not a run")
+    check_count("--seed", args.seed, 0, MAX_SEED, " (jax.random.key takes a signed 64-bit integer)")
+    for name in ("n_train", "n_test"):  # caps: beyond the images there are, every image is used
+        if getattr(args, name) is not None:
+            check_count(f"--{name.replace('_', '-')}", getattr(args, name), 1, MAX_SEED, " (a 64-bit integer)")
+    from ..validation import check_value
+
+    check_value("--test-fraction", args.test_fraction, lambda v: 0 < v < 1, "must lie in the open interval (0, 1)")
+    check_value("--learning-rate", args.learning_rate, lambda v: v > 0, "must be > 0")
     opts = dict(
         seed=args.seed,
         test_fraction=args.test_fraction,
         steps=args.steps,
         learning_rate=args.learning_rate,
         eps_linf=_floats(args.eps_linf, "--eps-linf"),
-        eps_l2=_floats(args.eps_l2, "--eps-l2"),
-        eps_l1=_floats(args.eps_l1, "--eps-l1"),
+        eps_l2=_floats(args.eps_l2, "--eps-l2", "2"),
+        eps_l1=_floats(args.eps_l1, "--eps-l1", "1"),
         attacks=_attacks(args.attacks),
         pgd_steps=args.pgd_steps,
         restarts=args.restarts,

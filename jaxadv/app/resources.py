@@ -7,7 +7,8 @@ The estimates are deliberately rough upper bounds of the large arrays:
   the example, its perturbation, the gradient and XLA's temporaries of one step);
 * the saved observables: ``5 x replicas x (n_save + 1) x itemsize``;
 * a sweep: :data:`SWEEP_BYTES_PER_SAVE` bytes per grid point and save point (the grid's columns,
-  the trajectories and the tables) plus the per-point Monte Carlo when it runs.
+  the trajectories and the tables) plus the per-point Monte Carlo when it runs;
+* a table (the ODE's save points, the fields of a sampled attack): rows x columns x itemsize.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["available_memory", "run_memory_bytes", "sweep_memory_bytes", "check_fits", "FULL_ARRAYS_PER_REPLICA"]
+__all__ = [
+    "available_memory",
+    "run_memory_bytes",
+    "sweep_memory_bytes",
+    "table_memory_bytes",
+    "check_fits",
+    "FULL_ARRAYS_PER_REPLICA",
+]
 
 FULL_ARRAYS_PER_REPLICA = 8
 SWEEP_BYTES_PER_SAVE = 2 * 8 * 8
@@ -59,6 +67,12 @@ def sweep_memory_bytes(n_points: int, n_save: int, mc_point_bytes: float = 0.0) 
     """``(bytes, how)`` of a sweep over ``n_points`` grid points."""
     b = float(n_points) * (n_save + 1) * SWEEP_BYTES_PER_SAVE + mc_point_bytes
     return b, f"{n_points} grid points x (n_save+1)={n_save + 1} x {SWEEP_BYTES_PER_SAVE} bytes"
+
+
+def table_memory_bytes(rows: int, columns: int, rows_name: str, itemsize: int = 8) -> tuple:
+    """``(bytes, how)`` of a table of ``rows`` (named ``rows_name`` in ``how``) by ``columns`` numbers: the
+    ODE's saved points, the fields an attack is tested on."""
+    return float(rows) * columns * itemsize, f"{rows_name}={rows} x {columns} numbers x {itemsize} bytes"
 
 
 def check_fits(estimate: tuple, what: str) -> None:

@@ -72,6 +72,18 @@ PRESETS = {
 """The presets (every other key takes its default: :data:`jaxadv.app.config.KEYS`)."""
 
 
+#: the largest target radius ``eps_t`` in millionths: it keys the radius's Monte Carlo (``fold_in``, 32 bits)
+MAX_KEYED_RADIUS = 2**32 - 1
+
+
+def measurement_memory_bytes(cfg: dict[str, Any]) -> tuple:
+    """``(bytes, how)`` of the transfer measurement's test examples at one save point (every replica's
+    ``n_test`` examples, their keys and their counts at each radius), for the memory check before a run."""
+    from .resources import table_memory_bytes
+
+    return table_memory_bytes(cfg["replicas"] * cfg["n_test"], 2 * len(cfg["eps_grid"]) + 16, "replicas x n_test")
+
+
 def load_transfer_config(spec: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A preset name or TOML path, then ``KEY=VALUE`` overrides (:func:`jaxadv.app.config.read_config`);
     returns the resolved, validated flat dict. ``ValueError`` names an unknown key or a bad value."""
@@ -91,6 +103,9 @@ def build_transfer_config(r) -> dict[str, Any]:
             raise ValueError(f"{key}={cfg[key]!r} must be one of {list(allowed)}")
     if cfg["replicas"] < 2:
         raise ValueError(f"replicas={cfg['replicas']!r} must be an integer >= 2")
+    for e in cfg["eps_t"]:  # each target radius, in millionths, keys its Monte Carlo (run_transfer): 32 bits
+        if e * 1e6 > MAX_KEYED_RADIUS:
+            raise ValueError(f"eps_t={e!r} is more than {MAX_KEYED_RADIUS / 1e6:.6g}, the largest target radius")
     _records(cfg)  # every record's own validator
     return cfg
 
@@ -124,6 +139,25 @@ def _records(cfg):
     return pairs, spec, R0, b0
 
 
+#: the keys that drive the pair's order parameters (named when the ODE or the Monte Carlo leaves its domain)
+_DRIVERS = ("prior", "rho", "v1", "v2", "eps_s", "eta_w_s", "eta_b_s", "eta_w_t", "eta_b_t", "b_s0", "b_t0")
+
+
+def _check_ode(sol: Any, cfg: dict[str, Any], e_t: float) -> None:
+    """``ValueError`` (before any Monte Carlo) when the pair ODE of target radius ``e_t`` leaves its domain:
+    overlaps outside [-1, 1] or non-finite values, naming the keys that drive it (as ``jaxadv run`` refuses an
+    untrustworthy ODE)."""
+    overlaps = np.stack([np.asarray(getattr(sol, f), np.float64) for f in ("R_s", "R_t", "Q")])
+    biases = np.stack([np.asarray(getattr(sol, f), np.float64) for f in ("b_s", "b_t")])
+    bad = ~(np.all(np.abs(overlaps) <= 1.0, 0) & np.all(np.isfinite(biases), 0))
+    if bad.any():
+        raise ValueError(
+            f"the pair ODE of eps_t={e_t:g} leaves its domain from "
+            f"alpha={float(np.asarray(sol.alpha)[np.argmax(bad)]):g} "
+            f"({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); lower the extreme value or dt={cfg['dt']:g}"
+        )
+
+
 def _table(cols: dict) -> dict:
     """The accumulated lists as arrays (``write_csv`` refuses columns of unequal length)."""
     return {k: np.asarray(v) for k, v in cols.items()}
@@ -151,7 +185,23 @@ def run_transfer(
     The Monte Carlo of target radius ``i`` runs on the driver with the checkpoint :func:`checkpoint_path`
     (:func:`jaxadv.app.checkpoint.simulate_pair_resumable`; a progress bar with ``progress``): an interrupted
     call saves it and the next call with the same configuration resumes from it, with the same bits; finished
-    radii keep their checkpoint until every file is written, then all are removed."""
+    radii keep their checkpoint until every file is written, then all are removed: an interrupt after a finished
+    Monte Carlo (during a later radius's ODE, the measures or the figures) raises
+    :class:`jaxadv.app.errors.Interrupted` with it, and the rerun reads it back instead of simulating again."""
+    from .errors import Interrupted
+
+    finished: list[str] = []
+    try:
+        return _run_transfer(cfg, out_dir, mc, log, progress, finished)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) or not finished:
+            raise
+        raise Interrupted(finished[-1], cfg["n_save"], cfg["n_save"]) from None
+
+
+def _run_transfer(
+    cfg: dict[str, Any], out_dir: str, mc: bool, log: Callable[[str], Any], progress: bool, finished: list[str]
+) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -174,6 +224,7 @@ def run_transfer(
         t = time.perf_counter()
         sol = solve_pair_ode(pp, spec, cfg["alpha_max"], cfg["n_save"], dt=cfg["dt"], R0=R0, b0=b0)
         timings["ode_s"] += time.perf_counter() - t
+        _check_ode(sol, cfg, e_t)
         th = _closed(sol.R_s, sol.b_s, sol.R_t, sol.b_t, sol.Q, eps, data)
         P = sol.alpha.size
         add(ode_cols, "eps_t", np.full(P, e_t))
@@ -220,12 +271,24 @@ def run_transfer(
             stats=stats,
             label=f"monte carlo eps_t={e_t:g}",
         )
+        finished.append(checkpoint_path(out_dir, i_t))
         timings["mc_s"] += time.perf_counter() - t
         if stats["resumed_from"] == cfg["n_save"]:
             log(f"monte carlo eps_t={e_t:g}: read from its finished checkpoint")
         elif stats["resumed_from"]:
             log(f"monte carlo eps_t={e_t:g}: resumed at save interval {stats['resumed_from']} of {cfg['n_save']}")
         o = run.obs
+        # the closed forms take the replicas that stayed finite (a diverged pair is reported, not an error)
+        fin = np.all([np.isfinite(np.asarray(getattr(o, f))).all(axis=1) for f in o._fields], axis=0)
+        if not fin.any():
+            from .errors import RunFailed
+
+            raise RunFailed(
+                f"all {cfg['replicas']} pairs of eps_t={e_t:g} diverged in the Monte Carlo ("
+                + ", ".join(f"{k}={cfg[k]:g}" for k in _DRIVERS)
+                + "); lower the extreme value"
+            )
+        of = o._replace(**{f: np.asarray(getattr(o, f))[fin] for f in o._fields})
         add(mc_cols, "eps_t", np.full(P, e_t))
         add(mc_cols, "alpha", run.alpha)
         for f in o._fields:
@@ -245,8 +308,8 @@ def run_transfer(
                 add(mc_cols, f"{what}_{kind}_mean", m)
                 add(mc_cols, f"{what}_{kind}_sem", s)
         # the closed form at each replica's measured weights (L2 and L-inf), averaged over replicas
-        for norm, M in (("l2", None), ("linf", o.M * scale)):
-            at = _closed(o.R_s, o.b_s, o.R_t, o.b_t, o.Q, eps, data, M=M)
+        for norm, M in (("l2", None), ("linf", of.M * scale)):
+            at = _closed(of.R_s, of.b_s, of.R_t, of.b_t, of.Q, eps, data, M=M)
             for lab in ("true", "surrogate"):
                 m, s = mean_sem(at[f"transfer_{lab}"])
                 add(mc_cols, f"theory_{norm}_{lab}_mean", m)
@@ -262,14 +325,14 @@ def run_transfer(
             add(eps_cols, f"mc_{kind}_mean", m)
             add(eps_cols, f"mc_{kind}_sem", s)
         at = _closed(
-            last(o.R_s),
-            last(o.b_s),
-            last(o.R_t),
-            last(o.b_t),
-            last(o.Q),
+            last(of.R_s),
+            last(of.b_s),
+            last(of.R_t),
+            last(of.b_t),
+            last(of.Q),
             grid[None, None, :],
             data,
-            M=last(o.M) * scale,
+            M=last(of.M) * scale,
         )
         for lab in ("true", "surrogate"):
             m, s = mean_sem(at[f"transfer_{lab}"][:, 0])

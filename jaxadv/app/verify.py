@@ -82,6 +82,10 @@ def _ints(text: str, name: str, at_least: int = 1):
         raise ValueError(f"{name}={text!r}: every N must be >= 3")
     if len(set(vals)) != len(vals):
         raise ValueError(f"{name}={text!r} repeats an N: each N of a ladder once")
+    from .config import MAX_LIST
+
+    if len(vals) > MAX_LIST:
+        raise ValueError(f"{name} holds {len(vals)} values of N, more than {MAX_LIST}: a typo, not a run")
     if len(vals) < at_least:
         raise ValueError(f"{name}={text!r}: at least {at_least} values of N (a slope against N needs two)")
     return vals
@@ -122,11 +126,24 @@ def verify_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     N_list = _ints(args.N_list, "--N-list", at_least=2)
     full_list = _ints(args.full_N_list, "--full-N-list") if args.full_N_list.strip() else []
-    for name in ("replicas", "full_replicas", "n_save"):
-        if getattr(args, name) < 2:
-            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)!r} must be >= 2")
+    from .config import MAX_SAVE_POINTS, MAX_SEED, check_count
+
+    for name in ("replicas", "full_replicas"):
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name), 2, MAX_SEED, " (a 64-bit integer)")
+    check_count("--n-save", args.n_save, 2, MAX_SAVE_POINTS, " save points: a typo, not a run")
     if not (np.isfinite(args.alpha_max) and args.alpha_max > 0):
         raise ValueError(f"--alpha-max={args.alpha_max!r} must be finite and > 0")
+    from .cli import check_run
+
+    for opt, Ns, reps, sampler in (
+        ("--N-list", N_list, args.replicas, "reduced"),
+        ("--full-N-list", full_list, args.full_replicas, "full"),
+    ):
+        for N in Ns:  # before any computation: the memory and the step counter of every rung of the ladder
+            try:
+                check_run(N, reps, args.n_save, cfg.x64, args.alpha_max, sampler)
+            except ValueError as e:
+                raise ValueError(f"{opt}: the rung N={N} of the ladder: {e}") from None
     out = args.out or os.path.join("results", f"{cfg.name}_verify")
     from .config import config_dict
     from .outputs import claim_output
@@ -229,6 +246,7 @@ def verify(
     """
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from .. import __version__
     from ..mc.driver import save_schedule
@@ -266,6 +284,15 @@ def verify(
         )
         fl = jax.block_until_ready(fl)
         t_th = time.perf_counter() - t
+        bad = ~np.all(
+            np.isfinite(np.concatenate([np.asarray(a, np.float64).reshape(len(alpha), -1) for a in fl[1:]], 1)), 1
+        )
+        if bad.any():  # as `jaxadv run` refuses an untrustworthy ODE: nothing to compare with, before any MC
+            raise ValueError(
+                f"the ODE and fluctuation theory at N={N} are not finite from alpha={float(alpha[np.argmax(bad)]):g} "
+                f"(prior={cfg.prior:g}, rho={cfg.rho:g}, v1={cfg.v1:g}, v2={cfg.v2:g}, eps={cfg.eps:g}, "
+                f"eta_w={cfg.eta_w:g}, eta_b={cfg.eta_b:g}, b0={cfg.b0:g}); lower the extreme value"
+            )
         key = jax.random.fold_in(jax.random.key(cfg.seed, impl=cfg.prng), j)
         t = time.perf_counter()
         mc_stats: dict[str, Any] = {}
