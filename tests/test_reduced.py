@@ -211,3 +211,18 @@ def test_step_uniforms_are_the_threefry_words_of_their_counters():
         k23 = got * 2.0**23 - 0.5
         np.testing.assert_array_equal(k23, (words >> 9).astype(np.float64))
         assert got.min() > 0 and got.max() < 1
+
+
+def test_a_reduced_plan_at_huge_N_holds_no_N_vector():
+    """`verify --N-list 100,1000000000` grew to 8 GB before its first step: the reduced plan built the
+    cluster axis B, a vector of length N the reduced chain never reads. Now its constant is N alone."""
+    import resource
+
+    from jaxadv.mc import driver
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    plan = driver.plan_simulation(
+        jax.random.key(0), ModelParams(), N=10**9, alpha_max=2.0, n_save=4, replicas=2, sampler="reduced"
+    )
+    assert np.shape(plan.sp.const) == () and float(plan.sp.const) == 1e9
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # kB: far below 4 GB

@@ -277,10 +277,12 @@ def plan_simulation(
             raise ValueError("optimizer=... needs sampler='full' (the reduced sampler is the plain SGD step)")
         kernel = reduced_sampler(rule)
     B_given = B
-    if isinstance(B, str):
-        B = cluster_axis(N, B, dtype)
-    B = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
-    const = B if sampler == "full" else jnp.asarray(N, dtype)
+    B_vector = None
+    if sampler == "full" or B_given is not None:  # the reduced chain reads N only: no N-vector (4 GB at N = 1e9)
+        if isinstance(B, str):
+            B = cluster_axis(N, B, dtype)
+        B_vector = unit_direction(N, dtype) if B is None else jnp.asarray(B, dtype)
+    const = B_vector if sampler == "full" and B_vector is not None else jnp.asarray(N, dtype)
     steps, alpha = save_schedule(N, alpha_max, n_save)
     save_steps = None
     if save != "linear":  # log-spaced saves: intervals of different lengths (one compilation, n_steps is traced)
@@ -303,7 +305,7 @@ def plan_simulation(
         str(dtype),
         R0,
         float(b0),
-        None if B_given is None else hashlib.sha256(np.asarray(B).tobytes()).hexdigest(),
+        None if B_given is None else hashlib.sha256(np.asarray(B_vector).tobytes()).hexdigest(),
         [
             rule.attack.name,
             rule.eps_law.name,
