@@ -307,6 +307,9 @@ def test_plots_write_png_and_pdf(tmp_path):
 def test_a_unit_preset_in_base_is_a_unit_sweep_with_its_values(tmp_path):
     """``[base] preset = "scenario2"`` was taken for a committee sweep and refused ("not a committee preset");
     it is the unit's sweep with the preset's parameters and run settings, the file's own keys first."""
+    import json
+
+    from jaxadv.app.cli import main
     from jaxadv.app.committee_sweep import is_committee_sweep
     from jaxadv.app.config import PRESETS
     from jaxadv.app.io import read_toml
@@ -318,5 +321,8 @@ def test_a_unit_preset_in_base_is_a_unit_sweep_with_its_values(tmp_path):
     p = PRESETS["scenario2"]
     assert cfg.base == {"prior": p.prior, "rho": 3.0, "v1": p.v1, "v2": p.v2, "eta_w": p.eta_w, "eta_b": p.eta_b}
     assert (cfg.N, cfg.replicas, cfg.dt, cfg.alpha_max, cfg.n_save) == (p.N, p.replicas, p.dt, 1.0, 2)
+    # through the command: the unit's sweep, with the preset's prior
+    assert main(["sweep", str(toml), "--out", str(tmp_path / "o"), "--quiet", "--no-plots"]) == 0
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["config"]["base"]["prior"] == p.prior
     toml.write_text(toml.read_text().replace('"scenario2"', '"xor"'))
     assert is_committee_sweep(read_toml(str(toml), "sweep file"))

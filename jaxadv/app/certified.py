@@ -31,7 +31,6 @@ written; then all are removed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -147,15 +146,18 @@ def run_certified(
     checkpoint until every file is written (then all go): an interrupt during the measures, the ODE of a later
     training or the figures raises :class:`jaxadv.app.errors.Interrupted` with it, and the rerun reads it back
     instead of simulating again."""
-    from .errors import Interrupted
+    from .checkpoint import finished_checkpoints
+    from .errors import RunFailed
 
-    finished: list[str] = []
-    try:
-        return _run_certified(cfg, out_dir, pgd_samples, pgd_test_steps, mc_samples, log, progress, finished)
-    except KeyboardInterrupt as e:
-        if isinstance(e, Interrupted) or not finished:
-            raise
-        raise Interrupted(finished[-1], cfg["n_save"], cfg["n_save"]) from None
+    with finished_checkpoints() as finished:
+        res, diverged = _run_certified(cfg, out_dir, pgd_samples, pgd_test_steps, mc_samples, log, progress, finished)
+    if diverged:  # every file written (and the checkpoints gone): the Monte Carlo results are not usable
+        raise RunFailed(
+            f"all {cfg['replicas']} replicas of the {', '.join(diverged)} training{'s' * (len(diverged) > 1)} "
+            f"diverged ({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); the Monte Carlo results written to "
+            f"{out_dir} are not usable"
+        )
+    return res
 
 
 def _run_certified(
@@ -167,12 +169,11 @@ def _run_certified(
     log: Callable[[str], Any],
     progress: bool,
     finished: list[str],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
     import jax
     import jax.numpy as jnp
 
     from .. import committee as cm
-    from ..distributed import is_primary
     from .checkpoint import simulate_committee_resumable
     from .committee import _records, ode_rule
     from .io import write_csv, write_figure, write_json
@@ -314,18 +315,7 @@ def _run_certified(
     write_json(os.path.join(out_dir, "config.json"), info)  # before the figure too: a failure there keeps it
     write_figure(os.path.join(out_dir, "certified.png"), plot_certified(ode_cols, mc_table, cfg))
     write_json(os.path.join(out_dir, "config.json"), info)
-    for path in finished if is_primary() else ():  # every file written: the finished Monte Carlos' files go
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-    if diverged:
-        from .errors import RunFailed
-
-        raise RunFailed(
-            f"all {cfg['replicas']} replicas of the {', '.join(diverged)} training{'s' * (len(diverged) > 1)} "
-            f"diverged ({', '.join(f'{k}={cfg[k]:g}' for k in _DRIVERS)}); the Monte Carlo results written to "
-            f"{out_dir} are not usable"
-        )
-    return {"ode": ode_cols, "mc": mc_table, "info": info}
+    return {"ode": ode_cols, "mc": mc_table, "info": info}, diverged
 
 
 #: the measures the verdict compares with the bare ODE (PGD's error is sampled, with a noise of its own in

@@ -51,8 +51,36 @@ __all__ = [
     "simulate_pair_resumable",
     "run_resumable",
     "fingerprint",
+    "finished_checkpoints",
     "Interrupted",
 ]
+
+
+@contextlib.contextmanager
+def finished_checkpoints() -> Iterator[list[str]]:
+    """The checkpoints of a command's finished Monte Carlo runs, kept until the command has written every file.
+
+    The command runs each Monte Carlo with ``remove_checkpoint=False`` and appends its checkpoint's path to the
+    yielded list once the run has ended. Then:
+
+    * an interrupt (``KeyboardInterrupt``) after one has finished becomes :class:`Interrupted` naming the last,
+      with all its save intervals saved, so the CLI says the rerun resumes (an :class:`Interrupted` from a run
+      in flight passes as it is);
+    * any other error leaves the checkpoints for the rerun, which reads the finished runs back;
+    * the end of the block (every file written) removes them, on process 0.
+    """
+    finished: list[str] = []
+    try:
+        yield finished
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) or not finished:
+            raise
+        with np.load(finished[-1]) as z:  # a finished run's checkpoint holds all its save intervals
+            k = int(z["k"])
+        raise Interrupted(finished[-1], k, k) from None
+    for path in finished if is_primary() else ():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def fingerprint(plan: driver.Plan) -> str:

@@ -35,7 +35,6 @@ resumes from it, with the same bits as an uninterrupted run. It is removed when 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
@@ -260,15 +259,10 @@ def run_committee(
     The finished Monte Carlo stays in ``mc_checkpoint.npz`` until every file is written: a Ctrl-C or
     SIGTERM during the ODE or the figures raises :class:`jaxadv.app.errors.Interrupted` with all save
     intervals saved, and the rerun reads them back instead of simulating again."""
-    from .errors import Interrupted
+    from .checkpoint import finished_checkpoints
 
-    finished: dict[str, str] = {}
-    try:
+    with finished_checkpoints() as finished:
         return _run_committee(cfg, out_dir, progress, log, finished)
-    except KeyboardInterrupt as e:
-        if isinstance(e, Interrupted) or "checkpoint" not in finished:
-            raise
-        raise Interrupted(finished["checkpoint"], cfg["n_save"], cfg["n_save"]) from None
 
 
 def _run_committee(cfg, out_dir, progress, log, finished):
@@ -307,7 +301,7 @@ def _run_committee(cfg, out_dir, progress, log, finished):
             remove_checkpoint=False,  # kept until every file is written (run_committee)
             **given,
         )
-        finished["checkpoint"] = os.path.join(out_dir, "mc_checkpoint.npz")
+        finished.append(os.path.join(out_dir, "mc_checkpoint.npz"))
         timings["mc_s"] = time.perf_counter() - t
         log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
     if cfg["ode_start"] == "mc":
@@ -406,11 +400,6 @@ def _run_committee(cfg, out_dir, progress, log, finished):
     _figures(out_dir, ode_cols, mc_cols if mc is not None else None, K, D, cfg)
     timings["plots_s"] = time.perf_counter() - t
     write_json(os.path.join(out_dir, "config.json"), info)
-    from ..distributed import is_primary
-
-    if "checkpoint" in finished and is_primary():  # every file written: the finished Monte Carlo's file goes
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(finished["checkpoint"])
     return info
 
 

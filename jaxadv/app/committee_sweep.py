@@ -604,10 +604,7 @@ def committee_sweep(
 
     def finish(cols):
         result = _result(cfg, flat, shape, alpha, eps, eps_test, cols, names, spec, K, D)
-        arrays = {"alpha": alpha, "eps": eps.reshape(shape), "eps_test": eps_test.reshape(shape)}
-        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
-        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        return result, result.table, arrays
+        return result, result.table, {"eps": eps.reshape(shape)}
 
     given = "exactly the given R0 and Q0" if cfg.model["R0"] is not None else "random unit vectors"
     info = {
@@ -625,6 +622,8 @@ def committee_sweep(
         ode=ode if cfg.ode else None,
         mc=mc if cfg.mc else None,
         finish=finish,
+        alpha=alpha,
+        eps_test=eps_test,
         info=info,
         label="committee sweep",
         progress=progress,

@@ -676,6 +676,8 @@ def run_chunks(
     ode: Callable[[int, int, int], dict[str, np.ndarray]] | None,
     mc: Callable[[int, str | None, bool, str], dict[str, Any]] | None,
     finish: Callable[[dict[str, np.ndarray]], tuple[Any, dict, dict]],
+    alpha: np.ndarray,
+    eps_test: np.ndarray,
     info: dict[str, Any],
     label: str,
     progress: bool = False,
@@ -701,7 +703,9 @@ def run_chunks(
       again with a warning. With several processes process 0 decides the chunk size and the finished chunks
       (the files must be visible to all).
     * ``finish(columns)`` (each ``{name: array of leading length n_points}``) returns ``(result, table,
-      arrays)``: the student's record (returned), the rows of ``sweep.csv``, the arrays of ``sweep.npz``.
+      arrays)``: the student's record (returned), the rows of ``sweep.csv`` and the student's own arrays of
+      ``sweep.npz``, beside those of every sweep: the save times ``alpha``, ``eps_test``, each swept axis
+      (``axis_NAME``) and every column on the grid.
       Grid points with NaN or infinite values are reported. An interrupt propagates; written chunks stay.
     """
     from .. import __version__
@@ -761,10 +765,13 @@ def run_chunks(
         message = f"{n_points - finite.sum()} of {n_points} grid points have NaN or infinite values (the first: "
         message += f"point {np.argmin(finite)}): a parameter too large for the model, or every replica diverged"
         log(f"warning: {message}") if log else warnings.warn(message, RuntimeWarning, stacklevel=3)
-    result, rows_, arrays = finish(cols)
+    result, rows_, own = finish(cols)
     if out_dir is not None:
+        arrays = {"alpha": alpha, "eps_test": eps_test.reshape(grid_shape)}
+        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
+        arrays.update({k: v.reshape(grid_shape + v.shape[1:]) for k, v in cols.items()})
         write_csv(os.path.join(out_dir, "sweep.csv"), rows_)
-        write_npz(os.path.join(out_dir, "sweep.npz"), **arrays)
+        write_npz(os.path.join(out_dir, "sweep.npz"), **arrays, **own)
         if log:
             log(
                 f"{label}: {n_points} points in {n_chunks} chunks of {chunk} ({time.perf_counter() - t0:.1f}s) "
@@ -835,11 +842,7 @@ def sweep(
 
     def finish(cols):
         result = _result(cfg, params, eps_test, shape, alpha, cols)
-        arrays = {"alpha": alpha, "eps_test": eps_test.reshape(shape)}
-        arrays.update({f"axis_{k}": np.asarray(v) for k, v in cfg.grid.items()})
-        arrays.update({k: v.reshape(shape + v.shape[1:]) for k, v in cols.items()})
-        arrays.update({k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields})
-        return result, table(result), arrays
+        return result, table(result), {k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields}
 
     ode_columns = MC_QUANTITIES if cfg.ode else ()
     return run_chunks(
@@ -851,6 +854,8 @@ def sweep(
         ode=ode if cfg.ode else None,
         mc=mc if cfg.mc else None,
         finish=finish,
+        alpha=alpha,
+        eps_test=eps_test,
         info={"columns": ["point", *cfg.grid, "alpha", *ode_columns, *(MC_COLUMNS if cfg.mc else ())]},
         label="sweep",
         progress=progress,

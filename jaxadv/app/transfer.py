@@ -34,7 +34,6 @@ until every file is written; then all are removed.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -188,15 +187,10 @@ def run_transfer(
     radii keep their checkpoint until every file is written, then all are removed: an interrupt after a finished
     Monte Carlo (during a later radius's ODE, the measures or the figures) raises
     :class:`jaxadv.app.errors.Interrupted` with it, and the rerun reads it back instead of simulating again."""
-    from .errors import Interrupted
+    from .checkpoint import finished_checkpoints
 
-    finished: list[str] = []
-    try:
+    with finished_checkpoints() as finished:
         return _run_transfer(cfg, out_dir, mc, log, progress, finished)
-    except KeyboardInterrupt as e:
-        if isinstance(e, Interrupted) or not finished:
-            raise
-        raise Interrupted(finished[-1], cfg["n_save"], cfg["n_save"]) from None
 
 
 def _run_transfer(
@@ -365,11 +359,6 @@ def _run_transfer(
     write_figure(os.path.join(out_dir, "transfer.png"), plot_transfer(ode_cols, mc_cols, eps_cols, cfg))
     timings["plots_s"] = time.perf_counter() - t
     write_json(os.path.join(out_dir, "config.json"), info)
-    from ..distributed import is_primary
-
-    for i in range(len(pairs) if mc and is_primary() else 0):  # every file written: the checkpoints go
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(checkpoint_path(out_dir, i))
     return info
 
 

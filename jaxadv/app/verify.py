@@ -26,7 +26,6 @@ CPU; for a GPU run use e.g. ``--N-list 100,300,1000,3000,10000,30000 --replicas 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import time
@@ -243,7 +242,20 @@ def verify(
         full_N_list: N of the full-sampler cross-check.
         replicas, full_replicas: replicas per N.
         alpha_max, n_save: horizon and save points (``n_save`` intervals).
+
+    Each rung's Monte Carlo keeps its checkpoint (:func:`checkpoint_path`) until every file is written
+    (:func:`jaxadv.app.checkpoint.finished_checkpoints`): an interrupted ladder, rerun, reads the finished rungs
+    back and resumes the one it stopped in.
     """
+    from .checkpoint import finished_checkpoints
+
+    with finished_checkpoints() as finished:
+        return _verify(
+            cfg, out_dir, N_list, full_N_list, replicas, full_replicas, alpha_max, n_save, progress, log, finished
+        )
+
+
+def _verify(cfg, out_dir, N_list, full_N_list, replicas, full_replicas, alpha_max, n_save, progress, log, finished):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -310,8 +322,6 @@ def verify(
             progress=progress,
             sampler=sampler,
             generator=cfg.generator if sampler == "full" else "jax",
-            # each rung's own checkpoint, kept when it ends: an interrupted ladder resumes inside its rung and
-            # reads the finished rungs back; all are removed once every file is written
             checkpoint=checkpoint_path(out_dir, j),
             remove_checkpoint=False,
             stats=mc_stats,
@@ -319,6 +329,7 @@ def verify(
             **saves,
         )
         t_mc = time.perf_counter() - t
+        finished.append(checkpoint_path(out_dir, j))
         if mc_stats.get("steps_this_session") == 0:
             log(f"N={N} {sampler}: the Monte Carlo read back from its finished checkpoint")
         timings[f"{sampler}_N{N}"] = {"theory_s": t_th, "mc_s": t_mc}
@@ -370,11 +381,6 @@ def verify(
     }
     write_json(os.path.join(out_dir, "config.json"), info)  # before the figure: a failure there keeps it
     _plot(rows, slopes, os.path.join(out_dir, "verify.png"), cfg.name)
-    from ..distributed import is_primary
-
-    for j in range(len(jobs) if is_primary() else 0):  # every file written: the rungs' checkpoints go
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(checkpoint_path(out_dir, j))
     return info
 
 

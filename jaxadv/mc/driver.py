@@ -145,17 +145,13 @@ def save_schedule(N: int, alpha_max: float, n_save: int) -> tuple[int, np.ndarra
     would wrap); every plan (single layer, committee) and the CLI's early check go through here.
     """
     per_save = float(alpha_max) * float(N) / float(n_save)  # in floats: an absurd size is refused, not overflowed
-    if not per_save * n_save <= MAX_MC_STEPS:  # (NaN and inf too)
+    total = n_save * max(1.0, round(per_save)) if np.isfinite(per_save) else per_save
+    if not total <= MAX_MC_STEPS:  # (NaN and inf too)
         raise ValueError(
-            f"alpha_max={alpha_max!r} at N={N} is {per_save * n_save:.3g} Monte Carlo steps, more than "
+            f"alpha_max={alpha_max!r} at N={N} is {total:.3g} Monte Carlo steps, more than "
             f"the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N"
         )
     steps = max(1, int(round(per_save)))
-    if n_save * steps > MAX_MC_STEPS:
-        raise ValueError(
-            f"alpha_max={alpha_max!r} at N={N} is {n_save * steps:.3g} Monte Carlo steps, more than "
-            f"the step counter's {MAX_MC_STEPS} (2**32 - 1); lower alpha_max or N"
-        )
     return steps, np.arange(n_save + 1) * steps / N
 
 
