@@ -76,6 +76,7 @@ SUBPACKAGES = {  # page -> (title, the package whose docstring opens the page)
     "mc": ("Monte Carlo", "jaxadv.mc"),
     "ode": ("Large-N ODEs", "jaxadv.ode"),
     "analysis": ("Analysis", "jaxadv.analysis"),
+    "students": ("Students as records", "jaxadv.students"),
     "app": ("Application", "jaxadv.app"),
     "committee": ("Two-layer committees", "jaxadv.committee"),
     "utilities": ("Utilities", None),
@@ -166,7 +167,8 @@ def write_api_reference():
             if module in whole:  # its own page: the docstring and every name of its __all__
                 text.append(_autosummary("jaxadv", [module.removeprefix("jaxadv.")]))
                 continue
-            text.append(f".. automodule:: {module}\n   :no-members:\n\n")
+            if module != package:  # the package's own docstring opens the page
+                text.append(f".. automodule:: {module}\n   :no-members:\n\n")
             names = top[page].get(module, [])
             short = [n for n in names if n in jaxadv.__all__ or page == "committee"]
             if short:

@@ -10,6 +10,8 @@ The package is layered (``docs/architecture.md``):
 * :mod:`jaxadv.ode` -- the large-N theory: quadrature, the one vector field, RK4, fluctuations,
   fixed points.
 * :mod:`jaxadv.analysis` -- measures under every threat model, MC-vs-ODE comparisons, defences.
+* :mod:`jaxadv.students` -- every student as a record (the unit, the committee, the pair): its state,
+  fields, output, normalisation and order parameters, with its Monte Carlo and ODE faces.
 * :mod:`jaxadv.app` -- configurations, checkpoints, files, figures, sweeps, verify, the CLI.
 
 :mod:`jaxadv.attacks` attacks any JAX model (FGM, PGD/BIM under L1, L2, L-infinity, targeted);
@@ -91,6 +93,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
     from .ode.solve import ODEResult, solve_ode
     from .ode.vector_field import drift, vector_field
     from .sharding import batch_mesh, shard_batch
+    from .students import STUDENTS, StudentRecord, get_student
 
 _NAMES = {  # module -> the public names it defines
     ".model.params": ("ModelParams", "Param", "validate_params"),
@@ -150,6 +153,7 @@ _NAMES = {  # module -> the public names it defines
         "load_committee_sweep",
     ),
     ".sharding": ("batch_mesh", "shard_batch"),
+    ".students": ("STUDENTS", "StudentRecord", "get_student"),
     ".app.load": ("load",),
     ".app.cores": ("use_all_cores",),
 }
@@ -204,7 +208,9 @@ __all__ = [
     "Verdict",
     "solve_fluctuations",
     "fixed_point",
-    # the other students: committees (a subpackage) and the surrogate/target pair
+    # every student as a record (the unit, the committee, the pair); committees (a subpackage), the pair
+    "STUDENTS",
+    "StudentRecord",
     "committee",
     "simulate_pair",
     "solve_pair_ode",

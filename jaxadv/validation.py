@@ -10,7 +10,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_value"]
+__all__ = ["check_value", "RunFailed"]
+
+
+class RunFailed(RuntimeError):
+    """A run finished but its result is not trustworthy (every replica diverged): the command line exits 3."""
 
 
 def check_value(name: str, value: Any, ok: Callable[[float], Any], rule: str) -> None:

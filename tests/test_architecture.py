@@ -127,8 +127,9 @@ LAYERS = {
     "model": 3,
     **dict.fromkeys(("mc", "ode"), 4),
     **dict.fromkeys(("analysis", "committee"), 5),
-    "app": 6,
-    "__main__": 7,
+    "students": 6,
+    "app": 7,
+    "__main__": 8,
 }
 
 

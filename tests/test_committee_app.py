@@ -7,8 +7,13 @@ import pytest
 from helpers import assert_every_file_registered
 
 from jaxadv.app.cli import main
-from jaxadv.app.committee import load_committee_config
+from jaxadv.app.config import load_any
 from jaxadv.app.io import read_csv
+
+
+def load_committee_config(spec, overrides=()):
+    return load_any(spec, overrides, "committee")[1]
+
 
 TINY = ["--set", "N=60", "--set", "alpha_max=1", "--set", "n_save=2", "--set", "replicas=8", "--quiet"]
 
@@ -108,7 +113,6 @@ def test_bad_certified_inputs_are_refused_by_name(args, msg, capsys):
 
 
 def test_committee_lipschitz_key_from_set_and_toml(tmp_path):
-    from jaxadv.app.committee import load_committee_config
 
     assert load_committee_config("committee", ["normalise=false", "lipschitz=0.7"])["lipschitz"] == 0.7
     assert load_committee_config("certified")["lipschitz"] == 1.0

@@ -249,8 +249,9 @@ TINY = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set",
 
 def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypatch, capsys):
     from jaxadv.app.cli import main
-    from jaxadv.app.committee import _records, load_committee_config
+    from jaxadv.app.config import load_any
     from jaxadv.app.io import read_csv
+    from jaxadv.students.committee import resolve
 
     out = tmp_path / "c"
     real = _interrupting(monkeypatch, 1)
@@ -262,8 +263,8 @@ def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypat
     assert main(["committee", "committee", *TINY, "--out", str(out)]) == 0
     assert not (out / "mc_checkpoint.npz").exists()
     # the resumed means are those of the uninterrupted run of the same configuration
-    cfg = load_committee_config("committee", [a for a in TINY if a.startswith(("N=", "alpha", "n_", "rep"))])
-    mixture, params, spec = _records(cfg)
+    cfg = load_any("committee", [a for a in TINY if a.startswith(("N=", "alpha", "n_", "rep"))], "committee")[1]
+    _, mixture, params, spec = resolve(cfg)
     mc = cmc.simulate_committee(
         jax.random.key(cfg["seed"]),
         mixture,

@@ -68,8 +68,8 @@ def test_grid_rows_equal_single_odes_and_direct_errors(swept):
     # point-major, last axis fastest
     np.testing.assert_array_equal(t["eps"], [0.0, 0.0, 0.5, 0.5])
     np.testing.assert_array_equal(t["rho"], [2.0, 3.0, 2.0, 3.0])
-    from jaxadv.app.committee import ode_rule
     from jaxadv.committee import CommitteeParams, CommitteeSpec
+    from jaxadv.committee.quadrature import default_rule as ode_rule
 
     i = 1
     mixture = xor(t["rho"][i], 0.5)  # the preset's var

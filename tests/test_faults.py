@@ -492,9 +492,9 @@ def test_disk_full_keeps_the_earlier_file_and_names_the_path(tmp_path, capsys, m
 
 def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
     """Every replica non-finite after the start: a clean summary, valid JSON, no warnings, exit 3."""
-    import jaxadv.app.run as run_module
+    from jaxadv.mc import driver
 
-    real = run_module.simulate_resumable
+    real = driver.result
 
     def diverging(*a, **k):
         mc = real(*a, **k)
@@ -503,7 +503,7 @@ def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
         nan = np.where(bad, mc.R, np.nan)
         return mc._replace(R=nan, b=np.where(bad, mc.b, np.nan), norm=np.where(bad, mc.norm, np.nan), finite=bad)
 
-    monkeypatch.setattr(run_module, "simulate_resumable", diverging)
+    monkeypatch.setattr(driver, "result", diverging)  # the unit's Monte Carlo, as the driver returns it
     out = tmp_path / "run"
     rc, stdout, err = _cli(
         capsys,

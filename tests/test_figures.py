@@ -69,7 +69,8 @@ class Columns(dict):
 def run_result(tmp_path_factory):
     """One tiny ``jaxadv run scenario1`` (N large enough for the O(1/N) theory to apply), keeping its
     figures, the keyword arguments they were drawn with, and its verdict."""
-    import jaxadv.app.run as run_mod
+    import jaxadv.app.figures as run_mod
+    import jaxadv.students.unit as unit_mod
     from jaxadv.app.cli import main
 
     kept: dict = {"figures": {}}
@@ -87,13 +88,13 @@ def run_result(tmp_path_factory):
 
     for name in ("plot_order_parameters", "plot_errors", "plot_robustness"):
         keep(name)
-    verdict = run_mod.run_verdict
+    verdict = unit_mod.verdict
 
     def keep_verdict(*args, **kwargs):
         kept["verdict"] = v = verdict(*args, **kwargs)
         return v
 
-    mp.setattr(run_mod, "run_verdict", keep_verdict)
+    mp.setattr(unit_mod, "verdict", keep_verdict)
     out = tmp_path_factory.mktemp("figures_run") / "run"
     sizes = ["N=200", "alpha_max=1", "n_save=2", "replicas=16"]
     try:
@@ -175,7 +176,7 @@ def _committee_tables(K=2, D=2, P=4):
 
 
 def test_committee_figures_deviate_from_the_bare_ode():
-    from jaxadv.app.committee import committee_figures
+    from jaxadv.app.figures import committee_figures
 
     ode, mc, cfg = _committee_tables()
     figs = committee_figures(ode, mc, 2, 2, cfg)
@@ -202,7 +203,7 @@ def test_committee_figures_deviate_from_the_bare_ode():
 
 
 def test_transfer_figure_deviates_from_the_bare_pair_ode():
-    from jaxadv.app.transfer import VERDICT_QUANTITIES, plot_transfer
+    from jaxadv.app.figures import VERDICT_QUANTITIES, plot_transfer
 
     P, G = 4, 3
     rows = lambda n, **c: Columns(n, eps_t=np.repeat([0.0, 1.0], n // 2), **c)

@@ -36,7 +36,7 @@ AFTER_MC = {
     "transfer": ("jaxadv.ode.pair", "solve_pair_ode", 1),
     "certified": ("jaxadv.app.certified", "state_errors", 1),
 }
-FIGURE = {"transfer": ("jaxadv.app.transfer", "plot_transfer"), "certified": ("jaxadv.app.certified", "plot_certified")}
+FIGURE = {"transfer": ("jaxadv.app.figures", "plot_transfer"), "certified": ("jaxadv.app.certified", "plot_certified")}
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_a_real_signal_to_the_command(cmd, sig, phase, tmp_path):
 _STUCK = """
 import sys
 import jax
-from jaxadv.app import cli, transfer
+from jaxadv.app import cli, run
 
 def stuck(*a, **k):  # one XLA computation of minutes: Python cannot run a signal handler until it returns
     f = jax.jit(lambda x: jax.lax.fori_loop(0, 2_000_000_000, lambda i, y: y * 0.999999 + 1e-9, x))
@@ -175,7 +175,7 @@ def stuck(*a, **k):  # one XLA computation of minutes: Python cannot run a signa
     print("stuck", file=sys.stderr, flush=True)
     f(2.0).block_until_ready()
 
-transfer.run_transfer = stuck
+run.run_student = stuck
 cli.STOP_GRACE_S = 2.0
 sys.argv = ["jaxadv", "transfer", "transfer", "--no-mc", "--quiet", "--out", sys.argv[1]]
 sys.exit(cli.main())

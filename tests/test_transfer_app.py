@@ -12,8 +12,12 @@ import pytest
 from helpers import assert_every_file_registered, interrupting
 
 from jaxadv.app.cli import main
+from jaxadv.app.config import load_any
 from jaxadv.app.io import read_csv
-from jaxadv.app.transfer import load_transfer_config
+
+
+def load_transfer_config(spec, overrides=()):
+    return load_any(spec, overrides, "pair")[1]
 
 
 @pytest.mark.parametrize(
@@ -202,6 +206,10 @@ def stall(*a, **k):  # the dispatch call number STALL_AT never returns: the proc
 
 driver.dispatch = stall
 from jaxadv.app.cli import main
+
+
+def load_transfer_config(spec, overrides=()):
+    return load_any(spec, overrides, "pair")[1]
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -174,13 +174,14 @@ def _run_certified(
     import jax.numpy as jnp
 
     from .. import committee as cm
+    from ..committee.quadrature import default_rule
+    from ..students.committee import resolve
     from .checkpoint import simulate_committee_resumable
-    from .committee import _records, ode_rule
     from .io import write_csv, write_figure, write_json
 
     runs = trainings(cfg)
     for c in runs.values():
-        _records(c)  # every training validated before any work
+        resolve(c)  # every training validated before any work
     eps = float(cfg["eps"])
     key = jax.random.key(cfg["seed"])
     ode_cols: dict[str, Any] = {"training": [], "alpha": [], **{m: [] for m in MEASURES}}
@@ -194,7 +195,7 @@ def _run_certified(
     timings: dict[str, Any] = {}
     final: dict[str, Any] = {}
     for i, (name, c) in enumerate(runs.items()):
-        mixture, params, spec = _records(c)
+        _, mixture, params, spec = resolve(c)
         K = spec.K
         v0 = None if c["v"] is None else np.asarray(c["v"], float)
         b0 = None if c["b0"] is None else np.asarray(c["b0"], float)
@@ -214,7 +215,7 @@ def _run_certified(
             R0=c["R0"],
             b0=b0,
             v0=v0,
-            rule=ode_rule(K),
+            rule=default_rule(K),
         )
         e = state_errors(
             jax.random.fold_in(key, 10 * i), (ode.Q, ode.R, ode.b, ode.v), mixture, eps, pgd_samples, pgd_test_steps
@@ -472,15 +473,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def certified_command(args: argparse.Namespace) -> int:
     from .cli import check_run
-    from .committee import load_committee_config
-    from .config import MAX_ATTACK_STEPS, check_count
+    from .config import MAX_ATTACK_STEPS, check_count, load_any
     from .outputs import claim_output
     from .resources import check_fits, table_memory_bytes
 
     for name in ("pgd_samples", "mc_samples"):
         check_count(f"--{name.replace('_', '-')}", getattr(args, name))
     check_count("--pgd-test-steps", args.pgd_test_steps, 1, MAX_ATTACK_STEPS, " steps of a test attack: a typo")
-    cfg = load_committee_config(args.config, args.overrides)
+    cfg = load_any(args.config, args.overrides, "committee")[1]
     if args.no_mc:
         cfg["mc"] = False
     trainings(cfg)

@@ -286,51 +286,40 @@ def _dispatch(args) -> int:
     return _run_any(args)
 
 
-_COMMAND = {"unit": "run", "committee": "committee", "pair": "transfer"}
-
-
 def _run_any(args) -> int:
     """``jaxadv run`` (``committee`` and ``transfer``: the same for one student): configuration, the memory and
-    step checks, the claimed folder, the run and its files (the same files whichever command ran it)."""
-    from dataclasses import replace
+    step checks, the claimed folder, then :func:`jaxadv.app.run.run_student` (the same files whichever command
+    ran it)."""
+    import dataclasses
 
+    from ..students import get_student
     from .config import config_dict, load_any
     from .outputs import claim_output
 
-    student, cfg = load_any(args.config, args.overrides, args.student)
-    values = config_dict(cfg) if student == "unit" else cfg
+    name, cfg = load_any(args.config, args.overrides, args.student)
+    student = get_student(name)
+    values = config_dict(cfg) if name == "unit" else cfg
     mc = bool(values.get("mc", True)) and not args.no_mc
-    if student == "unit":
-        cfg = replace(cfg, mc=mc)
-    elif student == "committee":
-        cfg["mc"] = mc
-    log = print if student == "unit" else (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    out = args.out or os.path.join("results", values["name"])
+    if "mc" in values:  # recorded in config.json as run
+        cfg = dataclasses.replace(cfg, mc=mc) if name == "unit" else {**cfg, "mc": mc}
     if mc:
-        units = values["replicas"] * {"unit": 1, "committee": values.get("K", 1), "pair": 2}[student]
+        units = values["replicas"] * student.units(values)
         check_run(
             values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full")
         )
-        if student == "pair":
-            from .resources import check_fits
-            from .transfer import measurement_memory_bytes
+        if "n_test" in values:  # the pair's transfer measurement on fresh test examples
+            from .resources import check_fits, table_memory_bytes
 
-            check_fits(measurement_memory_bytes(values), f"n_test={values['n_test']}")
+            rows = (values["replicas"] * values["n_test"], 2 * len(values["eps_grid"]) + 16, "replicas x n_test")
+            check_fits(table_memory_bytes(*rows), f"n_test={values['n_test']}")
+    log = print if name == "unit" else (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    out = args.out or os.path.join("results", values["name"])
     ident = {"config": {k: v for k, v in values.items() if k != "mc"}, "mc": mc}
-    with claim_output(out, ident, overwrite=args.overwrite, command=_COMMAND[student]):
-        log(f"jaxadv {_COMMAND[student]} {values['name']} -> {out}")
-        if student == "unit":
-            from .run import run
+    with claim_output(out, ident, overwrite=args.overwrite, command=student.command):
+        log(f"jaxadv {student.command} {values['name']} -> {out}")
+        from .run import run_student
 
-            run(cfg, out, progress=not args.quiet)
-        elif student == "committee":
-            from .committee import run_committee
-
-            run_committee(cfg, out, progress=not args.quiet, log=log)
-        else:
-            from .transfer import run_transfer
-
-            run_transfer(cfg, out, mc=mc, log=log, progress=not args.quiet)
+        run_student(cfg, out, name, mc=mc, progress=not args.quiet, log=log)
     log(f"wrote {out}")
     return 0
 

@@ -125,7 +125,7 @@ class CommitteeSweepConfig:
 
     Attributes:
         model: the resolved ``jaxadv committee`` configuration of the base point (flat keys, see
-            :func:`jaxadv.app.committee.load_committee_config`; ``mixture`` a dict for a general mixture).
+            :func:`jaxadv.app.config.load_any`; ``mixture`` a dict for a general mixture).
         grid: swept axes ``{name: tuple of floats}`` in grid order (last varies fastest).
         eps_test: robust-error radius of every point, or ``None`` (each point's ``eps``).
         alpha_max, n_save, dt: ODE time, save intervals and largest RK4 step.
@@ -173,15 +173,15 @@ class CommitteeSweepConfig:
     def ode_rule(self) -> GaussRule:
         """The ODE's quadrature rule (``quadrature``, else the ``jaxadv committee`` default for ``K``)."""
         from ..committee import GaussRule
-        from .committee import ode_rule
+        from ..committee.quadrature import default_rule
 
-        return ode_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
+        return default_rule(self.spec.K) if self.quadrature is None else GaussRule(*self.quadrature)
 
     def records(self, point: dict[str, Any] | None = None) -> tuple[Mixture, CommitteeParams, CommitteeSpec]:
         """``(Mixture, CommitteeParams, CommitteeSpec)`` at the base point, or with ``point``'s swept values."""
-        from .committee import _records
+        from ..students.committee import resolve
 
-        return _records({**self.model, **(point or {})})
+        return resolve({**self.model, **(point or {})})[1:]
 
 
 class CommitteeSweepResult(NamedTuple):
@@ -231,7 +231,7 @@ def make_committee_sweep_config(grid: dict[str, Any], base: dict[str, Any], **op
         >>> cfg.spec.K, cfg.grid["eps"]
         (2, (0.0, 0.5))
     """
-    from .committee import PRESETS
+    from .config import COMMITTEE_PRESETS as PRESETS
     from .config import check_name, coerce, defaults_of, keys_of
 
     keys = keys_of("committee")
@@ -731,7 +731,7 @@ def write_committee_sweep_figures(result: CommitteeSweepResult, out_dir: str, na
         title=f"{title}: trade-off as {trade} varies (alpha={result.alpha[-1]:g})",
     )
     if result.mc is not None and "max_dev_sem" in result.table:
-        from .committee import _words
+        from .figures import committee_words as _words
         from .sweep_plots import plot_sweep_deviations
 
         D = result.R.shape[-1] if result.R is not None and result.R.ndim >= 2 else 1

@@ -43,6 +43,8 @@ __all__ = [
     "RunConfig",
     "PRESETS",
     "PRESET_DESCRIPTIONS",
+    "COMMITTEE_PRESETS",
+    "PAIR_PRESETS",
     "load_config",
     "load_any",
     "validate_config",
@@ -141,7 +143,7 @@ KEYS: tuple[Key, ...] = (
     Key("Q0", "float", 0.0, "pair", "student", "initial overlap of surrogate and target", _PM1),
     Key("b_s0", "float", 0.0, "pair", "student", "initial bias of the surrogate"),
     Key("b_t0", "float", 0.0, "pair", "student", "initial bias of the target"),
-    # rule (the committee's eta_w, eta_b, eta_v, eps: jaxadv.app.committee's rule keys, added below)
+    # rule (the committee's eta_w, eta_b, eta_v, eps: jaxadv.students.committee.RULE_KEYS, added below)
     Key("eta_w", "float", 0.04, "unit", "rule", "learning rate of the weights (step eta_w/N)"),
     Key("eta_b", "float", 0.2, "unit", "rule", "learning rate of the bias (step eta_b/N)"),
     Key("eps", "float", 1.0, "unit", "rule", "L2 radius of the training attack (0: standard training)"),
@@ -213,7 +215,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("n_test", "int", 500, "pair", "run", "fresh test examples per replica and save point", _at_least(1)),
 )
-"""Every key of every student (the committee's rule keys follow from :mod:`jaxadv.app.committee`)."""
+"""Every key of every student (the committee's rule keys follow from :data:`jaxadv.students.committee.RULE_KEYS`)."""
 
 
 def _reads(key: Key, student: str) -> bool:
@@ -221,8 +223,8 @@ def _reads(key: Key, student: str) -> bool:
 
 
 def _committee_rule_keys() -> tuple[Key, ...]:
-    """The committee's rule keys (:data:`jaxadv.app.committee._RULE`: name -> default)."""
-    from .committee import _RULE
+    """The committee's rule keys (:data:`jaxadv.students.committee.RULE_KEYS`: name -> default)."""
+    from ..students.committee import RULE_KEYS
 
     docs = {
         "eta_w": "learning rate of the first layer (step eta_w/N)",
@@ -234,7 +236,7 @@ def _committee_rule_keys() -> tuple[Key, ...]:
     kind = lambda v: "bool" if isinstance(v, bool) else ("int" if isinstance(v, int) else "float")
     return tuple(
         Key(k, kind(v), v, "committee", "rule", docs.get(k, f"see {k} in docs/architecture.md"))
-        for k, v in _RULE.items()
+        for k, v in RULE_KEYS.items()
     )
 
 
@@ -377,13 +379,105 @@ PRESET_DESCRIPTIONS = {
 """One line per unit preset, printed by ``jaxadv presets``."""
 
 
+def _orthogonal_start(R0: list[list[float]]) -> list[list[float]]:
+    """``Q0`` of unit weights whose parts outside span{B_j} are orthonormal: Q_kl = R_k . R_l (k != l)."""
+    import numpy as np
+
+    Q0 = np.asarray(R0, float) @ np.asarray(R0, float).T
+    np.fill_diagonal(Q0, 1.0)
+    return Q0.tolist()
+
+
+_XOR_R0 = [[0.4, 0.1], [-0.3, 0.2], [0.1, -0.35], [-0.15, -0.25]]
+COMMITTEE_PRESETS = {
+    "committee": {
+        "data": "two_cluster",
+        "prior": 0.7,
+        "rho": 2.0,
+        "v1": 1.0,
+        "v2": 1.0,
+        "K": 2,
+        "eps": 0.5,
+        "R0": [[0.3], [0.1]],
+        "Q0": [[1.0, 0.2], [0.2, 1.0]],
+        "b0": [0.1, -0.1],
+        "N": 500,
+        "alpha_max": 20.0,
+        "n_save": 20,
+    },
+    "xor": {
+        "data": "xor",
+        "rho": 3.0,
+        "var": 0.5,
+        "K": 4,
+        "eps": 0.3,
+        "R0": _XOR_R0,
+        "Q0": _orthogonal_start(_XOR_R0),
+        "b0": [0.1, -0.1, 0.05, -0.05],
+        "N": 200,
+        "alpha_max": 40.0,
+        "n_save": 20,
+        "replicas": 32,
+        "dt": 0.1,
+    },
+    "certified": {
+        "data": "two_cluster",
+        "prior": 0.7,
+        "rho": 2.0,
+        "v1": 1.0,
+        "v2": 1.0,
+        "K": 2,
+        "eps": 0.5,
+        "R0": [[0.3], [0.1]],
+        "Q0": [[1.0, 0.2], [0.2, 1.0]],
+        "b0": [0.1, -0.1],
+        "v": [0.7, 0.3],
+        "normalise": False,
+        "lipschitz": 1.0,
+        "N": 500,
+        "alpha_max": 10.0,
+        "n_save": 10,
+        "replicas": 32,
+    },
+}
+"""The presets: ``committee`` (scenario 2's data, K = 2) and ``xor`` (K = 4), each from given,
+non-symmetric overlaps (symmetric starts sit on the plateau the ODE never leaves); ``certified``
+(``committee``'s data, no per-unit normalisation, Lipschitz bound 1; ``jaxadv certified`` compares
+standard, adversarial and Lipschitz-normalised training on it)."""
+
+
+_PAIR_COMMON = {
+    "prior": 0.7,
+    "eps_s": 0.0,
+    "eps_t": [0.0, 1.0],
+    "eta_w_s": 0.5,
+    "eta_b_s": 0.5,
+    "eta_w_t": 0.5,
+    "eta_b_t": 0.5,
+    "eps": 0.5,
+    "N": 500,
+    "alpha_max": 20.0,
+    "n_save": 10,
+    "replicas": 32,
+}
+PAIR_PRESETS = {
+    "transfer": {**_PAIR_COMMON, "stream": "independent", "labels": "true"},
+    "blackbox": {**_PAIR_COMMON, "stream": "blackbox", "labels": "surrogate"},
+}
+"""The pair's presets: ``transfer`` (independent streams, a standard surrogate, a standard and an
+adversarially trained target) and ``blackbox`` (the surrogate trains on the target's predictions on the same
+stream); every other key takes its default."""
+
+
+#: the largest target radius ``eps_t`` in millionths: it keys the radius's Monte Carlo (``fold_in``, 32 bits)
+MAX_KEYED_RADIUS = 2**32 - 1
+
+
 def all_presets() -> dict[str, tuple[str, dict]]:
     """``{name: (student, keys)}`` of every preset of every student (a unit preset's keys: all of them)."""
-    from . import committee, transfer
-
     out: dict[str, tuple[str, dict]] = {n: ("unit", config_dict(c)) for n, c in PRESETS.items()}
-    out.update({n: ("committee", dict(p)) for n, p in committee.PRESETS.items()})
-    out.update({n: ("pair", dict(p)) for n, p in transfer.PRESETS.items()})
+    out.update({n: ("committee", dict(p)) for n, p in COMMITTEE_PRESETS.items()})
+    out.update({n: ("pair", dict(p)) for n, p in PAIR_PRESETS.items()})
     return out
 
 
@@ -725,20 +819,71 @@ def _unit(r: Resolved) -> RunConfig:
 
 def load_any(spec: str, overrides: Sequence[str] = (), student: str | None = None) -> tuple[str, Any]:
     """``(student, configuration)`` of any student, validated: a :class:`RunConfig` for the unit, the
-    committee's and the pair's resolved dicts (:func:`jaxadv.app.committee.load_committee_config`,
-    :func:`jaxadv.app.transfer.load_transfer_config`)."""
+    committee's and the pair's resolved dicts (each key checked, then the checks across keys and the records'
+    own validators, :attr:`jaxadv.students.StudentRecord.resolve`)."""
     r = read_config(spec, overrides, student)
     if r.student == "unit":
         return "unit", _unit(r)
     check_values(r.student, r.values)
     r.values["name"] = check_name(r.name)
     if r.student == "committee":
-        from .committee import build_committee_config
+        return "committee", _committee(r)
+    return "pair", _pair(r)
 
-        return "committee", build_committee_config(r)
-    from .transfer import build_transfer_config
 
-    return "pair", build_transfer_config(r)
+_PGD = ("attack", "pgd")
+_USED_WHEN = {"pgd_steps": _PGD, "pgd_step": _PGD, "pgd_random_start": _PGD, "hinge_margin": ("loss", "hinge")}
+"""Keys of one rule part: read only when the rule has that part (given otherwise, they are an error)."""
+
+
+def _committee(r: Resolved) -> dict[str, Any]:
+    """The committee's checks across keys on a :class:`jaxadv.app.config.Resolved` (each key's own check has
+    run); returns the resolved dict."""
+    from ..students.committee import resolve
+
+    cfg, mixture = dict(r.values), r.mixture
+    if mixture is not None:
+        if not isinstance(mixture, dict):
+            raise ValueError(f"mixture={mixture!r} must be a table with centres, variances, priors, labels")
+        cfg["data"] = "mixture"
+    if cfg["data"] == "mixture" and mixture is None:
+        raise ValueError("data='mixture' needs a [mixture] table (centres, variances, priors, labels) in a TOML file")
+    if cfg["ode_start"] is None:
+        cfg["ode_start"] = "given" if cfg["R0"] is not None and cfg["Q0"] is not None else "mc"
+    if cfg["replicas"] < 2:
+        raise ValueError(f"replicas={cfg['replicas']!r} must be an integer >= 2")
+    if cfg["mc_errors"] is None:
+        cfg["mc_errors"] = cfg["K"] <= 2
+    if cfg["ode_start"] == "given" and (cfg["R0"] is None or cfg["Q0"] is None):
+        raise ValueError(
+            "ode_start='given' needs both R0 and Q0 (a symmetric start sits on the plateau the ODE never leaves)"
+        )
+    parts = {k: (p, cfg[p]) for k, (p, want) in _USED_WHEN.items() if k in r.given and cfg[p] != want}
+    check_unused({k: r.given[k] for k in parts}, lambda k: False, ", ".join(f"{p}={v!r}" for p, v in parts.values()))
+    cfg["mixture"] = mixture
+    resolve(cfg)  # every record's own validator
+    if cfg["eps_test"] is None:
+        cfg["eps_test"] = cfg["eps"]  # validated as eps
+    return cfg
+
+
+def _pair(r: Resolved) -> dict[str, Any]:
+    """The pair's checks across keys on a :class:`jaxadv.app.config.Resolved`; returns the resolved dict."""
+    from ..analysis.transfer import LABEL_MODES
+    from ..model.pair import STREAMS
+    from ..students.pair import resolve
+
+    cfg = dict(r.values)
+    for key, allowed in (("stream", STREAMS), ("labels", LABEL_MODES)):
+        if cfg[key] not in allowed:
+            raise ValueError(f"{key}={cfg[key]!r} must be one of {list(allowed)}")
+    if cfg["replicas"] < 2:
+        raise ValueError(f"replicas={cfg['replicas']!r} must be an integer >= 2")
+    for e in cfg["eps_t"]:  # each target radius, in millionths, keys its Monte Carlo (run_transfer): 32 bits
+        if e * 1e6 > MAX_KEYED_RADIUS:
+            raise ValueError(f"eps_t={e!r} is more than {MAX_KEYED_RADIUS / 1e6:.6g}, the largest target radius")
+    resolve(cfg)  # every record's own validator
+    return cfg
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> RunConfig:

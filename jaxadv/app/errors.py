@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from ..validation import RunFailed
+
 __all__ = ["Interrupted", "RunFailed"]
 
 
@@ -13,7 +15,3 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, checkpoint: str | None, done: int, total: int) -> None:
         super().__init__(checkpoint)
         self.checkpoint, self.done, self.total = checkpoint, done, total
-
-
-class RunFailed(RuntimeError):
-    """The run finished but its result is not trustworthy (the CLI exits 3)."""

@@ -51,6 +51,7 @@ __all__ = [
     "TRANSFER_KINDS",
     "pair_sampler",
     "init_pair",
+    "observe_pair",
     "measure_transfer",
     "plan_pair",
     "pair_result",
@@ -75,7 +76,8 @@ class PairObservables(NamedTuple):
     norm1_t: jax.Array | np.ndarray
 
 
-def _observe(state: PairState, B) -> PairObservables:
+def observe_pair(state: PairState, B: jax.Array) -> PairObservables:
+    """The order parameters of one pair (:class:`PairObservables`) against the cluster axis ``B``."""
     ws, wt = state.s.w, state.t.w
     return PairObservables(
         jnp.dot(ws, B),
@@ -122,9 +124,9 @@ def pair_sampler(spec: PairSpec = DEFAULT_PAIR_SPEC) -> Sampler[PairSpec]:
 
     def step(key, state, sp):
         new = pair_step(key, state, sp.const, sp.model, spec)
-        return new, _observe(new, sp.const)
+        return new, observe_pair(new, sp.const)
 
-    return Sampler(f"pair_{spec.stream}", init, step, lambda state, sp: _observe(state, sp.const), spec)
+    return Sampler(f"pair_{spec.stream}", init, step, lambda state, sp: observe_pair(state, sp.const), spec)
 
 
 def _one_replica_transfer(key, state: PairState, B, data, eps_grid, n_test, linf_scale):
