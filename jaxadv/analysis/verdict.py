@@ -48,6 +48,7 @@ __all__ = [
     "theory_applies",
     "corrected_predictions",
     "sem_floor",
+    "deviation_z",
     "MAX_SPREAD_R",
     "THRESHOLD",
     "QUANTITIES",
@@ -103,7 +104,11 @@ def sem_floor(values: npt.ArrayLike, dtype: DTypeLike) -> np.ndarray:
     return 4.0 * float(np.finfo(np.dtype(dtype)).eps) * np.maximum(1.0, np.abs(np.asarray(values, float)))
 
 
-def _z(mean, sem, pred, dtype):
+def deviation_z(mean: npt.ArrayLike, sem: npt.ArrayLike, pred: npt.ArrayLike, dtype: DTypeLike) -> np.ndarray:
+    r"""The deviation of a Monte Carlo mean from a prediction in standard errors, the one every verdict and sweep
+    uses: :math:`z = |\bar X - X_\mathrm{pred}| / \sqrt{\mathrm{SE}^2 + f^2}` with :math:`f` the round-off floor
+    :func:`sem_floor` of the Monte Carlo's ``dtype`` (a replica set that does not spread, a frozen student, is
+    judged against its round-off); 0 where the two are equal."""
     dev = np.abs(np.asarray(mean, float) - np.asarray(pred, float))
     s = np.sqrt(np.asarray(sem, float) ** 2 + sem_floor(pred, dtype) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -274,7 +279,7 @@ def honest_verdict(
     n_div = n_rep - int(n_fin[-1]) if n_fin.size else 0
     div = f"; {n_div} of {n_rep} replicas diverged" if n_div else ""
     quantities = tuple(quantities)
-    raw_z = {q: _z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], ode_cols[q], mc_dtype) for q in quantities}
+    raw_z = {q: deviation_z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], ode_cols[q], mc_dtype) for q in quantities}
     raw = _worst(raw_z, alpha, quantities)
     raw_txt = (
         f"raw deviation from the bare ODE {raw[0]:.2f} standard errors ({raw[1]} at alpha={raw[2]:g})"
@@ -335,7 +340,7 @@ def honest_verdict(
         if not np.any(np.nan_to_num(sem, nan=0.0) > floor):
             untested.append(q)  # no spread: at round-off level everywhere
             continue
-        zs[q] = _z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], pred[q], mc_dtype)
+        zs[q] = deviation_z(mc_cols[f"{q}_mean"], mc_cols[f"{q}_sem"], pred[q], mc_dtype)
         tested.append(q)
     note = f"; not tested (replicas do not spread): {', '.join(untested)}" if untested else ""
     if not tested:

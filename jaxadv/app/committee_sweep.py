@@ -533,20 +533,19 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
 
 
 def _deviation(cfg, cols, spec, K, D):
-    """Largest |MC mean - ODE| over the final order parameters, in standard errors (the unit
-    diagonal ``Q_k_k`` of normalised weights and unresolvable standard errors left out)."""
-    floor = 10 * np.finfo(np.float64 if cfg.x64 else np.float32).eps
-    n = len(cols["n_finite"])
-    dev = np.zeros(n)
+    """Largest deviation of the final order parameters from the bare ODE, in standard errors
+    (:func:`jaxadv.analysis.verdict.deviation_z`, as every verdict), the unit diagonal ``Q_k_k`` of normalised
+    weights and an untrained ``v`` left out."""
+    from ..analysis.verdict import deviation_z
+
+    dtype = np.float64 if cfg.x64 else np.float32
+    dev = np.zeros(len(cols["n_finite"]))
     for name in order_parameter_names(K, D):
         kind, *idx = name.split("_")
-        if kind == "Q" and idx[0] == idx[1] and spec.normalise:
+        if (kind == "Q" and idx[0] == idx[1] and spec.normalise) or (kind == "v" and not spec.train_v):
             continue
-        if kind == "v" and not spec.train_v:
-            continue
-        mean, sem, ode = cols[f"{name}_mean"], cols[f"{name}_sem"], cols[name]
-        ok = sem > floor * np.maximum(1.0, np.abs(mean))
-        dev = np.where(ok, np.maximum(dev, np.abs(mean - ode) / np.where(ok, sem, 1.0)), dev)
+        z = deviation_z(cols[f"{name}_mean"], cols[f"{name}_sem"], cols[name], dtype)
+        dev = np.fmax(dev, np.where(np.isfinite(z), z, 0.0))
     return dev
 
 
