@@ -866,11 +866,13 @@ def test_overwrite_leaves_no_file_of_another_command(tmp_path):
 def test_no_verdict_from_nothing(tmp_path, capsys):
     """``committee --set eps=1e308``: every replica's Q, R, b NaN after the first step, yet "consistent 0.00" (the
     fixed v, still finite, was all the verdict saw); ``v=0,0`` (a student that never learns) "consistent";
-    ``verify --N-list ''`` and ``30,30`` exit 0 with NaN slopes. Now: undetermined, or a one-line refusal."""
+    ``verify --N-list ''`` and ``30,30`` exit 0 with NaN slopes. Now: undetermined and exit 3 (every committee
+    diverged, as `run` for the unit), or a one-line refusal."""
     out = tmp_path / "huge"
     tiny = ["--set", "N=40", "--set", "replicas=4", "--set", "n_save=2", "--set", "alpha_max=0.2", "--quiet"]
-    assert main(["committee", "committee", "--set", "eps=1e308", *tiny, "--out", str(out)]) == 0
-    info = json.loads((out / "config.json").read_text())
+    assert main(["committee", "committee", "--set", "eps=1e308", *tiny, "--out", str(out)]) == 3  # as `run` does
+    assert "all 4 committees diverged; results written to" in capsys.readouterr().err
+    info = json.loads((out / "config.json").read_text())  # the files are written all the same
     assert info["verdict_status"] == "undetermined" and "all 4 replicas diverged" in info["verdict"]
     assert info["replicas_finite"] == 0
     from jaxadv.app.io import read_csv

@@ -249,7 +249,10 @@ def compute(problem: CommitteeProblem, simulate: Callable | None, log: Callable[
         ode_started_from=start_from,
         timings_s=timings,
     )
-    return Outcome(tables, {}, info, verdict, (ode_cols, mc_cols, K, D, cfg))
+    failed = None
+    if mc is not None and info["replicas_finite"] == 0:
+        failed = f"all {cfg['replicas']} committees diverged"
+    return Outcome(tables, {}, info, verdict, (ode_cols, mc_cols, K, D, cfg), failed)
 
 
 def _fields(state: Any, xi: Any) -> Any:
