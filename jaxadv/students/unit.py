@@ -34,7 +34,16 @@ from ..mc.driver import save_schedule
 from ..ode.solve import ODEResult, solve_ode
 from . import Outcome, StudentRecord
 
-__all__ = ["STUDENT", "compute", "compute_mc_only", "verdict", "robustness_corrected", "check_ode", "mc_start"]
+__all__ = [
+    "STUDENT",
+    "mc_plan",
+    "compute",
+    "compute_mc_only",
+    "verdict",
+    "robustness_corrected",
+    "check_ode",
+    "mc_start",
+]
 
 MC_COLUMNS = (
     "alpha",
@@ -97,26 +106,8 @@ def compute(cfg: Any, simulate: Callable | None, log: Callable[[str], Any]) -> O
     mc_cols, v = None, None
     summary: dict[str, Any] = {}
     if simulate is not None:
-        dtype = jnp.float64 if cfg.x64 else jnp.float32
-        key = jax.random.key(cfg.seed, impl=cfg.prng)
         t = time.perf_counter()
-        plan = driver.plan_simulation(
-            key,
-            params,
-            N=cfg.N,
-            alpha_max=cfg.alpha_max,
-            n_save=cfg.n_save,
-            replicas=cfg.replicas,
-            rule=cfg.rule,
-            rule_params_=cfg.rule_params,
-            dtype=dtype,
-            R0=cfg.R0,
-            b0=cfg.b0,
-            B=cfg.B,
-            sampler=cfg.sampler,
-            generator=cfg.generator,
-            **_save_kwargs(cfg),
-        )
+        plan = mc_plan(cfg)
         obs, mc_stats = simulate(plan, "mc_checkpoint.npz", "monte carlo")
         mc = driver.result(plan, np.stack(obs))
         timings["mc_s"] = time.perf_counter() - t
@@ -195,17 +186,11 @@ def compute(cfg: Any, simulate: Callable | None, log: Callable[[str], Any]) -> O
     return Outcome(tables, arrays, info, v, (ode_cols, mc_cols, rob, v, corrected, alpha_end, cfg), failed)
 
 
-def _save_kwargs(cfg) -> dict:
-    """The save-point keys of :func:`jaxadv.simulate` (none for the default, equally spaced saves)."""
-    return {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
-
-
-def mc_start(cfg: Any) -> tuple:
-    """The Monte Carlo's mean initial ``(R, b)``, measured on the same replicas (same key) as the run:
-    the ODE's starting point with ``ode_start="mc"``."""
-    from ..mc import driver
-
-    plan = driver.plan_simulation(
+def mc_plan(cfg: Any) -> driver.Plan:
+    """The unit's Monte Carlo face: the driver :class:`~jaxadv.mc.driver.Plan` of a configuration (its sampler,
+    rule, sizes, start, seed and save points)."""
+    saves = {} if cfg.save == "linear" else {"save": cfg.save, "points_per_decade": cfg.points_per_decade}
+    return driver.plan_simulation(
         jax.random.key(cfg.seed, impl=cfg.prng),
         cfg.params,
         N=cfg.N,
@@ -220,7 +205,16 @@ def mc_start(cfg: Any) -> tuple:
         B=cfg.B,
         sampler=cfg.sampler,
         generator=cfg.generator,
+        **saves,
     )
+
+
+def mc_start(cfg: Any) -> tuple:
+    """The Monte Carlo's mean initial ``(R, b)``, measured on the same replicas (same key) as the run:
+    the ODE's starting point with ``ode_start="mc"``."""
+    from ..mc import driver
+
+    plan = mc_plan(cfg)
     _, obs = driver.init_states(plan)
     return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
 
@@ -320,24 +314,8 @@ def compute_mc_only(cfg: Any, simulate: Callable | None, log: Callable[[str], An
     if simulate is None:
         raise ValueError(f"attack={cfg.attack!r} has no ODE; mc=false leaves nothing to run")
     params, eps_test = cfg.params, cfg.eps_test_value
-    dtype = jnp.float64 if cfg.x64 else jnp.float32
     t = time.perf_counter()
-    plan = driver.plan_simulation(
-        jax.random.key(cfg.seed, impl=cfg.prng),
-        params,
-        N=cfg.N,
-        alpha_max=cfg.alpha_max,
-        n_save=cfg.n_save,
-        replicas=cfg.replicas,
-        rule=cfg.rule,
-        rule_params_=cfg.rule_params,
-        dtype=dtype,
-        R0=cfg.R0,
-        b0=cfg.b0,
-        B=cfg.B,
-        generator=cfg.generator,
-        **_save_kwargs(cfg),
-    )
+    plan = mc_plan(cfg)
     mc = driver.result(plan, np.stack(simulate(plan, "mc_checkpoint.npz", "monte carlo")[0]))
     elapsed = time.perf_counter() - t
     cols = {"alpha": mc.alpha}
