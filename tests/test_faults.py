@@ -527,6 +527,28 @@ def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
     assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 8
 
 
+def test_compare_defences_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
+    """Every defence's replicas non-finite after the start: its rows are "undetermined", the files are written,
+    and the command ends with one line and exit 3, as ``run`` does (it exited 0)."""
+    from jaxadv.analysis import defences
+
+    real = defences.simulate
+
+    def diverging(*a, **k):
+        mc = real(*a, **k)
+        bad = np.zeros_like(mc.finite)
+        bad[:, 0] = True
+        return mc._replace(R=np.where(bad, mc.R, np.nan), b=np.where(bad, mc.b, np.nan), finite=bad)
+
+    monkeypatch.setattr(defences, "simulate", diverging)
+    out = tmp_path / "d"
+    argv = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--quiet"]
+    rc, stdout, err = _cli(capsys, "compare-defences", *argv, "--out", str(out))
+    assert rc == 3 and err.count("\n") == 1 and "every defence's replicas diverged" in err, err
+    info = json.loads((out / "config.json").read_text())
+    assert {d["verdict"] for d in info["defences"]} == {"undetermined"} and (out / "defences.csv").exists()
+
+
 PROBE_VALUES = [
     "nan",
     "inf",

@@ -112,7 +112,8 @@ def run_defences(
 ) -> list[DefenceResult]:
     """``jaxadv compare-defences``: :func:`compare_defences` for the parameters, sizes and seed of
     a :class:`jaxadv.app.config.RunConfig`; writes ``defences.csv``, ``defences.png`` and ``config.json``.
-    With ``progress`` a line per defence (time taken, time left) goes to ``log``."""
+    With ``progress`` a line per defence (time taken, time left) goes to ``log``. Raises :class:`RunFailed`
+    after writing them when every defence's replicas diverged (the command exits 3, as ``run`` does)."""
     from ..analysis.defences import DEFENCES, compare_defences, defences_table
     from ..model.rule import DEFAULT_RULE, describe_rule
 
@@ -179,4 +180,6 @@ def run_defences(
                 else ""
             )
         )
+    if mc and res and all(r.verdict == "undetermined" and r.reason.startswith("all ") for r in res):
+        raise RunFailed(f"every defence's replicas diverged; results written to {out_dir} are not usable")
     return res
