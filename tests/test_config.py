@@ -12,12 +12,14 @@ from jaxadv import defaults
 from jaxadv.app.cli import main
 from jaxadv.app.config import KEYS, STUDENTS, keys_of, load_any, load_config
 
-TINY = ["--set", "N=60", "--set", "replicas=4", "--set", "n_save=2", "--set", "alpha_max=0.5", "--set", "x64=true"]
+# the sizes of the command tests of tests/test_faults.py and tests/test_signals.py (their ODE programs compiled once)
+TINY = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--set", "x64=true"]
 
 
 def _jaxadv(*argv, cwd=None):
-    """The console script, as a user runs it."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    """The console script, as a user runs it (on one device, as the in-process runs: the programs the same
+    configuration compiled in this process are read back from the persistent compilation cache)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXADV_HOST_DEVICES": "1"}
     return subprocess.run(["jaxadv", *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
@@ -141,20 +143,20 @@ def test_jaxadv_run_committee_writes_what_jaxadv_committee_writes(tmp_path, pres
     `jaxadv committee PRESET`: the same Monte Carlo and ODE files, bit for bit."""
     toml = tmp_path / "x.toml"
     toml.write_text(
-        f'preset = "{preset}"\nstudent = "committee"\n[run]\nN = 60\nreplicas = 4\nn_save = 2\nalpha_max = 0.5\n'
+        f'preset = "{preset}"\nstudent = "committee"\n[run]\nN = 40\nreplicas = 2\nn_save = 3\nalpha_max = 0.6\n'
         "x64 = true\n"
     )
+    assert main(["committee", preset, *TINY, "--out", str(tmp_path / "alias"), "--quiet"]) == 0
     r = _jaxadv("run", str(toml), "--out", str(tmp_path / "run"), "--quiet")
     assert r.returncode == 0, r.stderr
-    assert main(["committee", preset, *TINY, "--out", str(tmp_path / "alias"), "--quiet"]) == 0
     _same_files(tmp_path / "run", tmp_path / "alias", ["mc.csv", "ode.csv"])
     assert {p.name for p in (tmp_path / "run").iterdir()} == {p.name for p in (tmp_path / "alias").iterdir()}
 
 
 def test_jaxadv_run_transfer_writes_what_jaxadv_transfer_writes(tmp_path):
+    assert main(["transfer", "transfer", *TINY, "--set", "n_test=50", "--out", str(tmp_path / "alias"), "--quiet"]) == 0
     r = _jaxadv("run", "transfer", *TINY, "--set", "n_test=50", "--out", str(tmp_path / "run"), "--quiet")
     assert r.returncode == 0, r.stderr
-    assert main(["transfer", "transfer", *TINY, "--set", "n_test=50", "--out", str(tmp_path / "alias"), "--quiet"]) == 0
     _same_files(tmp_path / "run", tmp_path / "alias", ["mc.csv", "ode.csv", "eps.csv"])
 
 

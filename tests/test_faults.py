@@ -23,6 +23,11 @@ from jaxadv.app.cli import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: the sizes of every command this file runs (the sizes of tests/test_signals.py): one compilation of each
+#: command's programs serves every test
+_TINY_MC = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--quiet"]
+
+
 def _cli(capsys, *argv):
     rc = main(list(argv))
     out = capsys.readouterr()
@@ -509,22 +514,14 @@ def test_cli_run_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
         capsys,
         "run",
         "scenario1",
-        "--set",
-        "N=50",
-        "--set",
-        "replicas=8",
-        "--set",
-        "alpha_max=1",
-        "--set",
-        "n_save=2",
+        *_TINY_MC,
         "--out",
         str(out),
-        "--quiet",
     )
-    assert rc == 3 and err.count("\n") == 1 and "all 8 replicas diverged" in err, err
+    assert rc == 3 and err.count("\n") == 1 and "all 2 replicas diverged" in err, err
     assert "Traceback" not in err and "Warning" not in err + stdout and "nan" not in stdout.lower(), stdout
     info = json.loads((out / "config.json").read_text())  # strict JSON: no NaN
-    assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 8
+    assert info["verdict_status"] == "undetermined" and info["replicas_diverged"] == 2
 
 
 def test_compare_defences_whose_replicas_all_diverge(tmp_path, capsys, monkeypatch):
@@ -542,8 +539,7 @@ def test_compare_defences_whose_replicas_all_diverge(tmp_path, capsys, monkeypat
 
     monkeypatch.setattr(defences, "simulate", diverging)
     out = tmp_path / "d"
-    argv = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--quiet"]
-    rc, stdout, err = _cli(capsys, "compare-defences", *argv, "--out", str(out))
+    rc, stdout, err = _cli(capsys, "compare-defences", *_TINY_MC, "--out", str(out))
     assert rc == 3 and err.count("\n") == 1 and "every defence's replicas diverged" in err, err
     info = json.loads((out / "config.json").read_text())
     assert {d["verdict"] for d in info["defences"]} == {"undetermined"} and (out / "defences.csv").exists()
@@ -809,8 +805,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_it_and_overwrite_discards_it(tm
     """A truncated, empty or bit-flipped ``mc_checkpoint.npz`` gave a BadZipFile/EOFError traceback on the
     rerun. Now: one line naming the file, nothing touched; ``--overwrite`` discards it and the run ends."""
     out = tmp_path / "o"
-    argv = ["run", "scenario1", "--set", "N=40", "--set", "replicas=3", "--set", "alpha_max=1", "--set", "n_save=2"]
-    argv += ["--no-mc", "--out", str(out), "--quiet"]
+    argv = ["run", "scenario1", *_TINY_MC, "--no-mc", "--out", str(out)]
     assert main(argv) == 0
     capsys.readouterr()
     from jaxadv.app.io import write_npz
@@ -891,16 +886,15 @@ def test_no_verdict_from_nothing(tmp_path, capsys):
     ``verify --N-list ''`` and ``30,30`` exit 0 with NaN slopes. Now: undetermined and exit 3 (every committee
     diverged, as `run` for the unit), or a one-line refusal."""
     out = tmp_path / "huge"
-    tiny = ["--set", "N=40", "--set", "replicas=4", "--set", "n_save=2", "--set", "alpha_max=0.2", "--quiet"]
-    assert main(["committee", "committee", "--set", "eps=1e308", *tiny, "--out", str(out)]) == 3  # as `run` does
-    assert "all 4 committees diverged; results written to" in capsys.readouterr().err
+    assert main(["committee", "committee", "--set", "eps=1e308", *_TINY_MC, "--out", str(out)]) == 3  # as `run` does
+    assert "all 2 committees diverged; results written to" in capsys.readouterr().err
     info = json.loads((out / "config.json").read_text())  # the files are written all the same
-    assert info["verdict_status"] == "undetermined" and "all 4 replicas diverged" in info["verdict"]
+    assert info["verdict_status"] == "undetermined" and "all 2 replicas diverged" in info["verdict"]
     assert info["replicas_finite"] == 0
     from jaxadv.app.io import read_csv
 
     mc = read_csv(out / "mc.csv")
-    assert mc["n_finite"].tolist() == [4, 0, 0] and np.isnan(mc["v_1_mean"][1:]).all()  # diverged after the start
+    assert mc["n_finite"].tolist() == [2, 0, 0, 0] and np.isnan(mc["v_1_mean"][1:]).all()  # diverged after the start
     capsys.readouterr()
     _one_line_error(capsys, ["committee", "committee", "--set", "v=0,0", "--out", str(tmp_path / "v")], "v=[0.0, 0.0]")
     for ladder, needle in (("", "at least 2 values of N"), ("30,30", "repeats an N"), ("30", "at least 2")):
@@ -908,8 +902,8 @@ def test_no_verdict_from_nothing(tmp_path, capsys):
     _one_line_error(capsys, ["verify", "scenario1", "--full-N-list", "20,20", "--out", str(tmp_path / "w")], "20,20")
 
 
-_TINY_UNIT = ["--set", "N=40", "--set", "alpha_max=0.5", "--set", "n_save=1", "--no-mc"]
-_TINY_OTHER = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=1", "--set", "alpha_max=0.2", "--no-mc"]
+_TINY_UNIT = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--no-mc"]
+_TINY_OTHER = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--no-mc"]
 _FULL_DISK_AT_A_FIGURE = {
     "run": ["run", "scenario1", *_TINY_UNIT],
     "committee": ["committee", "committee", *_TINY_OTHER],
@@ -960,7 +954,6 @@ def test_a_full_disk_at_a_figure_keeps_config_json_and_releases_the_lock(tmp_pat
     assert info and not [f for f in os.listdir(out) if f.endswith(".png")]
 
 
-_TINY_MC = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "alpha_max=0.6", "--quiet"]
 _FULL_DISK_AT_A_CHECKPOINT = {
     "committee": (["committee", "committee", *_TINY_MC], "mc_checkpoint.npz"),
     "transfer": (["transfer", "transfer", *_TINY_MC, "--set", "n_test=20"], "mc_checkpoint_0.npz"),

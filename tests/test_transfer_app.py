@@ -120,8 +120,10 @@ def test_full_run_agrees(tmp_path):
 # --- checkpoints and resumption ----------------------------------------------------------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# two target radii (two pair Monte Carlo runs of 3 save intervals each); 5 replicas (padded to 6 on 2 devices)
-SMALL = ["--set", "N=60", "--set", "alpha_max=1.5", "--set", "n_save=3", "--set", "replicas=5", "--set", "n_test=50"]
+# two target radii (two pair Monte Carlo runs of 3 save intervals each); 5 replicas (padded to 6 on 2 devices);
+# N, alpha_max, n_save and n_test of the transfer runs of tests/test_signals.py and tests/test_faults.py (their
+# ODE and measure programs compiled once)
+SMALL = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set", "replicas=5", "--set", "n_test=20"]
 OUTPUTS = ("mc.csv", "eps.csv", "ode.csv")
 
 
