@@ -393,16 +393,6 @@ def _eps_test(cfg, flat, n):
     return flat["eps"] if "eps" in flat else np.full(n, float(cfg.model["eps"]))
 
 
-def order_parameter_names(K: int, D: int) -> list[str]:
-    """Column names of the order parameters: ``Q_k_m`` (k <= m), ``R_k_j``, ``b_k``, ``v_k`` (1-based)."""
-    return (
-        [f"Q_{k + 1}_{m + 1}" for k in range(K) for m in range(k, K)]
-        + [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)]
-        + [f"b_{k + 1}" for k in range(K)]
-        + [f"v_{k + 1}" for k in range(K)]
-    )
-
-
 def _pick(arrays: dict, name: str):
     """The entry ``name`` (e.g. ``Q_1_2``) of stacked order parameters ``{"Q": (..., K, K), ...}``."""
     kind, *idx = name.split("_")
@@ -491,7 +481,7 @@ def _mc_point(cfg, flat, eps_test, i, K, D, checkpoint=None, progress=False, lab
     import jax.numpy as jnp
 
     from ..committee import CommitteeState
-    from ..committee.measures import clean_error, robust_error
+    from ..committee.measures import clean_error, order_parameter_names, robust_error
     from .checkpoint import simulate_committee_resumable
 
     mixture, params, spec = cfg.records(_point(flat, i))
@@ -537,6 +527,7 @@ def _deviation(cfg, cols, spec, K, D):
     (:func:`jaxadv.analysis.verdict.deviation_z`, as every verdict), the unit diagonal ``Q_k_k`` of normalised
     weights and an untrained ``v`` left out."""
     from ..analysis.verdict import deviation_z
+    from ..committee.measures import order_parameter_names
 
     dtype = np.float64 if cfg.x64 else np.float32
     dev = np.zeros(len(cols["n_finite"]))
@@ -578,6 +569,8 @@ def committee_sweep(
         ((2, 2, 2, 1), ['Q_1_1', 'Q_1_2', 'Q_2_2'])
     """
     import jax
+
+    from ..committee.measures import order_parameter_names
 
     validate_committee_sweep_config(cfg)
     if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "order_parameter_names",
     "MEASURE_RULE",
     "measure_rule",
     "clean_error",
@@ -349,3 +350,14 @@ def columns(
         for e in eps_test:
             out[f"robust_error_{e:g}"] = np.array([float(robust_error(s, mixture, e, rule)) for s in states])
     return out
+
+
+def order_parameter_names(K: int, D: int) -> list[str]:
+    """Column names of the order parameters: ``Q_k_m`` (k <= m), ``R_k_j``, ``b_k``, ``v_k`` (1-based), in the
+    order of :func:`columns`."""
+    return (
+        [f"Q_{k + 1}_{m + 1}" for k in range(K) for m in range(k, K)]
+        + [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)]
+        + [f"b_{k + 1}" for k in range(K)]
+        + [f"v_{k + 1}" for k in range(K)]
+    )

@@ -283,13 +283,9 @@ def _observe(state: Any, B: Any) -> Any:
 
 
 def _order_parameters(problem: CommitteeProblem) -> tuple[str, ...]:
-    K, D = problem.spec.K, problem.mixture.n_directions
-    return tuple(
-        [f"Q_{k + 1}_{m + 1}" for k in range(K) for m in range(k, K)]
-        + [f"R_{k + 1}_{j + 1}" for k in range(K) for j in range(D)]
-        + [f"b_{k + 1}" for k in range(K)]
-        + [f"v_{k + 1}" for k in range(K)]
-    )
+    from ..committee.measures import order_parameter_names
+
+    return tuple(order_parameter_names(problem.spec.K, problem.mixture.n_directions))
 
 
 def _state_type() -> type:

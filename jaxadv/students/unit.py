@@ -212,8 +212,6 @@ def mc_plan(cfg: Any) -> driver.Plan:
 def mc_start(cfg: Any) -> tuple:
     """The Monte Carlo's mean initial ``(R, b)``, measured on the same replicas (same key) as the run:
     the ODE's starting point with ``ode_start="mc"``."""
-    from ..mc import driver
-
     plan = mc_plan(cfg)
     _, obs = driver.init_states(plan)
     return float(np.mean(obs[0], dtype=np.float64)), float(np.mean(obs[1], dtype=np.float64))
