@@ -121,7 +121,7 @@ def test_public_kernels_compose_into_simulate():
 #: Each package or base module and its layer: a module may import only from its own package and from
 #: lower layers (function-level imports included). ``jaxadv/__init__.py`` re-exports from every layer.
 LAYERS = {
-    **dict.fromkeys(("typing", "defaults", "validation", "quadrature", "threefry"), 0),
+    **dict.fromkeys(("typing", "defaults", "validation", "quadrature", "threefry", "schedule"), 0),
     **dict.fromkeys(("fast_random", "sharding", "distributed", "attacks"), 1),
     "generators": 2,
     "model": 3,

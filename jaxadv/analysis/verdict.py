@@ -141,8 +141,9 @@ def corrected_predictions(
     import jax.numpy as jnp
 
     from ..model.params import ModelParams
+    from ..schedule import cast
 
-    p = ModelParams(*(jnp.asarray(x, jnp.float64) for x in params))
+    p = ModelParams(*(cast(x, jnp.float64) for x in params))
     corr = _corrections(
         jnp.asarray(fl.mean, jnp.float64),
         jnp.asarray(fl.shift, jnp.float64),

@@ -29,12 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .. import defaults as D
 from .io import read_toml
 
 if typing.TYPE_CHECKING:
     from ..model.params import ModelParams
     from ..model.rule import TrainingRule
+    from ..schedule import Schedule
 
 __all__ = [
     "Key",
@@ -110,6 +113,10 @@ class Key(NamedTuple):
     check: tuple | None = None
     choices: tuple = ()
 
+
+SCHEDULE_KEYS = ("eta_w", "eta_b", "eps", "eps_min", "eps_max", "noise_norm")
+"""The unit's keys that may follow a schedule in alpha (:mod:`jaxadv.schedule`): a TOML table
+``eps = {knots = [0, 10, 100], values = [0, 0.5, 1]}`` or ``--set 'eps=knots:0,10,100;values:0,0.5,1'``."""
 
 ALL = "unit committee pair"
 KEYS: tuple[Key, ...] = (
@@ -279,9 +286,9 @@ class RunConfig:
     rho: float = _U["rho"]
     v1: float = _U["v1"]
     v2: float = _U["v2"]
-    eta_w: float = _U["eta_w"]
-    eta_b: float = _U["eta_b"]
-    eps: float = _U["eps"]
+    eta_w: float | Schedule = _U["eta_w"]
+    eta_b: float | Schedule = _U["eta_b"]
+    eps: float | Schedule = _U["eps"]
     eps_test: float | None = None
     eps_test_max: float | None = None
     alpha_max: float = _U["alpha_max"]
@@ -297,13 +304,13 @@ class RunConfig:
     mc: bool = True
     attack: str = _U["attack"]
     eps_dist: str = _U["eps_dist"]
-    eps_min: float = _U["eps_min"]
-    eps_max: float = _U["eps_max"]
+    eps_min: float | Schedule = _U["eps_min"]
+    eps_max: float | Schedule = _U["eps_max"]
     eps_values: str = ""
     eps_weights: str = ""
     nonrobust_only: bool = False
     gate: str = _U["gate"]
-    noise_norm: float | None = None
+    noise_norm: float | Schedule | None = None
     B: str = _U["B"]
     sampler: str = _U["sampler"]
     generator: str = _U["generator"]
@@ -338,18 +345,39 @@ class RunConfig:
             "eps_max": self.eps_max,
             "eps_values": _floats("eps_values", self.eps_values),
             "eps_weights": _floats("eps_weights", self.eps_weights),
-            "noise_std": noise_std_for_norm(self.eps if self.noise_norm is None else self.noise_norm, self.N),
+            "noise_std": _scaled(self.eps if self.noise_norm is None else self.noise_norm, self.N, noise_std_for_norm),
         }
         given.update(dict(self.rule_extra))
         return {k: given[k] for k in rule_param_specs(self.rule) if k in given}
 
     @property
+    def eps_final(self) -> float:
+        """``eps`` at the end of the run (a schedule's value at ``alpha_max``)."""
+        from ..schedule import is_schedule
+
+        eps: Any = self.eps
+        return float(eps(self.alpha_max)) if is_schedule(eps) else eps
+
+    @property
     def eps_test_value(self) -> float:
-        return self.eps if self.eps_test is None else self.eps_test
+        """The radius of the robust error: ``eps_test``, else the training radius at the end of the run."""
+        return self.eps_final if self.eps_test is None else self.eps_test
 
     @property
     def eps_test_max_value(self) -> float:
-        return max(2.0 * self.eps, 2.0 * self.eps_test_value, 2.0) if self.eps_test_max is None else self.eps_test_max
+        from ..schedule import schedule_values
+
+        eps = float(np.max(schedule_values(self.eps), initial=0.0))
+        return max(2.0 * eps, 2.0 * self.eps_test_value, 2.0) if self.eps_test_max is None else self.eps_test_max
+
+
+def _scaled(x: Any, N: int, f: Callable[[Any, int], Any]) -> Any:
+    """``f(x, N)``, or for a schedule the schedule of ``f`` of its values (``f`` linear in ``x``)."""
+    from ..schedule import Schedule
+
+    if isinstance(x, Schedule):
+        return Schedule(x.knots, np.asarray(f(np.asarray(x.values, float), N), float))
+    return f(x, N)
 
 
 def _floats(key: str, text: str):
@@ -525,6 +553,10 @@ def coerce(key: Key, value: Any) -> Any:
     if kind == "int":
         return _int64(name, value)
     if kind == "float":
+        if name in SCHEDULE_KEYS and (isinstance(value, dict) or (isinstance(value, str) and ":" in value)):
+            from ..schedule import parse_schedule
+
+            return parse_schedule(name, value)
         return _number(name, value)
     if kind == "str":
         if not isinstance(value, str):
@@ -600,6 +632,8 @@ def check_values(student: str, values: dict) -> None:
             continue
         if key.choices and v not in key.choices:
             raise ValueError(f"{name}={v!r} is not one of {list(key.choices)}")
+        if isinstance(v, dict) and set(v) == {"knots", "values"}:  # a schedule (config_dict's form)
+            v = v["values"]
         for x in v if isinstance(v, list) else [v]:
             if key.check is not None and not key.check[0](x):
                 raise ValueError(f"{name}={x!r} {key.check[1]}")
@@ -649,6 +683,8 @@ def _flatten(data: dict) -> tuple[dict, dict, Any]:
     for k, v in data.items():
         if isinstance(v, dict) and k in SECTIONS:
             items = [(k2, v2, k) for k2, v2 in v.items()]
+        elif isinstance(v, dict) and k in SCHEDULE_KEYS:  # a schedule, {knots = [...], values = [...]}
+            items = [(k, v, None)]
         elif isinstance(v, dict):
             raise ValueError(
                 f"[{k}]: not a section; the sections are {', '.join(f'[{s}]' for s in SECTIONS)} (and [mixture])"
@@ -897,10 +933,18 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def config_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    """The configuration as JSON-ready values (a schedule as ``{"knots": [...], "values": [...]}``)."""
+    from ..schedule import described
+
+    return described(dataclasses.asdict(cfg))
 
 
 def _fmt(v: Any) -> str:
+    """A value for a one-line summary: ``0.5``, ``[0,1]``, a schedule as ``0->1.5->0.5``."""
+    from ..schedule import Schedule
+
+    if isinstance(v, Schedule):
+        return "->".join(f"{x:g}" for x in np.asarray(v.values, float).ravel())
     if v is None or v == "":
         return "-"
     if isinstance(v, float):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .config import _fmt
 from .plots import plot_errors, plot_order_parameters, plot_robustness
 
 __all__ = ["STUDENT_FIGURES", "unit_figures", "committee_figures", "plot_transfer", "committee_words"]
@@ -31,7 +32,7 @@ def unit_figures(drawn: Any) -> dict[str, Figure]:
         return {}
     ode_cols, mc_cols, rob, v, rob_corrected, alpha_end, cfg = drawn
     mc = mc_cols is not None
-    title = f"{cfg.name}: p={cfg.prior:g}, rho={cfg.rho:g}, eps={cfg.eps:g}" + (
+    title = f"{cfg.name}: p={cfg.prior:g}, rho={cfg.rho:g}, eps={_fmt(cfg.eps)}" + (
         f", N={cfg.N}, {cfg.replicas} replicas" if mc else " (ODE only)"
     )
     corrected = v.corrected if mc else {}

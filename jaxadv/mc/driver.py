@@ -38,6 +38,7 @@ from ..model.data import cluster_axis, unit_direction
 from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, as_array_params, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, rule_params
+from ..schedule import at, describe, has_schedule, in_steps, is_schedule
 from ..sharding import shard_batch, to_host
 from . import schedule
 from .full import Sampler, SamplerParams, full_sampler
@@ -101,14 +102,25 @@ def _advance(run_keys, states, sp, start, n_steps, sampler):
 
     def body(i, st):
         keys = jax.vmap(threefry.fold_in, (0, None))(run_keys, start + i)
-        return jax.vmap(lambda k, s_: sampler.step(k, s_, sp)[0])(keys, st)
+        p = _at_step(sp, start + i)  # schedules: the step's parameters
+        return jax.vmap(lambda k, s_: sampler.step(k, s_, p)[0])(keys, st)
 
     states = jax.lax.fori_loop(jnp.uint32(0), n_steps, body, states)
-    return states, jax.vmap(sampler.observe, (0, None))(states, sp)
+    return states, jax.vmap(sampler.observe, (0, None))(states, _at_step(sp, start + n_steps))
+
+
+def _at_step(sp, step):
+    """``sp`` with its schedules (in step units, :func:`jaxadv.schedule.in_steps`) for the step from index
+    ``step`` to ``step + 1``: at its midpoint, ``alpha = (step + 1/2) / N`` (``docs/theory.md``, "Schedules")."""
+    if not has_schedule(sp):
+        return sp
+    dtype = jnp.result_type(*jax.tree.leaves(sp.model))
+    return at(sp, step.astype(dtype) + jnp.asarray(0.5, dtype))
 
 
 @functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
 def _init(init_keys, sp, R0, b0, R0_given, sampler):
+    sp = _at_step(sp, jnp.uint32(0))
     states = jax.vmap(lambda k: sampler.init(k, sp, R0 if R0_given else None, b0))(init_keys)
     return states, jax.vmap(sampler.observe, (0, None))(states, sp)
 
@@ -284,7 +296,7 @@ def plan_simulation(
     if save != "linear":  # log-spaced saves: intervals of different lengths (one compilation, n_steps is traced)
         save_steps = schedule.save_steps(N, alpha_max, n_save, save, points_per_decade, alpha_min)
         n_save, steps, alpha = len(save_steps) - 1, int(np.max(np.diff(save_steps))), save_steps / N
-    sp = SamplerParams(as_array_params(params, dtype), rp, const)
+    sp = in_steps(SamplerParams(as_array_params(params, dtype), rp, const), N)  # schedules read at step / N
 
     keys = jax.random.split(key, replicas)
     pair = jax.vmap(jax.random.split)(keys)
@@ -292,7 +304,7 @@ def plan_simulation(
     init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
     identity = [
         np.asarray(jax.random.key_data(key)).tolist(),
-        [float(x) for x in params],
+        [describe(x) for x in params],
         N,
         float(alpha_max),
         n_save,
@@ -307,7 +319,7 @@ def plan_simulation(
             rule.eps_law.name,
             rule.gate.name,
             rule.n_eps_nodes,
-            {k: np.asarray(v).tolist() for k, v in rp.items()},
+            {k: describe(v) if is_schedule(v) else np.asarray(v).tolist() for k, v in rp.items()},
         ],
         sampler,
         None if optimizer is None else getattr(optimizer, "__qualname__", str(optimizer)),
@@ -598,6 +610,8 @@ def simulate_grid(key: jax.Array | int, params: ModelParams, **options: Any) -> 
     """
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
+    if has_schedule((params, options.get("rule_params_"))):
+        raise ValueError("params: a grid of schedules runs one point at a time (jaxadv.simulate per point)")
     leaves = [np.asarray(x, np.float64) for x in params]
     try:
         shape = np.broadcast_shapes(*(x.shape for x in leaves))

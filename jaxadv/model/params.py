@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from ..schedule import cast, is_schedule, schedule_values
 from ..typing import Real
 from ..validation import check_value
 
-__all__ = ["ModelParams", "Param", "PARAM_RULES", "validate_params", "as_array_params"]
+__all__ = ["ModelParams", "Param", "PARAM_RULES", "SCHEDULABLE", "validate_params", "as_array_params"]
 
 
 class ModelParams(NamedTuple):
@@ -47,6 +47,10 @@ class ModelParams(NamedTuple):
     eps: Real = 1.0
 
 
+#: The fields of :class:`ModelParams` that may follow a schedule in alpha (:mod:`jaxadv.schedule`): the
+#: training rule's; the data's are fixed.
+SCHEDULABLE = ("eta_w", "eta_b", "eps")
+
 #: The valid range of each field of :class:`ModelParams`: ``{name: (predicate, description)}``.
 PARAM_RULES = {
     "prior": (lambda x: (x > 0.0) & (x < 1.0), "must lie in the open interval (0, 1)"),
@@ -68,8 +72,13 @@ def validate_params(params: ModelParams) -> ModelParams:
     import numpy as np
 
     for name, (ok, rule) in PARAM_RULES.items():
+        if is_schedule(getattr(params, name)) and name not in SCHEDULABLE:
+            raise ValueError(
+                f"{name}={getattr(params, name)!r}: only the training rule's parameters may follow a schedule "
+                f"({', '.join(SCHEDULABLE)}), not the data's"
+            )
         try:
-            values = np.atleast_1d(np.asarray(getattr(params, name), dtype=float)).ravel()
+            values = schedule_values(getattr(params, name))
         except (TypeError, ValueError):
             check_value(name, getattr(params, name), ok, rule)
             raise
@@ -81,8 +90,9 @@ def validate_params(params: ModelParams) -> ModelParams:
 
 
 def as_array_params(params: ModelParams, dtype: DTypeLike) -> ModelParams:
-    """Cast every leaf to a ``jnp`` array of ``dtype`` (one jit signature for all values)."""
-    return ModelParams(*(jnp.asarray(x, dtype=dtype) for x in params))
+    """Cast every leaf to a ``jnp`` array of ``dtype`` (one jit signature for all values; a schedule's
+    values, :func:`jaxadv.schedule.cast`)."""
+    return ModelParams(*(cast(x, dtype) for x in params))
 
 
 class Param(NamedTuple):

@@ -34,6 +34,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from .. import threefry
+from ..schedule import at_knots, cast, is_schedule
 from ..validation import check_value
 from .eps_laws import FIXED, EpsLaw, get_eps_law
 from .gates import ALWAYS, NONROBUST, Gate, get_gate
@@ -140,7 +141,7 @@ def validate_rule(rule: TrainingRule, values: dict[str, Any] | None = None) -> T
     n = rule.n_eps_nodes
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n_eps_nodes={n!r} must be an integer >= 1")
-    values = _values(rule, {} if values is None else dict(values))
+    values = at_knots(_values(rule, {} if values is None else dict(values)))  # a schedule: at its knots
     specs = rule_param_specs(rule)
     for k, v in values.items():
         spec = specs[k]
@@ -191,6 +192,11 @@ def rule_params(
     specs = rule_param_specs(rule)
     out = {}
     for k, v in _values(rule, values).items():
+        if is_schedule(v):
+            if specs[k].vector:
+                raise ValueError(f"{k}={v!r}: a list parameter cannot follow a schedule")
+            out[k] = cast(v, dtype)
+            continue
         a = jnp.asarray(v, dtype)
         out[k] = jnp.atleast_1d(a) if specs[k].vector else a
     return out

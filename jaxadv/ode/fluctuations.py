@@ -47,6 +47,7 @@ from ..model.params import ModelParams, validate_params
 from ..model.perturbations import l2_attack_field
 from ..model.rule import DEFAULT_RULE
 from ..quadrature import gauss_legendre_mean
+from ..schedule import at, cast
 from .rk4 import RK4, integrate, integrate_at
 from .solve import _steps
 from .vector_field import vector_field
@@ -149,7 +150,7 @@ def fluctuation_field(
         return field(0.0, y, (params, {}))
 
     def f(alpha: Any, st: FluctuationState, args: tuple[ModelParams, float | jax.Array]) -> FluctuationState:
-        params, N = args
+        params, N = at(args, alpha)  # schedules (jaxadv.schedule): the parameters at this time
         J = jax.jacfwd(F)(st.y, params)
         H = jax.hessian(F)(st.y, params)
         _, Sigma, G = step_moments(st.y, params, loss)
@@ -220,7 +221,7 @@ def solve_fluctuations(
         alpha_max, n_save = float(save_alpha[-1]), save_alpha.size - 1
     sub, h = _steps(float(alpha_max), int(n_save), float(dt))
     dtype = jnp.result_type(float)
-    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
+    p = ModelParams(*(cast(x, dtype) for x in params))
     var0 = 1.0 / N if R0 is None else 0.0
     st0 = FluctuationState(
         y=jnp.array([0.0 if R0 is None else R0, b0], dtype),

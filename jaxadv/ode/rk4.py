@@ -229,6 +229,7 @@ def integrate(
     """
     t0 = jnp.asarray(t0, dtype=jnp.result_type(h, float))
 
+    @jax.checkpoint  # reverse mode keeps one state a step and recomputes the stages
     def inner(carry, _):
         t, y = carry
         y = rk_step(f, t, y, h, args, tableau)

@@ -25,6 +25,7 @@ from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
+from ..schedule import FunctionSchedule, Schedule, at, cast, has_schedule
 from .rk4 import ESTIMATES, RK4, ButcherTableau, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
@@ -42,6 +43,7 @@ __all__ = [
     "STATUS_LEFT_DOMAIN",
     "STATUS_NAMES",
     "domain_status",
+    "unit_trajectory",
 ]
 
 #: per-point status codes of :attr:`ODEResult.status`
@@ -317,6 +319,8 @@ def solve_grid(
         is ``False``.
     """
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    if has_schedule((args, shared)):  # schedules (jaxadv.schedule): the parameters at each stage time
+        field = _scheduled(field)
     if plan.adaptive:
         if plan.save_alpha is None:
             n = plan.n_save
@@ -375,11 +379,36 @@ def solve_grid(
 
 
 @functools.cache
+def _scheduled(field: Any) -> Any:
+    """``field`` evaluated with every schedule of its arguments at the stage time (cached: one function, one
+    compilation, per field)."""
+    return lambda t, y, a: field(t, y, at(a, t))
+
+
+@functools.cache
 def _unit_field(rule: TrainingRule, method: str):
     """The unit's vector field on :func:`solve_grid`'s arguments ``((params, grid rule parameters), shared
     rule parameters)`` (cached: one function, one compilation, per rule and method)."""
     f = vector_field(rule, method)
     return lambda t, y, a: f(t, y, (a[0][0], {**a[0][1], **a[1]}))
+
+
+def _grid_shape(x: Any) -> tuple[int, ...]:
+    """The grid shape of a parameter: its shape, or a piecewise-linear schedule's without the knot axis (a
+    function schedule is shared by every grid point)."""
+    if isinstance(x, Schedule):
+        return tuple(jnp.shape(x.values)[:-1])
+    return () if isinstance(x, FunctionSchedule) else tuple(jnp.shape(x))
+
+
+def _broadcast(x: Any, shape: tuple[int, ...]) -> Any:
+    if isinstance(x, Schedule):
+        return Schedule(x.knots, jnp.broadcast_to(x.values, shape + jnp.shape(x.values)[-1:]))
+    if isinstance(x, FunctionSchedule):
+        if shape:
+            raise ValueError(f"{x!r}: a function schedule cannot run on a grid; give it a point at a time")
+        return x
+    return jnp.broadcast_to(x, shape)
 
 
 def broadcast_grid(
@@ -389,15 +418,68 @@ def broadcast_grid(
     and broadcast them to one grid shape ``G``: returns ``(params, rp, extra, G)``. The rule's
     vector parameters (a discrete law's support and weights) are shared by all grid points."""
     vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
-    p = ModelParams(*(jnp.asarray(x, dtype) for x in params))
-    rp = {k: jnp.asarray(v, dtype) for k, v in rp.items()}
+    p = ModelParams(*(cast(x, dtype) for x in params))
+    rp = {k: cast(v, dtype) for k, v in rp.items()}
     shape = jnp.broadcast_shapes(
-        *(jnp.shape(x) for x in p), *(v.shape for k, v in rp.items() if k not in vector), *(jnp.shape(e) for e in extra)
+        *(_grid_shape(x) for x in p),
+        *(_grid_shape(v) for k, v in rp.items() if k not in vector),
+        *(jnp.shape(e) for e in extra),
     )
-    p = ModelParams(*(jnp.broadcast_to(x, shape) for x in p))
-    rp = {k: v if k in vector else jnp.broadcast_to(v, shape) for k, v in rp.items()}
+    p = ModelParams(*(_broadcast(x, shape) for x in p))
+    rp = {k: v if k in vector else _broadcast(v, shape) for k, v in rp.items()}
     extra = tuple(jnp.asarray(e, dtype) + jnp.zeros(shape, dtype) for e in extra)
     return p, rp, extra, shape
+
+
+def _solve_unit(params, rp, R0, b0, rule, plan, method, devices, dtype) -> Any:
+    """The unit's ODE on :func:`solve_grid` (no checks: traceable, so :func:`unit_trajectory` differentiates
+    it); ``y = (R, b)`` stacked on the last axis of ``ys``."""
+    p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
+    y0 = jnp.stack([R0_, b0_], axis=-1)
+    vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
+    grid_rp = {k: v for k, v in rp.items() if k not in vector}
+    shared_rp = {k: v for k, v in rp.items() if k in vector}
+    return solve_grid(
+        _unit_field(rule, method), plan, y0, (p, grid_rp), shared_rp, shape=shape, devices=devices, dtype=dtype
+    )
+
+
+def unit_trajectory(
+    params: ModelParams,
+    plan: StepPlan,
+    *,
+    R0: ArrayLike = 0.0,
+    b0: ArrayLike = 0.0,
+    rule: TrainingRule = DEFAULT_RULE,
+    rule_params: dict | None = None,
+    method: str = "auto",
+    dtype: DTypeLike | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""``(alpha, R, b)`` of the unit's ODE on ``plan`` (:func:`plan_steps`), as a pure function of its inputs:
+    no eager checks and no fallback, so ``jax.grad`` and ``jax.jacfwd`` go through it, e.g. with respect to a
+    schedule's values (:class:`jaxadv.schedule.Schedule`). :func:`solve_ode` is the checked form; with the
+    same arguments both give the same numbers. Each RK4 step is rematerialised in reverse mode
+    (:func:`jax.checkpoint`), so a gradient stores one state a step, not the stages.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> from jaxadv import ModelParams
+        >>> from jaxadv.ode.solve import plan_steps, unit_trajectory
+        >>> from jaxadv.schedule import Schedule
+        >>> def final_R(v):
+        ...     params = ModelParams(prior=0.7, eps=Schedule([0.0, 10.0], v))
+        ...     return unit_trajectory(params, plan_steps(10.0, 1, 0.5))[1][-1]
+        >>> g = jax.grad(final_R)(jax.numpy.array([0.0, 1.0]))
+        >>> g.shape
+        (2,)
+    """
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    rp = {k: cast(v, dtype) for k, v in (rule_params or {}).items()}
+    specs = rule_param_specs(rule)
+    rp = {k: rp.get(k, cast(spec.default, dtype)) for k, spec in specs.items()}
+    rp = {k: jnp.atleast_1d(v) if specs[k].vector else v for k, v in rp.items()}
+    sol = _solve_unit(params, rp, R0, b0, rule, plan, method, None, dtype)
+    return sol.alpha, sol.ys[..., 0], sol.ys[..., 1]
 
 
 def solve_ode(
@@ -487,15 +569,8 @@ def solve_ode(
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     rp = make_rule_params(rule, dtype, **(rule_params or {}))
-    p, rp, (R0_, b0_), shape = broadcast_grid(params, rule, rp, R0, b0, dtype=dtype)
-    y0 = jnp.stack([R0_, b0_], axis=-1)
-    vector = {k for k, spec in rule_param_specs(rule).items() if spec.vector}
-    grid_rp = {k: v for k, v in rp.items() if k not in vector}
-    shared_rp = {k: v for k, v in rp.items() if k in vector}
-    sol = solve_grid(
-        _unit_field(rule, method), plan, y0, (p, grid_rp), shared_rp, shape=shape, devices=devices, dtype=dtype
-    )
-    alpha, ys, n_evals, step_failed = sol
+    alpha, ys, n_evals, step_failed = _solve_unit(params, rp, R0, b0, rule, plan, method, devices, dtype)
+    shape = jnp.shape(step_failed)
     fallback = jnp.zeros(shape, bool)
     if plan.adaptive:
         if bool(jnp.any(step_failed)):

@@ -32,6 +32,7 @@ from ..analysis.verdict import Verdict, honest_verdict
 from ..mc import driver, schedule
 from ..mc.driver import save_schedule
 from ..ode.solve import ODEResult, solve_ode
+from ..schedule import described
 from . import Outcome, StudentRecord
 
 __all__ = [
@@ -153,7 +154,7 @@ def compute(cfg: Any, simulate: Callable | None, log: Callable[[str], Any]) -> O
         log(v.text)
     tables["robustness.csv"] = rob
     info = {
-        "config": dataclasses.asdict(cfg),
+        "config": described(dataclasses.asdict(cfg)),
         "resolved": {
             "eps_test": eps_test,
             "eps_test_max": cfg.eps_test_max_value,
@@ -290,7 +291,7 @@ def check_ode(ode: ODEResult, cfg: Any, log: Callable[[str], Any] = print) -> st
         where = f" from alpha={float(np.asarray(ode.alpha)[np.argmax(bad)]):g}" if bad.any() else ""
         raise ValueError(
             f"ode: {STATUS_NAMES[status]}{where}: the fixed step dt={cfg.dt:g} is unstable for "
-            f"eta_w={cfg.eta_w:g}, eta_b={cfg.eta_b:g} and the adaptive step could not integrate it; "
+            f"eta_w={cfg.eta_w}, eta_b={cfg.eta_b} and the adaptive step could not integrate it; "
             "lower the learning rates or alpha_max"
         )
     if bool(np.any(np.asarray(ode.fallback))):
@@ -342,7 +343,7 @@ def compute_mc_only(cfg: Any, simulate: Callable | None, log: Callable[[str], An
         + ", ".join(f"S_{q}({eps_test:g})={cols[f'robust_error_{q}_mean'][-1]:.4f}" for q in THREATS)
     )
     info = {
-        "config": dataclasses.asdict(cfg),
+        "config": described(dataclasses.asdict(cfg)),
         "resolved": {"eps_test": eps_test, "ode": None},
         "timings_s": {"mc_s": elapsed},
         "seed": cfg.seed,
