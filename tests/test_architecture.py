@@ -128,8 +128,9 @@ LAYERS = {
     **dict.fromkeys(("mc", "ode"), 4),
     **dict.fromkeys(("analysis", "committee"), 5),
     "students": 6,
-    "app": 7,
-    "__main__": 8,
+    "control": 7,
+    "app": 8,
+    "__main__": 9,
 }
 
 

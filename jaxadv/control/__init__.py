@@ -1,0 +1,26 @@
+r"""Optimal adversarial-training protocols: the schedule of the training rule's parameters as an optimal
+control problem on the order-parameter ODEs.
+
+The controls are the knot values of piecewise-linear schedules (:class:`jaxadv.schedule.Schedule`) of
+some of the rule's parameters (``eps``, ``eta_w``, ``eta_b``); the objective is a function of the final
+order parameters (:mod:`jaxadv.control.objective`); its gradient comes from reverse-mode differentiation
+through the RK4 solve (:func:`jaxadv.ode.solve.unit_trajectory`), checked against the costate (Pontryagin)
+integration of :mod:`jaxadv.control.adjoint`; :mod:`jaxadv.control.optimise` runs projected optax
+optimisers from several starts, with box constraints and an optional budget on the mean of ``eps``.
+Derivations: ``docs/theory.md`` §16.
+"""
+
+from .adjoint import costate_gradient
+from .objective import Objective, make_objective
+from .optimise import Controls, OptimiseResult, Problem, optimise, project
+
+__all__ = [
+    "Objective",
+    "make_objective",
+    "Controls",
+    "Problem",
+    "OptimiseResult",
+    "optimise",
+    "project",
+    "costate_gradient",
+]
