@@ -77,6 +77,9 @@ def _parser():
     from .certified import add_parser as add_certified_parser
 
     add_certified_parser(sub)
+    from .optimise import add_parser as add_optimise_parser
+
+    add_optimise_parser(sub)
     return p
 
 

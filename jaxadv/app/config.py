@@ -723,6 +723,7 @@ def read_config(spec: str, overrides: Sequence[str] = (), student: str | None = 
         base = spec
     elif spec.endswith(".toml") or os.path.exists(spec):
         data = read_toml(spec, "config file")
+        data.pop("optimise", None)  # jaxadv optimise's table (jaxadv.app.optimise): read there, not a run's
         base = data.pop("preset", None)
         name = os.path.splitext(os.path.basename(spec))[0]
         if base is not None and base not in presets:

@@ -55,6 +55,12 @@ RESULT_FILES = (
     "certified.png",
     "verify.csv",
     "verify.png",
+    "schedule.csv",
+    "schedule.toml",
+    "protocols.csv",
+    "starts.csv",
+    "confirm.csv",
+    "optimise.png",
 )
 #: result files named by a pattern (one Monte Carlo checkpoint per target radius of ``jaxadv transfer``)
 RESULT_PATTERNS = ("mc_checkpoint_*.npz",)

@@ -13,6 +13,7 @@ Derivations: ``docs/theory.md`` §16.
 from .adjoint import costate_gradient
 from .objective import Objective, make_objective
 from .optimise import Controls, OptimiseResult, Problem, optimise, project
+from .protocols import PROTOCOLS, Protocol, compare_protocols
 
 __all__ = [
     "Objective",
@@ -23,4 +24,7 @@ __all__ = [
     "optimise",
     "project",
     "costate_gradient",
+    "Protocol",
+    "PROTOCOLS",
+    "compare_protocols",
 ]

@@ -47,7 +47,7 @@ class Controls(NamedTuple):
 
     Attributes:
         names: the scheduled parameters (of :data:`jaxadv.model.params.SCHEDULABLE`).
-        knots: the shared knots, from 0 to the run's ``alpha_max``.
+        knots: the shared knots, from 0 to the run's ``alpha_max`` (or ``(0.0,)``: a constant).
         lower, upper: the box of each name's values.
         budget: the mean of ``eps`` over the run (``None``: free); needs ``eps`` in ``names``.
     """
@@ -66,8 +66,9 @@ class Controls(NamedTuple):
             if n not in SCHEDULABLE:
                 raise ValueError(f"controls: {n!r} cannot follow a schedule; one of {', '.join(SCHEDULABLE)}")
         k = self.knots
-        if len(k) < 1 or k[0] != 0 or abs(k[-1] - alpha_max) > 1e-12 * max(1.0, alpha_max):
-            raise ValueError(f"knots={list(k)!r} must run from 0 to alpha_max={alpha_max!r}")
+        constant = len(k) == 1 and k[0] == 0  # one knot: a constant
+        if not constant and (len(k) < 2 or k[0] != 0 or abs(k[-1] - alpha_max) > 1e-12 * max(1.0, alpha_max)):
+            raise ValueError(f"knots={list(k)!r} must run from 0 to alpha_max={alpha_max!r} (or be [0]: a constant)")
         if any(b <= a for a, b in zip(k, k[1:], strict=False)):
             raise ValueError(f"knots={list(k)!r} must be increasing")
         for n, lo, hi in zip(self.names, self.lower, self.upper, strict=True):
