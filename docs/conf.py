@@ -77,6 +77,7 @@ SUBPACKAGES = {  # page -> (title, the package whose docstring opens the page)
     "ode": ("Large-N ODEs", "jaxadv.ode"),
     "analysis": ("Analysis", "jaxadv.analysis"),
     "students": ("Students as records", "jaxadv.students"),
+    "control": ("Optimal protocols", "jaxadv.control"),
     "app": ("Application", "jaxadv.app"),
     "committee": ("Two-layer committees", "jaxadv.committee"),
     "utilities": ("Utilities", None),
@@ -85,10 +86,16 @@ SUBPACKAGES = {  # page -> (title, the package whose docstring opens the page)
 UTILITY_PAGE = {"generators": "mc", "fast_random": "mc", "sharding": "app"}
 # modules documented whole (their own ``__all__``), beside the names above
 WHOLE_MODULES = {
-    "utilities": ["jaxadv.attacks", "jaxadv.threefry", "jaxadv.quadrature", "jaxadv.validation"],
+    "utilities": ["jaxadv.attacks", "jaxadv.threefry", "jaxadv.quadrature", "jaxadv.validation", "jaxadv.schedule"],
+    "control": [
+        "jaxadv.control.objective",
+        "jaxadv.control.optimise",
+        "jaxadv.control.adjoint",
+        "jaxadv.control.protocols",
+    ],
     "mc": ["jaxadv.fast_random"],
     "analysis": ["jaxadv.analysis.mnist"],
-    "app": ["jaxadv.app.mnist"],
+    "app": ["jaxadv.app.mnist", "jaxadv.app.optimise"],
 }
 
 
