@@ -65,6 +65,8 @@ __all__ = [
     "cast",
     "at_knots",
     "described",
+    "grid_shape",
+    "broadcast_to",
 ]
 
 
@@ -252,13 +254,14 @@ def describe(x: Any) -> Any:
     return float(np.asarray(x, float)) if np.ndim(x) == 0 else np.asarray(x, float).tolist()
 
 
-def cast(x: Any, dtype: Any) -> Any:
-    """``jnp.asarray(x, dtype)``, or for a schedule the same schedule with its values (or ``theta``) cast."""
+def cast(x: Any, dtype: Any, xp: Any = jnp) -> Any:
+    """``xp.asarray(x, dtype)`` (``xp``: ``jax.numpy`` or ``numpy``), or for a schedule the same schedule with its
+    values (or ``theta``) cast."""
     if isinstance(x, Schedule):
-        return Schedule(x.knots, jnp.asarray(x.values, dtype))
+        return Schedule(x.knots, xp.asarray(x.values, dtype))
     if isinstance(x, FunctionSchedule):
-        return FunctionSchedule(x.fn, jax.tree.map(lambda t: jnp.asarray(t, dtype), x.theta), x.scale)
-    return jnp.asarray(x, dtype)
+        return FunctionSchedule(x.fn, jax.tree.map(lambda t: xp.asarray(t, dtype), x.theta), x.scale)
+    return xp.asarray(x, dtype)
 
 
 def at_knots(values: dict[str, Any]) -> dict[str, Any]:
@@ -281,3 +284,24 @@ def at_knots(values: dict[str, Any]) -> dict[str, Any]:
 def described(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with every schedule :func:`describe`-d (for ``config.json``)."""
     return {k: describe(v) if is_schedule(v) else v for k, v in values.items()}
+
+
+def grid_shape(x: Any) -> tuple[int, ...]:
+    """The grid shape of a parameter: its shape, or a piecewise-linear schedule's without the knot axis (a
+    function schedule is shared by every grid point: ``()``)."""
+    if isinstance(x, Schedule):
+        return tuple(np.shape(x.values)[:-1])
+    return () if isinstance(x, FunctionSchedule) else tuple(np.shape(x))
+
+
+def broadcast_to(x: Any, shape: tuple[int, ...]) -> Any:
+    """``x`` broadcast to the grid ``shape`` (a schedule's values to ``shape + (knots,)``; NumPy or JAX arrays
+    as given). ``ValueError`` for a function schedule on a grid."""
+    xp = jnp if isinstance(getattr(x, "values", x), jax.Array) else np
+    if isinstance(x, Schedule):
+        return Schedule(x.knots, xp.broadcast_to(x.values, tuple(shape) + np.shape(x.values)[-1:]))
+    if isinstance(x, FunctionSchedule):
+        if shape:
+            raise ValueError(f"{x!r}: a function schedule cannot run on a grid; give it a point at a time")
+        return x
+    return xp.broadcast_to(x, shape)

@@ -131,3 +131,31 @@ def test_jaxadv_run_reads_a_schedule(tmp_path):
     assert info["resolved"]["eps_test"] == pytest.approx(0.8)
     bad = subprocess.run([*cmd[:-1], "eps=knots:0,1;values:0,-1"], capture_output=True, text=True)
     assert bad.returncode != 0 and "eps=-1.0 must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_committee_follows_a_schedule(tmp_path):
+    """The committee (K = 2, the committee preset) under an eps warm-up: its Monte Carlo within 4 standard errors
+    of the scheduled ODE and far from the ODE at the constant final eps; through jaxadv committee, config.json keeps
+    the schedule and eps_test is its final value."""
+    from jaxadv.app.config import load_any
+    from jaxadv.committee.montecarlo import simulate_committee
+    from jaxadv.committee.ode import solve_committee_ode
+    from jaxadv.students.committee import resolve
+
+    _, cfg = load_any("committee", ["eps=knots:0,5;values:0,1"])
+    pb = resolve(cfg)
+    v = pb.values
+    start = dict(Q0=v["Q0"], R0=v["R0"], b0=v["b0"])
+    ode = solve_committee_ode(pb.mixture, pb.params, pb.spec, 5.0, 5, **start)
+    const = solve_committee_ode(pb.mixture, pb.params._replace(eps=1.0), pb.spec, 5.0, 5, **start)
+    mc = simulate_committee(
+        jax.random.key(0), pb.mixture, pb.params, pb.spec, N=500, alpha_max=5.0, n_save=5, replicas=64, **start
+    )
+    far = 0.0
+    for q in ("R", "b"):
+        x = np.asarray(getattr(mc, q), float)
+        mean, sem = x.mean(0)[1:].ravel(), x.std(0, ddof=1)[1:].ravel() / np.sqrt(len(x))
+        assert_within_k_se(mean, sem, np.asarray(getattr(ode, q))[1:].ravel(), what=q)
+        far = max(far, np.max(np.abs(mean - np.asarray(getattr(const, q))[1:].ravel()) / sem))
+    assert far > 10
+    assert cfg["eps_test"] == 1.0

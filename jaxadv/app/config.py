@@ -114,9 +114,10 @@ class Key(NamedTuple):
     choices: tuple = ()
 
 
-SCHEDULE_KEYS = ("eta_w", "eta_b", "eps", "eps_min", "eps_max", "noise_norm")
-"""The unit's keys that may follow a schedule in alpha (:mod:`jaxadv.schedule`): a TOML table
-``eps = {knots = [0, 10, 100], values = [0, 0.5, 1]}`` or ``--set 'eps=knots:0,10,100;values:0,0.5,1'``."""
+SCHEDULE_KEYS = ("eta_w", "eta_b", "eta_v", "eps", "eps_min", "eps_max", "noise_norm", "hinge_margin")
+"""The keys of the training rule (the unit's and the committee's) that may follow a schedule in alpha
+(:mod:`jaxadv.schedule`): a TOML table ``eps = {knots = [0, 10, 100], values = [0, 0.5, 1]}`` or
+``--set 'eps=knots:0,10,100;values:0,0.5,1'``."""
 
 ALL = "unit committee pair"
 KEYS: tuple[Key, ...] = (
@@ -634,6 +635,8 @@ def check_values(student: str, values: dict) -> None:
             raise ValueError(f"{name}={v!r} is not one of {list(key.choices)}")
         if isinstance(v, dict) and set(v) == {"knots", "values"}:  # a schedule (config_dict's form)
             v = v["values"]
+        elif hasattr(v, "knots"):  # a schedule: its knot values
+            v = [float(x) for x in np.asarray(v.values, float).ravel()]
         for x in v if isinstance(v, list) else [v]:
             if key.check is not None and not key.check[0](x):
                 raise ValueError(f"{name}={x!r} {key.check[1]}")
@@ -899,8 +902,9 @@ def _committee(r: Resolved) -> dict[str, Any]:
     check_unused({k: r.given[k] for k in parts}, lambda k: False, ", ".join(f"{p}={v!r}" for p, v in parts.values()))
     cfg["mixture"] = mixture
     resolve(cfg)  # every record's own validator
-    if cfg["eps_test"] is None:
-        cfg["eps_test"] = cfg["eps"]  # validated as eps
+    if cfg["eps_test"] is None:  # validated as eps; a schedule's final value
+        eps = cfg["eps"]
+        cfg["eps_test"] = float(eps(cfg["alpha_max"])) if hasattr(eps, "knots") else eps
     return cfg
 
 

@@ -90,7 +90,7 @@ def committee_figures(ode: dict, mc: dict | None, K: int, D: int, cfg: dict[str,
 
     dtype = np.float64 if cfg["x64"] else np.float32
     note = "no O(1/N) theory for committees: the verdict judges against the bare ODE"
-    title = f"{cfg['name']}: K={K}, eps={cfg['eps']:g}, attack={cfg['attack']}" + (
+    title = f"{cfg['name']}: K={K}, eps={_fmt(cfg['eps'])}, attack={cfg['attack']}" + (
         f", N={cfg['N']}, {cfg['replicas']} replicas" if mc is not None else " (ODE only)"
     )
 

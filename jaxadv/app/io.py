@@ -177,6 +177,10 @@ def npz_problem(path: StrPath) -> str | None:
 
 
 def _jsonable(x: Any) -> Any:
+    from ..schedule import describe, is_schedule
+
+    if is_schedule(x):  # {"knots": [...], "values": [...]}
+        return describe(x)
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

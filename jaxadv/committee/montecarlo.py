@@ -40,6 +40,8 @@ from jax.typing import DTypeLike
 from ..mc.driver import Plan, run_plan, save_schedule
 from ..mc.full import Sampler, SamplerParams
 from ..model.losses import get_loss
+from ..schedule import cast as cast_param
+from ..schedule import describe, in_steps, is_schedule
 from ..sharding import one_at_a_time, shard_batch
 from .attacks import committee_attack
 from .fields import committee_output, loss_value
@@ -325,21 +327,23 @@ def plan_committee(
         raise ValueError("dtype=float64 needs jax.config.update('jax_enable_x64', True)")
     N, replicas, n_save = int(N), int(replicas), int(n_save)
     steps, alpha = save_schedule(N, alpha_max, n_save)
-    cast = lambda z: jnp.asarray(z, dtype)
+    to = lambda z: cast_param(z, dtype)  # a schedule keeps its knots (jaxadv.schedule)
     sp = SamplerParams(
-        CommitteeModel(Mixture(*map(cast, mixture)), CommitteeParams(*map(cast, params))), {}, directions(D, N, dtype)
+        CommitteeModel(Mixture(*map(to, mixture)), CommitteeParams(*map(to, params))), {}, directions(D, N, dtype)
     )
+    sp = in_steps(sp, N)  # schedules read at the step's midpoint (jaxadv.mc.driver)
     pair = jax.vmap(jax.random.split)(jax.random.split(key, replicas))
     # replicas split over all devices (padded to a multiple of the count; no-op on one device)
     init_keys, run_keys = shard_batch((pair[:, 0], pair[:, 1]))
     lst = lambda z: np.asarray(z, np.float64).tolist()
+    hinge = params.hinge_margin
     identity = [
         "committee",
         np.asarray(jax.random.key_data(key)).tolist(),
         str(jax.random.key_impl(key)),
         {k: lst(v) for k, v in mixture._asdict().items()},
         # the hinge's margin only where it is set: runs without it keep the fingerprints they had before the field
-        [float(x) for x in params[:4]] + ([float(params.hinge_margin)] if float(params.hinge_margin) != 0 else []),
+        [describe(x) for x in params[:4]] + ([describe(hinge)] if is_schedule(hinge) or float(hinge) != 0 else []),
         repr(spec),
         N,
         float(alpha_max),

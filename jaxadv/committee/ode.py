@@ -49,6 +49,7 @@ import numpy.typing as npt
 from ..model.losses import CROSS_ENTROPY, HINGE, LOGISTIC, QUADRATIC, get_loss
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
 from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
+from ..schedule import at, broadcast_to, cast, grid_shape
 from .attacks import FGM, attack_coefficients, committee_attack
 from .fields import forces, geometry, gprime
 from .lipschitz import constrained_drift, project_state
@@ -622,9 +623,9 @@ def solve_committee_ode(
     sign_known = _sign_known(spec, v0, mixture.labels)
     # cast and broadcast on the host, then one transfer (a dispatch per array was a few ms of every call)
     host_mix = tuple(np.asarray(z, dtype) for z in mixture)
-    host_p = tuple(np.asarray(z, dtype) for z in params)
-    shape = tuple(np.broadcast_shapes(*(np.shape(z) for z in host_p)))
-    host_p = tuple(np.broadcast_to(z, shape) for z in host_p)
+    host_p = tuple(cast(z, dtype, np) for z in params)  # a schedule keeps its knots, its values cast
+    shape = tuple(np.broadcast_shapes(*(grid_shape(z) for z in host_p)))
+    host_p = tuple(broadcast_to(z, shape) for z in host_p)
     host_y0 = tuple(np.broadcast_to(np.asarray(z, dtype), shape + np.shape(z)) for z in (Q0, R0, b0, v0))
     dev_y0, dev_mix, dev_p = jax.device_put((host_y0, host_mix, host_p))
     y0, mixture, p = CommitteeState(*dev_y0), Mixture(*dev_mix), CommitteeParams(*dev_p)
@@ -639,7 +640,7 @@ def solve_committee_ode(
         report = QuadratureReport(rule)
         sol = integrate_with(rule)
     else:
-        digest = _digest(*host_mix, *host_p, *host_y0)
+        digest = _digest(*host_mix, *jax.tree.leaves(host_p), *host_y0) + (repr(jax.tree.structure(host_p)),)
         sol, report = _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype, digest)
     alpha, ys, n_evals, step_failed = sol
     if bool(np.any(np.asarray(step_failed))):
@@ -698,7 +699,8 @@ def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_en
     def flat(tree):
         return jax.tree.map(lambda z: z.reshape((-1,) + z.shape[len(shape) :]), tree)
 
-    p_flat = flat(p)
+    # schedules (jaxadv.schedule): the parameters at the start, and at the end for the check there
+    p_flat, p_end = flat(at(p, 0.0)), flat(at(p, plan.alpha_max))
     start = choose_rule(functools.partial(_field_values, flat(y0), p_flat, mixture, spec), ladder, field_tol)
     rule, error, met = start.rule, start.error, start.met
     sol = integrate_with(rule)
@@ -707,7 +709,7 @@ def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_en
         if not all(bool(jnp.all(jnp.isfinite(z))) for z in end_states):
             break  # a failed trajectory: its status says so; nothing to check
         i = ladder.index(rule)
-        at_end = functools.partial(_field_values, end_states, p_flat, mixture, spec)
+        at_end = functools.partial(_field_values, end_states, p_end, mixture, spec)
         end = choose_rule(at_end, ladder, field_tol, start=i)
         error, met = max(error, end.error), end.met
         if end.rule == rule:

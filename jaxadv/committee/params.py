@@ -29,6 +29,7 @@ import numpy.typing as npt
 from jax.typing import DTypeLike
 
 from ..model.losses import LOSSES, get_loss
+from ..schedule import schedule_values
 from .attacks import COMMITTEE_ATTACKS, committee_attack
 
 __all__ = [
@@ -249,7 +250,7 @@ def validate_params(params: CommitteeParams) -> CommitteeParams:
         "hinge_margin": (lambda x: x >= 0, "must be >= 0"),
     }
     for name, (ok, rule) in rules.items():
-        for x in np.atleast_1d(_finite(name, getattr(params, name))).ravel():
+        for x in _finite(name, schedule_values(getattr(params, name))):  # a schedule: its knot values
             if not ok(x):
                 _fail(name, float(x), rule)
     return params

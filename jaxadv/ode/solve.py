@@ -25,7 +25,7 @@ from ..model.losses import Loss, get_loss
 from ..model.params import ModelParams, validate_params
 from ..model.rule import DEFAULT_RULE, TrainingRule, check_ode_supported, rule_param_specs
 from ..model.rule import rule_params as make_rule_params
-from ..schedule import FunctionSchedule, Schedule, at, cast, has_schedule
+from ..schedule import at, broadcast_to, cast, grid_shape, has_schedule
 from .rk4 import ESTIMATES, RK4, ButcherTableau, integrate, integrate_adaptive, integrate_at
 from .vector_field import vector_field
 
@@ -393,24 +393,6 @@ def _unit_field(rule: TrainingRule, method: str):
     return lambda t, y, a: f(t, y, (a[0][0], {**a[0][1], **a[1]}))
 
 
-def _grid_shape(x: Any) -> tuple[int, ...]:
-    """The grid shape of a parameter: its shape, or a piecewise-linear schedule's without the knot axis (a
-    function schedule is shared by every grid point)."""
-    if isinstance(x, Schedule):
-        return tuple(jnp.shape(x.values)[:-1])
-    return () if isinstance(x, FunctionSchedule) else tuple(jnp.shape(x))
-
-
-def _broadcast(x: Any, shape: tuple[int, ...]) -> Any:
-    if isinstance(x, Schedule):
-        return Schedule(x.knots, jnp.broadcast_to(x.values, shape + jnp.shape(x.values)[-1:]))
-    if isinstance(x, FunctionSchedule):
-        if shape:
-            raise ValueError(f"{x!r}: a function schedule cannot run on a grid; give it a point at a time")
-        return x
-    return jnp.broadcast_to(x, shape)
-
-
 def broadcast_grid(
     params: ModelParams, rule: TrainingRule, rp: dict, *extra: ArrayLike, dtype: DTypeLike
 ) -> tuple[ModelParams, dict[str, jax.Array], tuple[Any, ...], tuple[int, ...]]:
@@ -421,12 +403,12 @@ def broadcast_grid(
     p = ModelParams(*(cast(x, dtype) for x in params))
     rp = {k: cast(v, dtype) for k, v in rp.items()}
     shape = jnp.broadcast_shapes(
-        *(_grid_shape(x) for x in p),
-        *(_grid_shape(v) for k, v in rp.items() if k not in vector),
+        *(grid_shape(x) for x in p),
+        *(grid_shape(v) for k, v in rp.items() if k not in vector),
         *(jnp.shape(e) for e in extra),
     )
-    p = ModelParams(*(_broadcast(x, shape) for x in p))
-    rp = {k: v if k in vector else _broadcast(v, shape) for k, v in rp.items()}
+    p = ModelParams(*(broadcast_to(x, shape) for x in p))
+    rp = {k: v if k in vector else broadcast_to(v, shape) for k, v in rp.items()}
     extra = tuple(jnp.asarray(e, dtype) + jnp.zeros(shape, dtype) for e in extra)
     return p, rp, extra, shape
 
