@@ -163,6 +163,9 @@ _MODULES = {  # public name -> submodule
     "mnist_app": ".app.mnist",
     "committee": ".committee",
     "fast_random": ".fast_random",
+    "schedule": ".schedule",
+    "control": ".control",
+    "optimise_app": ".app.optimise",
 }
 _WHERE = {name: mod for mod, names in _NAMES.items() for name in names}
 

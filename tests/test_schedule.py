@@ -159,3 +159,35 @@ def test_committee_follows_a_schedule(tmp_path):
         far = max(far, np.max(np.abs(mean - np.asarray(getattr(const, q))[1:].ravel()) / sem))
     assert far > 10
     assert cfg["eps_test"] == 1.0
+
+
+def test_a_sweep_over_a_schedules_knot_values(tmp_path):
+    """[base] eps = {knots, values} with grid axes eps@I (the value at knot I): each grid point is the ODE (and the
+    Monte Carlo) of its own schedule, the robust error at the final eps, the knot values in sweep.npz."""
+    from jaxadv import make_sweep_config, sweep
+
+    base = {"prior": 0.7, "eps": {"knots": [0, 5, 10], "values": [0.0, 0.5, 1.0]}}
+    res = sweep(make_sweep_config({"eps@2": [0.5, 1.5], "rho": [2.0, 3.0]}, base, alpha_max=10.0, n_save=5, dt=0.1))
+    for i, last in enumerate([0.5, 1.5]):
+        for j, rho in enumerate([2.0, 3.0]):
+            own = solve_ode(P._replace(rho=rho, eps=Schedule([0, 5, 10], [0.0, 0.5, last])), 10.0, 5, dt=0.1)
+            np.testing.assert_allclose(res.R[i, j], own.R, rtol=0, atol=1e-15)  # one vmap against one point
+            assert res.eps_test[i, j] == last
+    cfg = make_sweep_config({"eps@1": [0.2, 0.9]}, base, alpha_max=0.6, n_save=3, mc=True, N=40, replicas=2)
+    res = sweep(cfg, str(tmp_path))
+    mine = simulate(
+        jax.random.fold_in(jax.random.key(0), 1),
+        P._replace(eps=Schedule([0, 5, 10], [0.0, 0.9, 1.0])),
+        N=40,
+        alpha_max=0.6,
+        n_save=3,
+        replicas=2,
+    )
+    np.testing.assert_array_equal(res.mc["R_mean"][1], np.asarray(mine.R, np.float64).mean(0))
+    with np.load(tmp_path / "sweep.npz") as z:
+        np.testing.assert_array_equal(z["eps"], [[0.0, 0.2, 1.0], [0.0, 0.9, 1.0]])
+        np.testing.assert_array_equal(z["eps_knots"], [0.0, 5.0, 10.0])
+    with pytest.raises(ValueError, match="grid.eps@3: a knot axis NAME@I needs"):
+        make_sweep_config({"eps@3": [0.5]}, base)
+    with pytest.raises(ValueError, match="eps=-0.5 must be >= 0"):
+        make_sweep_config({"eps@0": [-0.5]}, base)

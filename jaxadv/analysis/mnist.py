@@ -64,6 +64,7 @@ from ..model.params import ModelParams
 from ..model.perturbations import gradient_attack
 from ..model.rule import training_rule
 from ..model.student import Student, student_optimizer, train_step
+from ..schedule import at, has_schedule
 from ..typing import Norm, Real
 from ..validation import check_value
 
@@ -501,7 +502,7 @@ def adversarial_sgd(
     key: jax.Array,
     x: ArrayLike,
     y: ArrayLike,
-    eps: float | jax.Array,
+    eps: float | jax.Array | Any,
     *,
     norm: Norm = "inf",
     loss: str | Loss = "logistic",
@@ -515,7 +516,9 @@ def adversarial_sgd(
     Args:
         key: PRNG key (initial weight and the order of the examples).
         x, y: training inputs ``(n, N)`` and labels :math:`\pm1`.
-        eps: training radius :math:`\epsilon\ge0` (0: standard on-line SGD), may be traced.
+        eps: training radius :math:`\epsilon\ge0` (0: standard on-line SGD), may be traced; or a schedule
+            (:mod:`jaxadv.schedule`) of :math:`\alpha = \mu/N` (step :math:`\mu` at its midpoint, ``N`` the number
+            of pixels), as in the model's Monte Carlo.
         norm: threat model of the training attack.
         loss: a :class:`jaxadv.model.losses.Loss` or its name (``'logistic'``; the talk's ``'quadratic'``
             erf loss collapses to chance on MNIST for :math:`\epsilon\ge0.1`).
@@ -536,10 +539,21 @@ def adversarial_sgd(
     s0 = Student(w0 / jnp.linalg.norm(w0), jnp.zeros((), x.dtype))
     order = jnp.concatenate([jax.random.permutation(k, x.shape[0]) for k in jax.random.split(k1, int(epochs))])
 
-    def step(s, i):
-        return adversarial_sgd_step(s, x[i], y[i], params.eps, params, loss, norm=norm), None
+    if not has_schedule(eps):
 
-    return jax.lax.scan(step, s0, order)[0]
+        def step(s, i):
+            return adversarial_sgd_step(s, x[i], y[i], params.eps, params, loss, norm=norm), None
+
+        return jax.lax.scan(step, s0, order)[0]
+
+    N = x.shape[1]
+
+    def scheduled(s, item):  # step mu at alpha = (mu + 1/2) / N, as the model's Monte Carlo (jaxadv.schedule)
+        i, mu = item
+        e = at(eps, (mu + 0.5) / N)
+        return adversarial_sgd_step(s, x[i], y[i], e, params._replace(eps=e), loss, norm=norm), None
+
+    return jax.lax.scan(scheduled, s0, (order, jnp.arange(order.shape[0], dtype=x.dtype)))[0]
 
 
 def tradeoff(

@@ -41,6 +41,10 @@ TOML file (``jaxadv sweep FILE.toml --out DIR``)::
     eps_max = {linspace = [0.0, 1.5, 7]}   # any scalar model or rule parameter is an axis
     prior = [0.5, 0.7, 0.9]
 
+A schedule in ``[base]`` (``eps = {knots = [0, 5, 10], values = [0, 0.5, 1]}``; :mod:`jaxadv.schedule`) makes its
+knot values axes: ``"eps@2" = [0.5, 1.0]`` sweeps the value at the third knot. Without ``eps_test`` the robust
+error is at each point's final eps.
+
 Outputs (``jaxadv sweep`` also writes ``heatmaps.png`` and ``tradeoff.png``, see
 :func:`write_sweep_figures`): ``sweep.csv`` (one row per grid point and save point: ``point``, the grid
 coordinates, ``alpha, R, b, test_error, robust_error`` and, with the Monte Carlo,
@@ -73,8 +77,9 @@ from ..analysis.measures import robust_error, test_error
 from ..defaults import ALPHA_MAX, DT, N_SAVE
 from ..distributed import broadcast, is_multiprocess, is_primary
 from ..model.losses import LOSSES
-from ..model.params import PARAM_RULES, ModelParams
+from ..model.params import PARAM_RULES, SCHEDULABLE, ModelParams
 from ..ode.solve import solve_ode
+from ..schedule import Schedule, cast, described, parse_schedule
 from ..sharding import pad_batch, padded_size, to_host
 from ..validation import check_value
 from .io import npz_problem, read_toml, write_csv, write_json, write_npz
@@ -172,6 +177,8 @@ class SweepConfig:
     def as_dict(self: Any) -> dict:
         d = dataclasses.asdict(self)
         d["grid"] = {k: list(v) for k, v in self.grid.items()}
+        if "base" in d:  # a schedule as {"knots": [...], "values": [...]}
+            d["base"] = described(d["base"])
         return d
 
     def digest(self) -> str:
@@ -261,6 +268,8 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
             kind = bool if k == "nonrobust_only" else str
             if not isinstance(v, kind):
                 raise ValueError(f"base.{k}={v!r} must be a {'boolean' if kind is bool else 'string'}")
+        elif k in SCHEDULABLE and (isinstance(v, (dict, Schedule)) or (isinstance(v, str) and ":" in v)):
+            base[k] = v if isinstance(v, Schedule) else parse_schedule(f"base.{k}", v)
         elif k in _rule_vectors():
             if isinstance(v, str):
                 from .config import _floats
@@ -275,8 +284,16 @@ def make_sweep_config(grid: dict[str, Any], base: dict[str, Any] | None = None, 
     for k, v in grid.items():
         if k in base:
             raise ValueError(f"grid.{k}: {k} is also set in [base]; give it in one of them")
-        if k not in sweep_axes():
-            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(sweep_axes())}")
+        if "@" in k:  # a knot value of a schedule in [base]: eps@2 is the value at eps's third knot
+            name, _, i = k.partition("@")
+            sched = base.get(name)
+            if not isinstance(sched, Schedule) or not i.isdigit() or int(i) >= len(sched.knots):
+                raise ValueError(
+                    f"grid.{k}: a knot axis NAME@I needs [base] NAME = {{knots = [...], values = [...]}} with more "
+                    f"than I knots"
+                )
+        elif k not in sweep_axes():
+            raise ValueError(f"grid.{k}: unknown axis; sweepable: {', '.join(sweep_axes())}, or NAME@I (a knot value)")
         axes[k] = axis_values(k, v)
     if not axes:
         raise ValueError("grid={} is empty: give at least one axis, e.g. eps = [0, 0.5, 1]")
@@ -310,7 +327,13 @@ def validate_sweep_config(cfg: SweepConfig) -> SweepConfig:
     saves = cfg.n_save if cfg.save == "linear" else int(ppd * (math.log10(cfg.alpha_max * cfg.N) + 1))
     check_size(cfg, n_points, saves, 1, cfg.sampler, linear_mc=cfg.save == "linear")
     for name, (ok, what) in PARAM_RULES.items():
-        for v in cfg.grid.get(name, (cfg.base.get(name, getattr(ModelParams(), name)),)):
+        given = cfg.base.get(name, getattr(ModelParams(), name))
+        if isinstance(given, Schedule):  # its knot values, and every value a knot axis takes
+            knot_axes = [v for k, vs in cfg.grid.items() if k.partition("@")[0] == name for v in vs]
+            for v in [*np.asarray(given.values, float).ravel(), *knot_axes]:
+                check_value(name, float(v), ok, what)
+            continue
+        for v in cfg.grid.get(name, (given,)):
             check_value(name, float(v), ok, what)
     for v in cfg.grid.get("eps_test", (cfg.base.get("eps_test", 0.0),)):
         check_value("eps_test", v, lambda x: x >= 0, "must be >= 0")
@@ -502,22 +525,54 @@ def grid_points(cfg: SweepConfig) -> tuple[ModelParams, np.ndarray, tuple[int, .
     def col(k, default):
         if k in flat:
             return flat[k]
-        return np.full(n, float(cfg.base.get(k, default)))
+        given = cfg.base.get(k, default)
+        if isinstance(given, Schedule):  # each point's knot values: the base's, with the knot axes swept
+            values = np.tile(np.asarray(given.values, float), (n, 1))
+            for axis, column in flat.items():
+                name, _, i = axis.partition("@")
+                if name == k and i:
+                    values[:, int(i)] = column
+            return Schedule(given.knots, values)
+        return np.full(n, float(given))
 
     params = ModelParams(*(col(k, defaults[k]) for k in ModelParams._fields))
-    eps_test = col("eps_test", np.nan) if ("eps_test" in flat or "eps_test" in cfg.base) else np.array(params.eps)
+    if "eps_test" in flat or "eps_test" in cfg.base:
+        eps_test = col("eps_test", np.nan)
+    else:  # the training radius at the end of the run
+        eps = params.eps
+        eps_test = np.asarray(eps(cfg.alpha_max)) if isinstance(eps, Schedule) else np.array(eps)
     return params, eps_test, shape
 
 
 def rule_columns(cfg: SweepConfig, params: ModelParams) -> dict:
     """The rule's parameters over the flattened grid: arrays of shape ``(n_points,)`` for the scalar
     ones, tuples for the vector ones (shared by all points)."""
-    flat = {**flat_grid(cfg.grid)[0], "eps": np.asarray(params.eps)}
-    n = len(flat["eps"])
+    n = int(np.prod(flat_grid(cfg.grid)[1]))
+    eps = params.eps
+    if isinstance(eps, Schedule):
+        if "noise_std" in _rule_values(cfg, {}):
+            raise ValueError("attack='noise' with a schedule of eps in a sweep: give noise_norm in [base]")
+        eps = np.zeros(n)
+    flat = {**flat_grid(cfg.grid)[0], "eps": np.asarray(eps)}
     out = {}
     for k, v in _rule_values(cfg, flat).items():
         out[k] = v if isinstance(v, tuple) else np.broadcast_to(np.asarray(v, float), (n,)).copy()
     return out
+
+
+def _take(x: Any, where: Any) -> Any:
+    """One grid point (``where`` an index: a float, or a :class:`~jaxadv.schedule.Schedule` of its knot values) or
+    a slice of points of a flattened grid column."""
+    if isinstance(x, Schedule):
+        return Schedule(x.knots, np.asarray(x.values)[where])
+    return float(np.asarray(x)[where]) if isinstance(where, (int, np.integer)) else np.asarray(x)[where]
+
+
+def _on_grid(x: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A flattened grid column on the grid (a schedule: its knot values, ``shape + (knots,)``)."""
+    if isinstance(x, Schedule):
+        return np.asarray(x.values).reshape(shape + np.shape(x.values)[-1:])
+    return np.asarray(x).reshape(shape)
 
 
 def _slice_rule(rp: dict, lo: int, hi: int) -> dict:
@@ -576,7 +631,7 @@ def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alph
     ``(n, P)``; it runs on ``width`` points (padded by repeating the last: one shape for every chunk, so one
     compilation serves all)."""
     n = len(eps_test)
-    p = pad_batch(ModelParams(*(jnp.asarray(x, jnp.float64) for x in params)), width)
+    p = pad_batch(ModelParams(*(cast(x, jnp.float64) for x in params)), width)
     rp_pad = {k: v if isinstance(v, tuple) else pad_batch(jnp.asarray(v, jnp.float64), width) for k, v in rp.items()}
     sol = solve_ode(
         p,
@@ -590,7 +645,8 @@ def _ode_chunk(cfg: SweepConfig, params: ModelParams, eps_test, width: int, alph
         save_alpha=None if cfg.save == "linear" else save_times(cfg),
     )
     R, b = to_host(sol.R)[:n], to_host(sol.b)[:n]
-    columns = ModelParams(*(np.asarray(x)[:, None] for x in params))
+    data = {k: np.asarray(getattr(params, k))[:, None] for k in ("prior", "rho", "v1", "v2")}
+    columns = ModelParams(**data)  # the errors read the data's parameters only
     return {
         "R": R,
         "b": b,
@@ -832,17 +888,19 @@ def sweep(
     alpha = save_times(cfg)
 
     def ode(lo, hi, width):
-        p = ModelParams(*(np.asarray(x)[lo:hi] for x in params))
+        p = ModelParams(*(_take(x, slice(lo, hi)) for x in params))
         return _ode_chunk(cfg, p, eps_test[lo:hi], width, float(alpha[-1]), _slice_rule(rp_all, lo, hi))
 
     def mc(i, checkpoint, progress, label):
-        p = ModelParams(*(float(np.asarray(x)[i]) for x in params))
+        p = ModelParams(*(_take(x, i) for x in params))
         rp = {k: v if isinstance(v, tuple) else float(v[i]) for k, v in rp_all.items()}
         return _mc_point(cfg, p, float(eps_test[i]), i, rp, checkpoint, progress, label)
 
     def finish(cols):
         result = _result(cfg, params, eps_test, shape, alpha, cols)
-        return result, table(result), {k: np.asarray(getattr(params, k)).reshape(shape) for k in ModelParams._fields}
+        own = {k: _on_grid(getattr(params, k), shape) for k in ModelParams._fields}
+        own.update({f"{k}_knots": np.asarray(x.knots) for k, x in params._asdict().items() if isinstance(x, Schedule)})
+        return result, table(result), own
 
     ode_columns = MC_QUANTITIES if cfg.ode else ()
     return run_chunks(
@@ -866,7 +924,8 @@ def sweep(
 def _result(cfg, params, eps_test, shape, alpha, cols) -> SweepResult:
     g = lambda k: cols[k].reshape(shape + cols[k].shape[1:]) if k in cols else None
     mc = {k: g(k) for k in cols if k not in MC_QUANTITIES} if cfg.mc else None
-    params = ModelParams(*(np.asarray(x).reshape(shape) for x in params))
+    grid: list[Any] = [x if isinstance(x, Schedule) else np.asarray(x).reshape(shape) for x in params]
+    params = ModelParams(*grid)
     axes = {k: np.asarray(v) for k, v in cfg.grid.items()}
     R, b, test, robust = (g(k) for k in MC_QUANTITIES)
     return SweepResult(axes, alpha, params, np.asarray(eps_test).reshape(shape), R, b, test, robust, mc)

@@ -5,12 +5,17 @@ The controls are the knot values of piecewise-linear schedules (:class:`jaxadv.s
 some of the rule's parameters (``eps``, ``eta_w``, ``eta_b``); the objective is a function of the final
 order parameters (:mod:`jaxadv.control.objective`); its gradient comes from reverse-mode differentiation
 through the RK4 solve (:func:`jaxadv.ode.solve.unit_trajectory`), checked against the costate (Pontryagin)
-integration of :mod:`jaxadv.control.adjoint`; :mod:`jaxadv.control.optimise` runs projected optax
-optimisers from several starts, with box constraints and an optional budget on the mean of ``eps``.
+integration of :mod:`jaxadv.control.adjoint`; :mod:`jaxadv.control.optimise` runs projected optimisers
+(spectral projected gradient, optax's Adam) from several starts, with box constraints and an optional budget
+on the mean of ``eps``; :mod:`jaxadv.control.protocols` compares the optimum with the best constant and a
+ramp, and :mod:`jaxadv.control.mnist` applies the model's schedule on MNIST. ``plan_steps`` (the ODE's step
+plan, :func:`jaxadv.ode.solve.plan_steps`) is re-exported for building a :class:`Problem`.
 Derivations: ``docs/theory.md`` §16.
 """
 
+from ..ode.solve import plan_steps
 from .adjoint import costate_gradient
+from .mnist import mnist_schedule
 from .objective import Objective, make_objective
 from .optimise import Controls, OptimiseResult, Problem, optimise, project
 from .protocols import PROTOCOLS, Protocol, compare_protocols
@@ -27,4 +32,6 @@ __all__ = [
     "Protocol",
     "PROTOCOLS",
     "compare_protocols",
+    "mnist_schedule",
+    "plan_steps",
 ]

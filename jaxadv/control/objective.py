@@ -77,7 +77,7 @@ def make_objective(
         >>> from jaxadv import ModelParams
         >>> obj = make_objective({"clean": 0.5, "robust": 0.5}, eps_test=0.5)
         >>> round(float(obj.fn(0.8, 0.0, ModelParams(prior=0.5))), 4)
-        0.3197
+        0.297
     """
     import math
 
