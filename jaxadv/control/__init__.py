@@ -17,7 +17,7 @@ from ..ode.solve import plan_steps
 from .adjoint import costate_gradient
 from .mnist import mnist_schedule
 from .objective import Objective, make_objective
-from .optimise import Controls, OptimiseResult, Problem, optimise, project
+from .optimise import Controls, OptimiseResult, Problem, objective_of, optimise, project
 from .protocols import PROTOCOLS, Protocol, compare_protocols
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Problem",
     "OptimiseResult",
     "optimise",
+    "objective_of",
     "project",
     "costate_gradient",
     "Protocol",
