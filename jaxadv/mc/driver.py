@@ -109,13 +109,19 @@ def _advance(run_keys, states, sp, start, n_steps, sampler):
     return states, jax.vmap(sampler.observe, (0, None))(states, _at_step(sp, start + n_steps))
 
 
+SCHEDULE_POINT = 0.5
+"""Where in a step a schedule is read: step ``mu -> mu + 1`` uses the parameters at ``alpha = (mu + SCHEDULE_POINT)
+/ N``. The midpoint (0.5) leaves no O(1/N) bias against the ODE; 0 (the step's start) or 1 (its end) would shift
+the mean by the O(1/N) term of ``docs/theory.md`` section 15 (measured there by changing this value)."""
+
+
 def _at_step(sp, step):
     """``sp`` with its schedules (in step units, :func:`jaxadv.schedule.in_steps`) for the step from index
-    ``step`` to ``step + 1``: at its midpoint, ``alpha = (step + 1/2) / N`` (``docs/theory.md``, "Schedules")."""
+    ``step`` to ``step + 1``: at :data:`SCHEDULE_POINT` of it (``docs/theory.md``, "Schedules")."""
     if not has_schedule(sp):
         return sp
     dtype = jnp.result_type(*jax.tree.leaves(sp.model))
-    return at(sp, step.astype(dtype) + jnp.asarray(0.5, dtype))
+    return at(sp, step.astype(dtype) + jnp.asarray(SCHEDULE_POINT, dtype))
 
 
 @functools.partial(jax.jit, static_argnames=("R0_given", "sampler"))
