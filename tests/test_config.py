@@ -154,8 +154,11 @@ def test_jaxadv_run_committee_writes_what_jaxadv_committee_writes(tmp_path, pres
 
 
 def test_jaxadv_run_transfer_writes_what_jaxadv_transfer_writes(tmp_path):
-    assert main(["transfer", "transfer", *TINY, "--set", "n_test=50", "--out", str(tmp_path / "alias"), "--quiet"]) == 0
-    r = _jaxadv("run", "transfer", *TINY, "--set", "n_test=50", "--out", str(tmp_path / "run"), "--quiet")
+    # the sizes of the transfer runs of tests/test_signals.py and tests/test_faults.py (float32, n_test=20), whose
+    # compiled programs these runs reuse
+    tiny = [*TINY[:-2], "--set", "n_test=20"]
+    assert main(["transfer", "transfer", *tiny, "--out", str(tmp_path / "alias"), "--quiet"]) == 0
+    r = _jaxadv("run", "transfer", *tiny, "--out", str(tmp_path / "run"), "--quiet")
     assert r.returncode == 0, r.stderr
     _same_files(tmp_path / "run", tmp_path / "alias", ["mc.csv", "ode.csv", "eps.csv"])
 
