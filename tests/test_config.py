@@ -18,8 +18,12 @@ TINY = ["--set", "N=40", "--set", "replicas=2", "--set", "n_save=3", "--set", "a
 
 def _jaxadv(*argv, cwd=None):
     """The console script, as a user runs it (on one device, as the in-process runs: the programs the same
-    configuration compiled in this process are read back from the persistent compilation cache)."""
+    configuration compiled in this process are read back from the persistent compilation cache). The device
+    count an in-process ``main`` put in ``XLA_FLAGS`` (for a JAX that had started already) is left out: with
+    it the script ran on two devices, compiled programs of its own and read none back."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXADV_HOST_DEVICES": "1"}
+    flags = env.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if not f.startswith("--xla_force_host_platform_device_count"))
     return subprocess.run(["jaxadv", *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
