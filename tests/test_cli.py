@@ -13,7 +13,8 @@ from jaxadv.app.cli import main
 from jaxadv.app.config import load_config
 from jaxadv.app.io import read_csv
 
-TINY = ["--set", "N=30", "--set", "alpha_max=2", "--set", "n_save=4", "--set", "replicas=6", "--quiet"]
+# the sizes of the command tests of tests/test_faults.py and tests/test_signals.py (their programs compiled once)
+TINY = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set", "replicas=2", "--quiet"]
 
 
 def test_run_writes_all_outputs(tmp_path):
@@ -26,14 +27,14 @@ def test_run_writes_all_outputs(tmp_path):
             "alpha,R_mean,R_sem,b_mean,b_sem,test_error_mean,test_error_sem,robust_error_mean,robust_error_sem,n_finite"
         )
     ode = read_csv(out / "ode.csv")
-    np.testing.assert_allclose(ode["alpha"], [0, 0.5, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(ode["alpha"], [0, 0.2, 0.4, 0.6])
     assert_every_file_registered(out)
     rep = np.load(out / "mc_replicas.npz")
-    assert rep["R"].shape == (6, 5) and rep["b"].shape == (6, 5) and rep["alpha"].shape == (5,)
+    assert rep["R"].shape == (2, 4) and rep["b"].shape == (2, 4) and rep["alpha"].shape == (4,)
     rob = read_csv(out / "robustness.csv")
     assert set(rob) >= {"eps_test", "robust_error_ode", "robust_error_mc_mean", "robust_error_mc_sem"}
     info = json.loads((out / "config.json").read_text())
-    assert info["config"]["prior"] == 0.7 and info["config"]["N"] == 30
+    assert info["config"]["prior"] == 0.7 and info["config"]["N"] == 40
     for key in ("jax_version", "device", "timings_s", "seed", "jaxadv_version", "verdict"):
         assert key in info
     t = info["timings_s"]  # every phase, and the total covers them
@@ -46,7 +47,7 @@ def test_run_writes_all_outputs(tmp_path):
 
 def test_no_mc_and_toml(tmp_path):
     toml = tmp_path / "mine.toml"
-    toml.write_text('preset = "scenario1"\nprior = 0.6\neps_test = 0.5\nalpha_max = 3.0\nn_save = 3\n')
+    toml.write_text('preset = "scenario1"\nprior = 0.6\neps_test = 0.5\nalpha_max = 0.6\nn_save = 3\n')
     out = tmp_path / "o"
     assert main(["run", str(toml), "--no-mc", "--out", str(out)]) == 0
     assert not (out / "mc.csv").exists()

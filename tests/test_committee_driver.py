@@ -244,7 +244,8 @@ def test_two_host_devices_give_the_bits_of_one(tmp_path, uninterrupted):
 
 # --- the command line and the sweep ---------------------------------------------------------------
 
-TINY = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set", "replicas=3", "--quiet"]
+# the sizes of the command tests of tests/test_faults.py and tests/test_signals.py (their programs compiled once)
+TINY = ["--set", "N=40", "--set", "alpha_max=0.6", "--set", "n_save=3", "--set", "replicas=2", "--quiet"]
 
 
 def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypatch, capsys):
@@ -273,7 +274,7 @@ def test_cli_interrupt_saves_mc_checkpoint_and_rerun_resumes(tmp_path, monkeypat
         N=40,
         alpha_max=0.6,
         n_save=3,
-        replicas=3,
+        replicas=2,
         Q0=cfg["Q0"],
         R0=cfg["R0"],
         b0=cfg["b0"],

@@ -371,15 +371,16 @@ def test_ode_grid_with_options_equals_loop():
 def test_cli_compare_defences_ode_only(tmp_path):
     from jaxadv.app.cli import main
 
+    # the sizes of the command tests of tests/test_faults.py (their ODE programs compiled once)
     rc = main(
         [
             "compare-defences",
             "--set",
-            "N=100",
+            "N=40",
             "--set",
-            "alpha_max=2",
+            "alpha_max=0.6",
             "--set",
-            "n_save=2",
+            "n_save=3",
             "--no-mc",
             "--out",
             str(tmp_path),
@@ -398,11 +399,11 @@ def test_cli_compare_defences_ode_only(tmp_path):
             [
                 "compare-defences",
                 "--set",
-                "N=100",
+                "N=40",
                 "--set",
-                "alpha_max=2",
+                "alpha_max=0.6",
                 "--set",
-                "n_save=2",
+                "n_save=3",
                 "--set",
                 "eps_dist=loguniform",
                 "--set",
