@@ -10,6 +10,7 @@ import os
 import sys
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -28,3 +29,21 @@ def pytest_configure(config):
         )
         os.environ["JAXADV_CACHE_DIR"] = path  # the console scripts the tests start use it too
     compile_cache.enable()
+
+
+_LEAKED = ("XLA_FLAGS", "JAX_ENABLE_X64")
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_environment_main_sets():
+    """An in-process ``jaxadv.app.cli.main`` sets ``XLA_FLAGS`` (one host device per core) and ``JAX_ENABLE_X64``
+    for JAX in this process, which has started already and keeps its one device. Left set, they reach every
+    console script a later test starts: it would run on two devices whatever ``JAXADV_HOST_DEVICES`` says,
+    compile its own programs and read none of this process's back. Each test ends with them as they were."""
+    saved = {k: os.environ.get(k) for k in _LEAKED}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
