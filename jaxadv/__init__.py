@@ -31,7 +31,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded on first use (below)
-    from . import attacks, committee, fast_random
+    from . import attacks, committee, control, fast_random, schedule
     from .analysis import mnist
     from .analysis.certified import certified_curve, certified_error_empirical, certified_radius
     from .analysis.compare import compare, mc_summary, ode_table
@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time every name is loaded 
     from .analysis.transfer import bivariate_normal_cdf, transfer_error, transfer_rate
     from .analysis.verdict import Verdict, honest_verdict, theory_applies
     from .app import mnist as mnist_app
+    from .app import optimise as optimise_app
     from .app.checkpoint import simulate_committee_resumable, simulate_resumable
     from .app.committee_sweep import (
         CommitteeSweepConfig,
