@@ -241,3 +241,32 @@ def test_the_step_time_of_a_schedule_shifts_the_mean_as_predicted(monkeypatch):
         # an O(1/N^2) remainder: at most 10 % of the largest predicted shift (measured 5 % for b, 8 % for R)
         assert np.max(np.abs(d - predicted[:, i])) <= 0.1 * np.max(np.abs(predicted[:, i])), (q, d, predicted[:, i])
         assert np.max(np.abs(predicted[:, i])) > 5e-5  # the effect is there to see (0.0012 in b)
+
+
+def test_committee_and_sweep_commands_read_schedules(tmp_path):
+    """The console scripts: jaxadv committee with an eps schedule (its figures' titles, config.json), and jaxadv
+    sweep over a schedule's knot value from a TOML file (the quoted key "eps@1")."""
+    out = tmp_path / "c"
+    small = ["N=40", "replicas=2", "alpha_max=0.6", "n_save=3", "eps=knots:0,0.6;values:0,1"]
+    cmd = [sys.executable, "-m", "jaxadv", "committee", "committee", "--quiet", "--out", str(out)]
+    r = subprocess.run([*cmd, *(x for s in small for x in ("--set", s))], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "config.json").read_text())
+    assert info["config"]["eps"] == {"knots": [0.0, 0.6], "values": [0.0, 1.0]} and info["config"]["eps_test"] == 1.0
+    assert (out / "errors.png").exists()
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        "alpha_max = 1.0\nn_save = 2\n[base]\nprior = 0.7\neps = {knots = [0, 1], values = [0.0, 1.0]}\n"
+        '[grid]\n"eps@1" = [0.5, 1.5]\n'
+    )
+    sweep_out = tmp_path / "s"
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxadv", "sweep", str(toml), "--out", str(sweep_out), "--quiet", "--no-plots"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    header = (sweep_out / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["point", "eps@1", "alpha"]
+    base = json.loads((sweep_out / "config.json").read_text())["config"]["base"]
+    assert base["eps"] == {"knots": [0.0, 1.0], "values": [0.0, 1.0]}

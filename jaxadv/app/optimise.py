@@ -244,7 +244,7 @@ def run_optimise(
     from ..analysis.compare import mean_sem
     from ..control import compare_protocols, optimise
     from ..mc import driver
-    from ..schedule import describe
+    from ..schedule import Schedule, describe
     from ..students.unit import mc_plan
     from .checkpoint import finished_checkpoints, run_resumable
     from .config import config_dict
@@ -293,8 +293,7 @@ def run_optimise(
         "objective": pb.objective.describe(),
         "knots": list(knots),
         "schedules": {
-            p.name: {n: describe(_scheduled_cfg(cfg, pb, p.values).__getattribute__(n)) for n in names}
-            for p in protocols.values()
+            p.name: {n: describe(Schedule(knots, p.values[i])) for i, n in enumerate(names)} for p in protocols.values()
         },
         "objectives": {p.name: p.objective for p in protocols.values()},
         "gain_over_constant": protocols["constant"].objective - best,
@@ -439,7 +438,6 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def optimise_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv optimise``: load, claim ``--out``, :func:`run_optimise`."""
-    from ..schedule import described
     from .cli import check_run
     from .config import config_dict
     from .outputs import claim_output
@@ -452,7 +450,7 @@ def optimise_command(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     ident = {
         "config": {k: v for k, v in config_dict(cfg).items() if k != "mc"},
-        "optimise": described({k: str(v) for k, v in opts.items()}),
+        "optimise": {k: str(v) for k, v in opts.items()},
         "mc": mc,
     }
     with claim_output(out, ident, overwrite=args.overwrite, command="optimise"):

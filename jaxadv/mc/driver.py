@@ -112,7 +112,8 @@ def _advance(run_keys, states, sp, start, n_steps, sampler):
 SCHEDULE_POINT = 0.5
 """Where in a step a schedule is read: step ``mu -> mu + 1`` uses the parameters at ``alpha = (mu + SCHEDULE_POINT)
 / N``. The midpoint (0.5) leaves no O(1/N) bias against the ODE; 0 (the step's start) or 1 (its end) would shift
-the mean by the O(1/N) term of ``docs/theory.md`` section 15 (measured there by changing this value)."""
+the mean by the O(1/N) term of ``docs/theory.md`` section 15 (measured there by changing this value; it is read
+when the kernel is compiled, so call ``jax.clear_caches()`` after changing it)."""
 
 
 def _at_step(sp, step):
