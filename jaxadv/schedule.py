@@ -8,12 +8,13 @@ function, :func:`at`, which replaces every schedule in a pytree by its value at 
 * the ODE evaluates the vector field at each Runge--Kutta stage time :math:`t` with the parameters
   ``at(args, t)`` (:func:`jaxadv.ode.solve.solve_grid`);
 * the Monte Carlo's step :math:`\mu \to \mu + 1` (0-based :math:`\mu`) applies the rule with the
-  parameters at :math:`\alpha = \mu / N` (:func:`jaxadv.mc.driver.plan_simulation` rescales the
-  schedule to step units once, :func:`in_steps`, and the kernel loop evaluates it at the step
-  index).
+  parameters at the step's midpoint, :math:`\alpha = (\mu + \frac12) / N`
+  (:func:`jaxadv.mc.driver.plan_simulation` rescales the schedule to step units once, :func:`in_steps`, and
+  the kernel loop evaluates it at :data:`jaxadv.mc.driver.SCHEDULE_POINT` of each step).
 
-For :math:`N \to \infty` the two agree: the Monte Carlo's piecewise-constant parameter differs from
-the ODE's continuous one by :math:`O(1/N)` (``docs/theory.md``, "Schedules").
+Read at the midpoint, the Monte Carlo's piecewise-constant parameter leaves no :math:`O(1/N)` bias against
+the ODE's continuous one (``docs/theory.md``, "Schedules": derived, and measured against the start and the
+end of the step).
 
 Two kinds:
 

@@ -354,10 +354,9 @@ class RunConfig:
     @property
     def eps_final(self) -> float:
         """``eps`` at the end of the run (a schedule's value at ``alpha_max``)."""
-        from ..schedule import is_schedule
+        from ..schedule import at
 
-        eps: Any = self.eps
-        return float(eps(self.alpha_max)) if is_schedule(eps) else eps
+        return float(at(self.eps, self.alpha_max))
 
     @property
     def eps_test_value(self) -> float:
@@ -627,6 +626,8 @@ def _array(key: str, value: Any) -> list:
 def check_values(student: str, values: dict) -> None:
     """Every key's own check (:attr:`Key.check`, :attr:`Key.choices`) on the resolved ``values``, the number
     and memory of the save points and the ODE's step count; ``ValueError`` naming the key and echoing its value."""
+    from ..schedule import is_schedule, schedule_values
+
     for name, key in keys_of(student).items():
         v = values.get(name)
         if v is None:
@@ -635,8 +636,8 @@ def check_values(student: str, values: dict) -> None:
             raise ValueError(f"{name}={v!r} is not one of {list(key.choices)}")
         if isinstance(v, dict) and set(v) == {"knots", "values"}:  # a schedule (config_dict's form)
             v = v["values"]
-        elif hasattr(v, "knots"):  # a schedule: its knot values
-            v = [float(x) for x in np.asarray(v.values, float).ravel()]
+        elif is_schedule(v):  # its knot values
+            v = schedule_values(v).tolist()
         for x in v if isinstance(v, list) else [v]:
             if key.check is not None and not key.check[0](x):
                 raise ValueError(f"{name}={x!r} {key.check[1]}")
@@ -903,8 +904,9 @@ def _committee(r: Resolved) -> dict[str, Any]:
     cfg["mixture"] = mixture
     resolve(cfg)  # every record's own validator
     if cfg["eps_test"] is None:  # validated as eps; a schedule's final value
-        eps = cfg["eps"]
-        cfg["eps_test"] = float(eps(cfg["alpha_max"])) if hasattr(eps, "knots") else eps
+        from ..schedule import at
+
+        cfg["eps_test"] = float(at(cfg["eps"], cfg["alpha_max"]))
     return cfg
 
 

@@ -192,10 +192,9 @@ def problem(cfg: Any, opts: dict[str, Any]) -> Any:
 
 
 def _scheduled_cfg(cfg: Any, pb: Any, values: np.ndarray) -> Any:
-    from ..schedule import Schedule
-
-    sched = {n: Schedule(pb.controls.knots, values[i]) for i, n in enumerate(pb.controls.names)}
-    return dataclasses.replace(cfg, **sched)
+    """``cfg`` with the problem's controlled keys the schedules of ``values`` (:meth:`Problem.scheduled`)."""
+    scheduled = pb.scheduled(values)
+    return dataclasses.replace(cfg, **{n: getattr(scheduled, n) for n in pb.controls.names})
 
 
 def _toml_value(v: Any) -> str:
@@ -268,8 +267,8 @@ def run_optimise(
     grid = np.linspace(0.0, cfg.alpha_max, 201)
     sched = {"alpha": grid}
     for i, n in enumerate(names):
-        for p in protocols.values():
-            sched[f"{n}_{p.name}"] = np.interp(grid, knots, p.values[i])
+        for p in protocols.values():  # the schedule the run used, evaluated (jaxadv.schedule.Schedule)
+            sched[f"{n}_{p.name}"] = np.asarray(Schedule(knots, p.values[i])(grid))
     rows: dict[str, list[Any]] = {k: [] for k in ("protocol", "alpha", "R", "b", "test_error", "robust_error")}
     for p in protocols.values():
         rows["protocol"] += [p.name] * len(p.alpha)

@@ -303,7 +303,7 @@ def plan_simulation(
     if save != "linear":  # log-spaced saves: intervals of different lengths (one compilation, n_steps is traced)
         save_steps = schedule.save_steps(N, alpha_max, n_save, save, points_per_decade, alpha_min)
         n_save, steps, alpha = len(save_steps) - 1, int(np.max(np.diff(save_steps))), save_steps / N
-    sp = in_steps(SamplerParams(as_array_params(params, dtype), rp, const), N)  # schedules read at step / N
+    sp = in_steps(SamplerParams(as_array_params(params, dtype), rp, const), N)  # schedules in step units
 
     keys = jax.random.split(key, replicas)
     pair = jax.vmap(jax.random.split)(keys)

@@ -174,12 +174,13 @@ def validate_rule(rule: TrainingRule, values: dict[str, Any] | None = None) -> T
 
 
 def rule_params(
-    rule: TrainingRule = DEFAULT_RULE, dtype: DTypeLike | None = None, **values: Any
+    rule: TrainingRule = DEFAULT_RULE, dtype: DTypeLike | None = None, *, validate: bool = True, **values: Any
 ) -> dict[str, jax.Array]:
     """The rule's traced parameters as ``{name: array}`` of ``dtype`` (default: JAX's float).
 
-    Missing values take the parts' defaults; scalars may be arrays of one grid shape.
-    Validates eagerly (see :func:`validate_rule`).
+    Missing values take the parts' defaults; scalars may be arrays of one grid shape; a scalar may be a
+    schedule (:mod:`jaxadv.schedule`). Validates eagerly (see :func:`validate_rule`) unless ``validate=False``
+    (values that are traced, e.g. under ``jax.grad``: :func:`jaxadv.ode.solve.unit_trajectory`).
 
     Example:
         >>> from jaxadv.model.rule import training_rule, rule_params
@@ -187,7 +188,8 @@ def rule_params(
         >>> sorted(rule_params(rule, eps_max=2.0))
         ['eps_max', 'eps_min']
     """
-    validate_rule(rule, values)
+    if validate:
+        validate_rule(rule, values)
     dtype = jnp.result_type(float) if dtype is None else dtype
     specs = rule_param_specs(rule)
     out = {}

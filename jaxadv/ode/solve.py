@@ -456,10 +456,7 @@ def unit_trajectory(
         (2,)
     """
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    rp = {k: cast(v, dtype) for k, v in (rule_params or {}).items()}
-    specs = rule_param_specs(rule)
-    rp = {k: rp.get(k, cast(spec.default, dtype)) for k, spec in specs.items()}
-    rp = {k: jnp.atleast_1d(v) if specs[k].vector else v for k, v in rp.items()}
+    rp = make_rule_params(rule, dtype, validate=False, **(rule_params or {}))
     sol = _solve_unit(params, rp, R0, b0, rule, plan, method, None, dtype)
     return sol.alpha, sol.ys[..., 0], sol.ys[..., 1]
 
