@@ -47,31 +47,33 @@ if TYPE_CHECKING:
 
 __all__ = ["OPTIMISE_KEYS", "load_optimise", "run_optimise", "optimise_command", "add_parser"]
 
-_SCHEDULABLE = ("eps", "eta_w", "eta_b")
+_SCHEDULABLE = {"unit": ("eps", "eta_w", "eta_b"), "committee": ("eps", "eta_w", "eta_b", "eta_v")}
+_BOTH = "unit committee"
 _POSITIVE = (lambda x: x > 0, "must be > 0")
 OPTIMISE_KEYS = (
-    Key("controls", "str", "eps", "unit", "optimise", "the scheduled parameters, comma-separated (eps, eta_w, eta_b)"),
+    Key("controls", "str", "eps", _BOTH, "optimise", "the scheduled parameters, comma-separated (eps, eta_w, eta_b; a committee's eta_v)"),
     Key(
         "knots",
         "int",
         11,
-        "unit",
+        _BOTH,
         "optimise",
         "knots, equally spaced from 0 to alpha_max",
         (lambda x: 2 <= x <= 1000, "must lie in [2, 1000]"),
     ),
-    Key("eps_bounds", "floats", [0.0, 2.0], "unit", "optimise", "[lower, upper] of eps's values"),
-    Key("eta_w_bounds", "floats", [0.01, 1.0], "unit", "optimise", "[lower, upper] of eta_w's values"),
-    Key("eta_b_bounds", "floats", [0.01, 1.0], "unit", "optimise", "[lower, upper] of eta_b's values"),
-    Key("budget", "float?", None, "unit", "optimise", "mean of eps over the run (none: free)"),
-    Key("objective", "str", "robust=1", "unit", "optimise", "weights of the terms clean, robust, auc, radii"),
-    Key("auc_max", "float?", None, "unit", "optimise", "upper radius of the auc term (none: 2 eps_test)"),
-    Key("radii", "str", "", "unit", "optimise", "radii of the radii term, comma-separated"),
+    Key("eps_bounds", "floats", [0.0, 2.0], _BOTH, "optimise", "[lower, upper] of eps's values"),
+    Key("eta_w_bounds", "floats", [0.01, 1.0], _BOTH, "optimise", "[lower, upper] of eta_w's values"),
+    Key("eta_b_bounds", "floats", [0.01, 1.0], _BOTH, "optimise", "[lower, upper] of eta_b's values"),
+    Key("eta_v_bounds", "floats", [0.01, 1.0], "committee", "optimise", "[lower, upper] of eta_v's values"),
+    Key("budget", "float?", None, _BOTH, "optimise", "mean of eps over the run (none: free)"),
+    Key("objective", "str", "robust=1", _BOTH, "optimise", "weights of the terms clean, robust, auc, radii"),
+    Key("auc_max", "float?", None, _BOTH, "optimise", "upper radius of the auc term (none: 2 eps_test)"),
+    Key("radii", "str", "", _BOTH, "optimise", "radii of the radii term, comma-separated"),
     Key(
         "starts",
         "int",
         4,
-        "unit",
+        _BOTH,
         "optimise",
         "starting points (the first constant)",
         (lambda x: 1 <= x <= 1000, "must lie in [1, 1000]"),
@@ -80,7 +82,7 @@ OPTIMISE_KEYS = (
         "steps",
         "int",
         200,
-        "unit",
+        _BOTH,
         "optimise",
         "most iterations a start",
         (lambda x: 1 <= x <= 10**6, "must lie in [1, 10**6]"),
@@ -89,14 +91,14 @@ OPTIMISE_KEYS = (
         "method",
         "str",
         "spg",
-        "unit",
+        _BOTH,
         "optimise",
         "spg (projected spectral gradient) or adam (optax)",
         choices=("spg", "adam"),
     ),
-    Key("learning_rate", "float", 0.05, "unit", "optimise", "Adam's first step", _POSITIVE),
+    Key("learning_rate", "float", 0.05, _BOTH, "optimise", "Adam's first step", _POSITIVE),
 )
-"""The keys of ``jaxadv optimise`` beside the unit's (the ``[optimise]`` table)."""
+"""The keys of ``jaxadv optimise`` beside the student's (the ``[optimise]`` table)."""
 
 _BY_NAME = {k.name: k for k in OPTIMISE_KEYS}
 
@@ -118,10 +120,11 @@ def _weights(value: Any) -> dict[str, float]:
 
 
 def load_optimise(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
-    """``(RunConfig, options)``: the unit's configuration (``jaxadv run``'s reader) and the optimisation's options
-    (:data:`OPTIMISE_KEYS`, from the file's ``[optimise]`` table and ``--set``), each validated; ``ValueError``
-    naming the key and its value."""
-    from .config import load_config, read_overrides
+    """``(configuration, options)``: the student's configuration (``jaxadv run``'s reader: a
+    :class:`~jaxadv.app.config.RunConfig` for the unit, the resolved dict for a committee) and the optimisation's
+    options (:data:`OPTIMISE_KEYS`, from the file's ``[optimise]`` table and ``--set``; ``options["student"]``
+    names the student), each validated; ``ValueError`` naming the key and its value."""
+    from .config import load_any, read_overrides
     from .io import read_toml
 
     raw = read_overrides(overrides)
@@ -135,7 +138,9 @@ def load_optimise(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> tup
         for k in table:
             if k not in _BY_NAME:
                 raise ValueError(f"optimise.{k}: unknown key; the keys of [optimise]: {', '.join(_BY_NAME)}")
-    cfg = load_config(spec, rest)
+    student, cfg = load_any(spec, rest)
+    if student not in _SCHEDULABLE:
+        raise ValueError(f"student={student!r}: jaxadv optimise optimises the unit's and the committee's protocols")
     opts: dict[str, Any] = {k.name: k.default for k in OPTIMISE_KEYS}
     for k, v in {**table, **mine}.items():
         opts[k] = v if k == "objective" and isinstance(v, dict) else coerce(_BY_NAME[k], v)
@@ -145,29 +150,51 @@ def load_optimise(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> tup
             raise ValueError(f"{k}={opts[k]!r} {key.check[1]}")
         if key.choices and opts[k] not in key.choices:
             raise ValueError(f"{k}={opts[k]!r} is not one of {list(key.choices)}")
+    opts["student"] = student
     opts["controls"] = tuple(x.strip() for x in str(opts["controls"]).split(",") if x.strip())
     for name in opts["controls"]:
-        if name not in _SCHEDULABLE:
+        if name not in _SCHEDULABLE[student]:
             raise ValueError(
-                f"controls={','.join(opts['controls'])!r}: {name!r} is not one of {', '.join(_SCHEDULABLE)}"
+                f"controls={','.join(opts['controls'])!r}: {name!r} is not one of {', '.join(_SCHEDULABLE[student])}"
             )
         b = opts[f"{name}_bounds"]
         if len(b) != 2 or not b[0] <= b[1]:
             raise ValueError(f"{name}_bounds={b!r} must be [lower, upper] with lower <= upper")
     opts["weights"] = _weights(opts.pop("objective"))
     opts["radii"] = [float(x) for x in str(opts["radii"]).split(",") if x.strip()]
-    if cfg.rule.attack.field is None:
+    if student == "unit" and cfg.rule.attack.field is None:
         raise ValueError(f"attack={cfg.attack!r} has no ODE: jaxadv optimise needs the ODE (attack l2 or noise)")
+    if student == "committee":
+        if cfg["attack"] not in ("fgm", "none"):
+            raise ValueError(
+                f"attack={cfg['attack']!r}: a committee's protocol is optimised through the ODE of the fgm attack "
+                "(or none); the searches of pgd and worst have no derivative through the ODE here"
+            )
+        if cfg["R0"] is None or cfg["Q0"] is None:
+            raise ValueError("R0, Q0: jaxadv optimise starts the committee's ODE from the given R0 and Q0; give both")
+        if cfg["lipschitz"] is not None:
+            raise ValueError(f"lipschitz={cfg['lipschitz']!r}: the committee's Lipschitz flow is not optimised")
     problem(cfg, opts)  # every check of the problem (bounds, budget, objective) before anything runs
     return cfg, opts
 
 
+def values_of(cfg: Any) -> dict[str, Any]:
+    """The configuration's values as a dict (the unit's :class:`~jaxadv.app.config.RunConfig` as JSON-ready
+    values, a committee's resolved dict as it is)."""
+    from .config import config_dict
+
+    return cfg if isinstance(cfg, dict) else config_dict(cfg)
+
+
 def problem(cfg: Any, opts: dict[str, Any]) -> Any:
-    """The :class:`jaxadv.control.Problem` of a configuration and its options."""
+    """The protocol problem of a configuration and its options: a :class:`jaxadv.control.Problem` (the unit) or a
+    :class:`jaxadv.control.CommitteeControl` (the committee's ODE with its default quadrature rule for K and the
+    fixed step ``dt``, as ``jaxadv committee`` integrates it)."""
     from ..control import Controls, Problem, make_objective
     from ..ode.solve import plan_steps
 
-    eps_test = cfg.eps_test_value
+    values = values_of(cfg)
+    eps_test = cfg.eps_test_value if opts["student"] == "unit" else float(cfg["eps_test"])
     objective = make_objective(
         opts["weights"],
         eps_test=eps_test,
@@ -175,26 +202,38 @@ def problem(cfg: Any, opts: dict[str, Any]) -> Any:
         radii=opts["radii"],
     )
     names = opts["controls"]
-    knots = tuple(float(x) for x in np.linspace(0.0, cfg.alpha_max, opts["knots"]))
+    alpha_max = values["alpha_max"]
+    knots = tuple(float(x) for x in np.linspace(0.0, alpha_max, opts["knots"]))
     lower = tuple(float(opts[f"{n}_bounds"][0]) for n in names)
     upper = tuple(float(opts[f"{n}_bounds"][1]) for n in names)
-    controls = Controls(names, knots, lower, upper, opts["budget"]).check(cfg.alpha_max)
-    return Problem(
-        cfg.params,
-        plan_steps(cfg.alpha_max, cfg.n_save, cfg.dt),
-        objective,
-        controls,
-        cfg.rule,
-        cfg.rule_params,
-        0.0 if cfg.R0 is None else cfg.R0,
-        cfg.b0,
-    )
+    controls = Controls(names, knots, lower, upper, opts["budget"]).check(alpha_max, _SCHEDULABLE[opts["student"]])
+    plan = plan_steps(alpha_max, values["n_save"], values["dt"])
+    if opts["student"] == "committee":
+        import jax.numpy as jnp
+
+        from ..committee import CommitteeState
+        from ..committee.params import default_second_layer
+        from ..committee.quadrature import default_rule
+        from ..control import CommitteeControl
+        from ..students.committee import resolve
+
+        _, mixture, params, spec = resolve(cfg)
+        K = spec.K
+        y0 = CommitteeState(
+            jnp.asarray(cfg["Q0"], float),
+            jnp.asarray(cfg["R0"], float),
+            jnp.zeros(K) if cfg["b0"] is None else jnp.asarray(cfg["b0"], float),
+            default_second_layer(K) if cfg["v"] is None else jnp.asarray(cfg["v"], float),
+        )
+        return CommitteeControl(mixture, params, spec, plan, default_rule(K), y0, objective, controls)
+    return Problem(cfg.params, plan, objective, controls, cfg.rule, cfg.rule_params, 0.0 if cfg.R0 is None else cfg.R0, cfg.b0)
 
 
 def _scheduled_cfg(cfg: Any, pb: Any, values: np.ndarray) -> Any:
     """``cfg`` with the problem's controlled keys the schedules of ``values`` (:meth:`Problem.scheduled`)."""
     scheduled = pb.scheduled(values)
-    return dataclasses.replace(cfg, **{n: getattr(scheduled, n) for n in pb.controls.names})
+    new = {n: getattr(scheduled, n) for n in pb.controls.names}
+    return {**cfg, **new} if isinstance(cfg, dict) else dataclasses.replace(cfg, **new)
 
 
 def _toml_value(v: Any) -> str:
@@ -208,15 +247,28 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_toml_value(x) for x in np.asarray(v).tolist()) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def schedule_toml(cfg: Any) -> str:
     """A ``jaxadv run`` configuration (TOML) of ``cfg``: every key that differs from the unit's defaults, the
     schedules as ``{knots = [...], values = [...]}``."""
-    from .config import RunConfig
+    from .config import RunConfig, defaults_of
 
     lines = ["# the optimal schedule found by jaxadv optimise; run it with `jaxadv run schedule.toml`"]
+    if isinstance(cfg, dict):  # a committee: every key that differs from its defaults
+        lines.append('student = "committee"')
+        for k, d in defaults_of("committee").items():
+            v = cfg.get(k)
+            if k in ("name", "mixture") or v is None or (not hasattr(v, "knots") and _same(v, d)):
+                continue
+            lines.append(f"{k} = {_toml_value(v)}")
+        if cfg.get("mixture") is not None:
+            lines.append("[mixture]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in cfg["mixture"].items()]
+        return "\n".join(lines) + "\n"
     default = RunConfig()
     for f in dataclasses.fields(RunConfig):
         v = getattr(cfg, f.name)
@@ -226,6 +278,13 @@ def schedule_toml(cfg: Any) -> str:
     for k, v in cfg.rule_extra:
         lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except ValueError:  # ragged
+        return False
 
 
 def run_optimise(
@@ -242,11 +301,9 @@ def run_optimise(
     from .. import __version__
     from ..analysis.compare import mean_sem
     from ..control import compare_protocols, optimise
-    from ..mc import driver
     from ..schedule import Schedule, describe
     from ..students.unit import mc_plan
     from .checkpoint import finished_checkpoints, run_resumable
-    from .config import config_dict
     from .io import atomic_write_bytes, write_csv, write_figure, write_json
 
     pb = problem(cfg, opts)
@@ -255,7 +312,7 @@ def run_optimise(
     what = f"controls {', '.join(pb.controls.names)} on {len(pb.controls.knots)} knots"
     log(f"objective: {pb.objective.describe()}; {what}")
     run_opts = {k: opts[k] for k in ("steps", "method", "learning_rate")}
-    res = optimise(pb, starts=opts["starts"], seed=cfg.seed, log=log, **run_opts)
+    res = optimise(pb, starts=opts["starts"], seed=values_of(cfg)["seed"], log=log, **run_opts)
     protocols = compare_protocols(pb, res, **run_opts)
     t_opt = time.perf_counter() - t0
     names, knots = pb.controls.names, pb.controls.knots
@@ -264,16 +321,18 @@ def run_optimise(
         gain = "" if p.name == "optimal" else f" (optimal is {p.objective - best:+.6f} better)"
         log(f"{p.name:9s} objective {p.objective:.6f}{gain}")
 
-    grid = np.linspace(0.0, cfg.alpha_max, 201)
+    values = values_of(cfg)
+    grid = np.linspace(0.0, values["alpha_max"], 201)
     sched = {"alpha": grid}
     for i, n in enumerate(names):
         for p in protocols.values():  # the schedule the run used, evaluated (jaxadv.schedule.Schedule)
             sched[f"{n}_{p.name}"] = np.asarray(Schedule(knots, p.values[i])(grid))
-    rows: dict[str, list[Any]] = {k: [] for k in ("protocol", "alpha", "R", "b", "test_error", "robust_error")}
+    rows: dict[str, list[Any]] = {}
     for p in protocols.values():
-        rows["protocol"] += [p.name] * len(p.alpha)
-        for k in ("alpha", "R", "b", "test_error", "robust_error"):
-            rows[k] += list(np.asarray(getattr(p, k), float))
+        cols = {"protocol": [p.name] * len(p.alpha), "alpha": p.alpha, **p.order}
+        cols.update(test_error=p.test_error, robust_error=p.robust_error)
+        for k, x in cols.items():
+            rows.setdefault(k, []).extend(x if k == "protocol" else list(np.asarray(x, float)))
     starts = {
         "start": np.arange(len(res.starts)),
         "objective_initial": [s.history[0] for s in res.starts],
@@ -287,7 +346,7 @@ def run_optimise(
             starts[f"{n}_{j}"] = [s.values[i, j] for s in res.starts]
     best_cfg = _scheduled_cfg(cfg, pb, res.values)
     info: dict[str, Any] = {
-        "config": config_dict(cfg),
+        "config": {k: v for k, v in values_of(cfg).items() if k != "mixture"},
         "optimise": {**{k: v for k, v in opts.items() if k != "weights"}, "objective": opts["weights"]},
         "objective": pb.objective.describe(),
         "knots": list(knots),
@@ -311,17 +370,13 @@ def run_optimise(
             per: dict[str, np.ndarray] = {}
             for name in ("optimal", "constant"):
                 c = _scheduled_cfg(cfg, pb, protocols[name].values)
-                plan = mc_plan(c)
+                plan = mc_plan(c) if opts["student"] == "unit" else _committee_plan(c, pb)
                 path = os.path.join(out_dir, f"mc_checkpoint_{name}.npz")
                 obs = run_resumable(
                     plan, checkpoint=path, progress=progress, label=f"monte carlo ({name})", remove_checkpoint=False
                 )
                 finished.append(path)
-                m = driver.result(plan, np.stack(obs))
-                R, b = (np.asarray(x[:, -1], np.float64) for x in (m.R, m.b))
-                phi = np.array(pb.objective.fn(R, b, pb.params), float)
-                phi[~m.finite[:, -1]] = np.nan
-                per[name] = phi
+                per[name] = phi = _replica_objectives(pb, plan, obs)
                 mean, sem = mean_sem(phi[np.isfinite(phi)])
                 for k, v in zip(
                     confirm, (name, protocols[name].objective, mean, sem, int(np.isfinite(phi).sum())), strict=True
@@ -335,7 +390,7 @@ def run_optimise(
             if predicted < 3 * gain_sem:
                 verdict = (
                     f"the predicted gain {predicted:.5f} is within the noise (3 SE = {3 * gain_sem:.5f}) at "
-                    f"N={cfg.N}: a null result at this size"
+                    f"N={values['N']}: a null result at this size"
                 )
             else:
                 word = "confirmed" if z <= 3 else "NOT confirmed"
@@ -346,7 +401,7 @@ def run_optimise(
             info.update(gain_mc=gain, gain_mc_sem=gain_sem, gain_deviation_sem=z, verdict=verdict)
             log(verdict)
         write_csv(os.path.join(out_dir, "schedule.csv"), sched)
-        text = schedule_toml(dataclasses.replace(best_cfg, mc=True))
+        text = schedule_toml({**best_cfg, "mc": True} if isinstance(best_cfg, dict) else dataclasses.replace(best_cfg, mc=True))
         atomic_write_bytes(os.path.join(out_dir, "schedule.toml"), text.encode())
         write_csv(os.path.join(out_dir, "protocols.csv"), rows)
         write_csv(os.path.join(out_dir, "starts.csv"), starts)
@@ -354,11 +409,66 @@ def run_optimise(
             write_csv(os.path.join(out_dir, "confirm.csv"), confirm)
         write_json(os.path.join(out_dir, "config.json"), info)
         write_figure(
-            os.path.join(out_dir, "optimise.png"), plot_protocols(protocols, sched, names, pb, confirm, cfg.name)
+            os.path.join(out_dir, "optimise.png"), plot_protocols(protocols, sched, names, pb, confirm, values["name"])
         )
         info["timings_s"]["total_s"] = time.perf_counter() - t0
         write_json(os.path.join(out_dir, "config.json"), info)
     return info
+
+
+def _committee_plan(cfg: dict[str, Any], pb: Any) -> Any:
+    """The committee's Monte Carlo plan of a configuration (its values at the problem's start)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..committee.montecarlo import plan_committee
+    from ..students.committee import resolve
+
+    _, mixture, params, spec = resolve(cfg)
+    y0 = pb.y0
+    return plan_committee(
+        jax.random.key(cfg["seed"]),
+        mixture,
+        params,
+        spec,
+        N=cfg["N"],
+        alpha_max=cfg["alpha_max"],
+        n_save=cfg["n_save"],
+        replicas=cfg["replicas"],
+        Q0=np.asarray(y0.Q),
+        R0=np.asarray(y0.R),
+        b0=np.asarray(y0.b),
+        v0=np.asarray(y0.v),
+        dtype=jnp.float64 if cfg["x64"] else jnp.float32,
+    )
+
+
+def _replica_objectives(pb: Any, plan: Any, obs: Any) -> np.ndarray:
+    """The objective of each replica's final order parameters (NaN where they are not finite)."""
+    if hasattr(pb, "mixture"):  # a committee
+        import jax
+        import jax.numpy as jnp
+
+        from ..committee import CommitteeState
+        from ..committee.montecarlo import committee_result
+        from ..control import committee_objective
+
+        m = committee_result(plan, obs)
+        finals = CommitteeState(*(jnp.asarray(np.asarray(z[:, -1], np.float64)) for z in (m.Q, m.R, m.b, m.v)))
+        mix = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), pb.mixture)
+        one = jax.jit(lambda s: committee_objective(pb.objective, s, mix, pb.measure_rule))
+        ok = m.finite[:, -1]
+        safe = jax.tree.map(lambda z: jnp.where(ok.reshape((-1,) + (1,) * (z.ndim - 1)), z, z[jnp.argmax(ok)]), finals)
+        phi = np.array([float(one(jax.tree.map(lambda z, i=i: z[i], safe))) for i in range(len(ok))])
+    else:
+        from ..mc import driver
+
+        m = driver.result(plan, np.stack(obs))
+        R, b = (np.asarray(x[:, -1], np.float64) for x in (m.R, m.b))
+        phi = np.array(pb.objective.fn(R, b, pb.params), float)
+        ok = m.finite[:, -1]
+    phi[~np.asarray(ok)] = np.nan
+    return phi
 
 
 def plot_protocols(
@@ -388,7 +498,7 @@ def plot_protocols(
     ax1.legend(fontsize=8)
     for p in protocols.values():
         ax2.plot(p.alpha, p.test_error, color=colors[p.name], ls=":", label=f"{p.name}: clean")
-        ax2.plot(p.alpha, np.asarray(pb.objective.fn(p.R, p.b, pb.params)), color=colors[p.name], ls="--")
+        ax2.plot(p.alpha, p.objective_path, color=colors[p.name], ls="--")
         ax2.plot(
             p.alpha,
             p.robust_error,
@@ -438,22 +548,23 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 def optimise_command(args: argparse.Namespace) -> int:
     """Body of ``jaxadv optimise``: load, claim ``--out``, :func:`run_optimise`."""
     from .cli import check_run
-    from .config import config_dict
     from .outputs import claim_output
 
     cfg, opts = load_optimise(args.config, args.overrides)
-    mc = cfg.mc and not args.no_mc
+    values = values_of(cfg)
+    mc = values["mc"] and not args.no_mc
     if mc:  # two runs, one after the other: one's memory
-        check_run(cfg.N, cfg.replicas, cfg.n_save, cfg.x64, cfg.alpha_max, cfg.sampler)
-    out = args.out or os.path.join("results", f"{cfg.name}_optimise")
+        units = values["replicas"] * (values["K"] if opts["student"] == "committee" else 1)
+        check_run(values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full"))
+    out = args.out or os.path.join("results", f"{values['name']}_optimise")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     ident = {
-        "config": {k: v for k, v in config_dict(cfg).items() if k != "mc"},
+        "config": {k: v for k, v in values.items() if k not in ("mc", "mixture")},
         "optimise": {k: str(v) for k, v in opts.items()},
         "mc": mc,
     }
     with claim_output(out, ident, overwrite=args.overwrite, command="optimise"):
-        print(f"jaxadv optimise {cfg.name} -> {out}", flush=True)
+        print(f"jaxadv optimise {values['name']} -> {out}", flush=True)
         run_optimise(cfg, opts, out, mc=mc, progress=not args.quiet, log=log)
     print(f"wrote {out}", flush=True)
     return 0

@@ -331,6 +331,7 @@ def maximise_on_ellipsoid(
     eps: float | jax.Array,
     iters: int = 32,
     n_polish: int = 3,
+    envelope: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     r"""Maximise :math:`\varphi(x+u)` over the boundary of :math:`\{u=Q\gamma:\gamma^\top Q\gamma\le\epsilon^2\}`.
 
@@ -342,6 +343,11 @@ def maximise_on_ellipsoid(
     For :math:`K=1` the two points :math:`e=\pm1` are compared exactly.
     For a :math:`\varphi` increasing along some :math:`w`-direction (every erf committee) the maximum
     lies on the boundary, so the interior is not searched.
+
+    With ``envelope``, the derivatives of ``value`` are those of the envelope theorem, :math:`\partial\varphi/
+    \partial\theta` at the maximiser :math:`e^*` held fixed (the sphere does not depend on :math:`\theta`), not
+    those of the search's iterations (whose normalised tangent gradient has no derivative where it vanishes,
+    at the maximum); the value is the same, and ``gamma`` carries no derivative through :math:`e^*`.
 
     Returns:
         ``(gamma, value)``: shape ``(K,)`` and the maximum.
@@ -357,7 +363,7 @@ def maximise_on_ellipsoid(
     vals = jax.vmap(f)(cands)
     if K == 1:
         best = jnp.argmax(vals)
-        return eps * (geom.P @ cands[best]), vals[best]
+        return _at_maximiser(f, cands[best], vals[best], geom, eps, envelope)
     step0 = 2.0 * math.pi / n_grid if K == 2 else 2.0 / math.sqrt(n_grid)
 
     def polish(e, fe):
@@ -378,7 +384,16 @@ def maximise_on_ellipsoid(
     top = jnp.argsort(-vals)[:n_polish]
     ends, values = jax.vmap(polish)(cands[top], vals[top])
     best = jnp.argmax(values)
-    e, fe = ends[best], values[best]
+    return _at_maximiser(f, ends[best], values[best], geom, eps, envelope)
+
+
+def _at_maximiser(f, e, fe, geom, eps, envelope: bool):
+    """``(gamma, value)`` at the maximiser ``e``; with ``envelope`` the value's derivative is that of ``f`` at ``e``
+    held fixed (:func:`maximise_on_ellipsoid`), its value ``fe`` unchanged (the added term is exactly 0)."""
+    if envelope:
+        e, fe = jax.lax.stop_gradient(e), jax.lax.stop_gradient(fe)
+        fe_live = f(e)
+        fe = fe + (fe_live - jax.lax.stop_gradient(fe_live))
     return eps * (geom.P @ e), fe
 
 

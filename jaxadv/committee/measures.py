@@ -55,6 +55,7 @@ __all__ = [
     "columns",
     "bisected_error",
     "error_fraction",
+    "implicit_root",
 ]
 
 MEASURE_RULE = GaussRule(panels=8, order=8, width=8.0)
@@ -102,8 +103,27 @@ def error_fraction(G: Callable[[jax.Array], jax.Array], span: float, bisect: int
         return jnp.where(bad, mid, left), jnp.where(bad, right, mid)
 
     left, right = jax.lax.fori_loop(0, bisect, body, (lo, hi))
-    p = jnp.where(G(hi) <= 0, 1.0, ndtr((left + right) / 2))
+    p = jnp.where(G(hi) <= 0, 1.0, ndtr(implicit_root(G, left, right)))
     return jnp.where(G(lo) > 0, 0.0, p)
+
+
+def implicit_root(G: Callable[[jax.Array], jax.Array], left: jax.Array, right: jax.Array) -> jax.Array:
+    r"""The root :math:`t^*` of ``G`` in the bracket ``[left, right]`` that a search autodiff cannot see through
+    (a bisection) has left, polished by one Newton step from the bracket's middle :math:`t_0` (kept inside the
+    bracket) and given the derivative of the implicit function theorem,
+    :math:`dt^*/d\theta = -\partial_\theta G/\partial_tG` for any parameter :math:`\theta` that ``G`` closes
+    over. It is :math:`t_0 - G(t_0)/\bar G'(t_0)` with the bar stopping the gradient: its value is Newton's,
+    its derivative :math:`-\partial_\theta G/G'`. From 30 halvings of :math:`[-10, 10]` (a bracket of
+    2e-8) the step leaves an error of order :math:`G''/G'\cdot10^{-16}`: float64's round-off instead of the
+    bracket's 1e-8 (where :math:`G'` vanishes the middle is kept)."""
+    t0 = jax.lax.stop_gradient((left + right) / 2)
+    g, slope = jax.jvp(G, (t0,), (jnp.ones_like(t0),))
+    slope = jax.lax.stop_gradient(slope)
+    safe = jnp.where(slope != 0, slope, 1.0)
+    step = jnp.where(slope != 0, g / safe, 0.0)
+    # the step's value kept in the bracket, its derivative -dG/dtheta / G' untouched
+    bound = jnp.clip(jax.lax.stop_gradient(step), t0 - right, t0 - left)
+    return t0 - (step - jax.lax.stop_gradient(step) + bound)
 
 
 def _frame(Q, v):
@@ -185,7 +205,7 @@ def _error(
             # fields at t_K = 0; only the field of unit k* moves with t_K, by s C_KK per unit
             x0 = (m + s * (C[:, : K - 1] @ t_rest))[inv]
             phi = lambda xt: _threshold_objective(xt, v, tau, k_star, jnp.where(a > 0, a, 1.0))
-            f = maximise_on_ellipsoid(phi, x0, geom, eps, iters)[1]
+            f = maximise_on_ellipsoid(phi, x0, geom, eps, iters, envelope=True)[1]
             t = f / (s * C[K - 1, K - 1])
             p = jnp.where(t >= span, 1.0, jnp.where(t < -span, 0.0, ndtr(t)))
             p = jnp.where(f >= _BIG / 2, 1.0, jnp.where(f <= -_BIG / 2, 0.0, p))

@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from ..model.losses import CROSS_ENTROPY, HINGE, LOGISTIC, QUADRATIC, get_loss
 from ..ode.rk4 import DOPRI5, RK4, ButcherTableau, integrate
-from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, plan_steps, solve_grid
+from ..ode.solve import STATUS_LEFT_DOMAIN, STATUS_OK, STATUS_STEP_FAILURE, StepPlan, plan_steps, solve_grid
 from ..schedule import at, broadcast_to, cast, grid_shape
 from .attacks import FGM, attack_coefficients, committee_attack
 from .fields import forces, geometry, gprime
@@ -87,6 +87,7 @@ __all__ = [
     "make_committee_field",
     "drift_from_averages",
     "solve_committee_ode",
+    "committee_trajectory",
     "check_overlaps",
     "committee_status",
     "QuadratureReport",
@@ -629,12 +630,9 @@ def solve_committee_ode(
     host_y0 = tuple(np.broadcast_to(np.asarray(z, dtype), shape + np.shape(z)) for z in (Q0, R0, b0, v0))
     dev_y0, dev_mix, dev_p = jax.device_put((host_y0, host_mix, host_p))
     y0, mixture, p = CommitteeState(*dev_y0), Mixture(*dev_mix), CommitteeParams(*dev_p)
-    project = _projection(spec.lipschitz)
 
     def integrate_with(r):
-        field = _grid_field(spec, r.whitening, plan.adaptive, sign_known)
-        nodes = (mixture, *_device_nodes(K, r, str(dtype)))
-        return solve_grid(field, plan, y0, p, nodes, shape=shape, project=project, devices=devices, dtype=dtype)
+        return _integrate(mixture, p, spec, plan, r, y0, sign_known, shape, devices, dtype)
 
     if rule is not None:
         report = QuadratureReport(rule)
@@ -654,6 +652,46 @@ def solve_committee_ode(
     return CommitteeODEResult(alpha, ys.Q, ys.R, ys.b, ys.v, n_evals, failed, status, report)
 
 
+def _integrate(mixture, params, spec, plan, rule, y0, sign_known, shape=(), devices=None, dtype=None):
+    """The committee ODE on :func:`jaxadv.ode.solve.solve_grid` with the nodes of ``rule`` (no checks)."""
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    field = _grid_field(spec, rule.whitening, plan.adaptive, sign_known)
+    nodes = (mixture, *_device_nodes(spec.K, rule, str(dtype)))
+    project = _projection(spec.lipschitz)
+    return solve_grid(field, plan, y0, params, nodes, shape=shape, project=project, devices=devices, dtype=dtype)
+
+
+def committee_trajectory(
+    mixture: Mixture,
+    params: CommitteeParams,
+    spec: CommitteeSpec,
+    plan: StepPlan,
+    rule: GaussRule,
+    y0: CommitteeState,
+    dtype: Any = None,
+) -> tuple[jax.Array, CommitteeState]:
+    r"""``(alpha, states)`` of the committee ODE from ``y0`` on ``plan`` (:func:`jaxadv.ode.solve.plan_steps`)
+    with the quadrature ``rule``, as a pure function of its inputs: no eager checks, no quadrature control and
+    no fallback, so :func:`jax.grad` goes through it, e.g. with respect to a schedule's values
+    (:class:`jaxadv.schedule.Schedule`); the committee's :func:`jaxadv.ode.solve.unit_trajectory`.
+    :func:`solve_committee_ode` is the checked form: with its ``rule`` (``result.quadrature.rule``), plan and
+    start, both give the same numbers (tested). One point, no grid; the RK4 step is under
+    :func:`jax.checkpoint` as in every solve.
+    """
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    sign_known = _sign_known(spec, np.asarray(y0.v), np.asarray(mixture.labels)) if _concrete(y0.v) else False
+    mixture = Mixture(*(jnp.asarray(z, dtype) for z in mixture))
+    params = CommitteeParams(*(cast(z, dtype) for z in params))
+    y0 = CommitteeState(*(jnp.asarray(z, dtype) for z in y0))
+    sol = _integrate(mixture, params, spec, plan, rule, y0, sign_known, dtype=dtype)
+    return sol.alpha, sol.ys
+
+
+def _concrete(x: Any) -> bool:
+    """``x`` is a value, not a tracer (its sign pattern can be read on the host)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
 @jax.jit
 def _status_failed(Q, R, b, v, step_failed):
     """:func:`committee_status` and ``status != STATUS_OK`` in one compiled call."""
@@ -664,9 +702,11 @@ def _status_failed(Q, R, b, v, step_failed):
 @functools.cache
 def _device_nodes(K: int, rule: GaussRule, dtype: str):
     """:func:`jaxadv.committee.quadrature.chunked_nodes` of ``rule`` as device arrays of ``dtype`` (cached: the
-    nodes are sent once, not at every call)."""
+    nodes are sent once, not at every call; made eagerly even when first asked for inside a trace, so the
+    cache never holds a tracer)."""
     t, w = chunked_nodes(K, rule, BATCH)
-    return jnp.asarray(t, dtype), jnp.asarray(w, dtype)
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(t, dtype), jnp.asarray(w, dtype)
 
 
 def _controlled(integrate_with, y0, p, mixture, spec, plan, tol, shape, check_end, dtype, digest):

@@ -40,7 +40,8 @@ class Objective(NamedTuple):
         eps_test: radius of the ``robust`` term.
         auc_max: upper end of the ``auc`` term's radii.
         radii: the radii of the ``radii`` term.
-        fn: ``fn(R, b, params) -> scalar``, with the data's ``params`` (:class:`jaxadv.ModelParams`).
+        fn: the unit's objective, ``fn(R, b, params) -> scalar``, with the data's ``params``
+            (:class:`jaxadv.ModelParams`); every student's is :meth:`combine` of its robust error.
     """
 
     weights: dict
@@ -48,6 +49,22 @@ class Objective(NamedTuple):
     auc_max: float
     radii: tuple
     fn: Callable[[Any, Any, ModelParams], jax.Array]
+
+    def combine(self, S: Callable[[jax.Array], jax.Array], clean: Callable[[], jax.Array] | None = None) -> jax.Array:
+        r""":math:`\Phi` (module docstring) of any student from its robust error ``S(eps)`` (``eps`` a radius or
+        an array of radii, the errors of the same shape); ``clean()``: its clean error (default ``S(0)``)."""
+        w = self.weights
+        total = jnp.zeros(())
+        if "clean" in w:
+            total = total + w["clean"] * (S(jnp.asarray(0.0)) if clean is None else clean())
+        if "robust" in w:
+            total = total + w["robust"] * S(jnp.asarray(self.eps_test))
+        if "auc" in w:
+            grid = jnp.linspace(0.0, self.auc_max, AUC_NODES)
+            total = total + w["auc"] * jnp.trapezoid(S(grid), grid) / self.auc_max
+        if "radii" in w:
+            total = total + w["radii"] * jnp.mean(S(jnp.asarray(self.radii)))
+        return total
 
     def describe(self) -> str:
         """``0.5 clean + 0.5 robust(eps=1)``-style text."""
@@ -99,19 +116,9 @@ def make_objective(
         raise ValueError(f"radii={list(radii)!r} must be finite numbers >= 0")
     if "radii" in weights and not radii:
         raise ValueError("objective.radii needs radii = [...]")
-    grid = jnp.linspace(0.0, auc_max, AUC_NODES)
+    objective = Objective(weights, float(eps_test), float(auc_max), radii, None)  # type: ignore[arg-type]
 
     def fn(R: Any, b: Any, params: ModelParams) -> jax.Array:
-        total = jnp.zeros(())
-        if "clean" in weights:
-            total = total + weights["clean"] * robust_error(R, b, 0.0, params)
-        if "robust" in weights:
-            total = total + weights["robust"] * robust_error(R, b, eps_test, params)
-        if "auc" in weights:
-            s = robust_error(R, b, grid, params)
-            total = total + weights["auc"] * jnp.trapezoid(s, grid) / auc_max
-        if "radii" in weights:
-            total = total + weights["radii"] * jnp.mean(robust_error(R, b, jnp.asarray(radii), params))
-        return total
+        return objective.combine(lambda eps: robust_error(R, b, eps, params))
 
-    return Objective(weights, float(eps_test), float(auc_max), radii, fn)
+    return objective._replace(fn=fn)

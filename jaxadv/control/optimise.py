@@ -30,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..analysis.measures import robust_error
 from ..model.params import SCHEDULABLE, ModelParams
 from ..model.rule import DEFAULT_RULE, TrainingRule
 from ..ode.solve import StepPlan, unit_trajectory
 from ..schedule import Schedule
 from .objective import Objective
 
-__all__ = ["Controls", "Problem", "Start", "OptimiseResult", "project", "budget_weights", "optimise", "objective_of"]
+__all__ = ["Controls", "Problem", "Path", "Start", "OptimiseResult", "project", "budget_weights", "optimise", "objective_of"]
 
 BISECTIONS = 100
 """Bisection steps of the budget's multiplier (the bracket shrinks by 2**-100: float64 round-off)."""
@@ -58,13 +59,14 @@ class Controls(NamedTuple):
     upper: tuple
     budget: float | None = None
 
-    def check(self, alpha_max: float) -> Controls:
-        """``self`` if valid for a run to ``alpha_max``; ``ValueError`` naming the field otherwise."""
+    def check(self, alpha_max: float, schedulable: Sequence[str] = SCHEDULABLE) -> Controls:
+        """``self`` if valid for a run to ``alpha_max`` with the student's ``schedulable`` parameters (default
+        the unit's); ``ValueError`` naming the field otherwise."""
         if not self.names or len(set(self.names)) != len(self.names):
             raise ValueError(f"controls={list(self.names)!r} must name distinct parameters")
         for n in self.names:
-            if n not in SCHEDULABLE:
-                raise ValueError(f"controls: {n!r} cannot follow a schedule; one of {', '.join(SCHEDULABLE)}")
+            if n not in schedulable:
+                raise ValueError(f"controls: {n!r} cannot follow a schedule; one of {', '.join(schedulable)}")
         k = self.knots
         constant = len(k) == 1 and k[0] == 0  # one knot: a constant
         if not constant and (len(k) < 2 or k[0] != 0 or abs(k[-1] - alpha_max) > 1e-12 * max(1.0, alpha_max)):
@@ -103,6 +105,8 @@ class Problem(NamedTuple):
     R0: float = 0.0
     b0: float = 0.0
 
+    schedulable = SCHEDULABLE
+
     def scheduled(self, values: Any) -> ModelParams:
         """``params`` with each controlled field the schedule of its row of ``values`` (shape ``(names,
         knots)``)."""
@@ -121,10 +125,35 @@ class Problem(NamedTuple):
         )
 
 
-def objective_of(problem: Problem, values: Any) -> jax.Array:
-    """:math:`J(v) = \\Phi(R(\\alpha_\\max), b(\\alpha_\\max))` under the schedules ``values``."""
-    _, R, b = problem.trajectory(values)
-    return problem.objective.fn(R[-1], b[-1], problem.params)
+    def value(self, values: Any) -> jax.Array:
+        """:math:`J(v) = \\Phi(R(\\alpha_\\max), b(\\alpha_\\max))` under the schedules ``values``."""
+        _, R, b = self.trajectory(values)
+        return self.objective.fn(R[-1], b[-1], self.params)
+
+    def path(self, values: Any) -> Path:
+        """The :class:`Path` of the ODE under the schedules ``values``."""
+        alpha, R, b = (np.asarray(x) for x in self.trajectory(values))
+        S = lambda e: np.asarray(robust_error(R, b, e, self.params))  # noqa: E731
+        phi = np.array([float(self.objective.fn(r, c, self.params)) for r, c in zip(R, b, strict=True)])
+        return Path(alpha, {"R": R, "b": b}, S(0.0), S(self.objective.eps_test), phi)
+
+
+class Path(NamedTuple):
+    """A protocol's ODE trajectory: ``alpha``, the order parameters ``order`` (``{column: array over alpha}``,
+    the columns of ``ode.csv``), the clean error, the robust error at the objective's ``eps_test`` and the
+    objective, each along ``alpha``."""
+
+    alpha: np.ndarray
+    order: dict
+    clean: np.ndarray
+    robust: np.ndarray
+    objective: np.ndarray
+
+
+def objective_of(problem: Any, values: Any) -> jax.Array:
+    """:math:`J(v)`, the objective at the end of the run under the schedules ``values``: ``problem.value`` of
+    a :class:`Problem` (the unit) or a :class:`jaxadv.control.committee.CommitteeControl`."""
+    return problem.value(values)
 
 
 def budget_weights(knots: Sequence[float]) -> np.ndarray:
@@ -190,7 +219,7 @@ class OptimiseResult(NamedTuple):
     starts: list
 
 
-def projected_gradient(problem: Problem, values: Any) -> jax.Array:
+def projected_gradient(problem: Any, values: Any) -> jax.Array:
     """:math:`v - P(v - \\nabla J(v))`: zero at a KKT point of the box (and budget) constrained problem."""
     g = jax.grad(lambda v: objective_of(problem, v))(values)
     return values - project(values - g, problem.controls)
@@ -236,7 +265,8 @@ def _spg(J, value_and_grad, P, v0, steps, learning_rate, tol):
     r"""Spectral projected gradient (Birgin, Martínez & Raydan 2000): the direction :math:`d = P(v - s g) - v`
     with the Barzilai--Borwein step :math:`s = \|\Delta v\|^2 / \Delta v\cdot\Delta g`, an Armijo backtracking
     on :math:`t\in(0, 1]` (sufficient decrease :math:`10^{-4}\,t\,g\cdot d`); stops when the projected
-    gradient's largest component is below ``tol``. Every iterate is feasible and the objective decreases."""
+    gradient's largest component is below ``tol``, or when the backtracking finds no decrease (the objective's
+    round-off reached). Every iterate is feasible and the objective decreases."""
     v = v0
     f, g = value_and_grad(v)
     hist = [float(f)]
@@ -248,6 +278,8 @@ def _spg(J, value_and_grad, P, v0, steps, learning_rate, tol):
         slope, t = float(jnp.sum(g * d)), 1.0
         while t > 1e-12 and float(J(v + t * d)) > float(f) + 1e-4 * t * slope:
             t *= 0.5
+        if t <= 1e-12:  # no decrease along the projected direction: the objective's round-off, stop here
+            break
         v_new = v + t * d
         f_new, g_new = value_and_grad(v_new)
         dv, dg = v_new - v, g_new - g
@@ -259,7 +291,7 @@ def _spg(J, value_and_grad, P, v0, steps, learning_rate, tol):
 
 
 def optimise(
-    problem: Problem,
+    problem: Any,
     *,
     starts: int = 4,
     steps: int = 200,
@@ -292,7 +324,7 @@ def optimise(
     for name, x in (("learning_rate", learning_rate), ("tol", tol)):
         if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0):
             raise ValueError(f"{name}={x!r} must be > 0")
-    problem.controls.check(problem.plan.alpha_max)
+    problem.controls.check(problem.plan.alpha_max, problem.schedulable)
     J = jax.jit(lambda v: objective_of(problem, v))
     value_and_grad = jax.jit(jax.value_and_grad(lambda v: objective_of(problem, v)))
     P = jax.jit(lambda v: project(v, problem.controls))

@@ -16,8 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..analysis.measures import robust_error
-from .optimise import Controls, OptimiseResult, Problem, budget_weights, objective_of, optimise
+from .optimise import Controls, OptimiseResult, budget_weights, objective_of, optimise
 
 __all__ = ["Protocol", "PROTOCOLS", "compare_protocols"]
 
@@ -25,29 +24,30 @@ PROTOCOLS = ("optimal", "constant", "ramp")
 
 
 class Protocol(NamedTuple):
-    """One protocol: its ``name``, knot ``values`` (shape ``(names, knots)``), ODE trajectory ``alpha``, ``R``,
-    ``b``, the clean and robust (``eps_test``) errors along it, and the final ``objective``."""
+    """One protocol: its ``name``, knot ``values`` (shape ``(names, knots)``), ODE trajectory ``alpha`` and order
+    parameters ``order`` (``{column: array over alpha}``: ``R``, ``b`` for the unit; ``Q_1_1``, ``R_1_1``, ...
+    for a committee), the clean and robust (``eps_test``) errors and the objective along it (``test_error``,
+    ``robust_error``, ``objective_path``), and the final ``objective``."""
 
     name: str
     values: np.ndarray
     alpha: np.ndarray
-    R: np.ndarray
-    b: np.ndarray
+    order: dict
     test_error: np.ndarray
     robust_error: np.ndarray
+    objective_path: np.ndarray
     objective: float
 
 
-def _protocol(problem: Problem, name: str, values: Any) -> Protocol:
+def _protocol(problem: Any, name: str, values: Any) -> Protocol:
     values = np.asarray(values, float)
-    alpha, R, b = (np.asarray(x) for x in problem.trajectory(values))
-    p, e = problem.params, problem.objective.eps_test
-    clean, robust = (np.asarray(robust_error(R, b, x, p)) for x in (0.0, e))
-    return Protocol(name, values, alpha, R, b, clean, robust, float(objective_of(problem, values)))
+    p = problem.path(values)
+    return Protocol(name, values, p.alpha, p.order, p.clean, p.robust, p.objective, float(objective_of(problem, values)))
 
 
-def compare_protocols(problem: Problem, result: OptimiseResult, **options: Any) -> dict[str, Protocol]:
-    """``{name: Protocol}`` of :data:`PROTOCOLS` for an :func:`optimise` ``result`` of ``problem``; ``options``
+def compare_protocols(problem: Any, result: OptimiseResult, **options: Any) -> dict[str, Protocol]:
+    """``{name: Protocol}`` of :data:`PROTOCOLS` for an :func:`optimise` ``result`` of ``problem`` (any student's);
+    ``options``
     go to the optimisation of the best constant (one knot)."""
     c = problem.controls
     n = len(c.knots)
