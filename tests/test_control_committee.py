@@ -17,13 +17,26 @@ from jaxadv.control.optimise import budget_weights
 
 STATES = {
     # XOR, K = 2, second layer not tied (where the two units' weights tie, the error has a kink in v)
-    "xor": (xor(rho=3.0), CommitteeState(*map(jnp.array, ([[1.0, 0.2], [0.2, 1.1]], [[1.2, 0.3], [-0.2, 1.1]],
-                                                            [0.1, -0.2], [0.6, 0.4])))),
+    "xor": (
+        xor(rho=3.0),
+        CommitteeState(*map(jnp.array, ([[1.0, 0.2], [0.2, 1.1]], [[1.2, 0.3], [-0.2, 1.1]], [0.1, -0.2], [0.6, 0.4]))),
+    ),
     # two clusters: the state an eps schedule reaches (the robust error's search ends where its tangent gradient
     # vanishes; differentiating through the search gave NaN there)
-    "two_cluster": (two_cluster(prior=0.7), CommitteeState(*map(jnp.array, ([[1.0, 0.26734309], [0.26734309, 1.0]],
-                                                                           [[0.71985081], [0.67819609]],
-                                                                           [-0.27727189, -0.49689572], [0.5, 0.5])))),
+    "two_cluster": (
+        two_cluster(prior=0.7),
+        CommitteeState(
+            *map(
+                jnp.array,
+                (
+                    [[1.0, 0.26734309], [0.26734309, 1.0]],
+                    [[0.71985081], [0.67819609]],
+                    [-0.27727189, -0.49689572],
+                    [0.5, 0.5],
+                ),
+            )
+        ),
+    ),
 }
 
 
@@ -52,8 +65,11 @@ def test_error_measures_derivatives_against_central_differences(name):
     mix, state = STATES[name]
     x, unflat = _flat(state)
     v_free = [i for i in range(x.size)][: x.size - state.v.size]  # the second layer of a tie has a kink
-    fine = jax.jit(lambda y: bisected_error(unflat(y), mix, lambda f, tau: tau * committee_output(f, unflat(y).v),
-                                            MEASURE_RULE, bisect=60))
+    fine = jax.jit(
+        lambda y: bisected_error(
+            unflat(y), mix, lambda f, tau: tau * committee_output(f, unflat(y).v), MEASURE_RULE, bisect=60
+        )
+    )
     g = np.asarray(jax.grad(lambda y: clean_error(unflat(y), mix))(x))
     assert float(fine(x)) == pytest.approx(float(clean_error(state, mix)), abs=1e-8)
     fd = _central(fine, x, 1e-5)
@@ -126,3 +142,31 @@ def test_committee_controls_are_the_committees_parameters():
         optimise(PROBLEM._replace(controls=PROBLEM.controls._replace(names=("prior",))))
     # eta_v is the committee's, not the unit's: accepted here
     PROBLEM.controls._replace(names=("eta_v",), lower=(0.1,), budget=None).check(T, PROBLEM.schedulable)
+
+
+def test_jaxadv_optimise_committee_console_script(tmp_path):
+    """``jaxadv optimise`` on a committee preset: its files, the order parameters of every protocol in
+    protocols.csv, a schedule.toml that reads back as the committee's configuration, and a committee-only bad
+    input refused in one line with exit 2."""
+    import csv
+    import subprocess
+    import sys
+
+    from jaxadv.app.config import load_any
+
+    out = tmp_path / "o"
+    base = [sys.executable, "-m", "jaxadv", "optimise", "committee", "--quiet"]
+    small = ["N=60", "replicas=4", "alpha_max=1", "n_save=1", "dt=0.1", "knots=3", "budget=0.5", "starts=2"]
+    sets = [x for s in small for x in ("--set", s)]
+    r = subprocess.run([*base, *sets, "--set", "steps=10", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(out / "protocols.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"Q_1_2", "R_1_1", "R_2_1", "b_1", "test_error", "robust_error"} <= set(rows[0])
+    assert {r["protocol"] for r in rows} == {"optimal", "constant", "ramp"}
+    student, cfg = load_any(str(out / "schedule.toml"))
+    assert student == "committee" and cfg["K"] == 2 and cfg["eps"].knots == (0.0, 0.5, 1.0)
+    assert budget_weights(cfg["eps"].knots) @ np.asarray(cfg["eps"].values) == pytest.approx(0.5, abs=1e-12)
+    assert (out / "confirm.csv").exists() and not list(out.glob("mc_checkpoint_*.npz"))
+    bad = subprocess.run([*base, "--set", "attack=worst", "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "attack='worst'" in bad.stderr and "Traceback" not in bad.stderr

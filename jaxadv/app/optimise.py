@@ -51,7 +51,14 @@ _SCHEDULABLE = {"unit": ("eps", "eta_w", "eta_b"), "committee": ("eps", "eta_w",
 _BOTH = "unit committee"
 _POSITIVE = (lambda x: x > 0, "must be > 0")
 OPTIMISE_KEYS = (
-    Key("controls", "str", "eps", _BOTH, "optimise", "the scheduled parameters, comma-separated (eps, eta_w, eta_b; a committee's eta_v)"),
+    Key(
+        "controls",
+        "str",
+        "eps",
+        _BOTH,
+        "optimise",
+        "the scheduled parameters, comma-separated (eps, eta_w, eta_b; a committee's eta_v)",
+    ),
     Key(
         "knots",
         "int",
@@ -226,7 +233,9 @@ def problem(cfg: Any, opts: dict[str, Any]) -> Any:
             default_second_layer(K) if cfg["v"] is None else jnp.asarray(cfg["v"], float),
         )
         return CommitteeControl(mixture, params, spec, plan, default_rule(K), y0, objective, controls)
-    return Problem(cfg.params, plan, objective, controls, cfg.rule, cfg.rule_params, 0.0 if cfg.R0 is None else cfg.R0, cfg.b0)
+    return Problem(
+        cfg.params, plan, objective, controls, cfg.rule, cfg.rule_params, 0.0 if cfg.R0 is None else cfg.R0, cfg.b0
+    )
 
 
 def _scheduled_cfg(cfg: Any, pb: Any, values: np.ndarray) -> Any:
@@ -401,7 +410,9 @@ def run_optimise(
             info.update(gain_mc=gain, gain_mc_sem=gain_sem, gain_deviation_sem=z, verdict=verdict)
             log(verdict)
         write_csv(os.path.join(out_dir, "schedule.csv"), sched)
-        text = schedule_toml({**best_cfg, "mc": True} if isinstance(best_cfg, dict) else dataclasses.replace(best_cfg, mc=True))
+        text = schedule_toml(
+            {**best_cfg, "mc": True} if isinstance(best_cfg, dict) else dataclasses.replace(best_cfg, mc=True)
+        )
         atomic_write_bytes(os.path.join(out_dir, "schedule.toml"), text.encode())
         write_csv(os.path.join(out_dir, "protocols.csv"), rows)
         write_csv(os.path.join(out_dir, "starts.csv"), starts)
@@ -453,11 +464,11 @@ def _replica_objectives(pb: Any, plan: Any, obs: Any) -> np.ndarray:
         from ..committee.montecarlo import committee_result
         from ..control import committee_objective
 
-        m = committee_result(plan, obs)
-        finals = CommitteeState(*(jnp.asarray(np.asarray(z[:, -1], np.float64)) for z in (m.Q, m.R, m.b, m.v)))
+        c = committee_result(plan, obs)
+        finals = CommitteeState(*(jnp.asarray(np.asarray(z[:, -1], np.float64)) for z in (c.Q, c.R, c.b, c.v)))
         mix = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), pb.mixture)
         one = jax.jit(lambda s: committee_objective(pb.objective, s, mix, pb.measure_rule))
-        ok = m.finite[:, -1]
+        ok = c.finite[:, -1]
         safe = jax.tree.map(lambda z: jnp.where(ok.reshape((-1,) + (1,) * (z.ndim - 1)), z, z[jnp.argmax(ok)]), finals)
         phi = np.array([float(one(jax.tree.map(lambda z, i=i: z[i], safe))) for i in range(len(ok))])
     else:
@@ -555,7 +566,9 @@ def optimise_command(args: argparse.Namespace) -> int:
     mc = values["mc"] and not args.no_mc
     if mc:  # two runs, one after the other: one's memory
         units = values["replicas"] * (values["K"] if opts["student"] == "committee" else 1)
-        check_run(values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full"))
+        check_run(
+            values["N"], units, values["n_save"], values["x64"], values["alpha_max"], values.get("sampler", "full")
+        )
     out = args.out or os.path.join("results", f"{values['name']}_optimise")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     ident = {

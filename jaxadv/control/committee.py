@@ -68,11 +68,14 @@ class CommitteeControl(NamedTuple):
     controls: Controls
     measure_rule: GaussRule | None = None
 
-    schedulable = COMMITTEE_SCHEDULABLE
+    @property
+    def schedulable(self) -> tuple[str, ...]:
+        """The parameters this student's protocol may control (:data:`COMMITTEE_SCHEDULABLE`)."""
+        return COMMITTEE_SCHEDULABLE
 
     def scheduled(self, values: Any) -> CommitteeParams:
         """``params`` with each controlled field the schedule of its row of ``values`` (shape ``(names, knots)``)."""
-        sched = {n: Schedule(self.controls.knots, values[i]) for i, n in enumerate(self.controls.names)}
+        sched: dict[str, Any] = {n: Schedule(self.controls.knots, values[i]) for i, n in enumerate(self.controls.names)}
         return self.params._replace(**sched)
 
     def trajectory(self, values: Any) -> tuple[jax.Array, CommitteeState]:
@@ -88,8 +91,8 @@ class CommitteeControl(NamedTuple):
     def path(self, values: Any) -> Path:
         """The :class:`jaxadv.control.optimise.Path` of the ODE under the schedules ``values`` (the order
         parameters as the columns of ``ode.csv``)."""
-        alpha, ys = self.trajectory(values)
-        ys = CommitteeState(*(np.asarray(z) for z in ys))
+        alpha, traj = self.trajectory(values)
+        ys: Any = tuple(np.asarray(z) for z in traj)
         order = columns(_Traj(np.asarray(alpha), *ys), self.mixture, errors=False)
         order.pop("alpha")
         states = [CommitteeState(*(jnp.asarray(z[i]) for z in ys)) for i in range(len(alpha))]
@@ -101,8 +104,8 @@ class CommitteeControl(NamedTuple):
 
 
 class _Traj(NamedTuple):
-    alpha: np.ndarray
-    Q: np.ndarray
-    R: np.ndarray
-    b: np.ndarray
-    v: np.ndarray
+    alpha: Any
+    Q: Any
+    R: Any
+    b: Any
+    v: Any

@@ -37,7 +37,17 @@ from ..ode.solve import StepPlan, unit_trajectory
 from ..schedule import Schedule
 from .objective import Objective
 
-__all__ = ["Controls", "Problem", "Path", "Start", "OptimiseResult", "project", "budget_weights", "optimise", "objective_of"]
+__all__ = [
+    "Controls",
+    "Problem",
+    "Path",
+    "Start",
+    "OptimiseResult",
+    "project",
+    "budget_weights",
+    "optimise",
+    "objective_of",
+]
 
 BISECTIONS = 100
 """Bisection steps of the budget's multiplier (the bracket shrinks by 2**-100: float64 round-off)."""
@@ -105,7 +115,10 @@ class Problem(NamedTuple):
     R0: float = 0.0
     b0: float = 0.0
 
-    schedulable = SCHEDULABLE
+    @property
+    def schedulable(self) -> tuple[str, ...]:
+        """The parameters this student's protocol may control (:data:`jaxadv.model.params.SCHEDULABLE`)."""
+        return tuple(SCHEDULABLE)
 
     def scheduled(self, values: Any) -> ModelParams:
         """``params`` with each controlled field the schedule of its row of ``values`` (shape ``(names,
@@ -123,7 +136,6 @@ class Problem(NamedTuple):
             rule=self.rule,
             rule_params=self.rule_params,
         )
-
 
     def value(self, values: Any) -> jax.Array:
         """:math:`J(v) = \\Phi(R(\\alpha_\\max), b(\\alpha_\\max))` under the schedules ``values``."""
@@ -211,12 +223,14 @@ class Start(NamedTuple):
 
 
 class OptimiseResult(NamedTuple):
-    """The best start's ``values`` and ``objective``, and every :class:`Start` (``starts[0]`` is the constant
-    start)."""
+    """The best start's ``values`` and ``objective``, every :class:`Start` (``starts[0]`` is the constant
+    start), and ``evaluate``: the compiled ``v -> (J(v), dJ/dv)`` over the problem's knot values (pass it to a
+    further :func:`optimise` of the same problem, e.g. ``tied=True``, to reuse it rather than compile again)."""
 
     values: np.ndarray
     objective: float
     starts: list
+    evaluate: Any = None
 
 
 def projected_gradient(problem: Any, values: Any) -> jax.Array:
@@ -300,6 +314,8 @@ def optimise(
     tol: float = 1e-9,
     seed: int = 0,
     log: Any = None,
+    tied: bool = False,
+    evaluate: Any = None,
 ) -> OptimiseResult:
     """Minimise the objective over the feasible schedules from ``starts`` starts (:func:`initial_values`); the
     best final point wins.
@@ -310,6 +326,10 @@ def optimise(
     ``tests/test_control.py``: SPG stops below ``tol`` (projected gradients 5e-11 to 6e-10) after 11 or 12
     iterations from every start; Adam's 200 iterations end with a projected gradient of 5e-3 to 7e-3, 0.005 to
     0.009 above the optimum's objective.
+
+    ``tied``: one value per controlled parameter, the same at every knot (the best constant schedule; the
+    values have shape ``(names, 1)``, the gradient is the sum over the knots). ``evaluate``: a previous
+    result's :attr:`OptimiseResult.evaluate` of the same problem (not compiled again).
 
     Raises:
         ValueError: ``starts`` or ``steps`` below 1, an unknown ``method``, ``learning_rate`` or ``tol`` not
@@ -325,16 +345,32 @@ def optimise(
         if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0):
             raise ValueError(f"{name}={x!r} must be > 0")
     problem.controls.check(problem.plan.alpha_max, problem.schedulable)
-    J = jax.jit(lambda v: objective_of(problem, v))
-    value_and_grad = jax.jit(jax.value_and_grad(lambda v: objective_of(problem, v)))
-    P = jax.jit(lambda v: project(v, problem.controls))
+    # one compiled program, J and its gradient together: the line search, the KKT check and the tied problem
+    # read it (a compilation of the committee's ODE and measures costs about 13 s on 2 cores)
+    full = jax.jit(jax.value_and_grad(lambda v: objective_of(problem, v))) if evaluate is None else evaluate
+    controls, value_and_grad = problem.controls, full
+    if tied:
+        n = len(controls.knots)
+        controls = controls._replace(knots=(0.0,))
+
+        def value_and_grad(c: Any) -> tuple[jax.Array, jax.Array]:
+            f, g = full(jnp.repeat(c, n, axis=1))
+            return f, jnp.sum(g, axis=1, keepdims=True)
+
+    def J(v: Any) -> jax.Array:
+        return value_and_grad(v)[0]
+
+    P = jax.jit(lambda v: project(v, controls))
+
+    def pg(v: Any) -> float:
+        return float(jnp.max(jnp.abs(v - P(v - value_and_grad(v)[1]))))
+
     run = _spg if method == "spg" else _adam
-    pg = jax.jit(lambda v: jnp.max(jnp.abs(projected_gradient(problem, v))))
     results = []
-    for s, v0 in enumerate(initial_values(problem.controls, starts, seed)):
+    for s, v0 in enumerate(initial_values(controls, starts, seed)):
         v, hist = run(J, value_and_grad, P, v0, steps, learning_rate, tol)
         f = float(J(v))
-        start = Start(np.asarray(v0), np.asarray(v), f, float(pg(v)), float(pg(v0)), np.asarray(hist + [f]))
+        start = Start(np.asarray(v0), np.asarray(v), f, pg(v), pg(v0), np.asarray(hist + [f]))
         results.append(start)
         if log:
             log(
@@ -342,4 +378,4 @@ def optimise(
                 f"(projected gradient {start.kkt:.1e})"
             )
     best = min(range(len(results)), key=lambda i: results[i].objective)
-    return OptimiseResult(results[best].values, results[best].objective, results)
+    return OptimiseResult(results[best].values, results[best].objective, results, full)

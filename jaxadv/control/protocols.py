@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
-from .optimise import Controls, OptimiseResult, budget_weights, objective_of, optimise
+from .optimise import OptimiseResult, budget_weights, objective_of, optimise
 
 __all__ = ["Protocol", "PROTOCOLS", "compare_protocols"]
 
@@ -39,28 +40,25 @@ class Protocol(NamedTuple):
     objective: float
 
 
-def _protocol(problem: Any, name: str, values: Any) -> Protocol:
+def _protocol(problem: Any, name: str, values: Any, evaluate: Any = None) -> Protocol:
     values = np.asarray(values, float)
     p = problem.path(values)
-    return Protocol(name, values, p.alpha, p.order, p.clean, p.robust, p.objective, float(objective_of(problem, values)))
+    J = objective_of(problem, values) if evaluate is None else evaluate(jnp.asarray(values))[0]
+    return Protocol(name, values, p.alpha, p.order, p.clean, p.robust, p.objective, float(J))
 
 
 def compare_protocols(problem: Any, result: OptimiseResult, **options: Any) -> dict[str, Protocol]:
     """``{name: Protocol}`` of :data:`PROTOCOLS` for an :func:`optimise` ``result`` of ``problem`` (any student's);
-    ``options``
-    go to the optimisation of the best constant (one knot)."""
+    ``options`` go to the optimisation of the best constant (``tied``: one value a parameter, on the result's
+    compiled objective)."""
     c = problem.controls
     n = len(c.knots)
-    one = Controls(c.names, (0.0,), c.lower, c.upper, c.budget)
-    const = optimise(problem._replace(controls=one), **{"starts": 2, **options}).values  # (names, 1)
-    constant = np.repeat(const, n, axis=1)
+    tied = optimise(problem, tied=True, evaluate=result.evaluate, **{"starts": 2, **options})
+    constant = np.repeat(tied.values, n, axis=1)
     ramp = constant.copy()
     if "eps" in c.names:
         i = c.names.index("eps")
         mean = float(budget_weights(c.knots) @ result.values[i])
         ramp[i] = np.clip(2.0 * mean * np.asarray(c.knots) / c.knots[-1], c.lower[i], c.upper[i])
-    return {
-        "optimal": _protocol(problem, "optimal", result.values),
-        "constant": _protocol(problem, "constant", constant),
-        "ramp": _protocol(problem, "ramp", ramp),
-    }
+    runs = {"optimal": result.values, "constant": constant, "ramp": ramp}
+    return {name: _protocol(problem, name, v, result.evaluate) for name, v in runs.items()}
