@@ -90,6 +90,7 @@ WHOLE_MODULES = {
     "control": [
         "jaxadv.control.objective",
         "jaxadv.control.optimise",
+        "jaxadv.control.committee",
         "jaxadv.control.adjoint",
         "jaxadv.control.protocols",
     ],

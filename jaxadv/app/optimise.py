@@ -1,16 +1,17 @@
-r"""``jaxadv optimise PRESET_OR_TOML``: the optimal schedule of the training rule's parameters for the unit
-(:mod:`jaxadv.control`), compared with the best constant and a linear ramp, and confirmed by Monte Carlo.
+r"""``jaxadv optimise PRESET_OR_TOML``: the optimal schedule of the training rule's parameters for the unit or a
+committee (:mod:`jaxadv.control`), compared with the best constant and a linear ramp, and confirmed by Monte Carlo.
 
-The configuration is the unit's (``jaxadv run``'s keys: data, rule, sizes, seed) plus the keys of
-:data:`OPTIMISE_KEYS`, in a TOML file's ``[optimise]`` table (which ``jaxadv run`` ignores) or as
-``--set KEY=VALUE``::
+The configuration is the student's (``jaxadv run``'s keys: data, student, rule, sizes, seed; a committee
+preset or ``student = "committee"`` optimises the committee's ODE from its ``R0``, ``Q0`` with the FGM
+attack) plus the keys of :data:`OPTIMISE_KEYS`, in a TOML file's ``[optimise]`` table (which ``jaxadv run``
+ignores) or as ``--set KEY=VALUE``::
 
     preset = "scenario2"
     alpha_max = 20
     N = 1000
     sampler = "reduced"           # the Monte Carlo's confirmation on the exact (R, b) chain
     [optimise]
-    controls = "eps"              # or "eps,eta_w"
+    controls = "eps"              # or "eps,eta_w" (a committee: also eta_v)
     knots = 11                    # equally spaced from 0 to alpha_max
     eps_bounds = [0, 2]
     budget = 0.5                  # the mean of eps over the run (none: free)
@@ -20,7 +21,8 @@ The configuration is the unit's (``jaxadv run``'s keys: data, rule, sizes, seed)
 The robust term is at ``eps_test`` (default: the configuration's ``eps``). Outputs (each written
 atomically): ``schedule.csv`` (alpha on 201 points; each controlled parameter under each protocol),
 ``schedule.toml`` (the optimal schedule as a ``jaxadv run`` configuration), ``protocols.csv`` (each protocol's
-trajectory: ``protocol, alpha, R, b, test_error, robust_error``), ``starts.csv`` (each start's objective,
+trajectory: ``protocol, alpha``, the order parameters (``R, b``; a committee's ``Q_k_l, R_k_j, b_k, v_k``),
+``test_error, robust_error``), ``starts.csv`` (each start's objective,
 projected gradient, iterations and values), with the Monte Carlo ``confirm.csv`` (each protocol's objective
 mean and standard error over replicas, and the gain), ``config.json`` and ``optimise.png``. The Monte Carlo
 of each protocol keeps its checkpoint (``mc_checkpoint_<protocol>.npz``) until every file is written: an
@@ -456,7 +458,9 @@ def _committee_plan(cfg: dict[str, Any], pb: Any) -> Any:
 
 def _replica_objectives(pb: Any, plan: Any, obs: Any) -> np.ndarray:
     """The objective of each replica's final order parameters (NaN where they are not finite)."""
-    if hasattr(pb, "mixture"):  # a committee
+    from ..control import CommitteeControl
+
+    if isinstance(pb, CommitteeControl):
         import jax
         import jax.numpy as jnp
 
