@@ -302,13 +302,13 @@ def test_sigint_after_the_first_chunk_ends_the_committee_sweep_and_the_rerun_res
     import time
 
     toml = tmp_path / "s.toml"
-    # ODE only, one point a chunk (0.75 s each, measured): the signal lands with 7 of the 8 chunks to go (with 4
-    # points the sweep could finish before a loaded machine delivered the signal)
+    # ODE only, one point a chunk (0.75 s each, measured): the signal lands with 15 of the 16 chunks to go (with 4
+    # and with 8 points the sweep finished, under the load of the whole suite, before the signal was delivered)
     toml.write_text(
         TOML.replace("mc = true", "mc = false\nchunk = 1")
         .replace("alpha_max = 0.5", "alpha_max = 20")
         .replace("n_save = 2", "n_save = 40")
-        .replace("eps = [0.0, 0.5]", "eps = [0.0, 0.25, 0.5, 0.75]")
+        .replace("eps = [0.0, 0.5]", "eps = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]")
     )
     out = tmp_path / "o"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
