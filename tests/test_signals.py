@@ -169,11 +169,12 @@ import sys
 import jax
 from jaxadv.app import cli, run
 
-def stuck(*a, **k):  # one XLA computation of minutes: Python cannot run a signal handler until it returns
-    f = jax.jit(lambda x: jax.lax.fori_loop(0, 2_000_000_000, lambda i, y: y * 0.999999 + 1e-9, x))
-    f(1.0).block_until_ready()  # compiled: the next call runs, stuck
+def stuck(*a, **k):  # one XLA computation of hours: Python cannot run a signal handler until it returns
+    inner = lambda y: jax.lax.fori_loop(0, 2_000_000_000, lambda i, z: z * 0.999999 + 1e-9, y)
+    f = jax.jit(lambda x, n: jax.lax.fori_loop(0, n, lambda j, y: inner(y), x))
+    f(1.0, 0).block_until_ready()  # compiled, nothing run: the next call runs, stuck
     print("stuck", file=sys.stderr, flush=True)
-    f(2.0).block_until_ready()
+    f(2.0, 10_000).block_until_ready()  # 2e13 steps (2e9 alone ended within a second on a fast core)
 
 run.run_student = stuck
 cli.STOP_GRACE_S = 2.0
@@ -194,11 +195,16 @@ def test_a_signal_inside_one_long_computation_ends_the_command_within_the_grace(
     proc = subprocess.Popen(
         [sys.executable, "-c", _STUCK, str(tmp_path / "o")], env=env, stderr=subprocess.PIPE, text=True
     )
-    assert proc.stderr.readline().strip() == "stuck"
-    time.sleep(0.5)
-    proc.send_signal(sig)
-    t0 = time.monotonic()
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stderr.readline().strip() == "stuck"
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave the stuck computation running
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130 and time.monotonic() - t0 < 15, err
     assert "did not stop within 2 s" in err and err.count("\n") == 1 and "Traceback" not in err, err
     # the lock of the ended process is stale: the next run into the folder takes it over
