@@ -52,3 +52,12 @@ def assert_every_file_registered(folder):
         if f not in RESULT_FILES + (LOCK_NAME, OWNER_NAME) and not any(fnmatch.fnmatch(f, p) for p in RESULT_PATTERNS)
     ]
     assert not stray, f"files --overwrite would leave behind: {stray}"
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test signals: SIGINT's default disposition. A process started in the
+    background of a non-interactive shell (``pytest ... &`` in a script) ignores SIGINT, its children inherit
+    that, and Python then installs no handler: a SIGINT sent by the test would be ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
