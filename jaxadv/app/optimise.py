@@ -430,30 +430,10 @@ def run_optimise(
 
 
 def _committee_plan(cfg: dict[str, Any], pb: Any) -> Any:
-    """The committee's Monte Carlo plan of a configuration (its values at the problem's start)."""
-    import jax
-    import jax.numpy as jnp
+    """The committee's Monte Carlo plan of a configuration, from the problem's start."""
+    from ..students.committee import mc_plan, resolve
 
-    from ..committee.montecarlo import plan_committee
-    from ..students.committee import resolve
-
-    _, mixture, params, spec = resolve(cfg)
-    y0 = pb.y0
-    return plan_committee(
-        jax.random.key(cfg["seed"]),
-        mixture,
-        params,
-        spec,
-        N=cfg["N"],
-        alpha_max=cfg["alpha_max"],
-        n_save=cfg["n_save"],
-        replicas=cfg["replicas"],
-        Q0=np.asarray(y0.Q),
-        R0=np.asarray(y0.R),
-        b0=np.asarray(y0.b),
-        v0=np.asarray(y0.v),
-        dtype=jnp.float64 if cfg["x64"] else jnp.float32,
-    )
+    return mc_plan(resolve(cfg), **{k: np.asarray(z) for k, z in zip(("Q0", "R0", "b0", "v0"), pb.y0, strict=True)})
 
 
 def _replica_objectives(pb: Any, plan: Any, obs: Any) -> np.ndarray:

@@ -121,14 +121,36 @@ def _error_chunk():
     return jax.jit(errors, static_argnames=("loss",))
 
 
+def mc_plan(problem: CommitteeProblem, **start: Any) -> Any:
+    """The committee's Monte Carlo :class:`~jaxadv.mc.driver.Plan` of a resolved configuration (its sizes, seed
+    and dtype); ``start``: ``Q0``, ``R0``, ``b0``, ``v0`` of :func:`jaxadv.committee.montecarlo.plan_committee`."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..committee.montecarlo import plan_committee
+
+    cfg, mixture, params, spec = problem
+    return plan_committee(
+        jax.random.key(cfg["seed"]),
+        mixture,
+        params,
+        spec,
+        N=cfg["N"],
+        alpha_max=cfg["alpha_max"],
+        n_save=cfg["n_save"],
+        replicas=cfg["replicas"],
+        dtype=jnp.float64 if cfg["x64"] else jnp.float32,
+        **start,
+    )
+
+
 def compute(problem: CommitteeProblem, simulate: Callable | None, log: Callable[[str], Any]) -> Outcome:
     """The committee's run (module docstring); ``simulate``: runs a driver plan (``None``: ODE only)."""
-    import jax
     import jax.numpy as jnp
 
     from .. import committee as cm
     from ..analysis.verdict import honest_verdict
-    from ..committee.montecarlo import committee_result, plan_committee
+    from ..committee.montecarlo import committee_result
     from ..committee.quadrature import default_rule
 
     cfg, mixture, params, spec = problem
@@ -142,20 +164,7 @@ def compute(problem: CommitteeProblem, simulate: Callable | None, log: Callable[
     mc = None
     if simulate is not None:
         t = time.perf_counter()
-        plan = plan_committee(
-            jax.random.key(cfg["seed"]),
-            mixture,
-            params,
-            spec,
-            N=cfg["N"],
-            alpha_max=cfg["alpha_max"],
-            n_save=cfg["n_save"],
-            replicas=cfg["replicas"],
-            b0=b0,
-            v0=v0,
-            dtype=dtype,
-            **given,
-        )
+        plan = mc_plan(problem, v0=v0, b0=b0, **given)
         mc = committee_result(plan, simulate(plan, "mc_checkpoint.npz", "monte carlo")[0])
         timings["mc_s"] = time.perf_counter() - t
         log(f"monte carlo: {cfg['replicas']} committees of K={K} at N={cfg['N']} in {timings['mc_s']:.1f}s")
